@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+// swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
+// rlhf → Models → Kernels → CBLAS, and Cluster → CMPI. C shims stay private to their module.
+import PackageDescription
+import Foundation
+
+// Hot loops must be built for the host's vector units: without -target-cpu Swift emits SSE2 only
+// and elementwise kernels run ~4× slower (shared/platform.md fact 8). Default is the build
+// machine's CPU; set RLHF_TARGET_CPU (e.g. `haswell`, `znver4`) when building for other nodes.
+let targetCPU = ProcessInfo.processInfo.environment["RLHF_TARGET_CPU"] ?? "native"
+let fastMath: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+
+let package = Package(
+    name: "swift-rlhf",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "rlhf", targets: ["rlhf"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: fastMath),
+        .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
+        .target(name: "Cluster", dependencies: ["CMPI"]),
+        .executableTarget(
+            name: "rlhf",
+            dependencies: ["Models", "Kernels", "Cluster",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: fastMath),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels"],
+                    resources: [.copy("Fixtures")], swiftSettings: fastMath),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models"]),
+    ]
+)

@@ -1,0 +1,20 @@
+#include <mpi.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+/* Open MPI's predefined handles are macros over incomplete structs ((MPI_Comm)&ompi_mpi_comm_world),
+   which Swift cannot import (shared/platform.md §1). These static inline accessors can be. */
+static inline MPI_Comm     cmpi_comm_world(void)    { return MPI_COMM_WORLD; }
+static inline MPI_Comm     cmpi_comm_self(void)     { return MPI_COMM_SELF; }
+static inline MPI_Comm     cmpi_comm_null(void)     { return MPI_COMM_NULL; }
+static inline MPI_Datatype cmpi_float(void)         { return MPI_FLOAT; }
+static inline MPI_Datatype cmpi_double(void)        { return MPI_DOUBLE; }
+static inline MPI_Datatype cmpi_int32(void)         { return MPI_INT32_T; }
+static inline MPI_Datatype cmpi_byte(void)          { return MPI_BYTE; }
+static inline MPI_Op       cmpi_sum(void)           { return MPI_SUM; }
+static inline MPI_Op       cmpi_max(void)           { return MPI_MAX; }
+static inline MPI_Op       cmpi_min(void)           { return MPI_MIN; }
+static inline const void * cmpi_in_place(void)      { return MPI_IN_PLACE; }
+static inline MPI_Status * cmpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Request  cmpi_request_null(void)  { return MPI_REQUEST_NULL; }
+/* pthread_self() is __attribute__((const)) and gets hoisted across actor hops (platform.md §5). */
+static inline long         cmpi_gettid(void)        { return syscall(SYS_gettid); }

@@ -1,0 +1,38 @@
+/// AdamW (Loshchilov & Hutter 2019) with decoupled weight decay, written to match torch.optim.AdamW
+/// step for step: p ← p·(1 − lr·wd) − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε).
+public struct AdamWHyperparameters: Sendable, Codable, Equatable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var eps: Float
+    public var weightDecay: Float
+    public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01) {
+        self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
+    }
+}
+
+/// One update of n parameters; `step` counts from 1. m, v [n] are the moment buffers.
+public func adamWUpdate(
+    params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>,
+    m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count n: Int,
+    step: Int, hyper h: AdamWHyperparameters, decay: Bool = true
+) {
+    let bc1 = Float(1 - pow(Double(h.beta1), Double(step)))
+    let bc2Sqrt = Float(1 - pow(Double(h.beta2), Double(step))).squareRoot()
+    let stepSize = h.learningRate / bc1
+    let shrink = decay ? 1 - h.learningRate * h.weightDecay : 1
+    let b1 = h.beta1, b2 = h.beta2, eps = h.eps
+    for i in 0..<n {
+        let g = grads[i]
+        let mi = b1 * m[i] + (1 - b1) * g
+        let vi = b2 * v[i] + (1 - b2) * g * g
+        m[i] = mi; v[i] = vi
+        params[i] = params[i] * shrink - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,53 @@
+import Foundation
+
+/// A 64-byte aligned, heap-allocated array of Float32 that never moves.
+///
+/// Kernels work on raw pointers (no bounds checks, no copy-on-write in hot loops); this class owns
+/// the memory and is `@unchecked Sendable` because concurrent users synchronise by construction
+/// (a buffer is written by one task, then handed over), the way llm.c hands out its activation slab.
+public final class FloatBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    /// Allocates `count` floats set to zero.
+    public init(count: Int) {
+        precondition(count >= 0, "FloatBuffer: negative count \(count)")
+        self.count = count
+        var raw: UnsafeMutableRawPointer? = nil
+        // Never inside a precondition: -Ounchecked would drop the allocation (platform.md §2).
+        let status = posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride)
+        guard status == 0, let raw else {
+            fatalError("FloatBuffer: cannot allocate \(count) floats (posix_memalign \(status))")
+        }
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    public convenience init(_ values: [Float]) {
+        self.init(count: values.count)
+        values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { free(pointer) }
+
+    public subscript(index: Int) -> Float {
+        get { pointer[index] }
+        set { pointer[index] = newValue }
+    }
+
+    public var buffer: UnsafeMutableBufferPointer<Float> { .init(start: pointer, count: count) }
+    public var array: [Float] { Array(buffer) }
+
+    public func zero() { pointer.update(repeating: 0, count: count) }
+
+    public func copy(from other: FloatBuffer) {
+        precondition(other.count == count, "FloatBuffer.copy: \(other.count) floats into \(count)")
+        pointer.update(from: other.pointer, count: count)
+    }
+
+    public func clone() -> FloatBuffer {
+        let result = FloatBuffer(count: count)
+        result.copy(from: self)
+        return result
+    }
+}

@@ -1,0 +1,48 @@
+import Kernels
+
+/// Mean negative log-likelihood of next tokens, with its full backward: the SFT objective and
+/// the training step `rlhf bench model` measures.
+public final class LanguageModelStep: @unchecked Sendable {
+    public let trunk: GPT2Trunk
+    public let activations: TrunkActivations
+    public let head: LMHeadCache
+    let dHidden: FloatBuffer
+
+    public init(trunk: GPT2Trunk, batch: Int, tokens: Int, loraRank: Int = 0) {
+        self.trunk = trunk
+        activations = TrunkActivations(config: trunk.config, batch: batch, tokens: tokens, loraRank: loraRank)
+        head = LMHeadCache(rows: batch * tokens, vocab: trunk.config.vocabSize)
+        dHidden = FloatBuffer(count: batch * tokens * trunk.config.channels)
+    }
+
+    /// loss = −(1/N) Σ log p(targets[i]) over the N rows with targets[i] ≥ 0.
+    /// Gradients are accumulated (+=) into trunkGradients and/or adapterGradients when given.
+    @discardableResult
+    public func run(tokens: [Int32], targets: [Int32], adapter: LoRAAdapter? = nil,
+                    trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil) throws -> Float {
+        try trunk.forward(tokens: tokens, adapter: adapter, activations: activations)
+        let logProbs = trunk.lmHeadLogProbs(hidden: activations.hidden, targets: targets, cache: head)
+        let n = targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
+        guard n > 0 else { throw ModelError.input("language-model loss: no targets in the batch") }
+        var loss: Double = 0
+        for (lp, t) in zip(logProbs, targets) where t >= 0 { loss -= Double(lp) }
+        loss /= Double(n)
+        guard trunkGradients != nil || adapterGradients != nil else { return Float(loss) }
+        let dLogProbs = targets.map { $0 >= 0 ? -1 / Float(n) : 0 }
+        dHidden.zero()
+        trunk.lmHeadBackward(dLogProbs: dLogProbs, hidden: activations.hidden, cache: head,
+                             dHidden: dHidden, trunkGradients: trunkGradients)
+        trunk.backward(dHidden: dHidden, adapter: adapter, activations: activations,
+                       trunkGradients: trunkGradients, adapterGradients: adapterGradients)
+        return Float(loss)
+    }
+
+    /// Matrix-multiply FLOPs of one forward of this shape (what `forward` issues to sgemm,
+    /// including the full T×T attention products); a training step issues 3× this.
+    public static func forwardFLOPs(config c: GPT2Config, batch b: Int, tokens t: Int) -> Double {
+        let m = Double(b * t), C = Double(c.channels), I = Double(c.innerSize)
+        let linear = 2 * m * (C * 3 * C + C * C + 2 * C * I)
+        let attention = 4 * Double(b) * Double(t) * Double(t) * C
+        return Double(c.layers) * (linear + attention) + 2 * m * C * Double(c.vocabSize)
+    }
+}

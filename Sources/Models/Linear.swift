@@ -1,0 +1,51 @@
+import Kernels
+
+/// A Conv1D-layout linear layer (HF GPT-2): out[M, N] = x[M, K] · W[K, N] + bias[N], plus an
+/// optional LoRA branch scale · (x·Aᵀ)·Bᵀ. The forward saves u = x·Aᵀ [M, r] for the backward.
+func linearForward(
+    out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+    rows m: Int, input k: Int, output n: Int, lora: LoRABranch?
+) {
+    // Broadcast the bias first, then accumulate the product into it (beta = 1): one pass fewer.
+    for r in 0..<m { (out + r * n).update(from: bias, count: n) }
+    BLAS.sgemm(m: m, n: n, k: k, a: x, lda: k, b: weight, ldb: n, beta: 1, c: out, ldc: n)
+    if let lora {
+        BLAS.sgemm(transB: true, m: m, n: lora.rank, k: k, a: x, lda: k, b: lora.a, ldb: k, c: lora.u, ldc: lora.rank)
+        BLAS.sgemm(transB: true, m: m, n: n, k: lora.rank, alpha: lora.scale, a: lora.u, lda: lora.rank,
+                   b: lora.b, ldb: lora.rank, beta: 1, c: out, ldc: n)
+    }
+}
+
+/// Backward of `linearForward`.
+/// dx ← dout·Wᵀ (overwritten, not accumulated) [+ LoRA: scale·(dout·B)·A];
+/// dWeight += xᵀ·dout and dBias += Σ_rows dout when given (trainable trunk only);
+/// LoRA: dB += scale·doutᵀ·u, dA += (scale·dout·B)ᵀ·x. `loraScratch` holds [M, r].
+func linearBackward(
+    dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?,
+    dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    rows m: Int, input k: Int, output n: Int, lora: LoRABranch?, loraScratch: UnsafeMutablePointer<Float>
+) {
+    if let dx {
+        BLAS.sgemm(transB: true, m: m, n: k, k: n, a: dout, lda: n, b: weight, ldb: n, c: dx, ldc: k)
+    }
+    if let dWeight {
+        BLAS.sgemm(transA: true, m: k, n: n, k: m, a: x, lda: k, b: dout, ldb: n, beta: 1, c: dWeight, ldc: n)
+    }
+    if let dBias { biasBackward(dBias, dout, rows: m, n: n) }
+    guard let lora else { return }
+    let r = lora.rank
+    if let gradB = lora.gradB {
+        BLAS.sgemm(transA: true, m: n, n: r, k: m, alpha: lora.scale, a: dout, lda: n, b: lora.u, ldb: r,
+                   beta: 1, c: gradB, ldc: r)
+    }
+    guard dx != nil || lora.gradA != nil else { return }
+    let du = loraScratch   // [M, r] = scale · dout · B
+    BLAS.sgemm(m: m, n: r, k: n, alpha: lora.scale, a: dout, lda: n, b: lora.b, ldb: r, c: du, ldc: r)
+    if let gradA = lora.gradA {
+        BLAS.sgemm(transA: true, m: r, n: k, k: m, a: du, lda: r, b: x, ldb: k, beta: 1, c: gradA, ldc: k)
+    }
+    if let dx {
+        BLAS.sgemm(m: m, n: k, k: r, a: du, lda: r, b: lora.a, ldb: k, beta: 1, c: dx, ldc: k)
+    }
+}

@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import Kernels
+
+struct RLHF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rlhf",
+        abstract: "Distributed RLHF on CPUs: OpenBLAS for the math, MPI for the traffic.",
+        subcommands: [Score.self, InitModel.self, Bench.self])
+}
+
+/// Diagnostics go to stderr so stdout stays machine-readable JSON lines.
+func log(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// One JSON object per line, keys sorted, for scripts that compare runs.
+func printJSONLine(_ object: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
+    fflush(nil)
+}
+
+/// Turns a thrown error into a clean one-line failure rather than a stack trace.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import Models
+
+struct Score: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Log-likelihood scoring: log-probs of tokens[1...] given the tokens before them.",
+        discussion: """
+        Reads JSON lines {"tokens": [ids…]} and prints, per line, {"logprobs": [...], "sum": x}, where \
+        logprobs[i] = log p(tokens[i+1] | tokens[0...i]).
+        """)
+
+    @Option(help: "Model folder with config.json and model.safetensors (Hugging Face GPT-2 format).")
+    var model: String
+
+    @Option(help: "JSONL file of {\"tokens\": [...]} lines, or - for standard input.")
+    var input: String
+
+    @Option(help: "Sequences per forward pass.")
+    var batchSize: Int = 8
+
+    func run() throws {
+        let trunk = try HFCheckpoint.load(directory: model)
+        log("score: \(model) (\(trunk.config.layers) layers, \(trunk.config.channels) wide, vocab \(trunk.config.vocabSize)); \(BLAS.summary)")
+        let sequences = try Self.readTokenLines(path: input, vocabSize: trunk.config.vocabSize)
+        let results = try trunk.scoreSequences(sequences, batchSize: batchSize)
+        for logProbs in results {
+            let sum = logProbs.reduce(0.0) { $0 + Double($1) }
+            printJSONLine(["logprobs": logProbs.map(Double.init), "sum": sum])
+        }
+    }
+
+    /// Parses {"tokens": [...]} lines; every bad line is an error naming file and line.
+    static func readTokenLines(path: String, vocabSize: Int) throws -> [[Int32]] {
+        let data: Data
+        if path == "-" { data = FileHandle.standardInput.readDataToEndOfFile() }
+        else {
+            guard let d = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read") }
+            data = d
+        }
+        var sequences: [[Int32]] = []
+        for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let where_ = "\(path):\(index + 1)"
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+                throw CLIError("\(where_): not a JSON object")
+            }
+            guard let raw = object["tokens"] as? [Any] else { throw CLIError("\(where_): missing \"tokens\" array") }
+            var ids: [Int32] = []
+            for value in raw {
+                guard let id = value as? Int, id >= 0, id < vocabSize else {
+                    throw CLIError("\(where_): token \(value) is not an id in 0..<\(vocabSize)")
+                }
+                ids.append(Int32(id))
+            }
+            guard !ids.isEmpty else { throw CLIError("\(where_): \"tokens\" is empty") }
+            sequences.append(ids)
+        }
+        return sequences
+    }
+}

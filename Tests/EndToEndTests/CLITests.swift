@@ -1,0 +1,69 @@
+import Foundation
+import Models
+import XCTest
+
+/// Runs the built `rlhf` binary the way a user does.
+final class CLITests: XCTestCase {
+    var directory = ""
+    override func setUp() {
+        directory = NSTemporaryDirectory() + "rlhf-e2e-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+
+    var binary: URL {
+        // The test bundle and the rlhf product are built into the same folder.
+        var folder = Bundle.main.bundleURL
+        if folder.pathExtension == "xctest" { folder.deleteLastPathComponent() }
+        return folder.appendingPathComponent("rlhf")
+    }
+
+    @discardableResult
+    func run(_ arguments: [String], expectExit status: Int32 = 0) throws -> (stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let result = (String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        XCTAssertEqual(process.terminationStatus, status, "rlhf \(arguments.joined(separator: " ")): \(result.1)")
+        return result
+    }
+
+    func testInitThenScoreMatchesTheLibrary() throws {
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: binary.path), "no rlhf binary at \(binary.path)")
+        let model = directory + "/model"
+        try run(["init", "--preset", "tiny", "--seed", "3", "--out", model])
+        let sequences: [[Int32]] = [[256, 72, 105], [256, 1, 2, 3, 4, 5, 6, 7, 8, 257], [9, 9]]
+        let input = directory + "/in.jsonl"
+        try sequences.map { "{\"tokens\": \($0)}" }.joined(separator: "\n").write(toFile: input, atomically: true, encoding: .utf8)
+        let (stdout, stderr) = try run(["score", "--model", model, "--input", input, "--batch-size", "2"])
+        XCTAssertTrue(stderr.contains("OpenBLAS core="), "prints the BLAS kernel and threads: \(stderr)")
+        let lines = stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, sequences.count)
+        let expected = try HFCheckpoint.load(directory: model).scoreSequences(sequences)
+        for (line, reference) in zip(lines, expected) {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let logProbs = (object["logprobs"] as! [Double]).map(Float.init)
+            // Batching changes padding and so sgemm shapes: equal to rounding, not bit for bit.
+            XCTAssertEqual(logProbs.count, reference.count)
+            for (a, b) in zip(logProbs, reference) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+            XCTAssertEqual(object["sum"] as! Double, logProbs.reduce(0.0) { $0 + Double($1) }, accuracy: 1e-9)
+        }
+    }
+
+    func testScoreRejectsBadLinesNamingFileAndLine() throws {
+        let model = directory + "/model"
+        try run(["init", "--preset", "tiny", "--out", model])
+        let input = directory + "/bad.jsonl"
+        try "{\"tokens\": [1, 2]}\n{\"tokens\": [1, 999]}\n".write(toFile: input, atomically: true, encoding: .utf8)
+        let (_, stderr) = try run(["score", "--model", model, "--input", input], expectExit: 1)
+        XCTAssertTrue(stderr.contains("bad.jsonl:2: token 999 is not an id in 0..<258"), stderr)
+        let (_, missing) = try run(["score", "--model", directory + "/nowhere", "--input", input], expectExit: 1)
+        XCTAssertTrue(missing.contains("nowhere/config.json"), missing)
+    }
+}

@@ -1,0 +1,64 @@
+import Kernels
+import Models
+import XCTest
+
+final class LoRATests: XCTestCase {
+    func testFreshAdapterWithZeroBIsBitIdenticalToAdaptersOff() throws {
+        let trunk = try randomTrunk()
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: LoRATarget.allCases), modelConfig: trunk.config)
+        var rng = RNG(seed: 3)
+        adapter.initialize(rng: &rng)
+        XCTAssertNotEqual(adapter.weights.array.filter { $0 != 0 }.count, 0, "A is random")
+        let tokens = randomTokens(10, vocab: 23, seed: 2)
+        XCTAssertEqual(try trunk.logits(of: tokens, adapter: adapter), try trunk.logits(of: tokens))
+    }
+
+    /// Hydra: policy LoRA, critic LoRA and adapters-off over one trunk object, none copied.
+    func testSeveralAdaptersShareOneTrunk() throws {
+        let trunk = try randomTrunk()
+        let before = trunk.weights.array
+        var rng = RNG(seed: 5)
+        let policy = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 4, targets: [.attentionQKV, .mlpUp]), modelConfig: trunk.config)
+        let critic = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 4, targets: [.attentionOutput, .mlpDown]), modelConfig: trunk.config)
+        for adapter in [policy, critic] {
+            for i in 0..<adapter.weights.count { adapter.weights[i] = 0.2 * rng.normal() }
+        }
+        let tokens = randomTokens(8, vocab: 23, seed: 6)
+        let off = try trunk.logits(of: tokens)
+        let withPolicy = try trunk.logits(of: tokens, adapter: policy)
+        let withCritic = try trunk.logits(of: tokens, adapter: critic)
+        XCTAssertGreaterThan(maxAbsDifference(off, withPolicy), 1e-3)
+        XCTAssertGreaterThan(maxAbsDifference(off, withCritic), 1e-3)
+        XCTAssertGreaterThan(maxAbsDifference(withPolicy, withCritic), 1e-3)
+        XCTAssertEqual(try trunk.logits(of: tokens), off, "adapters off is unchanged after using adapters")
+        XCTAssertEqual(trunk.weights.array, before)
+    }
+
+    /// The adapter's effect equals merging scale·(B·A)ᵀ into the Conv1D weight [in, out].
+    func testAdapterEqualsMergedWeights() throws {
+        let trunk = try randomTrunk()
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 3, targets: [.mlpUp]), modelConfig: trunk.config)
+        var rng = RNG(seed: 8)
+        for i in 0..<adapter.weights.count { adapter.weights[i] = 0.3 * rng.normal() }
+        let merged = try GPT2Trunk(config: trunk.config, weights: trunk.weights.clone())
+        let c = trunk.config
+        for l in 0..<c.layers {
+            let a = adapter.layout["h.\(l).mlp.c_fc.lora_A.weight"]!, b = adapter.layout["h.\(l).mlp.c_fc.lora_B.weight"]!
+            let w = trunk.layout.tensors["h.\(l).mlp.c_fc.weight"]!
+            for i in 0..<c.channels {
+                for o in 0..<c.innerSize {
+                    var delta: Float = 0
+                    for r in 0..<2 { delta += adapter.weights[b.offset + o * 2 + r] * adapter.weights[a.offset + r * c.channels + i] }
+                    merged.weights[w.offset + i * c.innerSize + o] += 1.5 * delta
+                }
+            }
+        }
+        let tokens = randomTokens(9, vocab: 23, seed: 1)
+        XCTAssertLessThan(maxAbsDifference(try trunk.logits(of: tokens, adapter: adapter), try merged.logits(of: tokens)), 1e-5)
+    }
+
+    func testInvalidAdapterConfigsAreRejected() {
+        XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 0), modelConfig: tinyConfig()))
+        XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 2, targets: []), modelConfig: tinyConfig()))
+    }
+}
