@@ -1,4 +1,13 @@
+/* pkg-config (ompi-c) supplies the include path; without pkg-config, Debian's multiarch location. */
+#if __has_include(<mpi.h>)
 #include <mpi.h>
+#elif __has_include("/usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h")
+#include "/usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h"
+#elif __has_include("/usr/lib/aarch64-linux-gnu/openmpi/include/mpi.h")
+#include "/usr/lib/aarch64-linux-gnu/openmpi/include/mpi.h"
+#else
+#error "mpi.h not found: install libopenmpi-dev (Debian: apt-get install libopenmpi-dev)"
+#endif
 #include <unistd.h>
 #include <sys/syscall.h>
 /* Open MPI's predefined handles are macros over incomplete structs ((MPI_Comm)&ompi_mpi_comm_world),

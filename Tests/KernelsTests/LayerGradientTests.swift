@@ -112,16 +112,19 @@ final class LayerGradientTests: XCTestCase {
         }
     }
 
-    /// Two AdamW steps against the update rule of torch.optim.AdamW written out in Double.
+    /// Three AdamW steps against the update rule of torch.optim.AdamW written out in Double,
+    /// over 37 parameters (two 16-lane blocks and a scalar tail).
     func testAdamWMatchesTorchUpdateRule() {
         let hyper = AdamWHyperparameters(learningRate: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1)
-        let p = FloatBuffer([1, -2, 0.5]), m = FloatBuffer(count: 3), v = FloatBuffer(count: 3)
-        let gradients: [[Float]] = [[0.5, -1, 0], [0.25, 2, -3]]
-        var ref: [Double] = [1, -2, 0.5], rm = [0.0, 0, 0], rv = [0.0, 0, 0]
-        for (step, g) in gradients.enumerated() {
-            adamWUpdate(params: p.pointer, grads: g, m: m.pointer, v: v.pointer, count: 3, step: step + 1, hyper: hyper)
-            let t = Double(step + 1)
-            for i in 0..<3 {
+        var probe = Probe(seed: 15)
+        let n = 37
+        let p = probe.buffer(n), m = FloatBuffer(count: n), v = FloatBuffer(count: n)
+        var ref = p.array.map(Double.init), rm = [Double](repeating: 0, count: n), rv = rm
+        for step in 1...3 {
+            let g = probe.buffer(n)
+            adamWUpdate(params: p.pointer, grads: g.pointer, m: m.pointer, v: v.pointer, count: n, step: step, hyper: hyper)
+            let t = Double(step)
+            for i in 0..<n {
                 let gi = Double(g[i])
                 ref[i] *= 1 - 0.1 * 0.1
                 rm[i] = 0.9 * rm[i] + 0.1 * gi
@@ -130,7 +133,7 @@ final class LayerGradientTests: XCTestCase {
                 ref[i] -= 0.1 * (rm[i] / (1 - Foundation.pow(0.9, t))) / denom
             }
         }
-        for i in 0..<3 { XCTAssertEqual(Double(p[i]), ref[i], accuracy: 1e-6) }
+        for i in 0..<n { XCTAssertEqual(Double(p[i]), ref[i], accuracy: 1e-5, "parameter \(i)") }
         // Worked number: step 1 moves a parameter by lr·sign(g) (m̂/√v̂ = ±1) plus decay: 1·0.99 − 0.1.
         let q = FloatBuffer([1]), qm = FloatBuffer(count: 1), qv = FloatBuffer(count: 1)
         adamWUpdate(params: q.pointer, grads: [3], m: qm.pointer, v: qv.pointer, count: 1, step: 1, hyper: hyper)
