@@ -18,21 +18,24 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
+        .target(name: "Tokenizers"),
         .target(name: "Cluster", dependencies: ["CMPI"]),
         .executableTarget(
             name: "rlhf",
-            dependencies: ["Models", "Kernels", "Cluster",
+            dependencies: ["Models", "Kernels", "Cluster", "Tokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models"]),
     ]

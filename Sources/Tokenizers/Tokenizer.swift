@@ -1,0 +1,59 @@
+import Foundation
+
+/// Text ↔ token ids. Every stage tokenises through this protocol, so the byte tokenizer of the
+/// built-in tasks and Hugging Face tokenizers are interchangeable.
+public protocol Tokenizer: Sendable {
+    /// Number of ids, special tokens included (the model's vocab must be at least this).
+    var vocabSize: Int { get }
+    var bosTokenId: Int32? { get }
+    var eosTokenId: Int32? { get }
+    func encode(_ text: String) -> [Int32]
+    func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String
+    /// A short description for logs ("byte (258 ids)", "BPE tokenizer.json (50257 ids)").
+    var summary: String { get }
+}
+
+public struct TokenizerError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum Tokenizers {
+    /// `byte` for the byte tokenizer; otherwise a tokenizer.json file, or a folder holding one.
+    public static func load(_ spec: String) throws -> any Tokenizer {
+        if spec == "byte" { return ByteTokenizer() }
+        var path = spec
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            path = (path as NSString).appendingPathComponent("tokenizer.json")
+        }
+        return try BPETokenizer(path: path)
+    }
+}
+
+/// Bytes as tokens: ids 0…255 are the UTF-8 bytes, 256 is BOS and 257 EOS (vocab 258, the tiny
+/// and small presets). Special tokens are never parsed out of text: text is only bytes.
+public struct ByteTokenizer: Tokenizer {
+    public static let bos: Int32 = 256
+    public static let eos: Int32 = 257
+    public init() {}
+    public var vocabSize: Int { 258 }
+    public var bosTokenId: Int32? { Self.bos }
+    public var eosTokenId: Int32? { Self.eos }
+    public var summary: String { "byte (258 ids: 256 bytes, BOS 256, EOS 257)" }
+
+    public func encode(_ text: String) -> [Int32] { text.utf8.map { Int32($0) } }
+
+    public func decode(_ ids: [Int32], skipSpecialTokens: Bool = true) -> String {
+        var bytes: [UInt8] = []
+        var out = ""
+        func flush() { out += String(decoding: bytes, as: UTF8.self); bytes.removeAll() }
+        for id in ids {
+            if id >= 0 && id < 256 { bytes.append(UInt8(id)); continue }
+            flush()
+            if !skipSpecialTokens { out += id == Self.bos ? "<|bos|>" : id == Self.eos ? "<|eos|>" : "<|\(id)|>" }
+        }
+        flush()
+        return out
+    }
+}
