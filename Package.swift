@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
-// rlhf → Models → Kernels → CBLAS, and Cluster → CMPI. C shims stay private to their module.
+// rlhf → Training → {Models, Tokenizers} → Kernels → CBLAS, and Cluster → CMPI. C shims stay private to their module.
 import PackageDescription
 import Foundation
 
@@ -27,9 +27,10 @@ let package = Package(
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
         .target(name: "Tokenizers"),
         .target(name: "Cluster", dependencies: ["CMPI"]),
+        .target(name: "Training", dependencies: ["Models", "Kernels", "Tokenizers", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "rlhf",
-            dependencies: ["Models", "Kernels", "Cluster", "Tokenizers",
+            dependencies: ["Training", "Models", "Kernels", "Cluster", "Tokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
@@ -37,6 +38,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Kernels", "Tokenizers"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training"]),
     ]
 )

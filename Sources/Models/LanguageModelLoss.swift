@@ -15,14 +15,16 @@ public final class LanguageModelStep: @unchecked Sendable {
         dHidden = FloatBuffer(count: batch * tokens * trunk.config.channels)
     }
 
-    /// loss = −(1/N) Σ log p(targets[i]) over the N rows with targets[i] ≥ 0.
+    /// loss = −(1/N) Σ log p(targets[i]) over the rows with targets[i] ≥ 0, N = `normalizer` or,
+    /// by default, the number of such rows. A global batch split into micro-batches passes its
+    /// total target count, so the accumulated gradient is that of the whole batch's token mean.
     /// Gradients are accumulated (+=) into trunkGradients and/or adapterGradients when given.
     @discardableResult
-    public func run(tokens: [Int32], targets: [Int32], adapter: LoRAAdapter? = nil,
+    public func run(tokens: [Int32], targets: [Int32], normalizer: Int? = nil, adapter: LoRAAdapter? = nil,
                     trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil) throws -> Float {
         try trunk.forward(tokens: tokens, adapter: adapter, activations: activations)
         let logProbs = trunk.lmHeadLogProbs(hidden: activations.hidden, targets: targets, cache: head)
-        let n = targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
+        let n = normalizer ?? targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
         guard n > 0 else { throw ModelError.input("language-model loss: no targets in the batch") }
         var loss: Double = 0
         for (lp, t) in zip(logProbs, targets) where t >= 0 { loss -= Double(lp) }

@@ -1,0 +1,90 @@
+import Foundation
+import Kernels
+import Tokenizers
+
+/// One tokenised demonstration: inputs and next-token targets of equal length; a target is −1
+/// where no loss is taken (prompt positions).
+public struct TokenizedExample: Equatable, Sendable {
+    public var tokens: [Int32]
+    public var targets: [Int32]
+    public var lossTokens: Int { targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
+}
+
+public enum SFTTokenization {
+    /// [BOS] prompt completion [EOS]; the loss covers the completion and EOS.
+    public static func tokenize(_ e: SFTExample, tokenizer: any Tokenizer, maxLength: Int) throws -> TokenizedExample {
+        let prompt = (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(e.prompt)
+        let completion = tokenizer.encode(e.completion) + (tokenizer.eosTokenId.map { [$0] } ?? [])
+        let sequence = prompt + completion
+        guard sequence.count - 1 <= maxLength else {
+            throw DatasetError("\(e.source): \(sequence.count - 1) tokens exceed train.max_length (\(maxLength))")
+        }
+        guard !completion.isEmpty, sequence.count >= 2 else { throw DatasetError("\(e.source): empty completion") }
+        let tokens = Array(sequence.dropLast())
+        var targets = Array(sequence.dropFirst())
+        for i in 0..<max(prompt.count - 1, 0) { targets[i] = -1 }
+        return TokenizedExample(tokens: tokens, targets: targets)
+    }
+
+    /// The prompt part alone, for generation.
+    public static func promptTokens(_ e: SFTExample, tokenizer: any Tokenizer) -> [Int32] {
+        (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(e.prompt)
+    }
+}
+
+/// A right-padded micro-batch [B, T]: tokens (pad 0) and targets (pad −1).
+public struct MicroBatch: Sendable {
+    public let batch: Int, length: Int
+    public let tokens: [Int32], targets: [Int32]
+    public let lossTokens: Int
+
+    public init(_ examples: [TokenizedExample]) {
+        batch = examples.count
+        length = examples.map(\.tokens.count).max() ?? 0
+        var tokens = [Int32](repeating: 0, count: batch * length)
+        var targets = [Int32](repeating: -1, count: batch * length)
+        for (r, e) in examples.enumerated() {
+            for (j, t) in e.tokens.enumerated() { tokens[r * length + j] = t }
+            for (j, t) in e.targets.enumerated() { targets[r * length + j] = t }
+        }
+        self.tokens = tokens; self.targets = targets
+        lossTokens = examples.reduce(0) { $0 + $1.lossTokens }
+    }
+}
+
+/// The training stream: an endless sequence of examples, epoch after epoch, each epoch in its
+/// own seeded order, so no example is dropped and the position is one integer (the cursor:
+/// examples consumed), which makes resuming exact.
+public struct DataStream: Sendable {
+    public let examples: [TokenizedExample]
+    public let seed: UInt64
+
+    public init(examples: [TokenizedExample], seed: UInt64) {
+        precondition(!examples.isEmpty, "DataStream needs examples")
+        self.examples = examples; self.seed = seed
+    }
+
+    func order(epoch: Int) -> [Int] {
+        var rng = RNG(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        var order = Array(examples.indices)
+        shuffle(&order, &rng)
+        return order
+    }
+
+    /// The global batch starting at `cursor`, split into micro-batches of `microBatchSize`.
+    /// Examples are sorted by length inside the global batch first (length bucketing), so each
+    /// micro-batch pads little; the split is the same whatever the number of ranks.
+    public func globalBatch(cursor: Int, size: Int, microBatchSize: Int) -> [MicroBatch] {
+        var picked: [TokenizedExample] = []
+        var epochCache: (Int, [Int])? = nil
+        for position in cursor..<(cursor + size) {
+            let epoch = position / examples.count
+            if epochCache?.0 != epoch { epochCache = (epoch, order(epoch: epoch)) }
+            picked.append(examples[epochCache!.1[position % examples.count]])
+        }
+        picked = picked.enumerated().sorted { ($0.element.tokens.count, $0.offset) < ($1.element.tokens.count, $1.offset) }.map(\.element)
+        return stride(from: 0, to: picked.count, by: microBatchSize).map {
+            MicroBatch(Array(picked[$0..<min($0 + microBatchSize, picked.count)]))
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Kernels
+import Models
+import Tokenizers
+
+/// What training needs besides the weights to continue exactly where it stopped.
+public struct TrainingState: Codable, Equatable, Sendable {
+    public var formatVersion = 1
+    public var stage: String
+    public var step: Int            // optimizer steps done
+    public var cursor: Int          // training examples consumed (DataStream position)
+    public var optimizerStep: Int
+    public var learningRate: Float  // the rate used by the last step
+    public var rng: RNG             // stage's RNG (sampling); restored as is
+    public var tokenizer: String    // "byte" or "tokenizer.json" (copied beside the model)
+    public var worldSize: Int
+}
+
+/// A checkpoint folder (design §6): a Hugging Face model folder (config.json, model.safetensors,
+/// tokenizer.json when BPE) plus training_state.json and optimizer.safetensors. It is written to
+/// a temporary folder and renamed, so a crash never leaves a half checkpoint as the newest.
+public enum Checkpoints {
+    public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
+
+    public static func save(directory: String, step: Int, trunk: GPT2Trunk, optimizer: AdamW, state: TrainingState,
+                            tokenizerFile: String?, keepLast: Int) throws -> String {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let final = (directory as NSString).appendingPathComponent(folderName(step: step))
+        let temporary = final + ".tmp-\(getpid())"
+        try? fm.removeItem(atPath: temporary)
+        try HFCheckpoint.save(trunk, directory: temporary)
+        if let tokenizerFile { try fm.copyItem(atPath: tokenizerFile, toPath: (temporary as NSString).appendingPathComponent("tokenizer.json")) }
+        let moments = optimizer.layout.tensors.flatMap { t in
+            [(name: "m." + t.name, shape: t.shape, data: UnsafePointer(optimizer.m.pointer + t.offset)),
+             (name: "v." + t.name, shape: t.shape, data: UnsafePointer(optimizer.v.pointer + t.offset))]
+        }
+        try SafeTensorsFile.write(path: (temporary as NSString).appendingPathComponent("optimizer.safetensors"), tensors: moments)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(state).write(to: URL(fileURLWithPath: (temporary as NSString).appendingPathComponent("training_state.json")))
+        if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
+        try fm.moveItem(atPath: temporary, toPath: final)
+        // Keep the newest `keepLast`; clear leftovers of interrupted saves.
+        let all = try fm.contentsOfDirectory(atPath: directory)
+        for name in all where name.contains(".tmp-") { try? fm.removeItem(atPath: (directory as NSString).appendingPathComponent(name)) }
+        let complete = all.filter { $0.hasPrefix("step-") && !$0.contains(".tmp-") }.sorted()
+        for name in complete.dropLast(keepLast) { try fm.removeItem(atPath: (directory as NSString).appendingPathComponent(name)) }
+        return final
+    }
+
+    /// The newest complete checkpoint in `directory` (a run's checkpoints folder), if any.
+    public static func newest(in directory: String) -> String? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return nil }
+        return names.filter { $0.hasPrefix("step-") && !$0.contains(".tmp-") }
+            .filter { FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent($0 + "/training_state.json")) }
+            .sorted().last.map { (directory as NSString).appendingPathComponent($0) }
+    }
+
+    public static func loadState(_ checkpoint: String) throws -> TrainingState {
+        let path = (checkpoint as NSString).appendingPathComponent("training_state.json")
+        guard let data = FileManager.default.contents(atPath: path) else { throw TrainingError("\(path): cannot read") }
+        do { return try JSONDecoder().decode(TrainingState.self, from: data) }
+        catch { throw TrainingError("\(path): not a training state (\(error))") }
+    }
+
+    /// Restores the optimizer's moments from a checkpoint written by `save`.
+    public static func loadOptimizer(_ checkpoint: String, into optimizer: AdamW, step: Int) throws {
+        let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent("optimizer.safetensors"))
+        var m = [Float](repeating: 0, count: optimizer.m.count), v = m
+        for t in optimizer.layout.tensors {
+            try m.withUnsafeMutableBufferPointer { try file.read("m." + t.name, into: $0.baseAddress! + t.offset, count: t.count) }
+            try v.withUnsafeMutableBufferPointer { try file.read("v." + t.name, into: $0.baseAddress! + t.offset, count: t.count) }
+        }
+        try optimizer.restore(m: m, v: v, step: step)
+    }
+}

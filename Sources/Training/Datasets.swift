@@ -1,0 +1,117 @@
+import Foundation
+
+/// JSONL datasets (design §6). Every line must parse; a bad line is an error naming the file,
+/// the line and the field — never skipped. Fields not listed here are ignored.
+public struct DatasetError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A demonstration: the loss counts `completion` only. A {"text"} line is a completion with an
+/// empty prompt (every token counts).
+public struct SFTExample: Equatable, Sendable {
+    public var prompt: String
+    public var completion: String
+    /// The reference answer for exact-match evaluation, when the data has one.
+    public var answer: String?
+    public var source: String   // file:line, for errors raised later (e.g. too long)
+    public init(prompt: String, completion: String, answer: String? = nil, source: String = "") {
+        self.prompt = prompt; self.completion = completion; self.answer = answer; self.source = source
+    }
+}
+
+public struct PreferenceExample: Equatable, Sendable {
+    public var prompt: String, chosen: String, rejected: String
+    public var margin: Double?
+    public var openEnded: Bool?
+    public var task: String?
+    public var source: String
+}
+
+public struct PromptExample: Equatable, Sendable {
+    public var prompt: String
+    public var answer: String?
+    public var task: String?
+    public var source: String
+}
+
+public enum JSONL {
+    /// (line number, object) for every non-blank line.
+    public static func objects(path: String) throws -> [(line: Int, object: [String: Any])] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw DatasetError("\(path): cannot read (missing?)") }
+        var result: [(Int, [String: Any])] = []
+        for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if line.allSatisfy(\.isWhitespace) { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+                throw DatasetError("\(path):\(index + 1): not a JSON object")
+            }
+            result.append((index + 1, object))
+        }
+        return result
+    }
+
+    static func string(_ o: [String: Any], _ field: String, at place: String, required: Bool = true) throws -> String? {
+        guard let value = o[field], !(value is NSNull) else {
+            if required { throw DatasetError("\(place): missing field '\(field)'") }
+            return nil
+        }
+        guard let s = value as? String else { throw DatasetError("\(place): field '\(field)' must be a string") }
+        return s
+    }
+
+    public static func sft(path: String) throws -> [SFTExample] {
+        let examples = try objects(path: path).map { line, o -> SFTExample in
+            let place = "\(path):\(line)"
+            if o["text"] != nil {
+                guard o["prompt"] == nil && o["completion"] == nil else {
+                    throw DatasetError("\(place): give either 'text' or 'prompt' + 'completion', not both")
+                }
+                return SFTExample(prompt: "", completion: try string(o, "text", at: place)!, source: place)
+            }
+            guard o["prompt"] != nil || o["completion"] != nil else {
+                throw DatasetError("\(place): missing field 'prompt' + 'completion' (or 'text')")
+            }
+            return SFTExample(prompt: try string(o, "prompt", at: place)!, completion: try string(o, "completion", at: place)!,
+                              answer: try string(o, "answer", at: place, required: false), source: place)
+        }
+        guard !examples.isEmpty else { throw DatasetError("\(path): no examples") }
+        return examples
+    }
+
+    public static func preferences(path: String) throws -> [PreferenceExample] {
+        try objects(path: path).map { line, o in
+            let place = "\(path):\(line)"
+            var margin: Double?
+            if let m = o["margin"], !(m is NSNull) {
+                guard let v = m as? Double else { throw DatasetError("\(place): field 'margin' must be a number") }
+                margin = v
+            }
+            var openEnded: Bool?
+            if let v = o["open_ended"], !(v is NSNull) {
+                guard let b = v as? Bool else { throw DatasetError("\(place): field 'open_ended' must be true or false") }
+                openEnded = b
+            }
+            return PreferenceExample(prompt: try string(o, "prompt", at: place)!, chosen: try string(o, "chosen", at: place)!,
+                                     rejected: try string(o, "rejected", at: place)!, margin: margin, openEnded: openEnded,
+                                     task: try string(o, "task", at: place, required: false), source: place)
+        }
+    }
+
+    public static func prompts(path: String) throws -> [PromptExample] {
+        try objects(path: path).map { line, o in
+            let place = "\(path):\(line)"
+            return PromptExample(prompt: try string(o, "prompt", at: place)!, answer: try string(o, "answer", at: place, required: false),
+                                 task: try string(o, "task", at: place, required: false), source: place)
+        }
+    }
+
+    /// Writes objects one per line (keys sorted), via a temporary file and a rename.
+    public static func write(_ objects: [[String: Any]], to path: String) throws {
+        var text = ""
+        for o in objects {
+            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])
+            text += String(decoding: data, as: UTF8.self) + "\n"
+        }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+}

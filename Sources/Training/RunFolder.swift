@@ -1,0 +1,118 @@
+import Foundation
+
+/// A run's folder: config.yaml (the resolved config), metrics.jsonl (one object per line),
+/// checkpoints/. Runs go to runs/<name>-<timestamp> under the working folder unless `out` says
+/// otherwise; `resume: auto` continues the newest run of the same name that has a checkpoint.
+public struct RunFolder: Sendable {
+    public let path: String
+    public var checkpoints: String { (path as NSString).appendingPathComponent("checkpoints") }
+    public var metrics: String { (path as NSString).appendingPathComponent("metrics.jsonl") }
+    public var config: String { (path as NSString).appendingPathComponent("config.yaml") }
+
+    public init(path: String) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
+    }
+
+    /// Where to run and what to resume from, with a sentence saying which and why.
+    public static func choose(name: String, out: String, resume: String, workingDirectory: String,
+                              now: Date = Date()) throws -> (folder: RunFolder, checkpoint: String?, message: String) {
+        let fm = FileManager.default
+        if resume != "auto" && resume != "never" {
+            let checkpoint = URL(fileURLWithPath: resume).standardizedFileURL.path
+            // A checkpoint lives in <run>/checkpoints/step-N: continue in that run unless told otherwise.
+            let folder = out.isEmpty ? URL(fileURLWithPath: checkpoint).deletingLastPathComponent().deletingLastPathComponent().path : out
+            return (try RunFolder(path: folder), checkpoint, "resuming from \(checkpoint) (resume: path)")
+        }
+        if !out.isEmpty {
+            let folder = try RunFolder(path: out)
+            if resume == "auto", let c = Checkpoints.newest(in: folder.checkpoints) {
+                return (folder, c, "resuming from \(c) (resume: auto, newest checkpoint in \(out))")
+            }
+            return (folder, nil, resume == "never" ? "starting fresh (resume: never)" : "starting fresh: no checkpoint in \(out)")
+        }
+        let runs = (workingDirectory as NSString).appendingPathComponent("runs")
+        if resume == "auto", let names = try? fm.contentsOfDirectory(atPath: runs) {
+            let mine = names.filter { $0.hasPrefix(name + "-") && Self.isTimestamp(String($0.dropFirst(name.count + 1))) }.sorted()
+            for candidate in mine.reversed() {
+                let folder = (runs as NSString).appendingPathComponent(candidate)
+                if let c = Checkpoints.newest(in: (folder as NSString).appendingPathComponent("checkpoints")) {
+                    return (try RunFolder(path: folder), c, "resuming from \(c) (resume: auto, newest run named \(name))")
+                }
+            }
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        var folder = (runs as NSString).appendingPathComponent("\(name)-\(formatter.string(from: now))")
+        var suffix = 1
+        while fm.fileExists(atPath: folder) { folder = (runs as NSString).appendingPathComponent("\(name)-\(formatter.string(from: now))-\(suffix)"); suffix += 1 }
+        return (try RunFolder(path: folder), nil, resume == "never" ? "starting fresh (resume: never)" : "starting fresh: no earlier run named \(name) has a checkpoint")
+    }
+
+    static func isTimestamp(_ s: String) -> Bool {
+        let parts = s.split(separator: "-")
+        return parts.count >= 2 && parts[0].count == 8 && parts[1].count == 6 && parts.allSatisfy { $0.allSatisfy(\.isNumber) }
+    }
+
+    public func writeConfig(_ yaml: String) throws {
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    /// On resume, drops metric lines from steps after the checkpoint, so the file reads as one run.
+    public func truncateMetrics(afterStep step: Int) throws {
+        guard let data = FileManager.default.contents(atPath: metrics) else { return }
+        let kept = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { line in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let s = o["step"] as? Int else { return false }
+            return s <= step
+        }
+        try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: metrics, atomically: true, encoding: .utf8)
+    }
+
+    public func appendMetrics(_ object: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        if !FileManager.default.fileExists(atPath: metrics) { FileManager.default.createFile(atPath: metrics, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: metrics) else { throw TrainingError("\(metrics): cannot open for writing") }
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: data + Data("\n".utf8))
+    }
+}
+
+/// Progress on rank 0: a redrawn bar with ETA when stdout is a terminal, plain lines otherwise.
+public struct Progress {
+    public let total: Int
+    public let every: Int
+    let interactive = isatty(1) != 0
+    let start = Date()
+    var startStep: Int
+
+    public init(total: Int, every: Int, startStep: Int) { self.total = total; self.every = max(every, 1); self.startStep = startStep }
+
+    public func update(step: Int, fields: String) {
+        let elapsed = Date().timeIntervalSince(start)
+        let done = step - startStep
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - step) : 0
+        if interactive {
+            let width = 30, filled = total > 0 ? width * step / total : width
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            print("\r\(bar) \(step)/\(total) \(fields) eta \(Self.clock(eta))   ", terminator: "")
+            fflush(nil)
+            if step == total { print("") }
+        } else if step % every == 0 || step == total {
+            print("step \(step)/\(total) \(fields) elapsed \(Self.clock(elapsed)) eta \(Self.clock(eta))")
+            fflush(nil)
+        }
+    }
+
+    public func line(_ text: String) {
+        if interactive { print("\r" + text + String(repeating: " ", count: 20)) } else { print(text) }
+        fflush(nil)
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}

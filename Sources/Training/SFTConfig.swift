@@ -1,0 +1,101 @@
+import Foundation
+
+/// Keys every stage shares: the run, the model, the tokenizer, the data, optimisation,
+/// evaluation, checkpoints and logging. Stages add their own sections.
+public enum CommonKeys {
+    public static let run: [ConfigKey] = [
+        ConfigKey("name", .string, .string("experiment"), "run name; the run folder is runs/<name>-<timestamp>"),
+        ConfigKey("out", .path, .string(""), "run folder (default runs/<name>-<timestamp> under the working folder)"),
+        ConfigKey("seed", .int, .int(1), "seed of every random choice (init, data order, sampling)"),
+        ConfigKey("resume", .string, .string("auto"), "auto (newest checkpoint of this run name), never, or a checkpoint path"),
+        ConfigKey("tokenizer", .string, .string("byte"), "byte, or a tokenizer.json (or folder holding one)"),
+        ConfigKey("model.preset", .choice(["tiny", "small", "gpt2"]), .string("tiny"), "shape of a freshly initialised model"),
+        ConfigKey("model.init_from", .path, .string(""), "Hugging Face GPT-2 folder to start from (overrides preset)"),
+    ]
+    public static let data: [ConfigKey] = [
+        ConfigKey("data.task", .choice(["", "arith"]), .string(""), "built-in task generated in memory (instead of files)"),
+        ConfigKey("data.seed", .int, .int(1), "seed of the built-in task's split and flaws"),
+        ConfigKey("data.flaw", .choice(["drop_carry", "off_by_one", "random"]), .string("drop_carry"), "arith: the demonstrator's habit"),
+        ConfigKey("data.flaw_share", .float, .float(0.6), "arith: share of eligible demos that carry the flaw"),
+        ConfigKey("data.eval_size", .int, .int(500), "arith: held-out (a, b) pairs"),
+        ConfigKey("data.train", .path, .string(""), "training JSONL (when no task)"),
+        ConfigKey("data.eval", .path, .string(""), "evaluation JSONL (when no task)"),
+    ]
+    public static let training: [ConfigKey] = [
+        ConfigKey("train.steps", .int, .int(0), "optimizer steps (0: derive from train.epochs)"),
+        ConfigKey("train.epochs", .float, .float(1), "passes over the data when train.steps is 0"),
+        ConfigKey("train.batch_size", .int, .int(32), "global batch: sequences per optimizer step"),
+        ConfigKey("train.micro_batch_size", .int, .int(8), "sequences per forward/backward on one rank"),
+        ConfigKey("train.max_length", .int, .int(64), "longest tokenised example kept (longer ones are an error)"),
+        ConfigKey("train.lr", .float, .float(1e-3), "peak learning rate"),
+        ConfigKey("train.min_lr_ratio", .float, .float(0.1), "cosine floor as a share of train.lr"),
+        ConfigKey("train.warmup_steps", .int, .int(20), "linear warm-up steps"),
+        ConfigKey("train.weight_decay", .float, .float(0.01), "AdamW decoupled decay (matrices and embeddings only)"),
+        ConfigKey("train.beta1", .float, .float(0.9), "AdamW β1"),
+        ConfigKey("train.beta2", .float, .float(0.999), "AdamW β2"),
+        ConfigKey("train.eps", .float, .float(1e-8), "AdamW ε"),
+        ConfigKey("train.grad_clip", .float, .float(1.0), "clip the global gradient norm to this (0: off)"),
+    ]
+    public static let evaluation: [ConfigKey] = [
+        ConfigKey("eval.every", .int, .int(100), "evaluate every N optimizer steps (and at the end)"),
+        ConfigKey("eval.max_examples", .int, .int(200), "held-out examples per evaluation"),
+        ConfigKey("eval.max_new_tokens", .int, .int(8), "greedy decoding budget for exact match"),
+        ConfigKey("checkpoint.every", .int, .int(200), "save every N optimizer steps (and at the end; 0: end only)"),
+        ConfigKey("checkpoint.keep_last", .int, .int(2), "checkpoints kept; older ones are deleted"),
+        ConfigKey("log.every", .int, .int(10), "print a line every N steps when stdout is not a terminal"),
+    ]
+}
+
+public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation)
+
+/// The SFT experiment, typed. Built from a resolved config; `validate` checks relations between keys.
+public struct SFTConfig: Sendable {
+    public var resolved: ResolvedConfig
+    public var name: String, out: String, seed: UInt64, resume: String, tokenizer: String
+    public var preset: String, initFrom: String
+    public var task: String, dataSeed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int, trainFile: String, evalFile: String
+    public var steps: Int, epochs: Double, batchSize: Int, microBatchSize: Int, maxLength: Int
+    public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float, eps: Float, gradClip: Float
+    public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
+
+    public init(_ c: ResolvedConfig) throws {
+        resolved = c
+        name = c.string("name"); out = c.string("out"); seed = UInt64(truncatingIfNeeded: c.int("seed"))
+        resume = c.string("resume"); tokenizer = c.string("tokenizer")
+        preset = c.string("model.preset"); initFrom = c.string("model.init_from")
+        task = c.string("data.task"); dataSeed = UInt64(truncatingIfNeeded: c.int("data.seed"))
+        flaw = ArithFlaw(rawValue: c.string("data.flaw"))!; flawShare = c.double("data.flaw_share"); evalSize = c.int("data.eval_size")
+        trainFile = c.string("data.train"); evalFile = c.string("data.eval")
+        steps = c.int("train.steps"); epochs = c.double("train.epochs"); batchSize = c.int("train.batch_size")
+        microBatchSize = c.int("train.micro_batch_size"); maxLength = c.int("train.max_length")
+        lr = c.float("train.lr"); minLRRatio = c.float("train.min_lr_ratio"); warmupSteps = c.int("train.warmup_steps")
+        weightDecay = c.float("train.weight_decay"); beta1 = c.float("train.beta1"); beta2 = c.float("train.beta2")
+        eps = c.float("train.eps"); gradClip = c.float("train.grad_clip")
+        evalEvery = c.int("eval.every"); evalMaxExamples = c.int("eval.max_examples"); evalMaxNewTokens = c.int("eval.max_new_tokens")
+        checkpointEvery = c.int("checkpoint.every"); keepLast = c.int("checkpoint.keep_last"); logEvery = c.int("log.every")
+        try validate()
+    }
+
+    func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
+        try check(!name.isEmpty && !name.contains("/"), "'name' must be a non-empty name without '/'")
+        try check(batchSize > 0 && microBatchSize > 0, "'train.batch_size' and 'train.micro_batch_size' must be positive")
+        try check(task.isEmpty != trainFile.isEmpty, task.isEmpty ? "set 'data.task' or 'data.train'" : "set either 'data.task' or 'data.train', not both")
+        try check(!task.isEmpty || !evalFile.isEmpty || evalEvery == 0, "'data.eval' is needed for evaluation (or set eval.every=0)")
+        try check(steps >= 0 && epochs > 0, "'train.steps' must be ≥ 0 and 'train.epochs' > 0")
+        try check(lr > 0 && minLRRatio >= 0 && minLRRatio <= 1, "'train.lr' must be > 0 and 'train.min_lr_ratio' in [0, 1]")
+        try check(flawShare >= 0 && flawShare <= 1, "'data.flaw_share' must be in [0, 1]")
+        try check(keepLast >= 1, "'checkpoint.keep_last' must be at least 1")
+        try check(["auto", "never"].contains(resume) || FileManager.default.fileExists(atPath: resume),
+                  "'resume' must be auto, never or an existing checkpoint folder; '\(resume)' does not exist")
+    }
+
+    /// Micro-batches each rank runs per optimizer step: global batch = micro × accumulation × ranks.
+    public func accumulationSteps(worldSize: Int) throws -> Int {
+        let perStep = microBatchSize * worldSize
+        guard batchSize % perStep == 0 else {
+            throw ConfigError("'train.batch_size' (\(batchSize)) must be a multiple of train.micro_batch_size × ranks (\(microBatchSize) × \(worldSize))")
+        }
+        return batchSize / perStep
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import Kernels
+import Models
+import Tokenizers
+
+/// What an SFT run produced.
+public struct SFTResult: Sendable {
+    public var runFolder: String
+    public var steps: Int
+    public var initialEval: EvalResult?
+    public var finalEval: EvalResult?
+    public var lastCheckpoint: String?
+}
+
+/// Supervised fine-tuning: next-token loss on completions, AdamW with warm-up + cosine,
+/// gradient clipping and accumulation, periodic evaluation and checkpoints, exact resume.
+public final class SFTStage {
+    public let config: SFTConfig
+    let workingDirectory: String
+    let say: (String) -> Void
+    let worldSize = 1   // data parallelism arrives with the distributed issue
+
+    public init(config: SFTConfig, workingDirectory: String = FileManager.default.currentDirectoryPath,
+                say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
+        self.config = config; self.workingDirectory = workingDirectory; self.say = say
+    }
+
+    /// Builds the model: from a Hugging Face folder, or a preset sized to the tokenizer.
+    static func makeModel(_ c: SFTConfig, tokenizer: any Tokenizer, seed: UInt64) throws -> GPT2Trunk {
+        if !c.initFrom.isEmpty {
+            let trunk = try HFCheckpoint.load(directory: c.initFrom)
+            guard tokenizer.vocabSize <= trunk.config.vocabSize else {
+                throw TrainingError("tokenizer has \(tokenizer.vocabSize) ids but \(c.initFrom) has a vocabulary of \(trunk.config.vocabSize)")
+            }
+            return trunk
+        }
+        var shape = try GPT2Config.preset(c.preset)
+        shape.vocabSize = tokenizer.vocabSize
+        shape.bosTokenId = tokenizer.bosTokenId.map(Int.init)
+        shape.eosTokenId = tokenizer.eosTokenId.map(Int.init)
+        let trunk = try GPT2Trunk(config: shape)
+        var rng = RNG(seed: seed)
+        trunk.initialize(rng: &rng)
+        return trunk
+    }
+
+    public func run() throws -> SFTResult {
+        let c = config
+        let tokenizer = try Tokenizers.load(c.tokenizer)
+        let (train, evalSet): ([SFTExample], [SFTExample])
+        if c.task == "arith" {
+            let task = ArithTask(seed: c.dataSeed, flaw: c.flaw, flawShare: c.flawShare, evalSize: c.evalSize)
+            (train, evalSet) = (task.sftExamples(), task.evalExamples())
+        } else {
+            train = try JSONL.sft(path: c.trainFile)
+            evalSet = c.evalFile.isEmpty ? [] : try JSONL.sft(path: c.evalFile)
+        }
+        let tokenized = try train.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.maxLength) }
+        let evalExamples = Array(evalSet.prefix(c.evalMaxExamples))
+        let accumulation = try c.accumulationSteps(worldSize: worldSize)
+        let stepsPerEpoch = Double(train.count) / Double(c.batchSize)
+        let totalSteps = c.steps > 0 ? c.steps : max(1, Int((c.epochs * stepsPerEpoch).rounded(.up)))
+
+        let (folder, checkpoint, resumeMessage) = try RunFolder.choose(name: c.name, out: c.out, resume: c.resume, workingDirectory: workingDirectory)
+        say("sft: run folder \(folder.path)")
+        say("resolved config (\(c.resolved.file ?? "defaults")):\n" + c.resolved.yaml)
+        say("""
+            derived: world size \(worldSize), global batch \(c.batchSize) sequences = micro-batch \(c.microBatchSize) × \
+            \(accumulation) accumulation steps × \(worldSize) ranks; \(train.count) training examples, \
+            \(String(format: "%.2f", stepsPerEpoch)) optimizer steps per epoch, \(totalSteps) optimizer steps \
+            (\(String(format: "%.2f", Double(totalSteps) / stepsPerEpoch)) epochs); \(evalExamples.count) eval examples
+            tokenizer: \(tokenizer.summary); \(BLAS.summary)
+            """)
+        try folder.writeConfig(c.resolved.yaml)
+        if c.task == "arith" {
+            _ = try ArithTask(seed: c.dataSeed, flaw: c.flaw, flawShare: c.flawShare, evalSize: c.evalSize)
+                .write(to: (folder.path as NSString).appendingPathComponent("data"))
+        }
+
+        let trunk: GPT2Trunk
+        var state = TrainingState(stage: "sft", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: c.seed &+ 7),
+                                  tokenizer: c.tokenizer == "byte" ? "byte" : "tokenizer.json", worldSize: worldSize)
+        if let checkpoint {
+            trunk = try HFCheckpoint.load(directory: checkpoint)
+            state = try Checkpoints.loadState(checkpoint)
+            guard state.stage == "sft" else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not sft") }
+            try folder.truncateMetrics(afterStep: state.step)
+        } else {
+            trunk = try Self.makeModel(c, tokenizer: tokenizer, seed: c.seed)
+        }
+        say(resumeMessage + (checkpoint != nil ? " at step \(state.step)" : ""))
+        say("model: \(trunk.config.layers) layers, \(trunk.config.heads) heads, \(trunk.config.channels) wide, vocab \(trunk.config.vocabSize), \(trunk.layout.parameterCount) parameters")
+
+        let optimizer = AdamW(layout: trunk.layout.tensors,
+                              hyper: AdamWHyperparameters(learningRate: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay))
+        if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: optimizer, step: state.optimizerStep) }
+        let schedule = LearningRateSchedule(peak: c.lr, minRatio: c.minLRRatio, warmupSteps: c.warmupSteps, totalSteps: totalSteps)
+        let stream = DataStream(examples: tokenized, seed: c.seed)
+        let gradients = FloatBuffer(count: trunk.layout.parameterCount)
+        var steps: [String: LanguageModelStep] = [:]
+        var result = SFTResult(runFolder: folder.path, steps: totalSteps)
+        let tokenizerFile = c.tokenizer == "byte" ? nil : (try? Tokenizers.load(c.tokenizer) as? BPETokenizer)?.path
+
+        func evaluate(step: Int) throws -> EvalResult {
+            let r = try Evaluation.run(trunk: trunk, examples: evalExamples, tokenizer: tokenizer, maxLength: c.maxLength,
+                                       maxNewTokens: c.evalMaxNewTokens, batchSize: max(c.microBatchSize, 32))
+            var metrics: [String: Any] = ["step": step, "eval_loss": r.loss]
+            if let em = r.exactMatch { metrics["exact_match"] = em }
+            try folder.appendMetrics(metrics)
+            return r
+        }
+        func describe(_ r: EvalResult) -> String {
+            "eval loss \(String(format: "%.4f", r.loss))" + (r.exactMatch.map { String(format: ", exact match %.1f%%", 100 * $0) } ?? "")
+        }
+        func save(step: Int) throws {
+            result.lastCheckpoint = try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: trunk, optimizer: optimizer,
+                                                         state: state, tokenizerFile: tokenizerFile, keepLast: c.keepLast)
+        }
+
+        if state.step == 0 && !evalExamples.isEmpty && c.evalEvery > 0 {
+            let r = try evaluate(step: 0)
+            result.initialEval = r
+            say("step 0: \(describe(r))")
+        }
+        var progress = Progress(total: totalSteps, every: c.logEvery, startStep: state.step)
+        while state.step < totalSteps {
+            let started = Date()
+            let step = state.step + 1
+            let microBatches = stream.globalBatch(cursor: state.cursor, size: c.batchSize, microBatchSize: c.microBatchSize)
+            let lossTokens = microBatches.reduce(0) { $0 + $1.lossTokens }
+            gradients.zero()
+            var loss: Float = 0
+            var tokens = 0
+            for batch in microBatches {
+                let key = "\(batch.batch)x\(batch.length)"
+                let lm = steps[key] ?? LanguageModelStep(trunk: trunk, batch: batch.batch, tokens: batch.length)
+                steps[key] = lm
+                loss += try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens, trunkGradients: gradients)
+                tokens += batch.batch * batch.length
+            }
+            let norm = clipGradientNorm(gradients, maxNorm: c.gradClip)
+            let lr = schedule.rate(step: step)
+            optimizer.update(parameters: trunk.weights, gradients: gradients, learningRate: lr)
+            state.step = step
+            state.cursor += c.batchSize
+            state.optimizerStep = optimizer.step
+            state.learningRate = lr
+            let seconds = Date().timeIntervalSince(started)
+            guard loss.isFinite else { throw TrainingError("sft step \(step): loss is \(loss); lower train.lr or check the data") }
+            try folder.appendMetrics(["step": step, "loss": Double(loss), "lr": Double(lr), "grad_norm": Double(norm),
+                                      "tokens_per_s": Double(tokens) / max(seconds, 1e-9), "seconds": seconds])
+            progress.update(step: step, fields: String(format: "loss %.4f lr %.2e |g| %.3f", loss, lr, norm))
+            let last = step == totalSteps
+            if !evalExamples.isEmpty && c.evalEvery > 0 && (step % c.evalEvery == 0 || last) {
+                let r = try evaluate(step: step)
+                result.finalEval = r
+                progress.line("step \(step): \(describe(r))")
+            }
+            if last || (c.checkpointEvery > 0 && step % c.checkpointEvery == 0) { try save(step: step) }
+        }
+        if result.lastCheckpoint == nil { result.lastCheckpoint = Checkpoints.newest(in: folder.checkpoints) }
+        return result
+    }
+}
