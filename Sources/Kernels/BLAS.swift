@@ -35,6 +35,6 @@ public enum BLAS {
 
     /// One line for logs and benchmark output: which kernels and how many threads are in use.
     public static var summary: String {
-        "OpenBLAS core=\(coreName) threads=\(threads) (\(configuration))"
+        "OpenBLAS core=\(coreName) threads=\(threads) (\(configuration))" + (FastPath.note.map { "\nnote: " + $0 } ?? "")
     }
 }

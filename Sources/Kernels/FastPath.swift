@@ -8,6 +8,9 @@ import Foundation
 /// program re-executes itself once with OPENBLAS_CORETYPE=SkylakeX. A user's own
 /// OPENBLAS_CORETYPE is always respected, and RLHF_NO_REEXEC=1 disables the mechanism.
 public enum FastPath {
+    /// Said with the BLAS summary when the user's environment holds the process on slow kernels.
+    nonisolated(unsafe) public private(set) static var note: String?
+
     /// AVX-512 F/BW/DQ/VL, read from /proc/cpuinfo (what the SkylakeX kernels need).
     public static var cpuHasAVX512: Bool {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
@@ -22,7 +25,7 @@ public enum FastPath {
         let env = ProcessInfo.processInfo.environment
         if let chosen = env["OPENBLAS_CORETYPE"] {
             if ["Haswell", "Zen", "Sandybridge", "Prescott"].contains(chosen), cpuHasAVX512 {
-                FileHandle.standardError.write(Data("note: OPENBLAS_CORETYPE=\(chosen) is set in the environment; this CPU has AVX-512 and OPENBLAS_CORETYPE=SkylakeX (or unsetting it) runs sgemm about 2× faster\n".utf8))
+                note = "OPENBLAS_CORETYPE=\(chosen) is set in the environment; this CPU has AVX-512, and OPENBLAS_CORETYPE=SkylakeX (or unsetting it) runs sgemm about 2× faster"
             }
             return
         }

@@ -25,7 +25,11 @@ public enum Tokenizers {
         var path = spec
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            path = (path as NSString).appendingPathComponent("tokenizer.json")
+            let json = (path as NSString).appendingPathComponent("tokenizer.json")
+            let marker = (path as NSString).appendingPathComponent(ByteTokenizer.markerFile)
+            if FileManager.default.fileExists(atPath: json) { path = json }
+            else if FileManager.default.fileExists(atPath: marker) { return ByteTokenizer() }
+            else { throw TokenizerError("\(spec): no tokenizer.json or \(ByteTokenizer.markerFile) in this folder; name the tokenizer explicitly (byte, or a tokenizer.json)") }
         }
         return try BPETokenizer(path: path)
     }
@@ -36,6 +40,9 @@ public enum Tokenizers {
 public struct ByteTokenizer: Tokenizer {
     public static let bos: Int32 = 256
     public static let eos: Int32 = 257
+    /// Written into model folders trained with this tokenizer, so they name it themselves.
+    public static let markerFile = "byte_tokenizer.json"
+    public static let markerContents = #"{"type": "byte", "vocab_size": 258, "bos_token_id": 256, "eos_token_id": 257}"# + "\n"
     public init() {}
     public var vocabSize: Int { 258 }
     public var bosTokenId: Int32? { Self.bos }

@@ -31,6 +31,7 @@ public enum Checkpoints {
         try? fm.removeItem(atPath: temporary)
         try HFCheckpoint.save(trunk, directory: temporary)
         if let tokenizerFile { try fm.copyItem(atPath: tokenizerFile, toPath: (temporary as NSString).appendingPathComponent("tokenizer.json")) }
+        else { try ByteTokenizer.markerContents.write(toFile: (temporary as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
         let moments = optimizer.layout.tensors.flatMap { t in
             [(name: "m." + t.name, shape: t.shape, data: UnsafePointer(optimizer.m.pointer + t.offset)),
              (name: "v." + t.name, shape: t.shape, data: UnsafePointer(optimizer.v.pointer + t.offset))]

@@ -3,7 +3,7 @@ import Models
 import XCTest
 
 /// Runs the built `rlhf` binary the way a user does.
-final class CLITests: XCTestCase {
+class CLITestCase: XCTestCase {
     var directory = ""
     override func setUp() {
         directory = NSTemporaryDirectory() + "rlhf-e2e-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -34,6 +34,9 @@ final class CLITests: XCTestCase {
         return result
     }
 
+}
+
+final class CLITests: CLITestCase {
     func testInitThenScoreMatchesTheLibrary() throws {
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: binary.path), "no rlhf binary at \(binary.path)")
         let model = directory + "/model"

@@ -1,0 +1,82 @@
+import Foundation
+
+/// An SVG line chart of one metric against step for several runs (`rlhf plot`). Plain SVG so it
+/// opens in any browser; PNG needs an external converter (rsvg-convert or ImageMagick).
+public enum MetricsChart {
+    public struct Series { public let name: String; public let points: [(x: Double, y: Double)] }
+
+    /// (step, value) pairs of `metric` from a run folder's metrics.jsonl (lines without it are skipped).
+    public static func series(run: String, metric: String) throws -> Series {
+        let path = run.hasSuffix(".jsonl") ? run : (run as NSString).appendingPathComponent("metrics.jsonl")
+        let points = try JSONL.objects(path: path).compactMap { entry -> (Double, Double)? in
+            guard let step = entry.object["step"] as? Double ?? (entry.object["step"] as? Int).map(Double.init),
+                  let value = entry.object[metric] as? Double ?? (entry.object[metric] as? Int).map(Double.init) else { return nil }
+            return (step, value)
+        }
+        let folder = run.hasSuffix(".jsonl") ? (run as NSString).deletingLastPathComponent : run
+        let name = (folder as NSString).lastPathComponent
+        return Series(name: name, points: points.map { (x: $0.0, y: $0.1) })
+    }
+
+    /// Tick positions at 1, 2 or 5 × 10^k spacing covering [low, high].
+    static func ticks(_ low: Double, _ high: Double, count: Int = 5) -> [Double] {
+        guard high > low else { return [low] }
+        let raw = (high - low) / Double(count)
+        let magnitude = pow(10, floor(log10(raw)))
+        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
+        var t = ceil(low / step) * step
+        var result: [Double] = []
+        while t <= high + step * 1e-9 { result.append(t); t += step }
+        return result
+    }
+
+    static func label(_ v: Double) -> String {
+        if v == 0 { return "0" }
+        if abs(v) >= 1e4 || abs(v) < 1e-3 { return String(format: "%.1e", v) }
+        return String(format: "%g", (v * 1e4).rounded() / 1e4)
+    }
+
+    public static func svg(series: [Series], metric: String, width: Double = 720, height: Double = 420) -> String {
+        let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+        let all = series.flatMap(\.points)
+        let left = 70.0, right = 20.0, top = 40.0, bottom = 50.0
+        var x0 = all.map(\.x).min() ?? 0, x1 = all.map(\.x).max() ?? 1
+        var y0 = all.map(\.y).min() ?? 0, y1 = all.map(\.y).max() ?? 1
+        if x1 == x0 { x0 -= 1; x1 += 1 }
+        if y1 == y0 { y0 -= 1; y1 += 1 }
+        let pad = (y1 - y0) * 0.05
+        y0 -= pad; y1 += pad
+        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (width - left - right) }
+        func py(_ y: Double) -> Double { height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom) }
+        func esc(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
+        var out = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(width / 2)" y="22" text-anchor="middle" font-size="15">\(esc(metric))</text>
+
+        """
+        for t in ticks(x0, x1) {
+            out += "<line x1=\"\(px(t))\" y1=\"\(top)\" x2=\"\(px(t))\" y2=\"\(height - bottom)\" stroke=\"#eee\"/>"
+            out += "<text x=\"\(px(t))\" y=\"\(height - bottom + 18)\" text-anchor=\"middle\">\(label(t))</text>\n"
+        }
+        for t in ticks(y0, y1) {
+            out += "<line x1=\"\(left)\" y1=\"\(py(t))\" x2=\"\(width - right)\" y2=\"\(py(t))\" stroke=\"#eee\"/>"
+            out += "<text x=\"\(left - 6)\" y=\"\(py(t) + 4)\" text-anchor=\"end\">\(label(t))</text>\n"
+        }
+        out += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width - left - right)\" height=\"\(height - top - bottom)\" fill=\"none\" stroke=\"#444\"/>\n"
+        out += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">step</text>\n"
+        for (i, s) in series.enumerated() {
+            let color = palette[i % palette.count]
+            let points = s.points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
+            if s.points.count == 1 {
+                out += "<circle cx=\"\(px(s.points[0].x))\" cy=\"\(py(s.points[0].y))\" r=\"3\" fill=\"\(color)\"/>\n"
+            } else {
+                out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.6\" points=\"\(points)\"/>\n"
+            }
+            let ly = top + 16 + Double(i) * 16
+            out += "<line x1=\"\(width - right - 230)\" y1=\"\(ly - 4)\" x2=\"\(width - right - 210)\" y2=\"\(ly - 4)\" stroke=\"\(color)\" stroke-width=\"2\"/>"
+            out += "<text x=\"\(width - right - 205)\" y=\"\(ly)\">\(esc(s.name))</text>\n"
+        }
+        return out + "</svg>\n"
+    }
+}

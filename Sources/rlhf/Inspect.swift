@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import Models
+import Tokenizers
+import Training
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Describe a model folder or checkpoint: config, parameter counts, training step, files.")
+    @Argument(help: "Model folder or checkpoint folder.")
+    var path: String
+    @Flag(help: "One JSON object instead of text.")
+    var json = false
+
+    func run() throws {
+        let config = try HFCheckpoint.readConfig(directory: path)
+        let layout = GPT2Layout(config: config)
+        var groups: [String: Int] = [:]
+        for t in layout.tensors.tensors {
+            let group = t.name.hasPrefix("wte") || t.name.hasPrefix("wpe") ? "embeddings" : t.name.hasPrefix("ln_f") ? "final_norm"
+                : t.name.contains(".attn.") ? "attention" : t.name.contains(".mlp.") ? "mlp" : "block_norms"
+            groups[group, default: 0] += t.count
+        }
+        var info: [String: Any] = [
+            "path": path, "model_type": "gpt2", "layers": config.layers, "heads": config.heads, "channels": config.channels,
+            "inner": config.innerSize, "vocab": config.vocabSize, "context": config.contextLength,
+            "parameters": layout.parameterCount, "parameter_groups": groups,
+        ]
+        if let tok = try? Tokenizers.load(path) { info["tokenizer"] = tok.summary }
+        if let state = try? Checkpoints.loadState(path) {
+            info["stage"] = state.stage; info["step"] = state.step; info["examples_seen"] = state.cursor
+            info["learning_rate"] = Double(state.learningRate); info["world_size"] = state.worldSize
+        }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        info["files"] = Dictionary(uniqueKeysWithValues: files.map { name in
+            (name, ((try? FileManager.default.attributesOfItem(atPath: (path as NSString).appendingPathComponent(name)))?[.size] as? Int) ?? 0)
+        })
+        if json { printJSONLine(info); return }
+        print("\(path)")
+        print("  GPT-2: \(config.layers) layers, \(config.heads) heads, \(config.channels) wide (MLP \(config.innerSize)), vocab \(config.vocabSize), context \(config.contextLength)")
+        print("  parameters: \(layout.parameterCount) — " + groups.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        if let t = info["tokenizer"] { print("  tokenizer: \(t)") }
+        if let s = info["stage"] { print("  training: \(s) step \(info["step"]!), \(info["examples_seen"]!) examples seen, lr \(info["learning_rate"]!)") }
+        for name in files.sorted() { print("  \(name)  \((info["files"] as! [String: Int])[name]!) bytes") }
+    }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import Training
+
+struct Plot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw a metric of one or more runs against step: an SVG chart (PNG too when rsvg-convert or ImageMagick is installed).")
+    @Argument(help: "Run folders (or metrics.jsonl files).")
+    var runs: [String]
+    @Option(help: "Metric to draw, e.g. loss, eval_loss, exact_match, lr, grad_norm.")
+    var metric: String = "loss"
+    @Option(help: "Output SVG path (default: <metric>.svg in the first run folder).")
+    var out: String?
+
+    func run() throws {
+        guard !runs.isEmpty else { throw CLIError("name at least one run folder") }
+        let series = try runs.map { try MetricsChart.series(run: $0, metric: metric) }
+        for s in series where s.points.isEmpty { throw CLIError("\(s.name): no '\(metric)' values in metrics.jsonl") }
+        let path = out ?? ((runs[0].hasSuffix(".jsonl") ? (runs[0] as NSString).deletingLastPathComponent : runs[0]) as NSString)
+            .appendingPathComponent("\(metric).svg")
+        try MetricsChart.svg(series: series, metric: metric).write(toFile: path, atomically: true, encoding: .utf8)
+        log("wrote \(path)")
+        let png = (path as NSString).deletingPathExtension + ".png"
+        for (tool, arguments) in [("rsvg-convert", ["-o", png, path]), ("convert", [path, png])] {
+            guard let executable = Self.which(tool) else { continue }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            try process.run()
+            process.waitUntilExit()
+            if process.terminationStatus == 0 && FileManager.default.fileExists(atPath: png) { log("wrote \(png)"); return }
+        }
+        log("no PNG: install librsvg2-bin (rsvg-convert) or imagemagick for one")
+    }
+
+    static func which(_ tool: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(tool)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+}

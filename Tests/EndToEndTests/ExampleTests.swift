@@ -1,0 +1,52 @@
+import Foundation
+import XCTest
+
+/// The shipped experiment files, run through the built binary as a user would, shortened by overrides.
+final class ExampleTests: CLITestCase {
+    var repository: URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+
+    func testArithSFTConfigRunsEndToEnd() throws {
+        let config = repository.appendingPathComponent("configs/arith-sft.yaml").path
+        let run = directory + "/run"
+        let (stdout, _) = try self.run(["sft", "--config", config, "out=\(run)", "resume=never", "train.steps=40",
+                                        "eval.every=20", "eval.max_examples=50", "checkpoint.every=20", "log.every=10"])
+        XCTAssertTrue(stdout.contains("derived: world size 1, global batch 64 sequences = micro-batch 32 × 2 accumulation steps"), stdout)
+        XCTAssertTrue(stdout.contains("step 40/40"), stdout)
+        let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+        XCTAssertEqual(summary["steps"] as? Int, 40)
+        XCTAssertNotNil(summary["exact_match"])
+        XCTAssertEqual(summary["checkpoint"] as? String, run + "/checkpoints/step-00000040")
+        let saved = try String(contentsOfFile: run + "/config.yaml", encoding: .utf8)
+        XCTAssertTrue(saved.contains("steps: 40"), "the resolved config, overrides included, is saved")
+        let metrics = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(metrics.filter { $0.contains("\"loss\"") }.count, 40)
+        XCTAssertEqual(metrics.filter { $0.contains("\"eval_loss\"") }.count, 3)
+
+        // Tools on the result.
+        try self.run(["plot", run, "--metric", "loss", "--out", directory + "/loss.svg"])
+        XCTAssertTrue(try String(contentsOfFile: directory + "/loss.svg", encoding: .utf8).contains("<polyline"))
+        let (inspect, _) = try self.run(["inspect", run + "/checkpoints/step-00000040"])
+        XCTAssertTrue(inspect.contains("training: sft step 40"), inspect)
+        XCTAssertTrue(inspect.contains("tokenizer: byte"), inspect)
+        let (generated, _) = try self.run(["generate", "--model", run + "/checkpoints/step-00000040", "--prompt", "1+2=", "--max-new-tokens", "4"])
+        let line = try JSONSerialization.jsonObject(with: Data(generated.split(separator: "\n")[0].utf8)) as! [String: Any]
+        XCTAssertEqual(line["prompt"] as? String, "1+2=")
+        XCTAssertLessThanOrEqual((line["tokens"] as! [Int]).count, 4)
+    }
+
+    func testConfigErrorsReachTheUser() throws {
+        let config = repository.appendingPathComponent("configs/arith-sft.yaml").path
+        let (_, stderr) = try run(["sft", "--config", config, "train.lrr=1"], expectExit: 1)
+        XCTAssertTrue(stderr.contains("unknown key 'train.lrr'; did you mean 'train.lr'?"), stderr)
+    }
+
+    func testTokenizeShowsIds() throws {
+        let input = directory + "/t.jsonl"
+        try "{\"text\": \"hi\"}\n{\"text\": \"\"}\n".write(toFile: input, atomically: true, encoding: .utf8)
+        let (stdout, _) = try run(["tokenize", "--tokenizer", "byte", "--input", input])
+        XCTAssertEqual(stdout, "{\"ids\":[104,105]}\n{\"ids\":[]}\n")
+        try "{\"txt\": \"hi\"}\n".write(toFile: input, atomically: true, encoding: .utf8)
+        let (_, stderr) = try run(["tokenize", "--tokenizer", "byte", "--input", input], expectExit: 1)
+        XCTAssertTrue(stderr.contains("t.jsonl:1: missing string field 'text'"), stderr)
+    }
+}
