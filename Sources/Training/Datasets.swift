@@ -38,7 +38,13 @@ public struct PromptExample: Equatable, Sendable {
 public enum JSONL {
     /// (line number, object) for every non-blank line.
     public static func objects(path: String) throws -> [(line: Int, object: [String: Any])] {
+        if path == "-" { return try objects(data: FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>") }
         guard let data = FileManager.default.contents(atPath: path) else { throw DatasetError("\(path): cannot read (missing?)") }
+        return try objects(data: data, name: path)
+    }
+
+    /// The same for bytes already read; `name` stands for the file in errors.
+    public static func objects(data: Data, name path: String) throws -> [(line: Int, object: [String: Any])] {
         var result: [(Int, [String: Any])] = []
         for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.allSatisfy(\.isWhitespace) { continue }

@@ -65,18 +65,8 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         let tok = try Tokenizers.load(tokenizer)
-        let data: Data
-        if input == "-" { data = FileHandle.standardInput.readDataToEndOfFile() }
-        else {
-            guard let d = FileManager.default.contents(atPath: input) else { throw CLIError("\(input): cannot read") }
-            data = d
-        }
-        for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            if line.allSatisfy(\.isWhitespace) { continue }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
-                throw CLIError("\(input):\(index + 1): not a JSON object")
-            }
-            guard let text = object["text"] as? String else { throw CLIError("\(input):\(index + 1): missing string field 'text'") }
+        for (line, object) in try JSONL.objects(path: input) {
+            guard let text = object["text"] as? String else { throw CLIError("\(input):\(line): missing string field 'text'") }
             printJSONLine(["ids": tok.encode(text).map(Int.init)])
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernels
 import Models
+import Training
 
 struct Score: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,30 +34,17 @@ struct Score: ParsableCommand {
 
     /// Parses {"tokens": [...]} lines; every bad line is an error naming file and line.
     static func readTokenLines(path: String, vocabSize: Int) throws -> [[Int32]] {
-        let data: Data
-        if path == "-" { data = FileHandle.standardInput.readDataToEndOfFile() }
-        else {
-            guard let d = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read") }
-            data = d
-        }
-        var sequences: [[Int32]] = []
-        for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let where_ = "\(path):\(index + 1)"
-            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
-                throw CLIError("\(where_): not a JSON object")
-            }
-            guard let raw = object["tokens"] as? [Any] else { throw CLIError("\(where_): missing \"tokens\" array") }
-            var ids: [Int32] = []
-            for value in raw {
+        try JSONL.objects(path: path).map { line, object in
+            let place = "\(path):\(line)"
+            guard let raw = object["tokens"] as? [Any] else { throw CLIError("\(place): missing \"tokens\" array") }
+            let ids = try raw.map { value -> Int32 in
                 guard let id = value as? Int, id >= 0, id < vocabSize else {
-                    throw CLIError("\(where_): token \(value) is not an id in 0..<\(vocabSize)")
+                    throw CLIError("\(place): token \(value) is not an id in 0..<\(vocabSize)")
                 }
-                ids.append(Int32(id))
+                return Int32(id)
             }
-            guard !ids.isEmpty else { throw CLIError("\(where_): \"tokens\" is empty") }
-            sequences.append(ids)
+            guard !ids.isEmpty else { throw CLIError("\(place): \"tokens\" is empty") }
+            return ids
         }
-        return sequences
     }
 }

@@ -2,15 +2,10 @@ import Foundation
 @testable import Training
 import XCTest
 
-final class ConfigTests: XCTestCase {
-    var directory = ""
-    override func setUp() {
-        directory = NSTemporaryDirectory() + "cfg-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try? FileManager.default.createDirectory(atPath: directory + "/sub", withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+final class ConfigTests: TemporaryDirectoryTestCase {
 
     func file(_ text: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory + "/sub", withIntermediateDirectories: true)
         let path = directory + "/sub/exp.yaml"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path

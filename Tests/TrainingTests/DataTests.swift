@@ -4,13 +4,7 @@ import Tokenizers
 @testable import Training
 import XCTest
 
-final class DataTests: XCTestCase {
-    var directory = ""
-    override func setUp() {
-        directory = NSTemporaryDirectory() + "data-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+final class DataTests: TemporaryDirectoryTestCase {
 
     func write(_ text: String) throws -> String {
         let path = directory + "/d.jsonl"

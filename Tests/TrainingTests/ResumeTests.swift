@@ -4,13 +4,7 @@ import XCTest
 
 /// N steps straight vs N/2, a crash, then resume: bit-identical weights, optimizer moments,
 /// training state and loss curve.
-final class ResumeTests: XCTestCase {
-    var directory = ""
-    override func setUp() {
-        directory = NSTemporaryDirectory() + "resume-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+final class ResumeTests: TemporaryDirectoryTestCase {
 
     func config(out: String, resume: String) throws -> SFTConfig {
         try SFTConfig(try sftSchema.resolve(file: nil, overrides: [
