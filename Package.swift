@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
         .target(name: "Tokenizers"),
-        .target(name: "Cluster", dependencies: ["CMPI"]),
+        .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),
         .target(name: "Training", dependencies: ["Models", "Kernels", "Tokenizers", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "rlhf",
@@ -37,7 +37,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Kernels", "Tokenizers"]),
         .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training"]),
     ]

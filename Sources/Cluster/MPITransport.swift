@@ -1,0 +1,202 @@
+import CMPI
+import Foundation
+import Kernels
+
+/// The MPI library behind one actor whose executor is a dedicated thread: every MPI call in the
+/// process runs on that thread (FUNNELED), in the order the actor receives them.
+public actor MPIRuntime {
+    public static let shared = MPIRuntime()
+    private let executor = DedicatedThreadExecutor(name: "mpi")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    private var initialized = false
+
+    /// Initialises MPI on the MPI thread (a singleton world without mpirun) and returns the world.
+    public func world(timeout: Double = defaultTransportTimeout) -> MPITransport {
+        if !initialized {
+            var flag: Int32 = 0
+            MPI_Initialized(&flag)
+            if flag == 0 {
+                var provided: Int32 = 0
+                MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+            }
+            initialized = true
+        }
+        return MPITransport(runtime: self, communicator: MPIHandle(raw: cmpi_comm_world()), timeout: timeout)
+    }
+
+    /// Ends every process of the job (after the caller has printed why).
+    public func abort(code: Int32 = 1) {
+        MPI_Abort(cmpi_comm_world(), code)
+    }
+
+    func rankAndSize(_ comm: MPIHandle<MPI_Comm?>) -> (Int, Int) {
+        var rank: Int32 = 0, size: Int32 = 0
+        MPI_Comm_rank(comm.raw, &rank)
+        MPI_Comm_size(comm.raw, &size)
+        return (Int(rank), Int(size))
+    }
+
+    /// Polls `requests` until all complete or the deadline passes. Busy for the first
+    /// millisecond (latency), then sleeping between polls so a waiting rank leaves its core to
+    /// the others (ranks share cores when oversubscribed).
+    func wait(_ requests: inout [MPI_Request?], timeout: Double, what: @autoclosure () -> String) throws {
+        let start = Date()
+        var pause: useconds_t = 0
+        while true {
+            var done: Int32 = 0
+            MPI_Testall(Int32(requests.count), &requests, &done, nil)
+            if done != 0 { return }
+            let waited = Date().timeIntervalSince(start)
+            if waited > timeout { throw TransportError("timed out after \(Int(timeout)) s waiting for \(what())") }
+            if waited > 0.001 { pause = min(max(pause * 2, 20), 2000); usleep(pause) }
+        }
+    }
+
+    /// In-place sum over `count` floats, in 1 MB buckets (platform.md §4: ~3× faster than one
+    /// call for large buffers), each bucket waited with the deadline.
+    func allReduceFloats(_ pointer: UnsafeMutablePointer<Float>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+        let bucket = 1 << 18
+        var offset = 0
+        while offset < count {
+            let n = min(bucket, count - offset)
+            var request: [MPI_Request?] = [cmpi_request_null()]
+            MPI_Iallreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_float(), cmpi_sum(), comm.raw, &request[0])
+            try wait(&request, timeout: timeout, what: "an all-reduce of \(count) floats")
+            offset += n
+        }
+    }
+
+    func allReduceDoubles(_ values: [Double], comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> [Double] {
+        var out = values
+        var request: [MPI_Request?] = [cmpi_request_null()]
+        MPI_Iallreduce(cmpi_in_place(), &out, Int32(out.count), cmpi_double(), cmpi_sum(), comm.raw, &request[0])
+        try wait(&request, timeout: timeout, what: "an all-reduce of \(values.count) values")
+        return out
+    }
+
+    func broadcastFloats(_ pointer: UnsafeMutablePointer<Float>, count: Int, root: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+        var offset = 0
+        while offset < count {
+            let n = min(1 << 18, count - offset)
+            var request: [MPI_Request?] = [cmpi_request_null()]
+            MPI_Ibcast(pointer + offset, Int32(n), cmpi_float(), Int32(root), comm.raw, &request[0])
+            try wait(&request, timeout: timeout, what: "a broadcast of \(count) floats from rank \(root)")
+            offset += n
+        }
+    }
+
+    func allGather(_ data: Data, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> [Data] {
+        let (_, size) = rankAndSize(comm)
+        var lengths = [Int64](repeating: 0, count: size)
+        var mine = Int64(data.count)
+        var request: [MPI_Request?] = [cmpi_request_null()]
+        MPI_Iallgather(&mine, 1, cmpi_int64(), &lengths, 1, cmpi_int64(), comm.raw, &request[0])
+        try wait(&request, timeout: timeout, what: "an all-gather of lengths")
+        let counts = lengths.map { Int32($0) }
+        var displacements = [Int32](repeating: 0, count: size)
+        for i in 1..<max(size, 1) where size > 1 { displacements[i] = displacements[i - 1] + counts[i - 1] }
+        var all = [UInt8](repeating: 0, count: Int(lengths.reduce(0, +)))
+        var bytes = [UInt8](data)
+        MPI_Iallgatherv(&bytes, Int32(bytes.count), cmpi_byte(), &all, counts, displacements, cmpi_byte(), comm.raw, &request[0])
+        try wait(&request, timeout: timeout, what: "an all-gather of \(data.count) bytes")
+        return (0..<size).map { Data(all[Int(displacements[$0])..<Int(displacements[$0] + counts[$0])]) }
+    }
+
+    func send(_ data: Data, to destination: Int, tag: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+        var bytes = [UInt8](data)
+        var request: [MPI_Request?] = [cmpi_request_null()]
+        MPI_Isend(&bytes, Int32(bytes.count), cmpi_byte(), Int32(destination), Int32(tag), comm.raw, &request[0])
+        try wait(&request, timeout: timeout, what: "rank \(destination) to receive a message (tag \(tag))")
+    }
+
+    func receive(from source: Int, tag: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> Data {
+        let start = Date()
+        var status = MPI_Status()
+        var found: Int32 = 0
+        var pause: useconds_t = 0
+        while found == 0 {
+            MPI_Iprobe(Int32(source), Int32(tag), comm.raw, &found, &status)
+            if found != 0 { break }
+            let waited = Date().timeIntervalSince(start)
+            if waited > timeout { throw TransportError("timed out after \(Int(timeout)) s waiting for a message from rank \(source) (tag \(tag))") }
+            if waited > 0.001 { pause = min(max(pause * 2, 20), 2000); usleep(pause) }
+        }
+        var count: Int32 = 0
+        MPI_Get_count(&status, cmpi_byte(), &count)
+        var bytes = [UInt8](repeating: 0, count: Int(count))
+        MPI_Recv(&bytes, count, cmpi_byte(), Int32(source), Int32(tag), comm.raw, cmpi_status_ignore())
+        return Data(bytes)
+    }
+
+    func barrier(comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+        var request: [MPI_Request?] = [cmpi_request_null()]
+        MPI_Ibarrier(comm.raw, &request[0])
+        try wait(&request, timeout: timeout, what: "every rank to reach a barrier")
+    }
+
+    func split(color: Int, key: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> MPIHandle<MPI_Comm?> {
+        // MPI_Comm_split blocks with no timeout: a timed barrier first makes sure every rank is there.
+        try barrier(comm: comm, timeout: timeout)
+        var result: MPI_Comm? = cmpi_comm_null()
+        MPI_Comm_split(comm.raw, Int32(color), Int32(key), &result)
+        return MPIHandle(raw: result)
+    }
+}
+
+/// A communicator of the MPI runtime seen through the `Transport` protocol.
+public final class MPITransport: Transport, @unchecked Sendable {
+    let runtime: MPIRuntime
+    let communicator: MPIHandle<MPI_Comm?>
+    public let rank: Int, size: Int
+    public let timeout: Double
+
+    init(runtime: MPIRuntime, communicator: MPIHandle<MPI_Comm?>, timeout: Double) {
+        self.runtime = runtime; self.communicator = communicator; self.timeout = timeout
+        var r: Int32 = 0, s: Int32 = 0
+        // Called on the MPI thread (from inside the runtime actor), so this is FUNNELED-safe.
+        MPI_Comm_rank(communicator.raw, &r)
+        MPI_Comm_size(communicator.raw, &s)
+        rank = Int(r); size = Int(s)
+    }
+
+    public func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws {
+        if size > 1 { try await runtime.allReduceFloats(buffer.pointer, count: buffer.count, comm: communicator, timeout: timeout) }
+        if op == .mean && size > 1 { let s = 1 / Float(size); for i in 0..<buffer.count { buffer.pointer[i] *= s } }
+    }
+
+    public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] {
+        let sum = size > 1 ? try await runtime.allReduceDoubles(values, comm: communicator, timeout: timeout) : values
+        return op == .mean ? sum.map { $0 / Double(size) } : sum
+    }
+
+    public func broadcast(_ buffer: FloatBuffer, root: Int) async throws {
+        if size > 1 { try await runtime.broadcastFloats(buffer.pointer, count: buffer.count, root: root, comm: communicator, timeout: timeout) }
+    }
+
+    public func allGather(_ data: Data) async throws -> [Data] {
+        size > 1 ? try await runtime.allGather(data, comm: communicator, timeout: timeout) : [data]
+    }
+
+    public func send(_ data: Data, to destination: Int, tag: Int) async throws {
+        try await runtime.send(data, to: destination, tag: tag, comm: communicator, timeout: timeout)
+    }
+
+    public func receive(from source: Int, tag: Int) async throws -> Data {
+        try await runtime.receive(from: source, tag: tag, comm: communicator, timeout: timeout)
+    }
+
+    public func barrier() async throws {
+        if size > 1 { try await runtime.barrier(comm: communicator, timeout: timeout) }
+    }
+
+    public func split(color: Int, key: Int) async throws -> any Transport {
+        let handle = try await runtime.split(color: color, key: key, comm: communicator, timeout: timeout)
+        return await runtime.transport(for: handle, timeout: timeout)
+    }
+}
+
+extension MPIRuntime {
+    func transport(for handle: MPIHandle<MPI_Comm?>, timeout: Double) -> MPITransport {
+        MPITransport(runtime: self, communicator: handle, timeout: timeout)
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import Kernels
+
+/// How ranks exchange data. Two implementations: MPI (`MPITransport`, every call on one
+/// dedicated thread) and an in-process world whose delivery a test drives by hand
+/// (`EmbeddedTransport`). Code above this protocol never knows which one it talks to.
+///
+/// Collectives must be called in the same order on every rank of the communicator (MPI matches
+/// them by order, not by buffer: platform.md §5 pitfall 1); the embedded world checks this.
+public protocol Transport: AnyObject, Sendable {
+    var rank: Int { get }
+    var size: Int { get }
+    /// Σ (or mean) over ranks of `buffer`, in place.
+    func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws
+    /// Σ (or mean) over ranks of a few Doubles (loss sums, token counts, checksums).
+    func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double]
+    /// `buffer` on every rank becomes root's.
+    func broadcast(_ buffer: FloatBuffer, root: Int) async throws
+    /// Every rank gets every rank's bytes, indexed by rank.
+    func allGather(_ data: Data) async throws -> [Data]
+    /// Tagged point-to-point: `send` returns once the bytes are handed over.
+    func send(_ data: Data, to destination: Int, tag: Int) async throws
+    func receive(from source: Int, tag: Int) async throws -> Data
+    func barrier() async throws
+    /// A sub-communicator of the ranks that pass the same color, ordered by key (MPI_Comm_split).
+    func split(color: Int, key: Int) async throws -> any Transport
+}
+
+public enum ReduceOp: Sendable { case sum, mean }
+
+public struct TransportError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Where a failure happened, for the one-line report every rank prints before the world is
+/// aborted: `rank r (role, step s): reason`.
+public struct FailureContext: Sendable {
+    public var rank: Int
+    public var role: String
+    public var step: Int
+    public init(rank: Int, role: String, step: Int) { self.rank = rank; self.role = role; self.step = step }
+    public func describe(_ reason: String) -> String { "rank \(rank) (\(role), step \(step)): \(reason)" }
+}
+
+/// The default timeout of every blocking wait, in seconds (config `cluster.timeout`).
+public let defaultTransportTimeout: Double = 300
