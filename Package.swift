@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
         .target(name: "Tokenizers"),
         .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),
-        .target(name: "Training", dependencies: ["Models", "Kernels", "Tokenizers", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Training", dependencies: ["Models", "Kernels", "Tokenizers", "Cluster", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "rlhf",
             dependencies: ["Training", "Models", "Kernels", "Cluster", "Tokenizers",
@@ -38,7 +38,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Kernels", "Tokenizers"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Cluster"]),
     ]
 )

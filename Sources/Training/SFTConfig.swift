@@ -9,6 +9,7 @@ public enum CommonKeys {
         ConfigKey("seed", .int, .int(1), "seed of every random choice (init, data order, sampling)"),
         ConfigKey("resume", .string, .string("auto"), "auto (newest checkpoint of this run name), never, or a checkpoint path"),
         ConfigKey("tokenizer", .string, .string("byte"), "byte, or a tokenizer.json (or folder holding one)"),
+        ConfigKey("cluster.timeout", .float, .float(300), "seconds any wait for another rank may last before the run stops"),
         ConfigKey("model.preset", .choice(["tiny", "small", "gpt2"]), .string("tiny"), "shape of a freshly initialised model"),
         ConfigKey("model.init_from", .path, .string(""), "Hugging Face GPT-2 folder to start from (overrides preset)"),
     ]
@@ -35,6 +36,7 @@ public enum CommonKeys {
         ConfigKey("train.beta2", .float, .float(0.999), "AdamW β2"),
         ConfigKey("train.eps", .float, .float(1e-8), "AdamW ε"),
         ConfigKey("train.grad_clip", .float, .float(1.0), "clip the global gradient norm to this (0: off)"),
+        ConfigKey("train.check_replicas", .bool, .bool(false), "debug: compare weight checksums across ranks after every step"),
     ]
     public static let evaluation: [ConfigKey] = [
         ConfigKey("eval.every", .int, .int(100), "evaluate every N optimizer steps (and at the end)"),
@@ -51,15 +53,18 @@ public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKey
 /// The SFT experiment, typed. Built from a resolved config; `validate` checks relations between keys.
 public struct SFTConfig: Sendable {
     public var resolved: ResolvedConfig
+    public var clusterTimeout: Double
     public var name: String, out: String, seed: UInt64, resume: String, tokenizer: String
     public var preset: String, initFrom: String
     public var task: String, dataSeed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int, trainFile: String, evalFile: String
     public var steps: Int, epochs: Double, batchSize: Int, microBatchSize: Int, maxLength: Int
     public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float, eps: Float, gradClip: Float
+    public var checkReplicas: Bool
     public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
 
     public init(_ c: ResolvedConfig) throws {
         resolved = c
+        clusterTimeout = c.double("cluster.timeout")
         name = c.string("name"); out = c.string("out"); seed = UInt64(truncatingIfNeeded: c.int("seed"))
         resume = c.string("resume"); tokenizer = c.string("tokenizer")
         preset = c.string("model.preset"); initFrom = c.string("model.init_from")
@@ -70,7 +75,7 @@ public struct SFTConfig: Sendable {
         microBatchSize = c.int("train.micro_batch_size"); maxLength = c.int("train.max_length")
         lr = c.float("train.lr"); minLRRatio = c.float("train.min_lr_ratio"); warmupSteps = c.int("train.warmup_steps")
         weightDecay = c.float("train.weight_decay"); beta1 = c.float("train.beta1"); beta2 = c.float("train.beta2")
-        eps = c.float("train.eps"); gradClip = c.float("train.grad_clip")
+        eps = c.float("train.eps"); gradClip = c.float("train.grad_clip"); checkReplicas = c.bool("train.check_replicas")
         evalEvery = c.int("eval.every"); evalMaxExamples = c.int("eval.max_examples"); evalMaxNewTokens = c.int("eval.max_new_tokens")
         checkpointEvery = c.int("checkpoint.every"); keepLast = c.int("checkpoint.keep_last"); logEvery = c.int("log.every")
         try validate()

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Kernels
 import Models
@@ -17,13 +18,22 @@ public struct SFTResult: Sendable {
 public final class SFTStage {
     public let config: SFTConfig
     let workingDirectory: String
-    let say: (String) -> Void
-    let worldSize = 1   // data parallelism arrives with the distributed issue
+    let transport: any Transport
+    let sayOnRankZero: (String) -> Void
+    /// Where the run is, for failure reports (`rank r (sft, step s): reason`).
+    public private(set) var context: FailureContext
 
-    public init(config: SFTConfig, workingDirectory: String = FileManager.default.currentDirectoryPath,
+    /// `transport` is the data-parallel group: every rank runs this stage, shards each global
+    /// batch, and all-reduces gradients; rank 0 alone prints, evaluates and writes files.
+    public init(config: SFTConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
                 say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
-        self.config = config; self.workingDirectory = workingDirectory; self.say = say
+        self.config = config; self.transport = transport; self.workingDirectory = workingDirectory
+        self.sayOnRankZero = say
+        context = FailureContext(rank: transport.rank, role: "sft", step: 0)
     }
+
+    var isLeader: Bool { transport.rank == 0 }
+    func say(_ message: String) { if isLeader { sayOnRankZero(message) } }
 
     /// Builds the model: from a Hugging Face folder, or a preset sized to the tokenizer.
     static func makeModel(_ c: SFTConfig, tokenizer: any Tokenizer, seed: UInt64) throws -> GPT2Trunk {
@@ -44,8 +54,9 @@ public final class SFTStage {
         return trunk
     }
 
-    public func run() throws -> SFTResult {
+    public func run() async throws -> SFTResult {
         let c = config
+        let worldSize = transport.size
         let tokenizer = try Tokenizers.load(c.tokenizer)
         let (train, evalSet): ([SFTExample], [SFTExample])
         if c.task == "arith" {
@@ -61,7 +72,16 @@ public final class SFTStage {
         let stepsPerEpoch = Double(train.count) / Double(c.batchSize)
         let totalSteps = c.steps > 0 ? c.steps : max(1, Int((c.epochs * stepsPerEpoch).rounded(.up)))
 
-        let (folder, checkpoint, resumeMessage) = try RunFolder.choose(name: c.name, out: c.out, resume: c.resume, workingDirectory: workingDirectory)
+        // Rank 0 chooses the run folder and checkpoint; every rank uses its choice (shared filesystem).
+        var choice = Data()
+        if isLeader {
+            let chosen = try RunFolder.choose(name: c.name, out: c.out, resume: c.resume, workingDirectory: workingDirectory)
+            choice = try JSONEncoder().encode([chosen.folder.path, chosen.checkpoint ?? "", chosen.message])
+        }
+        let decided = try JSONDecoder().decode([String].self, from: try await transport.allGather(choice)[0])
+        let folder = try RunFolder(path: decided[0])
+        let checkpoint: String? = decided[1].isEmpty ? nil : decided[1]
+        let resumeMessage = decided[2]
         say("sft: run folder \(folder.path)")
         say("resolved config (\(c.resolved.file ?? "defaults")):\n" + c.resolved.yaml)
         say("""
@@ -71,8 +91,8 @@ public final class SFTStage {
             (\(String(format: "%.2f", Double(totalSteps) / stepsPerEpoch)) epochs); \(evalExamples.count) eval examples
             tokenizer: \(tokenizer.summary); \(BLAS.summary)
             """)
-        try folder.writeConfig(c.resolved.yaml)
-        if c.task == "arith" {
+        if isLeader { try folder.writeConfig(c.resolved.yaml) }
+        if c.task == "arith" && isLeader {
             _ = try ArithTask(seed: c.dataSeed, flaw: c.flaw, flawShare: c.flawShare, evalSize: c.evalSize)
                 .write(to: (folder.path as NSString).appendingPathComponent("data"))
         }
@@ -84,7 +104,7 @@ public final class SFTStage {
             trunk = try HFCheckpoint.load(directory: checkpoint)
             state = try Checkpoints.loadState(checkpoint)
             guard state.stage == "sft" else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not sft") }
-            try folder.truncateMetrics(afterStep: state.step)
+            if isLeader { try folder.truncateMetrics(afterStep: state.step) }
         } else {
             trunk = try Self.makeModel(c, tokenizer: tokenizer, seed: c.seed)
         }
@@ -117,7 +137,7 @@ public final class SFTStage {
                                                          state: state, tokenizerFile: tokenizerFile, keepLast: c.keepLast)
         }
 
-        if state.step == 0 && !evalExamples.isEmpty && c.evalEvery > 0 {
+        if isLeader && state.step == 0 && !evalExamples.isEmpty && c.evalEvery > 0 {
             let r = try evaluate(step: 0)
             result.initialEval = r
             say("step 0: \(describe(r))")
@@ -126,18 +146,28 @@ public final class SFTStage {
         while state.step < totalSteps {
             let started = Date()
             let step = state.step + 1
+            context.step = step
+            // Every rank builds the same global batch; rank r takes the r-th contiguous block of
+            // micro-batches. The loss is normalised by the whole batch's target tokens, so the
+            // sum over ranks of their gradients is exactly the single-process gradient.
             let microBatches = stream.globalBatch(cursor: state.cursor, size: c.batchSize, microBatchSize: c.microBatchSize)
             let lossTokens = microBatches.reduce(0) { $0 + $1.lossTokens }
+            let mine = microBatches[(transport.rank * accumulation)..<((transport.rank + 1) * accumulation)]
             gradients.zero()
             var loss: Float = 0
             var tokens = 0
-            for batch in microBatches {
+            for batch in mine {
                 let key = "\(batch.batch)x\(batch.length)"
                 let lm = steps[key] ?? LanguageModelStep(trunk: trunk, batch: batch.batch, tokens: batch.length)
                 steps[key] = lm
                 loss += try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens, trunkGradients: gradients)
                 tokens += batch.batch * batch.length
             }
+            let communicated = Date()
+            try await transport.allReduce(gradients, op: .sum)
+            let totals = try await transport.allReduce([Double(loss), Double(tokens)], op: .sum)
+            loss = Float(totals[0]); tokens = Int(totals[1])
+            let communicateSeconds = Date().timeIntervalSince(communicated)
             let norm = clipGradientNorm(gradients, maxNorm: c.gradClip)
             let lr = schedule.rate(step: step)
             optimizer.update(parameters: trunk.weights, gradients: gradients, learningRate: lr)
@@ -146,19 +176,37 @@ public final class SFTStage {
             state.optimizerStep = optimizer.step
             state.learningRate = lr
             let seconds = Date().timeIntervalSince(started)
-            guard loss.isFinite else { throw TrainingError("sft step \(step): loss is \(loss); lower train.lr or check the data") }
-            try folder.appendMetrics(["step": step, "loss": Double(loss), "lr": Double(lr), "grad_norm": Double(norm),
-                                      "tokens_per_s": Double(tokens) / max(seconds, 1e-9), "seconds": seconds])
-            progress.update(step: step, fields: String(format: "loss %.4f lr %.2e |g| %.3f", loss, lr, norm))
+            guard loss.isFinite else { throw TrainingError("loss is \(loss); lower train.lr or check the data") }
+            if c.checkReplicas { try await checkReplicasAgree(trunk.weights) }
+            if isLeader {
+                try folder.appendMetrics(["step": step, "loss": Double(loss), "lr": Double(lr), "grad_norm": Double(norm),
+                                          "tokens_per_s": Double(tokens) / max(seconds, 1e-9), "seconds": seconds,
+                                          "communicate_seconds": communicateSeconds])
+                progress.update(step: step, fields: String(format: "loss %.4f lr %.2e |g| %.3f", loss, lr, norm))
+            }
             let last = step == totalSteps
-            if !evalExamples.isEmpty && c.evalEvery > 0 && (step % c.evalEvery == 0 || last) {
+            if isLeader && !evalExamples.isEmpty && c.evalEvery > 0 && (step % c.evalEvery == 0 || last) {
                 let r = try evaluate(step: step)
                 result.finalEval = r
                 progress.line("step \(step): \(describe(r))")
             }
-            if last || (c.checkpointEvery > 0 && step % c.checkpointEvery == 0) { try save(step: step) }
+            if isLeader && (last || (c.checkpointEvery > 0 && step % c.checkpointEvery == 0)) { try save(step: step) }
         }
+        // Nobody leaves before the last checkpoint is on disk.
+        try await transport.barrier()
         if result.lastCheckpoint == nil { result.lastCheckpoint = Checkpoints.newest(in: folder.checkpoints) }
         return result
+    }
+
+    /// Debug option train.check_replicas: every rank's weights must be bit-identical after each
+    /// step; a checksum of the raw bits is compared across ranks, and divergence stops the run.
+    func checkReplicasAgree(_ weights: FloatBuffer) async throws {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for i in 0..<weights.count { hash = (hash ^ UInt64(weights.pointer[i].bitPattern)) &* 0x100_0000_01b3 }
+        let all = try await transport.allGather(withUnsafeBytes(of: hash) { Data($0) })
+        let hashes = all.map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }
+        if let bad = hashes.firstIndex(where: { $0 != hashes[0] }) {
+            throw TrainingError("replica weights diverged: rank \(bad)'s checksum differs from rank 0's")
+        }
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernels
 
-struct RLHF: ParsableCommand {
+struct RLHF: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rlhf",
         abstract: "Distributed RLHF on CPUs: OpenBLAS for the math, MPI for the traffic.",

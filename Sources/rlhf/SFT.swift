@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Training
 
@@ -11,7 +12,7 @@ struct ExperimentOptions: ParsableArguments {
     var overrides: [String] = []
 }
 
-struct SFT: ParsableCommand {
+struct SFT: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Supervised fine-tuning on demonstrations (completion tokens only).",
         discussion: "Keys and defaults: `rlhf sft --print-config`.")
@@ -21,10 +22,14 @@ struct SFT: ParsableCommand {
     @Flag(help: "Print every key with its resolved value and help, then exit.")
     var printConfig = false
 
-    func run() throws {
+    func run() async throws {
         let resolved = try sftSchema.resolve(file: experiment.config, overrides: experiment.overrides)
         if printConfig { print(resolved.yaml, terminator: ""); return }
-        let result = try SFTStage(config: try SFTConfig(resolved)).run()
+        let config = try SFTConfig(resolved)
+        let world = await MPIRuntime.shared.world(timeout: config.clusterTimeout)
+        let stage = SFTStage(config: config, transport: world)
+        let result = try await failingLoudly(world, context: { stage.context }) { try await stage.run() }
+        guard world.rank == 0 else { return }
         var summary: [String: Any] = ["stage": "sft", "run": result.runFolder, "steps": result.steps]
         if let e = result.finalEval {
             summary["eval_loss"] = e.loss
@@ -33,6 +38,18 @@ struct SFT: ParsableCommand {
         if let e = result.initialEval?.exactMatch { summary["initial_exact_match"] = e }
         if let c = result.lastCheckpoint { summary["checkpoint"] = c }
         printJSONLine(summary)
+    }
+}
+
+/// Runs `body`; on an error prints `rank r (role, step s): reason` and, when other ranks exist,
+/// aborts the whole MPI job so that none of them waits forever.
+func failingLoudly<T>(_ world: MPITransport, context: () -> FailureContext, _ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch {
+        log(context().describe("\(error)"))
+        if world.size > 1 { await MPIRuntime.shared.abort(code: 1) }
+        throw ExitCode(1)
     }
 }
 

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Training
 import XCTest
@@ -5,7 +6,7 @@ import XCTest
 /// SFT on the arith task learns: eval loss falls and exact match rises far above chance
 /// (a random answer in 0…198 is right 0.5% of the time).
 final class SFTLearningTests: XCTestCase {
-    func testSFTOnArithLearns() throws {
+    func testSFTOnArithLearns() async throws {
         let out = NSTemporaryDirectory() + "sft-e2e-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: out) }
         let config = try SFTConfig(try sftSchema.resolve(file: nil, overrides: [
@@ -13,7 +14,7 @@ final class SFTLearningTests: XCTestCase {
             "train.steps=1500", "train.batch_size=64", "train.micro_batch_size=32", "train.max_length=16", "train.lr=3e-3",
             "train.warmup_steps=30", "eval.every=750", "eval.max_examples=300", "eval.max_new_tokens=5", "checkpoint.every=0", "log.every=500",
         ]))
-        let result = try SFTStage(config: config, say: { _ in }).run()
+        let result = try await SFTStage(config: config, transport: SingleProcessTransport(), say: { _ in }).run()
         let initial = try XCTUnwrap(result.initialEval), final = try XCTUnwrap(result.finalEval)
         XCTAssertLessThan(final.loss, initial.loss / 4, "eval loss falls (\(initial.loss) → \(final.loss))")
         XCTAssertEqual(initial.exactMatch, 0)

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 @testable import Training
 import XCTest
@@ -19,14 +20,14 @@ final class ResumeTests: TemporaryDirectoryTestCase {
         try JSONL.objects(path: run + "/metrics.jsonl").compactMap { $0.object["loss"] as? Double }
     }
 
-    func testResumeIsBitIdentical() throws {
+    func testResumeIsBitIdentical() async throws {
         let a = directory + "/a", b = directory + "/b"
-        _ = try SFTStage(config: try config(out: a, resume: "never"), say: { _ in }).run()
-        _ = try SFTStage(config: try config(out: b, resume: "never"), say: { _ in }).run()
+        _ = try await SFTStage(config: try config(out: a, resume: "never"), transport: SingleProcessTransport(), say: { _ in }).run()
+        _ = try await SFTStage(config: try config(out: b, resume: "never"), transport: SingleProcessTransport(), say: { _ in }).run()
         // Crash after the step-10 checkpoint: the step-20 checkpoint never happened.
         try FileManager.default.removeItem(atPath: b + "/checkpoints/step-00000020")
         var messages: [String] = []
-        let resumed = try SFTStage(config: try config(out: b, resume: "auto"), say: { messages.append($0) }).run()
+        let resumed = try await SFTStage(config: try config(out: b, resume: "auto"), transport: SingleProcessTransport(), say: { messages.append($0) }).run()
         XCTAssertTrue(messages.contains { $0.contains("resuming from \(b)/checkpoints/step-00000010") && $0.contains("at step 10") }, "\(messages)")
         XCTAssertEqual(resumed.lastCheckpoint, b + "/checkpoints/step-00000020")
         for file in ["model.safetensors", "optimizer.safetensors", "training_state.json", "config.json"] {
@@ -39,7 +40,7 @@ final class ResumeTests: TemporaryDirectoryTestCase {
         XCTAssertNotEqual(bytes(a + "/checkpoints/step-00000010/model.safetensors"), bytes(a + "/checkpoints/step-00000020/model.safetensors"))
     }
 
-    func testKeepLastAndFreshStartMessages() throws {
+    func testKeepLastAndFreshStartMessages() async throws {
         let out = directory + "/k"
         var messages: [String] = []
         let overrides = try SFTConfig(try sftSchema.resolve(file: nil, overrides: [
@@ -47,7 +48,7 @@ final class ResumeTests: TemporaryDirectoryTestCase {
             "train.batch_size=8", "train.micro_batch_size=8", "train.max_length=16", "eval.every=0", "log.every=100",
             "checkpoint.every=5", "checkpoint.keep_last=1",
         ]))
-        _ = try SFTStage(config: overrides, say: { messages.append($0) }).run()
+        _ = try await SFTStage(config: overrides, transport: SingleProcessTransport(), say: { messages.append($0) }).run()
         XCTAssertTrue(messages.contains { $0.contains("starting fresh: no checkpoint in") }, "\(messages)")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints"), ["step-00000010"])
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/config.yaml"))
