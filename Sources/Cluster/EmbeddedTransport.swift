@@ -171,6 +171,12 @@ public final class EmbeddedTransport: Transport, @unchecked Sendable {
         for i in 0..<buffer.count { buffer[i] = sum[i] * scale }
     }
 
+    public func allReduce(_ sum: GradientSum) async throws {
+        let mine = Array(UnsafeBufferPointer(start: sum.pointer, count: sum.count))
+        guard case .doubles(let total) = try await collective("allreduce-gradients", count: sum.count, .doubles(mine)) else { return }
+        for i in 0..<sum.count { sum.pointer[i] = total[i] }
+    }
+
     public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] {
         guard case .doubles(let sum) = try await collective("allreduce-doubles", count: values.count, .doubles(values)) else { return values }
         return op == .mean ? sum.map { $0 / Double(size) } : sum

@@ -66,6 +66,18 @@ public actor MPIRuntime {
         }
     }
 
+    func allReduceDoubles(_ pointer: UnsafeMutablePointer<Double>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+        let bucket = 1 << 17   // 1 MB
+        var offset = 0
+        while offset < count {
+            let n = min(bucket, count - offset)
+            var request: [MPI_Request?] = [cmpi_request_null()]
+            MPI_Iallreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_double(), cmpi_sum(), comm.raw, &request[0])
+            try wait(&request, timeout: timeout, what: "an all-reduce of \(count) gradient values")
+            offset += n
+        }
+    }
+
     func allReduceDoubles(_ values: [Double], comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> [Double] {
         var out = values
         var request: [MPI_Request?] = [cmpi_request_null()]
@@ -162,6 +174,10 @@ public final class MPITransport: Transport, @unchecked Sendable {
     public func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws {
         if size > 1 { try await runtime.allReduceFloats(buffer.pointer, count: buffer.count, comm: communicator, timeout: timeout) }
         if op == .mean && size > 1 { let s = 1 / Float(size); for i in 0..<buffer.count { buffer.pointer[i] *= s } }
+    }
+
+    public func allReduce(_ sum: GradientSum) async throws {
+        if size > 1 { try await runtime.allReduceDoubles(sum.pointer, count: sum.count, comm: communicator, timeout: timeout) }
     }
 
     public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] {

@@ -12,6 +12,8 @@ public protocol Transport: AnyObject, Sendable {
     var size: Int { get }
     /// Σ (or mean) over ranks of `buffer`, in place.
     func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws
+    /// Σ over ranks of a gradient sum, in place (Float64: see `GradientSum`).
+    func allReduce(_ sum: GradientSum) async throws
     /// Σ (or mean) over ranks of a few Doubles (loss sums, token counts, checksums).
     func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double]
     /// `buffer` on every rank becomes root's.

@@ -117,6 +117,7 @@ public final class SFTStage {
         let schedule = LearningRateSchedule(peak: c.lr, minRatio: c.minLRRatio, warmupSteps: c.warmupSteps, totalSteps: totalSteps)
         let stream = DataStream(examples: tokenized, seed: c.seed)
         let gradients = FloatBuffer(count: trunk.layout.parameterCount)
+        let gradientSum = GradientSum(count: trunk.layout.parameterCount)
         var steps: [String: LanguageModelStep] = [:]
         var result = SFTResult(runFolder: folder.path, steps: totalSteps)
         let tokenizerFile = c.tokenizer == "byte" ? nil : (try? Tokenizers.load(c.tokenizer) as? BPETokenizer)?.path
@@ -153,20 +154,23 @@ public final class SFTStage {
             let microBatches = stream.globalBatch(cursor: state.cursor, size: c.batchSize, microBatchSize: c.microBatchSize)
             let lossTokens = microBatches.reduce(0) { $0 + $1.lossTokens }
             let mine = microBatches[(transport.rank * accumulation)..<((transport.rank + 1) * accumulation)]
-            gradients.zero()
-            var loss: Float = 0
+            gradientSum.zero()
+            var loss = 0.0
             var tokens = 0
             for batch in mine {
                 let key = "\(batch.batch)x\(batch.length)"
                 let lm = steps[key] ?? LanguageModelStep(trunk: trunk, batch: batch.batch, tokens: batch.length)
                 steps[key] = lm
-                loss += try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens, trunkGradients: gradients)
+                gradients.zero()
+                loss += Double(try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens, trunkGradients: gradients))
+                gradientSum.add(gradients)
                 tokens += batch.batch * batch.length
             }
             let communicated = Date()
-            try await transport.allReduce(gradients, op: .sum)
-            let totals = try await transport.allReduce([Double(loss), Double(tokens)], op: .sum)
-            loss = Float(totals[0]); tokens = Int(totals[1])
+            try await transport.allReduce(gradientSum)
+            gradientSum.write(into: gradients)
+            let totals = try await transport.allReduce([loss, Double(tokens)], op: .sum)
+            loss = totals[0]; tokens = Int(totals[1])
             let communicateSeconds = Date().timeIntervalSince(communicated)
             let norm = clipGradientNorm(gradients, maxNorm: c.gradClip)
             let lr = schedule.rate(step: step)

@@ -1,0 +1,57 @@
+import Cluster
+import Foundation
+import Models
+@testable import Training
+import XCTest
+
+/// Data-parallel SFT on 2 and 4 ranks of the embedded world matches one process with the same
+/// global batch: loss curve and final weights identical.
+final class DataParallelTests: TemporaryDirectoryTestCase {
+    func config(out: String, checkReplicas: Bool = true) throws -> SFTConfig {
+        try SFTConfig(try sftSchema.resolve(file: nil, overrides: [
+            "name=dp", "out=\(out)", "resume=never", "data.task=arith", "data.eval_size=50",
+            "train.steps=12", "train.batch_size=16", "train.micro_batch_size=4", "train.max_length=16",
+            "train.warmup_steps=2", "train.lr=3e-3", "eval.every=0", "checkpoint.every=0", "log.every=100",
+            "train.check_replicas=\(checkReplicas)",
+        ]))
+    }
+
+    func losses(_ run: String) throws -> [Double] {
+        try JSONL.objects(path: run + "/metrics.jsonl").compactMap { $0.object["loss"] as? Double }
+    }
+
+    func weights(_ run: String) throws -> [Float] {
+        try HFCheckpoint.load(directory: run + "/checkpoints/step-00000012").weights.array
+    }
+
+    func testTwoAndFourRanksMatchOneProcess() async throws {
+        let single = directory + "/single"
+        _ = try await SFTStage(config: try config(out: single, checkReplicas: false), transport: SingleProcessTransport(), say: { _ in }).run()
+        let reference = try weights(single), referenceLosses = try losses(single)
+        XCTAssertEqual(referenceLosses.count, 12)
+        for ranks in [2, 4] {
+            let out = directory + "/dp\(ranks)"
+            let world = EmbeddedWorld(size: ranks)
+            let config = try config(out: out)
+            _ = try await world.run { transport in try await SFTStage(config: config, transport: transport, say: { _ in }).run() }
+            XCTAssertEqual(world.undelivered, [])
+            let w = try weights(out), l = try losses(out)
+            // Gradients are summed in Float64 (GradientSum), so the grouping of micro-batches
+            // over ranks cannot change them: equal bit for bit, stronger than the 1e-5 asked.
+            XCTAssertEqual(w, reference, "\(ranks) ranks: final weights")
+            XCTAssertEqual(l, referenceLosses, "\(ranks) ranks: loss curve")
+            XCTAssertEqual(l.count, 12)
+        }
+    }
+
+    func testBatchThatDoesNotSplitAcrossRanksIsRejected() async throws {
+        let world = EmbeddedWorld(size: 3)
+        let config = try config(out: directory + "/bad")
+        do {
+            _ = try await world.run { transport in try await SFTStage(config: config, transport: transport, say: { _ in }).run() }
+            XCTFail("16 sequences cannot split into micro-batches of 4 over 3 ranks")
+        } catch {
+            XCTAssertTrue("\(error)".contains("must be a multiple of train.micro_batch_size × ranks (4 × 3)"), "\(error)")
+        }
+    }
+}
