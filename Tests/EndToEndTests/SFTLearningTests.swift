@@ -11,8 +11,8 @@ final class SFTLearningTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: out) }
         let config = try SFTConfig(try sftSchema.resolve(file: nil, overrides: [
             "name=e2e", "out=\(out)", "resume=never", "data.task=arith", "data.eval_size=300",
-            "train.steps=1500", "train.batch_size=64", "train.micro_batch_size=32", "train.max_length=16", "train.lr=3e-3",
-            "train.warmup_steps=30", "eval.every=750", "eval.max_examples=300", "eval.max_new_tokens=5", "checkpoint.every=0", "log.every=500",
+            "train.steps=1000", "train.batch_size=64", "train.micro_batch_size=32", "train.max_length=16", "train.lr=1e-3",
+            "train.warmup_steps=30", "eval.every=500", "eval.max_examples=300", "eval.max_new_tokens=5", "checkpoint.every=0", "log.every=500",
         ]))
         let result = try await SFTStage(config: config, transport: SingleProcessTransport(), say: { _ in }).run()
         let initial = try XCTUnwrap(result.initialEval), final = try XCTUnwrap(result.finalEval)
@@ -20,6 +20,6 @@ final class SFTLearningTests: XCTestCase {
         XCTAssertEqual(initial.exactMatch, 0)
         XCTAssertGreaterThan(try XCTUnwrap(final.exactMatch), 0.2, "exact match rises far above chance")
         let evals = try JSONL.objects(path: out + "/metrics.jsonl").filter { $0.object["eval_loss"] != nil }
-        XCTAssertEqual(evals.map { $0.object["step"] as! Int }, [0, 750, 1500])
+        XCTAssertEqual(evals.map { $0.object["step"] as! Int }, [0, 500, 1000])
     }
 }
