@@ -24,6 +24,22 @@ public actor MPIRuntime {
         return MPITransport(runtime: self, communicator: MPIHandle(raw: cmpi_comm_world()), timeout: timeout)
     }
 
+    /// Finalises MPI if this process initialised it; without it mpirun reports a normal exit as
+    /// an abnormal termination and returns non-zero.
+    public func finalize() {
+        guard initialized else { return }
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 { MPI_Finalize() }
+        initialized = false
+    }
+
+    /// True when an MPI launcher (mpirun, srun with PMI) started this process.
+    public nonisolated static var launchedByMPI: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMI_RANK"] != nil || env["PMIX_RANK"] != nil
+    }
+
     /// Ends every process of the job (after the caller has printed why).
     public func abort(code: Int32 = 1) {
         MPI_Abort(cmpi_comm_world(), code)

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 
 /// A run's folder: config.yaml (the resolved config), metrics.jsonl (one object per line),
@@ -84,7 +85,9 @@ public struct RunFolder: Sendable {
 public struct Progress {
     public let total: Int
     public let every: Int
-    let interactive = isatty(1) != 0
+    /// A redrawn bar only for a person at a terminal: under mpirun stdout is a pty too, but it is
+    /// forwarded into logs, where carriage returns make a mess.
+    let interactive = isatty(1) != 0 && !MPIRuntime.launchedByMPI
     let start = Date()
     var startStep: Int
 

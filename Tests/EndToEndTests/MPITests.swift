@@ -1,0 +1,120 @@
+import Foundation
+import Models
+import Training
+import XCTest
+
+/// The built binary under `mpirun` (as root and oversubscribed, as CI runs it): data-parallel
+/// equivalence with one process, and no hangs when a rank dies or stops.
+final class MPITests: CLITestCase {
+    var mpirun: String? {
+        ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    func mpiArguments(_ np: Int, _ arguments: [String]) throws -> [String] {
+        ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "-x", "OPENBLAS_NUM_THREADS=1", binary.path] + arguments
+    }
+
+    func sftArguments(out: String, steps: Int = 8, extra: [String] = []) -> [String] {
+        ["sft", "name=mpi", "out=\(out)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=\(steps)",
+         "train.batch_size=16", "train.micro_batch_size=4", "train.max_length=16", "train.warmup_steps=2", "train.lr=3e-3",
+         "eval.every=0", "checkpoint.every=0", "log.every=1", "train.check_replicas=true"] + extra
+    }
+
+    /// Starts a process and returns it running, with its output collected into files.
+    func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = FileHandle(forWritingAtPath: log)!
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    func testDataParallelSFTMatchesOneProcess() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        // The reference is `mpirun -np 1` with the same one BLAS thread per process: OpenBLAS
+        // rounds differently with 2 threads, which is not what this test is about.
+        let single = try start(mpirun, try mpiArguments(1, sftArguments(out: directory + "/np1")), log: directory + "/np1.log")
+        single.waitUntilExit()
+        XCTAssertEqual(single.terminationStatus, 0, (try? String(contentsOfFile: directory + "/np1.log", encoding: .utf8)) ?? "")
+        let reference = try HFCheckpoint.load(directory: directory + "/np1/checkpoints/step-00000008").weights.array
+        let referenceLosses = try JSONL.objects(path: directory + "/np1/metrics.jsonl").compactMap { $0.object["loss"] as? Double }
+        for np in [2, 4] {
+            let out = directory + "/np\(np)"
+            let p = try start(mpirun, try mpiArguments(np, sftArguments(out: out)), log: directory + "/np\(np).log")
+            p.waitUntilExit()
+            let log = (try? String(contentsOfFile: directory + "/np\(np).log", encoding: .utf8)) ?? ""
+            XCTAssertEqual(p.terminationStatus, 0, "mpirun -np \(np): \(log)")
+            XCTAssertTrue(log.contains("world size \(np)"), log)
+            let weights = try HFCheckpoint.load(directory: out + "/checkpoints/step-00000008").weights.array
+            let scale = reference.map { abs($0) }.max()!
+            let worst = zip(weights, reference).map { abs($0 - $1) }.max()!
+            XCTAssertLessThanOrEqual(worst / scale, 1e-5, "np \(np): weights differ by \(worst / scale) relative")
+            let losses = try JSONL.objects(path: out + "/metrics.jsonl").compactMap { $0.object["loss"] as? Double }
+            XCTAssertEqual(losses.count, referenceLosses.count)
+            for (a, b) in zip(losses, referenceLosses) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "np \(np) loss curve") }
+        }
+    }
+
+    /// The pid of the rank process `rank` of a job whose command line contains `marker`.
+    func rankProcess(_ rank: Int, marker: String) -> pid_t? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                  let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                  String(decoding: cmdline, as: UTF8.self).contains(marker),
+                  let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { continue }
+            let variables = String(decoding: environ, as: UTF8.self).split(separator: "\0")
+            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") && !String(decoding: cmdline, as: UTF8.self).hasPrefix("mpirun") { return pid }
+        }
+        return nil
+    }
+
+    /// Waits until training has logged a step, so every rank is inside the loop.
+    func waitForTraining(_ out: String, process: Process) throws {
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && process.isRunning {
+            if let text = try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8), text.contains("\"loss\"") { return }
+            usleep(50_000)
+        }
+        XCTFail("training did not start within 60 s")
+    }
+
+    func testKilledRankEndsTheWholeJobWithinThirtySeconds() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let out = directory + "/killed"
+        let p = try start(mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000)), log: directory + "/killed.log")
+        try waitForTraining(out, process: p)
+        let victim = try XCTUnwrap(rankProcess(1, marker: out), "rank 1 not found")
+        kill(victim, SIGKILL)
+        let killedAt = Date()
+        while p.isRunning && Date().timeIntervalSince(killedAt) < 60 { usleep(50_000) }
+        let seconds = Date().timeIntervalSince(killedAt)
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        XCTAssertNotEqual(p.terminationStatus, 0, "a job with a killed rank must fail")
+        XCTAssertLessThan(seconds, 30, "mpirun took \(seconds) s to exit after SIGKILL")
+    }
+
+    func testStoppedRankMakesTheOthersTimeOutAndAbort() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let out = directory + "/stopped"
+        let p = try start(mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000, extra: ["cluster.timeout=2"])),
+                          log: directory + "/stopped.log")
+        try waitForTraining(out, process: p)
+        let victim = try XCTUnwrap(rankProcess(1, marker: out), "rank 1 not found")
+        kill(victim, SIGSTOP)
+        defer { kill(victim, SIGKILL) }
+        let stoppedAt = Date()
+        while p.isRunning && Date().timeIntervalSince(stoppedAt) < 60 { usleep(50_000) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        let log = (try? String(contentsOfFile: directory + "/stopped.log", encoding: .utf8)) ?? ""
+        XCTAssertNotEqual(p.terminationStatus, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(stoppedAt), 30)
+        let pattern = try NSRegularExpression(pattern: #"rank 0 \(sft, step \d+\): timed out after 2 s waiting for"#)
+        XCTAssertNotNil(pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)), "rank 0 must say where it waited: \(log.suffix(2000))")
+    }
+}
