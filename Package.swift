@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
-// rlhf → Training → {Models, Tokenizers} → Kernels → CBLAS, and Cluster → CMPI. C shims stay private to their module.
+// rlhf → Training → Roles → {Models, Cluster}, Training → Tokenizers; all → Kernels → CBLAS, and Cluster → CMPI. C shims stay private to their module.
 import PackageDescription
 import Foundation
 
@@ -27,10 +27,11 @@ let package = Package(
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
         .target(name: "Tokenizers"),
         .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),
-        .target(name: "Training", dependencies: ["Models", "Kernels", "Tokenizers", "Cluster", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Roles", dependencies: ["Models", "Kernels", "Cluster"], swiftSettings: fastMath),
+        .target(name: "Training", dependencies: ["Roles", "Models", "Kernels", "Tokenizers", "Cluster", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "rlhf",
-            dependencies: ["Training", "Models", "Kernels", "Cluster", "Tokenizers",
+            dependencies: ["Training", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
@@ -38,6 +39,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
+        .testTarget(name: "RolesTests", dependencies: ["Roles", "Models", "Kernels", "Cluster"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Cluster"]),
     ]

@@ -34,6 +34,10 @@ public struct GenerationResult: Sendable {
     public var hiddenStates: [[Float]]?
     /// true if the sequence ended with the EOS id, false if it hit max new tokens or the context.
     public var endedWithEOS: [Bool]
+
+    public init(tokens: [[Int32]], logProbs: [[Float]], hiddenStates: [[Float]]?, endedWithEOS: [Bool]) {
+        self.tokens = tokens; self.logProbs = logProbs; self.hiddenStates = hiddenStates; self.endedWithEOS = endedWithEOS
+    }
 }
 
 /// Per-step buffers of the decode loop, M = B rows (one new token per sequence).

@@ -1,0 +1,158 @@
+import Cluster
+import Foundation
+import Kernels
+import Models
+
+/// Reference: the trunk with adapters off and the tied LM head. Never trains.
+public actor LocalReference: ReferenceRole {
+    let trunk: GPT2Trunk
+    public init(trunk: GPT2Trunk) { self.trunk = trunk }
+    public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
+        try trunk.scoreSequences(sequences, adapter: nil)
+    }
+}
+
+/// Reward: the trunk with adapters off and a scalar head read at each sequence's last token.
+public actor LocalReward: RewardRole {
+    let trunk: GPT2Trunk
+    let head: ScalarHead
+    public init(trunk: GPT2Trunk, head: ScalarHead) { self.trunk = trunk; self.head = head }
+    public func scores(_ sequences: [[Int32]]) async throws -> [Float] {
+        let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
+        let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length)
+        try trunk.forward(tokens: batch.tokens, activations: act)
+        let c = trunk.config.channels
+        let last = FloatBuffer(count: sequences.count * c)
+        for (r, s) in sequences.enumerated() {
+            (last.pointer + r * c).update(from: act.hidden.pointer + (r * batch.length + s.count - 1) * c, count: c)
+        }
+        return head.forward(hidden: last.pointer, rows: sequences.count)
+    }
+}
+
+/// What a trainable role updates: a flat buffer with its layout, gradients and AdamW state.
+/// With `replicas`, gradients are summed over the replicas' communicator before every step
+/// (data parallelism), so every replica applies the same update.
+final class Trainable: @unchecked Sendable {
+    let parameters: FloatBuffer
+    let gradients: FloatBuffer
+    let optimizer: AdamW
+    let replicas: (any Transport)?
+    init(parameters: FloatBuffer, layout: TensorLayout, hyper: AdamWHyperparameters, replicas: (any Transport)?) {
+        self.parameters = parameters
+        gradients = FloatBuffer(count: parameters.count)
+        optimizer = AdamW(layout: layout, hyper: hyper)
+        self.replicas = replicas
+    }
+    func step(learningRate: Float) async throws -> Float {
+        if let replicas, replicas.size > 1 { try await replicas.allReduce(gradients, op: .sum) }
+        let norm = clipGradientNorm(gradients, maxNorm: 0)
+        optimizer.update(parameters: parameters, gradients: gradients, learningRate: learningRate)
+        return norm
+    }
+}
+
+/// Policy: the trunk with the policy LoRA (or, without an adapter, a trunk of its own that it
+/// fine-tunes fully) and the tied LM head.
+public actor LocalPolicy: PolicyRole {
+    let trunk: GPT2Trunk
+    let adapter: LoRAAdapter?
+    let trainable: Trainable
+
+    public init(trunk: GPT2Trunk, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(), replicas: (any Transport)? = nil) {
+        self.trunk = trunk; self.adapter = adapter
+        trainable = adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
+            ?? Trainable(parameters: trunk.weights, layout: trunk.layout.tensors, hyper: hyper, replicas: replicas)
+    }
+
+    public func generate(prompts: [[Int32]], options: SamplingOptions) async throws -> GenerationResult {
+        try trunk.generate(prompts: prompts, adapter: adapter, options: options)
+    }
+
+    public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
+        try trunk.scoreSequences(sequences, adapter: adapter)
+    }
+
+    public func trainStep(_ sequences: [[Int32]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float) {
+        let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
+        guard weights.count == sequences.count, zip(weights, sequences).allSatisfy({ $0.count == $1.count - 1 }) else {
+            throw RoleError("policy train step: weights must align with the log-probs of each sequence (length − 1)")
+        }
+        let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
+        let head = LMHeadCache(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
+        let logProbs = trunk.lmHeadLogProbs(hidden: act.hidden, targets: batch.targets, cache: head)
+        var dLogProbs = [Float](repeating: 0, count: logProbs.count)
+        var loss = 0.0
+        for (r, w) in weights.enumerated() {
+            for (j, wj) in w.enumerated() {
+                dLogProbs[r * batch.length + j] = -wj
+                loss -= Double(wj) * Double(logProbs[r * batch.length + j])
+            }
+        }
+        trainable.gradients.zero()
+        let dHidden = FloatBuffer(count: act.hidden.count)
+        let fullTrunk = adapter == nil ? trainable.gradients : nil
+        trunk.lmHeadBackward(dLogProbs: dLogProbs, hidden: act.hidden, cache: head, dHidden: dHidden, trunkGradients: fullTrunk)
+        trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: fullTrunk,
+                       adapterGradients: adapter == nil ? nil : trainable.gradients)
+        let norm = try await trainable.step(learningRate: learningRate)
+        return (Float(loss), norm)
+    }
+}
+
+/// Critic: the trunk with the critic LoRA (optional) and a value head; trains head and adapter.
+public actor LocalCritic: CriticRole {
+    let trunk: GPT2Trunk
+    let adapter: LoRAAdapter?
+    let head: ScalarHead
+    let headTrainable: Trainable
+    let adapterTrainable: Trainable?
+
+    public init(trunk: GPT2Trunk, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(), replicas: (any Transport)? = nil) {
+        self.trunk = trunk; self.adapter = adapter; self.head = head
+        var layout = TensorLayout()
+        layout.add("v_head.summary", [head.channels + 1])
+        headTrainable = Trainable(parameters: head.parameters, layout: layout, hyper: hyper, replicas: replicas)
+        adapterTrainable = adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
+    }
+
+    func forward(_ sequences: [[Int32]]) throws -> (PaddedBatch, TrunkActivations, [Float]) {
+        let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
+        let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
+        return (batch, act, head.forward(hidden: act.hidden.pointer, rows: batch.batch * batch.length))
+    }
+
+    public func values(_ sequences: [[Int32]]) async throws -> [[Float]] {
+        let (batch, _, values) = try forward(sequences)
+        return sequences.enumerated().map { r, s in Array(values[(r * batch.length)..<(r * batch.length + s.count)]) }
+    }
+
+    public func trainStep(_ sequences: [[Int32]], targets: [[Float]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float) {
+        guard targets.count == sequences.count, weights.count == sequences.count,
+              zip(targets, sequences).allSatisfy({ $0.count == $1.count }), zip(weights, sequences).allSatisfy({ $0.count == $1.count }) else {
+            throw RoleError("critic train step: targets and weights must have one value per token of each sequence")
+        }
+        let (batch, act, values) = try forward(sequences)
+        var dValues = [Float](repeating: 0, count: values.count)
+        var loss = 0.0
+        for r in 0..<sequences.count {
+            for j in 0..<sequences[r].count {
+                let i = r * batch.length + j, error = values[i] - targets[r][j]
+                loss += Double(weights[r][j]) * Double(error * error)
+                dValues[i] = 2 * weights[r][j] * error
+            }
+        }
+        headTrainable.gradients.zero()
+        let dHidden = FloatBuffer(count: act.hidden.count)
+        head.backward(dValues: dValues, hidden: act.hidden.pointer, dHidden: dHidden.pointer, gradients: headTrainable.gradients)
+        if let adapter, let adapterTrainable {
+            adapterTrainable.gradients.zero()
+            trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, adapterGradients: adapterTrainable.gradients)
+            _ = try await adapterTrainable.step(learningRate: learningRate)
+        }
+        let norm = try await headTrainable.step(learningRate: learningRate)
+        return (Float(loss), norm)
+    }
+}

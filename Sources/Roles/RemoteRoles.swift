@@ -1,0 +1,202 @@
+import Cluster
+import Foundation
+import Models
+
+/// Role calls over a Transport: a `RoleServer` on the hosting rank answers requests from the
+/// controller (rank 0); `Remote*` proxies conform to the role protocols and forward each call.
+/// Every request names its own response tag, so concurrent calls never take each other's replies.
+enum RoleMethod: Int {
+    case stop = 0, policyGenerate, policyLogProbs, policyTrain, criticValues, criticTrain, referenceLogProbs, rewardScores
+}
+
+let requestTag = 100
+
+extension WireWriter {
+    mutating func options(_ o: SamplingOptions) {
+        float(o.temperature); int(o.topK); float(o.topP); int(o.maxNewTokens)
+        bool(o.eosTokenId != nil); int(Int(o.eosTokenId ?? 0)); uint64(o.seed)
+    }
+    mutating func generation(_ g: GenerationResult) {
+        sequences(g.tokens); floatRows(g.logProbs)
+        bool(g.hiddenStates != nil); floatRows(g.hiddenStates ?? [])
+        int(g.endedWithEOS.count); for e in g.endedWithEOS { bool(e) }
+    }
+}
+
+extension WireReader {
+    mutating func options() throws -> SamplingOptions {
+        var o = SamplingOptions(temperature: try float(), topK: try int(), topP: try float(), maxNewTokens: try int())
+        let hasEOS = try bool(), eos = try int()
+        o.eosTokenId = hasEOS ? Int32(eos) : nil
+        o.seed = try uint64()
+        return o
+    }
+    mutating func generation() throws -> GenerationResult {
+        let tokens = try sequences(), logProbs = try floatRows()
+        let hasHidden = try bool(), hidden = try floatRows()
+        let n = try count(elementSize: 1)
+        return GenerationResult(tokens: tokens, logProbs: logProbs, hiddenStates: hasHidden ? hidden : nil,
+                                endedWithEOS: try (0..<n).map { _ in try bool() })
+    }
+}
+
+/// Serves the roles this rank hosts until the controller sends `stop`.
+public final class RoleServer: @unchecked Sendable {
+    let transport: any Transport
+    let controller: Int
+    let policy: (any PolicyRole)?, critic: (any CriticRole)?, reference: (any ReferenceRole)?, reward: (any RewardRole)?
+
+    public init(transport: any Transport, controller: Int = 0, policy: (any PolicyRole)? = nil, critic: (any CriticRole)? = nil,
+                reference: (any ReferenceRole)? = nil, reward: (any RewardRole)? = nil) {
+        self.transport = transport; self.controller = controller
+        self.policy = policy; self.critic = critic; self.reference = reference; self.reward = reward
+    }
+
+    /// Answers requests until `stop`; returns how many it served.
+    @discardableResult
+    public func serve() async throws -> Int {
+        var served = 0
+        while true {
+            var request = try WireReader(try await transport.receive(from: controller, tag: requestTag))
+            guard let method = RoleMethod(rawValue: try request.int()) else { throw RoleError("unknown role method") }
+            let replyTag = try request.int()
+            if method == .stop { return served }
+            var reply = WireWriter()
+            do {
+                let payload = try await answer(method, &request)
+                reply.bool(true)
+                reply = payload(reply)
+            } catch {
+                reply = WireWriter()
+                reply.bool(false)
+                reply.string("rank \(transport.rank) (\(method.role)): \(error)")
+            }
+            try await transport.send(reply.data, to: controller, tag: replyTag)
+            served += 1
+        }
+    }
+
+    private func hosted<R>(_ role: R?, _ kind: RoleKind) throws -> R {
+        guard let role else { throw RoleError("this rank does not host the \(kind.rawValue) role") }
+        return role
+    }
+
+    private func answer(_ method: RoleMethod, _ r: inout WireReader) async throws -> (WireWriter) -> WireWriter {
+        switch method {
+        case .policyGenerate:
+            let prompts = try r.sequences(), options = try r.options()
+            let g = try await hosted(policy, .policy).generate(prompts: prompts, options: options)
+            return { var w = $0; w.generation(g); return w }
+        case .policyLogProbs:
+            let rows = try await hosted(policy, .policy).logProbs(try r.sequences())
+            return { var w = $0; w.floatRows(rows); return w }
+        case .policyTrain:
+            let s = try r.sequences(), weights = try r.floatRows(), lr = try r.float()
+            let (loss, norm) = try await hosted(policy, .policy).trainStep(s, weights: weights, learningRate: lr)
+            return { var w = $0; w.float(loss); w.float(norm); return w }
+        case .criticValues:
+            let rows = try await hosted(critic, .critic).values(try r.sequences())
+            return { var w = $0; w.floatRows(rows); return w }
+        case .criticTrain:
+            let s = try r.sequences(), targets = try r.floatRows(), weights = try r.floatRows(), lr = try r.float()
+            let (loss, norm) = try await hosted(critic, .critic).trainStep(s, targets: targets, weights: weights, learningRate: lr)
+            return { var w = $0; w.float(loss); w.float(norm); return w }
+        case .referenceLogProbs:
+            let rows = try await hosted(reference, .reference).logProbs(try r.sequences())
+            return { var w = $0; w.floatRows(rows); return w }
+        case .rewardScores:
+            let scores = try await hosted(reward, .reward).scores(try r.sequences())
+            return { var w = $0; w.floats(scores); return w }
+        case .stop:
+            return { $0 }
+        }
+    }
+}
+
+extension RoleMethod {
+    var role: String {
+        switch self {
+        case .policyGenerate, .policyLogProbs, .policyTrain: return "policy"
+        case .criticValues, .criticTrain: return "critic"
+        case .referenceLogProbs: return "reference"
+        case .rewardScores: return "reward"
+        case .stop: return "server"
+        }
+    }
+}
+
+/// The controller's end of one hosting rank.
+public final class RoleClient: @unchecked Sendable {
+    let transport: any Transport
+    public let host: Int
+    private let lock = NSLock()
+    private var next = 0
+
+    public init(transport: any Transport, host: Int) { self.transport = transport; self.host = host }
+
+    func call(_ method: RoleMethod, _ build: (inout WireWriter) -> Void) async throws -> WireReader {
+        let tag = lock.withLock { next += 1; return 1000 + next % 30000 }
+        var request = WireWriter()
+        request.int(method.rawValue); request.int(tag)
+        build(&request)
+        try await transport.send(request.data, to: host, tag: requestTag)
+        var reply = try WireReader(try await transport.receive(from: host, tag: tag))
+        guard try reply.bool() else { throw RoleError(try reply.string()) }
+        return reply
+    }
+
+    /// Ends the server loop on the host.
+    public func stop() async throws {
+        var request = WireWriter()
+        request.int(RoleMethod.stop.rawValue); request.int(0)
+        try await transport.send(request.data, to: host, tag: requestTag)
+    }
+}
+
+public struct RemotePolicy: PolicyRole {
+    let client: RoleClient
+    public init(_ client: RoleClient) { self.client = client }
+    public func generate(prompts: [[Int32]], options: SamplingOptions) async throws -> GenerationResult {
+        var r = try await client.call(.policyGenerate) { $0.sequences(prompts); $0.options(options) }
+        return try r.generation()
+    }
+    public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
+        var r = try await client.call(.policyLogProbs) { $0.sequences(sequences) }
+        return try r.floatRows()
+    }
+    public func trainStep(_ sequences: [[Int32]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float) {
+        var r = try await client.call(.policyTrain) { $0.sequences(sequences); $0.floatRows(weights); $0.float(learningRate) }
+        return (try r.float(), try r.float())
+    }
+}
+
+public struct RemoteCritic: CriticRole {
+    let client: RoleClient
+    public init(_ client: RoleClient) { self.client = client }
+    public func values(_ sequences: [[Int32]]) async throws -> [[Float]] {
+        var r = try await client.call(.criticValues) { $0.sequences(sequences) }
+        return try r.floatRows()
+    }
+    public func trainStep(_ sequences: [[Int32]], targets: [[Float]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float) {
+        var r = try await client.call(.criticTrain) { $0.sequences(sequences); $0.floatRows(targets); $0.floatRows(weights); $0.float(learningRate) }
+        return (try r.float(), try r.float())
+    }
+}
+
+public struct RemoteReference: ReferenceRole {
+    let client: RoleClient
+    public init(_ client: RoleClient) { self.client = client }
+    public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
+        var r = try await client.call(.referenceLogProbs) { $0.sequences(sequences) }
+        return try r.floatRows()
+    }
+}
+
+public struct RemoteReward: RewardRole {
+    let client: RoleClient
+    public init(_ client: RoleClient) { self.client = client }
+    public func scores(_ sequences: [[Int32]]) async throws -> [Float] {
+        var r = try await client.call(.rewardScores) { $0.sequences(sequences) }
+        return try r.floats()
+    }
+}
