@@ -40,6 +40,22 @@ public actor MPIRuntime {
         return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMI_RANK"] != nil || env["PMIX_RANK"] != nil
     }
 
+    /// Baseline for `rlhf bench allreduce`: best seconds of one plain blocking MPI_Allreduce of
+    /// `count` floats on the world (what the bucketed transport is compared against).
+    public func rawAllReduceSeconds(count: Int, repeats: Int) -> Double {
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        buffer.initialize(repeating: 1, count: count)
+        var best = Double.infinity
+        for _ in 0..<(repeats + 1) {
+            MPI_Barrier(cmpi_comm_world())
+            let start = Date()
+            MPI_Allreduce(cmpi_in_place(), buffer, Int32(count), cmpi_float(), cmpi_sum(), cmpi_comm_world())
+            best = min(best, Date().timeIntervalSince(start))
+        }
+        return best
+    }
+
     /// Ends every process of the job (after the caller has printed why).
     public func abort(code: Int32 = 1) {
         MPI_Abort(cmpi_comm_world(), code)
@@ -52,7 +68,7 @@ public actor MPIRuntime {
         return (Int(rank), Int(size))
     }
 
-    /// Polls `requests` until all complete or the deadline passes. Busy for the first
+    /// Polls `requests` (point-to-point and barriers) until all complete or the deadline passes. Busy for the first
     /// millisecond (latency), then sleeping between polls so a waiting rank leaves its core to
     /// the others (ranks share cores when oversubscribed).
     func wait(_ requests: inout [MPI_Request?], timeout: Double, what: @autoclosure () -> String) throws {
@@ -68,16 +84,23 @@ public actor MPIRuntime {
         }
     }
 
+    /// Runs a blocking collective under the watchdog (see `CollectiveWatchdog`).
+    func guarded<T>(_ what: @autoclosure () -> String, timeout: Double, _ body: () -> T) -> T {
+        CollectiveWatchdog.shared.begin(what(), timeout: timeout)
+        defer { CollectiveWatchdog.shared.end() }
+        return body()
+    }
+
     /// In-place sum over `count` floats, in 1 MB buckets (platform.md §4: ~3× faster than one
-    /// call for large buffers), each bucket waited with the deadline.
+    /// call for large buffers).
     func allReduceFloats(_ pointer: UnsafeMutablePointer<Float>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
         let bucket = 1 << 18
         var offset = 0
         while offset < count {
             let n = min(bucket, count - offset)
-            var request: [MPI_Request?] = [cmpi_request_null()]
-            MPI_Iallreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_float(), cmpi_sum(), comm.raw, &request[0])
-            try wait(&request, timeout: timeout, what: "an all-reduce of \(count) floats")
+            guarded("an all-reduce of \(count) floats", timeout: timeout) {
+                _ = MPI_Allreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_float(), cmpi_sum(), comm.raw)
+            }
             offset += n
         }
     }
@@ -87,18 +110,18 @@ public actor MPIRuntime {
         var offset = 0
         while offset < count {
             let n = min(bucket, count - offset)
-            var request: [MPI_Request?] = [cmpi_request_null()]
-            MPI_Iallreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_double(), cmpi_sum(), comm.raw, &request[0])
-            try wait(&request, timeout: timeout, what: "an all-reduce of \(count) gradient values")
+            guarded("an all-reduce of \(count) gradient values", timeout: timeout) {
+                _ = MPI_Allreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_double(), cmpi_sum(), comm.raw)
+            }
             offset += n
         }
     }
 
     func allReduceDoubles(_ values: [Double], comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> [Double] {
         var out = values
-        var request: [MPI_Request?] = [cmpi_request_null()]
-        MPI_Iallreduce(cmpi_in_place(), &out, Int32(out.count), cmpi_double(), cmpi_sum(), comm.raw, &request[0])
-        try wait(&request, timeout: timeout, what: "an all-reduce of \(values.count) values")
+        guarded("an all-reduce of \(values.count) values", timeout: timeout) {
+            _ = MPI_Allreduce(cmpi_in_place(), &out, Int32(out.count), cmpi_double(), cmpi_sum(), comm.raw)
+        }
         return out
     }
 
@@ -106,9 +129,9 @@ public actor MPIRuntime {
         var offset = 0
         while offset < count {
             let n = min(1 << 18, count - offset)
-            var request: [MPI_Request?] = [cmpi_request_null()]
-            MPI_Ibcast(pointer + offset, Int32(n), cmpi_float(), Int32(root), comm.raw, &request[0])
-            try wait(&request, timeout: timeout, what: "a broadcast of \(count) floats from rank \(root)")
+            guarded("a broadcast of \(count) floats from rank \(root)", timeout: timeout) {
+                _ = MPI_Bcast(pointer + offset, Int32(n), cmpi_float(), Int32(root), comm.raw)
+            }
             offset += n
         }
     }
@@ -117,16 +140,17 @@ public actor MPIRuntime {
         let (_, size) = rankAndSize(comm)
         var lengths = [Int64](repeating: 0, count: size)
         var mine = Int64(data.count)
-        var request: [MPI_Request?] = [cmpi_request_null()]
-        MPI_Iallgather(&mine, 1, cmpi_int64(), &lengths, 1, cmpi_int64(), comm.raw, &request[0])
-        try wait(&request, timeout: timeout, what: "an all-gather of lengths")
+        guarded("an all-gather of lengths", timeout: timeout) {
+            _ = MPI_Allgather(&mine, 1, cmpi_int64(), &lengths, 1, cmpi_int64(), comm.raw)
+        }
         let counts = lengths.map { Int32($0) }
         var displacements = [Int32](repeating: 0, count: size)
         for i in 1..<max(size, 1) where size > 1 { displacements[i] = displacements[i - 1] + counts[i - 1] }
         var all = [UInt8](repeating: 0, count: Int(lengths.reduce(0, +)))
         var bytes = [UInt8](data)
-        MPI_Iallgatherv(&bytes, Int32(bytes.count), cmpi_byte(), &all, counts, displacements, cmpi_byte(), comm.raw, &request[0])
-        try wait(&request, timeout: timeout, what: "an all-gather of \(data.count) bytes")
+        guarded("an all-gather of \(data.count) bytes", timeout: timeout) {
+            _ = MPI_Allgatherv(&bytes, Int32(bytes.count), cmpi_byte(), &all, counts, displacements, cmpi_byte(), comm.raw)
+        }
         return (0..<size).map { Data(all[Int(displacements[$0])..<Int(displacements[$0] + counts[$0])]) }
     }
 
@@ -157,6 +181,8 @@ public actor MPIRuntime {
     }
 
     func barrier(comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+        // Non-blocking and polled: a barrier is where ranks wait longest (rank 0 evaluating or
+        // writing a checkpoint), and polling with back-off leaves the core to the others.
         var request: [MPI_Request?] = [cmpi_request_null()]
         MPI_Ibarrier(comm.raw, &request[0])
         try wait(&request, timeout: timeout, what: "every rank to reach a barrier")

@@ -57,6 +57,7 @@ public final class SFTStage {
     public func run() async throws -> SFTResult {
         let c = config
         let worldSize = transport.size
+        FailureReport.current = context
         let tokenizer = try Tokenizers.load(c.tokenizer)
         let (train, evalSet): ([SFTExample], [SFTExample])
         if c.task == "arith" {
@@ -148,6 +149,7 @@ public final class SFTStage {
             let started = Date()
             let step = state.step + 1
             context.step = step
+            FailureReport.current = context
             // Every rank builds the same global batch; rank r takes the r-th contiguous block of
             // micro-batches. The loss is normalised by the whole batch's target tokens, so the
             // sum over ranks of their gradients is exactly the single-process gradient.

@@ -3,10 +3,10 @@ import Foundation
 import Kernels
 import Models
 
-struct Bench: ParsableCommand {
+struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed; prints one JSON object per case (figures, never pass/fail).",
-        subcommands: [BenchKernels.self, BenchModel.self])
+        subcommands: [BenchKernels.self, BenchModel.self, BenchAllReduce.self])
 }
 
 /// Timing helpers shared by the benchmarks.

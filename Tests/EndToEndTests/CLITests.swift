@@ -18,9 +18,19 @@ class CLITestCase: XCTestCase {
         return folder.appendingPathComponent("rlhf")
     }
 
+    /// The environment for spawned processes, without the variables an MPI initialisation in this
+    /// test process leaves behind (other tests start an MPI singleton here): inherited by mpirun
+    /// or by rlhf they would make it believe it is already part of a job.
+    static var cleanEnvironment: [String: String] {
+        ProcessInfo.processInfo.environment.filter { key, _ in
+            !["OMPI_", "PMIX_", "OPAL_", "ORTE_", "PMI_"].contains { key.hasPrefix($0) }
+        }
+    }
+
     @discardableResult
     func run(_ arguments: [String], expectExit status: Int32 = 0) throws -> (stdout: String, stderr: String) {
         let process = Process()
+        process.environment = Self.cleanEnvironment
         process.executableURL = binary
         process.arguments = arguments
         let out = Pipe(), err = Pipe()

@@ -23,6 +23,7 @@ final class MPITests: CLITestCase {
     /// Starts a process and returns it running, with its output collected into files.
     func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
         let p = Process()
+        p.environment = Self.cleanEnvironment
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
         FileManager.default.createFile(atPath: log, contents: nil)
@@ -116,5 +117,18 @@ final class MPITests: CLITestCase {
         XCTAssertLessThan(Date().timeIntervalSince(stoppedAt), 30)
         let pattern = try NSRegularExpression(pattern: #"rank 0 \(sft, step \d+\): timed out after 2 s waiting for"#)
         XCTAssertNotNil(pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)), "rank 0 must say where it waited: \(log.suffix(2000))")
+    }
+
+    /// Reference and reward placed on other ranks return exactly what colocated roles return.
+    func testRemoteReferenceAndRewardMatchColocated() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        for (np, placement) in [(2, "reference=1,reward=1"), (4, "reference=2,reward=3")] {
+            let p = try start(mpirun, try mpiArguments(np, ["check", "roles", "--placement", placement]), log: directory + "/roles\(np).log")
+            p.waitUntilExit()
+            let log = (try? String(contentsOfFile: directory + "/roles\(np).log", encoding: .utf8)) ?? ""
+            XCTAssertEqual(p.terminationStatus, 0, log)
+            XCTAssertTrue(log.contains("\"identical\":true"), log)
+            XCTAssertTrue(log.contains("reference → rank \(placement.contains("=2") ? 2 : 1)"), "the role → rank map is printed: \(log)")
+        }
     }
 }

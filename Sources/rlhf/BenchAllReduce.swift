@@ -1,0 +1,98 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import Kernels
+import Models
+
+struct BenchAllReduce: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allreduce",
+        abstract: "Gradient all-reduce bandwidth against raw MPI_Allreduce, and data-parallel SFT efficiency np=1 → np=N.",
+        discussion: """
+        Run under mpirun, e.g. `mpirun -np 2 -x OPENBLAS_NUM_THREADS=1 rlhf bench allreduce`. Bandwidth is bytes / \
+        seconds of the best run (np=2: bus bandwidth = algorithm bandwidth). Efficiency: one rank trains a global \
+        batch alone, then all ranks train it data-parallel; efficiency = t(1 rank) / (N × t(N ranks)).
+        """)
+
+    @Option(help: "Buffer sizes in MiB (repeatable).")
+    var mib: [Double] = [1, 16, 64]
+    @Option(help: "Timed repeats per size (best is kept).")
+    var repeats: Int = 5
+    @Option(help: "Model preset for the data-parallel efficiency run.")
+    var preset: String = "small"
+    @Option(help: "Global batch (sequences) of the efficiency run; must split over the ranks.")
+    var batch: Int = 16
+    @Option(help: "Tokens per sequence of the efficiency run.")
+    var tokens: Int = 128
+    @Option(help: "Timed optimizer steps per phase of the efficiency run.")
+    var steps: Int = 3
+
+    func run() async throws {
+        let world = await MPIRuntime.shared.world()
+        try await failingLoudly(world, context: { FailureContext(rank: world.rank, role: "bench", step: 0) }) {
+            if world.rank == 0 { log("bench allreduce: world size \(world.size); \(BLAS.summary)") }
+            for size in mib {
+                let count = Int(size * 1024 * 1024 / 4)
+                let raw = await MPIRuntime.shared.rawAllReduceSeconds(count: count, repeats: repeats)
+                let buffer = FloatBuffer(count: count)
+                var transport = Double.infinity
+                for _ in 0..<(repeats + 1) {
+                    try await world.barrier()
+                    let start = Date()
+                    try await world.allReduce(buffer, op: .sum)
+                    transport = min(transport, Date().timeIntervalSince(start))
+                }
+                let bytes = Double(count * 4)
+                if world.rank == 0 {
+                    printJSONLine(["case": "allreduce", "world_size": world.size, "mib": size,
+                                   "transport_gb_per_s": rounded(bytes / transport / 1e9, 2), "raw_mpi_gb_per_s": rounded(bytes / raw / 1e9, 2),
+                                   "fraction_of_raw": rounded(raw / transport, 3), "transport_ms": rounded(transport * 1e3, 3), "raw_ms": rounded(raw * 1e3, 3)])
+                }
+            }
+            try await efficiency(world)
+        }
+    }
+
+    /// One rank trains the global batch alone, then every rank trains its share and the
+    /// gradients (Float64 sums, as in SFT) are all-reduced.
+    func efficiency(_ world: MPITransport) async throws {
+        let config = try GPT2Config.preset(preset)
+        guard batch % world.size == 0 else { throw CLIError("--batch \(batch) does not split over \(world.size) ranks") }
+        let trunk = try GPT2Trunk(config: config)
+        var rng = RNG(seed: 1)
+        trunk.initialize(rng: &rng)
+        let gradients = FloatBuffer(count: trunk.layout.parameterCount), sum = GradientSum(count: trunk.layout.parameterCount)
+        let perRank = batch / world.size
+        func ids(_ n: Int) -> [Int32] { (0..<(n * tokens)).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) } }
+        let soloTokens = ids(batch), shareTokens = ids(perRank)
+        let solo = LanguageModelStep(trunk: trunk, batch: batch, tokens: tokens)
+        let share = LanguageModelStep(trunk: trunk, batch: perRank, tokens: tokens)
+        func targets(_ t: [Int32]) -> [Int32] { t.indices.map { ($0 + 1) % tokens == 0 ? -1 : t[$0 + 1] } }
+        func step(_ lm: LanguageModelStep, _ t: [Int32], reduce: Bool) async throws {
+            gradients.zero(); sum.zero()
+            try lm.run(tokens: t, targets: targets(t), trunkGradients: gradients)
+            sum.add(gradients)
+            if reduce { try await world.allReduce(sum) }
+            sum.write(into: gradients)
+        }
+        var soloSeconds = Double.infinity
+        if world.rank == 0 {
+            for _ in 0...steps { let s = Date(); try await step(solo, soloTokens, reduce: false); soloSeconds = min(soloSeconds, Date().timeIntervalSince(s)) }
+        }
+        try await world.barrier()
+        var parallelSeconds = Double.infinity
+        for _ in 0...steps {
+            try await world.barrier()
+            let s = Date()
+            try await step(share, shareTokens, reduce: true)
+            parallelSeconds = min(parallelSeconds, Date().timeIntervalSince(s))
+        }
+        let slowest = try await world.allReduce([parallelSeconds], op: .sum)[0] / Double(world.size)
+        if world.rank == 0 {
+            printJSONLine(["case": "data_parallel_sft", "preset": preset, "world_size": world.size, "global_batch": batch, "tokens": tokens,
+                           "threads_per_rank": BLAS.threads, "step_s_one_rank": rounded(soloSeconds, 4), "step_s_all_ranks": rounded(slowest, 4),
+                           "speedup": rounded(soloSeconds / slowest, 3), "efficiency": rounded(soloSeconds / (Double(world.size) * slowest), 3),
+                           "gradient_mib": rounded(Double(trunk.layout.parameterCount * 8) / 1048576, 1)])
+        }
+    }
+}
