@@ -10,6 +10,7 @@ public enum CommonKeys {
         ConfigKey("resume", .string, .string("auto"), "auto (newest checkpoint of this run name), never, or a checkpoint path"),
         ConfigKey("tokenizer", .string, .string("byte"), "byte, or a tokenizer.json (or folder holding one)"),
         ConfigKey("cluster.timeout", .float, .float(300), "seconds any wait for another rank may last before the run stops"),
+        ConfigKey("placement", .string, .string("colocated"), "colocated, or role=rank pairs (e.g. reference=1,reward=1)"),
         ConfigKey("model.preset", .choice(["tiny", "small", "gpt2"]), .string("tiny"), "shape of a freshly initialised model"),
         ConfigKey("model.init_from", .path, .string(""), "Hugging Face GPT-2 folder to start from (overrides preset)"),
     ]
@@ -54,6 +55,7 @@ public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKey
 public struct SFTConfig: Sendable {
     public var resolved: ResolvedConfig
     public var clusterTimeout: Double
+    public var placement: String
     public var name: String, out: String, seed: UInt64, resume: String, tokenizer: String
     public var preset: String, initFrom: String
     public var task: String, dataSeed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int, trainFile: String, evalFile: String
@@ -65,6 +67,7 @@ public struct SFTConfig: Sendable {
     public init(_ c: ResolvedConfig) throws {
         resolved = c
         clusterTimeout = c.double("cluster.timeout")
+        placement = c.string("placement")
         name = c.string("name"); out = c.string("out"); seed = UInt64(truncatingIfNeeded: c.int("seed"))
         resume = c.string("resume"); tokenizer = c.string("tokenizer")
         preset = c.string("model.preset"); initFrom = c.string("model.init_from")

@@ -2,6 +2,7 @@ import Cluster
 import Foundation
 import Kernels
 import Models
+import Roles
 import Tokenizers
 
 /// What an SFT run produced.
@@ -70,6 +71,11 @@ public final class SFTStage {
         let tokenized = try train.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.maxLength) }
         let evalExamples = Array(evalSet.prefix(c.evalMaxExamples))
         let accumulation = try c.accumulationSteps(worldSize: worldSize)
+        // SFT has one role, the policy, trained data-parallel on every rank.
+        let placement = try Placement.parse(c.placement, worldSize: worldSize)
+        guard placement.remote.isEmpty else {
+            throw ConfigError("'placement': SFT trains only the policy, replicated on every rank; use colocated")
+        }
         let stepsPerEpoch = Double(train.count) / Double(c.batchSize)
         let totalSteps = c.steps > 0 ? c.steps : max(1, Int((c.epochs * stepsPerEpoch).rounded(.up)))
 
@@ -90,6 +96,7 @@ public final class SFTStage {
             \(accumulation) accumulation steps × \(worldSize) ranks; \(train.count) training examples, \
             \(String(format: "%.2f", stepsPerEpoch)) optimizer steps per epoch, \(totalSteps) optimizer steps \
             (\(String(format: "%.2f", Double(totalSteps) / stepsPerEpoch)) epochs); \(evalExamples.count) eval examples
+            roles: policy → ranks 0…\(worldSize - 1) (data parallel)
             tokenizer: \(tokenizer.summary); \(BLAS.summary)
             """)
         if isLeader { try folder.writeConfig(c.resolved.yaml) }
