@@ -27,8 +27,9 @@ let package = Package(
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
         .target(name: "Tokenizers"),
         .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),
+        .target(name: "Alignment"),
         .target(name: "Roles", dependencies: ["Models", "Kernels", "Cluster"], swiftSettings: fastMath),
-        .target(name: "Training", dependencies: ["Roles", "Models", "Kernels", "Tokenizers", "Cluster", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Training", dependencies: ["Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "rlhf",
             dependencies: ["Training", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
@@ -39,6 +40,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
+        .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Models", "Kernels", "Cluster"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Cluster"]),

@@ -1,0 +1,126 @@
+import Foundation
+
+/// The per-token mathematics of PPO for RLHF (shared/algorithms.md §2), free of models and MPI.
+/// Arrays are one sequence's response tokens unless a function says otherwise; Double throughout.
+
+/// KL estimators of Schulman ("Approximating KL divergence", 2020) with logr = log π_ref − log π_old.
+public enum KLEstimator: String, Sendable, CaseIterable, Codable {
+    case k1, k2, k3
+    public func value(logpOld: Double, logpRef: Double) -> Double {
+        let logr = logpRef - logpOld
+        switch self {
+        case .k1: return -logr
+        case .k2: return 0.5 * logr * logr
+        case .k3: return exp(logr) - 1 - logr
+        }
+    }
+}
+
+public enum PPOMath {
+    public static func kl(_ logpOld: [Double], _ logpRef: [Double], estimator: KLEstimator) -> [Double] {
+        zip(logpOld, logpRef).map { estimator.value(logpOld: $0, logpRef: $1) }
+    }
+
+    /// r_t = −β·KL_t, plus the sequence score (clipped to ±clip) on the last token (TRL, OpenRLHF).
+    public static func shapedRewards(kl: [Double], beta: Double, score: Double, clip: Double = .infinity) -> [Double] {
+        var r = kl.map { -beta * $0 }
+        if !r.isEmpty { r[r.count - 1] += min(max(score, -clip), clip) }
+        return r
+    }
+
+    /// GAE (Schulman et al. 2016) with V_{T+1} = 0: δ_t = r_t + γV_{t+1} − V_t, A_t = δ_t + γλA_{t+1};
+    /// returns G_t = A_t + V_t are the critic's targets.
+    public static func gae(rewards: [Double], values: [Double], gamma: Double, lambda: Double) -> (advantages: [Double], returns: [Double]) {
+        precondition(rewards.count == values.count, "gae: rewards and values differ in length")
+        var advantages = [Double](repeating: 0, count: rewards.count)
+        var next = 0.0, nextValue = 0.0
+        for t in stride(from: rewards.count - 1, through: 0, by: -1) {
+            let delta = rewards[t] + gamma * nextValue - values[t]
+            next = delta + gamma * lambda * next
+            advantages[t] = next
+            nextValue = values[t]
+        }
+        return (advantages, zip(advantages, values).map(+))
+    }
+
+    /// Discounted returns G_t = Σ_{s≥t} γ^{s−t} r_s (REINFORCE).
+    public static func returns(rewards: [Double], gamma: Double) -> [Double] {
+        var out = [Double](repeating: 0, count: rewards.count)
+        var running = 0.0
+        for t in stride(from: rewards.count - 1, through: 0, by: -1) { running = rewards[t] + gamma * running; out[t] = running }
+        return out
+    }
+
+    /// (x − mean) / √(var + 1e-8) over every value of every sequence; `unbiased` uses n − 1 (TRL),
+    /// otherwise n (OpenRLHF).
+    public static func whiten(_ rows: [[Double]], unbiased: Bool) -> [[Double]] {
+        let all = rows.flatMap { $0 }
+        guard all.count > 1 else { return rows }
+        let mean = all.reduce(0, +) / Double(all.count)
+        let sq = all.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+        let variance = sq / Double(unbiased ? all.count - 1 : all.count)
+        let scale = 1 / (variance + 1e-8).squareRoot()
+        return rows.map { $0.map { ($0 - mean) * scale } }
+    }
+
+    /// Clipped surrogate, token-level mean: L = mean_t max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high)),
+    /// ρ = exp(logp − logp_old). With `dualClip` c > 1 (Ye et al. 2020, OpenRLHF), tokens with A < 0
+    /// use −max(min(ρA, clip(ρ)A), cA). Returns the loss, ∂L/∂logp per token and the clip fraction.
+    public static func policyLoss(logp: [Double], logpOld: [Double], advantages: [Double],
+                                  clipLow: Double, clipHigh: Double, dualClip: Double? = nil) -> (loss: Double, dLogp: [Double], clipFraction: Double) {
+        let n = Double(max(logp.count, 1))
+        var loss = 0.0, clipped = 0
+        var grad = [Double](repeating: 0, count: logp.count)
+        for t in logp.indices {
+            let a = advantages[t], ratio = exp(logp[t] - logpOld[t])
+            let bounded = min(max(ratio, 1 - clipLow), 1 + clipHigh)
+            let unclippedLoss = -a * ratio, clippedLoss = -a * bounded
+            var tokenLoss: Double, dRatio: Double
+            if unclippedLoss >= clippedLoss { tokenLoss = unclippedLoss; dRatio = -a } else { tokenLoss = clippedLoss; dRatio = 0 }
+            if bounded != ratio { clipped += 1 }
+            if let c = dualClip, a < 0, tokenLoss > -c * a { tokenLoss = -c * a; dRatio = 0 }
+            loss += tokenLoss
+            grad[t] = dRatio * ratio / n       // ∂ρ/∂logp = ρ
+        }
+        return (loss / n, grad, Double(clipped) / n)
+    }
+
+    /// Clipped value loss: L = ½ mean_t max((V − G)², (V_clip − G)²), V_clip = V_old + clip(V − V_old, ±ε).
+    /// Returns the loss and ∂L/∂V per token.
+    public static func valueLoss(values: [Double], oldValues: [Double], returns: [Double], clip: Double) -> (loss: Double, dValues: [Double]) {
+        let n = Double(max(values.count, 1))
+        var loss = 0.0
+        var grad = [Double](repeating: 0, count: values.count)
+        for t in values.indices {
+            let v = values[t], g = returns[t]
+            let vClip = oldValues[t] + min(max(v - oldValues[t], -clip), clip)
+            let a = (v - g) * (v - g), b = (vClip - g) * (vClip - g)
+            if a >= b { loss += a; grad[t] = (v - g) / n }
+            else { loss += b; grad[t] = abs(v - oldValues[t]) < clip ? (vClip - g) / n : 0 }
+        }
+        return (0.5 * loss / n, grad)
+    }
+
+    /// Entropy of softmax(z): logsumexp(z) − Σ p_v z_v.
+    public static func entropy(logits z: [Double]) -> Double {
+        let m = z.max() ?? 0
+        let exps = z.map { exp($0 - m) }
+        let s = exps.reduce(0, +)
+        let lse = m + log(s)
+        return lse - zip(exps, z).reduce(0) { $0 + $1.0 / s * $1.1 }
+    }
+}
+
+/// Adaptive KL coefficient (Ziegler et al. 2019; OpenRLHF kl_controller.py):
+/// e = clip(KL/target − 1, ±0.2), β ← β·(1 + e·n/horizon). Without a target β is fixed.
+public struct AdaptiveKLController: Sendable, Codable, Equatable {
+    public var beta: Double
+    public let target: Double?
+    public let horizon: Double
+    public init(beta: Double, target: Double?, horizon: Double = 10_000) { self.beta = beta; self.target = target; self.horizon = horizon }
+    public mutating func update(observedKL: Double, steps: Int) {
+        guard let target else { return }
+        let error = min(max(observedKL / target - 1, -0.2), 0.2)
+        beta *= 1 + error * Double(steps) / horizon
+    }
+}
