@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Tokenizers"),
         .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),
         .target(name: "Alignment"),
-        .target(name: "Roles", dependencies: ["Models", "Kernels", "Cluster"], swiftSettings: fastMath),
+        .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
         .target(name: "Training", dependencies: ["Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "rlhf",

@@ -21,23 +21,47 @@ public func tokenLogProbsForward(
     }
 }
 
-/// In place: logits[r, :] ← dlogits = dLogProbs[r] · (onehot(target) − softmax(logits/τ)) / τ.
+/// In place: logits[r, :] ← dlogits = dLogProbs[r] · (onehot(target) − p) / τ, plus, when
+/// `dEntropy` is given, dEntropy[r] · ∂H/∂logits with H = −Σ p log p of softmax(logits/τ):
+/// ∂H/∂z_k = −p_k (log p_k + H) / τ (the entropy bonus of PPO).
 /// Overwriting the logits saves a [M, V] buffer (206 MB for GPT-2 at 1024 tokens).
 public func tokenLogProbsBackward(
     logitsToGrad: UnsafeMutablePointer<Float>, dLogProbs: UnsafePointer<Float>,
     logSumExp: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
-    rows: Int, vocab v: Int, temperature: Float = 1
+    rows: Int, vocab v: Int, temperature: Float = 1, dEntropy: UnsafePointer<Float>? = nil
 ) {
     let invT = 1 / temperature
     for r in 0..<rows {
         let row = logitsToGrad + r * v
         let target = Int(targets[r])
-        let g = dLogProbs[r]
-        if target < 0 || g == 0 { row.update(repeating: 0, count: v); continue }
+        let g = target < 0 ? 0 : dLogProbs[r]
+        let e = dEntropy?[r] ?? 0
+        if g == 0 && e == 0 { row.update(repeating: 0, count: v); continue }
         let lse = logSumExp[r]
-        let coefficient = -g * invT
-        for j in 0..<v { row[j] = coefficient * fastExp(row[j] * invT - lse) }
-        row[target] += g * invT
+        if e == 0 {
+            let coefficient = -g * invT
+            for j in 0..<v { row[j] = coefficient * fastExp(row[j] * invT - lse) }
+        } else {
+            var weighted: Float = 0    // Σ p·(z/τ), so H = lse − Σ p·(z/τ)
+            for j in 0..<v { let z = row[j] * invT; weighted += fastExp(z - lse) * z }
+            let entropy = lse - weighted
+            for j in 0..<v {
+                let logp = row[j] * invT - lse, p = fastExp(logp)
+                row[j] = (-g * p - e * p * (logp + entropy)) * invT
+            }
+        }
+        if target >= 0 { row[target] += g * invT }
+    }
+}
+
+/// Entropy of softmax(row/τ) for each of `rows` rows (logits intact).
+public func rowEntropies(logits: UnsafePointer<Float>, logSumExp: UnsafePointer<Float>, rows: Int, vocab v: Int, temperature: Float = 1) -> [Float] {
+    let invT = 1 / temperature
+    return (0..<rows).map { r in
+        let row = logits + r * v, lse = logSumExp[r]
+        var weighted: Float = 0
+        for j in 0..<v { let z = row[j] * invT; weighted += fastExp(z - lse) * z }
+        return lse - weighted
     }
 }
 

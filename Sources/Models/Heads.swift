@@ -46,14 +46,29 @@ extension GPT2Trunk {
         return result
     }
 
-    /// Backward of `lmHeadLogProbs`: dHidden [M, C] += dlogits · wte; trunkGradients' wte += dlogitsᵀ · hidden.
+    /// Entropy of the head's distribution at each row of the last `lmHeadLogProbs` (before backward).
+    public func lmHeadEntropies(cache: LMHeadCache, rows: Int) -> [Float] {
+        rowEntropies(logits: cache.logits.pointer, logSumExp: cache.logSumExp.pointer, rows: rows,
+                     vocab: config.vocabSize, temperature: cache.temperature)
+    }
+
+    /// Backward of `lmHeadLogProbs` (plus, with `dEntropy`, of the rows' entropies):
+    /// dHidden [M, C] += dlogits · wte; trunkGradients' wte += dlogitsᵀ · hidden.
     public func lmHeadBackward(dLogProbs: [Float], hidden: FloatBuffer, cache: LMHeadCache,
-                               dHidden: FloatBuffer, trunkGradients: FloatBuffer?) {
+                               dHidden: FloatBuffer, trunkGradients: FloatBuffer?, dEntropy: [Float]? = nil) {
         let m = dLogProbs.count, C = config.channels, V = config.vocabSize
         dLogProbs.withUnsafeBufferPointer { d in
-            tokenLogProbsBackward(logitsToGrad: cache.logits.pointer, dLogProbs: d.baseAddress!,
-                                  logSumExp: cache.logSumExp.pointer, targets: cache.targets,
-                                  rows: m, vocab: V, temperature: cache.temperature)
+            if let dEntropy {
+                dEntropy.withUnsafeBufferPointer { e in
+                    tokenLogProbsBackward(logitsToGrad: cache.logits.pointer, dLogProbs: d.baseAddress!,
+                                          logSumExp: cache.logSumExp.pointer, targets: cache.targets,
+                                          rows: m, vocab: V, temperature: cache.temperature, dEntropy: e.baseAddress!)
+                }
+            } else {
+                tokenLogProbsBackward(logitsToGrad: cache.logits.pointer, dLogProbs: d.baseAddress!,
+                                      logSumExp: cache.logSumExp.pointer, targets: cache.targets,
+                                      rows: m, vocab: V, temperature: cache.temperature)
+            }
         }
         BLAS.sgemm(m: m, n: C, k: V, a: cache.logits.pointer, lda: V, b: pointer(layout.tokenEmbedding), ldb: C,
                    beta: 1, c: dHidden.pointer, ldc: C)

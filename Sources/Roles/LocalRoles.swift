@@ -1,3 +1,4 @@
+import Alignment
 import Cluster
 import Foundation
 import Kernels
@@ -44,9 +45,9 @@ final class Trainable: @unchecked Sendable {
         optimizer = AdamW(layout: layout, hyper: hyper)
         self.replicas = replicas
     }
-    func step(learningRate: Float) async throws -> Float {
-        if let replicas, replicas.size > 1 { try await replicas.allReduce(gradients, op: .sum) }
-        let norm = clipGradientNorm(gradients, maxNorm: 0)
+    func step(learningRate: Float, maxGradNorm: Float) async throws -> Float {
+        if let replicas, replicas.size > 1 { try await replicas.allReduce(gradients, op: .mean) }
+        let norm = clipGradientNorm(gradients, maxNorm: maxGradNorm)
         optimizer.update(parameters: parameters, gradients: gradients, learningRate: learningRate)
         return norm
     }
@@ -73,31 +74,65 @@ public actor LocalPolicy: PolicyRole {
         try trunk.scoreSequences(sequences, adapter: adapter)
     }
 
-    public func trainStep(_ sequences: [[Int32]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float) {
+    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        guard weights.count == sequences.count, zip(weights, sequences).allSatisfy({ $0.count == $1.count - 1 }) else {
-            throw RoleError("policy train step: weights must align with the log-probs of each sequence (length − 1)")
-        }
         let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
         try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
         let head = LMHeadCache(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
         let logProbs = trunk.lmHeadLogProbs(hidden: act.hidden, targets: batch.targets, cache: head)
         var dLogProbs = [Float](repeating: 0, count: logProbs.count)
-        var loss = 0.0
-        for (r, w) in weights.enumerated() {
-            for (j, wj) in w.enumerated() {
-                dLogProbs[r * batch.length + j] = -wj
-                loss -= Double(wj) * Double(logProbs[r * batch.length + j])
+        var dEntropy: [Float]? = nil
+        var stats = StepStats(loss: 0, gradNorm: 0)
+        switch objective {
+        case .weightedLogLikelihood(let weights):
+            guard weights.count == sequences.count, zip(weights, sequences).allSatisfy({ $0.count == $1.count - 1 }) else {
+                throw RoleError("policy train step: weights must align with the log-probs of each sequence (length − 1)")
             }
+            var loss = 0.0
+            for (r, w) in weights.enumerated() {
+                for (j, wj) in w.enumerated() {
+                    dLogProbs[r * batch.length + j] = -wj
+                    loss -= Double(wj) * Double(logProbs[r * batch.length + j])
+                }
+            }
+            stats.loss = Float(loss)
+        case .ppo(let targets):
+            let positions = try targets.responsePositions(sequences)
+            guard !positions.isEmpty else { throw RoleError("PPO step without response tokens") }
+            var flatOld: [Double] = [], flatAdv: [Double] = [], flatNew: [Double] = []
+            for (i, s) in sequences.enumerated() {
+                _ = s
+                flatOld += targets.oldLogProbs[i].map(Double.init)
+                flatAdv += targets.advantages[i].map(Double.init)
+            }
+            flatNew = positions.map { Double(logProbs[$0.row * batch.length + $0.position]) }
+            let (loss, grad, clipFraction) = PPOMath.policyLoss(
+                logp: flatNew, logpOld: flatOld, advantages: flatAdv, clipLow: Double(targets.clipLow), clipHigh: Double(targets.clipHigh),
+                dualClip: targets.dualClip > 1 ? Double(targets.dualClip) : nil)
+            let entropies = trunk.lmHeadEntropies(cache: head, rows: batch.batch * batch.length)
+            var entropySum = 0.0
+            if targets.entropyCoefficient != 0 { dEntropy = [Float](repeating: 0, count: logProbs.count) }
+            let n = Float(positions.count)
+            for (k, p) in positions.enumerated() {
+                let index = p.row * batch.length + p.position
+                dLogProbs[index] = Float(grad[k])
+                entropySum += Double(entropies[index])
+                dEntropy?[index] = -targets.entropyCoefficient / n
+            }
+            let meanEntropy = entropySum / Double(positions.count)
+            stats.loss = Float(loss - Double(targets.entropyCoefficient) * meanEntropy)
+            stats.clipFraction = Float(clipFraction)
+            stats.entropy = Float(meanEntropy)
+            stats.approxKL = Float(zip(flatOld, flatNew).map { $0 - $1 }.reduce(0, +) / Double(positions.count))
         }
         trainable.gradients.zero()
         let dHidden = FloatBuffer(count: act.hidden.count)
         let fullTrunk = adapter == nil ? trainable.gradients : nil
-        trunk.lmHeadBackward(dLogProbs: dLogProbs, hidden: act.hidden, cache: head, dHidden: dHidden, trunkGradients: fullTrunk)
+        trunk.lmHeadBackward(dLogProbs: dLogProbs, hidden: act.hidden, cache: head, dHidden: dHidden, trunkGradients: fullTrunk, dEntropy: dEntropy)
         trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: fullTrunk,
                        adapterGradients: adapter == nil ? nil : trainable.gradients)
-        let norm = try await trainable.step(learningRate: learningRate)
-        return (Float(loss), norm)
+        stats.gradNorm = try await trainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
+        return stats
     }
 }
 
@@ -129,30 +164,49 @@ public actor LocalCritic: CriticRole {
         return sequences.enumerated().map { r, s in Array(values[(r * batch.length)..<(r * batch.length + s.count)]) }
     }
 
-    public func trainStep(_ sequences: [[Int32]], targets: [[Float]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float) {
-        guard targets.count == sequences.count, weights.count == sequences.count,
-              zip(targets, sequences).allSatisfy({ $0.count == $1.count }), zip(weights, sequences).allSatisfy({ $0.count == $1.count }) else {
-            throw RoleError("critic train step: targets and weights must have one value per token of each sequence")
-        }
+    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
         let (batch, act, values) = try forward(sequences)
         var dValues = [Float](repeating: 0, count: values.count)
         var loss = 0.0
-        for r in 0..<sequences.count {
-            for j in 0..<sequences[r].count {
-                let i = r * batch.length + j, error = values[i] - targets[r][j]
-                loss += Double(weights[r][j]) * Double(error * error)
-                dValues[i] = 2 * weights[r][j] * error
+        switch objective {
+        case .regression(let targets, let weights):
+            guard targets.count == sequences.count, weights.count == sequences.count,
+                  zip(targets, sequences).allSatisfy({ $0.count == $1.count }), zip(weights, sequences).allSatisfy({ $0.count == $1.count }) else {
+                throw RoleError("critic train step: targets and weights must have one value per token of each sequence")
             }
+            for r in 0..<sequences.count {
+                for j in 0..<sequences[r].count {
+                    let i = r * batch.length + j, error = values[i] - targets[r][j]
+                    loss += Double(weights[r][j]) * Double(error * error)
+                    dValues[i] = 2 * weights[r][j] * error
+                }
+            }
+        case .clippedValue(let promptLengths, let oldValues, let returns, let clip):
+            var indices: [Int] = [], flatNew: [Double] = [], flatOld: [Double] = [], flatReturns: [Double] = []
+            for (r, s) in sequences.enumerated() {
+                let n = s.count - promptLengths[r]
+                guard n >= 0, oldValues[r].count == n, returns[r].count == n else { throw RoleError("value targets of sequence \(r) do not match its response") }
+                for t in 0..<n {
+                    let i = r * batch.length + promptLengths[r] - 1 + t
+                    indices.append(i); flatNew.append(Double(values[i]))
+                }
+                flatOld += oldValues[r].map(Double.init); flatReturns += returns[r].map(Double.init)
+            }
+            guard !indices.isEmpty else { throw RoleError("value step without response tokens") }
+            let (l, grad) = PPOMath.valueLoss(values: flatNew, oldValues: flatOld, returns: flatReturns, clip: Double(clip))
+            loss = l
+            for (k, i) in indices.enumerated() { dValues[i] = Float(grad[k]) }
         }
         headTrainable.gradients.zero()
         let dHidden = FloatBuffer(count: act.hidden.count)
         head.backward(dValues: dValues, hidden: act.hidden.pointer, dHidden: dHidden.pointer, gradients: headTrainable.gradients)
-        if let adapter, let adapterTrainable {
+        var norm: Float = 0
+        if let adapterTrainable {
             adapterTrainable.gradients.zero()
             trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, adapterGradients: adapterTrainable.gradients)
-            _ = try await adapterTrainable.step(learningRate: learningRate)
+            norm = try await adapterTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         }
-        let norm = try await headTrainable.step(learningRate: learningRate)
-        return (Float(loss), norm)
+        let headNorm = try await headTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
+        return StepStats(loss: Float(loss), gradNorm: (norm * norm + headNorm * headNorm).squareRoot())
     }
 }

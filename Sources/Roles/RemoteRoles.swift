@@ -23,6 +23,48 @@ extension WireWriter {
     }
 }
 
+extension WireWriter {
+    mutating func ints(_ v: [Int]) { int(v.count); for x in v { int(x) } }
+    mutating func policyObjective(_ o: PolicyObjective) {
+        switch o {
+        case .weightedLogLikelihood(let weights): int(0); floatRows(weights)
+        case .ppo(let t):
+            int(1); ints(t.promptLengths); floatRows(t.oldLogProbs); floatRows(t.advantages)
+            float(t.clipLow); float(t.clipHigh); float(t.dualClip); float(t.entropyCoefficient)
+        }
+    }
+    mutating func criticObjective(_ o: CriticObjective) {
+        switch o {
+        case .regression(let targets, let weights): int(0); floatRows(targets); floatRows(weights)
+        case .clippedValue(let lengths, let old, let returns, let clip): int(1); ints(lengths); floatRows(old); floatRows(returns); float(clip)
+        }
+    }
+    mutating func stats(_ s: StepStats) { float(s.loss); float(s.gradNorm); float(s.clipFraction); float(s.entropy); float(s.approxKL) }
+}
+
+extension WireReader {
+    mutating func ints() throws -> [Int] { try (0..<(try count(elementSize: 8))).map { _ in try int() } }
+    mutating func policyObjective() throws -> PolicyObjective {
+        switch try int() {
+        case 0: return .weightedLogLikelihood(weights: try floatRows())
+        case 1:
+            return .ppo(PPOTargets(promptLengths: try ints(), oldLogProbs: try floatRows(), advantages: try floatRows(),
+                                   clipLow: try float(), clipHigh: try float(), dualClip: try float(), entropyCoefficient: try float()))
+        case let k: throw RoleError("unknown policy objective \(k)")
+        }
+    }
+    mutating func criticObjective() throws -> CriticObjective {
+        switch try int() {
+        case 0: return .regression(targets: try floatRows(), weights: try floatRows())
+        case 1: return .clippedValue(promptLengths: try ints(), oldValues: try floatRows(), returns: try floatRows(), clip: try float())
+        case let k: throw RoleError("unknown critic objective \(k)")
+        }
+    }
+    mutating func stats() throws -> StepStats {
+        StepStats(loss: try float(), gradNorm: try float(), clipFraction: try float(), entropy: try float(), approxKL: try float())
+    }
+}
+
 extension WireReader {
     mutating func options() throws -> SamplingOptions {
         var o = SamplingOptions(temperature: try float(), topK: try int(), topP: try float(), maxNewTokens: try int())
@@ -91,16 +133,16 @@ public final class RoleServer: @unchecked Sendable {
             let rows = try await hosted(policy, .policy).logProbs(try r.sequences())
             return { var w = $0; w.floatRows(rows); return w }
         case .policyTrain:
-            let s = try r.sequences(), weights = try r.floatRows(), lr = try r.float()
-            let (loss, norm) = try await hosted(policy, .policy).trainStep(s, weights: weights, learningRate: lr)
-            return { var w = $0; w.float(loss); w.float(norm); return w }
+            let s = try r.sequences(), objective = try r.policyObjective(), lr = try r.float(), clip = try r.float()
+            let stats = try await hosted(policy, .policy).trainStep(s, objective: objective, learningRate: lr, maxGradNorm: clip)
+            return { var w = $0; w.stats(stats); return w }
         case .criticValues:
             let rows = try await hosted(critic, .critic).values(try r.sequences())
             return { var w = $0; w.floatRows(rows); return w }
         case .criticTrain:
-            let s = try r.sequences(), targets = try r.floatRows(), weights = try r.floatRows(), lr = try r.float()
-            let (loss, norm) = try await hosted(critic, .critic).trainStep(s, targets: targets, weights: weights, learningRate: lr)
-            return { var w = $0; w.float(loss); w.float(norm); return w }
+            let s = try r.sequences(), objective = try r.criticObjective(), lr = try r.float(), clip = try r.float()
+            let stats = try await hosted(critic, .critic).trainStep(s, objective: objective, learningRate: lr, maxGradNorm: clip)
+            return { var w = $0; w.stats(stats); return w }
         case .referenceLogProbs:
             let rows = try await hosted(reference, .reference).logProbs(try r.sequences())
             return { var w = $0; w.floatRows(rows); return w }
@@ -164,9 +206,9 @@ public struct RemotePolicy: PolicyRole {
         var r = try await client.call(.policyLogProbs) { $0.sequences(sequences) }
         return try r.floatRows()
     }
-    public func trainStep(_ sequences: [[Int32]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float) {
-        var r = try await client.call(.policyTrain) { $0.sequences(sequences); $0.floatRows(weights); $0.float(learningRate) }
-        return (try r.float(), try r.float())
+    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
+        var r = try await client.call(.policyTrain) { $0.sequences(sequences); $0.policyObjective(objective); $0.float(learningRate); $0.float(maxGradNorm) }
+        return try r.stats()
     }
 }
 
@@ -177,9 +219,9 @@ public struct RemoteCritic: CriticRole {
         var r = try await client.call(.criticValues) { $0.sequences(sequences) }
         return try r.floatRows()
     }
-    public func trainStep(_ sequences: [[Int32]], targets: [[Float]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float) {
-        var r = try await client.call(.criticTrain) { $0.sequences(sequences); $0.floatRows(targets); $0.floatRows(weights); $0.float(learningRate) }
-        return (try r.float(), try r.float())
+    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
+        var r = try await client.call(.criticTrain) { $0.sequences(sequences); $0.criticObjective(objective); $0.float(learningRate); $0.float(maxGradNorm) }
+        return try r.stats()
     }
 }
 

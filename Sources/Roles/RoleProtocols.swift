@@ -14,16 +14,15 @@ public enum RoleKind: String, CaseIterable, Sendable, Codable {
 public protocol PolicyRole: Sendable {
     func generate(prompts: [[Int32]], options: SamplingOptions) async throws -> GenerationResult
     func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]]
-    /// One optimizer step on −Σ weights · log-probs (weights aligned with `logProbs`): SFT with
-    /// weights 1/N, policy gradient with advantages. Returns (objective, gradient norm).
-    func trainStep(_ sequences: [[Int32]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float)
+    /// One optimizer step on `objective`; gradients clipped to `maxGradNorm` (0: off).
+    func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats
 }
 
 public protocol CriticRole: Sendable {
     /// A value per position of each sequence.
     func values(_ sequences: [[Int32]]) async throws -> [[Float]]
-    /// One optimizer step on Σ weights · (value − target)². Returns (loss, gradient norm).
-    func trainStep(_ sequences: [[Int32]], targets: [[Float]], weights: [[Float]], learningRate: Float) async throws -> (loss: Float, gradNorm: Float)
+    /// One optimizer step on `objective`; gradients clipped to `maxGradNorm` (0: off).
+    func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats
 }
 
 public protocol ReferenceRole: Sendable {

@@ -149,3 +149,35 @@ final class LayerGradientTests: XCTestCase {
         XCTAssertEqual(c, [4, 2, 10, 5])
     }
 }
+
+final class EntropyGradientTests: XCTestCase {
+    /// ∂(Σ a·logp + Σ b·H)/∂logits against central differences, τ = 1 and 0.8.
+    func testEntropyBonusGradient() {
+        var probe = Probe(seed: 21)
+        let rows = 3, v = 17
+        let logits = probe.buffer(rows * v, std: 1.5)
+        var targets: [Int32] = [4, 0, 16]
+        let a: [Float] = [0.3, -1.1, 0.7], b: [Float] = [0.9, -0.4, 1.3]
+        for temperature: Float in [1, 0.8] {
+            let lp = FloatBuffer(count: rows), lse = FloatBuffer(count: rows), scratch = FloatBuffer(count: v)
+            func forward() -> Double {
+                tokenLogProbsForward(logProbs: lp.pointer, logSumExp: lse.pointer, logits: logits.pointer, targets: &targets,
+                                     rows: rows, vocab: v, temperature: temperature, scratch: scratch.pointer)
+                let h = rowEntropies(logits: logits.pointer, logSumExp: lse.pointer, rows: rows, vocab: v, temperature: temperature)
+                return (0..<rows).map { Double(a[$0]) * Double(lp[$0]) + Double(b[$0]) * Double(h[$0]) }.reduce(0, +)
+            }
+            _ = forward()
+            // Entropy against its definition −Σ p log p.
+            for r in 0..<rows {
+                let z = (0..<v).map { Double(logits[r * v + $0]) / Double(temperature) }
+                let m = z.max()!, s = z.map { Foundation.exp($0 - m) }.reduce(0, +)
+                let h = -z.map { Foundation.exp($0 - m) / s }.map { $0 * Foundation.log($0) }.reduce(0, +)
+                XCTAssertEqual(Double(rowEntropies(logits: logits.pointer, logSumExp: lse.pointer, rows: rows, vocab: v, temperature: temperature)[r]), h, accuracy: 1e-5)
+            }
+            let grad = logits.clone()
+            tokenLogProbsBackward(logitsToGrad: grad.pointer, dLogProbs: a, logSumExp: lse.pointer, targets: &targets,
+                                  rows: rows, vocab: v, temperature: temperature, dEntropy: b)
+            assertGradient("dlogits with entropy τ=\(temperature)", analytic: grad, parameter: logits, maxChecks: 60, loss: forward)
+        }
+    }
+}

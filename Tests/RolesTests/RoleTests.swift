@@ -57,14 +57,25 @@ final class RoleTests: XCTestCase {
             same("generate log-probs", g1.logProbs, g2.logProbs)
             same("generate eos", g1.endedWithEOS, g2.endedWithEOS)
             let weights = sequences.map { Array(repeating: Float(0.1), count: $0.count - 1) }
-            let t1 = try await remote.policy.trainStep(sequences, weights: weights, learningRate: 1e-2)
-            let t2 = try await roles.policy.trainStep(sequences, weights: weights, learningRate: 1e-2)
-            same("policy train", [t1.loss, t1.gradNorm], [t2.loss, t2.gradNorm])
+            let t1 = try await remote.policy.trainStep(sequences, objective: .weightedLogLikelihood(weights: weights), learningRate: 1e-2, maxGradNorm: 1)
+            let t2 = try await roles.policy.trainStep(sequences, objective: .weightedLogLikelihood(weights: weights), learningRate: 1e-2, maxGradNorm: 1)
+            same("policy train", t1, t2)
+            let ppo = PolicyObjective.ppo(PPOTargets(promptLengths: [2, 1, 4], oldLogProbs: sequences.enumerated().map { i, s in Array(repeating: Float(-3), count: s.count - [2, 1, 4][i]) },
+                                                     advantages: sequences.enumerated().map { i, s in (0..<(s.count - [2, 1, 4][i])).map { Float($0 % 2 == 0 ? 1 : -1) } },
+                                                     dualClip: 3, entropyCoefficient: 0.01))
+            let p1 = try await remote.policy.trainStep(sequences, objective: ppo, learningRate: 1e-2, maxGradNorm: 1)
+            let p2 = try await roles.policy.trainStep(sequences, objective: ppo, learningRate: 1e-2, maxGradNorm: 1)
+            same("policy PPO train", p1, p2)
             same("policy after training", try await remote.policy.logProbs(sequences), try await roles.policy.logProbs(sequences))
             let targets = sequences.map { $0.map { Float($0) / 10 } }, ones = sequences.map { Array(repeating: Float(1), count: $0.count) }
-            let c1 = try await remote.critic.trainStep(sequences, targets: targets, weights: ones, learningRate: 1e-2)
-            let c2 = try await roles.critic.trainStep(sequences, targets: targets, weights: ones, learningRate: 1e-2)
-            same("critic train", [c1.loss, c1.gradNorm], [c2.loss, c2.gradNorm])
+            let c1 = try await remote.critic.trainStep(sequences, objective: .regression(targets: targets, weights: ones), learningRate: 1e-2, maxGradNorm: 0)
+            let c2 = try await roles.critic.trainStep(sequences, objective: .regression(targets: targets, weights: ones), learningRate: 1e-2, maxGradNorm: 0)
+            same("critic train", c1, c2)
+            let value = CriticObjective.clippedValue(promptLengths: [2, 1, 4], oldValues: sequences.enumerated().map { i, s in Array(repeating: Float(0.1), count: s.count - [2, 1, 4][i]) },
+                                                     returns: sequences.enumerated().map { i, s in Array(repeating: Float(1), count: s.count - [2, 1, 4][i]) }, clip: 0.2)
+            let v1 = try await remote.critic.trainStep(sequences, objective: value, learningRate: 1e-2, maxGradNorm: 1)
+            let v2 = try await roles.critic.trainStep(sequences, objective: value, learningRate: 1e-2, maxGradNorm: 1)
+            same("critic clipped value train", v1, v2)
             same("values after training", try await remote.critic.values(sequences), try await roles.critic.values(sequences))
             do {
                 _ = try await remote.reference.logProbs([[]])
@@ -77,21 +88,21 @@ final class RoleTests: XCTestCase {
         }
         XCTAssertEqual(world.undelivered, [])
         for line in results[0] { XCTAssertTrue(line.hasSuffix(" ok"), line) }
-        XCTAssertEqual(results[0].count, 12)
-        XCTAssertEqual(results[1], ["served 10"], "ten requests answered, the failing one included")
+        XCTAssertEqual(results[0].count, 14)
+        XCTAssertEqual(results[1], ["served 12"], "twelve requests answered, the failing one included")
     }
 
     func testLocalRolesLearn() async throws {
         let roles = try RoleSet()
         let weights = sequences.map { Array(repeating: Float(1) / 11, count: $0.count - 1) }
-        let first = try await roles.policy.trainStep(sequences, weights: weights, learningRate: 1e-2)
+        let first = try await roles.policy.trainStep(sequences, objective: .weightedLogLikelihood(weights: weights), learningRate: 1e-2, maxGradNorm: 0)
         var last = first
-        for _ in 0..<20 { last = try await roles.policy.trainStep(sequences, weights: weights, learningRate: 1e-2) }
+        for _ in 0..<20 { last = try await roles.policy.trainStep(sequences, objective: .weightedLogLikelihood(weights: weights), learningRate: 1e-2, maxGradNorm: 0) }
         XCTAssertLessThan(last.loss, first.loss * 0.8, "weighted NLL falls (\(first.loss) → \(last.loss))")
         let targets = sequences.map { $0.map { _ in Float(0.5) } }, ones = sequences.map { Array(repeating: Float(1) / 14, count: $0.count) }
-        let c0 = try await roles.critic.trainStep(sequences, targets: targets, weights: ones, learningRate: 1e-2)
+        let c0 = try await roles.critic.trainStep(sequences, objective: .regression(targets: targets, weights: ones), learningRate: 1e-2, maxGradNorm: 0)
         var c = c0
-        for _ in 0..<30 { c = try await roles.critic.trainStep(sequences, targets: targets, weights: ones, learningRate: 1e-2) }
+        for _ in 0..<30 { c = try await roles.critic.trainStep(sequences, objective: .regression(targets: targets, weights: ones), learningRate: 1e-2, maxGradNorm: 0) }
         XCTAssertLessThan(c.loss, c0.loss * 0.5, "value regression falls (\(c0.loss) → \(c.loss))")
         // The reference never moves: the trunk is shared, only adapters and heads train.
         let reference = try await roles.reference.logProbs(sequences)

@@ -1,0 +1,64 @@
+import Alignment
+import Foundation
+
+/// What a policy train step minimises. Serialisable, so a remote policy trains the same way.
+public enum PolicyObjective: Sendable, Equatable {
+    /// −Σ weights · log-probs, weights aligned with `logProbs` (SFT, plain policy gradient).
+    case weightedLogLikelihood(weights: [[Float]])
+    /// PPO's clipped surrogate on the response tokens (algorithms.md §2.2), token-level mean over
+    /// the batch, minus entropyCoefficient × mean entropy.
+    case ppo(PPOTargets)
+}
+
+/// Response tokens of sequence i are tokens[promptLengths[i]...]; their log-probs sit at
+/// log-prob positions promptLengths[i] − 1 ..< count − 1, and so do their values.
+public struct PPOTargets: Sendable, Equatable {
+    public var promptLengths: [Int]
+    public var oldLogProbs: [[Float]]
+    public var advantages: [[Float]]
+    public var clipLow: Float, clipHigh: Float
+    public var dualClip: Float         // 0: off
+    public var entropyCoefficient: Float
+    public init(promptLengths: [Int], oldLogProbs: [[Float]], advantages: [[Float]], clipLow: Float = 0.2, clipHigh: Float = 0.2,
+                dualClip: Float = 0, entropyCoefficient: Float = 0) {
+        self.promptLengths = promptLengths; self.oldLogProbs = oldLogProbs; self.advantages = advantages
+        self.clipLow = clipLow; self.clipHigh = clipHigh; self.dualClip = dualClip; self.entropyCoefficient = entropyCoefficient
+    }
+}
+
+public enum CriticObjective: Sendable, Equatable {
+    /// Σ weights · (value − target)² over every position.
+    case regression(targets: [[Float]], weights: [[Float]])
+    /// PPO's clipped value loss on the response positions, token-level mean.
+    case clippedValue(promptLengths: [Int], oldValues: [[Float]], returns: [[Float]], clip: Float)
+}
+
+public struct StepStats: Sendable, Equatable {
+    public var loss: Float
+    public var gradNorm: Float
+    public var clipFraction: Float = 0
+    public var entropy: Float = 0
+    /// mean over response tokens of logp_old − logp (how far this step's policy moved).
+    public var approxKL: Float = 0
+    public init(loss: Float, gradNorm: Float, clipFraction: Float = 0, entropy: Float = 0, approxKL: Float = 0) {
+        self.loss = loss; self.gradNorm = gradNorm; self.clipFraction = clipFraction; self.entropy = entropy; self.approxKL = approxKL
+    }
+}
+
+extension PPOTargets {
+    /// The (row, position) of every response token, in batch order.
+    func responsePositions(_ sequences: [[Int32]]) throws -> [(row: Int, position: Int)] {
+        guard promptLengths.count == sequences.count, oldLogProbs.count == sequences.count, advantages.count == sequences.count else {
+            throw RoleError("PPO targets do not cover the batch")
+        }
+        var out: [(Int, Int)] = []
+        for (i, s) in sequences.enumerated() {
+            let n = s.count - promptLengths[i]
+            guard promptLengths[i] >= 1, n >= 0, oldLogProbs[i].count == n, advantages[i].count == n else {
+                throw RoleError("PPO targets of sequence \(i) do not match its \(n) response tokens")
+            }
+            for t in 0..<n { out.append((i, promptLengths[i] - 1 + t)) }
+        }
+        return out
+    }
+}
