@@ -14,6 +14,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var rng: RNG             // stage's RNG (sampling); restored as is
     public var tokenizer: String    // "byte" or "tokenizer.json" (copied beside the model)
     public var worldSize: Int
+    /// Hydra-SFT: preference pairs consumed.
+    public var pairCursor: Int? = nil
 }
 
 /// A checkpoint folder (design §6): a Hugging Face model folder (config.json, model.safetensors,
@@ -23,7 +25,7 @@ public enum Checkpoints {
     public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
 
     public static func save(directory: String, step: Int, trunk: GPT2Trunk, optimizer: AdamW, state: TrainingState,
-                            tokenizerFile: String?, keepLast: Int) throws -> String {
+                            tokenizerFile: String?, keepLast: Int, extra: (String) throws -> Void = { _ in }) throws -> String {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let final = (directory as NSString).appendingPathComponent(folderName(step: step))
@@ -40,6 +42,7 @@ public enum Checkpoints {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(state).write(to: URL(fileURLWithPath: (temporary as NSString).appendingPathComponent("training_state.json")))
+        try extra(temporary)
         if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
         try fm.moveItem(atPath: temporary, toPath: final)
         // Keep the newest `keepLast`; clear leftovers of interrupted saves.

@@ -22,6 +22,8 @@ public enum CommonKeys {
         ConfigKey("data.eval_size", .int, .int(500), "arith: held-out (a, b) pairs"),
         ConfigKey("data.train", .path, .string(""), "training JSONL (when no task)"),
         ConfigKey("data.eval", .path, .string(""), "evaluation JSONL (when no task)"),
+        ConfigKey("data.prefs", .path, .string(""), "preference pairs JSONL for Hydra-SFT (when no task)"),
+        ConfigKey("data.eval_prefs", .path, .string(""), "held-out preference pairs JSONL (reward accuracy)"),
     ]
     public static let training: [ConfigKey] = [
         ConfigKey("train.steps", .int, .int(0), "optimizer steps (0: derive from train.epochs)"),
@@ -49,7 +51,15 @@ public enum CommonKeys {
     ]
 }
 
-public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation)
+/// Hydra-SFT's extra keys; plain SFT has the same keys with the reward term off.
+func hydraKeys(rewardWeight: Double) -> [ConfigKey] {
+    [ConfigKey("hydra.reward_weight", .float, .float(rewardWeight), "w in L = L_LM + w·L_BT (0: plain SFT, no reward head)"),
+     ConfigKey("hydra.pair_batch_size", .int, .int(32), "preference pairs per optimizer step (global)")]
+}
+
+public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 0))
+/// Hydra-SFT: LM loss on demonstrations + 0.1 × Bradley–Terry loss through a reward head on the same trunk.
+public let hydraSFTSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 0.1))
 
 /// The SFT experiment, typed. Built from a resolved config; `validate` checks relations between keys.
 public struct SFTConfig: Sendable {
@@ -62,6 +72,9 @@ public struct SFTConfig: Sendable {
     public var steps: Int, epochs: Double, batchSize: Int, microBatchSize: Int, maxLength: Int
     public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float, eps: Float, gradClip: Float
     public var checkReplicas: Bool
+    public var rewardWeight: Double, pairBatchSize: Int, prefsFile: String, evalPrefsFile: String
+    /// "sft", or "hydra-sft" when the reward term is on.
+    public var stageName: String { rewardWeight > 0 ? "hydra-sft" : "sft" }
     public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
 
     public init(_ c: ResolvedConfig) throws {
@@ -79,6 +92,8 @@ public struct SFTConfig: Sendable {
         lr = c.float("train.lr"); minLRRatio = c.float("train.min_lr_ratio"); warmupSteps = c.int("train.warmup_steps")
         weightDecay = c.float("train.weight_decay"); beta1 = c.float("train.beta1"); beta2 = c.float("train.beta2")
         eps = c.float("train.eps"); gradClip = c.float("train.grad_clip"); checkReplicas = c.bool("train.check_replicas")
+        rewardWeight = c.double("hydra.reward_weight"); pairBatchSize = c.int("hydra.pair_batch_size")
+        prefsFile = c.string("data.prefs"); evalPrefsFile = c.string("data.eval_prefs")
         evalEvery = c.int("eval.every"); evalMaxExamples = c.int("eval.max_examples"); evalMaxNewTokens = c.int("eval.max_new_tokens")
         checkpointEvery = c.int("checkpoint.every"); keepLast = c.int("checkpoint.keep_last"); logEvery = c.int("log.every")
         try validate()
@@ -94,6 +109,8 @@ public struct SFTConfig: Sendable {
         try check(lr > 0 && minLRRatio >= 0 && minLRRatio <= 1, "'train.lr' must be > 0 and 'train.min_lr_ratio' in [0, 1]")
         try check(flawShare >= 0 && flawShare <= 1, "'data.flaw_share' must be in [0, 1]")
         try check(keepLast >= 1, "'checkpoint.keep_last' must be at least 1")
+        try check(rewardWeight >= 0 && pairBatchSize > 0, "'hydra.reward_weight' must be ≥ 0 and 'hydra.pair_batch_size' > 0")
+        try check(rewardWeight == 0 || !task.isEmpty || !prefsFile.isEmpty, "Hydra-SFT needs 'data.prefs' (or a task)")
         try check(["auto", "never"].contains(resume) || FileManager.default.fileExists(atPath: resume),
                   "'resume' must be auto, never or an existing checkpoint folder; '\(resume)' does not exist")
     }

@@ -12,6 +12,8 @@ public struct SFTResult: Sendable {
     public var initialEval: EvalResult?
     public var finalEval: EvalResult?
     public var lastCheckpoint: String?
+    /// Hydra-SFT: held-out pairwise accuracy of the reward head at the last evaluation.
+    public var rewardAccuracy: Double?
 }
 
 /// Supervised fine-tuning: next-token loss on completions, AdamW with warm-up + cosine,
@@ -69,6 +71,22 @@ public final class SFTStage {
             evalSet = c.evalFile.isEmpty ? [] : try JSONL.sft(path: c.evalFile)
         }
         let tokenized = try train.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.maxLength) }
+        var preferences: (train: [PreferenceExample], eval: [PreferenceExample]) = ([], [])
+        if c.rewardWeight > 0 {
+            if c.task == "arith" {
+                let task = ArithTask(seed: c.dataSeed, flaw: c.flaw, flawShare: c.flawShare, evalSize: c.evalSize)
+                func examples(_ objects: [[String: Any]], _ name: String) -> [PreferenceExample] {
+                    objects.enumerated().map { i, o in PreferenceExample(prompt: o["prompt"] as! String, chosen: o["chosen"] as! String, rejected: o["rejected"] as! String,
+                                                                       margin: nil, openEnded: nil, task: "arith", source: "\(name):\(i + 1)") }
+                }
+                preferences = (examples(task.preferencePairs(task.train, salt: 2), "arith-prefs"), examples(task.preferencePairs(task.eval, salt: 3), "arith-eval-prefs"))
+            } else {
+                preferences = (try JSONL.preferences(path: c.prefsFile), c.evalPrefsFile.isEmpty ? [] : try JSONL.preferences(path: c.evalPrefsFile))
+            }
+            guard c.pairBatchSize % worldSize == 0 else {
+                throw ConfigError("'hydra.pair_batch_size' (\(c.pairBatchSize)) must be a multiple of the number of ranks (\(worldSize))")
+            }
+        }
         let evalExamples = Array(evalSet.prefix(c.evalMaxExamples))
         let accumulation = try c.accumulationSteps(worldSize: worldSize)
         // SFT has one role, the policy, trained data-parallel on every rank.
@@ -89,14 +107,14 @@ public final class SFTStage {
         let folder = try RunFolder(path: decided[0])
         let checkpoint: String? = decided[1].isEmpty ? nil : decided[1]
         let resumeMessage = decided[2]
-        say("sft: run folder \(folder.path)")
+        say("\(c.stageName): run folder \(folder.path)")
         say("resolved config (\(c.resolved.file ?? "defaults")):\n" + c.resolved.yaml)
         say("""
             derived: world size \(worldSize), global batch \(c.batchSize) sequences = micro-batch \(c.microBatchSize) × \
             \(accumulation) accumulation steps × \(worldSize) ranks; \(train.count) training examples, \
             \(String(format: "%.2f", stepsPerEpoch)) optimizer steps per epoch, \(totalSteps) optimizer steps \
             (\(String(format: "%.2f", Double(totalSteps) / stepsPerEpoch)) epochs); \(evalExamples.count) eval examples
-            roles: policy → ranks 0…\(worldSize - 1) (data parallel)
+            roles: policy\(c.rewardWeight > 0 ? " + reward head (Hydra-SFT, w = \(c.rewardWeight), \(c.pairBatchSize) pairs per step, \(preferences.train.count) pairs)" : "") → ranks 0…\(worldSize - 1) (data parallel)
             tokenizer: \(tokenizer.summary); \(BLAS.summary)
             """)
         if isLeader { try folder.writeConfig(c.resolved.yaml) }
@@ -106,12 +124,12 @@ public final class SFTStage {
         }
 
         let trunk: GPT2Trunk
-        var state = TrainingState(stage: "sft", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: c.seed &+ 7),
+        var state = TrainingState(stage: c.stageName, step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: c.seed &+ 7),
                                   tokenizer: c.tokenizer == "byte" ? "byte" : "tokenizer.json", worldSize: worldSize)
         if let checkpoint {
             trunk = try HFCheckpoint.load(directory: checkpoint)
             state = try Checkpoints.loadState(checkpoint)
-            guard state.stage == "sft" else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not sft") }
+            guard state.stage == c.stageName else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not \(c.stageName)") }
             if isLeader { try folder.truncateMetrics(afterStep: state.step) }
         } else {
             trunk = try Self.makeModel(c, tokenizer: tokenizer, seed: c.seed)
@@ -122,6 +140,26 @@ public final class SFTStage {
         let optimizer = AdamW(layout: trunk.layout.tensors,
                               hyper: AdamWHyperparameters(learningRate: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay))
         if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: optimizer, step: state.optimizerStep) }
+        // Hydra-SFT's reward head: from the checkpoint, from init_from when it has one, else fresh.
+        var hydra: HydraPairs?
+        if c.rewardWeight > 0 {
+            let channels = trunk.config.channels
+            let headSource = checkpoint ?? (c.initFrom.isEmpty ? nil : c.initFrom)
+            let head: ScalarHead
+            if let headSource, FileManager.default.fileExists(atPath: (headSource as NSString).appendingPathComponent(ScalarHeadIO.fileName)) {
+                head = try ScalarHeadIO.load(directory: headSource, channels: channels)
+            } else {
+                head = ScalarHead(channels: channels)
+                var rng = RNG(seed: c.seed &+ 11)
+                head.initialize(rng: &rng)
+            }
+            hydra = try HydraPairs(train: preferences.train, eval: preferences.eval, tokenizer: tokenizer, maxLength: c.maxLength,
+                                   weight: c.rewardWeight, batchSize: c.pairBatchSize, seed: c.seed, head: head, hyper: optimizer.hyper)
+            if let checkpoint {
+                let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent("reward_head_optimizer.safetensors"))
+                try hydra!.optimizer.restore(m: try file.floats("m"), v: try file.floats("v"), step: state.optimizerStep)
+            }
+        }
         let schedule = LearningRateSchedule(peak: c.lr, minRatio: c.minLRRatio, warmupSteps: c.warmupSteps, totalSteps: totalSteps)
         let stream = DataStream(examples: tokenized, seed: c.seed)
         let gradients = FloatBuffer(count: trunk.layout.parameterCount)
@@ -130,20 +168,29 @@ public final class SFTStage {
         var result = SFTResult(runFolder: folder.path, steps: totalSteps)
         let tokenizerFile = c.tokenizer == "byte" ? nil : (try? Tokenizers.load(c.tokenizer) as? BPETokenizer)?.path
 
+        var lastRewardAccuracy: Double?
         func evaluate(step: Int) throws -> EvalResult {
             let r = try Evaluation.run(trunk: trunk, examples: evalExamples, tokenizer: tokenizer, maxLength: c.maxLength,
                                        maxNewTokens: c.evalMaxNewTokens, batchSize: max(c.microBatchSize, 32))
             var metrics: [String: Any] = ["step": step, "eval_loss": r.loss]
             if let em = r.exactMatch { metrics["exact_match"] = em }
+            if let accuracy = try hydra?.evalAccuracy(trunk: trunk) { metrics["reward_accuracy"] = accuracy; lastRewardAccuracy = accuracy }
             try folder.appendMetrics(metrics)
             return r
         }
         func describe(_ r: EvalResult) -> String {
             "eval loss \(String(format: "%.4f", r.loss))" + (r.exactMatch.map { String(format: ", exact match %.1f%%", 100 * $0) } ?? "")
+                + (hydra != nil ? lastRewardAccuracy.map { String(format: ", reward accuracy %.1f%%", 100 * $0) } ?? "" : "")
         }
         func save(step: Int) throws {
             result.lastCheckpoint = try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: trunk, optimizer: optimizer,
-                                                         state: state, tokenizerFile: tokenizerFile, keepLast: c.keepLast)
+                                                         state: state, tokenizerFile: tokenizerFile, keepLast: c.keepLast) { dir in
+                guard let hydra else { return }
+                try ScalarHeadIO.save(hydra.head, directory: dir)
+                try SafeTensorsFile.write(path: (dir as NSString).appendingPathComponent("reward_head_optimizer.safetensors"), tensors: [
+                    (name: "m", shape: [hydra.head.parameters.count], data: UnsafePointer(hydra.optimizer.m.pointer)),
+                    (name: "v", shape: [hydra.head.parameters.count], data: UnsafePointer(hydra.optimizer.v.pointer))])
+            }
         }
 
         if isLeader && state.step == 0 && !evalExamples.isEmpty && c.evalEvery > 0 {
@@ -177,13 +224,31 @@ public final class SFTStage {
             }
             let communicated = Date()
             try await transport.allReduce(gradientSum)
+            var pairLoss = 0.0, pairCorrect = 0.0
+            if let hydra {
+                let pairs = hydra.batch(cursor: state.pairCursor ?? 0)
+                let share = hydra.batchSize / worldSize
+                hydra.headSum.zero()
+                (pairLoss, pairCorrect) = try hydra.accumulate(trunk: trunk, mine: Array(pairs[(transport.rank * share)..<((transport.rank + 1) * share)]),
+                                                               globalCount: hydra.batchSize, trunkGradients: gradients, trunkSum: gradientSum)
+            }
+            try await transport.allReduce(gradientSum)
             gradientSum.write(into: gradients)
-            let totals = try await transport.allReduce([loss, Double(tokens)], op: .sum)
-            loss = totals[0]; tokens = Int(totals[1])
+            if let hydra {
+                try await transport.allReduce(hydra.headSum)
+                hydra.headSum.write(into: hydra.headGradients)
+            }
+            let totals = try await transport.allReduce([loss, Double(tokens), pairLoss, pairCorrect], op: .sum)
+            loss = totals[0]; tokens = Int(totals[1]); pairLoss = totals[2]; pairCorrect = totals[3]
             let communicateSeconds = Date().timeIntervalSince(communicated)
             let norm = clipGradientNorm(gradients, maxNorm: c.gradClip)
             let lr = schedule.rate(step: step)
             optimizer.update(parameters: trunk.weights, gradients: gradients, learningRate: lr)
+            if let hydra {
+                clipGradientNorm(hydra.headGradients, maxNorm: c.gradClip)
+                hydra.optimizer.update(parameters: hydra.head.parameters, gradients: hydra.headGradients, learningRate: lr)
+                state.pairCursor = (state.pairCursor ?? 0) + hydra.batchSize
+            }
             state.step = step
             state.cursor += c.batchSize
             state.optimizerStep = optimizer.step
@@ -194,7 +259,8 @@ public final class SFTStage {
             if isLeader {
                 try folder.appendMetrics(["step": step, "loss": Double(loss), "lr": Double(lr), "grad_norm": Double(norm),
                                           "tokens_per_s": Double(tokens) / max(seconds, 1e-9), "seconds": seconds,
-                                          "communicate_seconds": communicateSeconds])
+                                          "communicate_seconds": communicateSeconds]
+                                         .merging(hydra.map { ["bt_loss": pairLoss / Double($0.batchSize), "pair_accuracy": pairCorrect / Double($0.batchSize)] } ?? [:]) { a, _ in a })
                 progress.update(step: step, fields: String(format: "loss %.4f lr %.2e |g| %.3f", loss, lr, norm))
             }
             let last = step == totalSteps
@@ -208,6 +274,7 @@ public final class SFTStage {
         // Nobody leaves before the last checkpoint is on disk.
         try await transport.barrier()
         if result.lastCheckpoint == nil { result.lastCheckpoint = Checkpoints.newest(in: folder.checkpoints) }
+        result.rewardAccuracy = lastRewardAccuracy
         return result
     }
 

@@ -16,6 +16,7 @@ struct SFT: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Supervised fine-tuning on demonstrations (completion tokens only).",
         discussion: "Keys and defaults: `rlhf sft --print-config`.")
+    var schema: ConfigSchema { sftSchema }
 
     @OptionGroup var experiment: ExperimentOptions
 
@@ -23,14 +24,32 @@ struct SFT: AsyncParsableCommand {
     var printConfig = false
 
     func run() async throws {
-        let resolved = try sftSchema.resolve(file: experiment.config, overrides: experiment.overrides)
+        try await runSFT(schema: schema, experiment: experiment, printConfig: printConfig)
+    }
+}
+
+/// Hydra-SFT: the SFT loop with a reward head trained on preference pairs on the same trunk.
+struct HydraSFT: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hydra-sft",
+        abstract: "One trunk, two heads: LM loss on demonstrations + w × Bradley–Terry loss on preference pairs (w = 0.1).",
+        discussion: "Keys and defaults: `rlhf hydra-sft --print-config`.")
+    @OptionGroup var experiment: ExperimentOptions
+    @Flag(help: "Print every key with its resolved value and help, then exit.")
+    var printConfig = false
+    func run() async throws { try await runSFT(schema: hydraSFTSchema, experiment: experiment, printConfig: printConfig) }
+}
+
+func runSFT(schema: ConfigSchema, experiment: ExperimentOptions, printConfig: Bool) async throws {
+        let resolved = try schema.resolve(file: experiment.config, overrides: experiment.overrides)
         if printConfig { print(resolved.yaml, terminator: ""); return }
         let config = try SFTConfig(resolved)
         let world = await MPIRuntime.shared.world(timeout: config.clusterTimeout)
         let stage = SFTStage(config: config, transport: world)
         let result = try await failingLoudly(world, context: { stage.context }) { try await stage.run() }
         guard world.rank == 0 else { return }
-        var summary: [String: Any] = ["stage": "sft", "run": result.runFolder, "steps": result.steps]
+        var summary: [String: Any] = ["stage": config.stageName, "run": result.runFolder, "steps": result.steps]
+        if let a = result.rewardAccuracy { summary["reward_accuracy"] = a }
         if let e = result.finalEval {
             summary["eval_loss"] = e.loss
             if let em = e.exactMatch { summary["exact_match"] = em }
@@ -38,7 +57,6 @@ struct SFT: AsyncParsableCommand {
         if let e = result.initialEval?.exactMatch { summary["initial_exact_match"] = e }
         if let c = result.lastCheckpoint { summary["checkpoint"] = c }
         printJSONLine(summary)
-    }
 }
 
 /// Runs `body`; on an error prints `rank r (role, step s): reason` and, when other ranks exist,

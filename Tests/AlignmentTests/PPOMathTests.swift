@@ -93,3 +93,18 @@ final class PPOMathTests: XCTestCase {
         }
     }
 }
+
+final class BradleyTerryTests: XCTestCase {
+    /// algorithms.md table R1.
+    func testTableR1() {
+        XCTAssertEqual(BradleyTerry.loss(chosen: 1, rejected: 0).loss, 0.313262, accuracy: 1e-6)
+        XCTAssertEqual(BradleyTerry.loss(chosen: 1, rejected: 0, margin: 0.5).loss, 0.474077, accuracy: 1e-6)
+        XCTAssertEqual(BradleyTerry.loss(chosen: 0.3, rejected: 0.3).loss, log(2), accuracy: 1e-12)
+        XCTAssertEqual(BradleyTerry.loss(chosen: 40, rejected: -40).loss, 0, accuracy: 1e-12, "stable for large margins")
+        XCTAssertEqual(BradleyTerry.loss(chosen: -40, rejected: 40).loss, 80, accuracy: 1e-9)
+        let (_, dw, dl) = BradleyTerry.loss(chosen: 0.7, rejected: -0.2)
+        let f = { (w: Double, l: Double) in BradleyTerry.loss(chosen: w, rejected: l).loss }
+        XCTAssertEqual(dw, (f(0.7 + 1e-6, -0.2) - f(0.7 - 1e-6, -0.2)) / 2e-6, accuracy: 1e-7)
+        XCTAssertEqual(dl, (f(0.7, -0.2 + 1e-6) - f(0.7, -0.2 - 1e-6)) / 2e-6, accuracy: 1e-7)
+    }
+}
