@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job: installs missing system packages, builds the release binary, runs the default
-# experiment (SFT of the tiny GPT-2 on the built-in arithmetic task) and prints eval accuracy.
-# Extra arguments are config overrides, e.g. `bash scripts/run.sh train.steps=500`.
+# experiment (the arith pipeline: Hydra-SFT of the tiny GPT-2 on flawed demos, then PPO with a
+# verifier) and prints held-out exact match after SFT and after PPO.
+# Extra arguments are config overrides, e.g. `bash scripts/run.sh rl.ppo.iterations=50`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 swift build -c release
-.build/release/rlhf sft --config configs/arith-sft.yaml "$@"
+.build/release/rlhf pipeline --config configs/arith-tiny.yaml "$@"

@@ -87,7 +87,8 @@ public actor MPIRuntime {
     /// Runs a blocking collective under the watchdog (see `CollectiveWatchdog`).
     func guarded<T>(_ what: @autoclosure () -> String, timeout: Double, _ body: () -> T) -> T {
         CollectiveWatchdog.shared.begin(what(), timeout: timeout)
-        defer { CollectiveWatchdog.shared.end() }
+        let start = Date()
+        defer { CollectiveWatchdog.shared.end(); CommunicationClock.add(Date().timeIntervalSince(start)) }
         return body()
     }
 

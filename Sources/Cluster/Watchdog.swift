@@ -56,3 +56,11 @@ final class CollectiveWatchdog: @unchecked Sendable {
         }
     }
 }
+
+/// Seconds this process has spent inside collectives, for the per-phase "communicate" figure.
+public enum CommunicationClock {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var total = 0.0
+    public static var seconds: Double { lock.withLock { total } }
+    static func add(_ s: Double) { lock.withLock { total += s } }
+}

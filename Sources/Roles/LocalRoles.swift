@@ -143,13 +143,17 @@ public actor LocalCritic: CriticRole {
     let head: ScalarHead
     let headTrainable: Trainable
     let adapterTrainable: Trainable?
+    /// `separate` layout: the critic fine-tunes a trunk of its own (no adapter).
+    let trunkTrainable: Trainable?
 
-    public init(trunk: GPT2Trunk, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(), replicas: (any Transport)? = nil) {
+    public init(trunk: GPT2Trunk, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(),
+                replicas: (any Transport)? = nil, trainTrunk: Bool = false) {
         self.trunk = trunk; self.adapter = adapter; self.head = head
         var layout = TensorLayout()
         layout.add("v_head.summary", [head.channels + 1])
         headTrainable = Trainable(parameters: head.parameters, layout: layout, hyper: hyper, replicas: replicas)
         adapterTrainable = adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
+        trunkTrainable = adapter == nil && trainTrunk ? Trainable(parameters: trunk.weights, layout: trunk.layout.tensors, hyper: hyper, replicas: replicas) : nil
     }
 
     func forward(_ sequences: [[Int32]]) throws -> (PaddedBatch, TrunkActivations, [Float]) {
@@ -205,6 +209,10 @@ public actor LocalCritic: CriticRole {
             adapterTrainable.gradients.zero()
             trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, adapterGradients: adapterTrainable.gradients)
             norm = try await adapterTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
+        } else if let trunkTrainable {
+            trunkTrainable.gradients.zero()
+            trunk.backward(dHidden: dHidden, activations: act, trunkGradients: trunkTrainable.gradients)
+            norm = try await trunkTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         }
         let headNorm = try await headTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         return StepStats(loss: Float(loss), gradNorm: (norm * norm + headNorm * headNorm).squareRoot())

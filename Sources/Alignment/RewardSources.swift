@@ -1,0 +1,41 @@
+import Foundation
+
+/// Rule verifiers: a reward computed from the response text and the reference answer.
+public protocol Verifier: Sendable {
+    var name: String { get }
+    /// Score of `response` for a prompt whose reference answer is `answer`.
+    func score(response: String, answer: String?) -> Double
+}
+
+/// Arithmetic: 1 when the response's final number equals the answer, else 0.
+public struct ExactAnswerVerifier: Verifier {
+    public let name = "verifier"
+    public init() {}
+    public func score(response: String, answer: String?) -> Double {
+        guard let answer else { return 0 }
+        let numbers = response.split(whereSeparator: { !$0.isNumber && $0 != "-" }).filter { Int($0) != nil }
+        return numbers.last.map(String.init) == answer.trimmingCharacters(in: .whitespaces) ? 1 : 0
+    }
+}
+
+/// Format: 0 when the response is a bare integer (what the task asks for), −1 otherwise.
+public struct IntegerFormatVerifier: Verifier {
+    public let name = "format"
+    public init() {}
+    public func score(response: String, answer: String?) -> Double {
+        let t = response.trimmingCharacters(in: .whitespacesAndNewlines)
+        return !t.isEmpty && Int(t) != nil && t == response ? 0 : -1
+    }
+}
+
+/// A reward as a weighted sum of named sources, each kept for logging (design §5).
+public struct RewardBreakdown: Sendable {
+    public var total: [Double]
+    public var bySource: [String: [Double]]
+    public init(count: Int) { total = Array(repeating: 0, count: count); bySource = [:] }
+    public mutating func add(_ name: String, values: [Double], weight: Double) {
+        bySource[name] = values
+        guard weight != 0 else { return }
+        for i in total.indices { total[i] += weight * values[i] }
+    }
+}

@@ -1,0 +1,29 @@
+import Foundation
+import Kernels
+import Models
+
+/// Reference and reward from ONE adapters-off pass (design §3, algorithms.md §1.4): the frozen
+/// trunk's hidden states feed both the tied LM head (reference log-probs) and the reward head
+/// (score at the last token). Also serves as either role on its own.
+public actor HydraScorer: ReferenceRole, RewardRole {
+    let trunk: GPT2Trunk
+    let rewardHead: ScalarHead
+    public init(trunk: GPT2Trunk, rewardHead: ScalarHead) { self.trunk = trunk; self.rewardHead = rewardHead }
+
+    /// Reference log-probs (of tokens[1...]) and last-token scores of every sequence.
+    public func referenceAndScores(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], scores: [Float]) {
+        let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
+        let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length)
+        try trunk.forward(tokens: batch.tokens, activations: act)
+        let head = LMHeadCache(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
+        let all = trunk.lmHeadLogProbs(hidden: act.hidden, targets: batch.targets, cache: head)
+        let c = trunk.config.channels
+        let last = FloatBuffer(count: sequences.count * c)
+        for (r, s) in sequences.enumerated() { (last.pointer + r * c).update(from: act.hidden.pointer + (r * batch.length + s.count - 1) * c, count: c) }
+        let logProbs = sequences.enumerated().map { r, s in Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)]) }
+        return (logProbs, rewardHead.forward(hidden: last.pointer, rows: sequences.count))
+    }
+
+    public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] { try referenceAndScores(sequences).logProbs }
+    public func scores(_ sequences: [[Int32]]) async throws -> [Float] { try referenceAndScores(sequences).scores }
+}

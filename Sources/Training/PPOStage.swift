@@ -1,0 +1,303 @@
+import Alignment
+import Cluster
+import Foundation
+import Kernels
+import Models
+import Roles
+import Tokenizers
+
+public struct PPOResult: Sendable {
+    public var runFolder: String
+    public var initialExactMatch: Double?
+    public var finalExactMatch: Double?
+    public var kl: Double
+    public var seconds: Double
+}
+
+/// Online RL with PPO (algorithms.md §2) or a critic-free estimator (§10) in the Hydra layout
+/// (§1: one frozen trunk; policy and critic LoRA; reference and reward from one adapters-off
+/// pass) or the separate layout (four full models). Colocated: every rank rolls out its share
+/// of the prompts and the trainable roles all-reduce gradients. Placed: rank 0 drives and the
+/// named roles answer from their ranks.
+public final class PPOStage {
+    let config: PPOConfig
+    let transport: any Transport
+    let workingDirectory: String
+    let sayOnRankZero: (String) -> Void
+    public private(set) var context: FailureContext
+
+    public init(config: PPOConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
+                say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
+        self.config = config; self.transport = transport; self.workingDirectory = workingDirectory; self.sayOnRankZero = say
+        context = FailureContext(rank: transport.rank, role: "ppo", step: 0)
+    }
+    func say(_ m: String) { if transport.rank == 0 { sayOnRankZero(m) } }
+
+    struct Prompt { let tokens: [Int32]; let answer: String? }
+
+    public func run() async throws -> PPOResult {
+        let cfg = config, c = config.c, started = Date()
+        FailureReport.current = context
+        let tokenizer = try Tokenizers.load(cfg.initFrom)
+        let base = try HFCheckpoint.load(directory: cfg.initFrom)
+        let headPath = (cfg.initFrom as NSString).appendingPathComponent(ScalarHeadIO.fileName)
+        let rewardHead: ScalarHead
+        if FileManager.default.fileExists(atPath: headPath) { rewardHead = try ScalarHeadIO.load(directory: cfg.initFrom, channels: base.config.channels) }
+        else {
+            guard c.double("rewards.reward_head") == 0 else { throw ConfigError("rewards.reward_head > 0 needs \(headPath) (train with hydra-sft)") }
+            rewardHead = ScalarHead(channels: base.config.channels)
+        }
+        let placement = try Placement.parse(cfg.placement, worldSize: transport.size)
+        let colocated = placement.remote.isEmpty
+        let hydra = cfg.layout == "hydra"
+        var rng = RNG(seed: cfg.seed)
+
+        // Roles. Hydra: every role over `base`; separate: a full copy per role.
+        func copy(_ t: GPT2Trunk) throws -> GPT2Trunk { try GPT2Trunk(config: t.config, weights: t.weights.clone()) }
+        let loraConfig = LoRAConfig(rank: c.int("lora.rank"), alpha: c.float("lora.alpha"), targets: try cfg.loraTargets())
+        let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
+        let policyHyper = AdamWHyperparameters(learningRate: c.float("ppo.lr"), weightDecay: 0)
+        let criticHyper = AdamWHyperparameters(learningRate: c.float("ppo.critic_lr"), weightDecay: 0)
+        let valueHead = ScalarHead(channels: base.config.channels)
+        valueHead.parameters.copy(from: rewardHead.parameters)   // critic starts as the reward model (Hydra §1.3)
+        let policyTrunk = hydra ? base : try copy(base)
+        let policyLoRA = hydra ? try LoRAAdapter(config: loraConfig, modelConfig: base.config) : nil
+        let criticLoRA = hydra ? try LoRAAdapter(config: loraConfig, modelConfig: base.config) : nil
+        policyLoRA?.initialize(rng: &rng)
+        criticLoRA?.initialize(rng: &rng)
+        let policy = LocalPolicy(trunk: policyTrunk, adapter: policyLoRA, hyper: policyHyper, replicas: replicas)
+        let critic = LocalCritic(trunk: hydra ? base : try copy(base), adapter: criticLoRA, head: valueHead, hyper: criticHyper,
+                                 replicas: replicas, trainTrunk: !hydra)
+        let scorer = HydraScorer(trunk: base, rewardHead: rewardHead)
+        let separateReward = hydra ? nil : LocalReward(trunk: try copy(base), head: rewardHead)
+
+        // A rank that only hosts placed roles serves them and is done.
+        if !colocated && transport.rank != 0 {
+            if let hosted = placement.servers[transport.rank] {
+                try await RoleServer(transport: transport, reference: hosted.contains(.reference) ? scorer : nil,
+                                     reward: hosted.contains(.reward) ? (separateReward.map { $0 as any RewardRole } ?? scorer) : nil).serve()
+            }
+            try await transport.barrier()
+            return PPOResult(runFolder: "", initialExactMatch: nil, finalExactMatch: nil, kl: 0, seconds: Date().timeIntervalSince(started))
+        }
+        let clients = Dictionary(uniqueKeysWithValues: placement.servers.keys.map { ($0, RoleClient(transport: transport, host: $0)) })
+        let reference: any ReferenceRole = placement.remote[.reference].map { RemoteReference(clients[$0]!) } ?? scorer
+        let reward: any RewardRole = placement.remote[.reward].map { RemoteReward(clients[$0]!) } ?? (separateReward.map { $0 as any RewardRole } ?? scorer)
+        let onePass = hydra && placement.remote[.reference] == nil && placement.remote[.reward] == nil
+
+        // Prompts with answers, and the held-out evaluation set.
+        let prompts: [Prompt], evalExamples: [SFTExample]
+        if cfg.task == "arith" {
+            let task = ArithTask(seed: UInt64(truncatingIfNeeded: c.int("data.seed")), flaw: ArithFlaw(rawValue: c.string("data.flaw"))!,
+                                 flawShare: c.double("data.flaw_share"), evalSize: c.int("data.eval_size"))
+            prompts = task.train.map { Prompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: ArithTask.prompt($0), completion: ""), tokenizer: tokenizer), answer: ArithTask.answer($0)) }
+            evalExamples = Array(task.evalExamples().prefix(c.int("eval.max_examples")))
+        } else {
+            prompts = try JSONL.prompts(path: cfg.promptsFile).map { Prompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: $0.prompt, completion: ""), tokenizer: tokenizer), answer: $0.answer) }
+            evalExamples = cfg.evalFile.isEmpty ? [] : Array(try JSONL.sft(path: cfg.evalFile).prefix(c.int("eval.max_examples")))
+        }
+        let dataRanks = colocated ? transport.size : 1
+        guard cfg.prompts % dataRanks == 0 else { throw ConfigError("'ppo.prompts' (\(cfg.prompts)) must be a multiple of the ranks rolling out (\(dataRanks))") }
+        let myPrompts = cfg.prompts / dataRanks
+
+        // Run folder (rank 0 decides).
+        var choice = Data()
+        if transport.rank == 0 {
+            let chosen = try RunFolder.choose(name: cfg.name, out: cfg.out, resume: "never", workingDirectory: workingDirectory)
+            choice = Data(chosen.folder.path.utf8)
+        }
+        let folder = try RunFolder(path: String(decoding: try await transport.allGather(choice)[0], as: UTF8.self))
+        if transport.rank == 0 { try folder.writeConfig(c.yaml) }
+        say("ppo: run folder \(folder.path)")
+        say("resolved config (\(c.file ?? "defaults")):\n" + c.yaml)
+        say("""
+            derived: \(cfg.layout) layout, estimator \(cfg.estimator.rawValue); \(cfg.prompts) prompts × \(cfg.samples) samples = \
+            \(cfg.prompts * cfg.samples) responses per iteration over \(dataRanks) rank(s) (\(myPrompts * cfg.samples) each), \
+            \(c.int("ppo.epochs")) epoch(s) of minibatches of \(c.int("ppo.minibatch_size")) → \
+            \(c.int("ppo.epochs") * Int((Double(myPrompts * cfg.samples) / Double(c.int("ppo.minibatch_size"))).rounded(.up))) optimizer steps per iteration
+            roles: \(colocated && transport.size > 1 ? "every role on every rank (colocated, data parallel)" : placement.description)\(onePass ? "; reference + reward from one adapters-off pass" : "")
+            starting from \(cfg.initFrom); \(BLAS.summary)
+            """)
+
+        var kl = AdaptiveKLController(beta: c.double("ppo.kl_coef"), target: c.double("ppo.kl_target") > 0 ? c.double("ppo.kl_target") : nil,
+                                      horizon: c.double("ppo.kl_horizon"))
+        var result = PPOResult(runFolder: folder.path, initialExactMatch: nil, finalExactMatch: nil, kl: 0, seconds: 0)
+        func evaluate(_ iteration: Int) throws -> Double? {
+            guard transport.rank == 0, !evalExamples.isEmpty else { return nil }
+            let r = try Evaluation.run(trunk: policyTrunk, adapter: policyLoRA, examples: evalExamples, tokenizer: tokenizer,
+                                       maxLength: c.int("train.max_length"), maxNewTokens: c.int("eval.max_new_tokens"), batchSize: 64)
+            try folder.appendMetrics(["step": iteration, "eval_loss": r.loss, "exact_match": r.exactMatch ?? 0])
+            say(String(format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration, 100 * (r.exactMatch ?? 0), r.loss))
+            return r.exactMatch
+        }
+        result.initialExactMatch = try evaluate(0)
+        try await transport.barrier()
+
+        let estimator = cfg.estimator
+        var order: [Int] = []
+        var progress = Progress(total: cfg.iterations, every: c.int("log.every"), startStep: 0)
+        for iteration in 1...max(cfg.iterations, 1) where cfg.iterations > 0 {
+            context.step = iteration
+            FailureReport.current = context
+            let commStart = CommunicationClock.seconds
+            // 1. Rollout: this rank's prompts, each sampled `samples` times.
+            let tGenerate = Date()
+            let globalStart = (iteration - 1) * cfg.prompts
+            var batchPrompts: [Prompt] = []
+            for k in 0..<cfg.prompts {
+                let position = globalStart + k, epoch = position / prompts.count
+                if position % prompts.count == 0 || order.isEmpty {
+                    var orderRNG = RNG(seed: cfg.seed &+ 0xA11 &+ UInt64(epoch))
+                    order = Array(prompts.indices)
+                    shuffle(&order, &orderRNG)
+                }
+                batchPrompts.append(prompts[order[position % prompts.count]])
+            }
+            let rankOffset = colocated ? transport.rank * myPrompts : 0
+            let mine = Array(batchPrompts[rankOffset..<(rankOffset + myPrompts)])
+            let repeated = mine.flatMap { p in Array(repeating: p, count: cfg.samples) }
+            let options = SamplingOptions(temperature: c.float("ppo.temperature"), topK: c.int("ppo.top_k"), topP: c.float("ppo.top_p"),
+                                          maxNewTokens: cfg.maxNewTokens, eosTokenId: tokenizer.eosTokenId,
+                                          seed: cfg.seed &+ UInt64(iteration) &* 7919 &+ UInt64(transport.rank))
+            let rollout = try await policy.generate(prompts: repeated.map(\.tokens), options: options)
+            let sequences = zip(repeated, rollout.tokens).map { $0.tokens + $1 }
+            let promptLengths = repeated.map(\.tokens.count)
+            let generateSeconds = Date().timeIntervalSince(tGenerate)
+
+            // 2. Score: reference log-probs and reward-head scores, old policy log-probs, values.
+            let tScore = Date()
+            let (refAll, headScores): ([[Float]], [Float])
+            if onePass { (refAll, headScores) = try await scorer.referenceAndScores(sequences) }
+            else { refAll = try await reference.logProbs(sequences); headScores = try await reward.scores(sequences) }
+            let oldAll = try await policy.logProbs(sequences)
+            let valuesAll = estimator.needsCritic ? try await critic.values(sequences) : []
+            func response<T>(_ rows: [[T]], shift: Int = 1) -> [[T]] {
+                rows.enumerated().map { i, r in Array(r[(promptLengths[i] - shift)..<(sequences[i].count - shift)]) }
+            }
+            let refLogp = response(refAll), oldLogp = response(oldAll)
+            let oldValues = estimator.needsCritic ? response(valuesAll) : []
+            let texts = rollout.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }
+            var rewards = RewardBreakdown(count: sequences.count)
+            rewards.add("reward_head", values: headScores.map(Double.init), weight: c.double("rewards.reward_head"))
+            rewards.add("verifier", values: zip(texts, repeated).map { ExactAnswerVerifier().score(response: $0, answer: $1.answer) }, weight: c.double("rewards.verifier"))
+            rewards.add("format", values: texts.map { IntegerFormatVerifier().score(response: $0, answer: nil) }, weight: c.double("rewards.format"))
+            let clipR = c.double("ppo.reward_clip"), eosPenalty = c.double("ppo.missing_eos_penalty")
+            let scores = rewards.total.enumerated().map { i, r in min(max(r - (rollout.endedWithEOS[i] ? 0 : eosPenalty), -clipR), clipR) }
+            let klTokens = (0..<sequences.count).map { PPOMath.kl(oldLogp[$0].map(Double.init), refLogp[$0].map(Double.init), estimator: cfg.klEstimator) }
+            let beta = kl.beta
+
+            // 3. Advantages.
+            var advantages: [[Double]] = [], returns: [[Double]] = []
+            let groups = (0..<myPrompts).map { p in Array((p * cfg.samples)..<((p + 1) * cfg.samples)) }
+            switch estimator {
+            case .gae:
+                for i in sequences.indices {
+                    let shaped = PPOMath.shapedRewards(kl: klTokens[i], beta: beta, score: scores[i])
+                    let (a, g) = PPOMath.gae(rewards: shaped, values: oldValues[i].map(Double.init), gamma: c.double("ppo.gamma"), lambda: c.double("ppo.lambda"))
+                    advantages.append(a); returns.append(g)
+                }
+                if c.bool("ppo.whiten_advantages") { advantages = try await whiten(advantages, unbiased: true, replicas: replicas) }
+            case .grpo, .drGRPO, .rloo:
+                // KL as a sequence-level penalty on the reward (TRL RLOO), then the group baseline.
+                let penalised = scores.enumerated().map { $1 - beta * klTokens[$0].reduce(0, +) }
+                let perSample = GroupAdvantages.compute(estimator, rewards: penalised, groups: groups)
+                advantages = sequences.indices.map { Array(repeating: perSample[$0], count: klTokens[$0].count) }
+            case .reinforce, .reinforceBaseline:
+                let base = estimator == .reinforceBaseline ? GroupAdvantages.compute(.reinforceBaseline, rewards: scores, groups: groups) : scores
+                advantages = sequences.indices.map { PPOMath.returns(rewards: PPOMath.shapedRewards(kl: klTokens[$0], beta: beta, score: base[$0]), gamma: c.double("ppo.gamma")) }
+                if c.bool("ppo.whiten_advantages") { advantages = try await whiten(advantages, unbiased: false, replicas: replicas) }
+            }
+            let scoreSeconds = Date().timeIntervalSince(tScore)
+
+            // 4. Update: epochs × minibatches, at this iteration's rates (cosine decay, no warm-up).
+            let tTrain = Date()
+            let decay = LearningRateSchedule(peak: 1, minRatio: c.float("ppo.min_lr_ratio"), warmupSteps: 0, totalSteps: cfg.iterations).rate(step: iteration)
+            let policyLR = c.float("ppo.lr") * decay, criticLR = c.float("ppo.critic_lr") * decay
+            var stats: [StepStats] = [], valueLosses: [Float] = []
+            let minibatch = c.int("ppo.minibatch_size")
+            var shuffleRNG = RNG(seed: cfg.seed &+ UInt64(iteration) &* 31)
+            for _ in 0..<c.int("ppo.epochs") {
+                var indices = Array(sequences.indices)
+                shuffle(&indices, &shuffleRNG)
+                for start in stride(from: 0, to: indices.count, by: minibatch) {
+                    let part = Array(indices[start..<min(start + minibatch, indices.count)])
+                    let targets = PPOTargets(promptLengths: part.map { promptLengths[$0] }, oldLogProbs: part.map { oldLogp[$0] },
+                                             advantages: part.map { advantages[$0].map(Float.init) }, clipLow: c.float("ppo.clip"), clipHigh: c.float("ppo.clip"),
+                                             dualClip: c.float("ppo.dual_clip"), entropyCoefficient: c.float("ppo.entropy_coef"))
+                    stats.append(try await policy.trainStep(part.map { sequences[$0] }, objective: .ppo(targets), learningRate: policyLR, maxGradNorm: c.float("ppo.grad_clip")))
+                    if estimator.needsCritic {
+                        let v = try await critic.trainStep(part.map { sequences[$0] }, objective: .clippedValue(
+                            promptLengths: part.map { promptLengths[$0] }, oldValues: part.map { oldValues[$0] },
+                            returns: part.map { returns[$0].map(Float.init) }, clip: c.float("ppo.value_clip")),
+                            learningRate: criticLR, maxGradNorm: c.float("ppo.grad_clip"))
+                        valueLosses.append(v.loss)
+                    }
+                }
+            }
+            let trainSeconds = Date().timeIntervalSince(tTrain)
+
+            // 5. KL controller and metrics (means over every rank's samples).
+            let seqKL = klTokens.map { $0.reduce(0, +) }
+            let lengths = rollout.tokens.map { Double($0.count) }
+            var sums: [Double] = [Double(sequences.count), seqKL.reduce(0, +), lengths.reduce(0, +),
+                                  Double(rollout.endedWithEOS.filter { !$0 }.count), scores.reduce(0, +), scores.map { $0 * $0 }.reduce(0, +)]
+            let sourceNames = ["reward_head", "verifier", "format"]
+            for name in sourceNames { let v = rewards.bySource[name] ?? []; sums += [v.reduce(0, +), v.map { $0 * $0 }.reduce(0, +)] }
+            if let replicas { sums = try await replicas.allReduce(sums, op: .sum) }
+            let n = sums[0], meanKL = sums[1] / n
+            kl.update(observedKL: meanKL, steps: Int(n))
+            result.kl = meanKL
+            func meanStd(_ s: Double, _ sq: Double) -> (Double, Double) { let m = s / n; return (m, max(sq / n - m * m, 0).squareRoot()) }
+            if transport.rank == 0 {
+                var metrics: [String: Any] = [
+                    "step": iteration, "kl": meanKL, "kl_coef": beta, "response_length": sums[2] / n, "truncated_rate": sums[3] / n,
+                    "reward_mean": meanStd(sums[4], sums[5]).0, "reward_std": meanStd(sums[4], sums[5]).1,
+                    "policy_loss": Double(stats.map(\.loss).reduce(0, +)) / Double(max(stats.count, 1)),
+                    "clip_fraction": Double(stats.map(\.clipFraction).reduce(0, +)) / Double(max(stats.count, 1)),
+                    "entropy": Double(stats.map(\.entropy).reduce(0, +)) / Double(max(stats.count, 1)),
+                    "grad_norm": Double(stats.map(\.gradNorm).reduce(0, +)) / Double(max(stats.count, 1)),
+                    "lr": Double(policyLR), "generate_s": generateSeconds, "score_s": scoreSeconds, "train_s": trainSeconds,
+                    "communicate_s": CommunicationClock.seconds - commStart,
+                ]
+                if !valueLosses.isEmpty { metrics["value_loss"] = Double(valueLosses.reduce(0, +)) / Double(valueLosses.count) }
+                for (k, name) in sourceNames.enumerated() {
+                    let (m, s) = meanStd(sums[6 + 2 * k], sums[7 + 2 * k])
+                    metrics["reward_\(name)_mean"] = m; metrics["reward_\(name)_std"] = s
+                }
+                try folder.appendMetrics(metrics)
+                progress.update(step: iteration, fields: String(format: "reward %.3f verifier %.3f kl %.4f clip %.3f len %.1f",
+                                                                metrics["reward_mean"] as! Double, metrics["reward_verifier_mean"] as! Double, meanKL,
+                                                                metrics["clip_fraction"] as! Double, sums[2] / n))
+            }
+            if iteration % c.int("eval.every") == 0 || iteration == cfg.iterations {
+                if let em = try evaluate(iteration) { result.finalExactMatch = em }
+                try await transport.barrier()
+            }
+        }
+        for client in clients.values { try await client.stop() }
+        try await transport.barrier()
+        if transport.rank == 0 {
+            let final = (folder.path as NSString).appendingPathComponent("final")
+            try FileManager.default.createDirectory(atPath: final, withIntermediateDirectories: true)
+            if let policyLoRA {
+                try SafeTensorsFile.write(path: final + "/policy_lora.safetensors", tensors: policyLoRA.layout.tensors.map {
+                    (name: $0.name, shape: $0.shape, data: UnsafePointer(policyLoRA.weights.pointer + $0.offset)) })
+            } else { try HFCheckpoint.save(policyTrunk, directory: final + "/policy") }
+            try ScalarHeadIO.save(valueHead, directory: final, fileName: "value_head.safetensors")
+        }
+        result.seconds = Date().timeIntervalSince(started)
+        return result
+    }
+
+    /// Whitening over the samples of every rank rolling out (biased or unbiased variance).
+    func whiten(_ rows: [[Double]], unbiased: Bool, replicas: (any Transport)?) async throws -> [[Double]] {
+        let all = rows.flatMap { $0 }
+        var s = [Double(all.count), all.reduce(0, +), all.map { $0 * $0 }.reduce(0, +)]
+        if let replicas { s = try await replicas.allReduce(s, op: .sum) }
+        guard s[0] > 1 else { return rows }
+        let mean = s[1] / s[0]
+        let variance = max(s[2] - s[0] * mean * mean, 0) / (unbiased ? s[0] - 1 : s[0])
+        let scale = 1 / (variance + 1e-8).squareRoot()
+        return rows.map { $0.map { ($0 - mean) * scale } }
+    }
+}
