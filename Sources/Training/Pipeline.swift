@@ -26,7 +26,11 @@ public enum Pipeline {
     }
 
     public struct Result: Sendable {
-        public var sftExactMatch: Double?, ppoExactMatch: Double?, kl: Double, seconds: Double, runFolder: String
+        public var sftExactMatch: Double?
+        public var ppoExactMatch: Double?
+        public var kl: Double
+        public var seconds: Double
+        public var runFolder: String
     }
 
     public static func run(_ config: ResolvedConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
