@@ -222,8 +222,6 @@ public final class SFTStage {
                 gradientSum.add(gradients)
                 tokens += batch.batch * batch.length
             }
-            let communicated = Date()
-            try await transport.allReduce(gradientSum)
             var pairLoss = 0.0, pairCorrect = 0.0
             if let hydra {
                 let pairs = hydra.batch(cursor: state.pairCursor ?? 0)
@@ -232,6 +230,7 @@ public final class SFTStage {
                 (pairLoss, pairCorrect) = try hydra.accumulate(trunk: trunk, mine: Array(pairs[(transport.rank * share)..<((transport.rank + 1) * share)]),
                                                                globalCount: hydra.batchSize, trunkGradients: gradients, trunkSum: gradientSum)
             }
+            let communicated = Date()
             try await transport.allReduce(gradientSum)
             gradientSum.write(into: gradients)
             if let hydra {

@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import Kernels
 import Models
 @testable import Training
 import XCTest
@@ -25,6 +26,12 @@ final class DataParallelTests: TemporaryDirectoryTestCase {
     }
 
     func testTwoAndFourRanksMatchOneProcess() async throws {
+        // The embedded ranks share this process and call OpenBLAS concurrently; with several BLAS
+        // threads, how a contended call splits its work (and so its rounding) depends on timing.
+        // One BLAS thread, as each MPI rank has in the mpirun tests, makes every product deterministic.
+        let threads = BLAS.threads
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(threads) }
         let single = directory + "/single"
         _ = try await SFTStage(config: try config(out: single, checkReplicas: false), transport: SingleProcessTransport(), say: { _ in }).run()
         let reference = try weights(single), referenceLosses = try losses(single)
