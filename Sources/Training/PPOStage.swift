@@ -106,7 +106,8 @@ public final class PPOStage {
             let chosen = try RunFolder.choose(name: cfg.name, out: cfg.out, resume: "never", workingDirectory: workingDirectory)
             choice = Data(chosen.folder.path.utf8)
         }
-        let folder = try RunFolder(path: String(decoding: try await transport.allGather(choice)[0], as: UTF8.self))
+        // Placed: the other ranks are serving roles, so rank 0 alone decides (no collective).
+        let folder = try RunFolder(path: String(decoding: colocated ? try await transport.allGather(choice)[0] : choice, as: UTF8.self))
         if transport.rank == 0 { try folder.writeConfig(c.yaml) }
         say("ppo: run folder \(folder.path)")
         say("resolved config (\(c.file ?? "defaults")):\n" + c.yaml)
@@ -131,7 +132,7 @@ public final class PPOStage {
             return r.exactMatch
         }
         result.initialExactMatch = try evaluate(0)
-        try await transport.barrier()
+        if colocated { try await transport.barrier() }
 
         let estimator = cfg.estimator
         var order: [Int] = []
@@ -271,7 +272,7 @@ public final class PPOStage {
             }
             if iteration % c.int("eval.every") == 0 || iteration == cfg.iterations {
                 if let em = try evaluate(iteration) { result.finalExactMatch = em }
-                try await transport.barrier()
+                if colocated { try await transport.barrier() }
             }
         }
         for client in clients.values { try await client.stop() }

@@ -49,4 +49,22 @@ final class ExampleTests: CLITestCase {
         let (_, stderr) = try run(["tokenize", "--tokenizer", "byte", "--input", input], expectExit: 1)
         XCTAssertTrue(stderr.contains("t.jsonl:1: missing string field 'text'"), stderr)
     }
+
+    /// The default experiment as shipped: PPO with the verifier raises held-out greedy exact match
+    /// by at least 20 points over the Hydra-SFT model, the whole pipeline within 10 minutes.
+    func testArithPipelineRaisesExactMatchByTwentyPoints() throws {
+        let config = repository.appendingPathComponent("configs/arith-tiny.yaml").path
+        let (stdout, _) = try self.run(["pipeline", "--config", config, "out=\(directory)/pipeline"])
+        let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+        let sft = try XCTUnwrap(summary["sft_exact_match"] as? Double), ppo = try XCTUnwrap(summary["ppo_exact_match"] as? Double)
+        XCTAssertGreaterThanOrEqual(ppo - sft, 0.20, "SFT \(sft) → PPO \(ppo)")
+        XCTAssertLessThan(try XCTUnwrap(summary["seconds"] as? Double), 600)
+        XCTAssertNotNil(summary["kl"] as? Double)
+        XCTAssertTrue(stdout.contains("held-out exact match: after SFT"), stdout)
+        let metrics = try String(contentsOfFile: directory + "/pipeline/ppo/metrics.jsonl", encoding: .utf8)
+        for key in ["reward_verifier_mean", "reward_format_std", "reward_reward_head_mean", "kl_coef", "clip_fraction", "entropy",
+                    "policy_loss", "grad_norm", "response_length", "truncated_rate", "generate_s", "score_s", "train_s", "communicate_s"] {
+            XCTAssertTrue(metrics.contains("\"\(key)\""), "metrics.jsonl logs \(key)")
+        }
+    }
 }

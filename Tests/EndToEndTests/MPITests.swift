@@ -131,4 +131,26 @@ final class MPITests: CLITestCase {
             XCTAssertTrue(log.contains("reference → rank \(placement.contains("=2") ? 2 : 1)"), "the role → rank map is printed: \(log)")
         }
     }
+
+    /// PPO under mpirun: colocated (data parallel over 2 ranks) and with reward + reference on rank 1.
+    func testPPOColocatedAndPlaced() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let sft = directory + "/hydra"
+        try run(["hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=60",
+                 "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "log.every=100"])
+        let checkpoint = sft + "/checkpoints/step-00000060"
+        for (tag, extra) in [("colocated", ["ppo.estimator=gae"]), ("placed", ["placement=reference=1,reward=1", "rewards.reward_head=0.1"])] {
+            let out = directory + "/ppo-" + tag
+            let p = try start(mpirun, try mpiArguments(2, ["ppo", "model.init_from=\(checkpoint)", "data.task=arith", "data.eval_size=50",
+                "out=\(out)", "ppo.iterations=3", "ppo.prompts=8", "ppo.samples_per_prompt=4", "ppo.max_new_tokens=5", "ppo.minibatch_size=8",
+                "eval.every=3", "eval.max_examples=50", "train.max_length=16"] + extra), log: directory + "/\(tag).log")
+            p.waitUntilExit()
+            let log = (try? String(contentsOfFile: directory + "/\(tag).log", encoding: .utf8)) ?? ""
+            XCTAssertEqual(p.terminationStatus, 0, "\(tag): \(log.suffix(3000))")
+            XCTAssertTrue(log.contains("\"stage\":\"ppo\""), "\(tag): \(log.suffix(2000))")
+            XCTAssertTrue(log.contains(tag == "placed" ? "reference → rank 1, reward → rank 1" : "colocated, data parallel"), "\(tag) role map: \(log.suffix(3000))")
+            let iterations = try JSONL.objects(path: out + "/metrics.jsonl").filter { $0.object["kl"] != nil }
+            XCTAssertEqual(iterations.count, 3, tag)
+        }
+    }
 }
