@@ -3,7 +3,7 @@ import Kernels
 extension GPT2Trunk {
     /// Log-likelihood scoring: for each sequence, log p(tokens[i] | tokens[..<i]) for i ≥ 1.
     /// Sequences are right-padded into batches of at most `batchSize`; each must fit the context.
-    public func scoreSequences(_ sequences: [[Int32]], adapter: LoRAAdapter? = nil, batchSize: Int = 8) throws -> [[Float]] {
+    public func scoreSequences(_ sequences: [[Int32]], adapter: LoRAAdapter? = nil, batchSize: Int = 32) throws -> [[Float]] {
         for (i, s) in sequences.enumerated() {
             guard s.count >= 1 else { throw ModelError.input("sequence \(i) is empty") }
             guard s.count <= config.contextLength else {

@@ -13,13 +13,12 @@ public actor HydraScorer: ReferenceRole, RewardRole {
     /// Reference log-probs (of tokens[1...]) and last-token scores of every sequence.
     public func referenceAndScores(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], scores: [Float]) {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length)
-        try trunk.forward(tokens: batch.tokens, activations: act)
+        let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length)
         let head = LMHeadCache(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
-        let all = trunk.lmHeadLogProbs(hidden: act.hidden, targets: batch.targets, cache: head)
+        let all = trunk.lmHeadLogProbs(hidden: hidden, targets: batch.targets, cache: head)
         let c = trunk.config.channels
         let last = FloatBuffer(count: sequences.count * c)
-        for (r, s) in sequences.enumerated() { (last.pointer + r * c).update(from: act.hidden.pointer + (r * batch.length + s.count - 1) * c, count: c) }
+        for (r, s) in sequences.enumerated() { (last.pointer + r * c).update(from: hidden.pointer + (r * batch.length + s.count - 1) * c, count: c) }
         let logProbs = sequences.enumerated().map { r, s in Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)]) }
         return (logProbs, rewardHead.forward(hidden: last.pointer, rows: sequences.count))
     }

@@ -9,7 +9,7 @@ public actor LocalReference: ReferenceRole {
     let trunk: GPT2Trunk
     public init(trunk: GPT2Trunk) { self.trunk = trunk }
     public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
-        try trunk.scoreSequences(sequences, adapter: nil)
+        try trunk.logProbs(sequences, adapter: nil)
     }
 }
 
@@ -19,15 +19,7 @@ public actor LocalReward: RewardRole {
     let head: ScalarHead
     public init(trunk: GPT2Trunk, head: ScalarHead) { self.trunk = trunk; self.head = head }
     public func scores(_ sequences: [[Int32]]) async throws -> [Float] {
-        let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length)
-        try trunk.forward(tokens: batch.tokens, activations: act)
-        let c = trunk.config.channels
-        let last = FloatBuffer(count: sequences.count * c)
-        for (r, s) in sequences.enumerated() {
-            (last.pointer + r * c).update(from: act.hidden.pointer + (r * batch.length + s.count - 1) * c, count: c)
-        }
-        return head.forward(hidden: last.pointer, rows: sequences.count)
+        head.forward(hidden: try trunk.lastHidden(sequences).pointer, rows: sequences.count)
     }
 }
 
@@ -59,6 +51,7 @@ public actor LocalPolicy: PolicyRole {
     let trunk: GPT2Trunk
     let adapter: LoRAAdapter?
     let trainable: Trainable
+    let pool = ActivationPool()
 
     public init(trunk: GPT2Trunk, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(), replicas: (any Transport)? = nil) {
         self.trunk = trunk; self.adapter = adapter
@@ -71,14 +64,14 @@ public actor LocalPolicy: PolicyRole {
     }
 
     public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
-        try trunk.scoreSequences(sequences, adapter: adapter)
+        try trunk.logProbs(sequences, adapter: adapter)
     }
 
     public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        let act = pool.activations(trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
         try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
-        let head = LMHeadCache(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
+        let head = pool.head(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
         let logProbs = trunk.lmHeadLogProbs(hidden: act.hidden, targets: batch.targets, cache: head)
         var dLogProbs = [Float](repeating: 0, count: logProbs.count)
         var dEntropy: [Float]? = nil
@@ -145,6 +138,7 @@ public actor LocalCritic: CriticRole {
     let adapterTrainable: Trainable?
     /// `separate` layout: the critic fine-tunes a trunk of its own (no adapter).
     let trunkTrainable: Trainable?
+    let pool = ActivationPool()
 
     public init(trunk: GPT2Trunk, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(),
                 replicas: (any Transport)? = nil, trainTrunk: Bool = false) {
@@ -158,13 +152,15 @@ public actor LocalCritic: CriticRole {
 
     func forward(_ sequences: [[Int32]]) throws -> (PaddedBatch, TrunkActivations, [Float]) {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let act = TrunkActivations(config: trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        let act = pool.activations(trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
         try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
         return (batch, act, head.forward(hidden: act.hidden.pointer, rows: batch.batch * batch.length))
     }
 
     public func values(_ sequences: [[Int32]]) async throws -> [[Float]] {
-        let (batch, _, values) = try forward(sequences)
+        let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
+        let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
+        let values = head.forward(hidden: hidden.pointer, rows: batch.batch * batch.length)
         return sequences.enumerated().map { r, s in Array(values[(r * batch.length)..<(r * batch.length + s.count)]) }
     }
 

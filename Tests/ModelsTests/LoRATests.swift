@@ -62,3 +62,19 @@ final class LoRATests: XCTestCase {
         XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 2, targets: []), modelConfig: tinyConfig()))
     }
 }
+
+final class InferenceForwardTests: XCTestCase {
+    /// The one-layer-buffer inference forward equals the training forward bit for bit.
+    func testInferenceHiddenEqualsTrainingForward() throws {
+        let trunk = try randomTrunk()
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 4, targets: LoRATarget.allCases), modelConfig: trunk.config)
+        var rng = RNG(seed: 4)
+        for i in 0..<adapter.weights.count { adapter.weights[i] = 0.2 * rng.normal() }
+        let tokens = randomTokens(3 * 7, vocab: 23, seed: 9)
+        for lora in [nil, adapter] {
+            let act = TrunkActivations(config: trunk.config, batch: 3, tokens: 7, loraRank: 2)
+            try trunk.forward(tokens: tokens, adapter: lora, activations: act)
+            XCTAssertEqual(try trunk.inferenceHidden(tokens: tokens, batch: 3, length: 7, adapter: lora).array, act.hidden.array)
+        }
+    }
+}

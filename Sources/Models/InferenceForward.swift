@@ -1,0 +1,43 @@
+import Kernels
+
+extension GPT2Trunk {
+    /// Forward without a backward: final hidden states [B, T, C] of right-padded `tokens`, using
+    /// one layer's worth of buffers reused layer after layer (L× less memory than
+    /// `forward(tokens:activations:)`, which keeps every layer for the backward). The scoring
+    /// passes of RL (reference, reward, values, old log-probs) run through it.
+    public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws -> FloatBuffer {
+        let C = config.channels, I = config.innerSize, m = b * t
+        guard tokens.count == m else { throw ModelError.input("inference forward: \(tokens.count) token ids for a \(b)×\(t) batch") }
+        guard t <= config.contextLength else { throw ModelError.input("inference forward: \(t) tokens exceed the context of \(config.contextLength)") }
+        for id in tokens where id < 0 || Int(id) >= config.vocabSize {
+            throw ModelError.input("inference forward: token id \(id) is outside the vocabulary 0..<\(config.vocabSize)")
+        }
+        let residual = FloatBuffer(count: m * C)
+        let ln1 = FloatBuffer(count: m * C), mean = FloatBuffer(count: m), rstd = FloatBuffer(count: m)
+        let qkv = FloatBuffer(count: m * 3 * C), attention = FloatBuffer(count: m * C), residual2 = FloatBuffer(count: m * C)
+        let ln2 = FloatBuffer(count: m * C), fc = FloatBuffer(count: m * I), gelu = FloatBuffer(count: m * I), residual3 = FloatBuffer(count: m * C)
+        let probs = FloatBuffer(count: b * config.heads * t * t)
+        let rank = adapter?.config.rank ?? 0
+        let loraU = FloatBuffer(count: LoRATarget.allCases.count * m * max(rank, 1))
+        let buffers = BlockBuffers(ln1: ln1.pointer, ln1Mean: mean.pointer, ln1Rstd: rstd.pointer, qkv: qkv.pointer,
+                                   attention: attention.pointer, residual2: residual2.pointer, ln2: ln2.pointer,
+                                   ln2Mean: mean.pointer, ln2Rstd: rstd.pointer, fc: fc.pointer, gelu: gelu.pointer, residual3: residual3.pointer)
+        let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
+        for row in 0..<m { vectorAdd(residual.pointer + row * C, wte + Int(tokens[row]) * C, wpe + (row % t) * C, C) }
+        let shape = AttentionShape(batch: b, tokens: t, channels: C, heads: config.heads)
+        for l in 0..<config.layers {
+            blockForward(layer: l, input: residual.pointer, rows: m, buffers: buffers,
+                         lora: { target in
+                             guard let adapter, let site = adapter.sites[l][target.slot] else { return nil }
+                             return LoRABranch(a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b, gradA: nil, gradB: nil,
+                                               u: loraU.pointer + target.slot * m * rank, rank: rank, scale: adapter.config.scale)
+                         },
+                         attention: { q, out in attentionForward(out: out, probs: probs.pointer, qkv: q, shape: shape) })
+            residual.copy(from: residual3)
+        }
+        let hidden = FloatBuffer(count: m * C)
+        layerNormForward(out: hidden.pointer, mean: mean.pointer, rstd: rstd.pointer, x: residual.pointer,
+                         weight: pointer(layout.lnfWeight), bias: pointer(layout.lnfBias), rows: m, channels: C, eps: config.layerNormEps)
+        return hidden
+    }
+}
