@@ -19,25 +19,28 @@ extension GPT2Trunk {
         let probs = FloatBuffer(count: b * config.heads * t * t)
         let rank = adapter?.config.rank ?? 0
         let loraU = FloatBuffer(count: LoRATarget.allCases.count * m * max(rank, 1))
-        let buffers = BlockBuffers(ln1: ln1.pointer, ln1Mean: mean.pointer, ln1Rstd: rstd.pointer, qkv: qkv.pointer,
-                                   attention: attention.pointer, residual2: residual2.pointer, ln2: ln2.pointer,
-                                   ln2Mean: mean.pointer, ln2Rstd: rstd.pointer, fc: fc.pointer, gelu: gelu.pointer, residual3: residual3.pointer)
-        let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
-        for row in 0..<m { vectorAdd(residual.pointer + row * C, wte + Int(tokens[row]) * C, wpe + (row % t) * C, C) }
-        let shape = AttentionShape(batch: b, tokens: t, channels: C, heads: config.heads)
-        for l in 0..<config.layers {
-            blockForward(layer: l, input: residual.pointer, rows: m, buffers: buffers,
-                         lora: { target in
-                             guard let adapter, let site = adapter.sites[l][target.slot] else { return nil }
-                             return LoRABranch(a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b, gradA: nil, gradB: nil,
-                                               u: loraU.pointer + target.slot * m * rank, rank: rank, scale: adapter.config.scale)
-                         },
-                         attention: { q, out in attentionForward(out: out, probs: probs.pointer, qkv: q, shape: shape) })
-            residual.copy(from: residual3)
+        // BlockBuffers holds raw pointers: keep every buffer alive until the last layer is done.
+        return try withExtendedLifetime((residual, ln1, mean, rstd, qkv, attention, residual2, ln2, fc, gelu, residual3, probs, loraU)) {
+            let buffers = BlockBuffers(ln1: ln1.pointer, ln1Mean: mean.pointer, ln1Rstd: rstd.pointer, qkv: qkv.pointer,
+                                       attention: attention.pointer, residual2: residual2.pointer, ln2: ln2.pointer,
+                                       ln2Mean: mean.pointer, ln2Rstd: rstd.pointer, fc: fc.pointer, gelu: gelu.pointer, residual3: residual3.pointer)
+            let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
+            for row in 0..<m { vectorAdd(residual.pointer + row * C, wte + Int(tokens[row]) * C, wpe + (row % t) * C, C) }
+            let shape = AttentionShape(batch: b, tokens: t, channels: C, heads: config.heads)
+            for l in 0..<config.layers {
+                blockForward(layer: l, input: residual.pointer, rows: m, buffers: buffers,
+                             lora: { target in
+                                 guard let adapter, let site = adapter.sites[l][target.slot] else { return nil }
+                                 return LoRABranch(a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b, gradA: nil, gradB: nil,
+                                                   u: loraU.pointer + target.slot * m * rank, rank: rank, scale: adapter.config.scale)
+                             },
+                             attention: { q, out in attentionForward(out: out, probs: probs.pointer, qkv: q, shape: shape) })
+                residual.copy(from: residual3)
+            }
+            let hidden = FloatBuffer(count: m * C)
+            layerNormForward(out: hidden.pointer, mean: mean.pointer, rstd: rstd.pointer, x: residual.pointer,
+                             weight: pointer(layout.lnfWeight), bias: pointer(layout.lnfBias), rows: m, channels: C, eps: config.layerNormEps)
+            return hidden
         }
-        let hidden = FloatBuffer(count: m * C)
-        layerNormForward(out: hidden.pointer, mean: mean.pointer, rstd: rstd.pointer, x: residual.pointer,
-                         weight: pointer(layout.lnfWeight), bias: pointer(layout.lnfBias), rows: m, channels: C, eps: config.layerNormEps)
-        return hidden
     }
 }

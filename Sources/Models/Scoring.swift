@@ -37,7 +37,7 @@ extension GPT2Trunk {
         let act = TrunkActivations(config: config, batch: 1, tokens: sequence.count, loraRank: adapter?.config.rank ?? 0)
         try forward(tokens: sequence, adapter: adapter, activations: act)
         let head = LMHeadCache(rows: sequence.count, vocab: config.vocabSize)
-        lmHeadLogits(hidden: act.hidden.pointer, rows: sequence.count, cache: head)
+        withExtendedLifetime(act) { lmHeadLogits(hidden: act.hidden.pointer, rows: sequence.count, cache: head) }
         return head.logits.array
     }
 }

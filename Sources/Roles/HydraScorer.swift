@@ -20,7 +20,7 @@ public actor HydraScorer: ReferenceRole, RewardRole {
         let last = FloatBuffer(count: sequences.count * c)
         for (r, s) in sequences.enumerated() { (last.pointer + r * c).update(from: hidden.pointer + (r * batch.length + s.count - 1) * c, count: c) }
         let logProbs = sequences.enumerated().map { r, s in Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)]) }
-        return (logProbs, rewardHead.forward(hidden: last.pointer, rows: sequences.count))
+        return (logProbs, withExtendedLifetime(last) { rewardHead.forward(hidden: last.pointer, rows: sequences.count) })
     }
 
     public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] { try referenceAndScores(sequences).logProbs }

@@ -19,7 +19,9 @@ public actor LocalReward: RewardRole {
     let head: ScalarHead
     public init(trunk: GPT2Trunk, head: ScalarHead) { self.trunk = trunk; self.head = head }
     public func scores(_ sequences: [[Int32]]) async throws -> [Float] {
-        head.forward(hidden: try trunk.lastHidden(sequences).pointer, rows: sequences.count)
+        // Keep the buffer alive while the head reads its pointer (ARC may free it after `.pointer`).
+        let last = try trunk.lastHidden(sequences)
+        return withExtendedLifetime(last) { head.forward(hidden: last.pointer, rows: sequences.count) }
     }
 }
 
@@ -160,7 +162,7 @@ public actor LocalCritic: CriticRole {
     public func values(_ sequences: [[Int32]]) async throws -> [[Float]] {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
         let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
-        let values = head.forward(hidden: hidden.pointer, rows: batch.batch * batch.length)
+        let values = withExtendedLifetime(hidden) { head.forward(hidden: hidden.pointer, rows: batch.batch * batch.length) }
         return sequences.enumerated().map { r, s in Array(values[(r * batch.length)..<(r * batch.length + s.count)]) }
     }
 
@@ -199,7 +201,9 @@ public actor LocalCritic: CriticRole {
         }
         headTrainable.gradients.zero()
         let dHidden = FloatBuffer(count: act.hidden.count)
-        head.backward(dValues: dValues, hidden: act.hidden.pointer, dHidden: dHidden.pointer, gradients: headTrainable.gradients)
+        withExtendedLifetime((act, dHidden)) {
+            head.backward(dValues: dValues, hidden: act.hidden.pointer, dHidden: dHidden.pointer, gradients: headTrainable.gradients)
+        }
         var norm: Float = 0
         if let adapterTrainable {
             adapterTrainable.gradients.zero()

@@ -91,7 +91,9 @@ final class HydraPairs {
         }
         headGradients.zero()
         let dLast = FloatBuffer(count: 2 * n * c)
-        head.backward(dValues: dValues, hidden: last.pointer, dHidden: dLast.pointer, gradients: headGradients)
+        withExtendedLifetime((last, dLast)) {
+            head.backward(dValues: dValues, hidden: last.pointer, dHidden: dLast.pointer, gradients: headGradients)
+        }
         headSum.add(headGradients)
         let dHidden = FloatBuffer(count: act.hidden.count)
         for (row, s) in sequences.enumerated() { (dHidden.pointer + (row * length + s.count - 1) * c).update(from: dLast.pointer + row * c, count: c) }
