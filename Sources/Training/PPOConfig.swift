@@ -44,6 +44,8 @@ public let ppoSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + [
     ConfigKey("eval.max_new_tokens", .int, .int(8), "greedy decoding budget for exact match"),
     ConfigKey("train.max_length", .int, .int(64), "longest prompt + response"),
     ConfigKey("log.every", .int, .int(1), "print a line every N iterations when stdout is not a terminal"),
+    ConfigKey("memory.limit_gib", .float, .float(0), "refuse to start when the memory plan exceeds this (0: 90% of physical memory)"),
+    ConfigKey("data.ptx", .path, .string(""), "SFT demonstrations JSONL for ppo.ptx_coef (arith: the task's demos)"),
 ])
 
 public struct PPOConfig: Sendable {

@@ -48,6 +48,17 @@ public final class PPOStage {
             rewardHead = ScalarHead(channels: base.config.channels)
         }
         let placement = try Placement.parse(cfg.placement, worldSize: transport.size)
+        // The memory plan, before anything big is allocated; refuse to start above the limit.
+        let ranksRollingOut = placement.remote.isEmpty ? transport.size : 1
+        let plan = try MemoryPlan(config: base.config, hydra: cfg.layout == "hydra",
+                                  lora: LoRAConfig(rank: c.int("lora.rank"), alpha: c.float("lora.alpha"), targets: try cfg.loraTargets()),
+                                  responses: cfg.prompts / max(ranksRollingOut, 1) * cfg.samples, minibatch: c.int("ppo.minibatch_size"),
+                                  maxLength: c.int("train.max_length"))
+        say(plan.description)
+        let limit = c.double("memory.limit_gib") > 0 ? c.double("memory.limit_gib") * 1_073_741_824 : MemoryPlan.defaultLimitBytes
+        if let limit, plan.totalBytes > limit {
+            throw ConfigError(String(format: "the memory plan needs %.1f GiB per process, above the limit of %.1f GiB (memory.limit_gib); use layout: hydra, smaller ppo.minibatch_size or fewer ppo.prompts × samples", plan.totalBytes / 1_073_741_824, limit / 1_073_741_824))
+        }
         let colocated = placement.remote.isEmpty
         let hydra = cfg.layout == "hydra"
         var rng = RNG(seed: cfg.seed)
@@ -96,6 +107,20 @@ public final class PPOStage {
             prompts = try JSONL.prompts(path: cfg.promptsFile).map { Prompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: $0.prompt, completion: ""), tokenizer: tokenizer), answer: $0.answer) }
             evalExamples = cfg.evalFile.isEmpty ? [] : Array(try JSONL.sft(path: cfg.evalFile).prefix(c.int("eval.max_examples")))
         }
+        // PPO-ptx (InstructGPT): SFT demonstrations for an extra policy step per minibatch.
+        var ptxDemos: [TokenizedExample] = []
+        if c.double("ppo.ptx_coef") > 0 {
+            let demos: [SFTExample]
+            if cfg.task == "arith" {
+                demos = ArithTask(seed: UInt64(truncatingIfNeeded: c.int("data.seed")), flaw: ArithFlaw(rawValue: c.string("data.flaw"))!,
+                                  flawShare: c.double("data.flaw_share"), evalSize: c.int("data.eval_size")).sftExamples()
+            } else {
+                guard !c.string("data.ptx").isEmpty else { throw ConfigError("ppo.ptx_coef > 0 needs 'data.ptx' (SFT demonstrations JSONL)") }
+                demos = try JSONL.sft(path: c.string("data.ptx"))
+            }
+            ptxDemos = try demos.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.int("train.max_length")) }
+        }
+        var ptxCursor = transport.rank * 7919
         let dataRanks = colocated ? transport.size : 1
         guard cfg.prompts % dataRanks == 0 else { throw ConfigError("'ppo.prompts' (\(cfg.prompts)) must be a multiple of the ranks rolling out (\(dataRanks))") }
         let myPrompts = cfg.prompts / dataRanks
@@ -226,6 +251,16 @@ public final class PPOStage {
                                              advantages: part.map { advantages[$0].map(Float.init) }, clipLow: c.float("ppo.clip"), clipHigh: c.float("ppo.clip"),
                                              dualClip: c.float("ppo.dual_clip"), entropyCoefficient: c.float("ppo.entropy_coef"))
                     stats.append(try await policy.trainStep(part.map { sequences[$0] }, objective: .ppo(targets), learningRate: policyLR, maxGradNorm: c.float("ppo.grad_clip")))
+                    if !ptxDemos.isEmpty {
+                        // −γ_ptx · mean log-likelihood of demonstration completions (loss on completion tokens only).
+                        let demos = (0..<part.count).map { k in ptxDemos[(ptxCursor + k) % ptxDemos.count] }
+                        ptxCursor += part.count
+                        let tokens = demos.reduce(0) { $0 + $1.lossTokens }
+                        let coef = Float(c.double("ppo.ptx_coef")) / Float(max(tokens, 1))
+                        _ = try await policy.trainStep(demos.map { $0.tokens + [$0.targets.last!] },
+                                                       objective: .weightedLogLikelihood(weights: demos.map { $0.targets.map { $0 >= 0 ? coef : 0 } }),
+                                                       learningRate: policyLR, maxGradNorm: c.float("ppo.grad_clip"))
+                    }
                     if estimator.needsCritic {
                         let v = try await critic.trainStep(part.map { sequences[$0] }, objective: .clippedValue(
                             promptLengths: part.map { promptLengths[$0] }, oldValues: part.map { oldValues[$0] },

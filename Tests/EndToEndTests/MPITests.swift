@@ -139,7 +139,7 @@ final class MPITests: CLITestCase {
         try run(["hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=60",
                  "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "log.every=100"])
         let checkpoint = sft + "/checkpoints/step-00000060"
-        for (tag, extra) in [("colocated", ["ppo.estimator=gae"]), ("placed", ["placement=reference=1,reward=1", "rewards.reward_head=0.1"])] {
+        for (tag, extra) in [("colocated", ["ppo.estimator=gae", "ppo.ptx_coef=0.05", "ppo.entropy_coef=0.01", "ppo.dual_clip=3", "ppo.kl_estimator=k3", "ppo.kl_target=1"]), ("placed", ["placement=reference=1,reward=1", "rewards.reward_head=0.1"])] {
             let out = directory + "/ppo-" + tag
             let p = try start(mpirun, try mpiArguments(2, ["ppo", "model.init_from=\(checkpoint)", "data.task=arith", "data.eval_size=50",
                 "out=\(out)", "ppo.iterations=3", "ppo.prompts=8", "ppo.samples_per_prompt=4", "ppo.max_new_tokens=5", "ppo.minibatch_size=8",
