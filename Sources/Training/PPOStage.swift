@@ -315,10 +315,10 @@ public final class PPOStage {
         if transport.rank == 0 {
             let final = (folder.path as NSString).appendingPathComponent("final")
             try FileManager.default.createDirectory(atPath: final, withIntermediateDirectories: true)
-            if let policyLoRA {
-                try SafeTensorsFile.write(path: final + "/policy_lora.safetensors", tensors: policyLoRA.layout.tensors.map {
-                    (name: $0.name, shape: $0.shape, data: UnsafePointer(policyLoRA.weights.pointer + $0.offset)) })
-            } else { try HFCheckpoint.save(policyTrunk, directory: final + "/policy") }
+            // The policy in formats other tools read: a PEFT adapter over the SFT model, or a full model.
+            if let policyLoRA { try PEFTAdapter.save(policyLoRA, directory: final + "/policy_adapter", baseModel: cfg.initFrom) }
+            else { try HFCheckpoint.save(policyTrunk, directory: final + "/policy") }
+            if let criticLoRA { try PEFTAdapter.save(criticLoRA, directory: final + "/critic_adapter", baseModel: cfg.initFrom) }
             try ScalarHeadIO.save(valueHead, directory: final, fileName: "value_head.safetensors")
         }
         result.seconds = Date().timeIntervalSince(started)

@@ -30,11 +30,14 @@ struct Generate: ParsableCommand {
     var seed: UInt64 = 0
     @Option(help: "Prompts per batch.")
     var batchSize: Int = 16
+    @Option(help: "A LoRA adapter folder in PEFT's format to apply on top of the model.")
+    var adapter: String?
 
     func run() throws {
         let trunk = try HFCheckpoint.load(directory: model)
         let tok = try Tokenizers.load(tokenizer ?? model)
         log("generate: \(model); tokenizer \(tok.summary); \(BLAS.summary)")
+        let lora = try adapter.map { try PEFTAdapter.load(directory: $0, modelConfig: trunk.config) }
         var prompts = prompt
         if let input { prompts += try JSONL.prompts(path: input).map(\.prompt) }
         guard !prompts.isEmpty else { throw CLIError("give --prompt or --input") }
@@ -45,7 +48,7 @@ struct Generate: ParsableCommand {
             let ids = chunk.map { SFTTokenization.promptTokens(SFTExample(prompt: $0, completion: ""), tokenizer: tok) }
             var batchOptions = options
             batchOptions.seed = seed &+ UInt64(start)
-            let result = try trunk.generate(prompts: ids, options: batchOptions)
+            let result = try trunk.generate(prompts: ids, adapter: lora, options: batchOptions)
             for (i, p) in chunk.enumerated() {
                 printJSONLine(["prompt": p, "completion": tok.decode(result.tokens[i], skipSpecialTokens: true),
                                "tokens": result.tokens[i].map(Int.init), "logprobs": result.logProbs[i].map(Double.init),

@@ -6,18 +6,38 @@ import Models
 struct InitModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Write a randomly initialised GPT-2 model folder (config.json + model.safetensors).")
+        abstract: "Write a randomly initialised GPT-2 model folder, or a random LoRA adapter (PEFT format) for an existing model.")
 
     @Option(help: "Model shape: tiny, small or gpt2.")
     var preset: String = "tiny"
 
-    @Option(help: "Folder to write; created if missing.")
-    var out: String
+    @Option(help: "Folder to write the model into; created if missing.")
+    var out: String?
 
     @Option(help: "Seed of the initialisation.")
     var seed: UInt64 = 0
 
+    @Option(help: "With --adapter-out: the model folder the adapter is for.")
+    var model: String?
+
+    @Option(help: "Write a random LoRA adapter (A and B both random, so it changes the model) here, in PEFT's format.")
+    var adapterOut: String?
+
+    @Option(help: "Rank of the random adapter.")
+    var adapterRank: Int = 4
+
     func run() throws {
+        if let adapterOut {
+            guard let model else { throw CLIError("--adapter-out needs --model (the folder the adapter is for)") }
+            let config = try HFCheckpoint.readConfig(directory: model)
+            let adapter = try LoRAAdapter(config: LoRAConfig(rank: adapterRank, alpha: Float(2 * adapterRank), targets: LoRATarget.allCases), modelConfig: config)
+            var rng = RNG(seed: seed)
+            rng.fillNormal(adapter.weights.buffer, std: 0.3)
+            try PEFTAdapter.save(adapter, directory: adapterOut, baseModel: model)
+            log("init: wrote a random rank-\(adapterRank) adapter for \(model) to \(adapterOut)")
+            return
+        }
+        guard let out else { throw CLIError("give --out (a new model folder) or --adapter-out with --model") }
         let trunk = try GPT2Trunk(config: try GPT2Config.preset(preset))
         var rng = RNG(seed: seed)
         trunk.initialize(rng: &rng)

@@ -21,11 +21,16 @@ struct Score: ParsableCommand {
     @Option(help: "Sequences per forward pass.")
     var batchSize: Int = 8
 
+    @Option(help: "A LoRA adapter folder in PEFT's format to apply on top of the model.")
+    var adapter: String?
+
     func run() throws {
         let trunk = try HFCheckpoint.load(directory: model)
         log("score: \(model) (\(trunk.config.layers) layers, \(trunk.config.channels) wide, vocab \(trunk.config.vocabSize)); \(BLAS.summary)")
         let sequences = try Self.readTokenLines(path: input, vocabSize: trunk.config.vocabSize)
-        let results = try trunk.scoreSequences(sequences, batchSize: batchSize)
+        let lora = try adapter.map { try PEFTAdapter.load(directory: $0, modelConfig: trunk.config) }
+        if let adapter, let lora { log("adapter: \(adapter) (rank \(lora.config.rank), α \(lora.config.alpha), \(lora.config.targets.map(\.rawValue).joined(separator: ", ")))") }
+        let results = try trunk.scoreSequences(sequences, adapter: lora, batchSize: batchSize)
         for logProbs in results {
             let sum = logProbs.reduce(0.0) { $0 + Double($1) }
             printJSONLine(["logprobs": logProbs.map(Double.init), "sum": sum])

@@ -1,4 +1,5 @@
 import Foundation
+import Models
 import XCTest
 
 /// The shipped experiment files, run through the built binary as a user would, shortened by overrides.
@@ -66,5 +67,22 @@ final class ExampleTests: CLITestCase {
                     "policy_loss", "grad_norm", "response_length", "truncated_rate", "generate_s", "score_s", "train_s", "communicate_s"] {
             XCTAssertTrue(metrics.contains("\"\(key)\""), "metrics.jsonl logs \(key)")
         }
+    }
+
+    /// `score` and `generate` apply a PEFT adapter (the fixture PEFT made) to a model folder.
+    func testScoreAndGenerateWithAPEFTAdapter() throws {
+        let fixtures = repository.appendingPathComponent("Tests/ModelsTests/Fixtures").path
+        let input = directory + "/seqs.jsonl"
+        try "{\"tokens\": [1, 5, 9, 12]}\n".write(toFile: input, atomically: true, encoding: .utf8)
+        let (plain, _) = try run(["score", "--model", fixtures + "/gpt2-tiny", "--input", input])
+        let (adapted, stderr) = try run(["score", "--model", fixtures + "/gpt2-tiny", "--adapter", fixtures + "/peft-tiny", "--input", input])
+        XCTAssertTrue(stderr.contains("adapter: ") && stderr.contains("rank 4"), stderr)
+        XCTAssertNotEqual(plain, adapted, "the adapter changes the scores")
+        let base = try HFCheckpoint.load(directory: fixtures + "/gpt2-tiny")
+        let expected = try base.scoreSequences([[1, 5, 9, 12]], adapter: try PEFTAdapter.load(directory: fixtures + "/peft-tiny", modelConfig: base.config))[0]
+        let object = try JSONSerialization.jsonObject(with: Data(adapted.split(separator: "\n")[0].utf8)) as! [String: Any]
+        for (a, b) in zip((object["logprobs"] as! [Double]).map(Float.init), expected) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+        try run(["generate", "--model", fixtures + "/gpt2-tiny", "--adapter", fixtures + "/peft-tiny", "--tokenizer", "byte", "--prompt", "a", "--max-new-tokens", "3"],
+                expectExit: 1)   // vocab 97 < 258 byte ids: a clear error, not a crash
     }
 }

@@ -70,3 +70,39 @@ final class GoldenTests: XCTestCase {
         }
     }
 }
+
+/// PEFT adapters: one made by PEFT (Fixtures/make_peft_fixture.py) gives PEFT's logits here; ours
+/// round-trips; the other direction is checked by the script with --rlhf.
+final class PEFTAdapterTests: XCTestCase {
+    struct Golden: Decodable { let sequences: [[Int32]]; let logits: [[Float]] }
+
+    func testPEFTAdapterGivesPEFTLogits() throws {
+        let base = try HFCheckpoint.load(directory: fixturesDirectory() + "/gpt2-tiny")
+        let adapter = try PEFTAdapter.load(directory: fixturesDirectory() + "/peft-tiny", modelConfig: base.config)
+        XCTAssertEqual(adapter.config.rank, 4)
+        XCTAssertEqual(adapter.config.targets, LoRATarget.allCases, "c_attn, c_proj (both), c_fc")
+        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: fixturesDirectory() + "/peft-tiny-logits.json")))
+        for (sequence, expected) in zip(golden.sequences, golden.logits) {
+            let ours = try base.logits(of: sequence, adapter: adapter)
+            XCTAssertLessThanOrEqual(maxAbsDifference(ours, expected), 1e-4)
+            XCTAssertGreaterThan(maxAbsDifference(try base.logits(of: sequence), expected), 1e-2, "the adapter matters")
+        }
+    }
+
+    func testSaveLoadRoundTripAndRejections() throws {
+        let config = tinyConfig()
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 3, alpha: 5, targets: [.attentionQKV, .mlpDown]), modelConfig: config)
+        var rng = RNG(seed: 2)
+        rng.fillNormal(adapter.weights.buffer, std: 1)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try PEFTAdapter.save(adapter, directory: dir)
+        let back = try PEFTAdapter.load(directory: dir, modelConfig: config)
+        XCTAssertEqual(back.config, adapter.config)
+        XCTAssertEqual(back.weights.array, adapter.weights.array)
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/adapter_config.json"))) as! [String: Any]
+        json["use_dora"] = true
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/adapter_config.json"))
+        XCTAssertThrowsError(try PEFTAdapter.load(directory: dir, modelConfig: config)) { XCTAssertTrue("\($0)".contains("use_dora"), "\($0)") }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Kernels
+
+/// LoRA adapters in Hugging Face PEFT's format: `adapter_config.json` + `adapter_model.safetensors`
+/// with tensors `base_model.model.transformer.h.{l}.{attn.c_attn|attn.c_proj|mlp.c_fc|mlp.c_proj}.lora_{A,B}.weight`,
+/// A [r, in] and B [out, r] (Conv1D modules, fan_in_fan_out). The wrapped projections are read
+/// from the tensors present rather than from `target_modules` patterns (PEFT's "c_proj" matches
+/// two modules); options this implementation does not compute are rejected by name.
+public enum PEFTAdapter {
+    static let prefix = "base_model.model.transformer."
+
+    public static func load(directory: String, modelConfig: GPT2Config) throws -> LoRAAdapter {
+        let configPath = (directory as NSString).appendingPathComponent("adapter_config.json")
+        func fail(_ path: String, _ reason: String) -> ModelError { .checkpoint(path: path, reason: reason) }
+        guard let data = FileManager.default.contents(atPath: configPath),
+              let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw fail(configPath, "cannot read a JSON object") }
+        guard (json["peft_type"] as? String) == "LORA" else { throw fail(configPath, "peft_type '\(json["peft_type"] ?? "none")' is not LORA") }
+        guard let rank = json["r"] as? Int, rank > 0 else { throw fail(configPath, "'r' must be a positive integer") }
+        var alpha = Float((json["lora_alpha"] as? Double) ?? Double(rank))
+        if (json["use_rslora"] as? Bool) == true { alpha *= Float(rank).squareRoot() }   // scale α/√r = (α√r)/r
+        if (json["use_dora"] as? Bool) == true { throw fail(configPath, "use_dora = true is not supported") }
+        for key in ["rank_pattern", "alpha_pattern"] {
+            if let pattern = json[key] as? [String: Any], !pattern.isEmpty { throw fail(configPath, "\(key) is not supported") }
+        }
+        for key in ["layers_to_transform", "modules_to_save"] where !(json[key] == nil || json[key] is NSNull) {
+            throw fail(configPath, "\(key) is not supported")
+        }
+        if let bias = json["bias"] as? String, bias != "none" { throw fail(configPath, "bias = '\(bias)' is not supported (only none)") }
+        if (json["lora_bias"] as? Bool) == true { throw fail(configPath, "lora_bias = true is not supported") }
+
+        let weightsPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
+        let file = try SafeTensorsFile(path: weightsPath)
+        // "h.{l}.{target}" for every LoRA A tensor; PEFT versions may keep the adapter name (".default").
+        func local(_ name: String) -> String? {
+            guard name.hasPrefix(prefix) else { return nil }
+            return String(name.dropFirst(prefix.count)).replacingOccurrences(of: ".default.weight", with: ".weight")
+        }
+        var targets = Set<LoRATarget>()
+        var names: [String: String] = [:]
+        for name in file.entries.keys {
+            guard let short = local(name), short.hasSuffix(".lora_A.weight") || short.hasSuffix(".lora_B.weight") else {
+                throw fail(weightsPath, "unexpected tensor '\(name)'")
+            }
+            names[short] = name
+            let module = short.components(separatedBy: ".lora_")[0]           // h.3.attn.c_attn
+            let parts = module.split(separator: ".", maxSplits: 2)
+            guard parts.count == 3, parts[0] == "h", let layer = Int(parts[1]), layer < modelConfig.layers,
+                  let target = LoRATarget(rawValue: String(parts[2])) else { throw fail(weightsPath, "tensor '\(name)' is not a GPT-2 LoRA site") }
+            targets.insert(target)
+        }
+        guard !targets.isEmpty else { throw fail(weightsPath, "no LoRA tensors") }
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: rank, alpha: alpha, targets: LoRATarget.allCases.filter(targets.contains)),
+                                      modelConfig: modelConfig)
+        for tensor in adapter.layout.tensors {
+            guard let name = names[tensor.name] else { throw fail(weightsPath, "missing '\(prefix + tensor.name)' (every layer must wrap the same projections)") }
+            guard file.entries[name]!.shape == tensor.shape else {
+                throw fail(weightsPath, "'\(name)' has shape \(file.entries[name]!.shape), expected \(tensor.shape)")
+            }
+            try file.read(name, into: adapter.weights.pointer + tensor.offset, count: tensor.count)
+        }
+        guard names.count == adapter.layout.tensors.count else { throw fail(weightsPath, "layers wrap different projections; not supported") }
+        return adapter
+    }
+
+    public static func save(_ adapter: LoRAAdapter, directory: String, baseModel: String = "") throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let config: [String: Any] = [
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": adapter.config.rank, "lora_alpha": Double(adapter.config.alpha),
+            "target_modules": adapter.config.targets.map(\.rawValue), "fan_in_fan_out": true, "lora_dropout": 0.0, "bias": "none",
+            "use_rslora": false, "use_dora": false, "inference_mode": true, "base_model_name_or_path": baseModel,
+            "init_lora_weights": true, "modules_to_save": NSNull(), "layers_to_transform": NSNull(),
+        ]
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("adapter_config.json")), options: .atomic)
+        try withExtendedLifetime(adapter) {
+            try SafeTensorsFile.write(path: (directory as NSString).appendingPathComponent("adapter_model.safetensors"),
+                                      tensors: adapter.layout.tensors.map { (name: prefix + $0.name, shape: $0.shape, data: UnsafePointer(adapter.weights.pointer + $0.offset)) },
+                                      metadata: ["format": "pt"])
+        }
+    }
+}
