@@ -16,6 +16,8 @@ import argparse, json, os, subprocess, sys, tempfile
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from rlhf_oracle import max_logprob_error
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -54,19 +56,7 @@ def check_ours(rlhf):
         model = GPT2LMHeadModel.from_pretrained(folder).eval()
         g = torch.Generator().manual_seed(3)
         sequences = [torch.randint(0, 258, (n,), generator=g).tolist() for n in (2, 9, 40, 128)]
-        path = os.path.join(tmp, "in.jsonl")
-        with open(path, "w") as f:
-            for s in sequences:
-                f.write(json.dumps({"tokens": s}) + "\n")
-        lines = subprocess.run([rlhf, "score", "--model", folder, "--input", path], check=True,
-                               capture_output=True, text=True).stdout.strip().split("\n")
-        worst = 0.0
-        with torch.no_grad():
-            for s, line in zip(sequences, lines):
-                lp = torch.log_softmax(model(torch.tensor([s])).logits[0].double(), -1)
-                theirs = lp[torch.arange(len(s) - 1), torch.tensor(s[1:])]
-                ours = torch.tensor(json.loads(line)["logprobs"], dtype=torch.float64)
-                worst = max(worst, (theirs - ours).abs().max().item())
+        worst = max_logprob_error(model, rlhf, folder, sequences, tmp)
         print(f"transformers loads a folder written by rlhf: max |Δ log-prob| = {worst:.3g}")
         if worst > 1e-4:
             sys.exit("FAILED: transformers and rlhf disagree on our checkpoint")

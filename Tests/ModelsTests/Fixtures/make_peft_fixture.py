@@ -16,6 +16,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import GPT2LMHeadModel
 
+from rlhf_oracle import max_logprob_error
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASE = os.path.join(HERE, "gpt2-tiny")
 
@@ -55,18 +57,7 @@ def check_ours(rlhf):
         model = PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(BASE), adapter).eval()
         g = torch.Generator().manual_seed(5)
         sequences = [torch.randint(0, 97, (n,), generator=g).tolist() for n in (3, 12, 30)]
-        path = os.path.join(tmp, "in.jsonl")
-        with open(path, "w") as f:
-            for s in sequences:
-                f.write(json.dumps({"tokens": s}) + "\n")
-        lines = subprocess.run([rlhf, "score", "--model", BASE, "--adapter", adapter, "--input", path], check=True,
-                               capture_output=True, text=True).stdout.strip().split("\n")
-        worst = 0.0
-        with torch.no_grad():
-            for s, line in zip(sequences, lines):
-                lp = torch.log_softmax(model(torch.tensor([s])).logits[0].double(), -1)
-                theirs = lp[torch.arange(len(s) - 1), torch.tensor(s[1:])]
-                worst = max(worst, (theirs - torch.tensor(json.loads(line)["logprobs"], dtype=torch.float64)).abs().max().item())
+        worst = max_logprob_error(model, rlhf, BASE, sequences, tmp, adapter=adapter)
         print(f"PEFT loads an adapter written by rlhf: max |Δ log-prob| = {worst:.3g}")
         if worst > 1e-4:
             sys.exit("FAILED: PEFT and rlhf disagree on our adapter")
