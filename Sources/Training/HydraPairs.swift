@@ -9,7 +9,7 @@ import Tokenizers
 /// L_BT = −log σ(r(x, y_w) − r(x, y_l)) read by a scalar head at each sequence's last token,
 /// on the same trunk as the LM. Pairs stream epoch by epoch like the demonstrations.
 final class HydraPairs {
-    struct Pair { let chosen: [Int32], rejected: [Int32], margin: Double }
+    struct Pair { let chosen: [Int32], rejected: [Int32], margin: Double, openEnded: Bool }
     let pairs: [Pair]
     let evalPairs: [Pair]
     let weight: Double
@@ -18,6 +18,25 @@ final class HydraPairs {
     let head: ScalarHead
     let headGradients: FloatBuffer, headSum: GradientSum
     let optimizer: AdamW
+    /// "bt", a `RankUtility` raw value, or "adaptive" (x for closed prompts, x_inv for open-ended ones).
+    let utility: String
+    let centerCoefficient: Double
+
+    /// The pair loss and its derivatives with respect to r_w and r_l (algorithms.md §3).
+    func pairLoss(_ p: Pair, chosen rw: Double, rejected rl: Double) -> (Double, Double, Double) {
+        var (l, dw, dl): (Double, Double, Double)
+        if utility == "bt" {
+            (l, dw, dl) = BradleyTerry.loss(chosen: rw, rejected: rl, margin: p.margin)
+        } else {
+            let u = utility == "adaptive" ? (p.openEnded ? RankUtility.xInverse : .x) : RankUtility(rawValue: utility)!
+            (l, dw, dl) = u.pairLoss(positive: rw, negative: rl)
+        }
+        if centerCoefficient > 0 {   // c·(r_w + r_l)² pulls the mean reward to 0 (Eisenstein et al.)
+            let s = rw + rl
+            l += centerCoefficient * s * s; dw += 2 * centerCoefficient * s; dl += 2 * centerCoefficient * s
+        }
+        return (l, dw, dl)
+    }
 
     static func sequence(_ prompt: String, _ response: String, tokenizer: any Tokenizer, maxLength: Int, source: String) throws -> [Int32] {
         let s = (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(prompt) + tokenizer.encode(response) + (tokenizer.eosTokenId.map { [$0] } ?? [])
@@ -26,11 +45,12 @@ final class HydraPairs {
     }
 
     init(train: [PreferenceExample], eval: [PreferenceExample], tokenizer: any Tokenizer, maxLength: Int, weight: Double,
-         batchSize: Int, seed: UInt64, head: ScalarHead, hyper: AdamWHyperparameters) throws {
+         batchSize: Int, seed: UInt64, head: ScalarHead, hyper: AdamWHyperparameters, utility: String = "bt", centerCoefficient: Double = 0) throws {
+        self.utility = utility; self.centerCoefficient = centerCoefficient
         func tokenize(_ e: PreferenceExample) throws -> Pair {
             Pair(chosen: try Self.sequence(e.prompt, e.chosen, tokenizer: tokenizer, maxLength: maxLength, source: e.source),
                  rejected: try Self.sequence(e.prompt, e.rejected, tokenizer: tokenizer, maxLength: maxLength, source: e.source),
-                 margin: e.margin ?? 0)
+                 margin: e.margin ?? 0, openEnded: e.openEnded ?? false)
         }
         guard !train.isEmpty else { throw DatasetError("Hydra-SFT needs preference pairs (data.prefs or a task)") }
         pairs = try train.map(tokenize)
@@ -83,7 +103,7 @@ final class HydraPairs {
         var dValues = [Float](repeating: 0, count: 2 * n)
         var loss = 0.0, correct = 0.0
         for i in 0..<n {
-            let (l, dw, dl) = BradleyTerry.loss(chosen: Double(r[i]), rejected: Double(r[n + i]), margin: mine[i].margin)
+            let (l, dw, dl) = pairLoss(mine[i], chosen: Double(r[i]), rejected: Double(r[n + i]))
             loss += l
             if r[i] > r[n + i] { correct += 1 }
             dValues[i] = Float(weight * dw / Double(globalCount))

@@ -52,14 +52,20 @@ public enum CommonKeys {
 }
 
 /// Hydra-SFT's extra keys; plain SFT has the same keys with the reward term off.
-func hydraKeys(rewardWeight: Double) -> [ConfigKey] {
+func hydraKeys(rewardWeight: Double, lmWeight: Double = 1) -> [ConfigKey] {
     [ConfigKey("hydra.reward_weight", .float, .float(rewardWeight), "w in L = L_LM + w·L_BT (0: plain SFT, no reward head)"),
-     ConfigKey("hydra.pair_batch_size", .int, .int(32), "preference pairs per optimizer step (global)")]
+     ConfigKey("hydra.lm_weight", .float, .float(lmWeight), "1: train the LM head on demonstrations; 0: reward model only (rlhf rm)"),
+     ConfigKey("hydra.pair_batch_size", .int, .int(32), "preference pairs per optimizer step (global)"),
+     ConfigKey("rm.utility", .choice(["bt", "x", "log", "x_inv", "logsigmoid", "adaptive"]), .string("bt"),
+               "pair loss: Bradley–Terry, or a reward-collapse utility on σ(r_w) − σ(r_l); adaptive: x for closed, x_inv for open_ended prompts"),
+     ConfigKey("rm.center_coef", .float, .float(0), "centering regulariser c·(r_w + r_l)² (TRL's center_rewards_coefficient)")]
 }
 
 public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 0))
 /// Hydra-SFT: LM loss on demonstrations + 0.1 × Bradley–Terry loss through a reward head on the same trunk.
 public let hydraSFTSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 0.1))
+/// Reward model: the reward head on a trunk trained with the pair loss alone (no LM term).
+public let rmSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 1, lmWeight: 0))
 
 /// The SFT experiment, typed. Built from a resolved config; `validate` checks relations between keys.
 public struct SFTConfig: Sendable {
@@ -73,8 +79,9 @@ public struct SFTConfig: Sendable {
     public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float, eps: Float, gradClip: Float
     public var checkReplicas: Bool
     public var rewardWeight: Double, pairBatchSize: Int, prefsFile: String, evalPrefsFile: String
-    /// "sft", or "hydra-sft" when the reward term is on.
-    public var stageName: String { rewardWeight > 0 ? "hydra-sft" : "sft" }
+    public var lmWeight: Double, rmUtility: String, centerCoef: Double
+    /// "sft", "hydra-sft" when the reward term is on, "rm" without the LM term.
+    public var stageName: String { lmWeight == 0 ? "rm" : rewardWeight > 0 ? "hydra-sft" : "sft" }
     public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
 
     public init(_ c: ResolvedConfig) throws {
@@ -94,6 +101,7 @@ public struct SFTConfig: Sendable {
         eps = c.float("train.eps"); gradClip = c.float("train.grad_clip"); checkReplicas = c.bool("train.check_replicas")
         rewardWeight = c.double("hydra.reward_weight"); pairBatchSize = c.int("hydra.pair_batch_size")
         prefsFile = c.string("data.prefs"); evalPrefsFile = c.string("data.eval_prefs")
+        lmWeight = c.double("hydra.lm_weight"); rmUtility = c.string("rm.utility"); centerCoef = c.double("rm.center_coef")
         evalEvery = c.int("eval.every"); evalMaxExamples = c.int("eval.max_examples"); evalMaxNewTokens = c.int("eval.max_new_tokens")
         checkpointEvery = c.int("checkpoint.every"); keepLast = c.int("checkpoint.keep_last"); logEvery = c.int("log.every")
         try validate()
@@ -103,8 +111,10 @@ public struct SFTConfig: Sendable {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
         try check(!name.isEmpty && !name.contains("/"), "'name' must be a non-empty name without '/'")
         try check(batchSize > 0 && microBatchSize > 0, "'train.batch_size' and 'train.micro_batch_size' must be positive")
-        try check(task.isEmpty != trainFile.isEmpty, task.isEmpty ? "set 'data.task' or 'data.train'" : "set either 'data.task' or 'data.train', not both")
-        try check(!task.isEmpty || !evalFile.isEmpty || evalEvery == 0, "'data.eval' is needed for evaluation (or set eval.every=0)")
+        try check(lmWeight == 0 || lmWeight == 1, "'hydra.lm_weight' must be 1 (with the LM loss) or 0 (reward model only)")
+        try check(lmWeight == 1 || rewardWeight > 0, "with hydra.lm_weight 0 there is nothing to train: set hydra.reward_weight > 0")
+        try check(lmWeight == 0 || task.isEmpty != trainFile.isEmpty, task.isEmpty ? "set 'data.task' or 'data.train'" : "set either 'data.task' or 'data.train', not both")
+        try check(lmWeight == 0 || !task.isEmpty || !evalFile.isEmpty || evalEvery == 0, "'data.eval' is needed for evaluation (or set eval.every=0)")
         try check(steps >= 0 && epochs > 0, "'train.steps' must be ≥ 0 and 'train.epochs' > 0")
         try check(lr > 0 && minLRRatio >= 0 && minLRRatio <= 1, "'train.lr' must be > 0 and 'train.min_lr_ratio' in [0, 1]")
         try check(flawShare >= 0 && flawShare <= 1, "'data.flaw_share' must be in [0, 1]")

@@ -66,11 +66,15 @@ public final class SFTStage {
         if c.task == "arith" {
             let task = ArithTask(seed: c.dataSeed, flaw: c.flaw, flawShare: c.flawShare, evalSize: c.evalSize)
             (train, evalSet) = (task.sftExamples(), task.evalExamples())
-        } else {
+        } else if c.lmWeight > 0 {
             train = try JSONL.sft(path: c.trainFile)
             evalSet = c.evalFile.isEmpty ? [] : try JSONL.sft(path: c.evalFile)
+        } else {
+            (train, evalSet) = ([], [])
         }
-        let tokenized = try train.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.maxLength) }
+        // Reward model only (rm): no demonstrations, no LM evaluation.
+        let lmOn = c.lmWeight > 0
+        let tokenized = lmOn ? try train.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.maxLength) } : []
         var preferences: (train: [PreferenceExample], eval: [PreferenceExample]) = ([], [])
         if c.rewardWeight > 0 {
             if c.task == "arith" {
@@ -87,14 +91,14 @@ public final class SFTStage {
                 throw ConfigError("'hydra.pair_batch_size' (\(c.pairBatchSize)) must be a multiple of the number of ranks (\(worldSize))")
             }
         }
-        let evalExamples = Array(evalSet.prefix(c.evalMaxExamples))
+        let evalExamples = lmOn ? Array(evalSet.prefix(c.evalMaxExamples)) : []
         let accumulation = try c.accumulationSteps(worldSize: worldSize)
         // SFT has one role, the policy, trained data-parallel on every rank.
         let placement = try Placement.parse(c.placement, worldSize: worldSize)
         guard placement.remote.isEmpty else {
             throw ConfigError("'placement': SFT trains only the policy, replicated on every rank; use colocated")
         }
-        let stepsPerEpoch = Double(train.count) / Double(c.batchSize)
+        let stepsPerEpoch = lmOn ? Double(train.count) / Double(c.batchSize) : Double(preferences.train.count) / Double(c.pairBatchSize)
         let totalSteps = c.steps > 0 ? c.steps : max(1, Int((c.epochs * stepsPerEpoch).rounded(.up)))
 
         // Rank 0 chooses the run folder and checkpoint; every rank uses its choice (shared filesystem).
@@ -114,7 +118,7 @@ public final class SFTStage {
             \(accumulation) accumulation steps × \(worldSize) ranks; \(train.count) training examples, \
             \(String(format: "%.2f", stepsPerEpoch)) optimizer steps per epoch, \(totalSteps) optimizer steps \
             (\(String(format: "%.2f", Double(totalSteps) / stepsPerEpoch)) epochs); \(evalExamples.count) eval examples
-            roles: policy\(c.rewardWeight > 0 ? " + reward head (Hydra-SFT, w = \(c.rewardWeight), \(c.pairBatchSize) pairs per step, \(preferences.train.count) pairs)" : "") → ranks 0…\(worldSize - 1) (data parallel)
+            roles: \(!lmOn ? "reward model (pair loss \(c.rmUtility)\(c.centerCoef > 0 ? " + centering \(c.centerCoef)" : ""), \(c.pairBatchSize) pairs per step, \(preferences.train.count) pairs)" : "policy" + (c.rewardWeight > 0 ? " + reward head (Hydra-SFT, w = \(c.rewardWeight), \(c.pairBatchSize) pairs per step, \(preferences.train.count) pairs)" : "")) → ranks 0…\(worldSize - 1) (data parallel)
             tokenizer: \(tokenizer.summary); \(BLAS.summary)
             """)
         if isLeader { try folder.writeConfig(c.resolved.yaml) }
@@ -154,14 +158,15 @@ public final class SFTStage {
                 head.initialize(rng: &rng)
             }
             hydra = try HydraPairs(train: preferences.train, eval: preferences.eval, tokenizer: tokenizer, maxLength: c.maxLength,
-                                   weight: c.rewardWeight, batchSize: c.pairBatchSize, seed: c.seed, head: head, hyper: optimizer.hyper)
+                                   weight: c.rewardWeight, batchSize: c.pairBatchSize, seed: c.seed, head: head, hyper: optimizer.hyper,
+                                   utility: c.rmUtility, centerCoefficient: c.centerCoef)
             if let checkpoint {
                 let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent("reward_head_optimizer.safetensors"))
                 try hydra!.optimizer.restore(m: try file.floats("m"), v: try file.floats("v"), step: state.optimizerStep)
             }
         }
         let schedule = LearningRateSchedule(peak: c.lr, minRatio: c.minLRRatio, warmupSteps: c.warmupSteps, totalSteps: totalSteps)
-        let stream = DataStream(examples: tokenized, seed: c.seed)
+        let stream = lmOn ? DataStream(examples: tokenized, seed: c.seed) : nil
         let gradients = FloatBuffer(count: trunk.layout.parameterCount)
         let gradientSum = GradientSum(count: trunk.layout.parameterCount)
         var steps: [String: LanguageModelStep] = [:]
@@ -170,16 +175,20 @@ public final class SFTStage {
 
         var lastRewardAccuracy: Double?
         func evaluate(step: Int) throws -> EvalResult {
-            let r = try Evaluation.run(trunk: trunk, examples: evalExamples, tokenizer: tokenizer, maxLength: c.maxLength,
+            var metrics: [String: Any] = ["step": step]
+            var r = EvalResult(loss: 0, exactMatch: nil, examples: 0)
+            if !evalExamples.isEmpty {
+                r = try Evaluation.run(trunk: trunk, examples: evalExamples, tokenizer: tokenizer, maxLength: c.maxLength,
                                        maxNewTokens: c.evalMaxNewTokens, batchSize: max(c.microBatchSize, 32))
-            var metrics: [String: Any] = ["step": step, "eval_loss": r.loss]
+                metrics["eval_loss"] = r.loss
+            }
             if let em = r.exactMatch { metrics["exact_match"] = em }
             if let accuracy = try hydra?.evalAccuracy(trunk: trunk) { metrics["reward_accuracy"] = accuracy; lastRewardAccuracy = accuracy }
             try folder.appendMetrics(metrics)
             return r
         }
         func describe(_ r: EvalResult) -> String {
-            "eval loss \(String(format: "%.4f", r.loss))" + (r.exactMatch.map { String(format: ", exact match %.1f%%", 100 * $0) } ?? "")
+            (lmOn ? "eval loss \(String(format: "%.4f", r.loss))" : "eval") + (r.exactMatch.map { String(format: ", exact match %.1f%%", 100 * $0) } ?? "")
                 + (hydra != nil ? lastRewardAccuracy.map { String(format: ", reward accuracy %.1f%%", 100 * $0) } ?? "" : "")
         }
         func save(step: Int) throws {
@@ -193,7 +202,8 @@ public final class SFTStage {
             }
         }
 
-        if isLeader && state.step == 0 && !evalExamples.isEmpty && c.evalEvery > 0 {
+        let hasEval = !evalExamples.isEmpty || !(hydra?.evalPairs.isEmpty ?? true)
+        if isLeader && state.step == 0 && hasEval && c.evalEvery > 0 {
             let r = try evaluate(step: 0)
             result.initialEval = r
             say("step 0: \(describe(r))")
@@ -207,9 +217,9 @@ public final class SFTStage {
             // Every rank builds the same global batch; rank r takes the r-th contiguous block of
             // micro-batches. The loss is normalised by the whole batch's target tokens, so the
             // sum over ranks of their gradients is exactly the single-process gradient.
-            let microBatches = stream.globalBatch(cursor: state.cursor, size: c.batchSize, microBatchSize: c.microBatchSize)
+            let microBatches = stream?.globalBatch(cursor: state.cursor, size: c.batchSize, microBatchSize: c.microBatchSize) ?? []
             let lossTokens = microBatches.reduce(0) { $0 + $1.lossTokens }
-            let mine = microBatches[(transport.rank * accumulation)..<((transport.rank + 1) * accumulation)]
+            let mine = lmOn ? microBatches[(transport.rank * accumulation)..<((transport.rank + 1) * accumulation)] : []
             gradientSum.zero()
             var loss = 0.0
             var tokens = 0
@@ -249,7 +259,7 @@ public final class SFTStage {
                 state.pairCursor = (state.pairCursor ?? 0) + hydra.batchSize
             }
             state.step = step
-            state.cursor += c.batchSize
+            if lmOn { state.cursor += c.batchSize }
             state.optimizerStep = optimizer.step
             state.learningRate = lr
             let seconds = Date().timeIntervalSince(started)
@@ -260,10 +270,11 @@ public final class SFTStage {
                                           "tokens_per_s": Double(tokens) / max(seconds, 1e-9), "seconds": seconds,
                                           "communicate_seconds": communicateSeconds]
                                          .merging(hydra.map { ["bt_loss": pairLoss / Double($0.batchSize), "pair_accuracy": pairCorrect / Double($0.batchSize)] } ?? [:]) { a, _ in a })
-                progress.update(step: step, fields: String(format: "loss %.4f lr %.2e |g| %.3f", loss, lr, norm))
+                progress.update(step: step, fields: lmOn ? String(format: "loss %.4f lr %.2e |g| %.3f", loss, lr, norm)
+                    : String(format: "pair loss %.4f pair accuracy %.3f lr %.2e", pairLoss / Double(c.pairBatchSize), pairCorrect / Double(c.pairBatchSize), lr))
             }
             let last = step == totalSteps
-            if isLeader && !evalExamples.isEmpty && c.evalEvery > 0 && (step % c.evalEvery == 0 || last) {
+            if isLeader && hasEval && c.evalEvery > 0 && (step % c.evalEvery == 0 || last) {
                 let r = try evaluate(step: step)
                 result.finalEval = r
                 progress.line("step \(step): \(describe(r))")

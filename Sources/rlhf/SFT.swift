@@ -40,6 +40,18 @@ struct HydraSFT: AsyncParsableCommand {
     func run() async throws { try await runSFT(schema: hydraSFTSchema, experiment: experiment, printConfig: printConfig) }
 }
 
+/// Reward model: the reward head on a trunk, pair loss only.
+struct RM: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm",
+        abstract: "Reward model: a reward head on a trunk trained on preference pairs (Bradley–Terry, margins, centering, reward-collapse utilities).",
+        discussion: "Keys and defaults: `rlhf rm --print-config`. Evaluation reports pairwise accuracy on held-out pairs.")
+    @OptionGroup var experiment: ExperimentOptions
+    @Flag(help: "Print every key with its resolved value and help, then exit.")
+    var printConfig = false
+    func run() async throws { try await runSFT(schema: rmSchema, experiment: experiment, printConfig: printConfig) }
+}
+
 func runSFT(schema: ConfigSchema, experiment: ExperimentOptions, printConfig: Bool) async throws {
         let resolved = try schema.resolve(file: experiment.config, overrides: experiment.overrides)
         if printConfig { print(resolved.yaml, terminator: ""); return }
@@ -50,7 +62,7 @@ func runSFT(schema: ConfigSchema, experiment: ExperimentOptions, printConfig: Bo
         guard world.rank == 0 else { return }
         var summary: [String: Any] = ["stage": config.stageName, "run": result.runFolder, "steps": result.steps]
         if let a = result.rewardAccuracy { summary["reward_accuracy"] = a }
-        if let e = result.finalEval {
+        if let e = result.finalEval, e.examples > 0 {
             summary["eval_loss"] = e.loss
             if let em = e.exactMatch { summary["exact_match"] = em }
         }

@@ -62,3 +62,24 @@ final class DataParallelTests: TemporaryDirectoryTestCase {
         }
     }
 }
+
+/// `rm`: the reward head alone learns to prefer correct sums over the demonstrator's mistakes.
+final class RewardModelTests: TemporaryDirectoryTestCase {
+    func testRewardModelLearnsArithPreferences() async throws {
+        let config = try SFTConfig(try rmSchema.resolve(file: nil, overrides: [
+            "name=rm", "out=\(directory)/rm", "resume=never", "data.task=arith", "data.eval_size=300", "train.steps=250",
+            "train.max_length=16", "train.lr=1e-3", "eval.every=250", "checkpoint.every=0", "log.every=1000"]))
+        XCTAssertEqual(config.stageName, "rm")
+        var initial: Double?
+        var messages: [String] = []
+        let result = try await SFTStage(config: config, transport: SingleProcessTransport(), say: { messages.append($0) }).run()
+        for m in messages where m.hasPrefix("step 0:") { initial = Double(m.components(separatedBy: "reward accuracy ")[1].dropLast()) .map { $0 / 100 } }
+        let final = try XCTUnwrap(result.rewardAccuracy)
+        XCTAssertGreaterThan(final, try XCTUnwrap(initial) + 0.1, "held-out pairwise accuracy rises (\(initial!) → \(final))")
+        XCTAssertNil(result.finalEval?.exactMatch, "no LM evaluation without the LM term")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/rm/checkpoints/step-00000250/reward_head.safetensors"))
+        // Relations between keys: rm needs pairs, and the LM weight is 0 or 1.
+        XCTAssertThrowsError(try SFTConfig(try rmSchema.resolve(file: nil, overrides: []))) { XCTAssertTrue("\($0)".contains("data.prefs"), "\($0)") }
+        XCTAssertThrowsError(try SFTConfig(try rmSchema.resolve(file: nil, overrides: ["data.task=arith", "hydra.lm_weight=0.5"])))
+    }
+}
