@@ -92,27 +92,15 @@ public actor MPIRuntime {
         return body()
     }
 
-    /// In-place sum over `count` floats, in 1 MB buckets (platform.md §4: ~3× faster than one
-    /// call for large buffers).
-    func allReduceFloats(_ pointer: UnsafeMutablePointer<Float>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
-        let bucket = 1 << 18
+    /// In-place sum over `count` values of `T` (Float or Double), in 1 MB buckets (platform.md §4:
+    /// ~3× faster than one call for large buffers).
+    func allReduceSum<T>(_ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double) {
+        let bucket = (1 << 20) / MemoryLayout<T>.stride
         var offset = 0
         while offset < count {
             let n = min(bucket, count - offset)
-            guarded("an all-reduce of \(count) floats", timeout: timeout) {
-                _ = MPI_Allreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_float(), cmpi_sum(), comm.raw)
-            }
-            offset += n
-        }
-    }
-
-    func allReduceDoubles(_ pointer: UnsafeMutablePointer<Double>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
-        let bucket = 1 << 17   // 1 MB
-        var offset = 0
-        while offset < count {
-            let n = min(bucket, count - offset)
-            guarded("an all-reduce of \(count) gradient values", timeout: timeout) {
-                _ = MPI_Allreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_double(), cmpi_sum(), comm.raw)
+            guarded("an all-reduce of \(count) values", timeout: timeout) {
+                _ = MPI_Allreduce(cmpi_in_place(), pointer + offset, Int32(n), type, cmpi_sum(), comm.raw)
             }
             offset += n
         }
@@ -215,12 +203,12 @@ public final class MPITransport: Transport, @unchecked Sendable {
     }
 
     public func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws {
-        if size > 1 { try await runtime.allReduceFloats(buffer.pointer, count: buffer.count, comm: communicator, timeout: timeout) }
+        if size > 1 { await runtime.allReduceSum(buffer.pointer, count: buffer.count, type: cmpi_float(), comm: communicator, timeout: timeout) }
         if op == .mean && size > 1 { let s = 1 / Float(size); for i in 0..<buffer.count { buffer.pointer[i] *= s } }
     }
 
     public func allReduce(_ sum: GradientSum) async throws {
-        if size > 1 { try await runtime.allReduceDoubles(sum.pointer, count: sum.count, comm: communicator, timeout: timeout) }
+        if size > 1 { await runtime.allReduceSum(sum.pointer, count: sum.count, type: cmpi_double(), comm: communicator, timeout: timeout) }
     }
 
     public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] {

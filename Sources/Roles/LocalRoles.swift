@@ -94,13 +94,9 @@ public actor LocalPolicy: PolicyRole {
         case .ppo(let targets):
             let positions = try targets.responsePositions(sequences)
             guard !positions.isEmpty else { throw RoleError("PPO step without response tokens") }
-            var flatOld: [Double] = [], flatAdv: [Double] = [], flatNew: [Double] = []
-            for (i, s) in sequences.enumerated() {
-                _ = s
-                flatOld += targets.oldLogProbs[i].map(Double.init)
-                flatAdv += targets.advantages[i].map(Double.init)
-            }
-            flatNew = positions.map { Double(logProbs[$0.row * batch.length + $0.position]) }
+            let flatOld = targets.oldLogProbs.flatMap { $0.map(Double.init) }
+            let flatAdv = targets.advantages.flatMap { $0.map(Double.init) }
+            let flatNew = positions.map { Double(logProbs[$0.row * batch.length + $0.position]) }
             let (loss, grad, clipFraction) = PPOMath.policyLoss(
                 logp: flatNew, logpOld: flatOld, advantages: flatAdv, clipLow: Double(targets.clipLow), clipHigh: Double(targets.clipHigh),
                 dualClip: targets.dualClip > 1 ? Double(targets.dualClip) : nil)

@@ -161,7 +161,7 @@ public final class PPOStage {
 
         let estimator = cfg.estimator
         var order: [Int] = []
-        var progress = Progress(total: cfg.iterations, every: c.int("log.every"), startStep: 0)
+        let progress = Progress(total: cfg.iterations, every: c.int("log.every"), startStep: 0)
         for iteration in 1...max(cfg.iterations, 1) where cfg.iterations > 0 {
             context.step = iteration
             FailureReport.current = context

@@ -171,7 +171,7 @@ public final class SFTStage {
         let gradientSum = GradientSum(count: trunk.layout.parameterCount)
         var steps: [String: LanguageModelStep] = [:]
         var result = SFTResult(runFolder: folder.path, steps: totalSteps)
-        let tokenizerFile = c.tokenizer == "byte" ? nil : (try? Tokenizers.load(c.tokenizer) as? BPETokenizer)?.path
+        let tokenizerFile = (tokenizer as? BPETokenizer)?.path
 
         var lastRewardAccuracy: Double?
         func evaluate(step: Int) throws -> EvalResult {
@@ -208,7 +208,7 @@ public final class SFTStage {
             result.initialEval = r
             say("step 0: \(describe(r))")
         }
-        var progress = Progress(total: totalSteps, every: c.logEvery, startStep: state.step)
+        let progress = Progress(total: totalSteps, every: c.logEvery, startStep: state.step)
         while state.step < totalSteps {
             let started = Date()
             let step = state.step + 1

@@ -8,12 +8,10 @@ struct PPO: AsyncParsableCommand {
         abstract: "Online RL from a (Hydra-)SFT checkpoint: PPO with GAE, or GRPO / RLOO / REINFORCE++ estimators.",
         discussion: "Keys and defaults: `rlhf ppo --print-config`.")
     @OptionGroup var experiment: ExperimentOptions
-    @Flag(help: "Print every key with its resolved value and help, then exit.")
-    var printConfig = false
 
     func run() async throws {
         let resolved = try ppoSchema.resolve(file: experiment.config, overrides: experiment.overrides)
-        if printConfig { print(resolved.yaml, terminator: ""); return }
+        if experiment.printConfig { print(resolved.yaml, terminator: ""); return }
         let config = try PPOConfig(resolved)
         let world = await MPIRuntime.shared.world(timeout: config.timeout)
         let stage = PPOStage(config: config, transport: world)

@@ -9,18 +9,15 @@ struct PipelineCommand: AsyncParsableCommand {
         abstract: "data → hydra-sft → ppo → eval in one run; prints held-out exact match after SFT and after PPO.",
         discussion: "Shared keys at the top level, Hydra-SFT keys under sft., PPO keys under rl. See `rlhf pipeline --print-config`.")
     @OptionGroup var experiment: ExperimentOptions
-    @Flag(help: "Print every key with its resolved value and help, then exit.")
-    var printConfig = false
 
     func run() async throws {
         let resolved = try Pipeline.schema.resolve(file: experiment.config, overrides: experiment.overrides)
-        if printConfig { print(resolved.yaml, terminator: ""); return }
+        if experiment.printConfig { print(resolved.yaml, terminator: ""); return }
         let world = await MPIRuntime.shared.world(timeout: resolved.double("cluster.timeout"))
-        var context = FailureContext(rank: world.rank, role: "pipeline", step: 0)
+        FailureReport.current = FailureContext(rank: world.rank, role: "pipeline", step: 0)
         let result = try await failingLoudly(world, context: { FailureReport.current }) {
-            try await Pipeline.run(resolved, transport: world, onStage: { _, c in context = c; FailureReport.current = c })
+            try await Pipeline.run(resolved, transport: world, onStage: { _, c in FailureReport.current = c })
         }
-        _ = context
         guard world.rank == 0 else { return }
         func percent(_ x: Double?) -> String { x.map { String(format: "%.1f%%", 100 * $0) } ?? "n/a" }
         print("held-out exact match: after SFT \(percent(result.sftExactMatch)), after PPO \(percent(result.ppoExactMatch)); run \(result.runFolder)")

@@ -10,21 +10,21 @@ struct ExperimentOptions: ParsableArguments {
 
     @Argument(help: "Overrides after the file, e.g. train.lr=5e-4 eval.every=50.")
     var overrides: [String] = []
+
+    @Flag(help: "Print every key with its resolved value and help, then exit.")
+    var printConfig = false
 }
 
 struct SFT: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Supervised fine-tuning on demonstrations (completion tokens only).",
         discussion: "Keys and defaults: `rlhf sft --print-config`.")
-    var schema: ConfigSchema { sftSchema }
 
     @OptionGroup var experiment: ExperimentOptions
 
-    @Flag(help: "Print every key with its resolved value and help, then exit.")
-    var printConfig = false
 
     func run() async throws {
-        try await runSFT(schema: schema, experiment: experiment, printConfig: printConfig)
+        try await runSFT(schema: sftSchema, experiment: experiment)
     }
 }
 
@@ -35,9 +35,7 @@ struct HydraSFT: AsyncParsableCommand {
         abstract: "One trunk, two heads: LM loss on demonstrations + w × Bradley–Terry loss on preference pairs (w = 0.1).",
         discussion: "Keys and defaults: `rlhf hydra-sft --print-config`.")
     @OptionGroup var experiment: ExperimentOptions
-    @Flag(help: "Print every key with its resolved value and help, then exit.")
-    var printConfig = false
-    func run() async throws { try await runSFT(schema: hydraSFTSchema, experiment: experiment, printConfig: printConfig) }
+    func run() async throws { try await runSFT(schema: hydraSFTSchema, experiment: experiment) }
 }
 
 /// Reward model: the reward head on a trunk, pair loss only.
@@ -47,14 +45,12 @@ struct RM: AsyncParsableCommand {
         abstract: "Reward model: a reward head on a trunk trained on preference pairs (Bradley–Terry, margins, centering, reward-collapse utilities).",
         discussion: "Keys and defaults: `rlhf rm --print-config`. Evaluation reports pairwise accuracy on held-out pairs.")
     @OptionGroup var experiment: ExperimentOptions
-    @Flag(help: "Print every key with its resolved value and help, then exit.")
-    var printConfig = false
-    func run() async throws { try await runSFT(schema: rmSchema, experiment: experiment, printConfig: printConfig) }
+    func run() async throws { try await runSFT(schema: rmSchema, experiment: experiment) }
 }
 
-func runSFT(schema: ConfigSchema, experiment: ExperimentOptions, printConfig: Bool) async throws {
+func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
         let resolved = try schema.resolve(file: experiment.config, overrides: experiment.overrides)
-        if printConfig { print(resolved.yaml, terminator: ""); return }
+        if experiment.printConfig { print(resolved.yaml, terminator: ""); return }
         let config = try SFTConfig(resolved)
         let world = await MPIRuntime.shared.world(timeout: config.clusterTimeout)
         let stage = SFTStage(config: config, transport: world)
