@@ -84,6 +84,21 @@ public final class LoRAAdapter: @unchecked Sendable {
     }
 
     public var maxRank: Int { config.rank }
+
+    /// A copy of `trunk` with the adapter folded in, W[in, out] += (α/r)·Aᵀ·Bᵀ for every wrapped
+    /// projection (Conv1D layout): a plain model folder other tools load without the adapter.
+    public func merged(into trunk: GPT2Trunk) throws -> GPT2Trunk {
+        let out = try GPT2Trunk(config: trunk.config, weights: trunk.weights.clone())
+        for (l, row) in sites.enumerated() {
+            for target in LoRATarget.allCases {
+                guard let site = row[target.slot], let w = out.layout.tensors["h.\(l).\(target.rawValue).weight"] else { continue }
+                BLAS.sgemm(transA: true, transB: true, m: site.input, n: site.output, k: config.rank, alpha: config.scale,
+                           a: weights.pointer + site.a, lda: site.input, b: weights.pointer + site.b, ldb: config.rank,
+                           beta: 1, c: out.weights.pointer + w.offset, ldc: site.output)
+            }
+        }
+        return out
+    }
 }
 
 /// What a linear layer needs to add one LoRA branch: weights, gradient slots and the saved u = x·Aᵀ.

@@ -16,6 +16,9 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var worldSize: Int
     /// Hydra-SFT: preference pairs consumed.
     public var pairCursor: Int? = nil
+    /// PPO: the KL coefficient (adaptive control moves it) and each trainable part's AdamW step.
+    public var klBeta: Double? = nil
+    public var optimizerSteps: [String: Int]? = nil
 }
 
 /// A checkpoint folder (design §6): a Hugging Face model folder (config.json, model.safetensors,
@@ -24,25 +27,44 @@ public struct TrainingState: Codable, Equatable, Sendable {
 public enum Checkpoints {
     public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
 
-    public static func save(directory: String, step: Int, trunk: GPT2Trunk, optimizer: AdamW, state: TrainingState,
+    /// `trunk` nil: the model is not written (LoRA stages write their adapter in `extra`; the
+    /// frozen base stays where model.init_from names it).
+    public static func save(directory: String, step: Int, trunk: GPT2Trunk?, optimizer: AdamW, state: TrainingState,
                             tokenizerFile: String?, keepLast: Int, extra: (String) throws -> Void = { _ in }) throws -> String {
+        try saveFolder(directory: directory, step: step, keepLast: keepLast) { temporary in
+            if let trunk { try HFCheckpoint.save(trunk, directory: temporary) }
+            try writeCommon(temporary, optimizer: optimizer, state: state, tokenizerFile: tokenizerFile)
+            try extra(temporary)
+        }
+    }
+
+    /// The tokenizer (or the byte marker), the optimizer's moments and the training state.
+    static func writeCommon(_ temporary: String, optimizer: AdamW?, state: TrainingState, tokenizerFile: String?) throws {
+        let fm = FileManager.default
+        if let tokenizerFile { try fm.copyItem(atPath: tokenizerFile, toPath: (temporary as NSString).appendingPathComponent("tokenizer.json")) }
+        else { try ByteTokenizer.markerContents.write(toFile: (temporary as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
+        if let optimizer {
+            let moments = optimizer.layout.tensors.flatMap { t in
+                [(name: "m." + t.name, shape: t.shape, data: UnsafePointer(optimizer.m.pointer + t.offset)),
+                 (name: "v." + t.name, shape: t.shape, data: UnsafePointer(optimizer.v.pointer + t.offset))]
+            }
+            try SafeTensorsFile.write(path: (temporary as NSString).appendingPathComponent("optimizer.safetensors"), tensors: moments)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(state).write(to: URL(fileURLWithPath: (temporary as NSString).appendingPathComponent("training_state.json")))
+    }
+
+    /// checkpoints/step-N written through a temporary folder and a rename, so a crash never leaves
+    /// a half checkpoint as the newest; the newest `keepLast` are kept.
+    public static func saveFolder(directory: String, step: Int, keepLast: Int, write: (String) throws -> Void) throws -> String {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let final = (directory as NSString).appendingPathComponent(folderName(step: step))
         let temporary = final + ".tmp-\(getpid())"
         try? fm.removeItem(atPath: temporary)
-        try HFCheckpoint.save(trunk, directory: temporary)
-        if let tokenizerFile { try fm.copyItem(atPath: tokenizerFile, toPath: (temporary as NSString).appendingPathComponent("tokenizer.json")) }
-        else { try ByteTokenizer.markerContents.write(toFile: (temporary as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
-        let moments = optimizer.layout.tensors.flatMap { t in
-            [(name: "m." + t.name, shape: t.shape, data: UnsafePointer(optimizer.m.pointer + t.offset)),
-             (name: "v." + t.name, shape: t.shape, data: UnsafePointer(optimizer.v.pointer + t.offset))]
-        }
-        try SafeTensorsFile.write(path: (temporary as NSString).appendingPathComponent("optimizer.safetensors"), tensors: moments)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(state).write(to: URL(fileURLWithPath: (temporary as NSString).appendingPathComponent("training_state.json")))
-        try extra(temporary)
+        try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        try write(temporary)
         if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
         try fm.moveItem(atPath: temporary, toPath: final)
         // Keep the newest `keepLast`; clear leftovers of interrupted saves.
@@ -78,4 +100,14 @@ public enum Checkpoints {
         }
         try optimizer.restore(m: m, v: v, step: step)
     }
+}
+
+/// Writes named 1-D Float32 tensors to a safetensors file.
+func writeFloatTensors(path: String, _ columns: [(String, [Float])]) throws {
+    var buffers = columns.map { ($0.0, FloatBuffer(count: max($0.1.count, 1))) }
+    for (i, column) in columns.enumerated() { for (j, v) in column.1.enumerated() { buffers[i].1.pointer[j] = v } }
+    try withExtendedLifetime(buffers) {
+        try SafeTensorsFile.write(path: path, tensors: zip(columns, buffers).map { (name: $0.0.0, shape: [$0.0.1.count], data: UnsafePointer($0.1.1.pointer)) })
+    }
+    buffers.removeAll()
 }

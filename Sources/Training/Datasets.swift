@@ -20,12 +20,24 @@ public struct SFTExample: Equatable, Sendable {
     }
 }
 
+/// A preference pair, or a ranking of K ≥ 2 responses (`ranked`, best first; chosen and
+/// rejected are then its first and last).
 public struct PreferenceExample: Equatable, Sendable {
     public var prompt: String, chosen: String, rejected: String
     public var margin: Double?
     public var openEnded: Bool?
     public var task: String?
     public var source: String
+    public var ranked: [String]? = nil
+    /// Every response, best first.
+    public var responses: [String] { ranked ?? [chosen, rejected] }
+    /// The C(K, 2) (better, worse) pairs of a ranking; the pair itself otherwise.
+    public var pairs: [PreferenceExample] {
+        guard let ranked, ranked.count > 2 else { return [self] }
+        return (0..<ranked.count).flatMap { i in ((i + 1)..<ranked.count).map { j in
+            PreferenceExample(prompt: prompt, chosen: ranked[i], rejected: ranked[j], margin: nil, openEnded: openEnded, task: task, source: source)
+        } }
+    }
 }
 
 public struct PromptExample: Equatable, Sendable {
@@ -97,9 +109,18 @@ public enum JSONL {
                 guard let b = v as? Bool else { throw DatasetError("\(place): field 'open_ended' must be true or false") }
                 openEnded = b
             }
-            return PreferenceExample(prompt: try string(o, "prompt", at: place)!, chosen: try string(o, "chosen", at: place)!,
+            let task = try string(o, "task", at: place, required: false), prompt = try string(o, "prompt", at: place)!
+            // A ranking: {"prompt", "ranked": [best, …, worst]} (InstructGPT's K-wise data).
+            if let value = o["ranked"], !(value is NSNull) {
+                guard o["chosen"] == nil && o["rejected"] == nil else { throw DatasetError("\(place): give either 'ranked' or 'chosen' + 'rejected', not both") }
+                guard let ranked = value as? [String], ranked.count >= 2 else { throw DatasetError("\(place): field 'ranked' must be a list of at least 2 strings, best first") }
+                guard margin == nil || ranked.count == 2 else { throw DatasetError("\(place): 'margin' applies to pairs, not to a ranking of \(ranked.count)") }
+                return PreferenceExample(prompt: prompt, chosen: ranked[0], rejected: ranked[ranked.count - 1], margin: margin, openEnded: openEnded,
+                                         task: task, source: place, ranked: ranked)
+            }
+            return PreferenceExample(prompt: prompt, chosen: try string(o, "chosen", at: place)!,
                                      rejected: try string(o, "rejected", at: place)!, margin: margin, openEnded: openEnded,
-                                     task: try string(o, "task", at: place, required: false), source: place)
+                                     task: task, source: place)
         }
     }
 

@@ -9,7 +9,15 @@ import Tokenizers
 /// L_BT = −log σ(r(x, y_w) − r(x, y_l)) read by a scalar head at each sequence's last token,
 /// on the same trunk as the LM. Pairs stream epoch by epoch like the demonstrations.
 final class HydraPairs {
-    struct Pair { let chosen: [Int32], rejected: [Int32], margin: Double, openEnded: Bool }
+    /// One prompt's responses ranked best first (a pair when K = 2), each [BOS] x y [EOS].
+    struct Pair {
+        let ranked: [[Int32]]
+        let margin: Double, openEnded: Bool
+        var chosen: [Int32] { ranked[0] }
+        var rejected: [Int32] { ranked[ranked.count - 1] }
+        /// The C(K, 2) ordered (better, worse) index pairs.
+        var orderedPairs: [(Int, Int)] { (0..<ranked.count).flatMap { i in ((i + 1)..<ranked.count).map { (i, $0) } } }
+    }
     let pairs: [Pair]
     let evalPairs: [Pair]
     let weight: Double
@@ -21,12 +29,14 @@ final class HydraPairs {
     /// "bt", a `RankUtility` raw value, or "adaptive" (x for closed prompts, x_inv for open-ended ones).
     let utility: String
     let centerCoefficient: Double
+    /// rm with LoRA: the trunk stays frozen and the "trunk gradients" are the adapter's.
+    let adapter: LoRAAdapter?
 
     /// The pair loss and its derivatives with respect to r_w and r_l (algorithms.md §3).
-    func pairLoss(_ p: Pair, chosen rw: Double, rejected rl: Double) -> (Double, Double, Double) {
+    func pairLoss(_ p: Pair, chosen rw: Double, rejected rl: Double, margin: Double) -> (Double, Double, Double) {
         var (l, dw, dl): (Double, Double, Double)
         if utility == "bt" {
-            (l, dw, dl) = BradleyTerry.loss(chosen: rw, rejected: rl, margin: p.margin)
+            (l, dw, dl) = BradleyTerry.loss(chosen: rw, rejected: rl, margin: margin)
         } else {
             let u = utility == "adaptive" ? (p.openEnded ? RankUtility.xInverse : .x) : RankUtility(rawValue: utility)!
             (l, dw, dl) = u.pairLoss(positive: rw, negative: rl)
@@ -45,11 +55,11 @@ final class HydraPairs {
     }
 
     init(train: [PreferenceExample], eval: [PreferenceExample], tokenizer: any Tokenizer, maxLength: Int, weight: Double,
-         batchSize: Int, seed: UInt64, head: ScalarHead, hyper: AdamWHyperparameters, utility: String = "bt", centerCoefficient: Double = 0) throws {
-        self.utility = utility; self.centerCoefficient = centerCoefficient
+         batchSize: Int, seed: UInt64, head: ScalarHead, hyper: AdamWHyperparameters, utility: String = "bt", centerCoefficient: Double = 0,
+         adapter: LoRAAdapter? = nil) throws {
+        self.utility = utility; self.centerCoefficient = centerCoefficient; self.adapter = adapter
         func tokenize(_ e: PreferenceExample) throws -> Pair {
-            Pair(chosen: try Self.sequence(e.prompt, e.chosen, tokenizer: tokenizer, maxLength: maxLength, source: e.source),
-                 rejected: try Self.sequence(e.prompt, e.rejected, tokenizer: tokenizer, maxLength: maxLength, source: e.source),
+            Pair(ranked: try e.responses.map { try Self.sequence(e.prompt, $0, tokenizer: tokenizer, maxLength: maxLength, source: e.source) },
                  margin: e.margin ?? 0, openEnded: e.openEnded ?? false)
         }
         guard !train.isEmpty else { throw DatasetError("Hydra-SFT needs preference pairs (data.prefs or a task)") }
@@ -85,8 +95,8 @@ final class HydraPairs {
         let length = sequences.map(\.count).max()!
         var tokens = [Int32](repeating: 0, count: sequences.count * length)
         for (r, s) in sequences.enumerated() { for (j, t) in s.enumerated() { tokens[r * length + j] = t } }
-        let act = TrunkActivations(config: trunk.config, batch: sequences.count, tokens: length)
-        try trunk.forward(tokens: tokens, activations: act)
+        let act = TrunkActivations(config: trunk.config, batch: sequences.count, tokens: length, loraRank: adapter?.config.rank ?? 0)
+        try trunk.forward(tokens: tokens, adapter: adapter, activations: act)
         let c = trunk.config.channels
         let last = FloatBuffer(count: sequences.count * c)
         for (r, s) in sequences.enumerated() { (last.pointer + r * c).update(from: act.hidden.pointer + (r * length + s.count - 1) * c, count: c) }
@@ -95,22 +105,41 @@ final class HydraPairs {
 
     /// Forward + backward of w · mean BT loss over this rank's share of the global pair batch,
     /// adding trunk gradients to `trunkSum` and head gradients to `headSum`. Returns (Σ loss, Σ correct).
-    func accumulate(trunk: GPT2Trunk, mine: [Pair], globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
-        guard !mine.isEmpty else { return (0, 0) }
-        let sequences = mine.map(\.chosen) + mine.map(\.rejected)
-        let (r, act, last, length) = try scores(trunk: trunk, sequences)
-        let n = mine.count, c = trunk.config.channels
-        var dValues = [Float](repeating: 0, count: 2 * n)
+    /// Pairs go through the model `microBatch` at a time, each chunk's gradients added to the sums
+    /// on its own: chunks are the same whatever the number of ranks, so the Float64 sums are too.
+    func accumulate(trunk: GPT2Trunk, mine: [Pair], microBatch: Int, globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
         var loss = 0.0, correct = 0.0
-        for i in 0..<n {
-            let (l, dw, dl) = pairLoss(mine[i], chosen: Double(r[i]), rejected: Double(r[n + i]))
-            loss += l
-            if r[i] > r[n + i] { correct += 1 }
-            dValues[i] = Float(weight * dw / Double(globalCount))
-            dValues[n + i] = Float(weight * dl / Double(globalCount))
+        for start in stride(from: 0, to: mine.count, by: microBatch) {
+            let (l, c) = try accumulateChunk(trunk: trunk, mine: Array(mine[start..<min(start + microBatch, mine.count)]), globalCount: globalCount,
+                                             trunkGradients: trunkGradients, trunkSum: trunkSum)
+            loss += l; correct += c
+        }
+        return (loss, correct)
+    }
+
+    func accumulateChunk(trunk: GPT2Trunk, mine: [Pair], globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
+        guard !mine.isEmpty else { return (0, 0) }
+        let sequences = mine.flatMap(\.ranked)
+        let (r, act, last, length) = try scores(trunk: trunk, sequences)
+        let c = trunk.config.channels
+        var dValues = [Float](repeating: 0, count: sequences.count)
+        var loss = 0.0, correct = 0.0
+        var first = 0
+        // A group's loss is the mean of its pair losses (InstructGPT's K-wise ranking loss for
+        // Bradley–Terry); K = 2 is the ordinary pair loss, with its margin.
+        for group in mine {
+            let pairs = group.orderedPairs, count = Double(pairs.count)
+            for (i, j) in pairs {
+                let (l, dw, dl) = pairLoss(group, chosen: Double(r[first + i]), rejected: Double(r[first + j]), margin: group.ranked.count == 2 ? group.margin : 0)
+                loss += l / count
+                if r[first + i] > r[first + j] { correct += 1 / count }
+                dValues[first + i] += Float(weight * dw / count / Double(globalCount))
+                dValues[first + j] += Float(weight * dl / count / Double(globalCount))
+            }
+            first += group.ranked.count
         }
         headGradients.zero()
-        let dLast = FloatBuffer(count: 2 * n * c)
+        let dLast = FloatBuffer(count: sequences.count * c)
         withExtendedLifetime((last, dLast)) {
             head.backward(dValues: dValues, hidden: last.pointer, dHidden: dLast.pointer, gradients: headGradients)
         }
@@ -118,20 +147,31 @@ final class HydraPairs {
         let dHidden = FloatBuffer(count: act.hidden.count)
         for (row, s) in sequences.enumerated() { (dHidden.pointer + (row * length + s.count - 1) * c).update(from: dLast.pointer + row * c, count: c) }
         trunkGradients.zero()
-        trunk.backward(dHidden: dHidden, activations: act, trunkGradients: trunkGradients)
+        trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: adapter == nil ? trunkGradients : nil,
+                       adapterGradients: adapter == nil ? nil : trunkGradients)
         trunkSum.add(trunkGradients)
         return (loss, correct)
     }
 
-    /// Share of held-out pairs whose chosen response scores higher.
-    func evalAccuracy(trunk: GPT2Trunk) throws -> Double? {
+    /// σ(r) of every held-out response, by prompt class (closed / open-ended): the reward-collapse
+    /// paper's histograms (Song et al. 2023, §3.2), and the pairwise accuracy.
+    func evaluate(trunk: GPT2Trunk) throws -> (accuracy: Double, rewards: [String: [Double]])? {
         guard !evalPairs.isEmpty else { return nil }
-        var correct = 0
-        for start in stride(from: 0, to: evalPairs.count, by: 32) {
-            let chunk = Array(evalPairs[start..<min(start + 32, evalPairs.count)])
-            let r = try scores(trunk: trunk, chunk.map(\.chosen) + chunk.map(\.rejected)).values
-            for i in chunk.indices where r[i] > r[chunk.count + i] { correct += 1 }
+        var correct = 0, total = 0
+        var rewards: [String: [Double]] = [:]
+        for start in stride(from: 0, to: evalPairs.count, by: 16) {
+            let chunk = Array(evalPairs[start..<min(start + 16, evalPairs.count)])
+            let r = try scores(trunk: trunk, chunk.flatMap(\.ranked)).values
+            var first = 0
+            for group in chunk {
+                for (i, j) in group.orderedPairs { total += 1; if r[first + i] > r[first + j] { correct += 1 } }
+                rewards[group.openEnded ? "open-ended" : "closed", default: []] += (0..<group.ranked.count).map { 1 / (1 + exp(-Double(r[first + $0]))) }
+                first += group.ranked.count
+            }
         }
-        return Double(correct) / Double(evalPairs.count)
+        return (Double(correct) / Double(total), rewards)
     }
+
+    /// Share of held-out ordered pairs the reward head ranks correctly.
+    func evalAccuracy(trunk: GPT2Trunk) throws -> Double? { try evaluate(trunk: trunk)?.accuracy }
 }

@@ -44,6 +44,8 @@ public let ppoSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + [
     ConfigKey("eval.max_new_tokens", .int, .int(8), "greedy decoding budget for exact match"),
     ConfigKey("train.max_length", .int, .int(64), "longest prompt + response"),
     ConfigKey("log.every", .int, .int(1), "print a line every N iterations when stdout is not a terminal"),
+    ConfigKey("checkpoint.every", .int, .int(50), "save every N iterations (and at the end; 0: end only) for resume"),
+    ConfigKey("checkpoint.keep_last", .int, .int(2), "checkpoints kept; older ones are deleted"),
     ConfigKey("memory.limit_gib", .float, .float(0), "refuse to start when the memory plan exceeds this (0: 90% of physical memory)"),
     ConfigKey("data.ptx", .path, .string(""), "SFT demonstrations JSONL for ppo.ptx_coef (arith: the task's demos)"),
 ])
@@ -78,12 +80,15 @@ public struct PPOConfig: Sendable {
     public var timeout: Double { c.double("cluster.timeout") }
     public var placement: String { c.string("placement") }
 
-    public func loraTargets() throws -> [LoRATarget] {
-        try c.string("lora.targets").split(separator: ",").map {
-            guard let t = LoRATarget(rawValue: $0.trimmingCharacters(in: .whitespaces)) else {
-                throw ConfigError("'lora.targets': '\($0)' is not one of \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return t
+    public func loraTargets() throws -> [LoRATarget] { try parseLoRATargets(c.string("lora.targets")) }
+}
+
+/// 'lora.targets': comma-separated projection names.
+func parseLoRATargets(_ list: String) throws -> [LoRATarget] {
+    try list.split(separator: ",").map {
+        guard let t = LoRATarget(rawValue: $0.trimmingCharacters(in: .whitespaces)) else {
+            throw ConfigError("'lora.targets': '\($0)' is not one of \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        return t
     }
 }

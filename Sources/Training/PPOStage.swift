@@ -125,14 +125,11 @@ public final class PPOStage {
         guard cfg.prompts % dataRanks == 0 else { throw ConfigError("'ppo.prompts' (\(cfg.prompts)) must be a multiple of the ranks rolling out (\(dataRanks))") }
         let myPrompts = cfg.prompts / dataRanks
 
-        // Run folder (rank 0 decides).
-        var choice = Data()
-        if transport.rank == 0 {
-            let chosen = try RunFolder.choose(name: cfg.name, out: cfg.out, resume: "never", workingDirectory: workingDirectory)
-            choice = Data(chosen.folder.path.utf8)
-        }
-        // Placed: the other ranks are serving roles, so rank 0 alone decides (no collective).
-        let folder = try RunFolder(path: String(decoding: colocated ? try await transport.allGather(choice)[0] : choice, as: UTF8.self))
+        // Run folder and checkpoint to resume from (rank 0 decides). Placed: the other ranks are
+        // serving roles, so rank 0 alone decides (no collective).
+        let (folder, checkpoint, resumeMessage) = colocated
+            ? try await RunFolder.chooseCollectively(name: cfg.name, out: cfg.out, resume: cfg.resume, workingDirectory: workingDirectory, transport: transport)
+            : try RunFolder.choose(name: cfg.name, out: cfg.out, resume: cfg.resume, workingDirectory: workingDirectory)
         if transport.rank == 0 { try folder.writeConfig(c.yaml) }
         say("ppo: run folder \(folder.path)")
         say("resolved config (\(c.file ?? "defaults")):\n" + c.yaml)
@@ -156,13 +153,39 @@ public final class PPOStage {
             say(String(format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration, 100 * (r.exactMatch ?? 0), r.loss))
             return r.exactMatch
         }
-        result.initialExactMatch = try evaluate(0)
+        var startIteration = 1
+        if let checkpoint {
+            let state = try Checkpoints.loadState(checkpoint)
+            guard state.stage == "ppo" else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not ppo") }
+            let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent(PPOCheckpoint.fileName))
+            let snapshots = try PPOCheckpoint.read(file, steps: state.optimizerSteps ?? [:])
+            try await policy.restore(snapshots)
+            try await critic.restore(snapshots)
+            kl.beta = state.klBeta ?? kl.beta
+            startIteration = state.step + 1
+            if transport.rank == 0 { try folder.truncateMetrics(afterStep: state.step) }
+        }
+        say(resumeMessage + (checkpoint != nil ? " at iteration \(startIteration - 1)" : ""))
+        func save(iteration: Int) async throws {
+            var snapshots = await policy.snapshots()
+            snapshots.merge(await critic.snapshots()) { a, _ in a }
+            let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * cfg.prompts, optimizerStep: snapshots["policy"]!.step,
+                                      learningRate: 0, rng: RNG(seed: cfg.seed), tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
+                                      worldSize: transport.size, klBeta: kl.beta, optimizerSteps: snapshots.mapValues(\.step))
+            _ = try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: c.int("checkpoint.keep_last")) { dir in
+                try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizerFile: (tokenizer as? BPETokenizer)?.path)
+                try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
+            }
+        }
+        if checkpoint == nil { result.initialExactMatch = try evaluate(0) }
         if colocated { try await transport.barrier() }
+        // PPO-ptx demonstrations consumed before the first iteration run here.
+        if c.double("ppo.ptx_coef") > 0 { ptxCursor += (startIteration - 1) * c.int("ppo.epochs") * myPrompts * cfg.samples }
 
         let estimator = cfg.estimator
         var order: [Int] = []
-        let progress = Progress(total: cfg.iterations, every: c.int("log.every"), startStep: 0)
-        for iteration in 1...max(cfg.iterations, 1) where cfg.iterations > 0 {
+        let progress = Progress(total: cfg.iterations, every: c.int("log.every"), startStep: startIteration - 1)
+        for iteration in startIteration...max(cfg.iterations, startIteration) where iteration <= cfg.iterations {
             context.step = iteration
             FailureReport.current = context
             let commStart = CommunicationClock.seconds
@@ -309,6 +332,8 @@ public final class PPOStage {
                 if let em = try evaluate(iteration) { result.finalExactMatch = em }
                 if colocated { try await transport.barrier() }
             }
+            let every = c.int("checkpoint.every")
+            if transport.rank == 0 && (iteration == cfg.iterations || (every > 0 && iteration % every == 0)) { try await save(iteration: iteration) }
         }
         for client in clients.values { try await client.stop() }
         try await transport.barrier()
@@ -335,5 +360,26 @@ public final class PPOStage {
         let variance = max(s[2] - s[0] * mean * mean, 0) / (unbiased ? s[0] - 1 : s[0])
         let scale = 1 / (variance + 1e-8).squareRoot()
         return rows.map { $0.map { ($0 - mean) * scale } }
+    }
+}
+
+/// PPO's checkpoint tensors: each trainable part's parameters and AdamW moments, named
+/// "<part>.parameters", "<part>.m", "<part>.v" (parts: policy, value_head, critic_adapter or
+/// critic_trunk); the AdamW steps are in training_state.json.
+enum PPOCheckpoint {
+    static let fileName = "ppo_state.safetensors"
+
+    static func write(_ snapshots: [String: TrainableSnapshot], path: String) throws {
+        try writeFloatTensors(path: path, snapshots.keys.sorted().flatMap { name in
+            [(name + ".parameters", snapshots[name]!.parameters), (name + ".m", snapshots[name]!.m), (name + ".v", snapshots[name]!.v)]
+        })
+    }
+
+    static func read(_ file: SafeTensorsFile, steps: [String: Int]) throws -> [String: TrainableSnapshot] {
+        var out: [String: TrainableSnapshot] = [:]
+        for (name, step) in steps {
+            out[name] = TrainableSnapshot(parameters: try file.floats(name + ".parameters"), m: try file.floats(name + ".m"), v: try file.floats(name + ".v"), step: step)
+        }
+        return out
     }
 }

@@ -13,7 +13,8 @@ public enum Pipeline {
         + ppoSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("rl." + $0.path, $0.type, $0.defaultValue, $0.help) })
 
     /// A stage's resolved config from the pipeline's: shared keys as they are, `prefix.key` as `key`.
-    static func stage(_ pipeline: ResolvedConfig, schema: ConfigSchema, prefix: String, overrides extra: [String]) throws -> ResolvedConfig {
+    static func stage(_ pipeline: ResolvedConfig, schema: ConfigSchema, prefix: String, overrides extra: [String],
+                      shared: Set<String> = Pipeline.shared) throws -> ResolvedConfig {
         var overrides: [String] = []
         for key in schema.keys {
             let value = shared.contains(key.path) ? pipeline.values[key.path] : pipeline.values[prefix + key.path]
@@ -37,13 +38,9 @@ public enum Pipeline {
                            say: @escaping (String) -> Void = { print($0); fflush(nil) }, onStage: (String, FailureContext) -> Void = { _, _ in }) async throws -> Result {
         let started = Date()
         // One folder for the whole pipeline (rank 0 decides), stages in sft/ and ppo/.
-        var choice = Data()
-        if transport.rank == 0 {
-            let chosen = try RunFolder.choose(name: config.string("name"), out: config.string("out"), resume: "never", workingDirectory: workingDirectory)
-            try chosen.folder.writeConfig(config.yaml)
-            choice = Data(chosen.folder.path.utf8)
-        }
-        let folder = String(decoding: try await transport.allGather(choice)[0], as: UTF8.self)
+        let folder = try await RunFolder.chooseCollectively(name: config.string("name"), out: config.string("out"), resume: "never",
+                                                            workingDirectory: workingDirectory, transport: transport).folder.path
+        if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
         sayRankZero("pipeline: run folder \(folder)\n== stage 1/2: hydra-sft")
         let sftConfig = try SFTConfig(try stage(config, schema: hydraSFTSchema, prefix: "sft.", overrides: ["out=\(folder)/sft", "resume=never"]))

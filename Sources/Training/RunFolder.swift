@@ -52,6 +52,18 @@ public struct RunFolder: Sendable {
         return (try RunFolder(path: folder), nil, resume == "never" ? "starting fresh (resume: never)" : "starting fresh: no earlier run named \(name) has a checkpoint")
     }
 
+    /// `choose` made by rank 0 and shared with every rank (they see one filesystem).
+    public static func chooseCollectively(name: String, out: String, resume: String, workingDirectory: String,
+                                          transport: any Transport) async throws -> (folder: RunFolder, checkpoint: String?, message: String) {
+        var choice = Data()
+        if transport.rank == 0 {
+            let chosen = try choose(name: name, out: out, resume: resume, workingDirectory: workingDirectory)
+            choice = try JSONEncoder().encode([chosen.folder.path, chosen.checkpoint ?? "", chosen.message])
+        }
+        let decided = try JSONDecoder().decode([String].self, from: try await transport.allGather(choice)[0])
+        return (try RunFolder(path: decided[0]), decided[1].isEmpty ? nil : decided[1], decided[2])
+    }
+
     static func isTimestamp(_ s: String) -> Bool {
         let parts = s.split(separator: "-")
         return parts.count >= 2 && parts[0].count == 8 && parts[1].count == 6 && parts.allSatisfy { $0.allSatisfy(\.isNumber) }

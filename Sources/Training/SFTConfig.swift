@@ -1,4 +1,5 @@
 import Foundation
+import Models
 
 /// Keys every stage shares: the run, the model, the tokenizer, the data, optimisation,
 /// evaluation, checkpoints and logging. Stages add their own sections.
@@ -56,6 +57,7 @@ func hydraKeys(rewardWeight: Double, lmWeight: Double = 1) -> [ConfigKey] {
     [ConfigKey("hydra.reward_weight", .float, .float(rewardWeight), "w in L = L_LM + w·L_BT (0: plain SFT, no reward head)"),
      ConfigKey("hydra.lm_weight", .float, .float(lmWeight), "1: train the LM head on demonstrations; 0: reward model only (rlhf rm)"),
      ConfigKey("hydra.pair_batch_size", .int, .int(32), "preference pairs per optimizer step (global)"),
+     ConfigKey("hydra.pair_micro_batch_size", .int, .int(8), "preference pairs per forward/backward on one rank"),
      ConfigKey("rm.utility", .choice(["bt", "x", "log", "x_inv", "logsigmoid", "adaptive"]), .string("bt"),
                "pair loss: Bradley–Terry, or a reward-collapse utility on σ(r_w) − σ(r_l); adaptive: x for closed, x_inv for open_ended prompts"),
      ConfigKey("rm.center_coef", .float, .float(0), "centering regulariser c·(r_w + r_l)² (TRL's center_rewards_coefficient)")]
@@ -65,7 +67,11 @@ public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKey
 /// Hydra-SFT: LM loss on demonstrations + 0.1 × Bradley–Terry loss through a reward head on the same trunk.
 public let hydraSFTSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 0.1))
 /// Reward model: the reward head on a trunk trained with the pair loss alone (no LM term).
-public let rmSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 1, lmWeight: 0))
+public let rmSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 1, lmWeight: 0) + [
+    ConfigKey("lora.rank", .int, .int(0), "0: fine-tune the trunk fully; > 0: train a LoRA adapter of this rank (and the head) on the frozen trunk"),
+    ConfigKey("lora.alpha", .float, .float(32), "LoRA α"),
+    ConfigKey("lora.targets", .string, .string("attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj"), "wrapped projections"),
+])
 
 /// The SFT experiment, typed. Built from a resolved config; `validate` checks relations between keys.
 public struct SFTConfig: Sendable {
@@ -78,8 +84,10 @@ public struct SFTConfig: Sendable {
     public var steps: Int, epochs: Double, batchSize: Int, microBatchSize: Int, maxLength: Int
     public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float, eps: Float, gradClip: Float
     public var checkReplicas: Bool
-    public var rewardWeight: Double, pairBatchSize: Int, prefsFile: String, evalPrefsFile: String
+    public var rewardWeight: Double, pairBatchSize: Int, pairMicroBatchSize: Int, prefsFile: String, evalPrefsFile: String
     public var lmWeight: Double, rmUtility: String, centerCoef: Double
+    /// rm only: LoRA on the frozen trunk (0: full fine-tuning).
+    public var lora: LoRAConfig?
     /// "sft", "hydra-sft" when the reward term is on, "rm" without the LM term.
     public var stageName: String { lmWeight == 0 ? "rm" : rewardWeight > 0 ? "hydra-sft" : "sft" }
     public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
@@ -100,8 +108,12 @@ public struct SFTConfig: Sendable {
         weightDecay = c.float("train.weight_decay"); beta1 = c.float("train.beta1"); beta2 = c.float("train.beta2")
         eps = c.float("train.eps"); gradClip = c.float("train.grad_clip"); checkReplicas = c.bool("train.check_replicas")
         rewardWeight = c.double("hydra.reward_weight"); pairBatchSize = c.int("hydra.pair_batch_size")
+        pairMicroBatchSize = c.int("hydra.pair_micro_batch_size")
         prefsFile = c.string("data.prefs"); evalPrefsFile = c.string("data.eval_prefs")
         lmWeight = c.double("hydra.lm_weight"); rmUtility = c.string("rm.utility"); centerCoef = c.double("rm.center_coef")
+        if case .int(let rank)? = c.values["lora.rank"], rank > 0 {
+            lora = LoRAConfig(rank: rank, alpha: c.float("lora.alpha"), targets: try parseLoRATargets(c.string("lora.targets")))
+        }
         evalEvery = c.int("eval.every"); evalMaxExamples = c.int("eval.max_examples"); evalMaxNewTokens = c.int("eval.max_new_tokens")
         checkpointEvery = c.int("checkpoint.every"); keepLast = c.int("checkpoint.keep_last"); logEvery = c.int("log.every")
         try validate()
@@ -119,7 +131,8 @@ public struct SFTConfig: Sendable {
         try check(lr > 0 && minLRRatio >= 0 && minLRRatio <= 1, "'train.lr' must be > 0 and 'train.min_lr_ratio' in [0, 1]")
         try check(flawShare >= 0 && flawShare <= 1, "'data.flaw_share' must be in [0, 1]")
         try check(keepLast >= 1, "'checkpoint.keep_last' must be at least 1")
-        try check(rewardWeight >= 0 && pairBatchSize > 0, "'hydra.reward_weight' must be ≥ 0 and 'hydra.pair_batch_size' > 0")
+        try check(rewardWeight >= 0 && pairBatchSize > 0 && pairMicroBatchSize > 0,
+                  "'hydra.reward_weight' must be ≥ 0, 'hydra.pair_batch_size' and 'hydra.pair_micro_batch_size' > 0")
         try check(rewardWeight == 0 || !task.isEmpty || !prefsFile.isEmpty, "Hydra-SFT needs 'data.prefs' (or a task)")
         try check(["auto", "never"].contains(resume) || FileManager.default.fileExists(atPath: resume),
                   "'resume' must be auto, never or an existing checkpoint folder; '\(resume)' does not exist")

@@ -87,8 +87,8 @@ public final class SFTStage {
             } else {
                 preferences = (try JSONL.preferences(path: c.prefsFile), c.evalPrefsFile.isEmpty ? [] : try JSONL.preferences(path: c.evalPrefsFile))
             }
-            guard c.pairBatchSize % worldSize == 0 else {
-                throw ConfigError("'hydra.pair_batch_size' (\(c.pairBatchSize)) must be a multiple of the number of ranks (\(worldSize))")
+            guard c.pairBatchSize % (c.pairMicroBatchSize * worldSize) == 0 else {
+                throw ConfigError("'hydra.pair_batch_size' (\(c.pairBatchSize)) must be a multiple of hydra.pair_micro_batch_size × ranks (\(c.pairMicroBatchSize) × \(worldSize))")
             }
         }
         let evalExamples = lmOn ? Array(evalSet.prefix(c.evalMaxExamples)) : []
@@ -102,15 +102,8 @@ public final class SFTStage {
         let totalSteps = c.steps > 0 ? c.steps : max(1, Int((c.epochs * stepsPerEpoch).rounded(.up)))
 
         // Rank 0 chooses the run folder and checkpoint; every rank uses its choice (shared filesystem).
-        var choice = Data()
-        if isLeader {
-            let chosen = try RunFolder.choose(name: c.name, out: c.out, resume: c.resume, workingDirectory: workingDirectory)
-            choice = try JSONEncoder().encode([chosen.folder.path, chosen.checkpoint ?? "", chosen.message])
-        }
-        let decided = try JSONDecoder().decode([String].self, from: try await transport.allGather(choice)[0])
-        let folder = try RunFolder(path: decided[0])
-        let checkpoint: String? = decided[1].isEmpty ? nil : decided[1]
-        let resumeMessage = decided[2]
+        let (folder, checkpoint, resumeMessage) = try await RunFolder.chooseCollectively(
+            name: c.name, out: c.out, resume: c.resume, workingDirectory: workingDirectory, transport: transport)
         say("\(c.stageName): run folder \(folder.path)")
         say("resolved config (\(c.resolved.file ?? "defaults")):\n" + c.resolved.yaml)
         say("""
@@ -131,7 +124,8 @@ public final class SFTStage {
         var state = TrainingState(stage: c.stageName, step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: c.seed &+ 7),
                                   tokenizer: c.tokenizer == "byte" ? "byte" : "tokenizer.json", worldSize: worldSize)
         if let checkpoint {
-            trunk = try HFCheckpoint.load(directory: checkpoint)
+            // LoRA: the checkpoint's model is the merged one; training continues on the base.
+            trunk = c.lora != nil ? try Self.makeModel(c, tokenizer: tokenizer, seed: c.seed) : try HFCheckpoint.load(directory: checkpoint)
             state = try Checkpoints.loadState(checkpoint)
             guard state.stage == c.stageName else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not \(c.stageName)") }
             if isLeader { try folder.truncateMetrics(afterStep: state.step) }
@@ -141,8 +135,19 @@ public final class SFTStage {
         say(resumeMessage + (checkpoint != nil ? " at step \(state.step)" : ""))
         say("model: \(trunk.config.layers) layers, \(trunk.config.heads) heads, \(trunk.config.channels) wide, vocab \(trunk.config.vocabSize), \(trunk.layout.parameterCount) parameters")
 
-        let optimizer = AdamW(layout: trunk.layout.tensors,
-                              hyper: AdamWHyperparameters(learningRate: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay))
+        var adapter: LoRAAdapter?
+        if let lora = c.lora {
+            if let checkpoint { adapter = try PEFTAdapter.load(directory: (checkpoint as NSString).appendingPathComponent("adapter"), modelConfig: trunk.config) }
+            else {
+                adapter = try LoRAAdapter(config: lora, modelConfig: trunk.config)
+                var rng = RNG(seed: c.seed &+ 13)
+                adapter!.initialize(rng: &rng)
+            }
+            say("LoRA rank \(lora.rank) on the frozen trunk: \(adapter!.weights.count) trained parameters besides the head")
+        }
+        let trainable = adapter?.weights ?? trunk.weights
+        let optimizer = AdamW(layout: adapter?.layout ?? trunk.layout.tensors,
+                              hyper: AdamWHyperparameters(learningRate: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: adapter == nil ? c.weightDecay : 0))
         if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: optimizer, step: state.optimizerStep) }
         // Hydra-SFT's reward head: from the checkpoint, from init_from when it has one, else fresh.
         var hydra: HydraPairs?
@@ -159,7 +164,7 @@ public final class SFTStage {
             }
             hydra = try HydraPairs(train: preferences.train, eval: preferences.eval, tokenizer: tokenizer, maxLength: c.maxLength,
                                    weight: c.rewardWeight, batchSize: c.pairBatchSize, seed: c.seed, head: head, hyper: optimizer.hyper,
-                                   utility: c.rmUtility, centerCoefficient: c.centerCoef)
+                                   utility: c.rmUtility, centerCoefficient: c.centerCoef, adapter: adapter)
             if let checkpoint {
                 let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent("reward_head_optimizer.safetensors"))
                 try hydra!.optimizer.restore(m: try file.floats("m"), v: try file.floats("v"), step: state.optimizerStep)
@@ -167,8 +172,8 @@ public final class SFTStage {
         }
         let schedule = LearningRateSchedule(peak: c.lr, minRatio: c.minLRRatio, warmupSteps: c.warmupSteps, totalSteps: totalSteps)
         let stream = lmOn ? DataStream(examples: tokenized, seed: c.seed) : nil
-        let gradients = FloatBuffer(count: trunk.layout.parameterCount)
-        let gradientSum = GradientSum(count: trunk.layout.parameterCount)
+        let gradients = FloatBuffer(count: trainable.count)
+        let gradientSum = GradientSum(count: trainable.count)
         var steps: [String: LanguageModelStep] = [:]
         var result = SFTResult(runFolder: folder.path, steps: totalSteps)
         let tokenizerFile = (tokenizer as? BPETokenizer)?.path
@@ -183,7 +188,10 @@ public final class SFTStage {
                 metrics["eval_loss"] = r.loss
             }
             if let em = r.exactMatch { metrics["exact_match"] = em }
-            if let accuracy = try hydra?.evalAccuracy(trunk: trunk) { metrics["reward_accuracy"] = accuracy; lastRewardAccuracy = accuracy }
+            if let (accuracy, rewards) = try hydra?.evaluate(trunk: trunk) {
+                metrics["reward_accuracy"] = accuracy; lastRewardAccuracy = accuracy
+                try RewardHistograms(step: step, rewards: rewards).write(folder: folder)
+            }
             try folder.appendMetrics(metrics)
             return r
         }
@@ -192,8 +200,11 @@ public final class SFTStage {
                 + (hydra != nil ? lastRewardAccuracy.map { String(format: ", reward accuracy %.1f%%", 100 * $0) } ?? "" : "")
         }
         func save(step: Int) throws {
-            result.lastCheckpoint = try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: trunk, optimizer: optimizer,
-                                                         state: state, tokenizerFile: tokenizerFile, keepLast: c.keepLast) { dir in
+            // With LoRA the model folder holds the merged weights (a plain reward model for ppo's
+            // model.init_from) and adapter/ the adapter itself (for resume).
+            result.lastCheckpoint = try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: try adapter.map { try $0.merged(into: trunk) } ?? trunk,
+                                                         optimizer: optimizer, state: state, tokenizerFile: tokenizerFile, keepLast: c.keepLast) { dir in
+                if let adapter { try PEFTAdapter.save(adapter, directory: (dir as NSString).appendingPathComponent("adapter"), baseModel: c.initFrom) }
                 guard let hydra else { return }
                 try ScalarHeadIO.save(hydra.head, directory: dir)
                 try SafeTensorsFile.write(path: (dir as NSString).appendingPathComponent("reward_head_optimizer.safetensors"), tensors: [
@@ -237,7 +248,7 @@ public final class SFTStage {
                 let pairs = hydra.batch(cursor: state.pairCursor ?? 0)
                 let share = hydra.batchSize / worldSize
                 hydra.headSum.zero()
-                (pairLoss, pairCorrect) = try hydra.accumulate(trunk: trunk, mine: Array(pairs[(transport.rank * share)..<((transport.rank + 1) * share)]),
+                (pairLoss, pairCorrect) = try hydra.accumulate(trunk: trunk, mine: Array(pairs[(transport.rank * share)..<((transport.rank + 1) * share)]), microBatch: c.pairMicroBatchSize,
                                                                globalCount: hydra.batchSize, trunkGradients: gradients, trunkSum: gradientSum)
             }
             let communicated = Date()
@@ -252,7 +263,7 @@ public final class SFTStage {
             let communicateSeconds = Date().timeIntervalSince(communicated)
             let norm = clipGradientNorm(gradients, maxNorm: c.gradClip)
             let lr = schedule.rate(step: step)
-            optimizer.update(parameters: trunk.weights, gradients: gradients, learningRate: lr)
+            optimizer.update(parameters: trainable, gradients: gradients, learningRate: lr)
             if let hydra {
                 clipGradientNorm(hydra.headGradients, maxNorm: c.gradClip)
                 hydra.optimizer.update(parameters: hydra.head.parameters, gradients: hydra.headGradients, learningRate: lr)
@@ -264,7 +275,7 @@ public final class SFTStage {
             state.learningRate = lr
             let seconds = Date().timeIntervalSince(started)
             guard loss.isFinite else { throw TrainingError("loss is \(loss); lower train.lr or check the data") }
-            if c.checkReplicas { try await checkReplicasAgree(trunk.weights) }
+            if c.checkReplicas { try await checkReplicasAgree(trainable) }
             if isLeader {
                 try folder.appendMetrics(["step": step, "loss": Double(loss), "lr": Double(lr), "grad_norm": Double(norm),
                                           "tokens_per_s": Double(tokens) / max(seconds, 1e-9), "seconds": seconds,

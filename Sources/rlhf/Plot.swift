@@ -12,21 +12,36 @@ struct Plot: ParsableCommand {
     @Option(help: "Output SVG path (default: <metric>.svg in the first run folder).")
     var out: String?
 
+    @Flag(help: "Draw the reward model's held-out reward histograms per prompt class (reward_histograms.json) instead of a metric.")
+    var histograms = false
+
     func run() throws {
         guard !runs.isEmpty else { throw CLIError("name at least one run folder") }
+        if histograms {
+            let h = try RewardHistograms.read(run: runs[0])
+            let path = out ?? (runs[0] as NSString).appendingPathComponent("reward_histograms.svg")
+            try h.svg(title: (runs[0] as NSString).lastPathComponent).write(toFile: path, atomically: true, encoding: .utf8)
+            log("wrote \(path)")
+            convertToPNG(path)
+            return
+        }
         let series = try runs.map { try MetricsChart.series(run: $0, metric: metric) }
         for s in series where s.points.isEmpty { throw CLIError("\(s.name): no '\(metric)' values in metrics.jsonl") }
         let path = out ?? ((runs[0].hasSuffix(".jsonl") ? (runs[0] as NSString).deletingLastPathComponent : runs[0]) as NSString)
             .appendingPathComponent("\(metric).svg")
         try MetricsChart.svg(series: series, metric: metric).write(toFile: path, atomically: true, encoding: .utf8)
         log("wrote \(path)")
+        convertToPNG(path)
+    }
+
+    func convertToPNG(_ path: String) {
         let png = (path as NSString).deletingPathExtension + ".png"
         for (tool, arguments) in [("rsvg-convert", ["-o", png, path]), ("convert", [path, png])] {
             guard let executable = Self.which(tool) else { continue }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
-            try process.run()
+            guard (try? process.run()) != nil else { continue }
             process.waitUntilExit()
             if process.terminationStatus == 0 && FileManager.default.fileExists(atPath: png) { log("wrote \(png)"); return }
         }

@@ -69,6 +69,27 @@ final class ExampleTests: CLITestCase {
         }
     }
 
+    /// configs/arith-prefs.yaml as shipped: one SFT model, then DPO, IPO, CPL and InSPO from it;
+    /// each raises held-out exact match over the SFT model; the table is written in both formats.
+    func testArithPrefsEveryLossRaisesExactMatch() throws {
+        let config = repository.appendingPathComponent("configs/arith-prefs.yaml").path
+        let (stdout, _) = try self.run(["prefs", "--config", config, "out=\(directory)/prefs"])
+        let rows = stdout.split(separator: "\n").filter { $0.hasPrefix("{") }.map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(rows.compactMap { $0["loss"] as? String }, ["dpo", "ipo", "cpl", "inspo-dpo23"], stdout)
+        for row in rows {
+            let sft = try XCTUnwrap(row["sft_exact_match"] as? Double), em = try XCTUnwrap(row["exact_match"] as? Double)
+            XCTAssertGreaterThan(em, sft, "\(row["loss"]!): exact match \(sft) → \(em)")
+            XCTAssertGreaterThan(try XCTUnwrap(row["reward_accuracy"] as? Double), 0.5)
+            XCTAssertNotNil(row["kl"] as? Double)
+            XCTAssertNotNil(row["seconds"] as? Double)
+        }
+        XCTAssertNotNil(rows.last?["conditioned_exact_match"] as? Double, "InSPO also reports generation conditioned on its own draft")
+        let table = try String(contentsOfFile: directory + "/prefs/table.md", encoding: .utf8)
+        XCTAssertTrue(table.contains("| cpl |"), table)
+        let json = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: directory + "/prefs/table.json"))) as! [[String: Any]]
+        XCTAssertEqual(json.count, 4)
+    }
+
     /// `score` and `generate` apply a PEFT adapter (the fixture PEFT made) to a model folder.
     func testScoreAndGenerateWithAPEFTAdapter() throws {
         let fixtures = repository.appendingPathComponent("Tests/ModelsTests/Fixtures").path

@@ -60,6 +60,36 @@ final class MPITests: CLITestCase {
         }
     }
 
+    /// Every stage besides SFT (which the test above covers) under mpirun -np 2 and 4 ends with the
+    /// same trained files as -np 1, bit for bit: gradients are summed in Float64 whatever the grouping.
+    func testDataParallelPreferenceStagesMatchOneProcess() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let common = ["resume=never", "data.task=arith", "data.eval_size=40", "train.steps=6", "train.batch_size=16",
+                      "train.micro_batch_size=4", "train.max_length=16", "train.warmup_steps=2", "eval.every=0", "checkpoint.every=0", "log.every=1"]
+        let stages: [(name: String, arguments: [String], files: [String])] = [
+            ("dpo-inspo", ["dpo", "name=dpo", "dpo.loss=inspo", "train.lr=3e-3"] + common, ["adapter/adapter_model.safetensors", "optimizer.safetensors"]),
+            ("hydra-sft", ["hydra-sft", "name=hydra", "hydra.pair_batch_size=16", "hydra.pair_micro_batch_size=4", "train.check_replicas=true"] + common,
+             ["model.safetensors", "reward_head.safetensors", "optimizer.safetensors"]),
+            ("rm", ["rm", "name=rm", "hydra.pair_batch_size=16", "hydra.pair_micro_batch_size=4", "rm.utility=adaptive"] + common, ["model.safetensors", "reward_head.safetensors"]),
+        ]
+        for stage in stages {
+            var reference: [String: Data] = [:]
+            for np in [1, 2, 4] {
+                let out = directory + "/\(stage.name)-np\(np)", log = out + ".log"
+                let p = try start(mpirun, try mpiArguments(np, stage.arguments + ["out=\(out)"]), log: log)
+                p.waitUntilExit()
+                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                XCTAssertEqual(p.terminationStatus, 0, "\(stage.name) -np \(np): \(text)")
+                XCTAssertTrue(text.contains("world size \(np)"), text)
+                for file in stage.files {
+                    let bytes = FileManager.default.contents(atPath: out + "/checkpoints/step-00000006/" + file) ?? Data()
+                    XCTAssertFalse(bytes.isEmpty, "\(stage.name) -np \(np): \(file)")
+                    if np == 1 { reference[file] = bytes } else { XCTAssertEqual(bytes, reference[file], "\(stage.name): \(file) at -np \(np) differs from -np 1") }
+                }
+            }
+        }
+    }
+
     /// The pid of the rank process `rank` of a job whose command line contains `marker`.
     func rankProcess(_ rank: Int, marker: String) -> pid_t? {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {

@@ -55,6 +55,9 @@ final class LoRATests: XCTestCase {
         }
         let tokens = randomTokens(9, vocab: 23, seed: 1)
         XCTAssertLessThan(maxAbsDifference(try trunk.logits(of: tokens, adapter: adapter), try merged.logits(of: tokens)), 1e-5)
+        // The library's merge (sgemm) gives the same weights as the loop above.
+        let library = try adapter.merged(into: trunk)
+        XCTAssertLessThan(maxAbsDifference(library.weights.array, merged.weights.array), 1e-6)
     }
 
     func testInvalidAdapterConfigsAreRejected() {

@@ -2,6 +2,7 @@ import Cluster
 import Foundation
 import Kernels
 import Models
+import Tokenizers
 @testable import Training
 import XCTest
 
@@ -81,5 +82,72 @@ final class RewardModelTests: TemporaryDirectoryTestCase {
         // Relations between keys: rm needs pairs, and the LM weight is 0 or 1.
         XCTAssertThrowsError(try SFTConfig(try rmSchema.resolve(file: nil, overrides: []))) { XCTAssertTrue("\($0)".contains("data.prefs"), "\($0)") }
         XCTAssertThrowsError(try SFTConfig(try rmSchema.resolve(file: nil, overrides: ["data.task=arith", "hydra.lm_weight=0.5"])))
+    }
+}
+
+/// `rm` with LoRA on the frozen trunk: it learns, and the checkpoint's merged model equals base + adapter.
+final class LoRARewardModelTests: TemporaryDirectoryTestCase {
+    func testLoRARewardModelLearnsAndSavesAMergedModel() async throws {
+        let config = try SFTConfig(try rmSchema.resolve(file: nil, overrides: [
+            "name=rm", "out=\(directory)/rm", "resume=never", "data.task=arith", "data.eval_size=300", "train.steps=150", "lora.rank=8",
+            "train.max_length=16", "train.lr=1e-3", "eval.every=150", "checkpoint.every=0", "log.every=1000"]))
+        var messages: [String] = []
+        let result = try await SFTStage(config: config, transport: SingleProcessTransport(), say: { messages.append($0) }).run()
+        let initial = try XCTUnwrap(messages.first { $0.hasPrefix("step 0:") }.flatMap { Double($0.components(separatedBy: "reward accuracy ")[1].dropLast()) }) / 100
+        XCTAssertGreaterThan(try XCTUnwrap(result.rewardAccuracy), initial + 0.1, "held-out accuracy rises with LoRA alone")
+        let checkpoint = try XCTUnwrap(result.lastCheckpoint)
+        let merged = try HFCheckpoint.load(directory: checkpoint)
+        let base = try SFTStage.makeModel(config, tokenizer: ByteTokenizer(), seed: config.seed)
+        let adapter = try PEFTAdapter.load(directory: checkpoint + "/adapter", modelConfig: base.config)
+        let tokens: [Int32] = [256, 49, 50, 43, 51, 52, 61, 52, 54, 257]
+        let a = try merged.inferenceHidden(tokens: tokens, batch: 1, length: tokens.count).array
+        let b = try base.inferenceHidden(tokens: tokens, batch: 1, length: tokens.count, adapter: adapter).array
+        XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max()!, 1e-4, "merged model = base + adapter")
+        XCTAssertNotEqual(base.weights.array, merged.weights.array, "the adapter moved away from zero")
+    }
+}
+
+/// `rm` on K-wise rankings (InstructGPT): every ordered pair of a prompt's responses in one group,
+/// and held-out reward histograms per prompt class.
+final class RankingTests: TemporaryDirectoryTestCase {
+    func writeRankings(_ path: String, _ range: Range<Int>) throws {
+        let lines = range.map { k -> [String: Any] in
+            let a = k % 100, b = (k * 7) % 100
+            return ["prompt": "\(a)+\(b)=", "ranked": [String(a + b), String(a + b + 1), String(a + b + 10)], "open_ended": k % 2 == 0]
+        }
+        try JSONL.write(lines, to: path)
+    }
+
+    func testKWiseRankingsTrainAndWriteHistogramsPerClass() async throws {
+        try writeRankings(directory + "/train.jsonl", 0..<600)
+        try writeRankings(directory + "/eval.jsonl", 600..<680)
+        let config = try SFTConfig(try rmSchema.resolve(file: nil, overrides: [
+            "name=rank", "out=\(directory)/rm", "resume=never", "data.prefs=\(directory)/train.jsonl", "data.eval_prefs=\(directory)/eval.jsonl",
+            "train.steps=150", "train.max_length=16", "train.lr=1e-3", "hydra.pair_batch_size=16", "rm.utility=bt",
+            "eval.every=150", "checkpoint.every=0", "log.every=1000"]))
+        var messages: [String] = []
+        let result = try await SFTStage(config: config, transport: SingleProcessTransport(), say: { messages.append($0) }).run()
+        let initial = try XCTUnwrap(messages.first { $0.hasPrefix("step 0:") }.flatMap { Double($0.components(separatedBy: "reward accuracy ")[1].dropLast()) }) / 100
+        let final = try XCTUnwrap(result.rewardAccuracy)
+        XCTAssertGreaterThan(final, initial + 0.1, "pairwise accuracy over the 3 ordered pairs of each ranking rises (\(initial) → \(final))")
+        let h = try RewardHistograms.read(run: directory + "/rm")
+        XCTAssertEqual(h.step, 150)
+        XCTAssertEqual(Set(h.counts.keys), ["closed", "open-ended"])
+        XCTAssertEqual(h.counts["closed"]!.reduce(0, +), 40 * 3, "every response of the 40 closed held-out prompts")
+        XCTAssertEqual(h.counts["open-ended"]!.reduce(0, +), 40 * 3)
+        XCTAssertTrue(h.svg(title: "rm").contains("open-ended (n = 120"))
+    }
+
+    func testRankingLinesAreCheckedAndExpandIntoPairs() throws {
+        let path = directory + "/r.jsonl"
+        try "{\"prompt\": \"p\", \"ranked\": [\"a\", \"b\", \"c\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let lines = try JSONL.preferences(path: path)
+        XCTAssertEqual(lines[0].responses, ["a", "b", "c"])
+        XCTAssertEqual(lines[0].pairs.map { "\($0.chosen)>\($0.rejected)" }, ["a>b", "a>c", "b>c"])
+        for bad in ["{\"prompt\": \"p\", \"ranked\": [\"a\"]}", "{\"prompt\": \"p\", \"ranked\": [\"a\", \"b\"], \"chosen\": \"a\"}",
+                    "{\"prompt\": \"p\", \"ranked\": [\"a\", \"b\", \"c\"], \"margin\": 1}"] {
+            try (bad + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try JSONL.preferences(path: path)) { XCTAssertTrue("\($0)".contains("r.jsonl:1"), "\($0)") }
+        }
     }
 }

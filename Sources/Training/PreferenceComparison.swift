@@ -1,0 +1,105 @@
+import Alignment
+import Cluster
+import Foundation
+
+/// `rlhf prefs`: one SFT model, then one `dpo` stage per listed loss from it, and a table
+/// (markdown and JSON) of held-out exact match, implicit-reward accuracy, KL to the SFT model
+/// and wall time. One YAML file: shared keys at the top level, the SFT stage's keys under
+/// `sft.`, every preference run's keys under `prefs.`, and per-loss overrides as strings under
+/// `compare.overrides.<loss>` (e.g. "dpo.beta=0.5 train.lr=1e-4").
+public enum PreferenceComparison {
+    static let sharedKeys = CommonKeys.run + CommonKeys.data
+    static let shared = Set(sharedKeys.map(\.path))
+    static let losses = ["dpo", "ipo", "cdpo", "robust", "hinge", "cpl", "inspo"]
+
+    public static let schema = ConfigSchema(sharedKeys + [
+        ConfigKey("compare.losses", .string, .string("dpo,ipo,cpl,inspo"), "comma-separated dpo.loss values, one run each"),
+        ConfigKey("compare.sft_from", .path, .string(""), "start from this SFT checkpoint instead of training one"),
+    ] + losses.map { ConfigKey("compare.overrides.\($0)", .string, .string(""), "space-separated key=value overrides of the \($0) run") }
+      + sftSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("sft." + $0.path, $0.type, $0.defaultValue, $0.help) }
+      + dpoSchema.keys.filter { !shared.contains($0.path) && $0.path != "dpo.loss" }.map { ConfigKey("prefs." + $0.path, $0.type, $0.defaultValue, $0.help) })
+
+    public struct Row: Sendable {
+        public var loss: String
+        public var sftExactMatch: Double?, exactMatch: Double?, conditionedExactMatch: Double?
+        public var rewardAccuracy: Double?, kl: Double?
+        public var seconds: Double
+        public var json: [String: Any] {
+            var o: [String: Any] = ["loss": loss, "sft_exact_match": sftExactMatch ?? NSNull(), "exact_match": exactMatch ?? NSNull(),
+                                    "reward_accuracy": rewardAccuracy ?? NSNull(), "kl": kl ?? NSNull(), "seconds": seconds]
+            if let c = conditionedExactMatch { o["conditioned_exact_match"] = c }
+            return o
+        }
+    }
+
+    public struct Result: Sendable {
+        public var rows: [Row]
+        public var runFolder: String
+        public var sftSeconds: Double
+    }
+
+    public static func run(_ config: ResolvedConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
+                           say: @escaping (String) -> Void = { print($0); fflush(nil) }, onStage: (String, FailureContext) -> Void = { _, _ in }) async throws -> Result {
+        let names = config.string("compare.losses").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        for name in names where !losses.contains(name) {
+            throw ConfigError("'compare.losses': '\(name)' is not one of \(losses.joined(separator: ", "))")
+        }
+        guard !names.isEmpty else { throw ConfigError("'compare.losses' lists no loss") }
+        let folder = try await RunFolder.chooseCollectively(name: config.string("name"), out: config.string("out"), resume: "never",
+                                                            workingDirectory: workingDirectory, transport: transport).folder.path
+        if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
+        let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
+
+        // 1. The SFT model every run starts from.
+        let sftStarted = Date()
+        var sftModel = config.string("compare.sft_from")
+        if sftModel.isEmpty {
+            sayRankZero("prefs: run folder \(folder)\n== sft")
+            let sftConfig = try SFTConfig(try Pipeline.stage(config, schema: sftSchema, prefix: "sft.", overrides: ["out=\(folder)/sft", "resume=never"], shared: shared))
+            let sft = SFTStage(config: sftConfig, transport: transport, workingDirectory: workingDirectory, say: say)
+            onStage("sft", sft.context)
+            let result = try await sft.run()
+            guard let checkpoint = result.lastCheckpoint ?? Checkpoints.newest(in: "\(folder)/sft/checkpoints") else {
+                throw TrainingError("sft left no checkpoint in \(folder)/sft")
+            }
+            sftModel = checkpoint
+        }
+        let sftSeconds = Date().timeIntervalSince(sftStarted)
+
+        // 2. One preference run per loss, each from the SFT model.
+        var rows: [Row] = []
+        for name in names {
+            sayRankZero("== \(name) from \(sftModel)")
+            let extra = config.string("compare.overrides.\(name)").split(separator: " ").map(String.init)
+            let stageConfig = try Pipeline.stage(config, schema: dpoSchema, prefix: "prefs.",
+                                                 overrides: ["out=\(folder)/\(name)", "resume=never", "model.init_from=\(sftModel)", "dpo.loss=\(name)"] + extra,
+                                                 shared: shared)
+            let stage = DPOStage(config: try DPOConfig(stageConfig), transport: transport, workingDirectory: workingDirectory, say: say)
+            onStage(name, stage.context)
+            let started = Date()
+            let r = try await stage.run()
+            rows.append(Row(loss: name == "inspo" ? "inspo-\(stageConfig.string("inspo.variant"))" : name,
+                            sftExactMatch: r.initialEval?.exactMatch, exactMatch: r.finalEval?.exactMatch,
+                            conditionedExactMatch: r.finalEval?.conditionedExactMatch, rewardAccuracy: r.finalEval?.rewardAccuracy,
+                            kl: r.finalEval?.kl, seconds: Date().timeIntervalSince(started)))
+        }
+        if transport.rank == 0 { try writeTable(rows, folder: folder, sftModel: sftModel) }
+        try await transport.barrier()
+        return Result(rows: rows, runFolder: folder, sftSeconds: sftSeconds)
+    }
+
+    /// table.md and table.json in the comparison's folder.
+    static func writeTable(_ rows: [Row], folder: String, sftModel: String) throws {
+        func percent(_ x: Double?) -> String { x.map { String(format: "%.1f%%", 100 * $0) } ?? "–" }
+        var md = "# Offline preference optimisation from one SFT model\n\nSFT model: `\(sftModel)`\n\n"
+        md += "| loss | SFT exact match | exact match | conditioned on own draft | implicit-reward accuracy | KL to SFT | seconds |\n"
+        md += "|---|---|---|---|---|---|---|\n"
+        for r in rows {
+            md += "| \(r.loss) | \(percent(r.sftExactMatch)) | \(percent(r.exactMatch)) | \(percent(r.conditionedExactMatch)) | \(percent(r.rewardAccuracy)) | "
+                + (r.kl.map { String(format: "%.3f", $0) } ?? "–") + String(format: " | %.1f |\n", r.seconds)
+        }
+        try md.write(toFile: (folder as NSString).appendingPathComponent("table.md"), atomically: true, encoding: .utf8)
+        let data = try JSONSerialization.data(withJSONObject: rows.map(\.json), options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: (folder as NSString).appendingPathComponent("table.json")))
+    }
+}
