@@ -90,6 +90,19 @@ final class ExampleTests: CLITestCase {
         XCTAssertEqual(json.count, 4)
     }
 
+    /// `rlhf rm` writes held-out reward histograms per prompt class; `rlhf plot --histograms` draws them.
+    func testRewardModelHistogramsArePlotted() throws {
+        let run = directory + "/rm"
+        let (stdout, _) = try self.run(["rm", "data.task=arith", "data.eval_size=60", "out=\(run)", "train.steps=10", "train.max_length=16",
+                                        "eval.every=10", "checkpoint.every=0", "log.every=100"])
+        XCTAssertTrue(stdout.contains("\"stage\":\"rm\""), stdout)
+        try self.run(["plot", run, "--histograms", "--out", directory + "/h.svg"])
+        let svg = try String(contentsOfFile: directory + "/h.svg", encoding: .utf8)
+        XCTAssertTrue(svg.contains("closed (n = 120"), "arith prompts are closed; 60 pairs give 120 rewards")
+        let (_, stderr) = try self.run(["plot", directory, "--histograms"], expectExit: 1)
+        XCTAssertTrue(stderr.contains("no reward histograms"), stderr)
+    }
+
     /// `score` and `generate` apply a PEFT adapter (the fixture PEFT made) to a model folder.
     func testScoreAndGenerateWithAPEFTAdapter() throws {
         let fixtures = repository.appendingPathComponent("Tests/ModelsTests/Fixtures").path

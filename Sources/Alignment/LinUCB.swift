@@ -1,0 +1,95 @@
+import Foundation
+
+/// LinUCB (Li et al. 2010) as LASeR uses it to pick a reward model per batch (Nguyen et al. 2025,
+/// algorithms.md §9.2, release code scripts/utils/linucb.py): one arm per reward source, a ridge
+/// regression per arm, and an upper confidence bound. Rewards are normalised against the
+/// history of raw rewards by its 20th/80th percentiles before the update.
+public struct LinUCB: Sendable, Equatable, Codable {
+    public let dimension: Int, arms: Int
+    public let alpha: Double
+    /// Per arm: A = I + Σ x xᵀ [d, d] (row-major) and b = Σ r̂ x [d].
+    public private(set) var a: [[Double]], b: [[Double]]
+    /// Raw rewards received so far (all arms), for the percentile normalisation.
+    public private(set) var history: [Double] = []
+
+    public init(dimension: Int, arms: Int, alpha: Double = 0.1) {
+        precondition(dimension > 0 && arms > 0)
+        self.dimension = dimension; self.arms = arms; self.alpha = alpha
+        let identity = (0..<(dimension * dimension)).map { $0 % (dimension + 1) == 0 ? 1.0 : 0.0 }
+        a = Array(repeating: identity, count: arms)
+        b = Array(repeating: Array(repeating: 0, count: dimension), count: arms)
+    }
+
+    /// θ_k = A_k⁻¹ b_k.
+    public func theta(_ arm: Int) -> [Double] { Self.solve(a[arm], b[arm], dimension) }
+
+    /// UCB_k = xᵀθ_k + α √(xᵀ A_k⁻¹ x) for every arm.
+    public func scores(_ x: [Double]) -> [Double] {
+        precondition(x.count == dimension, "LinUCB: context has \(x.count) values, expected \(dimension)")
+        return (0..<arms).map { k in
+            let theta = theta(k), ainvx = Self.solve(a[k], x, dimension)
+            return zip(x, theta).reduce(0) { $0 + $1.0 * $1.1 } + alpha * max(zip(x, ainvx).reduce(0) { $0 + $1.0 * $1.1 }, 0).squareRoot()
+        }
+    }
+
+    /// The arm with the highest bound; ties go to the lowest index.
+    public func select(_ x: [Double]) -> Int {
+        let s = scores(x)
+        var best = 0
+        for k in 1..<arms where s[k] > s[best] { best = k }
+        return best
+    }
+
+    /// Records the raw reward of `arm` in context `x` and returns the normalised reward it used:
+    /// the raw value while the history holds fewer than 2 rewards (the release code's behaviour),
+    /// else 0 below the 20th percentile, 1 above the 80th, linear between (history includes r).
+    @discardableResult
+    public mutating func update(arm: Int, context x: [Double], reward r: Double) -> Double {
+        history.append(r)
+        var normalised = r
+        if history.count >= 2 {
+            let q20 = Self.percentile(history, 0.2), q80 = Self.percentile(history, 0.8)
+            if r < q20 { normalised = 0 } else if r > q80 { normalised = 1 }
+            else { normalised = q80 > q20 ? (r - q20) / (q80 - q20) : 0.5 }   // all equal: the middle
+        }
+        for i in 0..<dimension {
+            for j in 0..<dimension { a[arm][i * dimension + j] += x[i] * x[j] }
+            b[arm][i] += normalised * x[i]
+        }
+        return normalised
+    }
+
+    /// numpy's default percentile: linear interpolation between the sorted values.
+    static func percentile(_ values: [Double], _ q: Double) -> Double {
+        let s = values.sorted()
+        let position = q * Double(s.count - 1)
+        let low = Int(position.rounded(.down)), high = min(low + 1, s.count - 1)
+        return s[low] + (position - Double(low)) * (s[high] - s[low])
+    }
+
+    /// Solves A y = v by Gaussian elimination with partial pivoting (A is small and positive definite).
+    static func solve(_ matrix: [Double], _ v: [Double], _ n: Int) -> [Double] {
+        var m = matrix, y = v
+        for col in 0..<n {
+            var pivot = col
+            for r in (col + 1)..<max(n, col + 1) where abs(m[r * n + col]) > abs(m[pivot * n + col]) { pivot = r }
+            if pivot != col {
+                for c in 0..<n { m.swapAt(col * n + c, pivot * n + c) }
+                y.swapAt(col, pivot)
+            }
+            let p = m[col * n + col]
+            for r in (col + 1)..<max(n, col + 1) {
+                let f = m[r * n + col] / p
+                if f == 0 { continue }
+                for c in col..<n { m[r * n + c] -= f * m[col * n + c] }
+                y[r] -= f * y[col]
+            }
+        }
+        for r in stride(from: n - 1, through: 0, by: -1) {
+            var s = y[r]
+            for c in (r + 1)..<max(n, r + 1) { s -= m[r * n + c] * y[c] }
+            y[r] = s / m[r * n + r]
+        }
+        return y
+    }
+}
