@@ -69,7 +69,8 @@ public struct ArithTask: Sendable {
         }
     }
 
-    /// Writes sft.jsonl, prefs.jsonl, prompts.jsonl, eval.jsonl, eval_prefs.jsonl into `directory`.
+    /// Writes sft.jsonl, prefs.jsonl, prompts.jsonl, eval.jsonl, eval_prefs.jsonl and the generative
+    /// reward model's judge.jsonl, eval_judge.jsonl into `directory`.
     public func write(to directory: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
@@ -79,6 +80,8 @@ public struct ArithTask: Sendable {
             ("prompts.jsonl", train.map { ["prompt": ArithTask.prompt($0), "answer": ArithTask.answer($0), "task": "arith"] }),
             ("eval.jsonl", evalExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer!] }),
             ("eval_prefs.jsonl", preferencePairs(eval, salt: 3)),
+            ("judge.jsonl", judgements(train, salt: 4)),
+            ("eval_judge.jsonl", judgements(eval, salt: 5)),
         ]
         for (name, objects) in files { try JSONL.write(objects, to: path(name)) }
         return files.map { path($0.0) }

@@ -116,13 +116,7 @@ public struct ConfigSchema: Sendable {
         var values: [String: ConfigValue] = [:]
         var sources: [String: String] = [:]
         for k in keys { values[k.path] = k.defaultValue; sources[k.path] = "default" }
-        if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ConfigError("\(file): cannot read") }
-            let node: Node?
-            do { node = try Yams.compose(yaml: text) } catch { throw ConfigError("\(file): not valid YAML: \(error)") }
-            let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
-            if let node { try walk(node, prefix: "", file: file, base: base, values: &values, sources: &sources) }
-        }
+        if let file { try load(file, values: &values, sources: &sources, chain: []) }
         for override in overrides {
             guard let eq = override.firstIndex(of: "=") else {
                 throw ConfigError("override '\(override)': expected key.sub=value")
@@ -137,6 +131,23 @@ public struct ConfigSchema: Sendable {
         return ResolvedConfig(schema: self, values: values, sources: sources, file: file)
     }
 
+    /// One YAML file; a top-level `extends: other.yaml` (relative to this file) loads that file
+    /// first, so a variant of an experiment states only what differs.
+    private func load(_ file: String, values: inout [String: ConfigValue], sources: inout [String: String], chain: [String]) throws {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ConfigError("\(file): cannot read") }
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch { throw ConfigError("\(file): not valid YAML: \(error)") }
+        let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
+        guard let node else { return }
+        if case .mapping(let mapping) = node, let parent = mapping["extends"] {
+            guard case .scalar(let s) = parent else { throw ConfigError("\(parent.mark.map { "\(file):\($0.line)" } ?? file): 'extends' names one file") }
+            let path = URL(fileURLWithPath: s.string, relativeTo: URL(fileURLWithPath: base, isDirectory: true)).standardizedFileURL.path
+            guard !chain.contains(path), chain.count < 8 else { throw ConfigError("\(file): 'extends' loops back to \(path)") }
+            try load(path, values: &values, sources: &sources, chain: chain + [URL(fileURLWithPath: file).standardizedFileURL.path])
+        }
+        try walk(node, prefix: "", file: file, base: base, values: &values, sources: &sources)
+    }
+
     private func walk(_ node: Node, prefix: String, file: String, base: String,
                       values: inout [String: ConfigValue], sources: inout [String: String]) throws {
         func line(_ n: Node) -> String { n.mark.map { "\(file):\($0.line)" } ?? file }
@@ -147,6 +158,7 @@ public struct ConfigSchema: Sendable {
         for (keyNode, valueNode) in mapping {
             guard case .scalar(let keyScalar) = keyNode else { throw ConfigError("\(line(keyNode)): keys must be plain names") }
             let path = prefix.isEmpty ? keyScalar.string : prefix + "." + keyScalar.string
+            if path == "extends" { continue }   // handled by `load`
             if let first = seen[path] { throw ConfigError("\(line(keyNode)): duplicate key '\(path)' (first at \(first))") }
             seen[path] = line(keyNode)
             if sections.contains(path) {

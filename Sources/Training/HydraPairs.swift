@@ -31,6 +31,8 @@ final class HydraPairs {
     let centerCoefficient: Double
     /// rm with LoRA: the trunk stays frozen and the "trunk gradients" are the adapter's.
     let adapter: LoRAAdapter?
+    /// false: only the head trains (no backward through the trunk).
+    var trainTrunk = true
 
     /// The pair loss and its derivatives with respect to r_w and r_l (algorithms.md §3).
     func pairLoss(_ p: Pair, chosen rw: Double, rejected rl: Double, margin: Double) -> (Double, Double, Double) {
@@ -146,6 +148,7 @@ final class HydraPairs {
         headSum.add(headGradients)
         let dHidden = FloatBuffer(count: act.hidden.count)
         for (row, s) in sequences.enumerated() { (dHidden.pointer + (row * length + s.count - 1) * c).update(from: dLast.pointer + row * c, count: c) }
+        guard trainTrunk || adapter != nil else { return (loss, correct) }   // head only: the trunk stays as it is
         trunkGradients.zero()
         trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: adapter == nil ? trunkGradients : nil,
                        adapterGradients: adapter == nil ? nil : trunkGradients)

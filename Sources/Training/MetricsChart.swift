@@ -5,17 +5,32 @@ import Foundation
 public enum MetricsChart {
     public struct Series { public let name: String; public let points: [(x: Double, y: Double)] }
 
-    /// (step, value) pairs of `metric` from a run folder's metrics.jsonl (lines without it are skipped).
-    public static func series(run: String, metric: String) throws -> Series {
-        let path = run.hasSuffix(".jsonl") ? run : (run as NSString).appendingPathComponent("metrics.jsonl")
+    /// (x, value) pairs of `metric` from a run folder's metrics.jsonl, x being `x` (default the
+    /// step) of the same line; lines without both are skipped.
+    public static func series(run: String, metric: String, x: String = "step") throws -> Series {
+        // A multi-stage run folder (pipeline, overopt) is drawn by its RL stage.
+        var path = run.hasSuffix(".jsonl") ? run : (run as NSString).appendingPathComponent("metrics.jsonl")
+        let ppo = (run as NSString).appendingPathComponent("ppo/metrics.jsonl")
+        if !run.hasSuffix(".jsonl") && !FileManager.default.fileExists(atPath: path) && FileManager.default.fileExists(atPath: ppo) { path = ppo }
         let points = try JSONL.objects(path: path).compactMap { entry -> (Double, Double)? in
-            guard let step = entry.object["step"] as? Double ?? (entry.object["step"] as? Int).map(Double.init),
+            guard let step = entry.object[x] as? Double ?? (entry.object[x] as? Int).map(Double.init),
                   let value = entry.object[metric] as? Double ?? (entry.object[metric] as? Int).map(Double.init) else { return nil }
             return (step, value)
         }
         let folder = run.hasSuffix(".jsonl") ? (run as NSString).deletingLastPathComponent : run
         let name = (folder as NSString).lastPathComponent
         return Series(name: name, points: points.map { (x: $0.0, y: $0.1) })
+    }
+
+    /// Moving averages over `window` consecutive points of both coordinates: a noisy trajectory
+    /// (gold reward against KL, iteration by iteration) as a readable curve.
+    public static func smoothed(_ s: Series, window: Int) -> Series {
+        guard window > 1, s.points.count > 1 else { return s }
+        let p = s.points
+        return Series(name: s.name, points: p.indices.map { i in
+            let part = p[max(0, i - window + 1)...i]
+            return (x: part.reduce(0) { $0 + $1.x } / Double(part.count), y: part.reduce(0) { $0 + $1.y } / Double(part.count))
+        })
     }
 
     /// Tick positions at 1, 2 or 5 × 10^k spacing covering [low, high].
@@ -36,7 +51,7 @@ public enum MetricsChart {
         return String(format: "%g", (v * 1e4).rounded() / 1e4)
     }
 
-    public static func svg(series: [Series], metric: String, width: Double = 720, height: Double = 420) -> String {
+    public static func svg(series: [Series], metric: String, x xLabel: String = "step", width: Double = 720, height: Double = 420) -> String {
         let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
         let all = series.flatMap(\.points)
         let left = 70.0, right = 20.0, top = 40.0, bottom = 50.0
@@ -64,7 +79,7 @@ public enum MetricsChart {
             out += "<text x=\"\(left - 6)\" y=\"\(py(t) + 4)\" text-anchor=\"end\">\(label(t))</text>\n"
         }
         out += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width - left - right)\" height=\"\(height - top - bottom)\" fill=\"none\" stroke=\"#444\"/>\n"
-        out += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">step</text>\n"
+        out += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">\(esc(xLabel))</text>\n"
         for (i, s) in series.enumerated() {
             let color = palette[i % palette.count]
             let points = s.points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")

@@ -33,7 +33,7 @@ public final class PPOStage {
     }
     func say(_ m: String) { if transport.rank == 0 { sayOnRankZero(m) } }
 
-    struct Prompt { let tokens: [Int32]; let answer: String? }
+    struct Prompt { let tokens: [Int32]; let answer: String?; var task = ""; var text = "" }
 
     public func run() async throws -> PPOResult {
         let cfg = config, c = config.c, started = Date()
@@ -95,16 +95,18 @@ public final class PPOStage {
         let reference: any ReferenceRole = placement.remote[.reference].map { RemoteReference(clients[$0]!) } ?? scorer
         let reward: any RewardRole = placement.remote[.reward].map { RemoteReward(clients[$0]!) } ?? (separateReward.map { $0 as any RewardRole } ?? scorer)
         let onePass = hydra && placement.remote[.reference] == nil && placement.remote[.reward] == nil
+        let learned = try LearnedRewards.make(c, base: base, originalHead: rewardHead, seed: cfg.seed)
+        guard learned == nil || (onePass && colocated) else { throw ConfigError("rewards.proxy_heads needs layout hydra with every role colocated") }
 
         // Prompts with answers, and the held-out evaluation set.
         let prompts: [Prompt], evalExamples: [SFTExample]
         if cfg.task == "arith" {
             let task = ArithTask(seed: UInt64(truncatingIfNeeded: c.int("data.seed")), flaw: ArithFlaw(rawValue: c.string("data.flaw"))!,
                                  flawShare: c.double("data.flaw_share"), evalSize: c.int("data.eval_size"))
-            prompts = task.train.map { Prompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: ArithTask.prompt($0), completion: ""), tokenizer: tokenizer), answer: ArithTask.answer($0)) }
+            prompts = task.train.map { Prompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: ArithTask.prompt($0), completion: ""), tokenizer: tokenizer), answer: ArithTask.answer($0), task: "arith", text: ArithTask.prompt($0)) }
             evalExamples = Array(task.evalExamples().prefix(c.int("eval.max_examples")))
         } else {
-            prompts = try JSONL.prompts(path: cfg.promptsFile).map { Prompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: $0.prompt, completion: ""), tokenizer: tokenizer), answer: $0.answer) }
+            prompts = try JSONL.prompts(path: cfg.promptsFile).map { Prompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: $0.prompt, completion: ""), tokenizer: tokenizer), answer: $0.answer, task: $0.task ?? "", text: $0.prompt) }
             evalExamples = cfg.evalFile.isEmpty ? [] : Array(try JSONL.sft(path: cfg.evalFile).prefix(c.int("eval.max_examples")))
         }
         // PPO-ptx (InstructGPT): SFT demonstrations for an extra policy step per minibatch.
@@ -119,6 +121,22 @@ public final class PPOStage {
                 demos = try JSONL.sft(path: c.string("data.ptx"))
             }
             ptxDemos = try demos.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.int("train.max_length")) }
+        }
+        // Pairs R2M replays in its online updates: [BOS] x y [EOS] with the prompt's length.
+        var r2mPairs: [(chosen: [Int32], rejected: [Int32], promptLength: Int)] = []
+        if learned?.r2m != nil {
+            let examples: [PreferenceExample]
+            if !c.string("data.r2m_pairs").isEmpty { examples = try JSONL.preferences(path: c.string("data.r2m_pairs")).flatMap(\.pairs) }
+            else if cfg.task == "arith" {
+                let task = ArithTask(seed: UInt64(truncatingIfNeeded: c.int("data.seed")), flaw: ArithFlaw(rawValue: c.string("data.flaw"))!,
+                                     flawShare: c.double("data.flaw_share"), evalSize: c.int("data.eval_size"))
+                examples = task.preferencePairs(task.train, salt: 2).map { PreferenceExample(prompt: $0["prompt"] as! String, chosen: $0["chosen"] as! String,
+                                                                                           rejected: $0["rejected"] as! String, margin: nil, openEnded: nil, task: "arith", source: "arith-prefs") }
+            } else { throw ConfigError("rewards.selection r2m needs 'data.r2m_pairs' (preference pairs to replay)") }
+            r2mPairs = try examples.map {
+                let p = try TokenizedPair($0, tokenizer: tokenizer, maxLength: c.int("train.max_length"), conditioned: false)
+                return (p.prompt + p.chosen, p.prompt + p.rejected, p.prompt.count)
+            }
         }
         var ptxCursor = transport.rank * 7919
         let dataRanks = colocated ? transport.size : 1
@@ -153,6 +171,52 @@ public final class PPOStage {
             say(String(format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration, 100 * (r.exactMatch ?? 0), r.loss))
             return r.exactMatch
         }
+        /// The reward of each response: the weighted named sources (design §5).
+        func composeRewards(texts: [String], answers: [String?], headScores: [Double], proxy: [Double]?, hybrid: [Double]? = nil) -> RewardBreakdown {
+            var rewards = RewardBreakdown(count: texts.count)
+            rewards.add("reward_head", values: headScores, weight: c.double("rewards.reward_head"))
+            rewards.add("verifier", values: zip(texts, answers).map { ExactAnswerVerifier().score(response: $0, answer: $1) }, weight: c.double("rewards.verifier"))
+            rewards.add("format", values: texts.map { IntegerFormatVerifier().score(response: $0, answer: nil) }, weight: c.double("rewards.format"))
+            if let proxy { rewards.add("proxy", values: proxy, weight: c.double("rewards.proxy")) }
+            if let hybrid { rewards.add("hybrid", values: hybrid, weight: c.double("rewards.hybrid")) }
+            return rewards
+        }
+        /// Less the missing-EOS penalty, clipped to ±ppo.reward_clip.
+        func finalScores(_ rewards: RewardBreakdown, endedWithEOS: [Bool]) -> [Double] {
+            let clipR = c.double("ppo.reward_clip"), eosPenalty = c.double("ppo.missing_eos_penalty")
+            return rewards.total.enumerated().map { i, r in min(max(r - (endedWithEOS[i] ? 0 : eosPenalty), -clipR), clipR) }
+        }
+
+        // Pre-PPO (§8.3): the prompts PPO draws from, and the task-priority schedule (§8.4).
+        var pool = Array(prompts.indices)
+        if c.double("prepo.keep") > 0 {
+            pool = try await prePPOSelection(prompts: prompts, policy: policy, folder: folder, replicas: replicas) { sequences, promptLengths, texts, answers, eos in
+                let (_, last) = try await scorer.referenceAndLastHidden(sequences)
+                let head = rewardHead.forward(hidden: last.flatMap { $0 }, rows: last.count).map(Double.init)
+                // Learned proxies as their ensemble (no bandit step, no R2M fusion: the SFT policy is scored).
+                let proxy = try learned.map { l in let s = l.headScores(try l.proxyStates(sequences, shared: last)); return s[0].indices.map { i in s.reduce(0) { $0 + $1[i] } / Double(s.count) } }
+                return finalScores(composeRewards(texts: texts, answers: answers, headScores: head, proxy: proxy), endedWithEOS: eos)
+            }
+        }
+        // The hybrid reward's routes, with best-of-N references computed once for the prompts that need them.
+        var hybrid: HybridReward?
+        if c.double("rewards.hybrid") != 0 {
+            func tasks(_ key: String) -> Set<String> { Set(c.string(key).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
+            let verifiers: [String: [any Verifier]]
+            do { verifiers = try Verifiers.routes(c.string("rewards.verifier_tasks")) } catch { throw ConfigError("'rewards.verifier_tasks': \(error)") }
+            hybrid = HybridReward(verifiers: verifiers, referenceTasks: tasks("rewards.reference_tasks"),
+                                  genrm: c.string("rewards.genrm_model").isEmpty ? nil : try GenerativeReward(directory: c.string("rewards.genrm_model")))
+            let needBoN = pool.filter { hybrid!.route(task: prompts[$0].task, hasAnswer: prompts[$0].answer != nil) == .genrmBestOfN }
+            hybrid!.bestOfN = try await bestOfNReferences(needBoN, prompts: prompts, policy: policy, scorer: scorer, learned: learned)
+            let routes = Dictionary(grouping: pool) { hybrid!.route(task: prompts[$0].task, hasAnswer: prompts[$0].answer != nil).rawValue }.mapValues(\.count)
+            say("hybrid reward: prompts per route \(routes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+        }
+        let priorityTasks = Set(c.string("curriculum.tasks").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let priority = pool.filter { priorityTasks.contains(prompts[$0].task) }
+        let curriculumIterations = Int((c.double("curriculum.share") * Double(cfg.iterations)).rounded())
+        if !priorityTasks.isEmpty && priority.isEmpty { throw ConfigError("'curriculum.tasks': no prompt has task \(priorityTasks.sorted().joined(separator: ", "))") }
+        if curriculumIterations > 0 && !priority.isEmpty { say("curriculum: iterations 1…\(curriculumIterations) draw from the \(priority.count) prompts of \(priorityTasks.sorted().joined(separator: ", ")), then all \(pool.count)") }
+
         var startIteration = 1
         if let checkpoint {
             let state = try Checkpoints.loadState(checkpoint)
@@ -161,6 +225,7 @@ public final class PPOStage {
             let snapshots = try PPOCheckpoint.read(file, steps: state.optimizerSteps ?? [:])
             try await policy.restore(snapshots)
             try await critic.restore(snapshots)
+            try learned?.restore(directory: checkpoint, snapshots: snapshots)
             kl.beta = state.klBeta ?? kl.beta
             startIteration = state.step + 1
             if transport.rank == 0 { try folder.truncateMetrics(afterStep: state.step) }
@@ -169,12 +234,21 @@ public final class PPOStage {
         func save(iteration: Int) async throws {
             var snapshots = await policy.snapshots()
             snapshots.merge(await critic.snapshots()) { a, _ in a }
+            let learnedDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("rlhf-learned-\(getpid())").path
+            if let learned {
+                try FileManager.default.createDirectory(atPath: learnedDirectory, withIntermediateDirectories: true)
+                snapshots.merge(try learned.save(directory: learnedDirectory)) { a, _ in a }
+            }
             let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * cfg.prompts, optimizerStep: snapshots["policy"]!.step,
                                       learningRate: 0, rng: RNG(seed: cfg.seed), tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
                                       worldSize: transport.size, klBeta: kl.beta, optimizerSteps: snapshots.mapValues(\.step))
             _ = try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: c.int("checkpoint.keep_last")) { dir in
                 try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizerFile: (tokenizer as? BPETokenizer)?.path)
                 try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
+                if learned != nil {
+                    try FileManager.default.moveItem(atPath: (learnedDirectory as NSString).appendingPathComponent(LearnedRewards.stateFile),
+                                                     toPath: (dir as NSString).appendingPathComponent(LearnedRewards.stateFile))
+                }
             }
         }
         if checkpoint == nil { result.initialExactMatch = try evaluate(0) }
@@ -184,6 +258,7 @@ public final class PPOStage {
 
         let estimator = cfg.estimator
         var order: [Int] = []
+        var orderKey: (pool: Int, epoch: Int)?
         let progress = Progress(total: cfg.iterations, every: c.int("log.every"), startStep: startIteration - 1)
         for iteration in startIteration...max(cfg.iterations, startIteration) where iteration <= cfg.iterations {
             context.step = iteration
@@ -192,19 +267,23 @@ public final class PPOStage {
             // 1. Rollout: this rank's prompts, each sampled `samples` times.
             let tGenerate = Date()
             let globalStart = (iteration - 1) * cfg.prompts
-            var batchPrompts: [Prompt] = []
+            var batchPrompts: [Prompt] = [], batchIndices: [Int] = []
+            let active = iteration <= curriculumIterations && !priority.isEmpty ? priority : pool
             for k in 0..<cfg.prompts {
-                let position = globalStart + k, epoch = position / prompts.count
-                if position % prompts.count == 0 || order.isEmpty {
-                    var orderRNG = RNG(seed: cfg.seed &+ 0xA11 &+ UInt64(epoch))
-                    order = Array(prompts.indices)
+                let position = globalStart + k, epoch = position / active.count
+                if orderKey?.epoch != epoch || orderKey?.pool != active.count {
+                    var orderRNG = RNG(seed: cfg.seed &+ 0xA11 &+ UInt64(epoch) &+ (active.count == prompts.count ? 0 : UInt64(active.count) &* 0x1F))
+                    order = active
                     shuffle(&order, &orderRNG)
+                    orderKey = (active.count, epoch)
                 }
-                batchPrompts.append(prompts[order[position % prompts.count]])
+                batchPrompts.append(prompts[order[position % active.count]])
+                batchIndices.append(order[position % active.count])
             }
             let rankOffset = colocated ? transport.rank * myPrompts : 0
             let mine = Array(batchPrompts[rankOffset..<(rankOffset + myPrompts)])
             let repeated = mine.flatMap { p in Array(repeating: p, count: cfg.samples) }
+            let repeatedIndices = batchIndices[rankOffset..<(rankOffset + myPrompts)].flatMap { Array(repeating: $0, count: cfg.samples) }
             let options = SamplingOptions(temperature: c.float("ppo.temperature"), topK: c.int("ppo.top_k"), topP: c.float("ppo.top_p"),
                                           maxNewTokens: cfg.maxNewTokens, eosTokenId: tokenizer.eosTokenId,
                                           seed: cfg.seed &+ UInt64(iteration) &* 7919 &+ UInt64(transport.rank))
@@ -215,10 +294,17 @@ public final class PPOStage {
 
             // 2. Score: reference log-probs and reward-head scores, old policy log-probs, values.
             let tScore = Date()
-            let (refAll, headScores): ([[Float]], [Float])
-            if onePass { (refAll, headScores) = try await scorer.referenceAndScores(sequences) }
-            else { refAll = try await reference.logProbs(sequences); headScores = try await reward.scores(sequences) }
-            let oldAll = try await policy.logProbs(sequences)
+            let (refAll, headScores, oldAll): ([[Float]], [Float], [[Float]])
+            var scored: LearnedRewards.Scored?
+            if let learned {
+                scored = try await learned.score(sequences, promptLengths: promptLengths, iteration: iteration, scorer: scorer, policy: policy,
+                                                 originalHead: rewardHead, replicas: replicas)
+                (refAll, headScores, oldAll) = (scored!.reference, scored!.original, scored!.old)
+            } else {
+                if onePass { (refAll, headScores) = try await scorer.referenceAndScores(sequences) }
+                else { refAll = try await reference.logProbs(sequences); headScores = try await reward.scores(sequences) }
+                oldAll = try await policy.logProbs(sequences)
+            }
             let valuesAll = estimator.needsCritic ? try await critic.values(sequences) : []
             func response<T>(_ rows: [[T]], shift: Int = 1) -> [[T]] {
                 rows.enumerated().map { i, r in Array(r[(promptLengths[i] - shift)..<(sequences[i].count - shift)]) }
@@ -226,12 +312,12 @@ public final class PPOStage {
             let refLogp = response(refAll), oldLogp = response(oldAll)
             let oldValues = estimator.needsCritic ? response(valuesAll) : []
             let texts = rollout.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }
-            var rewards = RewardBreakdown(count: sequences.count)
-            rewards.add("reward_head", values: headScores.map(Double.init), weight: c.double("rewards.reward_head"))
-            rewards.add("verifier", values: zip(texts, repeated).map { ExactAnswerVerifier().score(response: $0, answer: $1.answer) }, weight: c.double("rewards.verifier"))
-            rewards.add("format", values: texts.map { IntegerFormatVerifier().score(response: $0, answer: nil) }, weight: c.double("rewards.format"))
-            let clipR = c.double("ppo.reward_clip"), eosPenalty = c.double("ppo.missing_eos_penalty")
-            let scores = rewards.total.enumerated().map { i, r in min(max(r - (rollout.endedWithEOS[i] ? 0 : eosPenalty), -clipR), clipR) }
+            let routed = try hybrid?.scores(prompts: repeatedIndices, questions: repeated.map(\.text), tasks: repeated.map(\.task),
+                                            answers: repeated.map(\.answer), texts: texts)
+            let rewards = composeRewards(texts: texts, answers: repeated.map(\.answer), headScores: headScores.map(Double.init), proxy: scored?.proxy, hybrid: routed?.values)
+            // The gold reward of the over-optimisation study: exact answer + format rule, logged whatever the weights.
+            let gold = zip(rewards.bySource["verifier"]!, rewards.bySource["format"]!).map { $0 + $1 }
+            let scores = finalScores(rewards, endedWithEOS: rollout.endedWithEOS)
             let klTokens = (0..<sequences.count).map { PPOMath.kl(oldLogp[$0].map(Double.init), refLogp[$0].map(Double.init), estimator: cfg.klEstimator) }
             let beta = kl.beta
 
@@ -302,14 +388,32 @@ public final class PPOStage {
                                   Double(rollout.endedWithEOS.filter { !$0 }.count), scores.reduce(0, +), scores.map { $0 * $0 }.reduce(0, +)]
             let sourceNames = ["reward_head", "verifier", "format"]
             for name in sourceNames { let v = rewards.bySource[name] ?? []; sums += [v.reduce(0, +), v.map { $0 * $0 }.reduce(0, +)] }
+            let proxyValues = scored?.proxy ?? [], ensemble = scored.map { s in s.perHead[0].indices.map { i in s.perHead.reduce(0) { $0 + $1[i] } / Double(s.perHead.count) } } ?? []
+            sums += [gold.reduce(0, +), gold.map { $0 * $0 }.reduce(0, +), proxyValues.reduce(0, +), ensemble.reduce(0, +)]
+            sums += HybridReward.Route.allCases.map { r in Double(routed?.routes.filter { $0 == r }.count ?? 0) }
+            sums += [routed?.values.reduce(0, +) ?? 0]
             if let replicas { sums = try await replicas.allReduce(sums, op: .sum) }
             let n = sums[0], meanKL = sums[1] / n
             kl.update(observedKL: meanKL, steps: Int(n))
+            var learnedMetrics: [String: Any] = [:]
+            if let learned, let scored {
+                let policyLoss = try await (replicas?.allReduce([Double(stats.map(\.loss).reduce(0, +)) / Double(max(stats.count, 1))], op: .mean)[0])
+                    ?? Double(stats.map(\.loss).reduce(0, +)) / Double(max(stats.count, 1))
+                learned.finishIteration(policyLoss: policyLoss, ensembleMean: sums[6 + 2 * sourceNames.count + 3] / n)
+                if learned.r2m != nil && iteration % max(c.int("r2m.every"), 1) == 0 {
+                    var replayRNG = RNG(seed: cfg.seed &+ 0x2E9 &+ UInt64(iteration))
+                    let replay = (0..<min(c.int("r2m.replay"), r2mPairs.count)).map { _ in r2mPairs[Int(replayRNG.next() % UInt64(r2mPairs.count))] }
+                    let (pairLoss, anchorLoss) = try await learned.updateR2M(iteration: iteration, replay: replay, scored: scored, promptLengths: promptLengths,
+                                                                             scorer: scorer, policy: policy, anchor: c.double("r2m.anchor"),
+                                                                             learningRate: c.float("r2m.lr"), replicas: replicas)
+                    learnedMetrics = ["r2m_pair_loss": pairLoss, "r2m_anchor_loss": anchorLoss, "r2m_weight": learned.r2mWeight(iteration: iteration)]
+                }
+            }
             result.kl = meanKL
             func meanStd(_ s: Double, _ sq: Double) -> (Double, Double) { let m = s / n; return (m, max(sq / n - m * m, 0).squareRoot()) }
             if transport.rank == 0 {
                 var metrics: [String: Any] = [
-                    "step": iteration, "kl": meanKL, "kl_coef": beta, "response_length": sums[2] / n, "truncated_rate": sums[3] / n,
+                    "step": iteration, "kl": meanKL, "kl_coef": beta, "prompt_pool": active.count, "response_length": sums[2] / n, "truncated_rate": sums[3] / n,
                     "reward_mean": meanStd(sums[4], sums[5]).0, "reward_std": meanStd(sums[4], sums[5]).1,
                     "policy_loss": Double(stats.map(\.loss).reduce(0, +)) / Double(max(stats.count, 1)),
                     "clip_fraction": Double(stats.map(\.clipFraction).reduce(0, +)) / Double(max(stats.count, 1)),
@@ -319,6 +423,15 @@ public final class PPOStage {
                     "communicate_s": CommunicationClock.seconds - commStart,
                 ]
                 if !valueLosses.isEmpty { metrics["value_loss"] = Double(valueLosses.reduce(0, +)) / Double(valueLosses.count) }
+                let g = 6 + 2 * sourceNames.count
+                (metrics["gold_mean"], metrics["gold_std"]) = meanStd(sums[g], sums[g + 1])
+                if learned != nil { metrics["proxy_mean"] = sums[g + 2] / n; metrics["proxy_ensemble_mean"] = sums[g + 3] / n }
+                if let arm = scored?.arm { metrics["laser_arm"] = arm }
+                if hybrid != nil {
+                    for (k, r) in HybridReward.Route.allCases.enumerated() { metrics["route_\(r.rawValue)_share"] = sums[g + 4 + k] / n }
+                    metrics["hybrid_mean"] = sums[g + 4 + HybridReward.Route.allCases.count] / n
+                }
+                metrics.merge(learnedMetrics) { a, _ in a }
                 for (k, name) in sourceNames.enumerated() {
                     let (m, s) = meanStd(sums[6 + 2 * k], sums[7 + 2 * k])
                     metrics["reward_\(name)_mean"] = m; metrics["reward_\(name)_std"] = s

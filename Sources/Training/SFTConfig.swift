@@ -68,6 +68,7 @@ public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKey
 public let hydraSFTSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 0.1))
 /// Reward model: the reward head on a trunk trained with the pair loss alone (no LM term).
 public let rmSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + hydraKeys(rewardWeight: 1, lmWeight: 0) + [
+    ConfigKey("rm.train_trunk", .bool, .bool(true), "false: train the reward head alone on the frozen trunk (a proxy head PPO reads on the same trunk)"),
     ConfigKey("lora.rank", .int, .int(0), "0: fine-tune the trunk fully; > 0: train a LoRA adapter of this rank (and the head) on the frozen trunk"),
     ConfigKey("lora.alpha", .float, .float(32), "LoRA α"),
     ConfigKey("lora.targets", .string, .string("attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj"), "wrapped projections"),
@@ -88,6 +89,8 @@ public struct SFTConfig: Sendable {
     public var lmWeight: Double, rmUtility: String, centerCoef: Double
     /// rm only: LoRA on the frozen trunk (0: full fine-tuning).
     public var lora: LoRAConfig?
+    /// rm only: false trains the head alone.
+    public var trainTrunk = true
     /// "sft", "hydra-sft" when the reward term is on, "rm" without the LM term.
     public var stageName: String { lmWeight == 0 ? "rm" : rewardWeight > 0 ? "hydra-sft" : "sft" }
     public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
@@ -111,6 +114,7 @@ public struct SFTConfig: Sendable {
         pairMicroBatchSize = c.int("hydra.pair_micro_batch_size")
         prefsFile = c.string("data.prefs"); evalPrefsFile = c.string("data.eval_prefs")
         lmWeight = c.double("hydra.lm_weight"); rmUtility = c.string("rm.utility"); centerCoef = c.double("rm.center_coef")
+        if case .bool(let v)? = c.values["rm.train_trunk"] { trainTrunk = v }
         if case .int(let rank)? = c.values["lora.rank"], rank > 0 {
             lora = LoRAConfig(rank: rank, alpha: c.float("lora.alpha"), targets: try parseLoRATargets(c.string("lora.targets")))
         }
@@ -131,6 +135,7 @@ public struct SFTConfig: Sendable {
         try check(lr > 0 && minLRRatio >= 0 && minLRRatio <= 1, "'train.lr' must be > 0 and 'train.min_lr_ratio' in [0, 1]")
         try check(flawShare >= 0 && flawShare <= 1, "'data.flaw_share' must be in [0, 1]")
         try check(keepLast >= 1, "'checkpoint.keep_last' must be at least 1")
+        try check(trainTrunk || lora == nil, "'rm.train_trunk: false' trains the head alone; it cannot be combined with lora.rank > 0")
         try check(rewardWeight >= 0 && pairBatchSize > 0 && pairMicroBatchSize > 0,
                   "'hydra.reward_weight' must be ≥ 0, 'hydra.pair_batch_size' and 'hydra.pair_micro_batch_size' > 0")
         try check(rewardWeight == 0 || !task.isEmpty || !prefsFile.isEmpty, "Hydra-SFT needs 'data.prefs' (or a task)")

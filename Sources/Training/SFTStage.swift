@@ -165,6 +165,7 @@ public final class SFTStage {
             hydra = try HydraPairs(train: preferences.train, eval: preferences.eval, tokenizer: tokenizer, maxLength: c.maxLength,
                                    weight: c.rewardWeight, batchSize: c.pairBatchSize, seed: c.seed, head: head, hyper: optimizer.hyper,
                                    utility: c.rmUtility, centerCoefficient: c.centerCoef, adapter: adapter)
+            hydra!.trainTrunk = c.trainTrunk
             if let checkpoint {
                 let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent("reward_head_optimizer.safetensors"))
                 try hydra!.optimizer.restore(m: try file.floats("m"), v: try file.floats("v"), step: state.optimizerStep)
@@ -263,7 +264,7 @@ public final class SFTStage {
             let communicateSeconds = Date().timeIntervalSince(communicated)
             let norm = clipGradientNorm(gradients, maxNorm: c.gradClip)
             let lr = schedule.rate(step: step)
-            optimizer.update(parameters: trainable, gradients: gradients, learningRate: lr)
+            if c.trainTrunk { optimizer.update(parameters: trainable, gradients: gradients, learningRate: lr) }
             if let hydra {
                 clipGradientNorm(hydra.headGradients, maxNorm: c.gradClip)
                 hydra.optimizer.update(parameters: hydra.head.parameters, gradients: hydra.headGradients, learningRate: lr)

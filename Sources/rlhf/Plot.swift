@@ -9,6 +9,10 @@ struct Plot: ParsableCommand {
     var runs: [String]
     @Option(help: "Metric to draw, e.g. loss, eval_loss, exact_match, lr, grad_norm.")
     var metric: String = "loss"
+    @Option(help: "Metric on the x axis, e.g. kl for gold reward against KL (default: step).")
+    var x: String = "step"
+    @Option(help: "Average this many consecutive points (both coordinates) before drawing.")
+    var smooth: Int = 1
     @Option(help: "Output SVG path (default: <metric>.svg in the first run folder).")
     var out: String?
 
@@ -25,11 +29,11 @@ struct Plot: ParsableCommand {
             convertToPNG(path)
             return
         }
-        let series = try runs.map { try MetricsChart.series(run: $0, metric: metric) }
-        for s in series where s.points.isEmpty { throw CLIError("\(s.name): no '\(metric)' values in metrics.jsonl") }
+        let series = try runs.map { MetricsChart.smoothed(try MetricsChart.series(run: $0, metric: metric, x: x), window: smooth) }
+        for s in series where s.points.isEmpty { throw CLIError("\(s.name): no '\(metric)' values\(x == "step" ? "" : " with '\(x)'") in metrics.jsonl") }
         let path = out ?? ((runs[0].hasSuffix(".jsonl") ? (runs[0] as NSString).deletingLastPathComponent : runs[0]) as NSString)
             .appendingPathComponent("\(metric).svg")
-        try MetricsChart.svg(series: series, metric: metric).write(toFile: path, atomically: true, encoding: .utf8)
+        try MetricsChart.svg(series: series, metric: metric, x: x).write(toFile: path, atomically: true, encoding: .utf8)
         log("wrote \(path)")
         convertToPNG(path)
     }

@@ -86,7 +86,7 @@ struct DataCommand: ParsableCommand {
     struct Arith: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "a + b with a, b in 0…99: flawed SFT demos, preference pairs, RL prompts, held-out eval.")
-        @Option(help: "Folder to write sft.jsonl, prefs.jsonl, prompts.jsonl, eval.jsonl, eval_prefs.jsonl into.")
+        @Option(help: "Folder to write sft.jsonl, prefs.jsonl, prompts.jsonl, eval.jsonl, eval_prefs.jsonl, judge.jsonl, eval_judge.jsonl into.")
         var out: String
         @Option(help: "Seed of the split and the flaws.")
         var seed: UInt64 = 1

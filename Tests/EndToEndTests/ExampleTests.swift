@@ -103,6 +103,31 @@ final class ExampleTests: CLITestCase {
         XCTAssertTrue(stderr.contains("no reward histograms"), stderr)
     }
 
+    /// configs/overopt-*.yaml, shortened: every method runs end to end, prints its JSON line, and
+    /// `rlhf plot --x kl` draws gold reward against KL for all runs on one chart.
+    func testOverOptimisationStudyRunsEveryMethodAndPlots() throws {
+        var runs: [String] = []
+        for method in ["proxy", "r2m", "laser", "hybrid"] {
+            let config = repository.appendingPathComponent("configs/overopt-\(method).yaml").path
+            let run = directory + "/\(method)"
+            let (stdout, _) = try self.run(["overopt", "--config", config, "out=\(run)", "sft.train.steps=150", "study.pairs=60",
+                                            "proxy.train.steps=30", "rl.ppo.iterations=8", "rl.eval.every=100", "rl.eval.max_examples=20",
+                                            "rl.rewards.bon_samples=2"] + (method == "hybrid" ? ["genrm.train.steps=30", "genrm.eval.max_examples=50"] : []))
+            let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+            XCTAssertEqual(summary["method"] as? String, method)
+            for key in ["gold_peak", "gold_final", "proxy_final", "kl_final", "seconds"] { XCTAssertNotNil(summary[key] as? Double, "\(method): \(key)") }
+            XCTAssertGreaterThanOrEqual(summary["gold_peak"] as! Double, summary["gold_final"] as! Double)
+            let metrics = try String(contentsOfFile: run + "/ppo/metrics.jsonl", encoding: .utf8)
+            XCTAssertTrue(metrics.contains("\"gold_mean\"") && metrics.contains(method == "hybrid" ? "\"route_genrm_bon_share\"" : "\"proxy_mean\""), method)
+            XCTAssertEqual(FileManager.default.fileExists(atPath: run + "/proxy3"), method == "laser", "LASeR trains three proxies, the others one")
+            runs.append(run)
+        }
+        try self.run(["plot"] + runs + ["--metric", "gold_mean", "--x", "kl", "--out", directory + "/gold.svg"])
+        let svg = try String(contentsOfFile: directory + "/gold.svg", encoding: .utf8)
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 4, "one line per run")
+        XCTAssertTrue(svg.contains(">kl</text>") && svg.contains(">laser</text>"), "kl on the x axis, runs named by folder")
+    }
+
     /// `score` and `generate` apply a PEFT adapter (the fixture PEFT made) to a model folder.
     func testScoreAndGenerateWithAPEFTAdapter() throws {
         let fixtures = repository.appendingPathComponent("Tests/ModelsTests/Fixtures").path

@@ -71,7 +71,15 @@ final class DataTests: TemporaryDirectoryTestCase {
         var rng = RNG(seed: 0)
         XCTAssertEqual(task.flawed(.init(a: 17, b: 25), rng: &rng), "32")
         let files = try task.write(to: directory + "/arith")
-        XCTAssertEqual(files.count, 5)
+        XCTAssertEqual(files.count, 7)
+        // The generative reward model's judgements: half agree with the answer (Y), half do not (N).
+        let judge = try JSONL.sft(path: directory + "/arith/judge.jsonl")
+        XCTAssertEqual(judge.count, 9500)
+        XCTAssertEqual(Double(judge.filter { $0.completion == "Y" }.count) / 9500, 0.5, accuracy: 0.03)
+        for j in judge.prefix(200) {
+            let parts = j.prompt.dropLast().split(separator: "|")   // "<q><candidate>|<reference>?"
+            XCTAssertEqual(j.completion == "Y", parts[0].split(separator: "=").last == parts[1], j.prompt)
+        }
         XCTAssertEqual(try JSONL.sft(path: directory + "/arith/sft.jsonl").count, 9500)
         XCTAssertEqual(try JSONL.preferences(path: directory + "/arith/prefs.jsonl").count, 9500)
         XCTAssertEqual(try JSONL.prompts(path: directory + "/arith/prompts.jsonl").first?.task, "arith")

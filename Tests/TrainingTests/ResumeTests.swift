@@ -1,7 +1,9 @@
+import Alignment
 import Cluster
 import Foundation
 import Kernels
 import Models
+import Roles
 import Tokenizers
 @testable import Training
 import XCTest
@@ -88,17 +90,7 @@ final class ResumeTests: TemporaryDirectoryTestCase {
 /// PPO: 4 iterations straight vs 2, a crash, then resume: bit-identical adapters, value head,
 /// optimizer state and metrics (timings aside), with adaptive KL and PPO-ptx in play.
 final class PPOResumeTests: TemporaryDirectoryTestCase {
-    func makeSFTModel() throws -> String {
-        let path = directory + "/sft"
-        var shape = try GPT2Config.preset("tiny")
-        shape.contextLength = 32
-        let trunk = try GPT2Trunk(config: shape)
-        var rng = RNG(seed: 5)
-        trunk.initialize(rng: &rng)
-        try HFCheckpoint.save(trunk, directory: path)
-        try ByteTokenizer.markerContents.write(toFile: path + "/" + ByteTokenizer.markerFile, atomically: true, encoding: .utf8)
-        return path
-    }
+    func makeSFTModel() throws -> String { try makeTinyModel(directory: directory) }
 
     func config(_ model: String, out: String, resume: String) throws -> PPOConfig {
         try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [

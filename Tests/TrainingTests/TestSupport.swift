@@ -1,4 +1,7 @@
 import Foundation
+import Kernels
+import Models
+import Tokenizers
 import XCTest
 
 /// A fresh folder per test, removed afterwards.
@@ -9,4 +12,17 @@ class TemporaryDirectoryTestCase: XCTestCase {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
     override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+/// A random tiny GPT-2 folder (context 32, byte tokenizer) to start RL stages from.
+func makeTinyModel(directory: String) throws -> String {
+    let path = directory + "/sft"
+    var shape = try GPT2Config.preset("tiny")
+    shape.contextLength = 32
+    let trunk = try GPT2Trunk(config: shape)
+    var rng = RNG(seed: 5)
+    trunk.initialize(rng: &rng)
+    try HFCheckpoint.save(trunk, directory: path)
+    try ByteTokenizer.markerContents.write(toFile: path + "/" + ByteTokenizer.markerFile, atomically: true, encoding: .utf8)
+    return path
 }

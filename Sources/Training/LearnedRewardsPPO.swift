@@ -1,0 +1,90 @@
+import Alignment
+import Cluster
+import Foundation
+import Kernels
+import Models
+import Roles
+import Tokenizers
+
+/// How PPO builds and uses `LearnedRewards` (the keys rewards.proxy_heads, rewards.selection,
+/// laser.*, r2m.*).
+extension LearnedRewards {
+    /// nil when no proxy heads are configured. A head trained alone on model.init_from
+    /// (rm.train_trunk=false) is read on the shared pass; a fine-tuned reward model keeps its trunk.
+    static func make(_ c: ResolvedConfig, base: GPT2Trunk, originalHead: ScalarHead, seed: UInt64) throws -> LearnedRewards? {
+        let list = c.string("rewards.proxy_heads").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !list.isEmpty else {
+            guard c.double("rewards.proxy") == 0 else { throw ConfigError("rewards.proxy > 0 needs 'rewards.proxy_heads'") }
+            return nil
+        }
+        var heads: [ScalarHead] = [], trunks: [GPT2Trunk?] = []
+        for path in list {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ConfigError("'rewards.proxy_heads': \(path) does not exist") }
+            let folder = isDirectory.boolValue ? path : (path as NSString).deletingLastPathComponent
+            let file = isDirectory.boolValue ? ScalarHeadIO.fileName : (path as NSString).lastPathComponent
+            // A folder with a model of its own (an rm checkpoint that trained its trunk) keeps it;
+            // one whose model is the base's is read on the shared pass.
+            var own: GPT2Trunk?
+            if isDirectory.boolValue, FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("model.safetensors")) {
+                let trunk = try HFCheckpoint.load(directory: path)
+                guard trunk.config.channels == base.config.channels else { throw ConfigError("'rewards.proxy_heads': \(path) is \(trunk.config.channels) wide, the policy \(base.config.channels)") }
+                if trunk.config != base.config || trunk.weights.array != base.weights.array { own = trunk }
+            }
+            trunks.append(own)
+            heads.append(try ScalarHeadIO.load(directory: folder, channels: base.config.channels, fileName: file))
+        }
+        let selection = c.string("rewards.selection")
+        var r2m: R2MHead?
+        if selection == "r2m" {
+            r2m = R2MHead(channels: base.config.channels, policyChannels: base.config.channels, heads: c.int("r2m.heads"))
+            var rng = RNG(seed: seed &+ 0x2A2)
+            r2m!.initialize(rewardHead: heads[0], rng: &rng)
+        }
+        return LearnedRewards(names: heads.indices.map { "proxy\($0 + 1)" }, heads: heads, trunks: trunks, selection: selection, laserAlpha: c.double("laser.alpha"),
+                              laserSignal: c.string("laser.reward"), r2m: r2m, r2mLR: c.float("r2m.lr"), r2mWeightMax: c.double("r2m.w_max"),
+                              r2mRampIterations: c.double("r2m.ramp") * Double(c.int("ppo.iterations")))
+    }
+
+    struct Scored {
+        var reference: [[Float]], old: [[Float]], original: [Float]
+        var proxy: [Double], perHead: [[Double]], arm: Int?
+        var lastHidden: [[Float]], policyHidden: [[Float]]
+    }
+
+    /// The score phase with learned rewards: one adapters-off pass (reference log-probs and the
+    /// heads' last-token states), the policy's pass (old log-probs and, when needed, its states).
+    func score(_ sequences: [[Int32]], promptLengths: [Int], iteration: Int, scorer: HydraScorer, policy: LocalPolicy,
+               originalHead: ScalarHead, replicas: (any Transport)?) async throws -> Scored {
+        let (reference, last) = try await scorer.referenceAndLastHidden(sequences)
+        let (old, policyHidden) = needsPolicyHidden ? try await policy.logProbsAndHidden(sequences) : (try await policy.logProbs(sequences), [])
+        let states = try proxyStates(sequences, shared: last)
+        let perHead = headScores(states)
+        let original = originalHead.forward(hidden: last.flatMap { $0 }, rows: last.count)
+        // R2M's h_rm is proxy 1's state at the reward token.
+        let (proxy, arm) = try await rewards(iteration: iteration, scores: perHead, lastHidden: states[0], policyHidden: policyHidden,
+                                             promptLengths: promptLengths, channels: originalHead.channels, replicas: replicas)
+        return Scored(reference: reference, old: old, original: original, proxy: proxy, perHead: perHead, arm: arm, lastHidden: states[0], policyHidden: policyHidden)
+    }
+
+    /// R2M's online update on `replay` pairs (each [BOS] x y [EOS] with its prompt length) and
+    /// this batch's rollouts, using the current policy's states.
+    func updateR2M(iteration: Int, replay: [(chosen: [Int32], rejected: [Int32], promptLength: Int)], scored: Scored, promptLengths: [Int],
+                   scorer: HydraScorer, policy: LocalPolicy, anchor: Double, learningRate: Float, replicas: (any Transport)?) async throws -> (Double, Double) {
+        guard !replay.isEmpty else { return (0, 0) }
+        let sequences = replay.map(\.chosen) + replay.map(\.rejected)
+        let last: [[Float]]
+        if let own = trunks[0] { last = try own.lastHiddenStates(sequences) } else { last = try await scorer.referenceAndLastHidden(sequences).lastHidden }
+        let (_, states) = try await policy.logProbsAndHidden(sequences)
+        let c = heads[0].channels, n = replay.count
+        let pairs = (0..<n).map { i in
+            (chosen: (last: last[i], policy: responseStates(states[i], from: replay[i].promptLength, channels: c)),
+             rejected: (last: last[n + i], policy: responseStates(states[n + i], from: replay[i].promptLength, channels: c)))
+        }
+        // The anchor's target is the head R2M started from (proxy 1).
+        let rollouts = scored.lastHidden.indices.map { i in
+            (last: scored.lastHidden[i], policy: responseStates(scored.policyHidden[i], from: promptLengths[i], channels: c), original: scored.perHead[0][i])
+        }
+        return try await updateR2M(iteration: iteration, pairs: pairs, rollouts: rollouts, anchor: anchor, learningRate: learningRate, replicas: replicas)
+    }
+}

@@ -1,0 +1,127 @@
+import Alignment
+import Cluster
+import Foundation
+import Kernels
+import Models
+import Roles
+@testable import Training
+import XCTest
+
+/// PPO with learned rewards: LASeR over two proxy heads and R2M resume exactly too (bandit
+/// state, R2M parameters and moments are in the checkpoint); R2M's update never touches the policy.
+final class LearnedRewardTests: TemporaryDirectoryTestCase {
+    func heads(_ model: String, count: Int) throws -> [String] {
+        try (0..<count).map { k in
+            let dir = directory + "/head\(k)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let head = ScalarHead(channels: try HFCheckpoint.load(directory: model).config.channels)
+            var rng = RNG(seed: 40 + UInt64(k))
+            head.initialize(rng: &rng, std: 0.3)
+            try ScalarHeadIO.save(head, directory: dir)
+            return dir
+        }
+    }
+
+    func testLaserAndR2MResumeBitIdentically() async throws {
+        let model = try makeTinyModel(directory: directory)
+        let proxies = try heads(model, count: 2).joined(separator: ",")
+        for (name, extra) in [("laser", ["rewards.selection=laser"]), ("r2m", ["rewards.selection=r2m", "r2m.replay=8", "r2m.ramp=0.5"])] {
+            func config(_ out: String, _ mode: String) throws -> PPOConfig {
+                try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
+                    "name=\(name)", "out=\(out)", "resume=\(mode)", "model.init_from=\(model)", "data.task=arith", "data.eval_size=20",
+                    "ppo.iterations=4", "ppo.prompts=4", "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4", "ppo.minibatch_size=4",
+                    "ppo.estimator=grpo", "lora.rank=4", "train.max_length=16", "rewards.proxy_heads=\(proxies)", "rewards.proxy=1",
+                    "eval.every=100", "eval.max_examples=10", "checkpoint.every=2", "checkpoint.keep_last=5", "log.every=100"] + extra))
+            }
+            let a = directory + "/\(name)-a", b = directory + "/\(name)-b"
+            _ = try await PPOStage(config: try config(a, "never"), transport: SingleProcessTransport(), say: { _ in }).run()
+            _ = try await PPOStage(config: try config(b, "never"), transport: SingleProcessTransport(), say: { _ in }).run()
+            try FileManager.default.removeItem(atPath: b + "/checkpoints/step-00000004")
+            _ = try await PPOStage(config: try config(b, "auto"), transport: SingleProcessTransport(), say: { _ in }).run()
+            for file in ["final/policy_adapter/adapter_model.safetensors", "checkpoints/step-00000004/ppo_state.safetensors",
+                         "checkpoints/step-00000004/learned_rewards.json"] {
+                let left = FileManager.default.contents(atPath: a + "/" + file) ?? Data(), right = FileManager.default.contents(atPath: b + "/" + file) ?? Data()
+                XCTAssertFalse(left.isEmpty, "\(name): \(file)")
+                XCTAssertEqual(left, right, "\(name): \(file) differs after resume")
+            }
+            let metrics = try JSONL.objects(path: a + "/metrics.jsonl").map(\.object).filter { $0["proxy_mean"] != nil }
+            XCTAssertEqual(metrics.count, 4)
+            XCTAssertTrue(metrics.allSatisfy { $0["gold_mean"] != nil }, "the gold reward is logged")
+            if name == "laser" { XCTAssertEqual(metrics.prefix(2).compactMap { $0["laser_arm"] as? Int }, [0, 1], "each arm once first") }
+            if name == "r2m" { XCTAssertNotNil(metrics.last?["r2m_pair_loss"]) }
+        }
+    }
+
+    func testR2MUpdateTrainsTheHeadAloneAndIgnoresPadding() async throws {
+        let model = try makeTinyModel(directory: directory)
+        let base = try HFCheckpoint.load(directory: model)
+        let config = try ppoSchema.resolve(file: nil, overrides: ["model.init_from=\(model)", "data.task=arith", "rewards.proxy_heads=\(try heads(model, count: 1)[0])",
+                                                                 "rewards.selection=r2m", "r2m.ramp=0"])
+        let learned = try XCTUnwrap(try LearnedRewards.make(config, base: base, originalHead: ScalarHead(channels: base.config.channels), seed: 1))
+        XCTAssertEqual(learned.r2mWeight(iteration: 0), 1, "ramp 0: full weight at once")
+        var rng = RNG(seed: 9)
+        for i in 0..<learned.r2m!.parameters.count { learned.r2m!.parameters[i] += 0.05 * rng.normal() }   // W_o off zero
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: LoRATarget.allCases), modelConfig: base.config)
+        adapter.initialize(rng: &rng)
+        let policy = LocalPolicy(trunk: base, adapter: adapter)
+        let scorer = HydraScorer(trunk: base, rewardHead: ScalarHead(channels: base.config.channels))
+        let short: [Int32] = [256, 49, 43, 50, 61, 51, 257], long: [Int32] = [256, 52, 53, 43, 54, 55, 61, 57, 57, 257]
+        let together = try await learned.score([short, long], promptLengths: [5, 7], iteration: 3, scorer: scorer, policy: policy,
+                                               originalHead: ScalarHead(channels: base.config.channels), replicas: nil as (any Transport)?)
+        let alone = try await learned.score([short], promptLengths: [5], iteration: 3, scorer: scorer, policy: policy,
+                                            originalHead: ScalarHead(channels: base.config.channels), replicas: nil as (any Transport)?)
+        XCTAssertEqual(together.proxy[0], alone.proxy[0], accuracy: 1e-5, "a padded batch gives the same reward")
+        let trunkBefore = base.weights.array, adapterBefore = adapter.weights.array, headBefore = learned.r2m!.parameters.array
+        _ = try await learned.updateR2M(iteration: 3, replay: [(chosen: short, rejected: [256, 49, 43, 50, 61, 52, 257], promptLength: 5)],
+                                        scored: together, promptLengths: [5, 7], scorer: scorer, policy: policy, anchor: 0.1, learningRate: 1e-2, replicas: nil as (any Transport)?)
+        XCTAssertEqual(base.weights.array, trunkBefore, "the trunk is untouched")
+        XCTAssertEqual(adapter.weights.array, adapterBefore, "no gradient reaches the policy")
+        XCTAssertNotEqual(learned.r2m!.parameters.array, headBefore, "the fusion and head train")
+    }
+}
+
+/// The hybrid reward's routing: verifiers by task, the GenRM for the rest.
+final class HybridRoutingTests: XCTestCase {
+    func testRoutesAndVerifierScores() throws {
+        let hybrid = HybridReward(verifiers: try Verifiers.routes("arith,expr=expression"), referenceTasks: ["judged"], genrm: nil)
+        XCTAssertEqual(hybrid.route(task: "arith", hasAnswer: true), .verifier)
+        XCTAssertEqual(hybrid.route(task: "arith", hasAnswer: false), .genrmBestOfN, "a verifier needs the answer")
+        XCTAssertEqual(hybrid.route(task: "judged", hasAnswer: true), .genrmTruth)
+        XCTAssertEqual(hybrid.route(task: "chat", hasAnswer: true), .genrmBestOfN)
+        let (values, routes) = try hybrid.scores(prompts: [0, 1, 2], questions: ["1+2=", "1+2=", "make 5:"], tasks: ["arith", "arith", "expr"],
+                                                 answers: ["3", "3", "5"], texts: ["3", "3!", "2+3"])
+        XCTAssertEqual(values, [1, 0, 1], "exact + format; exact but not a bare integer; an expression worth 5")
+        XCTAssertEqual(routes, [.verifier, .verifier, .verifier])
+        XCTAssertThrowsError(try hybrid.scores(prompts: [0], questions: ["q"], tasks: ["judged"], answers: ["1"], texts: ["1"])) {
+            XCTAssertTrue("\($0)".contains("rewards.genrm_model"), "\($0)")
+        }
+    }
+}
+
+/// Pre-PPO keeps the hardest prompts per task; the task-priority schedule draws only the
+/// listed tasks first.
+final class PrePPOTests: TemporaryDirectoryTestCase {
+    func testPrePPOKeepsTheHardestShareAndTheCurriculumDrawsPriorityTasksFirst() async throws {
+        let model = try makeTinyModel(directory: directory)
+        let lines: [[String: Any]] = (0..<40).map { k in ["prompt": "\(k)+\(k % 7)=", "answer": String(k + k % 7), "task": k % 2 == 0 ? "math" : "code"] }
+        try JSONL.write(lines, to: directory + "/prompts.jsonl")
+        let config = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
+            "name=prepo", "out=\(directory)/run", "resume=never", "model.init_from=\(model)", "data.train=\(directory)/prompts.jsonl",
+            "ppo.iterations=4", "ppo.prompts=4", "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4", "ppo.minibatch_size=8", "ppo.estimator=grpo",
+            "lora.rank=4", "train.max_length=16", "rewards.format=1", "prepo.keep=0.5", "prepo.samples=3", "prepo.candidates=0",
+            "curriculum.tasks=math", "curriculum.share=0.5", "eval.every=100", "log.every=100", "checkpoint.every=0"]))
+        var messages: [String] = []
+        _ = try await PPOStage(config: config, transport: SingleProcessTransport(), say: { messages.append($0) }).run()
+        let rows = try JSONL.objects(path: directory + "/run/prepo.jsonl").map(\.object)
+        XCTAssertEqual(rows.count, 40)
+        let kept = rows.indices.filter { rows[$0]["kept"] as! Bool }
+        XCTAssertEqual(kept.count, 20)
+        let z = rows.map { $0["z"] as! Double }
+        XCTAssertEqual(Set(kept), Set(z.indices.sorted { (z[$0], $0) < (z[$1], $1) }.prefix(20)), "the lowest z-scores are kept")
+        let keptMath = kept.filter { rows[$0]["task"] as! String == "math" }.count
+        let pools = try JSONL.objects(path: directory + "/run/metrics.jsonl").compactMap { $0.object["prompt_pool"] as? Int }
+        XCTAssertEqual(pools, [keptMath, keptMath, 20, 20], "math prompts first for half the iterations, then every kept prompt")
+        XCTAssertTrue(messages.contains { $0.hasPrefix("Pre-PPO: kept 20 of 40") }, "\(messages)")
+    }
+}
+
