@@ -88,12 +88,13 @@ final class LearnedRewards {
         return (scores[0].indices.map { i in scores.reduce(0) { $0 + $1[i] } / Double(scores.count) }, nil)
     }
 
-    /// After the iteration's update: LASeR learns from −(mean policy loss) or from the change of
-    /// the ensemble's mean score between consecutive batches.
-    func finishIteration(policyLoss: Double, ensembleMean: Double) {
-        defer { previousEnsembleMean = ensembleMean }
+    /// After the iteration's update: LASeR learns from −(mean policy loss), or from the held-out
+    /// score gain — the heads' mean score of greedy responses to fixed held-out prompts after this
+    /// update minus after the previous one.
+    func finishIteration(policyLoss: Double, heldOut: Double?) {
+        defer { if let heldOut { previousEnsembleMean = heldOut } }
         guard var b = bandit, let (arm, x) = pending else { return }
-        let signal = laserSignal == "loss" ? -policyLoss : ensembleMean - (previousEnsembleMean ?? ensembleMean)
+        let signal = laserSignal == "loss" ? -policyLoss : (heldOut ?? 0) - (previousEnsembleMean ?? heldOut ?? 0)
         b.update(arm: arm, context: x, reward: signal)
         bandit = b
         pending = nil

@@ -87,4 +87,14 @@ extension LearnedRewards {
         }
         return try await updateR2M(iteration: iteration, pairs: pairs, rollouts: rollouts, anchor: anchor, learningRate: learningRate, replicas: replicas)
     }
+
+    /// The heads' mean score of the policy's greedy responses to `prompts` (LASeR's held-out signal).
+    func heldOutScore(_ prompts: [[Int32]], policy: LocalPolicy, scorer: HydraScorer, maxNewTokens: Int, eosTokenId: Int32?) async throws -> Double {
+        guard !prompts.isEmpty else { return 0 }
+        let out = try await policy.generate(prompts: prompts, options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: eosTokenId)).tokens
+        let sequences = zip(prompts, out).map { $0 + $1 }
+        let (_, last) = try await scorer.referenceAndLastHidden(sequences)
+        let scores = headScores(try proxyStates(sequences, shared: last))
+        return scores.reduce(0) { $0 + $1.reduce(0, +) } / Double(scores.count * sequences.count)
+    }
 }

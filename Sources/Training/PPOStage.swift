@@ -211,6 +211,14 @@ public final class PPOStage {
             let routes = Dictionary(grouping: pool) { hybrid!.route(task: prompts[$0].task, hasAnswer: prompts[$0].answer != nil).rawValue }.mapValues(\.count)
             say("hybrid reward: prompts per route \(routes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
         }
+        // LASeR's held-out prompts (the evaluation prompts), scored once before the first update.
+        let heldOutPrompts = Array(evalExamples.prefix(c.int("laser.heldout_prompts"))).map { SFTTokenization.promptTokens($0, tokenizer: tokenizer) }
+        if let learned, learned.bandit != nil, c.string("laser.reward") == "heldout" {
+            guard !heldOutPrompts.isEmpty else { throw ConfigError("laser.reward heldout needs held-out prompts (data.eval, or a task)") }
+            if learned.previousEnsembleMean == nil {
+                learned.previousEnsembleMean = try await learned.heldOutScore(heldOutPrompts, policy: policy, scorer: scorer, maxNewTokens: cfg.maxNewTokens, eosTokenId: tokenizer.eosTokenId)
+            }
+        }
         let priorityTasks = Set(c.string("curriculum.tasks").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         let priority = pool.filter { priorityTasks.contains(prompts[$0].task) }
         let curriculumIterations = Int((c.double("curriculum.share") * Double(cfg.iterations)).rounded())
@@ -399,14 +407,17 @@ public final class PPOStage {
             if let learned, let scored {
                 let policyLoss = try await (replicas?.allReduce([Double(stats.map(\.loss).reduce(0, +)) / Double(max(stats.count, 1))], op: .mean)[0])
                     ?? Double(stats.map(\.loss).reduce(0, +)) / Double(max(stats.count, 1))
-                learned.finishIteration(policyLoss: policyLoss, ensembleMean: sums[6 + 2 * sourceNames.count + 3] / n)
+                let heldOut = learned.bandit != nil && c.string("laser.reward") == "heldout"
+                    ? try await learned.heldOutScore(heldOutPrompts, policy: policy, scorer: scorer, maxNewTokens: cfg.maxNewTokens, eosTokenId: tokenizer.eosTokenId) : nil
+                learned.finishIteration(policyLoss: policyLoss, heldOut: heldOut)
+                if let heldOut { learnedMetrics["laser_heldout_score"] = heldOut }
                 if learned.r2m != nil && iteration % max(c.int("r2m.every"), 1) == 0 {
                     var replayRNG = RNG(seed: cfg.seed &+ 0x2E9 &+ UInt64(iteration))
                     let replay = (0..<min(c.int("r2m.replay"), r2mPairs.count)).map { _ in r2mPairs[Int(replayRNG.next() % UInt64(r2mPairs.count))] }
                     let (pairLoss, anchorLoss) = try await learned.updateR2M(iteration: iteration, replay: replay, scored: scored, promptLengths: promptLengths,
                                                                              scorer: scorer, policy: policy, anchor: c.double("r2m.anchor"),
                                                                              learningRate: c.float("r2m.lr"), replicas: replicas)
-                    learnedMetrics = ["r2m_pair_loss": pairLoss, "r2m_anchor_loss": anchorLoss, "r2m_weight": learned.r2mWeight(iteration: iteration)]
+                    learnedMetrics = learnedMetrics.merging(["r2m_pair_loss": pairLoss, "r2m_anchor_loss": anchorLoss, "r2m_weight": learned.r2mWeight(iteration: iteration)]) { a, _ in a }
                 }
             }
             result.kl = meanKL

@@ -25,7 +25,8 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
     func testLaserAndR2MResumeBitIdentically() async throws {
         let model = try makeTinyModel(directory: directory)
         let proxies = try heads(model, count: 2).joined(separator: ",")
-        for (name, extra) in [("laser", ["rewards.selection=laser"]), ("r2m", ["rewards.selection=r2m", "r2m.replay=8", "r2m.ramp=0.5"])] {
+        for (name, extra) in [("laser", ["rewards.selection=laser"]), ("laser-heldout", ["rewards.selection=laser", "laser.reward=heldout", "laser.heldout_prompts=4"]),
+                              ("r2m", ["rewards.selection=r2m", "r2m.replay=8", "r2m.ramp=0.5"])] {
             func config(_ out: String, _ mode: String) throws -> PPOConfig {
                 try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
                     "name=\(name)", "out=\(out)", "resume=\(mode)", "model.init_from=\(model)", "data.task=arith", "data.eval_size=20",
@@ -47,7 +48,8 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
             let metrics = try JSONL.objects(path: a + "/metrics.jsonl").map(\.object).filter { $0["proxy_mean"] != nil }
             XCTAssertEqual(metrics.count, 4)
             XCTAssertTrue(metrics.allSatisfy { $0["gold_mean"] != nil }, "the gold reward is logged")
-            if name == "laser" { XCTAssertEqual(metrics.prefix(2).compactMap { $0["laser_arm"] as? Int }, [0, 1], "each arm once first") }
+            if name.hasPrefix("laser") { XCTAssertEqual(metrics.prefix(2).compactMap { $0["laser_arm"] as? Int }, [0, 1], "each arm once first") }
+            if name == "laser-heldout" { XCTAssertEqual(metrics.compactMap { $0["laser_heldout_score"] as? Double }.count, 4) }
             if name == "r2m" { XCTAssertNotNil(metrics.last?["r2m_pair_loss"]) }
         }
     }
