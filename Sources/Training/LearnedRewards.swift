@@ -27,11 +27,16 @@ final class LearnedRewards {
     var pending: (arm: Int, context: [Double])?
     var previousEnsembleMean: Double?
 
-    init(names: [String], heads: [ScalarHead], trunks: [GPT2Trunk?], selection: String, laserAlpha: Double, laserSignal: String,
-         r2m: R2MHead?, r2mLR: Float, r2mWeightMax: Double, r2mRampIterations: Double) {
-        precondition(!heads.isEmpty && names.count == heads.count)
+    /// LASeR's arms: the proxy heads by default, or any named reward sources (laser.arms).
+    let armNames: [String]
+    var explicitArms: Bool { armNames != names }
+
+    init(names: [String], heads: [ScalarHead], trunks: [GPT2Trunk?], channels: Int, selection: String, arms: [String]? = nil, laserAlpha: Double,
+         laserSignal: String, r2m: R2MHead?, r2mLR: Float, r2mWeightMax: Double, r2mRampIterations: Double) {
+        precondition(names.count == heads.count && (!heads.isEmpty || !(arms ?? []).isEmpty))
         self.names = names; self.heads = heads; self.trunks = trunks; self.selection = selection; self.laserSignal = laserSignal
-        bandit = selection == "laser" ? LinUCB(dimension: heads[0].channels, arms: heads.count, alpha: laserAlpha) : nil
+        armNames = arms ?? names
+        bandit = selection == "laser" ? LinUCB(dimension: channels, arms: armNames.count, alpha: laserAlpha) : nil
         self.r2m = r2m
         r2mOptimizer = r2m.map { AdamW(layout: $0.layout, hyper: AdamWHyperparameters(learningRate: r2mLR, weightDecay: 0)) }
         r2mGradients = r2m.map { FloatBuffer(count: $0.parameters.count) }
@@ -77,6 +82,8 @@ final class LearnedRewards {
             // never played may otherwise never be tried.
             let arm = iteration <= bandit.arms ? iteration - 1 : bandit.select(x)
             pending = (arm, x)
+            // Named arms: the stage takes the chosen source's values; the proxy is the heads' mean.
+            if explicitArms { return (ensemble(scores, count: lastHidden.count), arm) }
             return (scores[arm], arm)
         }
         if let r2m {
@@ -85,7 +92,12 @@ final class LearnedRewards {
                 Double(r2m.forward(rewardHidden: lastHidden[i], policyHidden: responseStates(policyHidden[i], from: promptLengths[i], channels: channels), weight: w).reward)
             }, nil)
         }
-        return (scores[0].indices.map { i in scores.reduce(0) { $0 + $1[i] } / Double(scores.count) }, nil)
+        return (ensemble(scores, count: lastHidden.count), nil)
+    }
+
+    /// The heads' mean score per sequence (zeros without heads).
+    func ensemble(_ scores: [[Double]], count: Int) -> [Double] {
+        (0..<count).map { i in scores.isEmpty ? 0 : scores.reduce(0) { $0 + $1[i] } / Double(scores.count) }
     }
 
     /// After the iteration's update: LASeR learns from −(mean policy loss), or from the held-out

@@ -13,9 +13,23 @@ extension LearnedRewards {
     /// (rm.train_trunk=false) is read on the shared pass; a fine-tuned reward model keeps its trunk.
     static func make(_ c: ResolvedConfig, base: GPT2Trunk, originalHead: ScalarHead, seed: UInt64) throws -> LearnedRewards? {
         let list = c.string("rewards.proxy_heads").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !list.isEmpty else {
+        let arms = c.string("laser.arms").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let selection = c.string("rewards.selection")
+        guard arms.isEmpty || selection == "laser" else { throw ConfigError("'laser.arms' needs rewards.selection: laser") }
+        guard !list.isEmpty || !arms.isEmpty else {
             guard c.double("rewards.proxy") == 0 else { throw ConfigError("rewards.proxy > 0 needs 'rewards.proxy_heads'") }
+            guard selection == "mean" else { throw ConfigError("rewards.selection \(selection) needs 'rewards.proxy_heads' (or, for laser, 'laser.arms')") }
             return nil
+        }
+        for arm in arms {
+            let known = ["reward_head", "verifier", "format"].contains(arm) || (arm == "hybrid" && c.double("rewards.hybrid") != 0)
+                || (arm.hasPrefix("proxy") && Int(arm.dropFirst(5)).map { (1...list.count).contains($0) } == true)
+            guard known else {
+                throw ConfigError("'laser.arms': '\(arm)' is not a reward source of this run (reward_head, verifier, format, hybrid with rewards.hybrid ≠ 0, proxy1…proxy\(list.count))")
+            }
+        }
+        if c.string("laser.reward") == "heldout" && selection == "laser" && list.isEmpty {
+            throw ConfigError("laser.reward heldout scores held-out responses with 'rewards.proxy_heads'; set some or use laser.reward loss")
         }
         var heads: [ScalarHead] = [], trunks: [GPT2Trunk?] = []
         for path in list {
@@ -34,14 +48,14 @@ extension LearnedRewards {
             trunks.append(own)
             heads.append(try ScalarHeadIO.load(directory: folder, channels: base.config.channels, fileName: file))
         }
-        let selection = c.string("rewards.selection")
         var r2m: R2MHead?
         if selection == "r2m" {
             r2m = R2MHead(channels: base.config.channels, policyChannels: base.config.channels, heads: c.int("r2m.heads"))
             var rng = RNG(seed: seed &+ 0x2A2)
             r2m!.initialize(rewardHead: heads[0], rng: &rng)
         }
-        return LearnedRewards(names: heads.indices.map { "proxy\($0 + 1)" }, heads: heads, trunks: trunks, selection: selection, laserAlpha: c.double("laser.alpha"),
+        return LearnedRewards(names: heads.indices.map { "proxy\($0 + 1)" }, heads: heads, trunks: trunks, channels: base.config.channels, selection: selection,
+                              arms: arms.isEmpty ? nil : arms, laserAlpha: c.double("laser.alpha"),
                               laserSignal: c.string("laser.reward"), r2m: r2m, r2mLR: c.float("r2m.lr"), r2mWeightMax: c.double("r2m.w_max"),
                               r2mRampIterations: c.double("r2m.ramp") * Double(c.int("ppo.iterations")))
     }
@@ -62,9 +76,10 @@ extension LearnedRewards {
         let perHead = headScores(states)
         let original = originalHead.forward(hidden: last.flatMap { $0 }, rows: last.count)
         // R2M's h_rm is proxy 1's state at the reward token.
-        let (proxy, arm) = try await rewards(iteration: iteration, scores: perHead, lastHidden: states[0], policyHidden: policyHidden,
+        let rewardStates = states.first ?? last   // no heads: LASeR over named sources only
+        let (proxy, arm) = try await rewards(iteration: iteration, scores: perHead, lastHidden: rewardStates, policyHidden: policyHidden,
                                              promptLengths: promptLengths, channels: originalHead.channels, replicas: replicas)
-        return Scored(reference: reference, old: old, original: original, proxy: proxy, perHead: perHead, arm: arm, lastHidden: states[0], policyHidden: policyHidden)
+        return Scored(reference: reference, old: old, original: original, proxy: proxy, perHead: perHead, arm: arm, lastHidden: rewardStates, policyHidden: policyHidden)
     }
 
     /// R2M's online update on `replay` pairs (each [BOS] x y [EOS] with its prompt length) and

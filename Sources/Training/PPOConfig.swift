@@ -44,6 +44,7 @@ public let ppoSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + [
     ConfigKey("rewards.selection", .choice(["mean", "laser", "r2m"]), .string("mean"),
               "how the proxy heads make the reward: their mean; laser (LinUCB picks one per batch); r2m (head 1 fused with the policy's states, updated online)"),
     ConfigKey("laser.alpha", .float, .float(0.1), "LinUCB exploration α"),
+    ConfigKey("laser.arms", .string, .string(""), "LASeR's arms: named reward sources (reward_head, verifier, format, hybrid, proxy1…); default the proxy heads"),
     ConfigKey("laser.reward", .choice(["loss", "heldout"]), .string("loss"),
               "bandit reward: −(policy loss of the iteration), or the held-out gain: the heads' mean score of greedy responses to laser.heldout_prompts eval prompts, after minus before the update"),
     ConfigKey("laser.heldout_prompts", .int, .int(32), "held-out prompts for laser.reward heldout"),

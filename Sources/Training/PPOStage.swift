@@ -322,7 +322,12 @@ public final class PPOStage {
             let texts = rollout.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }
             let routed = try hybrid?.scores(prompts: repeatedIndices, questions: repeated.map(\.text), tasks: repeated.map(\.task),
                                             answers: repeated.map(\.answer), texts: texts)
-            let rewards = composeRewards(texts: texts, answers: repeated.map(\.answer), headScores: headScores.map(Double.init), proxy: scored?.proxy, hybrid: routed?.values)
+            var rewards = composeRewards(texts: texts, answers: repeated.map(\.answer), headScores: headScores.map(Double.init), proxy: scored?.proxy, hybrid: routed?.values)
+            // LASeR over named sources: this batch's reward is the chosen source alone.
+            if let learned, learned.explicitArms, let arm = scored?.arm {
+                let name = learned.armNames[arm]
+                rewards.total = name.hasPrefix("proxy") ? scored!.perHead[Int(name.dropFirst(5))! - 1] : rewards.bySource[name]!
+            }
             // The gold reward of the over-optimisation study: exact answer + format rule, logged whatever the weights.
             let gold = zip(rewards.bySource["verifier"]!, rewards.bySource["format"]!).map { $0 + $1 }
             let scores = finalScores(rewards, endedWithEOS: rollout.endedWithEOS)
@@ -396,7 +401,7 @@ public final class PPOStage {
                                   Double(rollout.endedWithEOS.filter { !$0 }.count), scores.reduce(0, +), scores.map { $0 * $0 }.reduce(0, +)]
             let sourceNames = ["reward_head", "verifier", "format"]
             for name in sourceNames { let v = rewards.bySource[name] ?? []; sums += [v.reduce(0, +), v.map { $0 * $0 }.reduce(0, +)] }
-            let proxyValues = scored?.proxy ?? [], ensemble = scored.map { s in s.perHead[0].indices.map { i in s.perHead.reduce(0) { $0 + $1[i] } / Double(s.perHead.count) } } ?? []
+            let proxyValues = scored?.proxy ?? [], ensemble = scored.map { learned!.ensemble($0.perHead, count: sequences.count) } ?? []
             sums += [gold.reduce(0, +), gold.map { $0 * $0 }.reduce(0, +), proxyValues.reduce(0, +), ensemble.reduce(0, +)]
             sums += HybridReward.Route.allCases.map { r in Double(routed?.routes.filter { $0 == r }.count ?? 0) }
             sums += [routed?.values.reduce(0, +) ?? 0]

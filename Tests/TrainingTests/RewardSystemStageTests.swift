@@ -54,6 +54,28 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         }
     }
 
+    /// LASeR over named reward sources: each batch is rewarded by the chosen source alone.
+    func testLaserOverNamedSources() async throws {
+        let model = try makeTinyModel(directory: directory)
+        let config = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
+            "name=arms", "out=\(directory)/run", "resume=never", "model.init_from=\(model)", "data.task=arith", "data.eval_size=20",
+            "ppo.iterations=5", "ppo.prompts=4", "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4", "ppo.minibatch_size=8", "ppo.estimator=grpo",
+            "ppo.missing_eos_penalty=0", "lora.rank=4", "train.max_length=16", "rewards.selection=laser", "laser.arms=verifier,format",
+            "eval.every=100", "log.every=100", "checkpoint.every=0"]))
+        _ = try await PPOStage(config: config, transport: SingleProcessTransport(), say: { _ in }).run()
+        let rows = try JSONL.objects(path: directory + "/run/metrics.jsonl").map(\.object).filter { $0["laser_arm"] != nil }
+        XCTAssertEqual(rows.count, 5)
+        XCTAssertEqual(rows.prefix(2).map { $0["laser_arm"] as! Int }, [0, 1], "each arm once first")
+        for r in rows {
+            let source = (r["laser_arm"] as! Int) == 0 ? "reward_verifier_mean" : "reward_format_mean"
+            XCTAssertEqual(r["reward_mean"] as! Double, r[source] as! Double, accuracy: 1e-12, "the batch's reward is the chosen source")
+        }
+        let bad = try ppoSchema.resolve(file: nil, overrides: ["model.init_from=\(model)", "data.task=arith", "rewards.selection=laser", "laser.arms=verifier,judge"])
+        XCTAssertThrowsError(try LearnedRewards.make(bad, base: try HFCheckpoint.load(directory: model), originalHead: ScalarHead(channels: 128), seed: 1)) {
+            XCTAssertTrue("\($0)".contains("'judge' is not a reward source"), "\($0)")
+        }
+    }
+
     func testR2MUpdateTrainsTheHeadAloneAndIgnoresPadding() async throws {
         let model = try makeTinyModel(directory: directory)
         let base = try HFCheckpoint.load(directory: model)
