@@ -85,7 +85,7 @@ public struct RunFolder: Sendable {
 
     public func appendMetrics(_ object: [String: Any]) throws {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        if !FileManager.default.fileExists(atPath: metrics) { FileManager.default.createFile(atPath: metrics, contents: nil) }
+        if !FileManager.default.fileExists(atPath: metrics) { _ = FileManager.default.createFile(atPath: metrics, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: metrics) else { throw TrainingError("\(metrics): cannot open for writing") }
         defer { try? handle.close() }
         try handle.seekToEnd()
