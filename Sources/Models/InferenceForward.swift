@@ -20,7 +20,7 @@ extension GPT2Trunk {
         let rank = adapter?.config.rank ?? 0
         let loraU = FloatBuffer(count: LoRATarget.allCases.count * m * max(rank, 1))
         // BlockBuffers holds raw pointers: keep every buffer alive until the last layer is done.
-        return try withExtendedLifetime((residual, ln1, mean, rstd, qkv, attention, residual2, ln2, fc, gelu, residual3, probs, loraU)) {
+        return withExtendedLifetime((residual, ln1, mean, rstd, qkv, attention, residual2, ln2, fc, gelu, residual3, probs, loraU)) {
             let buffers = BlockBuffers(ln1: ln1.pointer, ln1Mean: mean.pointer, ln1Rstd: rstd.pointer, qkv: qkv.pointer,
                                        attention: attention.pointer, residual2: residual2.pointer, ln2: ln2.pointer,
                                        ln2Mean: mean.pointer, ln2Rstd: rstd.pointer, fc: fc.pointer, gelu: gelu.pointer, residual3: residual3.pointer)

@@ -26,7 +26,7 @@ final class MPITests: CLITestCase {
         p.environment = Self.cleanEnvironment
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = FileHandle(forWritingAtPath: log)!
         p.standardOutput = handle
         p.standardError = handle

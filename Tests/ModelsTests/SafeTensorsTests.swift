@@ -15,7 +15,7 @@ final class SafeTensorsTests: XCTestCase {
         bytes.append(contentsOf: Array(header.utf8))
         bytes.append(contentsOf: data)
         let path = directory + "/t\(UInt32.random(in: 0...UInt32.max)).safetensors"
-        FileManager.default.createFile(atPath: path, contents: bytes)
+        _ = FileManager.default.createFile(atPath: path, contents: bytes)
         return path
     }
 
@@ -28,7 +28,7 @@ final class SafeTensorsTests: XCTestCase {
 
     func testMalformedFilesGiveClearErrors() {
         let truncated = directory + "/short.safetensors"
-        FileManager.default.createFile(atPath: truncated, contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: truncated, contents: Data([1, 2, 3]))
         assertFails(truncated, containing: "truncated")
         assertFails(write(header: "{}", declaredLength: 1000), containing: "exceeds the file")
         assertFails(write(header: "{}", declaredLength: UInt64.max), containing: "exceeds the file")

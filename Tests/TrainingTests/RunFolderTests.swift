@@ -8,7 +8,7 @@ final class RunFolderTests: TemporaryDirectoryTestCase {
     func checkpoint(_ run: String, step: Int) throws -> String {
         let path = "\(directory)/runs/\(run)/checkpoints/\(Checkpoints.folderName(step: step))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: path + "/training_state.json", contents: Data("{}".utf8))
+        _ = FileManager.default.createFile(atPath: path + "/training_state.json", contents: Data("{}".utf8))
         return path
     }
 
