@@ -38,7 +38,7 @@ extension GPT2Trunk {
     }
 
     /// Final hidden state at each sequence's last token [N, C] (inference forward).
-    func lastHidden(_ sequences: [[Int32]]) throws -> FloatBuffer {
+    public func lastHidden(_ sequences: [[Int32]]) throws -> FloatBuffer {
         let batch = try PaddedBatch(sequences, contextLength: config.contextLength)
         let hidden = try inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length)
         let c = config.channels

@@ -14,19 +14,31 @@ extension LocalPolicy {
 extension HydraScorer {
     /// Reference log-probs, last-token hidden states [C] per sequence, from one adapters-off pass.
     public func referenceAndLastHidden(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], lastHidden: [[Float]]) {
-        let (logProbs, hidden) = try trunk.logProbsAndHidden(sequences, adapter: nil)
-        let c = trunk.config.channels
-        return (logProbs, zip(sequences, hidden).map { s, h in Array(h[((s.count - 1) * c)..<(s.count * c)]) })
+        let (logProbs, last) = try trunk.logProbsAndHidden(sequences, adapter: nil, lastOnly: true)
+        return (logProbs, last)
     }
 }
 
 extension GPT2Trunk {
-    func logProbsAndHidden(_ sequences: [[Int32]], adapter: LoRAAdapter?) throws -> (logProbs: [[Float]], hidden: [[Float]]) {
+    /// The final hidden state [C] at each sequence's last token (inference forward).
+    public func lastHiddenStates(_ sequences: [[Int32]]) throws -> [[Float]] {
+        let last = try lastHidden(sequences), c = config.channels
+        return withExtendedLifetime(last) { (0..<sequences.count).map { Array(UnsafeBufferPointer(start: last.pointer + $0 * c, count: c)) } }
+    }
+
+    /// One inference pass: log-probs of tokens[1...] and each sequence's final states — all of
+    /// them [len, C], or only the last token's [C].
+    func logProbsAndHidden(_ sequences: [[Int32]], adapter: LoRAAdapter?, lastOnly: Bool = false) throws -> (logProbs: [[Float]], hidden: [[Float]]) {
         let batch = try PaddedBatch(sequences, contextLength: config.contextLength)
         let hidden = try inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
         let all = lmHeadLogProbs(hidden: hidden, targets: batch.targets, cache: LMHeadCache(rows: batch.batch * batch.length, vocab: config.vocabSize))
         let c = config.channels
-        let states = sequences.enumerated().map { r, s in Array(UnsafeBufferPointer(start: hidden.pointer + r * batch.length * c, count: s.count * c)) }
-        return (sequences.enumerated().map { r, s in Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)]) }, withExtendedLifetime(hidden) { states })
+        let states = withExtendedLifetime(hidden) {
+            sequences.enumerated().map { r, s in
+                let first = lastOnly ? r * batch.length + s.count - 1 : r * batch.length
+                return Array(UnsafeBufferPointer(start: hidden.pointer + first * c, count: (lastOnly ? 1 : s.count) * c))
+            }
+        }
+        return (sequences.enumerated().map { r, s in Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)]) }, states)
     }
 }

@@ -29,6 +29,12 @@ public struct ArithTask: Sendable {
         train = Array(all.dropFirst(n))
     }
 
+    /// The task as a run's data.* keys describe it (seed, flaw, flaw_share, eval_size), under `prefix`.
+    public init(_ c: ResolvedConfig, prefix: String = "") {
+        self.init(seed: UInt64(truncatingIfNeeded: c.int(prefix + "data.seed")), flaw: ArithFlaw(rawValue: c.string(prefix + "data.flaw"))!,
+                  flawShare: c.double(prefix + "data.flaw_share"), evalSize: c.int(prefix + "data.eval_size"))
+    }
+
     public static func prompt(_ p: Problem) -> String { "\(p.a)+\(p.b)=" }
     public static func answer(_ p: Problem) -> String { String(p.a + p.b) }
     public static func carries(_ p: Problem) -> Bool { p.a % 10 + p.b % 10 >= 10 }
@@ -66,6 +72,16 @@ public struct ArithTask: Sendable {
         var rng = RNG(seed: seed &+ salt)
         return problems.map { p in
             ["prompt": ArithTask.prompt(p), "chosen": ArithTask.answer(p), "rejected": flawed(p, rng: &rng), "task": "arith"]
+        }
+    }
+
+    /// The task's pairs as typed examples: `train` (salt 2) or held-out `eval` (salt 3) problems,
+    /// the same pairs prefs.jsonl and eval_prefs.jsonl hold.
+    public func preferenceExamples(eval held: Bool) -> [PreferenceExample] {
+        let name = held ? "arith-eval-prefs" : "arith-prefs"
+        return preferencePairs(held ? eval : train, salt: held ? 3 : 2).enumerated().map { i, o in
+            PreferenceExample(prompt: o["prompt"] as! String, chosen: o["chosen"] as! String, rejected: o["rejected"] as! String,
+                              margin: nil, openEnded: nil, task: "arith", source: "\(name):\(i + 1)")
         }
     }
 

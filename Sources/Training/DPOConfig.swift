@@ -63,8 +63,7 @@ public struct DPOConfig: Sendable {
     public var loraRank: Int { c.int("lora.rank") }
 
     public var arithTask: ArithTask {
-        ArithTask(seed: UInt64(truncatingIfNeeded: c.int("data.seed")), flaw: ArithFlaw(rawValue: c.string("data.flaw"))!,
-                  flawShare: c.double("data.flaw_share"), evalSize: c.int("data.eval_size"))
+        ArithTask(c)
     }
 
     public var objective: PreferenceObjective {

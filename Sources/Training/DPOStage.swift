@@ -59,12 +59,8 @@ public final class DPOStage {
         var trainExamples: [PreferenceExample], evalPairExamples: [PreferenceExample], evalExamples: [SFTExample]
         if cfg.task == "arith" {
             let task = cfg.arithTask
-            func examples(_ objects: [[String: Any]], _ name: String) -> [PreferenceExample] {
-                objects.enumerated().map { i, o in PreferenceExample(prompt: o["prompt"] as! String, chosen: o["chosen"] as! String, rejected: o["rejected"] as! String,
-                                                                   margin: nil, openEnded: nil, task: "arith", source: "\(name):\(i + 1)") }
-            }
-            trainExamples = examples(task.preferencePairs(task.train, salt: 2), "arith-prefs")
-            evalPairExamples = examples(task.preferencePairs(task.eval, salt: 3), "arith-eval-prefs")
+            trainExamples = task.preferenceExamples(eval: false)
+            evalPairExamples = task.preferenceExamples(eval: true)
             evalExamples = task.evalExamples()
         } else {
             // Rankings of K > 2 responses become their C(K, 2) pairs.
@@ -92,17 +88,7 @@ public final class DPOStage {
         if isLeader { try folder.writeConfig(c.yaml) }
 
         // Models: the loaded model is the reference; the policy is it plus LoRA, or a copy.
-        let base: GPT2Trunk
-        if cfg.initFrom.isEmpty {
-            var shape = try GPT2Config.preset(c.string("model.preset"))
-            shape.vocabSize = tokenizer.vocabSize
-            shape.bosTokenId = tokenizer.bosTokenId.map(Int.init); shape.eosTokenId = tokenizer.eosTokenId.map(Int.init)
-            base = try GPT2Trunk(config: shape)
-            var rng = RNG(seed: cfg.seed)
-            base.initialize(rng: &rng)
-        } else {
-            base = try HFCheckpoint.load(directory: cfg.initFrom)
-        }
+        let base = try SFTStage.makeModel(initFrom: cfg.initFrom, preset: c.string("model.preset"), tokenizer: tokenizer, seed: cfg.seed)
         let lora = cfg.loraRank > 0
         var policyLoRA: LoRAAdapter?
         let policyTrunk: GPT2Trunk
@@ -297,26 +283,15 @@ public final class DPOStage {
         // batches them the same way, so at equal weights its sums equal these bit for bit.
         let chunk = 32
         let starts = Array(stride(from: 0, to: train.count, by: chunk)) + Array(stride(from: train.count, to: all.count, by: chunk))
-        var mine = Data()
+        // Each rank fills its chunks and leaves the rest 0, so a sum over ranks assembles them
+        // exactly (x + 0 = x); values are Float-rounded first, the file's precision.
+        var partial = [Double](repeating: 0, count: 2 * all.count)   // per pair: chosen, rejected
         for k in stride(from: transport.rank, to: starts.count, by: transport.size) {
             let end = min(starts[k] + chunk, starts[k] < train.count ? train.count : all.count)
-            let pairs = Array(all[starts[k]..<end])
-            let sums = try base.responseLogProbSums(PreferenceBatch(pairs, kinds: [.chosen, .rejected]), adapter: nil).map { Float($0) }
-            var header = [Int32(starts[k]), Int32(sums.count)]
-            mine.append(Data(bytes: &header, count: 8))
-            sums.withUnsafeBytes { mine.append(contentsOf: $0) }
+            let sums = try base.responseLogProbSums(PreferenceBatch(Array(all[starts[k]..<end]), kinds: [.chosen, .rejected]), adapter: nil)
+            for (i, v) in sums.enumerated() { partial[2 * starts[k] + i] = Double(Float(v)) }
         }
-        var values = [Float](repeating: .nan, count: 2 * all.count)   // per pair: chosen, rejected
-        for data in try await transport.allGather(mine) {
-            var offset = 0
-            while offset < data.count {
-                let (first, n) = data.withUnsafeBytes { (Int($0.loadUnaligned(fromByteOffset: offset, as: Int32.self)), Int($0.loadUnaligned(fromByteOffset: offset + 4, as: Int32.self))) }
-                offset += 8
-                data.withUnsafeBytes { raw in for i in 0..<n { values[2 * first + i] = raw.loadUnaligned(fromByteOffset: offset + 4 * i, as: Float.self) } }
-                offset += 4 * n
-            }
-        }
-        guard !values.contains(where: \.isNaN) else { throw TrainingError("reference log-probs: some chunks were not computed") }
+        let values = try await transport.allReduce(partial, op: .sum).map { Float($0) }
         let sums = (0..<all.count).map { ReferenceSums(chosen: Double(values[2 * $0]), rejected: Double(values[2 * $0 + 1])) }
         if isLeader {
             func column(_ range: Range<Int>, _ side: Int) -> [Float] { range.map { values[2 * $0 + side] } }

@@ -2,6 +2,7 @@ import Alignment
 import Foundation
 import Kernels
 import Models
+import Roles
 import Tokenizers
 
 /// A generative reward model (Shen et al. 2025, algorithms.md §8.2): a language model prompted as
@@ -35,15 +36,10 @@ public struct GenerativeReward: @unchecked Sendable {
         for start in stride(from: 0, to: items.count, by: 64) {
             let part = items[start..<min(start + 64, items.count)]
             let sequences = part.map { (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(Self.prompt(question: $0.question, candidate: $0.candidate, reference: $0.reference)) }
-            let length = sequences.map(\.count).max()!, c = trunk.config.channels, v = trunk.config.vocabSize
-            guard length <= trunk.config.contextLength else { throw TrainingError("judge prompt of \(length) tokens exceeds the GenRM's context") }
-            var tokens = [Int32](repeating: 0, count: sequences.count * length)
-            for (r, s) in sequences.enumerated() { for (j, t) in s.enumerated() { tokens[r * length + j] = t } }
-            let hidden = try trunk.inferenceHidden(tokens: tokens, batch: sequences.count, length: length)
-            let last = FloatBuffer(count: sequences.count * c)
-            for (r, s) in sequences.enumerated() { (last.pointer + r * c).update(from: hidden.pointer + (r * length + s.count - 1) * c, count: c) }
+            let v = trunk.config.vocabSize
+            let last = try trunk.lastHidden(sequences)   // [N, C]; a prompt over the context is an error naming its length
             let cache = LMHeadCache(rows: sequences.count, vocab: v)
-            withExtendedLifetime((hidden, last)) { trunk.lmHeadLogits(hidden: last.pointer, rows: sequences.count, cache: cache) }
+            withExtendedLifetime(last) { trunk.lmHeadLogits(hidden: last.pointer, rows: sequences.count, cache: cache) }
             for r in 0..<sequences.count {
                 let ly = Double(cache.logits[r * v + Int(yesId)]), ln = Double(cache.logits[r * v + Int(noId)])
                 out.append(1 / (1 + Foundation.exp(ln - ly)))

@@ -161,13 +161,18 @@ extension LearnedRewards {
     struct State: Codable { var bandit: LinUCB?; var previousEnsembleMean: Double?; var r2mStep: Int? }
     static let stateFile = "learned_rewards.json"
 
-    func save(directory: String) throws -> [String: TrainableSnapshot] {
+    /// R2M's parameters and moments, saved with the roles' in ppo_state.safetensors.
+    func snapshots() -> [String: TrainableSnapshot] {
+        guard let r2m, let o = r2mOptimizer else { return [:] }
+        return ["r2m": TrainableSnapshot(parameters: r2m.parameters.array, m: o.m.array, v: o.v.array, step: o.step)]
+    }
+
+    /// The bandit and its last held-out score, as learned_rewards.json in a checkpoint folder.
+    func writeState(directory: String) throws {
         let state = State(bandit: bandit, previousEnsembleMean: previousEnsembleMean, r2mStep: r2mOptimizer?.step)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         try encoder.encode(state).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent(Self.stateFile)))
-        guard let r2m, let o = r2mOptimizer else { return [:] }
-        return ["r2m": TrainableSnapshot(parameters: r2m.parameters.array, m: o.m.array, v: o.v.array, step: o.step)]
     }
 
     func restore(directory: String, snapshots: [String: TrainableSnapshot]) throws {
@@ -179,19 +184,6 @@ extension LearnedRewards {
             guard let s = snapshots["r2m"], s.parameters.count == r2m.parameters.count else { throw TrainingError("\(directory): no R2M state") }
             s.parameters.withUnsafeBufferPointer { r2m.parameters.pointer.update(from: $0.baseAddress!, count: $0.count) }
             try o.restore(m: s.m, v: s.v, step: s.step)
-        }
-    }
-}
-
-extension GPT2Trunk {
-    /// The final hidden state [C] at each sequence's last token (inference forward).
-    func lastHiddenStates(_ sequences: [[Int32]]) throws -> [[Float]] {
-        let length = sequences.map(\.count).max() ?? 0, c = config.channels
-        var tokens = [Int32](repeating: 0, count: sequences.count * length)
-        for (r, s) in sequences.enumerated() { for (j, t) in s.enumerated() { tokens[r * length + j] = t } }
-        let hidden = try inferenceHidden(tokens: tokens, batch: sequences.count, length: length)
-        return withExtendedLifetime(hidden) {
-            sequences.enumerated().map { r, s in Array(UnsafeBufferPointer(start: hidden.pointer + (r * length + s.count - 1) * c, count: c)) }
         }
     }
 }

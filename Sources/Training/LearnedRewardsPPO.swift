@@ -43,7 +43,10 @@ extension LearnedRewards {
             if isDirectory.boolValue, FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("model.safetensors")) {
                 let trunk = try HFCheckpoint.load(directory: path)
                 guard trunk.config.channels == base.config.channels else { throw ConfigError("'rewards.proxy_heads': \(path) is \(trunk.config.channels) wide, the policy \(base.config.channels)") }
-                if trunk.config != base.config || trunk.weights.array != base.weights.array { own = trunk }
+                let same = trunk.config == base.config && withExtendedLifetime((trunk, base)) {
+                    memcmp(trunk.weights.pointer, base.weights.pointer, trunk.weights.count * MemoryLayout<Float>.stride) == 0
+                }
+                if !same { own = trunk }
             }
             trunks.append(own)
             heads.append(try ScalarHeadIO.load(directory: folder, channels: base.config.channels, fileName: file))

@@ -93,8 +93,7 @@ public enum OverOptimisation {
         //    prompts whose tasks route them to the verifier, the GenRM with the answer, or best-of-N.
         var hybridOverrides: [String] = []
         if method == "hybrid" {
-            let task = ArithTask(seed: UInt64(truncatingIfNeeded: config.int("data.seed")), flaw: ArithFlaw(rawValue: config.string("data.flaw"))!,
-                                 flawShare: config.double("data.flaw_share"), evalSize: config.int("data.eval_size"))
+            let task = ArithTask(config)
             if transport.rank == 0 {
                 try JSONL.write(task.judgements(task.train, salt: 4), to: "\(folder)/judge.jsonl")
                 try JSONL.write(task.judgements(task.eval, salt: 5), to: "\(folder)/eval_judge.jsonl")
@@ -150,8 +149,7 @@ public enum OverOptimisation {
     /// the pair ordered by the gold reward (ties redrawn up to 8 times, then skipped) and flipped
     /// with probability `study.noise`.
     static func writeGoldPairs(_ config: ResolvedConfig, sftModel: String, files: [String], say: (String) -> Void) throws {
-        let task = ArithTask(seed: UInt64(truncatingIfNeeded: config.int("data.seed")), flaw: ArithFlaw(rawValue: config.string("data.flaw"))!,
-                             flawShare: config.double("data.flaw_share"), evalSize: config.int("data.eval_size"))
+        let task = ArithTask(config)
         let trunk = try HFCheckpoint.load(directory: sftModel)
         let tokenizer = try Tokenizers.load(sftModel)
         let maxNew = config.int("rl.ppo.max_new_tokens"), noise = config.double("study.noise")

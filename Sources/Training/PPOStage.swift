@@ -100,9 +100,8 @@ public final class PPOStage {
 
         // Prompts with answers, and the held-out evaluation set.
         let prompts: [Prompt], evalExamples: [SFTExample]
-        if cfg.task == "arith" {
-            let task = ArithTask(seed: UInt64(truncatingIfNeeded: c.int("data.seed")), flaw: ArithFlaw(rawValue: c.string("data.flaw"))!,
-                                 flawShare: c.double("data.flaw_share"), evalSize: c.int("data.eval_size"))
+        let arith = cfg.task == "arith" ? ArithTask(c) : nil
+        if let task = arith {
             prompts = task.train.map { Prompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: ArithTask.prompt($0), completion: ""), tokenizer: tokenizer), answer: ArithTask.answer($0), task: "arith", text: ArithTask.prompt($0)) }
             evalExamples = Array(task.evalExamples().prefix(c.int("eval.max_examples")))
         } else {
@@ -113,9 +112,8 @@ public final class PPOStage {
         var ptxDemos: [TokenizedExample] = []
         if c.double("ppo.ptx_coef") > 0 {
             let demos: [SFTExample]
-            if cfg.task == "arith" {
-                demos = ArithTask(seed: UInt64(truncatingIfNeeded: c.int("data.seed")), flaw: ArithFlaw(rawValue: c.string("data.flaw"))!,
-                                  flawShare: c.double("data.flaw_share"), evalSize: c.int("data.eval_size")).sftExamples()
+            if let arith {
+                demos = arith.sftExamples()
             } else {
                 guard !c.string("data.ptx").isEmpty else { throw ConfigError("ppo.ptx_coef > 0 needs 'data.ptx' (SFT demonstrations JSONL)") }
                 demos = try JSONL.sft(path: c.string("data.ptx"))
@@ -127,11 +125,8 @@ public final class PPOStage {
         if learned?.r2m != nil {
             let examples: [PreferenceExample]
             if !c.string("data.r2m_pairs").isEmpty { examples = try JSONL.preferences(path: c.string("data.r2m_pairs")).flatMap(\.pairs) }
-            else if cfg.task == "arith" {
-                let task = ArithTask(seed: UInt64(truncatingIfNeeded: c.int("data.seed")), flaw: ArithFlaw(rawValue: c.string("data.flaw"))!,
-                                     flawShare: c.double("data.flaw_share"), evalSize: c.int("data.eval_size"))
-                examples = task.preferencePairs(task.train, salt: 2).map { PreferenceExample(prompt: $0["prompt"] as! String, chosen: $0["chosen"] as! String,
-                                                                                           rejected: $0["rejected"] as! String, margin: nil, openEnded: nil, task: "arith", source: "arith-prefs") }
+            else if let arith {
+                examples = arith.preferenceExamples(eval: false)
             } else { throw ConfigError("rewards.selection r2m needs 'data.r2m_pairs' (preference pairs to replay)") }
             r2mPairs = try examples.map {
                 let p = try TokenizedPair($0, tokenizer: tokenizer, maxLength: c.int("train.max_length"), conditioned: false)
@@ -242,21 +237,14 @@ public final class PPOStage {
         func save(iteration: Int) async throws {
             var snapshots = await policy.snapshots()
             snapshots.merge(await critic.snapshots()) { a, _ in a }
-            let learnedDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("rlhf-learned-\(getpid())").path
-            if let learned {
-                try FileManager.default.createDirectory(atPath: learnedDirectory, withIntermediateDirectories: true)
-                snapshots.merge(try learned.save(directory: learnedDirectory)) { a, _ in a }
-            }
+            snapshots.merge(learned?.snapshots() ?? [:]) { a, _ in a }
             let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * cfg.prompts, optimizerStep: snapshots["policy"]!.step,
                                       learningRate: 0, rng: RNG(seed: cfg.seed), tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
                                       worldSize: transport.size, klBeta: kl.beta, optimizerSteps: snapshots.mapValues(\.step))
             _ = try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: c.int("checkpoint.keep_last")) { dir in
                 try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizerFile: (tokenizer as? BPETokenizer)?.path)
                 try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
-                if learned != nil {
-                    try FileManager.default.moveItem(atPath: (learnedDirectory as NSString).appendingPathComponent(LearnedRewards.stateFile),
-                                                     toPath: (dir as NSString).appendingPathComponent(LearnedRewards.stateFile))
-                }
+                try learned?.writeState(directory: dir)
             }
         }
         if checkpoint == nil { result.initialExactMatch = try evaluate(0) }

@@ -40,14 +40,18 @@ public final class SFTStage {
 
     /// Builds the model: from a Hugging Face folder, or a preset sized to the tokenizer.
     static func makeModel(_ c: SFTConfig, tokenizer: any Tokenizer, seed: UInt64) throws -> GPT2Trunk {
-        if !c.initFrom.isEmpty {
-            let trunk = try HFCheckpoint.load(directory: c.initFrom)
+        try makeModel(initFrom: c.initFrom, preset: c.preset, tokenizer: tokenizer, seed: seed)
+    }
+
+    static func makeModel(initFrom: String, preset: String, tokenizer: any Tokenizer, seed: UInt64) throws -> GPT2Trunk {
+        if !initFrom.isEmpty {
+            let trunk = try HFCheckpoint.load(directory: initFrom)
             guard tokenizer.vocabSize <= trunk.config.vocabSize else {
-                throw TrainingError("tokenizer has \(tokenizer.vocabSize) ids but \(c.initFrom) has a vocabulary of \(trunk.config.vocabSize)")
+                throw TrainingError("tokenizer has \(tokenizer.vocabSize) ids but \(initFrom) has a vocabulary of \(trunk.config.vocabSize)")
             }
             return trunk
         }
-        var shape = try GPT2Config.preset(c.preset)
+        var shape = try GPT2Config.preset(preset)
         shape.vocabSize = tokenizer.vocabSize
         shape.bosTokenId = tokenizer.bosTokenId.map(Int.init)
         shape.eosTokenId = tokenizer.eosTokenId.map(Int.init)
@@ -79,11 +83,7 @@ public final class SFTStage {
         if c.rewardWeight > 0 {
             if c.task == "arith" {
                 let task = ArithTask(seed: c.dataSeed, flaw: c.flaw, flawShare: c.flawShare, evalSize: c.evalSize)
-                func examples(_ objects: [[String: Any]], _ name: String) -> [PreferenceExample] {
-                    objects.enumerated().map { i, o in PreferenceExample(prompt: o["prompt"] as! String, chosen: o["chosen"] as! String, rejected: o["rejected"] as! String,
-                                                                       margin: nil, openEnded: nil, task: "arith", source: "\(name):\(i + 1)") }
-                }
-                preferences = (examples(task.preferencePairs(task.train, salt: 2), "arith-prefs"), examples(task.preferencePairs(task.eval, salt: 3), "arith-eval-prefs"))
+                preferences = (task.preferenceExamples(eval: false), task.preferenceExamples(eval: true))
             } else {
                 preferences = (try JSONL.preferences(path: c.prefsFile), c.evalPrefsFile.isEmpty ? [] : try JSONL.preferences(path: c.evalPrefsFile))
             }
@@ -253,8 +253,11 @@ public final class SFTStage {
                                                                globalCount: hydra.batchSize, trunkGradients: gradients, trunkSum: gradientSum)
             }
             let communicated = Date()
-            try await transport.allReduce(gradientSum)
-            gradientSum.write(into: gradients)
+            // Head-only rm: the trunk has no gradient, so nothing to sum, clip or apply.
+            if c.trainTrunk {
+                try await transport.allReduce(gradientSum)
+                gradientSum.write(into: gradients)
+            }
             if let hydra {
                 try await transport.allReduce(hydra.headSum)
                 hydra.headSum.write(into: hydra.headGradients)
@@ -262,7 +265,7 @@ public final class SFTStage {
             let totals = try await transport.allReduce([loss, Double(tokens), pairLoss, pairCorrect], op: .sum)
             loss = totals[0]; tokens = Int(totals[1]); pairLoss = totals[2]; pairCorrect = totals[3]
             let communicateSeconds = Date().timeIntervalSince(communicated)
-            let norm = clipGradientNorm(gradients, maxNorm: c.gradClip)
+            let norm = c.trainTrunk ? clipGradientNorm(gradients, maxNorm: c.gradClip) : 0
             let lr = schedule.rate(step: step)
             if c.trainTrunk { optimizer.update(parameters: trainable, gradients: gradients, learningRate: lr) }
             if let hydra {
