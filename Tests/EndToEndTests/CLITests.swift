@@ -28,9 +28,9 @@ class CLITestCase: XCTestCase {
     }
 
     @discardableResult
-    func run(_ arguments: [String], expectExit status: Int32 = 0) throws -> (stdout: String, stderr: String) {
+    func run(_ arguments: [String], expectExit status: Int32 = 0, environment extra: [String: String] = [:]) throws -> (stdout: String, stderr: String) {
         let process = Process()
-        process.environment = Self.cleanEnvironment
+        process.environment = Self.cleanEnvironment.merging(extra) { _, new in new }
         process.executableURL = binary
         process.arguments = arguments
         let out = Pipe(), err = Pipe()

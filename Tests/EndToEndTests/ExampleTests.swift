@@ -15,7 +15,7 @@ final class ExampleTests: CLITestCase {
         XCTAssertTrue(stdout.contains("step 40/40"), stdout)
         let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
         XCTAssertEqual(summary["steps"] as? Int, 40)
-        XCTAssertNotNil(summary["exact_match"])
+        XCTAssertTrue((0...1).contains(try XCTUnwrap(summary["exact_match"] as? Double)), "exact match is a share")
         XCTAssertEqual(summary["checkpoint"] as? String, run + "/checkpoints/step-00000040")
         let saved = try String(contentsOfFile: run + "/config.yaml", encoding: .utf8)
         XCTAssertTrue(saved.contains("steps: 40"), "the resolved config, overrides included, is saved")
@@ -52,15 +52,15 @@ final class ExampleTests: CLITestCase {
     }
 
     /// The default experiment as shipped: PPO with the verifier raises held-out greedy exact match
-    /// by at least 20 points over the Hydra-SFT model, the whole pipeline within 10 minutes.
+    /// by at least 20 points over the Hydra-SFT model.
     func testArithPipelineRaisesExactMatchByTwentyPoints() throws {
         let config = repository.appendingPathComponent("configs/arith-tiny.yaml").path
         let (stdout, _) = try self.run(["pipeline", "--config", config, "out=\(directory)/pipeline"])
         let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
         let sft = try XCTUnwrap(summary["sft_exact_match"] as? Double), ppo = try XCTUnwrap(summary["ppo_exact_match"] as? Double)
         XCTAssertGreaterThanOrEqual(ppo - sft, 0.20, "SFT \(sft) → PPO \(ppo)")
-        XCTAssertLessThan(try XCTUnwrap(summary["seconds"] as? Double), 600)
-        XCTAssertNotNil(summary["kl"] as? Double)
+        XCTAssertGreaterThan(try XCTUnwrap(summary["seconds"] as? Double), 0)
+        XCTAssertGreaterThan(try XCTUnwrap(summary["kl"] as? Double), 0, "the trained policy has moved away from the reference")
         XCTAssertTrue(stdout.contains("held-out exact match: after SFT"), stdout)
         let metrics = try String(contentsOfFile: directory + "/pipeline/ppo/metrics.jsonl", encoding: .utf8)
         for key in ["reward_verifier_mean", "reward_format_std", "reward_reward_head_mean", "kl_coef", "clip_fraction", "entropy",
@@ -80,10 +80,12 @@ final class ExampleTests: CLITestCase {
             let sft = try XCTUnwrap(row["sft_exact_match"] as? Double), em = try XCTUnwrap(row["exact_match"] as? Double)
             XCTAssertGreaterThan(em, sft, "\(row["loss"]!): exact match \(sft) → \(em)")
             XCTAssertGreaterThan(try XCTUnwrap(row["reward_accuracy"] as? Double), 0.5)
-            XCTAssertNotNil(row["kl"] as? Double)
-            XCTAssertNotNil(row["seconds"] as? Double)
+            let kl = try XCTUnwrap(row["kl"] as? Double)
+            XCTAssertTrue(kl > 0 && kl < 5, "\(row["loss"]!): KL to the SFT model \(kl)")
+            XCTAssertGreaterThan(try XCTUnwrap(row["seconds"] as? Double), 0)
         }
-        XCTAssertNotNil(rows.last?["conditioned_exact_match"] as? Double, "InSPO also reports generation conditioned on its own draft")
+        let conditioned = try XCTUnwrap(rows.last?["conditioned_exact_match"] as? Double, "InSPO also reports generation conditioned on its own draft")
+        XCTAssertTrue((0...1).contains(conditioned))
         let table = try String(contentsOfFile: directory + "/prefs/table.md", encoding: .utf8)
         XCTAssertTrue(table.contains("| cpl |"), table)
         let json = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: directory + "/prefs/table.json"))) as! [[String: Any]]
@@ -115,8 +117,18 @@ final class ExampleTests: CLITestCase {
                                             "rl.rewards.bon_samples=2"] + (method == "hybrid" ? ["genrm.train.steps=30", "genrm.eval.max_examples=50"] : []))
             let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
             XCTAssertEqual(summary["method"] as? String, method)
-            for key in ["gold_peak", "gold_final", "proxy_final", "kl_final", "seconds"] { XCTAssertNotNil(summary[key] as? Double, "\(method): \(key)") }
-            XCTAssertGreaterThanOrEqual(summary["gold_peak"] as! Double, summary["gold_final"] as! Double)
+            // The summary is the logged series smoothed over study.smooth (5) iterations: recompute it here.
+            let logged = try String(contentsOfFile: run + "/ppo/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+                .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["gold_mean"] != nil }
+            XCTAssertEqual(logged.count, 8, "\(method): one gold reward per iteration")
+            let gold = logged.compactMap { $0["gold_mean"] as? Double }, kl = logged.compactMap { $0["kl"] as? Double }
+            XCTAssertTrue(gold.allSatisfy { (-1...1).contains($0) }, "\(method): gold = exact (0/1) + format (0/−1): \(gold)")
+            func trailingMeans(_ v: [Double]) -> [Double] { v.indices.map { i in v[max(0, i - 4)...i].reduce(0, +) / Double(i - max(0, i - 4) + 1) } }
+            XCTAssertEqual(try XCTUnwrap(summary["gold_peak"] as? Double), try XCTUnwrap(trailingMeans(gold).max()), accuracy: 1e-12, method)
+            XCTAssertEqual(try XCTUnwrap(summary["gold_final"] as? Double), try XCTUnwrap(trailingMeans(gold).last), accuracy: 1e-12, method)
+            XCTAssertEqual(try XCTUnwrap(summary["kl_final"] as? Double), try XCTUnwrap(trailingMeans(kl).last), accuracy: 1e-12, method)
+            XCTAssertNotNil(summary["proxy_final"] as? Double, method)
+            XCTAssertGreaterThan(try XCTUnwrap(summary["seconds"] as? Double), 0)
             let metrics = try String(contentsOfFile: run + "/ppo/metrics.jsonl", encoding: .utf8)
             XCTAssertTrue(metrics.contains("\"gold_mean\"") && metrics.contains(method == "hybrid" ? "\"route_genrm_bon_share\"" : "\"proxy_mean\""), method)
             XCTAssertEqual(FileManager.default.fileExists(atPath: run + "/proxy3"), method == "laser", "LASeR trains three proxies, the others one")
