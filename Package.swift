@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
-// rlhf → Training → Roles → {Models, Cluster}, Training → Tokenizers; all → Kernels → CBLAS, and Cluster → CMPI. C shims stay private to their module.
+// rlhf → Training → {Config, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → CBLAS, and Cluster → CMPI.
+// C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
 import Foundation
 
@@ -29,10 +30,11 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),
         .target(name: "Alignment"),
         .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
-        .target(name: "Training", dependencies: ["Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "Training", dependencies: ["Config", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .executableTarget(
             name: "rlhf",
-            dependencies: ["Training", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
+            dependencies: ["Training", "Config", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
@@ -41,8 +43,8 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
-        .testTarget(name: "RolesTests", dependencies: ["Roles", "Models", "Kernels", "Cluster"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Kernels", "Tokenizers", "Cluster"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Cluster"]),
+        .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Config", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Cluster"], exclude: ["Fixtures"]),
     ]
 )

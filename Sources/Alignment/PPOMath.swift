@@ -51,17 +51,29 @@ public enum PPOMath {
         return out
     }
 
+    /// Count, Σx and Σx² over every value of every sequence: what whitening needs, and what adds
+    /// across ranks (a distributed batch sums its ranks' moments, then whitens with the total).
+    public struct Moments: Sendable, Equatable {
+        public var count: Double, sum: Double, squares: Double
+        public init(_ rows: [[Double]]) {
+            let all = rows.flatMap { $0 }
+            count = Double(all.count); sum = all.reduce(0, +); squares = all.map { $0 * $0 }.reduce(0, +)
+        }
+        public init(vector v: [Double]) { count = v[0]; sum = v[1]; squares = v[2] }
+        public var vector: [Double] { [count, sum, squares] }
+    }
+
     /// (x − mean) / √(var + 1e-8) over every value of every sequence; `unbiased` uses n − 1 (TRL),
-    /// otherwise n (OpenRLHF).
-    public static func whiten(_ rows: [[Double]], unbiased: Bool) -> [[Double]] {
-        let all = rows.flatMap { $0 }
-        guard all.count > 1 else { return rows }
-        let mean = all.reduce(0, +) / Double(all.count)
-        let sq = all.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
-        let variance = sq / Double(unbiased ? all.count - 1 : all.count)
+    /// otherwise n (OpenRLHF). `moments` are the whole batch's (every rank's) when distributed.
+    public static func whiten(_ rows: [[Double]], moments m: Moments, unbiased: Bool) -> [[Double]] {
+        guard m.count > 1 else { return rows }
+        let mean = m.sum / m.count
+        let variance = max(m.squares - m.count * mean * mean, 0) / (unbiased ? m.count - 1 : m.count)
         let scale = 1 / (variance + 1e-8).squareRoot()
         return rows.map { $0.map { ($0 - mean) * scale } }
     }
+
+    public static func whiten(_ rows: [[Double]], unbiased: Bool) -> [[Double]] { whiten(rows, moments: Moments(rows), unbiased: unbiased) }
 
     /// Clipped surrogate, token-level mean: L = mean_t max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high)),
     /// ρ = exp(logp − logp_old). With `dualClip` c > 1 (Ye et al. 2020, OpenRLHF), tokens with A < 0

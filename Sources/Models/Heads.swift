@@ -1,7 +1,7 @@
 import Kernels
 
-/// The language-model head tied to the token embedding (GPT-2 ties lm_head to wte):
-/// logits [M, V] = hidden [M, C] · wteᵀ. Forward keeps logits and log-sum-exp for the backward.
+/// The language-model head (the token embedding when the family ties them, as GPT-2 does):
+/// logits [M, V] = hidden [M, C] · Wᵀ, W [V, C] at the trunk's `lmHeadOffset`. Forward keeps logits and log-sum-exp for the backward.
 public final class LMHeadCache: @unchecked Sendable {
     public let rows: Int, vocab: Int
     /// [M, V]; after `lmHeadBackward` it holds ∂loss/∂logits instead.
@@ -21,12 +21,12 @@ public final class LMHeadCache: @unchecked Sendable {
     deinit { targets.deallocate() }
 }
 
-extension GPT2Trunk {
-    /// logits [M, V] = hidden [M, C] · wteᵀ, written into cache.logits.
+extension CausalLM {
+    /// logits [M, V] = hidden [M, C] · Wᵀ, written into cache.logits.
     public func lmHeadLogits(hidden: UnsafePointer<Float>, rows m: Int, cache: LMHeadCache) {
         precondition(m <= cache.rows, "lmHeadLogits: \(m) rows into a cache of \(cache.rows)")
         let C = config.channels, V = config.vocabSize
-        BLAS.sgemm(transB: true, m: m, n: V, k: C, a: hidden, lda: C, b: pointer(layout.tokenEmbedding), ldb: C,
+        BLAS.sgemm(transB: true, m: m, n: V, k: C, a: hidden, lda: C, b: weights.pointer + lmHeadOffset, ldb: C,
                    c: cache.logits.pointer, ldc: V)
     }
 
@@ -53,7 +53,7 @@ extension GPT2Trunk {
     }
 
     /// Backward of `lmHeadLogProbs` (plus, with `dEntropy`, of the rows' entropies):
-    /// dHidden [M, C] += dlogits · wte; trunkGradients' wte += dlogitsᵀ · hidden.
+    /// dHidden [M, C] += dlogits · W; trunkGradients' W += dlogitsᵀ · hidden.
     public func lmHeadBackward(dLogProbs: [Float], hidden: FloatBuffer, cache: LMHeadCache,
                                dHidden: FloatBuffer, trunkGradients: FloatBuffer?, dEntropy: [Float]? = nil) {
         let m = dLogProbs.count, C = config.channels, V = config.vocabSize
@@ -70,11 +70,11 @@ extension GPT2Trunk {
                                       rows: m, vocab: V, temperature: cache.temperature)
             }
         }
-        BLAS.sgemm(m: m, n: C, k: V, a: cache.logits.pointer, lda: V, b: pointer(layout.tokenEmbedding), ldb: C,
+        BLAS.sgemm(m: m, n: C, k: V, a: cache.logits.pointer, lda: V, b: weights.pointer + lmHeadOffset, ldb: C,
                    beta: 1, c: dHidden.pointer, ldc: C)
         if let trunkGradients {
             BLAS.sgemm(transA: true, m: V, n: C, k: m, a: cache.logits.pointer, lda: V, b: hidden.pointer, ldb: C,
-                       beta: 1, c: trunkGradients.pointer + layout.tokenEmbedding, ldc: C)
+                       beta: 1, c: trunkGradients.pointer + lmHeadOffset, ldc: C)
         }
     }
 }

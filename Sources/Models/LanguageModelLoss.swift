@@ -3,14 +3,14 @@ import Kernels
 /// Mean negative log-likelihood of next tokens, with its full backward: the SFT objective and
 /// the training step `rlhf bench model` measures.
 public final class LanguageModelStep: @unchecked Sendable {
-    public let trunk: GPT2Trunk
-    public let activations: TrunkActivations
+    public let trunk: any CausalLM
+    public let activations: any TrunkActivations
     public let head: LMHeadCache
     let dHidden: FloatBuffer
 
-    public init(trunk: GPT2Trunk, batch: Int, tokens: Int, loraRank: Int = 0) {
+    public init(trunk: any CausalLM, batch: Int, tokens: Int, loraRank: Int = 0) {
         self.trunk = trunk
-        activations = TrunkActivations(config: trunk.config, batch: batch, tokens: tokens, loraRank: loraRank)
+        activations = trunk.makeActivations(batch: batch, tokens: tokens, loraRank: loraRank)
         head = LMHeadCache(rows: batch * tokens, vocab: trunk.config.vocabSize)
         dHidden = FloatBuffer(count: batch * tokens * trunk.config.channels)
     }
@@ -39,12 +39,8 @@ public final class LanguageModelStep: @unchecked Sendable {
         return Float(loss)
     }
 
-    /// Matrix-multiply FLOPs of one forward of this shape (what `forward` issues to sgemm,
-    /// including the full T×T attention products); a training step issues 3× this.
-    public static func forwardFLOPs(config c: GPT2Config, batch b: Int, tokens t: Int) -> Double {
-        let m = Double(b * t), C = Double(c.channels), I = Double(c.innerSize)
-        let linear = 2 * m * (C * 3 * C + C * C + 2 * C * I)
-        let attention = 4 * Double(b) * Double(t) * Double(t) * C
-        return Double(c.layers) * (linear + attention) + 2 * m * C * Double(c.vocabSize)
+    /// Matrix-multiply FLOPs of one forward of this shape; a training step issues 3× this.
+    public static func forwardFLOPs(config c: any ModelConfiguration, batch b: Int, tokens t: Int) -> Double {
+        c.forwardFLOPs(batch: b, tokens: t)
     }
 }

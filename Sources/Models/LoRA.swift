@@ -1,29 +1,21 @@
 import Kernels
 
-/// The projections a LoRA adapter can wrap, named by their Hugging Face GPT-2 module paths.
-public enum LoRATarget: String, CaseIterable, Codable, Sendable {
-    case attentionQKV = "attn.c_attn"      // C → 3C
-    case attentionOutput = "attn.c_proj"   // C → C
-    case mlpUp = "mlp.c_fc"                // C → I
-    case mlpDown = "mlp.c_proj"            // I → C
-
-    /// (in, out) features of the wrapped projection.
-    func dimensions(_ c: GPT2Config) -> (input: Int, output: Int) {
-        switch self {
-        case .attentionQKV: return (c.channels, 3 * c.channels)
-        case .attentionOutput: return (c.channels, c.channels)
-        case .mlpUp: return (c.channels, c.innerSize)
-        case .mlpDown: return (c.innerSize, c.channels)
-        }
-    }
-    var slot: Int { LoRATarget.allCases.firstIndex(of: self)! }
+/// A projection a LoRA adapter wraps, by the module name PEFT uses for it in the model's family
+/// ("attn.c_attn" in GPT-2). Which names exist is the family's `loraProjections`.
+public struct LoRATarget: Hashable, Codable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+    public init(stringLiteral name: String) { self.name = name }
+    public init(from decoder: any Decoder) throws { name = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: any Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(name) }
+    public var description: String { name }
 }
 
 public struct LoRAConfig: Codable, Equatable, Sendable {
     public var rank: Int
     public var alpha: Float
     public var targets: [LoRATarget]
-    public init(rank: Int = 8, alpha: Float = 16, targets: [LoRATarget] = [.attentionQKV, .attentionOutput]) {
+    public init(rank: Int = 8, alpha: Float = 16, targets: [LoRATarget]) {
         self.rank = rank; self.alpha = alpha; self.targets = targets
     }
     /// LoRA's output scaling α/r (Hu et al. 2021, §4.1).
@@ -35,32 +27,34 @@ public struct LoRASite: Sendable, Equatable {
     public let a: Int, b: Int, input: Int, output: Int
 }
 
-/// One set of low-rank adapters over a GPT-2 trunk: ΔW = (α/r)·Bᵀ… applied as
+/// One set of low-rank adapters over a trunk of any family: applied as
 /// y = x·W + b + (α/r)·(x·Aᵀ)·Bᵀ. Several adapters can be used with one trunk object (Hydra):
 /// the trunk is never copied or modified, the adapter is an argument of forward/backward.
 public final class LoRAAdapter: @unchecked Sendable {
     public let config: LoRAConfig
-    public let modelConfig: GPT2Config
+    public let modelConfig: any ModelConfiguration
     public let layout: TensorLayout
     public let weights: FloatBuffer
-    /// sites[layer][target.slot]
+    /// sites[layer][slot], slot = the projection's index in the family's `loraProjections`
     public let sites: [[LoRASite?]]
 
-    public init(config: LoRAConfig, modelConfig: GPT2Config) throws {
+    public init(config: LoRAConfig, modelConfig: any ModelConfiguration) throws {
         guard config.rank > 0 else { throw ModelError.invalidConfig("LoRA rank must be positive, got \(config.rank)") }
         guard !config.targets.isEmpty else { throw ModelError.invalidConfig("LoRA needs at least one target projection") }
+        for target in config.targets { _ = try modelConfig.loraProjection(target) }
         self.config = config
         self.modelConfig = modelConfig
         var layout = TensorLayout()
         var sites: [[LoRASite?]] = []
+        let projections = modelConfig.loraProjections
         for l in 0..<modelConfig.layers {
-            var row = [LoRASite?](repeating: nil, count: LoRATarget.allCases.count)
-            for target in LoRATarget.allCases where config.targets.contains(target) {
-                let (input, output) = target.dimensions(modelConfig)
-                let prefix = "h.\(l).\(target.rawValue)."
-                let a = layout.add(prefix + "lora_A.weight", [config.rank, input])
-                let b = layout.add(prefix + "lora_B.weight", [output, config.rank])
-                row[target.slot] = LoRASite(a: a, b: b, input: input, output: output)
+            var row = [LoRASite?](repeating: nil, count: projections.count)
+            // The family's order, whatever the order of `targets`: the tensor order is the adapter's identity.
+            for (slot, projection) in projections.enumerated() where config.targets.contains(projection.target) {
+                let prefix = modelConfig.loraModulePath(layer: l, target: projection.target) + "."
+                let a = layout.add(prefix + "lora_A.weight", [config.rank, projection.input])
+                let b = layout.add(prefix + "lora_B.weight", [projection.output, config.rank])
+                row[slot] = LoRASite(a: a, b: b, input: projection.input, output: projection.output)
             }
             sites.append(row)
         }
@@ -84,21 +78,6 @@ public final class LoRAAdapter: @unchecked Sendable {
     }
 
     public var maxRank: Int { config.rank }
-
-    /// A copy of `trunk` with the adapter folded in, W[in, out] += (α/r)·Aᵀ·Bᵀ for every wrapped
-    /// projection (Conv1D layout): a plain model folder other tools load without the adapter.
-    public func merged(into trunk: GPT2Trunk) throws -> GPT2Trunk {
-        let out = try GPT2Trunk(config: trunk.config, weights: trunk.weights.clone())
-        for (l, row) in sites.enumerated() {
-            for target in LoRATarget.allCases {
-                guard let site = row[target.slot], let w = out.layout.tensors["h.\(l).\(target.rawValue).weight"] else { continue }
-                BLAS.sgemm(transA: true, transB: true, m: site.input, n: site.output, k: config.rank, alpha: config.scale,
-                           a: weights.pointer + site.a, lda: site.input, b: weights.pointer + site.b, ldb: config.rank,
-                           beta: 1, c: out.weights.pointer + w.offset, ldc: site.output)
-            }
-        }
-        return out
-    }
 }
 
 /// What a linear layer needs to add one LoRA branch: weights, gradient slots and the saved u = x·Aᵀ.

@@ -2,14 +2,14 @@ import Foundation
 import Kernels
 
 /// LoRA adapters in Hugging Face PEFT's format: `adapter_config.json` + `adapter_model.safetensors`
-/// with tensors `base_model.model.transformer.h.{l}.{attn.c_attn|attn.c_proj|mlp.c_fc|mlp.c_proj}.lora_{A,B}.weight`,
-/// A [r, in] and B [out, r] (Conv1D modules, fan_in_fan_out). The wrapped projections are read
-/// from the tensors present rather than from `target_modules` patterns (PEFT's "c_proj" matches
-/// two modules); options this implementation does not compute are rejected by name.
+/// with tensors `<peft prefix><module path>.lora_{A,B}.weight`, A [r, in] and B [out, r], where the
+/// family names the prefix and module paths (GPT-2: `base_model.model.transformer.h.{l}.attn.c_attn`,
+/// Conv1D modules, fan_in_fan_out). The wrapped projections are read from the tensors present
+/// rather than from `target_modules` patterns (GPT-2's "c_proj" matches two modules); options this
+/// implementation does not compute are rejected by name.
 public enum PEFTAdapter {
-    static let prefix = "base_model.model.transformer."
-
-    public static func load(directory: String, modelConfig: GPT2Config) throws -> LoRAAdapter {
+    public static func load(directory: String, modelConfig: any ModelConfiguration) throws -> LoRAAdapter {
+        let prefix = modelConfig.peftTensorPrefix
         let configPath = (directory as NSString).appendingPathComponent("adapter_config.json")
         func fail(_ path: String, _ reason: String) -> ModelError { .checkpoint(path: path, reason: reason) }
         guard let data = FileManager.default.contents(atPath: configPath),
@@ -30,7 +30,12 @@ public enum PEFTAdapter {
 
         let weightsPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
         let file = try SafeTensorsFile(path: weightsPath)
-        // "h.{l}.{target}" for every LoRA A tensor; PEFT versions may keep the adapter name (".default").
+        // Every module path of the family, to find each tensor's layer and projection.
+        var sites: [String: LoRATarget] = [:]
+        for l in 0..<modelConfig.layers {
+            for target in modelConfig.allLoRATargets { sites[modelConfig.loraModulePath(layer: l, target: target)] = target }
+        }
+        // The module path of every LoRA tensor; PEFT versions may keep the adapter name (".default").
         func local(_ name: String) -> String? {
             guard name.hasPrefix(prefix) else { return nil }
             return String(name.dropFirst(prefix.count)).replacingOccurrences(of: ".default.weight", with: ".weight")
@@ -43,13 +48,11 @@ public enum PEFTAdapter {
             }
             names[short] = name
             let module = short.components(separatedBy: ".lora_")[0]           // h.3.attn.c_attn
-            let parts = module.split(separator: ".", maxSplits: 2)
-            guard parts.count == 3, parts[0] == "h", let layer = Int(parts[1]), layer < modelConfig.layers,
-                  let target = LoRATarget(rawValue: String(parts[2])) else { throw fail(weightsPath, "tensor '\(name)' is not a GPT-2 LoRA site") }
+            guard let target = sites[module] else { throw fail(weightsPath, "tensor '\(name)' is not a LoRA site of this \(modelConfig.modelType) model") }
             targets.insert(target)
         }
         guard !targets.isEmpty else { throw fail(weightsPath, "no LoRA tensors") }
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: rank, alpha: alpha, targets: LoRATarget.allCases.filter(targets.contains)),
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: rank, alpha: alpha, targets: modelConfig.allLoRATargets.filter(targets.contains)),
                                       modelConfig: modelConfig)
         for tensor in adapter.layout.tensors {
             guard let name = names[tensor.name] else { throw fail(weightsPath, "missing '\(prefix + tensor.name)' (every layer must wrap the same projections)") }
@@ -66,12 +69,13 @@ public enum PEFTAdapter {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let config: [String: Any] = [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": adapter.config.rank, "lora_alpha": Double(adapter.config.alpha),
-            "target_modules": adapter.config.targets.map(\.rawValue), "fan_in_fan_out": true, "lora_dropout": 0.0, "bias": "none",
+            "target_modules": adapter.config.targets.map(\.name), "fan_in_fan_out": adapter.modelConfig.loraFanInFanOut, "lora_dropout": 0.0, "bias": "none",
             "use_rslora": false, "use_dora": false, "inference_mode": true, "base_model_name_or_path": baseModel,
             "init_lora_weights": true, "modules_to_save": NSNull(), "layers_to_transform": NSNull(),
         ]
         try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("adapter_config.json")), options: .atomic)
+        let prefix = adapter.modelConfig.peftTensorPrefix
         try withExtendedLifetime(adapter) {
             try SafeTensorsFile.write(path: (directory as NSString).appendingPathComponent("adapter_model.safetensors"),
                                       tensors: adapter.layout.tensors.map { (name: prefix + $0.name, shape: $0.shape, data: UnsafePointer(adapter.weights.pointer + $0.offset)) },

@@ -1,6 +1,6 @@
 import Kernels
 
-extension GPT2Trunk {
+extension CausalLM {
     /// Log-likelihood scoring: for each sequence, log p(tokens[i] | tokens[..<i]) for i ≥ 1.
     /// Sequences are right-padded into batches of at most `batchSize`; each must fit the context.
     public func scoreSequences(_ sequences: [[Int32]], adapter: LoRAAdapter? = nil, batchSize: Int = 32) throws -> [[Float]] {
@@ -22,7 +22,7 @@ extension GPT2Trunk {
                 for (j, id) in s.enumerated() { tokens[r * t + j] = id }
                 for j in 0..<(s.count - 1) { targets[r * t + j] = s[j + 1] }
             }
-            let act = TrunkActivations(config: config, batch: b, tokens: t, loraRank: adapter?.config.rank ?? 0)
+            let act = makeActivations(batch: b, tokens: t, loraRank: adapter?.config.rank ?? 0)
             try forward(tokens: tokens, adapter: adapter, activations: act)
             let head = LMHeadCache(rows: b * t, vocab: config.vocabSize)
             let logProbs = lmHeadLogProbs(hidden: act.hidden, targets: targets, cache: head)
@@ -34,7 +34,7 @@ extension GPT2Trunk {
 
     /// Full logits [T, V] of one sequence (for golden tests and inspection).
     public func logits(of sequence: [Int32], adapter: LoRAAdapter? = nil) throws -> [Float] {
-        let act = TrunkActivations(config: config, batch: 1, tokens: sequence.count, loraRank: adapter?.config.rank ?? 0)
+        let act = makeActivations(batch: 1, tokens: sequence.count, loraRank: adapter?.config.rank ?? 0)
         try forward(tokens: sequence, adapter: adapter, activations: act)
         let head = LMHeadCache(rows: sequence.count, vocab: config.vocabSize)
         withExtendedLifetime(act) { lmHeadLogits(hidden: act.hidden.pointer, rows: sequence.count, cache: head) }

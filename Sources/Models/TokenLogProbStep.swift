@@ -5,15 +5,15 @@ import Kernels
 /// token log-probs, so dL/d log p_t is the loss's derivative with respect to the sum its token
 /// belongs to; one forward and one backward per micro-batch, as in a plain SFT step.
 public final class TokenLogProbStep: @unchecked Sendable {
-    public let trunk: GPT2Trunk
-    public let activations: TrunkActivations
+    public let trunk: any CausalLM
+    public let activations: any TrunkActivations
     public let head: LMHeadCache
     let dHidden: FloatBuffer            // [B, T, C]
     let adapter: LoRAAdapter?
 
-    public init(trunk: GPT2Trunk, batch: Int, tokens: Int, adapter: LoRAAdapter? = nil) {
+    public init(trunk: any CausalLM, batch: Int, tokens: Int, adapter: LoRAAdapter? = nil) {
         self.trunk = trunk; self.adapter = adapter
-        activations = TrunkActivations(config: trunk.config, batch: batch, tokens: tokens, loraRank: adapter?.config.rank ?? 0)
+        activations = trunk.makeActivations(batch: batch, tokens: tokens, loraRank: adapter?.config.rank ?? 0)
         head = LMHeadCache(rows: batch * tokens, vocab: trunk.config.vocabSize)
         dHidden = FloatBuffer(count: batch * tokens * trunk.config.channels)
     }

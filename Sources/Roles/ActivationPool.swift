@@ -5,15 +5,15 @@ import Models
 /// minibatches of every PPO iteration) reuse memory instead of allocating and zeroing it again.
 /// Owned by one role actor, so never used concurrently.
 final class ActivationPool {
-    private var activations: [String: TrunkActivations] = [:]
+    private var activations: [String: any TrunkActivations] = [:]
     private var heads: [String: LMHeadCache] = [:]
     private let limit = 16
 
-    func activations(_ config: GPT2Config, batch: Int, tokens: Int, loraRank: Int) -> TrunkActivations {
+    func activations(_ trunk: any CausalLM, batch: Int, tokens: Int, loraRank: Int) -> any TrunkActivations {
         let key = "\(batch)x\(tokens)r\(loraRank)"
         if let a = activations[key] { return a }
         if activations.count >= limit { activations.removeAll() }
-        let a = TrunkActivations(config: config, batch: batch, tokens: tokens, loraRank: loraRank)
+        let a = trunk.makeActivations(batch: batch, tokens: tokens, loraRank: loraRank)
         activations[key] = a
         return a
     }
@@ -28,7 +28,7 @@ final class ActivationPool {
     }
 }
 
-extension GPT2Trunk {
+extension CausalLM {
     /// Log-probs of tokens[1...] for each sequence in one padded batch (inference forward).
     func logProbs(_ sequences: [[Int32]], adapter: LoRAAdapter?) throws -> [[Float]] {
         let batch = try PaddedBatch(sequences, contextLength: config.contextLength)

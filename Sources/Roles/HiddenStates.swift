@@ -19,7 +19,7 @@ extension HydraScorer {
     }
 }
 
-extension GPT2Trunk {
+extension CausalLM {
     /// The final hidden state [C] at each sequence's last token (inference forward).
     public func lastHiddenStates(_ sequences: [[Int32]]) throws -> [[Float]] {
         let last = try lastHidden(sequences), c = config.channels

@@ -6,9 +6,9 @@ import Models
 /// trunk's hidden states feed both the tied LM head (reference log-probs) and the reward head
 /// (score at the last token). Also serves as either role on its own.
 public actor HydraScorer: ReferenceRole, RewardRole {
-    let trunk: GPT2Trunk
+    let trunk: any CausalLM
     let rewardHead: ScalarHead
-    public init(trunk: GPT2Trunk, rewardHead: ScalarHead) { self.trunk = trunk; self.rewardHead = rewardHead }
+    public init(trunk: any CausalLM, rewardHead: ScalarHead) { self.trunk = trunk; self.rewardHead = rewardHead }
 
     /// Reference log-probs (of tokens[1...]) and last-token scores of every sequence.
     public func referenceAndScores(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], scores: [Float]) {

@@ -6,8 +6,8 @@ import Models
 
 /// Reference: the trunk with adapters off and the tied LM head. Never trains.
 public actor LocalReference: ReferenceRole {
-    let trunk: GPT2Trunk
-    public init(trunk: GPT2Trunk) { self.trunk = trunk }
+    let trunk: any CausalLM
+    public init(trunk: any CausalLM) { self.trunk = trunk }
     public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
         try trunk.logProbs(sequences, adapter: nil)
     }
@@ -15,9 +15,9 @@ public actor LocalReference: ReferenceRole {
 
 /// Reward: the trunk with adapters off and a scalar head read at each sequence's last token.
 public actor LocalReward: RewardRole {
-    let trunk: GPT2Trunk
+    let trunk: any CausalLM
     let head: ScalarHead
-    public init(trunk: GPT2Trunk, head: ScalarHead) { self.trunk = trunk; self.head = head }
+    public init(trunk: any CausalLM, head: ScalarHead) { self.trunk = trunk; self.head = head }
     public func scores(_ sequences: [[Int32]]) async throws -> [Float] {
         // Keep the buffer alive while the head reads its pointer (ARC may free it after `.pointer`).
         let last = try trunk.lastHidden(sequences)
@@ -50,15 +50,15 @@ final class Trainable: @unchecked Sendable {
 /// Policy: the trunk with the policy LoRA (or, without an adapter, a trunk of its own that it
 /// fine-tunes fully) and the tied LM head.
 public actor LocalPolicy: PolicyRole {
-    let trunk: GPT2Trunk
+    let trunk: any CausalLM
     let adapter: LoRAAdapter?
     let trainable: Trainable
     let pool = ActivationPool()
 
-    public init(trunk: GPT2Trunk, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(), replicas: (any Transport)? = nil) {
+    public init(trunk: any CausalLM, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(), replicas: (any Transport)? = nil) {
         self.trunk = trunk; self.adapter = adapter
         trainable = adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
-            ?? Trainable(parameters: trunk.weights, layout: trunk.layout.tensors, hyper: hyper, replicas: replicas)
+            ?? Trainable(parameters: trunk.weights, layout: trunk.parameterLayout, hyper: hyper, replicas: replicas)
     }
 
     public func generate(prompts: [[Int32]], options: SamplingOptions) async throws -> GenerationResult {
@@ -71,7 +71,7 @@ public actor LocalPolicy: PolicyRole {
 
     public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let act = pool.activations(trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        let act = pool.activations(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
         try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
         let head = pool.head(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
         let logProbs = trunk.lmHeadLogProbs(hidden: act.hidden, targets: batch.targets, cache: head)
@@ -129,7 +129,7 @@ public actor LocalPolicy: PolicyRole {
 
 /// Critic: the trunk with the critic LoRA (optional) and a value head; trains head and adapter.
 public actor LocalCritic: CriticRole {
-    let trunk: GPT2Trunk
+    let trunk: any CausalLM
     let adapter: LoRAAdapter?
     let head: ScalarHead
     let headTrainable: Trainable
@@ -138,19 +138,19 @@ public actor LocalCritic: CriticRole {
     let trunkTrainable: Trainable?
     let pool = ActivationPool()
 
-    public init(trunk: GPT2Trunk, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(),
+    public init(trunk: any CausalLM, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(),
                 replicas: (any Transport)? = nil, trainTrunk: Bool = false) {
         self.trunk = trunk; self.adapter = adapter; self.head = head
         var layout = TensorLayout()
         layout.add("v_head.summary", [head.channels + 1])
         headTrainable = Trainable(parameters: head.parameters, layout: layout, hyper: hyper, replicas: replicas)
         adapterTrainable = adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
-        trunkTrainable = adapter == nil && trainTrunk ? Trainable(parameters: trunk.weights, layout: trunk.layout.tensors, hyper: hyper, replicas: replicas) : nil
+        trunkTrainable = adapter == nil && trainTrunk ? Trainable(parameters: trunk.weights, layout: trunk.parameterLayout, hyper: hyper, replicas: replicas) : nil
     }
 
-    func forward(_ sequences: [[Int32]]) throws -> (PaddedBatch, TrunkActivations, [Float]) {
+    func forward(_ sequences: [[Int32]]) throws -> (PaddedBatch, any TrunkActivations, [Float]) {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let act = pool.activations(trunk.config, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        let act = pool.activations(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
         try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
         return (batch, act, head.forward(hidden: act.hidden.pointer, rows: batch.batch * batch.length))
     }
@@ -203,11 +203,11 @@ public actor LocalCritic: CriticRole {
         var norm: Float = 0
         if let adapterTrainable {
             adapterTrainable.gradients.zero()
-            trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, adapterGradients: adapterTrainable.gradients)
+            trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: nil, adapterGradients: adapterTrainable.gradients)
             norm = try await adapterTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         } else if let trunkTrainable {
             trunkTrainable.gradients.zero()
-            trunk.backward(dHidden: dHidden, activations: act, trunkGradients: trunkTrainable.gradients)
+            trunk.backward(dHidden: dHidden, adapter: nil, activations: act, trunkGradients: trunkTrainable.gradients, adapterGradients: nil)
             norm = try await trunkTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         }
         let headNorm = try await headTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)

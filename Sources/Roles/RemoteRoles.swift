@@ -7,6 +7,7 @@ import Models
 /// Every request names its own response tag, so concurrent calls never take each other's replies.
 enum RoleMethod: Int {
     case stop = 0, policyGenerate, policyLogProbs, policyTrain, criticValues, criticTrain, referenceLogProbs, rewardScores
+    case policySnapshots, policyRestore, criticSnapshots, criticRestore
 }
 
 let requestTag = 100
@@ -39,6 +40,11 @@ extension WireWriter {
         case .clippedValue(let lengths, let old, let returns, let clip): int(1); ints(lengths); floatRows(old); floatRows(returns); float(clip)
         }
     }
+    /// name → (parameters, m, v, step), names in sorted order.
+    mutating func snapshots(_ s: [String: TrainableSnapshot]) {
+        int(s.count)
+        for name in s.keys.sorted() { let t = s[name]!; string(name); floats(t.parameters); floats(t.m); floats(t.v); int(t.step) }
+    }
     mutating func stats(_ s: StepStats) { float(s.loss); float(s.gradNorm); float(s.clipFraction); float(s.entropy); float(s.approxKL) }
 }
 
@@ -59,6 +65,14 @@ extension WireReader {
         case 1: return .clippedValue(promptLengths: try ints(), oldValues: try floatRows(), returns: try floatRows(), clip: try float())
         case let k: throw RoleError("unknown critic objective \(k)")
         }
+    }
+    mutating func snapshots() throws -> [String: TrainableSnapshot] {
+        var out: [String: TrainableSnapshot] = [:]
+        for _ in 0..<(try count(elementSize: 8)) {
+            let name = try string()
+            out[name] = TrainableSnapshot(parameters: try floats(), m: try floats(), v: try floats(), step: try int())
+        }
+        return out
     }
     mutating func stats() throws -> StepStats {
         StepStats(loss: try float(), gradNorm: try float(), clipFraction: try float(), entropy: try float(), approxKL: try float())
@@ -149,6 +163,18 @@ public final class RoleServer: @unchecked Sendable {
         case .rewardScores:
             let scores = try await hosted(reward, .reward).scores(try r.sequences())
             return { var w = $0; w.floats(scores); return w }
+        case .policySnapshots:
+            let s = try await hosted(policy, .policy).snapshots()
+            return { var w = $0; w.snapshots(s); return w }
+        case .policyRestore:
+            try await hosted(policy, .policy).restore(try r.snapshots())
+            return { $0 }
+        case .criticSnapshots:
+            let s = try await hosted(critic, .critic).snapshots()
+            return { var w = $0; w.snapshots(s); return w }
+        case .criticRestore:
+            try await hosted(critic, .critic).restore(try r.snapshots())
+            return { $0 }
         case .stop:
             return { $0 }
         }
@@ -158,8 +184,8 @@ public final class RoleServer: @unchecked Sendable {
 extension RoleMethod {
     var role: String {
         switch self {
-        case .policyGenerate, .policyLogProbs, .policyTrain: return "policy"
-        case .criticValues, .criticTrain: return "critic"
+        case .policyGenerate, .policyLogProbs, .policyTrain, .policySnapshots, .policyRestore: return "policy"
+        case .criticValues, .criticTrain, .criticSnapshots, .criticRestore: return "critic"
         case .referenceLogProbs: return "reference"
         case .rewardScores: return "reward"
         case .stop: return "server"
@@ -210,6 +236,13 @@ public struct RemotePolicy: PolicyRole {
         var r = try await client.call(.policyTrain) { $0.sequences(sequences); $0.policyObjective(objective); $0.float(learningRate); $0.float(maxGradNorm) }
         return try r.stats()
     }
+    public func snapshots() async throws -> [String: TrainableSnapshot] {
+        var r = try await client.call(.policySnapshots) { _ in }
+        return try r.snapshots()
+    }
+    public func restore(_ snapshots: [String: TrainableSnapshot]) async throws {
+        _ = try await client.call(.policyRestore) { $0.snapshots(snapshots) }
+    }
 }
 
 public struct RemoteCritic: CriticRole {
@@ -222,6 +255,13 @@ public struct RemoteCritic: CriticRole {
     public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
         var r = try await client.call(.criticTrain) { $0.sequences(sequences); $0.criticObjective(objective); $0.float(learningRate); $0.float(maxGradNorm) }
         return try r.stats()
+    }
+    public func snapshots() async throws -> [String: TrainableSnapshot] {
+        var r = try await client.call(.criticSnapshots) { _ in }
+        return try r.snapshots()
+    }
+    public func restore(_ snapshots: [String: TrainableSnapshot]) async throws {
+        _ = try await client.call(.criticRestore) { $0.snapshots(snapshots) }
     }
 }
 

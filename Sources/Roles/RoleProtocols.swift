@@ -16,6 +16,10 @@ public protocol PolicyRole: Sendable {
     func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]]
     /// One optimizer step on `objective`; gradients clipped to `maxGradNorm` (0: off).
     func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats
+    /// The trainable state ("policy"): parameters, AdamW moments and step — for checkpoints, and
+    /// for the controller's copy when the policy trains on another rank.
+    func snapshots() async throws -> [String: TrainableSnapshot]
+    func restore(_ snapshots: [String: TrainableSnapshot]) async throws
 }
 
 public protocol CriticRole: Sendable {
@@ -23,6 +27,9 @@ public protocol CriticRole: Sendable {
     func values(_ sequences: [[Int32]]) async throws -> [[Float]]
     /// One optimizer step on `objective`; gradients clipped to `maxGradNorm` (0: off).
     func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats
+    /// The trainable state ("value_head", "critic_adapter" or "critic_trunk").
+    func snapshots() async throws -> [String: TrainableSnapshot]
+    func restore(_ snapshots: [String: TrainableSnapshot]) async throws
 }
 
 public protocol ReferenceRole: Sendable {

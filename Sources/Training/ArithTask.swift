@@ -29,12 +29,6 @@ public struct ArithTask: Sendable {
         train = Array(all.dropFirst(n))
     }
 
-    /// The task as a run's data.* keys describe it (seed, flaw, flaw_share, eval_size), under `prefix`.
-    public init(_ c: ResolvedConfig, prefix: String = "") {
-        self.init(seed: UInt64(truncatingIfNeeded: c.int(prefix + "data.seed")), flaw: ArithFlaw(rawValue: c.string(prefix + "data.flaw"))!,
-                  flawShare: c.double(prefix + "data.flaw_share"), evalSize: c.int(prefix + "data.eval_size"))
-    }
-
     public static func prompt(_ p: Problem) -> String { "\(p.a)+\(p.b)=" }
     public static func answer(_ p: Problem) -> String { String(p.a + p.b) }
     public static func carries(_ p: Problem) -> Bool { p.a % 10 + p.b % 10 >= 10 }

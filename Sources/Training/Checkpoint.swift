@@ -29,7 +29,7 @@ public enum Checkpoints {
 
     /// `trunk` nil: the model is not written (LoRA stages write their adapter in `extra`; the
     /// frozen base stays where model.init_from names it).
-    public static func save(directory: String, step: Int, trunk: GPT2Trunk?, optimizer: AdamW, state: TrainingState,
+    public static func save(directory: String, step: Int, trunk: (any CausalLM)?, optimizer: AdamW, state: TrainingState,
                             tokenizerFile: String?, keepLast: Int, extra: (String) throws -> Void = { _ in }) throws -> String {
         try saveFolder(directory: directory, step: step, keepLast: keepLast) { temporary in
             if let trunk { try HFCheckpoint.save(trunk, directory: temporary) }

@@ -1,8 +1,10 @@
 import Alignment
 import Cluster
+import Config
 import Foundation
 import Kernels
 import Models
+import Roles
 import Tokenizers
 
 /// Held-out figures of a preference-trained policy.
@@ -49,86 +51,46 @@ public final class DPOStage {
     func say(_ m: String) { if isLeader { sayOnRankZero(m) } }
 
     public func run() async throws -> DPOResult {
-        let cfg = config, c = config.resolved, worldSize = transport.size
+        let cfg = config, worldSize = transport.size
         let objective = cfg.objective
         FailureReport.current = context
-        let tokenizer = try Tokenizers.load(cfg.initFrom.isEmpty ? c.string("tokenizer") : cfg.initFrom)
-        let maxLength = c.int("train.max_length")
+        let tokenizer = try Tokenizers.load(cfg.run.initFrom.isEmpty ? cfg.run.tokenizer : cfg.run.initFrom)
+        let maxLength = cfg.train.maxLength
 
-        // Data: preference pairs (train and held-out) and, for exact match, held-out prompts with answers.
-        var trainExamples: [PreferenceExample], evalPairExamples: [PreferenceExample], evalExamples: [SFTExample]
-        if cfg.task == "arith" {
-            let task = cfg.arithTask
-            trainExamples = task.preferenceExamples(eval: false)
-            evalPairExamples = task.preferenceExamples(eval: true)
-            evalExamples = task.evalExamples()
-        } else {
-            // Rankings of K > 2 responses become their C(K, 2) pairs.
-            let lines = try JSONL.preferences(path: c.string("data.prefs"))
-            trainExamples = lines.flatMap(\.pairs)
-            if trainExamples.count > lines.count { say("data.prefs: \(lines.count) lines hold rankings; trained as \(trainExamples.count) pairs") }
-            evalPairExamples = c.string("data.eval_prefs").isEmpty ? [] : try JSONL.preferences(path: c.string("data.eval_prefs")).flatMap(\.pairs)
-            evalExamples = c.string("data.eval").isEmpty ? [] : try JSONL.sft(path: c.string("data.eval"))
-        }
-        let evalLimit = c.int("eval.max_examples")
-        evalPairExamples = Array(evalPairExamples.prefix(evalLimit))
-        evalExamples = Array(evalExamples.prefix(evalLimit))
         let conditioned = objective.needsConditional
-        let train = try trainExamples.map { try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: conditioned) }
-        let evalPairs = try evalPairExamples.map { try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: false) }
+        let (train, evalPairs, evalExamples) = try loadPairs(tokenizer: tokenizer, conditioned: conditioned)
         guard !train.isEmpty else { throw DatasetError("no preference pairs to train on") }
         let accumulation = try cfg.accumulationSteps(worldSize: worldSize)
-        let stepsPerEpoch = Double(train.count) / Double(cfg.batchSize)
-        let totalSteps = c.int("train.steps") > 0 ? c.int("train.steps") : max(1, Int((c.double("train.epochs") * stepsPerEpoch).rounded(.up)))
+        guard try Placement.parse(cfg.run.placement, worldSize: worldSize).remote.isEmpty else {
+            throw ConfigError("'placement': dpo trains only the policy, replicated on every rank (the reference is its adapters-off pass or a frozen copy); use colocated")
+        }
+        let stepsPerEpoch = Double(train.count) / Double(cfg.train.batchSize)
+        let totalSteps = cfg.train.steps > 0 ? cfg.train.steps : max(1, Int((cfg.train.epochs * stepsPerEpoch).rounded(.up)))
 
-        let (folder, checkpoint, resumeMessage) = try await RunFolder.chooseCollectively(
-            name: cfg.name, out: cfg.out, resume: cfg.resume, workingDirectory: workingDirectory, transport: transport)
-        say("dpo: run folder \(folder.path)")
-        say("resolved config (\(c.file ?? "defaults")):\n" + c.yaml)
-        if isLeader { try folder.writeConfig(c.yaml) }
+        let stageFolder = try await StageFolder.open(stage: "dpo", run: cfg.run, resolved: cfg.resolved, transport: transport,
+                                                     workingDirectory: workingDirectory, say: say)
+        let folder = stageFolder.folder, checkpoint = stageFolder.checkpoint
 
         // Models: the loaded model is the reference; the policy is it plus LoRA, or a copy.
-        let base = try SFTStage.makeModel(initFrom: cfg.initFrom, preset: c.string("model.preset"), tokenizer: tokenizer, seed: cfg.seed)
-        let lora = cfg.loraRank > 0
-        var policyLoRA: LoRAAdapter?
-        let policyTrunk: GPT2Trunk
-        if lora {
-            let loraConfig = LoRAConfig(rank: cfg.loraRank, alpha: c.float("lora.alpha"), targets: try cfg.loraTargets())
-            if let checkpoint {
-                let loaded = try PEFTAdapter.load(directory: (checkpoint as NSString).appendingPathComponent("adapter"), modelConfig: base.config)
-                guard loaded.config.rank == loraConfig.rank, loaded.config.alpha == loraConfig.alpha, loaded.config.targets == loraConfig.targets else {
-                    throw ConfigError("\(checkpoint)/adapter has rank \(loaded.config.rank), α \(loaded.config.alpha), targets \(loaded.config.targets.map(\.rawValue)); the config asks for \(loraConfig.rank), \(loraConfig.alpha), \(loraConfig.targets.map(\.rawValue))")
-                }
-                policyLoRA = loaded
-            } else {
-                policyLoRA = try LoRAAdapter(config: loraConfig, modelConfig: base.config)
-                var rng = RNG(seed: cfg.seed &+ 3)
-                policyLoRA!.initialize(rng: &rng)
-            }
-            policyTrunk = base
-        } else {
-            policyTrunk = try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? GPT2Trunk(config: base.config, weights: base.weights.clone())
-        }
-        let trainable = policyLoRA?.weights ?? policyTrunk.weights
-        let optimizer = AdamW(layout: policyLoRA?.layout ?? policyTrunk.layout.tensors,
-                              hyper: AdamWHyperparameters(learningRate: c.float("train.lr"), beta1: c.float("train.beta1"), beta2: c.float("train.beta2"),
-                                                          eps: c.float("train.eps"), weightDecay: lora ? 0 : c.float("train.weight_decay")))
-        var state = TrainingState(stage: "dpo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: cfg.seed),
-                                  tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte", worldSize: worldSize)
-        if let checkpoint {
-            state = try Checkpoints.loadState(checkpoint)
-            guard state.stage == "dpo" else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not dpo") }
-            try Checkpoints.loadOptimizer(checkpoint, into: optimizer, step: state.optimizerStep)
-            if isLeader { try folder.truncateMetrics(afterStep: state.step) }
-        }
-        say(resumeMessage + (checkpoint != nil ? " at step \(state.step)" : ""))
+        let base = try SFTStage.makeModel(initFrom: cfg.run.initFrom, preset: cfg.run.preset, tokenizer: tokenizer, seed: cfg.run.seed)
+        let lora = cfg.lora.rank > 0
+        let policyLoRA = try cfg.lora.config.map { try stageAdapter($0, model: base.config, checkpoint: checkpoint, seed: cfg.run.seed &+ 3) }
+        let policyTrunk = lora ? base : try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? base.clone()
+        let trainer = DataParallelOptimizer(parameters: policyLoRA?.weights ?? policyTrunk.weights, layout: policyLoRA?.layout ?? policyTrunk.parameterLayout,
+                                            hyper: AdamWHyperparameters(learningRate: cfg.train.lr, beta1: cfg.train.beta1, beta2: cfg.train.beta2,
+                                                                        eps: cfg.train.eps, weightDecay: lora ? 0 : cfg.train.weightDecay))
+        let optimizer = trainer.optimizer, trainable = trainer.parameters
+        var state = try stageFolder.resumedState(stage: "dpo", fresh: TrainingState(
+            stage: "dpo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: cfg.run.seed),
+            tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte", worldSize: worldSize))
+        if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: optimizer, step: state.optimizerStep) }
+        say(stageFolder.resumeLine(step: state.step))
         say("""
-            derived: world size \(worldSize), global batch \(cfg.batchSize) pairs = micro-batch \(cfg.microBatchSize) × \(accumulation) \
+            derived: world size \(worldSize), global batch \(cfg.train.batchSize) pairs = micro-batch \(cfg.train.microBatchSize) × \(accumulation) \
             accumulation steps × \(worldSize) ranks; \(train.count) training pairs, \(String(format: "%.2f", stepsPerEpoch)) steps per epoch, \
             \(totalSteps) steps; \(evalPairs.count) held-out pairs, \(evalExamples.count) held-out prompts
-            loss: \(objective.kind.name)\(objective.nllCoefficient != 0 ? " + \(objective.nllCoefficient) × NLL(chosen)" : ""); \
-            policy: \(lora ? "LoRA rank \(cfg.loraRank) on the frozen trunk; reference: adapters off" : "full fine-tune; reference: frozen copy"); \
-            \(base.layout.parameterCount) trunk parameters, \(trainable.count) trained
+            loss: \(Self.describe(objective)); policy: \(lora ? "LoRA rank \(cfg.lora.rank) on the frozen trunk; reference: adapters off" : "full fine-tune; reference: frozen copy"); \
+            \(base.parameterCount) trunk parameters, \(trainable.count) trained
             tokenizer: \(tokenizer.summary); \(BLAS.summary)
             """)
 
@@ -140,104 +102,47 @@ public final class DPOStage {
                    wasCached ? "read from" : "computed once, cached in"))
 
         let kinds: [PairSequenceKind] = (objective.needsUnconditional ? [.chosen, .rejected] : []) + (conditioned ? [.conditionalChosen, .conditionalRejected] : [])
-        let schedule = LearningRateSchedule(peak: c.float("train.lr"), minRatio: c.float("train.min_lr_ratio"), warmupSteps: c.int("train.warmup_steps"), totalSteps: totalSteps)
-        let gradients = FloatBuffer(count: trainable.count)
-        let gradientSum = GradientSum(count: trainable.count)
+        let schedule = LearningRateSchedule(peak: cfg.train.lr, minRatio: cfg.train.minLRRatio, warmupSteps: cfg.train.warmupSteps, totalSteps: totalSteps)
         var steps: [String: TokenLogProbStep] = [:]
         var result = DPOResult(runFolder: folder.path, loss: objective.kind.name, trainSeconds: 0, referenceSeconds: referenceSeconds)
         let evaluator = PreferenceEvaluator(policy: policyTrunk, adapter: policyLoRA, reference: base, tokenizer: tokenizer, evalPairs: evalPairs,
                                             referenceSums: reference.eval, evalExamples: evalExamples, maxLength: maxLength, beta: objective.beta,
-                                            maxNewTokens: c.int("eval.max_new_tokens"), conditioned: conditioned,
-                                            klTemperature: c.float("eval.kl_temperature"), seed: cfg.seed)
-        func evaluate(step: Int) throws -> PreferenceEval {
-            let e = try evaluator.run()
-            var m: [String: Any] = ["step": step]
-            if let v = e.exactMatch { m["exact_match"] = v }
-            if let v = e.conditionedExactMatch { m["conditioned_exact_match"] = v }
-            if let v = e.rewardAccuracy { m["eval_reward_accuracy"] = v }
-            if let v = e.kl { m["kl"] = v }
-            try folder.appendMetrics(m)
-            return e
-        }
-        func describe(_ e: PreferenceEval) -> String {
-            [e.exactMatch.map { String(format: "exact match %.1f%%", 100 * $0) }, e.conditionedExactMatch.map { String(format: "conditioned on own draft %.1f%%", 100 * $0) },
-             e.rewardAccuracy.map { String(format: "implicit-reward accuracy %.1f%%", 100 * $0) }, e.kl.map { String(format: "KL to reference %.4f", $0) }]
-                .compactMap { $0 }.joined(separator: ", ")
-        }
+                                            maxNewTokens: cfg.cadence.evalMaxNewTokens, conditioned: conditioned,
+                                            klTemperature: cfg.preference.klTemperature, seed: cfg.run.seed)
+        func evaluate(step: Int) throws -> PreferenceEval { try Self.evaluate(evaluator, step: step, folder: folder) }
+        func describe(_ e: PreferenceEval) -> String { Self.describe(e) }
         let tokenizerFile = (tokenizer as? BPETokenizer)?.path
         func save(step: Int) throws {
             result.lastCheckpoint = try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: lora ? nil : policyTrunk, optimizer: optimizer,
-                                                         state: state, tokenizerFile: tokenizerFile, keepLast: c.int("checkpoint.keep_last")) { dir in
-                if let policyLoRA { try PEFTAdapter.save(policyLoRA, directory: (dir as NSString).appendingPathComponent("adapter"), baseModel: cfg.initFrom) }
+                                                         state: state, tokenizerFile: tokenizerFile, keepLast: cfg.cadence.keepLast) { dir in
+                if let policyLoRA { try PEFTAdapter.save(policyLoRA, directory: (dir as NSString).appendingPathComponent("adapter"), baseModel: cfg.run.initFrom) }
             }
         }
-        let evalEvery = c.int("eval.every"), checkpointEvery = c.int("checkpoint.every")
-        if isLeader && state.step == 0 && evalEvery > 0 {
+        if isLeader && state.step == 0 && cfg.cadence.evalEvery > 0 {
             let e = try evaluate(step: 0)
             result.initialEval = e
             say("step 0: \(describe(e))")
         }
 
-        let progress = Progress(total: totalSteps, every: c.int("log.every"), startStep: state.step)
-        let share = cfg.batchSize / worldSize
+        let progress = Progress(total: totalSteps, every: cfg.cadence.logEvery, startStep: state.step)
         var trainSeconds = 0.0
         while state.step < totalSteps {
             let started = Date()
             let step = state.step + 1
             context.step = step
             FailureReport.current = context
-            let global = pairOrder(count: train.count, seed: cfg.seed, cursor: state.cursor, size: cfg.batchSize)
-            let mine = Array(global[(transport.rank * share)..<((transport.rank + 1) * share)])
-            gradientSum.zero()
-            // Σ loss, Σ [h > 0], Σ chosen reward, Σ rejected reward over this rank's pairs.
-            var sums = [0.0, 0.0, 0.0, 0.0]
-            for start in stride(from: 0, to: mine.count, by: cfg.microBatchSize) {
-                let indices = Array(mine[start..<min(start + cfg.microBatchSize, mine.count)])
-                let pairs = indices.map { train[$0] }
-                let batch = PreferenceBatch(pairs, kinds: kinds)
-                let key = "\(batch.batch)x\(batch.length)"
-                if steps[key] == nil && steps.count >= 8 { steps.removeAll() }
-                let lp = steps[key] ?? TokenLogProbStep(trunk: policyTrunk, batch: batch.batch, tokens: batch.length, adapter: policyLoRA)
-                steps[key] = lp
-                let logProbs = try lp.forward(tokens: batch.tokens, targets: batch.targets)
-                let perPair = batch.responseLogProbs(logProbs, pairs: pairs.count)
-                var dLogProbs = [Float](repeating: 0, count: logProbs.count)
-                var grads: [[PairSequenceKind: [Double]]] = []
-                for (i, index) in indices.enumerated() {
-                    let p = perPair[i]
-                    let input = PreferenceObjective.PairLogProbs(chosen: p[.chosen] ?? [], rejected: p[.rejected] ?? [],
-                                                                 conditionalChosen: p[.conditionalChosen] ?? [], conditionalRejected: p[.conditionalRejected] ?? [],
-                                                                 refChosen: reference.train[index].chosen, refRejected: reference.train[index].rejected)
-                    let g = objective.evaluate(input)
-                    sums[0] += g.loss
-                    // Implicit rewards β(log π − log π_ref) of the policy the loss trains (conditional for InSPO without its DPO term).
-                    let w = (p[.chosen] ?? p[.conditionalChosen]!).reduce(0, +), l = (p[.rejected] ?? p[.conditionalRejected]!).reduce(0, +)
-                    let rw = objective.beta * (w - input.refChosen), rl = objective.beta * (l - input.refRejected)
-                    if rw > rl { sums[1] += 1 }
-                    sums[2] += rw; sums[3] += rl
-                    grads.append([.chosen: g.chosen, .rejected: g.rejected, .conditionalChosen: g.conditionalChosen, .conditionalRejected: g.conditionalRejected])
-                }
-                // Mean over the global batch: every pair's gradient is divided by its size.
-                for s in batch.spans {
-                    guard let d = grads[s.pair][s.kind], !d.isEmpty else { continue }
-                    for t in 0..<s.count { dLogProbs[s.row * batch.length + s.start + t] = Float(d[t] / Double(cfg.batchSize)) }
-                }
-                gradients.zero()
-                lp.backward(dLogProbs: dLogProbs, trunkGradients: lora ? nil : gradients, adapterGradients: lora ? gradients : nil)
-                gradientSum.add(gradients)
-            }
+            let sums = try pairGradients(step: PairStep(cursor: state.cursor, train: train, reference: reference.train, kinds: kinds, objective: objective,
+                                                        policy: policyTrunk, adapter: policyLoRA), trainer: trainer, cache: &steps)
             let communicated = Date()
-            try await transport.allReduce(gradientSum)
-            gradientSum.write(into: gradients)
+            try await trainer.allReduce(transport)
             let totals = try await transport.allReduce(sums, op: .sum)
             let communicateSeconds = Date().timeIntervalSince(communicated)
-            let norm = clipGradientNorm(gradients, maxNorm: c.float("train.grad_clip"))
             let lr = schedule.rate(step: step)
-            optimizer.update(parameters: trainable, gradients: gradients, learningRate: lr)
-            state.step = step; state.cursor += cfg.batchSize; state.optimizerStep = optimizer.step; state.learningRate = lr
+            let norm = trainer.apply(learningRate: lr, gradClip: cfg.train.gradClip)
+            state.step = step; state.cursor += cfg.train.batchSize; state.optimizerStep = optimizer.step; state.learningRate = lr
             let seconds = Date().timeIntervalSince(started)
             trainSeconds += seconds
-            let n = Double(cfg.batchSize), loss = totals[0] / n
+            let n = Double(cfg.train.batchSize), loss = totals[0] / n
             guard loss.isFinite else { throw TrainingError("loss is \(loss) at step \(step); lower train.lr or dpo.beta, or check the data") }
             if isLeader {
                 try folder.appendMetrics(["step": step, "loss": loss, "lr": Double(lr), "grad_norm": Double(norm), "reward_accuracy": totals[1] / n,
@@ -245,17 +150,16 @@ public final class DPOStage {
                                           "pairs_per_s": n / max(seconds, 1e-9), "seconds": seconds, "communicate_seconds": communicateSeconds])
                 progress.update(step: step, fields: String(format: "loss %.4f acc %.3f margin %.3f lr %.2e |g| %.3f", loss, totals[1] / n, (totals[2] - totals[3]) / n, lr, norm))
             }
-            let last = step == totalSteps
-            if isLeader && evalEvery > 0 && (step % evalEvery == 0 || last) {
+            if isLeader && cfg.cadence.evaluates(after: step, of: totalSteps) {
                 let e = try evaluate(step: step)
                 result.finalEval = e
                 progress.line("step \(step): \(describe(e))")
             }
-            if isLeader && (last || (checkpointEvery > 0 && step % checkpointEvery == 0)) { try save(step: step) }
+            if isLeader && cfg.cadence.checkpoints(after: step, of: totalSteps) { try save(step: step) }
         }
         if isLeader && state.step == totalSteps {
             let final = (folder.path as NSString).appendingPathComponent("final")
-            if let policyLoRA { try PEFTAdapter.save(policyLoRA, directory: final + "/policy_adapter", baseModel: cfg.initFrom) }
+            if let policyLoRA { try PEFTAdapter.save(policyLoRA, directory: final + "/policy_adapter", baseModel: cfg.run.initFrom) }
             else { try HFCheckpoint.save(policyTrunk, directory: final + "/policy") }
         }
         try await transport.barrier()
@@ -264,12 +168,115 @@ public final class DPOStage {
         return result
     }
 
+    /// Held-out figures of the policy (rank 0), logged.
+    static func evaluate(_ evaluator: PreferenceEvaluator, step: Int, folder: RunFolder) throws -> PreferenceEval {
+        let e = try evaluator.run()
+        var m: [String: Any] = ["step": step]
+        if let v = e.exactMatch { m["exact_match"] = v }
+        if let v = e.conditionedExactMatch { m["conditioned_exact_match"] = v }
+        if let v = e.rewardAccuracy { m["eval_reward_accuracy"] = v }
+        if let v = e.kl { m["kl"] = v }
+        try folder.appendMetrics(m)
+        return e
+    }
+
+    static func describe(_ e: PreferenceEval) -> String {
+        [e.exactMatch.map { String(format: "exact match %.1f%%", 100 * $0) }, e.conditionedExactMatch.map { String(format: "conditioned on own draft %.1f%%", 100 * $0) },
+         e.rewardAccuracy.map { String(format: "implicit-reward accuracy %.1f%%", 100 * $0) }, e.kl.map { String(format: "KL to reference %.4f", $0) }]
+            .compactMap { $0 }.joined(separator: ", ")
+    }
+
+    static func describe(_ objective: PreferenceObjective) -> String {
+        objective.kind.name + (objective.nllCoefficient != 0 ? " + \(objective.nllCoefficient) × NLL(chosen)" : "")
+    }
+
+    /// Preference pairs (train and held-out, tokenised) and, for exact match, held-out prompts with answers.
+    func loadPairs(tokenizer: any Tokenizer, conditioned: Bool) throws -> (train: [TokenizedPair], eval: [TokenizedPair], examples: [SFTExample]) {
+        let cfg = config, maxLength = cfg.train.maxLength
+        var trainExamples: [PreferenceExample], evalPairExamples: [PreferenceExample], evalExamples: [SFTExample]
+        if cfg.data.task == .arith {
+            let task = cfg.data.arithTask
+            trainExamples = task.preferenceExamples(eval: false)
+            evalPairExamples = task.preferenceExamples(eval: true)
+            evalExamples = task.evalExamples()
+        } else {
+            // Rankings of K > 2 responses become their C(K, 2) pairs.
+            let lines = try JSONL.preferences(path: cfg.data.prefs)
+            trainExamples = lines.flatMap(\.pairs)
+            if trainExamples.count > lines.count { say("data.prefs: \(lines.count) lines hold rankings; trained as \(trainExamples.count) pairs") }
+            evalPairExamples = cfg.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: cfg.data.evalPrefs).flatMap(\.pairs)
+            evalExamples = cfg.data.eval.isEmpty ? [] : try JSONL.sft(path: cfg.data.eval)
+        }
+        let evalLimit = cfg.cadence.evalMaxExamples
+        let train = try trainExamples.map { try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: conditioned) }
+        let evalPairs = try evalPairExamples.prefix(evalLimit).map { try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: false) }
+        return (train, evalPairs, Array(evalExamples.prefix(evalLimit)))
+    }
+
+    /// What one step's gradient needs: the pairs, their reference sums, the loss and the policy.
+    struct PairStep {
+        let cursor: Int
+        let train: [TokenizedPair]
+        let reference: [ReferenceSums]
+        let kinds: [PairSequenceKind]
+        let objective: PreferenceObjective
+        let policy: any CausalLM
+        let adapter: LoRAAdapter?
+    }
+
+    /// This rank's share of the global pair batch at `cursor`: the loss's gradient through the
+    /// token log-probs, micro-batch by micro-batch, into `trainer`'s exact sum. Returns Σ loss,
+    /// Σ [implicit reward of chosen > rejected], Σ chosen reward, Σ rejected reward over the share.
+    func pairGradients(step p: PairStep, trainer: DataParallelOptimizer, cache steps: inout [String: TokenLogProbStep]) throws -> [Double] {
+        let cfg = config, objective = p.objective, lora = p.adapter != nil
+        let share = cfg.train.batchSize / transport.size
+        let global = pairOrder(count: p.train.count, seed: cfg.run.seed, cursor: p.cursor, size: cfg.train.batchSize)
+        let mine = Array(global[(transport.rank * share)..<((transport.rank + 1) * share)])
+        trainer.beginStep()
+        var sums = [0.0, 0.0, 0.0, 0.0]
+        for start in stride(from: 0, to: mine.count, by: cfg.train.microBatchSize) {
+            let indices = Array(mine[start..<min(start + cfg.train.microBatchSize, mine.count)])
+            let batch = PreferenceBatch(indices.map { p.train[$0] }, kinds: p.kinds)
+            let key = "\(batch.batch)x\(batch.length)"
+            if steps[key] == nil && steps.count >= 8 { steps.removeAll() }
+            let lp = steps[key] ?? TokenLogProbStep(trunk: p.policy, batch: batch.batch, tokens: batch.length, adapter: p.adapter)
+            steps[key] = lp
+            let logProbs = try lp.forward(tokens: batch.tokens, targets: batch.targets)
+            let perPair = batch.responseLogProbs(logProbs, pairs: indices.count)
+            var grads: [[PairSequenceKind: [Double]]] = []
+            for (i, index) in indices.enumerated() {
+                let q = perPair[i]
+                let input = PreferenceObjective.PairLogProbs(chosen: q[.chosen] ?? [], rejected: q[.rejected] ?? [],
+                                                             conditionalChosen: q[.conditionalChosen] ?? [], conditionalRejected: q[.conditionalRejected] ?? [],
+                                                             refChosen: p.reference[index].chosen, refRejected: p.reference[index].rejected)
+                let g = objective.evaluate(input)
+                sums[0] += g.loss
+                // Implicit rewards β(log π − log π_ref) of the policy the loss trains (conditional for InSPO without its DPO term).
+                let w = (q[.chosen] ?? q[.conditionalChosen]!).reduce(0, +), l = (q[.rejected] ?? q[.conditionalRejected]!).reduce(0, +)
+                let rw = objective.beta * (w - input.refChosen), rl = objective.beta * (l - input.refRejected)
+                if rw > rl { sums[1] += 1 }
+                sums[2] += rw; sums[3] += rl
+                grads.append([.chosen: g.chosen, .rejected: g.rejected, .conditionalChosen: g.conditionalChosen, .conditionalRejected: g.conditionalRejected])
+            }
+            // Mean over the global batch: every pair's gradient is divided by its size.
+            var dLogProbs = [Float](repeating: 0, count: logProbs.count)
+            for s in batch.spans {
+                guard let d = grads[s.pair][s.kind], !d.isEmpty else { continue }
+                for t in 0..<s.count { dLogProbs[s.row * batch.length + s.start + t] = Float(d[t] / Double(cfg.train.batchSize)) }
+            }
+            trainer.beginMicroBatch()
+            lp.backward(dLogProbs: dLogProbs, trunkGradients: lora ? nil : trainer.gradients, adapterGradients: lora ? trainer.gradients : nil)
+            trainer.endMicroBatch()
+        }
+        return sums
+    }
+
     struct ReferenceSums: Sendable { var chosen: Double, rejected: Double }
 
     /// Σ log π_ref over each pair's chosen and rejected response. Chunks of 32 pairs go to ranks
     /// round-robin and are gathered, so the values do not depend on the number of ranks; they are
     /// rounded to Float32 (the file's precision) so a resumed run reads exactly what a fresh run used.
-    func referenceLogProbs(base: GPT2Trunk, train: [TokenizedPair], eval: [TokenizedPair], folder: RunFolder) async throws
+    func referenceLogProbs(base: any CausalLM, train: [TokenizedPair], eval: [TokenizedPair], folder: RunFolder) async throws
         -> (sums: (train: [ReferenceSums], eval: [ReferenceSums]), cached: Bool) {
         let path = (folder.path as NSString).appendingPathComponent("reference_logps.safetensors")
         if FileManager.default.fileExists(atPath: path), let file = try? SafeTensorsFile(path: path),

@@ -13,7 +13,7 @@ public struct EvalResult: Sendable, Equatable {
 }
 
 public enum Evaluation {
-    public static func run(trunk: GPT2Trunk, adapter: LoRAAdapter? = nil, examples: [SFTExample], tokenizer: any Tokenizer,
+    public static func run(trunk: any CausalLM, adapter: LoRAAdapter? = nil, examples: [SFTExample], tokenizer: any Tokenizer,
                            maxLength: Int, maxNewTokens: Int, batchSize: Int) throws -> EvalResult {
         precondition(!examples.isEmpty, "evaluation needs examples")
         let tokenized = try examples.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: maxLength) }

@@ -12,7 +12,7 @@ import Tokenizers
 /// `rlhf data arith` → judge.jsonl).
 public struct GenerativeReward: @unchecked Sendable {
     public static let yes = "Y", no = "N"
-    let trunk: GPT2Trunk
+    let trunk: any CausalLM
     let tokenizer: any Tokenizer
     let yesId: Int32, noId: Int32
 

@@ -1,4 +1,5 @@
 import Alignment
+import Config
 import Foundation
 import Kernels
 import Models
@@ -52,19 +53,20 @@ final class HybridReward {
     }
 }
 
-extension PPOStage {
+extension HybridReward {
     /// Best-of-N references for the prompts the hybrid reward routes to them: N samples of the SFT
     /// policy, ranked by the reward model (`rewards.proxy_heads`' first head). Computed once.
-    func bestOfNReferences(_ indices: [Int], prompts: [Prompt], policy: LocalPolicy, scorer: HydraScorer, learned: LearnedRewards?) async throws -> [Int: String] {
+    static func bestOfNReferences(_ indices: [Int], prompts: [PPOPrompt], config: PPOConfig, policy: any PolicyRole, scorer: HydraScorer,
+                                  learned: LearnedRewards?) async throws -> [Int: String] {
         guard !indices.isEmpty else { return [:] }
         guard let learned else { throw ConfigError("hybrid reward: best-of-N references need a reward model in 'rewards.proxy_heads'") }
-        let tokenizer = try Tokenizers.load(config.initFrom), n = max(config.c.int("rewards.bon_samples"), 1)
+        let tokenizer = try Tokenizers.load(config.run.initFrom), n = max(config.rewards.bonSamples, 1)
         var out: [Int: String] = [:]
         for start in stride(from: 0, to: indices.count, by: 32) {
             let part = Array(indices[start..<min(start + 32, indices.count)])
             let repeated = part.flatMap { Array(repeating: prompts[$0].tokens, count: n) }
             let samples = try await policy.generate(prompts: repeated, options: SamplingOptions(
-                temperature: 1, maxNewTokens: config.maxNewTokens, eosTokenId: tokenizer.eosTokenId, seed: config.seed &+ 0xB0 &+ UInt64(start))).tokens
+                temperature: 1, maxNewTokens: config.ppo.maxNewTokens, eosTokenId: tokenizer.eosTokenId, seed: config.run.seed &+ 0xB0 &+ UInt64(start))).tokens
             let sequences = zip(repeated, samples).map { $0 + $1 }
             let (_, last) = try await scorer.referenceAndLastHidden(sequences)
             let scores = learned.headScores(try learned.proxyStates(sequences, shared: last))[0]

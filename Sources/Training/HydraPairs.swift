@@ -26,8 +26,7 @@ final class HydraPairs {
     let head: ScalarHead
     let headGradients: FloatBuffer, headSum: GradientSum
     let optimizer: AdamW
-    /// "bt", a `RankUtility` raw value, or "adaptive" (x for closed prompts, x_inv for open-ended ones).
-    let utility: String
+    let utility: PairUtility
     let centerCoefficient: Double
     /// rm with LoRA: the trunk stays frozen and the "trunk gradients" are the adapter's.
     let adapter: LoRAAdapter?
@@ -37,11 +36,10 @@ final class HydraPairs {
     /// The pair loss and its derivatives with respect to r_w and r_l (algorithms.md §3).
     func pairLoss(_ p: Pair, chosen rw: Double, rejected rl: Double, margin: Double) -> (Double, Double, Double) {
         var (l, dw, dl): (Double, Double, Double)
-        if utility == "bt" {
-            (l, dw, dl) = BradleyTerry.loss(chosen: rw, rejected: rl, margin: margin)
-        } else {
-            let u = utility == "adaptive" ? (p.openEnded ? RankUtility.xInverse : .x) : RankUtility(rawValue: utility)!
+        if let u = utility.rankUtility(openEnded: p.openEnded) {
             (l, dw, dl) = u.pairLoss(positive: rw, negative: rl)
+        } else {
+            (l, dw, dl) = BradleyTerry.loss(chosen: rw, rejected: rl, margin: margin)
         }
         if centerCoefficient > 0 {   // c·(r_w + r_l)² pulls the mean reward to 0 (Eisenstein et al.)
             let s = rw + rl
@@ -57,7 +55,7 @@ final class HydraPairs {
     }
 
     init(train: [PreferenceExample], eval: [PreferenceExample], tokenizer: any Tokenizer, maxLength: Int, weight: Double,
-         batchSize: Int, seed: UInt64, head: ScalarHead, hyper: AdamWHyperparameters, utility: String = "bt", centerCoefficient: Double = 0,
+         batchSize: Int, seed: UInt64, head: ScalarHead, hyper: AdamWHyperparameters, utility: PairUtility = .bt, centerCoefficient: Double = 0,
          adapter: LoRAAdapter? = nil) throws {
         self.utility = utility; self.centerCoefficient = centerCoefficient; self.adapter = adapter
         func tokenize(_ e: PreferenceExample) throws -> Pair {
@@ -93,11 +91,11 @@ final class HydraPairs {
     }
 
     /// Rewards at the last token of each sequence, keeping what the backward needs.
-    func scores(trunk: GPT2Trunk, _ sequences: [[Int32]]) throws -> (values: [Float], act: TrunkActivations, last: FloatBuffer, length: Int) {
+    func scores(trunk: any CausalLM, _ sequences: [[Int32]]) throws -> (values: [Float], act: TrunkActivations, last: FloatBuffer, length: Int) {
         let length = sequences.map(\.count).max()!
         var tokens = [Int32](repeating: 0, count: sequences.count * length)
         for (r, s) in sequences.enumerated() { for (j, t) in s.enumerated() { tokens[r * length + j] = t } }
-        let act = TrunkActivations(config: trunk.config, batch: sequences.count, tokens: length, loraRank: adapter?.config.rank ?? 0)
+        let act = trunk.makeActivations(batch: sequences.count, tokens: length, loraRank: adapter?.config.rank ?? 0)
         try trunk.forward(tokens: tokens, adapter: adapter, activations: act)
         let c = trunk.config.channels
         let last = FloatBuffer(count: sequences.count * c)
@@ -109,7 +107,7 @@ final class HydraPairs {
     /// adding trunk gradients to `trunkSum` and head gradients to `headSum`. Returns (Σ loss, Σ correct).
     /// Pairs go through the model `microBatch` at a time, each chunk's gradients added to the sums
     /// on its own: chunks are the same whatever the number of ranks, so the Float64 sums are too.
-    func accumulate(trunk: GPT2Trunk, mine: [Pair], microBatch: Int, globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
+    func accumulate(trunk: any CausalLM, mine: [Pair], microBatch: Int, globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
         var loss = 0.0, correct = 0.0
         for start in stride(from: 0, to: mine.count, by: microBatch) {
             let (l, c) = try accumulateChunk(trunk: trunk, mine: Array(mine[start..<min(start + microBatch, mine.count)]), globalCount: globalCount,
@@ -119,7 +117,7 @@ final class HydraPairs {
         return (loss, correct)
     }
 
-    func accumulateChunk(trunk: GPT2Trunk, mine: [Pair], globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
+    func accumulateChunk(trunk: any CausalLM, mine: [Pair], globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
         guard !mine.isEmpty else { return (0, 0) }
         let sequences = mine.flatMap(\.ranked)
         let (r, act, last, length) = try scores(trunk: trunk, sequences)
@@ -158,7 +156,7 @@ final class HydraPairs {
 
     /// σ(r) of every held-out response, by prompt class (closed / open-ended): the reward-collapse
     /// paper's histograms (Song et al. 2023, §3.2), and the pairwise accuracy.
-    func evaluate(trunk: GPT2Trunk) throws -> (accuracy: Double, rewards: [String: [Double]])? {
+    func evaluate(trunk: any CausalLM) throws -> (accuracy: Double, rewards: [String: [Double]])? {
         guard !evalPairs.isEmpty else { return nil }
         var correct = 0, total = 0
         var rewards: [String: [Double]] = [:]
@@ -176,5 +174,5 @@ final class HydraPairs {
     }
 
     /// Share of held-out ordered pairs the reward head ranks correctly.
-    func evalAccuracy(trunk: GPT2Trunk) throws -> Double? { try evaluate(trunk: trunk)?.accuracy }
+    func evalAccuracy(trunk: any CausalLM) throws -> Double? { try evaluate(trunk: trunk)?.accuracy }
 }

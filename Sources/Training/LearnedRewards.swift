@@ -15,10 +15,10 @@ final class LearnedRewards {
     let heads: [ScalarHead]
     /// A proxy's own trunk when it was fine-tuned with its head; nil: the head reads the shared
     /// frozen trunk's adapters-off pass (the Hydra way, no extra forward).
-    let trunks: [GPT2Trunk?]
-    let selection: String
+    let trunks: [(any CausalLM)?]
+    let selection: RewardSelection
     var bandit: LinUCB?
-    let laserSignal: String
+    let laserSignal: LaserSignal
     let r2m: R2MHead?
     let r2mOptimizer: AdamW?
     let r2mGradients: FloatBuffer?
@@ -31,12 +31,12 @@ final class LearnedRewards {
     let armNames: [String]
     var explicitArms: Bool { armNames != names }
 
-    init(names: [String], heads: [ScalarHead], trunks: [GPT2Trunk?], channels: Int, selection: String, arms: [String]? = nil, laserAlpha: Double,
-         laserSignal: String, r2m: R2MHead?, r2mLR: Float, r2mWeightMax: Double, r2mRampIterations: Double) {
+    init(names: [String], heads: [ScalarHead], trunks: [(any CausalLM)?], channels: Int, selection: RewardSelection, arms: [String]? = nil, laserAlpha: Double,
+         laserSignal: LaserSignal, r2m: R2MHead?, r2mLR: Float, r2mWeightMax: Double, r2mRampIterations: Double) {
         precondition(names.count == heads.count && (!heads.isEmpty || !(arms ?? []).isEmpty))
         self.names = names; self.heads = heads; self.trunks = trunks; self.selection = selection; self.laserSignal = laserSignal
         armNames = arms ?? names
-        bandit = selection == "laser" ? LinUCB(dimension: channels, arms: armNames.count, alpha: laserAlpha) : nil
+        bandit = selection == .laser ? LinUCB(dimension: channels, arms: armNames.count, alpha: laserAlpha) : nil
         self.r2m = r2m
         r2mOptimizer = r2m.map { AdamW(layout: $0.layout, hyper: AdamWHyperparameters(learningRate: r2mLR, weightDecay: 0)) }
         r2mGradients = r2m.map { FloatBuffer(count: $0.parameters.count) }
@@ -106,7 +106,7 @@ final class LearnedRewards {
     func finishIteration(policyLoss: Double, heldOut: Double?) {
         defer { if let heldOut { previousEnsembleMean = heldOut } }
         guard var b = bandit, let (arm, x) = pending else { return }
-        let signal = laserSignal == "loss" ? -policyLoss : (heldOut ?? 0) - (previousEnsembleMean ?? heldOut ?? 0)
+        let signal = laserSignal == .loss ? -policyLoss : (heldOut ?? 0) - (previousEnsembleMean ?? heldOut ?? 0)
         b.update(arm: arm, context: x, reward: signal)
         bandit = b
         pending = nil

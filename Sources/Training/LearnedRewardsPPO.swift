@@ -1,5 +1,6 @@
 import Alignment
 import Cluster
+import Config
 import Foundation
 import Kernels
 import Models
@@ -11,27 +12,25 @@ import Tokenizers
 extension LearnedRewards {
     /// nil when no proxy heads are configured. A head trained alone on model.init_from
     /// (rm.train_trunk=false) is read on the shared pass; a fine-tuned reward model keeps its trunk.
-    static func make(_ c: ResolvedConfig, base: GPT2Trunk, originalHead: ScalarHead, seed: UInt64) throws -> LearnedRewards? {
-        let list = c.string("rewards.proxy_heads").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        let arms = c.string("laser.arms").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        let selection = c.string("rewards.selection")
-        guard arms.isEmpty || selection == "laser" else { throw ConfigError("'laser.arms' needs rewards.selection: laser") }
+    /// `namedArms`: the run's other reward sources, which LASeR may also choose (laser.arms).
+    static func make(_ cfg: PPOConfig, base: any CausalLM, originalHead: ScalarHead, seed: UInt64, namedArms: [String]) throws -> LearnedRewards? {
+        let list = cfg.rewards.proxyHeads, arms = cfg.laser.arms, selection = cfg.rewards.selection
+        guard arms.isEmpty || selection == .laser else { throw ConfigError("'laser.arms' needs rewards.selection: laser") }
         guard !list.isEmpty || !arms.isEmpty else {
-            guard c.double("rewards.proxy") == 0 else { throw ConfigError("rewards.proxy > 0 needs 'rewards.proxy_heads'") }
-            guard selection == "mean" else { throw ConfigError("rewards.selection \(selection) needs 'rewards.proxy_heads' (or, for laser, 'laser.arms')") }
+            guard cfg.rewards.proxy == 0 else { throw ConfigError("rewards.proxy > 0 needs 'rewards.proxy_heads'") }
+            guard selection == .mean else { throw ConfigError("rewards.selection \(selection.rawValue) needs 'rewards.proxy_heads' (or, for laser, 'laser.arms')") }
             return nil
         }
         for arm in arms {
-            let known = ["reward_head", "verifier", "format"].contains(arm) || (arm == "hybrid" && c.double("rewards.hybrid") != 0)
-                || (arm.hasPrefix("proxy") && Int(arm.dropFirst(5)).map { (1...list.count).contains($0) } == true)
+            let known = namedArms.contains(arm) || proxyIndex(arm).map { $0 < list.count } == true
             guard known else {
-                throw ConfigError("'laser.arms': '\(arm)' is not a reward source of this run (reward_head, verifier, format, hybrid with rewards.hybrid ≠ 0, proxy1…proxy\(list.count))")
+                throw ConfigError("'laser.arms': '\(arm)' is not a reward source of this run (\(namedArms.joined(separator: ", ")), proxy1…proxy\(list.count))")
             }
         }
-        if c.string("laser.reward") == "heldout" && selection == "laser" && list.isEmpty {
+        if cfg.laser.signal == .heldout && selection == .laser && list.isEmpty {
             throw ConfigError("laser.reward heldout scores held-out responses with 'rewards.proxy_heads'; set some or use laser.reward loss")
         }
-        var heads: [ScalarHead] = [], trunks: [GPT2Trunk?] = []
+        var heads: [ScalarHead] = [], trunks: [(any CausalLM)?] = []
         for path in list {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ConfigError("'rewards.proxy_heads': \(path) does not exist") }
@@ -39,11 +38,11 @@ extension LearnedRewards {
             let file = isDirectory.boolValue ? ScalarHeadIO.fileName : (path as NSString).lastPathComponent
             // A folder with a model of its own (an rm checkpoint that trained its trunk) keeps it;
             // one whose model is the base's is read on the shared pass.
-            var own: GPT2Trunk?
+            var own: (any CausalLM)?
             if isDirectory.boolValue, FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("model.safetensors")) {
                 let trunk = try HFCheckpoint.load(directory: path)
                 guard trunk.config.channels == base.config.channels else { throw ConfigError("'rewards.proxy_heads': \(path) is \(trunk.config.channels) wide, the policy \(base.config.channels)") }
-                let same = trunk.config == base.config && withExtendedLifetime((trunk, base)) {
+                let same = trunk.config.isEqual(to: base.config) && withExtendedLifetime((trunk, base)) {
                     memcmp(trunk.weights.pointer, base.weights.pointer, trunk.weights.count * MemoryLayout<Float>.stride) == 0
                 }
                 if !same { own = trunk }
@@ -52,15 +51,21 @@ extension LearnedRewards {
             heads.append(try ScalarHeadIO.load(directory: folder, channels: base.config.channels, fileName: file))
         }
         var r2m: R2MHead?
-        if selection == "r2m" {
-            r2m = R2MHead(channels: base.config.channels, policyChannels: base.config.channels, heads: c.int("r2m.heads"))
+        if selection == .r2m {
+            r2m = R2MHead(channels: base.config.channels, policyChannels: base.config.channels, heads: cfg.r2m.heads)
             var rng = RNG(seed: seed &+ 0x2A2)
             r2m!.initialize(rewardHead: heads[0], rng: &rng)
         }
         return LearnedRewards(names: heads.indices.map { "proxy\($0 + 1)" }, heads: heads, trunks: trunks, channels: base.config.channels, selection: selection,
-                              arms: arms.isEmpty ? nil : arms, laserAlpha: c.double("laser.alpha"),
-                              laserSignal: c.string("laser.reward"), r2m: r2m, r2mLR: c.float("r2m.lr"), r2mWeightMax: c.double("r2m.w_max"),
-                              r2mRampIterations: c.double("r2m.ramp") * Double(c.int("ppo.iterations")))
+                              arms: arms.isEmpty ? nil : arms, laserAlpha: cfg.laser.alpha,
+                              laserSignal: cfg.laser.signal, r2m: r2m, r2mLR: cfg.r2m.lr, r2mWeightMax: cfg.r2m.wMax,
+                              r2mRampIterations: cfg.r2m.ramp * Double(cfg.ppo.iterations))
+    }
+
+    /// "proxyK" → K − 1, the index of proxy head K; nil for other names.
+    static func proxyIndex(_ name: String) -> Int? {
+        guard name.hasPrefix("proxy"), let k = Int(name.dropFirst(5)), k >= 1 else { return nil }
+        return k - 1
     }
 
     struct Scored {

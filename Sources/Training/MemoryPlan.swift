@@ -9,18 +9,12 @@ public struct MemoryPlan: CustomStringConvertible {
     public let lines: [Line]
     public var totalBytes: Double { lines.reduce(0) { $0 + $1.weights + $1.adapters + $1.optimizer + $1.activations + $1.kvCache } }
 
-    /// Training activations of one forward kept for the backward, and its LM-head logits.
-    static func activationBytes(_ c: GPT2Config, batch: Int, tokens: Int, lmHead: Bool) -> Double {
-        let m = Double(batch * tokens), C = Double(c.channels), I = Double(c.innerSize)
-        let perLayer = m * (9 * C + 2 * I) + Double(batch * c.heads * tokens * tokens)
-        return 4 * (Double(c.layers) * perLayer + (lmHead ? m * Double(c.vocabSize) : 0))
-    }
-
-    public init(config c: GPT2Config, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int) throws {
-        let params = Double(GPT2Layout(config: c).parameterCount) * 4
-        let adapter = Double(try LoRAAdapter(config: lora, modelConfig: c).layout.totalCount) * 4
+    public init(config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int) throws {
+        let params = Double(c.parameterCount) * 4
+        let adapter = Double(try makeAdapter(lora, for: c).layout.totalCount) * 4
         let head = Double(c.channels + 1) * 4
-        let training = Self.activationBytes(c, batch: minibatch, tokens: maxLength, lmHead: true)
+        // Training activations of one forward kept for the backward, and its LM-head logits.
+        let training = c.trainingActivationBytes(batch: minibatch, tokens: maxLength, lmHead: true)
         let scoring = 4 * Double(responses * maxLength) * (Double(c.vocabSize) + 4 * Double(c.channels))   // one layer + logits
         let kv = 4 * 2 * Double(c.layers * responses * maxLength * c.channels)
         // Trainable state: gradients + two AdamW moments.

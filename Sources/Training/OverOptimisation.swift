@@ -1,5 +1,6 @@
 import Alignment
 import Cluster
+import Config
 import Foundation
 import Kernels
 import Models
@@ -16,21 +17,35 @@ public enum OverOptimisation {
     static let sharedKeys = CommonKeys.run + CommonKeys.data
     static let shared = Set(sharedKeys.map(\.path))
 
-    public static let schema = ConfigSchema(sharedKeys + [
-        ConfigKey("study.method", .choice(["proxy", "r2m", "laser", "hybrid"]), .string("proxy"),
-                  "proxy: PPO on one proxy; r2m: that proxy fused with the policy's states and updated online; laser: LinUCB over study.proxies proxies; hybrid: verifier / GenRM routing"),
-        ConfigKey("study.verifier_share", .float, .float(0.4), "hybrid: share of prompts whose task has a verifier"),
-        ConfigKey("study.reference_share", .float, .float(0.3), "hybrid: share judged by the GenRM against the answer; the rest against the proxy's best of N"),
-        ConfigKey("study.sft_from", .path, .string(""), "start from this SFT checkpoint instead of training one"),
-        ConfigKey("study.proxies", .int, .int(3), "proxy heads trained (each on its own noisy sample); proxy and r2m use the first"),
-        ConfigKey("study.pairs", .int, .int(300), "gold-labelled pairs per proxy"),
-        ConfigKey("study.noise", .float, .float(0.2), "share of the proxies' pair labels flipped"),
-        ConfigKey("study.temperature", .float, .float(1), "sampling temperature of the SFT responses the pairs compare"),
-        ConfigKey("study.smooth", .int, .int(5), "iterations averaged for gold_peak and gold_final"),
-    ] + sftSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("sft." + $0.path, $0.type, $0.defaultValue, $0.help) }
-      + rmSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("proxy." + $0.path, $0.type, $0.defaultValue, $0.help) }
-      + ppoSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("rl." + $0.path, $0.type, $0.defaultValue, $0.help) }
-      + sftSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("genrm." + $0.path, $0.type, $0.defaultValue, $0.help) })
+    /// The methods compared: which reward PPO optimises.
+    public enum Method: String, ConfigChoice { case proxy, r2m, laser, hybrid }
+
+    /// The study's own keys.
+    public struct Settings: Sendable {
+        static let method = Key<Method>("study.method", .proxy,
+                                        "proxy: PPO on one proxy; r2m: that proxy fused with the policy's states and updated online; laser: LinUCB over study.proxies proxies; hybrid: verifier / GenRM routing")
+        static let verifierShare = Key<Double>("study.verifier_share", 0.4, "hybrid: share of prompts whose task has a verifier", .within(0, 1))
+        static let referenceShare = Key<Double>("study.reference_share", 0.3, "hybrid: share judged by the GenRM against the answer; the rest against the proxy's best of N", .within(0, 1))
+        static let sftFrom = Key<ConfigPath>("study.sft_from", "", "start from this SFT checkpoint instead of training one")
+        static let proxies = Key<Int>("study.proxies", 3, "proxy heads trained (each on its own noisy sample); proxy and r2m use the first", .atLeast(1))
+        static let pairs = Key<Int>("study.pairs", 300, "gold-labelled pairs per proxy", .positive)
+        static let noise = Key<Double>("study.noise", 0.2, "share of the proxies' pair labels flipped", .within(0, 1))
+        static let temperature = Key<Double>("study.temperature", 1, "sampling temperature of the SFT responses the pairs compare", .positive)
+        static let smooth = Key<Int>("study.smooth", 5, "iterations averaged for gold_peak and gold_final", .positive)
+        static let keys = [method.declaration] + [verifierShare, referenceShare].map(\.declaration) + [sftFrom.declaration]
+            + [proxies, pairs].map(\.declaration) + [noise, temperature].map(\.declaration) + [smooth.declaration]
+
+        public var method: Method, verifierShare: Double, referenceShare: Double, sftFrom: String, proxies: Int, pairs: Int
+        public var noise: Double, temperature: Float, smooth: Int
+        init(_ c: ResolvedConfig) {
+            method = c[Self.method]; verifierShare = c[Self.verifierShare]; referenceShare = c[Self.referenceShare]; sftFrom = c[Self.sftFrom].path
+            proxies = c[Self.proxies]; pairs = c[Self.pairs]; noise = c[Self.noise]; temperature = Float(c[Self.temperature]); smooth = c[Self.smooth]
+        }
+    }
+
+    public static let schema = ConfigSchema(sharedKeys + Settings.keys
+      + Pipeline.nested(sftSchema, under: "sft.", shared: shared) + Pipeline.nested(rmSchema, under: "proxy.", shared: shared)
+      + Pipeline.nested(ppoSchema, under: "rl.", shared: shared) + Pipeline.nested(sftSchema, under: "genrm.", shared: shared))
 
     public struct Result: Sendable {
         public var method: String
@@ -50,30 +65,33 @@ public enum OverOptimisation {
     public static func run(_ config: ResolvedConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
                            say: @escaping (String) -> Void = { print($0); fflush(nil) }, onStage: (String, FailureContext) -> Void = { _, _ in }) async throws -> Result {
         let started = Date()
-        guard config.string("data.task") == "arith" else { throw ConfigError("the over-optimisation study runs on the arith task: set data.task: arith") }
-        let method = config.string("study.method")
-        let proxies = method == "laser" ? config.int("study.proxies") : 1
-        guard proxies >= 1 else { throw ConfigError("'study.proxies' must be at least 1") }
-        let folder = try await RunFolder.chooseCollectively(name: config.string("name"), out: config.string("out"), resume: "never",
+        let study = Settings(config), data = DataSettings(config), run = try RunSettings(config)
+        guard data.task == .arith else { throw ConfigError("the over-optimisation study runs on the arith task: set data.task: arith") }
+        let method = study.method
+        let proxies = method == .laser ? study.proxies : 1
+        let rl = config.scoped(to: ppoSchema, prefix: "rl.", shared: shared)
+        let folder = try await RunFolder.chooseCollectively(name: run.name, out: run.out, resume: .never,
                                                             workingDirectory: workingDirectory, transport: transport).folder.path
         if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
-        sayRankZero("overopt (\(method)): run folder \(folder)")
+        sayRankZero("overopt (\(method.rawValue)): run folder \(folder)")
 
         // 1. The SFT model.
-        var sftModel = config.string("study.sft_from")
+        var sftModel = study.sftFrom
         if sftModel.isEmpty {
             sayRankZero("== sft")
-            let sft = SFTStage(config: try SFTConfig(try Pipeline.stage(config, schema: sftSchema, prefix: "sft.", overrides: ["out=\(folder)/sft", "resume=never"], shared: shared)),
+            let sft = SFTStage(config: try SFTConfig(config.scoped(to: sftSchema, prefix: "sft.", shared: shared)
+                                   .with(RunSettings.out, ConfigPath(folder + "/sft")).with(RunSettings.resume, "never")),
                                transport: transport, workingDirectory: workingDirectory, say: say)
-            onStage("sft", sft.context)
-            guard let checkpoint = try await sft.run().lastCheckpoint else { throw TrainingError("sft left no checkpoint in \(folder)/sft") }
+            guard let checkpoint = try await runStage(sft, as: "sft", onStage: onStage).lastCheckpoint else { throw TrainingError("sft left no checkpoint in \(folder)/sft") }
             sftModel = checkpoint
         }
 
         // 2. Gold-labelled pairs of the SFT policy's responses (rank 0 writes them; all read).
         let pairFiles = (0..<proxies).map { "\(folder)/gold_pairs_\($0 + 1).jsonl" }
-        if transport.rank == 0 { try writeGoldPairs(config, sftModel: sftModel, files: pairFiles, say: say) }
+        if transport.rank == 0 {
+            try writeGoldPairs(study, task: data.arithTask, seed: run.seed, maxNewTokens: rl[PPOSettings.maxNewTokens], sftModel: sftModel, files: pairFiles, say: say)
+        }
         try await transport.barrier()
 
         // 3. Proxy reward models from the SFT model, one per noisy sample (proxy.rm.train_trunk
@@ -81,24 +99,29 @@ public enum OverOptimisation {
         var heads: [String] = []
         for (k, file) in pairFiles.enumerated() {
             sayRankZero("== proxy \(k + 1)/\(proxies)")
-            let rm = SFTStage(config: try SFTConfig(try Pipeline.stage(config, schema: rmSchema, prefix: "proxy.", overrides: [
-                "out=\(folder)/proxy\(k + 1)", "resume=never", "model.init_from=\(sftModel)", "data.task=", "data.prefs=\(file)",
-                "seed=\(config.int("seed") + k)"], shared: shared)), transport: transport, workingDirectory: workingDirectory, say: say)
-            onStage("proxy\(k + 1)", rm.context)
-            guard let checkpoint = try await rm.run().lastCheckpoint else { throw TrainingError("proxy \(k + 1) left no checkpoint") }
+            let rm = SFTStage(config: try SFTConfig(config.scoped(to: rmSchema, prefix: "proxy.", shared: shared)
+                                  .with(RunSettings.out, ConfigPath("\(folder)/proxy\(k + 1)")).with(RunSettings.resume, "never")
+                                  .with(RunSettings.initFrom, ConfigPath(sftModel)).with(DataSettings.task, DataTask.none)
+                                  .with(DataSettings.prefs, ConfigPath(file)).with(RunSettings.seed, config[RunSettings.seed] + k)),
+                              transport: transport, workingDirectory: workingDirectory, say: say)
+            guard let checkpoint = try await runStage(rm, as: "proxy\(k + 1)", onStage: onStage).lastCheckpoint else { throw TrainingError("proxy \(k + 1) left no checkpoint") }
             heads.append(checkpoint)
         }
 
         // 4. Hybrid: the generative reward model (SFT on judgement data from the SFT model) and
         //    prompts whose tasks route them to the verifier, the GenRM with the answer, or best-of-N.
-        var hybridOverrides: [String] = []
-        if method == "hybrid" {
-            let task = ArithTask(config)
+        var ppoConfig = rl.with(RunSettings.out, ConfigPath(folder + "/ppo")).with(RunSettings.resume, "never")
+            .with(RunSettings.initFrom, ConfigPath(sftModel)).with(RewardSettings.proxyHeads, heads.joined(separator: ","))
+            .with(RewardSettings.selection, [.proxy: .mean, .r2m: .r2m, .laser: .laser, .hybrid: .mean][method]!)
+            .with(RewardSettings.proxy, 1).with(RewardSettings.verifier, 0).with(RewardSettings.format, 0).with(RewardSettings.rewardHead, 0)
+            .with(PPOExtraKeys.r2mPairs, ConfigPath(pairFiles[0]))
+        if method == .hybrid {
+            let task = data.arithTask
             if transport.rank == 0 {
                 try JSONL.write(task.judgements(task.train, salt: 4), to: "\(folder)/judge.jsonl")
                 try JSONL.write(task.judgements(task.eval, salt: 5), to: "\(folder)/eval_judge.jsonl")
-                var rng = RNG(seed: UInt64(truncatingIfNeeded: config.int("seed")) &+ 0x4B)
-                let v = config.double("study.verifier_share"), r = config.double("study.reference_share")
+                var rng = RNG(seed: run.seed &+ 0x4B)
+                let v = study.verifierShare, r = study.referenceShare
                 try JSONL.write(task.train.map { p in
                     let u = rng.uniformDouble()
                     return ["prompt": ArithTask.prompt(p), "answer": ArithTask.answer(p), "task": u < v ? "arith" : u < v + r ? "arith-ref" : "arith-open"]
@@ -107,34 +130,30 @@ public enum OverOptimisation {
             }
             try await transport.barrier()
             sayRankZero("== genrm")
-            let genrm = SFTStage(config: try SFTConfig(try Pipeline.stage(config, schema: sftSchema, prefix: "genrm.", overrides: [
-                "out=\(folder)/genrm", "resume=never", "model.init_from=\(sftModel)", "data.task=", "data.train=\(folder)/judge.jsonl",
-                "data.eval=\(folder)/eval_judge.jsonl"], shared: shared)), transport: transport, workingDirectory: workingDirectory, say: say)
-            onStage("genrm", genrm.context)
-            guard let judge = try await genrm.run().lastCheckpoint else { throw TrainingError("genrm left no checkpoint") }
-            hybridOverrides = ["rewards.hybrid=1", "rewards.proxy=0", "rewards.genrm_model=\(judge)", "rewards.verifier_tasks=arith",
-                               "rewards.reference_tasks=arith-ref", "data.task=", "data.train=\(folder)/prompts.jsonl", "data.eval=\(folder)/eval.jsonl"]
+            let genrm = SFTStage(config: try SFTConfig(config.scoped(to: sftSchema, prefix: "genrm.", shared: shared)
+                                     .with(RunSettings.out, ConfigPath(folder + "/genrm")).with(RunSettings.resume, "never")
+                                     .with(RunSettings.initFrom, ConfigPath(sftModel)).with(DataSettings.task, DataTask.none)
+                                     .with(DataSettings.train, ConfigPath(folder + "/judge.jsonl")).with(DataSettings.eval, ConfigPath(folder + "/eval_judge.jsonl"))),
+                                 transport: transport, workingDirectory: workingDirectory, say: say)
+            guard let judge = try await runStage(genrm, as: "genrm", onStage: onStage).lastCheckpoint else { throw TrainingError("genrm left no checkpoint") }
+            ppoConfig = ppoConfig.with(RewardSettings.hybrid, 1).with(RewardSettings.proxy, 0).with(RewardSettings.genrmModel, ConfigPath(judge))
+                .with(RewardSettings.verifierTasks, "arith").with(RewardSettings.referenceTasks, "arith-ref").with(DataSettings.task, DataTask.none)
+                .with(DataSettings.train, ConfigPath(folder + "/prompts.jsonl")).with(DataSettings.eval, ConfigPath(folder + "/eval.jsonl"))
         }
 
         // 5. PPO against the proxy (or the hybrid reward); the gold reward is logged, never optimised.
-        sayRankZero("== ppo (\(method))")
-        let selection = ["proxy": "mean", "r2m": "r2m", "laser": "laser", "hybrid": "mean"][method]!
-        let ppoConfig = try PPOConfig(try Pipeline.stage(config, schema: ppoSchema, prefix: "rl.", overrides: [
-            "out=\(folder)/ppo", "resume=never", "model.init_from=\(sftModel)", "rewards.proxy_heads=\(heads.joined(separator: ","))",
-            "rewards.selection=\(selection)", "rewards.proxy=1", "rewards.verifier=0", "rewards.format=0", "rewards.reward_head=0",
-            "data.r2m_pairs=\(pairFiles[0])"] + hybridOverrides, shared: shared))
-        let ppo = PPOStage(config: ppoConfig, transport: transport, workingDirectory: workingDirectory, say: say)
-        onStage("ppo", ppo.context)
-        _ = try await ppo.run()
+        sayRankZero("== ppo (\(method.rawValue))")
+        let ppo = PPOStage(config: try PPOConfig(ppoConfig), transport: transport, workingDirectory: workingDirectory, say: say)
+        _ = try await runStage(ppo, as: "ppo", onStage: onStage)
 
         // 6. Summary from metrics.jsonl: gold and proxy against KL.
-        var result = Result(method: method, goldPeak: 0, goldFinal: 0, proxyFinal: 0, klFinal: 0, seconds: 0, runFolder: folder)
+        var result = Result(method: method.rawValue, goldPeak: 0, goldFinal: 0, proxyFinal: 0, klFinal: 0, seconds: 0, runFolder: folder)
         if transport.rank == 0 {
             let lines = try JSONL.objects(path: "\(folder)/ppo/metrics.jsonl").map(\.object).filter { $0["gold_mean"] != nil }
-            let trained = method == "hybrid" ? "hybrid_mean" : "proxy_mean"
+            let trained = method == .hybrid ? "reward_hybrid_mean" : "reward_proxy_mean"
             let gold = lines.compactMap { $0["gold_mean"] as? Double }, proxy = lines.compactMap { $0[trained] as? Double }
             let kl = lines.compactMap { $0["kl"] as? Double }
-            let w = max(config.int("study.smooth"), 1)
+            let w = study.smooth
             func smoothed(_ v: [Double]) -> [Double] { v.indices.map { i in let s = v[max(0, i - w + 1)...i]; return s.reduce(0, +) / Double(s.count) } }
             result.goldPeak = smoothed(gold).max() ?? 0
             result.goldFinal = smoothed(gold).last ?? 0
@@ -148,16 +167,16 @@ public enum OverOptimisation {
     /// For each proxy: `study.pairs` prompts (its own seeded draw), two sampled SFT responses each,
     /// the pair ordered by the gold reward (ties redrawn up to 8 times, then skipped) and flipped
     /// with probability `study.noise`.
-    static func writeGoldPairs(_ config: ResolvedConfig, sftModel: String, files: [String], say: (String) -> Void) throws {
-        let task = ArithTask(config)
+    static func writeGoldPairs(_ study: Settings, task: ArithTask, seed: UInt64, maxNewTokens maxNew: Int, sftModel: String, files: [String],
+                               say: (String) -> Void) throws {
         let trunk = try HFCheckpoint.load(directory: sftModel)
         let tokenizer = try Tokenizers.load(sftModel)
-        let maxNew = config.int("rl.ppo.max_new_tokens"), noise = config.double("study.noise")
+        let noise = study.noise
         for (k, file) in files.enumerated() {
-            var rng = RNG(seed: UInt64(truncatingIfNeeded: config.int("seed")) &+ 0x601D &+ UInt64(k) &* 7919)
+            var rng = RNG(seed: seed &+ 0x601D &+ UInt64(k) &* 7919)
             var lines: [[String: Any]] = [], flipped = 0, skipped = 0
             var attempt = 0
-            while lines.count < config.int("study.pairs") && attempt < 20 * config.int("study.pairs") {
+            while lines.count < study.pairs && attempt < 20 * study.pairs {
                 attempt += 1
                 let problem = task.train[Int(rng.next() % UInt64(task.train.count))]
                 let prompt = ArithTask.prompt(problem), answer = ArithTask.answer(problem)
@@ -165,7 +184,7 @@ public enum OverOptimisation {
                 var pair: (String, String, Double, Double)?
                 for _ in 0..<8 {
                     let out = try trunk.generate(prompts: [tokens, tokens], options: SamplingOptions(
-                        temperature: config.float("study.temperature"), maxNewTokens: maxNew, eosTokenId: tokenizer.eosTokenId, seed: rng.next())).tokens
+                        temperature: study.temperature, maxNewTokens: maxNew, eosTokenId: tokenizer.eosTokenId, seed: rng.next())).tokens
                     let a = tokenizer.decode(out[0], skipSpecialTokens: true), b = tokenizer.decode(out[1], skipSpecialTokens: true)
                     let ga = gold(a, answer: answer), gb = gold(b, answer: answer)
                     if ga != gb { pair = (a, b, ga, gb); break }

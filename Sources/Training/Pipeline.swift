@@ -1,4 +1,5 @@
 import Cluster
+import Config
 import Foundation
 
 /// `rlhf pipeline`: data → Hydra-SFT → PPO → evaluation in one run folder. One YAML file: the
@@ -8,22 +9,11 @@ public enum Pipeline {
     static let sharedKeys = CommonKeys.run + CommonKeys.data
     static let shared = Set(sharedKeys.map(\.path))
 
-    public static let schema = ConfigSchema(sharedKeys
-        + hydraSFTSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("sft." + $0.path, $0.type, $0.defaultValue, $0.help) }
-        + ppoSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("rl." + $0.path, $0.type, $0.defaultValue, $0.help) })
+    public static let schema = ConfigSchema(sharedKeys + nested(hydraSFTSchema, under: "sft.", shared: shared) + nested(ppoSchema, under: "rl.", shared: shared))
 
-    /// A stage's resolved config from the pipeline's: shared keys as they are, `prefix.key` as `key`.
-    static func stage(_ pipeline: ResolvedConfig, schema: ConfigSchema, prefix: String, overrides extra: [String],
-                      shared: Set<String> = Pipeline.shared) throws -> ResolvedConfig {
-        var overrides: [String] = []
-        for key in schema.keys {
-            let value = shared.contains(key.path) ? pipeline.values[key.path] : pipeline.values[prefix + key.path]
-            guard let value else { continue }
-            let text: String
-            switch value { case .string(let s): text = s; case .float(let d): text = "\(d)"; default: text = value.description }
-            overrides.append("\(key.path)=\(text)")
-        }
-        return try schema.resolve(file: nil, overrides: overrides + extra)
+    /// A stage's keys under `prefix`, less the experiment's shared ones.
+    static func nested(_ stage: ConfigSchema, under prefix: String, shared: Set<String>) -> [ConfigKey] {
+        stage.keys.filter { !shared.contains($0.path) }.map { $0.prefixed(prefix) }
     }
 
     public struct Result: Sendable {
@@ -38,23 +28,23 @@ public enum Pipeline {
                            say: @escaping (String) -> Void = { print($0); fflush(nil) }, onStage: (String, FailureContext) -> Void = { _, _ in }) async throws -> Result {
         let started = Date()
         // One folder for the whole pipeline (rank 0 decides), stages in sft/ and ppo/.
-        let folder = try await RunFolder.chooseCollectively(name: config.string("name"), out: config.string("out"), resume: "never",
+        let folder = try await RunFolder.chooseCollectively(name: config[RunSettings.name], out: config[RunSettings.out].path, resume: .never,
                                                             workingDirectory: workingDirectory, transport: transport).folder.path
         if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
         sayRankZero("pipeline: run folder \(folder)\n== stage 1/2: hydra-sft")
-        let sftConfig = try SFTConfig(try stage(config, schema: hydraSFTSchema, prefix: "sft.", overrides: ["out=\(folder)/sft", "resume=never"]))
+        let sftConfig = try SFTConfig(config.scoped(to: hydraSFTSchema, prefix: "sft.", shared: shared)
+            .with(RunSettings.out, ConfigPath(folder + "/sft")).with(RunSettings.resume, "never"))
         let sft = SFTStage(config: sftConfig, transport: transport, workingDirectory: workingDirectory, say: say)
-        onStage("hydra-sft", sft.context)
-        let sftResult = try await sft.run()
+        let sftResult = try await runStage(sft, as: "hydra-sft", onStage: onStage)
         guard let checkpoint = sftResult.lastCheckpoint ?? Checkpoints.newest(in: "\(folder)/sft/checkpoints") else {
             throw TrainingError("hydra-sft left no checkpoint in \(folder)/sft")
         }
         sayRankZero("== stage 2/2: ppo from \(checkpoint)")
-        let ppoConfig = try PPOConfig(try stage(config, schema: ppoSchema, prefix: "rl.", overrides: ["out=\(folder)/ppo", "model.init_from=\(checkpoint)"]))
+        let ppoConfig = try PPOConfig(config.scoped(to: ppoSchema, prefix: "rl.", shared: shared)
+            .with(RunSettings.out, ConfigPath(folder + "/ppo")).with(RunSettings.initFrom, ConfigPath(checkpoint)))
         let ppo = PPOStage(config: ppoConfig, transport: transport, workingDirectory: workingDirectory, say: say)
-        onStage("ppo", ppo.context)
-        let ppoResult = try await ppo.run()
+        let ppoResult = try await runStage(ppo, as: "ppo", onStage: onStage)
         return Result(sftExactMatch: ppoResult.initialExactMatch ?? sftResult.finalEval?.exactMatch, ppoExactMatch: ppoResult.finalExactMatch,
                       kl: ppoResult.kl, seconds: Date().timeIntervalSince(started), runFolder: folder)
     }

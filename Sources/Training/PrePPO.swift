@@ -6,20 +6,19 @@ import Models
 import Roles
 import Tokenizers
 
-extension PPOStage {
+extension PPOSession {
     /// Pre-PPO prompt selection (Shen et al. 2025, algorithms.md §8.3): sample `prepo.samples`
     /// responses per candidate prompt from the SFT policy, score them with the run's reward, and
     /// keep the `prepo.keep` share with the lowest per-task z-score of the mean (the hard prompts).
     /// Candidates are shared round-robin over the ranks rolling out; prepo.jsonl in the run folder
     /// lists every candidate with its score, z and whether it was kept.
-    func prePPOSelection(prompts: [Prompt], policy: LocalPolicy, folder: RunFolder, replicas: (any Transport)?,
-                         score: ([[Int32]], [Int], [String], [String?], [Bool]) async throws -> [Double]) async throws -> [Int] {
-        let c = config.c, tokenizer = try Tokenizers.load(config.initFrom)
-        let samples = max(c.int("prepo.samples"), 1)
+    func prePPOSelection(folder: RunFolder?) async throws -> [Int] {
+        let prompts = data.prompts
+        let samples = max(cfg.promptSelection.samples, 1)
         var order = Array(prompts.indices)
-        var rng = RNG(seed: config.seed &+ 0x9E9)
+        var rng = RNG(seed: cfg.run.seed &+ 0x9E9)
         shuffle(&order, &rng)
-        let candidates = c.int("prepo.candidates") > 0 ? Array(order.prefix(c.int("prepo.candidates"))) : order
+        let candidates = cfg.promptSelection.candidates > 0 ? Array(order.prefix(cfg.promptSelection.candidates)) : order
         let rank = replicas?.rank ?? 0, ranks = replicas?.size ?? 1
         var means = [Double](repeating: 0, count: candidates.count)
         let chunk = 64
@@ -27,24 +26,40 @@ extension PPOStage {
             let part = Array(candidates[start..<min(start + chunk, candidates.count)])
             let repeated = part.flatMap { Array(repeating: prompts[$0], count: samples) }
             let out = try await policy.generate(prompts: repeated.map(\.tokens), options: SamplingOptions(
-                temperature: c.float("ppo.temperature"), topK: c.int("ppo.top_k"), topP: c.float("ppo.top_p"), maxNewTokens: config.maxNewTokens,
-                eosTokenId: tokenizer.eosTokenId, seed: config.seed &+ 0x9EA &+ UInt64(start)))
-            let scores = try await score(zip(repeated, out.tokens).map { $0.tokens + $1 }, repeated.map(\.tokens.count),
-                                         out.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, repeated.map(\.answer), out.endedWithEOS)
+                temperature: cfg.ppo.temperature, topK: cfg.ppo.topK, topP: cfg.ppo.topP, maxNewTokens: cfg.ppo.maxNewTokens,
+                eosTokenId: tokenizer.eosTokenId, seed: cfg.run.seed &+ 0x9EA &+ UInt64(start)))
+            let scores = try await prePPOScores(prompts: repeated, indices: part.flatMap { Array(repeating: $0, count: samples) }, tokens: out.tokens,
+                                                endedWithEOS: out.endedWithEOS)
             for (k, _) in part.enumerated() { means[start + k] = scores[(k * samples)..<((k + 1) * samples)].reduce(0, +) / Double(samples) }
         }
         if let replicas, replicas.size > 1 { means = try await replicas.allReduce(means, op: .sum) }
         let tasks = candidates.map { prompts[$0].task }
-        let keptPositions = Set(PrePPOSelection.hardest(scores: means, tasks: tasks, share: c.double("prepo.keep")))
+        let keptPositions = Set(PrePPOSelection.hardest(scores: means, tasks: tasks, share: cfg.promptSelection.keep))
         let z = PrePPOSelection.zScores(scores: means, tasks: tasks)
-        if (replicas?.rank ?? 0) == 0 {
+        if let folder, (replicas?.rank ?? 0) == 0 {
             try JSONL.write(candidates.indices.map { k in
                 ["prompt": tokenizer.decode(prompts[candidates[k]].tokens, skipSpecialTokens: true), "task": tasks[k], "mean_reward": means[k], "z": z[k], "kept": keptPositions.contains(k)]
             }, to: (folder.path as NSString).appendingPathComponent("prepo.jsonl"))
         }
         say(String(format: "Pre-PPO: kept %d of %d candidate prompts (the hardest %.0f%% by per-task z-score of the SFT policy's mean reward over %d samples); mean reward of kept %.3f vs all %.3f",
-                   keptPositions.count, candidates.count, 100 * c.double("prepo.keep"), samples,
+                   keptPositions.count, candidates.count, 100 * cfg.promptSelection.keep, samples,
                    keptPositions.reduce(0) { $0 + means[$1] } / Double(max(keptPositions.count, 1)), means.reduce(0, +) / Double(max(means.count, 1))))
         return keptPositions.sorted().map { candidates[$0] }
+    }
+
+    /// The run's reward of the SFT policy's samples (the sources built so far; learned proxies as
+    /// their ensemble: no bandit step, no R2M fusion).
+    func prePPOScores(prompts: [PPOPrompt], indices: [Int], tokens: [[Int32]], endedWithEOS: [Bool]) async throws -> [Double] {
+        let sequences = zip(prompts, tokens).map { $0.tokens + $1 }
+        let (_, last) = try await scorer.referenceAndLastHidden(sequences)
+        let head = roles.rewardHead.forward(hidden: last.flatMap { $0 }, rows: last.count).map(Double.init)
+        let proxy = try learned.map { l in
+            let s = l.headScores(try l.proxyStates(sequences, shared: last))
+            return s[0].indices.map { i in s.reduce(0) { $0 + $1[i] } / Double(s.count) }
+        }
+        let batch = RewardBatch(texts: tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, answers: prompts.map(\.answer), tasks: prompts.map(\.task),
+                                questions: prompts.map(\.text), promptIndices: indices, sequences: sequences, promptLengths: prompts.map(\.tokens.count),
+                                headScores: head, proxy: proxy)
+        return finalScores(try RewardSources.compose(sources, batch: batch).total, endedWithEOS: endedWithEOS)
     }
 }

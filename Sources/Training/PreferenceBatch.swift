@@ -79,7 +79,7 @@ public struct PreferenceBatch: Sendable {
     }
 }
 
-extension GPT2Trunk {
+extension CausalLM {
     /// The reference pass of the dpo stage on one batch: Σ log p per span, adapters off.
     public func referenceSums(_ batch: PreferenceBatch) throws -> [Double] { try responseLogProbSums(batch, adapter: nil) }
 

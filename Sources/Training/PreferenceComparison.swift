@@ -1,5 +1,6 @@
 import Alignment
 import Cluster
+import Config
 import Foundation
 
 /// `rlhf prefs`: one SFT model, then one `dpo` stage per listed loss from it, and a table
@@ -10,14 +11,16 @@ import Foundation
 public enum PreferenceComparison {
     static let sharedKeys = CommonKeys.run + CommonKeys.data
     static let shared = Set(sharedKeys.map(\.path))
-    static let losses = ["dpo", "ipo", "cdpo", "robust", "hinge", "cpl", "inspo"]
+    static let lossesKey = Key<String>("compare.losses", "dpo,ipo,cpl,inspo", "comma-separated dpo.loss values, one run each")
+    static let sftFrom = Key<ConfigPath>("compare.sft_from", "", "start from this SFT checkpoint instead of training one")
+    static func overridesKey(_ loss: PreferenceLossName) -> Key<String> {
+        Key("compare.overrides.\(loss.rawValue)", "", "space-separated key=value overrides of the \(loss.rawValue) run")
+    }
 
-    public static let schema = ConfigSchema(sharedKeys + [
-        ConfigKey("compare.losses", .string, .string("dpo,ipo,cpl,inspo"), "comma-separated dpo.loss values, one run each"),
-        ConfigKey("compare.sft_from", .path, .string(""), "start from this SFT checkpoint instead of training one"),
-    ] + losses.map { ConfigKey("compare.overrides.\($0)", .string, .string(""), "space-separated key=value overrides of the \($0) run") }
-      + sftSchema.keys.filter { !shared.contains($0.path) }.map { ConfigKey("sft." + $0.path, $0.type, $0.defaultValue, $0.help) }
-      + dpoSchema.keys.filter { !shared.contains($0.path) && $0.path != "dpo.loss" }.map { ConfigKey("prefs." + $0.path, $0.type, $0.defaultValue, $0.help) })
+    public static let schema = ConfigSchema(sharedKeys + [lossesKey.declaration, sftFrom.declaration]
+      + PreferenceLossName.allCases.map { overridesKey($0).declaration }
+      + Pipeline.nested(sftSchema, under: "sft.", shared: shared)
+      + Pipeline.nested(dpoSchema, under: "prefs.", shared: shared.union([PreferenceSettings.loss.path])))
 
     public struct Row: Sendable {
         public var loss: String
@@ -40,25 +43,29 @@ public enum PreferenceComparison {
 
     public static func run(_ config: ResolvedConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
                            say: @escaping (String) -> Void = { print($0); fflush(nil) }, onStage: (String, FailureContext) -> Void = { _, _ in }) async throws -> Result {
-        let names = config.string("compare.losses").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        for name in names where !losses.contains(name) {
-            throw ConfigError("'compare.losses': '\(name)' is not one of \(losses.joined(separator: ", "))")
+        let names = try commaList(config[lossesKey]).map { name in
+            guard let loss = PreferenceLossName(rawValue: name) else {
+                throw ConfigError("'compare.losses': '\(name)' is not one of \(PreferenceLossName.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return loss
         }
         guard !names.isEmpty else { throw ConfigError("'compare.losses' lists no loss") }
-        let folder = try await RunFolder.chooseCollectively(name: config.string("name"), out: config.string("out"), resume: "never",
+        // Every loss's overrides are read (and checked) whether or not the loss runs.
+        let overrides = Dictionary(uniqueKeysWithValues: PreferenceLossName.allCases.map { ($0, config[overridesKey($0)].split(separator: " ").map(String.init)) })
+        let folder = try await RunFolder.chooseCollectively(name: config[RunSettings.name], out: config[RunSettings.out].path, resume: .never,
                                                             workingDirectory: workingDirectory, transport: transport).folder.path
         if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
 
         // 1. The SFT model every run starts from.
         let sftStarted = Date()
-        var sftModel = config.string("compare.sft_from")
+        var sftModel = config[sftFrom].path
         if sftModel.isEmpty {
             sayRankZero("prefs: run folder \(folder)\n== sft")
-            let sftConfig = try SFTConfig(try Pipeline.stage(config, schema: sftSchema, prefix: "sft.", overrides: ["out=\(folder)/sft", "resume=never"], shared: shared))
+            let sftConfig = try SFTConfig(config.scoped(to: sftSchema, prefix: "sft.", shared: shared)
+                .with(RunSettings.out, ConfigPath(folder + "/sft")).with(RunSettings.resume, "never"))
             let sft = SFTStage(config: sftConfig, transport: transport, workingDirectory: workingDirectory, say: say)
-            onStage("sft", sft.context)
-            let result = try await sft.run()
+            let result = try await runStage(sft, as: "sft", onStage: onStage)
             guard let checkpoint = result.lastCheckpoint ?? Checkpoints.newest(in: "\(folder)/sft/checkpoints") else {
                 throw TrainingError("sft left no checkpoint in \(folder)/sft")
             }
@@ -68,17 +75,17 @@ public enum PreferenceComparison {
 
         // 2. One preference run per loss, each from the SFT model.
         var rows: [Row] = []
-        for name in names {
+        for loss in names {
+            let name = loss.rawValue
             sayRankZero("== \(name) from \(sftModel)")
-            let extra = config.string("compare.overrides.\(name)").split(separator: " ").map(String.init)
-            let stageConfig = try Pipeline.stage(config, schema: dpoSchema, prefix: "prefs.",
-                                                 overrides: ["out=\(folder)/\(name)", "resume=never", "model.init_from=\(sftModel)", "dpo.loss=\(name)"] + extra,
-                                                 shared: shared)
-            let stage = DPOStage(config: try DPOConfig(stageConfig), transport: transport, workingDirectory: workingDirectory, say: say)
-            onStage(name, stage.context)
+            let stageConfig = try DPOConfig(config.scoped(to: dpoSchema, prefix: "prefs.", shared: shared)
+                .with(RunSettings.out, ConfigPath("\(folder)/\(name)")).with(RunSettings.resume, "never")
+                .with(RunSettings.initFrom, ConfigPath(sftModel)).with(PreferenceSettings.loss, loss)
+                .overriding(overrides[loss] ?? []))
+            let stage = DPOStage(config: stageConfig, transport: transport, workingDirectory: workingDirectory, say: say)
             let started = Date()
-            let r = try await stage.run()
-            rows.append(Row(loss: name == "inspo" ? "inspo-\(stageConfig.string("inspo.variant"))" : name,
+            let r = try await runStage(stage, as: name, onStage: onStage)
+            rows.append(Row(loss: stageConfig.objective.kind.name,
                             sftExactMatch: r.initialEval?.exactMatch, exactMatch: r.finalEval?.exactMatch,
                             conditionedExactMatch: r.finalEval?.conditionedExactMatch, rewardAccuracy: r.finalEval?.rewardAccuracy,
                             kl: r.finalEval?.kl, seconds: Date().timeIntervalSince(started)))

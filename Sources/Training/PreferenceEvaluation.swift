@@ -7,7 +7,7 @@ import Tokenizers
 /// greedy generation (and, for InSPO, of generation conditioned on the model's own draft),
 /// implicit-reward accuracy on held-out pairs, and KL to the reference on the policy's samples.
 struct PreferenceEvaluator {
-    let policy: GPT2Trunk, adapter: LoRAAdapter?, reference: GPT2Trunk
+    let policy: any CausalLM, adapter: LoRAAdapter?, reference: any CausalLM
     let tokenizer: any Tokenizer
     let evalPairs: [TokenizedPair]
     let referenceSums: [DPOStage.ReferenceSums]
@@ -16,7 +16,7 @@ struct PreferenceEvaluator {
     let klTemperature: Float, seed: UInt64
     let chunk = 32   // the reference cache's chunking, so equal weights give bit-equal sums
 
-    init(policy: GPT2Trunk, adapter: LoRAAdapter?, reference: GPT2Trunk, tokenizer: any Tokenizer, evalPairs: [TokenizedPair],
+    init(policy: any CausalLM, adapter: LoRAAdapter?, reference: any CausalLM, tokenizer: any Tokenizer, evalPairs: [TokenizedPair],
          referenceSums: [DPOStage.ReferenceSums], evalExamples: [SFTExample], maxLength: Int, beta: Double, maxNewTokens: Int,
          conditioned: Bool, klTemperature: Float, seed: UInt64) {
         self.policy = policy; self.adapter = adapter; self.reference = reference; self.tokenizer = tokenizer; self.evalPairs = evalPairs

@@ -16,24 +16,24 @@ public struct RunFolder: Sendable {
     }
 
     /// Where to run and what to resume from, with a sentence saying which and why.
-    public static func choose(name: String, out: String, resume: String, workingDirectory: String,
+    public static func choose(name: String, out: String, resume: ResumePolicy, workingDirectory: String,
                               now: Date = Date()) throws -> (folder: RunFolder, checkpoint: String?, message: String) {
         let fm = FileManager.default
-        if resume != "auto" && resume != "never" {
-            let checkpoint = URL(fileURLWithPath: resume).standardizedFileURL.path
+        if case .from(let path) = resume {
+            let checkpoint = URL(fileURLWithPath: path).standardizedFileURL.path
             // A checkpoint lives in <run>/checkpoints/step-N: continue in that run unless told otherwise.
             let folder = out.isEmpty ? URL(fileURLWithPath: checkpoint).deletingLastPathComponent().deletingLastPathComponent().path : out
             return (try RunFolder(path: folder), checkpoint, "resuming from \(checkpoint) (resume: path)")
         }
         if !out.isEmpty {
             let folder = try RunFolder(path: out)
-            if resume == "auto", let c = Checkpoints.newest(in: folder.checkpoints) {
+            if resume == .auto, let c = Checkpoints.newest(in: folder.checkpoints) {
                 return (folder, c, "resuming from \(c) (resume: auto, newest checkpoint in \(out))")
             }
-            return (folder, nil, resume == "never" ? "starting fresh (resume: never)" : "starting fresh: no checkpoint in \(out)")
+            return (folder, nil, resume == .never ? "starting fresh (resume: never)" : "starting fresh: no checkpoint in \(out)")
         }
         let runs = (workingDirectory as NSString).appendingPathComponent("runs")
-        if resume == "auto", let names = try? fm.contentsOfDirectory(atPath: runs) {
+        if resume == .auto, let names = try? fm.contentsOfDirectory(atPath: runs) {
             let mine = names.filter { $0.hasPrefix(name + "-") && Self.isTimestamp(String($0.dropFirst(name.count + 1))) }.sorted()
             for candidate in mine.reversed() {
                 let folder = (runs as NSString).appendingPathComponent(candidate)
@@ -49,11 +49,11 @@ public struct RunFolder: Sendable {
         var folder = (runs as NSString).appendingPathComponent("\(name)-\(formatter.string(from: now))")
         var suffix = 1
         while fm.fileExists(atPath: folder) { folder = (runs as NSString).appendingPathComponent("\(name)-\(formatter.string(from: now))-\(suffix)"); suffix += 1 }
-        return (try RunFolder(path: folder), nil, resume == "never" ? "starting fresh (resume: never)" : "starting fresh: no earlier run named \(name) has a checkpoint")
+        return (try RunFolder(path: folder), nil, resume == .never ? "starting fresh (resume: never)" : "starting fresh: no earlier run named \(name) has a checkpoint")
     }
 
     /// `choose` made by rank 0 and shared with every rank (they see one filesystem).
-    public static func chooseCollectively(name: String, out: String, resume: String, workingDirectory: String,
+    public static func chooseCollectively(name: String, out: String, resume: ResumePolicy, workingDirectory: String,
                                           transport: any Transport) async throws -> (folder: RunFolder, checkpoint: String?, message: String) {
         var choice = Data()
         if transport.rank == 0 {

@@ -56,12 +56,12 @@ struct BenchAllReduce: AsyncParsableCommand {
     /// One rank trains the global batch alone, then every rank trains its share and the
     /// gradients (Float64 sums, as in SFT) are all-reduced.
     func efficiency(_ world: MPITransport) async throws {
-        let config = try GPT2Config.preset(preset)
+        let config = try ModelFamilies.preset(preset)
         guard batch % world.size == 0 else { throw CLIError("--batch \(batch) does not split over \(world.size) ranks") }
-        let trunk = try GPT2Trunk(config: config)
+        let trunk = try config.makeModel(weights: nil)
         var rng = RNG(seed: 1)
         trunk.initialize(rng: &rng)
-        let gradients = FloatBuffer(count: trunk.layout.parameterCount), sum = GradientSum(count: trunk.layout.parameterCount)
+        let gradients = FloatBuffer(count: trunk.parameterCount), sum = GradientSum(count: trunk.parameterCount)
         let perRank = batch / world.size
         func ids(_ n: Int) -> [Int32] { (0..<(n * tokens)).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) } }
         let soloTokens = ids(batch), shareTokens = ids(perRank)
@@ -92,7 +92,7 @@ struct BenchAllReduce: AsyncParsableCommand {
             printJSONLine(["case": "data_parallel_sft", "preset": preset, "world_size": world.size, "global_batch": batch, "tokens": tokens,
                            "threads_per_rank": BLAS.threads, "step_s_one_rank": rounded(soloSeconds, 4), "step_s_all_ranks": rounded(slowest, 4),
                            "speedup": rounded(soloSeconds / slowest, 3), "efficiency": rounded(soloSeconds / (Double(world.size) * slowest), 3),
-                           "gradient_mib": rounded(Double(trunk.layout.parameterCount * 8) / 1048576, 1)])
+                           "gradient_mib": rounded(Double(trunk.parameterCount * 8) / 1048576, 1)])
         }
     }
 }

@@ -1,5 +1,6 @@
 import Alignment
 import ArgumentParser
+import Config
 import Foundation
 import Kernels
 import Models
@@ -41,17 +42,17 @@ struct BenchDPO: AsyncParsableCommand {
 
     func measure(_ mode: String) throws {
         guard ["full", "full-ref", "lora"].contains(mode) else { throw CLIError("--mode must be full, full-ref or lora") }
-        let config = try GPT2Config.preset(preset)
+        let config = try ModelFamilies.preset(preset)
         log("bench dpo \(preset) \(mode): \(BLAS.summary)")
         var rng = RNG(seed: 1)
-        let reference = try GPT2Trunk(config: config)
+        let reference = try config.makeModel(weights: nil)
         reference.initialize(rng: &rng)
         let lora = mode == "lora"
-        let adapter = lora ? try LoRAAdapter(config: LoRAConfig(rank: 16, alpha: 32, targets: LoRATarget.allCases), modelConfig: config) : nil
+        let adapter = lora ? try LoRAAdapter(config: LoRAConfig(rank: 16, alpha: 32, targets: config.allLoRATargets), modelConfig: config) : nil
         adapter?.initialize(rng: &rng)
-        let policy = lora ? reference : try GPT2Trunk(config: config, weights: reference.weights.clone())
+        let policy = lora ? reference : try reference.clone()
         let parameters = adapter?.weights ?? policy.weights
-        let optimizer = AdamW(layout: adapter?.layout ?? policy.layout.tensors, hyper: AdamWHyperparameters(learningRate: 1e-5))
+        let optimizer = AdamW(layout: adapter?.layout ?? policy.parameterLayout, hyper: AdamWHyperparameters(learningRate: 1e-5))
         let gradients = FloatBuffer(count: parameters.count)
         func random(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) } }
         let batchPairs = (0..<pairs).map { _ in TokenizedPair(prompt: random(promptTokens), chosen: random(responseTokens), rejected: random(responseTokens)) }

@@ -21,7 +21,7 @@ struct BenchKernels: ParsableCommand {
         log("bench kernels: \(BLAS.summary)")
         let threads = BLAS.threads, core = BLAS.coreName
         for name in preset {
-            let c = try GPT2Config.preset(name)
+            let c = try ModelFamilies.preset(name)
             let m = batch * tokens, C = c.channels, I = c.innerSize
             let shapes: [(String, Int, Int, Int, Bool, Bool)] = [
                 ("qkv NN", m, C, 3 * C, false, false), ("qkv dx NT", m, 3 * C, C, false, true),

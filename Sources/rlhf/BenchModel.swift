@@ -9,7 +9,7 @@ struct BenchModel: ParsableCommand {
         abstract: "Training-step and decoding speed of a GPT-2 preset, with the sgemm peak measured in the same run.",
         discussion: """
         Train step = forward + LM-head log-probs + backward + AdamW over every parameter (full fine-tuning), \
-        as PyTorch's GPT2LMHeadModel + torch.optim.AdamW would do. Threads come from OPENBLAS_NUM_THREADS. \
+        as a PyTorch GPT-2 LM-head model + torch.optim.AdamW would do. Threads come from OPENBLAS_NUM_THREADS. \
         With several presets each runs in its own child process so that peak_rss_mib is that preset's own.
         """)
 
@@ -50,13 +50,13 @@ struct BenchModel: ParsableCommand {
     }
 
     func measure(_ name: String) throws {
-        let config = try GPT2Config.preset(name)
+        let config = try ModelFamilies.preset(name)
         guard tokens <= config.contextLength else { throw CLIError("--tokens \(tokens) exceeds the \(name) context of \(config.contextLength)") }
         log("bench model \(name): \(BLAS.summary)")
-        let trunk = try GPT2Trunk(config: config)
+        let trunk = try config.makeModel(weights: nil)
         var rng = RNG(seed: 1)
         trunk.initialize(rng: &rng)
-        let n = trunk.layout.parameterCount
+        let n = trunk.parameterCount
         let grads = FloatBuffer(count: n), m = FloatBuffer(count: n), v = FloatBuffer(count: n)
         let step = LanguageModelStep(trunk: trunk, batch: batch, tokens: tokens)
         let ids = (0..<(batch * tokens)).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
@@ -106,7 +106,7 @@ struct BenchModel: ParsableCommand {
     }
 
     /// New tokens per second of batched sampling (temperature 1, no EOS) after a prompt prefill.
-    func decodeTokensPerSecond(_ trunk: GPT2Trunk, batch: Int) throws -> Double {
+    func decodeTokensPerSecond(_ trunk: any CausalLM, batch: Int) throws -> Double {
         var rng = RNG(seed: 3)
         let prompts = (0..<batch).map { _ in (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(trunk.config.vocabSize)) } }
         let options = SamplingOptions(temperature: 1, maxNewTokens: newTokens, seed: 4)

@@ -1,9 +1,12 @@
 import Alignment
 import ArgumentParser
+import Config
 import Foundation
 import Kernels
 import Models
 import Roles
+import Tokenizers
+import Training
 
 struct BenchPPO: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,71 +56,38 @@ struct BenchPPO: AsyncParsableCommand {
 
     func measure(_ presetName: String, _ layoutName: String) async throws {
         guard ["hydra", "separate"].contains(layoutName) else { throw CLIError("--layout must be hydra or separate") }
-        let config = try GPT2Config.preset(presetName)
+        let config = try ModelFamilies.preset(presetName)
         log("bench ppo \(presetName) \(layoutName): \(BLAS.summary)")
         var rng = RNG(seed: 1)
-        let base = try GPT2Trunk(config: config)
+        let base = try config.makeModel(weights: nil)
         base.initialize(rng: &rng)
         let rewardHead = ScalarHead(channels: config.channels)
         rewardHead.initialize(rng: &rng)
-        let valueHead = ScalarHead(channels: config.channels)
-        valueHead.parameters.copy(from: rewardHead.parameters)
-        let hydra = layoutName == "hydra"
-        func copy() throws -> GPT2Trunk { try GPT2Trunk(config: config, weights: base.weights.clone()) }
-        let lora = LoRAConfig(rank: rank, alpha: Float(2 * rank), targets: LoRATarget.allCases)
-        let policyLoRA = hydra ? try LoRAAdapter(config: lora, modelConfig: config) : nil
-        let criticLoRA = hydra ? try LoRAAdapter(config: lora, modelConfig: config) : nil
-        policyLoRA?.initialize(rng: &rng); criticLoRA?.initialize(rng: &rng)
-        let hyper = AdamWHyperparameters(learningRate: 1e-4, weightDecay: 0)
-        let policy = LocalPolicy(trunk: hydra ? base : try copy(), adapter: policyLoRA, hyper: hyper)
-        let critic = LocalCritic(trunk: hydra ? base : try copy(), adapter: criticLoRA, head: valueHead, hyper: hyper, trainTrunk: !hydra)
-        let scorer = HydraScorer(trunk: base, rewardHead: rewardHead)
-        let reward = hydra ? nil : LocalReward(trunk: try copy(), head: rewardHead)
         let prompts = (0..<self.prompts).map { _ in (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) } }
-        let options = SamplingOptions(temperature: 1, maxNewTokens: responseTokens, eosTokenId: nil, seed: 3)
-
-        var best: (iter: Double, generate: Double, score: Double, train: Double) = (.infinity, 0, 0, 0)
-        for _ in 0...max(iterations, 1) {
-            let t0 = Date()
-            let rollout = try await policy.generate(prompts: prompts, options: options)
-            let sequences = zip(prompts, rollout.tokens).map { $0 + $1 }
-            let t1 = Date()
-            let refAll: [[Float]], scores: [Float]
-            if hydra { (refAll, scores) = try await scorer.referenceAndScores(sequences) }
-            else { refAll = try await scorer.logProbs(sequences); scores = try await reward!.scores(sequences) }
-            let oldAll = try await policy.logProbs(sequences), valuesAll = try await critic.values(sequences)
-            let p = promptTokens
-            let old = oldAll.map { Array($0[(p - 1)...]) }, ref = refAll.map { Array($0[(p - 1)...]) }
-            let values = valuesAll.map { Array($0[(p - 1)..<($0.count - 1)]) }
-            var advantages: [[Double]] = [], returns: [[Double]] = []
-            for i in sequences.indices {
-                let kl = PPOMath.kl(old[i].map(Double.init), ref[i].map(Double.init), estimator: .k1)
-                let (a, g) = PPOMath.gae(rewards: PPOMath.shapedRewards(kl: kl, beta: 0.05, score: Double(scores[i])),
-                                         values: values[i].map(Double.init), gamma: 1, lambda: 0.95)
-                advantages.append(a); returns.append(g)
-            }
-            advantages = PPOMath.whiten(advantages, unbiased: true)
-            let t2 = Date()
-            for start in stride(from: 0, to: sequences.count, by: minibatch) {
-                let part = Array(start..<min(start + minibatch, sequences.count))
-                let lengths = part.map { _ in p }
-                _ = try await policy.trainStep(part.map { sequences[$0] }, objective: .ppo(PPOTargets(
-                    promptLengths: lengths, oldLogProbs: part.map { old[$0] }, advantages: part.map { advantages[$0].map(Float.init) })),
-                    learningRate: 1e-4, maxGradNorm: 1)
-                _ = try await critic.trainStep(part.map { sequences[$0] }, objective: .clippedValue(
-                    promptLengths: lengths, oldValues: part.map { values[$0] }, returns: part.map { returns[$0].map(Float.init) }, clip: 0.2),
-                    learningRate: 1e-4, maxGradNorm: 1)
-            }
-            let t3 = Date()
-            let iter = t3.timeIntervalSince(t0)
-            if iter < best.iter { best = (iter, t1.timeIntervalSince(t0), t2.timeIntervalSince(t1), t3.timeIntervalSince(t2)) }
-        }
-        let trainable = hydra ? policyLoRA!.weights.count + criticLoRA!.weights.count + valueHead.parameters.count
-                              : 2 * base.layout.parameterCount + valueHead.parameters.count
+        // The stage's own iteration (rollout → score → advantages → update → report), GAE with a
+        // critic, the reward head as the reward, responses of full length (no EOS).
+        let ppoConfig = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
+            "model.init_from=/bench", "data.task=arith", "layout=\(layoutName)", "ppo.iterations=1000000", "ppo.prompts=\(self.prompts)",
+            "ppo.samples_per_prompt=1", "ppo.max_new_tokens=\(responseTokens)", "ppo.minibatch_size=\(minibatch)", "ppo.lr=1e-4", "ppo.critic_lr=1e-4",
+            "ppo.missing_eos_penalty=0", "rewards.reward_head=1", "rewards.verifier=0", "rewards.format=0", "lora.rank=\(rank)", "lora.alpha=\(2 * rank)",
+            "train.max_length=\(promptTokens + responseTokens)", "eval.every=0"]))
+        let inputs = PPOInputs(base: base, rewardHead: rewardHead, tokenizer: WithoutEOS(vocabSize: config.vocabSize), prompts: prompts)
+        let best = try await PPOTiming.best(config: ppoConfig, inputs: inputs, iterations: max(iterations, 1))
+        let hydra = layoutName == "hydra"
         printJSONLine(["case": "ppo", "layout": layoutName, "preset": presetName, "threads": BLAS.threads, "core": BLAS.coreName,
                        "prompts": self.prompts, "response_tokens": responseTokens, "minibatch": minibatch, "epochs": 1,
-                       "iter_s": rounded(best.iter, 4), "generate_s": rounded(best.generate, 4), "score_s": rounded(best.score, 4),
-                       "train_s": rounded(best.train, 4), "trainable_parameters": trainable,
+                       "iter_s": rounded(best.iteration, 4), "generate_s": rounded(best.generate, 4), "score_s": rounded(best.score, 4),
+                       "train_s": rounded(best.train, 4), "trainable_parameters": best.trainableParameters,
                        "full_models_in_memory": hydra ? 1 : 4, "peak_rss_mib": rounded(Measure.peakRSSMiB(), 1)])
     }
+}
+
+/// Token ids as they are, no end-of-sequence token: every sampled response has full length.
+struct WithoutEOS: Tokenizer {
+    let vocabSize: Int
+    var bosTokenId: Int32? { nil }
+    var eosTokenId: Int32? { nil }
+    func encode(_ text: String) -> [Int32] { [] }
+    func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String { "" }
+    var summary: String { "token ids (\(vocabSize), no EOS)" }
 }

@@ -32,9 +32,9 @@ struct CheckRoles: AsyncParsableCommand {
         let context = FailureContext(rank: world.rank, role: "check", step: 0)
         try await failingLoudly(world, context: { context }) {
             let placed = try Placement.parse(placement, worldSize: world.size)
-            let trunk: GPT2Trunk
+            let trunk: any CausalLM
             if let model { trunk = try HFCheckpoint.load(directory: model) } else {
-                trunk = try GPT2Trunk(config: try GPT2Config.preset("tiny"))
+                trunk = try ModelFamilies.preset("tiny").makeModel(weights: nil)
                 var rng = RNG(seed: seed)
                 trunk.initialize(rng: &rng)
             }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Config
 import Foundation
 import Training
 
@@ -18,7 +19,7 @@ struct DPO: AsyncParsableCommand {
         let resolved = try dpoSchema.resolve(file: experiment.config, overrides: experiment.overrides)
         if experiment.printConfig { print(resolved.yaml, terminator: ""); return }
         let config = try DPOConfig(resolved)
-        let world = await MPIRuntime.shared.world(timeout: resolved.double("cluster.timeout"))
+        let world = await MPIRuntime.shared.world(timeout: resolved[RunSettings.timeout])
         let stage = DPOStage(config: config, transport: world)
         let result = try await failingLoudly(world, context: { stage.context }) { try await stage.run() }
         guard world.rank == 0 else { return }

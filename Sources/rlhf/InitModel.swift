@@ -30,7 +30,7 @@ struct InitModel: ParsableCommand {
         if let adapterOut {
             guard let model else { throw CLIError("--adapter-out needs --model (the folder the adapter is for)") }
             let config = try HFCheckpoint.readConfig(directory: model)
-            let adapter = try LoRAAdapter(config: LoRAConfig(rank: adapterRank, alpha: Float(2 * adapterRank), targets: LoRATarget.allCases), modelConfig: config)
+            let adapter = try LoRAAdapter(config: LoRAConfig(rank: adapterRank, alpha: Float(2 * adapterRank), targets: config.allLoRATargets), modelConfig: config)
             var rng = RNG(seed: seed)
             rng.fillNormal(adapter.weights.buffer, std: 0.3)
             try PEFTAdapter.save(adapter, directory: adapterOut, baseModel: model)
@@ -38,10 +38,10 @@ struct InitModel: ParsableCommand {
             return
         }
         guard let out else { throw CLIError("give --out (a new model folder) or --adapter-out with --model") }
-        let trunk = try GPT2Trunk(config: try GPT2Config.preset(preset))
+        let trunk = try ModelFamilies.preset(preset).makeModel(weights: nil)
         var rng = RNG(seed: seed)
         trunk.initialize(rng: &rng)
         try HFCheckpoint.save(trunk, directory: out)
-        log("init: wrote \(out) (\(preset), \(trunk.layout.parameterCount) parameters, seed \(seed))")
+        log("init: wrote \(out) (\(preset), \(trunk.parameterCount) parameters, seed \(seed))")
     }
 }

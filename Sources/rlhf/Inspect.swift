@@ -14,17 +14,13 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let config = try HFCheckpoint.readConfig(directory: path)
-        let layout = GPT2Layout(config: config)
+        let layout = config.parameterLayout
         var groups: [String: Int] = [:]
-        for t in layout.tensors.tensors {
-            let group = t.name.hasPrefix("wte") || t.name.hasPrefix("wpe") ? "embeddings" : t.name.hasPrefix("ln_f") ? "final_norm"
-                : t.name.contains(".attn.") ? "attention" : t.name.contains(".mlp.") ? "mlp" : "block_norms"
-            groups[group, default: 0] += t.count
-        }
+        for t in layout.tensors { groups[config.parameterGroup(of: t.name).rawValue, default: 0] += t.count }
         var info: [String: Any] = [
-            "path": path, "model_type": "gpt2", "layers": config.layers, "heads": config.heads, "channels": config.channels,
-            "inner": config.innerSize, "vocab": config.vocabSize, "context": config.contextLength,
-            "parameters": layout.parameterCount, "parameter_groups": groups,
+            "path": path, "model_type": config.modelType, "layers": config.layers, "heads": config.heads, "kv_heads": config.kvHeads,
+            "channels": config.channels, "inner": config.innerSize, "vocab": config.vocabSize, "context": config.contextLength,
+            "parameters": layout.totalCount, "parameter_groups": groups,
         ]
         if let tok = try? Tokenizers.load(path) { info["tokenizer"] = tok.summary }
         if let state = try? Checkpoints.loadState(path) {
@@ -37,8 +33,8 @@ struct Inspect: ParsableCommand {
         })
         if json { printJSONLine(info); return }
         print("\(path)")
-        print("  GPT-2: \(config.layers) layers, \(config.heads) heads, \(config.channels) wide (MLP \(config.innerSize)), vocab \(config.vocabSize), context \(config.contextLength)")
-        print("  parameters: \(layout.parameterCount) — " + groups.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print("  \(config.modelType): \(config.layers) layers, \(config.heads) heads (\(config.kvHeads) key/value), \(config.channels) wide (MLP \(config.innerSize)), vocab \(config.vocabSize), context \(config.contextLength)")
+        print("  parameters: \(layout.totalCount) — " + groups.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if let t = info["tokenizer"] { print("  tokenizer: \(t)") }
         if let s = info["stage"] { print("  training: \(s) step \(info["step"]!), \(info["examples_seen"]!) examples seen, lr \(info["learning_rate"]!)") }
         for name in files.sorted() { print("  \(name)  \((info["files"] as! [String: Int])[name]!) bytes") }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Config
 import Foundation
 import Training
 
@@ -13,7 +14,7 @@ struct PPO: AsyncParsableCommand {
         let resolved = try ppoSchema.resolve(file: experiment.config, overrides: experiment.overrides)
         if experiment.printConfig { print(resolved.yaml, terminator: ""); return }
         let config = try PPOConfig(resolved)
-        let world = await MPIRuntime.shared.world(timeout: config.timeout)
+        let world = await MPIRuntime.shared.world(timeout: config.run.timeout)
         let stage = PPOStage(config: config, transport: world)
         let result = try await failingLoudly(world, context: { stage.context }) { try await stage.run() }
         guard world.rank == 0 else { return }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Config
 import Foundation
 import Training
 
@@ -26,7 +27,7 @@ func runStages<R>(_ schema: ConfigSchema, _ experiment: ExperimentOptions, role:
                   _ body: (ResolvedConfig, any Transport, String, @escaping (String) -> Void, (String, FailureContext) -> Void) async throws -> R) async throws -> (R, Int)? {
     let resolved = try schema.resolve(file: experiment.config, overrides: experiment.overrides)
     if experiment.printConfig { print(resolved.yaml, terminator: ""); return nil }
-    let world = await MPIRuntime.shared.world(timeout: resolved.double("cluster.timeout"))
+    let world = await MPIRuntime.shared.world(timeout: resolved[RunSettings.timeout])
     FailureReport.current = FailureContext(rank: world.rank, role: role, step: 0)
     let result = try await failingLoudly(world, context: { FailureReport.current }) {
         try await body(resolved, world, FileManager.default.currentDirectoryPath, { print($0); fflush(nil) }, { _, c in FailureReport.current = c })

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Config
 import Foundation
 import Training
 
@@ -52,7 +53,7 @@ func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
         let resolved = try schema.resolve(file: experiment.config, overrides: experiment.overrides)
         if experiment.printConfig { print(resolved.yaml, terminator: ""); return }
         let config = try SFTConfig(resolved)
-        let world = await MPIRuntime.shared.world(timeout: config.clusterTimeout)
+        let world = await MPIRuntime.shared.world(timeout: config.run.timeout)
         let stage = SFTStage(config: config, transport: world)
         let result = try await failingLoudly(world, context: { stage.context }) { try await stage.run() }
         guard world.rank == 0 else { return }

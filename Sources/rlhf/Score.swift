@@ -29,7 +29,7 @@ struct Score: ParsableCommand {
         log("score: \(model) (\(trunk.config.layers) layers, \(trunk.config.channels) wide, vocab \(trunk.config.vocabSize)); \(BLAS.summary)")
         let sequences = try Self.readTokenLines(path: input, vocabSize: trunk.config.vocabSize)
         let lora = try adapter.map { try PEFTAdapter.load(directory: $0, modelConfig: trunk.config) }
-        if let adapter, let lora { log("adapter: \(adapter) (rank \(lora.config.rank), α \(lora.config.alpha), \(lora.config.targets.map(\.rawValue).joined(separator: ", ")))") }
+        if let adapter, let lora { log("adapter: \(adapter) (rank \(lora.config.rank), α \(lora.config.alpha), \(lora.config.targets.map(\.name).joined(separator: ", ")))") }
         let results = try trunk.scoreSequences(sequences, adapter: lora, batchSize: batchSize)
         for logProbs in results {
             let sum = logProbs.reduce(0.0) { $0 + Double($1) }

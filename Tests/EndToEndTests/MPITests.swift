@@ -189,4 +189,32 @@ final class MPITests: CLITestCase {
             XCTAssertEqual(iterations.count, 3, tag)
         }
     }
+    /// Policy and critic placed on rank 1 (np 2) train exactly what one colocated process trains:
+    /// rank 1 generates the rollouts and takes the steps, rank 0 drives, scores and evaluates.
+    func testPolicyAndCriticPlacedOnRankOneMatchOneProcess() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let sft = directory + "/hydra"
+        try run(["hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=40",
+                 "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "log.every=100"])
+        let arguments = ["ppo", "model.init_from=\(sft)/checkpoints/step-00000040", "data.task=arith", "data.eval_size=50", "ppo.iterations=3",
+                         "ppo.prompts=8", "ppo.samples_per_prompt=4", "ppo.max_new_tokens=5", "ppo.minibatch_size=8", "ppo.estimator=gae",
+                         "rewards.reward_head=0.1", "eval.every=2", "eval.max_examples=50", "train.max_length=16", "checkpoint.every=2"]
+        var trained: [String: [String: Data]] = [:]
+        for (tag, np, placement) in [("np1", 1, "colocated"), ("placed", 2, "policy=1,critic=1")] {
+            let out = directory + "/ppo-" + tag
+            let p = try start(mpirun, try mpiArguments(np, arguments + ["out=\(out)", "placement=\(placement)"]), log: out + ".log")
+            p.waitUntilExit()
+            let log = (try? String(contentsOfFile: out + ".log", encoding: .utf8)) ?? ""
+            XCTAssertEqual(p.terminationStatus, 0, "\(tag): \(log.suffix(3000))")
+            if tag == "placed" { XCTAssertTrue(log.contains("policy → rank 1, critic → rank 1, reference → rank 0, reward → rank 0"), log.suffix(3000).description) }
+            for file in ["final/policy_adapter/adapter_model.safetensors", "final/critic_adapter/adapter_model.safetensors", "final/value_head.safetensors",
+                         "checkpoints/step-00000002/ppo_state.safetensors"] {
+                trained[tag, default: [:]][file] = FileManager.default.contents(atPath: out + "/" + file) ?? Data()
+                XCTAssertFalse(trained[tag]![file]!.isEmpty, "\(tag): \(file)")
+            }
+            let exact = try JSONL.objects(path: out + "/metrics.jsonl").compactMap { $0.object["exact_match"] as? Double }
+            trained[tag]!["exact_match"] = Data("\(exact)".utf8)
+        }
+        for (file, bytes) in trained["np1"]! { XCTAssertEqual(trained["placed"]![file], bytes, "\(file): placed on rank 1 differs from one process") }
+    }
 }

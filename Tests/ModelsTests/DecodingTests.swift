@@ -5,7 +5,7 @@ import XCTest
 
 final class DecodingTests: XCTestCase {
     func adapter(for trunk: GPT2Trunk) throws -> LoRAAdapter {
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 2, targets: LoRATarget.allCases), modelConfig: trunk.config)
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 2, targets: trunk.config.allLoRATargets), modelConfig: trunk.config)
         var rng = RNG(seed: 77)
         for i in 0..<adapter.weights.count { adapter.weights[i] = 0.2 * rng.normal() }
         return adapter

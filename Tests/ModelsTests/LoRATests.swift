@@ -5,7 +5,7 @@ import XCTest
 final class LoRATests: XCTestCase {
     func testFreshAdapterWithZeroBIsBitIdenticalToAdaptersOff() throws {
         let trunk = try randomTrunk()
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: LoRATarget.allCases), modelConfig: trunk.config)
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: trunk.config.allLoRATargets), modelConfig: trunk.config)
         var rng = RNG(seed: 3)
         adapter.initialize(rng: &rng)
         XCTAssertNotEqual(adapter.weights.array.filter { $0 != 0 }.count, 0, "A is random")
@@ -40,7 +40,7 @@ final class LoRATests: XCTestCase {
         let adapter = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 3, targets: [.mlpUp]), modelConfig: trunk.config)
         var rng = RNG(seed: 8)
         for i in 0..<adapter.weights.count { adapter.weights[i] = 0.3 * rng.normal() }
-        let merged = try GPT2Trunk(config: trunk.config, weights: trunk.weights.clone())
+        let merged = try trunk.clone()
         let c = trunk.config
         for l in 0..<c.layers {
             let a = adapter.layout["h.\(l).mlp.c_fc.lora_A.weight"]!, b = adapter.layout["h.\(l).mlp.c_fc.lora_B.weight"]!
@@ -56,13 +56,17 @@ final class LoRATests: XCTestCase {
         let tokens = randomTokens(9, vocab: 23, seed: 1)
         XCTAssertLessThan(maxAbsDifference(try trunk.logits(of: tokens, adapter: adapter), try merged.logits(of: tokens)), 1e-5)
         // The library's merge (sgemm) gives the same weights as the loop above.
-        let library = try adapter.merged(into: trunk)
+        let library = try trunk.merging(adapter)
         XCTAssertLessThan(maxAbsDifference(library.weights.array, merged.weights.array), 1e-6)
     }
 
     func testInvalidAdapterConfigsAreRejected() {
-        XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 0), modelConfig: tinyConfig()))
+        XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 0, targets: [.mlpUp]), modelConfig: tinyConfig()))
         XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 2, targets: []), modelConfig: tinyConfig()))
+        // A name the family does not have is refused, listing the family's names.
+        XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 2, targets: ["q_proj"]), modelConfig: tinyConfig())) { error in
+            XCTAssertEqual("\(error)", "invalid model config: LoRA target 'q_proj' is not a projection of gpt2 models (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)")
+        }
     }
 }
 
@@ -70,12 +74,12 @@ final class InferenceForwardTests: XCTestCase {
     /// The one-layer-buffer inference forward equals the training forward bit for bit.
     func testInferenceHiddenEqualsTrainingForward() throws {
         let trunk = try randomTrunk()
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 4, targets: LoRATarget.allCases), modelConfig: trunk.config)
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 4, targets: trunk.config.allLoRATargets), modelConfig: trunk.config)
         var rng = RNG(seed: 4)
         for i in 0..<adapter.weights.count { adapter.weights[i] = 0.2 * rng.normal() }
         let tokens = randomTokens(3 * 7, vocab: 23, seed: 9)
         for lora in [nil, adapter] {
-            let act = TrunkActivations(config: trunk.config, batch: 3, tokens: 7, loraRank: 2)
+            let act = trunk.makeActivations(batch: 3, tokens: 7, loraRank: 2)
             try trunk.forward(tokens: tokens, adapter: lora, activations: act)
             XCTAssertEqual(try trunk.inferenceHidden(tokens: tokens, batch: 3, length: 7, adapter: lora).array, act.hidden.array)
         }

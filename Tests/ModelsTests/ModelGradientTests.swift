@@ -21,7 +21,7 @@ final class ModelGradientTests: XCTestCase {
     func makeSetup() throws -> Setup {
         let config = tinyConfig()
         let trunk = try randomTrunk(config)
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 3, alpha: 6, targets: LoRATarget.allCases), modelConfig: config)
+        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 3, alpha: 6, targets: config.allLoRATargets), modelConfig: config)
         var rng = RNG(seed: 9)
         adapter.initialize(rng: &rng)
         // B = 0 after init would hide A's gradient path: give B random values.
@@ -47,7 +47,7 @@ final class ModelGradientTests: XCTestCase {
 
     /// Runs forward + backward and returns (trunk, adapter, head) gradients.
     func gradients(_ s: Setup, trainTrunk: Bool) throws -> (FloatBuffer?, FloatBuffer, FloatBuffer) {
-        let act = TrunkActivations(config: s.trunk.config, batch: s.batch, tokens: s.length, loraRank: 3)
+        let act = s.trunk.makeActivations(batch: s.batch, tokens: s.length, loraRank: 3)
         let cache = LMHeadCache(rows: s.tokens.count, vocab: s.trunk.config.vocabSize)
         _ = try loss(s, act: act, cache: cache, adapter: s.adapter)
         let trunkGrad = trainTrunk ? FloatBuffer(count: s.trunk.layout.parameterCount) : nil
@@ -63,7 +63,7 @@ final class ModelGradientTests: XCTestCase {
     func testEveryParameterGradientMatchesFiniteDifferences() throws {
         let s = try makeSetup()
         let (trunkGrad, adapterGrad, headGrad) = try gradients(s, trainTrunk: true)
-        let act = TrunkActivations(config: s.trunk.config, batch: s.batch, tokens: s.length, loraRank: 3)
+        let act = s.trunk.makeActivations(batch: s.batch, tokens: s.length, loraRank: 3)
         let cache = LMHeadCache(rows: s.tokens.count, vocab: s.trunk.config.vocabSize)
         let f = { try self.loss(s, act: act, cache: cache, adapter: s.adapter) }
         func check(_ name: String, _ grad: FloatBuffer, _ params: FloatBuffer, offset: Int, count: Int) throws {

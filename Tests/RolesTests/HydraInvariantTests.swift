@@ -21,7 +21,7 @@ final class HydraInvariantTests: XCTestCase {
     /// estimator and the first step's shaped reward is the score on the last token only.
     func testFreshPolicyAdapterHasZeroKL() async throws {
         let (trunk, head) = try model()
-        let lora = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: LoRATarget.allCases), modelConfig: trunk.config)
+        let lora = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: trunk.config.allLoRATargets), modelConfig: trunk.config)
         var rng = RNG(seed: 1)
         lora.initialize(rng: &rng)
         let policy = LocalPolicy(trunk: trunk, adapter: lora)
@@ -46,7 +46,7 @@ final class HydraInvariantTests: XCTestCase {
         let (trunk, head) = try model()
         let sequences: [[Int32]] = [[1, 2, 3, 4, 5, 6, 7, 8], [9, 8, 7], [4, 4]]
         let (ref, scores) = try await HydraScorer(trunk: trunk, rewardHead: head).referenceAndScores(sequences)
-        let copy = try GPT2Trunk(config: trunk.config, weights: trunk.weights.clone())
+        let copy = try trunk.clone()
         let headCopy = ScalarHead(channels: 16)
         headCopy.parameters.copy(from: head.parameters)
         let separateRef = try await LocalReference(trunk: copy).logProbs(sequences)

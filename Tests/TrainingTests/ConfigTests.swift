@@ -1,4 +1,5 @@
 import Foundation
+@testable import Config
 @testable import Training
 import XCTest
 
@@ -29,7 +30,7 @@ final class ConfigTests: TemporaryDirectoryTestCase {
         try assertError("train:\n  lr: 0.1\n  lr: 0.2\n", contains: ["exp.yaml:3", "duplicate key 'train.lr' (first at", "exp.yaml:2"])
         try assertError("train:\n  steps: many\n", contains: ["exp.yaml:2", "'train.steps' expects an integer, got 'many'"])
         try assertError("train:\n  steps: \"5\"\n", contains: ["expects an integer"])
-        try assertError("model:\n  preset: huge\n", contains: ["'model.preset' expects one of tiny, small, gpt2"])
+        try assertError("model:\n  preset: huge\n", contains: ["'model.preset' expects one of gpt2, small, tiny"])
         try assertError("train: 5\n", contains: ["'train' must be a mapping"])
         try assertError("train:\n  lr: [1, 2]\n", contains: ["'train.lr' expects a single value"])
         try assertError(nil, overrides: ["train.lr=fast"], contains: ["override 'train.lr=fast'", "expects a number"])
@@ -39,13 +40,13 @@ final class ConfigTests: TemporaryDirectoryTestCase {
     func testLayeringPathsAndResolvedYAMLRoundTrip() throws {
         let path = try file("name: demo\ndata:\n  train: ../data/train.jsonl\ntrain:\n  lr: 0.002\n  steps: 7\n")
         let c = try sftSchema.resolve(file: path, overrides: ["train.steps=9", "data.eval=e.jsonl"])
-        XCTAssertEqual(c.string("name"), "demo")
-        XCTAssertEqual(c.double("train.lr"), 0.002)
-        XCTAssertEqual(c.int("train.steps"), 9, "overrides win over the file")
-        XCTAssertEqual(c.int("train.batch_size"), 32, "defaults fill the rest")
-        XCTAssertEqual(c.string("data.train"), directory + "/data/train.jsonl", "file paths resolve against the config's folder")
-        XCTAssertEqual(c.string("data.eval"), FileManager.default.currentDirectoryPath + "/e.jsonl", "override paths against the working folder")
-        XCTAssertEqual(c.sources["train.steps"], "override")
+        XCTAssertEqual(c[RunSettings.name], "demo")
+        XCTAssertEqual(c[OptimizerSettings.lr], 0.002)
+        XCTAssertEqual(c[OptimizerSettings.steps], 9, "overrides win over the file")
+        XCTAssertEqual(c[OptimizerSettings.batchSize], 32, "defaults fill the rest")
+        XCTAssertEqual(c[DataSettings.train].path, directory + "/data/train.jsonl", "file paths resolve against the config's folder")
+        XCTAssertEqual(c[DataSettings.eval].path, FileManager.default.currentDirectoryPath + "/e.jsonl", "override paths against the working folder")
+        XCTAssertEqual(c.sources["train.steps"], "override 'train.steps=9'")
         XCTAssertTrue(c.sources["train.lr"]!.hasSuffix("exp.yaml:5"))
         // The saved resolved config reads back to the same values.
         let saved = directory + "/resolved.yaml"

@@ -97,7 +97,7 @@ final class LoRARewardModelTests: TemporaryDirectoryTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(result.rewardAccuracy), initial + 0.1, "held-out accuracy rises with LoRA alone")
         let checkpoint = try XCTUnwrap(result.lastCheckpoint)
         let merged = try HFCheckpoint.load(directory: checkpoint)
-        let base = try SFTStage.makeModel(config, tokenizer: ByteTokenizer(), seed: config.seed)
+        let base = try SFTStage.makeModel(config, tokenizer: ByteTokenizer(), seed: config.run.seed)
         let adapter = try PEFTAdapter.load(directory: checkpoint + "/adapter", modelConfig: base.config)
         let tokens: [Int32] = [256, 49, 50, 43, 51, 52, 61, 52, 54, 257]
         let a = try merged.inferenceHidden(tokens: tokens, batch: 1, length: tokens.count).array

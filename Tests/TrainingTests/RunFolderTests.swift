@@ -14,7 +14,7 @@ final class RunFolderTests: TemporaryDirectoryTestCase {
 
     func testAutoNeverAndPath() throws {
         let date = Date(timeIntervalSince1970: 1_800_000_000)
-        let fresh = try RunFolder.choose(name: "exp", out: "", resume: "auto", workingDirectory: directory, now: date)
+        let fresh = try RunFolder.choose(name: "exp", out: "", resume: .auto, workingDirectory: directory, now: date)
         XCTAssertNil(fresh.checkpoint)
         XCTAssertEqual(fresh.folder.path, directory + "/runs/exp-20270115-080000")
         XCTAssertTrue(fresh.message.contains("no earlier run named exp"))
@@ -25,16 +25,16 @@ final class RunFolderTests: TemporaryDirectoryTestCase {
         _ = try checkpoint("exp2-20260103-000000", step: 99)          // another name
         try FileManager.default.createDirectory(atPath: directory + "/runs/exp-20260104-000000/checkpoints/step-00000050.tmp-1",
                                                 withIntermediateDirectories: true)   // an interrupted save
-        let auto = try RunFolder.choose(name: "exp", out: "", resume: "auto", workingDirectory: directory, now: date)
+        let auto = try RunFolder.choose(name: "exp", out: "", resume: .auto, workingDirectory: directory, now: date)
         XCTAssertEqual(auto.checkpoint, newest)
         XCTAssertEqual(auto.folder.path, directory + "/runs/exp-20260102-000000", "continues in the run it resumes")
 
-        let never = try RunFolder.choose(name: "exp", out: "", resume: "never", workingDirectory: directory, now: date)
+        let never = try RunFolder.choose(name: "exp", out: "", resume: .never, workingDirectory: directory, now: date)
         XCTAssertNil(never.checkpoint)
         XCTAssertEqual(never.message, "starting fresh (resume: never)")
 
         let old = directory + "/runs/exp-20260101-000000/checkpoints/step-00000030"
-        let byPath = try RunFolder.choose(name: "exp", out: "", resume: old, workingDirectory: directory, now: date)
+        let byPath = try RunFolder.choose(name: "exp", out: "", resume: .from(old), workingDirectory: directory, now: date)
         XCTAssertEqual(byPath.checkpoint, old)
         XCTAssertEqual(byPath.folder.path, directory + "/runs/exp-20260101-000000")
     }

@@ -1,12 +1,11 @@
 import Kernels
 
-/// Everything the trunk's forward saves for its backward, for one batch shape (B, T), plus the
-/// backward's scratch. Allocated once and reused across steps of the same shape.
+/// Everything the GPT-2 trunk's forward saves for its backward, for one batch shape (B, T), plus
+/// the backward's scratch. Allocated once and reused across steps of the same shape.
 /// M = B·T rows; per-layer buffers are stacked along a leading L axis.
-public final class TrunkActivations: @unchecked Sendable {
+public final class GPT2Activations: TrunkActivations, @unchecked Sendable {
     public let config: GPT2Config
     public let batch: Int, tokens: Int, loraRank: Int
-    public var rows: Int { batch * tokens }
 
     let tokenIds: UnsafeMutablePointer<Int32>   // [M]
     let encoded: FloatBuffer    // [M, C] token + position embeddings
@@ -23,7 +22,7 @@ public final class TrunkActivations: @unchecked Sendable {
     let fc: FloatBuffer         // [L, M, I] before GELU
     let gelu: FloatBuffer       // [L, M, I]
     let residual3: FloatBuffer  // [L, M, C] after the MLP sublayer
-    let loraU: FloatBuffer      // [L, 4, M, r] x·Aᵀ per LoRA site
+    let loraU: FloatBuffer      // [L, P, M, r] x·Aᵀ per LoRA site (P = 4 projections)
     /// Final LayerNorm output: the hidden states every head reads. [B, T, C]
     public let hidden: FloatBuffer
     let lnfMean: FloatBuffer    // [M]
@@ -45,15 +44,21 @@ public final class TrunkActivations: @unchecked Sendable {
         ln2 = FloatBuffer(count: L * m * C); ln2Mean = FloatBuffer(count: L * m); ln2Rstd = FloatBuffer(count: L * m)
         fc = FloatBuffer(count: L * m * I); gelu = FloatBuffer(count: L * m * I)
         residual3 = FloatBuffer(count: L * m * C)
-        loraU = FloatBuffer(count: L * LoRATarget.allCases.count * m * loraRank)
+        loraU = FloatBuffer(count: L * GPT2Projection.allCases.count * m * loraRank)
         hidden = FloatBuffer(count: m * C)
         lnfMean = FloatBuffer(count: m); lnfRstd = FloatBuffer(count: m)
     }
 
     deinit { tokenIds.deallocate() }
 
-    func loraU(layer: Int, target: LoRATarget) -> UnsafeMutablePointer<Float> {
-        loraU.pointer + ((layer * LoRATarget.allCases.count + target.slot) * rows * loraRank)
+    func loraU(layer: Int, projection: GPT2Projection) -> UnsafeMutablePointer<Float> {
+        loraU.pointer + ((layer * GPT2Projection.allCases.count + projection.slot) * rows * loraRank)
+    }
+
+    /// `activations` as GPT-2's for a model of `config`, or an error when another model made them.
+    static func of(_ activations: any TrunkActivations, for config: GPT2Config) throws -> GPT2Activations {
+        guard let act = activations as? GPT2Activations, act.config == config else { throw ModelError.input("activations were made for another model") }
+        return act
     }
 }
 

@@ -11,9 +11,10 @@ extension GPT2Trunk {
     /// Returns ∂loss/∂encoded [M, C] (the embedding sum) in a scratch buffer owned by `act`,
     /// valid until the next backward.
     @discardableResult
-    public func backward(dHidden: FloatBuffer, adapter: LoRAAdapter? = nil, activations act: TrunkActivations,
+    public func backward(dHidden: FloatBuffer, adapter: LoRAAdapter? = nil, activations: any TrunkActivations,
                          trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil) -> FloatBuffer {
-        let c = config, C = c.channels, I = c.innerSize, m = act.rows, t = act.tokens
+        guard let act = activations as? GPT2Activations, act.config == gpt2 else { preconditionFailure("backward: activations were made for another model") }
+        let c = gpt2, C = c.channels, I = c.innerSize, m = act.rows, t = act.tokens
         precondition(dHidden.count == m * C, "backward: dHidden has \(dHidden.count) floats, expected \(m * C)")
         if let trunkGradients { precondition(trunkGradients.count == layout.parameterCount, "backward: trunk gradient buffer has the wrong size") }
         if let adapterGradients, let adapter {
@@ -39,8 +40,8 @@ extension GPT2Trunk {
             let att = act.attention.pointer + l * m * C, res2 = act.residual2.pointer + l * m * C
             let ln2 = act.ln2.pointer + l * m * C, fc = act.fc.pointer + l * m * I
             let gelu = act.gelu.pointer + l * m * I
-            func branch(_ target: LoRATarget) -> LoRABranch? {
-                loraBranch(adapter, gradients: adapterGradients, layer: l, target: target, activations: act)
+            func branch(_ projection: GPT2Projection) -> LoRABranch? {
+                loraBranch(adapter, gradients: adapterGradients, layer: l, projection: projection, activations: act)
             }
 
             // MLP: residual3 = residual2 + gelu(ln2·Wfc + bfc)·Wproj + bproj. dres holds ∂/∂residual3.

@@ -47,17 +47,3 @@ public struct GPT2Config: Codable, Equatable, Sendable {
         return config
     }
 }
-
-public enum ModelError: Error, CustomStringConvertible, Equatable {
-    case invalidConfig(String)
-    case checkpoint(path: String, reason: String)
-    case input(String)
-
-    public var description: String {
-        switch self {
-        case .invalidConfig(let m): return "invalid model config: \(m)"
-        case .checkpoint(let path, let reason): return "\(path): \(reason)"
-        case .input(let m): return m
-        }
-    }
-}

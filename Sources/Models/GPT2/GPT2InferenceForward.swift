@@ -6,7 +6,7 @@ extension GPT2Trunk {
     /// `forward(tokens:activations:)`, which keeps every layer for the backward). The scoring
     /// passes of RL (reference, reward, values, old log-probs) run through it.
     public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws -> FloatBuffer {
-        let C = config.channels, I = config.innerSize, m = b * t
+        let config = gpt2, C = config.channels, I = config.innerSize, m = b * t
         guard tokens.count == m else { throw ModelError.input("inference forward: \(tokens.count) token ids for a \(b)×\(t) batch") }
         guard t <= config.contextLength else { throw ModelError.input("inference forward: \(t) tokens exceed the context of \(config.contextLength)") }
         for id in tokens where id < 0 || Int(id) >= config.vocabSize {
@@ -18,7 +18,7 @@ extension GPT2Trunk {
         let ln2 = FloatBuffer(count: m * C), fc = FloatBuffer(count: m * I), gelu = FloatBuffer(count: m * I), residual3 = FloatBuffer(count: m * C)
         let probs = FloatBuffer(count: b * config.heads * t * t)
         let rank = adapter?.config.rank ?? 0
-        let loraU = FloatBuffer(count: LoRATarget.allCases.count * m * max(rank, 1))
+        let loraU = FloatBuffer(count: GPT2Projection.allCases.count * m * max(rank, 1))
         // BlockBuffers holds raw pointers: keep every buffer alive until the last layer is done.
         return withExtendedLifetime((residual, ln1, mean, rstd, qkv, attention, residual2, ln2, fc, gelu, residual3, probs, loraU)) {
             let buffers = BlockBuffers(ln1: ln1.pointer, ln1Mean: mean.pointer, ln1Rstd: rstd.pointer, qkv: qkv.pointer,
@@ -29,10 +29,10 @@ extension GPT2Trunk {
             let shape = AttentionShape(batch: b, tokens: t, channels: C, heads: config.heads)
             for l in 0..<config.layers {
                 blockForward(layer: l, input: residual.pointer, rows: m, buffers: buffers,
-                             lora: { target in
-                                 guard let adapter, let site = adapter.sites[l][target.slot] else { return nil }
+                             lora: { projection in
+                                 guard let adapter, let site = adapter.sites[l][projection.slot] else { return nil }
                                  return LoRABranch(a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b, gradA: nil, gradB: nil,
-                                                   u: loraU.pointer + target.slot * m * rank, rank: rank, scale: adapter.config.scale)
+                                                   u: loraU.pointer + projection.slot * m * rank, rank: rank, scale: adapter.config.scale)
                              },
                              attention: { q, out in attentionForward(out: out, probs: probs.pointer, qkv: q, shape: shape) })
                 residual.copy(from: residual3)

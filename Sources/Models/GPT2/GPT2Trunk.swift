@@ -5,14 +5,15 @@ import Kernels
 ///
 /// In the Hydra layout one trunk object serves every role: adapters and heads are arguments of
 /// forward/backward, never state of the trunk, so the trunk can be shared read-only.
-public final class GPT2Trunk: @unchecked Sendable {
-    public let config: GPT2Config
+public final class GPT2Trunk: CausalLM, @unchecked Sendable {
+    public let gpt2: GPT2Config
+    public var config: any ModelConfiguration { gpt2 }
     public let layout: GPT2Layout
     public let weights: FloatBuffer
 
     public init(config: GPT2Config, weights: FloatBuffer? = nil) throws {
         try config.validate()
-        self.config = config
+        self.gpt2 = config
         self.layout = GPT2Layout(config: config)
         if let weights {
             guard weights.count == layout.parameterCount else {
@@ -29,7 +30,7 @@ public final class GPT2Trunk: @unchecked Sendable {
     /// weight 1 and bias 0, other biases 0.
     public func initialize(rng: inout RNG, std: Float = 0.02) {
         weights.zero()
-        let residualStd = std / Float(2 * config.layers).squareRoot()
+        let residualStd = std / Float(2 * gpt2.layers).squareRoot()
         for tensor in layout.tensors.tensors {
             let p = weights.pointer + tensor.offset
             let region = UnsafeMutableBufferPointer(start: p, count: tensor.count)
@@ -47,14 +48,51 @@ public final class GPT2Trunk: @unchecked Sendable {
 
     func pointer(_ offset: Int) -> UnsafeMutablePointer<Float> { weights.pointer + offset }
 
+    public var parameterLayout: TensorLayout { layout.tensors }
+    /// GPT-2 ties the LM head to the token embedding wte [V, C].
+    public var lmHeadOffset: Int { layout.tokenEmbedding }
+
+    public func initialize(rng: inout RNG) { initialize(rng: &rng, std: 0.02) }
+
+    public func clone() throws -> any CausalLM { try GPT2Trunk(config: gpt2, weights: weights.clone()) }
+
+    public func makeActivations(batch: Int, tokens: Int, loraRank: Int) -> any TrunkActivations {
+        GPT2Activations(config: gpt2, batch: batch, tokens: tokens, loraRank: loraRank)
+    }
+
+    public func makeDecoder(batch: Int, capacity: Int, loraRank: Int) -> any TrunkDecoder {
+        GPT2Decoder(trunk: self, batch: batch, capacity: capacity, loraRank: loraRank)
+    }
+
+    /// `transformer.`-prefixed names, tied LM head omitted: what GPT2LMHeadModel.save_pretrained writes.
+    public func hfTensors() -> [(name: String, shape: [Int], data: UnsafePointer<Float>)] {
+        layout.tensors.tensors.map { (name: "transformer." + $0.name, shape: $0.shape, data: UnsafePointer(weights.pointer + $0.offset)) }
+    }
+
+    /// A copy with the adapter folded in, W[in, out] += (α/r)·Aᵀ·Bᵀ for every wrapped projection
+    /// (Conv1D layout): a plain model folder other tools load without the adapter.
+    public func merging(_ adapter: LoRAAdapter) throws -> any CausalLM {
+        guard adapter.modelConfig.isEqual(to: gpt2) else { throw ModelError.input("merge: adapter was built for another model shape") }
+        let out = try GPT2Trunk(config: gpt2, weights: weights.clone())
+        for (l, row) in adapter.sites.enumerated() {
+            for projection in GPT2Projection.allCases {
+                guard let site = row[projection.slot], let w = out.layout.tensors["h.\(l).\(projection.target.name).weight"] else { continue }
+                BLAS.sgemm(transA: true, transB: true, m: site.input, n: site.output, k: adapter.config.rank, alpha: adapter.config.scale,
+                           a: adapter.weights.pointer + site.a, lda: site.input, b: adapter.weights.pointer + site.b, ldb: adapter.config.rank,
+                           beta: 1, c: out.weights.pointer + w.offset, ldc: site.output)
+            }
+        }
+        return out
+    }
+
     /// The LoRA branch of `target` in `layer`, if the adapter wraps it.
-    func loraBranch(_ adapter: LoRAAdapter?, gradients: FloatBuffer?, layer: Int, target: LoRATarget,
-                    activations act: TrunkActivations) -> LoRABranch? {
-        guard let adapter, let site = adapter.sites[layer][target.slot] else { return nil }
+    func loraBranch(_ adapter: LoRAAdapter?, gradients: FloatBuffer?, layer: Int, projection: GPT2Projection,
+                    activations act: GPT2Activations) -> LoRABranch? {
+        guard let adapter, let site = adapter.sites[layer][projection.slot] else { return nil }
         precondition(act.loraRank >= adapter.config.rank, "activations were sized for LoRA rank \(act.loraRank), adapter has \(adapter.config.rank)")
         return LoRABranch(a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b,
                           gradA: gradients.map { $0.pointer + site.a }, gradB: gradients.map { $0.pointer + site.b },
-                          u: act.loraU(layer: layer, target: target), rank: adapter.config.rank,
+                          u: act.loraU(layer: layer, projection: projection), rank: adapter.config.rank,
                           scale: adapter.config.scale)
     }
 
@@ -62,13 +100,14 @@ public final class GPT2Trunk: @unchecked Sendable {
     /// (nil = adapters off). Fills `act`, whose `hidden` [B, T, C] is the final LayerNorm output.
     /// Positions are 0 ..< T for every row: batches are right-padded, so each sequence's real tokens
     /// sit at their true positions and, being causal, never see the padding after them.
-    public func forward(tokens: [Int32], adapter: LoRAAdapter? = nil, activations act: TrunkActivations) throws {
-        let c = config, C = c.channels, I = c.innerSize, m = act.rows, t = act.tokens
+    public func forward(tokens: [Int32], adapter: LoRAAdapter? = nil, activations: any TrunkActivations) throws {
+        let act = try GPT2Activations.of(activations, for: gpt2)
+        let c = gpt2, C = c.channels, I = c.innerSize, m = act.rows, t = act.tokens
         guard tokens.count == m else { throw ModelError.input("forward: \(tokens.count) token ids for a \(act.batch)×\(t) batch") }
         for (i, id) in tokens.enumerated() where id < 0 || Int(id) >= c.vocabSize {
             throw ModelError.input("forward: token id \(id) at position \(i) is outside the vocabulary 0..<\(c.vocabSize)")
         }
-        if let adapter, adapter.modelConfig != config { throw ModelError.input("forward: adapter was built for another model shape") }
+        if let adapter, !adapter.modelConfig.isEqual(to: gpt2) { throw ModelError.input("forward: adapter was built for another model shape") }
         tokens.withUnsafeBufferPointer { act.tokenIds.update(from: $0.baseAddress!, count: m) }
 
         // encoded[b, t, :] = wte[token] + wpe[t]
@@ -87,7 +126,7 @@ public final class GPT2Trunk: @unchecked Sendable {
                 fc: act.fc.pointer + l * m * I, gelu: act.gelu.pointer + l * m * I, residual3: act.residual3.pointer + l * m * C)
             let probs = act.probs.pointer + l * act.batch * c.heads * t * t
             blockForward(layer: l, input: input, rows: m, buffers: buffers,
-                         lora: { self.loraBranch(adapter, gradients: nil, layer: l, target: $0, activations: act) },
+                         lora: { self.loraBranch(adapter, gradients: nil, layer: l, projection: $0, activations: act) },
                          attention: { qkv, out in attentionForward(out: out, probs: probs, qkv: qkv, shape: shape) })
             input = UnsafePointer(buffers.residual3)
         }
@@ -100,9 +139,9 @@ public final class GPT2Trunk: @unchecked Sendable {
     /// residual3 = residual2 + MLP(LN2(residual2)). Training and KV-cache decoding share it and
     /// differ only in where buffers live and how attention reads keys and values.
     func blockForward(layer l: Int, input: UnsafePointer<Float>, rows m: Int, buffers b: BlockBuffers,
-                      lora: (LoRATarget) -> LoRABranch?,
+                      lora: (GPT2Projection) -> LoRABranch?,
                       attention: (_ qkv: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) -> Void) {
-        let c = config, C = c.channels, I = c.innerSize, w = layout.blocks[l]
+        let c = gpt2, C = c.channels, I = c.innerSize, w = layout.blocks[l]
         layerNormForward(out: b.ln1, mean: b.ln1Mean, rstd: b.ln1Rstd, x: input,
                          weight: pointer(w.ln1Weight), bias: pointer(w.ln1Bias), rows: m, channels: C, eps: c.layerNormEps)
         linearForward(out: b.qkv, x: b.ln1, weight: pointer(w.qkvWeight), bias: pointer(w.qkvBias),

@@ -30,9 +30,15 @@ public struct ConfigKey: Sendable {
     public let type: ConfigType
     public let defaultValue: ConfigValue
     public let help: String
-    public init(_ path: String, _ type: ConfigType, _ defaultValue: ConfigValue, _ help: String) {
-        self.path = path; self.type = type; self.defaultValue = defaultValue; self.help = help
+    /// nil when `value` is valid, else what is wrong ("must be > 0, got -1").
+    public let check: (@Sendable (ConfigValue) -> String?)?
+    public init(_ path: String, _ type: ConfigType, _ defaultValue: ConfigValue, _ help: String,
+                check: (@Sendable (ConfigValue) -> String?)? = nil) {
+        self.path = path; self.type = type; self.defaultValue = defaultValue; self.help = help; self.check = check
     }
+
+    /// The same key under `prefix` ("sft." + "train.lr"), for experiments that nest stages.
+    public func prefixed(_ prefix: String) -> ConfigKey { ConfigKey(prefix + path, type, defaultValue, help, check: check) }
 }
 
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
@@ -117,6 +123,13 @@ public struct ConfigSchema: Sendable {
         var sources: [String: String] = [:]
         for k in keys { values[k.path] = k.defaultValue; sources[k.path] = "default" }
         if let file { try load(file, values: &values, sources: &sources, chain: []) }
+        try apply(overrides, to: &values, sources: &sources)
+        try validate(values, sources: sources)
+        return ResolvedConfig(schema: self, values: values, sources: sources, file: file)
+    }
+
+    /// `key.sub=value` overrides, in order, as on the command line.
+    func apply(_ overrides: [String], to values: inout [String: ConfigValue], sources: inout [String: String]) throws {
         for override in overrides {
             guard let eq = override.firstIndex(of: "=") else {
                 throw ConfigError("override '\(override)': expected key.sub=value")
@@ -126,9 +139,17 @@ public struct ConfigSchema: Sendable {
                 throw ConfigError("override '\(override)': unknown key '\(path)'\(suggestion(for: path))")
             }
             values[path] = try parse(text, for: key, quoted: false, at: "override '\(override)'", relativeTo: FileManager.default.currentDirectoryPath)
-            sources[path] = "override"
+            sources[path] = "override '\(override)'"
         }
-        return ResolvedConfig(schema: self, values: values, sources: sources, file: file)
+    }
+
+    /// Ranges, once every value is in, naming where the bad one came from.
+    func validate(_ values: [String: ConfigValue], sources: [String: String]) throws {
+        for key in keys {
+            if let check = key.check, let value = values[key.path], let problem = check(value) {
+                throw ConfigError("\(sources[key.path] ?? "default"): '\(key.path)' \(problem)")
+            }
+        }
     }
 
     /// One YAML file; a top-level `extends: other.yaml` (relative to this file) loads that file
@@ -200,18 +221,49 @@ public struct ResolvedConfig: Sendable {
     public let values: [String: ConfigValue]
     public let sources: [String: String]
     public let file: String?
+    /// The keys read so far (for the test that no key is accepted and then ignored).
+    public let reads: ConfigReadLog
 
-    public func int(_ key: String) -> Int { guard case .int(let v)? = values[key] else { fatalError("config: \(key) is not an int") }; return v }
-    public func double(_ key: String) -> Double { guard case .float(let v)? = values[key] else { fatalError("config: \(key) is not a number") }; return v }
-    public func float(_ key: String) -> Float { Float(double(key)) }
-    public func bool(_ key: String) -> Bool { guard case .bool(let v)? = values[key] else { fatalError("config: \(key) is not a bool") }; return v }
-    public func string(_ key: String) -> String { guard case .string(let v)? = values[key] else { fatalError("config: \(key) is not a string") }; return v }
+    init(schema: ConfigSchema, values: [String: ConfigValue], sources: [String: String], file: String?, reads: ConfigReadLog = ConfigReadLog()) {
+        self.schema = schema; self.values = values; self.sources = sources; self.file = file; self.reads = reads
+    }
+
+    /// The same config with `key` set by the experiment that chains the stages (a run folder, the
+    /// checkpoint the stage starts from); the saved YAML shows the value the stage used.
+    public func with<Value>(_ key: Key<Value>, _ value: Value) -> ResolvedConfig {
+        precondition(values[key.path] != nil, "config: '\(key.path)' is not a key of this schema")
+        var values = self.values, sources = self.sources
+        values[key.path] = value.configValue; sources[key.path] = "set by the experiment"
+        return ResolvedConfig(schema: schema, values: values, sources: sources, file: file, reads: reads)
+    }
+
+    /// User overrides `key=value` applied on top, checked as a file's values are.
+    public func overriding(_ overrides: [String]) throws -> ResolvedConfig {
+        var values = self.values, sources = self.sources
+        try schema.apply(overrides, to: &values, sources: &sources)
+        try schema.validate(values, sources: sources)
+        return ResolvedConfig(schema: schema, values: values, sources: sources, file: file, reads: reads)
+    }
+
+    /// The part of an experiment that one stage reads: `stage`'s keys taken from `prefix`+key
+    /// (or, for `shared` keys, from the key itself), keeping where each value came from, so a
+    /// stage's error still names the experiment file's line. The read log is shared.
+    public func scoped(to stage: ConfigSchema, prefix: String, shared: Set<String>) -> ResolvedConfig {
+        var values: [String: ConfigValue] = [:], sources: [String: String] = [:]
+        for key in stage.keys {
+            let outer = shared.contains(key.path) ? key.path : prefix + key.path
+            values[key.path] = self.values[outer] ?? key.defaultValue
+            sources[key.path] = self.sources[outer] ?? "default"
+        }
+        return ResolvedConfig(schema: stage, values: values, sources: sources, file: file, reads: ConfigReadLog(forwardingTo: reads) { shared.contains($0) ? $0 : prefix + $0 })
+    }
+
 
     /// The resolved configuration as YAML, in schema order, sections nested, help as comments.
     public var yaml: String {
         var out = ""
         var openSections: [String] = []
-        for key in schema.keys {
+        for key in Self.groupedBySection(schema.keys) {
             let parts = key.path.split(separator: ".").map(String.init)
             let sectionPath = Array(parts.dropLast())
             var common = 0
@@ -226,5 +278,19 @@ public struct ResolvedConfig: Sendable {
             out += String(repeating: " ", count: max(1, 28 - sectionPath.count * 2 - parts.last!.count - value.count)) + "# \(key.help)\n"
         }
         return out
+    }
+
+    /// Keys in schema order, except that each section's keys are printed together (at the place
+    /// of the section's first key): YAML allows a mapping key once, so a section split in two
+    /// would not load back.
+    static func groupedBySection(_ keys: [ConfigKey], depth: Int = 0) -> [ConfigKey] {
+        var order: [String] = [], groups: [String: [ConfigKey]] = [:]
+        for key in keys {
+            let parts = key.path.split(separator: ".")
+            let head = parts.count > depth + 1 ? String(parts[depth]) : "\u{0}" + key.path   // a leaf stays in place
+            if groups[head] == nil { order.append(head) }
+            groups[head, default: []].append(key)
+        }
+        return order.flatMap { head in head.hasPrefix("\u{0}") ? groups[head]! : groupedBySection(groups[head]!, depth: depth + 1) }
     }
 }

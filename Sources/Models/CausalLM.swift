@@ -1,0 +1,163 @@
+import Kernels
+
+/// The hyper-parameters of one model family (GPT-2, Llama, …) in the family-free terms every role,
+/// stage and tool reads, plus what only the family knows how to compute: its parameter count,
+/// LoRA projections, Hugging Face config.json and the model itself. Families implement it in
+/// their own folder (`GPT2/`) and register in `ModelFamilies`.
+public protocol ModelConfiguration: Sendable {
+    /// Hugging Face's `model_type` of the family ("gpt2").
+    var modelType: String { get }
+    var vocabSize: Int { get }        // V
+    var contextLength: Int { get }    // the longest sequence the model computes
+    var channels: Int { get }         // C: width of the residual stream and the final hidden states
+    var layers: Int { get }           // L
+    var heads: Int { get }            // H query heads
+    var kvHeads: Int { get }          // G key/value heads (= H without grouped-query attention)
+    var headSize: Int { get }         // d
+    var innerSize: Int { get }        // MLP width
+    var bosTokenId: Int? { get }
+    var eosTokenId: Int? { get }
+
+    /// Where each parameter lives in the flat buffer, under Hugging Face's tensor names (without
+    /// the model's prefix).
+    var parameterLayout: TensorLayout { get }
+    /// The part of the model a tensor belongs to, for parameter counts by group.
+    func parameterGroup(of tensorName: String) -> ParameterGroup
+    /// The projections of one layer a LoRA adapter can wrap, in the family's order (the order of
+    /// an adapter's tensors), by the module names PEFT uses for them.
+    var loraProjections: [LoRAProjection] { get }
+    /// The module path of `target` in `layer`, as named in the adapter's tensors ("h.3.attn.c_attn").
+    func loraModulePath(layer: Int, target: LoRATarget) -> String
+    /// What PEFT puts before a module path in adapter_model.safetensors.
+    var peftTensorPrefix: String { get }
+    /// PEFT's `fan_in_fan_out`: the wrapped layers store weights [in, out] (Conv1D) rather than [out, in].
+    var loraFanInFanOut: Bool { get }
+
+    /// The same family and shape with another vocabulary and special tokens (a tokenizer's).
+    func withVocabulary(size: Int, bosTokenId: Int?, eosTokenId: Int?) -> any ModelConfiguration
+    /// A model of this configuration over `weights` (zeros when nil).
+    func makeModel(weights: FloatBuffer?) throws -> any CausalLM
+    /// config.json as transformers writes it for this family.
+    func hfConfigJSON() -> [String: Any]
+    /// Bytes one training forward keeps for its backward at batch × tokens (memory plan), plus
+    /// the LM head's logits when `lmHead`.
+    func trainingActivationBytes(batch: Int, tokens: Int, lmHead: Bool) -> Double
+    /// Matrix-multiply FLOPs of one forward of this shape (a training step issues 3× this).
+    func forwardFLOPs(batch: Int, tokens: Int) -> Double
+    func isEqual(to other: any ModelConfiguration) -> Bool
+}
+
+extension ModelConfiguration where Self: Equatable {
+    public func isEqual(to other: any ModelConfiguration) -> Bool { (other as? Self) == self }
+}
+
+extension ModelConfiguration {
+    /// Floats in the flat parameter buffer.
+    public var parameterCount: Int { parameterLayout.totalCount }
+
+    /// Every projection LoRA can wrap (PEFT's target_modules "all-linear" minus the LM head).
+    public var allLoRATargets: [LoRATarget] { loraProjections.map(\.target) }
+
+    /// The family's projection named `target`, or an error listing the family's names.
+    public func loraProjection(_ target: LoRATarget) throws -> (slot: Int, projection: LoRAProjection) {
+        guard let slot = loraProjections.firstIndex(where: { $0.target == target }) else {
+            throw ModelError.invalidConfig("LoRA target '\(target)' is not a projection of \(modelType) models (\(allLoRATargets.map(\.name).joined(separator: ", ")))")
+        }
+        return (slot, loraProjections[slot])
+    }
+}
+
+/// The parts of a trunk, for parameter counts (`rlhf inspect`).
+public enum ParameterGroup: String, Sendable {
+    case embeddings, attention, mlp, blockNorms = "block_norms", finalNorm = "final_norm"
+}
+
+/// One projection a LoRA adapter can wrap: its name and (in, out) features.
+public struct LoRAProjection: Sendable, Equatable {
+    public let target: LoRATarget
+    public let input: Int, output: Int
+    public init(_ target: LoRATarget, input: Int, output: Int) { self.target = target; self.input = input; self.output = output }
+}
+
+/// One causal language-model trunk: embeddings, L blocks and the final norm, whose final hidden
+/// states [B, T, C] every head reads (the LM head, the reward and value heads). Adapters and heads
+/// are arguments, never state, so one trunk object serves every role of the Hydra layout.
+///
+/// Family-free algorithms (sampling, scoring, the LM head and its backward, the training steps)
+/// are extensions of this protocol; a family supplies the passes below.
+public protocol CausalLM: AnyObject, Sendable {
+    var config: any ModelConfiguration { get }
+    /// Every parameter in one flat buffer, laid out as `parameterLayout` names it (Hugging Face's
+    /// tensor names without the model's prefix).
+    var weights: FloatBuffer { get }
+    var parameterLayout: TensorLayout { get }
+    /// Offset in `weights` of the LM head [V, C] (the token embedding when they are tied).
+    var lmHeadOffset: Int { get }
+
+    /// The family's initialisation (as transformers' `_init_weights`), from `rng`.
+    func initialize(rng: inout RNG)
+    /// A trunk with its own copy of the weights.
+    func clone() throws -> any CausalLM
+    /// A copy of this trunk with `adapter` folded into the weights it wraps.
+    func merging(_ adapter: LoRAAdapter) throws -> any CausalLM
+
+    /// Buffers a training forward keeps for its backward, for batches of `batch` × `tokens`.
+    func makeActivations(batch: Int, tokens: Int, loraRank: Int) -> any TrunkActivations
+    /// Forward over right-padded tokens [B, T] with `adapter` applied (nil: adapters off); fills
+    /// `activations`, whose `hidden` [B, T, C] is the final norm's output.
+    func forward(tokens: [Int32], adapter: LoRAAdapter?, activations: any TrunkActivations) throws
+    /// Backward of `forward` given ∂loss/∂hidden [B, T, C]: accumulates (+=) full-weight gradients
+    /// into `trunkGradients` and LoRA gradients into `adapterGradients` (each when non-nil).
+    /// Returns ∂loss/∂(input embeddings) [M, C], valid until the next backward.
+    @discardableResult
+    func backward(dHidden: FloatBuffer, adapter: LoRAAdapter?, activations: any TrunkActivations,
+                  trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?) -> FloatBuffer
+    /// Forward without a backward, one layer of buffers reused: final hidden states [B, T, C].
+    func inferenceHidden(tokens: [Int32], batch: Int, length: Int, adapter: LoRAAdapter?) throws -> FloatBuffer
+    /// A KV cache and its step buffers for `batch` sequences of up to `capacity` tokens.
+    func makeDecoder(batch: Int, capacity: Int, loraRank: Int) -> any TrunkDecoder
+    /// Tensors to write to model.safetensors under Hugging Face's full names.
+    func hfTensors() -> [(name: String, shape: [Int], data: UnsafePointer<Float>)]
+}
+
+/// What a training forward keeps for the backward; made by `CausalLM.makeActivations`.
+public protocol TrunkActivations: AnyObject, Sendable {
+    var batch: Int { get }
+    var tokens: Int { get }
+    var loraRank: Int { get }
+    /// Final norm output [B, T, C]: the hidden states every head reads.
+    var hidden: FloatBuffer { get }
+}
+
+extension TrunkActivations {
+    /// M = B·T rows.
+    public var rows: Int { batch * tokens }
+}
+
+/// Incremental decoding with a KV cache; made by `CausalLM.makeDecoder`.
+public protocol TrunkDecoder: AnyObject {
+    var batch: Int { get }
+    var capacity: Int { get }
+    /// Tokens already in the cache per sequence = the position of its next token.
+    var lengths: [Int] { get set }
+    /// Fills the cache with the prompts (right-padded into one forward); returns the final hidden
+    /// states [B, C] at each prompt's last token.
+    func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer
+    /// Feeds one token per sequence at position lengths[s], appends its keys and values, and
+    /// returns the final hidden states [B, C] (a buffer reused by the next step).
+    func step(tokens: [Int32], adapter: LoRAAdapter?) -> FloatBuffer
+}
+
+extension CausalLM {
+    public var parameterCount: Int { parameterLayout.totalCount }
+
+    /// Forward with adapters off.
+    public func forward(tokens: [Int32], activations: any TrunkActivations) throws {
+        try forward(tokens: tokens, adapter: nil, activations: activations)
+    }
+
+    public func inferenceHidden(tokens: [Int32], batch: Int, length: Int) throws -> FloatBuffer {
+        try inferenceHidden(tokens: tokens, batch: batch, length: length, adapter: nil)
+    }
+
+}

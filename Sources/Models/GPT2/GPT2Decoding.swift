@@ -1,0 +1,140 @@
+import Kernels
+
+/// Keys and values of every GPT-2 layer for a batch of sequences, each with its own length.
+/// Shapes: keys, values [L, B, capacity, C] (head h at columns h·d ..< (h+1)·d).
+final class GPT2KVCache {
+    let config: GPT2Config
+    let batch: Int, capacity: Int
+    let keys: FloatBuffer, values: FloatBuffer
+    /// Tokens already in the cache per sequence = the position of its next token.
+    var lengths: [Int]
+
+    init(config: GPT2Config, batch: Int, capacity: Int) {
+        self.config = config; self.batch = batch; self.capacity = min(capacity, config.contextLength)
+        keys = FloatBuffer(count: config.layers * batch * self.capacity * config.channels)
+        values = FloatBuffer(count: config.layers * batch * self.capacity * config.channels)
+        lengths = Array(repeating: 0, count: batch)
+    }
+
+    func keys(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> {
+        keys.pointer + ((l * batch + b) * capacity) * config.channels
+    }
+    func values(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> {
+        values.pointer + ((l * batch + b) * capacity) * config.channels
+    }
+}
+
+/// Per-step buffers of the decode loop, M = B rows (one new token per sequence).
+final class DecodeScratch {
+    let residual: FloatBuffer, ln1, ln1Mean, ln1Rstd, qkv, attention, residual2, ln2, ln2Mean, ln2Rstd, fc, gelu, residual3: FloatBuffer
+    let hidden, lnfMean, lnfRstd, loraU, scores: FloatBuffer
+    init(config c: GPT2Config, rows m: Int, capacity: Int, loraRank: Int) {
+        let C = c.channels, I = c.innerSize
+        residual = FloatBuffer(count: m * C)
+        ln1 = FloatBuffer(count: m * C); ln1Mean = FloatBuffer(count: m); ln1Rstd = FloatBuffer(count: m)
+        qkv = FloatBuffer(count: m * 3 * C); attention = FloatBuffer(count: m * C); residual2 = FloatBuffer(count: m * C)
+        ln2 = FloatBuffer(count: m * C); ln2Mean = FloatBuffer(count: m); ln2Rstd = FloatBuffer(count: m)
+        fc = FloatBuffer(count: m * I); gelu = FloatBuffer(count: m * I); residual3 = FloatBuffer(count: m * C)
+        hidden = FloatBuffer(count: m * C); lnfMean = FloatBuffer(count: m); lnfRstd = FloatBuffer(count: m)
+        loraU = FloatBuffer(count: GPT2Projection.allCases.count * m * max(loraRank, 1))
+        scores = FloatBuffer(count: capacity)
+    }
+    var blockBuffers: BlockBuffers {
+        BlockBuffers(ln1: ln1.pointer, ln1Mean: ln1Mean.pointer, ln1Rstd: ln1Rstd.pointer, qkv: qkv.pointer,
+                     attention: attention.pointer, residual2: residual2.pointer, ln2: ln2.pointer,
+                     ln2Mean: ln2Mean.pointer, ln2Rstd: ln2Rstd.pointer, fc: fc.pointer, gelu: gelu.pointer,
+                     residual3: residual3.pointer)
+    }
+}
+
+/// GPT-2's KV-cache decoding: the cache, the step buffers and the trunk they run on.
+final class GPT2Decoder: TrunkDecoder {
+    let trunk: GPT2Trunk
+    let cache: GPT2KVCache
+    let scratch: DecodeScratch
+    init(trunk: GPT2Trunk, batch: Int, capacity: Int, loraRank: Int) {
+        self.trunk = trunk
+        cache = GPT2KVCache(config: trunk.gpt2, batch: batch, capacity: capacity)
+        scratch = DecodeScratch(config: trunk.gpt2, rows: batch, capacity: cache.capacity, loraRank: loraRank)
+    }
+    var batch: Int { cache.batch }
+    var capacity: Int { cache.capacity }
+    var lengths: [Int] { get { cache.lengths } set { cache.lengths = newValue } }
+    func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer { try trunk.prefill(prompts: prompts, adapter: adapter, cache: cache) }
+    func step(tokens: [Int32], adapter: LoRAAdapter?) -> FloatBuffer {
+        trunk.decodeStep(tokens: tokens, adapter: adapter, cache: cache, scratch: scratch)
+        return scratch.hidden
+    }
+}
+
+extension GPT2Trunk {
+    /// Fills `cache` with the prompts (right-padded into one [B, Tp] forward) and returns the
+    /// final hidden states [B, C] at each prompt's last token.
+    func prefill(prompts: [[Int32]], adapter: LoRAAdapter?, cache: GPT2KVCache) throws -> FloatBuffer {
+        let config = gpt2, b = prompts.count, C = config.channels
+        let tp = prompts.map(\.count).max() ?? 0
+        var flat = [Int32](repeating: 0, count: b * tp)
+        for (i, p) in prompts.enumerated() { for (j, id) in p.enumerated() { flat[i * tp + j] = id } }
+        let act = GPT2Activations(config: config, batch: b, tokens: tp, loraRank: adapter?.config.rank ?? 0)
+        try forward(tokens: flat, adapter: adapter, activations: act)
+        for l in 0..<config.layers {
+            for s in 0..<b {
+                for t in 0..<prompts[s].count {
+                    let row = act.qkv.pointer + (l * b * tp + s * tp + t) * 3 * C
+                    (cache.keys(layer: l, sequence: s) + t * C).update(from: row + C, count: C)
+                    (cache.values(layer: l, sequence: s) + t * C).update(from: row + 2 * C, count: C)
+                }
+            }
+        }
+        cache.lengths = prompts.map(\.count)
+        let last = FloatBuffer(count: b * C)
+        for s in 0..<b { (last.pointer + s * C).update(from: act.hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C) }
+        return last
+    }
+
+    /// Feeds one token per sequence at position cache.lengths[s], appends its key and value and
+    /// writes the final hidden states [B, C] into scratch.hidden.
+    func decodeStep(tokens: [Int32], adapter: LoRAAdapter?, cache: GPT2KVCache, scratch s: DecodeScratch) {
+        let config = gpt2, b = cache.batch, C = config.channels, d = config.headSize, H = config.heads
+        let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
+        for i in 0..<b {
+            vectorAdd(s.residual.pointer + i * C, wte + Int(tokens[i]) * C, wpe + cache.lengths[i] * C, C)
+        }
+        let rank = adapter?.config.rank ?? 0
+        let scale = 1 / Float(d).squareRoot()
+        var input = UnsafePointer(s.residual.pointer)
+        for l in 0..<config.layers {
+            let buffers = s.blockBuffers
+            blockForward(layer: l, input: input, rows: b, buffers: buffers,
+                         lora: { projection in
+                             guard let adapter, let site = adapter.sites[l][projection.slot] else { return nil }
+                             return LoRABranch(a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b,
+                                               gradA: nil, gradB: nil, u: s.loraU.pointer + projection.slot * b * rank,
+                                               rank: rank, scale: adapter.config.scale)
+                         },
+                         attention: { qkv, out in
+                             for i in 0..<b {
+                                 let pos = cache.lengths[i], keys = cache.keys(layer: l, sequence: i)
+                                 let values = cache.values(layer: l, sequence: i), row = qkv + i * 3 * C
+                                 (keys + pos * C).update(from: row + C, count: C)
+                                 (values + pos * C).update(from: row + 2 * C, count: C)
+                                 for h in 0..<H {
+                                     // scores[1, pos+1] = scale · q · K[0...pos]ᵀ; out = softmax(scores) · V
+                                     BLAS.sgemm(transB: true, m: 1, n: pos + 1, k: d, alpha: scale, a: row + h * d, lda: 3 * C,
+                                                b: keys + h * d, ldb: C, c: s.scores.pointer, ldc: pos + 1)
+                                     causalSoftmaxRow(s.scores.pointer, valid: pos + 1, width: pos + 1)
+                                     BLAS.sgemm(m: 1, n: d, k: pos + 1, a: s.scores.pointer, lda: pos + 1,
+                                                b: values + h * d, ldb: C, c: out + i * C + h * d, ldc: C)
+                                 }
+                             }
+                         })
+            // The block read `input` before writing residual3, so the next layer can start from it.
+            s.residual.pointer.update(from: buffers.residual3, count: b * C)
+            input = UnsafePointer(s.residual.pointer)
+        }
+        for i in 0..<b { cache.lengths[i] += 1 }
+        layerNormForward(out: s.hidden.pointer, mean: s.lnfMean.pointer, rstd: s.lnfRstd.pointer, x: input,
+                         weight: pointer(layout.lnfWeight), bias: pointer(layout.lnfBias),
+                         rows: b, channels: C, eps: config.layerNormEps)
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import Kernels
+
+/// A model family: how its Hugging Face config.json and weights are read. A new family is a folder
+/// of its own (configuration, trunk, passes) plus one line in `ModelFamilies.all`.
+public protocol ModelFamily {
+    /// Hugging Face's `model_type` ("gpt2").
+    static var modelType: String { get }
+    /// Named shapes for `model.preset` and `rlhf init --preset`.
+    static var presets: [String: any ModelConfiguration] { get }
+    /// Parses config.json (`path` names it in errors); options the family does not compute are
+    /// refused by name rather than ignored.
+    static func configuration(hfConfig json: [String: Any], path: String) throws -> any ModelConfiguration
+    /// Reads the weights of the Hugging Face folder `directory` into a model of `config`.
+    static func load(directory: String, config: any ModelConfiguration) throws -> any CausalLM
+}
+
+/// The registry of model families, keyed by Hugging Face's `model_type`.
+public enum ModelFamilies {
+    public static var all: [any ModelFamily.Type] { [GPT2Family.self] }
+
+    public static func family(modelType: String) -> (any ModelFamily.Type)? { all.first { $0.modelType == modelType } }
+
+    public static var presetNames: [String] { all.flatMap { $0.presets.keys }.sorted() }
+
+    /// The preset `name` of whichever family defines it.
+    public static func preset(_ name: String) throws -> any ModelConfiguration {
+        for family in all { if let config = family.presets[name] { return config } }
+        throw ModelError.invalidConfig("unknown preset '\(name)'; presets are \(presetNames.joined(separator: ", "))")
+    }
+}
+
+/// Hugging Face model folders (`config.json` + `model.safetensors`) of any registered family, as
+/// transformers' `save_pretrained` writes them and `from_pretrained` reads them.
+public enum HFCheckpoint {
+    /// Reads config.json and hands it to the family its `model_type` names (gpt2 when absent,
+    /// as in the oldest GPT-2 folders).
+    public static func readConfig(directory: String) throws -> any ModelConfiguration {
+        let path = (directory as NSString).appendingPathComponent("config.json")
+        guard let data = FileManager.default.contents(atPath: path) else { throw ModelError.checkpoint(path: path, reason: "cannot read (missing?)") }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelError.checkpoint(path: path, reason: "not a JSON object")
+        }
+        let type = json["model_type"] as? String ?? GPT2Family.modelType
+        guard let family = ModelFamilies.family(modelType: type) else {
+            throw ModelError.checkpoint(path: path, reason: "model_type '\(type)' is not supported yet (supported: \(ModelFamilies.all.map { $0.modelType }.joined(separator: ", ")))")
+        }
+        return try family.configuration(hfConfig: json, path: path)
+    }
+
+    /// Loads a model folder of any registered family.
+    public static func load(directory: String) throws -> any CausalLM {
+        let config = try readConfig(directory: directory)
+        guard let family = ModelFamilies.family(modelType: config.modelType) else {
+            throw ModelError.checkpoint(path: directory, reason: "model_type '\(config.modelType)' has no family")
+        }
+        return try family.load(directory: directory, config: config)
+    }
+
+    /// Writes config.json and model.safetensors (F32) as the family's `save_pretrained` would.
+    public static func save(_ model: any CausalLM, directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let configPath = (directory as NSString).appendingPathComponent("config.json")
+        let json = try JSONSerialization.data(withJSONObject: model.config.hfConfigJSON(), options: [.prettyPrinted, .sortedKeys])
+        do { try json.write(to: URL(fileURLWithPath: configPath), options: .atomic) }
+        catch { throw ModelError.checkpoint(path: configPath, reason: "cannot write: \(error.localizedDescription)") }
+        try withExtendedLifetime(model) {
+            try SafeTensorsFile.write(path: (directory as NSString).appendingPathComponent("model.safetensors"),
+                                      tensors: model.hfTensors(), metadata: ["format": "pt"])
+        }
+    }
+}

@@ -1,0 +1,295 @@
+import Alignment
+import Cluster
+import Config
+import Foundation
+import Kernels
+import Models
+import Roles
+import Tokenizers
+
+/// An RL prompt: its tokens ([BOS] x), reference answer, task and text.
+struct PPOPrompt { let tokens: [Int32]; let answer: String?; var task = ""; var text = "" }
+
+/// The roles of one PPO run. Hydra: every role over one frozen trunk with LoRA adapters;
+/// separate: a full copy per role. Reference and reward answer locally or from their ranks.
+struct PPORoles {
+    let base: any CausalLM
+    let rewardHead: ScalarHead, valueHead: ScalarHead
+    let policyTrunk: any CausalLM
+    let policyLoRA: LoRAAdapter?, criticLoRA: LoRAAdapter?
+    let policy: LocalPolicy
+    let critic: LocalCritic
+    let scorer: HydraScorer
+    let separateReward: LocalReward?
+
+    init(config cfg: PPOConfig, base: any CausalLM, rewardHead: ScalarHead, replicas: (any Transport)?) throws {
+        let hydra = cfg.layout == .hydra
+        var rng = RNG(seed: cfg.run.seed)
+        self.base = base; self.rewardHead = rewardHead
+        valueHead = ScalarHead(channels: base.config.channels)
+        valueHead.parameters.copy(from: rewardHead.parameters)   // critic starts as the reward model (Hydra §1.3)
+        policyTrunk = hydra ? base : try base.clone()
+        policyLoRA = hydra ? try makeAdapter(cfg.loraConfig, for: base.config) : nil
+        criticLoRA = hydra ? try makeAdapter(cfg.loraConfig, for: base.config) : nil
+        policyLoRA?.initialize(rng: &rng)
+        criticLoRA?.initialize(rng: &rng)
+        policy = LocalPolicy(trunk: policyTrunk, adapter: policyLoRA, hyper: AdamWHyperparameters(learningRate: cfg.ppo.lr, weightDecay: 0), replicas: replicas)
+        critic = LocalCritic(trunk: hydra ? base : try base.clone(), adapter: criticLoRA, head: valueHead,
+                             hyper: AdamWHyperparameters(learningRate: cfg.ppo.criticLR, weightDecay: 0), replicas: replicas, trainTrunk: !hydra)
+        scorer = HydraScorer(trunk: base, rewardHead: rewardHead)
+        separateReward = hydra ? nil : LocalReward(trunk: try base.clone(), head: rewardHead)
+    }
+
+    /// What this process hosts as a placed reward role.
+    var localReward: any RewardRole { separateReward.map { $0 as any RewardRole } ?? scorer }
+}
+
+/// A model and prompts given directly (`rlhf bench ppo`) instead of read from model.init_from and data.*.
+public struct PPOInputs {
+    let base: any CausalLM, rewardHead: ScalarHead, tokenizer: any Tokenizer, prompts: [[Int32]]
+    public init(base: any CausalLM, rewardHead: ScalarHead, tokenizer: any Tokenizer, prompts: [[Int32]]) {
+        self.base = base; self.rewardHead = rewardHead; self.tokenizer = tokenizer; self.prompts = prompts
+    }
+}
+
+/// The data of one PPO run: prompts, held-out examples, PPO-ptx demonstrations, R2M's replay pairs.
+struct PPOData {
+    let prompts: [PPOPrompt]
+    let evalExamples: [SFTExample]
+    let ptxDemos: [TokenizedExample]
+    let r2mPairs: [(chosen: [Int32], rejected: [Int32], promptLength: Int)]
+
+    /// Prompts alone (token ids), nothing held out.
+    init(prompts: [[Int32]]) {
+        self.prompts = prompts.map { PPOPrompt(tokens: $0, answer: nil) }
+        evalExamples = []; ptxDemos = []; r2mPairs = []
+    }
+
+    init(config cfg: PPOConfig, tokenizer: any Tokenizer, needsR2MPairs: Bool) throws {
+        func prompt(_ text: String, answer: String?, task: String) -> PPOPrompt {
+            PPOPrompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: text, completion: ""), tokenizer: tokenizer), answer: answer, task: task, text: text)
+        }
+        let arith = cfg.data.task == .arith ? cfg.data.arithTask : nil
+        if let task = arith {
+            prompts = task.train.map { prompt(ArithTask.prompt($0), answer: ArithTask.answer($0), task: "arith") }
+            evalExamples = Array(task.evalExamples().prefix(cfg.cadence.evalMaxExamples))
+        } else {
+            prompts = try JSONL.prompts(path: cfg.data.train).map { prompt($0.prompt, answer: $0.answer, task: $0.task ?? "") }
+            evalExamples = cfg.data.eval.isEmpty ? [] : Array(try JSONL.sft(path: cfg.data.eval).prefix(cfg.cadence.evalMaxExamples))
+        }
+        // PPO-ptx (InstructGPT): SFT demonstrations for an extra policy step per minibatch.
+        var demos: [SFTExample] = []
+        if cfg.ppo.ptxCoef > 0 {
+            if let arith { demos = arith.sftExamples() } else {
+                guard !cfg.ptxFile.isEmpty else { throw ConfigError("ppo.ptx_coef > 0 needs 'data.ptx' (SFT demonstrations JSONL)") }
+                demos = try JSONL.sft(path: cfg.ptxFile)
+            }
+        }
+        ptxDemos = try demos.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: cfg.maxLength) }
+        // Pairs R2M replays in its online updates: [BOS] x y [EOS] with the prompt's length.
+        var pairs: [PreferenceExample] = []
+        if needsR2MPairs {
+            if !cfg.r2mPairsFile.isEmpty { pairs = try JSONL.preferences(path: cfg.r2mPairsFile).flatMap(\.pairs) }
+            else if let arith { pairs = arith.preferenceExamples(eval: false) }
+            else { throw ConfigError("rewards.selection r2m needs 'data.r2m_pairs' (preference pairs to replay)") }
+        }
+        r2mPairs = try pairs.map {
+            let p = try TokenizedPair($0, tokenizer: tokenizer, maxLength: cfg.maxLength, conditioned: false)
+            return (p.prompt + p.chosen, p.prompt + p.rejected, p.prompt.count)
+        }
+    }
+}
+
+/// Everything one PPO run keeps between iterations: its roles, data, reward sources, run folder
+/// and the state that changes (KL coefficient, prompt order, PPO-ptx cursor). `PPOStage` builds it
+/// and runs `iteration(_:)` (PPOPhases.swift) in a loop; `rlhf bench ppo` runs the same iterations.
+final class PPOSession {
+    let cfg: PPOConfig
+    let transport: any Transport
+    let say: (String) -> Void
+    let tokenizer: any Tokenizer
+    let roles: PPORoles
+    let data: PPOData
+    let placement: Placement
+    /// Colocated: every rank rolls out its share and the trainable roles all-reduce gradients.
+    let colocated: Bool
+    let replicas: (any Transport)?
+    let clients: [Int: RoleClient]
+    /// Each role where the placement puts it: local, or a proxy to its rank. Rollouts are
+    /// generated and training steps taken wherever the policy and critic live.
+    let policy: any PolicyRole, critic: any CriticRole, reference: any ReferenceRole, reward: any RewardRole
+    /// Hydra with reference and reward local: both from one adapters-off pass.
+    let onePass: Bool
+    let learned: LearnedRewards?
+    var sources: [any RewardSource] = []
+    /// Prompts per rank rolling out.
+    let myPrompts: Int
+    var kl: AdaptiveKLController
+    /// Pre-PPO's prompts, and the curriculum's (drawn first for `curriculumIterations`).
+    var pool: [Int] = [], priority: [Int] = [], curriculumIterations = 0
+    var heldOutPrompts: [[Int32]] = []
+    var order: [Int] = [], orderKey: (pool: Int, epoch: Int)?
+    var ptxCursor: Int
+
+    var scorer: HydraScorer { roles.scorer }
+
+    /// Loads the model, checks the memory plan, builds the roles and reads the data. Returns nil
+    /// on a rank that only hosted placed roles (it has served them until rank 0 stopped it).
+    static func start(config cfg: PPOConfig, transport: any Transport, say: @escaping (String) -> Void,
+                      inputs: PPOInputs? = nil) async throws -> PPOSession? {
+        let tokenizer = try inputs?.tokenizer ?? Tokenizers.load(cfg.run.initFrom)
+        let base = try inputs?.base ?? HFCheckpoint.load(directory: cfg.run.initFrom)
+        let rewardHead = try inputs?.rewardHead ?? loadRewardHead(cfg, channels: base.config.channels)
+        let placement = try Placement.parse(cfg.run.placement, worldSize: transport.size)
+        let colocated = placement.remote.isEmpty
+        try checkMemoryPlan(cfg, model: base.config, ranksRollingOut: colocated ? transport.size : 1, say: say)
+        let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
+        let roles = try PPORoles(config: cfg, base: base, rewardHead: rewardHead, replicas: replicas)
+        // A rank that only hosts placed roles serves them and is done.
+        if !colocated && transport.rank != 0 {
+            if let hosted = placement.servers[transport.rank] {
+                try await RoleServer(transport: transport, policy: hosted.contains(.policy) ? roles.policy : nil,
+                                     critic: hosted.contains(.critic) ? roles.critic : nil,
+                                     reference: hosted.contains(.reference) ? roles.scorer : nil,
+                                     reward: hosted.contains(.reward) ? roles.localReward : nil).serve()
+            }
+            try await transport.barrier()
+            return nil
+        }
+        return try PPOSession(cfg, transport: transport, say: say, tokenizer: tokenizer, roles: roles, placement: placement, replicas: replicas,
+                              prompts: inputs?.prompts)
+    }
+
+    private init(_ cfg: PPOConfig, transport: any Transport, say: @escaping (String) -> Void, tokenizer: any Tokenizer, roles: PPORoles,
+                 placement: Placement, replicas: (any Transport)?, prompts: [[Int32]]?) throws {
+        self.cfg = cfg; self.transport = transport; self.say = say; self.tokenizer = tokenizer; self.roles = roles
+        self.placement = placement; self.replicas = replicas
+        colocated = placement.remote.isEmpty
+        clients = Dictionary(uniqueKeysWithValues: placement.servers.keys.map { ($0, RoleClient(transport: transport, host: $0)) })
+        policy = placement.remote[.policy].map { [clients] in RemotePolicy(clients[$0]!) } ?? roles.policy
+        critic = placement.remote[.critic].map { [clients] in RemoteCritic(clients[$0]!) } ?? roles.critic
+        reference = placement.remote[.reference].map { [clients] in RemoteReference(clients[$0]!) } ?? roles.scorer
+        reward = placement.remote[.reward].map { [clients] in RemoteReward(clients[$0]!) } ?? roles.localReward
+        onePass = cfg.layout == .hydra && placement.remote[.reference] == nil && placement.remote[.reward] == nil
+        let arms = RewardSources.names(for: cfg).filter { $0 != "proxy" }
+        learned = try LearnedRewards.make(cfg, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed, namedArms: arms)
+        guard learned == nil || (onePass && colocated) else {
+            throw ConfigError("'placement': learned rewards (rewards.proxy_heads, laser.arms) read the policy's and the shared trunk's states in one pass; they need layout hydra with every role colocated")
+        }
+        data = try prompts.map { PPOData(prompts: $0) } ?? PPOData(config: cfg, tokenizer: tokenizer, needsR2MPairs: learned?.r2m != nil)
+        ptxCursor = transport.rank * 7919
+        let dataRanks = colocated ? transport.size : 1
+        guard cfg.ppo.prompts % dataRanks == 0 else { throw ConfigError("'ppo.prompts' (\(cfg.ppo.prompts)) must be a multiple of the ranks rolling out (\(dataRanks))") }
+        myPrompts = cfg.ppo.prompts / dataRanks
+        kl = AdaptiveKLController(beta: cfg.ppo.klCoef, target: cfg.ppo.klTarget > 0 ? cfg.ppo.klTarget : nil, horizon: cfg.ppo.klHorizon)
+    }
+
+    /// The reward head the SFT checkpoint carries (Hydra-SFT), or a zero head when no weight reads it.
+    static func loadRewardHead(_ cfg: PPOConfig, channels: Int) throws -> ScalarHead {
+        let headPath = (cfg.run.initFrom as NSString).appendingPathComponent(ScalarHeadIO.fileName)
+        if FileManager.default.fileExists(atPath: headPath) { return try ScalarHeadIO.load(directory: cfg.run.initFrom, channels: channels) }
+        guard cfg.rewards.rewardHead == 0 else { throw ConfigError("rewards.reward_head > 0 needs \(headPath) (train with hydra-sft)") }
+        return ScalarHead(channels: channels)
+    }
+
+    /// The memory plan, printed before anything big is allocated; refuses to start above the limit.
+    static func checkMemoryPlan(_ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int, say: (String) -> Void) throws {
+        let plan = try MemoryPlan(config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
+                                  responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
+                                  maxLength: cfg.maxLength)
+        say(plan.description)
+        if let limit = cfg.memoryLimitBytes ?? MemoryPlan.defaultLimitBytes, plan.totalBytes > limit {
+            throw ConfigError(String(format: "the memory plan needs %.1f GiB per process, above the limit of %.1f GiB (memory.limit_gib); use layout: hydra, smaller ppo.minibatch_size or fewer ppo.prompts × samples", plan.totalBytes / 1_073_741_824, limit / 1_073_741_824))
+        }
+    }
+
+    /// The run's description: layout, batch arithmetic, roles, starting point.
+    func describe(folder: RunFolder) {
+        let dataRanks = colocated ? transport.size : 1, p = cfg.ppo
+        say("ppo: run folder \(folder.path)")
+        say("resolved config (\(cfg.resolved.file ?? "defaults")):\n" + cfg.resolved.yaml)
+        say("""
+            derived: \(cfg.layout) layout, estimator \(p.estimator.rawValue); \(p.prompts) prompts × \(p.samples) samples = \
+            \(p.prompts * p.samples) responses per iteration over \(dataRanks) rank(s) (\(myPrompts * p.samples) each), \
+            \(p.epochs) epoch(s) of minibatches of \(p.minibatchSize) → \
+            \(p.epochs * Int((Double(myPrompts * p.samples) / Double(p.minibatchSize)).rounded(.up))) optimizer steps per iteration
+            roles: \(colocated && transport.size > 1 ? "every role on every rank (colocated, data parallel)" : placement.description)\(onePass ? "; reference + reward from one adapters-off pass" : "")
+            starting from \(cfg.run.initFrom); \(BLAS.summary)
+            """)
+    }
+
+    /// Pre-PPO's prompt pool, the reward sources (the hybrid reward's best-of-N references need
+    /// the pool), LASeR's held-out prompts and the curriculum.
+    func preparePrompts(folder: RunFolder?) async throws {
+        let prompts = data.prompts
+        let context = { (pool: [Int]) in RewardSourceContext(config: self.cfg, learned: self.learned, prompts: prompts, pool: pool, policy: self.policy,
+                                                             scorer: self.scorer, say: self.say) }
+        let beforePool = RewardSources.registry.filter { !$0.needsPromptPool }
+        sources = try await RewardSources.make(context(Array(prompts.indices)), from: beforePool)
+        pool = Array(prompts.indices)
+        if cfg.promptSelection.keep > 0 { pool = try await prePPOSelection(folder: folder) }
+        sources += try await RewardSources.make(context(pool), from: RewardSources.registry.filter(\.needsPromptPool))
+        // LASeR's held-out prompts (the evaluation prompts), scored once before the first update.
+        heldOutPrompts = Array(data.evalExamples.prefix(cfg.laser.heldoutPrompts)).map { SFTTokenization.promptTokens($0, tokenizer: tokenizer) }
+        if let learned, learned.bandit != nil, cfg.laser.signal == .heldout {
+            guard !heldOutPrompts.isEmpty else { throw ConfigError("laser.reward heldout needs held-out prompts (data.eval, or a task)") }
+            if learned.previousEnsembleMean == nil {
+                learned.previousEnsembleMean = try await learned.heldOutScore(heldOutPrompts, policy: roles.policy, scorer: scorer, maxNewTokens: cfg.ppo.maxNewTokens,
+                                                                              eosTokenId: tokenizer.eosTokenId)
+            }
+        }
+        let priorityTasks = cfg.promptSelection.curriculumTasks
+        priority = pool.filter { priorityTasks.contains(prompts[$0].task) }
+        curriculumIterations = Int((cfg.promptSelection.curriculumShare * Double(cfg.ppo.iterations)).rounded())
+        if !priorityTasks.isEmpty && priority.isEmpty { throw ConfigError("'curriculum.tasks': no prompt has task \(priorityTasks.sorted().joined(separator: ", "))") }
+        if curriculumIterations > 0 && !priority.isEmpty {
+            say("curriculum: iterations 1…\(curriculumIterations) draw from the \(priority.count) prompts of \(priorityTasks.sorted().joined(separator: ", ")), then all \(pool.count)")
+        }
+    }
+
+    /// Copies the trained state of a policy or critic placed on another rank into this rank's
+    /// local copies (which evaluation and the final adapters read).
+    func pullPlacedState() async throws {
+        if placement.remote[.policy] != nil { try await roles.policy.restore(try await policy.snapshots()) }
+        if placement.remote[.critic] != nil { try await roles.critic.restore(try await critic.snapshots()) }
+    }
+
+    /// Trainable state for a checkpoint: policy, critic and the reward sources'.
+    func snapshots() async throws -> [String: TrainableSnapshot] {
+        var snapshots = try await policy.snapshots()
+        snapshots.merge(try await critic.snapshots()) { a, _ in a }
+        for source in sources { snapshots.merge(source.snapshots()) { a, _ in a } }
+        return snapshots
+    }
+
+    func restore(_ snapshots: [String: TrainableSnapshot], directory: String) async throws {
+        try await policy.restore(snapshots)
+        try await critic.restore(snapshots)
+        for source in sources { try source.restore(directory: directory, snapshots: snapshots) }
+    }
+
+    /// The reward sources' own files in a checkpoint folder.
+    func writeSourceState(directory: String) throws { for source in sources { try source.writeState(directory: directory) } }
+}
+
+/// `rlhf bench ppo`: the stage's own iterations on a given model and prompts, timed.
+public enum PPOTiming {
+    public struct Best: Sendable { public var iteration = Double.infinity, generate = 0.0, score = 0.0, train = 0.0, trainableParameters = 0 }
+
+    /// The fastest of `iterations` iterations after one warm-up, with its phase split.
+    public static func best(config: PPOConfig, inputs: PPOInputs, iterations: Int) async throws -> Best {
+        guard let session = try await PPOSession.start(config: config, transport: SingleProcessTransport(), say: { _ in }, inputs: inputs) else { return Best() }
+        try await session.preparePrompts(folder: nil)
+        var best = Best()
+        for iteration in 1...(iterations + 1) {
+            let started = Date()
+            let m = try await session.iteration(iteration)
+            let seconds = Date().timeIntervalSince(started)
+            if iteration > 1 && seconds < best.iteration { (best.iteration, best.generate, best.score, best.train) = (seconds, m.generateSeconds, m.scoreSeconds, m.trainSeconds) }
+        }
+        let r = session.roles
+        best.trainableParameters = config.layout == .hydra ? r.policyLoRA!.weights.count + r.criticLoRA!.weights.count + r.valueHead.parameters.count
+                                                           : 2 * r.base.parameterCount + r.valueHead.parameters.count
+        return best
+    }
+}

@@ -1,0 +1,152 @@
+import Alignment
+import Cluster
+import Foundation
+import Kernels
+import Models
+import Roles
+import Tokenizers
+
+public struct PPOResult: Sendable {
+    public var runFolder: String
+    public var initialExactMatch: Double?
+    public var finalExactMatch: Double?
+    public var kl: Double
+    public var seconds: Double
+}
+
+/// Online RL with PPO (algorithms.md §2) or a critic-free estimator (§10) in the Hydra layout
+/// (§1: one frozen trunk; policy and critic LoRA; reference and reward from one adapters-off
+/// pass) or the separate layout (four full models). Colocated: every rank rolls out its share
+/// of the prompts and the trainable roles all-reduce gradients. Placed: rank 0 drives and the
+/// named roles answer from their ranks.
+public final class PPOStage {
+    let config: PPOConfig
+    let transport: any Transport
+    let workingDirectory: String
+    let sayOnRankZero: (String) -> Void
+    public private(set) var context: FailureContext
+
+    public init(config: PPOConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
+                say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
+        self.config = config; self.transport = transport; self.workingDirectory = workingDirectory; self.sayOnRankZero = say
+        context = FailureContext(rank: transport.rank, role: "ppo", step: 0)
+    }
+    func say(_ m: String) { if transport.rank == 0 { sayOnRankZero(m) } }
+
+    public func run() async throws -> PPOResult {
+        let cfg = config, started = Date()
+        FailureReport.current = context
+        guard let session = try await PPOSession.start(config: cfg, transport: transport, say: say) else {
+            return PPOResult(runFolder: "", initialExactMatch: nil, finalExactMatch: nil, kl: 0, seconds: Date().timeIntervalSince(started))
+        }
+        // Run folder and checkpoint to resume from (rank 0 decides). Placed: the other ranks are
+        // serving roles, so rank 0 alone decides (no collective).
+        let (folder, checkpoint, resumeMessage) = session.colocated
+            ? try await RunFolder.chooseCollectively(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory, transport: transport)
+            : try RunFolder.choose(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory)
+        if transport.rank == 0 { try folder.writeConfig(cfg.resolved.yaml) }
+        session.describe(folder: folder)
+        var result = PPOResult(runFolder: folder.path, initialExactMatch: nil, finalExactMatch: nil, kl: 0, seconds: 0)
+        try await session.preparePrompts(folder: folder)
+        let startIteration = try await resume(session, from: checkpoint, folder: folder)
+        say(resumeMessage + (checkpoint != nil ? " at iteration \(startIteration - 1)" : ""))
+        if checkpoint == nil && cfg.cadence.evalEvery > 0 { result.initialExactMatch = try evaluate(session, iteration: 0, folder: folder) }
+        if session.colocated { try await transport.barrier() }
+        // PPO-ptx demonstrations consumed before the first iteration run here.
+        if cfg.ppo.ptxCoef > 0 { session.ptxCursor += (startIteration - 1) * cfg.ppo.epochs * session.myPrompts * cfg.ppo.samples }
+
+        let progress = Progress(total: cfg.ppo.iterations, every: cfg.cadence.logEvery, startStep: startIteration - 1)
+        for iteration in startIteration...max(cfg.ppo.iterations, startIteration) where iteration <= cfg.ppo.iterations {
+            context.step = iteration
+            FailureReport.current = context
+            let metrics = try await session.iteration(iteration)
+            result.kl = metrics.meanKL
+            if transport.rank == 0 {
+                try folder.appendMetrics(metrics.json)
+                progress.update(step: iteration, fields: String(format: "reward %.3f verifier %.3f kl %.4f clip %.3f len %.1f",
+                                                                metrics.value("reward_mean") ?? 0, metrics.value("reward_verifier_mean") ?? 0,
+                                                                metrics.meanKL, metrics.clipFraction, metrics.meanResponseLength))
+            }
+            if cfg.cadence.evaluates(after: iteration, of: cfg.ppo.iterations) {
+                if transport.rank == 0 { try await session.pullPlacedState() }
+                if let em = try evaluate(session, iteration: iteration, folder: folder) { result.finalExactMatch = em }
+                if session.colocated { try await transport.barrier() }
+            }
+            if transport.rank == 0 && cfg.cadence.checkpoints(after: iteration, of: cfg.ppo.iterations) {
+                try await save(session, iteration: iteration, folder: folder)
+            }
+        }
+        if transport.rank == 0 { try await session.pullPlacedState() }
+        for client in session.clients.values { try await client.stop() }
+        try await transport.barrier()
+        if transport.rank == 0 { try saveFinal(session, folder: folder) }
+        result.seconds = Date().timeIntervalSince(started)
+        return result
+    }
+
+    /// Held-out greedy exact match of the policy (rank 0), logged; nil without held-out examples.
+    func evaluate(_ s: PPOSession, iteration: Int, folder: RunFolder) throws -> Double? {
+        guard transport.rank == 0, !s.data.evalExamples.isEmpty else { return nil }
+        let r = try Evaluation.run(trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, examples: s.data.evalExamples, tokenizer: s.tokenizer,
+                                   maxLength: config.maxLength, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
+        try folder.appendMetrics(["step": iteration, "eval_loss": r.loss, "exact_match": r.exactMatch ?? 0])
+        say(String(format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration, 100 * (r.exactMatch ?? 0), r.loss))
+        return r.exactMatch
+    }
+
+    /// Restores a checkpoint's trainable state and KL coefficient; returns the first iteration to run.
+    func resume(_ s: PPOSession, from checkpoint: String?, folder: RunFolder) async throws -> Int {
+        guard let checkpoint else { return 1 }
+        let state = try Checkpoints.loadState(checkpoint)
+        guard state.stage == "ppo" else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not ppo") }
+        let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent(PPOCheckpoint.fileName))
+        try await s.restore(try PPOCheckpoint.read(file, steps: state.optimizerSteps ?? [:]), directory: checkpoint)
+        s.kl.beta = state.klBeta ?? s.kl.beta
+        if transport.rank == 0 { try folder.truncateMetrics(afterStep: state.step) }
+        return state.step + 1
+    }
+
+    func save(_ s: PPOSession, iteration: Int, folder: RunFolder) async throws {
+        let snapshots = try await s.snapshots()
+        let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * config.ppo.prompts, optimizerStep: snapshots["policy"]!.step,
+                                  learningRate: 0, rng: RNG(seed: config.run.seed), tokenizer: s.tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
+                                  worldSize: transport.size, klBeta: s.kl.beta, optimizerSteps: snapshots.mapValues(\.step))
+        _ = try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: config.cadence.keepLast) { dir in
+            try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizerFile: (s.tokenizer as? BPETokenizer)?.path)
+            try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
+            try s.writeSourceState(directory: dir)
+        }
+    }
+
+    /// The policy in formats other tools read: a PEFT adapter over the SFT model, or a full model;
+    /// the critic's adapter and value head.
+    func saveFinal(_ s: PPOSession, folder: RunFolder) throws {
+        let final = (folder.path as NSString).appendingPathComponent("final"), r = s.roles
+        try FileManager.default.createDirectory(atPath: final, withIntermediateDirectories: true)
+        if let policyLoRA = r.policyLoRA { try PEFTAdapter.save(policyLoRA, directory: final + "/policy_adapter", baseModel: config.run.initFrom) }
+        else { try HFCheckpoint.save(r.policyTrunk, directory: final + "/policy") }
+        if let criticLoRA = r.criticLoRA { try PEFTAdapter.save(criticLoRA, directory: final + "/critic_adapter", baseModel: config.run.initFrom) }
+        try ScalarHeadIO.save(r.valueHead, directory: final, fileName: "value_head.safetensors")
+    }
+}
+
+/// PPO's checkpoint tensors: each trainable part's parameters and AdamW moments, named
+/// "<part>.parameters", "<part>.m", "<part>.v" (parts: policy, value_head, critic_adapter or
+/// critic_trunk); the AdamW steps are in training_state.json.
+enum PPOCheckpoint {
+    static let fileName = "ppo_state.safetensors"
+
+    static func write(_ snapshots: [String: TrainableSnapshot], path: String) throws {
+        try writeFloatTensors(path: path, snapshots.keys.sorted().flatMap { name in
+            [(name + ".parameters", snapshots[name]!.parameters), (name + ".m", snapshots[name]!.m), (name + ".v", snapshots[name]!.v)]
+        })
+    }
+
+    static func read(_ file: SafeTensorsFile, steps: [String: Int]) throws -> [String: TrainableSnapshot] {
+        var out: [String: TrainableSnapshot] = [:]
+        for (name, step) in steps {
+            out[name] = TrainableSnapshot(parameters: try file.floats(name + ".parameters"), m: try file.floats(name + ".m"), v: try file.floats(name + ".v"), step: step)
+        }
+        return out
+    }
+}

@@ -1,0 +1,199 @@
+import Alignment
+import Config
+import Foundation
+import Models
+
+// The configuration groups every stage shares, typed: each group declares its keys (type,
+// default, help, valid range) and builds itself from a resolved config. Stage configs are
+// made of groups; stage code reads fields, never keys.
+
+extension ArithFlaw: ConfigChoice {}
+extension AdvantageEstimator: ConfigChoice {}
+extension KLEstimator: ConfigChoice {}
+extension InSPOVariant: ConfigChoice {}
+
+/// The built-in task generated in memory, or none (data comes from files).
+public enum DataTask: String, ConfigChoice { case none = "", arith }
+
+/// A model shape by name, from the families' presets.
+public struct PresetName: ConfigScalar, Equatable {
+    public let name: String
+    public static var configType: ConfigType { .choice(ModelFamilies.presetNames) }
+    public init?(configValue: ConfigValue) { guard case .string(let v) = configValue else { return nil }; name = v }
+    public init(_ name: String) { self.name = name }
+    public var configValue: ConfigValue { .string(name) }
+}
+
+/// 'resume': continue the newest checkpoint of this run name, start fresh, or continue a given checkpoint.
+public enum ResumePolicy: Sendable, Equatable, CustomStringConvertible {
+    case auto, never, from(String)
+    init(_ text: String) throws {
+        switch text {
+        case "auto": self = .auto
+        case "never": self = .never
+        default:
+            guard FileManager.default.fileExists(atPath: text) else {
+                throw ConfigError("'resume' must be auto, never or an existing checkpoint folder; '\(text)' does not exist")
+            }
+            self = .from(text)
+        }
+    }
+    public var description: String { switch self { case .auto: return "auto"; case .never: return "never"; case .from(let p): return p } }
+}
+
+let validName = ConfigCheck<String>("a non-empty name without '/'") { !$0.isEmpty && !$0.contains("/") }
+
+/// The run: its name and folder, seed, resume policy, tokenizer, model, cluster and placement.
+public struct RunSettings: Sendable {
+    static let name = Key<String>("name", "experiment", "run name; the run folder is runs/<name>-<timestamp>", validName)
+    static let out = Key<ConfigPath>("out", "", "run folder (default runs/<name>-<timestamp> under the working folder)")
+    static let seed = Key<Int>("seed", 1, "seed of every random choice (init, data order, sampling)")
+    static let resume = Key<String>("resume", "auto", "auto (newest checkpoint of this run name), never, or a checkpoint path")
+    static let tokenizer = Key<String>("tokenizer", "byte", "byte, or a tokenizer.json (or folder holding one)")
+    public static let timeout = Key<Double>("cluster.timeout", 300, "seconds any wait for another rank may last before the run stops", .positive)
+    static let placement = Key<String>("placement", "colocated", "colocated, or role=rank pairs (e.g. reference=1,reward=1)")
+    static let preset = Key<PresetName>("model.preset", PresetName("tiny"), "shape of a freshly initialised model")
+    static let initFrom = Key<ConfigPath>("model.init_from", "", "Hugging Face model folder to start from (overrides preset)")
+    static let keys = [name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
+                       timeout.declaration, placement.declaration, preset.declaration, initFrom.declaration]
+
+    public var name: String, out: String, seed: UInt64, resume: ResumePolicy, tokenizer: String
+    public var timeout: Double, placement: String, preset: String, initFrom: String
+
+    init(_ c: ResolvedConfig) throws {
+        name = c[Self.name]; out = c[Self.out].path; seed = UInt64(truncatingIfNeeded: c[Self.seed])
+        resume = try ResumePolicy(c[Self.resume]); tokenizer = c[Self.tokenizer]
+        timeout = c[Self.timeout]; placement = c[Self.placement]; preset = c[Self.preset].name; initFrom = c[Self.initFrom].path
+    }
+}
+
+/// Where the data comes from: a built-in task, or JSONL files.
+public struct DataSettings: Sendable {
+    static let task = Key<DataTask>("data.task", .none, "built-in task generated in memory (instead of files)")
+    static let seed = Key<Int>("data.seed", 1, "seed of the built-in task's split and flaws")
+    static let flaw = Key<ArithFlaw>("data.flaw", .dropCarry, "arith: the demonstrator's habit")
+    static let flawShare = Key<Double>("data.flaw_share", 0.6, "arith: share of eligible demos that carry the flaw", .within(0, 1))
+    static let evalSize = Key<Int>("data.eval_size", 500, "arith: held-out (a, b) pairs", .positive)
+    static let train = Key<ConfigPath>("data.train", "", "training JSONL (when no task)")
+    static let eval = Key<ConfigPath>("data.eval", "", "evaluation JSONL (when no task)")
+    static let prefs = Key<ConfigPath>("data.prefs", "", "preference pairs JSONL for Hydra-SFT (when no task)")
+    static let evalPrefs = Key<ConfigPath>("data.eval_prefs", "", "held-out preference pairs JSONL (reward accuracy)")
+    static let keys = [task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
+                       train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration]
+
+    public var task: DataTask, seed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int
+    public var train: String, eval: String, prefs: String, evalPrefs: String
+
+    init(_ c: ResolvedConfig) {
+        task = c[Self.task]; seed = UInt64(truncatingIfNeeded: c[Self.seed]); flaw = c[Self.flaw]; flawShare = c[Self.flawShare]
+        evalSize = c[Self.evalSize]; train = c[Self.train].path; eval = c[Self.eval].path; prefs = c[Self.prefs].path; evalPrefs = c[Self.evalPrefs].path
+    }
+
+    /// The arith task these settings describe.
+    public var arithTask: ArithTask { ArithTask(seed: seed, flaw: flaw, flawShare: flawShare, evalSize: evalSize) }
+}
+
+/// Optimisation of the supervised stages (sft, hydra-sft, rm, dpo).
+public struct OptimizerSettings: Sendable {
+    static let steps = Key<Int>("train.steps", 0, "optimizer steps (0: derive from train.epochs)", .nonNegative)
+    static let epochs = Key<Double>("train.epochs", 1, "passes over the data when train.steps is 0", .positive)
+    static let batchSize = Key<Int>("train.batch_size", 32, "global batch: sequences per optimizer step", .positive)
+    static let microBatchSize = Key<Int>("train.micro_batch_size", 8, "sequences per forward/backward on one rank", .positive)
+    static let maxLength = Key<Int>("train.max_length", 64, "longest tokenised example kept (longer ones are an error)", .positive)
+    static let lr = Key<Double>("train.lr", 1e-3, "peak learning rate", .positive)
+    static let minLRRatio = Key<Double>("train.min_lr_ratio", 0.1, "cosine floor as a share of train.lr", .within(0, 1))
+    static let warmupSteps = Key<Int>("train.warmup_steps", 20, "linear warm-up steps", .nonNegative)
+    static let weightDecay = Key<Double>("train.weight_decay", 0.01, "AdamW decoupled decay (matrices and embeddings only)", .nonNegative)
+    static let beta1 = Key<Double>("train.beta1", 0.9, "AdamW β1", .from(0, below: 1))
+    static let beta2 = Key<Double>("train.beta2", 0.999, "AdamW β2", .from(0, below: 1))
+    static let eps = Key<Double>("train.eps", 1e-8, "AdamW ε", .positive)
+    static let gradClip = Key<Double>("train.grad_clip", 1.0, "clip the global gradient norm to this (0: off)", .nonNegative)
+    static let checkReplicas = Key<Bool>("train.check_replicas", false, "debug: compare weight checksums across ranks after every step")
+    static let keys = [steps.declaration, epochs.declaration, batchSize.declaration, microBatchSize.declaration, maxLength.declaration,
+                       lr.declaration, minLRRatio.declaration, warmupSteps.declaration, weightDecay.declaration, beta1.declaration,
+                       beta2.declaration, eps.declaration, gradClip.declaration, checkReplicas.declaration]
+
+    public var steps: Int, epochs: Double, batchSize: Int, microBatchSize: Int, maxLength: Int
+    public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float, eps: Float, gradClip: Float
+    public var checkReplicas: Bool
+
+    init(_ c: ResolvedConfig) {
+        steps = c[Self.steps]; epochs = c[Self.epochs]; batchSize = c[Self.batchSize]; microBatchSize = c[Self.microBatchSize]
+        maxLength = c[Self.maxLength]; lr = Float(c[Self.lr]); minLRRatio = Float(c[Self.minLRRatio]); warmupSteps = c[Self.warmupSteps]
+        weightDecay = Float(c[Self.weightDecay]); beta1 = Float(c[Self.beta1]); beta2 = Float(c[Self.beta2]); eps = Float(c[Self.eps])
+        gradClip = Float(c[Self.gradClip]); checkReplicas = c[Self.checkReplicas]
+    }
+
+    /// Micro-batches each rank runs per optimizer step: global batch = micro × accumulation × ranks.
+    public func accumulationSteps(worldSize: Int, unit: String = "") throws -> Int {
+        let perStep = microBatchSize * worldSize
+        guard batchSize % perStep == 0 else {
+            throw ConfigError("'train.batch_size' (\(batchSize)\(unit)) must be a multiple of train.micro_batch_size × ranks (\(microBatchSize) × \(worldSize))")
+        }
+        return batchSize / perStep
+    }
+}
+
+/// When to evaluate, checkpoint and print. `eval.every` N > 0: every N steps and at the end; 0: never.
+public struct CadenceSettings: Sendable {
+    static let evalEvery = Key<Int>("eval.every", 100, "evaluate every N optimizer steps and at the end (0: never)", .nonNegative)
+    static let evalMaxExamples = Key<Int>("eval.max_examples", 200, "held-out examples per evaluation", .nonNegative)
+    static let evalMaxNewTokens = Key<Int>("eval.max_new_tokens", 8, "greedy decoding budget for exact match", .positive)
+    static let checkpointEvery = Key<Int>("checkpoint.every", 200, "save every N optimizer steps (and at the end; 0: end only)", .nonNegative)
+    static let keepLast = Key<Int>("checkpoint.keep_last", 2, "checkpoints kept; older ones are deleted", .atLeast(1))
+    static let logEvery = Key<Int>("log.every", 10, "print a line every N steps when stdout is not a terminal", .positive)
+    static func keys(evalEvery: Int = 100, maxExamples: Int = 200, checkpointEvery: Int = 200, logEvery: Int = 10, unit: String = "optimizer steps") -> [ConfigKey] {
+        [Key<Int>("eval.every", evalEvery, "evaluate every N \(unit) and at the end (0: never)", .nonNegative).declaration,
+         evalMaxExamples.withDefault(maxExamples).declaration, evalMaxNewTokens.declaration,
+         Key<Int>("checkpoint.every", checkpointEvery, "save every N \(unit) (and at the end; 0: end only)", .nonNegative).declaration,
+         keepLast.declaration, Key<Int>("log.every", logEvery, "print a line every N \(unit) when stdout is not a terminal", .positive).declaration]
+    }
+
+    public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
+
+    init(_ c: ResolvedConfig) {
+        evalEvery = c[Self.evalEvery]; evalMaxExamples = c[Self.evalMaxExamples]; evalMaxNewTokens = c[Self.evalMaxNewTokens]
+        checkpointEvery = c[Self.checkpointEvery]; keepLast = c[Self.keepLast]; logEvery = c[Self.logEvery]
+    }
+
+    /// Evaluate after `step` of `total`?
+    public func evaluates(after step: Int, of total: Int) -> Bool { evalEvery > 0 && (step % evalEvery == 0 || step == total) }
+    /// Checkpoint after `step` of `total`?
+    public func checkpoints(after step: Int, of total: Int) -> Bool { step == total || (checkpointEvery > 0 && step % checkpointEvery == 0) }
+}
+
+/// LoRA adapters on a frozen trunk; rank 0 means full fine-tuning where the stage allows it.
+public struct LoRASettings: Sendable {
+    static let rank = Key<Int>("lora.rank", 16, "LoRA rank", .nonNegative)
+    static let alpha = Key<Double>("lora.alpha", 32, "LoRA α", .positive)
+    static let targets = Key<String>("lora.targets", "attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj",
+                                     "wrapped projections, by the model family's module names (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)")
+    static func keys(rank defaultRank: Int, rankHelp: String) -> [ConfigKey] {
+        [Key<Int>("lora.rank", defaultRank, rankHelp, .nonNegative).declaration, alpha.declaration, targets.declaration]
+    }
+
+    public var rank: Int, alpha: Float, targets: [LoRATarget]
+
+    init(_ c: ResolvedConfig) throws {
+        rank = c[Self.rank]; alpha = Float(c[Self.alpha]); targets = try parseLoRATargets(c[Self.targets])
+    }
+
+    /// The adapter configuration, nil for rank 0.
+    public var config: LoRAConfig? { rank > 0 ? LoRAConfig(rank: rank, alpha: alpha, targets: targets) : nil }
+}
+
+/// 'lora.targets': comma-separated projection names; which exist depends on the model's family,
+/// so `makeAdapter` checks them once the model is loaded, before step 1.
+func parseLoRATargets(_ list: String) throws -> [LoRATarget] {
+    let names = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    guard !names.contains(where: \.isEmpty) else { throw ConfigError("'lora.targets': give comma-separated projection names, got '\(list)'") }
+    return names.map { LoRATarget($0) }
+}
+
+/// A LoRA adapter over a model of `model`'s shape; a target the family lacks is an error naming 'lora.targets'.
+func makeAdapter(_ config: LoRAConfig, for model: any ModelConfiguration) throws -> LoRAAdapter {
+    for target in config.targets {
+        do { _ = try model.loraProjection(target) } catch let ModelError.invalidConfig(message) { throw ConfigError("'lora.targets': \(message)") }
+    }
+    return try LoRAAdapter(config: config, modelConfig: model)
+}

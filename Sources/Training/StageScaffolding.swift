@@ -1,0 +1,104 @@
+import Cluster
+import Config
+import Foundation
+import Kernels
+import Models
+
+/// A training stage that experiments chain (`pipeline`, `prefs`, `overopt`): it runs to a result
+/// and says, through its failure context, where it is.
+public protocol Stage: AnyObject {
+    associatedtype Output
+    var context: FailureContext { get }
+    func run() async throws -> Output
+}
+
+extension SFTStage: Stage {}
+extension DPOStage: Stage {}
+extension PPOStage: Stage {}
+
+/// Runs `stage` as the step `name` of an experiment, its failure context reported first.
+func runStage<S: Stage>(_ stage: S, as name: String, onStage: (String, FailureContext) -> Void) async throws -> S.Output {
+    onStage(name, stage.context)
+    return try await stage.run()
+}
+
+/// The run folder of a stage and the checkpoint it resumes from: rank 0 decides, every rank
+/// uses its choice (one shared filesystem); the resolved config is printed and saved.
+struct StageFolder {
+    let folder: RunFolder, checkpoint: String?, resumeMessage: String
+    let isLeader: Bool
+
+    static func open(stage: String, run: RunSettings, resolved: ResolvedConfig, transport: any Transport, workingDirectory: String,
+                     say: (String) -> Void) async throws -> StageFolder {
+        let (folder, checkpoint, message) = try await RunFolder.chooseCollectively(name: run.name, out: run.out, resume: run.resume,
+                                                                                 workingDirectory: workingDirectory, transport: transport)
+        say("\(stage): run folder \(folder.path)")
+        say("resolved config (\(resolved.file ?? "defaults")):\n" + resolved.yaml)
+        if transport.rank == 0 { try folder.writeConfig(resolved.yaml) }
+        return StageFolder(folder: folder, checkpoint: checkpoint, resumeMessage: message, isLeader: transport.rank == 0)
+    }
+
+    /// The checkpoint's training state (checked to be this stage's, metrics after it dropped), or `fresh`.
+    func resumedState(stage: String, fresh: TrainingState) throws -> TrainingState {
+        guard let checkpoint else { return fresh }
+        let state = try Checkpoints.loadState(checkpoint)
+        guard state.stage == stage else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not \(stage)") }
+        if isLeader { try folder.truncateMetrics(afterStep: state.step) }
+        return state
+    }
+
+    /// The sentence saying where the run starts.
+    func resumeLine(step: Int) -> String { resumeMessage + (checkpoint != nil ? " at step \(step)" : "") }
+}
+
+/// The trainable parameters of a data-parallel stage and their AdamW optimizer. Each rank adds its
+/// micro-batches' gradients into an exact Float64 sum, the sums are all-reduced, and every rank
+/// applies the same update: any number of ranks gives the same weights, bit for bit.
+final class DataParallelOptimizer {
+    let parameters: FloatBuffer
+    let optimizer: AdamW
+    /// One micro-batch's gradient (zeroed by `beginMicroBatch`), then the step's summed gradient.
+    let gradients: FloatBuffer
+    let sum: GradientSum
+
+    init(parameters: FloatBuffer, layout: TensorLayout, hyper: AdamWHyperparameters) {
+        self.parameters = parameters
+        optimizer = AdamW(layout: layout, hyper: hyper)
+        gradients = FloatBuffer(count: parameters.count)
+        sum = GradientSum(count: parameters.count)
+    }
+
+    func beginStep() { sum.zero() }
+    func beginMicroBatch() { gradients.zero() }
+    func endMicroBatch() { sum.add(gradients) }
+
+    /// Σ over ranks, written back into `gradients`.
+    func allReduce(_ transport: any Transport) async throws {
+        try await transport.allReduce(sum)
+        sum.write(into: gradients)
+    }
+
+    /// Clips the summed gradient and applies AdamW; returns the norm before clipping.
+    @discardableResult
+    func apply(learningRate: Float, gradClip: Float) -> Float {
+        let norm = clipGradientNorm(gradients, maxNorm: gradClip)
+        optimizer.update(parameters: parameters, gradients: gradients, learningRate: learningRate)
+        return norm
+    }
+}
+
+/// A stage's LoRA adapter: the checkpoint's (its shape checked against the config) when resuming,
+/// else a fresh one initialised from `seed`.
+func stageAdapter(_ lora: LoRAConfig, model: any ModelConfiguration, checkpoint: String?, seed: UInt64) throws -> LoRAAdapter {
+    guard let checkpoint else {
+        let adapter = try makeAdapter(lora, for: model)
+        var rng = RNG(seed: seed)
+        adapter.initialize(rng: &rng)
+        return adapter
+    }
+    let loaded = try PEFTAdapter.load(directory: (checkpoint as NSString).appendingPathComponent("adapter"), modelConfig: model)
+    guard loaded.config.rank == lora.rank, loaded.config.alpha == lora.alpha, Set(loaded.config.targets) == Set(lora.targets) else {
+        throw ConfigError("\(checkpoint)/adapter has rank \(loaded.config.rank), α \(loaded.config.alpha), targets \(loaded.config.targets.map(\.name)); the config asks for \(lora.rank), \(lora.alpha), \(lora.targets.map(\.name))")
+    }
+    return loaded
+}

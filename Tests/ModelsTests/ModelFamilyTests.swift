@@ -1,0 +1,47 @@
+import Foundation
+import Kernels
+import Models
+import XCTest
+
+/// The family registry: folders dispatch on `model_type`, presets come from whichever family
+/// defines them, and everything outside a family goes through `CausalLM`.
+final class ModelFamilyTests: XCTestCase {
+    func testFoldersDispatchOnModelTypeAndRefuseUnknownFamiliesByName() throws {
+        let model = try HFCheckpoint.load(directory: fixturesDirectory() + "/gpt2-tiny")
+        XCTAssertEqual(model.config.modelType, "gpt2")
+        XCTAssertTrue(model is GPT2Trunk)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try #"{"model_type": "mamba", "vocab_size": 10}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try HFCheckpoint.load(directory: dir)) { error in
+            XCTAssertEqual("\(error)", "\(dir)/config.json: model_type 'mamba' is not supported yet (supported: gpt2)")
+        }
+    }
+
+    func testPresetsComeFromTheirFamily() throws {
+        let tiny = try ModelFamilies.preset("tiny")
+        XCTAssertEqual([tiny.modelType, "\(tiny.layers)", "\(tiny.channels)", "\(tiny.heads)", "\(tiny.kvHeads)"], ["gpt2", "4", "128", "4", "4"])
+        XCTAssertEqual(tiny.parameterCount, try tiny.makeModel(weights: nil).parameterCount)
+        let resized = tiny.withVocabulary(size: 300, bosTokenId: 1, eosTokenId: 2)
+        XCTAssertEqual([resized.vocabSize, resized.bosTokenId, resized.eosTokenId], [300, 1, 2])
+        XCTAssertFalse(resized.isEqual(to: tiny))
+        XCTAssertThrowsError(try ModelFamilies.preset("huge")) { error in
+            XCTAssertEqual("\(error)", "invalid model config: unknown preset 'huge'; presets are gpt2, small, tiny")
+        }
+    }
+
+    /// Clone, merge and the family-free passes agree with each other through the protocol.
+    func testProtocolPassesAgree() throws {
+        let trunk: any CausalLM = try randomTrunk()
+        let copy = try trunk.clone()
+        XCTAssertFalse(copy === trunk)
+        XCTAssertEqual(copy.weights.array, trunk.weights.array)
+        let tokens = randomTokens(12, vocab: 23, seed: 4)
+        let act = trunk.makeActivations(batch: 2, tokens: 6, loraRank: 0)
+        try trunk.forward(tokens: tokens, activations: act)
+        let inference = try trunk.inferenceHidden(tokens: tokens, batch: 2, length: 6)
+        XCTAssertLessThan(maxAbsDifference(act.hidden.array, inference.array), 1e-5)
+        let other = try randomTrunk(tinyConfig(context: 8))
+        XCTAssertThrowsError(try other.forward(tokens: Array(tokens.prefix(8)), adapter: nil, activations: trunk.makeActivations(batch: 1, tokens: 8, loraRank: 0)))
+    }
+}

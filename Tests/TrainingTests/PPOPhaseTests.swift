@@ -1,0 +1,99 @@
+import Alignment
+import Cluster
+import Foundation
+import Kernels
+import Models
+@testable import Training
+import XCTest
+
+/// PPO's phases one at a time on a tiny model: what each hands the next, and the reward registry.
+final class PPOPhaseTests: TemporaryDirectoryTestCase {
+    func session(_ overrides: [String]) async throws -> PPOSession {
+        let model = try makeTinyModel(directory: directory)
+        let head = ScalarHead(channels: 128)
+        var rng = RNG(seed: 3)
+        head.initialize(rng: &rng, std: 0.5)
+        try ScalarHeadIO.save(head, directory: model)
+        let config = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
+            "model.init_from=\(model)", "data.task=arith", "ppo.prompts=4", "ppo.samples_per_prompt=3", "ppo.max_new_tokens=4",
+            "ppo.minibatch_size=5", "ppo.epochs=2", "train.max_length=16", "lora.rank=2", "eval.every=0"] + overrides))
+        let started = try await PPOSession.start(config: config, transport: SingleProcessTransport(), say: { _ in })
+        let s = try XCTUnwrap(started)
+        try await s.preparePrompts(folder: nil)
+        return s
+    }
+
+    func testPhasesHandEachOtherTheirShapes() async throws {
+        let s = try await session(["ppo.estimator=gae", "rewards.reward_head=0.5"])
+        let rollout = try await s.rollout(1)
+        XCTAssertEqual(rollout.sequences.count, 12, "4 prompts × 3 samples")
+        XCTAssertEqual(Set(rollout.promptIndices.chunked(3).map { Set($0).count }), [1], "each prompt's samples are adjacent")
+        for i in rollout.sequences.indices {
+            XCTAssertEqual(rollout.sequences[i], rollout.prompts[i].tokens + rollout.tokens[i])
+            XCTAssertTrue((1...4).contains(rollout.tokens[i].count))
+        }
+        let scored = try await s.score(rollout)
+        for i in rollout.sequences.indices {
+            XCTAssertEqual(scored.oldLogProbs[i].count, rollout.tokens[i].count, "one log-prob per response token")
+            XCTAssertEqual(scored.referenceLogProbs[i].count, rollout.tokens[i].count)
+            XCTAssertEqual(scored.oldValues[i].count, rollout.tokens[i].count)
+            // A fresh adapter (B = 0) leaves the policy equal to the reference: KL 0.
+            XCTAssertEqual(scored.klTokens[i].map(abs).max()!, 0, accuracy: 1e-5)
+            XCTAssertLessThanOrEqual(abs(scored.scores[i]), s.cfg.ppo.rewardClip)
+        }
+        XCTAssertEqual(Set(scored.rewards.bySource.keys), ["reward_head", "verifier", "format"])
+        let expected = rollout.sequences.indices.map { i in
+            0.5 * scored.rewards.bySource["reward_head"]![i] + scored.rewards.bySource["verifier"]![i] + 0.5 * scored.rewards.bySource["format"]![i]
+        }
+        for i in expected.indices { XCTAssertEqual(scored.rewards.total[i], expected[i], accuracy: 1e-12, "the weighted sum of the sources") }
+        let advantages = try await s.advantages(rollout, scored)
+        let flat = advantages.advantages.flatMap { $0 }
+        XCTAssertEqual(flat.reduce(0, +) / Double(flat.count), 0, accuracy: 1e-9, "whitened GAE advantages have mean 0")
+        let stats = try await s.update(rollout, scored, advantages)
+        XCTAssertEqual(stats.steps.count, 2 * 3, "2 epochs × ⌈12 / 5⌉ minibatches")
+        XCTAssertEqual(stats.valueLosses.count, 6, "GAE trains the critic alongside")
+        let metrics = try await s.report(rollout, scored, stats, scoreSeconds: 0, communicateSeconds: { 0 })
+        XCTAssertEqual(metrics.sums.samples, 12)
+        XCTAssertEqual(metrics.sourceNames, ["reward_head", "verifier", "format"])
+        XCTAssertEqual(try XCTUnwrap(metrics.value("reward_mean")), scored.scores.reduce(0, +) / 12, accuracy: 1e-12)
+        // The summed record survives the all-reduce payload layout.
+        XCTAssertEqual(metrics.sums.with(vector: metrics.sums.vector), metrics.sums)
+    }
+
+    func testGroupEstimatorsCenterEachPromptsSamples() async throws {
+        let s = try await session(["ppo.estimator=grpo", "rewards.format=1"])
+        let rollout = try await s.rollout(2)
+        let scored = try await s.score(rollout)
+        let advantages = try await s.advantages(rollout, scored)
+        for group in Array(rollout.sequences.indices).chunked(3) {
+            let perSample = group.map { advantages.advantages[$0].first ?? 0 }
+            XCTAssertEqual(perSample.reduce(0, +), 0, accuracy: 1e-9, "GRPO: advantages sum to 0 within a prompt's group")
+        }
+        XCTAssertTrue(advantages.returns.isEmpty, "no critic, no returns")
+    }
+
+    /// Whitening across ranks is the one formula on the summed moments: two halves whitened with
+    /// the total's moments equal the whole whitened at once.
+    func testDistributedWhiteningIsTheLocalFormula() {
+        let rows: [[Double]] = [[1, 2, 3], [-4, 0.5], [7, 7, 1, 2]]
+        let whole = PPOMath.whiten(rows, unbiased: true)
+        let a = PPOMath.Moments(Array(rows.prefix(1))), b = PPOMath.Moments(Array(rows.dropFirst()))
+        let total = PPOMath.Moments(vector: zip(a.vector, b.vector).map { $0 + $1 })
+        let halves = PPOMath.whiten(Array(rows.prefix(1)), moments: total, unbiased: true) + PPOMath.whiten(Array(rows.dropFirst()), moments: total, unbiased: true)
+        XCTAssertEqual(halves, whole)
+        XCTAssertNotEqual(PPOMath.whiten(Array(rows.prefix(1)), unbiased: true), Array(whole.prefix(1)), "local moments alone would differ")
+    }
+
+    func testRegistryNamesTheSourcesAConfigUsesAndLaserArmsComeFromIt() throws {
+        func config(_ overrides: [String]) throws -> PPOConfig {
+            try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft"] + overrides))
+        }
+        XCTAssertEqual(RewardSources.names(for: try config([])), ["reward_head", "verifier", "format"])
+        XCTAssertEqual(RewardSources.names(for: try config(["rewards.hybrid=1", "rewards.proxy_heads=/h"])), ["reward_head", "verifier", "format", "proxy", "hybrid"])
+        XCTAssertEqual(Set(RewardSources.registry.map(\.name)).count, RewardSources.registry.count, "names are unique")
+    }
+}
+
+extension Array {
+    func chunked(_ n: Int) -> [[Element]] { stride(from: 0, to: count, by: n).map { Array(self[$0..<Swift.min($0 + n, count)]) } }
+}
