@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
-// rlhf → Training → {Config, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → CBLAS, and Cluster → CMPI.
+// rlhf → Training → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → CBLAS, and Cluster → CMPI.
 // C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
 import Foundation
@@ -31,10 +31,11 @@ let package = Package(
         .target(name: "Alignment"),
         .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "Training", dependencies: ["Config", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .target(name: "Datasets", dependencies: ["Kernels", "Tokenizers"]),
+        .target(name: "Training", dependencies: ["Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .executableTarget(
             name: "rlhf",
-            dependencies: ["Training", "Config", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
+            dependencies: ["Training", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
@@ -44,7 +45,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Config", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Cluster"], exclude: ["Fixtures"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Datasets", "Cluster"], exclude: ["Fixtures"]),
     ]
 )

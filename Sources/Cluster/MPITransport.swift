@@ -144,6 +144,10 @@ public actor MPIRuntime {
     }
 
     func send(_ data: Data, to destination: Int, tag: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+        // MPI counts are 32-bit: a larger message would trap in the conversion below.
+        guard data.count <= Int(Int32.max) else {
+            throw TransportError("a message of \(data.count) bytes to rank \(destination) exceeds MPI's limit of \(Int32.max) bytes")
+        }
         var bytes = [UInt8](data)
         var request: [MPI_Request?] = [cmpi_request_null()]
         MPI_Isend(&bytes, Int32(bytes.count), cmpi_byte(), Int32(destination), Int32(tag), comm.raw, &request[0])

@@ -57,3 +57,12 @@ import Darwin
 #endif
 @inline(__always) private func _log(_ x: Double) -> Double { log(x) }
 @inline(__always) private func _cos(_ x: Double) -> Double { cos(x) }
+
+/// Fisher–Yates with our RNG, so the order is the same on every platform.
+public func shuffle<T>(_ a: inout [T], _ rng: inout RNG) {
+    guard a.count > 1 else { return }
+    for i in stride(from: a.count - 1, to: 0, by: -1) {
+        let j = Int(rng.next() % UInt64(i + 1))
+        a.swapAt(i, j)
+    }
+}

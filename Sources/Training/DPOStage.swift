@@ -1,6 +1,7 @@
 import Alignment
 import Cluster
 import Config
+import Datasets
 import Foundation
 import Kernels
 import Models
@@ -71,15 +72,8 @@ public final class DPOStage {
                                                      workingDirectory: workingDirectory, say: say)
         let folder = stageFolder.folder, checkpoint = stageFolder.checkpoint
 
-        // Models: the loaded model is the reference; the policy is it plus LoRA, or a copy.
-        let base = try SFTStage.makeModel(initFrom: cfg.run.initFrom, preset: cfg.run.preset, tokenizer: tokenizer, seed: cfg.run.seed)
-        let lora = cfg.lora.rank > 0
-        let policyLoRA = try cfg.lora.config.map { try stageAdapter($0, model: base.config, checkpoint: checkpoint, seed: cfg.run.seed &+ 3) }
-        let policyTrunk = lora ? base : try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? base.clone()
-        let trainer = DataParallelOptimizer(parameters: policyLoRA?.weights ?? policyTrunk.weights, layout: policyLoRA?.layout ?? policyTrunk.parameterLayout,
-                                            hyper: AdamWHyperparameters(learningRate: cfg.train.lr, beta1: cfg.train.beta1, beta2: cfg.train.beta2,
-                                                                        eps: cfg.train.eps, weightDecay: lora ? 0 : cfg.train.weightDecay))
-        let optimizer = trainer.optimizer, trainable = trainer.parameters
+        let (base, policyTrunk, policyLoRA, trainer) = try models(tokenizer: tokenizer, checkpoint: checkpoint)
+        let lora = policyLoRA != nil, optimizer = trainer.optimizer, trainable = trainer.parameters
         var state = try stageFolder.resumedState(stage: "dpo", fresh: TrainingState(
             stage: "dpo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: cfg.run.seed),
             tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte", worldSize: worldSize))
@@ -144,6 +138,7 @@ public final class DPOStage {
             trainSeconds += seconds
             let n = Double(cfg.train.batchSize), loss = totals[0] / n
             guard loss.isFinite else { throw TrainingError("loss is \(loss) at step \(step); lower train.lr or dpo.beta, or check the data") }
+            if cfg.train.checkReplicas { try await trainer.checkReplicasAgree(transport) }
             if isLeader {
                 try folder.appendMetrics(["step": step, "loss": loss, "lr": Double(lr), "grad_norm": Double(norm), "reward_accuracy": totals[1] / n,
                                           "chosen_reward": totals[2] / n, "rejected_reward": totals[3] / n, "margin": (totals[2] - totals[3]) / n,
@@ -157,15 +152,32 @@ public final class DPOStage {
             }
             if isLeader && cfg.cadence.checkpoints(after: step, of: totalSteps) { try save(step: step) }
         }
-        if isLeader && state.step == totalSteps {
-            let final = (folder.path as NSString).appendingPathComponent("final")
-            if let policyLoRA { try PEFTAdapter.save(policyLoRA, directory: final + "/policy_adapter", baseModel: cfg.run.initFrom) }
-            else { try HFCheckpoint.save(policyTrunk, directory: final + "/policy") }
-        }
+        if isLeader && state.step == totalSteps { try saveFinal(policyTrunk, adapter: policyLoRA, folder: folder) }
         try await transport.barrier()
         if result.lastCheckpoint == nil { result.lastCheckpoint = Checkpoints.newest(in: folder.checkpoints) }
         result.trainSeconds = trainSeconds
         return result
+    }
+
+    /// The models: the loaded model is the reference; the policy is it plus LoRA (the checkpoint's
+    /// adapter when resuming), or a copy (the checkpoint's model when resuming); its optimizer.
+    func models(tokenizer: any Tokenizer, checkpoint: String?) throws
+        -> (base: any CausalLM, policy: any CausalLM, adapter: LoRAAdapter?, trainer: DataParallelOptimizer) {
+        let cfg = config
+        let base = try SFTStage.makeModel(initFrom: cfg.run.initFrom, preset: cfg.run.preset, tokenizer: tokenizer, seed: cfg.run.seed)
+        let adapter = try cfg.lora.config.map { try stageAdapter($0, model: base.config, checkpoint: checkpoint, seed: cfg.run.seed &+ 3) }
+        let policy = adapter != nil ? base : try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? base.clone()
+        let trainer = DataParallelOptimizer(parameters: adapter?.weights ?? policy.weights, layout: adapter?.layout ?? policy.parameterLayout,
+                                            hyper: AdamWHyperparameters(learningRate: cfg.train.lr, beta1: cfg.train.beta1, beta2: cfg.train.beta2,
+                                                                        eps: cfg.train.eps, weightDecay: adapter != nil ? 0 : cfg.train.weightDecay))
+        return (base, policy, adapter, trainer)
+    }
+
+    /// The trained policy as other tools read it: a PEFT adapter over the SFT model, or a full model.
+    func saveFinal(_ policy: any CausalLM, adapter: LoRAAdapter?, folder: RunFolder) throws {
+        let final = (folder.path as NSString).appendingPathComponent("final")
+        if let adapter { try PEFTAdapter.save(adapter, directory: final + "/policy_adapter", baseModel: config.run.initFrom) }
+        else { try HFCheckpoint.save(policy, directory: final + "/policy") }
     }
 
     /// Held-out figures of the policy (rank 0), logged.

@@ -1,4 +1,5 @@
 import Alignment
+import Datasets
 import Foundation
 import Kernels
 import Models
@@ -11,15 +12,13 @@ import Tokenizers
 /// It is an SFT model trained on judgement data the task builds (`ArithTask.judgements`,
 /// `rlhf data arith` → judge.jsonl).
 public struct GenerativeReward: @unchecked Sendable {
-    public static let yes = "Y", no = "N"
+    public static let yes = JudgePrompt.yes, no = JudgePrompt.no
     let trunk: any CausalLM
     let tokenizer: any Tokenizer
     let yesId: Int32, noId: Int32
 
-    /// The judge's prompt: "<question><candidate>|<reference>?" (no separator is needed for the
-    /// byte tokenizer; '|' and '?' never occur in answers).
     public static func prompt(question: String, candidate: String, reference: String) -> String {
-        "\(question)\(candidate.trimmingCharacters(in: .whitespacesAndNewlines))|\(reference)?"
+        JudgePrompt.prompt(question: question, candidate: candidate, reference: reference)
     }
 
     public init(directory: String) throws {
@@ -46,29 +45,5 @@ public struct GenerativeReward: @unchecked Sendable {
             }
         }
         return out
-    }
-}
-
-extension ArithTask {
-    /// Judgement demonstrations for the generative reward model: for each problem a candidate —
-    /// the answer (half the time) or a wrong one of the demonstrator's kind, off by one, or random —
-    /// against the reference answer; completion Y when they agree, else N (also the "answer", so SFT's
-    /// exact match is the judge's accuracy).
-    public func judgements(_ problems: [Problem], salt: UInt64) -> [[String: Any]] {
-        var rng = RNG(seed: seed &+ salt)
-        return problems.map { p in
-            let answer = ArithTask.answer(p)
-            var candidate = answer
-            if rng.next() % 2 == 0 {
-                switch rng.next() % 3 {
-                case 0: candidate = flawed(p, rng: &rng)
-                case 1: candidate = String(p.a + p.b + (rng.next() % 2 == 0 ? 1 : -1))
-                default: candidate = String(Int(rng.next() % 199))
-                }
-            }
-            let agree = candidate == answer
-            return ["prompt": GenerativeReward.prompt(question: ArithTask.prompt(p), candidate: candidate, reference: answer),
-                    "completion": agree ? GenerativeReward.yes : GenerativeReward.no, "answer": agree ? GenerativeReward.yes : GenerativeReward.no]
-        }
     }
 }

@@ -1,5 +1,6 @@
 import Alignment
 import Cluster
+import Datasets
 import Foundation
 import Kernels
 import Models

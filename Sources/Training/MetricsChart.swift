@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 
 /// An SVG line chart of one metric against step for several runs (`rlhf plot`). Plain SVG so it

@@ -1,6 +1,7 @@
 import Alignment
 import Cluster
 import Config
+import Datasets
 import Foundation
 import Kernels
 import Models
@@ -117,17 +118,7 @@ public enum OverOptimisation {
             .with(PPOExtraKeys.r2mPairs, ConfigPath(pairFiles[0]))
         if method == .hybrid {
             let task = data.arithTask
-            if transport.rank == 0 {
-                try JSONL.write(task.judgements(task.train, salt: 4), to: "\(folder)/judge.jsonl")
-                try JSONL.write(task.judgements(task.eval, salt: 5), to: "\(folder)/eval_judge.jsonl")
-                var rng = RNG(seed: run.seed &+ 0x4B)
-                let v = study.verifierShare, r = study.referenceShare
-                try JSONL.write(task.train.map { p in
-                    let u = rng.uniformDouble()
-                    return ["prompt": ArithTask.prompt(p), "answer": ArithTask.answer(p), "task": u < v ? "arith" : u < v + r ? "arith-ref" : "arith-open"]
-                }, to: "\(folder)/prompts.jsonl")
-                try JSONL.write(task.evalExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer!] }, to: "\(folder)/eval.jsonl")
-            }
+            if transport.rank == 0 { try writeHybridData(task, study: study, seed: run.seed, folder: folder) }
             try await transport.barrier()
             sayRankZero("== genrm")
             let genrm = SFTStage(config: try SFTConfig(config.scoped(to: sftSchema, prefix: "genrm.", shared: shared)
@@ -148,20 +139,35 @@ public enum OverOptimisation {
 
         // 6. Summary from metrics.jsonl: gold and proxy against KL.
         var result = Result(method: method.rawValue, goldPeak: 0, goldFinal: 0, proxyFinal: 0, klFinal: 0, seconds: 0, runFolder: folder)
-        if transport.rank == 0 {
-            let lines = try JSONL.objects(path: "\(folder)/ppo/metrics.jsonl").map(\.object).filter { $0["gold_mean"] != nil }
-            let trained = method == .hybrid ? "reward_hybrid_mean" : "reward_proxy_mean"
-            let gold = lines.compactMap { $0["gold_mean"] as? Double }, proxy = lines.compactMap { $0[trained] as? Double }
-            let kl = lines.compactMap { $0["kl"] as? Double }
-            let w = study.smooth
-            func smoothed(_ v: [Double]) -> [Double] { v.indices.map { i in let s = v[max(0, i - w + 1)...i]; return s.reduce(0, +) / Double(s.count) } }
-            result.goldPeak = smoothed(gold).max() ?? 0
-            result.goldFinal = smoothed(gold).last ?? 0
-            result.proxyFinal = smoothed(proxy).last ?? 0
-            result.klFinal = smoothed(kl).last ?? 0
-        }
+        if transport.rank == 0 { try summarise(&result, metrics: "\(folder)/ppo/metrics.jsonl", trained: method == .hybrid ? "reward_hybrid_mean" : "reward_proxy_mean", smooth: study.smooth) }
         result.seconds = Date().timeIntervalSince(started)
         return result
+    }
+
+    /// The hybrid study's data: judgements for the GenRM, prompts with tasks routed by
+    /// study.verifier_share and study.reference_share, and the held-out set.
+    static func writeHybridData(_ task: ArithTask, study: Settings, seed: UInt64, folder: String) throws {
+        try JSONL.write(task.judgements(task.train, salt: 4), to: "\(folder)/judge.jsonl")
+        try JSONL.write(task.judgements(task.eval, salt: 5), to: "\(folder)/eval_judge.jsonl")
+        var rng = RNG(seed: seed &+ 0x4B)
+        let v = study.verifierShare, r = study.referenceShare
+        try JSONL.write(task.train.map { p in
+            let u = rng.uniformDouble()
+            return ["prompt": ArithTask.prompt(p), "answer": ArithTask.answer(p), "task": u < v ? "arith" : u < v + r ? "arith-ref" : "arith-open"]
+        }, to: "\(folder)/prompts.jsonl")
+        try JSONL.write(task.evalExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer ?? ""] }, to: "\(folder)/eval.jsonl")
+    }
+
+    /// Gold and trained reward against KL from PPO's metrics.jsonl, each a trailing mean over `smooth` iterations.
+    static func summarise(_ result: inout Result, metrics path: String, trained: String, smooth w: Int) throws {
+        let lines = try JSONL.objects(path: path).map(\.object).filter { $0["gold_mean"] != nil }
+        let gold = lines.compactMap { $0["gold_mean"] as? Double }, proxy = lines.compactMap { $0[trained] as? Double }
+        let kl = lines.compactMap { $0["kl"] as? Double }
+        func smoothed(_ v: [Double]) -> [Double] { v.indices.map { i in let s = v[max(0, i - w + 1)...i]; return s.reduce(0, +) / Double(s.count) } }
+        result.goldPeak = smoothed(gold).max() ?? 0
+        result.goldFinal = smoothed(gold).last ?? 0
+        result.proxyFinal = smoothed(proxy).last ?? 0
+        result.klFinal = smoothed(kl).last ?? 0
     }
 
     /// For each proxy: `study.pairs` prompts (its own seeded draw), two sampled SFT responses each,

@@ -43,7 +43,7 @@ public struct PPOSettings: Sendable {
     static let minibatchSize = Key<Int>("ppo.minibatch_size", 16, "sequences per optimizer step (per rank)", .positive)
     static let lr = Key<Double>("ppo.lr", 1e-3, "policy learning rate (LoRA, or the full model when separate)", .positive)
     static let criticLR = Key<Double>("ppo.critic_lr", 1e-3, "critic learning rate", .positive)
-    static let gradClip = Key<Double>("ppo.grad_clip", 1, "gradient norm clip", .positive)
+    static let gradClip = Key<Double>("ppo.grad_clip", 1, "gradient norm clip (0: off)", .nonNegative)
     static let minLRRatio = Key<Double>("ppo.min_lr_ratio", 0.1, "learning rates decay by a cosine to this share at the last iteration", .within(0, 1))
     static let ptxCoef = Key<Double>("ppo.ptx_coef", 0, "PPO-ptx: weight of the SFT loss on demonstrations, one extra step per minibatch", .nonNegative)
     static let keys = [iterations, prompts, samples, maxNewTokens].map(\.declaration) + [temperature.declaration] + [topK.declaration, topP.declaration,
@@ -150,7 +150,9 @@ struct PPOExtraKeys {
     static let memoryLimit = Key<Double>("memory.limit_gib", 0, "refuse to start when the memory plan exceeds this (0: 90% of physical memory)", .nonNegative)
 }
 
-public let ppoSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + [PPOExtraKeys.layout.declaration] + PPOSettings.keys
+/// PPO reads its tokenizer and model from model.init_from, and its prompts from a task or data.train.
+public let ppoSchema = ConfigSchema(RunSettings.keys(without: ["tokenizer", "model.preset"]) + DataSettings.keys(without: ["data.prefs", "data.eval_prefs"])
+    + [PPOExtraKeys.layout.declaration] + PPOSettings.keys
     + LoRASettings.keys(rank: 16, rankHelp: "LoRA rank of the policy and critic adapters (hydra)")
     + [RewardSettings.rewardHead, RewardSettings.verifier, RewardSettings.format, RewardSettings.proxy].map(\.declaration)
     + [RewardSettings.proxyHeads.declaration, RewardSettings.selection.declaration] + RewardSources.registry.flatMap(\.keys)

@@ -1,5 +1,6 @@
 import Alignment
 import Cluster
+import Datasets
 import Foundation
 import Kernels
 import Models
@@ -53,9 +54,10 @@ extension PPOSession {
         let sequences = zip(prompts, tokens).map { $0.tokens + $1 }
         let (_, last) = try await scorer.referenceAndLastHidden(sequences)
         let head = roles.rewardHead.forward(hidden: last.flatMap { $0 }, rows: last.count).map(Double.init)
+        // No heads (LASeR over named sources only): the proxy term is 0.
         let proxy = try learned.map { l in
             let s = l.headScores(try l.proxyStates(sequences, shared: last))
-            return s[0].indices.map { i in s.reduce(0) { $0 + $1[i] } / Double(s.count) }
+            return s.isEmpty ? Array(repeating: 0, count: sequences.count) : s[0].indices.map { i in s.reduce(0) { $0 + $1[i] } / Double(s.count) }
         }
         let batch = RewardBatch(texts: tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, answers: prompts.map(\.answer), tasks: prompts.map(\.task),
                                 questions: prompts.map(\.text), promptIndices: indices, sequences: sequences, promptLengths: prompts.map(\.tokens.count),

@@ -1,4 +1,5 @@
 import Alignment
+import Datasets
 import Foundation
 import Kernels
 import Models

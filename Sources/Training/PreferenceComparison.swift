@@ -50,8 +50,12 @@ public enum PreferenceComparison {
             return loss
         }
         guard !names.isEmpty else { throw ConfigError("'compare.losses' lists no loss") }
-        // Every loss's overrides are read (and checked) whether or not the loss runs.
         let overrides = Dictionary(uniqueKeysWithValues: PreferenceLossName.allCases.map { ($0, config[overridesKey($0)].split(separator: " ").map(String.init)) })
+        // Every loss's overrides are checked before anything runs, so a typo does not wait for its turn.
+        let runs = config.scoped(to: dpoSchema, prefix: "prefs.", shared: shared.union([PreferenceSettings.loss.path]))
+        for (loss, list) in overrides where !list.isEmpty {
+            do { _ = try runs.overriding(list) } catch { throw ConfigError("'\(overridesKey(loss).path)': \(error)") }
+        }
         let folder = try await RunFolder.chooseCollectively(name: config[RunSettings.name], out: config[RunSettings.out].path, resume: .never,
                                                             workingDirectory: workingDirectory, transport: transport).folder.path
         if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }

@@ -1,5 +1,6 @@
 import Cluster
 import Config
+import Datasets
 import Foundation
 import Kernels
 import Models

@@ -78,7 +78,7 @@ public final class SFTStage {
             let r = try await s.step()
             let step = s.state.step, seconds = Date().timeIntervalSince(started)
             guard r.loss.isFinite else { throw TrainingError("loss is \(r.loss); lower train.lr or check the data") }
-            if c.train.checkReplicas { try await checkReplicasAgree(s.trainer.parameters) }
+            if c.train.checkReplicas { try await s.trainer.checkReplicasAgree(transport) }
             if isLeader {
                 var metrics: [String: Any] = ["step": step, "loss": r.loss, "lr": Double(r.learningRate), "grad_norm": Double(r.gradNorm),
                                               "tokens_per_s": Double(r.tokens) / max(seconds, 1e-9), "seconds": seconds, "communicate_seconds": r.communicateSeconds]
@@ -99,17 +99,5 @@ public final class SFTStage {
         if result.lastCheckpoint == nil { result.lastCheckpoint = Checkpoints.newest(in: s.folder.checkpoints) }
         result.rewardAccuracy = s.lastRewardAccuracy
         return result
-    }
-
-    /// Debug option train.check_replicas: every rank's weights must be bit-identical after each
-    /// step; a checksum of the raw bits is compared across ranks, and divergence stops the run.
-    func checkReplicasAgree(_ weights: FloatBuffer) async throws {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for i in 0..<weights.count { hash = (hash ^ UInt64(weights.pointer[i].bitPattern)) &* 0x100_0000_01b3 }
-        let all = try await transport.allGather(withUnsafeBytes(of: hash) { Data($0) })
-        let hashes = all.map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }
-        if let bad = hashes.firstIndex(where: { $0 != hashes[0] }) {
-            throw TrainingError("replica weights diverged: rank \(bad)'s checksum differs from rank 0's")
-        }
     }
 }

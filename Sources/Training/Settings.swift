@@ -1,5 +1,6 @@
 import Alignment
 import Config
+import Datasets
 import Foundation
 import Models
 
@@ -56,14 +57,17 @@ public struct RunSettings: Sendable {
     static let initFrom = Key<ConfigPath>("model.init_from", "", "Hugging Face model folder to start from (overrides preset)")
     static let keys = [name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
                        timeout.declaration, placement.declaration, preset.declaration, initFrom.declaration]
+    /// The keys less those a stage has no use for (it would accept them and ignore them).
+    static func keys(without omitted: Set<String>) -> [ConfigKey] { keys.filter { !omitted.contains($0.path) } }
 
     public var name: String, out: String, seed: UInt64, resume: ResumePolicy, tokenizer: String
     public var timeout: Double, placement: String, preset: String, initFrom: String
 
     init(_ c: ResolvedConfig) throws {
         name = c[Self.name]; out = c[Self.out].path; seed = UInt64(truncatingIfNeeded: c[Self.seed])
-        resume = try ResumePolicy(c[Self.resume]); tokenizer = c[Self.tokenizer]
-        timeout = c[Self.timeout]; placement = c[Self.placement]; preset = c[Self.preset].name; initFrom = c[Self.initFrom].path
+        resume = try ResumePolicy(c[Self.resume]); tokenizer = c.optional(Self.tokenizer) ?? Self.tokenizer.defaultValue
+        timeout = c[Self.timeout]; placement = c[Self.placement]; preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
+        initFrom = c[Self.initFrom].path
     }
 }
 
@@ -80,13 +84,17 @@ public struct DataSettings: Sendable {
     static let evalPrefs = Key<ConfigPath>("data.eval_prefs", "", "held-out preference pairs JSONL (reward accuracy)")
     static let keys = [task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
                        train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration]
+    /// The keys less those a stage has no use for.
+    static func keys(without omitted: Set<String>) -> [ConfigKey] { keys.filter { !omitted.contains($0.path) } }
 
     public var task: DataTask, seed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int
     public var train: String, eval: String, prefs: String, evalPrefs: String
 
     init(_ c: ResolvedConfig) {
         task = c[Self.task]; seed = UInt64(truncatingIfNeeded: c[Self.seed]); flaw = c[Self.flaw]; flawShare = c[Self.flawShare]
-        evalSize = c[Self.evalSize]; train = c[Self.train].path; eval = c[Self.eval].path; prefs = c[Self.prefs].path; evalPrefs = c[Self.evalPrefs].path
+        evalSize = c[Self.evalSize]
+        train = c.optional(Self.train)?.path ?? ""; eval = c.optional(Self.eval)?.path ?? ""
+        prefs = c.optional(Self.prefs)?.path ?? ""; evalPrefs = c.optional(Self.evalPrefs)?.path ?? ""
     }
 
     /// The arith task these settings describe.
@@ -152,7 +160,8 @@ public struct CadenceSettings: Sendable {
     public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
 
     init(_ c: ResolvedConfig) {
-        evalEvery = c[Self.evalEvery]; evalMaxExamples = c[Self.evalMaxExamples]; evalMaxNewTokens = c[Self.evalMaxNewTokens]
+        evalEvery = c[Self.evalEvery]; evalMaxExamples = c[Self.evalMaxExamples]
+        evalMaxNewTokens = c.optional(Self.evalMaxNewTokens) ?? Self.evalMaxNewTokens.defaultValue
         checkpointEvery = c[Self.checkpointEvery]; keepLast = c[Self.keepLast]; logEvery = c[Self.logEvery]
     }
 
@@ -187,6 +196,12 @@ public struct LoRASettings: Sendable {
 func parseLoRATargets(_ list: String) throws -> [LoRATarget] {
     let names = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
     guard !names.contains(where: \.isEmpty) else { throw ConfigError("'lora.targets': give comma-separated projection names, got '\(list)'") }
+    // A name no family has is a typo: refuse it at load (the model's own family checks again once it is read).
+    let byFamily = ModelFamilies.all.map { family in (family.modelType, Set(family.presets.values.flatMap(\.allLoRATargets).map(\.name))) }
+    for name in names where !byFamily.contains(where: { $0.1.contains(name) }) {
+        throw ConfigError("'lora.targets': '\(name)' is not a projection of any model family (" +
+                          byFamily.map { "\($0.0): \($0.1.sorted().joined(separator: ", "))" }.joined(separator: "; ") + ")")
+    }
     return names.map { LoRATarget($0) }
 }
 

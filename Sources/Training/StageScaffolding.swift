@@ -78,6 +78,18 @@ final class DataParallelOptimizer {
         sum.write(into: gradients)
     }
 
+    /// Debug option train.check_replicas: every rank's weights must be bit-identical after each
+    /// step; a checksum of the raw bits is compared across ranks, and divergence stops the run.
+    func checkReplicasAgree(_ transport: any Transport) async throws {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for i in 0..<parameters.count { hash = (hash ^ UInt64(parameters.pointer[i].bitPattern)) &* 0x100_0000_01b3 }
+        let all = try await transport.allGather(withUnsafeBytes(of: hash) { Data($0) })
+        let hashes = all.map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }
+        if let bad = hashes.firstIndex(where: { $0 != hashes[0] }) {
+            throw TrainingError("replica weights diverged: rank \(bad)'s checksum differs from rank 0's")
+        }
+    }
+
     /// Clips the summed gradient and applies AdamW; returns the norm before clipping.
     @discardableResult
     func apply(learningRate: Float, gradClip: Float) -> Float {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import Config
+import Datasets
 import Foundation
 import Training
 

@@ -1,4 +1,5 @@
 import Cluster
+import Datasets
 import Foundation
 import Training
 import XCTest

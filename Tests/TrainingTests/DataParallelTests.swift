@@ -1,4 +1,5 @@
 import Cluster
+import Datasets
 import Foundation
 import Kernels
 import Models

@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 @testable import Training
 import XCTest

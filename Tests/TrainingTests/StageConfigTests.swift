@@ -119,6 +119,18 @@ final class StageConfigTests: TemporaryDirectoryTestCase {
         }
     }
 
+    /// lora.targets names no family has are refused at load, before a run folder exists; keys a
+    /// stage has no use for are not in its schema at all.
+    func testLoRATargetTyposAndKeysAStageDoesNotUseAreRefusedAtLoad() throws {
+        XCTAssertThrowsError(try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft", "lora.targets=attn.c_attn,q_prj"]))) {
+            XCTAssertTrue("\($0)".hasPrefix("'lora.targets': 'q_prj' is not a projection of any model family (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)"), "\($0)")
+        }
+        for (schema, key) in [(ppoSchema, "tokenizer"), (ppoSchema, "model.preset"), (ppoSchema, "data.prefs"), (dpoSchema, "data.train"),
+                              (rmSchema, "data.eval"), (rmSchema, "eval.max_new_tokens")] {
+            XCTAssertThrowsError(try schema.resolve(file: nil, overrides: ["\(key)=x"])) { XCTAssertTrue("\($0)".contains("unknown key '\(key)'"), "\($0)") }
+        }
+    }
+
     func testChoicesAreTypedAndEvalEveryZeroMeansNever() throws {
         let ppo = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft", "ppo.estimator=rloo",
                                                                              "layout=separate", "eval.every=0"]))

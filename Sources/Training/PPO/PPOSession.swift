@@ -1,6 +1,7 @@
 import Alignment
 import Cluster
 import Config
+import Datasets
 import Foundation
 import Kernels
 import Models
@@ -75,6 +76,7 @@ struct PPOData {
             evalExamples = Array(task.evalExamples().prefix(cfg.cadence.evalMaxExamples))
         } else {
             prompts = try JSONL.prompts(path: cfg.data.train).map { prompt($0.prompt, answer: $0.answer, task: $0.task ?? "") }
+            guard !prompts.isEmpty else { throw DatasetError("\(cfg.data.train): no prompts") }
             evalExamples = cfg.data.eval.isEmpty ? [] : Array(try JSONL.sft(path: cfg.data.eval).prefix(cfg.cadence.evalMaxExamples))
         }
         // PPO-ptx (InstructGPT): SFT demonstrations for an extra policy step per minibatch.
@@ -142,6 +144,10 @@ final class PPOSession {
         let rewardHead = try inputs?.rewardHead ?? loadRewardHead(cfg, channels: base.config.channels)
         let placement = try Placement.parse(cfg.run.placement, worldSize: transport.size)
         let colocated = placement.remote.isEmpty
+        // Placed: rank 0 drives and every other rank serves roles; a rank with none would only wait.
+        if !colocated, let idle = (1..<transport.size).first(where: { placement.servers[$0] == nil }) {
+            throw ConfigError("'placement': rank \(idle) hosts no role (\(placement.description)); place a role there or start fewer ranks")
+        }
         try checkMemoryPlan(cfg, model: base.config, ranksRollingOut: colocated ? transport.size : 1, say: say)
         let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
         let roles = try PPORoles(config: cfg, base: base, rewardHead: rewardHead, replicas: replicas)
@@ -228,6 +234,7 @@ final class PPOSession {
         sources = try await RewardSources.make(context(Array(prompts.indices)), from: beforePool)
         pool = Array(prompts.indices)
         if cfg.promptSelection.keep > 0 { pool = try await prePPOSelection(folder: folder) }
+        guard !pool.isEmpty else { throw ConfigError("'prepo.keep' (\(cfg.promptSelection.keep)) of \(cfg.promptSelection.candidates) candidates keeps no prompt; raise it") }
         sources += try await RewardSources.make(context(pool), from: RewardSources.registry.filter(\.needsPromptPool))
         // LASeR's held-out prompts (the evaluation prompts), scored once before the first update.
         heldOutPrompts = Array(data.evalExamples.prefix(cfg.laser.heldoutPrompts)).map { SFTTokenization.promptTokens($0, tokenizer: tokenizer) }
@@ -263,8 +270,9 @@ final class PPOSession {
     }
 
     func restore(_ snapshots: [String: TrainableSnapshot], directory: String) async throws {
-        try await policy.restore(snapshots)
-        try await critic.restore(snapshots)
+        // Each role gets its own parts only (a placed role receives them over the wire).
+        try await policy.restore(snapshots.filter { $0.key == "policy" })
+        try await critic.restore(snapshots.filter { ["value_head", "critic_adapter", "critic_trunk"].contains($0.key) })
         for source in sources { try source.restore(directory: directory, snapshots: snapshots) }
     }
 

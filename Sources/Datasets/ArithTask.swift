@@ -97,12 +97,3 @@ public struct ArithTask: Sendable {
         return files.map { path($0.0) }
     }
 }
-
-/// Fisher–Yates with our RNG, so the order is the same on every platform.
-func shuffle<T>(_ a: inout [T], _ rng: inout RNG) {
-    guard a.count > 1 else { return }
-    for i in stride(from: a.count - 1, to: 0, by: -1) {
-        let j = Int(rng.next() % UInt64(i + 1))
-        a.swapAt(i, j)
-    }
-}
