@@ -81,7 +81,7 @@ public struct RewardSettings: Sendable {
     static let selection = Key<RewardSelection>("rewards.selection", .mean,
                                                 "how the proxy heads make the reward: their mean; laser (LinUCB picks one per batch); r2m (head 1 fused with the policy's states, updated online)")
     static let hybrid = Key<Double>("rewards.hybrid", 0, "weight of the hybrid reward: verifier, else GenRM with the answer, else GenRM against the reward model's best of N")
-    static let genrmModel = Key<ConfigPath>("rewards.genrm_model", "", "the generative reward model (an SFT checkpoint trained on judge.jsonl)")
+    static let genrmModel = Key<ConfigPath>("rewards.genrm_model", "", "the generative reward model (an SFT checkpoint trained on judge.jsonl), read by rewards.hybrid and rewards.genrm")
     static let verifierTasks = Key<String>("rewards.verifier_tasks", "arith",
                                            "hybrid routing: tasks with rule verifiers, task=v1+v2 (exact, format, expression, length<N>; a bare task: exact+format)")
     static let referenceTasks = Key<String>("rewards.reference_tasks", "", "prompt tasks judged by the GenRM against their answer; other tasks against the best of N")
@@ -197,6 +197,7 @@ public struct PPOConfig: Sendable {
         try check(![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
                   "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")
+        _ = RewardSources.names(for: self)   // the sources' own keys are read (and so checked) at load
     }
 
     public var loraConfig: LoRAConfig { LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: lora.targets) }

@@ -91,6 +91,25 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(RewardSources.names(for: try config([])), ["reward_head", "verifier", "format"])
         XCTAssertEqual(RewardSources.names(for: try config(["rewards.hybrid=1", "rewards.proxy_heads=/h"])), ["reward_head", "verifier", "format", "proxy", "hybrid"])
         XCTAssertEqual(Set(RewardSources.registry.map(\.name)).count, RewardSources.registry.count, "names are unique")
+        XCTAssertEqual(RewardSources.names(for: try config(["rewards.genrm=0.5", "rewards.genrm_model=/judge"])), ["reward_head", "verifier", "format", "genrm"])
+        XCTAssertTrue(ppoSchema.keys.contains { $0.path == "rewards.genrm" }, "a source's own keys join PPO's schema")
+    }
+
+    /// A source added by one file and one registry line: the generative reward model alone, its
+    /// scores a probability, logged under its name and weighted into the reward.
+    func testGenerativeRewardModelIsASourceOfItsOwn() async throws {
+        let judge = try makeTinyModel(directory: directory + "/judge")
+        let s = try await session(["ppo.estimator=grpo", "rewards.genrm=2", "rewards.genrm_model=\(judge)", "rewards.format=0"])
+        XCTAssertEqual(s.sources.map(\.name), ["reward_head", "verifier", "format", "genrm"])
+        let rollout = try await s.rollout(1)
+        let scored = try await s.score(rollout)
+        let genrm = try XCTUnwrap(scored.rewards.bySource["genrm"])
+        XCTAssertEqual(genrm.count, rollout.sequences.count)
+        XCTAssertTrue(genrm.allSatisfy { $0 > 0 && $0 < 1 }, "P(Y) / (P(Y) + P(N)): \(genrm)")
+        for i in genrm.indices { XCTAssertEqual(scored.rewards.total[i], scored.rewards.bySource["verifier"]![i] + 2 * genrm[i], accuracy: 1e-12) }
+        let metrics = try await s.report(rollout, scored, try await s.update(rollout, scored, try await s.advantages(rollout, scored)),
+                                         scoreSeconds: 0, communicateSeconds: { 0 })
+        XCTAssertEqual(try XCTUnwrap(metrics.value("reward_genrm_mean")), genrm.reduce(0, +) / Double(genrm.count), accuracy: 1e-12)
     }
 }
 

@@ -82,6 +82,7 @@ enum RewardSources {
         FormatSource.registration,
         ProxySource.registration,
         HybridSource.registration,
+        GenRMSource.registration,
     ]
 
     /// The names of the sources `config` uses, in registry order.
