@@ -73,27 +73,16 @@ public final class DPOStage {
         let folder = stageFolder.folder, checkpoint = stageFolder.checkpoint
 
         let (base, policyTrunk, policyLoRA, trainer) = try models(tokenizer: tokenizer, checkpoint: checkpoint)
-        let lora = policyLoRA != nil, optimizer = trainer.optimizer, trainable = trainer.parameters
+        let optimizer = trainer.optimizer, trainable = trainer.parameters
         var state = try stageFolder.resumedState(stage: "dpo", fresh: TrainingState(
             stage: "dpo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: cfg.run.seed),
             tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte", worldSize: worldSize))
         if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: optimizer, step: state.optimizerStep) }
         say(stageFolder.resumeLine(step: state.step))
-        say("""
-            derived: world size \(worldSize), global batch \(cfg.train.batchSize) pairs = micro-batch \(cfg.train.microBatchSize) × \(accumulation) \
-            accumulation steps × \(worldSize) ranks; \(train.count) training pairs, \(String(format: "%.2f", stepsPerEpoch)) steps per epoch, \
-            \(totalSteps) steps; \(evalPairs.count) held-out pairs, \(evalExamples.count) held-out prompts
-            loss: \(Self.describe(objective)); policy: \(lora ? "LoRA rank \(cfg.lora.rank) on the frozen trunk; reference: adapters off" : "full fine-tune; reference: frozen copy"); \
-            \(base.parameterCount) trunk parameters, \(trainable.count) trained
-            tokenizer: \(tokenizer.summary); \(BLAS.summary)
-            """)
+        say(derived(accumulation: accumulation, pairs: (train.count, evalPairs.count, evalExamples.count), steps: (stepsPerEpoch, totalSteps),
+                    parameters: (base.parameterCount, trainable.count), tokenizer: tokenizer))
 
-        // The reference's log-probs, once: loaded from the run folder or computed sharded over ranks.
-        let referenceStarted = Date()
-        let (reference, wasCached) = try await referenceLogProbs(base: base, train: train, eval: evalPairs, folder: folder)
-        let referenceSeconds = Date().timeIntervalSince(referenceStarted)
-        say(String(format: "reference log-probs: %d + %d pairs in %.2f s (%@ reference_logps.safetensors)", train.count, evalPairs.count, referenceSeconds,
-                   wasCached ? "read from" : "computed once, cached in"))
+        let (reference, referenceSeconds) = try await timedReference(base: base, train: train, eval: evalPairs, folder: folder)
 
         let kinds: [PairSequenceKind] = (objective.needsUnconditional ? [.chosen, .rejected] : []) + (conditioned ? [.conditionalChosen, .conditionalRejected] : [])
         let schedule = LearningRateSchedule(peak: cfg.train.lr, minRatio: cfg.train.minLRRatio, warmupSteps: cfg.train.warmupSteps, totalSteps: totalSteps)
@@ -104,19 +93,11 @@ public final class DPOStage {
                                             maxNewTokens: cfg.cadence.evalMaxNewTokens, conditioned: conditioned,
                                             klTemperature: cfg.preference.klTemperature, seed: cfg.run.seed)
         func evaluate(step: Int) throws -> PreferenceEval { try Self.evaluate(evaluator, step: step, folder: folder) }
-        func describe(_ e: PreferenceEval) -> String { Self.describe(e) }
-        let tokenizerFile = (tokenizer as? BPETokenizer)?.path
         func save(step: Int) throws {
-            result.lastCheckpoint = try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: lora ? nil : policyTrunk, optimizer: optimizer,
-                                                         state: state, tokenizerFile: tokenizerFile, keepLast: cfg.cadence.keepLast) { dir in
-                if let policyLoRA { try PEFTAdapter.save(policyLoRA, directory: (dir as NSString).appendingPathComponent("adapter"), baseModel: cfg.run.initFrom) }
-            }
+            result.lastCheckpoint = try saveCheckpoint(step: step, policy: policyTrunk, adapter: policyLoRA, optimizer: optimizer, state: state,
+                                                       tokenizer: tokenizer, folder: folder)
         }
-        if isLeader && state.step == 0 && cfg.cadence.evalEvery > 0 {
-            let e = try evaluate(step: 0)
-            result.initialEval = e
-            say("step 0: \(describe(e))")
-        }
+        if isLeader && state.step == 0 && cfg.cadence.evalEvery > 0 { result.initialEval = try evaluate(step: 0); say("step 0: \(Self.describe(result.initialEval!))") }
 
         let progress = Progress(total: totalSteps, every: cfg.cadence.logEvery, startStep: state.step)
         var trainSeconds = 0.0
@@ -148,7 +129,7 @@ public final class DPOStage {
             if isLeader && cfg.cadence.evaluates(after: step, of: totalSteps) {
                 let e = try evaluate(step: step)
                 result.finalEval = e
-                progress.line("step \(step): \(describe(e))")
+                progress.line("step \(step): \(Self.describe(e))")
             }
             if isLeader && cfg.cadence.checkpoints(after: step, of: totalSteps) { try save(step: step) }
         }
@@ -157,6 +138,40 @@ public final class DPOStage {
         if result.lastCheckpoint == nil { result.lastCheckpoint = Checkpoints.newest(in: folder.checkpoints) }
         result.trainSeconds = trainSeconds
         return result
+    }
+
+    /// The run's description: batch arithmetic, data, loss, policy and reference.
+    func derived(accumulation: Int, pairs: (train: Int, eval: Int, prompts: Int), steps: (perEpoch: Double, total: Int),
+                 parameters: (trunk: Int, trained: Int), tokenizer: any Tokenizer) -> String {
+        let cfg = config, worldSize = transport.size, lora = cfg.lora.rank > 0
+        return """
+            derived: world size \(worldSize), global batch \(cfg.train.batchSize) pairs = micro-batch \(cfg.train.microBatchSize) × \(accumulation) \
+            accumulation steps × \(worldSize) ranks; \(pairs.train) training pairs, \(String(format: "%.2f", steps.perEpoch)) steps per epoch, \
+            \(steps.total) steps; \(pairs.eval) held-out pairs, \(pairs.prompts) held-out prompts
+            loss: \(Self.describe(cfg.objective)); policy: \(lora ? "LoRA rank \(cfg.lora.rank) on the frozen trunk; reference: adapters off" : "full fine-tune; reference: frozen copy"); \
+            \(parameters.trunk) trunk parameters, \(parameters.trained) trained
+            tokenizer: \(tokenizer.summary); \(BLAS.summary)
+            """
+    }
+
+    /// The reference's log-probs, once: read from the run folder or computed sharded over ranks; timed and reported.
+    func timedReference(base: any CausalLM, train: [TokenizedPair], eval: [TokenizedPair], folder: RunFolder) async throws
+        -> (sums: (train: [ReferenceSums], eval: [ReferenceSums]), seconds: Double) {
+        let started = Date()
+        let (reference, wasCached) = try await referenceLogProbs(base: base, train: train, eval: eval, folder: folder)
+        let seconds = Date().timeIntervalSince(started)
+        say(String(format: "reference log-probs: %d + %d pairs in %.2f s (%@ reference_logps.safetensors)", train.count, eval.count, seconds,
+                   wasCached ? "read from" : "computed once, cached in"))
+        return (reference, seconds)
+    }
+
+    /// A checkpoint: the policy model (full fine-tuning) or its adapter, the optimizer and the state.
+    func saveCheckpoint(step: Int, policy: any CausalLM, adapter: LoRAAdapter?, optimizer: AdamW, state: TrainingState, tokenizer: any Tokenizer,
+                        folder: RunFolder) throws -> String {
+        try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: adapter == nil ? policy : nil, optimizer: optimizer,
+                             state: state, tokenizerFile: (tokenizer as? BPETokenizer)?.path, keepLast: config.cadence.keepLast) { dir in
+            if let adapter { try PEFTAdapter.save(adapter, directory: (dir as NSString).appendingPathComponent("adapter"), baseModel: self.config.run.initFrom) }
+        }
     }
 
     /// The models: the loaded model is the reference; the policy is it plus LoRA (the checkpoint's
