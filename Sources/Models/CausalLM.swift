@@ -58,6 +58,13 @@ extension ModelConfiguration {
     /// Every projection LoRA can wrap (PEFT's target_modules "all-linear" minus the LM head).
     public var allLoRATargets: [LoRATarget] { loraProjections.map(\.target) }
 
+    /// `targets` with "all-linear" replaced by every projection of the family (in the family's order).
+    public func resolving(_ targets: [LoRATarget]) -> [LoRATarget] {
+        guard targets.contains(.allLinear) else { return targets }
+        let named = Set(targets)
+        return allLoRATargets.filter { named.contains($0) || named.contains(.allLinear) }
+    }
+
     /// The family's projection named `target`, or an error listing the family's names.
     public func loraProjection(_ target: LoRATarget) throws -> (slot: Int, projection: LoRAProjection) {
         guard let slot = loraProjections.firstIndex(where: { $0.target == target }) else {

@@ -9,6 +9,9 @@ public struct LoRATarget: Hashable, Codable, Sendable, ExpressibleByStringLitera
     public init(from decoder: any Decoder) throws { name = try decoder.singleValueContainer().decode(String.self) }
     public func encode(to encoder: any Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(name) }
     public var description: String { name }
+
+    /// Every projection of the model's family (PEFT's "all-linear"; the LM head is not wrapped).
+    public static let allLinear: LoRATarget = "all-linear"
 }
 
 public struct LoRAConfig: Codable, Equatable, Sendable {
@@ -38,9 +41,12 @@ public final class LoRAAdapter: @unchecked Sendable {
     /// sites[layer][slot], slot = the projection's index in the family's `loraProjections`
     public let sites: [[LoRASite?]]
 
-    public init(config: LoRAConfig, modelConfig: any ModelConfiguration) throws {
-        guard config.rank > 0 else { throw ModelError.invalidConfig("LoRA rank must be positive, got \(config.rank)") }
-        guard !config.targets.isEmpty else { throw ModelError.invalidConfig("LoRA needs at least one target projection") }
+    public init(config requested: LoRAConfig, modelConfig: any ModelConfiguration) throws {
+        guard requested.rank > 0 else { throw ModelError.invalidConfig("LoRA rank must be positive, got \(requested.rank)") }
+        guard !requested.targets.isEmpty else { throw ModelError.invalidConfig("LoRA needs at least one target projection") }
+        // "all-linear" becomes the family's projections, so the adapter names what it wraps.
+        var config = requested
+        config.targets = modelConfig.resolving(requested.targets)
         for target in config.targets { _ = try modelConfig.loraProjection(target) }
         self.config = config
         self.modelConfig = modelConfig

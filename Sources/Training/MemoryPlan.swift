@@ -16,7 +16,7 @@ public struct MemoryPlan: CustomStringConvertible {
         // Training activations of one forward kept for the backward, and its LM-head logits.
         let training = c.trainingActivationBytes(batch: minibatch, tokens: maxLength, lmHead: true)
         let scoring = 4 * Double(responses * maxLength) * (Double(c.vocabSize) + 4 * Double(c.channels))   // one layer + logits
-        let kv = 4 * 2 * Double(c.layers * responses * maxLength * c.channels)
+        let kv = 4 * 2 * Double(c.layers * responses * maxLength * c.kvHeads * c.headSize)   // keys and values of G heads of d
         // Trainable state: gradients + two AdamW moments.
         if hydra {
             lines = [Line(role: "trunk (shared)", weights: params, adapters: 0, optimizer: 0, activations: scoring, kvCache: 0),

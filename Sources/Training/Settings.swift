@@ -175,8 +175,8 @@ public struct CadenceSettings: Sendable {
 public struct LoRASettings: Sendable {
     static let rank = Key<Int>("lora.rank", 16, "LoRA rank", .nonNegative)
     static let alpha = Key<Double>("lora.alpha", 32, "LoRA α", .positive)
-    static let targets = Key<String>("lora.targets", "attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj",
-                                     "wrapped projections, by the model family's module names (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)")
+    static let targets = Key<String>("lora.targets", "all-linear",
+                                     "wrapped projections: all-linear (every projection of the model's family, PEFT's term) or module names (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)")
     static func keys(rank defaultRank: Int, rankHelp: String) -> [ConfigKey] {
         [Key<Int>("lora.rank", defaultRank, rankHelp, .nonNegative).declaration, alpha.declaration, targets.declaration]
     }
@@ -198,7 +198,7 @@ func parseLoRATargets(_ list: String) throws -> [LoRATarget] {
     guard !names.contains(where: \.isEmpty) else { throw ConfigError("'lora.targets': give comma-separated projection names, got '\(list)'") }
     // A name no family has is a typo: refuse it at load (the model's own family checks again once it is read).
     let byFamily = ModelFamilies.all.map { family in (family.modelType, Set(family.presets.values.flatMap(\.allLoRATargets).map(\.name))) }
-    for name in names where !byFamily.contains(where: { $0.1.contains(name) }) {
+    for name in names where name != LoRATarget.allLinear.name && !byFamily.contains(where: { $0.1.contains(name) }) {
         throw ConfigError("'lora.targets': '\(name)' is not a projection of any model family (" +
                           byFamily.map { "\($0.0): \($0.1.sorted().joined(separator: ", "))" }.joined(separator: "; ") + ")")
     }
@@ -207,7 +207,7 @@ func parseLoRATargets(_ list: String) throws -> [LoRATarget] {
 
 /// A LoRA adapter over a model of `model`'s shape; a target the family lacks is an error naming 'lora.targets'.
 func makeAdapter(_ config: LoRAConfig, for model: any ModelConfiguration) throws -> LoRAAdapter {
-    for target in config.targets {
+    for target in model.resolving(config.targets) {
         do { _ = try model.loraProjection(target) } catch let ModelError.invalidConfig(message) { throw ConfigError("'lora.targets': \(message)") }
     }
     return try LoRAAdapter(config: config, modelConfig: model)

@@ -109,7 +109,7 @@ func stageAdapter(_ lora: LoRAConfig, model: any ModelConfiguration, checkpoint:
         return adapter
     }
     let loaded = try PEFTAdapter.load(directory: (checkpoint as NSString).appendingPathComponent("adapter"), modelConfig: model)
-    guard loaded.config.rank == lora.rank, loaded.config.alpha == lora.alpha, Set(loaded.config.targets) == Set(lora.targets) else {
+    guard loaded.config.rank == lora.rank, loaded.config.alpha == lora.alpha, Set(loaded.config.targets) == Set(model.resolving(lora.targets)) else {
         throw ConfigError("\(checkpoint)/adapter has rank \(loaded.config.rank), α \(loaded.config.alpha), targets \(loaded.config.targets.map(\.name)); the config asks for \(lora.rank), \(lora.alpha), \(lora.targets.map(\.name))")
     }
     return loaded

@@ -60,6 +60,17 @@ final class LoRATests: XCTestCase {
         XCTAssertLessThan(maxAbsDifference(library.weights.array, merged.weights.array), 1e-6)
     }
 
+    /// "all-linear" (PEFT's term) wraps every projection of the family, in the family's order:
+    /// the same adapter as naming them all.
+    func testAllLinearIsEveryProjectionOfTheFamily() throws {
+        let c = tinyConfig()
+        let all = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 4, targets: [.allLinear]), modelConfig: c)
+        let named = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 4, targets: [.mlpDown, .attentionQKV, .mlpUp, .attentionOutput]), modelConfig: c)
+        XCTAssertEqual(all.config.targets, [.attentionQKV, .attentionOutput, .mlpUp, .mlpDown])
+        XCTAssertEqual(all.layout, named.layout)
+        XCTAssertEqual(c.resolving([.mlpUp]), [.mlpUp], "explicit names stay as they are")
+    }
+
     func testInvalidAdapterConfigsAreRejected() {
         XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 0, targets: [.mlpUp]), modelConfig: tinyConfig()))
         XCTAssertThrowsError(try LoRAAdapter(config: LoRAConfig(rank: 2, targets: []), modelConfig: tinyConfig()))
