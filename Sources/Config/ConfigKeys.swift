@@ -133,3 +133,8 @@ public final class ConfigReadLog: @unchecked Sendable {
     }
     public var read: Set<String> { lock.lock(); defer { lock.unlock() }; return paths }
 }
+
+extension Array where Element == ConfigKey {
+    /// The keys less those a stage has no use for (it would accept them and ignore them).
+    public func without(_ paths: Set<String>) -> [ConfigKey] { filter { !paths.contains($0.path) } }
+}

@@ -230,8 +230,8 @@ public struct ResolvedConfig: Sendable {
 
     /// The same config with `key` set by the experiment that chains the stages (a run folder, the
     /// checkpoint the stage starts from); the saved YAML shows the value the stage used.
-    public func with<Value>(_ key: Key<Value>, _ value: Value) -> ResolvedConfig {
-        precondition(values[key.path] != nil, "config: '\(key.path)' is not a key of this schema")
+    public func with<Value>(_ key: Key<Value>, _ value: Value) throws -> ResolvedConfig {
+        guard values[key.path] != nil else { throw ConfigError("'\(key.path)' is not a key of this experiment's \(file ?? "configuration")") }
         var values = self.values, sources = self.sources
         values[key.path] = value.configValue; sources[key.path] = "set by the experiment"
         return ResolvedConfig(schema: schema, values: values, sources: sources, file: file, reads: reads)

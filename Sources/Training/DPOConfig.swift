@@ -58,7 +58,7 @@ public struct PreferenceSettings: Sendable {
 }
 
 /// `rlhf dpo`. train.batch_size and train.micro_batch_size count preference pairs.
-public let dpoSchema = ConfigSchema(CommonKeys.run + DataSettings.keys(without: ["data.train"]) + CommonKeys.training + CommonKeys.evaluation
+public let dpoSchema = ConfigSchema(CommonKeys.run + DataSettings.keys.without(["data.train"]) + CommonKeys.training + CommonKeys.evaluation
     + PreferenceSettings.keys)
 
 public struct DPOConfig: Sendable {

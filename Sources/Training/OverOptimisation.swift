@@ -19,7 +19,11 @@ public enum OverOptimisation {
     static let shared = Set(sharedKeys.map(\.path))
 
     /// The methods compared: which reward PPO optimises.
-    public enum Method: String, ConfigChoice { case proxy, r2m, laser, hybrid }
+    public enum Method: String, ConfigChoice {
+        case proxy, r2m, laser, hybrid
+        /// How PPO makes the proxy reward for this method (hybrid: the proxy only ranks best-of-N samples).
+        var selection: RewardSelection { switch self { case .proxy, .hybrid: return .mean; case .r2m: return .r2m; case .laser: return .laser } }
+    }
 
     /// The study's own keys.
     public struct Settings: Sendable {
@@ -111,9 +115,9 @@ public enum OverOptimisation {
 
         // 4. Hybrid: the generative reward model (SFT on judgement data from the SFT model) and
         //    prompts whose tasks route them to the verifier, the GenRM with the answer, or best-of-N.
-        var ppoConfig = rl.with(RunSettings.out, ConfigPath(folder + "/ppo")).with(RunSettings.resume, "never")
+        var ppoConfig = try rl.with(RunSettings.out, ConfigPath(folder + "/ppo")).with(RunSettings.resume, "never")
             .with(RunSettings.initFrom, ConfigPath(sftModel)).with(RewardSettings.proxyHeads, heads.joined(separator: ","))
-            .with(RewardSettings.selection, [.proxy: .mean, .r2m: .r2m, .laser: .laser, .hybrid: .mean][method]!)
+            .with(RewardSettings.selection, method.selection)
             .with(RewardSettings.proxy, 1).with(RewardSettings.verifier, 0).with(RewardSettings.format, 0).with(RewardSettings.rewardHead, 0)
             .with(PPOExtraKeys.r2mPairs, ConfigPath(pairFiles[0]))
         if method == .hybrid {
@@ -127,7 +131,7 @@ public enum OverOptimisation {
                                      .with(DataSettings.train, ConfigPath(folder + "/judge.jsonl")).with(DataSettings.eval, ConfigPath(folder + "/eval_judge.jsonl"))),
                                  transport: transport, workingDirectory: workingDirectory, say: say)
             guard let judge = try await runStage(genrm, as: "genrm", onStage: onStage).lastCheckpoint else { throw TrainingError("genrm left no checkpoint") }
-            ppoConfig = ppoConfig.with(RewardSettings.hybrid, 1).with(RewardSettings.proxy, 0).with(RewardSettings.genrmModel, ConfigPath(judge))
+            ppoConfig = try ppoConfig.with(RewardSettings.hybrid, 1).with(RewardSettings.proxy, 0).with(RewardSettings.genrmModel, ConfigPath(judge))
                 .with(RewardSettings.verifierTasks, "arith").with(RewardSettings.referenceTasks, "arith-ref").with(DataSettings.task, DataTask.none)
                 .with(DataSettings.train, ConfigPath(folder + "/prompts.jsonl")).with(DataSettings.eval, ConfigPath(folder + "/eval.jsonl"))
         }

@@ -61,7 +61,7 @@ public let sftSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKey
 public let hydraSFTSchema = ConfigSchema(CommonKeys.run + CommonKeys.data + CommonKeys.training + CommonKeys.evaluation + HydraSettings.keys(rewardWeight: 0.1))
 /// Reward model: the reward head on a trunk trained with the pair loss alone (no LM term).
 /// A reward model trains on pairs only: no demonstrations, no generation.
-public let rmSchema = ConfigSchema(CommonKeys.run + DataSettings.keys(without: ["data.train", "data.eval"]) + CommonKeys.training
+public let rmSchema = ConfigSchema(CommonKeys.run + DataSettings.keys.without(["data.train", "data.eval"]) + CommonKeys.training
     + CommonKeys.evaluation.filter { $0.path != "eval.max_new_tokens" }
     + HydraSettings.keys(rewardWeight: 1, lmWeight: 0) + [trainTrunkKey.declaration]
     + LoRASettings.keys(rank: 0, rankHelp: "0: fine-tune the trunk fully; > 0: train a LoRA adapter of this rank (and the head) on the frozen trunk"))

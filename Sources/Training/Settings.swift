@@ -57,8 +57,6 @@ public struct RunSettings: Sendable {
     static let initFrom = Key<ConfigPath>("model.init_from", "", "Hugging Face model folder to start from (overrides preset)")
     static let keys = [name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
                        timeout.declaration, placement.declaration, preset.declaration, initFrom.declaration]
-    /// The keys less those a stage has no use for (it would accept them and ignore them).
-    static func keys(without omitted: Set<String>) -> [ConfigKey] { keys.filter { !omitted.contains($0.path) } }
 
     public var name: String, out: String, seed: UInt64, resume: ResumePolicy, tokenizer: String
     public var timeout: Double, placement: String, preset: String, initFrom: String
@@ -84,8 +82,6 @@ public struct DataSettings: Sendable {
     static let evalPrefs = Key<ConfigPath>("data.eval_prefs", "", "held-out preference pairs JSONL (reward accuracy)")
     static let keys = [task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
                        train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration]
-    /// The keys less those a stage has no use for.
-    static func keys(without omitted: Set<String>) -> [ConfigKey] { keys.filter { !omitted.contains($0.path) } }
 
     public var task: DataTask, seed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int
     public var train: String, eval: String, prefs: String, evalPrefs: String
