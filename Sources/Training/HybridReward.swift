@@ -57,10 +57,10 @@ extension HybridReward {
     /// Best-of-N references for the prompts the hybrid reward routes to them: N samples of the SFT
     /// policy, ranked by the reward model (`rewards.proxy_heads`' first head). Computed once.
     static func bestOfNReferences(_ indices: [Int], prompts: [PPOPrompt], config: PPOConfig, policy: any PolicyRole, scorer: HydraScorer,
-                                  learned: LearnedRewards?) async throws -> [Int: String] {
+                                  tokenizer: any Tokenizer, learned: LearnedRewards?) async throws -> [Int: String] {
         guard !indices.isEmpty else { return [:] }
         guard let learned else { throw ConfigError("hybrid reward: best-of-N references need a reward model in 'rewards.proxy_heads'") }
-        let tokenizer = try Tokenizers.load(config.run.initFrom), n = max(config.rewards.bonSamples, 1)
+        let n = config.rewards.bonSamples   // ≥ 1, checked at load
         var out: [Int: String] = [:]
         for start in stride(from: 0, to: indices.count, by: 32) {
             let part = Array(indices[start..<min(start + 32, indices.count)])

@@ -15,7 +15,7 @@ extension PPOSession {
     /// lists every candidate with its score, z and whether it was kept.
     func prePPOSelection(folder: RunFolder?) async throws -> [Int] {
         let prompts = data.prompts
-        let samples = max(cfg.promptSelection.samples, 1)
+        let samples = cfg.promptSelection.samples   // ≥ 1, checked at load
         var order = Array(prompts.indices)
         var rng = RNG(seed: cfg.run.seed &+ 0x9E9)
         shuffle(&order, &rng)

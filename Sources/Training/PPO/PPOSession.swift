@@ -229,7 +229,7 @@ final class PPOSession {
     func preparePrompts(folder: RunFolder?) async throws {
         let prompts = data.prompts
         let context = { (pool: [Int]) in RewardSourceContext(config: self.cfg, learned: self.learned, prompts: prompts, pool: pool, policy: self.policy,
-                                                             scorer: self.scorer, say: self.say) }
+                                                             scorer: self.scorer, tokenizer: self.tokenizer, say: self.say) }
         let beforePool = RewardSources.registry.filter { !$0.needsPromptPool }
         sources = try await RewardSources.make(context(Array(prompts.indices)), from: beforePool)
         pool = Array(prompts.indices)

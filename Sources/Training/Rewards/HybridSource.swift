@@ -22,7 +22,7 @@ final class HybridSource: RewardSource {
                                   genrm: cfg.rewards.genrmModel.isEmpty ? nil : try GenerativeReward(directory: cfg.rewards.genrmModel))
         let needBoN = context.pool.filter { hybrid.route(task: prompts[$0].task, hasAnswer: prompts[$0].answer != nil) == .genrmBestOfN }
         hybrid.bestOfN = try await HybridReward.bestOfNReferences(needBoN, prompts: prompts, config: cfg, policy: context.policy,
-                                                                  scorer: context.scorer, learned: context.learned)
+                                                                  scorer: context.scorer, tokenizer: context.tokenizer, learned: context.learned)
         let routes = Dictionary(grouping: context.pool) { hybrid.route(task: prompts[$0].task, hasAnswer: prompts[$0].answer != nil).rawValue }.mapValues(\.count)
         context.say("hybrid reward: prompts per route \(routes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
         return HybridSource(hybrid: hybrid, weight: cfg.rewards.hybrid)

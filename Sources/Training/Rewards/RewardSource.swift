@@ -57,6 +57,7 @@ struct RewardSourceContext {
     let pool: [Int]
     let policy: any PolicyRole
     let scorer: HydraScorer
+    let tokenizer: any Tokenizer
     let say: (String) -> Void
 }
 

@@ -59,7 +59,7 @@ final class ProxySource: RewardSource {
             ? try await learned.heldOutScore(s.heldOutPrompts, policy: s.roles.policy, scorer: s.scorer, maxNewTokens: cfg.ppo.maxNewTokens, eosTokenId: s.tokenizer.eosTokenId) : nil
         learned.finishIteration(policyLoss: u.policyLoss, heldOut: heldOut)
         if let heldOut { metrics["laser_heldout_score"] = heldOut }
-        if learned.r2m != nil && u.iteration % max(cfg.r2m.every, 1) == 0 {
+        if learned.r2m != nil && u.iteration % cfg.r2m.every == 0 {
             let pairs = s.data.r2mPairs
             var replayRNG = RNG(seed: cfg.run.seed &+ 0x2E9 &+ UInt64(u.iteration))
             let replay = (0..<min(cfg.r2m.replay, pairs.count)).map { _ in pairs[Int(replayRNG.next() % UInt64(pairs.count))] }
