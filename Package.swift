@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
-// rlhf → Training → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → CBLAS, and Cluster → CMPI.
+// rlhf → Training (the stages) → Rewards (reward sources) → Runs (run folders, checkpoints, metrics, evaluation)
+//   → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → CBLAS, and Cluster → CMPI.
 // C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
 import Foundation
@@ -32,10 +33,12 @@ let package = Package(
         .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Datasets", dependencies: ["Kernels", "Tokenizers"]),
-        .target(name: "Training", dependencies: ["Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .target(name: "Runs", dependencies: ["Config", "Datasets", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .target(name: "Rewards", dependencies: ["Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .target(name: "Training", dependencies: ["Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .executableTarget(
             name: "rlhf",
-            dependencies: ["Training", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
+            dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
@@ -45,7 +48,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Rewards", "Runs", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Datasets", "Cluster"], exclude: ["Fixtures"]),
     ]
 )

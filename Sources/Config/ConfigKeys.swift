@@ -138,3 +138,8 @@ extension Array where Element == ConfigKey {
     /// The keys less those a stage has no use for (it would accept them and ignore them).
     public func without(_ paths: Set<String>) -> [ConfigKey] { filter { !paths.contains($0.path) } }
 }
+
+/// Comma-separated names, blanks dropped (list-valued keys such as lora.targets).
+public func commaList(_ text: String) -> [String] {
+    text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}

@@ -6,6 +6,7 @@ import Foundation
 import Kernels
 import Models
 import Roles
+import Runs
 import Tokenizers
 
 /// Held-out figures of a preference-trained policy.

@@ -5,6 +5,8 @@ import Datasets
 import Foundation
 import Kernels
 import Models
+import Rewards
+import Runs
 import Tokenizers
 
 /// `rlhf overopt`: the reward over-optimisation study (issue 7; Gao et al. 2023's setting on the
@@ -23,6 +25,8 @@ public enum OverOptimisation {
         case proxy, r2m, laser, hybrid
         /// How PPO makes the proxy reward for this method (hybrid: the proxy only ranks best-of-N samples).
         var selection: RewardSelection { switch self { case .proxy, .hybrid: return .mean; case .r2m: return .r2m; case .laser: return .laser } }
+        /// The reward source PPO optimises (its reward_<name>_mean is the "proxy" of the summary).
+        var trainedSource: String { switch self { case .proxy, .laser: return "proxy"; case .r2m: return "r2m"; case .hybrid: return "hybrid" } }
     }
 
     /// The study's own keys.
@@ -143,7 +147,7 @@ public enum OverOptimisation {
 
         // 6. Summary from metrics.jsonl: gold and proxy against KL.
         var result = Result(method: method.rawValue, goldPeak: 0, goldFinal: 0, proxyFinal: 0, klFinal: 0, seconds: 0, runFolder: folder)
-        if transport.rank == 0 { try summarise(&result, metrics: "\(folder)/ppo/metrics.jsonl", trained: method == .hybrid ? "reward_hybrid_mean" : "reward_proxy_mean", smooth: study.smooth) }
+        if transport.rank == 0 { try summarise(&result, metrics: "\(folder)/ppo/metrics.jsonl", trained: "reward_\(method.trainedSource)_mean", smooth: study.smooth) }
         result.seconds = Date().timeIntervalSince(started)
         return result
     }

@@ -2,18 +2,10 @@ import Alignment
 import Config
 import Foundation
 import Models
+import Rewards
 
 /// hydra: one frozen trunk, LoRA roles; separate: four full models.
 public enum PPOLayout: String, ConfigChoice { case hydra, separate }
-/// How the proxy heads make the reward: their mean; LASeR (LinUCB picks one per batch); R2M.
-public enum RewardSelection: String, ConfigChoice { case mean, laser, r2m }
-/// LASeR's bandit reward: −(policy loss), or the held-out gain of the heads' scores.
-public enum LaserSignal: String, ConfigChoice { case loss, heldout }
-
-/// Comma-separated names, blanks dropped.
-func commaList(_ text: String) -> [String] {
-    text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-}
 
 /// The rollout, advantage and update keys (algorithms.md §2.4 defaults where TRL and OpenRLHF
 /// agree; our choices noted).
@@ -67,62 +59,6 @@ public struct PPOSettings: Sendable {
         epochs = c[Self.epochs]; minibatchSize = c[Self.minibatchSize]
         lr = Float(c[Self.lr]); criticLR = Float(c[Self.criticLR]); gradClip = Float(c[Self.gradClip]); minLRRatio = Float(c[Self.minLRRatio])
         ptxCoef = c[Self.ptxCoef]
-    }
-}
-
-/// The reward: weights of the named sources, the learned proxies and the hybrid routing.
-public struct RewardSettings: Sendable {
-    static let rewardHead = Key<Double>("rewards.reward_head", 0, "weight of the reward head's score")
-    static let verifier = Key<Double>("rewards.verifier", 1, "weight of the exact-answer verifier (tasks with answers)")
-    static let format = Key<Double>("rewards.format", 0.5, "weight of the bare-integer format check (0 or −1)")
-    static let proxy = Key<Double>("rewards.proxy", 0, "weight of the learned proxy reward read from rewards.proxy_heads")
-    static let proxyHeads = Key<String>("rewards.proxy_heads", "",
-                                        "comma-separated reward heads on model.init_from's frozen trunk: rm checkpoint folders (rm.train_trunk=false) or .safetensors files")
-    static let selection = Key<RewardSelection>("rewards.selection", .mean,
-                                                "how the proxy heads make the reward: their mean; laser (LinUCB picks one per batch); r2m (head 1 fused with the policy's states, updated online)")
-    static let hybrid = Key<Double>("rewards.hybrid", 0, "weight of the hybrid reward: verifier, else GenRM with the answer, else GenRM against the reward model's best of N")
-    static let genrmModel = Key<ConfigPath>("rewards.genrm_model", "", "the generative reward model (an SFT checkpoint trained on judge.jsonl), read by rewards.hybrid and rewards.genrm")
-    static let verifierTasks = Key<String>("rewards.verifier_tasks", "arith",
-                                           "hybrid routing: tasks with rule verifiers, task=v1+v2 (exact, format, expression, length<N>; a bare task: exact+format)")
-    static let referenceTasks = Key<String>("rewards.reference_tasks", "", "prompt tasks judged by the GenRM against their answer; other tasks against the best of N")
-    static let bonSamples = Key<Int>("rewards.bon_samples", 8, "SFT samples per prompt for best-of-N references", .positive)
-
-    public var rewardHead: Double, verifier: Double, format: Double, proxy: Double, proxyHeads: [String], selection: RewardSelection
-    public var hybrid: Double, genrmModel: String, verifierTasks: String, referenceTasks: Set<String>, bonSamples: Int
-
-    init(_ c: ResolvedConfig) {
-        rewardHead = c[Self.rewardHead]; verifier = c[Self.verifier]; format = c[Self.format]; proxy = c[Self.proxy]
-        proxyHeads = commaList(c[Self.proxyHeads]); selection = c[Self.selection]; hybrid = c[Self.hybrid]; genrmModel = c[Self.genrmModel].path
-        verifierTasks = c[Self.verifierTasks]; referenceTasks = Set(commaList(c[Self.referenceTasks])); bonSamples = c[Self.bonSamples]
-    }
-}
-
-/// LASeR (Nguyen et al. 2024): a LinUCB bandit over reward models or named sources.
-public struct LaserSettings: Sendable {
-    static let alpha = Key<Double>("laser.alpha", 0.1, "LinUCB exploration α", .nonNegative)
-    static let arms = Key<String>("laser.arms", "", "LASeR's arms: named reward sources (reward_head, verifier, format, hybrid, proxy1…); default the proxy heads")
-    static let signal = Key<LaserSignal>("laser.reward", .loss,
-                                         "bandit reward: −(policy loss of the iteration), or the held-out gain: the heads' mean score of greedy responses to laser.heldout_prompts eval prompts, after minus before the update")
-    static let heldoutPrompts = Key<Int>("laser.heldout_prompts", 32, "held-out prompts for laser.reward heldout", .positive)
-
-    public var alpha: Double, arms: [String], signal: LaserSignal, heldoutPrompts: Int
-    init(_ c: ResolvedConfig) { alpha = c[Self.alpha]; arms = commaList(c[Self.arms]); signal = c[Self.signal]; heldoutPrompts = c[Self.heldoutPrompts] }
-}
-
-/// R2M: the reward model's state fused with the policy's, updated online.
-public struct R2MSettings: Sendable {
-    static let wMax = Key<Double>("r2m.w_max", 1, "largest weight w of the policy-feedback term", .nonNegative)
-    static let ramp = Key<Double>("r2m.ramp", 0.1, "share of the iterations over which w(t) rises linearly to r2m.w_max", .within(0, 1))
-    static let every = Key<Int>("r2m.every", 1, "online update every K iterations", .positive)
-    static let replay = Key<Int>("r2m.replay", 32, "replayed preference pairs per online update", .nonNegative)
-    static let lr = Key<Double>("r2m.lr", 1e-3, "learning rate of the fusion and head", .positive)
-    static let anchor = Key<Double>("r2m.anchor", 0.1, "λ of the anchor loss λ·mean((R2M − R0)²) on the batch's rollouts", .nonNegative)
-    static let heads = Key<Int>("r2m.heads", 1, "attention heads of the fusion", .positive)
-
-    public var wMax: Double, ramp: Double, every: Int, replay: Int, lr: Float, anchor: Double, heads: Int
-    init(_ c: ResolvedConfig) {
-        wMax = c[Self.wMax]; ramp = c[Self.ramp]; every = c[Self.every]; replay = c[Self.replay]; lr = Float(c[Self.lr])
-        anchor = c[Self.anchor]; heads = c[Self.heads]
     }
 }
 
@@ -197,7 +133,12 @@ public struct PPOConfig: Sendable {
         try check(![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
                   "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")
-        _ = RewardSources.names(for: self)   // the sources' own keys are read (and so checked) at load
+        _ = RewardSources.names(for: rewardConfig)   // the sources' own keys are read (and so checked) at load
+    }
+
+    /// What the reward sources read.
+    var rewardConfig: RewardConfig {
+        RewardConfig(resolved: resolved, rewards: rewards, laser: laser, r2m: r2m, seed: run.seed, iterations: ppo.iterations, maxNewTokens: ppo.maxNewTokens)
     }
 
     public var loraConfig: LoRAConfig { LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: lora.targets) }

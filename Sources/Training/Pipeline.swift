@@ -1,6 +1,7 @@
 import Cluster
 import Config
 import Foundation
+import Runs
 
 /// `rlhf pipeline`: data → Hydra-SFT → PPO → evaluation in one run folder. One YAML file: the
 /// shared keys (name, seed, tokenizer, model, data, placement, cluster) at the top level, the

@@ -4,7 +4,9 @@ import Datasets
 import Foundation
 import Kernels
 import Models
+import Rewards
 import Roles
+import Runs
 import Tokenizers
 
 extension PPOSession {

@@ -2,6 +2,7 @@ import Alignment
 import Cluster
 import Config
 import Foundation
+import Runs
 
 /// `rlhf prefs`: one SFT model, then one `dpo` stage per listed loss from it, and a table
 /// (markdown and JSON) of held-out exact match, implicit-reward accuracy, KL to the SFT model

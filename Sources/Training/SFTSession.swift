@@ -5,6 +5,7 @@ import Foundation
 import Kernels
 import Models
 import Roles
+import Runs
 import Tokenizers
 
 /// The data of an SFT-family run: tokenised demonstrations (none for rm), held-out examples and

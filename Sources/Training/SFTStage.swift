@@ -4,6 +4,7 @@ import Foundation
 import Kernels
 import Models
 import Roles
+import Runs
 import Tokenizers
 
 /// What an SFT run produced.

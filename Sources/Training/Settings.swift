@@ -3,6 +3,7 @@ import Config
 import Datasets
 import Foundation
 import Models
+import Runs
 
 // The configuration groups every stage shares, typed: each group declares its keys (type,
 // default, help, valid range) and builds itself from a resolved config. Stage configs are
@@ -23,23 +24,6 @@ public struct PresetName: ConfigScalar, Equatable {
     public init?(configValue: ConfigValue) { guard case .string(let v) = configValue else { return nil }; name = v }
     public init(_ name: String) { self.name = name }
     public var configValue: ConfigValue { .string(name) }
-}
-
-/// 'resume': continue the newest checkpoint of this run name, start fresh, or continue a given checkpoint.
-public enum ResumePolicy: Sendable, Equatable, CustomStringConvertible {
-    case auto, never, from(String)
-    init(_ text: String) throws {
-        switch text {
-        case "auto": self = .auto
-        case "never": self = .never
-        default:
-            guard FileManager.default.fileExists(atPath: text) else {
-                throw ConfigError("'resume' must be auto, never or an existing checkpoint folder; '\(text)' does not exist")
-            }
-            self = .from(text)
-        }
-    }
-    public var description: String { switch self { case .auto: return "auto"; case .never: return "never"; case .from(let p): return p } }
 }
 
 let validName = ConfigCheck<String>("a non-empty name without '/'") { !$0.isEmpty && !$0.contains("/") }

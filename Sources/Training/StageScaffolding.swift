@@ -3,6 +3,7 @@ import Config
 import Foundation
 import Kernels
 import Models
+import Runs
 
 /// A training stage that experiments chain (`pipeline`, `prefs`, `overopt`): it runs to a result
 /// and says, through its failure context, where it is.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Models
+import Runs
 import Tokenizers
 import Training
 

@@ -3,6 +3,7 @@ import Cluster
 import Config
 import Datasets
 import Foundation
+import Runs
 import Training
 
 /// `rlhf <stage> --config FILE [key.sub=value …]`: the shape every stage's command shares.

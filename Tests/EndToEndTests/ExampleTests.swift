@@ -130,7 +130,7 @@ final class ExampleTests: CLITestCase {
             XCTAssertNotNil(summary["proxy_final"] as? Double, method)
             XCTAssertGreaterThan(try XCTUnwrap(summary["seconds"] as? Double), 0)
             let metrics = try String(contentsOfFile: run + "/ppo/metrics.jsonl", encoding: .utf8)
-            XCTAssertTrue(metrics.contains("\"gold_mean\"") && metrics.contains(method == "hybrid" ? "\"route_genrm_bon_share\"" : "\"reward_proxy_mean\""), method)
+            XCTAssertTrue(metrics.contains("\"gold_mean\"") && metrics.contains(method == "hybrid" ? "\"route_genrm_bon_share\"" : "\"reward_\(method == "r2m" ? "r2m" : "proxy")_mean\""), method)
             XCTAssertEqual(FileManager.default.fileExists(atPath: run + "/proxy3"), method == "laser", "LASeR trains three proxies, the others one")
             runs.append(run)
         }

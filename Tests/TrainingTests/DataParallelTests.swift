@@ -3,6 +3,7 @@ import Datasets
 import Foundation
 import Kernels
 import Models
+@testable import Runs
 import Tokenizers
 @testable import Training
 import XCTest

@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import Models
+@testable import Runs
 @testable import Training
 import XCTest
 

@@ -3,6 +3,7 @@ import Cluster
 import Foundation
 import Kernels
 import Models
+@testable import Rewards
 @testable import Training
 import XCTest
 
@@ -85,8 +86,8 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
     }
 
     func testRegistryNamesTheSourcesAConfigUsesAndLaserArmsComeFromIt() throws {
-        func config(_ overrides: [String]) throws -> PPOConfig {
-            try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft"] + overrides))
+        func config(_ overrides: [String]) throws -> RewardConfig {
+            try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft"] + overrides)).rewardConfig
         }
         XCTAssertEqual(RewardSources.names(for: try config([])), ["reward_head", "verifier", "format"])
         XCTAssertEqual(RewardSources.names(for: try config(["rewards.hybrid=1", "rewards.proxy_heads=/h"])), ["reward_head", "verifier", "format", "proxy", "hybrid"])

@@ -4,6 +4,7 @@ import Datasets
 import Foundation
 import Kernels
 import Models
+@testable import Rewards
 import Roles
 @testable import Training
 import XCTest
@@ -46,7 +47,7 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
                 XCTAssertFalse(left.isEmpty, "\(name): \(file)")
                 XCTAssertEqual(left, right, "\(name): \(file) differs after resume")
             }
-            let metrics = try JSONL.objects(path: a + "/metrics.jsonl").map(\.object).filter { $0["reward_proxy_mean"] != nil }
+            let metrics = try JSONL.objects(path: a + "/metrics.jsonl").map(\.object).filter { $0[name == "r2m" ? "reward_r2m_mean" : "reward_proxy_mean"] != nil }
             XCTAssertEqual(metrics.count, 4)
             XCTAssertTrue(metrics.allSatisfy { $0["gold_mean"] != nil }, "the gold reward is logged")
             if name.hasPrefix("laser") { XCTAssertEqual(metrics.prefix(2).compactMap { $0["laser_arm"] as? Int }, [0, 1], "each arm once first") }
@@ -72,7 +73,7 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
             XCTAssertEqual(r["reward_mean"] as! Double, r[source] as! Double, accuracy: 1e-12, "the batch's reward is the chosen source")
         }
         let bad = try ppoSchema.resolve(file: nil, overrides: ["model.init_from=\(model)", "data.task=arith", "rewards.selection=laser", "laser.arms=verifier,judge"])
-        XCTAssertThrowsError(try LearnedRewards.make(try PPOConfig(bad), base: try HFCheckpoint.load(directory: model), originalHead: ScalarHead(channels: 128), seed: 1, namedArms: ["reward_head", "verifier", "format"])) {
+        XCTAssertThrowsError(try LearnedRewards.make(try PPOConfig(bad).rewardConfig, base: try HFCheckpoint.load(directory: model), originalHead: ScalarHead(channels: 128), seed: 1, namedArms: ["reward_head", "verifier", "format"])) {
             XCTAssertTrue("\($0)".contains("'judge' is not a reward source"), "\($0)")
         }
     }
@@ -82,7 +83,7 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         let base = try HFCheckpoint.load(directory: model)
         let config = try ppoSchema.resolve(file: nil, overrides: ["model.init_from=\(model)", "data.task=arith", "rewards.proxy_heads=\(try heads(model, count: 1)[0])",
                                                                  "rewards.selection=r2m", "r2m.ramp=0"])
-        let learned = try XCTUnwrap(try LearnedRewards.make(try PPOConfig(config), base: base, originalHead: ScalarHead(channels: base.config.channels), seed: 1, namedArms: []))
+        let learned = try XCTUnwrap(try LearnedRewards.make(try PPOConfig(config).rewardConfig, base: base, originalHead: ScalarHead(channels: base.config.channels), seed: 1, namedArms: []))
         XCTAssertEqual(learned.r2mWeight(iteration: 0), 1, "ramp 0: full weight at once")
         var rng = RNG(seed: 9)
         for i in 0..<learned.r2m!.parameters.count { learned.r2m!.parameters[i] += 0.05 * rng.normal() }   // W_o off zero

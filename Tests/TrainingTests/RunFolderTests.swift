@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+@testable import Runs
 @testable import Training
 import XCTest
 

@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import Rewards
 import Roles
 
 /// What one iteration sums over its samples on every rank: counts and sums that add across ranks,

@@ -1,9 +1,12 @@
 import Alignment
 import Cluster
+import Datasets
 import Foundation
 import Kernels
 import Models
+import Rewards
 import Roles
+import Runs
 import Tokenizers
 
 /// One iteration's rollout on this rank: B = prompts × samples responses.
@@ -240,7 +243,9 @@ extension PPOSession {
         var learnedFigures: [String: Double] = [:]
         if s.learned != nil {
             let meanLoss = try await (replicas?.allReduce([policyLoss], op: .mean)[0]) ?? policyLoss
-            let update = RewardUpdate(iteration: r.iteration, policyLoss: meanLoss, scored: s.learned, promptLengths: r.promptLengths, session: self)
+            let update = RewardUpdate(iteration: r.iteration, policyLoss: meanLoss, scored: s.learned, promptLengths: r.promptLengths,
+                                      policy: roles.policy, scorer: scorer, replicas: replicas, heldOutPrompts: heldOutPrompts,
+                                      replayPairs: data.r2mPairs, eosTokenId: tokenizer.eosTokenId)
             for source in sources { learnedFigures.merge(try await source.update(update)) { a, _ in a } }
         }
         return PPOMetrics(iteration: r.iteration, sums: sums, sourceNames: sources.map(\.name), klCoefficient: s.beta, promptPool: r.promptPool,

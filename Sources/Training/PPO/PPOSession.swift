@@ -5,11 +5,10 @@ import Datasets
 import Foundation
 import Kernels
 import Models
+import Rewards
 import Roles
+import Runs
 import Tokenizers
-
-/// An RL prompt: its tokens ([BOS] x), reference answer, task and text.
-struct PPOPrompt { let tokens: [Int32]; let answer: String?; var task = ""; var text = "" }
 
 /// The roles of one PPO run. Hydra: every role over one frozen trunk with LoRA adapters;
 /// separate: a full copy per role. Reference and reward answer locally or from their ranks.
@@ -177,8 +176,8 @@ final class PPOSession {
         reference = placement.remote[.reference].map { [clients] in RemoteReference(clients[$0]!) } ?? roles.scorer
         reward = placement.remote[.reward].map { [clients] in RemoteReward(clients[$0]!) } ?? roles.localReward
         onePass = cfg.layout == .hydra && placement.remote[.reference] == nil && placement.remote[.reward] == nil
-        let arms = RewardSources.names(for: cfg).filter { $0 != "proxy" }
-        learned = try LearnedRewards.make(cfg, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed, namedArms: arms)
+        let arms = RewardSources.names(for: cfg.rewardConfig).filter { $0 != ProxySource.registration.name && $0 != R2MSource.registration.name }
+        learned = try LearnedRewards.make(cfg.rewardConfig, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed, namedArms: arms)
         guard learned == nil || (onePass && colocated) else {
             throw ConfigError("'placement': learned rewards (rewards.proxy_heads, laser.arms) read the policy's and the shared trunk's states in one pass; they need layout hydra with every role colocated")
         }
@@ -228,7 +227,7 @@ final class PPOSession {
     /// the pool), LASeR's held-out prompts and the curriculum.
     func preparePrompts(folder: RunFolder?) async throws {
         let prompts = data.prompts
-        let context = { (pool: [Int]) in RewardSourceContext(config: self.cfg, learned: self.learned, prompts: prompts, pool: pool, policy: self.policy,
+        let context = { (pool: [Int]) in RewardSourceContext(config: self.cfg.rewardConfig, learned: self.learned, prompts: prompts, pool: pool, policy: self.policy,
                                                              scorer: self.scorer, tokenizer: self.tokenizer, say: self.say) }
         let beforePool = RewardSources.registry.filter { !$0.needsPromptPool }
         sources = try await RewardSources.make(context(Array(prompts.indices)), from: beforePool)

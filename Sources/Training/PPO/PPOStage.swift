@@ -4,6 +4,7 @@ import Foundation
 import Kernels
 import Models
 import Roles
+import Runs
 import Tokenizers
 
 public struct PPOResult: Sendable {

@@ -20,6 +20,13 @@ public struct TrainingState: Codable, Equatable, Sendable {
     /// PPO: the KL coefficient (adaptive control moves it) and each trainable part's AdamW step.
     public var klBeta: Double? = nil
     public var optimizerSteps: [String: Int]? = nil
+
+    public init(stage: String, step: Int, cursor: Int, optimizerStep: Int, learningRate: Float, rng: RNG, tokenizer: String, worldSize: Int,
+                pairCursor: Int? = nil, klBeta: Double? = nil, optimizerSteps: [String: Int]? = nil) {
+        self.stage = stage; self.step = step; self.cursor = cursor; self.optimizerStep = optimizerStep; self.learningRate = learningRate
+        self.rng = rng; self.tokenizer = tokenizer; self.worldSize = worldSize
+        self.pairCursor = pairCursor; self.klBeta = klBeta; self.optimizerSteps = optimizerSteps
+    }
 }
 
 /// A checkpoint folder (design §6): a Hugging Face model folder (config.json, model.safetensors,
@@ -40,7 +47,7 @@ public enum Checkpoints {
     }
 
     /// The tokenizer (or the byte marker), the optimizer's moments and the training state.
-    static func writeCommon(_ temporary: String, optimizer: AdamW?, state: TrainingState, tokenizerFile: String?) throws {
+    package static func writeCommon(_ temporary: String, optimizer: AdamW?, state: TrainingState, tokenizerFile: String?) throws {
         let fm = FileManager.default
         if let tokenizerFile { try fm.copyItem(atPath: tokenizerFile, toPath: (temporary as NSString).appendingPathComponent("tokenizer.json")) }
         else { try ByteTokenizer.markerContents.write(toFile: (temporary as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
@@ -104,7 +111,7 @@ public enum Checkpoints {
 }
 
 /// Writes named 1-D Float32 tensors to a safetensors file.
-func writeFloatTensors(path: String, _ columns: [(String, [Float])]) throws {
+package func writeFloatTensors(path: String, _ columns: [(String, [Float])]) throws {
     var buffers = columns.map { ($0.0, FloatBuffer(count: max($0.1.count, 1))) }
     for (i, column) in columns.enumerated() { for (j, v) in column.1.enumerated() { buffers[i].1.pointer[j] = v } }
     try withExtendedLifetime(buffers) {

@@ -11,6 +11,8 @@ public struct EvalResult: Sendable, Equatable {
     public var loss: Double
     public var exactMatch: Double?
     public var examples: Int
+
+    public init(loss: Double, exactMatch: Double?, examples: Int) { self.loss = loss; self.exactMatch = exactMatch; self.examples = examples }
 }
 
 public enum Evaluation {

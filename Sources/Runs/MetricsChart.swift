@@ -35,7 +35,7 @@ public enum MetricsChart {
     }
 
     /// Tick positions at 1, 2 or 5 × 10^k spacing covering [low, high].
-    static func ticks(_ low: Double, _ high: Double, count: Int = 5) -> [Double] {
+    package static func ticks(_ low: Double, _ high: Double, count: Int = 5) -> [Double] {
         guard high > low else { return [low] }
         let raw = (high - low) / Double(count)
         let magnitude = pow(10, floor(log10(raw)))
@@ -46,7 +46,7 @@ public enum MetricsChart {
         return result
     }
 
-    static func label(_ v: Double) -> String {
+    package static func label(_ v: Double) -> String {
         if v == 0 { return "0" }
         if abs(v) >= 1e4 || abs(v) < 1e-3 { return String(format: "%.1e", v) }
         return String(format: "%g", (v * 1e4).rounded() / 1e4)

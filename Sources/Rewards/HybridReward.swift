@@ -1,9 +1,11 @@
 import Alignment
 import Config
+import Datasets
 import Foundation
 import Kernels
 import Models
 import Roles
+import Runs
 import Tokenizers
 
 /// The hybrid reward of Shen et al. 2025 (algorithms.md §8.2): per prompt, the rule verifiers of
@@ -11,27 +13,27 @@ import Tokenizers
 /// judging against the ground-truth answer, else the GenRM judging against the best of N SFT
 /// samples as ranked by the reward model (proxy head 1). Hack resistance, strongest first:
 /// verifier, GenRM with ground truth, GenRM with best-of-N.
-final class HybridReward {
-    enum Route: String, CaseIterable { case verifier, genrmTruth = "genrm_truth", genrmBestOfN = "genrm_bon" }
+package final class HybridReward {
+    package enum Route: String, CaseIterable { case verifier, genrmTruth = "genrm_truth", genrmBestOfN = "genrm_bon" }
     /// Task → its rule verifiers (scores summed), from rewards.verifier_tasks.
-    let verifiers: [String: [any Verifier]]
-    let referenceTasks: Set<String>
-    let genrm: GenerativeReward?
+    package let verifiers: [String: [any Verifier]]
+    package let referenceTasks: Set<String>
+    package let genrm: GenerativeReward?
     /// Best-of-N references of the prompts routed to them (prompt index → response text).
-    var bestOfN: [Int: String] = [:]
+    package var bestOfN: [Int: String] = [:]
 
-    init(verifiers: [String: [any Verifier]], referenceTasks: Set<String>, genrm: GenerativeReward?) {
+    package init(verifiers: [String: [any Verifier]], referenceTasks: Set<String>, genrm: GenerativeReward?) {
         self.verifiers = verifiers; self.referenceTasks = referenceTasks; self.genrm = genrm
     }
 
-    func route(task: String, hasAnswer: Bool) -> Route {
+    package func route(task: String, hasAnswer: Bool) -> Route {
         if verifiers[task] != nil && hasAnswer { return .verifier }
         if referenceTasks.contains(task) && hasAnswer { return .genrmTruth }
         return .genrmBestOfN
     }
 
     /// The routed reward of each response, and each response's route.
-    func scores(prompts: [Int], questions: [String], tasks: [String], answers: [String?], texts: [String]) throws -> (values: [Double], routes: [Route]) {
+    package func scores(prompts: [Int], questions: [String], tasks: [String], answers: [String?], texts: [String]) throws -> (values: [Double], routes: [Route]) {
         let routes = prompts.indices.map { route(task: tasks[$0], hasAnswer: answers[$0] != nil) }
         var values = [Double](repeating: 0, count: texts.count)
         var judged: [(Int, (question: String, candidate: String, reference: String))] = []
@@ -56,7 +58,7 @@ final class HybridReward {
 extension HybridReward {
     /// Best-of-N references for the prompts the hybrid reward routes to them: N samples of the SFT
     /// policy, ranked by the reward model (`rewards.proxy_heads`' first head). Computed once.
-    static func bestOfNReferences(_ indices: [Int], prompts: [PPOPrompt], config: PPOConfig, policy: any PolicyRole, scorer: HydraScorer,
+    package static func bestOfNReferences(_ indices: [Int], prompts: [PPOPrompt], config: RewardConfig, policy: any PolicyRole, scorer: HydraScorer,
                                   tokenizer: any Tokenizer, learned: LearnedRewards?) async throws -> [Int: String] {
         guard !indices.isEmpty else { return [:] }
         guard let learned else { throw ConfigError("hybrid reward: best-of-N references need a reward model in 'rewards.proxy_heads'") }
@@ -66,7 +68,7 @@ extension HybridReward {
             let part = Array(indices[start..<min(start + 32, indices.count)])
             let repeated = part.flatMap { Array(repeating: prompts[$0].tokens, count: n) }
             let samples = try await policy.generate(prompts: repeated, options: SamplingOptions(
-                temperature: 1, maxNewTokens: config.ppo.maxNewTokens, eosTokenId: tokenizer.eosTokenId, seed: config.run.seed &+ 0xB0 &+ UInt64(start))).tokens
+                temperature: 1, maxNewTokens: config.maxNewTokens, eosTokenId: tokenizer.eosTokenId, seed: config.seed &+ 0xB0 &+ UInt64(start))).tokens
             let sequences = zip(repeated, samples).map { $0 + $1 }
             let (_, last) = try await scorer.referenceAndLastHidden(sequences)
             let scores = learned.headScores(try learned.proxyStates(sequences, shared: last))[0]

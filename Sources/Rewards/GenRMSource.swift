@@ -4,17 +4,17 @@ import Foundation
 /// The generative reward model on its own (Shen et al. 2025, algorithms.md §8.2): the judge's
 /// P(Y) / (P(Y) + P(N)) reading the question, the response and the prompt's reference answer.
 /// (The hybrid source routes to the same judge only the prompts without a rule verifier.)
-final class GenRMSource: RewardSource {
-    static let weight = Key<Double>("rewards.genrm", 0,
+package final class GenRMSource: RewardSource {
+    package static let weight = Key<Double>("rewards.genrm", 0,
                                     "weight of the generative reward model (rewards.genrm_model) judging every response against its prompt's answer")
-    static let registration = RewardSourceRegistration(name: "genrm", keys: [weight.declaration],
+    package static let registration = RewardSourceRegistration(name: "genrm", keys: [weight.declaration],
                                                        isActive: { ($0.resolved.optional(GenRMSource.weight) ?? 0) != 0 }) { try make($0) }
-    let name = "genrm", weight: Double
-    let judge: GenerativeReward
+    package let name = "genrm", weight: Double
+    package let judge: GenerativeReward
 
-    init(judge: GenerativeReward, weight: Double) { self.judge = judge; self.weight = weight }
+    package init(judge: GenerativeReward, weight: Double) { self.judge = judge; self.weight = weight }
 
-    static func make(_ context: RewardSourceContext) throws -> GenRMSource {
+    package static func make(_ context: RewardSourceContext) throws -> GenRMSource {
         let cfg = context.config
         guard !cfg.rewards.genrmModel.isEmpty else { throw ConfigError("rewards.genrm needs 'rewards.genrm_model' (an SFT checkpoint trained on judge.jsonl)") }
         if let k = context.pool.first(where: { context.prompts[$0].answer == nil }) {
@@ -23,7 +23,7 @@ final class GenRMSource: RewardSource {
         return GenRMSource(judge: try GenerativeReward(directory: cfg.rewards.genrmModel), weight: cfg.resolved[GenRMSource.weight])
     }
 
-    func scores(_ batch: RewardBatch) throws -> [Double] {
+    package func scores(_ batch: RewardBatch) throws -> [Double] {
         try judge.scores(batch.texts.indices.map { i in (question: batch.questions[i], candidate: batch.texts[i], reference: batch.answers[i] ?? "") })
     }
 }

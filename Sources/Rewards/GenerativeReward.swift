@@ -4,6 +4,7 @@ import Foundation
 import Kernels
 import Models
 import Roles
+import Runs
 import Tokenizers
 
 /// A generative reward model (Shen et al. 2025, algorithms.md §8.2): a language model prompted as
@@ -13,9 +14,9 @@ import Tokenizers
 /// `rlhf data arith` → judge.jsonl).
 public struct GenerativeReward: @unchecked Sendable {
     public static let yes = JudgePrompt.yes, no = JudgePrompt.no
-    let trunk: any CausalLM
-    let tokenizer: any Tokenizer
-    let yesId: Int32, noId: Int32
+    package let trunk: any CausalLM
+    package let tokenizer: any Tokenizer
+    package let yesId: Int32, noId: Int32
 
     public static func prompt(question: String, candidate: String, reference: String) -> String {
         JudgePrompt.prompt(question: question, candidate: candidate, reference: reference)

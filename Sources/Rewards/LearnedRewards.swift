@@ -4,34 +4,35 @@ import Foundation
 import Kernels
 import Models
 import Roles
+import Runs
 
 /// PPO's learned proxy rewards on the frozen Hydra trunk (issue 7): reward heads read at the
 /// last token of the adapters-off pass, combined per batch in one of three ways —
 /// `mean` (the ensemble), `laser` (LinUCB picks one head per batch from the policy's prompt
 /// states; Nguyen et al. 2025, algorithms.md §9) or `r2m` (the first head fused with the
 /// policy's response states and updated online; Huang et al. 2026, §7).
-final class LearnedRewards {
-    let names: [String]
-    let heads: [ScalarHead]
+package final class LearnedRewards {
+    package let names: [String]
+    package let heads: [ScalarHead]
     /// A proxy's own trunk when it was fine-tuned with its head; nil: the head reads the shared
     /// frozen trunk's adapters-off pass (the Hydra way, no extra forward).
-    let trunks: [(any CausalLM)?]
-    let selection: RewardSelection
-    var bandit: LinUCB?
-    let laserSignal: LaserSignal
-    let r2m: R2MHead?
-    let r2mOptimizer: AdamW?
-    let r2mGradients: FloatBuffer?
-    let r2mWeightMax: Double, r2mRampIterations: Double
+    package let trunks: [(any CausalLM)?]
+    package let selection: RewardSelection
+    package var bandit: LinUCB?
+    package let laserSignal: LaserSignal
+    package let r2m: R2MHead?
+    package let r2mOptimizer: AdamW?
+    package let r2mGradients: FloatBuffer?
+    package let r2mWeightMax: Double, r2mRampIterations: Double
     /// The arm LASeR chose for the current batch and its context.
-    var pending: (arm: Int, context: [Double])?
-    var previousEnsembleMean: Double?
+    package var pending: (arm: Int, context: [Double])?
+    package var previousEnsembleMean: Double?
 
     /// LASeR's arms: the proxy heads by default, or any named reward sources (laser.arms).
-    let armNames: [String]
-    var explicitArms: Bool { armNames != names }
+    package let armNames: [String]
+    package var explicitArms: Bool { armNames != names }
 
-    init(names: [String], heads: [ScalarHead], trunks: [(any CausalLM)?], channels: Int, selection: RewardSelection, arms: [String]? = nil, laserAlpha: Double,
+    package init(names: [String], heads: [ScalarHead], trunks: [(any CausalLM)?], channels: Int, selection: RewardSelection, arms: [String]? = nil, laserAlpha: Double,
          laserSignal: LaserSignal, r2m: R2MHead?, r2mLR: Float, r2mWeightMax: Double, r2mRampIterations: Double) {
         precondition(names.count == heads.count && (!heads.isEmpty || !(arms ?? []).isEmpty))
         self.names = names; self.heads = heads; self.trunks = trunks; self.selection = selection; self.laserSignal = laserSignal
@@ -43,24 +44,24 @@ final class LearnedRewards {
         self.r2mWeightMax = r2mWeightMax; self.r2mRampIterations = r2mRampIterations
     }
 
-    var needsPolicyHidden: Bool { r2m != nil || bandit != nil }
+    package var needsPolicyHidden: Bool { r2m != nil || bandit != nil }
 
     /// w(t) = w_max · min(1, t / T_ramp) (our proposal, §7.2).
-    func r2mWeight(iteration: Int) -> Double { r2mRampIterations <= 0 ? r2mWeightMax : r2mWeightMax * min(1, Double(iteration) / r2mRampIterations) }
+    package func r2mWeight(iteration: Int) -> Double { r2mRampIterations <= 0 ? r2mWeightMax : r2mWeightMax * min(1, Double(iteration) / r2mRampIterations) }
 
     /// Each proxy's last-token states [K][N][C]: the shared pass's, or its own trunk's.
-    func proxyStates(_ sequences: [[Int32]], shared: [[Float]]) throws -> [[[Float]]] {
+    package func proxyStates(_ sequences: [[Int32]], shared: [[Float]]) throws -> [[[Float]]] {
         try trunks.map { trunk in try trunk.map { try $0.lastHiddenStates(sequences) } ?? shared }
     }
 
     /// Scores of every head [K][N] from its last-token states.
-    func headScores(_ states: [[[Float]]]) -> [[Double]] {
+    package func headScores(_ states: [[[Float]]]) -> [[Double]] {
         zip(heads, states).map { h, last in h.forward(hidden: last.flatMap { $0 }, rows: last.count).map(Double.init) }
     }
 
     /// LASeR's context: the policy's final states over each prompt's tokens, mean-pooled per
     /// prompt, then over the batch (every rank's), L2-normalised.
-    func context(policyHidden: [[Float]], promptLengths: [Int], channels c: Int, replicas: (any Transport)?) async throws -> [Double] {
+    package func context(policyHidden: [[Float]], promptLengths: [Int], channels c: Int, replicas: (any Transport)?) async throws -> [Double] {
         var sum = [Double](repeating: 0, count: c + 1)
         for (h, n) in zip(policyHidden, promptLengths) {
             for t in 0..<n { for j in 0..<c { sum[j] += Double(h[t * c + j]) / Double(n) } }
@@ -74,7 +75,7 @@ final class LearnedRewards {
     }
 
     /// The proxy reward of each sequence, and the arm LASeR chose (nil otherwise).
-    func rewards(iteration: Int, scores: [[Double]], lastHidden: [[Float]], policyHidden: [[Float]], promptLengths: [Int],
+    package func rewards(iteration: Int, scores: [[Double]], lastHidden: [[Float]], policyHidden: [[Float]], promptLengths: [Int],
                  channels: Int, replicas: (any Transport)?) async throws -> (values: [Double], arm: Int?) {
         if let bandit {
             let x = try await context(policyHidden: policyHidden, promptLengths: promptLengths, channels: channels, replicas: replicas)
@@ -96,14 +97,14 @@ final class LearnedRewards {
     }
 
     /// The heads' mean score per sequence (zeros without heads).
-    func ensemble(_ scores: [[Double]], count: Int) -> [Double] {
+    package func ensemble(_ scores: [[Double]], count: Int) -> [Double] {
         (0..<count).map { i in scores.isEmpty ? 0 : scores.reduce(0) { $0 + $1[i] } / Double(scores.count) }
     }
 
     /// After the iteration's update: LASeR learns from −(mean policy loss), or from the held-out
     /// score gain — the heads' mean score of greedy responses to fixed held-out prompts after this
     /// update minus after the previous one.
-    func finishIteration(policyLoss: Double, heldOut: Double?) {
+    package func finishIteration(policyLoss: Double, heldOut: Double?) {
         defer { if let heldOut { previousEnsembleMean = heldOut } }
         guard var b = bandit, let (arm, x) = pending else { return }
         let signal = laserSignal == .loss ? -policyLoss : (heldOut ?? 0) - (previousEnsembleMean ?? heldOut ?? 0)
@@ -113,14 +114,14 @@ final class LearnedRewards {
     }
 
     /// The policy's states on the response tokens [A, C] of a sequence whose prompt has `from` tokens.
-    func responseStates(_ hidden: [Float], from promptLength: Int, channels c: Int) -> [Float] {
+    package func responseStates(_ hidden: [Float], from promptLength: Int, channels c: Int) -> [Float] {
         Array(hidden[(promptLength * c)...])
     }
 
     /// One online R2M update (§7.2 proposal): Bradley–Terry on replayed preference pairs, with
     /// the current policy's states, plus λ·mean((R2M − R0)²) on this batch's rollouts against the
     /// original head. Only the fusion and head train. Returns (pair loss, anchor loss).
-    func updateR2M(iteration: Int, pairs: [(chosen: (last: [Float], policy: [Float]), rejected: (last: [Float], policy: [Float]))],
+    package func updateR2M(iteration: Int, pairs: [(chosen: (last: [Float], policy: [Float]), rejected: (last: [Float], policy: [Float]))],
                    rollouts: [(last: [Float], policy: [Float], original: Double)], anchor: Double, learningRate: Float,
                    replicas: (any Transport)?) async throws -> (Double, Double) {
         guard let r2m, let optimizer = r2mOptimizer, let grads = r2mGradients else { return (0, 0) }
@@ -158,24 +159,24 @@ final class LearnedRewards {
 
 /// What a PPO checkpoint keeps of the learned rewards: the bandit, and R2M's parameters and moments.
 extension LearnedRewards {
-    struct State: Codable { var bandit: LinUCB?; var previousEnsembleMean: Double?; var r2mStep: Int? }
-    static let stateFile = "learned_rewards.json"
+    package struct State: Codable { var bandit: LinUCB?; var previousEnsembleMean: Double?; var r2mStep: Int? }
+    package static let stateFile = "learned_rewards.json"
 
     /// R2M's parameters and moments, saved with the roles' in ppo_state.safetensors.
-    func snapshots() -> [String: TrainableSnapshot] {
+    package func snapshots() -> [String: TrainableSnapshot] {
         guard let r2m, let o = r2mOptimizer else { return [:] }
         return ["r2m": TrainableSnapshot(parameters: r2m.parameters.array, m: o.m.array, v: o.v.array, step: o.step)]
     }
 
     /// The bandit and its last held-out score, as learned_rewards.json in a checkpoint folder.
-    func writeState(directory: String) throws {
+    package func writeState(directory: String) throws {
         let state = State(bandit: bandit, previousEnsembleMean: previousEnsembleMean, r2mStep: r2mOptimizer?.step)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         try encoder.encode(state).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent(Self.stateFile)))
     }
 
-    func restore(directory: String, snapshots: [String: TrainableSnapshot]) throws {
+    package func restore(directory: String, snapshots: [String: TrainableSnapshot]) throws {
         let path = (directory as NSString).appendingPathComponent(Self.stateFile)
         guard let data = FileManager.default.contents(atPath: path) else { throw TrainingError("\(path): missing (the checkpoint has no learned-reward state)") }
         let state = try JSONDecoder().decode(State.self, from: data)

@@ -13,7 +13,7 @@ extension LearnedRewards {
     /// nil when no proxy heads are configured. A head trained alone on model.init_from
     /// (rm.train_trunk=false) is read on the shared pass; a fine-tuned reward model keeps its trunk.
     /// `namedArms`: the run's other reward sources, which LASeR may also choose (laser.arms).
-    static func make(_ cfg: PPOConfig, base: any CausalLM, originalHead: ScalarHead, seed: UInt64, namedArms: [String]) throws -> LearnedRewards? {
+    package static func make(_ cfg: RewardConfig, base: any CausalLM, originalHead: ScalarHead, seed: UInt64, namedArms: [String]) throws -> LearnedRewards? {
         let list = cfg.rewards.proxyHeads, arms = cfg.laser.arms, selection = cfg.rewards.selection
         guard arms.isEmpty || selection == .laser else { throw ConfigError("'laser.arms' needs rewards.selection: laser") }
         guard !list.isEmpty || !arms.isEmpty else {
@@ -59,24 +59,24 @@ extension LearnedRewards {
         return LearnedRewards(names: heads.indices.map { "proxy\($0 + 1)" }, heads: heads, trunks: trunks, channels: base.config.channels, selection: selection,
                               arms: arms.isEmpty ? nil : arms, laserAlpha: cfg.laser.alpha,
                               laserSignal: cfg.laser.signal, r2m: r2m, r2mLR: cfg.r2m.lr, r2mWeightMax: cfg.r2m.wMax,
-                              r2mRampIterations: cfg.r2m.ramp * Double(cfg.ppo.iterations))
+                              r2mRampIterations: cfg.r2m.ramp * Double(cfg.iterations))
     }
 
     /// "proxyK" → K − 1, the index of proxy head K; nil for other names.
-    static func proxyIndex(_ name: String) -> Int? {
+    package static func proxyIndex(_ name: String) -> Int? {
         guard name.hasPrefix("proxy"), let k = Int(name.dropFirst(5)), k >= 1 else { return nil }
         return k - 1
     }
 
-    struct Scored {
-        var reference: [[Float]], old: [[Float]], original: [Float]
-        var proxy: [Double], perHead: [[Double]], arm: Int?
-        var lastHidden: [[Float]], policyHidden: [[Float]]
+    package struct Scored {
+        package var reference: [[Float]], old: [[Float]], original: [Float]
+        package var proxy: [Double], perHead: [[Double]], arm: Int?
+        package var lastHidden: [[Float]], policyHidden: [[Float]]
     }
 
     /// The score phase with learned rewards: one adapters-off pass (reference log-probs and the
     /// heads' last-token states), the policy's pass (old log-probs and, when needed, its states).
-    func score(_ sequences: [[Int32]], promptLengths: [Int], iteration: Int, scorer: HydraScorer, policy: LocalPolicy,
+    package func score(_ sequences: [[Int32]], promptLengths: [Int], iteration: Int, scorer: HydraScorer, policy: LocalPolicy,
                originalHead: ScalarHead, replicas: (any Transport)?) async throws -> Scored {
         let (reference, last) = try await scorer.referenceAndLastHidden(sequences)
         let (old, policyHidden) = needsPolicyHidden ? try await policy.logProbsAndHidden(sequences) : (try await policy.logProbs(sequences), [])
@@ -92,7 +92,7 @@ extension LearnedRewards {
 
     /// R2M's online update on `replay` pairs (each [BOS] x y [EOS] with its prompt length) and
     /// this batch's rollouts, using the current policy's states.
-    func updateR2M(iteration: Int, replay: [(chosen: [Int32], rejected: [Int32], promptLength: Int)], scored: Scored, promptLengths: [Int],
+    package func updateR2M(iteration: Int, replay: [(chosen: [Int32], rejected: [Int32], promptLength: Int)], scored: Scored, promptLengths: [Int],
                    scorer: HydraScorer, policy: LocalPolicy, anchor: Double, learningRate: Float, replicas: (any Transport)?) async throws -> (Double, Double) {
         guard !replay.isEmpty else { return (0, 0) }
         let sequences = replay.map(\.chosen) + replay.map(\.rejected)
@@ -112,7 +112,7 @@ extension LearnedRewards {
     }
 
     /// The heads' mean score of the policy's greedy responses to `prompts` (LASeR's held-out signal).
-    func heldOutScore(_ prompts: [[Int32]], policy: LocalPolicy, scorer: HydraScorer, maxNewTokens: Int, eosTokenId: Int32?) async throws -> Double {
+    package func heldOutScore(_ prompts: [[Int32]], policy: LocalPolicy, scorer: HydraScorer, maxNewTokens: Int, eosTokenId: Int32?) async throws -> Double {
         guard !prompts.isEmpty else { return 0 }
         let out = try await policy.generate(prompts: prompts, options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: eosTokenId)).tokens
         let sequences = zip(prompts, out).map { $0 + $1 }

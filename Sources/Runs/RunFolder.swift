@@ -64,7 +64,7 @@ public struct RunFolder: Sendable {
         return (try RunFolder(path: decided[0]), decided[1].isEmpty ? nil : decided[1], decided[2])
     }
 
-    static func isTimestamp(_ s: String) -> Bool {
+    package static func isTimestamp(_ s: String) -> Bool {
         let parts = s.split(separator: "-")
         return parts.count >= 2 && parts[0].count == 8 && parts[1].count == 6 && parts.allSatisfy { $0.allSatisfy(\.isNumber) }
     }
@@ -99,9 +99,9 @@ public struct Progress {
     public let every: Int
     /// A redrawn bar only for a person at a terminal: under mpirun stdout is a pty too, but it is
     /// forwarded into logs, where carriage returns make a mess.
-    let interactive = isatty(1) != 0 && !MPIRuntime.launchedByMPI
-    let start = Date()
-    var startStep: Int
+    package let interactive = isatty(1) != 0 && !MPIRuntime.launchedByMPI
+    package let start = Date()
+    package var startStep: Int
 
     public init(total: Int, every: Int, startStep: Int) { self.total = total; self.every = max(every, 1); self.startStep = startStep }
 
@@ -126,7 +126,7 @@ public struct Progress {
         fflush(nil)
     }
 
-    static func clock(_ seconds: Double) -> String {
+    package static func clock(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }

@@ -5,16 +5,16 @@ import Foundation
 /// The hybrid reward (Shen et al. 2025, algorithms.md §8.2): each prompt routed by its task to
 /// rule verifiers, the GenRM with the answer, or the GenRM against a best-of-N reference; the
 /// best-of-N references are sampled once when the source is built.
-final class HybridSource: RewardSource {
-    static let registration = RewardSourceRegistration(name: "hybrid", isActive: { $0.rewards.hybrid != 0 }, needsPromptPool: true) { try await HybridSource.make($0) }
-    let name = "hybrid", weight: Double
-    let hybrid: HybridReward
+package final class HybridSource: RewardSource {
+    package static let registration = RewardSourceRegistration(name: "hybrid", isActive: { $0.rewards.hybrid != 0 }, needsPromptPool: true) { try await HybridSource.make($0) }
+    package let name = "hybrid", weight: Double
+    package let hybrid: HybridReward
     /// The routes of the last batch scored (for the route shares in the metrics).
-    private(set) var lastRoutes: [HybridReward.Route] = []
+    package private(set) var lastRoutes: [HybridReward.Route] = []
 
-    init(hybrid: HybridReward, weight: Double) { self.hybrid = hybrid; self.weight = weight }
+    package init(hybrid: HybridReward, weight: Double) { self.hybrid = hybrid; self.weight = weight }
 
-    static func make(_ context: RewardSourceContext) async throws -> HybridSource {
+    package static func make(_ context: RewardSourceContext) async throws -> HybridSource {
         let cfg = context.config, prompts = context.prompts
         let verifiers: [String: [any Verifier]]
         do { verifiers = try Verifiers.routes(cfg.rewards.verifierTasks) } catch { throw ConfigError("'rewards.verifier_tasks': \(error)") }
@@ -28,7 +28,7 @@ final class HybridSource: RewardSource {
         return HybridSource(hybrid: hybrid, weight: cfg.rewards.hybrid)
     }
 
-    func scores(_ batch: RewardBatch) throws -> [Double] {
+    package func scores(_ batch: RewardBatch) throws -> [Double] {
         let (values, routes) = try hybrid.scores(prompts: batch.promptIndices, questions: batch.questions, tasks: batch.tasks,
                                                  answers: batch.answers, texts: batch.texts)
         lastRoutes = routes
