@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Rewards", "Runs", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Datasets", "Cluster"], exclude: ["Fixtures"]),
     ]
 )

@@ -11,9 +11,11 @@ public struct TokenizedExample: Equatable, Sendable {
 }
 
 public enum SFTTokenization {
-    /// [BOS] prompt completion [EOS]; the loss covers the completion and EOS.
+    /// [BOS] prompt completion [EOS]; the loss covers the completion and EOS. A conversation is its
+    /// rendered spans as the template wrote them (no BOS or EOS added), the loss on assistant turns.
     public static func tokenize(_ e: SFTExample, tokenizer: any Tokenizer, maxLength: Int) throws -> TokenizedExample {
-        let prompt = (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(e.prompt)
+        if let spans = e.spans { return try tokenize(spans, source: e.source, tokenizer: tokenizer, maxLength: maxLength) }
+        let prompt = tokenizer.encodeWithPrefix(e.prompt)
         let completion = tokenizer.encode(e.completion) + (tokenizer.eosTokenId.map { [$0] } ?? [])
         let sequence = prompt + completion
         guard sequence.count - 1 <= maxLength else {
@@ -26,9 +28,23 @@ public enum SFTTokenization {
         return TokenizedExample(tokens: tokens, targets: targets)
     }
 
+    static func tokenize(_ spans: [TextSpan], source: String, tokenizer: any Tokenizer, maxLength: Int) throws -> TokenizedExample {
+        var sequence: [Int32] = [], trained: [Bool] = []
+        for span in spans {
+            let ids = tokenizer.encode(span.text)
+            sequence += ids
+            trained += Array(repeating: span.trained, count: ids.count)
+        }
+        guard sequence.count - 1 <= maxLength else { throw DatasetError("\(source): \(sequence.count - 1) tokens exceed train.max_length (\(maxLength))") }
+        guard sequence.count >= 2, trained.dropFirst().contains(true) else { throw DatasetError("\(source): no assistant tokens to train on") }
+        // Position t predicts token t+1: its target counts when that token belongs to an assistant turn.
+        let targets = (1..<sequence.count).map { trained[$0] ? sequence[$0] : -1 }
+        return TokenizedExample(tokens: Array(sequence.dropLast()), targets: targets)
+    }
+
     /// The prompt part alone, for generation.
     public static func promptTokens(_ e: SFTExample, tokenizer: any Tokenizer) -> [Int32] {
-        (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(e.prompt)
+        tokenizer.encodeWithPrefix(e.prompt)
     }
 }
 

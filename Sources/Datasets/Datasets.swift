@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizers
 
 /// JSONL datasets (design §6). Every line must parse; a bad line is an error naming the file,
 /// the line and the field — never skipped. Fields not listed here are ignored.
@@ -8,16 +9,26 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable {
 }
 
 /// A demonstration: the loss counts `completion` only. A {"text"} line is a completion with an
-/// empty prompt (every token counts).
+/// empty prompt (every token counts). A conversation ({"messages"}) keeps its rendered spans, the
+/// loss on the assistant turns; prompt and completion are then its last assistant turn and what
+/// comes before it (for evaluation).
 public struct SFTExample: Equatable, Sendable {
     public var prompt: String
     public var completion: String
     /// The reference answer for exact-match evaluation, when the data has one.
     public var answer: String?
     public var source: String   // file:line, for errors raised later (e.g. too long)
-    public init(prompt: String, completion: String, answer: String? = nil, source: String = "") {
-        self.prompt = prompt; self.completion = completion; self.answer = answer; self.source = source
+    public var spans: [TextSpan]?
+    public init(prompt: String, completion: String, answer: String? = nil, source: String = "", spans: [TextSpan]? = nil) {
+        self.prompt = prompt; self.completion = completion; self.answer = answer; self.source = source; self.spans = spans
     }
+}
+
+/// A piece of a rendered conversation and whether the loss counts it.
+public struct TextSpan: Equatable, Sendable {
+    public var text: String
+    public var trained: Bool
+    public init(_ text: String, trained: Bool) { self.text = text; self.trained = trained }
 }
 
 /// A preference pair, or a ranking of K ≥ 2 responses (`ranked`, best first; chosen and
@@ -50,25 +61,35 @@ public struct PromptExample: Equatable, Sendable {
 public enum JSONL {
     /// (line number, object) for every non-blank line.
     public static func objects(path: String) throws -> [(line: Int, object: [String: Any])] {
-        if path == "-" { return try objects(data: FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw DatasetError("\(path): cannot read (missing?)") }
-        return try objects(data: data, name: path)
+        try rows(path: path).map { ($0.line, $0.object) }
     }
 
     /// The same for bytes already read; `name` stands for the file in errors.
     public static func objects(data: Data, name path: String) throws -> [(line: Int, object: [String: Any])] {
-        var result: [(Int, [String: Any])] = []
+        try rows(data: data, name: path).map { ($0.line, $0.object) }
+    }
+
+    /// (line number, object, the line's text) for every non-blank line; the text is read again,
+    /// in key order, where order matters (messages).
+    static func rows(path: String) throws -> [(line: Int, object: [String: Any], text: String)] {
+        if path == "-" { return try rows(data: FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw DatasetError("\(path): cannot read (missing?)") }
+        return try rows(data: data, name: path)
+    }
+
+    static func rows(data: Data, name path: String) throws -> [(line: Int, object: [String: Any], text: String)] {
+        var result: [(Int, [String: Any], String)] = []
         for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.allSatisfy(\.isWhitespace) { continue }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
                 throw DatasetError("\(path):\(index + 1): not a JSON object")
             }
-            result.append((index + 1, object))
+            result.append((index + 1, object, String(line)))
         }
         return result
     }
 
-    static func string(_ o: [String: Any], _ field: String, at place: String, required: Bool = true) throws -> String? {
+    public static func string(_ o: [String: Any], _ field: String, at place: String, required: Bool = true) throws -> String? {
         guard let value = o[field], !(value is NSNull) else {
             if required { throw DatasetError("\(place): missing field '\(field)'") }
             return nil
@@ -77,9 +98,15 @@ public enum JSONL {
         return s
     }
 
-    public static func sft(path: String) throws -> [SFTExample] {
-        let examples = try objects(path: path).map { line, o -> SFTExample in
+    /// SFT rows: {"prompt", "completion"}, {"text"}, or TRL's conversational {"messages"} (the
+    /// loss on assistant turns), which needs the tokenizer's chat template `chat`.
+    public static func sft(path: String, chat: ChatFormatter? = nil) throws -> [SFTExample] {
+        let examples = try rows(path: path).map { line, o, text -> SFTExample in
             let place = "\(path):\(line)"
+            if o["messages"] != nil {
+                let (messages, variables) = try Conversations.messages(text, field: "messages", at: place, chat: chat)
+                return try Conversations.sftExample(messages, variables: variables, chat: chat!, answer: try string(o, "answer", at: place, required: false), at: place)
+            }
             if o["text"] != nil {
                 guard o["prompt"] == nil && o["completion"] == nil else {
                     throw DatasetError("\(place): give either 'text' or 'prompt' + 'completion', not both")
@@ -96,9 +123,12 @@ public enum JSONL {
         return examples
     }
 
-    public static func preferences(path: String) throws -> [PreferenceExample] {
-        try objects(path: path).map { line, o in
+    /// Preference rows; TRL's conversational form ({"prompt": [messages], "chosen": [messages],
+    /// "rejected": [messages]}) is rendered with the tokenizer's chat template `chat`.
+    public static func preferences(path: String, chat: ChatFormatter? = nil) throws -> [PreferenceExample] {
+        try rows(path: path).map { line, o, text in
             let place = "\(path):\(line)"
+            if o["prompt"] is [Any] { return try Conversations.preference(text, object: o, chat: chat, at: place) }
             var margin: Double?
             if let m = o["margin"], !(m is NSNull) {
                 guard let v = m as? Double else { throw DatasetError("\(place): field 'margin' must be a number") }
@@ -124,10 +154,16 @@ public enum JSONL {
         }
     }
 
-    public static func prompts(path: String) throws -> [PromptExample] {
-        try objects(path: path).map { line, o in
+    /// RL prompts: {"prompt": text} or TRL's {"prompt": [messages]} (rendered with the generation prompt).
+    public static func prompts(path: String, chat: ChatFormatter? = nil) throws -> [PromptExample] {
+        try rows(path: path).map { line, o, text in
             let place = "\(path):\(line)"
-            return PromptExample(prompt: try string(o, "prompt", at: place)!, answer: try string(o, "answer", at: place, required: false),
+            var prompt: String
+            if o["prompt"] is [Any] {
+                let (messages, variables) = try Conversations.messages(text, field: "prompt", at: place, chat: chat)
+                do { prompt = try chat!.render(messages, addGenerationPrompt: true, variables: variables) } catch { throw DatasetError("\(place): \(error)") }
+            } else { prompt = try string(o, "prompt", at: place)! }
+            return PromptExample(prompt: prompt, answer: try string(o, "answer", at: place, required: false),
                                  task: try string(o, "task", at: place, required: false), source: place)
         }
     }

@@ -45,6 +45,14 @@ public func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, valid: Int, wid
     if valid < width { (row + valid).update(repeating: 0, count: width - valid) }
 }
 
+/// In place: dS = scale · P ⊙ (dP − Σ_j P·dP) over row[0..<valid] (softmax's backward), 0 after.
+@inline(__always)
+public func causalSoftmaxBackwardRow(_ dp: UnsafeMutablePointer<Float>, probs p: UnsafePointer<Float>, valid: Int, width: Int, scale: Float) {
+    let inner = vectorDot(p, dp, valid)
+    for j in 0..<valid { dp[j] = p[j] * (dp[j] - inner) * scale }
+    if valid < width { (dp + valid).update(repeating: 0, count: width - valid) }
+}
+
 /// Accumulates into dqkv [B, T, 3C] (+=) given dout [B, T, C].
 /// dP = dy·vᵀ, dv = Pᵀ·dy, dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale, dq = dS·k, dk = dSᵀ·q.
 /// scratch holds T·T floats.
@@ -66,13 +74,7 @@ public func attentionBackward(
             let dy = dout + b * t * c + h * d
             BLAS.sgemm(transB: true, m: t, n: t, k: d, a: dy, lda: c, b: v, ldb: 3 * c, c: dp, ldc: t)
             BLAS.sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: dy, ldb: c, beta: 1, c: dv, ldc: 3 * c)
-            for row in 0..<t {
-                let pr = p + row * t, dr = dp + row * t
-                let valid = row + 1
-                let inner = vectorDot(pr, dr, valid)
-                for j in 0..<valid { dr[j] = pr[j] * (dr[j] - inner) * scale }
-                if valid < t { (dr + valid).update(repeating: 0, count: t - valid) }
-            }
+            for row in 0..<t { causalSoftmaxBackwardRow(dp + row * t, probs: p + row * t, valid: row + 1, width: t, scale: scale) }
             BLAS.sgemm(m: t, n: d, k: t, a: dp, lda: t, b: k, ldb: 3 * c, beta: 1, c: dq, ldc: 3 * c)
             BLAS.sgemm(transA: true, m: t, n: d, k: t, a: dp, lda: t, b: q, ldb: 3 * c, beta: 1, c: dk, ldc: 3 * c)
         }

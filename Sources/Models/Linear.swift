@@ -33,19 +33,22 @@ func linearBackward(
         BLAS.sgemm(transA: true, m: k, n: n, k: m, a: x, lda: k, b: dout, ldb: n, beta: 1, c: dWeight, ldc: n)
     }
     if let dBias { biasBackward(dBias, dout, rows: m, n: n) }
-    guard let lora else { return }
+    if let lora { loraBackward(lora, dx: dx, dout: dout, x: x, rows: m, input: k, output: n, scratch: loraScratch) }
+}
+
+/// The LoRA branch's backward, the same for Conv1D and nn.Linear layers (A [r, in], B [out, r]):
+/// dB += scale·doutᵀ·u, dA += (scale·dout·B)ᵀ·x, dx += (scale·dout·B)·A. `scratch` holds [M, r].
+func loraBackward(_ lora: LoRABranch, dx: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                  rows m: Int, input k: Int, output n: Int, scratch: UnsafeMutablePointer<Float>) {
     let r = lora.rank
     if let gradB = lora.gradB {
-        BLAS.sgemm(transA: true, m: n, n: r, k: m, alpha: lora.scale, a: dout, lda: n, b: lora.u, ldb: r,
-                   beta: 1, c: gradB, ldc: r)
+        BLAS.sgemm(transA: true, m: n, n: r, k: m, alpha: lora.scale, a: dout, lda: n, b: lora.u, ldb: r, beta: 1, c: gradB, ldc: r)
     }
     guard dx != nil || lora.gradA != nil else { return }
-    let du = loraScratch   // [M, r] = scale · dout · B
+    let du = scratch   // [M, r] = scale · dout · B
     BLAS.sgemm(m: m, n: r, k: n, alpha: lora.scale, a: dout, lda: n, b: lora.b, ldb: r, c: du, ldc: r)
     if let gradA = lora.gradA {
         BLAS.sgemm(transA: true, m: r, n: k, k: m, a: du, lda: r, b: x, ldb: k, beta: 1, c: gradA, ldc: k)
     }
-    if let dx {
-        BLAS.sgemm(m: m, n: k, k: r, a: du, lda: r, b: lora.a, ldb: k, beta: 1, c: dx, ldc: k)
-    }
+    if let dx { BLAS.sgemm(m: m, n: k, k: r, a: du, lda: r, b: lora.a, ldb: k, beta: 1, c: dx, ldc: k) }
 }

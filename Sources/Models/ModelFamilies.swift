@@ -8,6 +8,8 @@ public protocol ModelFamily {
     static var modelType: String { get }
     /// Named shapes for `model.preset` and `rlhf init --preset`.
     static var presets: [String: any ModelConfiguration] { get }
+    /// The projections LoRA can wrap, by PEFT's module names, in the family's order.
+    static var loraTargetNames: [String] { get }
     /// Parses config.json (`path` names it in errors); options the family does not compute are
     /// refused by name rather than ignored.
     static func configuration(hfConfig json: [String: Any], path: String) throws -> any ModelConfiguration
@@ -17,17 +19,25 @@ public protocol ModelFamily {
 
 /// The registry of model families, keyed by Hugging Face's `model_type`.
 public enum ModelFamilies {
-    public static var all: [any ModelFamily.Type] { [GPT2Family.self] }
+    public static var all: [any ModelFamily.Type] { [GPT2Family.self, LlamaFamily.self, Qwen2Family.self, MistralFamily.self] }
 
     public static func family(modelType: String) -> (any ModelFamily.Type)? { all.first { $0.modelType == modelType } }
 
-    public static var presetNames: [String] { all.flatMap { $0.presets.keys }.sorted() }
+    public static var presetNames: [String] { Set(all.flatMap { $0.presets.keys }).sorted() }
 
-    /// The preset `name` of whichever family defines it.
-    public static func preset(_ name: String) throws -> any ModelConfiguration {
-        for family in all { if let config = family.presets[name] { return config } }
-        throw ModelError.invalidConfig("unknown preset '\(name)'; presets are \(presetNames.joined(separator: ", "))")
+    /// The preset `name` of the family `family` (a model_type: gpt2, llama).
+    public static func preset(_ name: String, family modelType: String = GPT2Family.modelType) throws -> any ModelConfiguration {
+        guard let family = family(modelType: modelType) else {
+            throw ModelError.invalidConfig("unknown model family '\(modelType)'; families are \(all.map { $0.modelType }.joined(separator: ", "))")
+        }
+        guard let config = family.presets[name] else {
+            throw ModelError.invalidConfig("\(modelType) has no preset '\(name)'; its presets are \(family.presets.keys.sorted().joined(separator: ", "))")
+        }
+        return config
     }
+
+    /// The families that have presets (`rlhf init --family`, `model.family`).
+    public static var presetFamilies: [String] { all.filter { !$0.presets.isEmpty }.map { $0.modelType } }
 }
 
 /// Hugging Face model folders (`config.json` + `model.safetensors`) of any registered family, as
@@ -61,7 +71,7 @@ public enum HFCheckpoint {
     public static func save(_ model: any CausalLM, directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let configPath = (directory as NSString).appendingPathComponent("config.json")
-        let json = try JSONSerialization.data(withJSONObject: model.config.hfConfigJSON(), options: [.prettyPrinted, .sortedKeys])
+        let json = try JSONSerialization.data(withJSONObject: model.config.hfConfigJSON(), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         do { try json.write(to: URL(fileURLWithPath: configPath), options: .atomic) }
         catch { throw ModelError.checkpoint(path: configPath, reason: "cannot write: \(error.localizedDescription)") }
         try withExtendedLifetime(model) {

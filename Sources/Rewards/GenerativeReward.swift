@@ -35,7 +35,7 @@ public struct GenerativeReward: @unchecked Sendable {
         var out: [Double] = []
         for start in stride(from: 0, to: items.count, by: 64) {
             let part = items[start..<min(start + 64, items.count)]
-            let sequences = part.map { (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(Self.prompt(question: $0.question, candidate: $0.candidate, reference: $0.reference)) }
+            let sequences = part.map { tokenizer.encodeWithPrefix(Self.prompt(question: $0.question, candidate: $0.candidate, reference: $0.reference)) }
             let v = trunk.config.vocabSize
             let last = try trunk.lastHidden(sequences)   // [N, C]; a prompt over the context is an error naming its length
             let cache = LMHeadCache(rows: sequences.count, vocab: v)

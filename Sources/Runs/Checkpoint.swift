@@ -49,7 +49,15 @@ public enum Checkpoints {
     /// The tokenizer (or the byte marker), the optimizer's moments and the training state.
     package static func writeCommon(_ temporary: String, optimizer: AdamW?, state: TrainingState, tokenizerFile: String?) throws {
         let fm = FileManager.default
-        if let tokenizerFile { try fm.copyItem(atPath: tokenizerFile, toPath: (temporary as NSString).appendingPathComponent("tokenizer.json")) }
+        if let tokenizerFile {
+            try fm.copyItem(atPath: tokenizerFile, toPath: (temporary as NSString).appendingPathComponent("tokenizer.json"))
+            // The special tokens and chat template travel with it.
+            let folder = (tokenizerFile as NSString).deletingLastPathComponent
+            for name in ["tokenizer_config.json", "chat_template.jinja"] {
+                let source = (folder as NSString).appendingPathComponent(name)
+                if fm.fileExists(atPath: source) { try fm.copyItem(atPath: source, toPath: (temporary as NSString).appendingPathComponent(name)) }
+            }
+        }
         else { try ByteTokenizer.markerContents.write(toFile: (temporary as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
         if let optimizer {
             let moments = optimizer.layout.tensors.flatMap { t in

@@ -82,6 +82,16 @@ enum ByteLevelPreTokenizer {
         return table
     }()
 
+    /// Each UTF-8 byte of `text` as its printable symbol.
+    static func mapBytes(_ text: String) -> String {
+        var out = ""
+        out.unicodeScalars.reserveCapacity(text.utf8.count)
+        for b in text.utf8 { out.unicodeScalars.append(byteToUnicodeScalar[Int(b)]) }
+        return out
+    }
+
+    static let byteToUnicodeScalar: [Unicode.Scalar] = byteToUnicode.map { $0.unicodeScalars.first! }
+
     static let unicodeToByte: [Character: UInt8] = {
         var inverse: [Character: UInt8] = [:]
         for (b, c) in byteToUnicode.enumerated() { inverse[c] = UInt8(b) }

@@ -11,6 +11,26 @@ public protocol Tokenizer: Sendable {
     func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String
     /// A short description for logs ("byte (258 ids)", "BPE tokenizer.json (50257 ids)").
     var summary: String { get }
+    /// The tokens every sequence starts with: BOS when the tokenizer adds one.
+    var prefixTokens: [Int32] { get }
+    /// Ids that end generation: the EOS and any others the model folder lists.
+    var stopTokenIds: [Int32] { get }
+    /// The model's chat template with its special tokens, when it has one.
+    var chat: ChatFormatter? { get }
+}
+
+extension Tokenizer {
+    public var prefixTokens: [Int32] { bosTokenId.map { [$0] } ?? [] }
+    public var stopTokenIds: [Int32] { eosTokenId.map { [$0] } ?? [] }
+    public var chat: ChatFormatter? { nil }
+
+    /// `text` after the prefix tokens, unless the text already starts with them (a chat template
+    /// that writes bos_token itself).
+    public func encodeWithPrefix(_ text: String) -> [Int32] {
+        let ids = encode(text)
+        if !prefixTokens.isEmpty && ids.starts(with: prefixTokens) { return ids }
+        return prefixTokens + ids
+    }
 }
 
 public struct TokenizerError: Error, CustomStringConvertible, Equatable {

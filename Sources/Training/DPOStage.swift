@@ -180,7 +180,7 @@ public final class DPOStage {
     func models(tokenizer: any Tokenizer, checkpoint: String?) throws
         -> (base: any CausalLM, policy: any CausalLM, adapter: LoRAAdapter?, trainer: DataParallelOptimizer) {
         let cfg = config
-        let base = try SFTStage.makeModel(initFrom: cfg.run.initFrom, preset: cfg.run.preset, tokenizer: tokenizer, seed: cfg.run.seed)
+        let base = try SFTStage.makeModel(initFrom: cfg.run.initFrom, family: cfg.run.family, preset: cfg.run.preset, tokenizer: tokenizer, seed: cfg.run.seed)
         let adapter = try cfg.lora.config.map { try stageAdapter($0, model: base.config, checkpoint: checkpoint, seed: cfg.run.seed &+ 3) }
         let policy = adapter != nil ? base : try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? base.clone()
         let trainer = DataParallelOptimizer(parameters: adapter?.weights ?? policy.weights, layout: adapter?.layout ?? policy.parameterLayout,
@@ -229,11 +229,11 @@ public final class DPOStage {
             evalExamples = task.evalExamples()
         } else {
             // Rankings of K > 2 responses become their C(K, 2) pairs.
-            let lines = try JSONL.preferences(path: cfg.data.prefs)
+            let lines = try JSONL.preferences(path: cfg.data.prefs, chat: tokenizer.chat)
             trainExamples = lines.flatMap(\.pairs)
             if trainExamples.count > lines.count { say("data.prefs: \(lines.count) lines hold rankings; trained as \(trainExamples.count) pairs") }
-            evalPairExamples = cfg.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: cfg.data.evalPrefs).flatMap(\.pairs)
-            evalExamples = cfg.data.eval.isEmpty ? [] : try JSONL.sft(path: cfg.data.eval)
+            evalPairExamples = cfg.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: cfg.data.evalPrefs, chat: tokenizer.chat).flatMap(\.pairs)
+            evalExamples = cfg.data.eval.isEmpty ? [] : try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat)
         }
         let evalLimit = cfg.cadence.evalMaxExamples
         let train = try trainExamples.map { try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: conditioned) }

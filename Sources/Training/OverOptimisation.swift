@@ -194,7 +194,7 @@ public enum OverOptimisation {
                 attempt += 1
                 let problem = task.train[Int(rng.next() % UInt64(task.train.count))]
                 let prompt = ArithTask.prompt(problem), answer = ArithTask.answer(problem)
-                let tokens = (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(prompt)
+                let tokens = tokenizer.encodeWithPrefix(prompt)
                 var pair: (String, String, Double, Double)?
                 for _ in 0..<8 {
                     let out = try trunk.generate(prompts: [tokens, tokens], options: SamplingOptions(

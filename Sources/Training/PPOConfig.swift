@@ -87,7 +87,7 @@ struct PPOExtraKeys {
 }
 
 /// PPO reads its tokenizer and model from model.init_from, and its prompts from a task or data.train.
-public let ppoSchema = ConfigSchema(RunSettings.keys.without(["tokenizer", "model.preset"]) + DataSettings.keys.without(["data.prefs", "data.eval_prefs"])
+public let ppoSchema = ConfigSchema(RunSettings.keys.without(["tokenizer", "model.family", "model.preset"]) + DataSettings.keys.without(["data.prefs", "data.eval_prefs"])
     + [PPOExtraKeys.layout.declaration] + PPOSettings.keys
     + LoRASettings.keys(rank: 16, rankHelp: "LoRA rank of the policy and critic adapters (hydra)")
     + [RewardSettings.rewardHead, RewardSettings.verifier, RewardSettings.format, RewardSettings.proxy].map(\.declaration)

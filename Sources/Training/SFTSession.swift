@@ -22,8 +22,8 @@ struct SFTData {
             let task = c.data.arithTask
             (train, evalSet) = (task.sftExamples(), task.evalExamples())
         } else if lmOn {
-            train = try JSONL.sft(path: c.data.train)
-            evalSet = c.data.eval.isEmpty ? [] : try JSONL.sft(path: c.data.eval)
+            train = try JSONL.sft(path: c.data.train, chat: tokenizer.chat)
+            evalSet = c.data.eval.isEmpty ? [] : try JSONL.sft(path: c.data.eval, chat: tokenizer.chat)
         } else {
             (train, evalSet) = ([], [])   // reward model only (rm): no demonstrations, no LM evaluation
         }
@@ -34,7 +34,7 @@ struct SFTData {
                 let task = c.data.arithTask
                 preferences = (task.preferenceExamples(eval: false), task.preferenceExamples(eval: true))
             } else {
-                preferences = (try JSONL.preferences(path: c.data.prefs), c.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: c.data.evalPrefs))
+                preferences = (try JSONL.preferences(path: c.data.prefs, chat: tokenizer.chat), c.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: c.data.evalPrefs, chat: tokenizer.chat))
             }
             guard c.hydra.pairBatchSize % (c.hydra.pairMicroBatchSize * worldSize) == 0 else {
                 throw ConfigError("'hydra.pair_batch_size' (\(c.hydra.pairBatchSize)) must be a multiple of hydra.pair_micro_batch_size × ranks (\(c.hydra.pairMicroBatchSize) × \(worldSize))")

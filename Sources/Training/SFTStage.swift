@@ -42,10 +42,10 @@ public final class SFTStage {
 
     /// Builds the model: from a Hugging Face folder, or a preset sized to the tokenizer.
     static func makeModel(_ c: SFTConfig, tokenizer: any Tokenizer, seed: UInt64) throws -> any CausalLM {
-        try makeModel(initFrom: c.run.initFrom, preset: c.run.preset, tokenizer: tokenizer, seed: seed)
+        try makeModel(initFrom: c.run.initFrom, family: c.run.family, preset: c.run.preset, tokenizer: tokenizer, seed: seed)
     }
 
-    static func makeModel(initFrom: String, preset: String, tokenizer: any Tokenizer, seed: UInt64) throws -> any CausalLM {
+    static func makeModel(initFrom: String, family: String, preset: String, tokenizer: any Tokenizer, seed: UInt64) throws -> any CausalLM {
         if !initFrom.isEmpty {
             let trunk = try HFCheckpoint.load(directory: initFrom)
             guard tokenizer.vocabSize <= trunk.config.vocabSize else {
@@ -53,7 +53,7 @@ public final class SFTStage {
             }
             return trunk
         }
-        let shape = try ModelFamilies.preset(preset).withVocabulary(size: tokenizer.vocabSize, bosTokenId: tokenizer.bosTokenId.map(Int.init),
+        let shape = try ModelFamilies.preset(preset, family: family).withVocabulary(size: tokenizer.vocabSize, bosTokenId: tokenizer.bosTokenId.map(Int.init),
                                                                     eosTokenId: tokenizer.eosTokenId.map(Int.init))
         let trunk = try shape.makeModel(weights: nil)
         var rng = RNG(seed: seed)

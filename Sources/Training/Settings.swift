@@ -26,6 +26,15 @@ public struct PresetName: ConfigScalar, Equatable {
     public var configValue: ConfigValue { .string(name) }
 }
 
+/// A model family with presets, by Hugging Face's model_type (gpt2, llama).
+public struct FamilyName: ConfigScalar, Equatable {
+    public let name: String
+    public static var configType: ConfigType { .choice(ModelFamilies.presetFamilies) }
+    public init?(configValue: ConfigValue) { guard case .string(let v) = configValue else { return nil }; name = v }
+    public init(_ name: String) { self.name = name }
+    public var configValue: ConfigValue { .string(name) }
+}
+
 let validName = ConfigCheck<String>("a non-empty name without '/'") { !$0.isEmpty && !$0.contains("/") }
 
 /// The run: its name and folder, seed, resume policy, tokenizer, model, cluster and placement.
@@ -37,19 +46,24 @@ public struct RunSettings: Sendable {
     static let tokenizer = Key<String>("tokenizer", "byte", "byte, or a tokenizer.json (or folder holding one)")
     public static let timeout = Key<Double>("cluster.timeout", 300, "seconds any wait for another rank may last before the run stops", .positive)
     static let placement = Key<String>("placement", "colocated", "colocated, or role=rank pairs (e.g. reference=1,reward=1)")
-    static let preset = Key<PresetName>("model.preset", PresetName("tiny"), "shape of a freshly initialised model")
+    static let family = Key<FamilyName>("model.family", FamilyName("gpt2"), "architecture of a freshly initialised model (its presets: model.preset)")
+    static let preset = Key<PresetName>("model.preset", PresetName("tiny"), "shape of a freshly initialised model of model.family")
     static let initFrom = Key<ConfigPath>("model.init_from", "", "Hugging Face model folder to start from (overrides preset)")
     static let keys = [name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
-                       timeout.declaration, placement.declaration, preset.declaration, initFrom.declaration]
+                       timeout.declaration, placement.declaration, family.declaration, preset.declaration, initFrom.declaration]
 
     public var name: String, out: String, seed: UInt64, resume: ResumePolicy, tokenizer: String
-    public var timeout: Double, placement: String, preset: String, initFrom: String
+    public var timeout: Double, placement: String, family: String, preset: String, initFrom: String
 
     init(_ c: ResolvedConfig) throws {
         name = c[Self.name]; out = c[Self.out].path; seed = UInt64(truncatingIfNeeded: c[Self.seed])
         resume = try ResumePolicy(c[Self.resume]); tokenizer = c.optional(Self.tokenizer) ?? Self.tokenizer.defaultValue
         timeout = c[Self.timeout]; placement = c[Self.placement]; preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
+        family = (c.optional(Self.family) ?? Self.family.defaultValue).name
         initFrom = c[Self.initFrom].path
+        if c.schema.keys.contains(where: { $0.path == Self.preset.path }) {
+            do { _ = try ModelFamilies.preset(preset, family: family) } catch let ModelError.invalidConfig(message) { throw ConfigError("'model.preset': \(message)") }
+        }
     }
 }
 
@@ -156,7 +170,7 @@ public struct LoRASettings: Sendable {
     static let rank = Key<Int>("lora.rank", 16, "LoRA rank", .nonNegative)
     static let alpha = Key<Double>("lora.alpha", 32, "LoRA α", .positive)
     static let targets = Key<String>("lora.targets", "all-linear",
-                                     "wrapped projections: all-linear (every projection of the model's family, PEFT's term) or module names (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)")
+                                     "wrapped projections: all-linear (every projection of the model's family, PEFT's term) or module names (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; llama, qwen2, mistral: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")
     static func keys(rank defaultRank: Int, rankHelp: String) -> [ConfigKey] {
         [Key<Int>("lora.rank", defaultRank, rankHelp, .nonNegative).declaration, alpha.declaration, targets.declaration]
     }
@@ -177,10 +191,15 @@ func parseLoRATargets(_ list: String) throws -> [LoRATarget] {
     let names = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
     guard !names.contains(where: \.isEmpty) else { throw ConfigError("'lora.targets': give comma-separated projection names, got '\(list)'") }
     // A name no family has is a typo: refuse it at load (the model's own family checks again once it is read).
-    let byFamily = ModelFamilies.all.map { family in (family.modelType, Set(family.presets.values.flatMap(\.allLoRATargets).map(\.name))) }
-    for name in names where name != LoRATarget.allLinear.name && !byFamily.contains(where: { $0.1.contains(name) }) {
+    // Families sharing their names are listed together (llama, qwen2, mistral).
+    var byNames: [(families: [String], names: [String])] = []
+    for family in ModelFamilies.all {
+        if let i = byNames.firstIndex(where: { $0.names == family.loraTargetNames }) { byNames[i].families.append(family.modelType) }
+        else { byNames.append(([family.modelType], family.loraTargetNames)) }
+    }
+    for name in names where name != LoRATarget.allLinear.name && !byNames.contains(where: { $0.names.contains(name) }) {
         throw ConfigError("'lora.targets': '\(name)' is not a projection of any model family (" +
-                          byFamily.map { "\($0.0): \($0.1.sorted().joined(separator: ", "))" }.joined(separator: "; ") + ")")
+                          byNames.map { "\($0.families.joined(separator: ", ")): \($0.names.joined(separator: ", "))" }.joined(separator: "; ") + ")")
     }
     return names.map { LoRATarget($0) }
 }

@@ -6,15 +6,15 @@ import Models
 struct BenchModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Training-step and decoding speed of a GPT-2 preset, with the sgemm peak measured in the same run.",
+        abstract: "Training-step and decoding speed of model presets (GPT-2 and Llama families), with the sgemm peak measured in the same run.",
         discussion: """
         Train step = forward + LM-head log-probs + backward + AdamW over every parameter (full fine-tuning), \
-        as a PyTorch GPT-2 LM-head model + torch.optim.AdamW would do. Threads come from OPENBLAS_NUM_THREADS. \
+        as a PyTorch LM-head model + torch.optim.AdamW would do. Threads come from OPENBLAS_NUM_THREADS. \
         With several presets each runs in its own child process so that peak_rss_mib is that preset's own.
         """)
 
-    @Option(help: "Presets to measure: tiny, small, gpt2 (repeatable).")
-    var preset: [String] = ["tiny", "small", "gpt2"]
+    @Option(help: "Presets to measure, family/preset (a bare name is GPT-2's): tiny, small, gpt2, llama/tiny, llama/small, llama/smollm2-135m (repeatable).")
+    var preset: [String] = ["tiny", "small", "gpt2", "llama/tiny", "llama/small", "llama/smollm2-135m"]
 
     @Option(help: "Sequences per training step.")
     var batch: Int = 8
@@ -50,7 +50,8 @@ struct BenchModel: ParsableCommand {
     }
 
     func measure(_ name: String) throws {
-        let config = try ModelFamilies.preset(name)
+        let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
+        let config = parts.count == 2 ? try ModelFamilies.preset(parts[1], family: parts[0]) : try ModelFamilies.preset(name)
         guard tokens <= config.contextLength else { throw CLIError("--tokens \(tokens) exceeds the \(name) context of \(config.contextLength)") }
         log("bench model \(name): \(BLAS.summary)")
         let trunk = try config.makeModel(weights: nil)
@@ -90,7 +91,7 @@ struct BenchModel: ParsableCommand {
         let peak = Measure.sgemmPeak(shapes: [(rows, c, 3 * c), (rows, c, config.innerSize), (rows, c, config.vocabSize)])
         let timedSteps = Double(stepCount - timed0)
         printJSONLine([
-            "case": "model", "preset": name, "threads": BLAS.threads, "core": BLAS.coreName,
+            "case": "model", "preset": name, "family": config.modelType, "threads": BLAS.threads, "core": BLAS.coreName,
             "batch": batch, "tokens": tokens, "parameters": n,
             "train_tokens_per_s": rounded(Double(rows) / trainSeconds, 1),
             "train_step_s": rounded(trainSeconds, 4),

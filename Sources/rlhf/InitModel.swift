@@ -6,9 +6,12 @@ import Models
 struct InitModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Write a randomly initialised GPT-2 model folder, or a random LoRA adapter (PEFT format) for an existing model.")
+        abstract: "Write a randomly initialised model folder (GPT-2 or Llama family), or a random LoRA adapter (PEFT format) for an existing model.")
 
-    @Option(help: "Model shape: tiny, small or gpt2.")
+    @Option(help: "Architecture, by Hugging Face's model_type: gpt2 or llama.")
+    var family: String = "gpt2"
+
+    @Option(help: "Model shape of the family: gpt2 has tiny, small, gpt2; llama has tiny, small, smollm2-135m.")
     var preset: String = "tiny"
 
     @Option(help: "Folder to write the model into; created if missing.")
@@ -38,10 +41,10 @@ struct InitModel: ParsableCommand {
             return
         }
         guard let out else { throw CLIError("give --out (a new model folder) or --adapter-out with --model") }
-        let trunk = try ModelFamilies.preset(preset).makeModel(weights: nil)
+        let trunk = try ModelFamilies.preset(preset, family: family).makeModel(weights: nil)
         var rng = RNG(seed: seed)
         trunk.initialize(rng: &rng)
         try HFCheckpoint.save(trunk, directory: out)
-        log("init: wrote \(out) (\(preset), \(trunk.parameterCount) parameters, seed \(seed))")
+        log("init: wrote \(out) (\(family) \(preset), \(trunk.parameterCount) parameters, seed \(seed))")
     }
 }

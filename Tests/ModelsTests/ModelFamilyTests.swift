@@ -14,7 +14,7 @@ final class ModelFamilyTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try #"{"model_type": "mamba", "vocab_size": 10}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try HFCheckpoint.load(directory: dir)) { error in
-            XCTAssertEqual("\(error)", "\(dir)/config.json: model_type 'mamba' is not supported yet (supported: gpt2)")
+            XCTAssertEqual("\(error)", "\(dir)/config.json: model_type 'mamba' is not supported yet (supported: gpt2, llama, qwen2, mistral)")
         }
     }
 
@@ -26,8 +26,11 @@ final class ModelFamilyTests: XCTestCase {
         XCTAssertEqual([resized.vocabSize, resized.bosTokenId, resized.eosTokenId], [300, 1, 2])
         XCTAssertFalse(resized.isEqual(to: tiny))
         XCTAssertThrowsError(try ModelFamilies.preset("huge")) { error in
-            XCTAssertEqual("\(error)", "invalid model config: unknown preset 'huge'; presets are gpt2, small, tiny")
+            XCTAssertEqual("\(error)", "invalid model config: gpt2 has no preset 'huge'; its presets are gpt2, small, tiny")
         }
+        let llama = try ModelFamilies.preset("tiny", family: "llama")
+        XCTAssertEqual([llama.modelType, "\(llama.layers)", "\(llama.heads)", "\(llama.kvHeads)"], ["llama", "4", "4", "2"])
+        XCTAssertThrowsError(try ModelFamilies.preset("tiny", family: "qwen2")) { XCTAssertTrue("\($0)".contains("qwen2 has no preset 'tiny'"), "\($0)") }
     }
 
     /// Clone, merge and the family-free passes agree with each other through the protocol.

@@ -40,3 +40,30 @@ func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count, "maxAbsDifference: \(a.count) vs \(b.count)")
     return zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }
+
+/// KV-cache decoding of prompts with different lengths in one batch gives the hidden states,
+/// logits and log-probs of a full forward over each finished sequence (≤ 1e-5).
+func assertKVCacheMatchesFullForward(_ trunk: any CausalLM, adapter: LoRAAdapter?, file: StaticString = #filePath, line: UInt = #line) throws {
+    let v = trunk.config.vocabSize
+    let prompts: [[Int32]] = [randomTokens(3, vocab: v, seed: 1), randomTokens(7, vocab: v, seed: 2), [5]]
+    let result = try trunk.generate(prompts: prompts, adapter: adapter, options: SamplingOptions(temperature: 1, maxNewTokens: 10, seed: 3),
+                                    returnHiddenStates: true)
+    for (i, prompt) in prompts.enumerated() {
+        let generated = result.tokens[i]
+        XCTAssertEqual(generated.count, 10, file: file, line: line)
+        let full = prompt + generated
+        let fullLogits = try trunk.logits(of: full, adapter: adapter)
+        let scores = try trunk.scoreSequences([full], adapter: adapter)[0]
+        let hidden = FloatBuffer(result.hiddenStates![i])
+        XCTAssertEqual(hidden.count, generated.count * trunk.config.channels, file: file, line: line)
+        let head = LMHeadCache(rows: generated.count, vocab: v)
+        trunk.lmHeadLogits(hidden: hidden.pointer, rows: generated.count, cache: head)
+        for k in 0..<generated.count {
+            let position = prompt.count - 1 + k
+            let expected = Array(fullLogits[(position * v)..<((position + 1) * v)])
+            let ours = Array(head.logits.array[(k * v)..<((k + 1) * v)])
+            XCTAssertLessThanOrEqual(maxAbsDifference(ours, expected), 1e-5, "sequence \(i) token \(k)", file: file, line: line)
+            XCTAssertEqual(result.logProbs[i][k], scores[position], accuracy: 1e-5, file: file, line: line)
+        }
+    }
+}

@@ -8,23 +8,55 @@ final class TokenizerTests: XCTestCase {
 
     var fixtures: String { Bundle.module.resourceURL!.appendingPathComponent("Fixtures").path }
 
-    /// Ids equal Hugging Face `tokenizers` on 240 strings (Fixtures/make_bpe_fixture.py).
-    func testBPEIdsMatchHuggingFaceTokenizers() throws {
+    /// The GPT-2-style fixture (Fixtures/make_bpe_fixture.py): its size and special tokens.
+    func testGPT2StyleVocabularyAndSpecialTokens() throws {
         let tokenizer = try Tokenizers.load(fixtures + "/bpe")
-        let cases = try JSONDecoder().decode(Cases.self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/bpe-cases.json"))).cases
-        XCTAssertGreaterThanOrEqual(cases.count, 200)
-        var mismatches = 0
-        for c in cases {
-            let ids = tokenizer.encode(c.text)
-            if ids != c.ids {
-                mismatches += 1
-                XCTFail("\(c.text.debugDescription): ours \(ids), tokenizers \(c.ids)")
-            }
-            XCTAssertEqual(tokenizer.decode(c.ids, skipSpecialTokens: false), c.decoded, c.text.debugDescription)
-        }
-        XCTAssertEqual(mismatches, 0)
         XCTAssertEqual(tokenizer.vocabSize, 801)
-        XCTAssertEqual(tokenizer.eosTokenId, 0)
+        XCTAssertEqual([tokenizer.bosTokenId, tokenizer.eosTokenId], [0, 0], "<|endoftext|>, from tokenizer_config.json")
+    }
+
+    /// GPT-2's pipeline (Fixtures/make_bpe_fixture.py) and the ones real model files use
+    /// (Fixtures/make_hf_tokenizer_fixtures.py): ids and decoded text equal tokenizers' on 240 hard strings each.
+    func testIdsAndDecodedTextMatchHuggingFaceTokenizers() throws {
+        for name in ["bpe", "qwen2-style", "sp", "sp-legacy", "smollm2-style"] {
+            let tokenizer = try Tokenizers.load(fixtures + "/" + name)
+            let cases = try JSONDecoder().decode(Cases.self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/\(name)-cases.json"))).cases
+            XCTAssertGreaterThanOrEqual(cases.count, 200)
+            var mismatches = 0
+            for c in cases {
+                let ids = tokenizer.encode(c.text)
+                if ids != c.ids {
+                    mismatches += 1
+                    if mismatches <= 5 { XCTFail("\(name) \(c.text.debugDescription): ours \(ids), tokenizers \(c.ids)") }
+                }
+                let decoded = tokenizer.decode(c.ids, skipSpecialTokens: false)
+                if decoded != c.decoded { XCTFail("\(name) decode \(c.text.debugDescription): ours \(decoded.debugDescription), tokenizers \(c.decoded.debugDescription)") }
+            }
+            XCTAssertEqual(mismatches, 0, name)
+        }
+    }
+
+    /// Special tokens come from tokenizer_config.json, never from token names.
+    func testSpecialTokensComeFromTheConfig() throws {
+        let qwen = try XCTUnwrap(try Tokenizers.load(fixtures + "/qwen2-style") as? BPETokenizer)
+        XCTAssertNil(qwen.bosTokenId, "Qwen2 has no BOS")
+        XCTAssertEqual(qwen.eosTokenId, qwen.id(of: "<|im_end|>"))
+        XCTAssertEqual(qwen.padTokenId, qwen.id(of: "<|endoftext|>"))
+        XCTAssertEqual(qwen.prefixTokens, [])
+        XCTAssertTrue(qwen.config.chatTemplate?.contains("<|im_start|>") == true)
+        let sp = try XCTUnwrap(try Tokenizers.load(fixtures + "/sp") as? BPETokenizer)
+        XCTAssertEqual([sp.bosTokenId, sp.eosTokenId], [1, 2])
+        XCTAssertEqual(sp.prefixTokens, [1], "add_bos_token")
+        let smol = try XCTUnwrap(try Tokenizers.load(fixtures + "/smollm2-style") as? BPETokenizer)
+        XCTAssertEqual(smol.bosTokenId, smol.id(of: "<|im_start|>"))
+        XCTAssertEqual(smol.prefixTokens, [], "a BOS that add_bos_token does not add")
+        // A config naming a token the file lacks is an error naming both.
+        let dir = NSTemporaryDirectory() + "tok-config-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.copyItem(atPath: fixtures + "/sp", toPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try #"{"eos_token": "<|eot|>"}"#.write(toFile: dir + "/tokenizer_config.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Tokenizers.load(dir)) { XCTAssertTrue("\($0)".contains("eos_token '<|eot|>' is not a token of"), "\($0)") }
     }
 
     func testSpecialTokensAreSkippedOnRequest() throws {
@@ -62,6 +94,10 @@ final class TokenizerTests: XCTestCase {
         let path = dir + "/tokenizer.json"
         try #"{"model": {"type": "WordPiece", "vocab": {}}}"#.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try Tokenizers.load(path)) { XCTAssertTrue("\($0)".contains("'WordPiece' is not supported"), "\($0)") }
+        try #"{"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Whitespace"}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Tokenizers.load(path)) { XCTAssertTrue("\($0)".contains("pre_tokenizer type 'Whitespace' is not supported"), "\($0)") }
+        try #"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Tokenizers.load(path)) { XCTAssertTrue("\($0)".contains("merge 0 (a b) uses 'b', which is not in the vocabulary"), "\($0)") }
         XCTAssertThrowsError(try Tokenizers.load(dir + "/missing.json")) { XCTAssertTrue("\($0)".contains("missing.json"), "\($0)") }
     }
 }

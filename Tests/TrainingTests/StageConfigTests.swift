@@ -123,12 +123,22 @@ final class StageConfigTests: TemporaryDirectoryTestCase {
     /// stage has no use for are not in its schema at all.
     func testLoRATargetTyposAndKeysAStageDoesNotUseAreRefusedAtLoad() throws {
         XCTAssertThrowsError(try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft", "lora.targets=attn.c_attn,q_prj"]))) {
-            XCTAssertTrue("\($0)".hasPrefix("'lora.targets': 'q_prj' is not a projection of any model family (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)"), "\($0)")
+            XCTAssertTrue("\($0)".hasPrefix("'lora.targets': 'q_prj' is not a projection of any model family (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; llama, qwen2, mistral: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"), "\($0)")
         }
         for (schema, key) in [(ppoSchema, "tokenizer"), (ppoSchema, "model.preset"), (ppoSchema, "data.prefs"), (dpoSchema, "data.train"),
                               (rmSchema, "data.eval"), (rmSchema, "eval.max_new_tokens")] {
             XCTAssertThrowsError(try schema.resolve(file: nil, overrides: ["\(key)=x"])) { XCTAssertTrue("\($0)".contains("unknown key '\(key)'"), "\($0)") }
         }
+    }
+
+    /// model.preset is looked up in model.family's presets; a name only another family has is refused at load.
+    func testPresetsBelongToTheirFamily() throws {
+        let llama = try SFTConfig(try sftSchema.resolve(file: nil, overrides: ["data.task=arith", "model.family=llama", "model.preset=smollm2-135m"]))
+        XCTAssertEqual([llama.run.family, llama.run.preset], ["llama", "smollm2-135m"])
+        XCTAssertThrowsError(try SFTConfig(try sftSchema.resolve(file: nil, overrides: ["data.task=arith", "model.preset=smollm2-135m"]))) {
+            XCTAssertTrue("\($0)".contains("'model.preset': gpt2 has no preset 'smollm2-135m'; its presets are gpt2, small, tiny"), "\($0)")
+        }
+        XCTAssertThrowsError(try sftSchema.resolve(file: nil, overrides: ["model.family=qwen2"])) { XCTAssertTrue("\($0)".contains("model.family"), "\($0)") }
     }
 
     func testChoicesAreTypedAndEvalEveryZeroMeansNever() throws {

@@ -86,6 +86,7 @@ extension GPT2Config: ModelConfiguration {
 public enum GPT2Family: ModelFamily {
     public static let modelType = "gpt2"
     public static var presets: [String: any ModelConfiguration] { GPT2Config.presets.mapValues { $0 } }
+    public static var loraTargetNames: [String] { GPT2Projection.allCases.map(\.target.name) }
 
     /// Fields follow transformers' GPT2Config; options this implementation does not compute are
     /// rejected by name rather than silently ignored.

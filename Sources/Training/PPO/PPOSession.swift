@@ -74,23 +74,23 @@ struct PPOData {
             prompts = task.train.map { prompt(ArithTask.prompt($0), answer: ArithTask.answer($0), task: "arith") }
             evalExamples = Array(task.evalExamples().prefix(cfg.cadence.evalMaxExamples))
         } else {
-            prompts = try JSONL.prompts(path: cfg.data.train).map { prompt($0.prompt, answer: $0.answer, task: $0.task ?? "") }
+            prompts = try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat).map { prompt($0.prompt, answer: $0.answer, task: $0.task ?? "") }
             guard !prompts.isEmpty else { throw DatasetError("\(cfg.data.train): no prompts") }
-            evalExamples = cfg.data.eval.isEmpty ? [] : Array(try JSONL.sft(path: cfg.data.eval).prefix(cfg.cadence.evalMaxExamples))
+            evalExamples = cfg.data.eval.isEmpty ? [] : Array(try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat).prefix(cfg.cadence.evalMaxExamples))
         }
         // PPO-ptx (InstructGPT): SFT demonstrations for an extra policy step per minibatch.
         var demos: [SFTExample] = []
         if cfg.ppo.ptxCoef > 0 {
             if let arith { demos = arith.sftExamples() } else {
                 guard !cfg.ptxFile.isEmpty else { throw ConfigError("ppo.ptx_coef > 0 needs 'data.ptx' (SFT demonstrations JSONL)") }
-                demos = try JSONL.sft(path: cfg.ptxFile)
+                demos = try JSONL.sft(path: cfg.ptxFile, chat: tokenizer.chat)
             }
         }
         ptxDemos = try demos.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: cfg.maxLength) }
         // Pairs R2M replays in its online updates: [BOS] x y [EOS] with the prompt's length.
         var pairs: [PreferenceExample] = []
         if needsR2MPairs {
-            if !cfg.r2mPairsFile.isEmpty { pairs = try JSONL.preferences(path: cfg.r2mPairsFile).flatMap(\.pairs) }
+            if !cfg.r2mPairsFile.isEmpty { pairs = try JSONL.preferences(path: cfg.r2mPairsFile, chat: tokenizer.chat).flatMap(\.pairs) }
             else if let arith { pairs = arith.preferenceExamples(eval: false) }
             else { throw ConfigError("rewards.selection r2m needs 'data.r2m_pairs' (preference pairs to replay)") }
         }

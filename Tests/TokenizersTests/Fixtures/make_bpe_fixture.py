@@ -8,7 +8,7 @@ special tokens inside text.
     pip install tokenizers
     python3 Tests/TokenizersTests/Fixtures/make_bpe_fixture.py
 
-Writes bpe/tokenizer.json and bpe-cases.json ({"cases": [{"text", "ids", "decoded"}]}) here.
+Writes bpe/tokenizer.json, bpe/tokenizer_config.json and bpe-cases.json ({"cases": [{"text", "ids", "decoded"}]}) here.
 """
 import json, os, random
 
@@ -68,6 +68,9 @@ if __name__ == "__main__":
     tok = train()
     os.makedirs(os.path.join(HERE, "bpe"), exist_ok=True)
     tok.save(os.path.join(HERE, "bpe", "tokenizer.json"))
+    # Special tokens as a GPT-2 folder names them (our runs start every sequence with BOS).
+    with open(os.path.join(HERE, "bpe", "tokenizer_config.json"), "w") as f:
+        f.write('{"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "add_bos_token": true, "tokenizer_class": "GPT2Tokenizer"}\n')
     out = []
     for text in cases():
         ids = tok.encode(text).ids

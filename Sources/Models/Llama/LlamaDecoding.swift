@@ -1,0 +1,138 @@
+import Kernels
+
+/// Keys (after rotation) and values of every layer for a batch of sequences, each with its own
+/// length. Shapes: keys, values [L, B, capacity, G·d]: sized by the key/value heads, so grouped-
+/// query attention keeps H/G times less than one entry per query head.
+final class LlamaKVCache {
+    let config: LlamaConfig
+    let batch: Int, capacity: Int
+    let keys: FloatBuffer, values: FloatBuffer
+    var lengths: [Int]
+
+    init(config: LlamaConfig, batch: Int, capacity: Int) {
+        self.config = config; self.batch = batch; self.capacity = min(capacity, config.contextLength)
+        keys = FloatBuffer(count: config.layers * batch * self.capacity * config.kvWidth)
+        values = FloatBuffer(count: config.layers * batch * self.capacity * config.kvWidth)
+        lengths = Array(repeating: 0, count: batch)
+    }
+
+    func keys(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> { keys.pointer + ((l * batch + b) * capacity) * config.kvWidth }
+    func values(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> { values.pointer + ((l * batch + b) * capacity) * config.kvWidth }
+}
+
+/// Llama's KV-cache decoding: the cache, one layer of step buffers (M = B rows) and the trunk.
+final class LlamaDecoder: TrunkDecoder {
+    let trunk: LlamaTrunk
+    let cache: LlamaKVCache
+    let buffers: LlamaBlockBuffers
+    let storage: [FloatBuffer]
+    let residual: FloatBuffer, hidden: FloatBuffer, rstdFinal: FloatBuffer, loraU: FloatBuffer, scores: FloatBuffer
+
+    init(trunk: LlamaTrunk, batch: Int, capacity: Int, loraRank: Int) {
+        self.trunk = trunk
+        let c = trunk.llama
+        cache = LlamaKVCache(config: c, batch: batch, capacity: capacity)
+        (buffers, storage) = LlamaBlockBuffers.allocate(config: c, rows: batch)
+        residual = FloatBuffer(count: batch * c.channels); hidden = FloatBuffer(count: batch * c.channels)
+        rstdFinal = FloatBuffer(count: batch)
+        loraU = FloatBuffer(count: LlamaProjection.allCases.count * batch * max(loraRank, 1))
+        scores = FloatBuffer(count: cache.capacity)
+    }
+    var batch: Int { cache.batch }
+    var capacity: Int { cache.capacity }
+    var lengths: [Int] { get { cache.lengths } set { cache.lengths = newValue } }
+
+    /// Fills the cache with the prompts (right-padded into one [B, Tp] training-shaped forward) and
+    /// returns the final hidden states [B, C] at each prompt's last token.
+    func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer {
+        let c = trunk.llama, b = prompts.count, C = c.channels, kw = c.kvWidth
+        let tp = prompts.map(\.count).max() ?? 0
+        guard tp <= cache.capacity else { throw ModelError.input("prefill: a prompt of \(tp) tokens exceeds the cache of \(cache.capacity)") }
+        var flat = [Int32](repeating: 0, count: b * tp)
+        for (i, p) in prompts.enumerated() { for (j, id) in p.enumerated() { flat[i * tp + j] = id } }
+        let act = LlamaActivations(config: c, batch: b, tokens: tp, loraRank: adapter?.config.rank ?? 0)
+        try trunk.forward(tokens: flat, adapter: adapter, activations: act)
+        for l in 0..<c.layers {
+            let layer = act.buffers(layer: l)
+            for s in 0..<b {
+                (cache.keys(layer: l, sequence: s)).update(from: layer.k + s * tp * kw, count: prompts[s].count * kw)
+                (cache.values(layer: l, sequence: s)).update(from: layer.v + s * tp * kw, count: prompts[s].count * kw)
+            }
+        }
+        cache.lengths = prompts.map(\.count)
+        let last = FloatBuffer(count: b * C)
+        for s in 0..<b { (last.pointer + s * C).update(from: act.hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C) }
+        return last
+    }
+
+    /// Feeds one token per sequence at position lengths[s], appends its key and value, and
+    /// returns the final hidden states [B, C] (a buffer reused by the next step).
+    func step(tokens: [Int32], adapter: LoRAAdapter?) -> FloatBuffer {
+        let c = trunk.llama, b = cache.batch, C = c.channels, d = c.headSize, kw = c.kvWidth, qw = c.queryWidth
+        let embedding = trunk.pointer(trunk.layout.tokenEmbedding)
+        for i in 0..<b { (residual.pointer + i * C).update(from: embedding + Int(tokens[i]) * C, count: C) }
+        let rank = adapter?.config.rank ?? 0, scale = 1 / Float(d).squareRoot(), group = c.heads / c.kvHeads
+        let positions = cache.lengths
+        for l in 0..<c.layers {
+            trunk.blockForward(layer: l, input: residual.pointer, rows: b, positions: positions, buffers: buffers,
+                               lora: { self.trunk.loraBranch(adapter, gradients: nil, layer: l, projection: $0,
+                                                             u: self.loraU.pointer + $0.slot * b * max(rank, 1)) },
+                               attention: { q, k, v, out in
+                                   for i in 0..<b {
+                                       let pos = positions[i], keys = self.cache.keys(layer: l, sequence: i), values = self.cache.values(layer: l, sequence: i)
+                                       (keys + pos * kw).update(from: k + i * kw, count: kw)
+                                       (values + pos * kw).update(from: v + i * kw, count: kw)
+                                       for h in 0..<c.heads {
+                                           let g = h / group
+                                           // scores[1, pos+1] = scale · q_h · K_g[0...pos]ᵀ; out_h = softmax(scores) · V_g
+                                           BLAS.sgemm(transB: true, m: 1, n: pos + 1, k: d, alpha: scale, a: q + i * qw + h * d, lda: qw,
+                                                      b: keys + g * d, ldb: kw, c: self.scores.pointer, ldc: pos + 1)
+                                           causalSoftmaxRow(self.scores.pointer, valid: pos + 1, width: pos + 1)
+                                           BLAS.sgemm(m: 1, n: d, k: pos + 1, a: self.scores.pointer, lda: pos + 1,
+                                                      b: values + g * d, ldb: kw, c: out + i * qw + h * d, ldc: qw)
+                                       }
+                                   }
+                               })
+            residual.pointer.update(from: buffers.residual3, count: b * C)
+        }
+        for i in 0..<b { cache.lengths[i] += 1 }
+        rmsNormForward(out: hidden.pointer, rstd: rstdFinal.pointer, x: residual.pointer, weight: trunk.pointer(trunk.layout.finalNorm),
+                       rows: b, channels: C, eps: c.rmsNormEps)
+        return hidden
+    }
+}
+
+extension LlamaTrunk {
+    /// Forward without a backward: final hidden states [B, T, C] of right-padded `tokens`, one
+    /// layer of buffers reused layer after layer (the scoring passes of RL run through it).
+    public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws -> FloatBuffer {
+        let c = llama, C = c.channels, m = b * t
+        guard tokens.count == m else { throw ModelError.input("inference forward: \(tokens.count) token ids for a \(b)×\(t) batch") }
+        guard t <= c.contextLength else { throw ModelError.input("inference forward: \(t) tokens exceed the context of \(c.contextLength)\(contextNote)") }
+        try checkInput(tokens, adapter: adapter, pass: "inference forward")
+        let (buffers, storage) = LlamaBlockBuffers.allocate(config: c, rows: m)
+        let residual = FloatBuffer(count: m * C), probs = FloatBuffer(count: b * c.heads * t * t)
+        let rank = adapter?.config.rank ?? 0
+        let loraU = FloatBuffer(count: LlamaProjection.allCases.count * m * max(rank, 1))
+        let positions = (0..<m).map { $0 % t }
+        let shape = GroupedAttentionShape(batch: b, tokens: t, heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize)
+        let embedding = pointer(layout.tokenEmbedding)
+        return withExtendedLifetime((storage, residual, probs, loraU)) {
+            for row in 0..<m { (residual.pointer + row * C).update(from: embedding + Int(tokens[row]) * C, count: C) }
+            for l in 0..<c.layers {
+                blockForward(layer: l, input: residual.pointer, rows: m, positions: positions, buffers: buffers,
+                             lora: { self.loraBranch(adapter, gradients: nil, layer: l, projection: $0, u: loraU.pointer + $0.slot * m * max(rank, 1)) },
+                             attention: { q, k, v, out in groupedAttentionForward(out: out, probs: probs.pointer, q: q, k: k, v: v, shape: shape) })
+                residual.pointer.update(from: buffers.residual3, count: m * C)
+            }
+            let hidden = FloatBuffer(count: m * C), rstd = FloatBuffer(count: m)
+            rmsNormForward(out: hidden.pointer, rstd: rstd.pointer, x: residual.pointer, weight: pointer(layout.finalNorm), rows: m, channels: C, eps: c.rmsNormEps)
+            return hidden
+        }
+    }
+
+    /// Why the context is shorter than max_position_embeddings, when a sliding window caps it.
+    var contextNote: String {
+        llama.contextLength < llama.maxPositions ? " (sliding_window \(llama.contextLength) < max_position_embeddings \(llama.maxPositions); longer sequences need sliding-window attention, which is not implemented)" : ""
+    }
+}
