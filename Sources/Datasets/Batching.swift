@@ -28,12 +28,23 @@ public enum SFTTokenization {
         return TokenizedExample(tokens: tokens, targets: targets)
     }
 
+    /// The whole rendered text is encoded once (as transformers tokenizes a rendered chat); a span's
+    /// tokens are those the text up to its end shares with the whole as a prefix, so a token that
+    /// straddles a boundary goes to the later span.
     static func tokenize(_ spans: [TextSpan], source: String, tokenizer: any Tokenizer, maxLength: Int) throws -> TokenizedExample {
-        var sequence: [Int32] = [], trained: [Bool] = []
-        for span in spans {
-            let ids = tokenizer.encode(span.text)
-            sequence += ids
-            trained += Array(repeating: span.trained, count: ids.count)
+        let sequence = tokenizer.encode(spans.map(\.text).joined())
+        var trained = [Bool](repeating: false, count: sequence.count)
+        var text = "", start = 0
+        for (k, span) in spans.enumerated() {
+            text += span.text
+            var end = sequence.count
+            if k < spans.count - 1 {
+                let prefix = tokenizer.encode(text)
+                end = 0
+                while end < min(prefix.count, sequence.count) && prefix[end] == sequence[end] { end += 1 }
+            }
+            if span.trained { for t in start..<max(start, end) { trained[t] = true } }
+            start = max(start, end)
         }
         guard sequence.count - 1 <= maxLength else { throw DatasetError("\(source): \(sequence.count - 1) tokens exceed train.max_length (\(maxLength))") }
         guard sequence.count >= 2, trained.dropFirst().contains(true) else { throw DatasetError("\(source): no assistant tokens to train on") }
@@ -44,7 +55,8 @@ public enum SFTTokenization {
 
     /// The prompt part alone, for generation.
     public static func promptTokens(_ e: SFTExample, tokenizer: any Tokenizer) -> [Int32] {
-        tokenizer.encodeWithPrefix(e.prompt)
+        // A conversation's prompt was rendered by the chat template, which writes any BOS itself.
+        e.spans != nil ? tokenizer.encode(e.prompt) : tokenizer.encodeWithPrefix(e.prompt)
     }
 }
 

@@ -56,8 +56,8 @@ enum Conversations {
             func response(_ field: String) throws -> String {
                 let turn = try list(row[field], field: field, at: place)
                 let full = try chat.render(prompt + turn, addGenerationPrompt: false, variables: variables)
-                guard full.hasPrefix(promptText) else { throw DatasetError("\(place): the chat template renders '\(field)' so that the prompt is not its prefix") }
-                return String(full.dropFirst(promptText.count))
+                guard ChatFormatter.hasPrefix(full, promptText) else { throw DatasetError("\(place): the chat template renders '\(field)' so that the prompt is not its prefix") }
+                return ChatFormatter.dropPrefix(full, promptText)
             }
             var margin: Double?
             if let m = o["margin"], !(m is NSNull) {
@@ -65,7 +65,8 @@ enum Conversations {
                 margin = v
             }
             return PreferenceExample(prompt: promptText, chosen: try response("chosen"), rejected: try response("rejected"), margin: margin,
-                                     openEnded: o["open_ended"] as? Bool, task: try JSONL.string(o, "task", at: place, required: false), source: place)
+                                     openEnded: o["open_ended"] as? Bool, task: try JSONL.string(o, "task", at: place, required: false), source: place,
+                                     chatRendered: true)
         } catch let error as DatasetError { throw error } catch { throw DatasetError("\(place): \(error)") }
     }
 }

@@ -40,13 +40,16 @@ public struct PreferenceExample: Equatable, Sendable {
     public var task: String?
     public var source: String
     public var ranked: [String]? = nil
+    /// Rendered by a chat template, which writes any BOS itself (no prefix tokens are added).
+    public var chatRendered = false
     /// Every response, best first.
     public var responses: [String] { ranked ?? [chosen, rejected] }
     /// The C(K, 2) (better, worse) pairs of a ranking; the pair itself otherwise.
     public var pairs: [PreferenceExample] {
         guard let ranked, ranked.count > 2 else { return [self] }
         return (0..<ranked.count).flatMap { i in ((i + 1)..<ranked.count).map { j in
-            PreferenceExample(prompt: prompt, chosen: ranked[i], rejected: ranked[j], margin: nil, openEnded: openEnded, task: task, source: source)
+            PreferenceExample(prompt: prompt, chosen: ranked[i], rejected: ranked[j], margin: nil, openEnded: openEnded, task: task, source: source,
+                              chatRendered: chatRendered)
         } }
     }
 }
@@ -56,6 +59,8 @@ public struct PromptExample: Equatable, Sendable {
     public var answer: String?
     public var task: String?
     public var source: String
+    /// Rendered by a chat template, which writes any BOS itself.
+    public var chatRendered = false
 }
 
 public enum JSONL {
@@ -158,13 +163,14 @@ public enum JSONL {
     public static func prompts(path: String, chat: ChatFormatter? = nil) throws -> [PromptExample] {
         try rows(path: path).map { line, o, text in
             let place = "\(path):\(line)"
-            var prompt: String
+            var prompt: String, rendered = false
             if o["prompt"] is [Any] {
+                rendered = true
                 let (messages, variables) = try Conversations.messages(text, field: "prompt", at: place, chat: chat)
                 do { prompt = try chat!.render(messages, addGenerationPrompt: true, variables: variables) } catch { throw DatasetError("\(place): \(error)") }
             } else { prompt = try string(o, "prompt", at: place)! }
             return PromptExample(prompt: prompt, answer: try string(o, "answer", at: place, required: false),
-                                 task: try string(o, "task", at: place, required: false), source: place)
+                                 task: try string(o, "task", at: place, required: false), source: place, chatRendered: rendered)
         }
     }
 

@@ -18,12 +18,16 @@ final class BPEModel: @unchecked Sendable {
     let prefix: String, suffix: String
     private let cache = WordCache()
 
-    init(_ model: [String: Any], fail: (String) -> TokenizerError) throws {
+    /// `exactVocab`: model.vocab read with exact keys (a dictionary through Foundation would merge
+    /// canonically equivalent tokens such as "à" and "a\u{300}", which vocabularies may hold both of).
+    init(_ model: [String: Any], exactVocab: [(key: [UInt8], id: Int)], fail: (String) -> TokenizerError) throws {
         guard (model["type"] as? String) == "BPE" else { throw fail("model.type '\(model["type"] ?? "none")' is not supported (only BPE)") }
         if let dropout = model["dropout"] as? Double, dropout > 0 { throw fail("model.dropout \(dropout) is not supported (deterministic encoding only)") }
-        guard let vocabJSON = model["vocab"] as? [String: Int] else { throw fail("model.vocab is not a map of token → id") }
         var exact: [Key: Int32] = [:]
-        for (token, id) in vocabJSON { exact[Array(token.utf8)] = Int32(id) }
+        for (token, id) in exactVocab {
+            guard let id32 = Int32(exactly: id), id32 >= 0, id32 < Int32.max else { throw fail("model.vocab: id \(id) of '\(String(decoding: token, as: UTF8.self))' is not in 0..<2³¹−1") }
+            exact[token] = id32
+        }
         vocab = exact
         prefix = model["continuing_subword_prefix"] as? String ?? ""
         suffix = model["end_of_word_suffix"] as? String ?? ""
@@ -33,9 +37,10 @@ final class BPEModel: @unchecked Sendable {
             // Two formats: "a b" (tokenizers < 0.20) and ["a", "b"].
             let pair: Pair
             if let s = merge as? String {
-                let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+                // By scalars: " " before a combining mark is one Character in Swift.
+                let parts = s.unicodeScalars.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
                 guard parts.count == 2 else { throw fail("merge \(rank) '\(s)' is not two symbols") }
-                pair = Pair(left: Array(parts[0].utf8), right: Array(parts[1].utf8))
+                pair = Pair(left: Array(String(String.UnicodeScalarView(parts[0])).utf8), right: Array(String(String.UnicodeScalarView(parts[1])).utf8))
             } else if let a = merge as? [String], a.count == 2 {
                 pair = Pair(left: Array(a[0].utf8), right: Array(a[1].utf8))
             } else {
@@ -48,8 +53,8 @@ final class BPEModel: @unchecked Sendable {
         }
         mergeRanks = ranks
         if let unk = model["unk_token"] as? String {
-            guard let id = vocabJSON[unk] else { throw fail("model.unk_token '\(unk)' is not in the vocabulary") }
-            unkId = Int32(id)
+            guard let id = exact[Array(unk.utf8)] else { throw fail("model.unk_token '\(unk)' is not in the vocabulary") }
+            unkId = id
         } else { unkId = nil }
         fuseUnk = model["fuse_unk"] as? Bool ?? false
         byteFallback = model["byte_fallback"] as? Bool ?? false

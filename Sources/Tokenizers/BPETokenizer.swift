@@ -37,7 +37,18 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read (missing?)") }
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw fail("not a JSON object") }
         guard let modelJSON = json["model"] as? [String: Any] else { throw fail("no \"model\"") }
-        model = try BPEModel(modelJSON, fail: fail)
+        guard (modelJSON["type"] as? String) == "BPE" else { throw fail("model.type '\(modelJSON["type"] ?? "none")' is not supported (only BPE)") }
+        // The vocabulary again, with exact keys and in file order.
+        let exactRoot: JinjaValue
+        do { exactRoot = try JinjaJSON.parse(String(decoding: data, as: UTF8.self)) } catch { throw fail("\(error)") }
+        guard case .object(let root) = exactRoot, case .object(let modelObject)? = root["model"], case .object(let vocabObject)? = modelObject["vocab"] else {
+            throw fail("model.vocab is not a map of token → id")
+        }
+        let exactVocab = try vocabObject.entries.map { entry -> (key: [UInt8], id: Int) in
+            guard case .int(let id) = entry.value else { throw fail("model.vocab: '\(entry.key)' has no integer id") }
+            return (Array(entry.key.utf8), id)
+        }
+        model = try BPEModel(modelJSON, exactVocab: exactVocab, fail: fail)
         normalizer = try Normalizer.parse(json["normalizer"], fail: fail)
         preTokenizer = try PreTokenizer.parse(json["pre_tokenizer"], fail: fail)
         decoder = try TokenDecoder.parse(json["decoder"], fail: fail)
@@ -50,17 +61,18 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
             guard let content = entry["content"] as? String, let id = entry["id"] as? Int, !content.isEmpty else {
                 throw fail("added_tokens entry without content or id")
             }
-            added.append(AddedToken(content: content, id: Int32(id), special: entry["special"] as? Bool ?? false,
+            guard let id32 = Int32(exactly: id), id32 >= 0, id32 < Int32.max else { throw fail("added token '\(content)' has id \(id), not in 0..<2³¹−1") }
+            added.append(AddedToken(content: content, id: id32, special: entry["special"] as? Bool ?? false,
                                     lstrip: entry["lstrip"] as? Bool ?? false, rstrip: entry["rstrip"] as? Bool ?? false,
                                     singleWord: entry["single_word"] as? Bool ?? false))
-            vocab[content] = Int32(id)
-            inverse[Int32(id)] = content
+            vocab[content] = id32
+            inverse[id32] = content
         }
         // Longest first, so that of two tokens starting at one place the longer wins (leftmost-longest).
         self.added = added.sorted { $0.content.unicodeScalars.count > $1.content.unicodeScalars.count }
         idToToken = inverse
         specialIds = Set(added.filter(\.special).map(\.id))
-        vocabSize = Int((inverse.keys.max() ?? -1) + 1)
+        vocabSize = Int(inverse.keys.max() ?? -1) + 1
 
         // Special tokens: tokenizer_config.json and generation_config.json beside the file.
         let folder = (path as NSString).deletingLastPathComponent
@@ -70,19 +82,28 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
             guard let id = vocab[token] else { throw TokenizerError("\(folder)/tokenizer_config.json: \(key) '\(token)' is not a token of \(path)") }
             return id
         }
-        let generationEOS = config.generationEOS.map(Int32.init)
-        bosTokenId = try id(config.bosToken, "bos_token") ?? config.generationBOS.map(Int32.init)
+        func generationId(_ id: Int) throws -> Int32 {
+            guard let v = Int32(exactly: id), v >= 0, Int(v) < Int(Int32.max), inverse[v] != nil else {
+                throw TokenizerError("\(folder)/generation_config.json: token id \(id) is not a token of \(path)")
+            }
+            return v
+        }
+        let generationEOS = try config.generationEOS.map(generationId)
+        bosTokenId = try id(config.bosToken, "bos_token") ?? config.generationBOS.map(generationId)
         eosTokenId = try id(config.eosToken, "eos_token") ?? generationEOS.first
         padTokenId = try id(config.padToken, "pad_token")
         stopTokenIds = Array(Set(generationEOS + (eosTokenId.map { [$0] } ?? []))).sorted()
         addsBOS = bosTokenId != nil && (config.addBOS ?? Self.postProcessorAddsFirstToken(json["post_processor"], bos: config.bosToken))
         let loaded = config
-        do { chat = try loaded.chatTemplate.map { ChatFormatter(template: try ChatTemplate($0), bosToken: loaded.bosToken, eosToken: loaded.eosToken) } }
-        catch { throw TokenizerError("\(folder)/tokenizer_config.json: chat_template: \(error)") }
+        chat = loaded.chatTemplate.map { ChatFormatter(source: $0, origin: "\(folder)/tokenizer_config.json chat_template", bosToken: loaded.bosToken, eosToken: loaded.eosToken) }
     }
 
     /// A TemplateProcessing post-processor whose single-sequence template starts with `bos`.
     static func postProcessorAddsFirstToken(_ json: Any?, bos: String?) -> Bool {
+        // Llama 3.x: Sequence[ByteLevel, TemplateProcessing(<|begin_of_text|> $A)].
+        if let object = json as? [String: Any], (object["type"] as? String) == "Sequence", let list = object["processors"] as? [Any] {
+            return list.contains { postProcessorAddsFirstToken($0, bos: bos) }
+        }
         guard let bos, let object = json as? [String: Any], (object["type"] as? String) == "TemplateProcessing",
               let single = object["single"] as? [[String: Any]], let first = single.first,
               let special = first["SpecialToken"] as? [String: Any] else { return false }

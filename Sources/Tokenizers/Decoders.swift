@@ -51,9 +51,9 @@ indirect enum TokenDecoder: Sendable {
                 return String(String.UnicodeScalarView(chars))
             }
         case .metaspace(let replacement, let scheme):
+            // tokenizers drops every marker of the first token (when a prefix was added), and turns the others into spaces.
             return tokens.enumerated().map { i, token in
-                let text = token.replacingOccurrences(of: replacement, with: " ")
-                return i == 0 && scheme != .never && text.unicodeScalars.first == " " ? String(String.UnicodeScalarView(text.unicodeScalars.dropFirst())) : text
+                token.replacingOccurrences(of: replacement, with: i == 0 && scheme != .never ? "" : " ")
             }
         }
     }

@@ -16,7 +16,7 @@ public struct TokenizedPair: Sendable, Equatable {
     }
 
     public init(_ e: PreferenceExample, tokenizer: any Tokenizer, maxLength: Int, conditioned: Bool) throws {
-        prompt = tokenizer.encodeWithPrefix(e.prompt)
+        prompt = e.chatRendered ? tokenizer.encode(e.prompt) : tokenizer.encodeWithPrefix(e.prompt)
         let eos = tokenizer.eosTokenId.map { [$0] } ?? []
         chosen = tokenizer.encode(e.chosen) + eos
         rejected = tokenizer.encode(e.rejected) + eos

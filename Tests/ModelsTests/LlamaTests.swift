@@ -86,7 +86,12 @@ final class LlamaGoldenTests: XCTestCase {
             try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/config.json"))
             XCTAssertThrowsError(try HFCheckpoint.load(directory: dir), key) { XCTAssertTrue("\($0)".contains(message), "\($0)") }
         }
-        // Mistral's sliding window caps the context, and a longer sequence names it.
+        // Mistral's sliding window: 4096 when config.json has no such key (MistralConfig's default).
+        var mistral = original
+        mistral["model_type"] = "mistral"; mistral["max_position_embeddings"] = 32768
+        try JSONSerialization.data(withJSONObject: mistral).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        XCTAssertEqual(try HFCheckpoint.readConfig(directory: dir).contextLength, 4096)
+        // An explicit sliding window caps the context, and a longer sequence names it.
         var json = original
         json["model_type"] = "mistral"; json["sliding_window"] = 8; json.removeValue(forKey: "attention_bias"); json.removeValue(forKey: "mlp_bias")
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/config.json"))

@@ -38,6 +38,21 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertGreaterThan(rendered, 700)
     }
 
+    /// Jinja2 details the fixture templates do not all reach, and inputs that must not crash.
+    func testJinjaSemanticsAndHostileTemplates() throws {
+        func render(_ source: String, _ variables: [String: JinjaValue] = [:]) throws -> String {
+            try ChatTemplate(source).render(messages: .array([]), addGenerationPrompt: false, variables: variables)
+        }
+        XCTAssertEqual(try render("{{ -3|abs }} {{ 'b' is in ['a', 'b'] }} {{ tools is none }} {{ 'é'|length }}"), "3 True True 1")
+        XCTAssertEqual(try render("{% for x in [1, 2] +%}\n{{ x }}{% endfor %}"), "\n1\n2", "+%} keeps the newline")
+        XCTAssertEqual(try render("a\n"), "a", "one trailing newline dropped (keep_trailing_newline=False)")
+        XCTAssertEqual(try render("{{ 9223372036854775807 + 1 }} {{ 99999999999999999999 }}"), "9.223372036854776e+18 1e+20")
+        for (source, message) in [("{{ range() }}", "range() takes 1 to 3 integers"), ("{{ 'abc'[::0] }}", "slice step cannot be zero"),
+                                  ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recurses more than 200 calls deep")] {
+            XCTAssertThrowsError(try render(source), source) { XCTAssertTrue("\($0)".contains(message), "\($0)") }
+        }
+    }
+
     func testUnsupportedConstructsNameThemselvesAndTheirLine() throws {
         XCTAssertThrowsError(try ChatTemplate("hello\n{% call foo() %}x{% endcall %}")) { XCTAssertTrue("\($0)".contains("line 2: statement 'call' is not supported"), "\($0)") }
         XCTAssertThrowsError(try ChatTemplate("{% if x %}open")) { XCTAssertTrue("\($0)".contains("missing {% elif / else / endif %}"), "\($0)") }

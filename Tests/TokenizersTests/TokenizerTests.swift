@@ -59,6 +59,22 @@ final class TokenizerTests: XCTestCase {
         XCTAssertThrowsError(try Tokenizers.load(dir)) { XCTAssertTrue("\($0)".contains("eos_token '<|eot|>' is not a token of"), "\($0)") }
     }
 
+    /// Canonically equivalent tokens stay distinct ("à" and "a" + U+0300 are two ids); Llama 3's
+    /// Sequence post-processor adds its BOS; Metaspace decoding drops the first token's markers.
+    func testExactTokensSequencePostProcessorAndMetaspaceDecoding() throws {
+        let dir = NSTemporaryDirectory() + "tok-exact-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try #"{"model": {"type": "BPE", "vocab": {"\u00e0": 0, "a\u0300": 1, "a": 2, "\u0300": 3, "<s>": 4, "\u2581": 5, "b": 6, "\u2581\u2581": 7}, "merges": ["a \u0300"]}, "added_tokens": [{"id": 4, "content": "<s>", "special": true}], "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": false}, "decoder": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always"}, "post_processor": {"type": "Sequence", "processors": [{"type": "ByteLevel"}, {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]}]}}"#
+            .write(toFile: dir + "/tokenizer.json", atomically: true, encoding: .utf8)
+        try #"{"bos_token": "<s>"}"#.write(toFile: dir + "/tokenizer_config.json", atomically: true, encoding: .utf8)
+        let t = try XCTUnwrap(try Tokenizers.load(dir) as? BPETokenizer)
+        XCTAssertEqual(t.encode("\u{e0}"), [5, 0])
+        XCTAssertEqual(t.encode("a\u{300}"), [5, 1], "the decomposed form has its own id")
+        XCTAssertEqual(t.prefixTokens, [4], "BOS from the TemplateProcessing inside a Sequence")
+        XCTAssertEqual(t.decode([7, 6, 5, 6]), "b b", "every marker of the first token is dropped, later ones become spaces")
+    }
+
     func testSpecialTokensAreSkippedOnRequest() throws {
         let tokenizer = try Tokenizers.load(fixtures + "/bpe/tokenizer.json")
         let ids = tokenizer.encode("a<|endoftext|>b<|assistant|>")

@@ -90,6 +90,14 @@ public struct LlamaConfig: Equatable, Sendable {
         try check(rmsNormEps > 0, "rms_norm_eps must be positive")
         try check(ropeTheta > 0, "rope_theta must be positive")
         if let w = slidingWindow { try check(w > 0, "sliding_window must be positive, got \(w)") }
+        // Sizes a CPU can hold (and whose products cannot overflow): every dimension < 2²⁴,
+        // fewer than 10¹¹ parameters, rotary tables for at most 2¹⁸ positions.
+        let limit = 1 << 24
+        try check([vocabSize, channels, innerSize, heads * headSize, kvHeads * headSize].allSatisfy { $0 < limit } && layers < 4096,
+                  "a dimension is too large for this implementation (hidden_size, intermediate_size, vocab_size, heads × head_dim < 2²⁴, layers < 4096)")
+        let perLayer = Double(channels) * Double(2 * heads * headSize + 2 * kvHeads * headSize) + 3 * Double(channels) * Double(innerSize)
+        try check(Double(layers) * perLayer + 2 * Double(vocabSize) * Double(channels) < 1e11, "the model has more than 10¹¹ parameters")
+        try check(contextLength <= 1 << 18, "max_position_embeddings \(maxPositions) is above 2¹⁸ (262144), more than this implementation tabulates")
     }
 
     /// Shapes for `model.family: llama` with `model.preset` (byte vocabulary: ids 256 and 257 are

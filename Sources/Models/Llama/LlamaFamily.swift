@@ -94,10 +94,10 @@ enum LlamaConfigReader {
         let heads = try int("num_attention_heads")
         let channels = try int("hidden_size")
         // Sliding windows: Mistral's applies whenever set; Qwen2's only with use_sliding_window.
+        // MistralConfig's sliding_window defaults to 4096 when the key is absent; null means none.
         var window: Int?
-        if variant == .mistral || (variant == .qwen2 && (json["use_sliding_window"] as? Bool) == true) {
-            window = present("sliding_window") ? try int("sliding_window") : nil
-        }
+        if variant == .mistral { window = json["sliding_window"] == nil ? 4096 : (present("sliding_window") ? try int("sliding_window") : nil) }
+        if variant == .qwen2 && (json["use_sliding_window"] as? Bool) == true { window = present("sliding_window") ? try int("sliding_window") : nil }
         let (theta, scaling) = try rope(json, fail: fail)
         let eos: [Int]
         if let one = json["eos_token_id"] as? Int { eos = [one] } else if let list = json["eos_token_id"] as? [Int] { eos = list }

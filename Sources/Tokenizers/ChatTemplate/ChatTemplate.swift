@@ -10,7 +10,10 @@ public struct ChatTemplate: @unchecked Sendable {
 
     public init(_ source: String) throws {
         self.source = source
-        var parser = try JinjaStatementParser(source)
+        // Jinja2's keep_trailing_newline=False: one newline at the very end of the source is dropped.
+        var text = source
+        if text.hasSuffix("\r\n") { text.removeLast() } else if text.unicodeScalars.last == "\n" { text.unicodeScalars.removeLast() }
+        var parser = try JinjaStatementParser(text)
         nodes = try parser.parse(until: []).0
     }
 
@@ -29,14 +32,17 @@ public struct ChatTemplate: @unchecked Sendable {
                 for (k, v) in kwargs { values[k] = v }
                 return .namespace(JinjaNamespace(values)) }),
             "range": .function(JinjaFunction(name: "range") { args, _ in
-                let n = args.map { if case .int(let i) = $0 { return i }; return 0 }
-                let (start, stop, step) = n.count == 1 ? (0, n[0], 1) : (n[0], n.count > 1 ? n[1] : 0, n.count > 2 ? n[2] : 1)
+                let n = try args.map { v -> Int in guard case .int(let i) = v else { throw JinjaRenderError("range() takes integers, not a \(v.typeName)") }; return i }
+                guard (1...3).contains(n.count) else { throw JinjaRenderError("range() takes 1 to 3 integers, got \(n.count)") }
+                let (start, stop, step) = n.count == 1 ? (0, n[0], 1) : (n[0], n[1], n.count > 2 ? n[2] : 1)
                 guard step != 0 else { throw JinjaRenderError("range() step must not be zero") }
                 return .array(stride(from: start, to: stop, by: step).map { .int($0) }) }),
             "strftime_now": .function(JinjaFunction(name: "strftime_now") { args, _ in
                 .string(ChatTemplate.strftime(args.first?.rendered ?? "", Date())) }),
             "dict": .function(JinjaFunction(name: "dict") { _, kwargs in .object(JinjaObject(kwargs)) }),
         ]
+        // transformers passes these always (None when not given): `tools is not none` must be false.
+        for name in ["tools", "documents"] { globals[name] = JinjaValue.none }
         if let bosToken { globals["bos_token"] = .string(bosToken) }
         if let eosToken { globals["eos_token"] = .string(eosToken) }
         for (k, v) in variables { globals[k] = v }

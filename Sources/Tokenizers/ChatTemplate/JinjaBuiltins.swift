@@ -7,7 +7,7 @@ enum JinjaBuiltins {
         switch v {
         case .array(let a): return a
         case .object(let o): return o.keys.map { .string($0) }
-        case .string(let s): return s.map { .string(String($0)) }
+        case .string(let s): return s.unicodeScalars.map { .string(String($0)) }   // Python iterates code points
         case .undefined, .none: return []
         default: throw JinjaRenderError("a \(v.typeName) is not iterable", line: line)
         }
@@ -15,7 +15,7 @@ enum JinjaBuiltins {
 
     static func length(_ v: JinjaValue, line: Int) throws -> Int {
         switch v {
-        case .string(let s): return s.count
+        case .string(let s): return s.unicodeScalars.count
         case .array(let a): return a.count
         case .object(let o): return o.entries.count
         case .undefined: return 0
@@ -42,7 +42,7 @@ enum JinjaBuiltins {
             let k = i < 0 ? a.count + i : i
             return a.indices.contains(k) ? a[k] : .undefined("[\(i)]")
         case (.string(let s), .int(let i)):
-            let chars = Array(s), k = i < 0 ? chars.count + i : i
+            let chars = Array(s.unicodeScalars), k = i < 0 ? chars.count + i : i
             return chars.indices.contains(k) ? .string(String(chars[k])) : .undefined("[\(i)]")
         case (.undefined(let n), _): throw JinjaRenderError("'\(n)' is undefined (reading [\(key.rendered)])", line: line)
         default: return .undefined("[\(key.rendered)]")
@@ -51,6 +51,7 @@ enum JinjaBuiltins {
 
     static func slice(_ base: JinjaValue, _ a: JinjaValue?, _ b: JinjaValue?, _ c: JinjaValue?, line: Int) throws -> JinjaValue {
         func int(_ v: JinjaValue?) -> Int? { if case .int(let n)? = v { return n }; return nil }
+        if int(c) == 0 { throw JinjaRenderError("slice step cannot be zero", line: line) }
         func indices(_ count: Int) -> [Int] {
             let step = int(c) ?? 1
             func clamp(_ v: Int?, _ fallback: Int) -> Int {
@@ -63,7 +64,7 @@ enum JinjaBuiltins {
         }
         switch base {
         case .array(let items): return .array(indices(items.count).map { items[$0] })
-        case .string(let s): let chars = Array(s); return .string(String(indices(chars.count).map { chars[$0] }))
+        case .string(let s): let chars = Array(s.unicodeScalars); return .string(String(String.UnicodeScalarView(indices(chars.count).map { chars[$0] })))
         case .undefined(let n): throw JinjaRenderError("'\(n)' is undefined (slicing)", line: line)
         default: throw JinjaRenderError("a \(base.typeName) cannot be sliced", line: line)
         }
@@ -196,23 +197,27 @@ enum JinjaBuiltins {
             switch (l, r) {
             case (.string(let a), .string(let b)): return .string(a + b)
             case (.array(let a), .array(let b)): return .array(a + b)
-            case (.int(let a), .int(let b)): return .int(a + b)
+            case (.int(let a), .int(let b)):
+                let (r, o) = a.addingReportingOverflow(b); return o ? .double(Double(a) + Double(b)) : .int(r)
             default:
                 if let a = number(l), let b = number(r) { return .double(a + b) }
                 throw JinjaRenderError("cannot add a \(l.typeName) and a \(r.typeName)", line: line)
             }
         case "*":
             switch (l, r) {
-            case (.string(let s), .int(let n)), (.int(let n), .string(let s)): return .string(String(repeating: s, count: max(n, 0)))
-            case (.int(let a), .int(let b)): return .int(a * b)
+            case (.string(let s), .int(let n)), (.int(let n), .string(let s)):
+                guard n <= 1_000_000 else { throw JinjaRenderError("string repetition by \(n) is too large", line: line) }
+                return .string(String(repeating: s, count: max(n, 0)))
+            case (.int(let a), .int(let b)):
+                let (r, o) = a.multipliedReportingOverflow(by: b); return o ? .double(Double(a) * Double(b)) : .int(r)
             default: break
             }
-        case "-": if case .int(let a) = l, case .int(let b) = r { return .int(a - b) }
+        case "-": if case .int(let a) = l, case .int(let b) = r { let (v, o) = a.subtractingReportingOverflow(b); if !o { return .int(v) } }
         case "//": if case .int(let a) = l, case .int(let b) = r, b != 0 { return .int(Int((Double(a) / Double(b)).rounded(.down))) }
         case "%":
-            if case .int(let a) = l, case .int(let b) = r, b != 0 { return .int(((a % b) + b) % b) }
+            if case .int(let a) = l, case .int(let b) = r, b != 0, b != -1 { return .int(((a % b) + b) % b) }
             if case .string(let format) = l { return .string(format.replacingOccurrences(of: "%s", with: r.rendered)) }
-        case "**": if case .int(let a) = l, case .int(let b) = r, b >= 0 { return .int(Int(pow(Double(a), Double(b)))) }
+        case "**": if case .int(let a) = l, case .int(let b) = r, b >= 0, let v = Int(exactly: pow(Double(a), Double(b)).rounded()), abs(pow(Double(a), Double(b))) < 9e15 { return .int(v) }
         default: break
         }
         guard let a = number(l), let b = number(r) else { throw JinjaRenderError("operator '\(op)' does not apply to a \(l.typeName) and a \(r.typeName)", line: line) }

@@ -29,9 +29,11 @@ extension JinjaBuiltins {
             return v.isUndefined || (boolean && !v.isTruthy) ? fallback : v
         case "tojson":
             var indent: Int?
-            if case .int(let n)? = arg(0, "indent") { indent = n }
+            // transformers' override: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
+            if case .int(let n)? = arg(1, "indent") { indent = min(max(n, 0), 64) }
             var separators: (String, String)?
             if case .array(let s)? = arg(2, "separators"), s.count == 2 { separators = (s[0].rendered, s[1].rendered) }
+            if arg(0, "ensure_ascii")?.isTruthy == true { throw JinjaRenderError("tojson(ensure_ascii=True) is not supported", line: line) }
             return .string(try JinjaJSON.dumps(v, indent: indent, separators: separators, sortKeys: arg(3, "sort_keys")?.isTruthy ?? false))
         case "items":
             guard case .object(let o) = v else { return .array([]) }
@@ -61,17 +63,17 @@ extension JinjaBuiltins {
         case "int":
             switch v {
             case .int: return v
-            case .double(let d): return .int(Int(d))
-            case .string(let s): return .int(Int(s.trimmingCharacters(in: .whitespaces)) ?? Int(Double(s) ?? 0))
+            case .double(let d): return .int(Int(exactly: d.rounded(.towardZero)) ?? 0)
+            case .string(let s): return .int(Int(s.trimmingCharacters(in: .whitespaces)) ?? Int(exactly: (Double(s) ?? 0).rounded(.towardZero)) ?? 0)
             case .bool(let b): return .int(b ? 1 : 0)
             default: return .int(0)
             }
         case "float": return .double(number(v) ?? Double(v.rendered) ?? 0)
-        case "abs": if case .int(let n) = v { return .int(abs(n)) }; return .double(abs(number(v) ?? 0))
+        case "abs": if case .int(let n) = v, n != Int.min { return .int(abs(n)) }; return .double(abs(number(v) ?? 0))
         case "round": return .double(((number(v) ?? 0) * 1).rounded())
         case "wordcount": return .int(split(v.rendered, nil, -1).count)
         case "indent":
-            let width: Int; if case .int(let n)? = arg(0, "width") { width = n } else { width = 4 }
+            let width: Int; if case .int(let n)? = arg(0, "width") { width = min(max(n, 0), 10_000) } else { width = 4 }
             let first = arg(1, "first")?.isTruthy ?? false
             let pad = String(repeating: " ", count: width)
             let lines = v.rendered.components(separatedBy: "\n")

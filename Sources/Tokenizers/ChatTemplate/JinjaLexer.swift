@@ -56,7 +56,7 @@ enum JinjaLexer {
             }
             let close: Unicode.Scalar = kind == "{" ? "}" : (kind == "%" ? "%" : "#")
             var body = String.UnicodeScalarView(), quote: Unicode.Scalar?
-            var closed = false, rightStrip = false
+            var closed = false, rightStrip = false, keepNewline = false
             while j < s.count {
                 let d = s[j]
                 if d == "\n" { line += 1 }
@@ -68,6 +68,7 @@ enum JinjaLexer {
                 }
                 if kind != "#" && (d == "'" || d == "\"") { quote = d; body.append(d); j += 1; continue }
                 if d == "-", j + 2 < s.count, s[j + 1] == close, s[j + 2] == "}" { rightStrip = true; j += 3; closed = true; break }
+                if d == "+", kind != "{", j + 2 < s.count, s[j + 1] == close, s[j + 2] == "}" { keepNewline = true; j += 3; closed = true; break }
                 if d == close, j + 1 < s.count, s[j + 1] == "}" { j += 2; closed = true; break }
                 body.append(d); j += 1
             }
@@ -78,7 +79,7 @@ enum JinjaLexer {
             case "%": flushText(); out.append(.statement(content, line: startLine))
             default: break
             }
-            if rightStrip { stripNextLeading = true } else if kind != "{" { trimNextNewline = true }
+            if rightStrip { stripNextLeading = true } else if kind != "{" && !keepNewline { trimNextNewline = true }
             i = j
         }
         flushText()

@@ -73,7 +73,9 @@ struct JinjaTokenizer {
                     j += 1
                 }
                 let text = String(String.UnicodeScalarView(s[i..<j])).replacingOccurrences(of: "_", with: "")
-                out.append(isDouble ? .double(Double(text)!) : .int(Int(text)!))
+                if !isDouble, let n = Int(text) { out.append(.int(n)) }
+                else if let d = Double(text) { out.append(.double(d)) }
+                else { throw JinjaSyntaxError("number '\(text)' is out of range", line: line) }
                 i = j
                 continue
             }
@@ -173,10 +175,13 @@ struct JinjaExpressionParser {
         while accept("**") { left = .binary("**", left, try unary()) }
         return left
     }
-    mutating func unary() throws -> JinjaExpression {
-        if accept("-") { return .unary("-", try unary()) }
-        if accept("+") { return try unary() }
-        return try filtered(try postfix(try primary()))
+    /// Jinja2's parse_unary: the operand of a sign takes no filters (`-x|abs` is `(-x)|abs`).
+    mutating func unary(withFilter: Bool = true) throws -> JinjaExpression {
+        let node: JinjaExpression
+        if accept("-") { node = .unary("-", try unary(withFilter: false)) }
+        else if accept("+") { node = try unary(withFilter: false) }
+        else { node = try postfix(try primary()) }
+        return withFilter ? try filtered(node) : node
     }
     mutating func primary() throws -> JinjaExpression {
         switch next() {
@@ -265,9 +270,11 @@ struct JinjaExpressionParser {
                 let name = try self.name()
                 var args: [JinjaExpression] = []
                 if accept("(") { args = try arguments().0 }
-                else if case .name(let n) = peek, !["and", "or", "else", "if", "not", "in", "is"].contains(n) { args = [try primary()] }
-                else if case .string = peek { args = [try primary()] }
+                else if case .name(let n) = peek, !["and", "or", "else", "if", "not", "in", "is"].contains(n) { args = [try postfix(try primary())] }
+                else if case .op(let o) = peek, o == "[" || o == "{" { args = [try postfix(try primary())] }
+                else if case .string = peek { args = [try postfix(try primary())] }
                 else if case .int = peek { args = [try primary()] }
+                else if case .double = peek { args = [try primary()] }
                 e = .test(e, name, args, negated: negated)
                 continue
             }

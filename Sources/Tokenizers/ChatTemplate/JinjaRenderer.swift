@@ -13,6 +13,7 @@ public struct JinjaRenderError: Error, CustomStringConvertible {
 final class JinjaRenderer {
     var scopes: [[String: JinjaValue]]
     var line = 0
+    var depth = 0
     enum Flow: Error { case breakLoop, continueLoop }
 
     init(globals: [String: JinjaValue]) { scopes = [globals] }
@@ -113,6 +114,9 @@ final class JinjaRenderer {
             extra = extra.isEmpty ? [] : extra
             frame["varargs"] = .array(Array(extra))
             // A macro sees the template's globals and top-level names, not its caller's locals.
+            guard depth < 200 else { throw JinjaRenderError("macro '\(m.name)' recurses more than 200 calls deep", line: line) }
+            depth += 1
+            defer { depth -= 1 }
             let saved = scopes
             scopes = [scopes[0], frame]
             defer { scopes = saved }
@@ -148,7 +152,7 @@ final class JinjaRenderer {
             case "not": return .bool(!v.isTruthy)
             default:
                 switch v {
-                case .int(let n): return .int(-n)
+                case .int(let n): return n == Int.min ? .double(-Double(n)) : .int(-n)
                 case .double(let d): return .double(-d)
                 default: throw JinjaRenderError("cannot negate a \(v.typeName)", line: line)
                 }

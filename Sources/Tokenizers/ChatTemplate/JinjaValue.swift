@@ -95,20 +95,22 @@ public indirect enum JinjaValue: Sendable {
 /// A dict with Python's insertion order.
 public struct JinjaObject: Sendable {
     public private(set) var entries: [(key: String, value: JinjaValue)] = []
-    private var index: [String: Int] = [:]
+    /// By exact bytes: Python's dict keys are code-point sequences, Swift's String equality is canonical equivalence.
+    private var index: [[UInt8]: Int] = [:]
 
     public init(_ pairs: [(String, JinjaValue)] = []) { for (k, v) in pairs { self[k] = v } }
 
     public subscript(key: String) -> JinjaValue? {
-        get { index[key].map { entries[$0].value } }
+        get { index[Array(key.utf8)].map { entries[$0].value } }
         set {
-            if let i = index[key] {
+            let k = Array(key.utf8)
+            if let i = index[k] {
                 if let newValue { entries[i].value = newValue } else {
                     entries.remove(at: i)
-                    index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.key, $0) })
+                    index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { (Array($1.key.utf8), $0) })
                 }
             } else if let newValue {
-                index[key] = entries.count
+                index[k] = entries.count
                 entries.append((key, newValue))
             }
         }

@@ -66,15 +66,16 @@ struct PPOData {
     }
 
     init(config cfg: PPOConfig, tokenizer: any Tokenizer, needsR2MPairs: Bool) throws {
-        func prompt(_ text: String, answer: String?, task: String) -> PPOPrompt {
-            PPOPrompt(tokens: SFTTokenization.promptTokens(SFTExample(prompt: text, completion: ""), tokenizer: tokenizer), answer: answer, task: task, text: text)
+        func prompt(_ text: String, answer: String?, task: String, chatRendered: Bool = false) -> PPOPrompt {
+            PPOPrompt(tokens: chatRendered ? tokenizer.encode(text) : SFTTokenization.promptTokens(SFTExample(prompt: text, completion: ""), tokenizer: tokenizer),
+                      answer: answer, task: task, text: text)
         }
         let arith = cfg.data.task == .arith ? cfg.data.arithTask : nil
         if let task = arith {
             prompts = task.train.map { prompt(ArithTask.prompt($0), answer: ArithTask.answer($0), task: "arith") }
             evalExamples = Array(task.evalExamples().prefix(cfg.cadence.evalMaxExamples))
         } else {
-            prompts = try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat).map { prompt($0.prompt, answer: $0.answer, task: $0.task ?? "") }
+            prompts = try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat).map { prompt($0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered) }
             guard !prompts.isEmpty else { throw DatasetError("\(cfg.data.train): no prompts") }
             evalExamples = cfg.data.eval.isEmpty ? [] : Array(try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat).prefix(cfg.cadence.evalMaxExamples))
         }
