@@ -25,10 +25,12 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
         // LoRA starts with B = 0, so the policy is the reference: DPO = cDPO = log 2, hinge = 1,
         // IPO = 1/(4τ²) = 25. (Not InSPO: its policy terms are conditioned on the other response,
         // its reference terms are not.)
+        for family in testedFamilies {
         for (loss, expected) in [("dpo", log(2.0)), ("cdpo", log(2.0)), ("hinge", 1.0), ("ipo", 25.0)] {
-            let out = directory + "/\(loss)"
-            _ = try await DPOStage(config: try config(out: out, loss: loss, extra: ["train.steps=1"]), transport: SingleProcessTransport(), say: { _ in }).run()
-            XCTAssertEqual(try XCTUnwrap(try metrics(out, "loss").first), expected, accuracy: 1e-4, loss)
+            let out = directory + "/\(loss)-\(family)"
+            _ = try await DPOStage(config: try config(out: out, loss: loss, extra: ["train.steps=1", "model.family=\(family)"]), transport: SingleProcessTransport(), say: { _ in }).run()
+            XCTAssertEqual(try XCTUnwrap(try metrics(out, "loss").first), expected, accuracy: 1e-4, "\(family) \(loss)")
+        }
         }
     }
 
@@ -36,11 +38,11 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
         let threads = BLAS.threads
         BLAS.setThreads(1)
         defer { BLAS.setThreads(threads) }
-        for loss in ["dpo", "inspo"] {
-            let single = directory + "/\(loss)-single", double = directory + "/\(loss)-dp2"
-            _ = try await DPOStage(config: try config(out: single, loss: loss), transport: SingleProcessTransport(), say: { _ in }).run()
+        for (loss, family) in [("dpo", "gpt2"), ("inspo", "gpt2"), ("dpo", "llama")] {
+            let single = directory + "/\(loss)-\(family)-single", double = directory + "/\(loss)-\(family)-dp2"
+            _ = try await DPOStage(config: try config(out: single, loss: loss, extra: ["model.family=\(family)"]), transport: SingleProcessTransport(), say: { _ in }).run()
             let world = EmbeddedWorld(size: 2)
-            let c = try config(out: double, loss: loss)
+            let c = try config(out: double, loss: loss, extra: ["model.family=\(family)"])
             _ = try await world.run { transport in try await DPOStage(config: c, transport: transport, say: { _ in }).run() }
             XCTAssertEqual(world.undelivered, [])
             // The logged loss is a sum over ranks, so its last bit may depend on the grouping;
@@ -60,7 +62,8 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
     }
 
     func testResumeIsBitIdenticalWithLoRAAndFullFineTuning() async throws {
-        for (name, extra, model) in [("lora", [String](), "adapter/adapter_model.safetensors"), ("full", ["lora.rank=0", "train.lr=3e-4"], "model.safetensors")] {
+        for (name, extra, model) in [("lora", [String](), "adapter/adapter_model.safetensors"), ("full", ["lora.rank=0", "train.lr=3e-4"], "model.safetensors"),
+                                     ("llama-lora", ["model.family=llama"], "adapter/adapter_model.safetensors")] {
             let a = directory + "/\(name)-a", b = directory + "/\(name)-b"
             _ = try await DPOStage(config: try config(out: a, loss: "cpl", extra: extra), transport: SingleProcessTransport(), say: { _ in }).run()
             _ = try await DPOStage(config: try config(out: b, loss: "cpl", extra: extra), transport: SingleProcessTransport(), say: { _ in }).run()

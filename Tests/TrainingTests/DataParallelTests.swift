@@ -11,9 +11,9 @@ import XCTest
 /// Data-parallel SFT on 2 and 4 ranks of the embedded world matches one process with the same
 /// global batch: loss curve and final weights identical.
 final class DataParallelTests: TemporaryDirectoryTestCase {
-    func config(out: String, checkReplicas: Bool = true) throws -> SFTConfig {
+    func config(out: String, checkReplicas: Bool = true, family: String = "gpt2") throws -> SFTConfig {
         try SFTConfig(try sftSchema.resolve(file: nil, overrides: [
-            "name=dp", "out=\(out)", "resume=never", "data.task=arith", "data.eval_size=50",
+            "name=dp", "out=\(out)", "resume=never", "model.family=\(family)", "data.task=arith", "data.eval_size=50",
             "train.steps=12", "train.batch_size=16", "train.micro_batch_size=4", "train.max_length=16",
             "train.warmup_steps=2", "train.lr=3e-3", "eval.every=0", "checkpoint.every=0", "log.every=100",
             "train.check_replicas=\(checkReplicas)",
@@ -35,22 +35,24 @@ final class DataParallelTests: TemporaryDirectoryTestCase {
         let threads = BLAS.threads
         BLAS.setThreads(1)
         defer { BLAS.setThreads(threads) }
-        let single = directory + "/single"
-        _ = try await SFTStage(config: try config(out: single, checkReplicas: false), transport: SingleProcessTransport(), say: { _ in }).run()
+        for family in testedFamilies {
+        let single = directory + "/single-\(family)"
+        _ = try await SFTStage(config: try config(out: single, checkReplicas: false, family: family), transport: SingleProcessTransport(), say: { _ in }).run()
         let reference = try weights(single), referenceLosses = try losses(single)
         XCTAssertEqual(referenceLosses.count, 12)
         for ranks in [2, 4] {
-            let out = directory + "/dp\(ranks)"
+            let out = directory + "/dp\(ranks)-\(family)"
             let world = EmbeddedWorld(size: ranks)
-            let config = try config(out: out)
+            let config = try config(out: out, family: family)
             _ = try await world.run { transport in try await SFTStage(config: config, transport: transport, say: { _ in }).run() }
             XCTAssertEqual(world.undelivered, [])
             let w = try weights(out), l = try losses(out)
             // Gradients are summed in Float64 (GradientSum), so the grouping of micro-batches
             // over ranks cannot change them: equal bit for bit, stronger than the 1e-5 asked.
-            XCTAssertEqual(w, reference, "\(ranks) ranks: final weights")
-            XCTAssertEqual(l, referenceLosses, "\(ranks) ranks: loss curve")
+            XCTAssertEqual(w, reference, "\(family), \(ranks) ranks: final weights")
+            XCTAssertEqual(l, referenceLosses, "\(family), \(ranks) ranks: loss curve")
             XCTAssertEqual(l.count, 12)
+        }
         }
     }
 

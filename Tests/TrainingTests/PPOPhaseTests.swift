@@ -9,8 +9,8 @@ import XCTest
 
 /// PPO's phases one at a time on a tiny model: what each hands the next, and the reward registry.
 final class PPOPhaseTests: TemporaryDirectoryTestCase {
-    func session(_ overrides: [String]) async throws -> PPOSession {
-        let model = try makeTinyModel(directory: directory)
+    func session(_ overrides: [String], family: String = "gpt2") async throws -> PPOSession {
+        let model = try makeTinyModel(directory: directory, family: family)
         let head = ScalarHead(channels: 128)
         var rng = RNG(seed: 3)
         head.initialize(rng: &rng, std: 0.5)
@@ -25,7 +25,8 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
     }
 
     func testPhasesHandEachOtherTheirShapes() async throws {
-        let s = try await session(["ppo.estimator=gae", "rewards.reward_head=0.5"])
+      for family in testedFamilies {
+        let s = try await session(["ppo.estimator=gae", "rewards.reward_head=0.5"], family: family)
         let rollout = try await s.rollout(1)
         XCTAssertEqual(rollout.sequences.count, 12, "4 prompts × 3 samples")
         XCTAssertEqual(Set(rollout.promptIndices.chunked(3).map { Set($0).count }), [1], "each prompt's samples are adjacent")
@@ -59,6 +60,7 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(try XCTUnwrap(metrics.value("reward_mean")), scored.scores.reduce(0, +) / 12, accuracy: 1e-12)
         // The summed record survives the all-reduce payload layout.
         XCTAssertEqual(metrics.sums.with(vector: metrics.sums.vector), metrics.sums)
+      }
     }
 
     func testGroupEstimatorsCenterEachPromptsSamples() async throws {

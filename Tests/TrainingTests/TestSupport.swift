@@ -14,12 +14,22 @@ class TemporaryDirectoryTestCase: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
 }
 
-/// A random tiny GPT-2 folder (context 32, byte tokenizer) to start RL stages from.
-func makeTinyModel(directory: String) throws -> String {
-    let path = directory + "/sft"
-    var shape = try GPT2Config.preset("tiny")
-    shape.contextLength = 32
-    let trunk = try GPT2Trunk(config: shape)
+/// The model families every stage test runs on.
+let testedFamilies = ["gpt2", "llama"]
+
+/// A random tiny model folder of `family` (context 32, byte tokenizer) to start RL stages from.
+func makeTinyModel(directory: String, family: String = "gpt2") throws -> String {
+    let path = directory + "/sft" + (family == "gpt2" ? "" : "-" + family)
+    let trunk: any CausalLM
+    if family == "gpt2" {
+        var shape = try GPT2Config.preset("tiny")
+        shape.contextLength = 32
+        trunk = try GPT2Trunk(config: shape)
+    } else {
+        var shape = try XCTUnwrap(LlamaConfig.presets["tiny"])
+        shape.maxPositions = 32
+        trunk = try LlamaTrunk(config: shape)
+    }
     var rng = RNG(seed: 5)
     trunk.initialize(rng: &rng)
     try HFCheckpoint.save(trunk, directory: path)
