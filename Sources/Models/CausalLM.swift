@@ -45,6 +45,8 @@ public protocol ModelConfiguration: Sendable {
     /// Matrix-multiply FLOPs of one forward of this shape (a training step issues 3× this).
     func forwardFLOPs(batch: Int, tokens: Int) -> Double
     func isEqual(to other: any ModelConfiguration) -> Bool
+    /// Why the context is shorter than the position limit, when it is ("" otherwise).
+    var contextNote: String { get }
 }
 
 extension ModelConfiguration where Self: Equatable {
@@ -52,6 +54,8 @@ extension ModelConfiguration where Self: Equatable {
 }
 
 extension ModelConfiguration {
+    public var contextNote: String { "" }
+
     /// Floats in the flat parameter buffer.
     public var parameterCount: Int { parameterLayout.totalCount }
 

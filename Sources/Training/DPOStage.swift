@@ -181,6 +181,7 @@ public final class DPOStage {
         -> (base: any CausalLM, policy: any CausalLM, adapter: LoRAAdapter?, trainer: DataParallelOptimizer) {
         let cfg = config
         let base = try SFTStage.makeModel(initFrom: cfg.run.initFrom, family: cfg.run.family, preset: cfg.run.preset, tokenizer: tokenizer, seed: cfg.run.seed)
+        try checkContext(base.config, maxLength: cfg.train.maxLength)
         let adapter = try cfg.lora.config.map { try stageAdapter($0, model: base.config, checkpoint: checkpoint, seed: cfg.run.seed &+ 3) }
         let policy = adapter != nil ? base : try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? base.clone()
         let trainer = DataParallelOptimizer(parameters: adapter?.weights ?? policy.weights, layout: adapter?.layout ?? policy.parameterLayout,

@@ -90,6 +90,7 @@ final class SFTSession {
         // LoRA: a checkpoint's model is the merged one; training continues on the base.
         let checkpoint = stageFolder.checkpoint
         trunk = try checkpoint.flatMap { c.lora == nil ? try HFCheckpoint.load(directory: $0) : nil } ?? SFTStage.makeModel(c, tokenizer: tokenizer, seed: c.run.seed)
+        try checkContext(trunk.config, maxLength: c.train.maxLength)
         state = try stageFolder.resumedState(stage: c.stageName, fresh: TrainingState(
             stage: c.stageName, step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: c.run.seed &+ 7),
             tokenizer: c.run.tokenizer == "byte" ? "byte" : "tokenizer.json", worldSize: worldSize))

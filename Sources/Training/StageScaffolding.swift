@@ -102,6 +102,14 @@ final class DataParallelOptimizer {
 
 /// A stage's LoRA adapter: the checkpoint's (its shape checked against the config) when resuming,
 /// else a fresh one initialised from `seed`.
+/// train.max_length must fit the model's context: found at load, not when a long example stops
+/// the run partway.
+func checkContext(_ model: any ModelConfiguration, maxLength: Int) throws {
+    guard maxLength <= model.contextLength else {
+        throw ConfigError("'train.max_length' \(maxLength) exceeds the model's context of \(model.contextLength) tokens\(model.contextNote)")
+    }
+}
+
 func stageAdapter(_ lora: LoRAConfig, model: any ModelConfiguration, checkpoint: String?, seed: UInt64) throws -> LoRAAdapter {
     guard let checkpoint else {
         let adapter = try makeAdapter(lora, for: model)

@@ -1,5 +1,8 @@
 import Foundation
+import Cluster
 @testable import Config
+import Models
+import Tokenizers
 @testable import Training
 import XCTest
 
@@ -151,5 +154,26 @@ final class StageConfigTests: TemporaryDirectoryTestCase {
         XCTAssertEqual((1...100).filter { sft.cadence.evaluates(after: $0, of: 100) }, [30, 60, 90, 100], "every N and at the end")
         XCTAssertThrowsError(try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft",
                                                                                          "ppo.estimator=grpo", "ppo.samples_per_prompt=1"])))
+    }
+}
+
+/// train.max_length beyond the model's context is refused before step 1, naming the key and, for
+/// Mistral, the sliding window that caps the context.
+final class ContextLengthTests: TemporaryDirectoryTestCase {
+    func testMaxLengthBeyondTheContextIsRefusedAtLoad() async throws {
+        let model = directory + "/mistral"
+        let trunk = try LlamaTrunk(config: LlamaConfig(variant: .mistral, vocabSize: 258, maxPositions: 64, channels: 32, layers: 1, heads: 2,
+                                                       innerSize: 48, slidingWindow: 12, bosTokenId: 256, eosTokenIds: [257]))
+        try HFCheckpoint.save(trunk, directory: model)
+        try ByteTokenizer.markerContents.write(toFile: model + "/" + ByteTokenizer.markerFile, atomically: true, encoding: .utf8)
+        let config = try SFTConfig(try sftSchema.resolve(file: nil, overrides: [
+            "out=\(directory)/run", "resume=never", "model.init_from=\(model)", "data.task=arith", "train.max_length=16", "train.steps=1"]))
+        do {
+            _ = try await SFTStage(config: config, transport: SingleProcessTransport(), say: { _ in }).run()
+            XCTFail("a max_length beyond the context must be refused")
+        } catch {
+            XCTAssertTrue("\(error)".contains("'train.max_length' 16 exceeds the model's context of 12 tokens (sliding_window 12"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/run/metrics.jsonl"), "refused before step 1")
     }
 }

@@ -131,8 +131,5 @@ extension LlamaTrunk {
         }
     }
 
-    /// Why the context is shorter than max_position_embeddings, when a sliding window caps it.
-    var contextNote: String {
-        llama.contextLength < llama.maxPositions ? " (sliding_window \(llama.contextLength) < max_position_embeddings \(llama.maxPositions); longer sequences need sliding-window attention, which is not implemented)" : ""
-    }
+    var contextNote: String { llama.contextNote }
 }

@@ -3,6 +3,10 @@ import Kernels
 
 extension LlamaConfig: ModelConfiguration {
     public var modelType: String { variant.rawValue }
+    /// A sliding window shorter than max_position_embeddings caps the context.
+    public var contextNote: String {
+        contextLength < maxPositions ? " (sliding_window \(contextLength) < max_position_embeddings \(maxPositions); longer sequences need sliding-window attention, which is not implemented)" : ""
+    }
     public var eosTokenId: Int? { eosTokenIds.first }
     public var parameterLayout: TensorLayout { LlamaLayout(config: self).tensors }
 

@@ -141,6 +141,7 @@ final class PPOSession {
                       inputs: PPOInputs? = nil) async throws -> PPOSession? {
         let tokenizer = try inputs?.tokenizer ?? Tokenizers.load(cfg.run.initFrom)
         let base = try inputs?.base ?? HFCheckpoint.load(directory: cfg.run.initFrom)
+        try checkContext(base.config, maxLength: cfg.maxLength)
         let rewardHead = try inputs?.rewardHead ?? loadRewardHead(cfg, channels: base.config.channels)
         let placement = try Placement.parse(cfg.run.placement, worldSize: transport.size)
         let colocated = placement.remote.isEmpty
