@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
 // rlhf → Training (the stages) → Rewards (reward sources) → Runs (run folders, checkpoints, metrics, evaluation)
-//   → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → CBLAS, and Cluster → CMPI.
+//   → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → {CBLAS, CPUCheck}, and Cluster → CMPI.
 // C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
 import Foundation
@@ -11,6 +11,23 @@ import Foundation
 // machine's CPU; set RLHF_TARGET_CPU (e.g. `haswell`, `znver4`) when building for other nodes.
 let targetCPU = ProcessInfo.processInfo.environment["RLHF_TARGET_CPU"] ?? "native"
 let fastMath: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+
+/// The x86 extensions code built for `cpu` may use (for "native": the build machine's, from
+/// /proc/cpuinfo). CPUCheck refuses to run such a binary, before main, on a CPU without them.
+func extensions(of cpu: String) -> [String] {
+    let v3 = ["avx", "avx2", "fma", "bmi2"], v4 = v3 + ["avx512f", "avx512bw", "avx512dq", "avx512vl"]
+    switch cpu {
+    case "native":
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        return (v4 + ["avx512_vnni", "avx512_bf16", "avx512vbmi"]).filter(flags.contains).map { $0.replacingOccurrences(of: "_", with: "") }
+    case "x86-64-v3", "haswell", "broadwell", "skylake", "znver1", "znver2", "znver3": return v3
+    case "x86-64-v4", "skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids", "emeraldrapids", "znver4", "znver5": return v4
+    default: return []
+    }
+}
+let cpuCheck: [CSetting] = extensions(of: targetCPU).map { .define("RLHF_NEED_" + $0.uppercased()) } + [.define("RLHF_TARGET_CPU_NAME", to: targetCPU)]
 
 let package = Package(
     name: "swift-rlhf",
@@ -25,7 +42,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: fastMath),
+        .target(name: "CPUCheck", cSettings: cpuCheck),
+        .target(name: "Kernels", dependencies: ["CBLAS", "CPUCheck"], swiftSettings: fastMath),
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
         .target(name: "Tokenizers"),
         .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),

@@ -18,7 +18,7 @@ indirect enum Normalizer: Sendable {
         case .prepend(let prefix): return text.isEmpty ? text : prefix + text
         case .replace(let pattern, let content):
             let ns = NSMutableString(string: text)
-            pattern.regex.replaceMatches(in: ns, range: NSRange(location: 0, length: ns.length), withTemplate: NSRegularExpression.escapedTemplate(for: content))
+            _ = pattern.regex.replaceMatches(in: ns, range: NSRange(location: 0, length: ns.length), withTemplate: NSRegularExpression.escapedTemplate(for: content))
             return ns as String
         case .sequence(let list): return list.reduce(text) { $1.apply($0) }
         }

@@ -118,15 +118,10 @@ public final class DPOStage {
             state.step = step; state.cursor += cfg.train.batchSize; state.optimizerStep = optimizer.step; state.learningRate = lr
             let seconds = Date().timeIntervalSince(started)
             trainSeconds += seconds
-            let n = Double(cfg.train.batchSize), loss = totals[0] / n
+            let loss = totals[0] / Double(cfg.train.batchSize)
             guard loss.isFinite else { throw TrainingError("loss is \(loss) at step \(step); lower train.lr or dpo.beta, or check the data") }
             if cfg.train.checkReplicas { try await trainer.checkReplicasAgree(transport) }
-            if isLeader {
-                try folder.appendMetrics(["step": step, "loss": loss, "lr": Double(lr), "grad_norm": Double(norm), "reward_accuracy": totals[1] / n,
-                                          "chosen_reward": totals[2] / n, "rejected_reward": totals[3] / n, "margin": (totals[2] - totals[3]) / n,
-                                          "pairs_per_s": n / max(seconds, 1e-9), "seconds": seconds, "communicate_seconds": communicateSeconds])
-                progress.update(step: step, fields: String(format: "loss %.4f acc %.3f margin %.3f lr %.2e |g| %.3f", loss, totals[1] / n, (totals[2] - totals[3]) / n, lr, norm))
-            }
+            if isLeader { try report(step: step, totals: totals, lr: lr, norm: norm, seconds: (seconds, communicateSeconds), folder: folder, progress: progress) }
             if isLeader && cfg.cadence.evaluates(after: step, of: totalSteps) {
                 let e = try evaluate(step: step)
                 result.finalEval = e
@@ -139,6 +134,16 @@ public final class DPOStage {
         if result.lastCheckpoint == nil { result.lastCheckpoint = Checkpoints.newest(in: folder.checkpoints) }
         result.trainSeconds = trainSeconds
         return result
+    }
+
+    /// One step's metrics line and progress: totals are the ranks' sums of (loss, accuracy, chosen
+    /// reward, rejected reward) over the global batch.
+    func report(step: Int, totals: [Double], lr: Float, norm: Float, seconds: (step: Double, communicate: Double), folder: RunFolder, progress: Runs.Progress) throws {
+        let n = Double(config.train.batchSize), loss = totals[0] / n
+        try folder.appendMetrics(["step": step, "loss": loss, "lr": Double(lr), "grad_norm": Double(norm), "reward_accuracy": totals[1] / n,
+                                  "chosen_reward": totals[2] / n, "rejected_reward": totals[3] / n, "margin": (totals[2] - totals[3]) / n,
+                                  "pairs_per_s": n / max(seconds.step, 1e-9), "seconds": seconds.step, "communicate_seconds": seconds.communicate])
+        progress.update(step: step, fields: String(format: "loss %.4f acc %.3f margin %.3f lr %.2e |g| %.3f", loss, totals[1] / n, (totals[2] - totals[3]) / n, lr, norm))
     }
 
     /// The run's description: batch arithmetic, data, loss, policy and reference.

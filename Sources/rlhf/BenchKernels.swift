@@ -20,6 +20,17 @@ struct BenchKernels: ParsableCommand {
     func run() throws {
         log("bench kernels: \(BLAS.summary)")
         let threads = BLAS.threads, core = BLAS.coreName
+        // The CPU, the flags the decision used, the core chosen and why, and the build's target CPU.
+        let cpu = CPUFeatures.current
+        let used = ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"].filter(cpu.flags.contains)
+        printJSONLine(["case": "cpu", "model": cpu.modelName, "flags_used": used, "best_core": KernelChoice.best(for: cpu), "core": core,
+                       "why": FastPath.decision?.reason ?? "", "build_target_cpu": FastPath.buildTargetCPU, "threads": threads])
+        for t in Set([1, threads]).sorted() {
+            BLAS.setThreads(t)
+            printJSONLine(["case": "sgemm_peak", "threads": t, "core": core,
+                           "gflops": rounded(Measure.sgemmPeak(shapes: [(1024, 1024, 1024), (2048, 768, 2304)]), 1)])
+        }
+        BLAS.setThreads(threads)
         for name in preset {
             let c = try ModelFamilies.preset(name)
             let m = batch * tokens, C = c.channels, I = c.innerSize

@@ -47,6 +47,16 @@ class CLITestCase: XCTestCase {
 }
 
 final class CLITests: CLITestCase {
+    /// A binary built for a newer CPU than the one it runs on stops before main with a clear
+    /// message, not SIGILL (the CPU's lack simulated by RLHF_PRETEND_CPU_LACKS).
+    func testABinaryBuiltForANewerCPURefusesClearly() throws {
+        let (_, stderr) = try run(["--help"], expectExit: 3,
+                                  environment: ["RLHF_PRETEND_CPU_LACKS": "avx avx2 fma bmi2 avx512f avx512bw avx512dq avx512vl avx512vnni avx512bf16 avx512vbmi"])
+        XCTAssertTrue(stderr.contains("this rlhf binary was built for the CPU 'native'") && stderr.contains("this CPU lacks avx"), stderr)
+        XCTAssertTrue(stderr.contains("RLHF_TARGET_CPU=x86-64-v3"), "it says how to build for an older CPU: \(stderr)")
+        try run(["--help"])   // and runs where nothing is lacking
+    }
+
     func testInitThenScoreMatchesTheLibrary() throws {
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: binary.path), "no rlhf binary at \(binary.path)")
         let model = directory + "/model"

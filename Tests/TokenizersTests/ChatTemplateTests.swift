@@ -29,8 +29,8 @@ final class ChatTemplateTests: XCTestCase {
                 case (.success(let ours), .some(let expected)):
                     if ours == expected.rendered { rendered += 1 } else { failures.append("\(name) conversation \(k) prompt \(prompt): ours \(ours.debugDescription)\n  transformers \(expected.rendered.debugDescription)") }
                 case (.failure(let error), .some): failures.append("\(name) conversation \(k) prompt \(prompt): \(error)")
-                case (.success(let ours), .none): failures.append("\(name) conversation \(k) prompt \(prompt): transformers raised \(c["error"]!.rendered), ours rendered \(ours.prefix(80).debugDescription)")
-                case (.failure, .none): break
+                case (.success(let ours), nil): failures.append("\(name) conversation \(k) prompt \(prompt): transformers raised \(c["error"]!.rendered), ours rendered \(ours.prefix(80).debugDescription)")
+                case (.failure, nil): break
                 }
             }
         }
