@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# rlhf bench next to the PyTorch baselines of ../shared/peer, on this machine, minutes apart, and
+# one table: preset × threads × {train tokens/s, decode tokens/s (batch 8, 32), peak RSS} for both
+# with the ratio, then PPO iteration seconds and DPO pairs/s at the tiny preset. Prints the CPU.
+#
+#   bash scripts/bench-vs-pytorch.sh                     # presets tiny small llama/smollm2-135m, threads 1 2
+#   PRESETS="small" THREADS="2" PY=~/.cache/rlhf-peer/venv/bin/python bash scripts/bench-vs-pytorch.sh
+#
+# PY is a python with torch and transformers (../shared/peer/setup_venv.sh makes one); OPENBLAS
+# settings are left as the environment has them (the CPU line says which kernels ran).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PEER=${PEER:-../shared/peer}
+PY=${PY:-python3}
+PRESETS=${PRESETS:-"tiny small llama/smollm2-135m"}
+THREADS=${THREADS:-"1 2"}
+swift build -c release >/dev/null
+out=$(mktemp -d)
+peer_name() { case "$1" in llama/*) echo "${1#llama/}" ;; gpt2) echo gpt2-124m ;; *) echo "$1" ;; esac; }
+.build/release/rlhf bench kernels --preset tiny 2>/dev/null | grep '"case":"cpu"' > "$out/cpu.json" || true
+for t in $THREADS; do
+  for p in $PRESETS; do
+    f=$(echo "$p" | tr / _)
+    OPENBLAS_NUM_THREADS=$t .build/release/rlhf bench model --preset "$p" --seconds 3 2>/dev/null | tail -1 > "$out/rlhf-model-$t-$f.json"
+    "$PY" "$PEER/bench_sft.py" --preset "$(peer_name "$p")" --threads "$t" --steps 3 --warmup 1 2>/dev/null | tail -1 > "$out/torch-sft-$t-$f.json"
+    "$PY" scripts/peer_decode.py --preset "$(peer_name "$p")" --threads "$t" 2>/dev/null | tail -1 > "$out/torch-decode-$t-$f.json"
+  done
+  OPENBLAS_NUM_THREADS=$t .build/release/rlhf bench ppo --preset tiny 2>/dev/null | grep '"layout":"hydra"' | tail -1 > "$out/rlhf-ppo-$t.json" || true
+  "$PY" "$PEER/bench_ppo.py" --preset tiny --threads "$t" --iters 3 --warmup 1 2>/dev/null | tail -1 > "$out/torch-ppo-$t.json" || true
+  OPENBLAS_NUM_THREADS=$t .build/release/rlhf bench dpo 2>/dev/null | tail -1 > "$out/rlhf-dpo-$t.json" || true
+  "$PY" "$PEER/bench_dpo.py" --preset tiny --threads "$t" --impl torch 2>/dev/null | tail -1 > "$out/torch-dpo-$t.json" || true
+done
+python3 - "$out" "$PRESETS" "$THREADS" <<'PY'
+import json, sys, os
+out, presets, threads = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f: return json.loads(f.read().strip() or "{}")
+    except Exception: return {}
+cpu = load("cpu.json")
+print(f"CPU: {cpu.get('model', '?')}; OpenBLAS core {cpu.get('core', '?')} ({cpu.get('why', '')})")
+def ratio(a, b): return f"{a / b:.2f}×" if a and b else "–"
+print("| preset | threads | train tok/s rlhf | PyTorch | ratio | decode b8 rlhf | PyTorch | ratio | decode b32 rlhf | PyTorch | ratio | peak RSS rlhf / PyTorch MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for t in threads:
+    for p in presets:
+        f = p.replace("/", "_")
+        r, s, d = load(f"rlhf-model-{t}-{f}.json"), load(f"torch-sft-{t}-{f}.json"), load(f"torch-decode-{t}-{f}.json")
+        rt, st = r.get("train_tokens_per_s"), s.get("tokens_per_s")
+        r8, d8, r32, d32 = r.get("decode_tokens_per_s_b8"), d.get("decode_tokens_per_s_b8"), r.get("decode_tokens_per_s_b32"), d.get("decode_tokens_per_s_b32")
+        print(f"| {p} | {t} | {rt} | {st and round(st, 1)} | {ratio(rt, st)} | {r8} | {d8} | {ratio(r8, d8)} | {r32} | {d32} | {ratio(r32, d32)} | {r.get('peak_rss_mib')} / {s.get('peak_rss_loop_mib')} |")
+print()
+print("| threads | PPO iteration s, tiny hydra: rlhf | PyTorch loop | speed-up | DPO pairs/s, tiny: rlhf | PyTorch loop | ratio |")
+print("|---|---|---|---|---|---|---|")
+for t in threads:
+    rp, tp, rd, td = load(f"rlhf-ppo-{t}.json"), load(f"torch-ppo-{t}.json"), load(f"rlhf-dpo-{t}.json"), load(f"torch-dpo-{t}.json")
+    ri, ti = rp.get("iter_s"), (tp.get("median_s") or {}).get("iteration")
+    rdp, tdp = rd.get("pairs_per_s"), td.get("pairs_per_s")
+    print(f"| {t} | {ri} | {ti and round(ti, 3)} | {ratio(ti, ri)} | {rdp} | {tdp and round(tdp, 1)} | {ratio(rdp, tdp)} |")
+PY
