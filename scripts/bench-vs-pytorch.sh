@@ -24,6 +24,10 @@ for t in $THREADS; do
     OPENBLAS_NUM_THREADS=$t .build/release/rlhf bench model --preset "$p" --seconds 3 2>/dev/null | tail -1 > "$out/rlhf-model-$t-$f.json"
     "$PY" "$PEER/bench_sft.py" --preset "$(peer_name "$p")" --threads "$t" --steps 3 --warmup 1 2>/dev/null | tail -1 > "$out/torch-sft-$t-$f.json"
     "$PY" scripts/peer_decode.py --preset "$(peer_name "$p")" --threads "$t" 2>/dev/null | tail -1 > "$out/torch-decode-$t-$f.json"
+    # bf16 autocast, the fastest thing a PyTorch user could reach for, where the CPU has AVX512-BF16.
+    if grep -q avx512_bf16 /proc/cpuinfo; then
+      "$PY" "$PEER/bench_sft.py" --preset "$(peer_name "$p")" --threads "$t" --steps 3 --warmup 1 --bf16 2>/dev/null | tail -1 > "$out/torch-sft-bf16-$t-$f.json"
+    fi
   done
   OPENBLAS_NUM_THREADS=$t .build/release/rlhf bench ppo --preset tiny 2>/dev/null | grep '"layout":"hydra"' | tail -1 > "$out/rlhf-ppo-$t.json" || true
   "$PY" "$PEER/bench_ppo.py" --preset tiny --threads "$t" --iters 3 --warmup 1 2>/dev/null | tail -1 > "$out/torch-ppo-$t.json" || true
@@ -40,15 +44,15 @@ def load(name):
 cpu = load("cpu.json")
 print(f"CPU: {cpu.get('model', '?')}; OpenBLAS core {cpu.get('core', '?')} ({cpu.get('why', '')})")
 def ratio(a, b): return f"{a / b:.2f}×" if a and b else "–"
-print("| preset | threads | train tok/s rlhf | PyTorch | ratio | decode b8 rlhf | PyTorch | ratio | decode b32 rlhf | PyTorch | ratio | peak RSS rlhf / PyTorch MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| preset | threads | train tok/s rlhf | PyTorch | ratio | PyTorch bf16 autocast | ratio | decode b8 rlhf | PyTorch | ratio | decode b32 rlhf | PyTorch | ratio | peak RSS rlhf / PyTorch MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for t in threads:
     for p in presets:
         f = p.replace("/", "_")
         r, s, d = load(f"rlhf-model-{t}-{f}.json"), load(f"torch-sft-{t}-{f}.json"), load(f"torch-decode-{t}-{f}.json")
-        rt, st = r.get("train_tokens_per_s"), s.get("tokens_per_s")
+        rt, st, bt = r.get("train_tokens_per_s"), s.get("tokens_per_s"), load(f"torch-sft-bf16-{t}-{f}.json").get("tokens_per_s")
         r8, d8, r32, d32 = r.get("decode_tokens_per_s_b8"), d.get("decode_tokens_per_s_b8"), r.get("decode_tokens_per_s_b32"), d.get("decode_tokens_per_s_b32")
-        print(f"| {p} | {t} | {rt} | {st and round(st, 1)} | {ratio(rt, st)} | {r8} | {d8} | {ratio(r8, d8)} | {r32} | {d32} | {ratio(r32, d32)} | {r.get('peak_rss_mib')} / {s.get('peak_rss_loop_mib')} |")
+        print(f"| {p} | {t} | {rt} | {st and round(st, 1)} | {ratio(rt, st)} | {bt and round(bt, 1)} | {ratio(rt, bt)} | {r8} | {d8} | {ratio(r8, d8)} | {r32} | {d32} | {ratio(r32, d32)} | {r.get('peak_rss_mib')} / {s.get('peak_rss_loop_mib')} |")
 print()
 print("| threads | PPO iteration s, tiny hydra: rlhf | PyTorch loop | speed-up | DPO pairs/s, tiny: rlhf | PyTorch loop | ratio |")
 print("|---|---|---|---|---|---|---|")
