@@ -97,31 +97,80 @@ final class BPEModel: @unchecked Sendable {
             }
         }
         if let u = unk { symbols.append((nil, u)) }
-        // Merge the adjacent pair of lowest rank, every occurrence left to right, until none is left.
-        while symbols.count > 1 {
-            var best: (rank: Int, pair: Pair)?
-            for k in 0..<(symbols.count - 1) {
-                guard let l = symbols[k].token, let r = symbols[k + 1].token else { continue }
-                let pair = Pair(left: l, right: r)
-                if let rank = mergeRanks[pair], rank < (best?.rank ?? Int.max) { best = (rank, pair) }
-            }
-            guard let best else { break }
-            let token = Self.merged(best.pair, prefix: Array(prefix.utf8)), id = vocab[token]!
-            var next: [(token: Key?, id: Int32)] = []
-            next.reserveCapacity(symbols.count)
-            var k = 0
-            while k < symbols.count {
-                if k + 1 < symbols.count && symbols[k].token == best.pair.left && symbols[k + 1].token == best.pair.right {
-                    next.append((token, id)); k += 2
-                } else {
-                    next.append(symbols[k]); k += 1
-                }
-            }
-            symbols = next
-        }
-        let ids = symbols.map(\.id)
+        let ids = merge(symbols)
         cache.set(word, ids)
         return ids
+    }
+
+    /// Merges adjacent pairs lowest rank first, leftmost first among equal ranks (tokenizers'
+    /// Word::merge_all): a heap of candidate pairs over a linked list of symbols, so a long word
+    /// (a SentencePiece-style segment is one) costs n log n rather than n per merge.
+    func merge(_ initial: [(token: Key?, id: Int32)]) -> [Int32] {
+        var symbols = initial
+        let n = symbols.count
+        guard n > 1 else { return symbols.map(\.id) }
+        var previous = Array(-1..<(n - 1)), next = Array(1...n)
+        next[n - 1] = -1
+        var alive = [Bool](repeating: true, count: n)
+        var heap = MergeHeap()
+        func push(_ left: Int) {
+            let right = next[left]
+            guard right >= 0, let l = symbols[left].token, let r = symbols[right].token, let rank = mergeRanks[Pair(left: l, right: r)] else { return }
+            heap.push(MergeCandidate(rank: rank, left: left, right: right, leftToken: l, rightToken: r))
+        }
+        for k in 0..<(n - 1) { push(k) }
+        let prefixKey = Array(prefix.utf8)
+        while let c = heap.pop() {
+            // Stale when either symbol has merged since the candidate was pushed.
+            guard alive[c.left], alive[c.right], next[c.left] == c.right, symbols[c.left].token == c.leftToken, symbols[c.right].token == c.rightToken else { continue }
+            let token = Self.merged(Pair(left: c.leftToken, right: c.rightToken), prefix: prefixKey)
+            symbols[c.left] = (token, vocab[token]!)
+            alive[c.right] = false
+            next[c.left] = next[c.right]
+            if next[c.left] >= 0 { previous[next[c.left]] = c.left }
+            if previous[c.left] >= 0 { push(previous[c.left]) }
+            push(c.left)
+        }
+        return (0..<n).filter { alive[$0] }.map { symbols[$0].id }
+    }
+}
+
+/// A pair that may merge: its rank, the positions of its two symbols and their tokens then.
+struct MergeCandidate {
+    let rank: Int, left: Int, right: Int
+    let leftToken: BPEModel.Key, rightToken: BPEModel.Key
+    /// Lower rank first; among equal ranks the leftmost.
+    func precedes(_ other: MergeCandidate) -> Bool { rank != other.rank ? rank < other.rank : left < other.left }
+}
+
+/// A binary min-heap of merge candidates.
+struct MergeHeap {
+    private var items: [MergeCandidate] = []
+    mutating func push(_ c: MergeCandidate) {
+        items.append(c)
+        var k = items.count - 1
+        while k > 0 {
+            let parent = (k - 1) / 2
+            guard items[k].precedes(items[parent]) else { break }
+            items.swapAt(k, parent); k = parent
+        }
+    }
+    mutating func pop() -> MergeCandidate? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var k = 0
+            while true {
+                let l = 2 * k + 1, r = l + 1
+                var best = k
+                if l < items.count && items[l].precedes(items[best]) { best = l }
+                if r < items.count && items[r].precedes(items[best]) { best = r }
+                if best == k { break }
+                items.swapAt(k, best); k = best
+            }
+        }
+        return top
     }
 }
 

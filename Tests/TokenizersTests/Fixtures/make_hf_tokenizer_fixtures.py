@@ -30,6 +30,8 @@ QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| 
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
           "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 CASES = cases()   # first, so that the corpora drawn after do not change them
+# And a very long one: a SentencePiece-style pipeline gives BPE the whole segment as one word.
+CASES.append(" ".join(["the model learns to add numbers café 日本語 🙂 12 + 34 = 46 don't"] * 300))
 
 
 def corpus(n=4000):
