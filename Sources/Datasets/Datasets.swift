@@ -84,7 +84,7 @@ public enum JSONL {
 
     static func rows(data: Data, name path: String) throws -> [(line: Int, object: [String: Any], text: String)] {
         var result: [(Int, [String: Any], String)] = []
-        for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, line) in lines(String(decoding: data, as: UTF8.self)).enumerated() {
             if line.allSatisfy(\.isWhitespace) { continue }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
                 throw DatasetError("\(path):\(index + 1): not a JSON object")
@@ -172,6 +172,12 @@ public enum JSONL {
             return PromptExample(prompt: prompt, answer: try string(o, "answer", at: place, required: false),
                                  task: try string(o, "task", at: place, required: false), source: place, chatRendered: rendered)
         }
+    }
+
+    /// The text's lines, ending in "\n" or "\r\n" (Swift keeps "\r\n" as one Character, so
+    /// splitting on "\n" alone would leave a Windows file as a single line).
+    public static func lines(_ text: String) -> [Substring] {
+        text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
     }
 
     /// Writes objects one per line (keys sorted), via a temporary file and a rename.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Datasets
 import Foundation
 import Tokenizers
 
@@ -27,7 +28,7 @@ struct Template: ParsableCommand {
         let template = try ChatTemplate(source)
         let text = input == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
                                 : try String(contentsOfFile: input, encoding: .utf8)
-        for (k, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+        for (k, line) in JSONL.lines(text).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             let row: JinjaValue
             do { row = try ChatTemplate.value(json: String(line)) } catch { throw CLIError("\(input):\(k + 1): \(error)") }
             guard case .object(let object) = row, let messages = object["messages"], case .array = messages else {

@@ -34,6 +34,15 @@ final class DataTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(try JSONL.preferences(path: prefs).first?.openEnded, true)
     }
 
+    /// A file saved on Windows (CRLF line ends) reads line by line, and errors keep their line numbers.
+    func testCRLFFilesReadLineByLine() throws {
+        let path = try write("{\"prompt\": \"1+1=\", \"completion\": \"2\"}\r\n{\"text\": \"hello\"}\r\n")
+        XCTAssertEqual(try JSONL.sft(path: path).map(\.completion), ["2", "hello"])
+        XCTAssertEqual(try JSONL.sft(path: path)[1].source, path + ":2")
+        let bad = try write("{\"text\": \"a\"}\r\n{oops\r\n")
+        XCTAssertThrowsError(try JSONL.sft(path: bad)) { XCTAssertTrue("\($0)".contains("d.jsonl:2: not a JSON object"), "\($0)") }
+    }
+
     func testTokenizationMasksThePromptAndRejectsTooLongExamples() throws {
         let t = ByteTokenizer()
         let e = try SFTTokenization.tokenize(SFTExample(prompt: "1+2=", completion: "3"), tokenizer: t, maxLength: 16)
