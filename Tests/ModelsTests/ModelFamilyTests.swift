@@ -18,6 +18,16 @@ final class ModelFamilyTests: XCTestCase {
         }
     }
 
+    /// A batch longer than the context is an error from forward, in both families, not a trap.
+    func testSequencesBeyondTheContextAreErrors() throws {
+        for trunk in [try randomTrunk(tinyConfig(context: 16)) as any CausalLM, try randomLlama(tinyLlamaConfig(context: 16))] {
+            let act = trunk.makeActivations(batch: 1, tokens: 20, loraRank: 0)
+            XCTAssertThrowsError(try trunk.forward(tokens: randomTokens(20, vocab: 23, seed: 1), activations: act)) {
+                XCTAssertTrue("\($0)".contains("20 tokens exceed the context of 16"), "\($0)")
+            }
+        }
+    }
+
     func testPresetsComeFromTheirFamily() throws {
         let tiny = try ModelFamilies.preset("tiny")
         XCTAssertEqual([tiny.modelType, "\(tiny.layers)", "\(tiny.channels)", "\(tiny.heads)", "\(tiny.kvHeads)"], ["gpt2", "4", "128", "4", "4"])

@@ -108,6 +108,10 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
             throw ModelError.input("forward: token id \(id) at position \(i) is outside the vocabulary 0..<\(c.vocabSize)")
         }
         if let adapter, !adapter.modelConfig.isEqual(to: gpt2) { throw ModelError.input("forward: adapter was built for another model shape") }
+        guard t <= c.contextLength else { throw ModelError.input("forward: \(t) tokens exceed the context of \(c.contextLength)") }
+        if let adapter, act.loraRank < adapter.config.rank {
+            throw ModelError.input("forward: activations were sized for LoRA rank \(act.loraRank), the adapter has rank \(adapter.config.rank)")
+        }
         tokens.withUnsafeBufferPointer { act.tokenIds.update(from: $0.baseAddress!, count: m) }
 
         // encoded[b, t, :] = wte[token] + wpe[t]

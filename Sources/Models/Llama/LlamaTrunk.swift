@@ -100,7 +100,10 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
         let c = llama, C = c.channels, m = act.rows
         guard tokens.count == m else { throw ModelError.input("forward: \(tokens.count) token ids for a \(act.batch)×\(act.tokens) batch") }
         try checkInput(tokens, adapter: adapter, pass: "forward")
-        if let adapter { precondition(act.loraRank >= adapter.config.rank, "activations were sized for LoRA rank \(act.loraRank), adapter has \(adapter.config.rank)") }
+        guard act.tokens <= c.contextLength else { throw ModelError.input("forward: \(act.tokens) tokens exceed the context of \(c.contextLength)\(c.contextNote)") }
+        if let adapter, act.loraRank < adapter.config.rank {
+            throw ModelError.input("forward: activations were sized for LoRA rank \(act.loraRank), the adapter has rank \(adapter.config.rank)")
+        }
         tokens.withUnsafeBufferPointer { act.tokenIds.update(from: $0.baseAddress!, count: m) }
         let embedding = pointer(layout.tokenEmbedding)
         for row in 0..<m { (act.encoded.pointer + row * C).update(from: embedding + Int(tokens[row]) * C, count: C) }
