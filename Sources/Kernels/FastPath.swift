@@ -15,9 +15,6 @@ public enum FastPath {
     /// The kernel decision of this process.
     nonisolated(unsafe) public private(set) static var decision: KernelChoice.Decision?
 
-    /// AVX-512 F/BW/DQ/VL, read from /proc/cpuinfo (what the SkylakeX kernels need).
-    public static var cpuHasAVX512: Bool { KernelChoice.best(for: .current) == "SkylakeX" }
-
     /// What the build's -target-cpu needs that this CPU lacks ("" when nothing): checked before
     /// main by the CPUCheck module, which stops the process with a clear message.
     public static var missingBuildFeatures: String { String(cString: rlhf_cpu_missing_features()) }

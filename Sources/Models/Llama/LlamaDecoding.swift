@@ -108,7 +108,7 @@ extension LlamaTrunk {
     public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws -> FloatBuffer {
         let c = llama, C = c.channels, m = b * t
         guard tokens.count == m else { throw ModelError.input("inference forward: \(tokens.count) token ids for a \(b)×\(t) batch") }
-        guard t <= c.contextLength else { throw ModelError.input("inference forward: \(t) tokens exceed the context of \(c.contextLength)\(contextNote)") }
+        guard t <= c.contextLength else { throw ModelError.input("inference forward: \(t) tokens exceed the context of \(c.contextLength)\(c.contextNote)") }
         try checkInput(tokens, adapter: adapter, pass: "inference forward")
         let (buffers, storage) = LlamaBlockBuffers.allocate(config: c, rows: m)
         let residual = FloatBuffer(count: m * C), probs = FloatBuffer(count: b * c.heads * t * t)
@@ -131,5 +131,4 @@ extension LlamaTrunk {
         }
     }
 
-    var contextNote: String { llama.contextNote }
 }

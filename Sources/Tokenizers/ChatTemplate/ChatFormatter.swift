@@ -10,10 +10,6 @@ public struct ChatFormatter: Sendable {
     public let problem: String?
     public let bosToken: String?, eosToken: String?
 
-    public init(template: ChatTemplate, bosToken: String?, eosToken: String?) {
-        self.template = template; problem = nil; self.bosToken = bosToken; self.eosToken = eosToken
-    }
-
     public init(source: String, origin: String, bosToken: String?, eosToken: String?) {
         do { template = try ChatTemplate(source); problem = nil } catch { template = nil; problem = "\(origin): \(error)" }
         self.bosToken = bosToken; self.eosToken = eosToken
