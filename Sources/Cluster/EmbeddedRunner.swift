@@ -2,8 +2,9 @@ import Foundation
 
 extension EmbeddedWorld {
     /// Runs `body` once per rank, concurrently, delivering parked operations between turns,
-    /// until every rank returns. Throws when nothing moves for `stallSeconds` (a hang in real
-    /// MPI), naming what is still parked.
+    /// until every rank returns. Throws when every rank still running has been parked with
+    /// nothing deliverable for `stallSeconds` (a hang in real MPI), naming what is still parked.
+    /// A rank that is computing is progress, however long it takes (a slow CPU is not a hang).
     public func run<T: Sendable>(stallSeconds: Double = 5,
                                  _ body: @escaping @Sendable (EmbeddedTransport) async throws -> T) async throws -> [T] {
         let tasks = (0..<size).map { rank in
@@ -18,7 +19,9 @@ extension EmbeddedWorld {
         while !finished.all {
             await Task.yield()
             if deliver() > 0 { idleSince = Date(); continue }
-            if Date().timeIntervalSince(idleSince) > stallSeconds {
+            let parked = parkedRanks
+            if (0..<size).contains(where: { !finished.isSet($0) && !parked.contains($0) }) { idleSince = Date() }
+            else if Date().timeIntervalSince(idleSince) > stallSeconds {
                 for task in tasks { task.cancel() }
                 throw TransportError("embedded world stalled for \(stallSeconds) s: " + undelivered.joined(separator: "; "))
             }
@@ -36,4 +39,5 @@ private final class FinishedFlags: @unchecked Sendable {
     init(count: Int) { flags = Array(repeating: false, count: count) }
     func set(_ i: Int) { lock.lock(); flags[i] = true; lock.unlock() }
     var all: Bool { lock.lock(); defer { lock.unlock() }; return flags.allSatisfy { $0 } }
+    func isSet(_ i: Int) -> Bool { lock.lock(); defer { lock.unlock() }; return flags[i] }
 }

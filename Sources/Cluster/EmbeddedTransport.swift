@@ -17,14 +17,15 @@ public final class EmbeddedWorld: @unchecked Sendable {
     private var messages: [Message] = []
     private var receives: [ParkedReceive] = []
     private var failures: [String] = []
+    private var waiting: [Int: Int] = [:]             // world rank → operations it is parked in
 
     struct ParkedCollective {
-        let kind: String, count: Int, payload: Payload, members: Int
+        let kind: String, count: Int, payload: Payload, members: Int, worldRank: Int
         let resume: (Result<Payload, Error>) -> Void
     }
     enum Payload { case floats([Float]), doubles([Double]), bytes(Data), split(color: Int, key: Int, worldRank: Int), none }
     struct Message { let communicator: Int, from: Int, to: Int, tag: Int, data: Data }
-    struct ParkedReceive { let communicator: Int, from: Int, to: Int, tag: Int, resume: (Data) -> Void }
+    struct ParkedReceive { let communicator: Int, from: Int, to: Int, tag: Int, worldRank: Int, resume: (Data) -> Void }
 
     public init(size: Int) { self.size = size }
 
@@ -43,6 +44,7 @@ public final class EmbeddedWorld: @unchecked Sendable {
         for r in receives {
             if let i = messages.firstIndex(where: { $0.communicator == r.communicator && $0.from == r.from && $0.to == r.to && $0.tag == r.tag }) {
                 let data = messages.remove(at: i).data
+                waiting[r.worldRank, default: 1] -= 1
                 completions.append { r.resume(data) }
             } else { remaining.append(r) }
         }
@@ -53,6 +55,7 @@ public final class EmbeddedWorld: @unchecked Sendable {
                 guard let any = parked.values.first, parked.count == any.members else { continue }
                 collectives[comm]![sequence] = nil
                 let calls = parked.sorted { $0.key < $1.key }.map(\.value)
+                for c in calls { waiting[c.worldRank, default: 1] -= 1 }
                 if Set(calls.map { "\($0.kind)/\($0.count)" }).count != 1 {
                     let description = calls.enumerated().map { "rank \($0.offset): \($0.element.kind)(\($0.element.count))" }.joined(separator: ", ")
                     let error = TransportError("collective #\(sequence) does not match across ranks: \(description)")
@@ -67,6 +70,12 @@ public final class EmbeddedWorld: @unchecked Sendable {
         lock.unlock()
         for c in completions { c() }
         return completions.count
+    }
+
+    /// World ranks waiting in a collective or a receive right now.
+    public var parkedRanks: Set<Int> {
+        lock.lock(); defer { lock.unlock() }
+        return Set(waiting.filter { $0.value > 0 }.keys)
     }
 
     /// Descriptions of everything still parked, plus mismatches seen (empty when all is well).
@@ -124,14 +133,15 @@ public final class EmbeddedWorld: @unchecked Sendable {
     }
 
     // Called by transports.
-    func park(communicator: Int, rank: Int, members: Int, kind: String, count: Int, payload: Payload) async throws -> Payload {
+    func park(communicator: Int, rank: Int, worldRank: Int, members: Int, kind: String, count: Int, payload: Payload) async throws -> Payload {
         try await withCheckedThrowingContinuation { continuation in
             lock.lock()
             let key = "\(communicator):\(rank)"
             let sequence = counters[key, default: 0]
             counters[key] = sequence + 1
+            waiting[worldRank, default: 0] += 1
             collectives[communicator, default: [:]][sequence, default: [:]][rank] =
-                ParkedCollective(kind: kind, count: count, payload: payload, members: members) { continuation.resume(with: $0) }
+                ParkedCollective(kind: kind, count: count, payload: payload, members: members, worldRank: worldRank) { continuation.resume(with: $0) }
             lock.unlock()
         }
     }
@@ -140,10 +150,11 @@ public final class EmbeddedWorld: @unchecked Sendable {
         lock.lock(); messages.append(message); lock.unlock()
     }
 
-    func parkReceive(communicator: Int, from: Int, to: Int, tag: Int) async -> Data {
+    func parkReceive(communicator: Int, from: Int, to: Int, tag: Int, worldRank: Int) async -> Data {
         await withCheckedContinuation { continuation in
             lock.lock()
-            receives.append(ParkedReceive(communicator: communicator, from: from, to: to, tag: tag) { continuation.resume(returning: $0) })
+            waiting[worldRank, default: 0] += 1
+            receives.append(ParkedReceive(communicator: communicator, from: from, to: to, tag: tag, worldRank: worldRank) { continuation.resume(returning: $0) })
             lock.unlock()
         }
     }
@@ -162,7 +173,7 @@ public final class EmbeddedTransport: Transport, @unchecked Sendable {
     }
 
     func collective(_ kind: String, count: Int, _ payload: EmbeddedWorld.Payload) async throws -> EmbeddedWorld.Payload {
-        try await world.park(communicator: communicator, rank: rank, members: size, kind: kind, count: count, payload: payload)
+        try await world.park(communicator: communicator, rank: rank, worldRank: members[rank], members: size, kind: kind, count: count, payload: payload)
     }
 
     public func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws {
@@ -206,7 +217,7 @@ public final class EmbeddedTransport: Transport, @unchecked Sendable {
 
     public func receive(from source: Int, tag: Int) async throws -> Data {
         guard source >= 0 && source < size else { throw TransportError("receive from rank \(source) of \(size)") }
-        return await world.parkReceive(communicator: communicator, from: source, to: rank, tag: tag)
+        return await world.parkReceive(communicator: communicator, from: source, to: rank, tag: tag, worldRank: members[rank])
     }
 
     public func barrier() async throws { _ = try await collective("barrier", count: 0, .none) }

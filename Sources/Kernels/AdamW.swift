@@ -17,6 +17,19 @@ public func adamWUpdate(
     m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count n: Int,
     step: Int, hyper h: AdamWHyperparameters, decay: Bool = true
 ) {
+    // Parameters are independent: blocks of 1024 split across the kernel threads (the 16-lane
+    // body and its scalar tail see the same elements as in one pass).
+    Parallel.forEach((n + 1023) / 1024, costPerItem: 1024 * 12) { blocks in
+        let lo = blocks.lowerBound * 1024, hi = min(n, blocks.upperBound * 1024)
+        adamWSpan(params: params + lo, grads: grads + lo, m: m + lo, v: v + lo, count: hi - lo, step: step, hyper: h, decay: decay)
+    }
+}
+
+private func adamWSpan(
+    params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>,
+    m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count n: Int,
+    step: Int, hyper h: AdamWHyperparameters, decay: Bool
+) {
     let bc1 = Float(1 - pow(Double(h.beta1), Double(step)))
     let bc2Sqrt = Float(1 - pow(Double(h.beta2), Double(step))).squareRoot()
     let stepSize = h.learningRate / bc1

@@ -19,9 +19,12 @@ public func attentionForward(
 ) {
     let t = s.tokens, c = s.channels, d = s.headSize
     let scale = 1 / Float(d).squareRoot()
-    for b in 0..<s.batch {
-        let base = qkv + b * t * 3 * c
-        for h in 0..<s.heads {
+    // (batch, head) pairs are independent: split across the kernel threads (each sgemm then runs
+    // single-threaded in its chunk; at T = 128 one head's products are too small to split well).
+    Parallel.forEach(s.batch * s.heads, costPerItem: 4 * t * t * d) { items in
+        for item in items {
+            let b = item / s.heads, h = item % s.heads
+            let base = qkv + b * t * 3 * c
             let q = base + h * d, k = base + c + h * d, v = base + 2 * c + h * d
             let p = probs + (b * s.heads + h) * t * t
             // S[T×T] = scale · q[T×d] · k[T×d]ᵀ. The upper triangle is computed and then
@@ -63,11 +66,16 @@ public func attentionBackward(
 ) {
     let t = s.tokens, c = s.channels, d = s.headSize
     let scale = 1 / Float(d).squareRoot()
-    let dp = scratch
-    for b in 0..<s.batch {
-        let base = qkv + b * t * 3 * c
-        let dbase = dqkv + b * t * 3 * c
-        for h in 0..<s.heads {
+    // (batch, head) pairs write disjoint slices of dqkv: split across the kernel threads, each
+    // chunk with its own T×T scratch.
+    Parallel.forEach(s.batch * s.heads, costPerItem: 8 * t * t * d) { items in
+        let own = items.lowerBound == 0 ? nil : UnsafeMutablePointer<Float>.allocate(capacity: t * t)
+        defer { own?.deallocate() }
+        let dp = own ?? scratch
+        for item in items {
+            let b = item / s.heads, h = item % s.heads
+            let base = qkv + b * t * 3 * c
+            let dbase = dqkv + b * t * 3 * c
             let q = base + h * d, k = base + c + h * d, v = base + 2 * c + h * d
             let dq = dbase + h * d, dk = dbase + c + h * d, dv = dbase + 2 * c + h * d
             let p = probs + (b * s.heads + h) * t * t

@@ -19,12 +19,22 @@ public enum BLAS {
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
+        if fewRowProducts && !transA && m <= SkinnyGEMM.maxRows && k >= 16 && m * n * k > SkinnyGEMM.minimumWork {
+            SkinnyGEMM.run(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
         cblas_sgemm(CblasRowMajor,
                     transA ? CblasTrans : CblasNoTrans,
                     transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha,
                     a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
+
+    /// Set while decoding (`BLAS.$fewRowProducts.withValue(true) { … }`): products with few rows
+    /// then run SkinnyGEMM, which reads the weights once instead of packing them per call. Off
+    /// everywhere else, so training and scoring keep OpenBLAS's per-row sums, which do not depend
+    /// on how many rows a rank holds (world sizes agree bit for bit).
+    @TaskLocal public static var fewRowProducts = false
 
     /// The kernel family OpenBLAS chose at load time (e.g. "SkylakeX", "Haswell").
     public static var coreName: String { String(cString: openblas_get_corename()) }

@@ -5,7 +5,12 @@ private let geluCubic: Float = 0.044_715
 
 /// out[i] = gelu(x[i]), n elements.
 public func geluForward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count n: Int) {
-    for i in 0..<n {
+    Parallel.forEach(n, costPerItem: 20) { range in geluForwardSpan(out: out, x: x, range) }
+}
+
+@inline(__always)
+private func geluForwardSpan(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, _ range: Range<Int>) {
+    for i in range {
         let v = x[i]
         let u = geluScale * (v + geluCubic * v * v * v)
         out[i] = 0.5 * v * (1 + fastTanh(u))
@@ -14,7 +19,12 @@ public func geluForward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float
 
 /// dx[i] += gelu'(x[i]) · dout[i]; gelu'(x) = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²).
 public func geluBackward(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>, count n: Int) {
-    for i in 0..<n {
+    Parallel.forEach(n, costPerItem: 30) { range in geluBackwardSpan(dx: dx, dout: dout, x: x, range) }
+}
+
+@inline(__always)
+private func geluBackwardSpan(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>, _ range: Range<Int>) {
+    for i in range {
         let v = x[i]
         let u = geluScale * (v + geluCubic * v * v * v)
         let t = fastTanh(u)

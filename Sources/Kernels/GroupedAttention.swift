@@ -23,9 +23,10 @@ public func groupedAttentionForward(
 ) {
     let t = s.tokens, d = s.headSize, qw = s.queryWidth, kw = s.kvWidth
     let scale = 1 / Float(d).squareRoot()
-    for b in 0..<s.batch {
-        for h in 0..<s.heads {
-            let g = s.kvHead(h)
+    // (batch, head) pairs are independent: split across the kernel threads.
+    Parallel.forEach(s.batch * s.heads, costPerItem: 4 * t * t * d) { items in
+        for item in items {
+            let b = item / s.heads, h = item % s.heads, g = s.kvHead(h)
             let qh = q + b * t * qw + h * d, kh = k + b * t * kw + g * d, vh = v + b * t * kw + g * d
             let p = probs + (b * s.heads + h) * t * t
             BLAS.sgemm(transB: true, m: t, n: t, k: d, alpha: scale, a: qh, lda: qw, b: kh, ldb: kw, c: p, ldc: t)
@@ -46,19 +47,27 @@ public func groupedAttentionBackward(
 ) {
     let t = s.tokens, d = s.headSize, qw = s.queryWidth, kw = s.kvWidth
     let scale = 1 / Float(d).squareRoot()
-    let dp = scratch
-    for b in 0..<s.batch {
-        for h in 0..<s.heads {
-            let g = s.kvHead(h)
-            let qh = q + b * t * qw + h * d, kh = k + b * t * kw + g * d, vh = v + b * t * kw + g * d
-            let dqh = dq + b * t * qw + h * d, dkh = dk + b * t * kw + g * d, dvh = dv + b * t * kw + g * d
-            let p = probs + (b * s.heads + h) * t * t
-            let dy = dout + b * t * qw + h * d
-            BLAS.sgemm(transB: true, m: t, n: t, k: d, a: dy, lda: qw, b: vh, ldb: kw, c: dp, ldc: t)
-            BLAS.sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: dy, ldb: qw, beta: 1, c: dvh, ldc: kw)
-            for row in 0..<t { causalSoftmaxBackwardRow(dp + row * t, probs: p + row * t, valid: row + 1, width: t, scale: scale) }
-            BLAS.sgemm(m: t, n: d, k: t, a: dp, lda: t, b: kh, ldb: kw, beta: 1, c: dqh, ldc: qw)
-            BLAS.sgemm(transA: true, m: t, n: d, k: t, a: dp, lda: t, b: qh, ldb: qw, beta: 1, c: dkh, ldc: kw)
+    // Split by (batch, key/value head): the heads sharing one key/value head add into the same
+    // dk and dv, so each such group stays in one chunk, its heads in order (the same sums at
+    // every thread count). Each chunk has its own T×T scratch.
+    let group = s.heads / s.kvHeads
+    Parallel.forEach(s.batch * s.kvHeads, costPerItem: 8 * t * t * d * group) { items in
+        let own = items.lowerBound == 0 ? nil : UnsafeMutablePointer<Float>.allocate(capacity: t * t)
+        defer { own?.deallocate() }
+        let dp = own ?? scratch
+        for item in items {
+            for h in (item % s.kvHeads * group)..<((item % s.kvHeads + 1) * group) {
+                let b = item / s.kvHeads, g = s.kvHead(h)
+                let qh = q + b * t * qw + h * d, kh = k + b * t * kw + g * d, vh = v + b * t * kw + g * d
+                let dqh = dq + b * t * qw + h * d, dkh = dk + b * t * kw + g * d, dvh = dv + b * t * kw + g * d
+                let p = probs + (b * s.heads + h) * t * t
+                let dy = dout + b * t * qw + h * d
+                BLAS.sgemm(transB: true, m: t, n: t, k: d, a: dy, lda: qw, b: vh, ldb: kw, c: dp, ldc: t)
+                BLAS.sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: dy, ldb: qw, beta: 1, c: dvh, ldc: kw)
+                for row in 0..<t { causalSoftmaxBackwardRow(dp + row * t, probs: p + row * t, valid: row + 1, width: t, scale: scale) }
+                BLAS.sgemm(m: t, n: d, k: t, a: dp, lda: t, b: kh, ldb: kw, beta: 1, c: dqh, ldc: qw)
+                BLAS.sgemm(transA: true, m: t, n: d, k: t, a: dp, lda: t, b: qh, ldb: qw, beta: 1, c: dkh, ldc: kw)
+            }
         }
     }
 }

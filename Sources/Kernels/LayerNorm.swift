@@ -7,20 +7,22 @@ public func layerNormForward(
     rows: Int, channels c: Int, eps: Float
 ) {
     let invC = 1 / Float(c)
-    for r in 0..<rows {
-        let xr = x + r * c
-        let m = vectorSum(xr, c) * invC
-        // Second pass for the variance: two-pass is stable where E[x²]−E[x]² is not.
-        var acc = SIMD16<Float>()
-        var i = 0
-        while i + 16 <= c { let d = load16(xr, i) - SIMD16(repeating: m); acc.addProduct(d, d); i += 16 }
-        var v = acc.sum()
-        while i < c { let d = xr[i] - m; v += d * d; i += 1 }
-        let s = 1 / (v * invC + eps).squareRoot()
-        let o = out + r * c
-        for j in 0..<c { o[j] = (xr[j] - m) * s * weight[j] + bias[j] }
-        mean[r] = m
-        rstd[r] = s
+    Parallel.forEach(rows, costPerItem: 8 * c) { span in
+        for r in span {
+            let xr = x + r * c
+            let m = vectorSum(xr, c) * invC
+            // Second pass for the variance: two-pass is stable where E[x²]−E[x]² is not.
+            var acc = SIMD16<Float>()
+            var i = 0
+            while i + 16 <= c { let d = load16(xr, i) - SIMD16(repeating: m); acc.addProduct(d, d); i += 16 }
+            var v = acc.sum()
+            while i < c { let d = xr[i] - m; v += d * d; i += 1 }
+            let s = 1 / (v * invC + eps).squareRoot()
+            let o = out + r * c
+            for j in 0..<c { o[j] = (xr[j] - m) * s * weight[j] + bias[j] }
+            mean[r] = m
+            rstd[r] = s
+        }
     }
 }
 
@@ -32,20 +34,33 @@ public func layerNormBackward(
     mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
     rows: Int, channels c: Int, scratch: UnsafeMutablePointer<Float>
 ) {
-    // scratch [2C]: normalised row n̂ and g.
-    let norm = scratch, g = scratch + c
+    // dx row by row (rows split across threads, scratch [2C] per chunk: n̂ and g); then dweight
+    // and dbias by column blocks, each summed over the rows in order, so the sums are the same
+    // at every thread count.
     let invC = 1 / Float(c)
-    for r in 0..<rows {
-        let xr = x + r * c, dr = dout + r * c, dxr = dx + r * c
-        let m = mean[r], s = rstd[r]
-        for j in 0..<c {
-            norm[j] = (xr[j] - m) * s
-            g[j] = dr[j] * weight[j]
+    Parallel.forEach(rows, costPerItem: 10 * c) { span in
+        let own = span.lowerBound == 0 ? nil : UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
+        defer { own?.deallocate() }
+        let norm = own ?? scratch, g = norm + c
+        for r in span {
+            let xr = x + r * c, dr = dout + r * c, dxr = dx + r * c
+            let m = mean[r], s = rstd[r]
+            for j in 0..<c {
+                norm[j] = (xr[j] - m) * s
+                g[j] = dr[j] * weight[j]
+            }
+            let gMean = vectorSum(g, c) * invC
+            let gNormMean = vectorDot(g, norm, c) * invC
+            for j in 0..<c { dxr[j] += (g[j] - gMean - norm[j] * gNormMean) * s }
         }
-        let gMean = vectorSum(g, c) * invC
-        let gNormMean = vectorDot(g, norm, c) * invC
-        for j in 0..<c { dxr[j] += (g[j] - gMean - norm[j] * gNormMean) * s }
-        if let dweight { for j in 0..<c { dweight[j] = dweight[j].addingProduct(dr[j], norm[j]) } }
-        if let dbias { vectorAdd(dbias, dr, c) }
+    }
+    guard dweight != nil || dbias != nil else { return }
+    Parallel.forEach((c + 63) / 64, costPerItem: 4 * 64 * rows) { blocks in
+        let cols = (blocks.lowerBound * 64)..<min(c, blocks.upperBound * 64)
+        for r in 0..<rows {
+            let xr = x + r * c, dr = dout + r * c, m = mean[r], s = rstd[r]
+            if let dweight { for j in cols { dweight[j] = dweight[j].addingProduct(dr[j], (xr[j] - m) * s) } }
+            if let dbias { for j in cols { dbias[j] += dr[j] } }
+        }
     }
 }

@@ -6,11 +6,13 @@ public func rmsNormForward(
     out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
     x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rows: Int, channels c: Int, eps: Float
 ) {
-    for r in 0..<rows {
-        let xr = x + r * c, o = out + r * c
-        let s = 1 / (vectorDot(xr, xr, c) / Float(c) + eps).squareRoot()
-        for j in 0..<c { o[j] = xr[j] * s * weight[j] }
-        rstd[r] = s
+    Parallel.forEach(rows, costPerItem: 5 * c) { span in
+        for r in span {
+            let xr = x + r * c, o = out + r * c
+            let s = 1 / (vectorDot(xr, xr, c) / Float(c) + eps).squareRoot()
+            for j in 0..<c { o[j] = xr[j] * s * weight[j] }
+            rstd[r] = s
+        }
     }
 }
 
@@ -21,17 +23,29 @@ public func rmsNormBackward(
     dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
     rows: Int, channels c: Int, scratch: UnsafeMutablePointer<Float>
 ) {
-    // scratch [2C]: normalised row n̂ and g.
-    let norm = scratch, g = scratch + c
+    // dx row by row (rows split across threads, scratch [2C] per chunk: n̂ and g); then dweight
+    // by column blocks summed over the rows in order: the same sums at every thread count.
     let invC = 1 / Float(c)
-    for r in 0..<rows {
-        let xr = x + r * c, dr = dout + r * c, dxr = dx + r * c, s = rstd[r]
-        for j in 0..<c {
-            norm[j] = xr[j] * s
-            g[j] = dr[j] * weight[j]
+    Parallel.forEach(rows, costPerItem: 8 * c) { span in
+        let own = span.lowerBound == 0 ? nil : UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
+        defer { own?.deallocate() }
+        let norm = own ?? scratch, g = norm + c
+        for r in span {
+            let xr = x + r * c, dr = dout + r * c, dxr = dx + r * c, s = rstd[r]
+            for j in 0..<c {
+                norm[j] = xr[j] * s
+                g[j] = dr[j] * weight[j]
+            }
+            let gNormMean = vectorDot(g, norm, c) * invC
+            for j in 0..<c { dxr[j] += (g[j] - norm[j] * gNormMean) * s }
         }
-        let gNormMean = vectorDot(g, norm, c) * invC
-        for j in 0..<c { dxr[j] += (g[j] - norm[j] * gNormMean) * s }
-        if let dweight { for j in 0..<c { dweight[j] = dweight[j].addingProduct(dr[j], norm[j]) } }
+    }
+    guard let dweight else { return }
+    Parallel.forEach((c + 63) / 64, costPerItem: 3 * 64 * rows) { blocks in
+        let cols = (blocks.lowerBound * 64)..<min(c, blocks.upperBound * 64)
+        for r in 0..<rows {
+            let xr = x + r * c, dr = dout + r * c, s = rstd[r]
+            for j in cols { dweight[j] = dweight[j].addingProduct(dr[j], xr[j] * s) }
+        }
     }
 }

@@ -77,6 +77,10 @@ public func addBias(_ out: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Fl
 }
 
 /// dbias[:] += Σ_r dout[r, :]
+/// Split by columns, each summed over the rows in order: the same sums at every thread count.
 public func biasBackward(_ dbias: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, rows: Int, n: Int) {
-    for r in 0..<rows { vectorAdd(dbias, dout + r * n, n) }
+    Parallel.forEach((n + 63) / 64, costPerItem: 64 * rows) { blocks in
+        let cols = (blocks.lowerBound * 64)..<min(n, blocks.upperBound * 64)
+        for r in 0..<rows { vectorAdd(dbias + cols.lowerBound, dout + r * n + cols.lowerBound, cols.count) }
+    }
 }

@@ -10,14 +10,20 @@ public func tokenLogProbsForward(
     rows: Int, vocab v: Int, temperature: Float = 1, scratch: UnsafeMutablePointer<Float>
 ) {
     let invT = 1 / temperature
-    for r in 0..<rows {
-        let row = logits + r * v
-        let m = vectorMax(row, v) * invT
-        for j in 0..<v { scratch[j] = fastExp(row[j] * invT - m) }
-        let lse = m + logf(vectorSum(scratch, v))
-        logSumExp[r] = lse
-        let target = Int(targets[r])
-        logProbs[r] = target >= 0 ? row[target] * invT - lse : 0
+    // Rows are independent: split across the kernel threads, each chunk with its own [V] scratch.
+    Parallel.forEach(rows, costPerItem: 6 * v) { span in
+        let own = span.lowerBound == 0 ? nil : UnsafeMutablePointer<Float>.allocate(capacity: v)
+        defer { own?.deallocate() }
+        let exps = own ?? scratch
+        for r in span {
+            let row = logits + r * v
+            let m = vectorMax(row, v) * invT
+            for j in 0..<v { exps[j] = fastExp(row[j] * invT - m) }
+            let lse = m + logf(vectorSum(exps, v))
+            logSumExp[r] = lse
+            let target = Int(targets[r])
+            logProbs[r] = target >= 0 ? row[target] * invT - lse : 0
+        }
     }
 }
 
@@ -31,26 +37,29 @@ public func tokenLogProbsBackward(
     rows: Int, vocab v: Int, temperature: Float = 1, dEntropy: UnsafePointer<Float>? = nil
 ) {
     let invT = 1 / temperature
-    for r in 0..<rows {
-        let row = logitsToGrad + r * v
-        let target = Int(targets[r])
-        let g = target < 0 ? 0 : dLogProbs[r]
-        let e = dEntropy?[r] ?? 0
-        if g == 0 && e == 0 { row.update(repeating: 0, count: v); continue }
-        let lse = logSumExp[r]
-        if e == 0 {
-            let coefficient = -g * invT
-            for j in 0..<v { row[j] = coefficient * fastExp(row[j] * invT - lse) }
-        } else {
-            var weighted: Float = 0    // Σ p·(z/τ), so H = lse − Σ p·(z/τ)
-            for j in 0..<v { let z = row[j] * invT; weighted += fastExp(z - lse) * z }
-            let entropy = lse - weighted
-            for j in 0..<v {
-                let logp = row[j] * invT - lse, p = fastExp(logp)
-                row[j] = (-g * p - e * p * (logp + entropy)) * invT
+    // Rows are independent: split across the kernel threads.
+    Parallel.forEach(rows, costPerItem: 8 * v) { span in
+        for r in span {
+            let row = logitsToGrad + r * v
+            let target = Int(targets[r])
+            let g = target < 0 ? 0 : dLogProbs[r]
+            let e = dEntropy?[r] ?? 0
+            if g == 0 && e == 0 { row.update(repeating: 0, count: v); continue }
+            let lse = logSumExp[r]
+            if e == 0 {
+                let coefficient = -g * invT
+                for j in 0..<v { row[j] = coefficient * fastExp(row[j] * invT - lse) }
+            } else {
+                var weighted: Float = 0    // Σ p·(z/τ), so H = lse − Σ p·(z/τ)
+                for j in 0..<v { let z = row[j] * invT; weighted += fastExp(z - lse) * z }
+                let entropy = lse - weighted
+                for j in 0..<v {
+                    let logp = row[j] * invT - lse, p = fastExp(logp)
+                    row[j] = (-g * p - e * p * (logp + entropy)) * invT
+                }
             }
+            if target >= 0 { row[target] += g * invT }
         }
-        if target >= 0 { row[target] += g * invT }
     }
 }
 

@@ -154,9 +154,10 @@ public protocol TrunkDecoder: AnyObject {
     /// Fills the cache with the prompts (right-padded into one forward); returns the final hidden
     /// states [B, C] at each prompt's last token.
     func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer
-    /// Feeds one token per sequence at position lengths[s], appends its keys and values, and
-    /// returns the final hidden states [B, C] (a buffer reused by the next step).
-    func step(tokens: [Int32], adapter: LoRAAdapter?) -> FloatBuffer
+    /// Feeds tokens[r] to sequence sequences[r] at position lengths[sequences[r]] (the rows still
+    /// decoding: finished sequences leave the batch), appends its keys and values, and returns
+    /// the final hidden states [M, C], M = sequences.count (a buffer reused by the next step).
+    func step(tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?) -> FloatBuffer
 }
 
 extension CausalLM {

@@ -38,28 +38,31 @@ extension CausalLM {
         var result = GenerationResult(tokens: Array(repeating: [], count: b), logProbs: Array(repeating: [], count: b),
                                       hiddenStates: returnHiddenStates ? Array(repeating: [], count: b) : nil,
                                       endedWithEOS: Array(repeating: false, count: b))
-        var active = Array(repeating: o.maxNewTokens > 0, count: b)
-        var next = [Int32](repeating: 0, count: b)
-        while active.contains(true) {
-            lmHeadLogits(hidden: hidden.pointer, rows: b, cache: head)
-            for i in 0..<b where active[i] {
-                let (token, logProb) = sampleToken(logits: head.logits.pointer + i * V, vocab: V, options: o,
-                                                   rng: &rng, scratch: head.scratch.pointer)
-                next[i] = token
-                result.tokens[i].append(token)
-                result.logProbs[i].append(logProb)
-                if returnHiddenStates {
-                    result.hiddenStates![i].append(contentsOf: UnsafeBufferPointer(start: hidden.pointer + i * C, count: C))
+        // The sequences still decoding, ascending; row r of `hidden` belongs to live[r]. Finished
+        // sequences leave the batch, so later steps cost only what is still running.
+        BLAS.$fewRowProducts.withValue(true) {   // a few rows per step: weights read once (SkinnyGEMM)
+            var live = o.maxNewTokens > 0 ? Array(0..<b) : []
+            while !live.isEmpty {
+                lmHeadLogits(hidden: hidden.pointer, rows: live.count, cache: head)
+                var still: [Int] = [], next: [Int32] = []
+                for (r, i) in live.enumerated() {
+                    let (token, logProb) = sampleToken(logits: head.logits.pointer + r * V, vocab: V, options: o,
+                                                       rng: &rng, scratch: head.scratch.pointer)
+                    result.tokens[i].append(token)
+                    result.logProbs[i].append(logProb)
+                    if returnHiddenStates {
+                        result.hiddenStates![i].append(contentsOf: UnsafeBufferPointer(start: hidden.pointer + r * C, count: C))
+                    }
+                    if token == o.eosTokenId { result.endedWithEOS[i] = true }
+                    // Stop when prompt + new tokens fill the context, so the whole sequence can be scored again.
+                    else if result.tokens[i].count < o.maxNewTokens && decoder.lengths[i] + 1 < config.contextLength {
+                        still.append(i); next.append(token)
+                    }
                 }
-                if token == o.eosTokenId { result.endedWithEOS[i] = true; active[i] = false }
-                // Stop when prompt + new tokens fill the context, so the whole sequence can be scored again.
-                else if result.tokens[i].count >= o.maxNewTokens || decoder.lengths[i] + 1 >= config.contextLength { active[i] = false }
+                live = still
+                guard !live.isEmpty else { break }
+                hidden = decoder.step(tokens: next, sequences: live, adapter: adapter)
             }
-            guard active.contains(true) else { break }
-            // Finished rows still run (their state is ignored), keeping one dense [B, C] batch;
-            // they are pinned to a valid position so their cache writes stay in bounds.
-            for i in 0..<b where !active[i] { decoder.lengths[i] = min(decoder.lengths[i], decoder.capacity - 1); next[i] = 0 }
-            hidden = decoder.step(tokens: next, adapter: adapter)
         }
         return result
     }

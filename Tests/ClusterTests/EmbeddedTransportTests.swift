@@ -97,6 +97,17 @@ final class EmbeddedTransportTests: XCTestCase {
         }
     }
 
+    /// A rank that computes for longer than the stall limit, while the other waits for it in a
+    /// collective, is slow, not stalled (a slower CPU must not fail a test).
+    func testALongComputationIsNotAStall() async throws {
+        let world = EmbeddedWorld(size: 2)
+        let sums = try await world.run(stallSeconds: 0.2) { t in
+            if t.rank == 0 { usleep(600_000) }   // blocks its thread, like a long forward pass
+            return try await t.allReduce([Double(t.rank + 1)], op: .sum)
+        }
+        XCTAssertEqual(sums, [[3], [3]])
+    }
+
     /// Without mpirun the process is an MPI singleton: a world of one where everything still works.
     func testMPISingletonWorld() async throws {
         let world = await MPIRuntime.shared.world()

@@ -92,4 +92,34 @@ final class DecodingTests: XCTestCase {
         XCTAssertThrowsError(try trunk.generate(prompts: [[]], options: .greedy(maxNewTokens: 1)))
         XCTAssertThrowsError(try trunk.generate(prompts: [[1]], options: SamplingOptions(topP: 0)))
     }
+
+    /// Wide enough (C = 256, 8 rows) that decoding runs the few-row products and the batched
+    /// attention; rows that stop at EOS leave the batch and every other row still matches a full
+    /// forward over its own sequence (≤ 1e-5), for both families.
+    func testRowsLeavingTheBatchStillMatchTheFullForward() throws {
+        let gpt2 = try randomTrunk(GPT2Config(vocabSize: 50, contextLength: 24, channels: 256, layers: 2, heads: 4, innerSize: 512,
+                                              bosTokenId: 48, eosTokenId: 49), std: 0.05)
+        let llama = try randomLlama(LlamaConfig(vocabSize: 50, maxPositions: 24, channels: 256, layers: 2, heads: 8, kvHeads: 2, headSize: 32,
+                                                innerSize: 512, ropeTheta: 10_000, tiedEmbeddings: false, bosTokenId: 48, eosTokenIds: [49]))
+        for tensor in llama.parameterLayout.tensors where !tensor.name.hasSuffix("norm.weight") {
+            for i in 0..<tensor.count { llama.weights[tensor.offset + i] *= 0.2 }   // std 0.06: logits of a sensible size at C = 256
+        }
+        for trunk in [gpt2 as any CausalLM, llama] {
+            let prompts = (0..<8).map { randomTokens(2 + $0 % 3, vocab: 48, seed: UInt64(40 + $0)) }
+            let free = try trunk.generate(prompts: prompts, options: .greedy(maxNewTokens: 8))
+            // Stop at a token row 0 emits early; some rows end at it, the rest run to 8 tokens.
+            let eos = free.tokens[0][1]
+            let result = try trunk.generate(prompts: prompts, options: .greedy(maxNewTokens: 8, eosTokenId: eos))
+            XCTAssertTrue(result.endedWithEOS[0])
+            XCTAssertLessThanOrEqual(result.tokens[0].count, 2)
+            XCTAssertTrue(result.tokens.contains { $0.count == 8 }, "some row must outlive the others")
+            for (i, prompt) in prompts.enumerated() {
+                XCTAssertEqual(result.tokens[i], Array(free.tokens[i].prefix(result.tokens[i].count)), "row \(i) follows the same greedy path")
+                let scores = try trunk.scoreSequences([prompt + result.tokens[i]])[0]
+                for (k, logProb) in result.logProbs[i].enumerated() {
+                    XCTAssertEqual(logProb, scores[prompt.count - 1 + k], accuracy: 1e-5, "row \(i) token \(k)")
+                }
+            }
+        }
+    }
 }

@@ -27,8 +27,8 @@ final class GPT2KVCache {
 /// Per-step buffers of the decode loop, M = B rows (one new token per sequence).
 final class DecodeScratch {
     let residual: FloatBuffer, ln1, ln1Mean, ln1Rstd, qkv, attention, residual2, ln2, ln2Mean, ln2Rstd, fc, gelu, residual3: FloatBuffer
-    let hidden, lnfMean, lnfRstd, loraU, scores: FloatBuffer
-    init(config c: GPT2Config, rows m: Int, capacity: Int, loraRank: Int) {
+    let hidden, lnfMean, lnfRstd, loraU: FloatBuffer
+    init(config c: GPT2Config, rows m: Int, loraRank: Int) {
         let C = c.channels, I = c.innerSize
         residual = FloatBuffer(count: m * C)
         ln1 = FloatBuffer(count: m * C); ln1Mean = FloatBuffer(count: m); ln1Rstd = FloatBuffer(count: m)
@@ -37,7 +37,6 @@ final class DecodeScratch {
         fc = FloatBuffer(count: m * I); gelu = FloatBuffer(count: m * I); residual3 = FloatBuffer(count: m * C)
         hidden = FloatBuffer(count: m * C); lnfMean = FloatBuffer(count: m); lnfRstd = FloatBuffer(count: m)
         loraU = FloatBuffer(count: GPT2Projection.allCases.count * m * max(loraRank, 1))
-        scores = FloatBuffer(count: capacity)
     }
     var blockBuffers: BlockBuffers {
         BlockBuffers(ln1: ln1.pointer, ln1Mean: ln1Mean.pointer, ln1Rstd: ln1Rstd.pointer, qkv: qkv.pointer,
@@ -55,14 +54,14 @@ final class GPT2Decoder: TrunkDecoder {
     init(trunk: GPT2Trunk, batch: Int, capacity: Int, loraRank: Int) {
         self.trunk = trunk
         cache = GPT2KVCache(config: trunk.gpt2, batch: batch, capacity: capacity)
-        scratch = DecodeScratch(config: trunk.gpt2, rows: batch, capacity: cache.capacity, loraRank: loraRank)
+        scratch = DecodeScratch(config: trunk.gpt2, rows: batch, loraRank: loraRank)
     }
     var batch: Int { cache.batch }
     var capacity: Int { cache.capacity }
     var lengths: [Int] { get { cache.lengths } set { cache.lengths = newValue } }
     func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer { try trunk.prefill(prompts: prompts, adapter: adapter, cache: cache) }
-    func step(tokens: [Int32], adapter: LoRAAdapter?) -> FloatBuffer {
-        trunk.decodeStep(tokens: tokens, adapter: adapter, cache: cache, scratch: scratch)
+    func step(tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?) -> FloatBuffer {
+        trunk.decodeStep(tokens: tokens, sequences: sequences, adapter: adapter, cache: cache, scratch: scratch)
         return scratch.hidden
     }
 }
@@ -92,19 +91,22 @@ extension GPT2Trunk {
         return last
     }
 
-    /// Feeds one token per sequence at position cache.lengths[s], appends its key and value and
-    /// writes the final hidden states [B, C] into scratch.hidden.
-    func decodeStep(tokens: [Int32], adapter: LoRAAdapter?, cache: GPT2KVCache, scratch s: DecodeScratch) {
-        let config = gpt2, b = cache.batch, C = config.channels, d = config.headSize, H = config.heads
+    /// Feeds tokens[r] to sequence sequences[r] (the rows still decoding; finished ones have left
+    /// the batch) at position cache.lengths[that sequence], appends its key and value and writes
+    /// the final hidden states [M, C], M = sequences.count, into scratch.hidden.
+    func decodeStep(tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?, cache: GPT2KVCache, scratch s: DecodeScratch) {
+        let config = gpt2, b = sequences.count, C = config.channels
         let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
+        let positions = sequences.map { cache.lengths[$0] }
         for i in 0..<b {
-            vectorAdd(s.residual.pointer + i * C, wte + Int(tokens[i]) * C, wpe + cache.lengths[i] * C, C)
+            vectorAdd(s.residual.pointer + i * C, wte + Int(tokens[i]) * C, wpe + positions[i] * C, C)
         }
         let rank = adapter?.config.rank ?? 0
-        let scale = 1 / Float(d).squareRoot()
+        let shape = DecodeAttentionShape(heads: config.heads, kvHeads: config.heads, headSize: config.headSize)
         var input = UnsafePointer(s.residual.pointer)
         for l in 0..<config.layers {
             let buffers = s.blockBuffers
+            let keys = sequences.map { cache.keys(layer: l, sequence: $0) }, values = sequences.map { cache.values(layer: l, sequence: $0) }
             blockForward(layer: l, input: input, rows: b, buffers: buffers,
                          lora: { projection in
                              guard let adapter, let site = adapter.sites[l][projection.slot] else { return nil }
@@ -114,25 +116,18 @@ extension GPT2Trunk {
                          },
                          attention: { qkv, out in
                              for i in 0..<b {
-                                 let pos = cache.lengths[i], keys = cache.keys(layer: l, sequence: i)
-                                 let values = cache.values(layer: l, sequence: i), row = qkv + i * 3 * C
-                                 (keys + pos * C).update(from: row + C, count: C)
-                                 (values + pos * C).update(from: row + 2 * C, count: C)
-                                 for h in 0..<H {
-                                     // scores[1, pos+1] = scale · q · K[0...pos]ᵀ; out = softmax(scores) · V
-                                     BLAS.sgemm(transB: true, m: 1, n: pos + 1, k: d, alpha: scale, a: row + h * d, lda: 3 * C,
-                                                b: keys + h * d, ldb: C, c: s.scores.pointer, ldc: pos + 1)
-                                     causalSoftmaxRow(s.scores.pointer, valid: pos + 1, width: pos + 1)
-                                     BLAS.sgemm(m: 1, n: d, k: pos + 1, a: s.scores.pointer, lda: pos + 1,
-                                                b: values + h * d, ldb: C, c: out + i * C + h * d, ldc: C)
-                                 }
+                                 let row = qkv + i * 3 * C
+                                 (keys[i] + positions[i] * C).update(from: row + C, count: C)
+                                 (values[i] + positions[i] * C).update(from: row + 2 * C, count: C)
                              }
+                             decodeAttention(out: out, outStride: C, q: qkv, qStride: 3 * C, keys: keys.map { UnsafePointer($0) },
+                                             values: values.map { UnsafePointer($0) }, lengths: positions.map { $0 + 1 }, shape: shape)
                          })
             // The block read `input` before writing residual3, so the next layer can start from it.
             s.residual.pointer.update(from: buffers.residual3, count: b * C)
             input = UnsafePointer(s.residual.pointer)
         }
-        for i in 0..<b { cache.lengths[i] += 1 }
+        for i in sequences { cache.lengths[i] += 1 }
         layerNormForward(out: s.hidden.pointer, mean: s.lnfMean.pointer, rstd: s.lnfRstd.pointer, x: input,
                          weight: pointer(layout.lnfWeight), bias: pointer(layout.lnfBias),
                          rows: b, channels: C, eps: config.layerNormEps)

@@ -26,7 +26,7 @@ final class LlamaDecoder: TrunkDecoder {
     let cache: LlamaKVCache
     let buffers: LlamaBlockBuffers
     let storage: [FloatBuffer]
-    let residual: FloatBuffer, hidden: FloatBuffer, rstdFinal: FloatBuffer, loraU: FloatBuffer, scores: FloatBuffer
+    let residual: FloatBuffer, hidden: FloatBuffer, rstdFinal: FloatBuffer, loraU: FloatBuffer
 
     init(trunk: LlamaTrunk, batch: Int, capacity: Int, loraRank: Int) {
         self.trunk = trunk
@@ -36,7 +36,6 @@ final class LlamaDecoder: TrunkDecoder {
         residual = FloatBuffer(count: batch * c.channels); hidden = FloatBuffer(count: batch * c.channels)
         rstdFinal = FloatBuffer(count: batch)
         loraU = FloatBuffer(count: LlamaProjection.allCases.count * batch * max(loraRank, 1))
-        scores = FloatBuffer(count: cache.capacity)
     }
     var batch: Int { cache.batch }
     var capacity: Int { cache.capacity }
@@ -65,37 +64,32 @@ final class LlamaDecoder: TrunkDecoder {
         return last
     }
 
-    /// Feeds one token per sequence at position lengths[s], appends its key and value, and
-    /// returns the final hidden states [B, C] (a buffer reused by the next step).
-    func step(tokens: [Int32], adapter: LoRAAdapter?) -> FloatBuffer {
-        let c = trunk.llama, b = cache.batch, C = c.channels, d = c.headSize, kw = c.kvWidth, qw = c.queryWidth
+    /// Feeds tokens[r] to sequence sequences[r] (the rows still decoding; finished ones have left
+    /// the batch) at position lengths[that sequence], appends its key and value, and returns the
+    /// final hidden states [M, C], M = sequences.count (a buffer reused by the next step).
+    func step(tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?) -> FloatBuffer {
+        let c = trunk.llama, b = sequences.count, C = c.channels, kw = c.kvWidth, qw = c.queryWidth
         let embedding = trunk.pointer(trunk.layout.tokenEmbedding)
         for i in 0..<b { (residual.pointer + i * C).update(from: embedding + Int(tokens[i]) * C, count: C) }
-        let rank = adapter?.config.rank ?? 0, scale = 1 / Float(d).squareRoot(), group = c.heads / c.kvHeads
-        let positions = cache.lengths
+        let rank = adapter?.config.rank ?? 0
+        let shape = DecodeAttentionShape(heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize)
+        let positions = sequences.map { cache.lengths[$0] }
         for l in 0..<c.layers {
+            let keys = sequences.map { cache.keys(layer: l, sequence: $0) }, values = sequences.map { cache.values(layer: l, sequence: $0) }
             trunk.blockForward(layer: l, input: residual.pointer, rows: b, positions: positions, buffers: buffers,
                                lora: { self.trunk.loraBranch(adapter, gradients: nil, layer: l, projection: $0,
                                                              u: self.loraU.pointer + $0.slot * b * max(rank, 1)) },
                                attention: { q, k, v, out in
                                    for i in 0..<b {
-                                       let pos = positions[i], keys = self.cache.keys(layer: l, sequence: i), values = self.cache.values(layer: l, sequence: i)
-                                       (keys + pos * kw).update(from: k + i * kw, count: kw)
-                                       (values + pos * kw).update(from: v + i * kw, count: kw)
-                                       for h in 0..<c.heads {
-                                           let g = h / group
-                                           // scores[1, pos+1] = scale · q_h · K_g[0...pos]ᵀ; out_h = softmax(scores) · V_g
-                                           BLAS.sgemm(transB: true, m: 1, n: pos + 1, k: d, alpha: scale, a: q + i * qw + h * d, lda: qw,
-                                                      b: keys + g * d, ldb: kw, c: self.scores.pointer, ldc: pos + 1)
-                                           causalSoftmaxRow(self.scores.pointer, valid: pos + 1, width: pos + 1)
-                                           BLAS.sgemm(m: 1, n: d, k: pos + 1, a: self.scores.pointer, lda: pos + 1,
-                                                      b: values + g * d, ldb: kw, c: out + i * qw + h * d, ldc: qw)
-                                       }
+                                       (keys[i] + positions[i] * kw).update(from: k + i * kw, count: kw)
+                                       (values[i] + positions[i] * kw).update(from: v + i * kw, count: kw)
                                    }
+                                   decodeAttention(out: out, outStride: qw, q: q, qStride: qw, keys: keys.map { UnsafePointer($0) },
+                                                   values: values.map { UnsafePointer($0) }, lengths: positions.map { $0 + 1 }, shape: shape)
                                })
             residual.pointer.update(from: buffers.residual3, count: b * C)
         }
-        for i in 0..<b { cache.lengths[i] += 1 }
+        for i in sequences { cache.lengths[i] += 1 }
         rmsNormForward(out: hidden.pointer, rstd: rstdFinal.pointer, x: residual.pointer, weight: trunk.pointer(trunk.layout.finalNorm),
                        rows: b, channels: C, eps: c.rmsNormEps)
         return hidden
