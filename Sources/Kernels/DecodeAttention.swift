@@ -19,7 +19,7 @@ public struct DecodeAttentionShape: Sendable {
 
 public func decodeAttention(
     out: UnsafeMutablePointer<Float>, outStride: Int, q: UnsafePointer<Float>, qStride: Int,
-    keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>], lengths: [Int], shape s: DecodeAttentionShape
+    keys: [UnsafeMutablePointer<Float>], values: [UnsafeMutablePointer<Float>], lengths: [Int], shape s: DecodeAttentionShape
 ) {
     let rows = lengths.count, d = s.headSize, group = s.heads / s.kvHeads, kw = s.kvWidth
     let scale = 1 / Float(d).squareRoot()

@@ -103,9 +103,18 @@ enum SkinnyGEMM {
             x = SIMD16<Float>(repeating: a3[p])
             c30.addProduct(x, b0); c31.addProduct(x, b1); c32.addProduct(x, b2); c33.addProduct(x, b3)
         }
-        for (i, v) in [(0, [c00, c01, c02, c03]), (1, [c10, c11, c12, c13]), (2, [c20, c21, c22, c23]), (3, [c30, c31, c32, c33])] {
-            for q in 0..<4 { finish(v[q], alpha: alpha, beta: beta, into: c + i * ldc + 16 * q) }
-        }
+        // Written out, not looped over arrays: an array literal here allocated on every tile.
+        store64(c00, c01, c02, c03, alpha: alpha, beta: beta, into: c)
+        store64(c10, c11, c12, c13, alpha: alpha, beta: beta, into: c + ldc)
+        store64(c20, c21, c22, c23, alpha: alpha, beta: beta, into: c + 2 * ldc)
+        store64(c30, c31, c32, c33, alpha: alpha, beta: beta, into: c + 3 * ldc)
+    }
+
+    @inline(__always)
+    static func store64(_ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>, _ v3: SIMD16<Float>,
+                        alpha: Float, beta: Float, into c: UnsafeMutablePointer<Float>) {
+        finish(v0, alpha: alpha, beta: beta, into: c); finish(v1, alpha: alpha, beta: beta, into: c + 16)
+        finish(v2, alpha: alpha, beta: beta, into: c + 32); finish(v3, alpha: alpha, beta: beta, into: c + 48)
     }
 
     @inline(__always)
@@ -117,8 +126,7 @@ enum SkinnyGEMM {
             c0.addProduct(x, load16(row, 0)); c1.addProduct(x, load16(row, 16))
             c2.addProduct(x, load16(row, 32)); c3.addProduct(x, load16(row, 48))
         }
-        finish(c0, alpha: alpha, beta: beta, into: c); finish(c1, alpha: alpha, beta: beta, into: c + 16)
-        finish(c2, alpha: alpha, beta: beta, into: c + 32); finish(c3, alpha: alpha, beta: beta, into: c + 48)
+        store64(c0, c1, c2, c3, alpha: alpha, beta: beta, into: c)
     }
 
     /// C[rows, cols] for B [N×K]: dot products of A's rows with B's rows, four by four; the four
@@ -165,13 +173,16 @@ enum SkinnyGEMM {
             s30.addProduct(x, w0); s31.addProduct(x, w1); s32.addProduct(x, w2); s33.addProduct(x, w3)
             p += 16
         }
-        let sums = [[s00, s01, s02, s03], [s10, s11, s12, s13], [s20, s21, s22, s23], [s30, s31, s32, s33]]
-        for i in 0..<4 {
-            for v in 0..<4 {
-                var s = sums[i][v].sum()
-                for q in p..<k { s += a[i * lda + q] * b[v * ldb + q] }
-                finish(s, alpha: alpha, beta: beta, into: c + i * ldc + v)
-            }
+        // Written out, not looped over arrays: an array literal here allocated on every block.
+        let tail = p
+        @inline(__always) func store(_ sum: SIMD16<Float>, _ i: Int, _ v: Int) {
+            var s = sum.sum()
+            for q in tail..<k { s += a[i * lda + q] * b[v * ldb + q] }
+            finish(s, alpha: alpha, beta: beta, into: c + i * ldc + v)
         }
+        store(s00, 0, 0); store(s01, 0, 1); store(s02, 0, 2); store(s03, 0, 3)
+        store(s10, 1, 0); store(s11, 1, 1); store(s12, 1, 2); store(s13, 1, 3)
+        store(s20, 2, 0); store(s21, 2, 1); store(s22, 2, 2); store(s23, 2, 3)
+        store(s30, 3, 0); store(s31, 3, 1); store(s32, 3, 2); store(s33, 3, 3)
     }
 }

@@ -89,7 +89,7 @@ final class DecodeKernelTests: XCTestCase {
         let keys = lengths.map { probe.buffer($0 * kw) }, values = lengths.map { probe.buffer($0 * kw) }
         let out = FloatBuffer(count: lengths.count * heads * d)
         decodeAttention(out: out.pointer, outStride: heads * d, q: q.pointer, qStride: heads * d,
-                        keys: keys.map { UnsafePointer($0.pointer) }, values: values.map { UnsafePointer($0.pointer) },
+                        keys: keys.map(\.pointer), values: values.map(\.pointer),
                         lengths: lengths, shape: DecodeAttentionShape(heads: heads, kvHeads: kvHeads, headSize: d))
         for (r, n) in lengths.enumerated() {
             for h in 0..<heads {

@@ -103,6 +103,7 @@ extension GPT2Trunk {
         }
         let rank = adapter?.config.rank ?? 0
         let shape = DecodeAttentionShape(heads: config.heads, kvHeads: config.heads, headSize: config.headSize)
+        let lengths = positions.map { $0 + 1 }   // with this step's token
         var input = UnsafePointer(s.residual.pointer)
         for l in 0..<config.layers {
             let buffers = s.blockBuffers
@@ -120,8 +121,7 @@ extension GPT2Trunk {
                                  (keys[i] + positions[i] * C).update(from: row + C, count: C)
                                  (values[i] + positions[i] * C).update(from: row + 2 * C, count: C)
                              }
-                             decodeAttention(out: out, outStride: C, q: qkv, qStride: 3 * C, keys: keys.map { UnsafePointer($0) },
-                                             values: values.map { UnsafePointer($0) }, lengths: positions.map { $0 + 1 }, shape: shape)
+                             decodeAttention(out: out, outStride: C, q: qkv, qStride: 3 * C, keys: keys, values: values, lengths: lengths, shape: shape)
                          })
             // The block read `input` before writing residual3, so the next layer can start from it.
             s.residual.pointer.update(from: buffers.residual3, count: b * C)

@@ -73,7 +73,7 @@ final class LlamaDecoder: TrunkDecoder {
         for i in 0..<b { (residual.pointer + i * C).update(from: embedding + Int(tokens[i]) * C, count: C) }
         let rank = adapter?.config.rank ?? 0
         let shape = DecodeAttentionShape(heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize)
-        let positions = sequences.map { cache.lengths[$0] }
+        let positions = sequences.map { cache.lengths[$0] }, lengths = positions.map { $0 + 1 }   // with this step's token
         for l in 0..<c.layers {
             let keys = sequences.map { cache.keys(layer: l, sequence: $0) }, values = sequences.map { cache.values(layer: l, sequence: $0) }
             trunk.blockForward(layer: l, input: residual.pointer, rows: b, positions: positions, buffers: buffers,
@@ -84,8 +84,7 @@ final class LlamaDecoder: TrunkDecoder {
                                        (keys[i] + positions[i] * kw).update(from: k + i * kw, count: kw)
                                        (values[i] + positions[i] * kw).update(from: v + i * kw, count: kw)
                                    }
-                                   decodeAttention(out: out, outStride: qw, q: q, qStride: qw, keys: keys.map { UnsafePointer($0) },
-                                                   values: values.map { UnsafePointer($0) }, lengths: positions.map { $0 + 1 }, shape: shape)
+                                   decodeAttention(out: out, outStride: qw, q: q, qStride: qw, keys: keys, values: values, lengths: lengths, shape: shape)
                                })
             residual.pointer.update(from: buffers.residual3, count: b * C)
         }
