@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # rlhf bench next to the PyTorch baselines of ../shared/peer, on this machine, minutes apart, and
-# one table: preset × threads × {train tokens/s, decode tokens/s (batch 8, 32), peak RSS} for both
+# one table: preset × threads × {train tokens/s, decode tokens/s (batch 8, 32, 128), peak RSS} for both
 # with the ratio, then PPO iteration seconds and DPO pairs/s at the tiny preset. Prints the CPU.
 #
 #   bash scripts/bench-vs-pytorch.sh                     # presets tiny small llama/smollm2-135m, threads 1 2
@@ -44,15 +44,16 @@ def load(name):
 cpu = load("cpu.json")
 print(f"CPU: {cpu.get('model', '?')}; OpenBLAS core {cpu.get('core', '?')} ({cpu.get('why', '')})")
 def ratio(a, b): return f"{a / b:.2f}×" if a and b else "–"
-print("| preset | threads | train tok/s rlhf | PyTorch | ratio | PyTorch bf16 autocast | ratio | decode b8 rlhf | PyTorch | ratio | decode b32 rlhf | PyTorch | ratio | peak RSS rlhf / PyTorch MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| preset | threads | train tok/s rlhf | PyTorch | ratio | PyTorch bf16 autocast | ratio | decode b8 rlhf | PyTorch | ratio | decode b32 rlhf | PyTorch | ratio | decode b128 rlhf | PyTorch | ratio | peak RSS rlhf / PyTorch MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for t in threads:
     for p in presets:
         f = p.replace("/", "_")
         r, s, d = load(f"rlhf-model-{t}-{f}.json"), load(f"torch-sft-{t}-{f}.json"), load(f"torch-decode-{t}-{f}.json")
         rt, st, bt = r.get("train_tokens_per_s"), s.get("tokens_per_s"), load(f"torch-sft-bf16-{t}-{f}.json").get("tokens_per_s")
         r8, d8, r32, d32 = r.get("decode_tokens_per_s_b8"), d.get("decode_tokens_per_s_b8"), r.get("decode_tokens_per_s_b32"), d.get("decode_tokens_per_s_b32")
-        print(f"| {p} | {t} | {rt} | {st and round(st, 1)} | {ratio(rt, st)} | {bt and round(bt, 1)} | {ratio(rt, bt)} | {r8} | {d8} | {ratio(r8, d8)} | {r32} | {d32} | {ratio(r32, d32)} | {r.get('peak_rss_mib')} / {s.get('peak_rss_loop_mib')} |")
+        r128, d128 = r.get("decode_tokens_per_s_b128"), d.get("decode_tokens_per_s_b128")
+        print(f"| {p} | {t} | {rt} | {st and round(st, 1)} | {ratio(rt, st)} | {bt and round(bt, 1)} | {ratio(rt, bt)} | {r8} | {d8} | {ratio(r8, d8)} | {r32} | {d32} | {ratio(r32, d32)} | {r128} | {d128} | {ratio(r128, d128)} | {r.get('peak_rss_mib')} / {s.get('peak_rss_loop_mib')} |")
 print()
 print("| threads | PPO iteration s, tiny hydra: rlhf | PyTorch loop | speed-up | DPO pairs/s, tiny: rlhf | PyTorch loop | ratio |")
 print("|---|---|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch + transformers decoding speed on a preset shape (random weights), for the side-by-side
-with `rlhf bench model`: batches of 8 and 32 prompts of 16 random tokens, 64 sampled tokens each
+with `rlhf bench model`: batches of 8, 32 and 128 prompts of 16 random tokens, 64 sampled tokens each
 (temperature 1, no EOS), best of two runs. Uses ../shared/peer/peer_common.py for the shapes and
 the thread setting.
 
@@ -24,7 +24,7 @@ def main():
     model.eval()
     vocab = model.config.vocab_size
     out = {"bench": "decode", "preset": args.preset, "threads": args.threads, "torch": torch.__version__}
-    for batch in (8, 32):
+    for batch in (8, 32, 128):
         g = torch.Generator().manual_seed(3)
         ids = torch.randint(0, vocab, (batch, 16), generator=g)
         best = float("inf")

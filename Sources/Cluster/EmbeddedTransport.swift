@@ -182,10 +182,10 @@ public final class EmbeddedTransport: Transport, @unchecked Sendable {
         for i in 0..<buffer.count { buffer[i] = sum[i] * scale }
     }
 
-    public func allReduce(_ sum: GradientSum) async throws {
-        let mine = Array(UnsafeBufferPointer(start: sum.pointer, count: sum.count))
-        guard case .doubles(let total) = try await collective("allreduce-gradients", count: sum.count, .doubles(mine)) else { return }
-        for i in 0..<sum.count { sum.pointer[i] = total[i] }
+    public func allReduce(_ sum: GradientSum, range: Range<Int>) async throws {
+        let mine = Array(UnsafeBufferPointer(start: sum.pointer + range.lowerBound, count: range.count))
+        guard case .doubles(let total) = try await collective("allreduce-gradients", count: range.count, .doubles(mine)) else { return }
+        for i in 0..<range.count { sum.pointer[range.lowerBound + i] = total[i] }
     }
 
     public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] {

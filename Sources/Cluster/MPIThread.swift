@@ -8,8 +8,11 @@ import Foundation
 /// executor is this thread. Blocking waits happen here, never on Swift's cooperative pool
 /// (which has a single thread when mpirun binds a rank to one core).
 final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {
+    /// A Swift job of the actor, or a plain closure (`submit`) from a thread outside Swift
+    /// concurrency — a backward pass starting a gradient all-reduce. One FIFO keeps their order.
+    private enum Work { case job(UnownedJob), closure(() -> Void) }
     private let condition = NSCondition()
-    private var jobs: [UnownedJob] = []
+    private var jobs: [Work] = []
     private var thread: Thread!
 
     init(name: String) {
@@ -23,16 +26,27 @@ final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {
         while true {
             condition.lock()
             while jobs.isEmpty { condition.wait() }
-            let job = jobs.removeFirst()
+            let work = jobs.removeFirst()
             condition.unlock()
-            job.runSynchronously(on: asUnownedSerialExecutor())
+            switch work {
+            case .job(let job): job.runSynchronously(on: asUnownedSerialExecutor())
+            case .closure(let body): body()
+            }
         }
+    }
+
+    /// Runs `body` on this thread after the work already queued, without waiting for it.
+    func submit(_ body: @escaping () -> Void) {
+        condition.lock()
+        jobs.append(.closure(body))
+        condition.signal()
+        condition.unlock()
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         condition.lock()
-        jobs.append(unowned)
+        jobs.append(.job(unowned))
         condition.signal()
         condition.unlock()
     }

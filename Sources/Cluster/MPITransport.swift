@@ -56,6 +56,11 @@ public actor MPIRuntime {
         return best
     }
 
+    /// Runs `body` on the MPI thread after the jobs already queued, returning at once; `body`
+    /// may call only the nonisolated MPI helpers below (it runs outside the actor's jobs, but on
+    /// its thread, so MPI stays FUNNELED).
+    nonisolated func submit(_ body: @escaping () -> Void) { executor.submit(body) }
+
     /// Ends every process of the job (after the caller has printed why).
     public func abort(code: Int32 = 1) {
         MPI_Abort(cmpi_comm_world(), code)
@@ -85,7 +90,7 @@ public actor MPIRuntime {
     }
 
     /// Runs a blocking collective under the watchdog (see `CollectiveWatchdog`).
-    func guarded<T>(_ what: @autoclosure () -> String, timeout: Double, _ body: () -> T) -> T {
+    nonisolated func guarded<T>(_ what: @autoclosure () -> String, timeout: Double, _ body: () -> T) -> T {
         CollectiveWatchdog.shared.begin(what(), timeout: timeout)
         let start = Date()
         defer { CollectiveWatchdog.shared.end(); CommunicationClock.add(Date().timeIntervalSince(start)) }
@@ -95,6 +100,12 @@ public actor MPIRuntime {
     /// In-place sum over `count` values of `T` (Float or Double), in 1 MB buckets (platform.md §4:
     /// ~3× faster than one call for large buffers).
     func allReduceSum<T>(_ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double) {
+        bucketedAllReduceSum(pointer, count: count, type: type, comm: comm, timeout: timeout)
+    }
+
+    /// The body of `allReduceSum`, callable from a closure `submit` runs on the MPI thread.
+    /// Nonisolated, so it runs wherever it is called: only ever call it on the MPI thread.
+    nonisolated func bucketedAllReduceSum<T>(_ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double) {
         let bucket = (1 << 20) / MemoryLayout<T>.stride
         var offset = 0
         while offset < count {
@@ -103,6 +114,37 @@ public actor MPIRuntime {
                 _ = MPI_Allreduce(cmpi_in_place(), pointer + offset, Int32(n), type, cmpi_sum(), comm.raw)
             }
             offset += n
+        }
+    }
+
+    /// `bucketedAllReduceSum` for a reduction running beside computation (`startAllReduce`):
+    /// the same 1 MB buckets as non-blocking collectives, polled with a growing sleep between
+    /// tests. A blocking MPI_Allreduce busy-polls, and the rank's backward shares its core with
+    /// the MPI thread; sleeping leaves the core to the backward while the peers catch up.
+    /// Only ever call it on the MPI thread.
+    nonisolated func polledAllReduceSum(_ pointer: UnsafeMutablePointer<Double>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+        let bucket = (1 << 20) / MemoryLayout<Double>.stride
+        var requests: [MPI_Request?] = []
+        var offset = 0
+        while offset < count {
+            let n = min(bucket, count - offset)
+            var request: MPI_Request? = cmpi_request_null()
+            _ = MPI_Iallreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_double(), cmpi_sum(), comm.raw, &request)
+            requests.append(request)
+            offset += n
+        }
+        let start = Date()
+        var pause: useconds_t = 10
+        CollectiveWatchdog.shared.begin("an all-reduce of \(count) values", timeout: timeout)
+        defer { CollectiveWatchdog.shared.end(); CommunicationClock.add(Date().timeIntervalSince(start)) }
+        while true {
+            var done: Int32 = 0
+            MPI_Testall(Int32(requests.count), &requests, &done, nil)
+            if done != 0 { return }
+            if Date().timeIntervalSince(start) > timeout {
+                throw TransportError("timed out after \(Int(timeout)) s waiting for an all-reduce of \(count) gradient values")
+            }
+            usleep(pause); pause = min(pause * 2, 500)
         }
     }
 
@@ -211,8 +253,22 @@ public final class MPITransport: Transport, @unchecked Sendable {
         if op == .mean && size > 1 { let s = 1 / Float(size); for i in 0..<buffer.count { buffer.pointer[i] *= s } }
     }
 
-    public func allReduce(_ sum: GradientSum) async throws {
-        if size > 1 { await runtime.allReduceSum(sum.pointer, count: sum.count, type: cmpi_double(), comm: communicator, timeout: timeout) }
+    public func allReduce(_ sum: GradientSum, range: Range<Int>) async throws {
+        if size > 1 { await runtime.allReduceSum(sum.pointer + range.lowerBound, count: range.count, type: cmpi_double(), comm: communicator, timeout: timeout) }
+    }
+
+    /// Queued on the MPI thread behind whatever the runtime is doing: the backward's thread only
+    /// appends a closure, and the collective runs while the next layers are computed.
+    public func startAllReduce(_ sum: GradientSum, range: Range<Int>) -> PendingReduction? {
+        guard size > 1 else { return nil }
+        let pending = PendingReduction(what: "an all-reduce of gradients \(range)")
+        let runtime = self.runtime, comm = communicator, timeout = self.timeout
+        let pointer = MPIHandle(raw: sum.pointer + range.lowerBound), count = range.count
+        runtime.submit {
+            do { try runtime.polledAllReduceSum(pointer.raw, count: count, comm: comm, timeout: timeout); pending.complete(nil) }
+            catch { pending.complete(error) }
+        }
+        return pending
     }
 
     public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] {
@@ -238,6 +294,17 @@ public final class MPITransport: Transport, @unchecked Sendable {
 
     public func barrier() async throws {
         if size > 1 { try await runtime.barrier(comm: communicator, timeout: timeout) }
+    }
+
+    /// From the launcher's environment: Open MPI gives every process the number of ranks on its
+    /// own node, so fewer than the world means several nodes (no collective needed).
+    public var hostCount: HostCount {
+        let env = ProcessInfo.processInfo.environment
+        guard let local = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init), local > 0,
+              let world = env["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init), world >= local else {
+            return HostCount(count: 1, source: "assumed: the launcher does not set OMPI_COMM_WORLD_LOCAL_SIZE")
+        }
+        return HostCount(count: (world + local - 1) / local, source: "\(local) of the \(world) ranks on this host, from Open MPI's environment")
     }
 
     public func split(color: Int, key: Int) async throws -> any Transport {

@@ -12,7 +12,7 @@ public final class SingleProcessTransport: Transport, @unchecked Sendable {
     public init() {}
 
     public func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws {}
-    public func allReduce(_ sum: GradientSum) async throws {}
+    public func allReduce(_ sum: GradientSum, range: Range<Int>) async throws {}
     public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] { values }
     public func broadcast(_ buffer: FloatBuffer, root: Int) async throws {
         guard root == 0 else { throw TransportError("broadcast from rank \(root) in a world of one") }

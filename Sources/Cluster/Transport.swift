@@ -12,8 +12,16 @@ public protocol Transport: AnyObject, Sendable {
     var size: Int { get }
     /// Σ (or mean) over ranks of `buffer`, in place.
     func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws
-    /// Σ over ranks of a gradient sum, in place (Float64: see `GradientSum`).
-    func allReduce(_ sum: GradientSum) async throws
+    /// Σ over ranks of sum[range], in place (Float64: see `GradientSum`).
+    func allReduce(_ sum: GradientSum, range: Range<Int>) async throws
+    /// Starts Σ over ranks of sum[range] in the background and returns at once, so the backward
+    /// pass goes on while a finished layer's gradients travel; nil when this transport cannot
+    /// (the caller then reduces the range later with `allReduce(_:range:)`). The caller must not
+    /// touch sum[range] until the reduction is waited for, and every rank starts the same ranges
+    /// in the same order (they are collectives).
+    func startAllReduce(_ sum: GradientSum, range: Range<Int>) -> PendingReduction?
+    /// The machines the ranks run on (decides whether overlapping the all-reduce pays).
+    var hostCount: HostCount { get }
     /// Σ (or mean) over ranks of a few Doubles (loss sums, token counts, checksums).
     func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double]
     /// `buffer` on every rank becomes root's.
@@ -26,6 +34,21 @@ public protocol Transport: AnyObject, Sendable {
     func barrier() async throws
     /// A sub-communicator of the ranks that pass the same color, ordered by key (MPI_Comm_split).
     func split(color: Int, key: Int) async throws -> any Transport
+}
+
+/// How many machines a job's ranks run on, and how that was learned (for the run's log).
+public struct HostCount: Sendable, Equatable {
+    public let count: Int
+    public let source: String
+    public init(count: Int, source: String) { self.count = count; self.source = source }
+}
+
+extension Transport {
+    /// In-process worlds are one host.
+    public var hostCount: HostCount { HostCount(count: 1, source: "an in-process world") }
+    /// Σ over ranks of a whole gradient sum, in place.
+    public func allReduce(_ sum: GradientSum) async throws { try await allReduce(sum, range: 0..<sum.count) }
+    public func startAllReduce(_ sum: GradientSum, range: Range<Int>) -> PendingReduction? { nil }
 }
 
 public enum ReduceOp: Sendable { case sum, mean }

@@ -28,6 +28,13 @@ public final class GradientSum: @unchecked Sendable {
         for i in 0..<count { s[i] += Double(g[i]) }
     }
 
+    /// sum[range] += gradients[range]
+    public func add(_ gradients: FloatBuffer, range: Range<Int>) {
+        precondition(gradients.count == count && range.lowerBound >= 0 && range.upperBound <= count, "GradientSum.add: range \(range) of \(count)")
+        let g = gradients.pointer, s = pointer
+        for i in range { s[i] += Double(g[i]) }
+    }
+
     /// gradients = Float(sum)
     public func write(into gradients: FloatBuffer) {
         precondition(gradients.count == count, "GradientSum.write: \(count) values into \(gradients.count)")

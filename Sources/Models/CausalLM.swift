@@ -104,6 +104,11 @@ public protocol CausalLM: AnyObject, Sendable {
     var parameterLayout: TensorLayout { get }
     /// Offset in `weights` of the LM head [V, C] (the token embedding when they are tied).
     var lmHeadOffset: Int { get }
+    /// The parameter buffer cut into the pieces a data-parallel step all-reduces, in the order a
+    /// backward finishes them: first the ranges `backward(gradientsReady:)` reports (final norm,
+    /// last layer … first layer), then the rest (embeddings, an untied LM head). Every rank
+    /// reduces them in this order, whether or not it overlapped them with its backward.
+    var gradientBuckets: [Range<Int>] { get }
 
     /// The family's initialisation (as transformers' `_init_weights`), from `rng`.
     func initialize(rng: inout RNG)
@@ -120,9 +125,13 @@ public protocol CausalLM: AnyObject, Sendable {
     /// Backward of `forward` given ∂loss/∂hidden [B, T, C]: accumulates (+=) full-weight gradients
     /// into `trunkGradients` and LoRA gradients into `adapterGradients` (each when non-nil).
     /// Returns ∂loss/∂(input embeddings) [M, C], valid until the next backward.
+    /// `gradientsReady`, when given, is called with each range of `trunkGradients` (a layer's
+    /// block, the final norm) as soon as this backward will not write it again, so its all-reduce
+    /// can start while the layers below are still computed; ranges never reported (embeddings,
+    /// an untied LM head) are final only when backward returns.
     @discardableResult
     func backward(dHidden: FloatBuffer, adapter: LoRAAdapter?, activations: any TrunkActivations,
-                  trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?) -> FloatBuffer
+                  trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?, gradientsReady: GradientsReady?) -> FloatBuffer
     /// Forward without a backward, one layer of buffers reused: final hidden states [B, T, C].
     func inferenceHidden(tokens: [Int32], batch: Int, length: Int, adapter: LoRAAdapter?) throws -> FloatBuffer
     /// A KV cache and its step buffers for `batch` sequences of up to `capacity` tokens.
@@ -160,7 +169,17 @@ public protocol TrunkDecoder: AnyObject {
     func step(tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?) -> FloatBuffer
 }
 
+/// Told a range of the trunk's gradient buffer that a backward has finished (see `CausalLM.backward`).
+public typealias GradientsReady = (Range<Int>) -> Void
+
 extension CausalLM {
+    @discardableResult
+    public func backward(dHidden: FloatBuffer, adapter: LoRAAdapter?, activations: any TrunkActivations,
+                         trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?) -> FloatBuffer {
+        backward(dHidden: dHidden, adapter: adapter, activations: activations, trunkGradients: trunkGradients,
+                 adapterGradients: adapterGradients, gradientsReady: nil)
+    }
+
     public var parameterCount: Int { parameterLayout.totalCount }
 
     /// Forward with adapters off.

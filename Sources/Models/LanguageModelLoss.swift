@@ -18,10 +18,12 @@ public final class LanguageModelStep: @unchecked Sendable {
     /// loss = −(1/N) Σ log p(targets[i]) over the rows with targets[i] ≥ 0, N = `normalizer` or,
     /// by default, the number of such rows. A global batch split into micro-batches passes its
     /// total target count, so the accumulated gradient is that of the whole batch's token mean.
-    /// Gradients are accumulated (+=) into trunkGradients and/or adapterGradients when given.
+    /// Gradients are accumulated (+=) into trunkGradients and/or adapterGradients when given;
+    /// `gradientsReady` hears of each trunk-gradient range as the backward finishes it.
     @discardableResult
     public func run(tokens: [Int32], targets: [Int32], normalizer: Int? = nil, adapter: LoRAAdapter? = nil,
-                    trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil) throws -> Float {
+                    trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil,
+                    gradientsReady: GradientsReady? = nil) throws -> Float {
         try trunk.forward(tokens: tokens, adapter: adapter, activations: activations)
         let logProbs = trunk.lmHeadLogProbs(hidden: activations.hidden, targets: targets, cache: head)
         let n = normalizer ?? targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
@@ -35,7 +37,7 @@ public final class LanguageModelStep: @unchecked Sendable {
         trunk.lmHeadBackward(dLogProbs: dLogProbs, hidden: activations.hidden, cache: head,
                              dHidden: dHidden, trunkGradients: trunkGradients)
         trunk.backward(dHidden: dHidden, adapter: adapter, activations: activations,
-                       trunkGradients: trunkGradients, adapterGradients: adapterGradients)
+                       trunkGradients: trunkGradients, adapterGradients: adapterGradients, gradientsReady: gradientsReady)
         return Float(loss)
     }
 

@@ -36,6 +36,12 @@ public enum ModelFamilies {
         return config
     }
 
+    /// A preset named `family/preset` (`llama/smollm2-135m`), or a bare name of GPT-2's (`small`).
+    public static func preset(qualified name: String) throws -> any ModelConfiguration {
+        let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
+        return parts.count == 2 ? try preset(parts[1], family: parts[0]) : try preset(name)
+    }
+
     /// The families that have presets (`rlhf init --family`, `model.family`).
     public static var presetFamilies: [String] { all.filter { !$0.presets.isEmpty }.map { $0.modelType } }
 }

@@ -27,10 +27,11 @@ public final class TokenLogProbStep: @unchecked Sendable {
 
     /// Backward of Σ dLogProbs[i] · log p_i through the last `forward`: gradients are accumulated
     /// (+=) into trunkGradients (full fine-tuning) and/or adapterGradients (LoRA).
-    public func backward(dLogProbs: [Float], trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?) {
+    public func backward(dLogProbs: [Float], trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?,
+                         gradientsReady: GradientsReady? = nil) {
         dHidden.zero()
         trunk.lmHeadBackward(dLogProbs: dLogProbs, hidden: activations.hidden, cache: head, dHidden: dHidden, trunkGradients: trunkGradients)
         trunk.backward(dHidden: dHidden, adapter: adapter, activations: activations,
-                       trunkGradients: trunkGradients, adapterGradients: adapterGradients)
+                       trunkGradients: trunkGradients, adapterGradients: adapterGradients, gradientsReady: gradientsReady)
     }
 }

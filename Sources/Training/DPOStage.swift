@@ -74,6 +74,7 @@ public final class DPOStage {
         let folder = stageFolder.folder, checkpoint = stageFolder.checkpoint
 
         let (base, policyTrunk, policyLoRA, trainer) = try models(tokenizer: tokenizer, checkpoint: checkpoint)
+        if let line = trainer.reductionLine(transport) { say(line) }
         let optimizer = trainer.optimizer, trainable = trainer.parameters
         var state = try stageFolder.resumedState(stage: "dpo", fresh: TrainingState(
             stage: "dpo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: cfg.run.seed),
@@ -191,7 +192,8 @@ public final class DPOStage {
         let policy = adapter != nil ? base : try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? base.clone()
         let trainer = DataParallelOptimizer(parameters: adapter?.weights ?? policy.weights, layout: adapter?.layout ?? policy.parameterLayout,
                                             hyper: AdamWHyperparameters(learningRate: cfg.train.lr, beta1: cfg.train.beta1, beta2: cfg.train.beta2,
-                                                                        eps: cfg.train.eps, weightDecay: adapter != nil ? 0 : cfg.train.weightDecay))
+                                                                        eps: cfg.train.eps, weightDecay: adapter != nil ? 0 : cfg.train.weightDecay),
+                                            buckets: adapter == nil ? policy.gradientBuckets : nil, overlap: cfg.run.overlap)
         return (base, policy, adapter, trainer)
     }
 
@@ -268,6 +270,7 @@ public final class DPOStage {
         let mine = Array(global[(transport.rank * share)..<((transport.rank + 1) * share)])
         trainer.beginStep()
         var sums = [0.0, 0.0, 0.0, 0.0]
+        let lastStart = (mine.count - 1) / cfg.train.microBatchSize * cfg.train.microBatchSize
         for start in stride(from: 0, to: mine.count, by: cfg.train.microBatchSize) {
             let indices = Array(mine[start..<min(start + cfg.train.microBatchSize, mine.count)])
             let batch = PreferenceBatch(indices.map { p.train[$0] }, kinds: p.kinds)
@@ -299,7 +302,10 @@ public final class DPOStage {
                 for t in 0..<s.count { dLogProbs[s.row * batch.length + s.start + t] = Float(d[t] / Double(cfg.train.batchSize)) }
             }
             trainer.beginMicroBatch()
-            lp.backward(dLogProbs: dLogProbs, trunkGradients: lora ? nil : trainer.gradients, adapterGradients: lora ? trainer.gradients : nil)
+            // The last backward of a full fine-tune starts each layer's all-reduce as it finishes it.
+            let ready = start == lastStart && !lora ? trainer.overlappingLastMicroBatch(transport) : nil
+            lp.backward(dLogProbs: dLogProbs, trunkGradients: lora ? nil : trainer.gradients, adapterGradients: lora ? trainer.gradients : nil,
+                        gradientsReady: ready)
             trainer.endMicroBatch()
         }
         return sums

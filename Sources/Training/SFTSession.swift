@@ -101,7 +101,9 @@ final class SFTSession {
         if let adapter { say("LoRA rank \(adapter.config.rank) on the frozen trunk: \(adapter.weights.count) trained parameters besides the head") }
         trainer = DataParallelOptimizer(parameters: adapter?.weights ?? trunk.weights, layout: adapter?.layout ?? trunk.parameterLayout,
                                         hyper: AdamWHyperparameters(learningRate: c.train.lr, beta1: c.train.beta1, beta2: c.train.beta2, eps: c.train.eps,
-                                                                    weightDecay: adapter == nil ? c.train.weightDecay : 0))
+                                                                    weightDecay: adapter == nil ? c.train.weightDecay : 0),
+                                        buckets: adapter == nil ? trunk.gradientBuckets : nil, overlap: c.run.overlap)
+        if let line = trainer.reductionLine(transport) { say(line) }
         if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: trainer.optimizer, step: state.optimizerStep) }
         hydra = try Self.rewardHead(c, data: data, trunk: trunk, adapter: adapter, tokenizer: tokenizer, hyper: trainer.optimizer.hyper,
                                     checkpoint: checkpoint, optimizerStep: state.optimizerStep)
@@ -163,12 +165,16 @@ final class SFTSession {
         let mine = lmOn ? microBatches[(transport.rank * accumulation)..<((transport.rank + 1) * accumulation)] : []
         trainer.beginStep()
         var loss = 0.0, tokens = 0
-        for batch in mine {
+        for (i, batch) in mine.enumerated() {
             let key = "\(batch.batch)x\(batch.length)"
             let lm = steps[key] ?? LanguageModelStep(trunk: trunk, batch: batch.batch, tokens: batch.length)
             steps[key] = lm
             trainer.beginMicroBatch()
-            loss += Double(try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens, trunkGradients: trainer.gradients))
+            // The last backward of a full fine-tune starts each layer's all-reduce as it finishes
+            // it (Hydra-SFT's pairs still add to the trunk afterwards, so not there).
+            let ready = i == mine.count - 1 && hydra == nil && c.trainTrunk && adapter == nil ? trainer.overlappingLastMicroBatch(transport) : nil
+            loss += Double(try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens, trunkGradients: trainer.gradients,
+                                      gradientsReady: ready))
             trainer.endMicroBatch()
             tokens += batch.batch * batch.length
         }

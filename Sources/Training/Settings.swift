@@ -1,4 +1,5 @@
 import Alignment
+import Cluster
 import Config
 import Datasets
 import Foundation
@@ -16,6 +17,28 @@ extension InSPOVariant: ConfigChoice {}
 
 /// The built-in task generated in memory, or none (data comes from files).
 public enum DataTask: String, ConfigChoice { case none = "", arith }
+
+/// When a data-parallel step's gradient all-reduce runs beside the last backward pass.
+public enum OverlapPolicy: String, ConfigChoice {
+    /// Overlapped when the ranks span several hosts: there the reduction waits on the network,
+    /// and the backward can use the time. On one host it is shared-memory copying on the same
+    /// cores the backward needs, and overlapping only adds contention (measured, issue 13).
+    case auto
+    case always, never
+
+    /// Whether a step on `transport` overlaps, and a line saying why.
+    public func decide(_ transport: any Transport) -> (overlap: Bool, why: String) {
+        let hosts = transport.hostCount
+        switch self {
+        case .always: return (true, "overlapped with the backward (cluster.overlap_allreduce: always)")
+        case .never: return (false, "after the backward (cluster.overlap_allreduce: never)")
+        case .auto where hosts.count > 1:
+            return (true, "overlapped with the backward: the ranks span \(hosts.count) hosts (\(hosts.source))")
+        case .auto:
+            return (false, "after the backward: every rank is on one host (\(hosts.source)), where overlapping only competes for the cores; cluster.overlap_allreduce: always overlaps anyway")
+        }
+    }
+}
 
 /// A model shape by name, from the families' presets.
 public struct PresetName: ConfigScalar, Equatable {
@@ -45,20 +68,21 @@ public struct RunSettings: Sendable {
     static let resume = Key<String>("resume", "auto", "auto (newest checkpoint of this run name), never, or a checkpoint path")
     static let tokenizer = Key<String>("tokenizer", "byte", "byte, or a tokenizer.json (or folder holding one)")
     public static let timeout = Key<Double>("cluster.timeout", 300, "seconds any wait for another rank may last before the run stops", .positive)
+    static let overlap = Key<OverlapPolicy>("cluster.overlap_allreduce", .auto, "auto (overlap the gradient all-reduce with the backward when ranks span several hosts), always, or never")
     static let placement = Key<String>("placement", "colocated", "colocated, or role=rank pairs (e.g. reference=1,reward=1)")
     static let family = Key<FamilyName>("model.family", FamilyName("gpt2"), "architecture of a freshly initialised model (its presets: model.preset)")
     static let preset = Key<PresetName>("model.preset", PresetName("tiny"), "shape of a freshly initialised model of model.family")
     static let initFrom = Key<ConfigPath>("model.init_from", "", "Hugging Face model folder to start from (overrides preset)")
     static let keys = [name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
-                       timeout.declaration, placement.declaration, family.declaration, preset.declaration, initFrom.declaration]
+                       timeout.declaration, overlap.declaration, placement.declaration, family.declaration, preset.declaration, initFrom.declaration]
 
     public var name: String, out: String, seed: UInt64, resume: ResumePolicy, tokenizer: String
-    public var timeout: Double, placement: String, family: String, preset: String, initFrom: String
+    public var timeout: Double, overlap: OverlapPolicy, placement: String, family: String, preset: String, initFrom: String
 
     init(_ c: ResolvedConfig) throws {
         name = c[Self.name]; out = c[Self.out].path; seed = UInt64(truncatingIfNeeded: c[Self.seed])
         resume = try ResumePolicy(c[Self.resume]); tokenizer = c.optional(Self.tokenizer) ?? Self.tokenizer.defaultValue
-        timeout = c[Self.timeout]; placement = c[Self.placement]; preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
+        timeout = c[Self.timeout]; overlap = c.optional(Self.overlap) ?? Self.overlap.defaultValue; placement = c[Self.placement]; preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
         family = (c.optional(Self.family) ?? Self.family.defaultValue).name
         initFrom = c[Self.initFrom].path
         if c.schema.keys.contains(where: { $0.path == Self.preset.path }) {

@@ -61,21 +61,52 @@ final class DataParallelOptimizer {
     /// One micro-batch's gradient (zeroed by `beginMicroBatch`), then the step's summed gradient.
     let gradients: FloatBuffer
     let sum: GradientSum
+    /// The pieces the sum is all-reduced in, in order: a trunk's `gradientBuckets` (full
+    /// fine-tuning, so the last backward can overlap them), or one piece for adapters.
+    let buckets: [Range<Int>]
+    /// Whether the last backward's buckets are reduced while it runs (`cluster.overlap_allreduce`).
+    let overlap: OverlapPolicy
+    private var overlapped: OverlappedReduction?
 
-    init(parameters: FloatBuffer, layout: TensorLayout, hyper: AdamWHyperparameters) {
+    init(parameters: FloatBuffer, layout: TensorLayout, hyper: AdamWHyperparameters, buckets: [Range<Int>]? = nil,
+         overlap: OverlapPolicy = .never) {
         self.parameters = parameters
         optimizer = AdamW(layout: layout, hyper: hyper)
         gradients = FloatBuffer(count: parameters.count)
         sum = GradientSum(count: parameters.count)
+        self.buckets = buckets ?? [0..<parameters.count]
+        self.overlap = overlap
+    }
+
+    /// For the run's log: when this trainer's all-reduce runs (nil in a world of one).
+    func reductionLine(_ transport: any Transport) -> String? {
+        guard transport.size > 1 else { return nil }
+        guard buckets.count > 1 else { return "gradient all-reduce: after the backward (adapters: one piece)" }
+        return "gradient all-reduce: " + overlap.decide(transport).why
     }
 
     func beginStep() { sum.zero() }
     func beginMicroBatch() { gradients.zero() }
-    func endMicroBatch() { sum.add(gradients) }
+    func endMicroBatch() { if overlapped == nil { sum.add(gradients) } }
+
+    /// For the step's last micro-batch, whose backward nothing else adds to afterwards: the hook
+    /// that adds each bucket the backward finishes and starts its all-reduce at once (nil in a
+    /// world of one, when the buckets are not a trunk's, or when the policy says not to).
+    func overlappingLastMicroBatch(_ transport: any Transport) -> GradientsReady? {
+        guard transport.size > 1, buckets.count > 1, overlap.decide(transport).overlap else { return nil }
+        let reduction = OverlappedReduction(sum: sum, gradients: gradients, buckets: buckets, transport: transport)
+        overlapped = reduction
+        return reduction.ready
+    }
 
     /// Σ over ranks, written back into `gradients`.
     func allReduce(_ transport: any Transport) async throws {
-        try await transport.allReduce(sum)
+        if let reduction = overlapped {
+            overlapped = nil
+            try await reduction.finish()
+        } else {
+            try await OverlappedReduction.reduce(sum, buckets: buckets, transport: transport)
+        }
         sum.write(into: gradients)
     }
 

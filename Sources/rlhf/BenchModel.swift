@@ -50,8 +50,7 @@ struct BenchModel: ParsableCommand {
     }
 
     func measure(_ name: String) throws {
-        let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
-        let config = parts.count == 2 ? try ModelFamilies.preset(parts[1], family: parts[0]) : try ModelFamilies.preset(name)
+        let config = try ModelFamilies.preset(qualified: name)
         guard tokens <= config.contextLength else { throw CLIError("--tokens \(tokens) exceeds the \(name) context of \(config.contextLength)") }
         log("bench model \(name): \(BLAS.summary)")
         let trunk = try config.makeModel(weights: nil)
@@ -87,6 +86,7 @@ struct BenchModel: ParsableCommand {
 
         let decode8 = try decodeTokensPerSecond(trunk, batch: 8)
         let decode32 = try decodeTokensPerSecond(trunk, batch: 32)
+        let decode128 = try decodeTokensPerSecond(trunk, batch: 128)
         let c = config.channels, rows = batch * tokens
         let peak = Measure.sgemmPeak(shapes: [(rows, c, 3 * c), (rows, c, config.innerSize), (rows, c, config.vocabSize)])
         let timedSteps = Double(stepCount - timed0)
@@ -102,6 +102,7 @@ struct BenchModel: ParsableCommand {
             "peak_fraction": rounded(trainGFLOPs / peak, 3),
             "decode_tokens_per_s_b8": rounded(decode8, 1),
             "decode_tokens_per_s_b32": rounded(decode32, 1),
+            "decode_tokens_per_s_b128": rounded(decode128, 1),
             "peak_rss_mib": rounded(Measure.peakRSSMiB(), 1),
         ])
     }

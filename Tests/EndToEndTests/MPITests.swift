@@ -91,6 +91,36 @@ final class MPITests: CLITestCase {
         }
     }
 
+    /// The gradient all-reduce overlapped with the last backward (`cluster.overlap_allreduce:
+    /// always`) trains the same bits as the reduction after it, for both families and DPO's full
+    /// fine-tune; on one host `auto` reduces after the backward and says why.
+    func testOverlappedAllReduceTrainsTheSameBits() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let dpo = ["dpo", "name=dpo", "resume=never", "data.task=arith", "data.eval_size=40", "train.steps=4", "train.batch_size=8",
+                   "train.micro_batch_size=2", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "lora.rank=0"]
+        let runs: [(name: String, np: Int, arguments: [String])] = [
+            ("sft-gpt2", 2, sftArguments(out: "", steps: 4)), ("sft-gpt2", 4, sftArguments(out: "", steps: 4)),
+            ("sft-llama", 2, sftArguments(out: "", steps: 4, extra: ["model.family=llama"])), ("dpo-full", 2, dpo),
+        ]
+        for run in runs {
+            var files: [String: Data] = [:]
+            for policy in ["auto", "always"] {
+                let out = directory + "/\(run.name)-np\(run.np)-\(policy)", log = out + ".log"
+                let arguments = run.arguments.filter { !$0.hasPrefix("out=") } + ["out=\(out)", "cluster.overlap_allreduce=\(policy)"]
+                let p = try start(mpirun, try mpiArguments(run.np, arguments), log: log)
+                p.waitUntilExit()
+                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                XCTAssertEqual(p.terminationStatus, 0, "\(run.name) -np \(run.np) \(policy): \(text)")
+                let said = policy == "auto" ? "gradient all-reduce: after the backward: every rank is on one host"
+                                            : "gradient all-reduce: overlapped with the backward (cluster.overlap_allreduce: always)"
+                XCTAssertTrue(text.contains(said), "\(run.name) \(policy): \(text)")
+                files[policy] = FileManager.default.contents(atPath: "\(out)/checkpoints/step-00000004/model.safetensors") ?? Data()
+            }
+            XCTAssertFalse(files["auto"]!.isEmpty, run.name)
+            XCTAssertEqual(files["auto"], files["always"], "\(run.name) -np \(run.np): the overlapped reduction trained different weights")
+        }
+    }
+
     /// The pid of the rank process `rank` of a job whose command line contains `marker`.
     func rankProcess(_ rank: Int, marker: String) -> pid_t? {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {

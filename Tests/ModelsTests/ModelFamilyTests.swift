@@ -57,4 +57,38 @@ final class ModelFamilyTests: XCTestCase {
         let other = try randomTrunk(tinyConfig(context: 8))
         XCTAssertThrowsError(try other.forward(tokens: Array(tokens.prefix(8)), adapter: nil, activations: trunk.makeActivations(batch: 1, tokens: 8, loraRank: 0)))
     }
+
+    /// The data-parallel overlap's contract (issue 13): the buckets cover every parameter once, in
+    /// the order the backward reports them, and a reported bucket holds its final gradient (the
+    /// all-reduce starts on it while the layers below are still computed).
+    func testGradientBucketsArePartitionAndFinalWhenReported() throws {
+        let trunks: [any CausalLM] = [try randomTrunk(), try randomLlama(), try randomLlama(tinyLlamaConfig(tied: true))]
+        for trunk in trunks {
+            let buckets = trunk.gradientBuckets
+            let untiedHead = (trunk.config as? LlamaConfig).map { !$0.tiedEmbeddings } ?? false
+            XCTAssertEqual(buckets.count, trunk.config.layers + 2 + (untiedHead ? 1 : 0), "final norm, each layer, embeddings, an untied head")
+            XCTAssertEqual(buckets.map(\.count).reduce(0, +), trunk.parameterCount)
+            var covered = [Bool](repeating: false, count: trunk.parameterCount)
+            for b in buckets { for i in b { XCTAssertFalse(covered[i], "parameter \(i) in two buckets"); covered[i] = true } }
+            XCTAssertFalse(covered.contains(false))
+
+            let tokens = randomTokens(12, vocab: 23, seed: 9)
+            let targets = tokens.indices.map { $0 % 6 == 5 ? -1 : tokens[($0 + 1) % tokens.count] }
+            let gradients = FloatBuffer(count: trunk.parameterCount)
+            var reported: [Range<Int>] = [], snapshots: [[Float]] = []
+            let step = LanguageModelStep(trunk: trunk, batch: 2, tokens: 6)
+            try step.run(tokens: tokens, targets: targets, trunkGradients: gradients) { range in
+                reported.append(range)
+                snapshots.append(Array(UnsafeBufferPointer(start: gradients.pointer + range.lowerBound, count: range.count)))
+            }
+            // Every layer and the final norm are reported; the embeddings (and an untied head)
+            // are finished last, so the reduction takes them at the end.
+            XCTAssertEqual(reported, Array(buckets.prefix(trunk.config.layers + 1)), "\(trunk.config.modelType)")
+            let final = gradients.array
+            for (range, snapshot) in zip(reported, snapshots) {
+                XCTAssertEqual(snapshot, Array(final[range]), "\(trunk.config.modelType): bucket \(range) changed after it was reported")
+                XCTAssertTrue(snapshot.contains { $0 != 0 }, "\(trunk.config.modelType): bucket \(range) is all zero")
+            }
+        }
+    }
 }

@@ -12,7 +12,8 @@ extension GPT2Trunk {
     /// valid until the next backward.
     @discardableResult
     public func backward(dHidden: FloatBuffer, adapter: LoRAAdapter? = nil, activations: any TrunkActivations,
-                         trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil) -> FloatBuffer {
+                         trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil,
+                         gradientsReady: GradientsReady? = nil) -> FloatBuffer {
         guard let act = activations as? GPT2Activations, act.config == gpt2 else { preconditionFailure("backward: activations were made for another model") }
         let c = gpt2, C = c.channels, I = c.innerSize, m = act.rows, t = act.tokens
         precondition(dHidden.count == m * C, "backward: dHidden has \(dHidden.count) floats, expected \(m * C)")
@@ -32,6 +33,8 @@ extension GPT2Trunk {
                           dout: dHidden.pointer, x: lastResidual, weight: pointer(layout.lnfWeight),
                           mean: act.lnfMean.pointer, rstd: act.lnfRstd.pointer,
                           rows: m, channels: C, scratch: s.layerNorm.pointer)
+        let ready = trunkGradients == nil ? nil : gradientsReady
+        ready?(layout.lnfWeight..<layout.parameterCount)
 
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             let w = layout.blocks[l]
@@ -72,6 +75,7 @@ extension GPT2Trunk {
                               dout: s.dLn.pointer, x: input, weight: pointer(w.ln1Weight),
                               mean: act.ln1Mean.pointer + l * m, rstd: act.ln1Rstd.pointer + l * m,
                               rows: m, channels: C, scratch: s.layerNorm.pointer)
+            ready?(w.ln1Weight..<(l + 1 < c.layers ? layout.blocks[l + 1].ln1Weight : layout.lnfWeight))
         }
 
         // Embeddings: encoded = wte[token] + wpe[position].

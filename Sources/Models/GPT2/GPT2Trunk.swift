@@ -51,6 +51,11 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
     public var parameterLayout: TensorLayout { layout.tensors }
     /// GPT-2 ties the LM head to the token embedding wte [V, C].
     public var lmHeadOffset: Int { layout.tokenEmbedding }
+    public var gradientBuckets: [Range<Int>] {
+        let L = gpt2.layers, blocks = layout.blocks
+        let layers = (0..<L).reversed().map { l in blocks[l].ln1Weight..<(l + 1 < L ? blocks[l + 1].ln1Weight : layout.lnfWeight) }
+        return [layout.lnfWeight..<layout.parameterCount] + layers + [0..<blocks[0].ln1Weight]
+    }
 
     public func initialize(rng: inout RNG) { initialize(rng: &rng, std: 0.02) }
 

@@ -7,7 +7,8 @@ extension LlamaTrunk {
     /// embeddings) [M, C] in a scratch buffer owned by the activations, valid until the next backward.
     @discardableResult
     public func backward(dHidden: FloatBuffer, adapter: LoRAAdapter? = nil, activations: any TrunkActivations,
-                         trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil) -> FloatBuffer {
+                         trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil,
+                         gradientsReady: GradientsReady? = nil) -> FloatBuffer {
         guard let act = activations as? LlamaActivations, act.config == llama else { preconditionFailure("backward: activations were made for another model") }
         let c = llama, C = c.channels, m = act.rows
         precondition(dHidden.count == m * C, "backward: dHidden has \(dHidden.count) floats, expected \(m * C)")
@@ -19,9 +20,12 @@ extension LlamaTrunk {
         s.dResidual.zero()
         rmsNormBackward(dx: s.dResidual.pointer, dweight: grad(layout.finalNorm), dout: dHidden.pointer, x: lastResidual,
                         weight: pointer(layout.finalNorm), rstd: act.rstdFinal.pointer, rows: m, channels: C, scratch: s.norm.pointer)
+        let ready = trunkGradients == nil ? nil : gradientsReady
+        ready?(layout.finalNorm..<(layout.finalNorm + C))
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             let input = l == 0 ? act.encoded.pointer : act.residual3.pointer + (l - 1) * m * C
             layerBackward(layer: l, input: input, adapter: adapter, activations: act, grad: grad, adapterGradients: adapterGradients)
+            ready?(layout.layers[l].inputNorm..<(l + 1 < c.layers ? layout.layers[l + 1].inputNorm : layout.finalNorm))
         }
         // Embeddings: encoded = embed_tokens[token].
         if let trunkGradients {

@@ -30,6 +30,12 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
 
     public var parameterLayout: TensorLayout { layout.tensors }
     public var lmHeadOffset: Int { layout.lmHead }
+    public var gradientBuckets: [Range<Int>] {
+        let L = llama.layers, layers = layout.layers, C = llama.channels, end = layout.tensors.totalCount
+        let blocks = (0..<L).reversed().map { l in layers[l].inputNorm..<(l + 1 < L ? layers[l + 1].inputNorm : layout.finalNorm) }
+        let untiedHead = layout.finalNorm + C < end ? [(layout.finalNorm + C)..<end] : []
+        return [layout.finalNorm..<(layout.finalNorm + C)] + blocks + [0..<layers[0].inputNorm] + untiedHead
+    }
 
     func pointer(_ offset: Int) -> UnsafeMutablePointer<Float> { weights.pointer + offset }
 
