@@ -265,8 +265,11 @@ public final class MPITransport: Transport, @unchecked Sendable {
         let runtime = self.runtime, comm = communicator, timeout = self.timeout
         let pointer = MPIHandle(raw: sum.pointer + range.lowerBound), count = range.count
         runtime.submit {
-            do { try runtime.polledAllReduceSum(pointer.raw, count: count, comm: comm, timeout: timeout); pending.complete(nil) }
-            catch { pending.complete(error) }
+            // `sum` stays alive until MPI is done with its memory, even if the caller gave up.
+            withExtendedLifetime(sum) {
+                do { try runtime.polledAllReduceSum(pointer.raw, count: count, comm: comm, timeout: timeout); pending.complete(nil) }
+                catch { pending.complete(error) }
+            }
         }
         return pending
     }

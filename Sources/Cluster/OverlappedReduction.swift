@@ -78,8 +78,10 @@ public final class OverlappedReduction: @unchecked Sendable {
         started = []; deferred = []; next = 0
     }
 
-    /// The step's gradient sum reduced bucket by bucket without any overlap (a rank whose last
-    /// micro-batch had no backward, or overlap turned off): the same collectives in the same order.
+    /// The step's gradient sum reduced bucket by bucket without any overlap. Every rank must take
+    /// the same path, this one or `finish`, in a step: MPI does not match a blocking collective
+    /// with a non-blocking one. Both are decided from settings and the job's layout, which all
+    /// ranks share (`OverlapPolicy.decide`, and the same micro-batch count on every rank).
     public static func reduce(_ sum: GradientSum, buckets: [Range<Int>], transport: any Transport) async throws {
         for b in buckets { try await transport.allReduce(sum, range: b) }
     }

@@ -36,7 +36,8 @@ public protocol Transport: AnyObject, Sendable {
     func split(color: Int, key: Int) async throws -> any Transport
 }
 
-/// How many machines a job's ranks run on, and how that was learned (for the run's log).
+/// How many machines a job's ranks run on (1, or more than 1: a lower bound), and how that was
+/// learned (for the run's log). Every rank of a job reaches the same "1 or more" answer.
 public struct HostCount: Sendable, Equatable {
     public let count: Int
     public let source: String

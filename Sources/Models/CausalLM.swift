@@ -39,9 +39,13 @@ public protocol ModelConfiguration: Sendable {
     func makeModel(weights: FloatBuffer?) throws -> any CausalLM
     /// config.json as transformers writes it for this family.
     func hfConfigJSON() -> [String: Any]
-    /// Bytes one training forward keeps for its backward at batch × tokens (memory plan), plus
-    /// the LM head's logits when `lmHead`.
-    func trainingActivationBytes(batch: Int, tokens: Int, lmHead: Bool) -> Double
+    /// Bytes of one activation set at batch × tokens (memory plan): what the training forward keeps
+    /// for its backward, the LoRA branch rows of rank `loraRank`, the backward's scratch, plus an
+    /// LM-head cache when `lmHead`.
+    func trainingActivationBytes(batch: Int, tokens: Int, loraRank: Int, lmHead: Bool) -> Double
+    /// Bytes `inferenceHidden` allocates at batch × tokens: one layer's buffers reused layer after
+    /// layer, the residual stream and the final hidden states (scoring chunks, memory plan).
+    func inferenceActivationBytes(batch: Int, tokens: Int, loraRank: Int) -> Double
     /// Matrix-multiply FLOPs of one forward of this shape (a training step issues 3× this).
     func forwardFLOPs(batch: Int, tokens: Int) -> Double
     func isEqual(to other: any ModelConfiguration) -> Bool

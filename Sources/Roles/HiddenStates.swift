@@ -28,7 +28,16 @@ extension CausalLM {
 
     /// One inference pass: log-probs of tokens[1...] and each sequence's final states — all of
     /// them [len, C], or only the last token's [C].
-    func logProbsAndHidden(_ sequences: [[Int32]], adapter: LoRAAdapter?, lastOnly: Bool = false) throws -> (logProbs: [[Float]], hidden: [[Float]]) {
+    func logProbsAndHidden(_ sequences: [[Int32]], adapter: LoRAAdapter?, lastOnly: Bool = false,
+                           budget: Double = ScoringChunks.budgetBytes) throws -> (logProbs: [[Float]], hidden: [[Float]]) {
+        let rows = try ScoringChunks.map(sequences, config: config, loraRank: adapter?.config.rank ?? 0, budget: budget) { chunk in
+            let (logProbs, hidden) = try logProbsAndHiddenInOneBatch(chunk, adapter: adapter, lastOnly: lastOnly)
+            return Array(zip(logProbs, hidden))
+        }
+        return (rows.map(\.0), rows.map(\.1))
+    }
+
+    func logProbsAndHiddenInOneBatch(_ sequences: [[Int32]], adapter: LoRAAdapter?, lastOnly: Bool) throws -> (logProbs: [[Float]], hidden: [[Float]]) {
         let batch = try PaddedBatch(sequences, contextLength: config.contextLength)
         let hidden = try inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
         let all = lmHeadLogProbs(hidden: hidden, targets: batch.targets, cache: LMHeadCache(rows: batch.batch * batch.length, vocab: config.vocabSize))

@@ -12,6 +12,18 @@ public actor HydraScorer: ReferenceRole, RewardRole {
 
     /// Reference log-probs (of tokens[1...]) and last-token scores of every sequence.
     public func referenceAndScores(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], scores: [Float]) {
+        try referenceAndScores(sequences, budget: ScoringChunks.budgetBytes)
+    }
+
+    func referenceAndScores(_ sequences: [[Int32]], budget: Double) throws -> (logProbs: [[Float]], scores: [Float]) {
+        let rows = try ScoringChunks.map(sequences, config: trunk.config, loraRank: 0, budget: budget) { chunk in
+            let (logProbs, scores) = try referenceAndScoresInOneBatch(chunk)
+            return Array(zip(logProbs, scores))
+        }
+        return (rows.map(\.0), rows.map(\.1))
+    }
+
+    func referenceAndScoresInOneBatch(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], scores: [Float]) {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
         let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length)
         let head = LMHeadCache(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)

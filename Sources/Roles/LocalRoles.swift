@@ -61,6 +61,8 @@ public actor LocalPolicy: PolicyRole {
             ?? Trainable(parameters: trunk.weights, layout: trunk.parameterLayout, hyper: hyper, replicas: replicas)
     }
 
+    public func releaseBuffers() { pool.removeAll() }
+
     public func generate(prompts: [[Int32]], options: SamplingOptions) async throws -> GenerationResult {
         try trunk.generate(prompts: prompts, adapter: adapter, options: options)
     }
@@ -148,6 +150,8 @@ public actor LocalCritic: CriticRole {
         trunkTrainable = adapter == nil && trainTrunk ? Trainable(parameters: trunk.weights, layout: trunk.parameterLayout, hyper: hyper, replicas: replicas) : nil
     }
 
+    public func releaseBuffers() { pool.removeAll() }
+
     func forward(_ sequences: [[Int32]]) throws -> (PaddedBatch, any TrunkActivations, [Float]) {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
         let act = pool.activations(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
@@ -155,11 +159,16 @@ public actor LocalCritic: CriticRole {
         return (batch, act, head.forward(hidden: act.hidden.pointer, rows: batch.batch * batch.length))
     }
 
-    public func values(_ sequences: [[Int32]]) async throws -> [[Float]] {
-        let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
-        let values = withExtendedLifetime(hidden) { head.forward(hidden: hidden.pointer, rows: batch.batch * batch.length) }
-        return sequences.enumerated().map { r, s in Array(values[(r * batch.length)..<(r * batch.length + s.count)]) }
+    /// Values of every token (inference forward, in scoring chunks).
+    public func values(_ sequences: [[Int32]]) async throws -> [[Float]] { try values(sequences, budget: ScoringChunks.budgetBytes) }
+
+    func values(_ sequences: [[Int32]], budget: Double) throws -> [[Float]] {
+        try ScoringChunks.map(sequences, config: trunk.config, loraRank: adapter?.config.rank ?? 0, budget: budget) { chunk in
+            let batch = try PaddedBatch(chunk, contextLength: trunk.config.contextLength)
+            let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
+            let values = withExtendedLifetime(hidden) { head.forward(hidden: hidden.pointer, rows: batch.batch * batch.length) }
+            return chunk.enumerated().map { r, s in Array(values[(r * batch.length)..<(r * batch.length + s.count)]) }
+        }
     }
 
     public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {

@@ -20,6 +20,9 @@ public protocol PolicyRole: Sendable {
     /// for the controller's copy when the policy trains on another rank.
     func snapshots() async throws -> [String: TrainableSnapshot]
     func restore(_ snapshots: [String: TrainableSnapshot]) async throws
+    /// Frees the buffers kept between train steps, at the end of an update phase, so that they do
+    /// not add to the next rollout's KV cache (the memory plan counts them in the update only).
+    func releaseBuffers() async
 }
 
 public protocol CriticRole: Sendable {
@@ -30,7 +33,13 @@ public protocol CriticRole: Sendable {
     /// The trainable state ("value_head", "critic_adapter" or "critic_trunk").
     func snapshots() async throws -> [String: TrainableSnapshot]
     func restore(_ snapshots: [String: TrainableSnapshot]) async throws
+    /// As `PolicyRole.releaseBuffers`.
+    func releaseBuffers() async
 }
+
+/// A role on another rank keeps its buffers in that rank's memory: nothing to free here.
+extension PolicyRole { public func releaseBuffers() async {} }
+extension CriticRole { public func releaseBuffers() async {} }
 
 public protocol ReferenceRole: Sendable {
     func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]]

@@ -102,7 +102,10 @@ final class SFTSession {
         trainer = DataParallelOptimizer(parameters: adapter?.weights ?? trunk.weights, layout: adapter?.layout ?? trunk.parameterLayout,
                                         hyper: AdamWHyperparameters(learningRate: c.train.lr, beta1: c.train.beta1, beta2: c.train.beta2, eps: c.train.eps,
                                                                     weightDecay: adapter == nil ? c.train.weightDecay : 0),
-                                        buckets: adapter == nil ? trunk.gradientBuckets : nil, overlap: c.run.overlap)
+                                        // Layer buckets only when the last backward is the step's last gradient
+                                        // (Hydra-SFT's pairs add to the trunk afterwards).
+                                        buckets: adapter == nil && c.trainTrunk && c.hydra.rewardWeight == 0 ? trunk.gradientBuckets : nil,
+                                        overlap: c.run.overlap)
         if let line = trainer.reductionLine(transport) { say(line) }
         if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: trainer.optimizer, step: state.optimizerStep) }
         hydra = try Self.rewardHead(c, data: data, trunk: trunk, adapter: adapter, tokenizer: tokenizer, hyper: trainer.optimizer.hyper,
@@ -170,9 +173,8 @@ final class SFTSession {
             let lm = steps[key] ?? LanguageModelStep(trunk: trunk, batch: batch.batch, tokens: batch.length)
             steps[key] = lm
             trainer.beginMicroBatch()
-            // The last backward of a full fine-tune starts each layer's all-reduce as it finishes
-            // it (Hydra-SFT's pairs still add to the trunk afterwards, so not there).
-            let ready = i == mine.count - 1 && hydra == nil && c.trainTrunk && adapter == nil ? trainer.overlappingLastMicroBatch(transport) : nil
+            // The last backward of a full fine-tune starts each layer's all-reduce as it finishes it.
+            let ready = i == mine.count - 1 ? trainer.overlappingLastMicroBatch(transport) : nil
             loss += Double(try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens, trunkGradients: trainer.gradients,
                                       gradientsReady: ready))
             trainer.endMicroBatch()

@@ -33,7 +33,7 @@ public enum OverlapPolicy: String, ConfigChoice {
         case .always: return (true, "overlapped with the backward (cluster.overlap_allreduce: always)")
         case .never: return (false, "after the backward (cluster.overlap_allreduce: never)")
         case .auto where hosts.count > 1:
-            return (true, "overlapped with the backward: the ranks span \(hosts.count) hosts (\(hosts.source))")
+            return (true, "overlapped with the backward: the ranks span several hosts (\(hosts.source))")
         case .auto:
             return (false, "after the backward: every rank is on one host (\(hosts.source)), where overlapping only competes for the cores; cluster.overlap_allreduce: always overlaps anyway")
         }

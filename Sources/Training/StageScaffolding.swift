@@ -81,7 +81,7 @@ final class DataParallelOptimizer {
     /// For the run's log: when this trainer's all-reduce runs (nil in a world of one).
     func reductionLine(_ transport: any Transport) -> String? {
         guard transport.size > 1 else { return nil }
-        guard buckets.count > 1 else { return "gradient all-reduce: after the backward (adapters: one piece)" }
+        guard buckets.count > 1 else { return "gradient all-reduce: after the backward, in one piece (adapters, or gradients added after the last backward)" }
         return "gradient all-reduce: " + overlap.decide(transport).why
     }
 

@@ -16,15 +16,18 @@ struct BenchPPO: AsyncParsableCommand {
         Per case: generate (policy, KV cache), score (reference + reward, old log-probs, values), train \
         (policy PPO step + critic value step per minibatch). Hydra: one frozen trunk with policy and critic LoRA; \
         separate: four full models, policy and critic fully fine-tuned. Each case runs in a child process so \
-        peak_rss_mib is its own; iter_s is the best of --iterations after a warm-up.
+        peak_rss_mib is its own; iter_s is the best of --iterations after a warm-up. plan_mib is the run's memory \
+        plan (printed at the start of every PPO run), runtime_rss_mib the process before any model.
         """)
 
-    @Option(help: "Presets (repeatable).")
+    @Option(help: "Presets, family/preset (a bare name is GPT-2's): tiny, small, gpt2, llama/smollm2-135m, … (repeatable).")
     var preset: [String] = ["tiny", "small", "gpt2"]
     @Option(help: "Layouts (repeatable): hydra, separate.")
     var layout: [String] = ["hydra", "separate"]
     @Option(help: "Prompts per iteration.")
     var prompts: Int = 32
+    @Option(help: "Responses sampled per prompt.")
+    var samples: Int = 1
     @Option(help: "Prompt tokens.")
     var promptTokens: Int = 16
     @Option(help: "Response tokens (no EOS, so every response has this length).")
@@ -33,7 +36,7 @@ struct BenchPPO: AsyncParsableCommand {
     var minibatch: Int = 8
     @Option(help: "LoRA rank (hydra).")
     var rank: Int = 16
-    @Option(help: "Timed iterations after one warm-up.")
+    @Option(help: "Timed iterations after one warm-up (0: time the warm-up itself).")
     var iterations: Int = 2
 
     func run() async throws {
@@ -47,7 +50,7 @@ struct BenchPPO: AsyncParsableCommand {
     func child(_ p: String, _ l: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        process.arguments = ["bench", "ppo", "--preset", p, "--layout", l, "--prompts", "\(prompts)", "--prompt-tokens", "\(promptTokens)",
+        process.arguments = ["bench", "ppo", "--preset", p, "--layout", l, "--prompts", "\(prompts)", "--samples", "\(samples)", "--prompt-tokens", "\(promptTokens)",
                              "--response-tokens", "\(responseTokens)", "--minibatch", "\(minibatch)", "--rank", "\(rank)", "--iterations", "\(iterations)"]
         try process.run()
         process.waitUntilExit()
@@ -56,7 +59,10 @@ struct BenchPPO: AsyncParsableCommand {
 
     func measure(_ presetName: String, _ layoutName: String) async throws {
         guard ["hydra", "separate"].contains(layoutName) else { throw CLIError("--layout must be hydra or separate") }
-        let config = try ModelFamilies.preset(presetName)
+        let config = try ModelFamilies.preset(qualified: presetName)
+        // The process before any model (runtime, libraries, OpenBLAS's buffers): what the memory
+        // plan, which counts what the run allocates, leaves out.
+        let runtime = Measure.peakRSSMiB()
         log("bench ppo \(presetName) \(layoutName): \(BLAS.summary)")
         var rng = RNG(seed: 1)
         let base = try config.makeModel(weights: nil)
@@ -68,17 +74,22 @@ struct BenchPPO: AsyncParsableCommand {
         // critic, the reward head as the reward, responses of full length (no EOS).
         let ppoConfig = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
             "model.init_from=/bench", "data.task=arith", "layout=\(layoutName)", "ppo.iterations=1000000", "ppo.prompts=\(self.prompts)",
-            "ppo.samples_per_prompt=1", "ppo.max_new_tokens=\(responseTokens)", "ppo.minibatch_size=\(minibatch)", "ppo.lr=1e-4", "ppo.critic_lr=1e-4",
+            "ppo.samples_per_prompt=\(samples)", "ppo.max_new_tokens=\(responseTokens)", "ppo.minibatch_size=\(minibatch)", "ppo.lr=1e-4", "ppo.critic_lr=1e-4",
             "ppo.missing_eos_penalty=0", "rewards.reward_head=1", "rewards.verifier=0", "rewards.format=0", "lora.rank=\(rank)", "lora.alpha=\(2 * rank)",
             "train.max_length=\(promptTokens + responseTokens)", "eval.every=0"]))
         let inputs = PPOInputs(base: base, rewardHead: rewardHead, tokenizer: WithoutEOS(vocabSize: config.vocabSize), prompts: prompts)
-        let best = try await PPOTiming.best(config: ppoConfig, inputs: inputs, iterations: max(iterations, 1))
+        let best = try await PPOTiming.best(config: ppoConfig, inputs: inputs, iterations: max(iterations, 0))
         let hydra = layoutName == "hydra"
+        let plan = try MemoryPlan(ppoConfig, model: config, ranksRollingOut: 1), peak = Measure.peakRSSMiB()
+        let planned = runtime + plan.totalBytes / 1_048_576
+        log(plan.description)
         printJSONLine(["case": "ppo", "layout": layoutName, "preset": presetName, "threads": BLAS.threads, "core": BLAS.coreName,
                        "prompts": self.prompts, "response_tokens": responseTokens, "minibatch": minibatch, "epochs": 1,
                        "iter_s": rounded(best.iteration, 4), "generate_s": rounded(best.generate, 4), "score_s": rounded(best.score, 4),
                        "train_s": rounded(best.train, 4), "trainable_parameters": best.trainableParameters,
-                       "full_models_in_memory": hydra ? 1 : 4, "peak_rss_mib": rounded(Measure.peakRSSMiB(), 1)])
+                       "full_models_in_memory": hydra ? 1 : 4, "peak_rss_mib": rounded(peak, 1), "samples": samples,
+                       "runtime_rss_mib": rounded(runtime, 1), "plan_mib": rounded(plan.totalBytes / 1_048_576, 1),
+                       "peak_over_runtime_plus_plan": rounded(peak / planned, 3)])
     }
 }
 

@@ -12,7 +12,12 @@ final class ChatTemplateTests: XCTestCase {
         let data = try Data(contentsOf: URL(fileURLWithPath: fixtures + "/chat-templates.json"))
         guard case .object(let root) = try JinjaJSON.parse(String(decoding: data, as: UTF8.self)),
               case .array(let templates)? = root["templates"], case .array(let conversations)? = root["conversations"],
-              case .object(let kwargs)? = root["kwargs"] else { return XCTFail("malformed fixture") }
+              case .object(let kwargs)? = root["kwargs"], case .string(let today)? = root["today"] else { return XCTFail("malformed fixture") }
+        // strftime_now on the day the fixture was recorded, not the day the test runs.
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        let recorded = try XCTUnwrap(formatter.date(from: today)).addingTimeInterval(12 * 3600)   // noon UTC: that day in any time zone ±12 h
+        let pinnedClock = JinjaValue.function(JinjaFunction(name: "strftime_now") { args, _ in .string(ChatTemplate.strftime(args.first?.rendered ?? "", recorded)) })
         XCTAssertGreaterThanOrEqual(templates.count, 70)
         var failures: [String] = [], rendered = 0
         for case .object(let t) in templates {
@@ -24,7 +29,7 @@ final class ChatTemplateTests: XCTestCase {
                 guard case .int(let k)? = c["conversation"] else { continue }
                 let prompt = c["add_generation_prompt"]!.isTruthy
                 let result = Result { try template.render(messages: conversations[k], addGenerationPrompt: prompt, bosToken: kwargs["bos_token"]!.rendered,
-                                                          eosToken: kwargs["eos_token"]!.rendered, variables: ["date_string": kwargs["date_string"]!]) }
+                                                          eosToken: kwargs["eos_token"]!.rendered, variables: ["date_string": kwargs["date_string"]!, "strftime_now": pinnedClock]) }
                 switch (result, c["rendered"]) {
                 case (.success(let ours), .some(let expected)):
                     if ours == expected.rendered { rendered += 1 } else { failures.append("\(name) conversation \(k) prompt \(prompt): ours \(ours.debugDescription)\n  transformers \(expected.rendered.debugDescription)") }

@@ -67,19 +67,18 @@ final class GPT2Decoder: TrunkDecoder {
 }
 
 extension GPT2Trunk {
-    /// Fills `cache` with the prompts (right-padded into one [B, Tp] forward) and returns the
-    /// final hidden states [B, C] at each prompt's last token.
+    /// Fills `cache` with the prompts (right-padded into one [B, Tp] inference forward, one layer
+    /// of buffers: each layer's keys and values go straight into the cache) and returns the final
+    /// hidden states [B, C] at each prompt's last token.
     func prefill(prompts: [[Int32]], adapter: LoRAAdapter?, cache: GPT2KVCache) throws -> FloatBuffer {
         let config = gpt2, b = prompts.count, C = config.channels
         let tp = prompts.map(\.count).max() ?? 0
         var flat = [Int32](repeating: 0, count: b * tp)
         for (i, p) in prompts.enumerated() { for (j, id) in p.enumerated() { flat[i * tp + j] = id } }
-        let act = GPT2Activations(config: config, batch: b, tokens: tp, loraRank: adapter?.config.rank ?? 0)
-        try forward(tokens: flat, adapter: adapter, activations: act)
-        for l in 0..<config.layers {
+        let hidden = try inferenceHidden(tokens: flat, batch: b, length: tp, adapter: adapter) { l, qkv in
             for s in 0..<b {
                 for t in 0..<prompts[s].count {
-                    let row = act.qkv.pointer + (l * b * tp + s * tp + t) * 3 * C
+                    let row = qkv + (s * tp + t) * 3 * C
                     (cache.keys(layer: l, sequence: s) + t * C).update(from: row + C, count: C)
                     (cache.values(layer: l, sequence: s) + t * C).update(from: row + 2 * C, count: C)
                 }
@@ -87,7 +86,7 @@ extension GPT2Trunk {
         }
         cache.lengths = prompts.map(\.count)
         let last = FloatBuffer(count: b * C)
-        for s in 0..<b { (last.pointer + s * C).update(from: act.hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C) }
+        for s in 0..<b { (last.pointer + s * C).update(from: hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C) }
         return last
     }
 

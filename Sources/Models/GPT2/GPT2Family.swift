@@ -65,12 +65,25 @@ extension GPT2Config: ModelConfiguration {
         return json
     }
 
-    /// Per layer: ln1, qkv (3C), attention, residual2, ln2, residual3 and two more C-wide rows,
-    /// fc and gelu (I each), and the attention probabilities [B, H, T, T].
-    public func trainingActivationBytes(batch: Int, tokens: Int, lmHead: Bool) -> Double {
+    /// `GPT2Activations`: per layer ln1, attention, residual2, ln2, residual3 (C each), qkv (3C),
+    /// fc and gelu (I each), two means and two rstd, the LoRA rows (4 projections × r) and the
+    /// probabilities [B, H, T, T]; the embeddings and hidden rows; `BackwardScratch` (dResidual,
+    /// dLn, dAttention: C; dQKV: 3C; dGelu, dFc: I; dLoRA: r).
+    public func trainingActivationBytes(batch: Int, tokens: Int, loraRank: Int, lmHead: Bool) -> Double {
+        let m = Double(batch * tokens), C = Double(channels), I = Double(innerSize), r = Double(loraRank)
+        let perLayer = m * (8 * C + 2 * I + 4 + 4 * r) + Double(batch * heads * tokens * tokens)
+        let scratch = m * (6 * C + 2 * I + max(r, 1)) + 2 * max(C, I) + Double(tokens * tokens)
+        let head = lmHead ? m * Double(vocabSize + 2) + Double(vocabSize) : 0
+        return 4 * (Double(layers) * perLayer + m * (2 * C + 3) + scratch + head)
+    }
+
+    /// `inferenceHidden`'s buffers: residual, ln1, attention, residual2, ln2, residual3, hidden
+    /// (C each), qkv (3C), fc and gelu (I each), mean and rstd, the attention probabilities
+    /// [B, H, T, T] and the LoRA branch rows (4 projections × r).
+    public func inferenceActivationBytes(batch: Int, tokens: Int, loraRank: Int) -> Double {
         let m = Double(batch * tokens), C = Double(channels), I = Double(innerSize)
-        let perLayer = m * (9 * C + 2 * I) + Double(batch * heads * tokens * tokens)
-        return 4 * (Double(layers) * perLayer + (lmHead ? m * Double(vocabSize) : 0))
+        let perRow = 10 * C + 2 * I + 2 + 4 * Double(max(loraRank, 1))
+        return 4 * (m * perRow + Double(batch * heads * tokens * tokens))
     }
 
     /// What `forward` issues to sgemm, including the full T×T attention products.

@@ -6,6 +6,13 @@ extension GPT2Trunk {
     /// `forward(tokens:activations:)`, which keeps every layer for the backward). The scoring
     /// passes of RL (reference, reward, values, old log-probs) run through it.
     public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws -> FloatBuffer {
+        try inferenceHidden(tokens: tokens, batch: b, length: t, adapter: adapter, keysAndValues: nil)
+    }
+
+    /// `keysAndValues(layer, qkv)` sees each layer's query-key-value rows [B·T, 3C] (a prefill
+    /// copies the keys and values into its cache).
+    func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter?,
+                         keysAndValues: ((Int, UnsafePointer<Float>) -> Void)?) throws -> FloatBuffer {
         let config = gpt2, C = config.channels, I = config.innerSize, m = b * t
         guard tokens.count == m else { throw ModelError.input("inference forward: \(tokens.count) token ids for a \(b)×\(t) batch") }
         guard t <= config.contextLength else { throw ModelError.input("inference forward: \(t) tokens exceed the context of \(config.contextLength)") }
@@ -34,7 +41,10 @@ extension GPT2Trunk {
                                  return LoRABranch(a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b, gradA: nil, gradB: nil,
                                                    u: loraU.pointer + projection.slot * m * rank, rank: rank, scale: adapter.config.scale)
                              },
-                             attention: { q, out in attentionForward(out: out, probs: probs.pointer, qkv: q, shape: shape) })
+                             attention: { q, out in
+                                 keysAndValues?(l, q)
+                                 attentionForward(out: out, probs: probs.pointer, qkv: q, shape: shape)
+                             })
                 residual.copy(from: residual3)
             }
             let hidden = FloatBuffer(count: m * C)

@@ -41,26 +41,25 @@ final class LlamaDecoder: TrunkDecoder {
     var capacity: Int { cache.capacity }
     var lengths: [Int] { get { cache.lengths } set { cache.lengths = newValue } }
 
-    /// Fills the cache with the prompts (right-padded into one [B, Tp] training-shaped forward) and
-    /// returns the final hidden states [B, C] at each prompt's last token.
+    /// Fills the cache with the prompts (right-padded into one [B, Tp] inference forward, one layer
+    /// of buffers: each layer's keys and values go straight into the cache) and returns the final
+    /// hidden states [B, C] at each prompt's last token.
     func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer {
         let c = trunk.llama, b = prompts.count, C = c.channels, kw = c.kvWidth
         let tp = prompts.map(\.count).max() ?? 0
         guard tp <= cache.capacity else { throw ModelError.input("prefill: a prompt of \(tp) tokens exceeds the cache of \(cache.capacity)") }
         var flat = [Int32](repeating: 0, count: b * tp)
         for (i, p) in prompts.enumerated() { for (j, id) in p.enumerated() { flat[i * tp + j] = id } }
-        let act = LlamaActivations(config: c, batch: b, tokens: tp, loraRank: adapter?.config.rank ?? 0)
-        try trunk.forward(tokens: flat, adapter: adapter, activations: act)
-        for l in 0..<c.layers {
-            let layer = act.buffers(layer: l)
+        let cache = self.cache
+        let hidden = try trunk.inferenceHidden(tokens: flat, batch: b, length: tp, adapter: adapter) { l, k, v in
             for s in 0..<b {
-                (cache.keys(layer: l, sequence: s)).update(from: layer.k + s * tp * kw, count: prompts[s].count * kw)
-                (cache.values(layer: l, sequence: s)).update(from: layer.v + s * tp * kw, count: prompts[s].count * kw)
+                cache.keys(layer: l, sequence: s).update(from: k + s * tp * kw, count: prompts[s].count * kw)
+                cache.values(layer: l, sequence: s).update(from: v + s * tp * kw, count: prompts[s].count * kw)
             }
         }
         cache.lengths = prompts.map(\.count)
         let last = FloatBuffer(count: b * C)
-        for s in 0..<b { (last.pointer + s * C).update(from: act.hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C) }
+        for s in 0..<b { (last.pointer + s * C).update(from: hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C) }
         return last
     }
 
@@ -99,6 +98,13 @@ extension LlamaTrunk {
     /// Forward without a backward: final hidden states [B, T, C] of right-padded `tokens`, one
     /// layer of buffers reused layer after layer (the scoring passes of RL run through it).
     public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws -> FloatBuffer {
+        try inferenceHidden(tokens: tokens, batch: b, length: t, adapter: adapter, keysAndValues: nil)
+    }
+
+    /// `keysAndValues(layer, k, v)` sees each layer's rotated keys and values [B·T, G·d] (a
+    /// prefill copies them into its cache).
+    func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter?,
+                         keysAndValues: ((Int, UnsafePointer<Float>, UnsafePointer<Float>) -> Void)?) throws -> FloatBuffer {
         let c = llama, C = c.channels, m = b * t
         guard tokens.count == m else { throw ModelError.input("inference forward: \(tokens.count) token ids for a \(b)×\(t) batch") }
         guard t <= c.contextLength else { throw ModelError.input("inference forward: \(t) tokens exceed the context of \(c.contextLength)\(c.contextNote)") }
@@ -115,7 +121,10 @@ extension LlamaTrunk {
             for l in 0..<c.layers {
                 blockForward(layer: l, input: residual.pointer, rows: m, positions: positions, buffers: buffers,
                              lora: { self.loraBranch(adapter, gradients: nil, layer: l, projection: $0, u: loraU.pointer + $0.slot * m * max(rank, 1)) },
-                             attention: { q, k, v, out in groupedAttentionForward(out: out, probs: probs.pointer, q: q, k: k, v: v, shape: shape) })
+                             attention: { q, k, v, out in
+                                 keysAndValues?(l, k, v)
+                                 groupedAttentionForward(out: out, probs: probs.pointer, q: q, k: k, v: v, shape: shape)
+                             })
                 residual.pointer.update(from: buffers.residual3, count: m * C)
             }
             let hidden = FloatBuffer(count: m * C), rstd = FloatBuffer(count: m)

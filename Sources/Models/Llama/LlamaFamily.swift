@@ -58,12 +58,26 @@ extension LlamaConfig: ModelConfiguration {
         return json
     }
 
-    /// Per layer: ln1, residual2, ln2, residual3 (C each), q and attention (H·d), k and v (G·d),
-    /// gate, up and act (I each), two rstd rows and the attention probabilities [B, H, T, T].
-    public func trainingActivationBytes(batch: Int, tokens: Int, lmHead: Bool) -> Double {
+    /// `LlamaActivations`: per layer ln1, residual2, ln2, residual3 (C each), q and attention
+    /// (H·d), k and v (G·d), gate, up and act (I each), two rstd, the LoRA rows (7 projections × r)
+    /// and the probabilities [B, H, T, T]; the embedding and hidden rows; `LlamaBackwardScratch`
+    /// (dResidual, dLn: C; dAttention, dq: H·d; dk, dv: G·d; dAct, dGate, dUp: I; dLoRA: r).
+    public func trainingActivationBytes(batch: Int, tokens: Int, loraRank: Int, lmHead: Bool) -> Double {
+        let m = Double(batch * tokens), C = Double(channels), I = Double(innerSize), r = Double(loraRank)
+        let qw = Double(queryWidth), kw = Double(kvWidth)
+        let perLayer = m * (4 * C + 2 * qw + 2 * kw + 3 * I + 2 + 7 * r) + Double(batch * heads * tokens * tokens)
+        let scratch = m * (2 * C + 2 * qw + 2 * kw + 3 * I + max(r, 1)) + 2 * C + Double(tokens * tokens)
+        let head = lmHead ? m * Double(vocabSize + 2) + Double(vocabSize) : 0
+        return 4 * (Double(layers) * perLayer + m * (2 * C + 2) + scratch + head)
+    }
+
+    /// `LlamaBlockBuffers` (ln1, residual2, ln2, residual3: C; q, attention: H·d; k, v: G·d;
+    /// gate, up, act: I; two rstd), the residual and hidden rows (C each) and a final rstd, the
+    /// attention probabilities [B, H, T, T] and the LoRA branch rows (7 projections × r).
+    public func inferenceActivationBytes(batch: Int, tokens: Int, loraRank: Int) -> Double {
         let m = Double(batch * tokens), C = Double(channels), I = Double(innerSize)
-        let perLayer = m * (4 * C + 2 * Double(queryWidth) + 2 * Double(kvWidth) + 3 * I + 2) + Double(batch * heads * tokens * tokens)
-        return 4 * (Double(layers) * perLayer + m * C + (lmHead ? m * Double(vocabSize) : 0))
+        let perRow = 6 * C + 2 * Double(queryWidth) + 2 * Double(kvWidth) + 3 * I + 3 + 7 * Double(max(loraRank, 1))
+        return 4 * (m * perRow + Double(batch * heads * tokens * tokens))
     }
 
     /// What `forward` issues to sgemm, including the full T×T attention products.

@@ -1,48 +1,80 @@
 import Foundation
 import Models
+import Roles
 
-/// An estimate of what each role keeps in memory during PPO, printed before training; the run
-/// refuses to start when the total exceeds the limit (config `memory.limit_gib`, default 90% of
-/// the machine's memory). Float32 everywhere: 4 bytes per value.
+/// An estimate of one process's peak memory during PPO, printed before training; the run refuses
+/// to start when it exceeds the limit (config `memory.limit_gib`, default 90% of the machine's
+/// memory). Float32 everywhere: 4 bytes per value.
+///
+/// Weights, adapters, gradients and AdamW moments stay for the whole run. Each phase's buffers are
+/// freed when it ends: the rollout's KV cache, the scoring chunks, and the training activations
+/// the policy and critic keep across one update's minibatches (`releaseBuffers`). So the peak is
+/// what stays plus the largest phase. `rlhf bench ppo` prints the measured peak RSS beside it.
 public struct MemoryPlan: CustomStringConvertible {
-    public struct Line { let role: String; let weights, adapters, optimizer, activations, kvCache: Double }
+    public struct Line { let role: String; let weights, adapters, optimizer, generation, scoring, update: Double }
     public let lines: [Line]
-    public var totalBytes: Double { lines.reduce(0) { $0 + $1.weights + $1.adapters + $1.optimizer + $1.activations + $1.kvCache } }
+    /// Bytes held throughout the run.
+    public var persistentBytes: Double { lines.reduce(0) { $0 + $1.weights + $1.adapters + $1.optimizer } }
+    /// The run's peak: what stays plus the largest phase (scoring passes run one at a time).
+    public var totalBytes: Double {
+        persistentBytes + max(lines.reduce(0) { $0 + $1.generation }, lines.map(\.scoring).max() ?? 0, lines.reduce(0) { $0 + $1.update })
+    }
 
-    public init(config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int) throws {
+    /// The plan of one process of a PPO run whose rollouts are split over `ranksRollingOut` ranks.
+    public init(_ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int) throws {
+        try self.init(config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
+                      responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
+                      maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens)
+    }
+
+    /// `responses` sequences of up to `maxLength` tokens, of which up to `newTokens` are sampled.
+    public init(config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int,
+                newTokens: Int) throws {
         let params = Double(c.parameterCount) * 4
         let adapter = Double(try makeAdapter(lora, for: c).layout.totalCount) * 4
         let head = Double(c.channels + 1) * 4
-        // Training activations of one forward kept for the backward, and its LM-head logits.
-        let training = c.trainingActivationBytes(batch: minibatch, tokens: maxLength, lmHead: true)
-        let scoring = 4 * Double(responses * maxLength) * (Double(c.vocabSize) + 4 * Double(c.channels))   // one layer + logits
-        let kv = 4 * 2 * Double(c.layers * responses * maxLength * c.kvHeads * c.headSize)   // keys and values of G heads of d
+        let rank = hydra ? lora.rank : 0
+        // Training activations of one minibatch kept for the backward (reused across the update's
+        // minibatches), and its LM-head logits; the critic's value head instead.
+        // dHidden [M, C] and the per-token values besides.
+        let rows = Double(minibatch * maxLength)
+        let training = c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: true) + 4 * rows * Double(c.channels)
+        let criticTraining = c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: false) + 4 * rows * Double(c.channels + 2)
+        // Generation: keys and values of G heads of d for every layer and position, the prefill's
+        // inference buffers over the prompts (then the step's logits [B, V], the smaller).
+        let kv = 4 * 2 * Double(c.layers * responses * maxLength * c.kvHeads * c.headSize)
+        let prompt = max(1, maxLength - newTokens)
+        let generation = kv + max(c.inferenceActivationBytes(batch: responses, tokens: prompt, loraRank: rank),
+                                  4 * Double(responses) * Double(c.vocabSize + 2))
+        // Scoring (reference, old log-probs, values): one chunk at a time (see ScoringChunks).
+        let chunk = min(responses, ScoringChunks.sequencesPerChunk(c, tokens: maxLength, loraRank: rank))
+        let scoring = ScoringChunks.bytes(c, batch: chunk, tokens: maxLength, loraRank: rank)
         // Trainable state: gradients + two AdamW moments.
         if hydra {
-            lines = [Line(role: "trunk (shared)", weights: params, adapters: 0, optimizer: 0, activations: scoring, kvCache: 0),
-                     Line(role: "policy", weights: 0, adapters: adapter, optimizer: 3 * adapter, activations: training, kvCache: kv),
-                     Line(role: "critic", weights: head, adapters: adapter, optimizer: 3 * (adapter + head), activations: training, kvCache: 0),
-                     Line(role: "reference + reward", weights: head, adapters: 0, optimizer: 0, activations: 0, kvCache: 0)]
+            lines = [Line(role: "trunk (shared)", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: scoring, update: 0),
+                     Line(role: "policy", weights: 0, adapters: adapter, optimizer: 3 * adapter, generation: generation, scoring: 0, update: training),
+                     Line(role: "critic", weights: head, adapters: adapter, optimizer: 3 * (adapter + head), generation: 0, scoring: 0, update: criticTraining),
+                     Line(role: "reference + reward", weights: head, adapters: 0, optimizer: 0, generation: 0, scoring: 0, update: 0)]
         } else {
-            lines = [Line(role: "policy", weights: params, adapters: 0, optimizer: 3 * params, activations: training, kvCache: kv),
-                     Line(role: "critic", weights: params + head, adapters: 0, optimizer: 3 * (params + head), activations: training, kvCache: 0),
-                     Line(role: "reference", weights: params, adapters: 0, optimizer: 0, activations: scoring, kvCache: 0),
-                     Line(role: "reward", weights: params + head, adapters: 0, optimizer: 0, activations: 0, kvCache: 0)]
+            lines = [Line(role: "policy", weights: params, adapters: 0, optimizer: 3 * params, generation: generation, scoring: scoring, update: training),
+                     Line(role: "critic", weights: params + head, adapters: 0, optimizer: 3 * (params + head), generation: 0, scoring: 0, update: criticTraining),
+                     Line(role: "reference", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: 0, update: 0),
+                     Line(role: "reward", weights: params + head, adapters: 0, optimizer: 0, generation: 0, scoring: 0, update: 0)]
         }
     }
 
     static func mib(_ bytes: Double) -> String { String(format: "%.1f", bytes / 1_048_576) }
 
     public var description: String {
-        var out = "memory plan (MiB)      weights  adapters  optimizer  activations  kv-cache\n"
+        var out = "memory plan (MiB)      weights  adapters  optimizer  generation  scoring  update\n"
         for l in lines {
             out += l.role.padding(toLength: 22, withPad: " ", startingAt: 0)
-            for v in [l.weights, l.adapters, l.optimizer, l.activations, l.kvCache] {
-                out += " " + String(repeating: " ", count: max(0, 9 - Self.mib(v).count)) + Self.mib(v)
+            for (v, width) in [(l.weights, 9), (l.adapters, 9), (l.optimizer, 10), (l.generation, 11), (l.scoring, 8), (l.update, 7)] {
+                out += " " + String(repeating: " ", count: max(0, width - Self.mib(v).count)) + Self.mib(v)
             }
             out += "\n"
         }
-        return out + "total \(Self.mib(totalBytes)) MiB"
+        return out + "peak \(Self.mib(totalBytes)) MiB (held throughout \(Self.mib(persistentBytes)), plus the largest of generation, scoring and update)"
     }
 
     /// 90% of MemTotal from /proc/meminfo (nil when unreadable).

@@ -205,6 +205,9 @@ extension PPOSession {
                 }
             }
         }
+        // The minibatches' activations go before the next rollout allocates its KV cache.
+        await policy.releaseBuffers()
+        await critic.releaseBuffers()
         stats.seconds = Date().timeIntervalSince(started)
         return stats
     }

@@ -201,9 +201,7 @@ final class PPOSession {
 
     /// The memory plan, printed before anything big is allocated; refuses to start above the limit.
     static func checkMemoryPlan(_ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int, say: (String) -> Void) throws {
-        let plan = try MemoryPlan(config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
-                                  responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
-                                  maxLength: cfg.maxLength)
+        let plan = try MemoryPlan(cfg, model: model, ranksRollingOut: ranksRollingOut)
         say(plan.description)
         if let limit = cfg.memoryLimitBytes ?? MemoryPlan.defaultLimitBytes, plan.totalBytes > limit {
             throw ConfigError(String(format: "the memory plan needs %.1f GiB per process, above the limit of %.1f GiB (memory.limit_gib); use layout: hydra, smaller ppo.minibatch_size or fewer ppo.prompts × samples", plan.totalBytes / 1_073_741_824, limit / 1_073_741_824))
@@ -285,7 +283,8 @@ final class PPOSession {
 public enum PPOTiming {
     public struct Best: Sendable { public var iteration = Double.infinity, generate = 0.0, score = 0.0, train = 0.0, trainableParameters = 0 }
 
-    /// The fastest of `iterations` iterations after one warm-up, with its phase split.
+    /// The fastest of `iterations` iterations after one warm-up, with its phase split (0: the
+    /// warm-up alone, for a peak-memory run at a size where one iteration takes minutes).
     public static func best(config: PPOConfig, inputs: PPOInputs, iterations: Int) async throws -> Best {
         guard let session = try await PPOSession.start(config: config, transport: SingleProcessTransport(), say: { _ in }, inputs: inputs) else { return Best() }
         try await session.preparePrompts(folder: nil)
@@ -294,7 +293,7 @@ public enum PPOTiming {
             let started = Date()
             let m = try await session.iteration(iteration)
             let seconds = Date().timeIntervalSince(started)
-            if iteration > 1 && seconds < best.iteration { (best.iteration, best.generate, best.score, best.train) = (seconds, m.generateSeconds, m.scoreSeconds, m.trainSeconds) }
+            if (iteration > 1 || iterations == 0) && seconds < best.iteration { (best.iteration, best.generate, best.score, best.train) = (seconds, m.generateSeconds, m.scoreSeconds, m.trainSeconds) }
         }
         let r = session.roles
         best.trainableParameters = config.layout == .hydra ? r.policyLoRA!.weights.count + r.criticLoRA!.weights.count + r.valueHead.parameters.count

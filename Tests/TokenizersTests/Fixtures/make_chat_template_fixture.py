@@ -9,11 +9,13 @@ A rendering transformers refuses (a template's raise_exception) is recorded as a
     python3 Tests/TokenizersTests/Fixtures/make_chat_template_fixture.py
 
 Writes chat-templates.json: {"templates": [{"name", "template", "cases": [{"conversation",
-"add_generation_prompt", "rendered" | "error"}]}], "conversations": [...], "kwargs": {...}}.
+"add_generation_prompt", "rendered" | "error"}]}], "conversations": [...], "kwargs": {...},
+"today": "YYYY-MM-DD"}.
 """
-import glob, json, os
+import datetime, glob, json, os
 
 import trl
+import transformers.utils.chat_template_utils as chat_template_utils
 from transformers.utils.chat_template_utils import render_jinja_template
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,6 +34,17 @@ CONVERSATIONS = [
 ]
 # Pinned so that templates reading the date (strftime_now) render the same everywhere.
 KWARGS = {"bos_token": "<s>", "eos_token": "</s>", "date_string": "26 Jul 2024"}
+# strftime_now reads the clock (gpt-oss prints "Current date"): pinned too, and recorded for the test.
+TODAY = datetime.datetime(2026, 12, 1)
+
+
+class PinnedClock(datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return TODAY
+
+
+chat_template_utils.datetime = PinnedClock
 
 
 def main():
@@ -51,7 +64,7 @@ def main():
         out.append({"name": name, "template": template, "cases": cases})
     with open(os.path.join(HERE, "chat-templates.json"), "w") as f:
         json.dump({"trl": trl.__version__, "transformers": __import__("transformers").__version__, "kwargs": KWARGS,
-                   "conversations": CONVERSATIONS, "templates": out}, f, ensure_ascii=False)
+                   "today": TODAY.strftime("%Y-%m-%d"), "conversations": CONVERSATIONS, "templates": out}, f, ensure_ascii=False)
     rendered = sum("rendered" in c for t in out for c in t["cases"])
     print(f"{len(out)} templates, {rendered} renderings, {sum(len(t['cases']) for t in out) - rendered} refusals")
 
