@@ -261,7 +261,7 @@ public final class MPITransport: Transport, @unchecked Sendable {
     /// appends a closure, and the collective runs while the next layers are computed.
     public func startAllReduce(_ sum: GradientSum, range: Range<Int>) -> PendingReduction? {
         guard size > 1 else { return nil }
-        let pending = PendingReduction(what: "an all-reduce of gradients \(range)")
+        let pending = PendingReduction()
         let runtime = self.runtime, comm = communicator, timeout = self.timeout
         let pointer = MPIHandle(raw: sum.pointer + range.lowerBound), count = range.count
         runtime.submit {

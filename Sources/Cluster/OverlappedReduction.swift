@@ -3,13 +3,12 @@ import Kernels
 
 /// A gradient all-reduce running in the background (`Transport.startAllReduce`).
 public final class PendingReduction: @unchecked Sendable {
-    let what: String
     private let lock = NSLock()
     private var finished = false
     private var failure: Error?
     private var waiter: CheckedContinuation<Void, Error>?
 
-    init(what: String) { self.what = what }
+    init() {}
 
     /// Called once, on the thread that ran the reduction.
     func complete(_ error: Error?) {

@@ -22,13 +22,9 @@ public final class GradientSum: @unchecked Sendable {
     public func zero() { pointer.update(repeating: 0, count: count) }
 
     /// sum += gradients
-    public func add(_ gradients: FloatBuffer) {
-        precondition(gradients.count == count, "GradientSum.add: \(gradients.count) floats into \(count)")
-        let g = gradients.pointer, s = pointer
-        for i in 0..<count { s[i] += Double(g[i]) }
-    }
+    public func add(_ gradients: FloatBuffer) { add(gradients, range: 0..<count) }
 
-    /// sum[range] += gradients[range]
+    /// sum[range] += gradients[range] (ranges are the model's own gradient buckets).
     public func add(_ gradients: FloatBuffer, range: Range<Int>) {
         precondition(gradients.count == count && range.lowerBound >= 0 && range.upperBound <= count, "GradientSum.add: range \(range) of \(count)")
         let g = gradients.pointer, s = pointer

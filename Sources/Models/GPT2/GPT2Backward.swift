@@ -33,8 +33,10 @@ extension GPT2Trunk {
                           dout: dHidden.pointer, x: lastResidual, weight: pointer(layout.lnfWeight),
                           mean: act.lnfMean.pointer, rstd: act.lnfRstd.pointer,
                           rows: m, channels: C, scratch: s.layerNorm.pointer)
+        // gradientBuckets: [final norm, layer L-1, …, layer 0, embeddings].
         let ready = trunkGradients == nil ? nil : gradientsReady
-        ready?(layout.lnfWeight..<layout.parameterCount)
+        let buckets = ready == nil ? [] : gradientBuckets
+        ready?(buckets[0])
 
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             let w = layout.blocks[l]
@@ -75,7 +77,7 @@ extension GPT2Trunk {
                               dout: s.dLn.pointer, x: input, weight: pointer(w.ln1Weight),
                               mean: act.ln1Mean.pointer + l * m, rstd: act.ln1Rstd.pointer + l * m,
                               rows: m, channels: C, scratch: s.layerNorm.pointer)
-            ready?(w.ln1Weight..<(l + 1 < c.layers ? layout.blocks[l + 1].ln1Weight : layout.lnfWeight))
+            ready?(buckets[c.layers - l])
         }
 
         // Embeddings: encoded = wte[token] + wpe[position].

@@ -20,12 +20,14 @@ extension LlamaTrunk {
         s.dResidual.zero()
         rmsNormBackward(dx: s.dResidual.pointer, dweight: grad(layout.finalNorm), dout: dHidden.pointer, x: lastResidual,
                         weight: pointer(layout.finalNorm), rstd: act.rstdFinal.pointer, rows: m, channels: C, scratch: s.norm.pointer)
+        // gradientBuckets: [final norm, layer L-1, …, layer 0, embeddings (, untied head)].
         let ready = trunkGradients == nil ? nil : gradientsReady
-        ready?(layout.finalNorm..<(layout.finalNorm + C))
+        let buckets = ready == nil ? [] : gradientBuckets
+        ready?(buckets[0])
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             let input = l == 0 ? act.encoded.pointer : act.residual3.pointer + (l - 1) * m * C
             layerBackward(layer: l, input: input, adapter: adapter, activations: act, grad: grad, adapterGradients: adapterGradients)
-            ready?(layout.layers[l].inputNorm..<(l + 1 < c.layers ? layout.layers[l + 1].inputNorm : layout.finalNorm))
+            ready?(buckets[c.layers - l])
         }
         // Embeddings: encoded = embed_tokens[token].
         if let trunkGradients {
