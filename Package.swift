@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
 // rlhf → Training (the stages) → Rewards (reward sources) → Runs (run folders, checkpoints, metrics, evaluation)
-//   → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → {CBLAS, CPUCheck}, and Cluster → CMPI.
+//   → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → {CBLAS, CPUCheck}, and Cluster → CMPI;
+//   Models and Tokenizers → GGUF (the file format, no dependencies).
 // C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
 import Foundation
@@ -44,8 +45,9 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CPUCheck", cSettings: cpuCheck),
         .target(name: "Kernels", dependencies: ["CBLAS", "CPUCheck"], swiftSettings: fastMath),
-        .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
-        .target(name: "Tokenizers"),
+        .target(name: "GGUF"),
+        .target(name: "Models", dependencies: ["Kernels", "GGUF"], swiftSettings: fastMath),
+        .target(name: "Tokenizers", dependencies: ["GGUF"]),
         .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),
         .target(name: "Alignment"),
         .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
@@ -60,9 +62,9 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels"],
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels", "GGUF"],
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),

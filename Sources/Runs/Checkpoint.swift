@@ -38,26 +38,18 @@ public enum Checkpoints {
     /// `trunk` nil: the model is not written (LoRA stages write their adapter in `extra`; the
     /// frozen base stays where model.init_from names it).
     public static func save(directory: String, step: Int, trunk: (any CausalLM)?, optimizer: AdamW, state: TrainingState,
-                            tokenizerFile: String?, keepLast: Int, extra: (String) throws -> Void = { _ in }) throws -> String {
+                            tokenizer: BPETokenizer?, keepLast: Int, extra: (String) throws -> Void = { _ in }) throws -> String {
         try saveFolder(directory: directory, step: step, keepLast: keepLast) { temporary in
             if let trunk { try HFCheckpoint.save(trunk, directory: temporary) }
-            try writeCommon(temporary, optimizer: optimizer, state: state, tokenizerFile: tokenizerFile)
+            try writeCommon(temporary, optimizer: optimizer, state: state, tokenizer: tokenizer)
             try extra(temporary)
         }
     }
 
     /// The tokenizer (or the byte marker), the optimizer's moments and the training state.
-    package static func writeCommon(_ temporary: String, optimizer: AdamW?, state: TrainingState, tokenizerFile: String?) throws {
-        let fm = FileManager.default
-        if let tokenizerFile {
-            try fm.copyItem(atPath: tokenizerFile, toPath: (temporary as NSString).appendingPathComponent("tokenizer.json"))
-            // The special tokens and chat template travel with it.
-            let folder = (tokenizerFile as NSString).deletingLastPathComponent
-            for name in ["tokenizer_config.json", "chat_template.jinja"] {
-                let source = (folder as NSString).appendingPathComponent(name)
-                if fm.fileExists(atPath: source) { try fm.copyItem(atPath: source, toPath: (temporary as NSString).appendingPathComponent(name)) }
-            }
-        }
+    package static func writeCommon(_ temporary: String, optimizer: AdamW?, state: TrainingState, tokenizer: BPETokenizer?) throws {
+        // The special tokens and chat template travel with the tokenizer.
+        if let tokenizer { try tokenizer.save(into: temporary) }
         else { try ByteTokenizer.markerContents.write(toFile: (temporary as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
         if let optimizer {
             let moments = optimizer.layout.tensors.flatMap { t in

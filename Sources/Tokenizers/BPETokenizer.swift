@@ -8,6 +8,9 @@ import Foundation
 /// Special tokens come from tokenizer_config.json / generation_config.json beside the file.
 public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     public let path: String
+    /// What `save(into:)` writes: the files it was read from, or the GGUF metadata converted.
+    let source: Source
+    enum Source { case folder(String), converted(GGUFTokenizer.Converted) }
     let model: BPEModel
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
@@ -31,8 +34,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     public var summary: String { "BPE \(path) (\(vocabSize) ids)" }
     public var prefixTokens: [Int32] { addsBOS ? bosTokenId.map { [$0] } ?? [] : [] }
 
-    public init(path: String) throws {
-        self.path = path
+    public convenience init(path: String) throws {
         func fail(_ reason: String) -> TokenizerError { TokenizerError("\(path): \(reason)") }
         guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read (missing?)") }
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw fail("not a JSON object") }
@@ -48,6 +50,23 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
             guard case .int(let id) = entry.value else { throw fail("model.vocab: '\(entry.key)' has no integer id") }
             return (Array(entry.key.utf8), id)
         }
+        // Special tokens: tokenizer_config.json and generation_config.json beside the file.
+        let folder = (path as NSString).deletingLastPathComponent
+        let place = folder.isEmpty ? "." : folder
+        try self.init(origin: path, json: json, exactVocab: exactVocab, config: try TokenizerConfig(folder: place),
+                      configOrigin: { "\(place)/\($0)" }, source: .folder(place))
+    }
+
+    /// A tokenizer from tokenizer.json's content (`json`, whose model.vocab is given separately as
+    /// `exactVocab`) and the special tokens of `config`; `origin` and `configOrigin` name where
+    /// they came from in errors (a file, or the GGUF file they were converted from); configOrigin
+    /// turns a file name of a model folder (tokenizer_config.json) into where that part came from.
+    init(origin path: String, json: [String: Any], exactVocab: [(key: [UInt8], id: Int)], config: TokenizerConfig,
+         configOrigin: (String) -> String, source: Source) throws {
+        self.path = path
+        self.source = source
+        func fail(_ reason: String) -> TokenizerError { TokenizerError("\(path): \(reason)") }
+        guard let modelJSON = json["model"] as? [String: Any] else { throw fail("no \"model\"") }
         model = try BPEModel(modelJSON, exactVocab: exactVocab, fail: fail)
         normalizer = try Normalizer.parse(json["normalizer"], fail: fail)
         preTokenizer = try PreTokenizer.parse(json["pre_tokenizer"], fail: fail)
@@ -74,17 +93,15 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         specialIds = Set(added.filter(\.special).map(\.id))
         vocabSize = Int(inverse.keys.max() ?? -1) + 1
 
-        // Special tokens: tokenizer_config.json and generation_config.json beside the file.
-        let folder = (path as NSString).deletingLastPathComponent
-        config = try TokenizerConfig(folder: folder.isEmpty ? "." : folder)
+        self.config = config
         func id(_ token: String?, _ key: String) throws -> Int32? {
             guard let token else { return nil }
-            guard let id = vocab[token] else { throw TokenizerError("\(folder)/tokenizer_config.json: \(key) '\(token)' is not a token of \(path)") }
+            guard let id = vocab[token] else { throw TokenizerError("\(configOrigin("tokenizer_config.json")): \(key) '\(token)' is not a token of \(path)") }
             return id
         }
         func generationId(_ id: Int) throws -> Int32 {
             guard let v = Int32(exactly: id), v >= 0, Int(v) < Int(Int32.max), inverse[v] != nil else {
-                throw TokenizerError("\(folder)/generation_config.json: token id \(id) is not a token of \(path)")
+                throw TokenizerError("\(configOrigin("generation_config.json")): token id \(id) is not a token of \(path)")
             }
             return v
         }
@@ -95,7 +112,29 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         stopTokenIds = Array(Set(generationEOS + (eosTokenId.map { [$0] } ?? []))).sorted()
         addsBOS = bosTokenId != nil && (config.addBOS ?? Self.postProcessorAddsFirstToken(json["post_processor"], bos: config.bosToken))
         let loaded = config
-        chat = loaded.chatTemplate.map { ChatFormatter(source: $0, origin: "\(folder)/tokenizer_config.json chat_template", bosToken: loaded.bosToken, eosToken: loaded.eosToken) }
+        chat = loaded.chatTemplate.map { ChatFormatter(source: $0, origin: "\(configOrigin("tokenizer_config.json")) chat_template", bosToken: loaded.bosToken, eosToken: loaded.eosToken) }
+    }
+
+    /// Writes tokenizer.json and its special tokens (tokenizer_config.json, chat_template.jinja,
+    /// generation_config.json) into `folder`, as a model folder holds them: the files it was read
+    /// from, or for a GGUF file the tokenizer.json it was converted to.
+    public func save(into folder: String) throws {
+        let fm = FileManager.default
+        func target(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
+        switch source {
+        case .folder(let place):
+            try fm.copyItem(atPath: path, toPath: target("tokenizer.json"))
+            for name in ["tokenizer_config.json", "chat_template.jinja"] {
+                let file = (place as NSString).appendingPathComponent(name)
+                if fm.fileExists(atPath: file) { try fm.copyItem(atPath: file, toPath: target(name)) }
+            }
+        case .converted(let c):
+            try GGUFTokenizer.tokenizerJSON(c).write(to: URL(fileURLWithPath: target("tokenizer.json")))
+            for (name, json) in GGUFTokenizer.configFiles(c.config) {
+                try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                    .write(to: URL(fileURLWithPath: target(name)))
+            }
+        }
     }
 
     /// A TemplateProcessing post-processor whose single-sequence template starts with `bos`.

@@ -1,4 +1,5 @@
 import Foundation
+import GGUF
 
 /// Text ↔ token ids. Every stage tokenises through this protocol, so the byte tokenizer of the
 /// built-in tasks and Hugging Face tokenizers are interchangeable.
@@ -39,9 +40,11 @@ public struct TokenizerError: Error, CustomStringConvertible, Equatable {
 }
 
 public enum Tokenizers {
-    /// `byte` for the byte tokenizer; otherwise a tokenizer.json file, or a folder holding one.
+    /// `byte` for the byte tokenizer; otherwise a tokenizer.json file, a folder holding one, or a
+    /// GGUF file (its tokenizer.ggml metadata).
     public static func load(_ spec: String) throws -> any Tokenizer {
         if spec == "byte" { return ByteTokenizer() }
+        if GGUFFile.isGGUF(path: spec) { return try GGUFTokenizer.load(path: spec) }
         var path = spec
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {

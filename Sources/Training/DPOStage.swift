@@ -176,7 +176,7 @@ public final class DPOStage {
     func saveCheckpoint(step: Int, policy: any CausalLM, adapter: LoRAAdapter?, optimizer: AdamW, state: TrainingState, tokenizer: any Tokenizer,
                         folder: RunFolder) throws -> String {
         try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: adapter == nil ? policy : nil, optimizer: optimizer,
-                             state: state, tokenizerFile: (tokenizer as? BPETokenizer)?.path, keepLast: config.cadence.keepLast) { dir in
+                             state: state, tokenizer: tokenizer as? BPETokenizer, keepLast: config.cadence.keepLast) { dir in
             if let adapter { try PEFTAdapter.save(adapter, directory: (dir as NSString).appendingPathComponent("adapter"), baseModel: self.config.run.initFrom) }
         }
     }

@@ -240,7 +240,7 @@ final class SFTSession {
     /// ppo's model.init_from) and adapter/ the adapter itself (for resume).
     func save(step: Int) throws -> String {
         try Checkpoints.save(directory: folder.checkpoints, step: step, trunk: try adapter.map { try trunk.merging($0) } ?? trunk,
-                             optimizer: trainer.optimizer, state: state, tokenizerFile: (tokenizer as? BPETokenizer)?.path, keepLast: c.cadence.keepLast) { dir in
+                             optimizer: trainer.optimizer, state: state, tokenizer: tokenizer as? BPETokenizer, keepLast: c.cadence.keepLast) { dir in
             if let adapter = self.adapter { try PEFTAdapter.save(adapter, directory: (dir as NSString).appendingPathComponent("adapter"), baseModel: self.c.run.initFrom) }
             guard let hydra = self.hydra else { return }
             try ScalarHeadIO.save(hydra.head, directory: dir)

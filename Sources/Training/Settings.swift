@@ -66,13 +66,13 @@ public struct RunSettings: Sendable {
     static let out = Key<ConfigPath>("out", "", "run folder (default runs/<name>-<timestamp> under the working folder)")
     static let seed = Key<Int>("seed", 1, "seed of every random choice (init, data order, sampling)")
     static let resume = Key<String>("resume", "auto", "auto (newest checkpoint of this run name), never, or a checkpoint path")
-    static let tokenizer = Key<String>("tokenizer", "byte", "byte, or a tokenizer.json (or folder holding one)")
+    static let tokenizer = Key<String>("tokenizer", "byte", "byte, a tokenizer.json (or folder holding one), or a GGUF file")
     public static let timeout = Key<Double>("cluster.timeout", 300, "seconds any wait for another rank may last before the run stops", .positive)
     static let overlap = Key<OverlapPolicy>("cluster.overlap_allreduce", .auto, "auto (overlap the gradient all-reduce with the backward when ranks span several hosts), always, or never")
     static let placement = Key<String>("placement", "colocated", "colocated, or role=rank pairs (e.g. reference=1,reward=1)")
     static let family = Key<FamilyName>("model.family", FamilyName("gpt2"), "architecture of a freshly initialised model (its presets: model.preset)")
     static let preset = Key<PresetName>("model.preset", PresetName("tiny"), "shape of a freshly initialised model of model.family")
-    static let initFrom = Key<ConfigPath>("model.init_from", "", "Hugging Face model folder to start from (overrides preset)")
+    static let initFrom = Key<ConfigPath>("model.init_from", "", "Hugging Face model folder or GGUF file to start from (overrides preset)")
     static let keys = [name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
                        timeout.declaration, overlap.declaration, placement.declaration, family.declaration, preset.declaration, initFrom.declaration]
 

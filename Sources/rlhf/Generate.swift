@@ -8,15 +8,20 @@ import Training
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sample completions from a model folder or checkpoint (batched, KV cache).",
-        discussion: "Prints one JSON line per prompt: {\"prompt\", \"completion\", \"tokens\", \"logprobs\", \"eos\"}.")
+        abstract: "Sample completions from a model folder, checkpoint or GGUF file (batched, KV cache).",
+        discussion: """
+        Prints one JSON line per prompt: {"prompt", "completion", "tokens", "logprobs", "eos"}. With --chat, each message \
+        is sent as a user turn through the model's chat template and only the reply is printed, up to the end-of-turn token.
+        """)
 
-    @Option(help: "Model folder or checkpoint (config.json + model.safetensors).")
+    @Option(help: "Model folder or checkpoint (config.json + model.safetensors), or a GGUF file.")
     var model: String
-    @Option(help: "Tokenizer: byte, or a tokenizer.json; default: the one in the model folder.")
+    @Option(help: "Tokenizer: byte, a tokenizer.json or a GGUF file; default: the model's own.")
     var tokenizer: String?
     @Option(help: "A prompt (repeatable).")
     var prompt: [String] = []
+    @Option(help: "A user message to answer through the model's chat template (repeatable; one conversation each).")
+    var chat: [String] = []
     @Option(help: "JSONL file of {\"prompt\": …} lines.")
     var input: String?
     @Option(help: "New tokens at most per prompt.")
@@ -41,7 +46,9 @@ struct Generate: ParsableCommand {
         let lora = try adapter.map { try PEFTAdapter.load(directory: $0, modelConfig: trunk.config) }
         var prompts = prompt
         if let input { prompts += try JSONL.prompts(path: input).map(\.prompt) }
-        guard !prompts.isEmpty else { throw CLIError("give --prompt or --input") }
+        guard prompts.isEmpty || chat.isEmpty else { throw CLIError("--chat cannot be combined with --prompt or --input") }
+        guard !prompts.isEmpty || !chat.isEmpty else { throw CLIError("give --prompt, --input or --chat") }
+        if !chat.isEmpty { return try reply(trunk: trunk, tokenizer: tok, adapter: lora) }
         let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens,
                                       eosTokenId: tok.eosTokenId, seed: seed)
         for start in stride(from: 0, to: prompts.count, by: max(batchSize, 1)) {
@@ -55,6 +62,24 @@ struct Generate: ParsableCommand {
                                "tokens": result.tokens[i].map(Int.init), "logprobs": result.logProbs[i].map(Double.init),
                                "eos": result.endedWithEOS[i]])
             }
+        }
+    }
+}
+
+extension Generate {
+    /// Each --chat message as a one-turn conversation, rendered with the generation prompt
+    /// (the template writes any BOS itself), answered until the end-of-turn token.
+    func reply(trunk: any CausalLM, tokenizer tok: any Tokenizer, adapter: LoRAAdapter?) throws {
+        guard let formatter = tok.chat else { throw CLIError("--chat: the tokenizer (\(tok.summary)) has no chat template") }
+        guard let eos = tok.eosTokenId else { throw CLIError("--chat: the tokenizer (\(tok.summary)) names no end-of-turn (EOS) token") }
+        let texts = try chat.map { message in
+            try formatter.render([.object(JinjaObject([("role", .string("user")), ("content", .string(message))]))], addGenerationPrompt: true)
+        }
+        let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens, eosTokenId: eos, seed: seed)
+        let result = try trunk.generate(prompts: texts.map { tok.encode($0) }, adapter: adapter, options: options)
+        for (i, message) in chat.enumerated() {
+            printJSONLine(["chat": message, "reply": tok.decode(result.tokens[i], skipSpecialTokens: true), "tokens": result.tokens[i].map(Int.init),
+                           "eos": result.endedWithEOS[i]])
         }
     }
 }

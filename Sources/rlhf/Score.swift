@@ -13,7 +13,7 @@ struct Score: ParsableCommand {
         logprobs[i] = log p(tokens[i+1] | tokens[0...i]).
         """)
 
-    @Option(help: "Model folder with config.json and model.safetensors (Hugging Face GPT-2 format).")
+    @Option(help: "Model folder (config.json + model.safetensors) or GGUF file.")
     var model: String
 
     @Option(help: "JSONL file of {\"tokens\": [...]} lines, or - for standard input.")

@@ -113,7 +113,7 @@ public final class PPOStage {
                                   learningRate: 0, rng: RNG(seed: config.run.seed), tokenizer: s.tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
                                   worldSize: transport.size, klBeta: s.kl.beta, optimizerSteps: snapshots.mapValues(\.step))
         _ = try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: config.cadence.keepLast) { dir in
-            try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizerFile: (s.tokenizer as? BPETokenizer)?.path)
+            try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizer: s.tokenizer as? BPETokenizer)
             try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
             try s.writeSourceState(directory: dir)
         }

@@ -1,0 +1,150 @@
+import Foundation
+import GGUF
+import Kernels
+
+/// Llama-family models in llama.cpp's GGUF files: the configuration from the `{arch}.*` metadata,
+/// the tensors under llama.cpp's names (`blk.N.attn_q.weight`) mapped to transformers' names, the
+/// rows of Q and K put back in transformers' order for `llama`-arch files, whose converter
+/// interleaves the rotary halves (`LlamaModel.permute` in llama.cpp's convert_hf_to_gguf.py);
+/// NEOX-rope architectures (qwen2) are stored unpermuted. Quantised tensors become Float32.
+public enum GGUFModel {
+    /// llama.cpp architectures read by the Llama trunk (Mistral files use `llama`).
+    static let architectures: [String: LlamaVariant] = ["llama": .llama, "qwen2": .qwen2]
+
+    /// transformers' name (without `model.`) of each llama.cpp tensor name, per layer.
+    static let layerNames: [(gguf: String, hf: String)] = [
+        ("attn_norm.weight", "input_layernorm.weight"), ("ffn_norm.weight", "post_attention_layernorm.weight"),
+        ("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"), ("attn_output", "self_attn.o_proj"),
+        ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"), ("ffn_down", "mlp.down_proj"),
+    ]
+    static let globalNames: [String: String] = ["token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight", "output.weight": "lm_head.weight"]
+
+    /// The transformers name of llama.cpp tensor `name`, or nil when it is not one of a Llama model's.
+    static func hfName(of name: String) -> String? {
+        if let global = globalNames[name] { return global }
+        let parts = name.split(separator: ".", maxSplits: 2).map(String.init)
+        guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
+        for (gguf, hf) in layerNames {
+            if parts[2] == gguf { return "layers.\(layer).\(hf)" }
+            if parts[2].hasPrefix(gguf + "."), !gguf.hasSuffix(".weight") { return "layers.\(layer).\(hf)" + parts[2].dropFirst(gguf.count) }
+        }
+        return nil
+    }
+
+    /// llama.cpp's name of transformers' `name` (the inverse of `hfName`).
+    static func ggufName(of name: String) -> String? {
+        if let global = globalNames.first(where: { $0.value == name })?.key { return global }
+        let parts = name.split(separator: ".", maxSplits: 2).map(String.init)
+        guard parts.count == 3, parts[0] == "layers", let layer = Int(parts[1]) else { return nil }
+        for (gguf, hf) in layerNames {
+            if parts[2] == hf { return "blk.\(layer).\(gguf)" }
+            if parts[2].hasPrefix(hf + "."), !hf.hasSuffix(".weight") { return "blk.\(layer).\(gguf)" + parts[2].dropFirst(hf.count) }
+        }
+        return nil
+    }
+
+    /// The configuration a GGUF file describes; `path` names the file in errors.
+    public static func configuration(_ file: GGUFFile) throws -> LlamaConfig {
+        func fail(_ reason: String) -> ModelError { .checkpoint(path: file.path, reason: reason) }
+        guard let arch = file["general.architecture"]?.string else { throw fail("no general.architecture") }
+        guard let variant = architectures[arch] else {
+            throw fail("architecture '\(arch)' is not supported (\(architectures.keys.sorted().joined(separator: ", ")))")
+        }
+        func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
+            guard let value = file["\(arch).\(key)"] else {
+                if let fallback { return fallback }
+                throw fail("missing \(arch).\(key)")
+            }
+            guard let v = value.int else { throw fail("\(arch).\(key) must be an integer, got \(value.summary)") }
+            return v
+        }
+        func number(_ key: String, _ fallback: Double) throws -> Double {
+            guard let value = file["\(arch).\(key)"] else { return fallback }
+            guard let v = value.double else { throw fail("\(arch).\(key) must be a number, got \(value.summary)") }
+            return v
+        }
+        if let scaling = file["\(arch).rope.scaling.type"]?.string, scaling != "none" {
+            throw fail("\(arch).rope.scaling.type '\(scaling)' is not supported")
+        }
+        if file.tensor("rope_freqs.weight") != nil {
+            throw fail("rope_freqs.weight (Llama 3.1-style frequency factors) is not supported yet; use the model's Hugging Face folder")
+        }
+        guard let embedding = file.tensor("token_embd.weight"), embedding.dimensions.count == 2 else { throw fail("no 2-D token_embd.weight") }
+        let channels = try int("embedding_length"), heads = try int("attention.head_count")
+        guard heads > 0 else { throw fail("\(arch).attention.head_count must be positive") }
+        let headSize = try int("attention.key_length", channels / heads)
+        let rotary = try int("rope.dimension_count", headSize)
+        guard rotary == headSize else { throw fail("\(arch).rope.dimension_count \(rotary) ≠ head size \(headSize): partial rotary is not supported") }
+        let tokens = file["tokenizer.ggml.tokens"]?.array?.count
+        let bos = file["tokenizer.ggml.bos_token_id"]?.int, eos = file["tokenizer.ggml.eos_token_id"]?.int
+        let config = LlamaConfig(
+            variant: variant, vocabSize: try int("vocab_size", tokens ?? embedding.dimensions[1]),
+            maxPositions: try int("context_length"), channels: channels, layers: try int("block_count"), heads: heads,
+            kvHeads: try int("attention.head_count_kv", heads), headSize: headSize, innerSize: try int("feed_forward_length"),
+            rmsNormEps: Float(try number("attention.layer_norm_rms_epsilon", 1e-5)), ropeTheta: try number("rope.freq_base", 10000),
+            tiedEmbeddings: file.tensor("output.weight") == nil,
+            qkvBias: file.tensor("blk.0.attn_q.bias") != nil, outputBias: file.tensor("blk.0.attn_output.bias") != nil,
+            mlpBias: file.tensor("blk.0.ffn_up.bias") != nil, bosTokenId: bos, eosTokenIds: eos.map { [$0] } ?? [])
+        do { try config.validate() } catch { throw fail("\(error)") }
+        guard variant != .qwen2 || config.qkvBias else { throw fail("a qwen2 model has q/k/v biases, but blk.0.attn_q.bias is missing") }
+        guard variant != .llama || config.qkvBias == config.outputBias else {
+            throw fail("attention biases on q/k/v but not on the output (or the reverse) are not a transformers Llama layout")
+        }
+        return config
+    }
+
+    /// Reads every tensor of `file` into a new trunk: names mapped, shapes checked against the
+    /// configuration, Q/K rows un-interleaved for `llama` files.
+    public static func load(_ file: GGUFFile) throws -> any CausalLM {
+        let config = try configuration(file)
+        func fail(_ reason: String) -> ModelError { .checkpoint(path: file.path, reason: reason) }
+        let trunk = try LlamaTrunk(config: config)
+        let layout = trunk.layout.tensors
+        var seen = Set<String>()
+        for info in file.tensors {
+            guard let local = hfName(of: info.name), let tensor = layout[local] else {
+                throw fail("unexpected tensor '\(info.name)' for a \(config.variant.rawValue) model of this metadata")
+            }
+            guard info.shape == tensor.shape else {
+                throw fail("tensor '\(info.name)' (\(local)) has shape \(info.shape), the metadata implies \(tensor.shape)")
+            }
+            let destination = trunk.weights.pointer + tensor.offset
+            try file.read(info.name, into: destination, count: tensor.count)
+            if config.variant == .llama, let heads = rotaryHeads(of: local, config: config) {
+                unpermuteRotaryRows(destination, rows: tensor.shape[0], columns: tensor.shape.count > 1 ? tensor.shape[1] : 1, heads: heads)
+            }
+            seen.insert(local)
+        }
+        let missing = layout.tensors.map(\.name).filter { !seen.contains($0) }
+        guard missing.isEmpty else {
+            throw fail("missing tensors: \(missing.prefix(5).map { ggufName(of: $0) ?? $0 }.joined(separator: ", "))\(missing.count > 5 ? " and \(missing.count - 5) more" : "")")
+        }
+        return trunk
+    }
+
+    /// The head count whose rows llama.cpp interleaved in tensor `local` (q: H, k: G), or nil.
+    static func rotaryHeads(of local: String, config: LlamaConfig) -> Int? {
+        if local.hasSuffix("self_attn.q_proj.weight") || local.hasSuffix("self_attn.q_proj.bias") { return config.heads }
+        if local.hasSuffix("self_attn.k_proj.weight") || local.hasSuffix("self_attn.k_proj.bias") { return config.kvHeads }
+        return nil
+    }
+
+    /// Row r of head h is stored at h·d + 2i + p where transformers has it at h·d + p·d/2 + i
+    /// (p ∈ {0, 1}: first or second rotary half, i < d/2). `inverse` applies llama.cpp's permutation
+    /// instead (for writing GGUF).
+    static func unpermuteRotaryRows(_ x: UnsafeMutablePointer<Float>, rows: Int, columns: Int, heads: Int, inverse: Bool = false) {
+        let d = rows / heads, half = d / 2
+        let copy = Array(UnsafeBufferPointer(start: x, count: rows * columns))
+        copy.withUnsafeBufferPointer { src in
+            for h in 0..<heads {
+                for p in 0..<2 {
+                    for i in 0..<half {
+                        let hf = h * d + p * half + i, gguf = h * d + 2 * i + p
+                        let (to, from) = inverse ? (gguf, hf) : (hf, gguf)
+                        (x + to * columns).update(from: src.baseAddress! + from * columns, count: columns)
+                    }
+                }
+            }
+        }
+    }
+}
