@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .executableTarget(
             name: "rlhf",
-            dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers",
+            dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers", "GGUF",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),

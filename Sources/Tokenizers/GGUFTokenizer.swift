@@ -17,6 +17,8 @@ public enum GGUFTokenizer {
         public var json: [String: Any]
         public var exactVocab: [(key: [UInt8], id: Int)]
         public var config: TokenizerConfig
+        /// The file's tokenizer.* metadata, as written back into exported GGUF files.
+        public var ggufMetadata: [(key: String, value: GGUFValue)]
     }
 
     // llama.cpp token types (llama_token_type).
@@ -104,7 +106,7 @@ public enum GGUFTokenizer {
         default:
             throw fail("tokenizer.ggml.model '\(modelName)' is not supported (gpt2, llama)")
         }
-        return Converted(json: json, exactVocab: exactVocab, config: config)
+        return Converted(json: json, exactVocab: exactVocab, config: config, ggufMetadata: file.metadata.filter { $0.key.hasPrefix("tokenizer.") })
     }
 
     /// The normaliser, pre-tokenizer and ignore_merges of a byte-level BPE, by llama.cpp's

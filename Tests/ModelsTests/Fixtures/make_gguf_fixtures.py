@@ -17,6 +17,12 @@ and, in Tests/TokenizersTests/Fixtures, tokenizer-only GGUF files converted from
 fixtures there (gpt2 model with pre "gpt-2", "smollm", "qwen2"; a llama/SentencePiece model with
 scores), which the tests hold to the same <name>-cases.json as the tokenizer.json they came from.
 
+With --rlhf .build/release/rlhf, also checks our writer: `rlhf export` writes mistral-tiny (F32, a
+`llama` file with permuted Q/K), qwen2-gguf (F16) and llama-gguf (Q8_0), their tokenizers carried over;
+gguf-py must read each, and transformers' log-probs for each file must equal `rlhf score` on it
+within 1e-4 (the script fails otherwise). gguf-export.json records each file's sha256, which
+GGUFWriterTests checks a fresh export against: the bytes transformers accepted are the bytes we write.
+
 With --real models/SmolLM2-135M-Instruct.Q4_1.gguf (bash scripts/get-model.sh smollm2-135m-instruct),
 also Tests/EndToEndTests/Fixtures/smollm2-gguf.json: transformers' log-probs of the real model for a
 chat prompt and two texts, and its greedy reply (ids and text) to "What is the capital of France?".
@@ -227,7 +233,52 @@ def make_real(path):
     print("reply:", tok.decode(reply, skip_special_tokens=True), file=sys.stderr)
 
 
+EXPORTS = [  # (name, source, type, tokenizer)
+    ("mistral-tiny-f32", "mistral-tiny", "f32", "none"),
+    ("qwen2-gguf-f16", "qwen2-gguf.gguf", "f16", None),   # (qwen2-tiny: transformers ignores key_length ≠ hidden/heads)
+    ("llama-gguf-q8_0", "llama-gguf.gguf", "q8_0", None),
+]
+
+
+def check_exports(rlhf):
+    import hashlib, subprocess, tempfile
+    import torch
+    from transformers import AutoModelForCausalLM
+    record = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, source, qtype, tokenizer in EXPORTS:
+            out = os.path.join(tmp, name + ".gguf")
+            args = [rlhf, "export", "--model", os.path.join(HERE, source), "--format", "gguf", "--type", qtype, "--out", out]
+            subprocess.run(args + (["--tokenizer", tokenizer] if tokenizer else []), check=True, capture_output=True)
+            reader = gguf.GGUFReader(out)
+            assert len(reader.tensors) > 0 and all(len(t.data) > 0 for t in reader.tensors), name
+            model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=name + ".gguf", dtype=torch.float32)
+            vocab = model.config.vocab_size
+            g = torch.Generator().manual_seed(5)
+            sequences = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in (6, 20)]
+            with open(os.path.join(tmp, "seq.jsonl"), "w") as f:
+                for s_ in sequences:
+                    f.write(json.dumps({"tokens": s_}) + "\n")
+            ours = subprocess.run([rlhf, "score", "--model", out, "--input", os.path.join(tmp, "seq.jsonl")], check=True,
+                                  capture_output=True, text=True).stdout.strip().split("\n")
+            worst = 0.0
+            with torch.no_grad():
+                for s_, line in zip(sequences, ours):
+                    lp = torch.log_softmax(model(torch.tensor([s_])).logits[0].double(), -1)
+                    theirs = [lp[i, s_[i + 1]].item() for i in range(len(s_) - 1)]
+                    worst = max(worst, max(abs(a - b) for a, b in zip(theirs, json.loads(line)["logprobs"])))
+            assert worst < 1e-4, f"{name}: transformers and rlhf score differ by {worst}"
+            digest = hashlib.sha256(open(out, "rb").read()).hexdigest()
+            record[name] = {"source": source, "type": qtype, "tokenizer": tokenizer, "sha256": digest, "max_logprob_error": worst}
+            print(f"{name}: gguf-py reads it, transformers agrees with rlhf score within {worst:.2e}", file=sys.stderr)
+    with open(os.path.join(HERE, "gguf-export.json"), "w") as f:
+        json.dump(record, f, indent=1)
+
+
 if __name__ == "__main__":
+    if "--rlhf" in sys.argv:
+        check_exports(sys.argv[sys.argv.index("--rlhf") + 1])
+        sys.exit(0)
     if "--real" in sys.argv:
         make_real(sys.argv[sys.argv.index("--real") + 1])
         sys.exit(0)

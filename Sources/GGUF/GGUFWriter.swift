@@ -1,0 +1,124 @@
+import Foundation
+
+/// Writes GGUF version 3 files (ggml's docs/gguf.md): the header, the metadata in the order added,
+/// the tensor infos, then each tensor's data at a multiple of the alignment. Tensors are given as
+/// Float32 and stored as F32, F16 or Q8_0, quantised as ggml's reference code does.
+public struct GGUFWriter {
+    public private(set) var metadata: [(key: String, value: GGUFValue)] = []
+    private var tensors: [(info: GGUFTensorInfo, bytes: [UInt8])] = []
+    public let alignment: Int
+    private var dataSize = 0
+
+    public init(alignment: Int = 32) { self.alignment = alignment }
+
+    /// Adds (or replaces) a metadata key.
+    public mutating func set(_ key: String, _ value: GGUFValue) {
+        if let i = metadata.firstIndex(where: { $0.key == key }) { metadata[i].value = value } else { metadata.append((key, value)) }
+    }
+
+    /// Adds a tensor of PyTorch shape `shape` (stored reversed, as ggml's ne) from `values`.
+    public mutating func addTensor(name: String, shape: [Int], values: UnsafeBufferPointer<Float>, type: GGMLType) throws {
+        guard !tensors.contains(where: { $0.info.name == name }) else { throw GGUFError(path: name, reason: "tensor added twice") }
+        let dimensions = Array(shape.reversed())
+        guard (1...GGUFFile.maxDimensions).contains(dimensions.count), dimensions.allSatisfy({ $0 > 0 }), values.count == shape.reduce(1, *) else {
+            throw GGUFError(path: name, reason: "shape \(shape) does not describe \(values.count) values")
+        }
+        guard dimensions[0] % type.blockSize == 0 else {
+            throw GGUFError(path: name, reason: "rows of \(dimensions[0]) values are not whole \(type.name) blocks of \(type.blockSize)")
+        }
+        let bytes: [UInt8]
+        do { bytes = try type.quantize(values) } catch let e as GGUFError { throw GGUFError(path: name, reason: e.reason) }
+        let offset = (dataSize + alignment - 1) / alignment * alignment
+        tensors.append((GGUFTensorInfo(name: name, dimensions: dimensions, type: type, offset: offset), bytes))
+        dataSize = offset + bytes.count
+    }
+
+    /// The whole file, written beside `path` and renamed into place.
+    public func write(to path: String) throws {
+        var out: [UInt8] = []
+        out.reserveCapacity(dataSize + 1 << 20)
+        func int<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func string(_ s: String) { int(UInt64(s.utf8.count)); out.append(contentsOf: s.utf8) }
+        func payload(_ v: GGUFValue) {
+            switch v {
+            case .uint8(let x): int(x)
+            case .int8(let x): int(x)
+            case .uint16(let x): int(x)
+            case .int16(let x): int(x)
+            case .uint32(let x): int(x)
+            case .int32(let x): int(x)
+            case .float32(let x): int(x.bitPattern)
+            case .bool(let b): int(UInt8(b ? 1 : 0))
+            case .string(let s): string(s)
+            case .array(let type, let items):
+                int(type.rawValue); int(UInt64(items.count))
+                for item in items { payload(item) }
+            case .uint64(let x): int(x)
+            case .int64(let x): int(x)
+            case .float64(let x): int(x.bitPattern)
+            }
+        }
+        for (key, value) in metadata {
+            if case .array(let type, let items) = value, let bad = items.first(where: { $0.type != type }) {
+                throw GGUFError(path: path, reason: "metadata '\(key)': an array of \(type) holds a \(bad.type)")
+            }
+        }
+        int(GGUFFile.magic); int(UInt32(3)); int(UInt64(tensors.count)); int(UInt64(metadata.count))
+        for (key, value) in metadata { string(key); int(value.type.rawValue); payload(value) }
+        for (info, _) in tensors {
+            string(info.name); int(UInt32(info.dimensions.count))
+            for d in info.dimensions { int(UInt64(d)) }
+            int(info.type.rawValue); int(UInt64(info.offset))
+        }
+        func pad() { while out.count % alignment != 0 { out.append(0) } }
+        pad()
+        let dataStart = out.count
+        for (info, bytes) in tensors {
+            while out.count < dataStart + info.offset { out.append(0) }
+            out.append(contentsOf: bytes)
+        }
+        pad()
+        let temporary = path + ".tmp-\(getpid())"
+        do {
+            try Data(out).write(to: URL(fileURLWithPath: temporary))
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw GGUFError(path: path, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
+}
+
+extension GGMLType {
+    /// The types a GGUF can be written in.
+    public static let writable: [GGMLType] = [.f32, .f16, .q8_0]
+
+    /// `values` in this type's bytes: F32 as is, F16 rounded to nearest even, Q8_0 as ggml's
+    /// `quantize_row_q8_0_ref` (d = max|x|/127 stored as F16, q = round(x/d) with halves away from
+    /// zero, through the F32 reciprocal as the reference does).
+    func quantize(_ values: UnsafeBufferPointer<Float>) throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(values.count / blockSize * blockBytes)
+        func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        switch self {
+        case .f32:
+            for x in values { append(x.bitPattern) }
+        case .f16:
+            for x in values { append(Float16(x).bitPattern) }
+        case .q8_0:
+            for start in stride(from: 0, to: values.count, by: 32) {
+                let block = values[start..<(start + 32)]
+                guard block.allSatisfy(\.isFinite) else { throw GGUFError(path: "", reason: "holds NaN or infinite values, which Q8_0 cannot store") }
+                let amax = block.reduce(Float(0)) { max($0, abs($1)) }
+                let d = amax / 127
+                let id = d != 0 ? 1 / d : 0
+                append(Float16(d).bitPattern)
+                for x in block { out.append(UInt8(bitPattern: Int8((x * id).rounded()))) }
+            }
+        default:
+            throw GGUFError(path: "", reason: "writing \(name) is not supported (\(Self.writable.map(\.name).joined(separator: ", ")))")
+        }
+        return out
+    }
+}

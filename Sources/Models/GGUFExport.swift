@@ -1,0 +1,59 @@
+import Foundation
+import GGUF
+import Kernels
+
+/// A Llama-family model as llama.cpp's converter (convert_hf_to_gguf.py) writes it: `{arch}.*`
+/// metadata, llama.cpp's tensor names, Q/K rows interleaved for the `llama` architecture (so that
+/// llama.cpp's rotary, which pairs adjacent rows, computes transformers' rotate-half), norms and
+/// biases kept F32, no output.weight when the head is tied.
+public enum GGUFExport {
+    /// The writer holding `model`'s metadata and tensors in `type`; `keptF32` names the matrices
+    /// whose rows are not whole blocks of `type`, written as F32 instead (llama.cpp's converter
+    /// falls back the same way; the caller reports them).
+    public static func writer(model: any CausalLM, type: GGMLType, name: String) throws -> (writer: GGUFWriter, keptF32: [String]) {
+        guard let config = model.config as? LlamaConfig else {
+            throw ModelError.invalidConfig("GGUF export writes Llama-family models (llama, qwen2, mistral); this is a \(model.config.modelType) model (use --format hf)")
+        }
+        guard config.ropeScaling == nil else {
+            throw ModelError.invalidConfig("GGUF export of llama3 rope scaling (rope_freqs) is not supported yet; use --format hf")
+        }
+        let arch = config.variant == .qwen2 ? "qwen2" : "llama"
+        var w = GGUFWriter()
+        w.set("general.architecture", .string(arch))
+        w.set("general.name", .string(name))
+        // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7.
+        w.set("general.file_type", .uint32([GGMLType.f32: 0, .f16: 1, .q8_0: 7][type] ?? 0))
+        if type == .q8_0 { w.set("general.quantization_version", .uint32(2)) }
+        func key(_ k: String, _ v: GGUFValue) { w.set("\(arch).\(k)", v) }
+        key("vocab_size", .uint32(UInt32(config.vocabSize)))
+        key("context_length", .uint32(UInt32(config.contextLength)))
+        key("embedding_length", .uint32(UInt32(config.channels)))
+        key("block_count", .uint32(UInt32(config.layers)))
+        key("feed_forward_length", .uint32(UInt32(config.innerSize)))
+        key("attention.head_count", .uint32(UInt32(config.heads)))
+        key("attention.head_count_kv", .uint32(UInt32(config.kvHeads)))
+        key("attention.key_length", .uint32(UInt32(config.headSize)))
+        key("attention.value_length", .uint32(UInt32(config.headSize)))
+        key("attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps))
+        key("rope.freq_base", .float32(Float(config.ropeTheta)))
+        key("rope.dimension_count", .uint32(UInt32(config.headSize)))
+        var keptF32: [String] = []
+        let layout = LlamaLayout(config: config)
+        for tensor in layout.tensors.tensors {
+            guard let ggufName = GGUFModel.ggufName(of: tensor.name) else {
+                throw ModelError.invalidConfig("tensor '\(tensor.name)' has no llama.cpp name")
+            }
+            var values = Array(UnsafeBufferPointer(start: model.weights.pointer + tensor.offset, count: tensor.count))
+            if arch == "llama", let heads = GGUFModel.rotaryHeads(of: tensor.name, config: config) {
+                values.withUnsafeMutableBufferPointer {
+                    GGUFModel.unpermuteRotaryRows($0.baseAddress!, rows: tensor.shape[0], columns: tensor.shape.count > 1 ? tensor.shape[1] : 1,
+                                                  heads: heads, inverse: true)
+                }
+            }
+            var tensorType = tensor.shape.count == 1 ? GGMLType.f32 : type
+            if tensor.shape.last! % tensorType.blockSize != 0 { tensorType = .f32; keptF32.append(ggufName) }
+            try values.withUnsafeBufferPointer { try w.addTensor(name: ggufName, shape: tensor.shape, values: $0, type: tensorType) }
+        }
+        return (w, keptF32)
+    }
+}
