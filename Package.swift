@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "Alignment"),
         .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "Datasets", dependencies: ["Kernels", "Tokenizers"]),
+        .target(name: "Datasets", dependencies: ["Kernels", "Tokenizers", "Alignment"]),
         .target(name: "Runs", dependencies: ["Config", "Datasets", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .target(name: "Rewards", dependencies: ["Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .target(name: "Training", dependencies: ["Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
@@ -69,6 +69,6 @@ let package = Package(
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Datasets", "Cluster"], exclude: ["Fixtures"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Datasets", "Cluster", "Runs", "Kernels"], exclude: ["Fixtures"]),
     ]
 )

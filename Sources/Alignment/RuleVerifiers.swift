@@ -83,13 +83,15 @@ public struct LengthVerifier: Verifier {
 }
 
 /// Verifiers by name, for configs: exact (final number = answer), format (a bare integer),
-/// expression (an expression equal to the answer), length<N> (at most N characters).
+/// expression (an expression equal to the answer), instructions (share of the answer's
+/// instruction constraints kept), length<N> (at most N characters).
 public enum Verifiers {
     public static func named(_ name: String) -> (any Verifier)? {
         switch name {
         case "exact": return ExactAnswerVerifier()
         case "format": return IntegerFormatVerifier()
         case "expression": return ArithmeticExpressionVerifier()
+        case "instructions": return InstructionVerifier()
         default:
             if name.hasPrefix("length"), let n = Int(name.dropFirst("length".count)), n > 0 { return LengthVerifier(maxCharacters: n) }
             return nil
@@ -103,7 +105,7 @@ public enum Verifiers {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
             let names = parts.count == 2 ? parts[1].split(separator: "+").map(String.init) : ["exact", "format"]
             out[parts[0]] = try names.map { n in
-                guard let v = named(n) else { throw VerifierError("unknown verifier '\(n)' for task '\(parts[0])'; known: exact, format, expression, length<N>") }
+                guard let v = named(n) else { throw VerifierError("unknown verifier '\(n)' for task '\(parts[0])'; known: exact, format, expression, instructions, length<N>") }
                 return v
             }
         }

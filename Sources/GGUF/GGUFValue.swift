@@ -20,10 +20,10 @@ public enum GGUFValueType: UInt32, Sendable, CaseIterable {
 
 /// One metadata value. Arrays keep their element type, so an empty array still says what it holds
 /// and a file written back has the same types.
-public indirect enum GGUFValue: Equatable, Sendable {
+public enum GGUFValue: Equatable, Sendable {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32), float32(Float), bool(Bool)
     case string(String)
-    case array(GGUFValueType, [GGUFValue])
+    indirect case array(GGUFValueType, [GGUFValue])
     case uint64(UInt64), int64(Int64), float64(Double)
 
     public var type: GGUFValueType {

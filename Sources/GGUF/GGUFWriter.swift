@@ -6,10 +6,11 @@ import Foundation
 public struct GGUFWriter {
     public private(set) var metadata: [(key: String, value: GGUFValue)] = []
     private var tensors: [(info: GGUFTensorInfo, bytes: [UInt8])] = []
-    public let alignment: Int
+    /// GGUF's default alignment (general.alignment is not written, so readers assume it).
+    public let alignment = 32
     private var dataSize = 0
 
-    public init(alignment: Int = 32) { self.alignment = alignment }
+    public init() {}
 
     /// Adds (or replaces) a metadata key.
     public mutating func set(_ key: String, _ value: GGUFValue) {
@@ -58,11 +59,14 @@ public struct GGUFWriter {
             case .float64(let x): int(x.bitPattern)
             }
         }
-        for (key, value) in metadata {
-            if case .array(let type, let items) = value, let bad = items.first(where: { $0.type != type }) {
+        func check(_ key: String, _ value: GGUFValue) throws {
+            guard case .array(let type, let items) = value else { return }
+            if let bad = items.first(where: { $0.type != type }) {
                 throw GGUFError(path: path, reason: "metadata '\(key)': an array of \(type) holds a \(bad.type)")
             }
+            for item in items { try check(key, item) }
         }
+        for (key, value) in metadata { try check(key, value) }
         int(GGUFFile.magic); int(UInt32(3)); int(UInt64(tensors.count)); int(UInt64(metadata.count))
         for (key, value) in metadata { string(key); int(value.type.rawValue); payload(value) }
         for (info, _) in tensors {
@@ -81,8 +85,8 @@ public struct GGUFWriter {
         let temporary = path + ".tmp-\(getpid())"
         do {
             try Data(out).write(to: URL(fileURLWithPath: temporary))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+            // rename(2) replaces the old file in one step: it is never missing.
+            guard rename(temporary, path) == 0 else { throw GGUFError(path: path, reason: String(cString: strerror(errno))) }
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
             throw GGUFError(path: path, reason: "cannot write: \(error.localizedDescription)")
@@ -112,8 +116,9 @@ extension GGMLType {
                 guard block.allSatisfy(\.isFinite) else { throw GGUFError(path: "", reason: "holds NaN or infinite values, which Q8_0 cannot store") }
                 let amax = block.reduce(Float(0)) { max($0, abs($1)) }
                 let d = amax / 127
-                let id = d != 0 ? 1 / d : 0
-                append(Float16(d).bitPattern)
+                // Blocks of values below ~4e-37 have a d whose reciprocal overflows: stored as zeros.
+                let id = d != 0 && (1 / d).isFinite ? 1 / d : 0
+                append(Float16(id == 0 ? 0 : d).bitPattern)
                 for x in block { out.append(UInt8(bitPattern: Int8((x * id).rounded()))) }
             }
         default:

@@ -7,10 +7,10 @@ import Kernels
 /// llama.cpp's rotary, which pairs adjacent rows, computes transformers' rotate-half), norms and
 /// biases kept F32, no output.weight when the head is tied.
 public enum GGUFExport {
-    /// The writer holding `model`'s metadata and tensors in `type`; `keptF32` names the matrices
-    /// whose rows are not whole blocks of `type`, written as F32 instead (llama.cpp's converter
-    /// falls back the same way; the caller reports them).
-    public static func writer(model: any CausalLM, type: GGMLType, name: String) throws -> (writer: GGUFWriter, keptF32: [String]) {
+    /// The writer holding `model`'s metadata and tensors in `type`; `f16Fallback` names the matrices
+    /// whose rows are not whole blocks of `type`, written as F16 instead (as llama.cpp's converter
+    /// falls back; the caller reports them).
+    public static func writer(model: any CausalLM, type: GGMLType, name: String) throws -> (writer: GGUFWriter, f16Fallback: [String]) {
         guard let config = model.config as? LlamaConfig else {
             throw ModelError.invalidConfig("GGUF export writes Llama-family models (llama, qwen2, mistral); this is a \(model.config.modelType) model (use --format hf)")
         }
@@ -18,6 +18,9 @@ public enum GGUFExport {
             throw ModelError.invalidConfig("GGUF export of llama3 rope scaling (rope_freqs) is not supported yet; use --format hf")
         }
         let arch = config.variant == .qwen2 ? "qwen2" : "llama"
+        guard arch != "qwen2" || !(config.outputBias || config.mlpBias) else {
+            throw ModelError.invalidConfig("llama.cpp's qwen2 has q/k/v biases only; this model also has output or MLP biases (use --format hf)")
+        }
         var w = GGUFWriter()
         w.set("general.architecture", .string(arch))
         w.set("general.name", .string(name))
@@ -26,7 +29,7 @@ public enum GGUFExport {
         if type == .q8_0 { w.set("general.quantization_version", .uint32(2)) }
         func key(_ k: String, _ v: GGUFValue) { w.set("\(arch).\(k)", v) }
         key("vocab_size", .uint32(UInt32(config.vocabSize)))
-        key("context_length", .uint32(UInt32(config.contextLength)))
+        key("context_length", .uint32(UInt32(config.maxPositions)))
         key("embedding_length", .uint32(UInt32(config.channels)))
         key("block_count", .uint32(UInt32(config.layers)))
         key("feed_forward_length", .uint32(UInt32(config.innerSize)))
@@ -37,7 +40,7 @@ public enum GGUFExport {
         key("attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps))
         key("rope.freq_base", .float32(Float(config.ropeTheta)))
         key("rope.dimension_count", .uint32(UInt32(config.headSize)))
-        var keptF32: [String] = []
+        var f16Fallback: [String] = []
         let layout = LlamaLayout(config: config)
         for tensor in layout.tensors.tensors {
             guard let ggufName = GGUFModel.ggufName(of: tensor.name) else {
@@ -51,9 +54,9 @@ public enum GGUFExport {
                 }
             }
             var tensorType = tensor.shape.count == 1 ? GGMLType.f32 : type
-            if tensor.shape.last! % tensorType.blockSize != 0 { tensorType = .f32; keptF32.append(ggufName) }
+            if tensor.shape.last! % tensorType.blockSize != 0 { tensorType = .f16; f16Fallback.append(ggufName) }
             try values.withUnsafeBufferPointer { try w.addTensor(name: ggufName, shape: tensor.shape, values: $0, type: tensorType) }
         }
-        return (w, keptF32)
+        return (w, f16Fallback)
     }
 }

@@ -23,7 +23,7 @@ public enum GGUFModel {
     static func hfName(of name: String) -> String? {
         if let global = globalNames[name] { return global }
         let parts = name.split(separator: ".", maxSplits: 2).map(String.init)
-        guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
+        guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]), String(layer) == parts[1] else { return nil }
         for (gguf, hf) in layerNames {
             if parts[2] == gguf { return "layers.\(layer).\(hf)" }
             if parts[2].hasPrefix(gguf + "."), !gguf.hasSuffix(".weight") { return "layers.\(layer).\(hf)" + parts[2].dropFirst(gguf.count) }
@@ -98,8 +98,10 @@ public enum GGUFModel {
     public static func load(_ file: GGUFFile) throws -> any CausalLM {
         let config = try configuration(file)
         func fail(_ reason: String) -> ModelError { .checkpoint(path: file.path, reason: reason) }
-        let trunk = try LlamaTrunk(config: config)
-        let layout = trunk.layout.tensors
+        // Every tensor named and shaped as the metadata implies before the trunk is allocated, so
+        // a small file claiming a huge model is refused rather than zero-filling its memory.
+        let layout = LlamaLayout(config: config).tensors
+        var placed: [(info: GGUFTensorInfo, local: String, tensor: NamedTensor)] = []
         var seen = Set<String>()
         for info in file.tensors {
             guard let local = hfName(of: info.name), let tensor = layout[local] else {
@@ -108,16 +110,20 @@ public enum GGUFModel {
             guard info.shape == tensor.shape else {
                 throw fail("tensor '\(info.name)' (\(local)) has shape \(info.shape), the metadata implies \(tensor.shape)")
             }
+            guard seen.insert(local).inserted else { throw fail("tensor '\(info.name)' is a second copy of \(local)") }
+            placed.append((info, local, tensor))
+        }
+        let missing = layout.tensors.map(\.name).filter { !seen.contains($0) }
+        guard missing.isEmpty else {
+            throw fail("missing tensors: \(missing.prefix(5).map { ggufName(of: $0) ?? $0 }.joined(separator: ", "))\(missing.count > 5 ? " and \(missing.count - 5) more" : "")")
+        }
+        let trunk = try LlamaTrunk(config: config)
+        for (info, local, tensor) in placed {
             let destination = trunk.weights.pointer + tensor.offset
             try file.read(info.name, into: destination, count: tensor.count)
             if config.variant == .llama, let heads = rotaryHeads(of: local, config: config) {
                 unpermuteRotaryRows(destination, rows: tensor.shape[0], columns: tensor.shape.count > 1 ? tensor.shape[1] : 1, heads: heads)
             }
-            seen.insert(local)
-        }
-        let missing = layout.tensors.map(\.name).filter { !seen.contains($0) }
-        guard missing.isEmpty else {
-            throw fail("missing tensors: \(missing.prefix(5).map { ggufName(of: $0) ?? $0 }.joined(separator: ", "))\(missing.count > 5 ? " and \(missing.count - 5) more" : "")")
         }
         return trunk
     }

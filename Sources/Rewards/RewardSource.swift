@@ -127,6 +127,7 @@ package enum RewardSources {
         R2MSource.registration,
         HybridSource.registration,
         GenRMSource.registration,
+        InstructionSource.registration,
     ]
 
     /// The names of the sources `config` uses, in registry order.

@@ -10,8 +10,12 @@ public struct RunFolder: Sendable {
     public var metrics: String { (path as NSString).appendingPathComponent("metrics.jsonl") }
     public var config: String { (path as NSString).appendingPathComponent("config.yaml") }
 
+    /// The same scalars for TensorBoard (events.out.tfevents.* beside metrics.jsonl).
+    public let events: TensorBoardEvents
+
     public init(path: String) throws {
         self.path = path
+        events = TensorBoardEvents(directory: path)
         try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
     }
 
@@ -81,6 +85,7 @@ public struct RunFolder: Sendable {
             return s <= step
         }
         try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: metrics, atomically: true, encoding: .utf8)
+        try events.restart(at: step + 1)
     }
 
     public func appendMetrics(_ object: [String: Any]) throws {
@@ -90,6 +95,7 @@ public struct RunFolder: Sendable {
         defer { try? handle.close() }
         try handle.seekToEnd()
         try handle.write(contentsOf: data + Data("\n".utf8))
+        try events.append(object)
     }
 }
 

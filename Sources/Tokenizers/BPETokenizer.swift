@@ -120,7 +120,11 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     /// from, or for a GGUF file the tokenizer.json it was converted to.
     public func save(into folder: String) throws {
         let fm = FileManager.default
-        func target(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
+        func target(_ name: String) -> String {
+            let path = (folder as NSString).appendingPathComponent(name)
+            try? fm.removeItem(atPath: path)   // an export may overwrite an earlier one
+            return path
+        }
         switch source {
         case .folder(let place):
             try fm.copyItem(atPath: path, toPath: target("tokenizer.json"))

@@ -62,7 +62,9 @@ public enum GGUFTokenizer {
         config.chatTemplate = file["tokenizer.chat_template"]?.string
         // End of turn (e.g. <|im_end|> where EOS is <|endoftext|>) also ends generation.
         config.generationEOS = [eos, eot].compactMap { $0 }
-        config.addBOS = file["tokenizer.ggml.add_bos_token"]?.bool ?? (modelName == "llama")
+        // llama.cpp's defaults when the key is absent: BOS for SentencePiece and Llama 3 vocabularies.
+        let pre = file["tokenizer.ggml.pre"]?.string ?? ""
+        config.addBOS = file["tokenizer.ggml.add_bos_token"]?.bool ?? (modelName == "llama" || ["llama3", "llama-v3", "llama-bpe"].contains(pre))
         config.addEOS = file["tokenizer.ggml.add_eos_token"]?.bool ?? false
 
         let exactVocab = tokens.enumerated().map { (key: Array($0.element.utf8), id: $0.offset) }
@@ -92,8 +94,9 @@ public enum GGUFTokenizer {
                 guard let s = v.double else { throw fail("tokenizer.ggml.scores[\(i)] is not a number") }
                 return s
             }
-            // A ▁ prepended unless the text starts with one, as transformers' GGUF conversion does
-            // (Metaspace, prepend_scheme "always").
+            // A ▁ prepended unless the text starts with one (Metaspace, prepend_scheme "always"), as
+            // transformers 5.24's GGUF tokenizer encodes our fixtures; llama.cpp prepends a space
+            // even before a leading one, so texts that start with a space differ from it.
             let prefixSpace = file["tokenizer.ggml.add_space_prefix"]?.bool ?? true
             json["normalizer"] = NSNull()
             json["pre_tokenizer"] = ["type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prefixSpace ? "always" : "never", "split": false]
@@ -110,13 +113,14 @@ public enum GGUFTokenizer {
     }
 
     /// The normaliser, pre-tokenizer and ignore_merges of a byte-level BPE, by llama.cpp's
-    /// pre-tokenizer name. A missing name is refused: llama.cpp would fall back to GPT-2's regex
-    /// with a warning, which tokenises most newer models wrongly.
+    /// pre-tokenizer name. A missing name is refused: llama.cpp would fall back to its "default"
+    /// splits with a warning, which tokenise most newer models wrongly (and "default" itself, a
+    /// set of splits no Hugging Face pipeline has, is not implemented).
     static func byteLevelPipeline(_ pre: String?, fail: (String) -> TokenizerError) throws -> ([String: Any]?, [String: Any], Bool) {
         func byteLevel(regex: Bool) -> [String: Any] { ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex] }
         func split(_ pattern: String) -> [String: Any] { ["type": "Split", "pattern": ["Regex": pattern], "behavior": "Isolated", "invert": false] }
         switch pre {
-        case "gpt-2", "gpt2", "default":
+        case "gpt-2":
             return (nil, byteLevel(regex: true), false)
         case "smollm":
             return (nil, ["type": "Sequence", "pretokenizers": [["type": "Digits", "individual_digits": true], byteLevel(regex: true)]], false)

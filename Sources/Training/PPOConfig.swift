@@ -129,7 +129,7 @@ public struct PPOConfig: Sendable {
         memoryLimitBytes = limit > 0 ? limit * 1_073_741_824 : nil
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
         try check(!run.initFrom.isEmpty, "'model.init_from' must name the (Hydra-)SFT checkpoint PPO starts from")
-        try check(data.task == .arith || !data.train.isEmpty, "set 'data.task' or 'data.train' (RL prompts JSONL)")
+        try check(data.task != .none || !data.train.isEmpty, "set 'data.task' or 'data.train' (RL prompts JSONL)")
         try check(![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
                   "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")

@@ -22,7 +22,7 @@ struct Export: ParsableCommand {
         discussion: """
         GGUF: Llama-family models (llama, qwen2, mistral) in F32, F16 or Q8_0, with the tokenizer as tokenizer.ggml metadata \
         and the chat template; norms and biases stay F32. HF: config.json, model.safetensors (F32) and the tokenizer files. \
-        Prints one JSON line: {"out", "format", "type", "tensors", "bytes", "kept_f32"}.
+        Prints one JSON line: {"out", "format", "type", "tensors", "bytes", "f16_fallback"}.
         """)
 
     @Option(help: "Model folder, checkpoint or GGUF file.")
@@ -59,23 +59,24 @@ struct Export: ParsableCommand {
             try HFCheckpoint.save(merged, directory: out)
             if let bpe = tok as? BPETokenizer { try bpe.save(into: out) }
             else if tok != nil { try ByteTokenizer.markerContents.write(toFile: (out as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
-            printJSONLine(["out": out, "format": "hf", "type": "f32", "tensors": merged.parameterLayout.tensors.count, "kept_f32": [String]()])
+            printJSONLine(["out": out, "format": "hf", "type": "f32", "tensors": merged.parameterLayout.tensors.count, "f16_fallback": [String]()])
         case .gguf:
             let title = name ?? ((out as NSString).lastPathComponent as NSString).deletingPathExtension
-            var (writer, keptF32) = try GGUFExport.writer(model: merged, type: type.ggml, name: title)
+            var (writer, f16Fallback) = try GGUFExport.writer(model: merged, type: type.ggml, name: title)
             if let tok {
                 guard tok.vocabSize <= merged.config.vocabSize else {
                     throw CLIError("the tokenizer has \(tok.vocabSize) ids but the model's vocabulary is \(merged.config.vocabSize)")
                 }
                 for (key, value) in try GGUFTokenizer.metadata(for: tok, vocabSize: merged.config.vocabSize) { writer.set(key, value) }
             } else {
-                log("export: no tokenizer written (--tokenizer none): llama.cpp needs one to run the file")
+                writer.set("tokenizer.ggml.model", .string("none"))   // llama.cpp's "no vocabulary"
+                log("export: no tokenizer written (--tokenizer none): llama.cpp loads the weights but cannot tokenize text")
             }
             try writer.write(to: out)
-            if !keptF32.isEmpty { log("export: \(keptF32.count) matrices kept F32 (rows not whole \(type.rawValue) blocks): \(keptF32.prefix(4).joined(separator: ", "))") }
+            if !f16Fallback.isEmpty { log("export: \(f16Fallback.count) matrices written as F16 (rows not whole \(type.rawValue) blocks): \(f16Fallback.prefix(4).joined(separator: ", "))") }
             let bytes = ((try? FileManager.default.attributesOfItem(atPath: out))?[.size] as? Int) ?? 0
             printJSONLine(["out": out, "format": "gguf", "type": type.rawValue, "tensors": merged.parameterLayout.tensors.count, "bytes": bytes,
-                           "kept_f32": keptF32])
+                           "f16_fallback": f16Fallback])
         }
     }
 }

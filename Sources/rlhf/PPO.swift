@@ -21,6 +21,9 @@ struct PPO: AsyncParsableCommand {
         var summary: [String: Any] = ["stage": "ppo", "run": result.runFolder, "kl": result.kl, "seconds": result.seconds]
         if let e = result.initialExactMatch { summary["initial_exact_match"] = e }
         if let e = result.finalExactMatch { summary["exact_match"] = e }
+        // ifeval: the experiment's line, {"model", "before", "after", "kl", "seconds"}.
+        if let before = result.initialInstructions { summary["before"] = before; summary["model"] = config.run.initFrom }
+        if let after = result.finalInstructions { summary["after"] = after }
         printJSONLine(summary)
     }
 }

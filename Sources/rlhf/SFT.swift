@@ -84,7 +84,27 @@ func failingLoudly<T>(_ world: MPITransport, context: () -> FailureContext, _ bo
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "data", abstract: "Write built-in task data as JSONL.", subcommands: [Arith.self])
+        commandName: "data", abstract: "Write built-in task data as JSONL.", subcommands: [Arith.self, IFEval.self])
+
+    struct IFEval: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ifeval",
+            abstract: "Instruction following: \"Write a short note about {topic}.\" + one or two verifiable instructions, as conversational prompts.",
+            discussion: "prompts.jsonl (training topics and constraint pairs) and eval.jsonl (held-out topics and pairs); each row's answer holds the constraints, which the instructions verifier checks.")
+        @Option(help: "Folder to write prompts.jsonl and eval.jsonl into.")
+        var out: String
+        @Option(help: "Seed of the prompts and of the held-out split.")
+        var seed: UInt64 = 1
+        @Option(help: "Training prompts.")
+        var trainSize: Int = 2000
+        @Option(help: "Held-out prompts.")
+        var evalSize: Int = 200
+
+        func run() throws {
+            guard trainSize > 0, evalSize > 0 else { throw CLIError("--train-size and --eval-size must be positive") }
+            for f in try IFEvalTask(seed: seed, trainSize: trainSize, evalSize: evalSize).write(to: out) { log("wrote \(f)") }
+        }
+    }
 
     struct Arith: ParsableCommand {
         static let configuration = CommandConfiguration(

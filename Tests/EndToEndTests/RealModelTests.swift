@@ -75,6 +75,28 @@ final class RealModelTests: CLITestCase {
         XCTAssertTrue(stdout.contains("Paris"), stdout)
     }
 
+    /// configs/smollm2-ifeval.yaml, two small iterations: GRPO on the GGUF model, held-out
+    /// instruction following before and after (per constraint in eval/), the experiment's JSON line.
+    func testIFEvalExperimentRunsTwoIterations() throws {
+        _ = try model()
+        let out = directory + "/ifeval"
+        let (stdout, _) = try run(["ppo", "--config", root.appendingPathComponent("configs/smollm2-ifeval.yaml").path, "ppo.iterations=2", "ppo.prompts=2",
+                                   "ppo.samples_per_prompt=2", "ppo.max_new_tokens=8", "ppo.minibatch_size=4", "eval.every=2", "eval.max_examples=4",
+                                   "eval.max_new_tokens=8", "out=\(out)"])
+        let line = try XCTUnwrap(stdout.split(separator: "\n").last)
+        let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertTrue((summary["model"] as? String)?.hasSuffix("SmolLM2-135M-Instruct.Q4_1.gguf") == true, "\(summary)")
+        for key in ["before", "after"] { XCTAssertTrue((0...1).contains(try XCTUnwrap(summary[key] as? Double)), key) }
+        XCTAssertNotNil(summary["kl"] as? Double)
+        for step in [0, 2] {
+            let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + String(format: "/eval/instructions-step-%05d.json", step)))) as? [String: Any])
+            let perConstraint = try XCTUnwrap(report["per_constraint"] as? [String: Any])
+            XCTAssertFalse(perConstraint.isEmpty)
+            XCTAssertEqual((report["samples"] as? [Any])?.count, 4)
+        }
+        XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: out).contains { $0.hasPrefix("events.out.tfevents.") })
+    }
+
     func write(_ object: [String: Any]) throws -> String { try write(lines: [object]) }
 
     func write(lines: [[String: Any]]) throws -> String {

@@ -47,6 +47,12 @@ final class GGUFWriterTests: XCTestCase {
         XCTAssertThrowsError(try values.withUnsafeBufferPointer { try w.addTensor(name: "odd", shape: [16, 16], values: $0, type: .q8_0) }) {
             XCTAssertTrue("\($0)".contains("odd"), "\($0)")
         }
+        // Values so small that 1/d overflows are stored as zeros (a crash in a naive port of ggml's code).
+        let tiny = [Float](repeating: 1e-38, count: 32)
+        var tinyWriter = GGUFWriter()
+        try tiny.withUnsafeBufferPointer { try tinyWriter.addTensor(name: "tiny", shape: [32], values: $0, type: .q8_0) }
+        try tinyWriter.write(to: directory + "/tiny.gguf")
+        XCTAssertEqual(try GGUFFile(path: directory + "/tiny.gguf").floats("tiny"), [Float](repeating: 0, count: 32))
         let nan = [Float](repeating: .nan, count: 32)
         XCTAssertThrowsError(try nan.withUnsafeBufferPointer { try w.addTensor(name: "nan", shape: [32], values: $0, type: .q8_0) }) {
             XCTAssertTrue("\($0)".contains("nan: holds NaN"), "\($0)")
@@ -81,6 +87,19 @@ final class GGUFWriterTests: XCTestCase {
             let file = try GGUFFile(path: path)
             XCTAssertEqual(file.tensor("output.weight") == nil, (model.config as? LlamaConfig)?.tiedEmbeddings, source)
         }
+    }
+
+    /// A small file whose metadata claims a huge model is refused before anything is allocated.
+    func testHugeClaimsAreRefusedBeforeAllocating() throws {
+        var w = GGUFWriter()
+        w.set("general.architecture", .string("llama"))
+        // ~9.7·10¹⁰ parameters: within what validate() accepts, ~390 GB if it were allocated.
+        for (k, v) in [("block_count", 100), ("embedding_length", 8192), ("feed_forward_length", 28672), ("attention.head_count", 64),
+                       ("context_length", 4096)] { w.set("llama.\(k)", .uint32(UInt32(v))) }
+        let values = [Float](repeating: 0.5, count: 64)
+        try values.withUnsafeBufferPointer { try w.addTensor(name: "token_embd.weight", shape: [2, 32], values: $0, type: .f32) }
+        try w.write(to: directory + "/huge.gguf")
+        XCTAssertThrowsError(try HFCheckpoint.load(directory: directory + "/huge.gguf")) { XCTAssertTrue("\($0)".contains("the metadata implies"), "\($0)") }
     }
 
     /// Models GGUF export does not write are refused by name.

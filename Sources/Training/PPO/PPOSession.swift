@@ -56,6 +56,8 @@ public struct PPOInputs {
 struct PPOData {
     let prompts: [PPOPrompt]
     let evalExamples: [SFTExample]
+    /// ifeval: held-out prompts whose replies are checked against their instructions.
+    var instructionEval: [PPOPrompt] = []
     let ptxDemos: [TokenizedExample]
     let r2mPairs: [(chosen: [Int32], rejected: [Int32], promptLength: Int)]
 
@@ -71,7 +73,19 @@ struct PPOData {
                       answer: answer, task: task, text: text)
         }
         let arith = cfg.data.task == .arith ? cfg.data.arithTask : nil
-        if let task = arith {
+        if cfg.data.task == .ifeval {
+            guard let chat = tokenizer.chat else {
+                throw ConfigError("data.task ifeval sends its prompts as user turns through the model's chat template, and \(tokenizer.summary) has none")
+            }
+            func render(_ p: IFEvalTask.Prompt) throws -> PPOPrompt {
+                let text = try chat.render([.object(JinjaObject([("role", .string("user")), ("content", .string(p.text))]))], addGenerationPrompt: true)
+                return prompt(text, answer: p.spec, task: IFEvalTask.taskName, chatRendered: true)
+            }
+            let task = cfg.data.ifevalTask
+            prompts = try task.train.map(render)
+            instructionEval = try task.eval.prefix(cfg.cadence.evalMaxExamples).map(render)
+            evalExamples = []
+        } else if let task = arith {
             prompts = task.train.map { prompt(ArithTask.prompt($0), answer: ArithTask.answer($0), task: "arith") }
             evalExamples = Array(task.evalExamples().prefix(cfg.cadence.evalMaxExamples))
         } else {

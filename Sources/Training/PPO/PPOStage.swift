@@ -11,6 +11,9 @@ public struct PPOResult: Sendable {
     public var runFolder: String
     public var initialExactMatch: Double?
     public var finalExactMatch: Double?
+    /// ifeval: held-out instruction-level accuracy before the first iteration and at the last evaluation.
+    public var initialInstructions: Double?
+    public var finalInstructions: Double?
     public var kl: Double
     public var seconds: Double
 }
@@ -38,7 +41,7 @@ public final class PPOStage {
         let cfg = config, started = Date()
         FailureReport.current = context
         guard let session = try await PPOSession.start(config: cfg, transport: transport, say: say) else {
-            return PPOResult(runFolder: "", initialExactMatch: nil, finalExactMatch: nil, kl: 0, seconds: Date().timeIntervalSince(started))
+            return PPOResult(runFolder: "", kl: 0, seconds: Date().timeIntervalSince(started))
         }
         // Run folder and checkpoint to resume from (rank 0 decides). Placed: the other ranks are
         // serving roles, so rank 0 alone decides (no collective).
@@ -47,11 +50,14 @@ public final class PPOStage {
             : try RunFolder.choose(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory)
         if transport.rank == 0 { try folder.writeConfig(cfg.resolved.yaml) }
         session.describe(folder: folder)
-        var result = PPOResult(runFolder: folder.path, initialExactMatch: nil, finalExactMatch: nil, kl: 0, seconds: 0)
+        var result = PPOResult(runFolder: folder.path, kl: 0, seconds: 0)
         try await session.preparePrompts(folder: folder)
         let startIteration = try await resume(session, from: checkpoint, folder: folder)
         say(resumeMessage + (checkpoint != nil ? " at iteration \(startIteration - 1)" : ""))
-        if checkpoint == nil && cfg.cadence.evalEvery > 0 { result.initialExactMatch = try evaluate(session, iteration: 0, folder: folder) }
+        if checkpoint == nil && cfg.cadence.evalEvery > 0 {
+            result.initialExactMatch = try evaluate(session, iteration: 0, folder: folder)
+            result.initialInstructions = try evaluateInstructions(session, iteration: 0, folder: folder)
+        }
         if session.colocated { try await transport.barrier() }
         // PPO-ptx demonstrations consumed before the first iteration run here.
         if cfg.ppo.ptxCoef > 0 { session.ptxCursor += (startIteration - 1) * cfg.ppo.epochs * session.myPrompts * cfg.ppo.samples }
@@ -64,13 +70,15 @@ public final class PPOStage {
             result.kl = metrics.meanKL
             if transport.rank == 0 {
                 try folder.appendMetrics(metrics.json)
-                progress.update(step: iteration, fields: String(format: "reward %.3f verifier %.3f kl %.4f clip %.3f len %.1f",
-                                                                metrics.value("reward_mean") ?? 0, metrics.value("reward_verifier_mean") ?? 0,
+                let rule = metrics.value("reward_instructions_mean").map { ("instructions", $0) } ?? ("verifier", metrics.value("reward_verifier_mean") ?? 0)
+                progress.update(step: iteration, fields: String(format: "reward %.3f %@ %.3f kl %.4f clip %.3f len %.1f",
+                                                                metrics.value("reward_mean") ?? 0, rule.0, rule.1,
                                                                 metrics.meanKL, metrics.clipFraction, metrics.meanResponseLength))
             }
             if cfg.cadence.evaluates(after: iteration, of: cfg.ppo.iterations) {
                 if transport.rank == 0 { try await session.pullPlacedState() }
                 if let em = try evaluate(session, iteration: iteration, folder: folder) { result.finalExactMatch = em }
+                if let score = try evaluateInstructions(session, iteration: iteration, folder: folder) { result.finalInstructions = score }
                 if session.colocated { try await transport.barrier() }
             }
             if transport.rank == 0 && cfg.cadence.checkpoints(after: iteration, of: cfg.ppo.iterations) {
@@ -93,6 +101,23 @@ public final class PPOStage {
         try folder.appendMetrics(["step": iteration, "eval_loss": r.loss, "exact_match": r.exactMatch ?? 0])
         say(String(format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration, 100 * (r.exactMatch ?? 0), r.loss))
         return r.exactMatch
+    }
+
+    /// Held-out instruction following of the policy (rank 0; ifeval), logged per constraint kind
+    /// and written with sample replies to eval/instructions-step-N.json; nil without such prompts.
+    func evaluateInstructions(_ s: PPOSession, iteration: Int, folder: RunFolder) throws -> Double? {
+        guard transport.rank == 0, !s.data.instructionEval.isEmpty else { return nil }
+        let e = try InstructionEvaluation.run(trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, prompts: s.data.instructionEval,
+                                              tokenizer: s.tokenizer, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
+        try folder.appendMetrics(e.metrics(step: iteration, prompts: s.data.instructionEval.count))
+        let directory = (folder.path as NSString).appendingPathComponent("eval")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = (directory as NSString).appendingPathComponent(String(format: "instructions-step-%05d.json", iteration))
+        try JSONSerialization.data(withJSONObject: e.report(step: iteration), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            .write(to: URL(fileURLWithPath: path))
+        let kinds = e.perKind.keys.sorted().map { String(format: "%@ %.0f%%", $0, 100 * Double(e.perKind[$0]!.kept) / Double(max(e.perKind[$0]!.total, 1))) }
+        say(String(format: "iteration %d: held-out instructions kept %.1f%% (%d/%d; %@)", iteration, 100 * e.score, e.kept, e.total, kinds.joined(separator: ", ")))
+        return e.score
     }
 
     /// Restores a checkpoint's trainable state and KL coefficient; returns the first iteration to run.

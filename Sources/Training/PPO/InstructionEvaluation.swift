@@ -1,0 +1,57 @@
+import Alignment
+import Datasets
+import Foundation
+import Models
+import Tokenizers
+
+/// Held-out instruction following (the ifeval task): greedy replies to prompts the policy never
+/// trained on, each checked against its instructions. The score is the share of instructions
+/// kept over all prompts (IFEval's instruction-level accuracy), also per constraint kind.
+struct InstructionEvaluation {
+    var kept = 0, total = 0
+    var perKind: [String: (kept: Int, total: Int)] = [:]
+    var endedWithEOS = 0
+    var samples: [[String: Any]] = []
+
+    var score: Double { Double(kept) / Double(max(total, 1)) }
+
+    static func run(trunk: any CausalLM, adapter: LoRAAdapter?, prompts: [PPOPrompt], tokenizer: any Tokenizer, maxNewTokens: Int,
+                    batchSize: Int) throws -> InstructionEvaluation {
+        var e = InstructionEvaluation()
+        for start in stride(from: 0, to: prompts.count, by: batchSize) {
+            let chunk = Array(prompts[start..<min(start + batchSize, prompts.count)])
+            let result = try trunk.generate(prompts: chunk.map(\.tokens), adapter: adapter,
+                                            options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId))
+            for (i, prompt) in chunk.enumerated() {
+                let reply = tokenizer.decode(result.tokens[i], skipSpecialTokens: true)
+                let constraints = try InstructionConstraint.parseList(prompt.answer ?? "")
+                var keptHere: [String] = []
+                for c in constraints {
+                    let ok = c.isSatisfied(by: reply)
+                    e.total += 1; e.kept += ok ? 1 : 0
+                    e.perKind[c.kind, default: (0, 0)].total += 1
+                    if ok { e.perKind[c.kind, default: (0, 0)].kept += 1; keptHere.append(c.spec) }
+                }
+                if result.endedWithEOS[i] { e.endedWithEOS += 1 }
+                if e.samples.count < 40 {
+                    e.samples.append(["prompt": prompt.text, "instructions": prompt.answer ?? "", "reply": reply, "kept": keptHere, "eos": result.endedWithEOS[i]])
+                }
+            }
+        }
+        return e
+    }
+
+    /// Metrics for metrics.jsonl: instructions (the score), instructions_<kind>, eos share.
+    func metrics(step: Int, prompts: Int) -> [String: Any] {
+        var m: [String: Any] = ["step": step, "instructions": score, "eval_eos": Double(endedWithEOS) / Double(max(prompts, 1))]
+        for (kind, c) in perKind { m["instructions_\(kind)"] = Double(c.kept) / Double(max(c.total, 1)) }
+        return m
+    }
+
+    /// The per-constraint results and sample replies, for the run folder.
+    func report(step: Int) -> [String: Any] {
+        ["step": step, "instructions": score, "kept": kept, "total": total,
+         "per_constraint": perKind.mapValues { ["kept": $0.kept, "total": $0.total, "rate": Double($0.kept) / Double(max($0.total, 1))] },
+         "samples": samples]
+    }
+}
