@@ -69,6 +69,6 @@ let package = Package(
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Datasets", "Cluster", "Runs", "Kernels"], exclude: ["Fixtures"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Datasets", "Cluster", "Runs", "Kernels", "Alignment"], exclude: ["Fixtures"]),
     ]
 )

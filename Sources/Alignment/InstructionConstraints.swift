@@ -4,6 +4,12 @@ import Foundation
 /// Evaluation for Large Language Models", arXiv 2311.07911): a rule a reply can be checked against
 /// without a judge. Written into a prompt as `instruction` and into the data as `spec`
 /// ("max_words|30"), which `parse` reads back.
+///
+/// The wording is ours and the checks are stricter than IFEval's in places, chosen so that a
+/// reward cannot be collected by gaming them: words are whitespace-separated (IFEval counts \w+
+/// runs), a keyword counts as a whole word (IFEval: as a substring), the end phrase must match
+/// exactly (IFEval ignores case and surrounding quotes), a bullet is a line starting "* " or "- "
+/// (IFEval: "*" not followed by "*", or "-"), and an empty reply keeps no rule.
 public enum InstructionConstraint: Hashable, Sendable {
     case lowercase, noCommas, allCapitals, quoted
     case maxWords(Int), minWords(Int), bullets(Int)
@@ -30,7 +36,7 @@ public enum InstructionConstraint: Hashable, Sendable {
     public static let kinds = ["lowercase", "no_commas", "all_capitals", "quoted", "max_words", "min_words", "bullets", "keyword",
                                "end_phrase", "start_word", "json_key"]
 
-    /// The sentence the prompt carries (IFEval's wording where it has one).
+    /// The sentence the prompt carries.
     public var instruction: String {
         switch self {
         case .lowercase: return "Your entire reply must be in lowercase letters; no capital letters are allowed."
@@ -56,10 +62,13 @@ public enum InstructionConstraint: Hashable, Sendable {
         }
     }
 
-    /// Reads one spec ("keyword|river|2"); nil when it names no constraint.
+    /// Reads one spec ("keyword|river|2"); nil when it names no constraint or one no reply can
+    /// keep (counts below 1, a keyword that is not one word, an empty phrase).
     public static func parse(_ spec: String) -> InstructionConstraint? {
         let parts = spec.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-        let n = parts.count > 1 ? Int(parts[1]) : nil
+        let n = parts.count > 1 ? Int(parts[1]).flatMap { $0 >= 1 ? $0 : nil } : nil
+        if parts.count > 1 && parts[1].trimmingCharacters(in: .whitespaces).isEmpty { return nil }
+        if parts[0] == "keyword" && (parts.count != 3 || !parts[1].allSatisfy({ $0.isLetter || $0.isNumber }) || (Int(parts[2]) ?? 0) < 1) { return nil }
         switch (parts[0], parts.count) {
         case ("lowercase", 1): return .lowercase
         case ("no_commas", 1): return .noCommas
@@ -85,8 +94,8 @@ public enum InstructionConstraint: Hashable, Sendable {
         return a == b || pairs.contains([a, b]) || pairs.contains([b, a])
     }
 
-    /// Whether `reply` keeps the rule; checks follow IFEval's (words split on whitespace, the
-    /// keyword counted as a whole word ignoring case, a JSON reply may sit in a ``` fence).
+    /// Whether `reply` keeps the rule (see the type's note on how the checks differ from IFEval's;
+    /// a JSON reply may sit in a ``` fence).
     public func isSatisfied(by reply: String) -> Bool {
         let text = reply.trimmingCharacters(in: .whitespacesAndNewlines)
         let words = text.split(whereSeparator: { $0.isWhitespace })
@@ -98,7 +107,7 @@ public enum InstructionConstraint: Hashable, Sendable {
         case .maxWords(let n): return !words.isEmpty && words.count <= n
         case .minWords(let n): return words.count >= n
         case .bullets(let n):
-            return text.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("* ") || $0.trimmingCharacters(in: .whitespaces).hasPrefix("- ") }.count == n
+            return text.split(whereSeparator: \.isNewline).filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("* ") || $0.trimmingCharacters(in: .whitespaces).hasPrefix("- ") }.count == n
         case .keyword(let k, let m):
             let target = k.lowercased()
             return text.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).filter { $0 == target }.count >= m

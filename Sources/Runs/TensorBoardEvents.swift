@@ -6,9 +6,10 @@ import Foundation
 /// — a record is a little-endian length, its masked CRC-32C, the bytes and their masked CRC-32C
 /// (tensorflow/core/lib/io/record_writer.cc) — so no TensorFlow or protobuf library is needed.
 ///
-/// One file per process that writes to the run folder; a resumed run first writes a SessionLog
-/// START at the step it resumes from, on which TensorBoard drops the earlier file's later steps,
-/// as metrics.jsonl is truncated to the checkpoint.
+/// One file per writer; a resumed run first writes a SessionLog START at the step it resumes
+/// from, on which TensorBoard's Python loader drops the earlier file's later steps, as
+/// metrics.jsonl is truncated to the checkpoint (the Rust data server ignores SessionLog and
+/// replaces a tag's points only when the tag is logged again at an earlier step).
 public final class TensorBoardEvents: @unchecked Sendable {
     public let directory: String
     private let clock: () -> Double
@@ -21,6 +22,10 @@ public final class TensorBoardEvents: @unchecked Sendable {
     }
 
     deinit { try? handle?.close() }
+
+    private static let serialLock = NSLock()
+    nonisolated(unsafe) private static var serial = 0
+    private static func nextSerial() -> Int { serialLock.lock(); defer { serialLock.unlock() }; serial += 1; return serial }
 
     /// Every number of a metrics.jsonl object (but `step`) as a scalar at its step.
     public func append(_ metrics: [String: Any]) throws {
@@ -72,7 +77,8 @@ public final class TensorBoardEvents: @unchecked Sendable {
     private func open() throws {
         let time = clock()
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
-        let name = "events.out.tfevents.\(Int(time)).\(host).\(getpid())"
+        // Unique within the process too: two writers to one folder in the same second never share a file.
+        let name = "events.out.tfevents.\(Int(time)).\(host).\(getpid()).\(Self.nextSerial())"
         let file = (directory as NSString).appendingPathComponent(name)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: file, contents: nil), let h = FileHandle(forWritingAtPath: file) else {

@@ -130,6 +130,13 @@ public struct PPOConfig: Sendable {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
         try check(!run.initFrom.isEmpty, "'model.init_from' must name the (Hydra-)SFT checkpoint PPO starts from")
         try check(data.task != .none || !data.train.isEmpty, "set 'data.task' or 'data.train' (RL prompts JSONL)")
+        if data.task == .ifeval {
+            // The arithmetic checks would score instruction prompts as wrong answers and non-integers.
+            try check(rewards.verifier == 0 && rewards.format == 0 && (c.optional(InstructionSource.weight) ?? 0) > 0,
+                      "data.task ifeval is rewarded by the instructions verifier: set rewards.instructions > 0, rewards.verifier: 0 and rewards.format: 0")
+            try check(data.train.isEmpty && data.eval.isEmpty, "data.task ifeval generates its prompts: leave data.train and data.eval empty")
+            try check(cadence.evalEvery > 0, "data.task ifeval measures held-out instruction following before and after: eval.every must be > 0")
+        }
         try check(![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
                   "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")

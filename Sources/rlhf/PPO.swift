@@ -22,7 +22,8 @@ struct PPO: AsyncParsableCommand {
         if let e = result.initialExactMatch { summary["initial_exact_match"] = e }
         if let e = result.finalExactMatch { summary["exact_match"] = e }
         // ifeval: the experiment's line, {"model", "before", "after", "kl", "seconds"}.
-        if let before = result.initialInstructions { summary["before"] = before; summary["model"] = config.run.initFrom }
+        if config.data.task == .ifeval { summary["model"] = config.run.initFrom }
+        if let before = result.initialInstructions { summary["before"] = before }
         if let after = result.finalInstructions { summary["after"] = after }
         printJSONLine(summary)
     }

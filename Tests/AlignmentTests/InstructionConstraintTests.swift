@@ -11,7 +11,7 @@ final class InstructionConstraintTests: XCTestCase {
             (.quoted, ["\"A quoted note.\"", "  \"x y\"\n"], ["A note.", "\"open", "\""]),
             (.maxWords(3), ["one two three", "one"], ["one two three four", "   "]),
             (.minWords(3), ["one two three", "a b c d"], ["one two"]),
-            (.bullets(2), ["Intro\n* first\n* second", "- a\n- b"], ["* only one", "* a\n* b\n* c", "*no space\n*x"]),
+            (.bullets(2), ["Intro\n* first\n* second", "- a\n- b", "* a\r\n* b"], ["* only one", "* a\n* b\n* c", "*no space\n*x"]),
             (.keyword("light", times: 2), ["Light and light.", "light, LIGHT!"], ["light once", "lighter lightly"]),
             (.endPhrase("Thank you for reading."), ["A note. Thank you for reading.", "Thank you for reading.\n"], ["Thank you for reading. Bye.", "thank you for reading."]),
             (.startWord("Today"), ["Today is bright.", "\"Today,\" she said", "today we sail"], ["Yesterday today.", ""]),
@@ -30,6 +30,10 @@ final class InstructionConstraintTests: XCTestCase {
                                             .keyword("water", times: 2), .endPhrase("That is all for today."), .startWord("Imagine"), .jsonKey("title")]
         for c in all { XCTAssertEqual(InstructionConstraint.parse(c.spec), c, c.spec) }
         XCTAssertEqual(try InstructionConstraint.parseList("no_commas;max_words|30"), [.noCommas, .maxWords(30)])
+        // Rules no reply can keep (or every reply keeps) are refused, not scored 0 or 1 forever.
+        for bad in ["max_words|0", "min_words|-3", "bullets|", "keyword|two words|2", "keyword|x|0", "end_phrase|", "start_word| ", "lowercase|1", "shout"] {
+            XCTAssertNil(InstructionConstraint.parse(bad), bad)
+        }
         XCTAssertThrowsError(try InstructionConstraint.parseList("no_commas;max_words|lots")) { XCTAssertTrue("\($0)".contains("max_words|lots"), "\($0)") }
         let v = InstructionVerifier()
         XCTAssertEqual(v.score(response: "no commas here", answer: "no_commas;lowercase;max_words|2"), 2.0 / 3.0, accuracy: 1e-12)

@@ -1,3 +1,4 @@
+import Alignment
 import Foundation
 import XCTest
 
@@ -90,8 +91,17 @@ final class RealModelTests: CLITestCase {
         XCTAssertNotNil(summary["kl"] as? Double)
         for step in [0, 2] {
             let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + String(format: "/eval/instructions-step-%05d.json", step)))) as? [String: Any])
-            let perConstraint = try XCTUnwrap(report["per_constraint"] as? [String: Any])
-            XCTAssertFalse(perConstraint.isEmpty)
+            let perConstraint = try XCTUnwrap(report["per_constraint"] as? [String: [String: Any]])
+            let kept = try XCTUnwrap(report["kept"] as? Int), total = try XCTUnwrap(report["total"] as? Int)
+            XCTAssertEqual(perConstraint.values.compactMap { $0["total"] as? Int }.reduce(0, +), total, "every instruction counted once")
+            XCTAssertEqual(perConstraint.values.compactMap { $0["kept"] as? Int }.reduce(0, +), kept)
+            XCTAssertEqual(try XCTUnwrap(summary[step == 0 ? "before" : "after"] as? Double), Double(kept) / Double(total), accuracy: 1e-12)
+            // Each sample's kept rules are exactly those the verifier accepts for its reply.
+            for sample in try XCTUnwrap(report["samples"] as? [[String: Any]]) {
+                let rules = try InstructionConstraint.parseList(try XCTUnwrap(sample["instructions"] as? String))
+                let reply = try XCTUnwrap(sample["reply"] as? String)
+                XCTAssertEqual(sample["kept"] as? [String], rules.filter { $0.isSatisfied(by: reply) }.map(\.spec))
+            }
             XCTAssertEqual((report["samples"] as? [Any])?.count, 4)
         }
         XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: out).contains { $0.hasPrefix("events.out.tfevents.") })

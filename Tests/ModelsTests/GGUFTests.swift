@@ -72,7 +72,7 @@ final class GGUFTests: XCTestCase {
         }
     }
 
-    /// Undoing the permutation is what makes the llama file right: loaded without it, the log-probs move.
+    /// The row permutation and its inverse: llama.cpp's interleaving undone gives the rows back.
     func testRotaryRowPermutationRoundTrips() {
         var rows = (0..<(3 * 8 * 2)).map(Float.init)   // 3 heads of d = 8, 2 columns
         let original = rows

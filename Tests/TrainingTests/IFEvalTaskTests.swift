@@ -37,6 +37,6 @@ final class IFEvalTaskTests: XCTestCase {
         XCTAssertEqual(rows.count, 5)
         XCTAssertEqual(rows.first?.task, "ifeval")
         XCTAssertTrue(rows.allSatisfy { $0.prompt.hasPrefix("<|im_start|>user\nWrite a short note about ") && $0.prompt.hasSuffix("<|im_start|>assistant\n") })
-        XCTAssertNotNil(try InstructionConstraint.parseList(rows[0].answer ?? ""))
+        XCTAssertEqual(try InstructionConstraint.parseList(rows[0].answer ?? ""), IFEvalTask(seed: 1, trainSize: 10, evalSize: 5).eval[0].constraints)
     }
 }

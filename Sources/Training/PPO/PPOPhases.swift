@@ -129,7 +129,9 @@ extension PPOSession {
             if let k = LearnedRewards.proxyIndex(name) { rewards.total = scored.perHead[k] }
             else if let values = rewards.bySource[name] { rewards.total = values }
         }
-        let gold = zip(rewards.bySource["verifier"]!, rewards.bySource["format"]!).map { $0 + $1 }
+        // The arith task's gold reward; ifeval has none beyond its instructions reward.
+        let gold = cfg.data.task == .ifeval ? [Double](repeating: 0, count: sequences.count)
+            : zip(rewards.bySource["verifier"]!, rewards.bySource["format"]!).map { $0 + $1 }
         let klTokens = sequences.indices.map { PPOMath.kl(oldLogp[$0].map(Double.init), refLogp[$0].map(Double.init), estimator: cfg.ppo.klEstimator) }
         return ScoredRollout(referenceLogProbs: refLogp, oldLogProbs: oldLogp, oldValues: critic ? response(valuesAll) : [], rewards: rewards,
                              scores: finalScores(rewards.total, endedWithEOS: r.endedWithEOS), gold: gold, klTokens: klTokens, beta: kl.beta,

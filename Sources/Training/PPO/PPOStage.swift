@@ -57,6 +57,11 @@ public final class PPOStage {
         if checkpoint == nil && cfg.cadence.evalEvery > 0 {
             result.initialExactMatch = try evaluate(session, iteration: 0, folder: folder)
             result.initialInstructions = try evaluateInstructions(session, iteration: 0, folder: folder)
+        } else if checkpoint != nil && !session.data.instructionEval.isEmpty {
+            // Resumed: the score before training is the one the first evaluation wrote.
+            let path = (folder.path as NSString).appendingPathComponent("eval/instructions-step-00000.json")
+            let report = FileManager.default.contents(atPath: path).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+            result.initialInstructions = report?["instructions"] as? Double
         }
         if session.colocated { try await transport.barrier() }
         // PPO-ptx demonstrations consumed before the first iteration run here.
