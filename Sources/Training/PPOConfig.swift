@@ -14,7 +14,7 @@ public struct PPOSettings: Sendable {
     static let prompts = Key<Int>("ppo.prompts", 16, "prompts per iteration (global)", .positive)
     static let samples = Key<Int>("ppo.samples_per_prompt", 4, "responses sampled per prompt", .positive)
     static let maxNewTokens = Key<Int>("ppo.max_new_tokens", 8, "response length limit", .positive)
-    static let temperature = Key<Double>("ppo.temperature", 1, "sampling temperature (log-probs are taken on logits/τ)", .positive)
+    static let temperature = Key<Double>("ppo.temperature", 1, "sampling temperature (only 1 for now: the scoring and update passes take log-probs at τ = 1)", .positive)
     static let topK = Key<Int>("ppo.top_k", 0, "sampling top-k (0: off)", .nonNegative)
     static let topP = Key<Double>("ppo.top_p", 1, "sampling top-p (1: off)", .above(0, upTo: 1))
     static let estimator = Key<AdvantageEstimator>("ppo.estimator", .gae, "advantage estimator")
@@ -139,6 +139,9 @@ public struct PPOConfig: Sendable {
         }
         try check(![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
                   "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
+        // Sampling at τ ≠ 1 while ratios, KL and the update use log-probs at τ = 1 would optimise a
+        // different policy from the one sampled (TRL divides the logits by τ in every pass).
+        try check(ppo.temperature == 1, "ppo.temperature \(ppo.temperature) is not supported yet: the scoring and update passes take log-probs at τ = 1, so only 1 matches the samples")
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")
         _ = RewardSources.names(for: rewardConfig)   // the sources' own keys are read (and so checked) at load
     }
