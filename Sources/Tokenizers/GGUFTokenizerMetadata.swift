@@ -18,13 +18,17 @@ extension GGUFTokenizer {
             case .folder: entries = try folderMetadata(bpe)
             }
         }
-        let padding: [String: GGUFValue] = ["tokenizer.ggml.tokens": .string(""), "tokenizer.ggml.token_type": .int32(Int32(unused)),
-                                            "tokenizer.ggml.scores": .float32(-1e9)]
+        // The per-token arrays and the placeholder each gets for id (llama.cpp reads them as
+        // strings, int32 and float32).
+        let padding: [String: (GGUFValueType, (Int) -> GGUFValue)] = [
+            "tokenizer.ggml.tokens": (.string, { .string("[PAD\($0)]") }),
+            "tokenizer.ggml.token_type": (.int32, { _ in .int32(Int32(unused)) }),
+            "tokenizer.ggml.scores": (.float32, { _ in .float32(-1e9) }),
+        ]
         for i in entries.indices {
-            guard case .array(let type, var items) = entries[i].value, let pad = padding[entries[i].key], items.count < vocabSize else { continue }
-            let start = items.count
-            items += (start..<vocabSize).map { id in pad == .string("") ? .string("[PAD\(id)]") : pad.type == type ? pad : .int32(Int32(unused)) }
-            entries[i].value = .array(type, items)
+            guard case .array(let type, let items) = entries[i].value, let (expected, pad) = padding[entries[i].key], items.count < vocabSize else { continue }
+            guard type == expected else { throw TokenizerError("\(entries[i].key) holds \(type) values, llama.cpp reads \(expected)") }
+            entries[i].value = .array(type, items + (items.count..<vocabSize).map(pad))
         }
         return entries
     }

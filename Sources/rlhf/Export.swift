@@ -13,7 +13,13 @@ enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
 /// The tensor types a GGUF export can use.
 enum ExportType: String, ExpressibleByArgument, CaseIterable {
     case f32, f16, q8_0
-    var ggml: GGMLType { [.f32: .f32, .f16: .f16, .q8_0: .q8_0][self]! }
+    var ggml: GGMLType {
+        switch self {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .q8_0: return .q8_0
+        }
+    }
 }
 
 struct Export: ParsableCommand {
