@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
 // rlhf → Training (the stages) → Rewards (reward sources) → Runs (run folders, checkpoints, metrics, evaluation)
-//   → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → {CBLAS, CPUCheck}, and Cluster → CMPI;
+//   → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → {CBLAS, CPUCheck}, and Cluster → {CMPI, CStopSignal};
 //   Models and Tokenizers → GGUF (the file format, no dependencies).
 // C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
@@ -44,11 +44,12 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CPUCheck", cSettings: cpuCheck),
+        .target(name: "CStopSignal"),
         .target(name: "Kernels", dependencies: ["CBLAS", "CPUCheck"], swiftSettings: fastMath),
         .target(name: "GGUF"),
         .target(name: "Models", dependencies: ["Kernels", "GGUF"], swiftSettings: fastMath),
         .target(name: "Tokenizers", dependencies: ["GGUF"]),
-        .target(name: "Cluster", dependencies: ["CMPI", "Kernels"]),
+        .target(name: "Cluster", dependencies: ["CMPI", "CStopSignal", "Kernels"]),
         .target(name: "Alignment"),
         .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -61,6 +62,8 @@ let package = Package(
             dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers", "GGUF",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
+        // libFuzzer targets for the parsers (scripts/fuzz.sh); the plain build replays saved inputs.
+        .executableTarget(name: "rlhf-fuzz", dependencies: ["Training", "Roles", "Models", "Tokenizers", "GGUF", "Datasets", "Config"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels", "GGUF"],
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),
@@ -69,6 +72,6 @@ let package = Package(
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "Models", "Training", "Datasets", "Cluster", "Runs", "Kernels", "Alignment"], exclude: ["Fixtures"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "rlhf-fuzz", "Models", "Training", "Datasets", "Cluster", "Runs", "Kernels", "Alignment"], exclude: ["Fixtures"]),
     ]
 )

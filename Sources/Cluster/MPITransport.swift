@@ -76,15 +76,21 @@ public actor MPIRuntime {
     /// Polls `requests` (point-to-point and barriers) until all complete or the deadline passes. Busy for the first
     /// millisecond (latency), then sleeping between polls so a waiting rank leaves its core to
     /// the others (ranks share cores when oversubscribed).
-    func wait(_ requests: inout [MPI_Request?], timeout: Double, what: @autoclosure () -> String) throws {
+    /// `peers`: the ranks whose absence a timeout reports (nil: every rank).
+    func wait(_ requests: inout [MPI_Request?], timeout: Double, what: @autoclosure () -> String, peers: [Int]? = nil) throws {
         let start = Date()
         var pause: useconds_t = 0
+        var published = false
+        defer { if published { RankStatus.shared.setWaiting(nil) } }
         while true {
             var done: Int32 = 0
             MPI_Testall(Int32(requests.count), &requests, &done, nil)
             if done != 0 { return }
             let waited = Date().timeIntervalSince(start)
-            if waited > timeout { throw TransportError("timed out after \(Int(timeout)) s waiting for \(what())") }
+            if waited > 0.05 && !published { RankStatus.shared.setWaiting(what()); published = true }
+            if waited > timeout {
+                throw TransportError("timed out after \(Int(timeout)) s waiting for \(what())" + RankStatus.shared.absentees(waitingFor: what(), among: peers))
+            }
             if waited > 0.001 { pause = min(max(pause * 2, 20), 2000); usleep(pause) }
         }
     }
@@ -142,7 +148,8 @@ public actor MPIRuntime {
             MPI_Testall(Int32(requests.count), &requests, &done, nil)
             if done != 0 { return }
             if Date().timeIntervalSince(start) > timeout {
-                throw TransportError("timed out after \(Int(timeout)) s waiting for an all-reduce of \(count) gradient values")
+                throw TransportError("timed out after \(Int(timeout)) s waiting for an all-reduce of \(count) gradient values"
+                                     + RankStatus.shared.absentees(waitingFor: "an all-reduce of \(count) values"))
             }
             usleep(pause); pause = min(pause * 2, 500)
         }
@@ -193,7 +200,7 @@ public actor MPIRuntime {
         var bytes = [UInt8](data)
         var request: [MPI_Request?] = [cmpi_request_null()]
         MPI_Isend(&bytes, Int32(bytes.count), cmpi_byte(), Int32(destination), Int32(tag), comm.raw, &request[0])
-        try wait(&request, timeout: timeout, what: "rank \(destination) to receive a message (tag \(tag))")
+        try wait(&request, timeout: timeout, what: "rank \(destination) to receive a message (tag \(tag))", peers: [destination])
     }
 
     func receive(from source: Int, tag: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> Data {
@@ -201,11 +208,17 @@ public actor MPIRuntime {
         var status = MPI_Status()
         var found: Int32 = 0
         var pause: useconds_t = 0
+        var published = false
+        defer { if published { RankStatus.shared.setWaiting(nil) } }
         while found == 0 {
             MPI_Iprobe(Int32(source), Int32(tag), comm.raw, &found, &status)
             if found != 0 { break }
             let waited = Date().timeIntervalSince(start)
-            if waited > timeout { throw TransportError("timed out after \(Int(timeout)) s waiting for a message from rank \(source) (tag \(tag))") }
+            if waited > 0.05 && !published { RankStatus.shared.setWaiting("a message from rank \(source) (tag \(tag))"); published = true }
+            if waited > timeout {
+                let what = "a message from rank \(source) (tag \(tag))"
+                throw TransportError("timed out after \(Int(timeout)) s waiting for \(what)" + RankStatus.shared.absentees(waitingFor: what, among: [source]))
+            }
             if waited > 0.001 { pause = min(max(pause * 2, 20), 2000); usleep(pause) }
         }
         var count: Int32 = 0

@@ -8,7 +8,11 @@ public enum FailureReport {
 
     public static var current: FailureContext {
         get { lock.withLock { context } }
-        set { lock.withLock { context = newValue } }
+        set {
+            lock.withLock { context = newValue }
+            // Published at once, so a rank that stops right after a new step is reported at it.
+            RankStatus.shared.contextChanged()
+        }
     }
 
     /// Prints the report on stderr and flushes (under mpirun stdout/stderr are pipes).
@@ -29,6 +33,7 @@ final class CollectiveWatchdog: @unchecked Sendable {
     private var thread: Thread?
 
     func begin(_ what: String, timeout: Double) {
+        RankStatus.shared.setWaiting(what)
         lock.withLock {
             inFlight = (what, Date(), timeout)
             if thread == nil {
@@ -40,7 +45,10 @@ final class CollectiveWatchdog: @unchecked Sendable {
         }
     }
 
-    func end() { lock.withLock { inFlight = nil } }
+    func end() {
+        lock.withLock { inFlight = nil }
+        RankStatus.shared.setWaiting(nil)
+    }
 
     private func watch() {
         while true {
@@ -50,7 +58,7 @@ final class CollectiveWatchdog: @unchecked Sendable {
                 return (op.what, op.timeout)
             }
             if let (what, timeout) = expired {
-                FailureReport.print("timed out after \(Int(timeout)) s waiting for \(what)")
+                FailureReport.print("timed out after \(Int(timeout)) s waiting for \(what)" + RankStatus.shared.absentees(waitingFor: what))
                 _exit(1)
             }
         }

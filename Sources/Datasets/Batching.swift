@@ -18,9 +18,7 @@ public enum SFTTokenization {
         let prompt = tokenizer.encodeWithPrefix(e.prompt)
         let completion = tokenizer.encode(e.completion) + (tokenizer.eosTokenId.map { [$0] } ?? [])
         let sequence = prompt + completion
-        guard sequence.count - 1 <= maxLength else {
-            throw DatasetError("\(e.source): \(sequence.count - 1) tokens exceed train.max_length (\(maxLength))")
-        }
+        guard sequence.count - 1 <= maxLength else { throw TooLongExample(source: e.source, tokens: sequence.count - 1, maxLength: maxLength) }
         guard !completion.isEmpty, sequence.count >= 2 else { throw DatasetError("\(e.source): empty completion") }
         let tokens = Array(sequence.dropLast())
         var targets = Array(sequence.dropFirst())
@@ -46,7 +44,7 @@ public enum SFTTokenization {
             if span.trained { for t in start..<max(start, end) { trained[t] = true } }
             start = max(start, end)
         }
-        guard sequence.count - 1 <= maxLength else { throw DatasetError("\(source): \(sequence.count - 1) tokens exceed train.max_length (\(maxLength))") }
+        guard sequence.count - 1 <= maxLength else { throw TooLongExample(source: source, tokens: sequence.count - 1, maxLength: maxLength) }
         guard sequence.count >= 2, trained.dropFirst().contains(true) else { throw DatasetError("\(source): no assistant tokens to train on") }
         // Position t predicts token t+1: its target counts when that token belongs to an assistant turn.
         let targets = (1..<sequence.count).map { trained[$0] ? sequence[$0] : -1 }

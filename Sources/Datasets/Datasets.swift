@@ -76,15 +76,15 @@ public enum JSONL {
 
     /// (line number, object, the line's text) for every non-blank line; the text is read again,
     /// in key order, where order matters (messages).
-    static func rows(path: String) throws -> [(line: Int, object: [String: Any], text: String)] {
-        if path == "-" { return try rows(data: FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>") }
+    static func rows(path: String, notes: DataNotes? = nil) throws -> [(line: Int, object: [String: Any], text: String)] {
+        if path == "-" { return try rows(data: FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>", notes: notes) }
         guard let data = FileManager.default.contents(atPath: path) else { throw DatasetError("\(path): cannot read (missing?)") }
-        return try rows(data: data, name: path)
+        return try rows(data: data, name: path, notes: notes)
     }
 
-    static func rows(data: Data, name path: String) throws -> [(line: Int, object: [String: Any], text: String)] {
+    static func rows(data: Data, name path: String, notes: DataNotes? = nil) throws -> [(line: Int, object: [String: Any], text: String)] {
         var result: [(Int, [String: Any], String)] = []
-        for (index, line) in lines(String(decoding: data, as: UTF8.self)).enumerated() {
+        for (index, line) in lines(try text(data, name: path, notes: notes)).enumerated() {
             if line.allSatisfy(\.isWhitespace) { continue }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
                 throw DatasetError("\(path):\(index + 1): not a JSON object")
@@ -105,8 +105,8 @@ public enum JSONL {
 
     /// SFT rows: {"prompt", "completion"}, {"text"}, or TRL's conversational {"messages"} (the
     /// loss on assistant turns), which needs the tokenizer's chat template `chat`.
-    public static func sft(path: String, chat: ChatFormatter? = nil) throws -> [SFTExample] {
-        let examples = try rows(path: path).map { line, o, text -> SFTExample in
+    public static func sft(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws -> [SFTExample] {
+        let examples = try rows(path: path, notes: notes).map { line, o, text -> SFTExample in
             let place = "\(path):\(line)"
             if o["messages"] != nil {
                 let (messages, variables) = try Conversations.messages(text, field: "messages", at: place, chat: chat)
@@ -125,13 +125,14 @@ public enum JSONL {
                               answer: try string(o, "answer", at: place, required: false), source: place)
         }
         guard !examples.isEmpty else { throw DatasetError("\(path): no examples") }
+        for e in examples where e.spans == nil && e.completion.isEmpty { notes?.noteEmpty(e.source) }
         return examples
     }
 
     /// Preference rows; TRL's conversational form ({"prompt": [messages], "chosen": [messages],
     /// "rejected": [messages]}) is rendered with the tokenizer's chat template `chat`.
-    public static func preferences(path: String, chat: ChatFormatter? = nil) throws -> [PreferenceExample] {
-        try rows(path: path).map { line, o, text in
+    public static func preferences(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws -> [PreferenceExample] {
+        let examples = try rows(path: path, notes: notes).map { line, o, text in
             let place = "\(path):\(line)"
             if o["prompt"] is [Any] { return try Conversations.preference(text, object: o, chat: chat, at: place) }
             var margin: Double?
@@ -157,11 +158,14 @@ public enum JSONL {
                                      rejected: try string(o, "rejected", at: place)!, margin: margin, openEnded: openEnded,
                                      task: task, source: place)
         }
+        // A pair whose responses are the same has no preference in it: its loss gradient is zero.
+        for e in examples where Set(e.responses).count < e.responses.count { notes?.noteIdentical(e.source) }
+        return examples
     }
 
     /// RL prompts: {"prompt": text} or TRL's {"prompt": [messages]} (rendered with the generation prompt).
-    public static func prompts(path: String, chat: ChatFormatter? = nil) throws -> [PromptExample] {
-        try rows(path: path).map { line, o, text in
+    public static func prompts(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws -> [PromptExample] {
+        try rows(path: path, notes: notes).map { line, o, text in
             let place = "\(path):\(line)"
             var prompt: String, rendered = false
             if o["prompt"] is [Any] {
@@ -172,6 +176,21 @@ public enum JSONL {
             return PromptExample(prompt: prompt, answer: try string(o, "answer", at: place, required: false),
                                  task: try string(o, "task", at: place, required: false), source: place, chatRendered: rendered)
         }
+    }
+
+    /// The file's text. Invalid UTF-8 is an error naming the line (it would otherwise become
+    /// U+FFFD without a word), unless `notes` allow replacement, which then records the lines.
+    static func text(_ data: Data, name path: String, notes: DataNotes?) throws -> String {
+        if let valid = String(data: data, encoding: .utf8) { return valid }
+        // Line numbers as `lines` counts them: "\r\n" and "\n" both end at a "\n" byte.
+        for (i, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated()
+        where String(data: Data(line), encoding: .utf8) == nil {
+            guard let notes, notes.allowReplacement else {
+                throw DatasetError("\(path):\(i + 1): invalid UTF-8; convert the file to UTF-8, or set data.allow_replacement: true to read it with U+FFFD in place of the bad bytes")
+            }
+            notes.noteReplaced("\(path):\(i + 1)")
+        }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// The text's lines, ending in "\n" or "\r\n" (Swift keeps "\r\n" as one Character, so

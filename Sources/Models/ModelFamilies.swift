@@ -68,13 +68,21 @@ public enum HFCheckpoint {
     }
 
     /// Loads a model folder of any registered family.
+    /// Loads a model folder of any registered family; weights that are not all finite (a run
+    /// that diverged) are an error naming the tensors, not NaN logits later.
     public static func load(directory: String) throws -> any CausalLM {
-        if GGUFFile.isGGUF(path: directory) { return try GGUFModel.load(GGUFFile(path: directory)) }
-        let config = try readConfig(directory: directory)
-        guard let family = ModelFamilies.family(modelType: config.modelType) else {
-            throw ModelError.checkpoint(path: directory, reason: "model_type '\(config.modelType)' has no family")
+        let model: any CausalLM
+        if GGUFFile.isGGUF(path: directory) {
+            model = try GGUFModel.load(GGUFFile(path: directory))
+        } else {
+            let config = try readConfig(directory: directory)
+            guard let family = ModelFamilies.family(modelType: config.modelType) else {
+                throw ModelError.checkpoint(path: directory, reason: "model_type '\(config.modelType)' has no family")
+            }
+            model = try family.load(directory: directory, config: config)
         }
-        return try family.load(directory: directory, config: config)
+        try checkFinite(model.weights, layout: model.parameterLayout, path: directory)
+        return model
     }
 
     /// Writes config.json and model.safetensors (F32) as the family's `save_pretrained` would.
@@ -89,4 +97,17 @@ public enum HFCheckpoint {
                                       tensors: model.hfTensors(), metadata: ["format": "pt"])
         }
     }
+}
+
+/// Throws when `weights` hold NaN or infinity, naming the first tensors that do.
+func checkFinite(_ weights: FloatBuffer, layout: TensorLayout, path: String) throws {
+    var bad: [String] = []
+    for t in layout.tensors {
+        var count = 0
+        for i in t.offset..<(t.offset + t.count) where !weights.pointer[i].isFinite { count += 1 }
+        if count > 0 { bad.append("\(t.name) (\(count) of \(t.count))") }
+    }
+    guard !bad.isEmpty else { return }
+    let shown = bad.prefix(5).joined(separator: ", ") + (bad.count > 5 ? " and \(bad.count - 5) more tensors" : "")
+    throw ModelError.checkpoint(path: path, reason: "non-finite weights (NaN or infinity) in \(shown): the run that wrote them diverged")
 }

@@ -62,6 +62,7 @@ public enum PEFTAdapter {
             try file.read(name, into: adapter.weights.pointer + tensor.offset, count: tensor.count)
         }
         guard names.count == adapter.layout.tensors.count else { throw fail(weightsPath, "layers wrap different projections; not supported") }
+        try checkFinite(adapter.weights, layout: adapter.layout, path: weightsPath)
         return adapter
     }
 

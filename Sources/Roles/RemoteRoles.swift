@@ -83,7 +83,8 @@ extension WireReader {
     mutating func options() throws -> SamplingOptions {
         var o = SamplingOptions(temperature: try float(), topK: try int(), topP: try float(), maxNewTokens: try int())
         let hasEOS = try bool(), eos = try int()
-        o.eosTokenId = hasEOS ? Int32(eos) : nil
+        guard let eosId = Int32(exactly: eos) else { throw RoleError("end-of-sequence id \(eos) is not a token id") }
+        o.eosTokenId = hasEOS ? eosId : nil
         o.seed = try uint64()
         return o
     }

@@ -21,12 +21,38 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var klBeta: Double? = nil
     public var optimizerSteps: [String: Int]? = nil
 
+    /// The settings that shape the model and the data when the checkpoint was written
+    /// (`ResumeSettings`): a resume with other values is refused unless `resume: force`.
+    public var settings: [String: String]? = nil
+
+    /// The divergence guard's memory at this step (so a resumed run judges steps as the
+    /// uninterrupted one would).
+    public var divergence: DivergenceMemory? = nil
+
+    /// A field no run could have written (a hand-edited or damaged file), or nil.
+    var problem: String? {
+        if step < 1 { return "step \(step) is not ≥ 1" }
+        if cursor < 0 || optimizerStep < 0 || (pairCursor ?? 0) < 0 { return "a negative cursor or optimizer step" }
+        if worldSize < 1 { return "world size \(worldSize) is not ≥ 1" }
+        if !learningRate.isFinite || !(klBeta ?? 0).isFinite { return "a non-finite learning rate or KL coefficient" }
+        return nil
+    }
+
     public init(stage: String, step: Int, cursor: Int, optimizerStep: Int, learningRate: Float, rng: RNG, tokenizer: String, worldSize: Int,
-                pairCursor: Int? = nil, klBeta: Double? = nil, optimizerSteps: [String: Int]? = nil) {
+                pairCursor: Int? = nil, klBeta: Double? = nil, optimizerSteps: [String: Int]? = nil, settings: [String: String]? = nil) {
         self.stage = stage; self.step = step; self.cursor = cursor; self.optimizerStep = optimizerStep; self.learningRate = learningRate
         self.rng = rng; self.tokenizer = tokenizer; self.worldSize = worldSize
-        self.pairCursor = pairCursor; self.klBeta = klBeta; self.optimizerSteps = optimizerSteps
+        self.pairCursor = pairCursor; self.klBeta = klBeta; self.optimizerSteps = optimizerSteps; self.settings = settings
     }
+}
+
+/// What a stage's divergence guard has learned so far: the first loss, the running mean and the
+/// streak of exactly-zero gradients (Training's DivergenceGuard), saved with each checkpoint.
+public struct DivergenceMemory: Codable, Equatable, Sendable {
+    public var first: Double?
+    public var mean: Double?
+    public var zeroGradientStreak = 0
+    public init() {}
 }
 
 /// A checkpoint folder (design §6): a Hugging Face model folder (config.json, model.safetensors,
@@ -71,10 +97,16 @@ public enum Checkpoints {
         let final = (directory as NSString).appendingPathComponent(folderName(step: step))
         let temporary = final + ".tmp-\(getpid())"
         try? fm.removeItem(atPath: temporary)
-        try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
-        try write(temporary)
-        if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
-        try fm.moveItem(atPath: temporary, toPath: final)
+        do {
+            try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+            try write(temporary)
+            if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
+            try fm.moveItem(atPath: temporary, toPath: final)
+        } catch {
+            // A full disk must not leave a half folder behind for the next attempt to trip over.
+            try? fm.removeItem(atPath: temporary)
+            throw TrainingError("writing checkpoint \(final) failed, the previous ones are kept: \(error)")
+        }
         // Keep the newest `keepLast`; clear leftovers of interrupted saves.
         let all = try fm.contentsOfDirectory(atPath: directory)
         for name in all where name.contains(".tmp-") { try? fm.removeItem(atPath: (directory as NSString).appendingPathComponent(name)) }
@@ -84,11 +116,68 @@ public enum Checkpoints {
     }
 
     /// The newest complete checkpoint in `directory` (a run's checkpoints folder), if any.
-    public static func newest(in directory: String) -> String? {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return nil }
+    public static func newest(in directory: String) -> String? { complete(in: directory).last }
+
+    /// The newest complete checkpoint of a step ≤ `step`.
+    public static func newest(in directory: String, atMost step: Int) -> String? {
+        complete(in: directory).last { path in
+            let name = (path as NSString).lastPathComponent
+            return Int(name.dropFirst("step-".count)).map { $0 <= step } ?? false
+        }
+    }
+
+    /// Complete checkpoints (renamed into place, with a training state), oldest first.
+    static func complete(in directory: String) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
         return names.filter { $0.hasPrefix("step-") && !$0.contains(".tmp-") }
             .filter { FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent($0 + "/training_state.json")) }
-            .sorted().last.map { (directory as NSString).appendingPathComponent($0) }
+            .sorted().map { (directory as NSString).appendingPathComponent($0) }
+    }
+
+    /// The newest checkpoint that `verify` passes, and each newer one it passed over with why.
+    public static func newestIntact(in directory: String) -> (checkpoint: String?, damaged: [(path: String, problem: String)]) {
+        var damaged: [(String, String)] = []
+        for candidate in complete(in: directory).reversed() {
+            guard let problem = verify(candidate) else { return (candidate, damaged) }
+            damaged.append((candidate, problem))
+        }
+        return (nil, damaged)
+    }
+
+    /// What is wrong with a checkpoint folder, or nil: its training state must decode with sane
+    /// fields, and every safetensors file in it (and in its subfolders) must have a valid header
+    /// whose tensors lie inside the file (a truncated file fails this), every JSON file must parse.
+    public static func verify(_ checkpoint: String) -> String? {
+        do {
+            let state = try loadState(checkpoint)
+            if let bad = state.problem { return "\(checkpoint)/training_state.json: \(bad)" }
+        } catch { return "\(error)" }
+        return verifyFiles(checkpoint)
+    }
+
+    /// What is wrong with the safetensors and JSON files of a folder (a model or a checkpoint), or nil.
+    public static func verifyFiles(_ folder: String) -> String? {
+        let fm = FileManager.default
+        for name in (fm.subpaths(atPath: folder) ?? []).sorted() {
+            let path = (folder as NSString).appendingPathComponent(name)
+            if name.hasSuffix(".safetensors") {
+                do { _ = try SafeTensorsFile(path: path) } catch { return "\(error)" }
+            } else if name.hasSuffix(".json") {
+                guard let data = fm.contents(atPath: path), (try? JSONSerialization.jsonObject(with: data)) != nil else { return "\(path): not valid JSON" }
+            }
+        }
+        return nil
+    }
+
+    /// Removes `step-N.tmp-PID` folders whose process is gone (a kill during a save); returns them.
+    public static func removeStaleTemporaries(in directory: String) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        return names.sorted().compactMap { name in
+            guard let range = name.range(of: ".tmp-"), let pid = Int32(name[range.upperBound...]) else { return nil }
+            guard pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { return nil }
+            let path = (directory as NSString).appendingPathComponent(name)
+            return (try? FileManager.default.removeItem(atPath: path)) != nil ? path : nil
+        }
     }
 
     public static func loadState(_ checkpoint: String) throws -> TrainingState {

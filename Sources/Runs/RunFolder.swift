@@ -16,34 +16,59 @@ public struct RunFolder: Sendable {
     public init(path: String) throws {
         self.path = path
         events = TensorBoardEvents(directory: path)
-        try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue {
+            throw TrainingError("the run folder \(path) ('out') is a file, not a folder")
+        }
+        do { try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true) }
+        catch { throw TrainingError("cannot create the run folder \(checkpoints): \(error.localizedDescription)") }
     }
 
-    /// Where to run and what to resume from, with a sentence saying which and why.
+    /// Where to run and what to resume from, with a sentence saying which and why. Leftover
+    /// temporary folders of dead saves are removed; a damaged newest checkpoint is passed over
+    /// for the newest intact one, with a warning.
     public static func choose(name: String, out: String, resume: ResumePolicy, workingDirectory: String,
                               now: Date = Date()) throws -> (folder: RunFolder, checkpoint: String?, message: String) {
+        let chosen = try chooseFolder(name: name, out: out, resume: resume, workingDirectory: workingDirectory, now: now)
+        let removed = Checkpoints.removeStaleTemporaries(in: chosen.folder.checkpoints)
+        let notes = removed.map { "removed \($0), left by an interrupted save of a process that is gone\n" }.joined()
+        return (chosen.folder, chosen.checkpoint, notes + chosen.message)
+    }
+
+    /// The newest intact checkpoint in `folder` and the warnings about newer damaged ones.
+    static func intact(in folder: RunFolder) -> (checkpoint: String?, warnings: String) {
+        let (checkpoint, damaged) = Checkpoints.newestIntact(in: folder.checkpoints)
+        let warnings = damaged.map { "warning: passing over the damaged checkpoint \($0.path) (\($0.problem))\n" }.joined()
+        return (checkpoint, warnings)
+    }
+
+    static func chooseFolder(name: String, out: String, resume: ResumePolicy, workingDirectory: String,
+                             now: Date) throws -> (folder: RunFolder, checkpoint: String?, message: String) {
         let fm = FileManager.default
         if case .from(let path) = resume {
             let checkpoint = URL(fileURLWithPath: path).standardizedFileURL.path
+            if let problem = Checkpoints.verify(checkpoint) { throw TrainingError("resume: \(checkpoint) cannot be resumed: \(problem)") }
             // A checkpoint lives in <run>/checkpoints/step-N: continue in that run unless told otherwise.
             let folder = out.isEmpty ? URL(fileURLWithPath: checkpoint).deletingLastPathComponent().deletingLastPathComponent().path : out
             return (try RunFolder(path: folder), checkpoint, "resuming from \(checkpoint) (resume: path)")
         }
         if !out.isEmpty {
             let folder = try RunFolder(path: out)
-            if resume == .auto, let c = Checkpoints.newest(in: folder.checkpoints) {
-                return (folder, c, "resuming from \(c) (resume: auto, newest checkpoint in \(out))")
+            if resume.continuesNewest {
+                let (c, warnings) = intact(in: folder)
+                if let c { return (folder, c, warnings + "resuming from \(c) (resume: \(resume), newest intact checkpoint in \(out))") }
+                if !warnings.isEmpty { throw TrainingError(warnings + "no intact checkpoint is left in \(folder.checkpoints); set resume: never to start over") }
             }
             return (folder, nil, resume == .never ? "starting fresh (resume: never)" : "starting fresh: no checkpoint in \(out)")
         }
         let runs = (workingDirectory as NSString).appendingPathComponent("runs")
-        if resume == .auto, let names = try? fm.contentsOfDirectory(atPath: runs) {
+        if resume.continuesNewest, let names = try? fm.contentsOfDirectory(atPath: runs) {
             let mine = names.filter { $0.hasPrefix(name + "-") && Self.isTimestamp(String($0.dropFirst(name.count + 1))) }.sorted()
             for candidate in mine.reversed() {
-                let folder = (runs as NSString).appendingPathComponent(candidate)
-                if let c = Checkpoints.newest(in: (folder as NSString).appendingPathComponent("checkpoints")) {
-                    return (try RunFolder(path: folder), c, "resuming from \(c) (resume: auto, newest run named \(name))")
-                }
+                let folder = try RunFolder(path: (runs as NSString).appendingPathComponent(candidate))
+                let (c, warnings) = intact(in: folder)
+                if let c { return (folder, c, warnings + "resuming from \(c) (resume: \(resume), newest run named \(name))") }
+                if !warnings.isEmpty { throw TrainingError(warnings + "no intact checkpoint is left in \(folder.checkpoints); set resume: never to start over") }
             }
         }
         let formatter = DateFormatter()
@@ -88,14 +113,30 @@ public struct RunFolder: Sendable {
         try events.restart(at: step + 1)
     }
 
+    /// One line of metrics.jsonl (and the same scalars for TensorBoard); a failed write names the file.
     public func appendMetrics(_ object: [String: Any]) throws {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: Self.jsonSafe(object), options: [.sortedKeys])
         if !FileManager.default.fileExists(atPath: metrics) { _ = FileManager.default.createFile(atPath: metrics, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: metrics) else { throw TrainingError("\(metrics): cannot open for writing") }
         defer { try? handle.close() }
-        try handle.seekToEnd()
-        try handle.write(contentsOf: data + Data("\n".utf8))
-        try events.append(object)
+        do {
+            try handle.seekToEnd()
+            try handle.write(contentsOf: data + Data("\n".utf8))
+        } catch { throw TrainingError("\(metrics): cannot write (\(error.localizedDescription))") }
+        do { try events.append(object) } catch { throw TrainingError("\(events.directory): cannot write the TensorBoard events (\(error.localizedDescription))") }
+    }
+
+    /// JSON has no NaN or infinity (Foundation refuses to write them): such a number becomes null.
+    public static func jsonSafe(_ value: [String: Any]) -> [String: Any] { value.mapValues(jsonSafe) }
+
+    static func jsonSafe(_ value: Any) -> Any {
+        switch value {
+        case let d as Double: return d.isFinite ? d : NSNull()
+        case let f as Float: return f.isFinite ? f : NSNull()
+        case let o as [String: Any]: return o.mapValues(jsonSafe)
+        case let a as [Any]: return a.map(jsonSafe)
+        default: return value
+        }
     }
 }
 

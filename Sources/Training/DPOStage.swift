@@ -81,6 +81,8 @@ public final class DPOStage {
             tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte", worldSize: worldSize))
         if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: optimizer, step: state.optimizerStep) }
         say(stageFolder.resumeLine(step: state.step))
+        try stageFolder.checkSteps(done: state.step, total: totalSteps, key: cfg.train.steps > 0 ? "train.steps" : "train.epochs",
+                                   epochs: cfg.train.steps > 0 ? nil : cfg.train.epochs, say: say)
         say(derived(accumulation: accumulation, pairs: (train.count, evalPairs.count, evalExamples.count), steps: (stepsPerEpoch, totalSteps),
                     parameters: (base.parameterCount, trainable.count), tokenizer: tokenizer))
 
@@ -103,6 +105,7 @@ public final class DPOStage {
 
         let progress = Progress(total: totalSteps, every: cfg.cadence.logEvery, startStep: state.step)
         var trainSeconds = 0.0
+        var divergence = DivergenceGuard(cfg.train, checkpoints: folder.checkpoints, memory: state.divergence)
         while state.step < totalSteps {
             let started = Date()
             let step = state.step + 1
@@ -120,15 +123,24 @@ public final class DPOStage {
             let seconds = Date().timeIntervalSince(started)
             trainSeconds += seconds
             let loss = totals[0] / Double(cfg.train.batchSize)
-            guard loss.isFinite else { throw TrainingError("loss is \(loss) at step \(step); lower train.lr or dpo.beta, or check the data") }
+            try divergence.check(step: step, loss: loss, gradNorm: Double(norm))
+            state.divergence = divergence.memory
             if cfg.train.checkReplicas { try await trainer.checkReplicasAgree(transport) }
+            let stop = step < totalSteps ? try await StopRequest.agreed(transport) : nil
             if isLeader { try report(step: step, totals: totals, lr: lr, norm: norm, seconds: (seconds, communicateSeconds), folder: folder, progress: progress) }
             if isLeader && cfg.cadence.evaluates(after: step, of: totalSteps) {
                 let e = try evaluate(step: step)
                 result.finalEval = e
                 progress.line("step \(step): \(Self.describe(e))")
             }
-            if isLeader && cfg.cadence.checkpoints(after: step, of: totalSteps) { try save(step: step) }
+            let saved = isLeader && cfg.cadence.checkpoints(after: step, of: totalSteps)
+            if saved { try save(step: step) }
+            if let stop {
+                try await stopAfterStep(stop, transport, stage: "dpo", step: step, saved: saved ? result.lastCheckpoint : nil) {
+                    try save(step: step)
+                    return result.lastCheckpoint ?? ""
+                }
+            }
         }
         if isLeader && state.step == totalSteps { try saveFinal(policyTrunk, adapter: policyLoRA, folder: folder) }
         try await transport.barrier()
@@ -228,7 +240,7 @@ public final class DPOStage {
 
     /// Preference pairs (train and held-out, tokenised) and, for exact match, held-out prompts with answers.
     func loadPairs(tokenizer: any Tokenizer, conditioned: Bool) throws -> (train: [TokenizedPair], eval: [TokenizedPair], examples: [SFTExample]) {
-        let cfg = config, maxLength = cfg.train.maxLength
+        let cfg = config, maxLength = cfg.train.maxLength, notes = cfg.data.notes()
         var trainExamples: [PreferenceExample], evalPairExamples: [PreferenceExample], evalExamples: [SFTExample]
         if cfg.data.task == .arith {
             let task = cfg.data.arithTask
@@ -237,15 +249,18 @@ public final class DPOStage {
             evalExamples = task.evalExamples()
         } else {
             // Rankings of K > 2 responses become their C(K, 2) pairs.
-            let lines = try JSONL.preferences(path: cfg.data.prefs, chat: tokenizer.chat)
+            let lines = try JSONL.preferences(path: cfg.data.prefs, chat: tokenizer.chat, notes: notes)
             trainExamples = lines.flatMap(\.pairs)
             if trainExamples.count > lines.count { say("data.prefs: \(lines.count) lines hold rankings; trained as \(trainExamples.count) pairs") }
-            evalPairExamples = cfg.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: cfg.data.evalPrefs, chat: tokenizer.chat).flatMap(\.pairs)
-            evalExamples = cfg.data.eval.isEmpty ? [] : try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat)
+            evalPairExamples = cfg.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: cfg.data.evalPrefs, chat: tokenizer.chat, notes: notes).flatMap(\.pairs)
+            evalExamples = cfg.data.eval.isEmpty ? [] : try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat, notes: notes)
         }
         let evalLimit = cfg.cadence.evalMaxExamples
-        let train = try trainExamples.map { try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: conditioned) }
-        let evalPairs = try evalPairExamples.prefix(evalLimit).map { try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: false) }
+        let train = try notes.keepingFitting(trainExamples) { try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: conditioned) }
+        let evalPairs = try notes.keepingFitting(Array(evalPairExamples.prefix(evalLimit))) {
+            try TokenizedPair($0, tokenizer: tokenizer, maxLength: maxLength, conditioned: false)
+        }
+        for line in notes.report { say(line) }
         return (train, evalPairs, Array(evalExamples.prefix(evalLimit)))
     }
 

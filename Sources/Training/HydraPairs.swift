@@ -51,7 +51,7 @@ final class HydraPairs {
 
     static func sequence(_ prompt: String, _ response: String, tokenizer: any Tokenizer, maxLength: Int, source: String) throws -> [Int32] {
         let s = tokenizer.encodeWithPrefix(prompt) + tokenizer.encode(response) + (tokenizer.eosTokenId.map { [$0] } ?? [])
-        guard s.count <= maxLength + 1 else { throw DatasetError("\(source): \(s.count) tokens exceed train.max_length (\(maxLength))") }
+        guard s.count <= maxLength + 1 else { throw TooLongExample(source: source, tokens: s.count - 1, maxLength: maxLength) }
         return s
     }
 

@@ -25,7 +25,7 @@ public struct TokenizedPair: Sendable, Equatable {
         // The longest sequence the loss reads: [x; y_l; y_w] for InSPO, else [x; y].
         let longest = prompt.count + (conditioned ? chosen.count + rejected.count : max(chosen.count, rejected.count))
         guard longest - 1 <= maxLength else {
-            throw DatasetError("\(e.source): \(longest - 1) tokens exceed train.max_length (\(maxLength))\(conditioned ? " (InSPO joins both responses)" : "")")
+            throw TooLongExample(source: e.source, tokens: longest - 1, maxLength: maxLength, note: conditioned ? "InSPO joins both responses" : "")
         }
     }
 }

@@ -15,27 +15,39 @@ struct SFTData {
     let evalExamples: [SFTExample]
     let preferences: (train: [PreferenceExample], eval: [PreferenceExample])
 
-    init(_ c: SFTConfig, tokenizer: any Tokenizer, worldSize: Int) throws {
+    /// Every example is tokenised and checked here, before step 1 (`notes` says what was found).
+    init(_ c: SFTConfig, tokenizer: any Tokenizer, worldSize: Int, notes: DataNotes) throws {
         let lmOn = c.hydra.lmWeight > 0
         let (train, evalSet): ([SFTExample], [SFTExample])
         if c.data.task == .arith {
             let task = c.data.arithTask
             (train, evalSet) = (task.sftExamples(), task.evalExamples())
         } else if lmOn {
-            train = try JSONL.sft(path: c.data.train, chat: tokenizer.chat)
-            evalSet = c.data.eval.isEmpty ? [] : try JSONL.sft(path: c.data.eval, chat: tokenizer.chat)
+            train = try JSONL.sft(path: c.data.train, chat: tokenizer.chat, notes: notes)
+            evalSet = c.data.eval.isEmpty ? [] : try JSONL.sft(path: c.data.eval, chat: tokenizer.chat, notes: notes)
         } else {
             (train, evalSet) = ([], [])   // reward model only (rm): no demonstrations, no LM evaluation
         }
-        self.train = lmOn ? try train.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.train.maxLength) } : []
+        self.train = lmOn ? try notes.keepingFitting(train) { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: c.train.maxLength) } : []
         var preferences: (train: [PreferenceExample], eval: [PreferenceExample]) = ([], [])
         if c.hydra.rewardWeight > 0 {
             if c.data.task == .arith {
                 let task = c.data.arithTask
                 preferences = (task.preferenceExamples(eval: false), task.preferenceExamples(eval: true))
             } else {
-                preferences = (try JSONL.preferences(path: c.data.prefs, chat: tokenizer.chat), c.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: c.data.evalPrefs, chat: tokenizer.chat))
+                preferences = (try JSONL.preferences(path: c.data.prefs, chat: tokenizer.chat, notes: notes),
+                               c.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: c.data.evalPrefs, chat: tokenizer.chat, notes: notes))
             }
+            // Too long pairs are found here, before step 1 (HydraPairs tokenises them again).
+            func fitting(_ pairs: [PreferenceExample]) throws -> [PreferenceExample] {
+                try notes.keepingFitting(pairs) { e in
+                    for response in e.responses {
+                        _ = try HydraPairs.sequence(e.prompt, response, tokenizer: tokenizer, maxLength: c.train.maxLength, source: e.source)
+                    }
+                    return e
+                }
+            }
+            preferences = (try fitting(preferences.train), try fitting(preferences.eval))
             guard c.hydra.pairBatchSize % (c.hydra.pairMicroBatchSize * worldSize) == 0 else {
                 throw ConfigError("'hydra.pair_batch_size' (\(c.hydra.pairBatchSize)) must be a multiple of hydra.pair_micro_batch_size × ranks (\(c.hydra.pairMicroBatchSize) × \(worldSize))")
             }
@@ -72,7 +84,9 @@ final class SFTSession {
         self.c = c; self.transport = transport
         let worldSize = transport.size
         tokenizer = try Tokenizers.load(c.run.tokenizer)
-        data = try SFTData(c, tokenizer: tokenizer, worldSize: worldSize)
+        let notes = c.data.notes()
+        data = try SFTData(c, tokenizer: tokenizer, worldSize: worldSize, notes: notes)
+        for line in notes.report { say(line) }
         accumulation = try c.accumulationSteps(worldSize: worldSize)
         // SFT has one role, the policy, trained data-parallel on every rank.
         guard try Placement.parse(c.run.placement, worldSize: worldSize).remote.isEmpty else {
@@ -95,6 +109,8 @@ final class SFTSession {
             stage: c.stageName, step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: c.run.seed &+ 7),
             tokenizer: c.run.tokenizer == "byte" ? "byte" : "tokenizer.json", worldSize: worldSize))
         say(stageFolder.resumeLine(step: state.step))
+        try stageFolder.checkSteps(done: state.step, total: totalSteps, key: c.train.steps > 0 ? "train.steps" : "train.epochs",
+                                   epochs: c.train.steps > 0 ? nil : c.train.epochs, say: say)
         say("model: \(trunk.config.layers) layers, \(trunk.config.heads) heads, \(trunk.config.channels) wide, vocab \(trunk.config.vocabSize), \(trunk.parameterCount) parameters")
         let model = trunk.config
         adapter = try c.lora.map { try stageAdapter($0, model: model, checkpoint: checkpoint, seed: c.run.seed &+ 13) }

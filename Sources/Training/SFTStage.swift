@@ -34,7 +34,7 @@ public final class SFTStage {
                 say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
         self.config = config; self.transport = transport; self.workingDirectory = workingDirectory
         self.sayOnRankZero = say
-        context = FailureContext(rank: transport.rank, role: "sft", step: 0)
+        context = FailureContext(rank: transport.rank, role: config.stageName, step: 0)
     }
 
     var isLeader: Bool { transport.rank == 0 }
@@ -72,14 +72,19 @@ public final class SFTStage {
             say("step 0: \(s.describe(r))")
         }
         let progress = Progress(total: s.totalSteps, every: c.cadence.logEvery, startStep: s.state.step)
+        var divergence = DivergenceGuard(c.train, checkpoints: s.folder.checkpoints, memory: s.state.divergence)
         while s.state.step < s.totalSteps {
             let started = Date()
             context.step = s.state.step + 1
             FailureReport.current = context
             let r = try await s.step()
             let step = s.state.step, seconds = Date().timeIntervalSince(started)
-            guard r.loss.isFinite else { throw TrainingError("loss is \(r.loss); lower train.lr or check the data") }
+            // rm trains the pair loss alone; its "loss" is that mean.
+            try divergence.check(step: step, loss: s.lmOn ? r.loss : r.pairLoss / Double(c.hydra.pairBatchSize), gradNorm: c.trainTrunk ? Double(r.gradNorm) : nil,
+                                 lossName: s.lmOn ? "loss" : "pair loss")
+            s.state.divergence = divergence.memory
             if c.train.checkReplicas { try await s.trainer.checkReplicasAgree(transport) }
+            let stop = step < s.totalSteps ? try await StopRequest.agreed(transport) : nil
             if isLeader {
                 var metrics: [String: Any] = ["step": step, "loss": r.loss, "lr": Double(r.learningRate), "grad_norm": Double(r.gradNorm),
                                               "tokens_per_s": Double(r.tokens) / max(seconds, 1e-9), "seconds": seconds, "communicate_seconds": r.communicateSeconds]
@@ -93,7 +98,9 @@ public final class SFTStage {
                 result.finalEval = e
                 progress.line("step \(step): \(s.describe(e))")
             }
-            if isLeader && c.cadence.checkpoints(after: step, of: s.totalSteps) { result.lastCheckpoint = try s.save(step: step) }
+            var saved: String?
+            if isLeader && c.cadence.checkpoints(after: step, of: s.totalSteps) { saved = try s.save(step: step); result.lastCheckpoint = saved }
+            if let stop { try await stopAfterStep(stop, transport, stage: c.stageName, step: step, saved: saved) { try s.save(step: step) } }
         }
         // Nobody leaves before the last checkpoint is on disk.
         try await transport.barrier()

@@ -67,7 +67,7 @@ public struct RunSettings: Sendable {
     static let name = Key<String>("name", "experiment", "run name; the run folder is runs/<name>-<timestamp>", validName)
     static let out = Key<ConfigPath>("out", "", "run folder (default runs/<name>-<timestamp> under the working folder)")
     static let seed = Key<Int>("seed", 1, "seed of every random choice (init, data order, sampling)")
-    static let resume = Key<String>("resume", "auto", "auto (newest checkpoint of this run name), never, or a checkpoint path")
+    static let resume = Key<String>("resume", "auto", "auto (newest intact checkpoint of this run name), force (auto, even with changed model/data settings), never, or a checkpoint path")
     static let tokenizer = Key<String>("tokenizer", "byte", "byte, a tokenizer.json (or folder holding one), or a GGUF file")
     public static let timeout = Key<Double>("cluster.timeout", 300, "seconds any wait for another rank may last before the run stops", .positive)
     static let overlap = Key<OverlapPolicy>("cluster.overlap_allreduce", .auto, "auto (overlap the gradient all-reduce with the backward when ranks span several hosts), always, or never")
@@ -104,17 +104,27 @@ public struct DataSettings: Sendable {
     static let eval = Key<ConfigPath>("data.eval", "", "evaluation JSONL (when no task)")
     static let prefs = Key<ConfigPath>("data.prefs", "", "preference pairs JSONL for Hydra-SFT (when no task)")
     static let evalPrefs = Key<ConfigPath>("data.eval_prefs", "", "held-out preference pairs JSONL (reward accuracy)")
+    static let skipTooLong = Key<Bool>("data.skip_too_long", false,
+                                       "drop examples (and prompts) longer than train.max_length at load, counted, instead of stopping with an error")
+    static let allowReplacement = Key<Bool>("data.allow_replacement", false,
+                                            "read invalid UTF-8 with U+FFFD in place of the bad bytes, counted, instead of stopping with an error")
     static let keys = [task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
-                       train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration]
+                       train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration, skipTooLong.declaration,
+                       allowReplacement.declaration]
 
     public var task: DataTask, seed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int
     public var train: String, eval: String, prefs: String, evalPrefs: String
+    public var skipTooLong: Bool, allowReplacement: Bool
+
+    /// A fresh record of what loading notices, with these settings' rules.
+    public func notes() -> DataNotes { DataNotes(allowReplacement: allowReplacement, skipTooLong: skipTooLong) }
 
     init(_ c: ResolvedConfig) {
         task = c[Self.task]; seed = UInt64(truncatingIfNeeded: c[Self.seed]); flaw = c[Self.flaw]; flawShare = c[Self.flawShare]
         evalSize = c[Self.evalSize]
         train = c.optional(Self.train)?.path ?? ""; eval = c.optional(Self.eval)?.path ?? ""
         prefs = c.optional(Self.prefs)?.path ?? ""; evalPrefs = c.optional(Self.evalPrefs)?.path ?? ""
+        skipTooLong = c[Self.skipTooLong]; allowReplacement = c[Self.allowReplacement]
     }
 
     /// The arith task these settings describe.
@@ -139,19 +149,26 @@ public struct OptimizerSettings: Sendable {
     static let eps = Key<Double>("train.eps", 1e-8, "AdamW ε", .positive)
     static let gradClip = Key<Double>("train.grad_clip", 1.0, "clip the global gradient norm to this (0: off)", .nonNegative)
     static let checkReplicas = Key<Bool>("train.check_replicas", false, "debug: compare weight checksums across ranks after every step")
+    static let lossSpike = Key<Double>("train.loss_spike", 10,
+                                       "stop when a step's loss exceeds this many times both the running mean and the first step's loss (0: off)", .nonNegative)
+    static let maxGradNormAbort = Key<Double>("train.max_grad_norm_abort", 0, "stop when the gradient norm before clipping exceeds this (0: off)", .nonNegative)
     static let keys = [steps.declaration, epochs.declaration, batchSize.declaration, microBatchSize.declaration, maxLength.declaration,
                        lr.declaration, minLRRatio.declaration, warmupSteps.declaration, weightDecay.declaration, beta1.declaration,
-                       beta2.declaration, eps.declaration, gradClip.declaration, checkReplicas.declaration]
+                       beta2.declaration, eps.declaration, gradClip.declaration, checkReplicas.declaration, lossSpike.declaration,
+                       maxGradNormAbort.declaration]
 
     public var steps: Int, epochs: Double, batchSize: Int, microBatchSize: Int, maxLength: Int
     public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float, eps: Float, gradClip: Float
     public var checkReplicas: Bool
+    /// The divergence guard's rules (DivergenceGuard).
+    public var lossSpike: Double, maxGradNormAbort: Double
 
     init(_ c: ResolvedConfig) {
         steps = c[Self.steps]; epochs = c[Self.epochs]; batchSize = c[Self.batchSize]; microBatchSize = c[Self.microBatchSize]
         maxLength = c[Self.maxLength]; lr = Float(c[Self.lr]); minLRRatio = Float(c[Self.minLRRatio]); warmupSteps = c[Self.warmupSteps]
         weightDecay = Float(c[Self.weightDecay]); beta1 = Float(c[Self.beta1]); beta2 = Float(c[Self.beta2]); eps = Float(c[Self.eps])
         gradClip = Float(c[Self.gradClip]); checkReplicas = c[Self.checkReplicas]
+        lossSpike = c[Self.lossSpike]; maxGradNormAbort = c[Self.maxGradNormAbort]
     }
 
     /// Micro-batches each rank runs per optimizer step: global batch = micro × accumulation × ranks.

@@ -28,28 +28,59 @@ func runStage<S: Stage>(_ stage: S, as name: String, onStage: (String, FailureCo
 struct StageFolder {
     let folder: RunFolder, checkpoint: String?, resumeMessage: String
     let isLeader: Bool
+    /// The model and data settings of this run (saved in its checkpoints' training state).
+    let settings: [String: String]
 
+    /// The run folder and checkpoint; a checkpoint trained with other model or data settings is
+    /// refused (unless resume: force) before the folder's config.yaml is rewritten.
     static func open(stage: String, run: RunSettings, resolved: ResolvedConfig, transport: any Transport, workingDirectory: String,
                      say: (String) -> Void) async throws -> StageFolder {
         let (folder, checkpoint, message) = try await RunFolder.chooseCollectively(name: run.name, out: run.out, resume: run.resume,
                                                                                  workingDirectory: workingDirectory, transport: transport)
         say("\(stage): run folder \(folder.path)")
+        RankStatus.shared.publish(runFolder: folder.path, size: transport.size)
+        let settings = ResumeSettings.of(resolved)
+        if let checkpoint, let warning = try ResumeSettings.check(checkpoint: checkpoint, state: try Checkpoints.loadState(checkpoint), config: resolved,
+                                                                  resume: run.resume) {
+            say(warning)
+        }
         say("resolved config (\(resolved.file ?? "defaults")):\n" + resolved.yaml)
         if transport.rank == 0 { try folder.writeConfig(resolved.yaml) }
-        return StageFolder(folder: folder, checkpoint: checkpoint, resumeMessage: message, isLeader: transport.rank == 0)
+        return StageFolder(folder: folder, checkpoint: checkpoint, resumeMessage: message, isLeader: transport.rank == 0, settings: settings)
     }
 
-    /// The checkpoint's training state (checked to be this stage's, metrics after it dropped), or `fresh`.
+    /// The checkpoint's training state (checked to be this stage's, metrics after it dropped), or
+    /// `fresh`; either way carrying this run's settings into the checkpoints it writes.
     func resumedState(stage: String, fresh: TrainingState) throws -> TrainingState {
-        guard let checkpoint else { return fresh }
-        let state = try Checkpoints.loadState(checkpoint)
-        guard state.stage == stage else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not \(stage)") }
-        if isLeader { try folder.truncateMetrics(afterStep: state.step) }
+        var state = fresh
+        if let checkpoint {
+            state = try Checkpoints.loadState(checkpoint)
+            guard state.stage == stage else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not \(stage)") }
+            if isLeader { try folder.truncateMetrics(afterStep: state.step) }
+        }
+        state.settings = settings
         return state
+    }
+
+    /// On resume, a run already at its last step says so (and trains nothing); one asked for fewer
+    /// steps than its checkpoint has done is an error rather than a silent exit. `key` is the
+    /// setting that gave `total` (train.steps, or train.epochs = `epochs`).
+    func checkSteps(done: Int, total: Int, key: String, epochs: Double? = nil, say: (String) -> Void) throws {
+        try checkRemainingSteps(checkpoint: checkpoint, done: done, total: total, key: key, epochs: epochs, say: say)
     }
 
     /// The sentence saying where the run starts.
     func resumeLine(step: Int) -> String { resumeMessage + (checkpoint != nil ? " at step \(step)" : "") }
+}
+
+/// `StageFolder.checkSteps` for any stage.
+func checkRemainingSteps(checkpoint: String?, done: Int, total: Int, key: String, epochs: Double? = nil, say: (String) -> Void) throws {
+    guard let checkpoint, done >= total else { return }
+    let setting = epochs.map { "'\(key)' \($0) gives \(total) steps" } ?? "'\(key)' is \(total)"
+    guard done == total else {
+        throw ConfigError("\(setting), but \(checkpoint) has already done \(done): raise \(key) to continue it, or set resume: never to start over")
+    }
+    say("\(checkpoint) is at step \(done), the last of \(setting): nothing left to train (raise \(key) to continue)")
 }
 
 /// The trainable parameters of a data-parallel stage and their AdamW optimizer. Each rank adds its

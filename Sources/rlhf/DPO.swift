@@ -21,7 +21,7 @@ struct DPO: AsyncParsableCommand {
         let config = try DPOConfig(resolved)
         let world = await MPIRuntime.shared.world(timeout: resolved[RunSettings.timeout])
         let stage = DPOStage(config: config, transport: world)
-        let result = try await failingLoudly(world, context: { stage.context }) { try await stage.run() }
+        let result = try await failingLoudly(world, context: { stage.context }, stopsGracefully: true) { try await stage.run() }
         guard world.rank == 0 else { return }
         var summary: [String: Any] = ["stage": "dpo", "loss": result.loss, "run": result.runFolder, "train_seconds": result.trainSeconds,
                                       "reference_seconds": result.referenceSeconds]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GGUF
 import Models
 import Runs
 import Tokenizers
@@ -14,6 +15,11 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
+        // A truncated or hand-damaged file is reported, not described as if it were whole.
+        let isCheckpoint = FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("training_state.json"))
+        if !GGUFFile.isGGUF(path: path), let problem = isCheckpoint ? Checkpoints.verify(path) : Checkpoints.verifyFiles(path) {
+            throw CLIError("\(path) is damaged: \(problem)")
+        }
         let config = try HFCheckpoint.readConfig(directory: path)
         let layout = config.parameterLayout
         var groups: [String: Int] = [:]

@@ -16,7 +16,7 @@ struct PPO: AsyncParsableCommand {
         let config = try PPOConfig(resolved)
         let world = await MPIRuntime.shared.world(timeout: config.run.timeout)
         let stage = PPOStage(config: config, transport: world)
-        let result = try await failingLoudly(world, context: { stage.context }) { try await stage.run() }
+        let result = try await failingLoudly(world, context: { stage.context }, stopsGracefully: true) { try await stage.run() }
         guard world.rank == 0 else { return }
         var summary: [String: Any] = ["stage": "ppo", "run": result.runFolder, "kl": result.kl, "seconds": result.seconds]
         if let e = result.initialExactMatch { summary["initial_exact_match"] = e }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kernels
+import Runs
 
 struct RLHF: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,7 +17,10 @@ func log(_ message: String) {
 
 /// One JSON object per line, keys sorted, for scripts that compare runs.
 func printJSONLine(_ object: [String: Any]) {
-    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    guard let data = try? JSONSerialization.data(withJSONObject: RunFolder.jsonSafe(object), options: [.sortedKeys, .withoutEscapingSlashes]) else {
+        log("cannot write the result as JSON: \(object)")
+        return
+    }
     print(String(decoding: data, as: UTF8.self))
     fflush(nil)
 }

@@ -57,7 +57,7 @@ func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
         let config = try SFTConfig(resolved)
         let world = await MPIRuntime.shared.world(timeout: config.run.timeout)
         let stage = SFTStage(config: config, transport: world)
-        let result = try await failingLoudly(world, context: { stage.context }) { try await stage.run() }
+        let result = try await failingLoudly(world, context: { stage.context }, stopsGracefully: true) { try await stage.run() }
         guard world.rank == 0 else { return }
         var summary: [String: Any] = ["stage": config.stageName, "run": result.runFolder, "steps": result.steps]
         if let a = result.rewardAccuracy { summary["reward_accuracy"] = a }
@@ -71,10 +71,23 @@ func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
 }
 
 /// Runs `body`; on an error prints `rank r (role, step s): reason` and, when other ranks exist,
-/// aborts the whole MPI job so that none of them waits forever.
-func failingLoudly<T>(_ world: MPITransport, context: () -> FailureContext, _ body: () async throws -> T) async throws -> T {
+/// aborts the whole MPI job so that none of them waits forever. `stopsGracefully` (single-stage
+/// training commands): SIGINT/SIGTERM/SIGUSR1 end the run after a step with a checkpoint, the
+/// way to continue printed, and exit status 128 + the signal.
+func failingLoudly<T>(_ world: MPITransport, context: () -> FailureContext, stopsGracefully: Bool = false,
+                      _ body: () async throws -> T) async throws -> T {
+    if stopsGracefully { try StopRequest.installHandlers() }
     do {
         return try await body()
+    } catch let stopped as RunStopped {
+        if world.rank == 0 {
+            log(stopped.description)
+            if let command = stopped.resumeCommand(arguments: CommandLine.arguments) {
+                log("to continue from it: \(command)" + (world.size > 1 ? "   (under the same mpirun command)" : ""))
+            }
+        }
+        await MPIRuntime.shared.finalize()
+        throw ExitCode(stopped.signal.exitStatus)
     } catch {
         log(context().describe("\(error)"))
         if world.size > 1 { await MPIRuntime.shared.abort(code: 1) }

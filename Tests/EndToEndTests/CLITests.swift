@@ -44,6 +44,44 @@ class CLITestCase: XCTestCase {
         return result
     }
 
+    /// Starts a process and returns it running, with its output collected into files.
+    func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
+        let p = Process()
+        p.environment = Self.cleanEnvironment
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = FileHandle(forWritingAtPath: log)!
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    /// Waits until training has logged a step, so every rank is inside the loop.
+    func waitForTraining(_ out: String, process: Process) throws {
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && process.isRunning {
+            if let text = try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8), text.contains("\"loss\"") { return }
+            usleep(50_000)
+        }
+        XCTFail("training did not start within 60 s")
+    }
+
+    /// The pid of the rank process `rank` of a job whose command line contains `marker`.
+    func rankProcess(_ rank: Int, marker: String) -> pid_t? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                  let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                  String(decoding: cmdline, as: UTF8.self).contains(marker),
+                  let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { continue }
+            let variables = String(decoding: environ, as: UTF8.self).split(separator: "\0")
+            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") && !String(decoding: cmdline, as: UTF8.self).hasPrefix("mpirun") { return pid }
+        }
+        return nil
+    }
+    /// A process's log so far.
+    func log(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 }
 
 final class CLITests: CLITestCase {

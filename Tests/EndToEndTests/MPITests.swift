@@ -21,20 +21,6 @@ final class MPITests: CLITestCase {
          "eval.every=0", "checkpoint.every=0", "log.every=1", "train.check_replicas=true"] + extra
     }
 
-    /// Starts a process and returns it running, with its output collected into files.
-    func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
-        let p = Process()
-        p.environment = Self.cleanEnvironment
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = FileHandle(forWritingAtPath: log)!
-        p.standardOutput = handle
-        p.standardError = handle
-        try p.run()
-        return p
-    }
-
     func testDataParallelSFTMatchesOneProcess() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         // The reference is `mpirun -np 1` with the same one BLAS thread per process: OpenBLAS
@@ -121,27 +107,41 @@ final class MPITests: CLITestCase {
         }
     }
 
-    /// The pid of the rank process `rank` of a job whose command line contains `marker`.
-    func rankProcess(_ rank: Int, marker: String) -> pid_t? {
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry),
-                  let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
-                  String(decoding: cmdline, as: UTF8.self).contains(marker),
-                  let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { continue }
-            let variables = String(decoding: environ, as: UTF8.self).split(separator: "\0")
-            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") && !String(decoding: cmdline, as: UTF8.self).hasPrefix("mpirun") { return pid }
-        }
-        return nil
-    }
-
-    /// Waits until training has logged a step, so every rank is inside the loop.
-    func waitForTraining(_ out: String, process: Process) throws {
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && process.isRunning {
-            if let text = try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8), text.contains("\"loss\"") { return }
-            usleep(50_000)
-        }
-        XCTFail("training did not start within 60 s")
+    /// SIGTERM reaching one rank (here rank 1, as `kill` or a scheduler may) stops every rank
+    /// after the same step: rank 0 writes the checkpoint and names the rank the signal reached,
+    /// mpirun exits non-zero, and -np 2 resumed from the checkpoint ends bit for bit where an
+    /// uninterrupted -np 2 run ends.
+    func testSIGTERMOnOneRankStopsEveryRankWithACheckpoint() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let steps = 300
+        let whole = try start(mpirun, try mpiArguments(2, sftArguments(out: directory + "/whole", steps: steps)), log: directory + "/whole.log")
+        whole.waitUntilExit()
+        XCTAssertEqual(whole.terminationStatus, 0, log(directory + "/whole.log"))
+        let cut = directory + "/cut"
+        let p = try start(mpirun, try mpiArguments(2, sftArguments(out: cut, steps: steps)), log: directory + "/cut.log")
+        try waitForTraining(cut, process: p)
+        let victim = try XCTUnwrap(rankProcess(1, marker: cut), "rank 1 not found")
+        // Held still while the signal is queued, so the run cannot reach its end first.
+        kill(victim, SIGSTOP)
+        XCTAssertTrue(p.isRunning, "the run ended before it could be signalled")
+        kill(victim, SIGTERM)
+        kill(victim, SIGCONT)
+        let signalled = Date()
+        while p.isRunning && Date().timeIntervalSince(signalled) < 60 { usleep(50_000) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        let text = log(directory + "/cut.log")
+        XCTAssertNotEqual(p.terminationStatus, 0, text)
+        let pattern = try NSRegularExpression(pattern: #"stopped by SIGTERM \(it reached rank 1\) after sft step (\d+); checkpoint: (\S+)\n"#)
+        let match = try XCTUnwrap(pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), text.suffix(2000).description)
+        let checkpoint = String(text[Range(match.range(at: 2), in: text)!])
+        XCTAssertLessThan(Int(text[Range(match.range(at: 1), in: text)!])!, steps)
+        let resumed = try start(mpirun, try mpiArguments(2, sftArguments(out: cut, steps: steps).map { $0 == "resume=never" ? "resume=\(checkpoint)" : $0 }),
+                                log: directory + "/resumed.log")
+        resumed.waitUntilExit()
+        XCTAssertEqual(resumed.terminationStatus, 0, log(directory + "/resumed.log"))
+        let end = "/checkpoints/step-" + String(format: "%08d", steps) + "/model.safetensors"
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: cut + end)), try Data(contentsOf: URL(fileURLWithPath: directory + "/whole" + end)))
     }
 
     func testKilledRankEndsTheWholeJobWithinThirtySeconds() throws {
@@ -176,8 +176,33 @@ final class MPITests: CLITestCase {
         let log = (try? String(contentsOfFile: directory + "/stopped.log", encoding: .utf8)) ?? ""
         XCTAssertNotEqual(p.terminationStatus, 0)
         XCTAssertLessThan(Date().timeIntervalSince(stoppedAt), 30)
-        let pattern = try NSRegularExpression(pattern: #"rank 0 \(sft, step \d+\): timed out after 2 s waiting for"#)
-        XCTAssertNotNil(pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)), "rank 0 must say where it waited: \(log.suffix(2000))")
+        // Rank 0 says where it waited, and which rank did not come and where that one was last.
+        let pattern = try NSRegularExpression(pattern: #"rank 0 \(sft, step (\d+)\): timed out after 2 s waiting for [^\n]*; did not arrive: rank 1 on \S+ \(pid \#(victim)\), last at \(sft, step (\d+)\), not heard from for \d+ s: stopped, hung or its machine unreachable"#)
+        let match = try XCTUnwrap(pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)), "rank 0 must name the stalled rank: \(log.suffix(2000))")
+        XCTAssertEqual(log[Range(match.range(at: 1), in: log)!], log[Range(match.range(at: 2), in: log)!], "both ranks were at the same step")
+    }
+
+    /// A rank suspended for a while and continued says so itself when it wakes (its heartbeat
+    /// thread sees the gap), and the run goes on; SIGTERM then ends it with a checkpoint.
+    func testASuspendedRankSaysSoWhenItWakes() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let out = directory + "/suspended"
+        let p = try start(mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000, extra: ["cluster.timeout=60"])), log: directory + "/suspended.log")
+        try waitForTraining(out, process: p)
+        let victim = try XCTUnwrap(rankProcess(1, marker: out), "rank 1 not found")
+        kill(victim, SIGSTOP)
+        sleep(4)
+        kill(victim, SIGCONT)
+        let woke = Date()
+        while !log(directory + "/suspended.log").contains("this process was suspended for") && Date().timeIntervalSince(woke) < 20 { usleep(50_000) }
+        kill(victim, SIGTERM)
+        while p.isRunning && Date().timeIntervalSince(woke) < 60 { usleep(50_000) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        let text = log(directory + "/suspended.log")
+        let pattern = try NSRegularExpression(pattern: #"rank 1 \(sft, step \d+\): this process was suspended for [4-9] s \(SIGSTOP, or its machine paused\)"#)
+        XCTAssertNotNil(pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), text.suffix(2000).description)
+        XCTAssertTrue(text.contains("stopped by SIGTERM (it reached rank 1)"), text.suffix(2000).description)
     }
 
     /// Reference and reward placed on other ranks return exactly what colocated roles return.

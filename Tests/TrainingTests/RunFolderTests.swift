@@ -1,16 +1,18 @@
 import Datasets
 import Foundation
+import Kernels
 @testable import Runs
 @testable import Training
 import XCTest
 
 final class RunFolderTests: TemporaryDirectoryTestCase {
 
-    /// A fake complete checkpoint (what `newest` looks for).
+    /// A fake complete checkpoint (what `newest` looks for, with a state `verify` accepts).
     func checkpoint(_ run: String, step: Int) throws -> String {
         let path = "\(directory)/runs/\(run)/checkpoints/\(Checkpoints.folderName(step: step))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: path + "/training_state.json", contents: Data("{}".utf8))
+        let state = TrainingState(stage: "sft", step: step, cursor: 0, optimizerStep: step, learningRate: 1e-3, rng: RNG(seed: 1), tokenizer: "byte", worldSize: 1)
+        try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: path + "/training_state.json"))
         return path
     }
 

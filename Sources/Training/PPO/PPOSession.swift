@@ -67,7 +67,9 @@ struct PPOData {
         evalExamples = []; ptxDemos = []; r2mPairs = []
     }
 
-    init(config cfg: PPOConfig, tokenizer: any Tokenizer, needsR2MPairs: Bool) throws {
+    /// Every prompt, demonstration and pair is tokenised and checked here, before the first
+    /// iteration; `notes` says what was found.
+    init(config cfg: PPOConfig, tokenizer: any Tokenizer, needsR2MPairs: Bool, notes: DataNotes) throws {
         func prompt(_ text: String, answer: String?, task: String, chatRendered: Bool = false) -> PPOPrompt {
             PPOPrompt(tokens: chatRendered ? tokenizer.encode(text) : SFTTokenization.promptTokens(SFTExample(prompt: text, completion: ""), tokenizer: tokenizer),
                       answer: answer, task: task, text: text)
@@ -82,37 +84,54 @@ struct PPOData {
                 return prompt(text, answer: p.spec, task: IFEvalTask.taskName, chatRendered: true)
             }
             let task = cfg.data.ifevalTask
-            prompts = try task.train.map(render)
+            prompts = try Self.fitting(try task.train.map(render), task: "ifeval", cfg, notes)
             instructionEval = try task.eval.prefix(cfg.cadence.evalMaxExamples).map(render)
             evalExamples = []
         } else if let task = arith {
-            prompts = task.train.map { prompt(ArithTask.prompt($0), answer: ArithTask.answer($0), task: "arith") }
+            prompts = try Self.fitting(task.train.map { prompt(ArithTask.prompt($0), answer: ArithTask.answer($0), task: "arith") }, task: "arith", cfg, notes)
             evalExamples = Array(task.evalExamples().prefix(cfg.cadence.evalMaxExamples))
         } else {
-            prompts = try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat).map { prompt($0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered) }
+            prompts = try notes.keepingFitting(try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat, notes: notes)) {
+                try Self.fitting(prompt($0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered), source: $0.source, cfg)
+            }
             guard !prompts.isEmpty else { throw DatasetError("\(cfg.data.train): no prompts") }
-            evalExamples = cfg.data.eval.isEmpty ? [] : Array(try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat).prefix(cfg.cadence.evalMaxExamples))
+            evalExamples = cfg.data.eval.isEmpty ? [] : Array(try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat, notes: notes).prefix(cfg.cadence.evalMaxExamples))
         }
         // PPO-ptx (InstructGPT): SFT demonstrations for an extra policy step per minibatch.
         var demos: [SFTExample] = []
         if cfg.ppo.ptxCoef > 0 {
             if let arith { demos = arith.sftExamples() } else {
                 guard !cfg.ptxFile.isEmpty else { throw ConfigError("ppo.ptx_coef > 0 needs 'data.ptx' (SFT demonstrations JSONL)") }
-                demos = try JSONL.sft(path: cfg.ptxFile, chat: tokenizer.chat)
+                demos = try JSONL.sft(path: cfg.ptxFile, chat: tokenizer.chat, notes: notes)
             }
         }
-        ptxDemos = try demos.map { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: cfg.maxLength) }
+        ptxDemos = try notes.keepingFitting(demos) { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: cfg.maxLength) }
         // Pairs R2M replays in its online updates: [BOS] x y [EOS] with the prompt's length.
         var pairs: [PreferenceExample] = []
         if needsR2MPairs {
-            if !cfg.r2mPairsFile.isEmpty { pairs = try JSONL.preferences(path: cfg.r2mPairsFile, chat: tokenizer.chat).flatMap(\.pairs) }
+            if !cfg.r2mPairsFile.isEmpty { pairs = try JSONL.preferences(path: cfg.r2mPairsFile, chat: tokenizer.chat, notes: notes).flatMap(\.pairs) }
             else if let arith { pairs = arith.preferenceExamples(eval: false) }
             else { throw ConfigError("rewards.selection r2m needs 'data.r2m_pairs' (preference pairs to replay)") }
         }
-        r2mPairs = try pairs.map {
+        r2mPairs = try notes.keepingFitting(pairs) {
             let p = try TokenizedPair($0, tokenizer: tokenizer, maxLength: cfg.maxLength, conditioned: false)
             return (p.prompt + p.chosen, p.prompt + p.rejected, p.prompt.count)
         }
+    }
+
+    /// A built-in task's prompts that fit (see below), each named by its position.
+    static func fitting(_ prompts: [PPOPrompt], task: String, _ cfg: PPOConfig, _ notes: DataNotes) throws -> [PPOPrompt] {
+        try notes.keepingFitting(Array(prompts.enumerated())) { try fitting($0.element, source: "data.task \(task), prompt \($0.offset + 1)", cfg) }
+    }
+
+    /// A prompt leaves room for ppo.max_new_tokens within train.max_length (the rollout's
+    /// sequences are sized by it), or it is too long.
+    static func fitting(_ p: PPOPrompt, source: String, _ cfg: PPOConfig) throws -> PPOPrompt {
+        guard p.tokens.count + cfg.ppo.maxNewTokens <= cfg.maxLength else {
+            throw TooLongExample(source: source, tokens: p.tokens.count + cfg.ppo.maxNewTokens, maxLength: cfg.maxLength,
+                                 note: "the prompt's \(p.tokens.count) + ppo.max_new_tokens \(cfg.ppo.maxNewTokens)")
+        }
+        return p
     }
 }
 
@@ -166,8 +185,11 @@ final class PPOSession {
         try checkMemoryPlan(cfg, model: base.config, ranksRollingOut: colocated ? transport.size : 1, say: say)
         let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
         let roles = try PPORoles(config: cfg, base: base, rewardHead: rewardHead, replicas: replicas)
-        // A rank that only hosts placed roles serves them and is done.
+        // A rank that only hosts placed roles serves them and is done. It cannot stop the run by
+        // itself (rank 0 drives), so a signal here keeps its default action: the job ends, as
+        // mpirun ends it when any rank dies; a graceful stop goes to rank 0.
         if !colocated && transport.rank != 0 {
+            StopRequest.restoreDefaultActions()
             if let hosted = placement.servers[transport.rank] {
                 try await RoleServer(transport: transport, policy: hosted.contains(.policy) ? roles.policy : nil,
                                      critic: hosted.contains(.critic) ? roles.critic : nil,
@@ -197,7 +219,9 @@ final class PPOSession {
         guard learned == nil || (onePass && colocated) else {
             throw ConfigError("'placement': learned rewards (rewards.proxy_heads, laser.arms) read the policy's and the shared trunk's states in one pass; they need layout hydra with every role colocated")
         }
-        data = try prompts.map { PPOData(prompts: $0) } ?? PPOData(config: cfg, tokenizer: tokenizer, needsR2MPairs: learned?.r2m != nil)
+        let notes = cfg.data.notes()
+        data = try prompts.map { PPOData(prompts: $0) } ?? PPOData(config: cfg, tokenizer: tokenizer, needsR2MPairs: learned?.r2m != nil, notes: notes)
+        for line in notes.report { say(line) }
         ptxCursor = transport.rank * 7919
         let dataRanks = colocated ? transport.size : 1
         guard cfg.ppo.prompts % dataRanks == 0 else { throw ConfigError("'ppo.prompts' (\(cfg.ppo.prompts)) must be a multiple of the ranks rolling out (\(dataRanks))") }

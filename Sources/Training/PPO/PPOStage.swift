@@ -48,12 +48,18 @@ public final class PPOStage {
         let (folder, checkpoint, resumeMessage) = session.colocated
             ? try await RunFolder.chooseCollectively(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory, transport: transport)
             : try RunFolder.choose(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory)
+        if let checkpoint, let warning = try ResumeSettings.check(checkpoint: checkpoint, state: try Checkpoints.loadState(checkpoint),
+                                                                  config: cfg.resolved, resume: cfg.run.resume) {
+            say(warning)
+        }
         if transport.rank == 0 { try folder.writeConfig(cfg.resolved.yaml) }
+        if session.colocated { RankStatus.shared.publish(runFolder: folder.path, size: transport.size) }
         session.describe(folder: folder)
         var result = PPOResult(runFolder: folder.path, kl: 0, seconds: 0)
         try await session.preparePrompts(folder: folder)
         let startIteration = try await resume(session, from: checkpoint, folder: folder)
         say(resumeMessage + (checkpoint != nil ? " at iteration \(startIteration - 1)" : ""))
+        try checkRemainingSteps(checkpoint: checkpoint, done: startIteration - 1, total: cfg.ppo.iterations, key: "ppo.iterations", say: say)
         if checkpoint == nil && cfg.cadence.evalEvery > 0 {
             result.initialExactMatch = try evaluate(session, iteration: 0, folder: folder)
             result.initialInstructions = try evaluateInstructions(session, iteration: 0, folder: folder)
@@ -72,6 +78,8 @@ public final class PPOStage {
             context.step = iteration
             FailureReport.current = context
             let metrics = try await session.iteration(iteration)
+            try checkFinite(metrics, checkpoints: folder.checkpoints)
+            let stop = iteration < cfg.ppo.iterations ? try await stopSignal(session) : nil
             result.kl = metrics.meanKL
             if transport.rank == 0 {
                 try folder.appendMetrics(metrics.json)
@@ -86,9 +94,11 @@ public final class PPOStage {
                 if let score = try evaluateInstructions(session, iteration: iteration, folder: folder) { result.finalInstructions = score }
                 if session.colocated { try await transport.barrier() }
             }
+            var saved: String?
             if transport.rank == 0 && cfg.cadence.checkpoints(after: iteration, of: cfg.ppo.iterations) {
-                try await save(session, iteration: iteration, folder: folder)
+                saved = try await save(session, iteration: iteration, folder: folder)
             }
+            if let stop { try await stopAfterIteration(stop, session, iteration: iteration, saved: saved, folder: folder) }
         }
         if transport.rank == 0 { try await session.pullPlacedState() }
         for client in session.clients.values { try await client.stop() }
@@ -137,12 +147,43 @@ public final class PPOStage {
         return state.step + 1
     }
 
-    func save(_ s: PPOSession, iteration: Int, folder: RunFolder) async throws {
+    /// The iteration's losses, KL and gradient norm must be finite (the divergence guard; PPO's
+    /// losses move both ways by design, so no spike rule).
+    func checkFinite(_ m: PPOMetrics, checkpoints: String) throws {
+        let watched = [("gradient norm", m.gradNorm), ("policy loss", m.policyLoss), ("KL", m.meanKL), ("value loss", m.valueLoss ?? 0)]
+        guard let (name, value) = watched.first(where: { !$0.1.isFinite }) else { return }
+        throw DivergenceGuard(spikeFactor: 0, maxGradNorm: 0, checkpoints: checkpoints).diverged("the \(name) is \(value)", step: m.iteration)
+    }
+
+    /// Colocated, every rank agrees on a signal right after the iteration; placed, rank 0 (the
+    /// driver, the only rank in this loop) decides alone. Ranks serving placed roles keep the
+    /// default signal actions (see PPOSession.start).
+    func stopSignal(_ s: PPOSession) async throws -> StopSignal? {
+        if s.colocated { return try await StopRequest.agreed(transport) }
+        return StopRequest.local.map { StopSignal(number: $0, ranks: [0]) }
+    }
+
+    /// Ends the run after `iteration` with a checkpoint; placed, the serving ranks are released
+    /// first (they end in the barrier every run ends with).
+    func stopAfterIteration(_ signal: StopSignal, _ s: PPOSession, iteration: Int, saved: String?, folder: RunFolder) async throws -> Never {
+        if s.colocated {
+            try await stopAfterStep(signal, transport, stage: "ppo", step: iteration, saved: saved) { try await self.save(s, iteration: iteration, folder: folder) }
+        }
+        var checkpoint = saved
+        if checkpoint == nil { checkpoint = try await save(s, iteration: iteration, folder: folder) }
+        for client in s.clients.values { try await client.stop() }
+        try await transport.barrier()
+        throw RunStopped(signal: signal, stage: "ppo", step: iteration, checkpoint: checkpoint)
+    }
+
+    @discardableResult
+    func save(_ s: PPOSession, iteration: Int, folder: RunFolder) async throws -> String {
         let snapshots = try await s.snapshots()
         let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * config.ppo.prompts, optimizerStep: snapshots["policy"]!.step,
                                   learningRate: 0, rng: RNG(seed: config.run.seed), tokenizer: s.tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
-                                  worldSize: transport.size, klBeta: s.kl.beta, optimizerSteps: snapshots.mapValues(\.step))
-        _ = try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: config.cadence.keepLast) { dir in
+                                  worldSize: transport.size, klBeta: s.kl.beta, optimizerSteps: snapshots.mapValues(\.step),
+                                  settings: ResumeSettings.of(config.resolved))
+        return try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: config.cadence.keepLast) { dir in
             try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizer: s.tokenizer as? BPETokenizer)
             try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
             try s.writeSourceState(directory: dir)

@@ -1,0 +1,46 @@
+// A signal handler may only touch a volatile sig_atomic_t and call async-signal-safe functions
+// (write, _exit: POSIX.1-2017 §2.4.3), which is why this lives in C rather than in Swift, whose
+// globals are initialised lazily behind a lock.
+#include "CStopSignal.h"
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t requested = 0;
+
+static void say(const char *text) {
+    ssize_t ignored = write(2, text, strlen(text));
+    (void)ignored;
+}
+
+static void on_stop_signal(int signal) {
+    if (requested != 0) {
+        say("\nsecond signal: exiting at once, without a checkpoint\n");
+        _exit(128 + signal);
+    }
+    requested = signal;
+    say("\nsignal received: finishing the current step, then writing a checkpoint (send it again to exit at once)\n");
+}
+
+int rlhf_install_stop_handlers(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;   // blocking reads and MPI's sockets carry on; the loop polls
+    int signals[] = {SIGINT, SIGTERM, SIGUSR1};
+    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        if (sigaction(signals[i], &action, NULL) != 0) return -1;
+    }
+    return 0;
+}
+
+void rlhf_restore_default_stop_actions(void) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
+}
+
+int rlhf_stop_signal(void) { return requested; }
+
+void rlhf_set_stop_signal(int signal) { requested = signal; }

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Ranks on several "machines" over real sockets, on one computer (issue 15): each host is a network
+# namespace with its own address and hostname, joined to the others by veth pairs on a bridge;
+# mpirun starts its daemons in them through scripts/netns-agent.sh (no sshd), and the ranks talk
+# over TCP only (btl tcp,self). Needs root and iproute2.
+#
+#   bash scripts/multihost.sh           # set up 2 hosts, run every check, tear down
+#   bash scripts/multihost.sh setup     # only create the hosts (HOSTS=3 for three)
+#   bash scripts/multihost.sh teardown
+#
+# Checks: data-parallel SFT over 2 hosts equals one process bit for bit; PPO with the reference
+# and reward placed on the other host equals the colocated run bit for bit; killing a rank on one
+# host ends the job within 30 s with the rank named; SIGUSR1 to mpirun stops the ranks on both
+# hosts with a checkpoint; `rlhf bench allreduce` over TCP between hosts beside shared memory on
+# one host.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+hosts=${HOSTS:-2}
+bridge=rlhfbr
+subnet=10.77.0
+map=/run/rlhf-multihost
+rlhf=$PWD/.build/release/rlhf
+
+setup() {
+    mkdir -p "$map"
+    ip link show "$bridge" >/dev/null 2>&1 || ip link add "$bridge" type bridge
+    ip addr replace "$subnet.1/24" dev "$bridge"
+    ip link set "$bridge" up
+    for i in $(seq 1 "$hosts"); do
+        ns=rlhfh$i address=$subnet.$((10 + i))
+        ip netns list | grep -qw "$ns" || ip netns add "$ns"
+        if ! ip link show "v$ns" >/dev/null 2>&1; then
+            ip link add "v$ns" type veth peer name eth0 netns "$ns"
+            ip link set "v$ns" master "$bridge" up
+        fi
+        ip -n "$ns" addr replace "$address/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        ip -n "$ns" link set lo up
+        echo "$ns" > "$map/$address"
+    done
+    echo "hosts: $(ls "$map" | tr '\n' ' ')"
+}
+
+teardown() {
+    for ns in $(ip netns list | awk '/^rlhfh/ {print $1}'); do
+        ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true   # daemons or ranks left behind
+        ip netns del "$ns"
+    done
+    ip link del "$bridge" 2>/dev/null || true
+    rm -rf "$map"
+}
+
+# mpirun across the hosts: one rank per host unless told otherwise.
+across() {
+    local slots=$1; shift
+    local list=""
+    for i in $(seq 1 "$hosts"); do list+="${list:+,}$subnet.$((10 + i)):$slots"; done
+    mpirun --allow-run-as-root --oversubscribe --host "$list" --mca plm_rsh_agent "$PWD/scripts/netns-agent.sh" \
+        --mca btl tcp,self --mca btl_tcp_if_include "$subnet.0/24" --mca oob_tcp_if_include "$subnet.0/24" \
+        -x OPENBLAS_NUM_THREADS=1 -x RLHF_NO_REEXEC=1 "$@"
+}
+
+one() { mpirun --allow-run-as-root --oversubscribe -np 1 -x OPENBLAS_NUM_THREADS=1 -x RLHF_NO_REEXEC=1 "$@"; }
+
+same() {   # same FILE A B: the two runs wrote the same bytes
+    if cmp -s "$2/$1" "$3/$1"; then echo "  identical: $1"; else echo "  DIFFERENT: $1"; failed=1; fi
+}
+
+checks() {
+    local work; work=$(mktemp -d)
+    failed=0
+    local started=$SECONDS
+    echo "== hostnames the ranks see"
+    across 1 -np "$hosts" hostname
+    local sft=(sft name=mh resume=never data.task=arith data.eval_size=50 train.steps=12 train.batch_size=16 train.micro_batch_size=4
+               train.max_length=16 train.warmup_steps=2 eval.every=0 checkpoint.every=0 log.every=4)
+    echo "== data-parallel SFT: 2 hosts against 1 process"
+    one "$rlhf" "${sft[@]}" out="$work/sft1" > "$work/sft1.log"
+    across 1 -np 2 "$rlhf" "${sft[@]}" out="$work/sft2" > "$work/sft2.log"
+    grep -h "world size" "$work/sft2.log" | head -1
+    same checkpoints/step-00000012/model.safetensors "$work/sft1" "$work/sft2"
+
+    echo "== PPO: reference and reward on the other host against colocated"
+    local ppo=(ppo model.init_from="$work/sft1/checkpoints/step-00000012" data.task=arith data.eval_size=50 resume=never ppo.iterations=2
+               ppo.prompts=8 ppo.samples_per_prompt=4 ppo.max_new_tokens=5 ppo.minibatch_size=8 eval.every=0 train.max_length=16 rewards.reward_head=0.1)
+    one "$rlhf" "${ppo[@]}" out="$work/ppo1" > "$work/ppo1.log"
+    across 1 -np 2 "$rlhf" "${ppo[@]}" out="$work/ppo2" placement=reference=1,reward=1 > "$work/ppo2.log"
+    grep -h "reference → rank" "$work/ppo2.log" | head -1
+    same final/policy_adapter/adapter_model.safetensors "$work/ppo1" "$work/ppo2"
+
+    echo "== a rank killed on host 2 ends the job"
+    across 1 -np 2 "$rlhf" "${sft[@]}" train.steps=1000000 out="$work/killed" > "$work/killed.log" 2>&1 &
+    local job=$!
+    for _ in $(seq 1 600); do grep -q '"loss"' "$work/killed/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
+    local victim; victim=$(ip netns pids rlhfh2 | while read -r p; do tr '\0' ' ' < /proc/$p/cmdline | grep -q "$work/killed" && ! tr '\0' ' ' < /proc/$p/cmdline | grep -q orted && echo "$p"; done | head -1)
+    if [ -z "$victim" ]; then echo "  rank 1 not found in rlhfh2"; kill "$job" 2>/dev/null || true; wait "$job" || true; failed=1; return 1; fi
+    local killed=$SECONDS
+    kill -9 "$victim"
+    wait "$job" || true
+    echo "  job ended $((SECONDS - killed)) s after the kill; mpirun said:"
+    grep -m1 -E "rank 1|noticed that process" "$work/killed.log" | sed 's/^/  /'
+    [ $((SECONDS - killed)) -le 30 ] || { echo "  TOO SLOW"; failed=1; }
+
+    echo "== SIGUSR1 to mpirun: every rank on both hosts stops after the same step with a checkpoint"
+    across 1 -np 2 "$rlhf" "${sft[@]}" train.steps=1000000 out="$work/usr1" > "$work/usr1.log" 2>&1 &
+    job=$!
+    for _ in $(seq 1 600); do grep -q '"loss"' "$work/usr1/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
+    kill -USR1 "$job"
+    wait "$job" || true
+    if grep -m1 "stopped by SIGUSR1" "$work/usr1.log" | sed 's/^/  /'; then :; else echo "  NO STOP REPORT"; tail -5 "$work/usr1.log"; failed=1; fi
+
+    echo "== all-reduce: TCP between 2 hosts"
+    across 1 -np 2 "$rlhf" bench allreduce --mib 1 --mib 16 --mib 64 --steps 1 --preset tiny | grep -v '^$' | tail -4
+    echo "== all-reduce: shared memory, 2 ranks on one host"
+    mpirun --allow-run-as-root --oversubscribe -np 2 -x OPENBLAS_NUM_THREADS=1 -x RLHF_NO_REEXEC=1 "$rlhf" bench allreduce --mib 1 --mib 16 --mib 64 --steps 1 --preset tiny | grep -v '^$' | tail -4
+    echo "== $((SECONDS - started)) s in all; $([ $failed = 0 ] && echo 'every check passed' || echo 'FAILED')"
+    rm -rf "$work"
+    return $failed
+}
+
+case "${1:-all}" in
+    setup) setup ;;
+    teardown) teardown ;;
+    checks) checks ;;
+    all) setup; trap teardown EXIT; checks ;;
+    *) echo "usage: $0 [all|setup|teardown|checks]" >&2; exit 2 ;;
+esac
