@@ -63,7 +63,8 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         // libFuzzer targets for the parsers (scripts/fuzz.sh); the plain build replays saved inputs.
-        .executableTarget(name: "rlhf-fuzz", dependencies: ["Training", "Roles", "Models", "Tokenizers", "GGUF", "Datasets", "Config"]),
+        .target(name: "CFuzzer"),
+        .executableTarget(name: "rlhf-fuzz", dependencies: ["CFuzzer", "Training", "Roles", "Models", "Tokenizers", "GGUF", "Datasets", "Config"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels", "GGUF"],
                     resources: [.copy("Fixtures")], swiftSettings: fastMath),

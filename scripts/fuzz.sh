@@ -16,8 +16,15 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(safetensors tokenizer jsonl config wire gguf)
 
-swift build -c release --product rlhf-fuzz --build-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING
-binary=.build-fuzz/release/rlhf-fuzz
+mkdir -p .build-fuzz
+# SwiftPM links with gold, which stops with "internal error in format_file_lineno" on this
+# toolchain's libFuzzer; the same link command with lld works, so a failed link is redone with it.
+if ! swift build -v -c release --product rlhf-fuzz --build-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING > .build-fuzz/build.log 2>&1; then
+    link=$(grep -- "-emit-executable" .build-fuzz/build.log | grep -- "-o [^ ]*/rlhf-fuzz " | tail -1)
+    [ -n "$link" ] || { tail -30 .build-fuzz/build.log; exit 1; }
+    eval "$link -use-ld=lld" > .build-fuzz/link.log 2>&1 || { tail -c 3000 .build-fuzz/link.log; exit 1; }
+fi
+binary=$(swift build -c release --build-path .build-fuzz --show-bin-path)/rlhf-fuzz
 
 # Seeds: the saved inputs (Tests/Fuzz/TARGET), and for the config loader the shipped configs.
 seeds() { ls Tests/Fuzz/"$1"/*; [ "$1" != config ] || ls configs/*.yaml; }

@@ -8,7 +8,7 @@
 #   bash scripts/multihost.sh setup     # only create the hosts (HOSTS=3 for three)
 #   bash scripts/multihost.sh teardown
 #
-# Checks: data-parallel SFT over 2 hosts equals one process bit for bit; PPO with the reference
+# Checks: data-parallel Hydra-SFT over 2 hosts equals one process bit for bit; PPO with the reference
 # and reward placed on the other host equals the colocated run bit for bit; killing a rank on one
 # host ends the job within 30 s with the rank named; SIGUSR1 to mpirun stops the ranks on both
 # hosts with a checkpoint; `rlhf bench allreduce` over TCP between hosts beside shared memory on
@@ -72,13 +72,14 @@ checks() {
     local started=$SECONDS
     echo "== hostnames the ranks see"
     across 1 -np "$hosts" hostname
-    local sft=(sft name=mh resume=never data.task=arith data.eval_size=50 train.steps=12 train.batch_size=16 train.micro_batch_size=4
+    local sft=(hydra-sft name=mh resume=never data.task=arith data.eval_size=50 train.steps=12 train.batch_size=16 train.micro_batch_size=4
                train.max_length=16 train.warmup_steps=2 eval.every=0 checkpoint.every=0 log.every=4)
-    echo "== data-parallel SFT: 2 hosts against 1 process"
+    echo "== data-parallel Hydra-SFT (LM + reward head): 2 hosts against 1 process"
     one "$rlhf" "${sft[@]}" out="$work/sft1" > "$work/sft1.log"
     across 1 -np 2 "$rlhf" "${sft[@]}" out="$work/sft2" > "$work/sft2.log"
     grep -h "world size" "$work/sft2.log" | head -1
     same checkpoints/step-00000012/model.safetensors "$work/sft1" "$work/sft2"
+    same checkpoints/step-00000012/reward_head.safetensors "$work/sft1" "$work/sft2"
 
     echo "== PPO: reference and reward on the other host against colocated"
     local ppo=(ppo model.init_from="$work/sft1/checkpoints/step-00000012" data.task=arith data.eval_size=50 resume=never ppo.iterations=2
@@ -92,7 +93,7 @@ checks() {
     across 1 -np 2 "$rlhf" "${sft[@]}" train.steps=1000000 out="$work/killed" > "$work/killed.log" 2>&1 &
     local job=$!
     for _ in $(seq 1 600); do grep -q '"loss"' "$work/killed/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
-    local victim; victim=$(ip netns pids rlhfh2 | while read -r p; do tr '\0' ' ' < /proc/$p/cmdline | grep -q "$work/killed" && ! tr '\0' ' ' < /proc/$p/cmdline | grep -q orted && echo "$p"; done | head -1)
+    local victim; victim=$(ip netns pids rlhfh2 | while read -r p; do tr '\0' ' ' < /proc/$p/cmdline | grep -q "$work/killed" && ! tr '\0' ' ' < /proc/$p/cmdline | grep -q orted && echo "$p"; done | head -1 || true)
     if [ -z "$victim" ]; then echo "  rank 1 not found in rlhfh2"; kill "$job" 2>/dev/null || true; wait "$job" || true; failed=1; return 1; fi
     local killed=$SECONDS
     kill -9 "$victim"
@@ -105,7 +106,8 @@ checks() {
     across 1 -np 2 "$rlhf" "${sft[@]}" train.steps=1000000 out="$work/usr1" > "$work/usr1.log" 2>&1 &
     job=$!
     for _ in $(seq 1 600); do grep -q '"loss"' "$work/usr1/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
-    kill -USR1 "$job"
+    # $job is the subshell running `across`; mpirun is its child, and mpirun forwards SIGUSR1.
+    kill -USR1 "$(pgrep -P "$job" -x mpirun)"
     wait "$job" || true
     if grep -m1 "stopped by SIGUSR1" "$work/usr1.log" | sed 's/^/  /'; then :; else echo "  NO STOP REPORT"; tail -5 "$work/usr1.log"; failed=1; fi
 

@@ -13,13 +13,20 @@ static void say(const char *text) {
     (void)ignored;
 }
 
+/// Set on a rank that serves placed roles: it cannot stop the run itself (rank 0 drives).
+static volatile sig_atomic_t serving = 0;
+
 static void on_stop_signal(int signal) {
     if (requested != 0) {
         say("\nsecond signal: exiting at once, without a checkpoint\n");
         _exit(128 + signal);
     }
     requested = signal;
-    say("\nsignal received: finishing the current step, then writing a checkpoint (send it again to exit at once)\n");
+    if (serving) {
+        say("\nsignal received by a rank serving roles: rank 0 decides when the run stops (signal it, or mpirun); send it again to exit at once\n");
+    } else {
+        say("\nsignal received: finishing the current step, then writing a checkpoint (send it again to exit at once)\n");
+    }
 }
 
 int rlhf_install_stop_handlers(void) {
@@ -35,11 +42,7 @@ int rlhf_install_stop_handlers(void) {
     return 0;
 }
 
-void rlhf_restore_default_stop_actions(void) {
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGUSR1, SIG_DFL);
-}
+void rlhf_mark_serving_rank(void) { serving = 1; }
 
 int rlhf_stop_signal(void) { return requested; }
 

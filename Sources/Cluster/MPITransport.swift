@@ -89,7 +89,7 @@ public actor MPIRuntime {
             let waited = Date().timeIntervalSince(start)
             if waited > 0.05 && !published { RankStatus.shared.setWaiting(what()); published = true }
             if waited > timeout {
-                throw TransportError("timed out after \(Int(timeout)) s waiting for \(what())" + RankStatus.shared.absentees(waitingFor: what(), among: peers))
+                throw TransportError("timed out after \(Int(timeout)) s waiting for \(what())" + RankStatus.joined(RankStatus.shared.absentees(waitingFor: what(), among: peers)))
             }
             if waited > 0.001 { pause = min(max(pause * 2, 20), 2000); usleep(pause) }
         }
@@ -149,7 +149,7 @@ public actor MPIRuntime {
             if done != 0 { return }
             if Date().timeIntervalSince(start) > timeout {
                 throw TransportError("timed out after \(Int(timeout)) s waiting for an all-reduce of \(count) gradient values"
-                                     + RankStatus.shared.absentees(waitingFor: "an all-reduce of \(count) values"))
+                                     + RankStatus.joined(RankStatus.shared.absentees(waitingFor: "an all-reduce of \(count) values")))
             }
             usleep(pause); pause = min(pause * 2, 500)
         }
@@ -217,7 +217,7 @@ public actor MPIRuntime {
             if waited > 0.05 && !published { RankStatus.shared.setWaiting("a message from rank \(source) (tag \(tag))"); published = true }
             if waited > timeout {
                 let what = "a message from rank \(source) (tag \(tag))"
-                throw TransportError("timed out after \(Int(timeout)) s waiting for \(what)" + RankStatus.shared.absentees(waitingFor: what, among: [source]))
+                throw TransportError("timed out after \(Int(timeout)) s waiting for \(what)" + RankStatus.joined(RankStatus.shared.absentees(waitingFor: what, among: [source])))
             }
             if waited > 0.001 { pause = min(max(pause * 2, 20), 2000); usleep(pause) }
         }

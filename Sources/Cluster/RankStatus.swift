@@ -106,10 +106,12 @@ public final class RankStatus: @unchecked Sendable {
     /// One beat: wait for it (or a change), report a suspension, publish; returns when the next is due.
     @inline(never)
     private func beatOnce(expected: Date) -> Date {
+        let began = Date()
         let next = nextRecord(until: expected)
         // However it woke, a beat due long ago means this thread did not run: the process was
         // suspended (with steps changing every few ms it may wake by a change, not a timeout).
-        let late = Date().timeIntervalSince(expected)
+        // Counted from when this wait began, so a slow write before it is not a suspension.
+        let late = Date().timeIntervalSince(max(expected, began))
         if late > Self.suspendedAfter {
             let seconds = Int((late + Self.interval).rounded())
             FailureReport.print("this process was suspended for \(seconds) s (SIGSTOP, or its machine paused); the other ranks may have timed out waiting for it")
@@ -133,8 +135,8 @@ public final class RankStatus: @unchecked Sendable {
         return out
     }
 
-    /// The sentence a timeout appends: which ranks (all, or `ranks`) did not arrive in `what`
-    /// and what each was last doing ("" without a status folder). Watches the others' beats for
+    /// What a timeout adds: which ranks (all, or `ranks`) did not arrive in `what` and what each
+    /// was last doing ("" without a status folder). Watches the others' beats for
     /// `watch` seconds to tell a running rank from a stopped one.
     public func absentees(waitingFor what: String, among ranks: [Int]? = nil) -> String {
         condition.lock()
@@ -153,9 +155,12 @@ public final class RankStatus: @unchecked Sendable {
             if alive && r.waiting == what && r.step == me.step { continue }   // it arrived and waits too
             missing.append(Self.describe(r, alive: alive, now: now))
         }
-        guard !missing.isEmpty else { return "; every rank reached it (a slow network, or a deadlock inside MPI)" }
-        return "; did not arrive: " + missing.joined(separator: "; ")
+        guard !missing.isEmpty else { return "every rank reached it (a slow network, or a deadlock inside MPI)" }
+        return "did not arrive: " + missing.joined(separator: "; ")
     }
+
+    /// `absentees` appended to a one-line error.
+    static func joined(_ absent: String) -> String { absent.isEmpty ? "" : "; " + absent }
 
     static func describe(_ r: Record, alive: Bool, now: Double) -> String {
         var state = "still computing"

@@ -13,8 +13,9 @@ public enum StopRequest {
         guard rlhf_install_stop_handlers() == 0 else { throw TransportError("cannot install the SIGINT/SIGTERM/SIGUSR1 handlers: \(String(cString: strerror(errno)))") }
     }
 
-    /// Default actions again (a rank serving placed roles, which cannot stop by itself).
-    public static func restoreDefaultActions() { rlhf_restore_default_stop_actions() }
+    /// This process serves placed roles: it cannot stop the run itself, so a signal here only
+    /// says that rank 0 decides (rank 0 gets the same signal from mpirun or Slurm and stops all).
+    public static func markServingRank() { rlhf_mark_serving_rank() }
 
     /// The signal this process received, if any.
     public static var local: Int32? {

@@ -58,7 +58,11 @@ final class CollectiveWatchdog: @unchecked Sendable {
                 return (op.what, op.timeout)
             }
             if let (what, timeout) = expired {
-                FailureReport.print("timed out after \(Int(timeout)) s waiting for \(what)" + RankStatus.shared.absentees(waitingFor: what))
+                // The timeout first: the ranks' status takes a second to read, and mpirun may end
+                // this process meanwhile if another rank's watchdog fired first.
+                FailureReport.print("timed out after \(Int(timeout)) s waiting for \(what)")
+                let absent = RankStatus.shared.absentees(waitingFor: what)
+                if !absent.isEmpty { FailureReport.print(absent) }
                 _exit(1)
             }
         }

@@ -20,7 +20,12 @@ public enum ResumeSettings {
         var out: [String: String] = [:]
         for key in tracked(config) {
             guard let value = config.values[key.path] else { continue }
-            if key.type == .path, case .string(let path) = value { out[key.path] = describeFile(path) } else { out[key.path] = value.description }
+            // The tokenizer key names a file or folder too, unless it is the built-in "byte".
+            if key.type == .path || key.path == "tokenizer", case .string(let path) = value, !path.isEmpty, path != "byte" {
+                out[key.path] = describeFile(path)
+            } else {
+                out[key.path] = value.description
+            }
         }
         return out
     }
@@ -35,15 +40,21 @@ public enum ResumeSettings {
         config.schema.keys.filter { (keys.contains($0.path) || prefixes.contains(where: $0.path.hasPrefix)) && !evaluationOnly.contains($0.path) }
     }
 
-    /// "name (N bytes)" for a file, "name/ (N bytes)" summed over a folder's files, or the path
-    /// itself when nothing is there.
+    /// "name (N bytes)" for a file, "name/ (N bytes)" summed over the regular files under a folder
+    /// (symbolic links followed, folders' own sizes left out: they differ between filesystems),
+    /// or the path itself when nothing is there.
     static func describeFile(_ path: String) -> String {
         let fm = FileManager.default, name = (path as NSString).lastPathComponent
         var isFolder: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isFolder) else { return path }
-        func size(_ p: String) -> Int { ((try? fm.attributesOfItem(atPath: p))?[.size] as? Int) ?? 0 }
+        func size(_ p: String) -> Int {
+            // attributesOfItem describes a link itself; the target's attributes are what count.
+            let resolved = (try? fm.destinationOfSymbolicLink(atPath: p)).map { ($0 as NSString).isAbsolutePath ? $0 : ((p as NSString).deletingLastPathComponent as NSString).appendingPathComponent($0) } ?? p
+            guard let attributes = try? fm.attributesOfItem(atPath: resolved), attributes[.type] as? FileAttributeType == .typeRegular else { return 0 }
+            return attributes[.size] as? Int ?? 0
+        }
         guard isFolder.boolValue else { return "\(name) (\(size(path)) bytes)" }
-        let total = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).reduce(0) { $0 + size((path as NSString).appendingPathComponent($1)) }
+        let total = (fm.subpaths(atPath: path) ?? []).reduce(0) { $0 + size((path as NSString).appendingPathComponent($1)) }
         return "\(name)/ (\(total) bytes)"
     }
 

@@ -79,7 +79,7 @@ struct DivergenceGuard {
         // gradient at a loss that is not small: a healthy float32 gradient is not exactly 0. One
         // such batch can be chance (pairs with identical responses); several in a row are not.
         // A loss far below where the run started is a memorised batch, not saturation.
-        let real = loss > 0.1 * (memory.first ?? loss) && loss > 0
+        let real = loss >= 0.1 * (memory.first ?? loss) && loss > 0
         memory.zeroGradientStreak = norm == 0 && real ? memory.zeroGradientStreak + 1 : 0
         if memory.zeroGradientStreak >= Self.zeroGradientSteps {
             throw diverged(String(format: "the gradient vanished (norm 0 for %d steps, at %@ %.4g): the model saturated",

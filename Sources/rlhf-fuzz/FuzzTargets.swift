@@ -1,3 +1,4 @@
+import CFuzzer
 import Config
 import Datasets
 import Foundation
@@ -24,7 +25,7 @@ enum FuzzTarget: String, CaseIterable {
         try? fm.createDirectory(atPath: Self.scratch, withIntermediateDirectories: true)
         func file(_ name: String) -> String {
             let path = Self.scratch + "/" + name
-            fm.createFile(atPath: path, contents: data)
+            _ = fm.createFile(atPath: path, contents: data)
             return path
         }
         switch self {
@@ -59,25 +60,26 @@ enum FuzzTarget: String, CaseIterable {
     }
 }
 
-#if FUZZING
-/// The target this fuzzing process exercises, from RLHF_FUZZ_TARGET.
-let fuzzTarget: FuzzTarget = {
-    guard let name = ProcessInfo.processInfo.environment["RLHF_FUZZ_TARGET"], let target = FuzzTarget(rawValue: name) else {
-        FileHandle.standardError.write(Data("set RLHF_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue))\n".utf8))
-        exit(2)
-    }
-    return target
-}()
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    fuzzTarget.run(Data(bytes: bytes, count: size))
-    return 0
-}
-#else
 @main
-struct ReplayFuzzInputs {
+struct FuzzMain {
     static func main() {
+        #if FUZZING
+        // libFuzzer runs as a library under our own main (SwiftPM links an executable's entry
+        // point as main): RLHF_FUZZ_TARGET names the parser, the arguments are libFuzzer's.
+        var argc = CommandLine.argc
+        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv) { bytes, size in
+            guard let bytes else { return 0 }
+            fuzzTarget.run(Data(bytes: bytes, count: size))
+            return 0
+        })
+        #else
+        replay()
+        #endif
+    }
+
+    /// `rlhf-fuzz TARGET FILE…`: each saved input through its parser once.
+    static func replay() {
         let arguments = CommandLine.arguments.dropFirst()
         guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
             print("usage: rlhf-fuzz TARGET FILE… (targets: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))); fuzzing itself: scripts/fuzz.sh")
@@ -93,4 +95,12 @@ struct ReplayFuzzInputs {
         print("\(target.rawValue): \(replayed) inputs replayed without a crash")
     }
 }
-#endif
+
+/// The target this fuzzing process exercises, from RLHF_FUZZ_TARGET.
+let fuzzTarget: FuzzTarget = {
+    guard let name = ProcessInfo.processInfo.environment["RLHF_FUZZ_TARGET"], let target = FuzzTarget(rawValue: name) else {
+        FileHandle.standardError.write(Data("set RLHF_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue))\n".utf8))
+        exit(2)
+    }
+    return target
+}()

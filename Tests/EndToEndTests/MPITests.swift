@@ -113,7 +113,7 @@ final class MPITests: CLITestCase {
     /// uninterrupted -np 2 run ends.
     func testSIGTERMOnOneRankStopsEveryRankWithACheckpoint() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
-        let steps = 300
+        let steps = 200
         let whole = try start(mpirun, try mpiArguments(2, sftArguments(out: directory + "/whole", steps: steps)), log: directory + "/whole.log")
         whole.waitUntilExit()
         XCTAssertEqual(whole.terminationStatus, 0, log(directory + "/whole.log"))
@@ -177,9 +177,12 @@ final class MPITests: CLITestCase {
         XCTAssertNotEqual(p.terminationStatus, 0)
         XCTAssertLessThan(Date().timeIntervalSince(stoppedAt), 30)
         // Rank 0 says where it waited, and which rank did not come and where that one was last.
-        let pattern = try NSRegularExpression(pattern: #"rank 0 \(sft, step (\d+)\): timed out after 2 s waiting for [^\n]*; did not arrive: rank 1 on \S+ \(pid \#(victim)\), last at \(sft, step (\d+)\), not heard from for \d+ s: stopped, hung or its machine unreachable"#)
+        let pattern = try NSRegularExpression(pattern: #"rank 0 \(sft, step (\d+)\): timed out after 2 s waiting for [^\n]*\nrank 0 \(sft, step \d+\): did not arrive: rank 1 on \S+ \(pid \#(victim)\), last at \(sft, step (\d+)\), not heard from for \d+ s: stopped, hung or its machine unreachable"#)
         let match = try XCTUnwrap(pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)), "rank 0 must name the stalled rank: \(log.suffix(2000))")
-        XCTAssertEqual(log[Range(match.range(at: 1), in: log)!], log[Range(match.range(at: 2), in: log)!], "both ranks were at the same step")
+        // Rank 1 publishes each new step from its heartbeat thread a moment after entering it, so
+        // the stop may catch it at the step rank 0 waits in or just before.
+        let waiting = Int(log[Range(match.range(at: 1), in: log)!])!, last = Int(log[Range(match.range(at: 2), in: log)!])!
+        XCTAssertTrue(last == waiting || last == waiting - 1, "rank 1 last at step \(last), rank 0 waiting in step \(waiting)")
     }
 
     /// A rank suspended for a while and continued says so itself when it wakes (its heartbeat

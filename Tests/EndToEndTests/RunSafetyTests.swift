@@ -30,7 +30,7 @@ final class RunSafetyTests: CLITestCase {
     /// exits 143 and prints the command that continues; that command ends where an uninterrupted
     /// run ends, bit for bit.
     func testSIGTERMCheckpointsAndTheResumeEqualsAnUninterruptedRun() throws {
-        let steps = 150
+        let steps = 120
         try run(sft(out: directory + "/whole", steps: steps))
         let cut = directory + "/cut"
         let p = try start(binary.path, sft(out: cut, steps: steps), log: directory + "/cut.log")

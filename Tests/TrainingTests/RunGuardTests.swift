@@ -131,6 +131,31 @@ final class RunGuardTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: mine))
     }
 
+    /// A save that fails partway (a full disk) names the checkpoint, keeps the earlier ones and
+    /// leaves no temporary folder for the next attempt to trip over.
+    func testAFailedSaveNamesTheCheckpointAndLeavesNoTemporaryFolder() throws {
+        struct DiskFull: Error, CustomStringConvertible { var description: String { "No space left on device" } }
+        let first = try Checkpoints.saveFolder(directory: directory, step: 1, keepLast: 3) { _ in }
+        XCTAssertThrowsError(try Checkpoints.saveFolder(directory: directory, step: 2, keepLast: 3) { temporary in
+            try Data(repeating: 0, count: 10).write(to: URL(fileURLWithPath: temporary + "/model.safetensors"))
+            throw DiskFull()
+        }) { error in
+            XCTAssertEqual("\(error)", "writing checkpoint \(directory)/step-00000002 failed, the previous ones are kept: No space left on device")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), [(first as NSString).lastPathComponent])
+    }
+
+    /// A PPO prompt must leave room for ppo.max_new_tokens within train.max_length: found at load
+    /// with its file and line.
+    func testPPOPromptsAreCheckedAgainstTheResponseBudget() throws {
+        let cfg = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["model.init_from=/sft", "data.task=arith", "train.max_length=16", "ppo.max_new_tokens=8"]))
+        let fits = PPOPrompt(tokens: Array(repeating: 1, count: 8), answer: nil)
+        XCTAssertEqual(try PPOData.fitting(fits, source: "p.jsonl:1", cfg).tokens.count, 8)
+        XCTAssertThrowsError(try PPOData.fitting(PPOPrompt(tokens: Array(repeating: 1, count: 9), answer: nil), source: "p.jsonl:2", cfg)) {
+            XCTAssertEqual($0 as? TooLongExample, TooLongExample(source: "p.jsonl:2", tokens: 17, maxLength: 16, note: "the prompt's 9 + ppo.max_new_tokens 8"))
+        }
+    }
+
     func testJSONHasNoNaN() throws {
         let safe = RunFolder.jsonSafe(["a": Double.nan, "b": ["c": -Double.infinity, "d": 1.5], "e": [Float.nan, 2] as [Any], "f": "x"])
         let text = String(decoding: try JSONSerialization.data(withJSONObject: safe, options: [.sortedKeys]), as: UTF8.self)

@@ -6,9 +6,10 @@
 /// one ends the process at once with status 128 + signal. Returns 0, or -1 if sigaction failed.
 int rlhf_install_stop_handlers(void);
 
-/// Puts back the default actions of SIGINT, SIGTERM and SIGUSR1 (a process that cannot stop
-/// gracefully: it ends as before).
-void rlhf_restore_default_stop_actions(void);
+/// Marks this process as a rank serving placed roles: a first signal is recorded with a message
+/// saying that rank 0 decides (under mpirun every rank gets SIGUSR1 from Slurm's warning, and the
+/// driver stops them all); a second one still exits at once.
+void rlhf_mark_serving_rank(void);
 
 /// The signal that asked this process to stop, or 0.
 int rlhf_stop_signal(void);

@@ -186,10 +186,9 @@ final class PPOSession {
         let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
         let roles = try PPORoles(config: cfg, base: base, rewardHead: rewardHead, replicas: replicas)
         // A rank that only hosts placed roles serves them and is done. It cannot stop the run by
-        // itself (rank 0 drives), so a signal here keeps its default action: the job ends, as
-        // mpirun ends it when any rank dies; a graceful stop goes to rank 0.
+        // itself (rank 0 drives, and ends the serving with a checkpoint when it is signalled).
         if !colocated && transport.rank != 0 {
-            StopRequest.restoreDefaultActions()
+            StopRequest.markServingRank()
             if let hosted = placement.servers[transport.rank] {
                 try await RoleServer(transport: transport, policy: hosted.contains(.policy) ? roles.policy : nil,
                                      critic: hosted.contains(.critic) ? roles.critic : nil,
