@@ -16,8 +16,9 @@ public enum ResumeSettings {
     /// key → value for every such setting. Files and folders are named by their last path
     /// component and size, so a run whose data or model was copied elsewhere (a job's local
     /// disk, a moved checkout) still resumes.
-    public static func of(_ config: ResolvedConfig) -> [String: String] {
-        var out: [String: String] = [:]
+    /// `extra`: settings a stage adds that are not config keys (PPO's world size, below).
+    public static func of(_ config: ResolvedConfig, extra: [String: String] = [:]) -> [String: String] {
+        var out = extra
         for key in tracked(config) {
             guard let value = config.values[key.path] else { continue }
             // The tokenizer key names a file or folder too, unless it is the built-in "byte".
@@ -69,10 +70,11 @@ public enum ResumeSettings {
     /// Refuses (or, forced, only reports) a resume whose settings differ from the checkpoint's.
     /// Returns the warning to print when forced; nil when nothing changed or the checkpoint is
     /// older than this check.
-    public static func check(checkpoint: String, state: TrainingState, config: ResolvedConfig, resume: ResumePolicy) throws -> String? {
+    public static func check(checkpoint: String, state: TrainingState, config: ResolvedConfig, extra: [String: String] = [:],
+                             resume: ResumePolicy) throws -> String? {
         let force = resume == .force
         guard let saved = state.settings else { return nil }
-        let changed = changes(saved: saved, now: of(config), defaults: defaults(config))
+        let changed = changes(saved: saved, now: of(config, extra: extra), defaults: defaults(config))
         guard !changed.isEmpty else { return nil }
         let list = changed.joined(separator: "; ")
         if force { return "warning: resume: force continues \(checkpoint) with changed settings: \(list)" }

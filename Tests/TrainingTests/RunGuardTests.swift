@@ -83,6 +83,9 @@ final class RunGuardTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(ResumeSettings.changes(saved: ResumeSettings.of(base), now: ResumeSettings.of(changed)),
                        ["data.seed: 1 → 2", "model.preset: tiny → small", "train.batch_size: 32 → 64"],
                        "the learning rate and the held-out data may change on resume; the model, training data and batch may not")
+        // PPO's rollouts depend on how many ranks sample them: a stage adds that as an extra setting.
+        XCTAssertEqual(ResumeSettings.changes(saved: ResumeSettings.of(base, extra: ["ranks rolling out": "2"]),
+                                              now: ResumeSettings.of(base, extra: ["ranks rolling out": "1"])), ["ranks rolling out: 2 → 1"])
         // A key an older checkpoint lacks is unchanged while it holds its default.
         var older = ResumeSettings.of(base)
         older["data.skip_too_long"] = nil

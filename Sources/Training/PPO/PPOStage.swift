@@ -49,7 +49,7 @@ public final class PPOStage {
             ? try await RunFolder.chooseCollectively(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory, transport: transport)
             : try RunFolder.choose(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory)
         if let checkpoint, let warning = try ResumeSettings.check(checkpoint: checkpoint, state: try Checkpoints.loadState(checkpoint),
-                                                                  config: cfg.resolved, resume: cfg.run.resume) {
+                                                                  config: cfg.resolved, extra: resumeExtra(session), resume: cfg.run.resume) {
             say(warning)
         }
         if transport.rank == 0 { try folder.writeConfig(cfg.resolved.yaml) }
@@ -176,13 +176,17 @@ public final class PPOStage {
         throw RunStopped(signal: signal, stage: "ppo", step: iteration, checkpoint: checkpoint)
     }
 
+    /// Colocated, each rank samples its share of the prompts with its own seed, so the rollouts
+    /// (unlike SFT's or DPO's sums) depend on the number of ranks: a resume must keep it.
+    func resumeExtra(_ s: PPOSession) -> [String: String] { ["ranks rolling out": String(s.colocated ? transport.size : 1)] }
+
     @discardableResult
     func save(_ s: PPOSession, iteration: Int, folder: RunFolder) async throws -> String {
         let snapshots = try await s.snapshots()
         let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * config.ppo.prompts, optimizerStep: snapshots["policy"]!.step,
                                   learningRate: 0, rng: RNG(seed: config.run.seed), tokenizer: s.tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
                                   worldSize: transport.size, klBeta: s.kl.beta, optimizerSteps: snapshots.mapValues(\.step),
-                                  settings: ResumeSettings.of(config.resolved))
+                                  settings: ResumeSettings.of(config.resolved, extra: resumeExtra(s)))
         return try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: config.cadence.keepLast) { dir in
             try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizer: s.tokenizer as? BPETokenizer)
             try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
