@@ -80,6 +80,22 @@ class CLITestCase: XCTestCase {
         }
         return nil
     }
+    /// Runs a program to its end with stdout and stderr together, without expectations.
+    func outcome(_ executable: URL, _ arguments: [String], in folder: URL? = nil) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = executable
+        p.arguments = arguments
+        if let folder { p.currentDirectoryURL = folder }
+        p.environment = Self.cleanEnvironment
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
     /// A process's log so far.
     func log(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 }

@@ -16,16 +16,8 @@ final class FuzzRegressionTests: CLITestCase {
             let files = try FileManager.default.contentsOfDirectory(atPath: inputs.appendingPathComponent(target).path).sorted()
                 .map { inputs.appendingPathComponent(target).appendingPathComponent($0).path }
             XCTAssertFalse(files.isEmpty, "\(target) has no saved inputs")
-            let process = Process()
-            process.executableURL = fuzz
-            process.arguments = [target] + files
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = out
-            try process.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            XCTAssertEqual(process.terminationStatus, 0, "\(target): \(text)")
+            let (status, text) = try outcome(fuzz, [target] + files)
+            XCTAssertEqual(status, 0, "\(target): \(text)")
             XCTAssertTrue(text.contains("\(target): \(files.count) inputs replayed without a crash"), text)
         }
     }

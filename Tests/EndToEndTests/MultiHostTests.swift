@@ -9,18 +9,7 @@ final class MultiHostTests: CLITestCase {
     var repository: URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
 
     func shell(_ command: String) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", command]
-        p.currentDirectoryURL = repository
-        p.environment = Self.cleanEnvironment
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
+        try outcome(URL(fileURLWithPath: "/bin/bash"), ["-c", command], in: repository)
     }
 
     func testTwoNamespacesAsHostsOverTCP() throws {
