@@ -50,7 +50,7 @@ public enum ResumeSettings {
         guard fm.fileExists(atPath: path, isDirectory: &isFolder) else { return path }
         func size(_ p: String) -> Int {
             // attributesOfItem describes a link itself; the target's attributes are what count.
-            let resolved = (try? fm.destinationOfSymbolicLink(atPath: p)).map { ($0 as NSString).isAbsolutePath ? $0 : ((p as NSString).deletingLastPathComponent as NSString).appendingPathComponent($0) } ?? p
+            let resolved = URL(fileURLWithPath: p).resolvingSymlinksInPath().path
             guard let attributes = try? fm.attributesOfItem(atPath: resolved), attributes[.type] as? FileAttributeType == .typeRegular else { return 0 }
             return attributes[.size] as? Int ?? 0
         }
