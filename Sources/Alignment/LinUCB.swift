@@ -3,18 +3,21 @@ import Foundation
 /// LinUCB (Li et al. 2010) as LASeR uses it to pick a reward model per batch (Nguyen et al. 2025,
 /// algorithms.md §9.2, release code scripts/utils/linucb.py): one arm per reward source, a ridge
 /// regression per arm, and an upper confidence bound. Rewards are normalised against the
-/// history of raw rewards by its 20th/80th percentiles before the update.
+/// history of raw rewards by its 20th/80th percentiles before the update — from the first reward
+/// on (a history of one value is its own middle, 0.5), or as the release code does, the raw
+/// reward while the history holds fewer than 2 (`rawFirstReward`).
 public struct LinUCB: Sendable, Equatable, Codable {
     public let dimension: Int, arms: Int
     public let alpha: Double
+    public let rawFirstReward: Bool
     /// Per arm: A = I + Σ x xᵀ [d, d] (row-major) and b = Σ r̂ x [d].
     public private(set) var a: [[Double]], b: [[Double]]
     /// Raw rewards received so far (all arms), for the percentile normalisation.
     public private(set) var history: [Double] = []
 
-    public init(dimension: Int, arms: Int, alpha: Double = 0.1) {
+    public init(dimension: Int, arms: Int, alpha: Double = 0.1, rawFirstReward: Bool = false) {
         precondition(dimension > 0 && arms > 0)
-        self.dimension = dimension; self.arms = arms; self.alpha = alpha
+        self.dimension = dimension; self.arms = arms; self.alpha = alpha; self.rawFirstReward = rawFirstReward
         let identity = (0..<(dimension * dimension)).map { $0 % (dimension + 1) == 0 ? 1.0 : 0.0 }
         a = Array(repeating: identity, count: arms)
         b = Array(repeating: Array(repeating: 0, count: dimension), count: arms)
@@ -41,13 +44,14 @@ public struct LinUCB: Sendable, Equatable, Codable {
     }
 
     /// Records the raw reward of `arm` in context `x` and returns the normalised reward it used:
-    /// the raw value while the history holds fewer than 2 rewards (the release code's behaviour),
-    /// else 0 below the 20th percentile, 1 above the 80th, linear between (history includes r).
+    /// 0 below the 20th percentile of the history (r included), 1 above the 80th, linear between,
+    /// 0.5 when they are equal; with `rawFirstReward`, the raw value while the history holds
+    /// fewer than 2 rewards.
     @discardableResult
     public mutating func update(arm: Int, context x: [Double], reward r: Double) -> Double {
         history.append(r)
         var normalised = r
-        if history.count >= 2 {
+        if history.count >= 2 || !rawFirstReward {
             let q20 = Self.percentile(history, 0.2), q80 = Self.percentile(history, 0.8)
             if r < q20 { normalised = 0 } else if r > q80 { normalised = 1 }
             else { normalised = q80 > q20 ? (r - q20) / (q80 - q20) : 0.5 }   // all equal: the middle

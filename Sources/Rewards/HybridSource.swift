@@ -6,7 +6,7 @@ import Foundation
 /// rule verifiers, the GenRM with the answer, or the GenRM against a best-of-N reference; the
 /// best-of-N references are sampled once when the source is built.
 package final class HybridSource: RewardSource {
-    package static let registration = RewardSourceRegistration(name: "hybrid", isActive: { $0.rewards.hybrid != 0 }, needsPromptPool: true) { try await HybridSource.make($0) }
+    package static let registration = RewardSourceRegistration(name: "hybrid", isActive: { $0.rewards.hybrid != 0 }) { try await HybridSource.make($0) }
     package let name = "hybrid", weight: Double
     package let hybrid: HybridReward
     /// The routes of the last batch scored (for the route shares in the metrics).

@@ -15,10 +15,10 @@ extension LearnedRewards {
     /// `namedArms`: the run's other reward sources, which LASeR may also choose (laser.arms).
     package static func make(_ cfg: RewardConfig, base: any CausalLM, originalHead: ScalarHead, seed: UInt64, namedArms: [String]) throws -> LearnedRewards? {
         let list = cfg.rewards.proxyHeads, arms = cfg.laser.arms, selection = cfg.rewards.selection
-        guard arms.isEmpty || selection == .laser else { throw ConfigError("'laser.arms' needs rewards.selection: laser") }
+        guard arms.isEmpty || selection == .laser || selection == .random else { throw ConfigError("'laser.arms' needs rewards.selection: laser (or random)") }
         guard !list.isEmpty || !arms.isEmpty else {
             guard cfg.rewards.proxy == 0 else { throw ConfigError("rewards.proxy > 0 needs 'rewards.proxy_heads'") }
-            guard selection == .mean else { throw ConfigError("rewards.selection \(selection.rawValue) needs 'rewards.proxy_heads' (or, for laser, 'laser.arms')") }
+            guard selection == .mean else { throw ConfigError("rewards.selection \(selection.rawValue) needs 'rewards.proxy_heads' (or, for laser and random, 'laser.arms')") }
             return nil
         }
         for arm in arms {
@@ -50,16 +50,15 @@ extension LearnedRewards {
             trunks.append(own)
             heads.append(try ScalarHeadIO.load(directory: folder, channels: base.config.channels, fileName: file))
         }
-        var r2m: R2MHead?
+        var r2m: R2MFusion?
         if selection == .r2m {
-            r2m = R2MHead(channels: base.config.channels, policyChannels: base.config.channels, heads: cfg.r2m.heads)
+            let c = base.config.channels
+            r2m = R2MFusion(channels: c, policyChannels: c, attentionSize: cfg.r2m.attentionSize > 0 ? cfg.r2m.attentionSize : max(c / 2, 1))
             var rng = RNG(seed: seed &+ 0x2A2)
-            r2m!.initialize(rewardHead: heads[0], rng: &rng)
+            r2m!.initialize(rewardHead: heads[0].parameters.array, rng: &rng)
         }
         return LearnedRewards(names: heads.indices.map { "proxy\($0 + 1)" }, heads: heads, trunks: trunks, channels: base.config.channels, selection: selection,
-                              arms: arms.isEmpty ? nil : arms, laserAlpha: cfg.laser.alpha,
-                              laserSignal: cfg.laser.signal, r2m: r2m, r2mLR: cfg.r2m.lr, r2mWeightMax: cfg.r2m.wMax,
-                              r2mRampIterations: cfg.r2m.ramp * Double(cfg.iterations))
+                              arms: arms.isEmpty ? nil : arms, laser: cfg.laser, r2m: r2m, r2mSettings: cfg.r2m, iterations: cfg.iterations, seed: seed)
     }
 
     /// "proxyK" → K − 1, the index of proxy head K; nil for other names.
@@ -71,6 +70,8 @@ extension LearnedRewards {
     package struct Scored {
         package var reference: [[Float]], old: [[Float]], original: [Float]
         package var proxy: [Double], perHead: [[Double]], arm: Int?
+        /// The chosen arm's scores (laser, random), set by the stage: a head's, or a named source's.
+        package var armScores: [Double]?
         package var lastHidden: [[Float]], policyHidden: [[Float]]
     }
 
@@ -87,37 +88,8 @@ extension LearnedRewards {
         let rewardStates = states.first ?? last   // no heads: LASeR over named sources only
         let (proxy, arm) = try await rewards(iteration: iteration, scores: perHead, lastHidden: rewardStates, policyHidden: policyHidden,
                                              promptLengths: promptLengths, channels: originalHead.channels, replicas: replicas)
-        return Scored(reference: reference, old: old, original: original, proxy: proxy, perHead: perHead, arm: arm, lastHidden: rewardStates, policyHidden: policyHidden)
-    }
-
-    /// R2M's online update on `replay` pairs (each [BOS] x y [EOS] with its prompt length) and
-    /// this batch's rollouts, using the current policy's states.
-    package func updateR2M(iteration: Int, replay: [(chosen: [Int32], rejected: [Int32], promptLength: Int)], scored: Scored, promptLengths: [Int],
-                   scorer: HydraScorer, policy: LocalPolicy, anchor: Double, learningRate: Float, replicas: (any Transport)?) async throws -> (Double, Double) {
-        guard !replay.isEmpty else { return (0, 0) }
-        let sequences = replay.map(\.chosen) + replay.map(\.rejected)
-        let last: [[Float]]
-        if let own = trunks[0] { last = try own.lastHiddenStates(sequences) } else { last = try await scorer.referenceAndLastHidden(sequences).lastHidden }
-        let (_, states) = try await policy.logProbsAndHidden(sequences)
-        let c = heads[0].channels, n = replay.count
-        let pairs = (0..<n).map { i in
-            (chosen: (last: last[i], policy: responseStates(states[i], from: replay[i].promptLength, channels: c)),
-             rejected: (last: last[n + i], policy: responseStates(states[n + i], from: replay[i].promptLength, channels: c)))
-        }
-        // The anchor's target is the head R2M started from (proxy 1).
-        let rollouts = scored.lastHidden.indices.map { i in
-            (last: scored.lastHidden[i], policy: responseStates(scored.policyHidden[i], from: promptLengths[i], channels: c), original: scored.perHead[0][i])
-        }
-        return try await updateR2M(iteration: iteration, pairs: pairs, rollouts: rollouts, anchor: anchor, learningRate: learningRate, replicas: replicas)
-    }
-
-    /// The heads' mean score of the policy's greedy responses to `prompts` (LASeR's held-out signal).
-    package func heldOutScore(_ prompts: [[Int32]], policy: LocalPolicy, scorer: HydraScorer, maxNewTokens: Int, eosTokenId: Int32?) async throws -> Double {
-        guard !prompts.isEmpty else { return 0 }
-        let out = try await policy.generate(prompts: prompts, options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: eosTokenId)).tokens
-        let sequences = zip(prompts, out).map { $0 + $1 }
-        let (_, last) = try await scorer.referenceAndLastHidden(sequences)
-        let scores = headScores(try proxyStates(sequences, shared: last))
-        return scores.reduce(0) { $0 + $1.reduce(0, +) } / Double(scores.count * sequences.count)
+        return Scored(reference: reference, old: old, original: original, proxy: proxy, perHead: perHead, arm: arm,
+                      armScores: arm.flatMap { a in LearnedRewards.proxyIndex(armNames[a]).map { perHead[$0] } },
+                      lastHidden: rewardStates, policyHidden: policyHidden)
     }
 }

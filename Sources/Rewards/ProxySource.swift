@@ -18,13 +18,24 @@ package final class ProxySource: LearnedRewardSource {
     package let name = "proxy", learned: LearnedRewards, config: RewardConfig
     package init(learned: LearnedRewards, config: RewardConfig) { self.learned = learned; self.config = config }
 
-    /// LASeR's bandit learns from the iteration's signal: −(policy loss), or the held-out gain.
+    /// LASeR's bandit learns from the iteration's signal: −(DPO + NLL) on the arm's best-vs-worst
+    /// pairs (the paper's), or the held-out gain. Logged: the raw and normalised bandit reward.
     package func update(_ u: RewardUpdate) async throws -> [String: Double] {
-        guard u.scored != nil else { return [:] }
-        let heldOut = learned.bandit != nil && config.laser.signal == .heldout
-            ? try await learned.heldOutScore(u.heldOutPrompts, policy: u.policy, scorer: u.scorer, maxNewTokens: config.maxNewTokens, eosTokenId: u.eosTokenId) : nil
-        learned.finishIteration(policyLoss: u.policyLoss, heldOut: heldOut)
-        return heldOut.map { ["laser_heldout_score": $0] } ?? [:]
+        guard let scored = u.scored, learned.bandit != nil else { return [:] }
+        switch config.laser.signal {
+        case .heldout:
+            let score = try await learned.heldOutScore(u.heldOutPrompts, policy: u.policy, scorer: u.scorer, maxNewTokens: config.maxNewTokens, eosTokenId: u.eosTokenId)
+            let gain = score - (learned.previousEnsembleMean ?? score)
+            let normalised = learned.finishIteration(signal: gain, heldOut: score)
+            return ["laser_heldout_score": score, "laser_reward": gain, "laser_reward_normalised": normalised ?? 0]
+        case .dpoNLL:
+            let paid = try await learned.laserPairReward(scored: scored, sequences: u.sequences, promptLengths: u.promptLengths, groupSize: u.groupSize,
+                                                         policy: u.policy, replicas: u.replicas)
+            let normalised = learned.finishIteration(signal: paid?.reward, heldOut: nil)
+            // No pair (every group tied under the arm): the bandit is not paid this iteration.
+            guard let paid, let normalised else { return ["laser_pairs": 0] }
+            return ["laser_pairs": Double(paid.pairs), "laser_reward": paid.reward, "laser_reward_normalised": normalised]
+        }
     }
 }
 

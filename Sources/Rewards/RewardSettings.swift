@@ -2,10 +2,11 @@ import Alignment
 import Config
 import Foundation
 
-/// How the proxy heads make the reward: their mean; LASeR (LinUCB picks one per batch); R2M.
-public enum RewardSelection: String, ConfigChoice { case mean, laser, r2m }
-/// LASeR's bandit reward: −(policy loss), or the held-out gain of the heads' scores.
-public enum LaserSignal: String, ConfigChoice { case loss, heldout }
+/// How the proxy heads make the reward: their mean; LASeR (LinUCB picks one per batch); a uniformly
+/// random arm per batch (LASeR's baseline); R2M.
+public enum RewardSelection: String, ConfigChoice { case mean, laser, random, r2m }
+/// LASeR's bandit reward: the paper's −(DPO + NLL) on best-vs-worst pairs, or the held-out gain of the heads' scores.
+public enum LaserSignal: String, ConfigChoice { case dpoNLL = "dpo_nll", heldout }
 
 /// The reward: weights of the named sources, the learned proxies and the hybrid routing.
 public struct RewardSettings: Sendable {
@@ -34,31 +35,43 @@ public struct RewardSettings: Sendable {
     }
 }
 
-/// LASeR (Nguyen et al. 2024): a LinUCB bandit over reward models or named sources.
+/// LASeR (Nguyen et al. 2024, arXiv 2410.01735; ../shared/papers/r2m_laser.md §2): a LinUCB
+/// bandit over reward models or named sources.
 public struct LaserSettings: Sendable {
-    package static let alpha = Key<Double>("laser.alpha", 0.1, "LinUCB exploration α", .nonNegative)
+    package static let alpha = Key<Double>("laser.alpha", 0.1, "LinUCB exploration α (the release code's 0.1; ridge λ = 1)", .nonNegative)
     package static let arms = Key<String>("laser.arms", "", "LASeR's arms: named reward sources (reward_head, verifier, format, hybrid, proxy1…); default the proxy heads")
-    package static let signal = Key<LaserSignal>("laser.reward", .loss,
-                                         "bandit reward: −(policy loss of the iteration), or the held-out gain: the heads' mean score of greedy responses to laser.heldout_prompts eval prompts, after minus before the update")
+    package static let signal = Key<LaserSignal>("laser.reward", .dpoNLL,
+                                         "bandit reward: dpo_nll, the paper's −(DPO + NLL) loss of the updated policy on each prompt's best vs worst sample as the chosen arm ranks them; heldout, the gain of the heads' mean score of greedy responses to laser.heldout_prompts eval prompts")
+    package static let beta = Key<Double>("laser.beta", 0.1, "β of the DPO term of laser.reward dpo_nll", .positive)
+    package static let nll = Key<Double>("laser.nll", 1, "weight of the NLL term (per-token, on the best sample) of laser.reward dpo_nll", .nonNegative)
+    package static let tryEachArmFirst = Key<Bool>("laser.try_each_arm_first", false, "play every arm once (round robin) before LinUCB chooses (not in the paper)")
     package static let heldoutPrompts = Key<Int>("laser.heldout_prompts", 32, "held-out prompts for laser.reward heldout", .positive)
+    package static let keys = [alpha.declaration, arms.declaration, signal.declaration, beta.declaration, nll.declaration, tryEachArmFirst.declaration, heldoutPrompts.declaration]
 
-    public var alpha: Double, arms: [String], signal: LaserSignal, heldoutPrompts: Int
-    package init(_ c: ResolvedConfig) { alpha = c[Self.alpha]; arms = commaList(c[Self.arms]); signal = c[Self.signal]; heldoutPrompts = c[Self.heldoutPrompts] }
+    public var alpha: Double, arms: [String], signal: LaserSignal, beta: Double, nll: Double, tryEachArmFirst: Bool, heldoutPrompts: Int
+    package init(_ c: ResolvedConfig) {
+        alpha = c[Self.alpha]; arms = commaList(c[Self.arms]); signal = c[Self.signal]; beta = c[Self.beta]; nll = c[Self.nll]
+        tryEachArmFirst = c[Self.tryEachArmFirst]; heldoutPrompts = c[Self.heldoutPrompts]
+    }
 }
 
-/// R2M: the reward model's state fused with the policy's, updated online.
+/// R2M (Huang et al. 2026, arXiv 2601.22664 §4): proxy head 1's reward token fused with the
+/// policy's states, the fusion and head updated after every iteration (R2MFusion, GroupRewardEntropy).
 public struct R2MSettings: Sendable {
-    package static let wMax = Key<Double>("r2m.w_max", 1, "largest weight w of the policy-feedback term", .nonNegative)
-    package static let ramp = Key<Double>("r2m.ramp", 0.1, "share of the iterations over which w(t) rises linearly to r2m.w_max", .within(0, 1))
-    package static let every = Key<Int>("r2m.every", 1, "online update every K iterations", .positive)
-    package static let replay = Key<Int>("r2m.replay", 32, "replayed preference pairs per online update", .nonNegative)
-    package static let lr = Key<Double>("r2m.lr", 1e-3, "learning rate of the fusion and head", .positive)
-    package static let anchor = Key<Double>("r2m.anchor", 0.1, "λ of the anchor loss λ·mean((R2M − R0)²) on the batch's rollouts", .nonNegative)
-    package static let heads = Key<Int>("r2m.heads", 1, "attention heads of the fusion", .positive)
+    package static let omegaFloor = Key<Double>("r2m.omega_min", 0.7,
+                                                "Ω: the floor of ω(t) = max(½cos(πt/T)+½, Ω), the weight kept on the reward model's own reward token (paper: 0.7 Qwen-3B, 0.6 LLaMA-8B)", .within(0, 1))
+    package static let attentionSize = Key<Int>("r2m.attention_size", 0, "d of the cross-attention; 0: half the reward model's width (the paper's 2048 for 4096)", .nonNegative)
+    package static let lr = Key<Double>("r2m.lr", 1e-6, "Adam learning rate of the fusion and head (paper: 1e-6 dialogue, 5e-7 TL;DR, for 3–8B models)", .positive)
+    package static let entropyWeight = Key<Double>("r2m.entropy_weight", 0.3, "α of the update's loss (1−α)·Bradley–Terry + α·group-reward entropy", .within(0, 1))
+    package static let policyFeedback = Key<Bool>("r2m.policy_feedback", true,
+                                                  "ablation: false keeps ω = 1 (no policy states in the reward; with r2m.update this is the paper's 'Iterative RMHead' baseline)")
+    package static let update = Key<Bool>("r2m.update", true, "ablation: false never updates the fusion and head (the paper's 'w/o Train')")
 
-    public var wMax: Double, ramp: Double, every: Int, replay: Int, lr: Float, anchor: Double, heads: Int
+    package static let keys = [omegaFloor.declaration, attentionSize.declaration, lr.declaration, entropyWeight.declaration, policyFeedback.declaration, update.declaration]
+
+    public var omegaFloor: Double, attentionSize: Int, lr: Float, entropyWeight: Double, policyFeedback: Bool, update: Bool
     package init(_ c: ResolvedConfig) {
-        wMax = c[Self.wMax]; ramp = c[Self.ramp]; every = c[Self.every]; replay = c[Self.replay]; lr = Float(c[Self.lr])
-        anchor = c[Self.anchor]; heads = c[Self.heads]
+        omegaFloor = c[Self.omegaFloor]; attentionSize = c[Self.attentionSize]; lr = Float(c[Self.lr]); entropyWeight = c[Self.entropyWeight]
+        policyFeedback = c[Self.policyFeedback]; update = c[Self.update]
     }
 }

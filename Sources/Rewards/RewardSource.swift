@@ -43,23 +43,23 @@ package struct RewardConfig: Sendable {
 /// learn: the local policy (its states), the adapters-off scorer and the data-parallel ranks.
 package struct RewardUpdate {
     package let iteration: Int
-    /// The policy's mean loss over this iteration's steps, averaged over the ranks.
-    package let policyLoss: Double
     package let scored: LearnedRewards.Scored?
     package let promptLengths: [Int]            // [B] of this rank's batch
     package let policy: LocalPolicy
     package let scorer: HydraScorer
     package let replicas: (any Transport)?
-    /// LASeR's held-out prompts ([BOS] x) and the preference pairs R2M replays.
+    /// LASeR's held-out prompts ([BOS] x).
     package let heldOutPrompts: [[Int32]]
-    package let replayPairs: [(chosen: [Int32], rejected: [Int32], promptLength: Int)]
+    /// [B] this rank's prompt + response tokens, `groupSize` consecutive samples per prompt.
+    package let sequences: [[Int32]]
+    package let groupSize: Int
     package let eosTokenId: Int32?
 
-    package init(iteration: Int, policyLoss: Double, scored: LearnedRewards.Scored?, promptLengths: [Int], policy: LocalPolicy, scorer: HydraScorer,
-         replicas: (any Transport)?, heldOutPrompts: [[Int32]], replayPairs: [(chosen: [Int32], rejected: [Int32], promptLength: Int)], eosTokenId: Int32?) {
-        self.iteration = iteration; self.policyLoss = policyLoss; self.scored = scored; self.promptLengths = promptLengths
+    package init(iteration: Int, scored: LearnedRewards.Scored?, promptLengths: [Int], policy: LocalPolicy, scorer: HydraScorer,
+         replicas: (any Transport)?, heldOutPrompts: [[Int32]], sequences: [[Int32]], groupSize: Int, eosTokenId: Int32?) {
+        self.iteration = iteration; self.scored = scored; self.promptLengths = promptLengths
         self.policy = policy; self.scorer = scorer; self.replicas = replicas
-        self.heldOutPrompts = heldOutPrompts; self.replayPairs = replayPairs; self.eosTokenId = eosTokenId
+        self.heldOutPrompts = heldOutPrompts; self.sequences = sequences; self.groupSize = groupSize; self.eosTokenId = eosTokenId
     }
 }
 
@@ -90,6 +90,7 @@ package struct RewardSourceContext {
     package let config: RewardConfig
     package let learned: LearnedRewards?
     package let prompts: [PPOPrompt]
+    /// The prompts the run may draw (with Pre-PPO: every candidate, which the selection scores).
     package let pool: [Int]
     package let policy: any PolicyRole
     package let scorer: HydraScorer
@@ -110,8 +111,6 @@ package struct RewardSourceRegistration: Sendable {
     /// the sources built in also read keys of `RewardSettings`.
     package var keys: [ConfigKey] = []
     package let isActive: @Sendable (RewardConfig) -> Bool
-    /// Built after Pre-PPO has chosen the prompts (the source prepares per prompt).
-    package var needsPromptPool = false
     package let make: @Sendable (RewardSourceContext) async throws -> any RewardSource
 }
 

@@ -123,7 +123,6 @@ public enum OverOptimisation {
             .with(RunSettings.initFrom, ConfigPath(sftModel)).with(RewardSettings.proxyHeads, heads.joined(separator: ","))
             .with(RewardSettings.selection, method.selection)
             .with(RewardSettings.proxy, 1).with(RewardSettings.verifier, 0).with(RewardSettings.format, 0).with(RewardSettings.rewardHead, 0)
-            .with(PPOExtraKeys.r2mPairs, ConfigPath(pairFiles[0]))
         if method == .hybrid {
             let task = data.arithTask
             if transport.rank == 0 { try writeHybridData(task, study: study, seed: run.seed, folder: folder) }

@@ -80,7 +80,6 @@ public struct PromptSelectionSettings: Sendable {
 /// PPO's other inputs and limits.
 struct PPOExtraKeys {
     static let layout = Key<PPOLayout>("layout", .hydra, "hydra: one frozen trunk, LoRA roles; separate: four full models")
-    static let r2mPairs = Key<ConfigPath>("data.r2m_pairs", "", "preference pairs R2M replays (JSONL; arith: the task's pairs)")
     static let ptx = Key<ConfigPath>("data.ptx", "", "SFT demonstrations JSONL for ppo.ptx_coef (arith: the task's demos)")
     static let maxLength = Key<Int>("train.max_length", 64, "longest prompt + response", .positive)
     static let memoryLimit = Key<Double>("memory.limit_gib", 0, "refuse to start when the memory plan exceeds this (0: 90% of physical memory)", .nonNegative)
@@ -92,14 +91,12 @@ public let ppoSchema = ConfigSchema(RunSettings.keys.without(["tokenizer", "mode
     + LoRASettings.keys(rank: 16, rankHelp: "LoRA rank of the policy and critic adapters (hydra)")
     + [RewardSettings.rewardHead, RewardSettings.verifier, RewardSettings.format, RewardSettings.proxy].map(\.declaration)
     + [RewardSettings.proxyHeads.declaration, RewardSettings.selection.declaration] + RewardSources.registry.flatMap(\.keys)
-    + [LaserSettings.alpha.declaration, LaserSettings.arms.declaration, LaserSettings.signal.declaration, LaserSettings.heldoutPrompts.declaration]
-    + [R2MSettings.wMax, R2MSettings.ramp, R2MSettings.anchor].map(\.declaration)
-    + [R2MSettings.every, R2MSettings.replay, R2MSettings.heads].map(\.declaration) + [R2MSettings.lr.declaration]
+    + LaserSettings.keys + R2MSettings.keys
     + [RewardSettings.hybrid.declaration, RewardSettings.genrmModel.declaration, RewardSettings.verifierTasks.declaration,
        RewardSettings.referenceTasks.declaration, RewardSettings.bonSamples.declaration]
     + [PromptSelectionSettings.keep.declaration, PromptSelectionSettings.samples.declaration, PromptSelectionSettings.candidates.declaration,
        PromptSelectionSettings.curriculumTasks.declaration, PromptSelectionSettings.curriculumShare.declaration]
-    + [PPOExtraKeys.r2mPairs.declaration, PPOExtraKeys.ptx.declaration, PPOExtraKeys.maxLength.declaration]
+    + [PPOExtraKeys.ptx.declaration, PPOExtraKeys.maxLength.declaration]
     + CadenceSettings.keys(evalEvery: 10, maxExamples: 500, checkpointEvery: 50, logEvery: 1, unit: "iterations")
     + [PPOExtraKeys.memoryLimit.declaration])
 
@@ -116,7 +113,7 @@ public struct PPOConfig: Sendable {
     public var r2m: R2MSettings
     public var promptSelection: PromptSelectionSettings
     public var cadence: CadenceSettings
-    public var r2mPairsFile: String, ptxFile: String, maxLength: Int
+    public var ptxFile: String, maxLength: Int
     /// memory.limit_gib in bytes, nil: the default (90% of physical memory).
     public var memoryLimitBytes: Double?
 
@@ -124,7 +121,7 @@ public struct PPOConfig: Sendable {
         resolved = c
         run = try RunSettings(c); data = DataSettings(c); layout = c[PPOExtraKeys.layout]; ppo = PPOSettings(c); lora = try LoRASettings(c)
         rewards = RewardSettings(c); laser = LaserSettings(c); r2m = R2MSettings(c); promptSelection = PromptSelectionSettings(c); cadence = CadenceSettings(c)
-        r2mPairsFile = c[PPOExtraKeys.r2mPairs].path; ptxFile = c[PPOExtraKeys.ptx].path; maxLength = c[PPOExtraKeys.maxLength]
+        ptxFile = c[PPOExtraKeys.ptx].path; maxLength = c[PPOExtraKeys.maxLength]
         let limit = c[PPOExtraKeys.memoryLimit]
         memoryLimitBytes = limit > 0 ? limit * 1_073_741_824 : nil
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }

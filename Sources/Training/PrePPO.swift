@@ -14,14 +14,12 @@ extension PPOSession {
     /// responses per candidate prompt from the SFT policy, score them with the run's reward, and
     /// keep the `prepo.keep` share with the lowest per-task z-score of the mean (the hard prompts).
     /// Candidates are shared round-robin over the ranks rolling out; prepo.jsonl in the run folder
-    /// lists every candidate with its score, z and whether it was kept.
-    func prePPOSelection(folder: RunFolder?) async throws -> [Int] {
+    /// lists every candidate with its score, z and whether it was kept. The reward is the run's
+    /// whole reward: `sources` must already hold the sources built over the candidates (the
+    /// hybrid reward's best-of-N references included).
+    func prePPOSelection(candidates: [Int], folder: RunFolder?) async throws -> [Int] {
         let prompts = data.prompts
         let samples = cfg.promptSelection.samples   // ≥ 1, checked at load
-        var order = Array(prompts.indices)
-        var rng = RNG(seed: cfg.run.seed &+ 0x9E9)
-        shuffle(&order, &rng)
-        let candidates = cfg.promptSelection.candidates > 0 ? Array(order.prefix(cfg.promptSelection.candidates)) : order
         let rank = replicas?.rank ?? 0, ranks = replicas?.size ?? 1
         var means = [Double](repeating: 0, count: candidates.count)
         let chunk = 64
@@ -50,8 +48,16 @@ extension PPOSession {
         return keptPositions.sorted().map { candidates[$0] }
     }
 
-    /// The run's reward of the SFT policy's samples (the sources built so far; learned proxies as
-    /// their ensemble: no bandit step, no R2M fusion).
+    /// Pre-PPO's candidate prompts: prepo.candidates of them in a seeded order (0: all).
+    func prePPOCandidates() -> [Int] {
+        var order = Array(data.prompts.indices)
+        var rng = RNG(seed: cfg.run.seed &+ 0x9E9)
+        shuffle(&order, &rng)
+        return cfg.promptSelection.candidates > 0 ? Array(order.prefix(cfg.promptSelection.candidates)) : order
+    }
+
+    /// The run's reward of the SFT policy's samples: every source (learned proxies as their
+    /// ensemble: no bandit step, no R2M fusion).
     func prePPOScores(prompts: [PPOPrompt], indices: [Int], tokens: [[Int32]], endedWithEOS: [Bool]) async throws -> [Double] {
         let sequences = zip(prompts, tokens).map { $0.tokens + $1 }
         let (_, last) = try await scorer.referenceAndLastHidden(sequences)

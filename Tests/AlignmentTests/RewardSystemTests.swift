@@ -5,7 +5,7 @@ import XCTest
 /// algorithms.md oracles L (LASeR's LinUCB) and B (Pre-PPO selection).
 final class RewardSystemTests: XCTestCase {
     func testTableL() {
-        var bandit = LinUCB(dimension: 2, arms: 3, alpha: 0.1)
+        var bandit = LinUCB(dimension: 2, arms: 3, alpha: 0.1, rawFirstReward: true)
         let steps: [(x: [Double], ucb: [Double], chosen: Int, raw: Double, normalised: Double)] = [
             ([1, 0], [0.1, 0.1, 0.1], 0, -0.70, -0.70),
             ([0, 1], [0.1, 0.1, 0.1], 0, -0.40, 1.0),

@@ -228,12 +228,12 @@ final class MPITests: CLITestCase {
         try run(["hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=60",
                  "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "log.every=100"])
         let checkpoint = sft + "/checkpoints/step-00000060"
-        // Learned rewards over 2 replicas: LASeR's context and R2M's anchor gradients are summed over ranks.
+        // Learned rewards over 2 replicas: LASeR's context and pair losses, R2M's update gradients are summed over ranks.
         let heads = "\(checkpoint),\(checkpoint)"
         for (tag, extra) in [("colocated", ["ppo.estimator=gae", "ppo.ptx_coef=0.05", "ppo.entropy_coef=0.01", "ppo.dual_clip=3", "ppo.kl_estimator=k3", "ppo.kl_target=1"]),
                              ("placed", ["placement=reference=1,reward=1", "rewards.reward_head=0.1"]),
-                             ("laser", ["rewards.proxy_heads=\(heads)", "rewards.proxy=1", "rewards.selection=laser", "laser.reward=heldout", "laser.heldout_prompts=8"]),
-                             ("r2m", ["rewards.proxy_heads=\(checkpoint)", "rewards.proxy=1", "rewards.selection=r2m", "r2m.replay=8", "prepo.keep=0.5", "prepo.candidates=64"])] {
+                             ("laser", ["rewards.proxy_heads=\(heads)", "rewards.proxy=1", "rewards.selection=laser"]),
+                             ("r2m", ["rewards.proxy_heads=\(checkpoint)", "rewards.proxy=1", "rewards.selection=r2m", "r2m.lr=1e-3", "prepo.keep=0.5", "prepo.candidates=64"])] {
             let out = directory + "/ppo-" + tag
             let p = try start(mpirun, try mpiArguments(2, ["ppo", "model.init_from=\(checkpoint)", "data.task=arith", "data.eval_size=50",
                 "out=\(out)", "ppo.iterations=3", "ppo.prompts=8", "ppo.samples_per_prompt=4", "ppo.max_new_tokens=5", "ppo.minibatch_size=8",

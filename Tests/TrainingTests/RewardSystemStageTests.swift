@@ -28,7 +28,7 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         let model = try makeTinyModel(directory: directory)
         let proxies = try heads(model, count: 2).joined(separator: ",")
         for (name, extra) in [("laser", ["rewards.selection=laser"]), ("laser-heldout", ["rewards.selection=laser", "laser.reward=heldout", "laser.heldout_prompts=4"]),
-                              ("r2m", ["rewards.selection=r2m", "r2m.replay=8", "r2m.ramp=0.5"])] {
+                              ("random", ["rewards.selection=random"]), ("r2m", ["rewards.selection=r2m", "r2m.lr=1e-3"])] {
             func config(_ out: String, _ mode: String) throws -> PPOConfig {
                 try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
                     "name=\(name)", "out=\(out)", "resume=\(mode)", "model.init_from=\(model)", "data.task=arith", "data.eval_size=20",
@@ -50,9 +50,24 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
             let metrics = try JSONL.objects(path: a + "/metrics.jsonl").map(\.object).filter { $0[name == "r2m" ? "reward_r2m_mean" : "reward_proxy_mean"] != nil }
             XCTAssertEqual(metrics.count, 4)
             XCTAssertTrue(metrics.allSatisfy { $0["gold_mean"] != nil }, "the gold reward is logged")
-            if name.hasPrefix("laser") { XCTAssertEqual(metrics.prefix(2).compactMap { $0["laser_arm"] as? Int }, [0, 1], "each arm once first") }
+            if name == "laser" {
+                // The paper's bandit reward: −(DPO + NLL) < 0 on every iteration's pairs (two samples of
+                // random heads always differ); the first is normalised against itself: the middle, 0.5.
+                let paid = metrics.compactMap { $0["laser_reward"] as? Double }
+                XCTAssertEqual(paid.count, 4)
+                XCTAssertTrue(paid.allSatisfy { $0 < 0 }, "\(paid)")
+                XCTAssertEqual(metrics.first?["laser_reward_normalised"] as? Double, 0.5)
+                XCTAssertEqual(metrics.first?["laser_pairs"] as? Double, 4, "one pair per prompt")
+            }
             if name == "laser-heldout" { XCTAssertEqual(metrics.compactMap { $0["laser_heldout_score"] as? Double }.count, 4) }
-            if name == "r2m" { XCTAssertGreaterThan(try XCTUnwrap(metrics.last?["r2m_pair_loss"] as? Double), 0, "−log σ(margin) of replayed pairs") }
+            if name == "random" { XCTAssertEqual(Set(metrics.compactMap { $0["laser_arm"] as? Int }).isSubset(of: [0, 1]), true) }
+            if name == "r2m" {
+                // ω(t) = max(½cos(πt/4) + ½, 0.7) for t = 0…3: 1, 0.854, 0.7 (floor), 0.7.
+                let omega = metrics.compactMap { $0["r2m_omega"] as? Double }
+                XCTAssertEqual(omega.count, 4)
+                for (a, b) in zip(omega, [1, 0.5 * cos(Double.pi / 4) + 0.5, 0.7, 0.7]) { XCTAssertEqual(a, b, accuracy: 1e-12) }
+                XCTAssertGreaterThan(try XCTUnwrap(metrics.last?["r2m_bt_loss"] as? Double), 0, "−log σ(r_w − r_l) of the self-labelled pairs")
+            }
         }
     }
 
@@ -62,7 +77,7 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         let config = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
             "name=arms", "out=\(directory)/run", "resume=never", "model.init_from=\(model)", "data.task=arith", "data.eval_size=20",
             "ppo.iterations=5", "ppo.prompts=4", "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4", "ppo.minibatch_size=8", "ppo.estimator=grpo",
-            "ppo.missing_eos_penalty=0", "lora.rank=4", "train.max_length=16", "rewards.selection=laser", "laser.arms=verifier,format",
+            "ppo.missing_eos_penalty=0", "lora.rank=4", "train.max_length=16", "rewards.selection=laser", "laser.arms=verifier,format", "laser.try_each_arm_first=true",
             "eval.every=100", "log.every=100", "checkpoint.every=0"]))
         _ = try await PPOStage(config: config, transport: SingleProcessTransport(), say: { _ in }).run()
         let rows = try JSONL.objects(path: directory + "/run/metrics.jsonl").map(\.object).filter { $0["laser_arm"] != nil }
@@ -78,31 +93,37 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         }
     }
 
-    func testR2MUpdateTrainsTheHeadAloneAndIgnoresPadding() async throws {
+    /// R2M's update (Huang et al. 2026, Alg. 1 lines 15–20) trains the fusion and head alone, and
+    /// the fused reward of a sequence does not depend on the batch it is scored in.
+    func testR2MUpdateTrainsTheFusionAloneAndIgnoresPadding() async throws {
         let model = try makeTinyModel(directory: directory)
         let base = try HFCheckpoint.load(directory: model)
         let config = try ppoSchema.resolve(file: nil, overrides: ["model.init_from=\(model)", "data.task=arith", "rewards.proxy_heads=\(try heads(model, count: 1)[0])",
-                                                                 "rewards.selection=r2m", "r2m.ramp=0"])
+                                                                 "rewards.selection=r2m", "r2m.lr=1e-2", "ppo.iterations=10"])
         let learned = try XCTUnwrap(try LearnedRewards.make(try PPOConfig(config).rewardConfig, base: base, originalHead: ScalarHead(channels: base.config.channels), seed: 1, namedArms: []))
-        XCTAssertEqual(learned.r2mWeight(iteration: 0), 1, "ramp 0: full weight at once")
+        XCTAssertEqual(learned.r2mOmega(iteration: 1), 1, "round 0: the reward model's own token alone")
         var rng = RNG(seed: 9)
         for i in 0..<learned.r2m!.parameters.count { learned.r2m!.parameters[i] += 0.05 * rng.normal() }   // W_o off zero
         let adapter = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: base.config.allLoRATargets), modelConfig: base.config)
         adapter.initialize(rng: &rng)
         let policy = LocalPolicy(trunk: base, adapter: adapter)
         let scorer = HydraScorer(trunk: base, rewardHead: ScalarHead(channels: base.config.channels))
-        let short: [Int32] = [256, 49, 43, 50, 61, 51, 257], long: [Int32] = [256, 52, 53, 43, 54, 55, 61, 57, 57, 257]
-        let together = try await learned.score([short, long], promptLengths: [5, 7], iteration: 3, scorer: scorer, policy: policy,
+        let a: [Int32] = [256, 49, 43, 50, 61, 51, 257], b: [Int32] = [256, 49, 43, 50, 61, 52, 257], long: [Int32] = [256, 52, 53, 43, 54, 55, 61, 57, 57, 257]
+        let together = try await learned.score([a, b, long, a], promptLengths: [5, 5, 7, 5], iteration: 5, scorer: scorer, policy: policy,
                                                originalHead: ScalarHead(channels: base.config.channels), replicas: nil as (any Transport)?)
-        let alone = try await learned.score([short], promptLengths: [5], iteration: 3, scorer: scorer, policy: policy,
+        let alone = try await learned.score([a], promptLengths: [5], iteration: 5, scorer: scorer, policy: policy,
                                             originalHead: ScalarHead(channels: base.config.channels), replicas: nil as (any Transport)?)
         XCTAssertEqual(together.proxy[0], alone.proxy[0], accuracy: 1e-5, "a padded batch gives the same reward")
-        let trunkBefore = base.weights.array, adapterBefore = adapter.weights.array, headBefore = learned.r2m!.parameters.array
-        _ = try await learned.updateR2M(iteration: 3, replay: [(chosen: short, rejected: [256, 49, 43, 50, 61, 52, 257], promptLength: 5)],
-                                        scored: together, promptLengths: [5, 7], scorer: scorer, policy: policy, anchor: 0.1, learningRate: 1e-2, replicas: nil as (any Transport)?)
+        XCTAssertNotEqual(together.proxy[0], together.proxy[1], "different sequences, different rewards")
+        let trunkBefore = base.weights.array, adapterBefore = adapter.weights.array, fusionBefore = learned.r2m!.parameters.array
+        // Groups of two: (a, b) has a best and a worst; (long, a) too.
+        let figures = try await learned.updateR2M(iteration: 5, scored: together, sequences: [a, b, long, a], groupSize: 2, policy: policy,
+                                                  replicas: nil as (any Transport)?)
+        XCTAssertEqual(figures["r2m_groups"], 2)
+        XCTAssertGreaterThan(try XCTUnwrap(figures["r2m_bt_loss"]), 0)
         XCTAssertEqual(base.weights.array, trunkBefore, "the trunk is untouched")
         XCTAssertEqual(adapter.weights.array, adapterBefore, "no gradient reaches the policy")
-        XCTAssertNotEqual(learned.r2m!.parameters.array, headBefore, "the fusion and head train")
+        XCTAssertNotEqual(learned.r2m!.parameters.array, fusionBefore, "the fusion and head train")
     }
 }
 
@@ -149,5 +170,32 @@ final class PrePPOTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(pools, [keptMath, keptMath, 20, 20], "math prompts first for half the iterations, then every kept prompt")
         XCTAssertTrue(messages.contains { $0.hasPrefix("Pre-PPO: kept 20 of 40") }, "\(messages)")
     }
-}
 
+    /// Pre-PPO scores with the run's whole reward, the hybrid source included: with the hybrid
+    /// routing every prompt to its verifier (exact + format) as the only reward, each candidate's
+    /// mean equals the one scored by the verifier and format sources themselves, and the kept
+    /// prompts are the lowest-scoring under it.
+    func testPrePPOScoresWithTheHybridReward() async throws {
+        let model = try makeTinyModel(directory: directory)
+        let lines: [[String: Any]] = (0..<24).map { k in ["prompt": "\(k)+\(k % 5)=", "answer": String(k + k % 5), "task": "math"] }
+        try JSONL.write(lines, to: directory + "/prompts.jsonl")
+        func means(_ name: String, _ rewards: [String]) async throws -> [[String: Any]] {
+            let config = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
+                "name=\(name)", "out=\(directory)/\(name)", "resume=never", "model.init_from=\(model)", "data.train=\(directory)/prompts.jsonl",
+                "ppo.iterations=1", "ppo.prompts=2", "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4", "ppo.minibatch_size=4", "ppo.estimator=grpo",
+                "ppo.temperature=1", "lora.rank=4", "train.max_length=16", "prepo.keep=0.25", "prepo.samples=4", "prepo.candidates=0",
+                "eval.every=100", "log.every=100", "checkpoint.every=0"] + rewards))
+            _ = try await PPOStage(config: config, transport: SingleProcessTransport(), say: { _ in }).run()
+            return try JSONL.objects(path: directory + "/\(name)/prepo.jsonl").map(\.object)
+        }
+        let hybrid = try await means("hybrid", ["rewards.verifier=0", "rewards.format=0", "rewards.hybrid=1", "rewards.verifier_tasks=math"])
+        let rules = try await means("rules", ["rewards.verifier=1", "rewards.format=1"])
+        let h = hybrid.map { $0["mean_reward"] as! Double }, r = rules.map { $0["mean_reward"] as! Double }
+        XCTAssertEqual(h, r, "the hybrid's verifier route is exact + format")
+        XCTAssertGreaterThan(Set(h).count, 1, "the candidates' scores differ (\(h))")
+        let kept = hybrid.indices.filter { hybrid[$0]["kept"] as! Bool }
+        XCTAssertEqual(kept.count, 6)
+        XCTAssertLessThanOrEqual(kept.map { h[$0] }.max()!, hybrid.indices.filter { !kept.contains($0) }.map { h[$0] }.min()!,
+                                 "the kept prompts score lowest under the hybrid reward")
+    }
+}

@@ -12,7 +12,8 @@ struct PPOBatchSums: Equatable {
     var sources: [Moment] = []
     /// Learned proxies: the mean of every head (whatever the selection picked).
     var proxyEnsemble = 0.0
-    /// Hybrid reward: samples per route, in `HybridReward.Route.allCases` order.
+    /// Hybrid reward: samples per route, then their gold reward's sum per route, each in
+    /// `HybridReward.Route.allCases` order.
     var routes: [Double] = []
 
     /// Σx and Σx² of one quantity.
@@ -76,7 +77,18 @@ struct PPOMetrics {
         (m["gold_mean"], m["gold_std"]) = sums.gold.meanStd(n)
         if hasProxy { m["proxy_ensemble_mean"] = sums.proxyEnsemble / n }
         if let laserArm { m["laser_arm"] = laserArm }
-        if hasRoutes { for (k, r) in HybridReward.Route.allCases.enumerated() { m["route_\(r.rawValue)_share"] = sums.routes[k] / n } }
+        if hasRoutes {
+            // The gold reward per route, and over the routes the GenRM judges (on the verifier's
+            // route the hybrid reward is the gold reward's own rules).
+            let routes = HybridReward.Route.allCases, count = routes.count
+            for (k, r) in routes.enumerated() {
+                m["route_\(r.rawValue)_share"] = sums.routes[k] / n
+                if sums.routes[k] > 0 { m["gold_\(r.rawValue)_mean"] = sums.routes[count + k] / sums.routes[k] }
+            }
+            let judged = routes.indices.filter { routes[$0] != .verifier }
+            let judgedCount = judged.reduce(0) { $0 + sums.routes[$1] }
+            if judgedCount > 0 { m["gold_judged_mean"] = judged.reduce(0) { $0 + sums.routes[count + $1] } / judgedCount }
+        }
         for (k, name) in sourceNames.enumerated() {
             (m["reward_\(name)_mean"], m["reward_\(name)_std"]) = sums.sources[k].meanStd(n)
         }

@@ -123,11 +123,12 @@ extension PPOSession {
             texts: r.texts, answers: r.prompts.map(\.answer), tasks: r.prompts.map(\.task), questions: r.prompts.map(\.text),
             promptIndices: r.promptIndices, sequences: sequences, promptLengths: r.promptLengths, headScores: headScores.map(Double.init),
             proxy: learnedScores?.proxy))
-        // LASeR over named sources: this batch's reward is the chosen source alone.
-        if let learned, learned.explicitArms, let scored = learnedScores, let arm = scored.arm {
+        // An arm chosen (laser, random) over named sources: this batch's reward is that source alone.
+        if let learned, learned.explicitArms, var scored = learnedScores, let arm = scored.arm {
             let name = learned.armNames[arm]
-            if let k = LearnedRewards.proxyIndex(name) { rewards.total = scored.perHead[k] }
-            else if let values = rewards.bySource[name] { rewards.total = values }
+            if scored.armScores == nil { scored.armScores = rewards.bySource[name] }
+            if let values = scored.armScores { rewards.total = values }
+            learnedScores = scored
         }
         // The arith task's gold reward; ifeval has none beyond its instructions reward.
         let gold = cfg.data.task == .ifeval ? [Double](repeating: 0, count: sequences.count)
@@ -241,16 +242,19 @@ extension PPOSession {
         sums.sources = sources.map { .init(s.rewards.bySource[$0.name] ?? []) }
         sums.proxyEnsemble = s.learned.map { learned!.ensemble($0.perHead, count: r.sequences.count).reduce(0, +) } ?? 0
         let hybrid = sources.lazy.compactMap { $0 as? HybridSource }.first
-        sums.routes = hybrid.map { h in HybridReward.Route.allCases.map { route in Double(h.lastRoutes.filter { $0 == route }.count) } } ?? []
+        sums.routes = hybrid.map { h in
+            let routes = HybridReward.Route.allCases
+            return routes.map { route in Double(h.lastRoutes.filter { $0 == route }.count) }
+                + routes.map { route in h.lastRoutes.indices.filter { h.lastRoutes[$0] == route }.reduce(0) { $0 + s.gold[$1] } }
+        } ?? []
         sums = try await sums.allReduced(replicas)
         kl.update(observedKL: sums.kl / sums.samples, steps: Int(sums.samples))
         let policyLoss = stats.mean(\.loss)
         var learnedFigures: [String: Double] = [:]
         if s.learned != nil {
-            let meanLoss = try await (replicas?.allReduce([policyLoss], op: .mean)[0]) ?? policyLoss
-            let update = RewardUpdate(iteration: r.iteration, policyLoss: meanLoss, scored: s.learned, promptLengths: r.promptLengths,
+            let update = RewardUpdate(iteration: r.iteration, scored: s.learned, promptLengths: r.promptLengths,
                                       policy: roles.policy, scorer: scorer, replicas: replicas, heldOutPrompts: heldOutPrompts,
-                                      replayPairs: data.r2mPairs, eosTokenId: tokenizer.eosTokenId)
+                                      sequences: r.sequences, groupSize: cfg.ppo.samples, eosTokenId: tokenizer.eosTokenId)
             for source in sources { learnedFigures.merge(try await source.update(update)) { a, _ in a } }
         }
         return PPOMetrics(iteration: r.iteration, sums: sums, sourceNames: sources.map(\.name), klCoefficient: s.beta, promptPool: r.promptPool,

@@ -52,24 +52,23 @@ public struct PPOInputs {
     }
 }
 
-/// The data of one PPO run: prompts, held-out examples, PPO-ptx demonstrations, R2M's replay pairs.
+/// The data of one PPO run: prompts, held-out examples, PPO-ptx demonstrations.
 struct PPOData {
     let prompts: [PPOPrompt]
     let evalExamples: [SFTExample]
     /// ifeval: held-out prompts whose replies are checked against their instructions.
     var instructionEval: [PPOPrompt] = []
     let ptxDemos: [TokenizedExample]
-    let r2mPairs: [(chosen: [Int32], rejected: [Int32], promptLength: Int)]
 
     /// Prompts alone (token ids), nothing held out.
     init(prompts: [[Int32]]) {
         self.prompts = prompts.map { PPOPrompt(tokens: $0, answer: nil) }
-        evalExamples = []; ptxDemos = []; r2mPairs = []
+        evalExamples = []; ptxDemos = []
     }
 
     /// Every prompt, demonstration and pair is tokenised and checked here, before the first
     /// iteration; `notes` says what was found.
-    init(config cfg: PPOConfig, tokenizer: any Tokenizer, needsR2MPairs: Bool, notes: DataNotes) throws {
+    init(config cfg: PPOConfig, tokenizer: any Tokenizer, notes: DataNotes) throws {
         func prompt(_ text: String, answer: String?, task: String, chatRendered: Bool = false) -> PPOPrompt {
             PPOPrompt(tokens: chatRendered ? tokenizer.encode(text) : SFTTokenization.promptTokens(SFTExample(prompt: text, completion: ""), tokenizer: tokenizer),
                       answer: answer, task: task, text: text)
@@ -106,17 +105,6 @@ struct PPOData {
             }
         }
         ptxDemos = try notes.keepingFitting(demos) { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: cfg.maxLength) }
-        // Pairs R2M replays in its online updates: [BOS] x y [EOS] with the prompt's length.
-        var pairs: [PreferenceExample] = []
-        if needsR2MPairs {
-            if !cfg.r2mPairsFile.isEmpty { pairs = try JSONL.preferences(path: cfg.r2mPairsFile, chat: tokenizer.chat, notes: notes).flatMap(\.pairs) }
-            else if let arith { pairs = arith.preferenceExamples(eval: false) }
-            else { throw ConfigError("rewards.selection r2m needs 'data.r2m_pairs' (preference pairs to replay)") }
-        }
-        r2mPairs = try notes.keepingFitting(pairs) {
-            let p = try TokenizedPair($0, tokenizer: tokenizer, maxLength: cfg.maxLength, conditioned: false)
-            return (p.prompt + p.chosen, p.prompt + p.rejected, p.prompt.count)
-        }
     }
 
     /// A built-in task's prompts that fit (see below), each named by its position.
@@ -219,7 +207,7 @@ final class PPOSession {
             throw ConfigError("'placement': learned rewards (rewards.proxy_heads, laser.arms) read the policy's and the shared trunk's states in one pass; they need layout hydra with every role colocated")
         }
         let notes = cfg.data.notes()
-        data = try prompts.map { PPOData(prompts: $0) } ?? PPOData(config: cfg, tokenizer: tokenizer, needsR2MPairs: learned?.r2m != nil, notes: notes)
+        data = try prompts.map { PPOData(prompts: $0) } ?? PPOData(config: cfg, tokenizer: tokenizer, notes: notes)
         for line in notes.report { say(line) }
         ptxCursor = transport.rank * 7919
         let dataRanks = colocated ? transport.size : 1
@@ -261,17 +249,17 @@ final class PPOSession {
     }
 
     /// Pre-PPO's prompt pool, the reward sources (the hybrid reward's best-of-N references need
-    /// the pool), LASeR's held-out prompts and the curriculum.
+    /// the prompts: with Pre-PPO, every candidate's, so that the selection scores with the whole
+    /// reward), LASeR's held-out prompts and the curriculum.
     func preparePrompts(folder: RunFolder?) async throws {
         let prompts = data.prompts
         let context = { (pool: [Int]) in RewardSourceContext(config: self.cfg.rewardConfig, learned: self.learned, prompts: prompts, pool: pool, policy: self.policy,
                                                              scorer: self.scorer, tokenizer: self.tokenizer, say: self.say) }
-        let beforePool = RewardSources.registry.filter { !$0.needsPromptPool }
-        sources = try await RewardSources.make(context(Array(prompts.indices)), from: beforePool)
-        pool = Array(prompts.indices)
-        if cfg.promptSelection.keep > 0 { pool = try await prePPOSelection(folder: folder) }
+        let candidates = cfg.promptSelection.keep > 0 ? prePPOCandidates() : Array(prompts.indices)
+        sources = try await RewardSources.make(context(candidates))
+        pool = candidates
+        if cfg.promptSelection.keep > 0 { pool = try await prePPOSelection(candidates: candidates, folder: folder) }
         guard !pool.isEmpty else { throw ConfigError("'prepo.keep' (\(cfg.promptSelection.keep)) of \(cfg.promptSelection.candidates) candidates keeps no prompt; raise it") }
-        sources += try await RewardSources.make(context(pool), from: RewardSources.registry.filter(\.needsPromptPool))
         // LASeR's held-out prompts (the evaluation prompts), scored once before the first update.
         heldOutPrompts = Array(data.evalExamples.prefix(cfg.laser.heldoutPrompts)).map { SFTTokenization.promptTokens($0, tokenizer: tokenizer) }
         if let learned, learned.bandit != nil, cfg.laser.signal == .heldout {

@@ -1,0 +1,59 @@
+import Alignment
+import Cluster
+import Foundation
+import Kernels
+import Models
+import Roles
+
+/// R2M in PPO (Huang et al., arXiv 2601.22664 v4, Alg. 1; ../shared/papers/r2m_laser.md §1): the
+/// reward of each sequence is proxy head 1's reward token fused with the policy's last-layer states
+/// (R2MFusion, with ω(t)), and after every iteration's policy update the fusion and head take one
+/// Adam step on each group's highest- vs lowest-scored sample (GroupRewardEntropy).
+extension LearnedRewards {
+    /// ω of `iteration` (1-based: round t = iteration − 1 of T = ppo.iterations, so the first
+    /// iteration scores with the original reward token alone); 1 with r2m.policy_feedback false.
+    package func r2mOmega(iteration: Int) -> Double {
+        r2mSettings.policyFeedback ? R2MFusion.omega(round: iteration - 1, rounds: iterations, floor: r2mSettings.omegaFloor) : 1
+    }
+
+    /// The policy states R2M attends over: h [S−1, C] of a sequence's [S, C] — the paper's
+    /// (S−1)×D_p, the positions that predict the sequence's tokens (the last predicts past its end).
+    package func attendedStates(_ hidden: [Float], channels c: Int) -> [Float] {
+        let s = hidden.count / c
+        return s > 1 ? Array(hidden[0..<((s - 1) * c)]) : hidden
+    }
+
+    /// The update (Alg. 1 lines 15–20) after the iteration's policy update, on this rank's groups
+    /// (`groupSize` consecutive samples of one prompt): the pair is the group's highest and lowest
+    /// reward as the policy was trained on it (the self-labels; the paper leaves open which
+    /// scores rank, we take the annotation-phase rewards), the loss recomputes every reward of the
+    /// group with the updated policy's states (the paper refreshes them in the final update epoch;
+    /// we run one extra inference pass). Gradients are summed over every rank and divided by the
+    /// number of groups; one Adam step, no clipping (the paper gives no optimiser detail).
+    /// Returns the figures to log.
+    package func updateR2M(iteration: Int, scored: Scored, sequences: [[Int32]], groupSize: Int, policy: LocalPolicy,
+                           replicas: (any Transport)?) async throws -> [String: Double] {
+        let omega = r2mOmega(iteration: iteration)
+        guard let r2m, let optimizer = r2mOptimizer, let grads = r2mGradients, r2mSettings.update else { return ["r2m_omega": omega] }
+        let (_, fresh) = try await policy.logProbsAndHidden(sequences)
+        let c = r2m.policyChannels
+        grads.zero()
+        var sums = [0.0, 0.0, 0.0]   // Bradley–Terry, entropy, groups
+        for start in stride(from: 0, to: sequences.count - groupSize + 1, by: max(groupSize, 1)) where groupSize >= 2 {
+            let rows = Array(start..<(start + groupSize))
+            guard let (winner, loser) = GroupRewardEntropy.pair(scores: rows.map { scored.proxy[$0] }) else { continue }
+            let caches = rows.map { r2m.forward(rewardHidden: scored.lastHidden[$0], policyHidden: attendedStates(fresh[$0], channels: c), omega: omega) }
+            let loss = GroupRewardEntropy.loss(rewards: caches.map { Double($0.reward) }, winner: winner, loser: loser, alpha: r2mSettings.entropyWeight)
+            for (j, cache) in caches.enumerated() where loss.gradient[j] != 0 { r2m.backward(cache, dReward: Float(loss.gradient[j]), gradients: grads) }
+            sums[0] += loss.bradleyTerry; sums[1] += loss.entropy; sums[2] += 1
+        }
+        if let replicas {
+            try await replicas.allReduce(grads, op: .sum)
+            sums = try await replicas.allReduce(sums, op: .sum)
+        }
+        guard sums[2] > 0 else { return ["r2m_omega": omega, "r2m_groups": 0] }
+        for i in 0..<grads.count { grads[i] /= Float(sums[2]) }
+        optimizer.update(parameters: r2m.parameters, gradients: grads, learningRate: r2mSettings.lr)
+        return ["r2m_omega": omega, "r2m_groups": sums[2], "r2m_bt_loss": sums[0] / sums[2], "r2m_group_entropy": sums[1] / sums[2]]
+    }
+}
