@@ -4,7 +4,12 @@ import Foundation
 /// An SVG line chart of one metric against step for several runs (`rlhf plot`). Plain SVG so it
 /// opens in any browser; PNG needs an external converter (rsvg-convert or ImageMagick).
 public enum MetricsChart {
-    public struct Series { public let name: String; public let points: [(x: Double, y: Double)] }
+    public struct Series {
+        public let name: String
+        public let points: [(x: Double, y: Double)]
+        /// Over several seeds: the mean ± one sample standard deviation of y at each point.
+        public var band: [(low: Double, high: Double)]? = nil
+    }
 
     /// (x, value) pairs of `metric` from a run folder's metrics.jsonl, x being `x` (default the
     /// step) of the same line; lines without both are skipped.
@@ -34,6 +39,29 @@ public enum MetricsChart {
         })
     }
 
+    /// Runs with the same folder name (one method on several seeds: seed-1/proxy, seed-2/proxy, …)
+    /// merged point by point, each run smoothed over `window` first: x and y are the means over
+    /// the runs, the band is y's mean ± sample standard deviation; a name with one run keeps no band.
+    public static func bands(runs: [String], metric: String, x: String, window: Int) throws -> [Series] {
+        let all = try runs.map { smoothed(try series(run: $0, metric: metric, x: x), window: window) }
+        var names: [String] = []
+        for s in all where !names.contains(s.name) { names.append(s.name) }
+        return names.map { name in
+            let group = all.filter { $0.name == name }
+            guard group.count > 1 else { return group[0] }
+            let n = group.map(\.points.count).min() ?? 0
+            var points: [(x: Double, y: Double)] = [], band: [(low: Double, high: Double)] = []
+            for i in 0..<n {
+                let xs = group.map { $0.points[i].x }, ys = group.map { $0.points[i].y }
+                let my = ys.reduce(0, +) / Double(ys.count)
+                let sd = (ys.reduce(0) { $0 + ($1 - my) * ($1 - my) } / Double(ys.count - 1)).squareRoot()
+                points.append((x: xs.reduce(0, +) / Double(xs.count), y: my))
+                band.append((low: my - sd, high: my + sd))
+            }
+            return Series(name: "\(name) (\(group.count) seeds)", points: points, band: band)
+        }
+    }
+
     /// Tick positions at 1, 2 or 5 × 10^k spacing covering [low, high].
     package static func ticks(_ low: Double, _ high: Double, count: Int = 5) -> [Double] {
         guard high > low else { return [low] }
@@ -55,9 +83,10 @@ public enum MetricsChart {
     public static func svg(series: [Series], metric: String, x xLabel: String = "step", width: Double = 720, height: Double = 420) -> String {
         let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
         let all = series.flatMap(\.points)
+        let bandValues = series.flatMap { $0.band ?? [] }.flatMap { [$0.low, $0.high] }
         let left = 70.0, right = 20.0, top = 40.0, bottom = 50.0
         var x0 = all.map(\.x).min() ?? 0, x1 = all.map(\.x).max() ?? 1
-        var y0 = all.map(\.y).min() ?? 0, y1 = all.map(\.y).max() ?? 1
+        var y0 = (all.map(\.y) + bandValues).min() ?? 0, y1 = (all.map(\.y) + bandValues).max() ?? 1
         if x1 == x0 { x0 -= 1; x1 += 1 }
         if y1 == y0 { y0 -= 1; y1 += 1 }
         let pad = (y1 - y0) * 0.05
@@ -83,6 +112,11 @@ public enum MetricsChart {
         out += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">\(esc(xLabel))</text>\n"
         for (i, s) in series.enumerated() {
             let color = palette[i % palette.count]
+            if let band = s.band, band.count == s.points.count, band.count > 1 {
+                let upper = zip(s.points, band).map { String(format: "%.1f,%.1f", px($0.0.x), py($0.1.high)) }
+                let lower = zip(s.points, band).reversed().map { String(format: "%.1f,%.1f", px($0.0.x), py($0.1.low)) }
+                out += "<polygon fill=\"\(color)\" fill-opacity=\"0.15\" stroke=\"none\" points=\"\((upper + lower).joined(separator: " "))\"/>\n"
+            }
             let points = s.points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
             if s.points.count == 1 {
                 out += "<circle cx=\"\(px(s.points[0].x))\" cy=\"\(py(s.points[0].y))\" r=\"3\" fill=\"\(color)\"/>\n"

@@ -11,6 +11,11 @@ public struct RewardHistograms: Codable, Equatable, Sendable {
     /// Per class, the count of rewards in each of `bins` equal bins of [0, 1].
     public var counts: [String: [Int]]
     public var means: [String: Double]
+    /// Per class: the Shannon entropy (bits) of the binned σ(r) — low when the rewards polarise into
+    /// a few bins, up to log2(bins) when they spread evenly — and the standard deviation of σ(r).
+    /// (Optional: files written before they were added lack them.)
+    public var entropies: [String: Double]?
+    public var deviations: [String: Double]?
 
     public init(step: Int, rewards: [String: [Double]], bins: Int = 20) {
         self.step = step; self.bins = bins
@@ -20,6 +25,27 @@ public struct RewardHistograms: Codable, Equatable, Sendable {
             return c
         }
         means = rewards.mapValues { $0.reduce(0, +) / Double(max($0.count, 1)) }
+        entropies = counts.mapValues { c in
+            let total = Double(max(c.reduce(0, +), 1))
+            return -c.reduce(0.0) { $1 > 0 ? $0 + Double($1) / total * log2(Double($1) / total) : $0 }
+        }
+        deviations = rewards.mapValues { v in
+            let m = v.reduce(0, +) / Double(max(v.count, 1))
+            return (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(max(v.count, 1))).squareRoot()
+        }
+    }
+
+    /// The per-class figures for a summary line: reward_mean_<class>, reward_entropy_<class>,
+    /// reward_std_<class> (class names with '-' as '_').
+    public var summary: [String: Double] {
+        var out: [String: Double] = [:]
+        for name in counts.keys {
+            let key = name.replacingOccurrences(of: "-", with: "_")
+            out["reward_mean_\(key)"] = means[name]
+            out["reward_entropy_\(key)"] = entropies?[name]
+            out["reward_std_\(key)"] = deviations?[name]
+        }
+        return out
     }
 
     public func write(folder: RunFolder) throws {

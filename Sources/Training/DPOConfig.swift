@@ -75,6 +75,7 @@ public struct DPOConfig: Sendable {
         run = try RunSettings(c); data = DataSettings(c); train = OptimizerSettings(c); cadence = CadenceSettings(c)
         lora = try LoRASettings(c); preference = PreferenceSettings(c)
         guard data.task != .ifeval else { throw ConfigError("data.task ifeval has prompts only (no preference pairs): it is for rlhf ppo") }
+        guard data.task != .collapse else { throw ConfigError("data.task collapse holds rankings for reward models: it is for rlhf rm") }
         guard data.task == .arith || !data.prefs.isEmpty else { throw ConfigError("set 'data.task' or 'data.prefs' (preference pairs JSONL)") }
     }
 

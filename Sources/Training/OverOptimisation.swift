@@ -9,206 +9,230 @@ import Rewards
 import Runs
 import Tokenizers
 
-/// `rlhf overopt`: the reward over-optimisation study (issue 7; Gao et al. 2023's setting on the
-/// arith task). A hidden gold reward — the exact-answer verifier plus the bare-integer format
-/// rule — labels a small sample of pairs of the SFT policy's own responses, with label noise;
-/// proxy reward heads are trained on those pairs, head only, on the SFT trunk; PPO then
-/// optimises the proxy (plain, R2M, or LASeR over several proxies) while metrics.jsonl logs gold
-/// and proxy reward against KL. One YAML file: shared keys at the top level, the SFT stage under
-/// `sft.`, the proxies under `proxy.` (rm keys), PPO under `rl.`, the study's own under `study.`.
+/// `rlhf overopt`: the reward over-optimisation study (Gao et al. 2023's setting on the arith task).
+/// A hidden gold reward — the exact-answer verifier plus the bare-integer format rule — labels
+/// samples of pairs of the SFT policy's own responses, with label noise; proxy reward heads are
+/// trained on those pairs, head only, on the SFT trunk; PPO then optimises a reward made from them
+/// (one proxy, their mean, R2M, LASeR and its baselines, or the hybrid routing) while
+/// metrics.jsonl logs gold and proxy reward against KL. Every method runs on every seed of
+/// `study.seeds`; a seed's SFT model, pairs, proxies and GenRM are shared by its methods.
+/// One YAML file: shared keys at the top level, the SFT stage under `sft.`, the proxies under
+/// `proxy.` (rm keys), PPO under `rl.`, the GenRM under `genrm.`, the study's own under `study.`.
 public enum OverOptimisation {
     static let sharedKeys = CommonKeys.run + CommonKeys.data
     static let shared = Set(sharedKeys.map(\.path))
 
-    /// The methods compared: which reward PPO optimises.
-    public enum Method: String, ConfigChoice {
-        case proxy, r2m, laser, hybrid
-        /// How PPO makes the proxy reward for this method (hybrid: the proxy only ranks best-of-N samples).
-        var selection: RewardSelection { switch self { case .proxy, .hybrid: return .mean; case .r2m: return .r2m; case .laser: return .laser } }
-        /// The reward source PPO optimises (its reward_<name>_mean is the "proxy" of the summary).
-        var trainedSource: String { switch self { case .proxy, .laser: return "proxy"; case .r2m: return "r2m"; case .hybrid: return "hybrid" } }
+    /// A compared method: which reward PPO optimises.
+    public enum Method: Hashable, Sendable, CustomStringConvertible {
+        /// Proxy K alone (1-based); "proxy" is proxy 1.
+        case proxy(Int)
+        /// The mean of the study's proxies.
+        case ensemble
+        /// R2M on proxy 1; its ablations without the policy's states (ω = 1, the paper's
+        /// "Iterative RMHead") and without the update ("w/o Train").
+        case r2m, r2mNoFeedback, r2mNoUpdate
+        /// LinUCB over the proxies, and its uniformly random baseline.
+        case laser, random
+        /// The hybrid routing (verifier, GenRM with the answer, GenRM against best-of-N).
+        case hybrid
+
+        static let named: [String: Method] = ["proxy": .proxy(1), "ensemble": .ensemble, "r2m": .r2m, "r2m_no_feedback": .r2mNoFeedback,
+                                              "r2m_no_update": .r2mNoUpdate, "laser": .laser, "random": .random, "hybrid": .hybrid]
+
+        public init?(name: String) {
+            if let m = Self.named[name] { self = m; return }
+            guard name.hasPrefix("proxy"), let k = Int(name.dropFirst(5)), k >= 1 else { return nil }
+            self = .proxy(k)
+        }
+
+        public var description: String {
+            if case .proxy(let k) = self { return k == 1 ? "proxy" : "proxy\(k)" }
+            return Self.named.first { $0.value == self }!.key
+        }
+
+        var selection: RewardSelection {
+            switch self {
+            case .proxy, .ensemble, .hybrid: return .mean
+            case .r2m, .r2mNoFeedback, .r2mNoUpdate: return .r2m
+            case .laser: return .laser
+            case .random: return .random
+            }
+        }
+
+        /// The reward source PPO optimises (its reward_<name>_mean is the summary's "proxy").
+        var trainedSource: String {
+            switch self {
+            case .r2m, .r2mNoFeedback, .r2mNoUpdate: return "r2m"
+            case .hybrid: return "hybrid"
+            default: return "proxy"
+            }
+        }
+
+        /// The proxies (1-based) whose heads PPO reads, of `count` trained per seed.
+        func heads(of count: Int) -> [Int] {
+            switch self {
+            case .proxy(let k): return [k]
+            case .ensemble, .laser, .random: return Array(1...count)
+            default: return [1]
+            }
+        }
     }
 
     /// The study's own keys.
     public struct Settings: Sendable {
-        static let method = Key<Method>("study.method", .proxy,
-                                        "proxy: PPO on one proxy; r2m: that proxy fused with the policy's states and updated online; laser: LinUCB over study.proxies proxies; hybrid: verifier / GenRM routing")
+        static let methods = Key<String>("study.methods", "proxy",
+                                         "comma-separated methods: proxy (proxy 1), proxyK, ensemble, r2m, r2m_no_feedback, r2m_no_update, laser, random, hybrid")
+        static let seeds = Key<String>("study.seeds", "1", "comma-separated run seeds; every method runs on each (SFT, pairs, proxies and PPO seeded by it)")
         static let verifierShare = Key<Double>("study.verifier_share", 0.4, "hybrid: share of prompts whose task has a verifier", .within(0, 1))
         static let referenceShare = Key<Double>("study.reference_share", 0.3, "hybrid: share judged by the GenRM against the answer; the rest against the proxy's best of N", .within(0, 1))
-        static let sftFrom = Key<ConfigPath>("study.sft_from", "", "start from this SFT checkpoint instead of training one")
-        static let proxies = Key<Int>("study.proxies", 3, "proxy heads trained (each on its own noisy sample); proxy and r2m use the first", .atLeast(1))
+        static let sftFrom = Key<ConfigPath>("study.sft_from", "", "start every seed from this SFT checkpoint instead of training one")
+        static let proxies = Key<Int>("study.proxies", 3, "proxy heads trained per seed (each on its own noisy sample); ensemble, laser and random read them all", .atLeast(1))
         static let pairs = Key<Int>("study.pairs", 300, "gold-labelled pairs per proxy", .positive)
         static let noise = Key<Double>("study.noise", 0.2, "share of the proxies' pair labels flipped", .within(0, 1))
         static let temperature = Key<Double>("study.temperature", 1, "sampling temperature of the SFT responses the pairs compare", .positive)
         static let smooth = Key<Int>("study.smooth", 5, "iterations averaged for gold_peak and gold_final", .positive)
-        static let keys = [method.declaration] + [verifierShare, referenceShare].map(\.declaration) + [sftFrom.declaration]
+        static let keys = [methods, seeds].map(\.declaration) + [verifierShare, referenceShare].map(\.declaration) + [sftFrom.declaration]
             + [proxies, pairs].map(\.declaration) + [noise, temperature].map(\.declaration) + [smooth.declaration]
 
-        public var method: Method, verifierShare: Double, referenceShare: Double, sftFrom: String, proxies: Int, pairs: Int
+        public var methods: [Method], seeds: [Int], verifierShare: Double, referenceShare: Double, sftFrom: String, proxies: Int, pairs: Int
         public var noise: Double, temperature: Float, smooth: Int
-        init(_ c: ResolvedConfig) {
-            method = c[Self.method]; verifierShare = c[Self.verifierShare]; referenceShare = c[Self.referenceShare]; sftFrom = c[Self.sftFrom].path
+        init(_ c: ResolvedConfig) throws {
+            methods = try commaList(c[Self.methods]).map { name in
+                guard let m = Method(name: name) else {
+                    throw ConfigError("'study.methods': '\(name)' is not a method (proxy, proxyK, \(Method.named.keys.filter { $0 != "proxy" }.sorted().joined(separator: ", ")))")
+                }
+                return m
+            }
+            seeds = try commaList(c[Self.seeds]).map { text in
+                guard let s = Int(text), s >= 0 else { throw ConfigError("'study.seeds': '\(text)' is not a seed (a whole number ≥ 0)") }
+                return s
+            }
+            guard !methods.isEmpty, !seeds.isEmpty else { throw ConfigError("'study.methods' and 'study.seeds' name at least one each") }
+            verifierShare = c[Self.verifierShare]; referenceShare = c[Self.referenceShare]; sftFrom = c[Self.sftFrom].path
             proxies = c[Self.proxies]; pairs = c[Self.pairs]; noise = c[Self.noise]; temperature = Float(c[Self.temperature]); smooth = c[Self.smooth]
+            for case .proxy(let k) in methods where k > proxies {
+                throw ConfigError("'study.methods': proxy\(k) needs study.proxies ≥ \(k) (it is \(proxies))")
+            }
         }
+        /// Proxies trained per seed: as many as any method reads.
+        var proxiesTrained: Int { methods.flatMap { $0.heads(of: proxies) }.max() ?? 1 }
     }
 
     public static let schema = ConfigSchema(sharedKeys + Settings.keys
       + Pipeline.nested(sftSchema, under: "sft.", shared: shared) + Pipeline.nested(rmSchema, under: "proxy.", shared: shared)
       + Pipeline.nested(ppoSchema, under: "rl.", shared: shared) + Pipeline.nested(sftSchema, under: "genrm.", shared: shared))
 
-    public struct Result: Sendable {
-        public var method: String
-        public var goldPeak: Double, goldFinal: Double, proxyFinal: Double, klFinal: Double
-        public var seconds: Double
-        public var runFolder: String
-        public var json: [String: Any] {
-            ["method": method, "gold_peak": goldPeak, "gold_final": goldFinal, "proxy_final": proxyFinal, "kl_final": klFinal, "seconds": seconds]
-        }
-    }
-
-    /// The gold reward: 1 for the exact answer, −1 for anything but a bare integer.
-    static func gold(_ response: String, answer: String) -> Double {
-        ExactAnswerVerifier().score(response: response, answer: answer) + IntegerFormatVerifier().score(response: response, answer: nil)
-    }
-
+    /// Runs every method on every seed; `report` receives each run's result as it ends (rank 0).
     public static func run(_ config: ResolvedConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
-                           say: @escaping (String) -> Void = { print($0); fflush(nil) }, onStage: (String, FailureContext) -> Void = { _, _ in }) async throws -> Result {
-        let started = Date()
-        let study = Settings(config), data = DataSettings(config), run = try RunSettings(config)
+                           say: @escaping (String) -> Void = { print($0); fflush(nil) }, onStage: (String, FailureContext) -> Void = { _, _ in },
+                           report: (Result) -> Void = { _ in }) async throws -> Study {
+        let study = try Settings(config), data = DataSettings(config), run = try RunSettings(config)
         guard data.task == .arith else { throw ConfigError("the over-optimisation study runs on the arith task: set data.task: arith") }
-        let method = study.method
-        let proxies = method == .laser ? study.proxies : 1
-        let rl = config.scoped(to: ppoSchema, prefix: "rl.", shared: shared)
+        _ = try config.scoped(to: ppoSchema, prefix: "rl.", shared: shared)   // the PPO keys are checked before any stage runs
         let folder = try await RunFolder.chooseCollectively(name: run.name, out: run.out, resume: .never,
                                                             workingDirectory: workingDirectory, transport: transport).folder.path
         if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
-        sayRankZero("overopt (\(method.rawValue)): run folder \(folder)")
+        sayRankZero("overopt: \(study.methods.map(\.description).joined(separator: ", ")) × seeds \(study.seeds.map(String.init).joined(separator: ", ")); run folder \(folder)")
+        var results: [Result] = []
+        for seed in study.seeds {
+            let seedConfig = try config.with(RunSettings.seed, seed)
+            let setup = try await prepareSeed(seedConfig, study: study, seed: seed, folder: "\(folder)/seed-\(seed)", transport: transport,
+                                              workingDirectory: workingDirectory, say: say, onStage: onStage)
+            for method in study.methods {
+                let result = try await runMethod(method, seed: seed, setup: setup, config: seedConfig, study: study, transport: transport,
+                                                 workingDirectory: workingDirectory, say: say, onStage: onStage)
+                results.append(result)
+                if transport.rank == 0 {
+                    try JSONL.write(results.map(\.json), to: folder + "/results.jsonl")
+                    report(result)
+                }
+            }
+        }
+        let summary = Study(folder: folder, results: results, methods: study.methods.map(\.description))
+        if transport.rank == 0 { try summary.write() }
+        return summary
+    }
 
+    /// What a seed's methods share: the SFT model, the proxies' checkpoints, the GenRM and the hybrid data.
+    struct SeedSetup { var folder: String, sftModel: String, proxies: [String], genrm: String?, setupSeconds: Double }
+
+    static func prepareSeed(_ config: ResolvedConfig, study: Settings, seed: Int, folder: String, transport: any Transport, workingDirectory: String,
+                            say: @escaping (String) -> Void, onStage: (String, FailureContext) -> Void) async throws -> SeedSetup {
+        let started = Date(), data = DataSettings(config)
+        let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
+        if transport.rank == 0 { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        try await transport.barrier()
         // 1. The SFT model.
         var sftModel = study.sftFrom
         if sftModel.isEmpty {
-            sayRankZero("== sft")
+            sayRankZero("== seed \(seed): sft")
             let sft = SFTStage(config: try SFTConfig(config.scoped(to: sftSchema, prefix: "sft.", shared: shared)
                                    .with(RunSettings.out, ConfigPath(folder + "/sft")).with(RunSettings.resume, "never")),
                                transport: transport, workingDirectory: workingDirectory, say: say)
-            guard let checkpoint = try await runStage(sft, as: "sft", onStage: onStage).lastCheckpoint else { throw TrainingError("sft left no checkpoint in \(folder)/sft") }
+            guard let checkpoint = try await runStage(sft, as: "sft", onStage: onStage).lastCheckpoint else { throw TrainingError("sft left no checkpoint in \(folder)") }
             sftModel = checkpoint
         }
-
         // 2. Gold-labelled pairs of the SFT policy's responses (rank 0 writes them; all read).
-        let pairFiles = (0..<proxies).map { "\(folder)/gold_pairs_\($0 + 1).jsonl" }
+        let rl = try config.scoped(to: ppoSchema, prefix: "rl.", shared: shared)
+        let pairFiles = (0..<study.proxiesTrained).map { "\(folder)/gold_pairs_\($0 + 1).jsonl" }
         if transport.rank == 0 {
-            try writeGoldPairs(study, task: data.arithTask, seed: run.seed, maxNewTokens: rl[PPOSettings.maxNewTokens], sftModel: sftModel, files: pairFiles, say: say)
+            try writeGoldPairs(study, task: data.arithTask, seed: UInt64(seed), maxNewTokens: rl[PPOSettings.maxNewTokens], sftModel: sftModel, files: pairFiles, say: say)
         }
         try await transport.barrier()
-
-        // 3. Proxy reward models from the SFT model, one per noisy sample (proxy.rm.train_trunk
-        //    false: heads alone on the shared trunk).
+        // 3. Proxy reward models from the SFT model, one per noisy sample (heads alone on the shared trunk).
         var heads: [String] = []
         for (k, file) in pairFiles.enumerated() {
-            sayRankZero("== proxy \(k + 1)/\(proxies)")
+            sayRankZero("== seed \(seed): proxy \(k + 1)/\(pairFiles.count)")
             let rm = SFTStage(config: try SFTConfig(config.scoped(to: rmSchema, prefix: "proxy.", shared: shared)
                                   .with(RunSettings.out, ConfigPath("\(folder)/proxy\(k + 1)")).with(RunSettings.resume, "never")
                                   .with(RunSettings.initFrom, ConfigPath(sftModel)).with(DataSettings.task, DataTask.none)
-                                  .with(DataSettings.prefs, ConfigPath(file)).with(RunSettings.seed, config[RunSettings.seed] + k)),
+                                  .with(DataSettings.prefs, ConfigPath(file)).with(RunSettings.seed, seed + k)),
                               transport: transport, workingDirectory: workingDirectory, say: say)
             guard let checkpoint = try await runStage(rm, as: "proxy\(k + 1)", onStage: onStage).lastCheckpoint else { throw TrainingError("proxy \(k + 1) left no checkpoint") }
             heads.append(checkpoint)
         }
-
         // 4. Hybrid: the generative reward model (SFT on judgement data from the SFT model) and
         //    prompts whose tasks route them to the verifier, the GenRM with the answer, or best-of-N.
-        var ppoConfig = try rl.with(RunSettings.out, ConfigPath(folder + "/ppo")).with(RunSettings.resume, "never")
-            .with(RunSettings.initFrom, ConfigPath(sftModel)).with(RewardSettings.proxyHeads, heads.joined(separator: ","))
-            .with(RewardSettings.selection, method.selection)
-            .with(RewardSettings.proxy, 1).with(RewardSettings.verifier, 0).with(RewardSettings.format, 0).with(RewardSettings.rewardHead, 0)
-        if method == .hybrid {
-            let task = data.arithTask
-            if transport.rank == 0 { try writeHybridData(task, study: study, seed: run.seed, folder: folder) }
+        var genrm: String?
+        if study.methods.contains(.hybrid) {
+            if transport.rank == 0 { try writeHybridData(data.arithTask, study: study, seed: UInt64(seed), folder: folder) }
             try await transport.barrier()
-            sayRankZero("== genrm")
-            let genrm = SFTStage(config: try SFTConfig(config.scoped(to: sftSchema, prefix: "genrm.", shared: shared)
+            sayRankZero("== seed \(seed): genrm")
+            let stage = SFTStage(config: try SFTConfig(config.scoped(to: sftSchema, prefix: "genrm.", shared: shared)
                                      .with(RunSettings.out, ConfigPath(folder + "/genrm")).with(RunSettings.resume, "never")
                                      .with(RunSettings.initFrom, ConfigPath(sftModel)).with(DataSettings.task, DataTask.none)
                                      .with(DataSettings.train, ConfigPath(folder + "/judge.jsonl")).with(DataSettings.eval, ConfigPath(folder + "/eval_judge.jsonl"))),
                                  transport: transport, workingDirectory: workingDirectory, say: say)
-            guard let judge = try await runStage(genrm, as: "genrm", onStage: onStage).lastCheckpoint else { throw TrainingError("genrm left no checkpoint") }
+            guard let judge = try await runStage(stage, as: "genrm", onStage: onStage).lastCheckpoint else { throw TrainingError("genrm left no checkpoint") }
+            genrm = judge
+        }
+        return SeedSetup(folder: folder, sftModel: sftModel, proxies: heads, genrm: genrm, setupSeconds: Date().timeIntervalSince(started))
+    }
+
+    /// PPO against the method's reward; the gold reward is logged, never optimised.
+    static func runMethod(_ method: Method, seed: Int, setup: SeedSetup, config: ResolvedConfig, study: Settings, transport: any Transport,
+                          workingDirectory: String, say: @escaping (String) -> Void, onStage: (String, FailureContext) -> Void) async throws -> Result {
+        let started = Date(), out = "\(setup.folder)/\(method)"
+        let heads = method.heads(of: study.proxies).map { setup.proxies[$0 - 1] }
+        var ppoConfig = try config.scoped(to: ppoSchema, prefix: "rl.", shared: shared)
+            .with(RunSettings.out, ConfigPath(out)).with(RunSettings.resume, "never")
+            .with(RunSettings.initFrom, ConfigPath(setup.sftModel)).with(RewardSettings.proxyHeads, heads.joined(separator: ","))
+            .with(RewardSettings.selection, method.selection)
+            .with(RewardSettings.proxy, 1).with(RewardSettings.verifier, 0).with(RewardSettings.format, 0).with(RewardSettings.rewardHead, 0)
+        if method == .r2mNoFeedback { ppoConfig = try ppoConfig.with(R2MSettings.policyFeedback, false) }
+        if method == .r2mNoUpdate { ppoConfig = try ppoConfig.with(R2MSettings.update, false) }
+        if method == .hybrid, let judge = setup.genrm {
             ppoConfig = try ppoConfig.with(RewardSettings.hybrid, 1).with(RewardSettings.proxy, 0).with(RewardSettings.genrmModel, ConfigPath(judge))
                 .with(RewardSettings.verifierTasks, "arith").with(RewardSettings.referenceTasks, "arith-ref").with(DataSettings.task, DataTask.none)
-                .with(DataSettings.train, ConfigPath(folder + "/prompts.jsonl")).with(DataSettings.eval, ConfigPath(folder + "/eval.jsonl"))
+                .with(DataSettings.train, ConfigPath(setup.folder + "/prompts.jsonl")).with(DataSettings.eval, ConfigPath(setup.folder + "/eval.jsonl"))
         }
-
-        // 5. PPO against the proxy (or the hybrid reward); the gold reward is logged, never optimised.
-        sayRankZero("== ppo (\(method.rawValue))")
+        if transport.rank == 0 { say("== seed \(seed): ppo (\(method))") }
         let ppo = PPOStage(config: try PPOConfig(ppoConfig), transport: transport, workingDirectory: workingDirectory, say: say)
         _ = try await runStage(ppo, as: "ppo", onStage: onStage)
-
-        // 6. Summary from metrics.jsonl: gold and proxy against KL.
-        var result = Result(method: method.rawValue, goldPeak: 0, goldFinal: 0, proxyFinal: 0, klFinal: 0, seconds: 0, runFolder: folder)
-        if transport.rank == 0 { try summarise(&result, metrics: "\(folder)/ppo/metrics.jsonl", trained: "reward_\(method.trainedSource)_mean", smooth: study.smooth) }
+        var result = Result(method: method.description, seed: seed, runFolder: out)
+        if transport.rank == 0 { try result.summarise(metrics: "\(out)/metrics.jsonl", trained: "reward_\(method.trainedSource)_mean", smooth: study.smooth) }
         result.seconds = Date().timeIntervalSince(started)
         return result
-    }
-
-    /// The hybrid study's data: judgements for the GenRM, prompts with tasks routed by
-    /// study.verifier_share and study.reference_share, and the held-out set.
-    static func writeHybridData(_ task: ArithTask, study: Settings, seed: UInt64, folder: String) throws {
-        try JSONL.write(task.judgements(task.train, salt: 4), to: "\(folder)/judge.jsonl")
-        try JSONL.write(task.judgements(task.eval, salt: 5), to: "\(folder)/eval_judge.jsonl")
-        var rng = RNG(seed: seed &+ 0x4B)
-        let v = study.verifierShare, r = study.referenceShare
-        try JSONL.write(task.train.map { p in
-            let u = rng.uniformDouble()
-            return ["prompt": ArithTask.prompt(p), "answer": ArithTask.answer(p), "task": u < v ? "arith" : u < v + r ? "arith-ref" : "arith-open"]
-        }, to: "\(folder)/prompts.jsonl")
-        try JSONL.write(task.evalExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer ?? ""] }, to: "\(folder)/eval.jsonl")
-    }
-
-    /// Gold and trained reward against KL from PPO's metrics.jsonl, each a trailing mean over `smooth` iterations.
-    static func summarise(_ result: inout Result, metrics path: String, trained: String, smooth w: Int) throws {
-        let lines = try JSONL.objects(path: path).map(\.object).filter { $0["gold_mean"] != nil }
-        let gold = lines.compactMap { $0["gold_mean"] as? Double }, proxy = lines.compactMap { $0[trained] as? Double }
-        let kl = lines.compactMap { $0["kl"] as? Double }
-        func smoothed(_ v: [Double]) -> [Double] { v.indices.map { i in let s = v[max(0, i - w + 1)...i]; return s.reduce(0, +) / Double(s.count) } }
-        result.goldPeak = smoothed(gold).max() ?? 0
-        result.goldFinal = smoothed(gold).last ?? 0
-        result.proxyFinal = smoothed(proxy).last ?? 0
-        result.klFinal = smoothed(kl).last ?? 0
-    }
-
-    /// For each proxy: `study.pairs` prompts (its own seeded draw), two sampled SFT responses each,
-    /// the pair ordered by the gold reward (ties redrawn up to 8 times, then skipped) and flipped
-    /// with probability `study.noise`.
-    static func writeGoldPairs(_ study: Settings, task: ArithTask, seed: UInt64, maxNewTokens maxNew: Int, sftModel: String, files: [String],
-                               say: (String) -> Void) throws {
-        let trunk = try HFCheckpoint.load(directory: sftModel)
-        let tokenizer = try Tokenizers.load(sftModel)
-        let noise = study.noise
-        for (k, file) in files.enumerated() {
-            var rng = RNG(seed: seed &+ 0x601D &+ UInt64(k) &* 7919)
-            var lines: [[String: Any]] = [], flipped = 0, skipped = 0
-            var attempt = 0
-            while lines.count < study.pairs && attempt < 20 * study.pairs {
-                attempt += 1
-                let problem = task.train[Int(rng.next() % UInt64(task.train.count))]
-                let prompt = ArithTask.prompt(problem), answer = ArithTask.answer(problem)
-                let tokens = tokenizer.encodeWithPrefix(prompt)
-                var pair: (String, String, Double, Double)?
-                for _ in 0..<8 {
-                    let out = try trunk.generate(prompts: [tokens, tokens], options: SamplingOptions(
-                        temperature: study.temperature, maxNewTokens: maxNew, eosTokenId: tokenizer.eosTokenId, seed: rng.next())).tokens
-                    let a = tokenizer.decode(out[0], skipSpecialTokens: true), b = tokenizer.decode(out[1], skipSpecialTokens: true)
-                    let ga = gold(a, answer: answer), gb = gold(b, answer: answer)
-                    if ga != gb { pair = (a, b, ga, gb); break }
-                }
-                guard let (a, b, ga, gb) = pair else { skipped += 1; continue }
-                var (chosen, rejected) = ga > gb ? (a, b) : (b, a)
-                if Double(rng.uniform()) < noise { swap(&chosen, &rejected); flipped += 1 }
-                lines.append(["prompt": prompt, "chosen": chosen, "rejected": rejected, "task": "arith"])
-            }
-            try JSONL.write(lines, to: file)
-            say("gold pairs for proxy \(k + 1): \(lines.count) pairs of SFT samples, \(flipped) labels flipped, \(skipped) prompts skipped (all samples tied) → \(file)")
-        }
     }
 }

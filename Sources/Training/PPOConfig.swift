@@ -127,6 +127,7 @@ public struct PPOConfig: Sendable {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
         try check(!run.initFrom.isEmpty, "'model.init_from' must name the (Hydra-)SFT checkpoint PPO starts from")
         try check(data.task != .none || !data.train.isEmpty, "set 'data.task' or 'data.train' (RL prompts JSONL)")
+        try check(data.task != .collapse, "data.task collapse has rankings only (no answers to reward): it is for rlhf rm")
         if data.task == .ifeval {
             // The arithmetic checks would score instruction prompts as wrong answers and non-integers.
             try check(rewards.verifier == 0 && rewards.format == 0 && (c.optional(InstructionSource.weight) ?? 0) > 0,

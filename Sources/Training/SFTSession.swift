@@ -34,6 +34,9 @@ struct SFTData {
             if c.data.task == .arith {
                 let task = c.data.arithTask
                 preferences = (task.preferenceExamples(eval: false), task.preferenceExamples(eval: true))
+            } else if c.data.task == .collapse {
+                let task = c.data.collapseTask
+                preferences = (task.train, task.eval)
             } else {
                 preferences = (try JSONL.preferences(path: c.data.prefs, chat: tokenizer.chat, notes: notes),
                                c.data.evalPrefs.isEmpty ? [] : try JSONL.preferences(path: c.data.evalPrefs, chat: tokenizer.chat, notes: notes))

@@ -18,7 +18,9 @@ extension InSPOVariant: ConfigChoice {}
 /// The built-in task generated in memory, or none (data comes from files).
 /// A built-in task: arith (SFT demonstrations, preference pairs, RL prompts) or ifeval (RL prompts
 /// with verifiable instructions, for a chat model).
-public enum DataTask: String, ConfigChoice { case none = "", arith, ifeval }
+/// The built-in tasks: arith (sums from a flawed demonstrator; every stage), ifeval (instruction
+/// prompts; ppo), collapse (rankings for closed and open-ended prompts; rm).
+public enum DataTask: String, ConfigChoice { case none = "", arith, ifeval, collapse }
 
 /// When a data-parallel step's gradient all-reduce runs beside the last backward pass.
 public enum OverlapPolicy: String, ConfigChoice {
@@ -99,7 +101,7 @@ public struct DataSettings: Sendable {
     static let seed = Key<Int>("data.seed", 1, "seed of the built-in task's split and flaws")
     static let flaw = Key<ArithFlaw>("data.flaw", .dropCarry, "arith: the demonstrator's habit")
     static let flawShare = Key<Double>("data.flaw_share", 0.6, "arith: share of eligible demos that carry the flaw", .within(0, 1))
-    static let evalSize = Key<Int>("data.eval_size", 500, "held-out examples: arith (a, b) pairs, ifeval prompts", .positive)
+    static let evalSize = Key<Int>("data.eval_size", 500, "held-out examples: arith (a, b) pairs, ifeval prompts, collapse prompts", .positive)
     static let train = Key<ConfigPath>("data.train", "", "training JSONL (when no task)")
     static let eval = Key<ConfigPath>("data.eval", "", "evaluation JSONL (when no task)")
     static let prefs = Key<ConfigPath>("data.prefs", "", "preference pairs JSONL for Hydra-SFT (when no task)")
@@ -131,6 +133,7 @@ public struct DataSettings: Sendable {
     public var arithTask: ArithTask { ArithTask(seed: seed, flaw: flaw, flawShare: flawShare, evalSize: evalSize) }
     /// The ifeval task these settings describe.
     public var ifevalTask: IFEvalTask { IFEvalTask(seed: seed, evalSize: evalSize) }
+    public var collapseTask: CollapseTask { CollapseTask(seed: seed, evalPrompts: evalSize) }
 }
 
 /// Optimisation of the supervised stages (sft, hydra-sft, rm, dpo).

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Datasets
 import Foundation
 import Runs
 import Training
@@ -20,6 +21,9 @@ struct Plot: ParsableCommand {
     @Flag(help: "Draw the reward model's held-out reward histograms per prompt class (reward_histograms.json) instead of a metric.")
     var histograms = false
 
+    @Flag(help: "Merge runs with the same folder name (one method on several seeds) into their mean with a ±1 sd band; an overopt study folder stands for all its runs.")
+    var bands = false
+
     func run() throws {
         guard !runs.isEmpty else { throw CLIError("name at least one run folder") }
         if histograms {
@@ -30,13 +34,25 @@ struct Plot: ParsableCommand {
             convertToPNG(path)
             return
         }
-        let series = try runs.map { MetricsChart.smoothed(try MetricsChart.series(run: $0, metric: metric, x: x), window: smooth) }
+        let series = bands ? try MetricsChart.bands(runs: try runs.flatMap(Self.studyRuns), metric: metric, x: x, window: smooth)
+            : try runs.map { MetricsChart.smoothed(try MetricsChart.series(run: $0, metric: metric, x: x), window: smooth) }
         for s in series where s.points.isEmpty { throw CLIError("\(s.name): no '\(metric)' values\(x == "step" ? "" : " with '\(x)'") in metrics.jsonl") }
         let path = out ?? ((runs[0].hasSuffix(".jsonl") ? (runs[0] as NSString).deletingLastPathComponent : runs[0]) as NSString)
             .appendingPathComponent("\(metric).svg")
         try MetricsChart.svg(series: series, metric: metric, x: x).write(toFile: path, atomically: true, encoding: .utf8)
         log("wrote \(path)")
         convertToPNG(path)
+    }
+
+    /// An overopt study folder (its results.jsonl lists seed and method of each run in seed-N/METHOD)
+    /// as its runs; any other path as itself.
+    static func studyRuns(_ path: String) throws -> [String] {
+        let results = (path as NSString).appendingPathComponent("results.jsonl")
+        guard FileManager.default.fileExists(atPath: results) else { return [path] }
+        return try JSONL.objects(path: results).map(\.object).compactMap { row in
+            guard let seed = row["seed"] as? Int, let method = row["method"] as? String else { return nil }
+            return "\(path)/seed-\(seed)/\(method)"
+        }
     }
 
     func convertToPNG(_ path: String) {

@@ -67,6 +67,13 @@ func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
         }
         if let e = result.initialEval?.exactMatch { summary["initial_exact_match"] = e }
         if let c = result.lastCheckpoint { summary["checkpoint"] = c }
+        if config.stageName == "rm" {
+            summary["utility"] = config.hydra.utility.rawValue
+            // The last evaluation's held-out rewards per prompt class (reward collapse shows here).
+            if FileManager.default.fileExists(atPath: (result.runFolder as NSString).appendingPathComponent(RewardHistograms.fileName)) {
+                summary.merge(try RewardHistograms.read(run: result.runFolder).summary) { a, _ in a }
+            }
+        }
         printJSONLine(summary)
 }
 

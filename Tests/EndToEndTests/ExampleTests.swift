@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import Models
 import XCTest
@@ -120,39 +121,54 @@ final class ExampleTests: CLITestCase {
         XCTAssertTrue(stderr.contains("no reward histograms"), stderr)
     }
 
-    /// configs/overopt-*.yaml, shortened: every method runs end to end, prints its JSON line, and
-    /// `rlhf plot --x kl` draws gold reward against KL for all runs on one chart.
-    func testOverOptimisationStudyRunsEveryMethodAndPlots() throws {
-        var runs: [String] = []
-        for method in ["proxy", "r2m", "laser", "hybrid"] {
-            let config = repository.appendingPathComponent("configs/overopt-\(method).yaml").path
-            let run = directory + "/\(method)"
-            let (stdout, _) = try self.run(["overopt", "--config", config, "out=\(run)", "sft.train.steps=150", "study.pairs=60",
-                                            "proxy.train.steps=30", "rl.ppo.iterations=8", "rl.eval.every=100", "rl.eval.max_examples=20",
-                                            "rl.rewards.bon_samples=2"] + (method == "hybrid" ? ["genrm.train.steps=30", "genrm.eval.max_examples=50"] : []))
-            let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
-            XCTAssertEqual(summary["method"] as? String, method)
-            // The summary is the logged series smoothed over study.smooth (5) iterations: recompute it here.
-            let logged = try String(contentsOfFile: run + "/ppo/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-                .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["gold_mean"] != nil }
+    /// configs/overopt.yaml, shortened to two seeds: every method runs end to end on each, prints
+    /// its JSON line, the summary is the mean ± sd of those lines, and `rlhf plot --bands` draws
+    /// gold reward against KL with one band per method.
+    func testOverOptimisationStudyRunsEveryMethodOnEverySeedAndPlots() throws {
+        let config = repository.appendingPathComponent("configs/overopt.yaml").path
+        let study = directory + "/study"
+        let (stdout, _) = try self.run(["overopt", "--config", config, "out=\(study)", "study.seeds=1,2", "sft.train.steps=150", "study.pairs=60",
+                                        "proxy.train.steps=30", "rl.ppo.iterations=8", "rl.eval.every=100", "rl.eval.max_examples=20",
+                                        "rl.rewards.bon_samples=2", "genrm.train.steps=30", "genrm.eval.max_examples=50"])
+        let methods = ["proxy", "proxy2", "proxy3", "ensemble", "r2m", "r2m_no_feedback", "r2m_no_update", "laser", "random", "hybrid"]
+        let lines = stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let runs = lines.filter { $0["seed"] != nil }
+        XCTAssertEqual(runs.map { "\($0["method"]!)/\($0["seed"]!)" }, [1, 2].flatMap { seed in methods.map { "\($0)/\(seed)" } }, "one line per method and seed")
+        for run in runs {
+            let method = run["method"] as! String, seed = run["seed"] as! Int, folder = "\(study)/seed-\(seed)/\(method)"
+            // The line is the logged series smoothed over study.smooth (5) iterations: recompute it here.
+            let logged = try JSONL.objects(path: folder + "/metrics.jsonl").map(\.object).filter { $0["gold_mean"] != nil }
             XCTAssertEqual(logged.count, 8, "\(method): one gold reward per iteration")
             let gold = logged.compactMap { $0["gold_mean"] as? Double }, kl = logged.compactMap { $0["kl"] as? Double }
             XCTAssertTrue(gold.allSatisfy { (-1...1).contains($0) }, "\(method): gold = exact (0/1) + format (0/−1): \(gold)")
             func trailingMeans(_ v: [Double]) -> [Double] { v.indices.map { i in v[max(0, i - 4)...i].reduce(0, +) / Double(i - max(0, i - 4) + 1) } }
-            XCTAssertEqual(try XCTUnwrap(summary["gold_peak"] as? Double), try XCTUnwrap(trailingMeans(gold).max()), accuracy: 1e-12, method)
-            XCTAssertEqual(try XCTUnwrap(summary["gold_final"] as? Double), try XCTUnwrap(trailingMeans(gold).last), accuracy: 1e-12, method)
-            XCTAssertEqual(try XCTUnwrap(summary["kl_final"] as? Double), try XCTUnwrap(trailingMeans(kl).last), accuracy: 1e-12, method)
-            XCTAssertNotNil(summary["proxy_final"] as? Double, method)
-            XCTAssertGreaterThan(try XCTUnwrap(summary["seconds"] as? Double), 0)
-            let metrics = try String(contentsOfFile: run + "/ppo/metrics.jsonl", encoding: .utf8)
-            XCTAssertTrue(metrics.contains("\"gold_mean\"") && metrics.contains(method == "hybrid" ? "\"route_genrm_bon_share\"" : "\"reward_\(method == "r2m" ? "r2m" : "proxy")_mean\""), method)
-            XCTAssertEqual(FileManager.default.fileExists(atPath: run + "/proxy3"), method == "laser", "LASeR trains three proxies, the others one")
-            runs.append(run)
+            XCTAssertEqual(try XCTUnwrap(run["gold_start"] as? Double), gold[0], accuracy: 1e-12, method)
+            XCTAssertEqual(try XCTUnwrap(run["gold_peak"] as? Double), try XCTUnwrap(trailingMeans(gold).max()), accuracy: 1e-12, method)
+            XCTAssertEqual(try XCTUnwrap(run["gold_final"] as? Double), try XCTUnwrap(trailingMeans(gold).last), accuracy: 1e-12, method)
+            XCTAssertEqual(try XCTUnwrap(run["kl_final"] as? Double), try XCTUnwrap(trailingMeans(kl).last), accuracy: 1e-12, method)
+            XCTAssertNotNil(run["proxy_final"] as? Double, method)
+            let trained = method.hasPrefix("r2m") ? "reward_r2m_mean" : method == "hybrid" ? "gold_judged_mean" : "reward_proxy_mean"
+            XCTAssertNotNil(logged.last?[trained], "\(method) logs \(trained)")
+            if method == "r2m_no_feedback" { XCTAssertEqual(logged.compactMap { $0["r2m_omega"] as? Double }, Array(repeating: 1, count: 8)) }
+            if method == "laser" || method == "random" { XCTAssertEqual(logged.compactMap { $0["laser_arm"] as? Int }.count, 8, method) }
         }
-        try self.run(["plot"] + runs + ["--metric", "gold_mean", "--x", "kl", "--out", directory + "/gold.svg"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: study + "/seed-2/proxy3") && FileManager.default.fileExists(atPath: study + "/seed-2/genrm"),
+                      "each seed trains its three proxies and the GenRM once")
+        let summary = try XCTUnwrap(lines.last?["summary"] as? [[String: Any]])
+        XCTAssertEqual(summary.map { $0["method"] as! String }, methods)
+        for row in summary {
+            let peaks = runs.filter { $0["method"] as? String == row["method"] as? String }.map { $0["gold_peak"] as! Double }
+            let mean = peaks.reduce(0, +) / 2, sd = abs(peaks[0] - peaks[1]) / 2.squareRoot()
+            XCTAssertEqual(try XCTUnwrap(row["gold_peak_mean"] as? Double), mean, accuracy: 1e-12)
+            XCTAssertEqual(try XCTUnwrap(row["gold_peak_sd"] as? Double), sd, accuracy: 1e-12, "the sample standard deviation over the seeds")
+        }
+        let table = try String(contentsOfFile: study + "/summary.md", encoding: .utf8)
+        XCTAssertTrue(methods.allSatisfy { table.contains("| \($0) | 2 |") }, table)
+        try self.run(["plot", study, "--bands", "--metric", "gold_mean", "--x", "kl", "--out", directory + "/gold.svg"])
         let svg = try String(contentsOfFile: directory + "/gold.svg", encoding: .utf8)
-        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 4, "one line per run")
-        XCTAssertTrue(svg.contains(">kl</text>") && svg.contains(">laser</text>"), "kl on the x axis, runs named by folder")
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, methods.count, "one line per method")
+        XCTAssertEqual(svg.components(separatedBy: "<polygon").count - 1, methods.count, "one band over the seeds per method")
+        XCTAssertTrue(svg.contains(">kl</text>") && svg.contains(">laser (2 seeds)</text>"), "kl on the x axis, methods named with their seeds")
     }
 
     /// `score` and `generate` apply a PEFT adapter (the fixture PEFT made) to a model folder.

@@ -1,0 +1,100 @@
+import Datasets
+import Foundation
+import Runs
+
+extension OverOptimisation {
+    /// One method on one seed: gold reward at the start, at its peak and at the end (trailing
+    /// means over study.smooth iterations), the optimised reward and KL at the end.
+    public struct Result: Sendable {
+        public var method: String, seed: Int
+        public var goldStart = 0.0, goldPeak = 0.0, goldFinal = 0.0, proxyFinal = 0.0, klFinal = 0.0
+        /// Hybrid: the gold reward on the GenRM's routes alone (on the verifier's route the reward is the gold rules).
+        public var judgedPeak: Double?, judgedFinal: Double?
+        public var seconds = 0.0
+        public var runFolder: String
+        public var goldDrop: Double { goldPeak - goldFinal }
+
+        public var json: [String: Any] {
+            var j: [String: Any] = ["method": method, "seed": seed, "gold_start": goldStart, "gold_peak": goldPeak, "gold_final": goldFinal,
+                                    "gold_drop": goldDrop, "proxy_final": proxyFinal, "kl_final": klFinal, "seconds": seconds]
+            if let judgedPeak, let judgedFinal { j["gold_judged_peak"] = judgedPeak; j["gold_judged_final"] = judgedFinal }
+            return j
+        }
+
+        /// Gold and trained reward against KL from PPO's metrics.jsonl, each a trailing mean over `smooth` iterations.
+        mutating func summarise(metrics path: String, trained: String, smooth w: Int) throws {
+            let lines = try JSONL.objects(path: path).map(\.object).filter { $0["gold_mean"] != nil }
+            func column(_ key: String) -> [Double] { lines.compactMap { $0[key] as? Double } }
+            func smoothed(_ v: [Double]) -> [Double] { v.indices.map { i in let s = v[max(0, i - w + 1)...i]; return s.reduce(0, +) / Double(s.count) } }
+            let gold = smoothed(column("gold_mean"))
+            goldStart = column("gold_mean").first ?? 0
+            goldPeak = gold.max() ?? 0
+            goldFinal = gold.last ?? 0
+            proxyFinal = smoothed(column(trained)).last ?? 0
+            klFinal = smoothed(column("kl")).last ?? 0
+            let judged = smoothed(column("gold_judged_mean"))
+            if !judged.isEmpty { judgedPeak = judged.max(); judgedFinal = judged.last }
+        }
+    }
+
+    /// Every run of a study and its summary per method: mean ± sample standard deviation over
+    /// the seeds, written as summary.md and summary.json in the study's folder.
+    public struct Study: Sendable {
+        public var folder: String
+        public var results: [Result]
+        /// Methods in the study's order.
+        public var methods: [String]
+
+        static let columns: [(key: String, title: String, value: @Sendable (Result) -> Double?)] = [
+            ("gold_start", "gold start", { $0.goldStart }), ("gold_peak", "gold peak", { $0.goldPeak }), ("gold_final", "gold final", { $0.goldFinal }),
+            ("gold_drop", "drop", { $0.goldDrop }), ("proxy_final", "proxy final", { $0.proxyFinal }), ("kl_final", "KL final", { $0.klFinal }),
+            ("gold_judged_final", "gold final, GenRM routes", { $0.judgedFinal }), ("seconds", "s per run", { $0.seconds }),
+        ]
+
+        /// Mean and sample standard deviation (0 for one value).
+        static func meanSD(_ v: [Double]) -> (mean: Double, sd: Double) {
+            let m = v.reduce(0, +) / Double(max(v.count, 1))
+            guard v.count > 1 else { return (m, 0) }
+            return (m, (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot())
+        }
+
+        /// One row per method: its seeds and each column's mean and sd (columns no run has are left out).
+        public var summary: [[String: Any]] {
+            methods.map { method in
+                let runs = results.filter { $0.method == method }
+                var row: [String: Any] = ["method": method, "seeds": runs.map(\.seed)]
+                for c in Self.columns {
+                    let values = runs.compactMap(c.value)
+                    guard !values.isEmpty else { continue }
+                    let (m, sd) = Self.meanSD(values)
+                    row[c.key + "_mean"] = m; row[c.key + "_sd"] = sd
+                }
+                return row
+            }
+        }
+
+        public var markdown: String {
+            let rows = summary
+            let used = Self.columns.filter { c in rows.contains { $0[c.key + "_mean"] != nil } }
+            var out = "| method | seeds | " + used.map(\.title).joined(separator: " | ") + " |\n"
+            out += "|---|---|" + used.map { _ in "---|" }.joined() + "\n"
+            for row in rows {
+                let cells = used.map { c -> String in
+                    guard let m = row[c.key + "_mean"] as? Double, let sd = row[c.key + "_sd"] as? Double else { return "—" }
+                    return c.key == "seconds" ? String(format: "%.0f", m) : String(format: "%.3f ± %.3f", m, sd)
+                }
+                out += "| \(row["method"]!) | \((row["seeds"] as! [Int]).count) | " + cells.joined(separator: " | ") + " |\n"
+            }
+            return out
+        }
+
+        /// summary.md, summary.json and gold-vs-kl.svg (gold reward against KL, one band over the seeds per method).
+        func write() throws {
+            try markdown.write(toFile: folder + "/summary.md", atomically: true, encoding: .utf8)
+            try JSONSerialization.data(withJSONObject: RunFolder.jsonSafe(["methods": summary] as [String: Any]), options: [.prettyPrinted, .sortedKeys])
+                .write(to: URL(fileURLWithPath: folder + "/summary.json"))
+            let bands = try MetricsChart.bands(runs: results.map(\.runFolder), metric: "gold_mean", x: "kl", window: 10)
+            try MetricsChart.svg(series: bands, metric: "gold_mean", x: "kl").write(toFile: folder + "/gold-vs-kl.svg", atomically: true, encoding: .utf8)
+        }
+    }
+}
