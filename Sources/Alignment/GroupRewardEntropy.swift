@@ -7,7 +7,8 @@ import Foundation
 /// r the rewards recomputed with the fresh policy states. Minimising the entropy sharpens the
 /// score gaps within the group; α = 0.3 in the paper.
 /// Chosen where the paper is silent: the population standard deviation; a group whose recomputed
-/// rewards are all equal (std < 1e-8) has no entropy term (z is undefined).
+/// rewards are equal to Float precision (std ≤ 1e-6·(1 + mean |r|)) has no entropy term — z is
+/// undefined there and its gradient grows as 1/std.
 public enum GroupRewardEntropy {
     public struct Result: Equatable {
         public var loss: Double, bradleyTerry: Double, entropy: Double
@@ -25,7 +26,7 @@ public enum GroupRewardEntropy {
         let mean = r.reduce(0, +) / Double(K)
         let std = (r.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(K)).squareRoot()
         var entropy = 0.0
-        if std >= 1e-8 {
+        if std > 1e-6 * (1 + r.reduce(0) { $0 + abs($1) } / Double(K)) {
             let z = r.map { ($0 - mean) / std }
             let top = z.max()!
             let e = z.map { Foundation.exp($0 - top) }, total = e.reduce(0, +)
@@ -40,11 +41,12 @@ public enum GroupRewardEntropy {
         return Result(loss: (1 - alpha) * bt.loss + alpha * entropy, bradleyTerry: bt.loss, entropy: entropy, gradient: gradient)
     }
 
-    /// The self-labelled pair of a group by the scores the policy was trained on: the first
-    /// highest and the first lowest; nil when every score is equal (no preference to learn).
+    /// The self-labelled pair of a group by its scores: the first highest and the first lowest;
+    /// nil when every score is equal to Float precision (1e-6 relative) — e.g. the same response
+    /// sampled twice — as there is no preference to learn.
     public static func pair(scores: [Double]) -> (winner: Int, loser: Int)? {
-        guard let hi = scores.indices.max(by: { scores[$0] < scores[$1] }), let lo = scores.indices.min(by: { scores[$0] < scores[$1] }),
-              scores[hi] > scores[lo] else { return nil }
-        return (hi, lo)
+        guard let hi = scores.indices.max(by: { scores[$0] < scores[$1] }), let lo = scores.indices.min(by: { scores[$0] < scores[$1] }) else { return nil }
+        let scale = 1 + scores.reduce(0) { $0 + abs($1) } / Double(scores.count)
+        return scores[hi] - scores[lo] > 1e-6 * scale ? (hi, lo) : nil
     }
 }

@@ -10,6 +10,9 @@ import Foundation
 /// iteration) and π the policy after the iteration's update: before it π = π_ref and the DPO term
 /// is log 2 for every arm. The paper pairs the top sample with ranks 2–11 of 30; with a handful of
 /// samples per prompt we take best vs worst. β = 0.1 and λ_NLL = 1 as the release code.
+/// In PPO one update moves the policy little, so the DPO term stays near log 2 − β·h/2 for every
+/// arm and the signal is mostly the NLL of the arm's winners: the bandit favours the arm whose
+/// best samples the updated policy finds most likely.
 public enum LaserPairSignal {
     /// Log-probability sums (over the response tokens) of one best/worst pair.
     public struct Pair: Equatable {

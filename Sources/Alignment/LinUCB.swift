@@ -23,6 +23,19 @@ public struct LinUCB: Sendable, Equatable, Codable {
         b = Array(repeating: Array(repeating: 0, count: dimension), count: arms)
     }
 
+    enum CodingKeys: String, CodingKey { case dimension, arms, alpha, rawFirstReward, a, b, history }
+
+    /// A state saved before `rawFirstReward` existed reads as the release code's (raw first reward).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dimension = try c.decode(Int.self, forKey: .dimension); arms = try c.decode(Int.self, forKey: .arms)
+        alpha = try c.decode(Double.self, forKey: .alpha); rawFirstReward = try c.decodeIfPresent(Bool.self, forKey: .rawFirstReward) ?? true
+        a = try c.decode([[Double]].self, forKey: .a); b = try c.decode([[Double]].self, forKey: .b); history = try c.decode([Double].self, forKey: .history)
+        guard dimension > 0, arms > 0, a.count == arms, b.count == arms, a.allSatisfy({ $0.count == dimension * dimension }), b.allSatisfy({ $0.count == dimension }) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "LinUCB state: \(arms) arms of dimension \(dimension) do not match its A and b"))
+        }
+    }
+
     /// θ_k = A_k⁻¹ b_k.
     public func theta(_ arm: Int) -> [Double] { Self.solve(a[arm], b[arm], dimension) }
 

@@ -13,8 +13,9 @@ import Kernels
 ///
 /// Where the paper is silent, chosen here:
 /// - one attention head, no bias, no padding (each sequence is attended on its own);
-/// - initialisation: W_q, W_k, W_v ~ N(0, 0.02²) (GPT-2's), W_o = 0 and ϕ = the reward model's head,
-///   so a fresh fusion gives ω·wᵀH_last + b — the original reward at ω = 1;
+/// - initialisation: W_q, W_k, W_v, W_o ~ N(0, 0.02²) (GPT-2's) and ϕ = the reward model's head,
+///   so at ω = 1 (round 0) the reward is the original one, and as ω falls an untrained fusion adds
+///   a small term of the policy's states (the paper's "w/o Train" ablation is below vanilla);
 /// - d defaults to half the reward model's width (the paper's d = 2048 for its 4096-wide RM).
 /// Because Ĥ is linear in the attended average, the scores and the summary need only W_kᵀq [P]
 /// and the attended state aᵀh [P]: O(S·P + d·(C + P)) per sequence, no [S, d] buffers.
@@ -37,11 +38,11 @@ public final class R2MFusion: @unchecked Sendable {
         parameters = FloatBuffer(count: l.totalCount)
     }
 
-    /// W_q, W_k, W_v ~ N(0, std²), W_o = 0, ϕ copied from the reward model's head (`rewardHead`
-    /// holds C weights then the bias).
+    /// W_q, W_k, W_v, W_o ~ N(0, std²), ϕ copied from the reward model's head (`rewardHead` holds
+    /// C weights then the bias).
     public func initialize(rewardHead: [Float], rng: inout RNG, std: Float = 0.02) {
         parameters.zero()
-        rng.fillNormal(UnsafeMutableBufferPointer(start: parameters.pointer, count: o), std: std)
+        rng.fillNormal(UnsafeMutableBufferPointer(start: parameters.pointer, count: head), std: std)
         for c in 0..<min(rewardHead.count, channels + 1) { parameters[head + c] = rewardHead[c] }
     }
 

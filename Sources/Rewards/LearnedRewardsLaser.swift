@@ -13,7 +13,8 @@ extension LearnedRewards {
     /// The context (the paper, per its reviews: the current policy's last-layer state at each
     /// prompt's last token, averaged over the batch — every rank's), L2-normalised. On the arith
     /// task every prompt ends in '=' and the states differ little, so the context is nearly
-    /// constant and LinUCB acts as a plain UCB bandit.
+    /// constant and LinUCB acts as a plain UCB bandit. The L2 normalisation is ours (the paper and
+    /// code use the raw mean), so that the ridge prior A = I weighs the same for any model width.
     package func context(policyHidden: [[Float]], promptLengths: [Int], channels c: Int, replicas: (any Transport)?) async throws -> [Double] {
         var sum = [Double](repeating: 0, count: c + 1)
         for (h, n) in zip(policyHidden, promptLengths) {

@@ -25,8 +25,8 @@ extension LearnedRewards {
 
     /// The update (Alg. 1 lines 15–20) after the iteration's policy update, on this rank's groups
     /// (`groupSize` consecutive samples of one prompt): the pair is the group's highest and lowest
-    /// reward as the policy was trained on it (the self-labels; the paper leaves open which
-    /// scores rank, we take the annotation-phase rewards), the loss recomputes every reward of the
+    /// R2M reward at sampling time (the self-labels; the paper leaves open which scores rank, we
+    /// take the annotation phase's R2M rewards, not the run's total), the loss recomputes every reward of the
     /// group with the updated policy's states (the paper refreshes them in the final update epoch;
     /// we run one extra inference pass). Gradients are summed over every rank and divided by the
     /// number of groups; one Adam step, no clipping (the paper gives no optimiser detail).

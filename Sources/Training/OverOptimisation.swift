@@ -33,11 +33,13 @@ public enum OverOptimisation {
         case r2m, r2mNoFeedback, r2mNoUpdate
         /// LinUCB over the proxies, and its uniformly random baseline.
         case laser, random
-        /// The hybrid routing (verifier, GenRM with the answer, GenRM against best-of-N).
-        case hybrid
+        /// The hybrid routing (verifier, GenRM with the answer, GenRM against best-of-N); with
+        /// Pre-PPO (the hardest prompts by the whole reward) and the verifier-first curriculum.
+        case hybrid, hybridPrePPO
 
         static let named: [String: Method] = ["proxy": .proxy(1), "ensemble": .ensemble, "r2m": .r2m, "r2m_no_feedback": .r2mNoFeedback,
-                                              "r2m_no_update": .r2mNoUpdate, "laser": .laser, "random": .random, "hybrid": .hybrid]
+                                              "r2m_no_update": .r2mNoUpdate, "laser": .laser, "random": .random, "hybrid": .hybrid,
+                                              "hybrid_prepo": .hybridPrePPO]
 
         public init?(name: String) {
             if let m = Self.named[name] { self = m; return }
@@ -52,7 +54,7 @@ public enum OverOptimisation {
 
         var selection: RewardSelection {
             switch self {
-            case .proxy, .ensemble, .hybrid: return .mean
+            case .proxy, .ensemble, .hybrid, .hybridPrePPO: return .mean
             case .r2m, .r2mNoFeedback, .r2mNoUpdate: return .r2m
             case .laser: return .laser
             case .random: return .random
@@ -63,7 +65,7 @@ public enum OverOptimisation {
         var trainedSource: String {
             switch self {
             case .r2m, .r2mNoFeedback, .r2mNoUpdate: return "r2m"
-            case .hybrid: return "hybrid"
+            case .hybrid, .hybridPrePPO: return "hybrid"
             default: return "proxy"
             }
         }
@@ -81,7 +83,7 @@ public enum OverOptimisation {
     /// The study's own keys.
     public struct Settings: Sendable {
         static let methods = Key<String>("study.methods", "proxy",
-                                         "comma-separated methods: proxy (proxy 1), proxyK, ensemble, r2m, r2m_no_feedback, r2m_no_update, laser, random, hybrid")
+                                         "comma-separated methods: proxy (proxy 1), proxyK, ensemble, r2m, r2m_no_feedback, r2m_no_update, laser, random, hybrid, hybrid_prepo")
         static let seeds = Key<String>("study.seeds", "1", "comma-separated run seeds; every method runs on each (SFT, pairs, proxies and PPO seeded by it)")
         static let verifierShare = Key<Double>("study.verifier_share", 0.4, "hybrid: share of prompts whose task has a verifier", .within(0, 1))
         static let referenceShare = Key<Double>("study.reference_share", 0.3, "hybrid: share judged by the GenRM against the answer; the rest against the proxy's best of N", .within(0, 1))
@@ -91,11 +93,15 @@ public enum OverOptimisation {
         static let noise = Key<Double>("study.noise", 0.2, "share of the proxies' pair labels flipped", .within(0, 1))
         static let temperature = Key<Double>("study.temperature", 1, "sampling temperature of the SFT responses the pairs compare", .positive)
         static let smooth = Key<Int>("study.smooth", 5, "iterations averaged for gold_peak and gold_final", .positive)
+        static let prepoKeep = Key<Double>("study.prepo_keep", 0.25, "hybrid_prepo: the share of study.prepo_candidates prompts Pre-PPO keeps", .within(0, 1))
+        static let prepoCandidates = Key<Int>("study.prepo_candidates", 1024, "hybrid_prepo: the prompts Pre-PPO scores", .positive)
+        static let curriculumShare = Key<Double>("study.curriculum_share", 0.2, "hybrid_prepo: the share of the iterations that draw the verifier's (arith) prompts only", .within(0, 1))
         static let keys = [methods, seeds].map(\.declaration) + [verifierShare, referenceShare].map(\.declaration) + [sftFrom.declaration]
             + [proxies, pairs].map(\.declaration) + [noise, temperature].map(\.declaration) + [smooth.declaration]
+            + [prepoKeep.declaration, prepoCandidates.declaration, curriculumShare.declaration]
 
         public var methods: [Method], seeds: [Int], verifierShare: Double, referenceShare: Double, sftFrom: String, proxies: Int, pairs: Int
-        public var noise: Double, temperature: Float, smooth: Int
+        public var noise: Double, temperature: Float, smooth: Int, prepoKeep: Double, prepoCandidates: Int, curriculumShare: Double
         init(_ c: ResolvedConfig) throws {
             methods = try commaList(c[Self.methods]).map { name in
                 guard let m = Method(name: name) else {
@@ -110,6 +116,7 @@ public enum OverOptimisation {
             guard !methods.isEmpty, !seeds.isEmpty else { throw ConfigError("'study.methods' and 'study.seeds' name at least one each") }
             verifierShare = c[Self.verifierShare]; referenceShare = c[Self.referenceShare]; sftFrom = c[Self.sftFrom].path
             proxies = c[Self.proxies]; pairs = c[Self.pairs]; noise = c[Self.noise]; temperature = Float(c[Self.temperature]); smooth = c[Self.smooth]
+            prepoKeep = c[Self.prepoKeep]; prepoCandidates = c[Self.prepoCandidates]; curriculumShare = c[Self.curriculumShare]
             for case .proxy(let k) in methods where k > proxies {
                 throw ConfigError("'study.methods': proxy\(k) needs study.proxies ≥ \(k) (it is \(proxies))")
             }
@@ -195,7 +202,7 @@ public enum OverOptimisation {
         // 4. Hybrid: the generative reward model (SFT on judgement data from the SFT model) and
         //    prompts whose tasks route them to the verifier, the GenRM with the answer, or best-of-N.
         var genrm: String?
-        if study.methods.contains(.hybrid) {
+        if study.methods.contains(.hybrid) || study.methods.contains(.hybridPrePPO) {
             if transport.rank == 0 { try writeHybridData(data.arithTask, study: study, seed: UInt64(seed), folder: folder) }
             try await transport.barrier()
             sayRankZero("== seed \(seed): genrm")
@@ -222,10 +229,16 @@ public enum OverOptimisation {
             .with(RewardSettings.proxy, 1).with(RewardSettings.verifier, 0).with(RewardSettings.format, 0).with(RewardSettings.rewardHead, 0)
         if method == .r2mNoFeedback { ppoConfig = try ppoConfig.with(R2MSettings.policyFeedback, false) }
         if method == .r2mNoUpdate { ppoConfig = try ppoConfig.with(R2MSettings.update, false) }
-        if method == .hybrid, let judge = setup.genrm {
+        if method == .hybrid || method == .hybridPrePPO, let judge = setup.genrm {
             ppoConfig = try ppoConfig.with(RewardSettings.hybrid, 1).with(RewardSettings.proxy, 0).with(RewardSettings.genrmModel, ConfigPath(judge))
                 .with(RewardSettings.verifierTasks, "arith").with(RewardSettings.referenceTasks, "arith-ref").with(DataSettings.task, DataTask.none)
                 .with(DataSettings.train, ConfigPath(setup.folder + "/prompts.jsonl")).with(DataSettings.eval, ConfigPath(setup.folder + "/eval.jsonl"))
+        }
+        // Shen et al. 2025's combination: the hardest prompts by the whole reward, the
+        // verifier's (math) prompts first.
+        if method == .hybridPrePPO {
+            ppoConfig = try ppoConfig.with(PromptSelectionSettings.keep, study.prepoKeep).with(PromptSelectionSettings.candidates, study.prepoCandidates)
+                .with(PromptSelectionSettings.curriculumTasks, "arith").with(PromptSelectionSettings.curriculumShare, study.curriculumShare)
         }
         if transport.rank == 0 { say("== seed \(seed): ppo (\(method))") }
         let ppo = PPOStage(config: try PPOConfig(ppoConfig), transport: transport, workingDirectory: workingDirectory, say: say)

@@ -10,6 +10,8 @@ extension OverOptimisation {
         public var goldStart = 0.0, goldPeak = 0.0, goldFinal = 0.0, proxyFinal = 0.0, klFinal = 0.0
         /// Hybrid: the gold reward on the GenRM's routes alone (on the verifier's route the reward is the gold rules).
         public var judgedPeak: Double?, judgedFinal: Double?
+        /// The last held-out greedy exact match (rl.eval.every), when evaluated.
+        public var exactMatchFinal: Double?
         public var seconds = 0.0
         public var runFolder: String
         public var goldDrop: Double { goldPeak - goldFinal }
@@ -18,12 +20,15 @@ extension OverOptimisation {
             var j: [String: Any] = ["method": method, "seed": seed, "gold_start": goldStart, "gold_peak": goldPeak, "gold_final": goldFinal,
                                     "gold_drop": goldDrop, "proxy_final": proxyFinal, "kl_final": klFinal, "seconds": seconds]
             if let judgedPeak, let judgedFinal { j["gold_judged_peak"] = judgedPeak; j["gold_judged_final"] = judgedFinal }
+            if let exactMatchFinal { j["exact_match_final"] = exactMatchFinal }
             return j
         }
 
         /// Gold and trained reward against KL from PPO's metrics.jsonl, each a trailing mean over `smooth` iterations.
         mutating func summarise(metrics path: String, trained: String, smooth w: Int) throws {
-            let lines = try JSONL.objects(path: path).map(\.object).filter { $0["gold_mean"] != nil }
+            let all = try JSONL.objects(path: path).map(\.object)
+            exactMatchFinal = all.last { $0["exact_match"] != nil }?["exact_match"] as? Double
+            let lines = all.filter { $0["gold_mean"] != nil }
             func column(_ key: String) -> [Double] { lines.compactMap { $0[key] as? Double } }
             func smoothed(_ v: [Double]) -> [Double] { v.indices.map { i in let s = v[max(0, i - w + 1)...i]; return s.reduce(0, +) / Double(s.count) } }
             let gold = smoothed(column("gold_mean"))
@@ -48,7 +53,8 @@ extension OverOptimisation {
         static let columns: [(key: String, title: String, value: @Sendable (Result) -> Double?)] = [
             ("gold_start", "gold start", { $0.goldStart }), ("gold_peak", "gold peak", { $0.goldPeak }), ("gold_final", "gold final", { $0.goldFinal }),
             ("gold_drop", "drop", { $0.goldDrop }), ("proxy_final", "proxy final", { $0.proxyFinal }), ("kl_final", "KL final", { $0.klFinal }),
-            ("gold_judged_final", "gold final, GenRM routes", { $0.judgedFinal }), ("seconds", "s per run", { $0.seconds }),
+            ("gold_judged_final", "gold final, GenRM routes", { $0.judgedFinal }), ("exact_match_final", "held-out exact match", { $0.exactMatchFinal }),
+            ("seconds", "s per run", { $0.seconds }),
         ]
 
         /// Mean and sample standard deviation (0 for one value).

@@ -135,6 +135,13 @@ public struct PPOConfig: Sendable {
             try check(data.train.isEmpty && data.eval.isEmpty, "data.task ifeval generates its prompts: leave data.train and data.eval empty")
             try check(cadence.evalEvery > 0, "data.task ifeval measures held-out instruction following before and after: eval.every must be > 0")
         }
+        let learned = rewardConfig
+        try check(learned.rewards.selection != .r2m || ppo.samples > 1,
+                  "rewards.selection r2m updates on each prompt's best vs worst sample: set ppo.samples_per_prompt ≥ 2")
+        try check(learned.rewards.selection != .laser || learned.laser.signal != .dpoNLL || ppo.samples > 1,
+                  "laser.reward dpo_nll pays the bandit on each prompt's best vs worst sample: set ppo.samples_per_prompt ≥ 2")
+        try check(![.laser, .random, .r2m].contains(learned.rewards.selection) || !learned.laser.arms.isEmpty || learned.rewards.proxy != 0,
+                  "rewards.selection \(learned.rewards.selection.rawValue) makes the proxy reward, but rewards.proxy is 0: it would never reach the policy")
         try check(![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
                   "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
         // Sampling at τ ≠ 1 while ratios, KL and the update use log-probs at τ = 1 would optimise a

@@ -24,6 +24,7 @@ final class OnlineRewardLossTests: XCTestCase {
     func testPairsAreTheGroupsBestAndWorst() {
         XCTAssertTrue(GroupRewardEntropy.pair(scores: [0.1, 0.9, -0.2, 0.9]).map { $0 == (1, 2) } ?? false)
         XCTAssertNil(GroupRewardEntropy.pair(scores: [1, 1, 1]))
+        XCTAssertNil(GroupRewardEntropy.pair(scores: [0.5, 0.5 + 1e-9, 0.5]), "equal to Float precision: a tie")
         let pairs = LaserPairSignal.pairs(scores: [0, 1, 2, 2, 2, 2, 5, -1, 0], groupSize: 3)
         XCTAssertEqual(pairs.map(\.winner), [2, 6])
         XCTAssertEqual(pairs.map(\.loser), [0, 7], "the tied middle group makes no pair")

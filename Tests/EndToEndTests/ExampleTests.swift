@@ -129,8 +129,9 @@ final class ExampleTests: CLITestCase {
         let study = directory + "/study"
         let (stdout, _) = try self.run(["overopt", "--config", config, "out=\(study)", "study.seeds=1,2", "sft.train.steps=150", "study.pairs=60",
                                         "proxy.train.steps=30", "rl.ppo.iterations=8", "rl.eval.every=100", "rl.eval.max_examples=20",
-                                        "rl.rewards.bon_samples=2", "genrm.train.steps=30", "genrm.eval.max_examples=50"])
-        let methods = ["proxy", "proxy2", "proxy3", "ensemble", "r2m", "r2m_no_feedback", "r2m_no_update", "laser", "random", "hybrid"]
+                                        "rl.rewards.bon_samples=2", "genrm.train.steps=30", "genrm.eval.max_examples=50",
+                                        "study.prepo_candidates=32", "rl.prepo.samples=2"])
+        let methods = ["proxy", "proxy2", "proxy3", "ensemble", "r2m", "r2m_no_feedback", "r2m_no_update", "laser", "random", "hybrid", "hybrid_prepo"]
         let lines = stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let runs = lines.filter { $0["seed"] != nil }
         XCTAssertEqual(runs.map { "\($0["method"]!)/\($0["seed"]!)" }, [1, 2].flatMap { seed in methods.map { "\($0)/\(seed)" } }, "one line per method and seed")
@@ -147,10 +148,14 @@ final class ExampleTests: CLITestCase {
             XCTAssertEqual(try XCTUnwrap(run["gold_final"] as? Double), try XCTUnwrap(trailingMeans(gold).last), accuracy: 1e-12, method)
             XCTAssertEqual(try XCTUnwrap(run["kl_final"] as? Double), try XCTUnwrap(trailingMeans(kl).last), accuracy: 1e-12, method)
             XCTAssertNotNil(run["proxy_final"] as? Double, method)
-            let trained = method.hasPrefix("r2m") ? "reward_r2m_mean" : method == "hybrid" ? "gold_judged_mean" : "reward_proxy_mean"
+            let trained = method.hasPrefix("r2m") ? "reward_r2m_mean" : method.hasPrefix("hybrid") ? "gold_judged_mean" : "reward_proxy_mean"
             XCTAssertNotNil(logged.last?[trained], "\(method) logs \(trained)")
             if method == "r2m_no_feedback" { XCTAssertEqual(logged.compactMap { $0["r2m_omega"] as? Double }, Array(repeating: 1, count: 8)) }
             if method == "laser" || method == "random" { XCTAssertEqual(logged.compactMap { $0["laser_arm"] as? Int }.count, 8, method) }
+            if method == "hybrid_prepo" {
+                XCTAssertEqual(logged.compactMap { $0["prompt_pool"] as? Int }.last, 8, "Pre-PPO keeps a quarter of 32 candidates")
+                XCTAssertEqual(try JSONL.objects(path: folder + "/prepo.jsonl").count, 32)
+            }
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: study + "/seed-2/proxy3") && FileManager.default.fileExists(atPath: study + "/seed-2/genrm"),
                       "each seed trains its three proxies and the GenRM once")

@@ -93,17 +93,32 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         }
     }
 
+    /// Settings that would train and log but never reach the policy are refused at load.
+    func testLearnedSelectionsThatCannotActAreRefused() throws {
+        func refused(_ overrides: [String], _ message: String) {
+            XCTAssertThrowsError(try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["model.init_from=/sft", "data.task=arith", "rewards.proxy_heads=/h"] + overrides))) {
+                XCTAssertTrue("\($0)".contains(message), "\($0)")
+            }
+        }
+        refused(["rewards.selection=r2m", "rewards.proxy=1", "ppo.estimator=gae", "ppo.samples_per_prompt=1"], "r2m updates on each prompt's best vs worst")
+        refused(["rewards.selection=laser", "rewards.proxy=1", "ppo.estimator=gae", "ppo.samples_per_prompt=1"], "laser.reward dpo_nll pays the bandit")
+        refused(["rewards.selection=random"], "rewards.proxy is 0: it would never reach the policy")
+        XCTAssertNoThrow(try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["model.init_from=/sft", "data.task=arith", "rewards.proxy_heads=/h",
+                                                                                      "rewards.selection=laser", "laser.reward=heldout", "rewards.proxy=1",
+                                                                                      "ppo.estimator=gae", "ppo.samples_per_prompt=1"])))
+    }
+
     /// R2M's update (Huang et al. 2026, Alg. 1 lines 15–20) trains the fusion and head alone, and
     /// the fused reward of a sequence does not depend on the batch it is scored in.
     func testR2MUpdateTrainsTheFusionAloneAndIgnoresPadding() async throws {
         let model = try makeTinyModel(directory: directory)
         let base = try HFCheckpoint.load(directory: model)
         let config = try ppoSchema.resolve(file: nil, overrides: ["model.init_from=\(model)", "data.task=arith", "rewards.proxy_heads=\(try heads(model, count: 1)[0])",
-                                                                 "rewards.selection=r2m", "r2m.lr=1e-2", "ppo.iterations=10"])
+                                                                 "rewards.selection=r2m", "rewards.proxy=1", "r2m.lr=1e-2", "ppo.iterations=10"])
         let learned = try XCTUnwrap(try LearnedRewards.make(try PPOConfig(config).rewardConfig, base: base, originalHead: ScalarHead(channels: base.config.channels), seed: 1, namedArms: []))
         XCTAssertEqual(learned.r2mOmega(iteration: 1), 1, "round 0: the reward model's own token alone")
         var rng = RNG(seed: 9)
-        for i in 0..<learned.r2m!.parameters.count { learned.r2m!.parameters[i] += 0.05 * rng.normal() }   // W_o off zero
+        for i in 0..<learned.r2m!.parameters.count { learned.r2m!.parameters[i] += 0.05 * rng.normal() }   // larger than the 0.02 start
         let adapter = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: base.config.allLoRATargets), modelConfig: base.config)
         adapter.initialize(rng: &rng)
         let policy = LocalPolicy(trunk: base, adapter: adapter)
