@@ -13,9 +13,10 @@ public struct CollapseTask: Sendable {
     public let seed: UInt64, responses: Int
     public let train: [PreferenceExample], eval: [PreferenceExample]
 
-    /// `prompts` training prompts and `evalPrompts` held-out ones, half of each open-ended.
+    /// `prompts` training prompts and `evalPrompts` held-out ones, half of each open-ended;
+    /// 2…20 responses per ranking (a range in 0…99 holds distinct numbers for at most that many).
     public init(seed: UInt64, responses: Int = 6, prompts: Int = 2000, evalPrompts: Int = 200) {
-        self.seed = seed; self.responses = max(responses, 2)
+        self.seed = seed; self.responses = min(max(responses, 2), 20)
         let arith = ArithTask(seed: seed, evalSize: 500)
         var rng = RNG(seed: seed &+ 0xC011)
         train = Self.examples(count: prompts, problems: arith.train, responses: self.responses, rng: &rng, source: "collapse")

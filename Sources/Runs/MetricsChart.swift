@@ -14,7 +14,7 @@ public enum MetricsChart {
     /// (x, value) pairs of `metric` from a run folder's metrics.jsonl, x being `x` (default the
     /// step) of the same line; lines without both are skipped.
     public static func series(run: String, metric: String, x: String = "step") throws -> Series {
-        // A multi-stage run folder (pipeline, overopt) is drawn by its RL stage.
+        // A multi-stage run folder (pipeline) is drawn by its RL stage.
         var path = run.hasSuffix(".jsonl") ? run : (run as NSString).appendingPathComponent("metrics.jsonl")
         let ppo = (run as NSString).appendingPathComponent("ppo/metrics.jsonl")
         if !run.hasSuffix(".jsonl") && !FileManager.default.fileExists(atPath: path) && FileManager.default.fileExists(atPath: ppo) { path = ppo }
@@ -41,9 +41,14 @@ public enum MetricsChart {
 
     /// Runs with the same folder name (one method on several seeds: seed-1/proxy, seed-2/proxy, …)
     /// merged point by point, each run smoothed over `window` first: x and y are the means over
-    /// the runs, the band is y's mean ± sample standard deviation; a name with one run keeps no band.
+    /// the runs (as far as the shortest goes), the band is y's mean ± sample standard deviation; a
+    /// name with one run keeps no band.
     public static func bands(runs: [String], metric: String, x: String, window: Int) throws -> [Series] {
-        let all = try runs.map { smoothed(try series(run: $0, metric: metric, x: x), window: window) }
+        let all = try runs.map { run in
+            let s = try series(run: run, metric: metric, x: x)
+            guard !s.points.isEmpty else { throw TrainingError("\(run): no '\(metric)' values\(x == "step" ? "" : " with '\(x)'") in metrics.jsonl") }
+            return smoothed(s, window: window)
+        }
         var names: [String] = []
         for s in all where !names.contains(s.name) { names.append(s.name) }
         return names.map { name in

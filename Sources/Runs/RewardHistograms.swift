@@ -27,7 +27,7 @@ public struct RewardHistograms: Codable, Equatable, Sendable {
         means = rewards.mapValues { $0.reduce(0, +) / Double(max($0.count, 1)) }
         entropies = counts.mapValues { c in
             let total = Double(max(c.reduce(0, +), 1))
-            return -c.reduce(0.0) { $1 > 0 ? $0 + Double($1) / total * log2(Double($1) / total) : $0 }
+            return max(0, -c.reduce(0.0) { $1 > 0 ? $0 + Double($1) / total * log2(Double($1) / total) : $0 })   // one bin: 0, not −0
         }
         deviations = rewards.mapValues { v in
             let m = v.reduce(0, +) / Double(max(v.count, 1))

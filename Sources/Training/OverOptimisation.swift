@@ -84,7 +84,7 @@ public enum OverOptimisation {
     public struct Settings: Sendable {
         static let methods = Key<String>("study.methods", "proxy",
                                          "comma-separated methods: proxy (proxy 1), proxyK, ensemble, r2m, r2m_no_feedback, r2m_no_update, laser, random, hybrid, hybrid_prepo")
-        static let seeds = Key<String>("study.seeds", "1", "comma-separated run seeds; every method runs on each (SFT, pairs, proxies and PPO seeded by it)")
+        static let seeds = Key<String>("study.seeds", "", "comma-separated run seeds; every method runs on each (SFT, pairs, proxies and PPO seeded by it); empty: 'seed'")
         static let verifierShare = Key<Double>("study.verifier_share", 0.4, "hybrid: share of prompts whose task has a verifier", .within(0, 1))
         static let referenceShare = Key<Double>("study.reference_share", 0.3, "hybrid: share judged by the GenRM against the answer; the rest against the proxy's best of N", .within(0, 1))
         static let sftFrom = Key<ConfigPath>("study.sft_from", "", "start every seed from this SFT checkpoint instead of training one")
@@ -102,7 +102,16 @@ public enum OverOptimisation {
 
         public var methods: [Method], seeds: [Int], verifierShare: Double, referenceShare: Double, sftFrom: String, proxies: Int, pairs: Int
         public var noise: Double, temperature: Float, smooth: Int, prepoKeep: Double, prepoCandidates: Int, curriculumShare: Double
+        /// Keys each method sets itself (set in the file or an override they would be overwritten).
+        static let setByMethods = ["rl.rewards.selection", "rl.rewards.proxy_heads", "rl.rewards.proxy", "rl.rewards.verifier", "rl.rewards.format",
+                                   "rl.rewards.reward_head", "rl.rewards.hybrid", "rl.rewards.genrm_model", "rl.rewards.verifier_tasks",
+                                   "rl.rewards.reference_tasks", "rl.laser.arms", "rl.r2m.policy_feedback", "rl.r2m.update",
+                                   "rl.prepo.keep", "rl.prepo.candidates", "rl.curriculum.tasks", "rl.curriculum.share"]
+
         init(_ c: ResolvedConfig) throws {
+            for key in Self.setByMethods where (c.sources[key] ?? "default") != "default" {
+                throw ConfigError("\(c.sources[key]!): '\(key)' is set by each method of study.methods; remove it (the study's own keys are study.*)")
+            }
             methods = try commaList(c[Self.methods]).map { name in
                 guard let m = Method(name: name) else {
                     throw ConfigError("'study.methods': '\(name)' is not a method (proxy, proxyK, \(Method.named.keys.filter { $0 != "proxy" }.sorted().joined(separator: ", ")))")
@@ -113,12 +122,32 @@ public enum OverOptimisation {
                 guard let s = Int(text), s >= 0 else { throw ConfigError("'study.seeds': '\(text)' is not a seed (a whole number ≥ 0)") }
                 return s
             }
-            guard !methods.isEmpty, !seeds.isEmpty else { throw ConfigError("'study.methods' and 'study.seeds' name at least one each") }
+            if seeds.isEmpty { seeds = [c[RunSettings.seed]] }
+            else if (c.sources[RunSettings.seed.path] ?? "default") != "default" {
+                throw ConfigError("\(c.sources[RunSettings.seed.path]!): 'seed' and 'study.seeds' are both set; the study runs on study.seeds")
+            }
+            guard !methods.isEmpty else { throw ConfigError("'study.methods' names no method") }
+            // A repeat would run twice into one folder (proxy and proxy1 are the same method).
+            for (key, names) in [("study.methods", methods.map(\.description)), ("study.seeds", seeds.map(String.init))] {
+                if let repeated = names.first(where: { n in names.filter { $0 == n }.count > 1 }) { throw ConfigError("'\(key)': \(repeated) appears twice") }
+            }
             verifierShare = c[Self.verifierShare]; referenceShare = c[Self.referenceShare]; sftFrom = c[Self.sftFrom].path
             proxies = c[Self.proxies]; pairs = c[Self.pairs]; noise = c[Self.noise]; temperature = Float(c[Self.temperature]); smooth = c[Self.smooth]
             prepoKeep = c[Self.prepoKeep]; prepoCandidates = c[Self.prepoCandidates]; curriculumShare = c[Self.curriculumShare]
             for case .proxy(let k) in methods where k > proxies {
                 throw ConfigError("'study.methods': proxy\(k) needs study.proxies ≥ \(k) (it is \(proxies))")
+            }
+            for m in [Method.ensemble, .laser, .random] where methods.contains(m) && proxies < 2 {
+                throw ConfigError("'study.methods': \(m) chooses among or averages the proxies: set study.proxies ≥ 2")
+            }
+            guard verifierShare + referenceShare <= 1 else {
+                throw ConfigError("'study.verifier_share' + 'study.reference_share' is \(verifierShare + referenceShare); the shares of prompts add up to at most 1")
+            }
+            if methods.contains(.hybridPrePPO) {
+                guard prepoKeep > 0 else { throw ConfigError("'study.prepo_keep' is 0: hybrid_prepo keeps the hardest share of the prompts; set it above 0") }
+                guard curriculumShare == 0 || verifierShare > 0 else {
+                    throw ConfigError("'study.curriculum_share' draws the verifier's (arith) prompts first, but study.verifier_share is 0: no prompt has that task")
+                }
             }
         }
         /// Proxies trained per seed: as many as any method reads.
@@ -162,11 +191,11 @@ public enum OverOptimisation {
     }
 
     /// What a seed's methods share: the SFT model, the proxies' checkpoints, the GenRM and the hybrid data.
-    struct SeedSetup { var folder: String, sftModel: String, proxies: [String], genrm: String?, setupSeconds: Double }
+    struct SeedSetup { var folder: String, sftModel: String, proxies: [String], genrm: String? }
 
     static func prepareSeed(_ config: ResolvedConfig, study: Settings, seed: Int, folder: String, transport: any Transport, workingDirectory: String,
                             say: @escaping (String) -> Void, onStage: (String, FailureContext) -> Void) async throws -> SeedSetup {
-        let started = Date(), data = DataSettings(config)
+        let data = DataSettings(config)
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
         if transport.rank == 0 { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
         try await transport.barrier()
@@ -193,8 +222,8 @@ public enum OverOptimisation {
             sayRankZero("== seed \(seed): proxy \(k + 1)/\(pairFiles.count)")
             let rm = SFTStage(config: try SFTConfig(config.scoped(to: rmSchema, prefix: "proxy.", shared: shared)
                                   .with(RunSettings.out, ConfigPath("\(folder)/proxy\(k + 1)")).with(RunSettings.resume, "never")
-                                  .with(RunSettings.initFrom, ConfigPath(sftModel)).with(DataSettings.task, DataTask.none)
-                                  .with(DataSettings.prefs, ConfigPath(file)).with(RunSettings.seed, seed + k)),
+                                                    .with(RunSettings.initFrom, ConfigPath(sftModel)).with(DataSettings.task, DataTask.none)
+                                  .with(DataSettings.prefs, ConfigPath(file)).with(RunSettings.seed, seed &* 1000 &+ k)),
                               transport: transport, workingDirectory: workingDirectory, say: say)
             guard let checkpoint = try await runStage(rm, as: "proxy\(k + 1)", onStage: onStage).lastCheckpoint else { throw TrainingError("proxy \(k + 1) left no checkpoint") }
             heads.append(checkpoint)
@@ -214,7 +243,7 @@ public enum OverOptimisation {
             guard let judge = try await runStage(stage, as: "genrm", onStage: onStage).lastCheckpoint else { throw TrainingError("genrm left no checkpoint") }
             genrm = judge
         }
-        return SeedSetup(folder: folder, sftModel: sftModel, proxies: heads, genrm: genrm, setupSeconds: Date().timeIntervalSince(started))
+        return SeedSetup(folder: folder, sftModel: sftModel, proxies: heads, genrm: genrm)
     }
 
     /// PPO against the method's reward; the gold reward is logged, never optimised.
@@ -238,7 +267,9 @@ public enum OverOptimisation {
         // verifier's (math) prompts first.
         if method == .hybridPrePPO {
             ppoConfig = try ppoConfig.with(PromptSelectionSettings.keep, study.prepoKeep).with(PromptSelectionSettings.candidates, study.prepoCandidates)
-                .with(PromptSelectionSettings.curriculumTasks, "arith").with(PromptSelectionSettings.curriculumShare, study.curriculumShare)
+            if study.curriculumShare > 0 {
+                ppoConfig = try ppoConfig.with(PromptSelectionSettings.curriculumTasks, "arith").with(PromptSelectionSettings.curriculumShare, study.curriculumShare)
+            }
         }
         if transport.rank == 0 { say("== seed \(seed): ppo (\(method))") }
         let ppo = PPOStage(config: try PPOConfig(ppoConfig), transport: transport, workingDirectory: workingDirectory, say: say)

@@ -1,4 +1,5 @@
 import Alignment
+import Config
 import Datasets
 import Foundation
 import Kernels
@@ -33,6 +34,7 @@ extension OverOptimisation {
     /// with probability `study.noise`.
     static func writeGoldPairs(_ study: Settings, task: ArithTask, seed: UInt64, maxNewTokens maxNew: Int, sftModel: String, files: [String],
                                say: (String) -> Void) throws {
+        guard !task.train.isEmpty else { throw ConfigError("'data.eval_size' (\(task.eval.count)) holds out every arith problem: no training prompts are left for the gold pairs") }
         let trunk = try HFCheckpoint.load(directory: sftModel)
         let tokenizer = try Tokenizers.load(sftModel)
         let noise = study.noise

@@ -29,15 +29,19 @@ extension OverOptimisation {
             let all = try JSONL.objects(path: path).map(\.object)
             exactMatchFinal = all.last { $0["exact_match"] != nil }?["exact_match"] as? Double
             let lines = all.filter { $0["gold_mean"] != nil }
-            func column(_ key: String) -> [Double] { lines.compactMap { $0[key] as? Double } }
+            func column(_ key: String, required: Bool = true) throws -> [Double] {
+                let values = lines.compactMap { $0[key] as? Double }
+                guard !values.isEmpty || !required else { throw TrainingError("\(path): no '\(key)' values to summarise") }
+                return values
+            }
             func smoothed(_ v: [Double]) -> [Double] { v.indices.map { i in let s = v[max(0, i - w + 1)...i]; return s.reduce(0, +) / Double(s.count) } }
-            let gold = smoothed(column("gold_mean"))
-            goldStart = column("gold_mean").first ?? 0
-            goldPeak = gold.max() ?? 0
-            goldFinal = gold.last ?? 0
-            proxyFinal = smoothed(column(trained)).last ?? 0
-            klFinal = smoothed(column("kl")).last ?? 0
-            let judged = smoothed(column("gold_judged_mean"))
+            let raw = try column("gold_mean"), gold = smoothed(raw)
+            goldStart = raw[0]
+            goldPeak = gold.max()!
+            goldFinal = gold.last!
+            proxyFinal = smoothed(try column(trained)).last!
+            klFinal = smoothed(try column("kl")).last!
+            let judged = smoothed(try column("gold_judged_mean", required: false))
             if !judged.isEmpty { judgedPeak = judged.max(); judgedFinal = judged.last }
         }
     }

@@ -94,7 +94,8 @@ public struct SFTConfig: Sendable {
         let lmOn = hydra.lmWeight != 0
         try check(lmOn || hydra.rewardWeight > 0, "with hydra.lm_weight 0 there is nothing to train: set hydra.reward_weight > 0")
         try check(data.task != .ifeval, "data.task ifeval has prompts only (no demonstrations or pairs): it is for rlhf ppo")
-        try check(data.task != .collapse || (!lmOn && data.prefs.isEmpty), "data.task collapse has rankings only (no demonstrations): it is for rlhf rm, without data.prefs")
+        try check(data.task != .collapse || (!lmOn && data.prefs.isEmpty && data.evalPrefs.isEmpty),
+                  "data.task collapse has rankings only (no demonstrations): it is for rlhf rm, without data.prefs or data.eval_prefs")
         try check(!lmOn || (data.task == .none) != data.train.isEmpty, data.task == .none ? "set 'data.task' or 'data.train'" : "set either 'data.task' or 'data.train', not both")
         try check(!lmOn || data.task != .none || !data.eval.isEmpty || cadence.evalEvery == 0, "'data.eval' is needed for evaluation (or set eval.every=0)")
         try check(trainTrunk || lora == nil, "'rm.train_trunk: false' trains the head alone; it cannot be combined with lora.rank > 0")

@@ -27,6 +27,7 @@ struct Plot: ParsableCommand {
     func run() throws {
         guard !runs.isEmpty else { throw CLIError("name at least one run folder") }
         if histograms {
+            guard !bands else { throw CLIError("--bands merges metric series; --histograms draws one run's histograms") }
             let h = try RewardHistograms.read(run: runs[0])
             let path = out ?? (runs[0] as NSString).appendingPathComponent("reward_histograms.svg")
             try h.svg(title: (runs[0] as NSString).lastPathComponent).write(toFile: path, atomically: true, encoding: .utf8)
@@ -34,8 +35,9 @@ struct Plot: ParsableCommand {
             convertToPNG(path)
             return
         }
-        let series = bands ? try MetricsChart.bands(runs: try runs.flatMap(Self.studyRuns), metric: metric, x: x, window: smooth)
-            : try runs.map { MetricsChart.smoothed(try MetricsChart.series(run: $0, metric: metric, x: x), window: smooth) }
+        let expanded = try runs.flatMap(Self.studyRuns)
+        let series = bands ? try MetricsChart.bands(runs: expanded, metric: metric, x: x, window: smooth)
+            : try expanded.map { MetricsChart.smoothed(try MetricsChart.series(run: $0, metric: metric, x: x), window: smooth) }
         for s in series where s.points.isEmpty { throw CLIError("\(s.name): no '\(metric)' values\(x == "step" ? "" : " with '\(x)'") in metrics.jsonl") }
         let path = out ?? ((runs[0].hasSuffix(".jsonl") ? (runs[0] as NSString).deletingLastPathComponent : runs[0]) as NSString)
             .appendingPathComponent("\(metric).svg")
@@ -49,10 +51,12 @@ struct Plot: ParsableCommand {
     static func studyRuns(_ path: String) throws -> [String] {
         let results = (path as NSString).appendingPathComponent("results.jsonl")
         guard FileManager.default.fileExists(atPath: results) else { return [path] }
-        return try JSONL.objects(path: results).map(\.object).compactMap { row in
+        let runs = try JSONL.objects(path: results).map(\.object).compactMap { row -> String? in
             guard let seed = row["seed"] as? Int, let method = row["method"] as? String else { return nil }
             return "\(path)/seed-\(seed)/\(method)"
         }
+        guard !runs.isEmpty else { throw CLIError("\(results): no runs (each line needs 'seed' and 'method')") }
+        return runs
     }
 
     func convertToPNG(_ path: String) {

@@ -121,6 +121,28 @@ final class ExampleTests: CLITestCase {
         XCTAssertTrue(stderr.contains("no reward histograms"), stderr)
     }
 
+    /// configs/reward-collapse.yaml, shortened: rm's JSON line gives each prompt class's held-out
+    /// σ(r) statistics, the same the written histograms give, and both classes are drawn.
+    func testRewardCollapseReportsPerClassStatistics() throws {
+        let config = repository.appendingPathComponent("configs/reward-collapse.yaml").path
+        let run = directory + "/collapse"
+        let (stdout, _) = try self.run(["rm", "--config", config, "out=\(run)", "train.steps=40", "eval.every=40", "data.eval_size=40"])
+        let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+        XCTAssertEqual(summary["utility"] as? String, "adaptive")
+        let histograms = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/reward_histograms.json"))) as! [String: Any]
+        let counts = histograms["counts"] as! [String: [Int]]
+        XCTAssertEqual(counts.mapValues { $0.reduce(0, +) }, ["closed": 120, "open-ended": 120], "20 prompts of each class, 6 responses each")
+        for (name, key) in [("closed", "closed"), ("open-ended", "open_ended")] {
+            let c = counts[name]!.map(Double.init), total = c.reduce(0, +)
+            let entropy = -c.filter { $0 > 0 }.reduce(0) { $0 + $1 / total * log2($1 / total) }
+            XCTAssertEqual(try XCTUnwrap(summary["reward_entropy_\(key)"] as? Double), entropy, accuracy: 1e-9, name)
+            XCTAssertTrue((0...1).contains(try XCTUnwrap(summary["reward_std_\(key)"] as? Double)), name)
+        }
+        try self.run(["plot", run, "--histograms", "--out", directory + "/h.svg"])
+        let svg = try String(contentsOfFile: directory + "/h.svg", encoding: .utf8)
+        XCTAssertTrue(svg.contains("closed (n = 120") && svg.contains("open-ended (n = 120"), svg)
+    }
+
     /// configs/overopt.yaml, shortened to two seeds: every method runs end to end on each, prints
     /// its JSON line, the summary is the mean ± sd of those lines, and `rlhf plot --bands` draws
     /// gold reward against KL with one band per method.
@@ -147,9 +169,13 @@ final class ExampleTests: CLITestCase {
             XCTAssertEqual(try XCTUnwrap(run["gold_peak"] as? Double), try XCTUnwrap(trailingMeans(gold).max()), accuracy: 1e-12, method)
             XCTAssertEqual(try XCTUnwrap(run["gold_final"] as? Double), try XCTUnwrap(trailingMeans(gold).last), accuracy: 1e-12, method)
             XCTAssertEqual(try XCTUnwrap(run["kl_final"] as? Double), try XCTUnwrap(trailingMeans(kl).last), accuracy: 1e-12, method)
-            XCTAssertNotNil(run["proxy_final"] as? Double, method)
-            let trained = method.hasPrefix("r2m") ? "reward_r2m_mean" : method.hasPrefix("hybrid") ? "gold_judged_mean" : "reward_proxy_mean"
-            XCTAssertNotNil(logged.last?[trained], "\(method) logs \(trained)")
+            let trained = method.hasPrefix("r2m") ? "reward_r2m_mean" : method.hasPrefix("hybrid") ? "reward_hybrid_mean" : "reward_proxy_mean"
+            XCTAssertEqual(try XCTUnwrap(run["proxy_final"] as? Double), try XCTUnwrap(trailingMeans(logged.compactMap { $0[trained] as? Double }).last),
+                           accuracy: 1e-12, "\(method): the optimised reward is \(trained)")
+            if method.hasPrefix("hybrid") {
+                let judged = logged.compactMap { $0["gold_judged_mean"] as? Double }
+                XCTAssertEqual(try XCTUnwrap(run["gold_judged_final"] as? Double), try XCTUnwrap(trailingMeans(judged).last), accuracy: 1e-12, method)
+            }
             if method == "r2m_no_feedback" { XCTAssertEqual(logged.compactMap { $0["r2m_omega"] as? Double }, Array(repeating: 1, count: 8)) }
             if method == "laser" || method == "random" { XCTAssertEqual(logged.compactMap { $0["laser_arm"] as? Int }.count, 8, method) }
             if method == "hybrid_prepo" {
