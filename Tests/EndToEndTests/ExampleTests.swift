@@ -53,13 +53,15 @@ final class ExampleTests: CLITestCase {
     }
 
     /// The default experiment as shipped: PPO with the verifier raises held-out greedy exact match
-    /// by at least 20 points over the Hydra-SFT model.
-    func testArithPipelineRaisesExactMatchByTwentyPoints() throws {
+    /// by at least 20 points over the Hydra-SFT model, to at least 95% (seed 1; measured on AMD
+    /// EPYC Zen 5: 59.6% → 96.2%, and 96.4%, 96.8% at seeds 2 and 3).
+    func testArithPipelineReachesNinetyFivePercent() throws {
         let config = repository.appendingPathComponent("configs/arith-tiny.yaml").path
         let (stdout, _) = try self.run(["pipeline", "--config", config, "out=\(directory)/pipeline"])
         let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
         let sft = try XCTUnwrap(summary["sft_exact_match"] as? Double), ppo = try XCTUnwrap(summary["ppo_exact_match"] as? Double)
         XCTAssertGreaterThanOrEqual(ppo - sft, 0.20, "SFT \(sft) → PPO \(ppo)")
+        XCTAssertGreaterThanOrEqual(ppo, 0.95, "the goal of issue 16: SFT \(sft) → PPO \(ppo)")
         XCTAssertGreaterThan(try XCTUnwrap(summary["seconds"] as? Double), 0)
         XCTAssertGreaterThan(try XCTUnwrap(summary["kl"] as? Double), 0, "the trained policy has moved away from the reference")
         XCTAssertTrue(stdout.contains("held-out exact match: after SFT"), stdout)
@@ -71,11 +73,11 @@ final class ExampleTests: CLITestCase {
     }
 
     /// The default experiment on the tiny Llama (4 layers, 4 heads / 2 key/value heads, RMSNorm,
-    /// rotary attention, SwiGLU): PPO raises held-out exact match over Hydra-SFT here too
-    /// (measured on AMD EPYC Zen 5: 57.2% → 79.8%).
+    /// rotary attention, SwiGLU), with the first edition's 1000 SFT steps to keep the suite short:
+    /// PPO raises held-out exact match over Hydra-SFT here too (measured on AMD EPYC Zen 5: 57.2% → 79.8%).
     func testArithPipelineOnATinyLlamaRaisesExactMatch() throws {
         let config = repository.appendingPathComponent("configs/arith-tiny.yaml").path
-        let (stdout, _) = try self.run(["pipeline", "--config", config, "out=\(directory)/pipeline", "model.family=llama"])
+        let (stdout, _) = try self.run(["pipeline", "--config", config, "out=\(directory)/pipeline", "model.family=llama", "sft.train.steps=1000"])
         let summary = try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
         let sft = try XCTUnwrap(summary["sft_exact_match"] as? Double), ppo = try XCTUnwrap(summary["ppo_exact_match"] as? Double)
         XCTAssertGreaterThanOrEqual(ppo - sft, 0.10, "SFT \(sft) → PPO \(ppo)")
