@@ -1,6 +1,6 @@
 import Foundation
 
-/// LinUCB (Li et al. 2010) as LASeR uses it to pick a reward model per batch (Nguyen et al. 2025,
+/// LinUCB (Li et al. 2010) as LASeR uses it to pick a reward model per batch (Nguyen et al. 2024,
 /// algorithms.md §9.2, release code scripts/utils/linucb.py): one arm per reward source, a ridge
 /// regression per arm, and an upper confidence bound. Rewards are normalised against the
 /// history of raw rewards by its 20th/80th percentiles before the update — from the first reward

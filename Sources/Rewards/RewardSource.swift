@@ -132,10 +132,10 @@ package enum RewardSources {
     /// The names of the sources `config` uses, in registry order.
     package static func names(for config: RewardConfig) -> [String] { registry.filter { $0.isActive(config) }.map(\.name) }
 
-    /// The sources of `entries` that `context.config` uses, built in registry order.
-    package static func make(_ context: RewardSourceContext, from entries: [RewardSourceRegistration] = registry) async throws -> [any RewardSource] {
+    /// The sources `context.config` uses, built in registry order.
+    package static func make(_ context: RewardSourceContext) async throws -> [any RewardSource] {
         var sources: [any RewardSource] = []
-        for entry in entries where entry.isActive(context.config) { sources.append(try await entry.make(context)) }
+        for entry in registry where entry.isActive(context.config) { sources.append(try await entry.make(context)) }
         return sources
     }
 

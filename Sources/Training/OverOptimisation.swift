@@ -1,18 +1,15 @@
-import Alignment
 import Cluster
 import Config
 import Datasets
 import Foundation
-import Kernels
-import Models
 import Rewards
 import Runs
-import Tokenizers
 
 /// `rlhf overopt`: the reward over-optimisation study (Gao et al. 2023's setting on the arith task).
 /// A hidden gold reward — the exact-answer verifier plus the bare-integer format rule — labels
-/// samples of pairs of the SFT policy's own responses, with label noise; proxy reward heads are
-/// trained on those pairs, head only, on the SFT trunk; PPO then optimises a reward made from them
+/// samples of pairs of the SFT policy's own responses, with label noise; proxy reward models are
+/// trained on those pairs from the SFT model (LoRA merged into their own trunk, or with
+/// proxy.rm.train_trunk false the head alone on the shared trunk); PPO then optimises a reward made from them
 /// (one proxy, their mean, R2M, LASeR and its baselines, or the hybrid routing) while
 /// metrics.jsonl logs gold and proxy reward against KL. Every method runs on every seed of
 /// `study.seeds`; a seed's SFT model, pairs, proxies and GenRM are shared by its methods.
@@ -216,7 +213,7 @@ public enum OverOptimisation {
             try writeGoldPairs(study, task: data.arithTask, seed: UInt64(seed), maxNewTokens: rl[PPOSettings.maxNewTokens], sftModel: sftModel, files: pairFiles, say: say)
         }
         try await transport.barrier()
-        // 3. Proxy reward models from the SFT model, one per noisy sample (heads alone on the shared trunk).
+        // 3. Proxy reward models from the SFT model, one per noisy sample (proxy.* rm keys: LoRA or the head alone).
         var heads: [String] = []
         for (k, file) in pairFiles.enumerated() {
             sayRankZero("== seed \(seed): proxy \(k + 1)/\(pairFiles.count)")

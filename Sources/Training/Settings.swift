@@ -16,8 +16,6 @@ extension KLEstimator: ConfigChoice {}
 extension InSPOVariant: ConfigChoice {}
 
 /// The built-in task generated in memory, or none (data comes from files).
-/// A built-in task: arith (SFT demonstrations, preference pairs, RL prompts) or ifeval (RL prompts
-/// with verifiable instructions, for a chat model).
 /// The built-in tasks: arith (sums from a flawed demonstrator; every stage), ifeval (instruction
 /// prompts; ppo), collapse (rankings for closed and open-ended prompts; rm).
 public enum DataTask: String, ConfigChoice { case none = "", arith, ifeval, collapse }

@@ -60,7 +60,11 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
                 XCTAssertEqual(metrics.first?["laser_pairs"] as? Double, 4, "one pair per prompt")
             }
             if name == "laser-heldout" { XCTAssertEqual(metrics.compactMap { $0["laser_heldout_score"] as? Double }.count, 4) }
-            if name == "random" { XCTAssertEqual(Set(metrics.compactMap { $0["laser_arm"] as? Int }).isSubset(of: [0, 1]), true) }
+            if name == "random" {
+                let arms = metrics.compactMap { $0["laser_arm"] as? Int }
+                XCTAssertEqual(arms.count, 4, "an arm every iteration")
+                XCTAssertTrue(Set(arms).isSubset(of: [0, 1]), "\(arms)")
+            }
             if name == "r2m" {
                 // ω(t) = max(½cos(πt/4) + ½, 0.7) for t = 0…3: 1, 0.854, 0.7 (floor), 0.7.
                 let omega = metrics.compactMap { $0["r2m_omega"] as? Double }
