@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Datasets", dependencies: ["Kernels", "Tokenizers", "Alignment"]),
-        .target(name: "Runs", dependencies: ["Config", "Datasets", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .target(name: "Runs", dependencies: ["Config", "Datasets", "Models", "Kernels", "Tokenizers", "Cluster", "Alignment"]),
         .target(name: "Rewards", dependencies: ["Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .target(name: "Training", dependencies: ["Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .executableTarget(

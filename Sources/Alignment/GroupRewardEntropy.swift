@@ -23,8 +23,7 @@ public enum GroupRewardEntropy {
         let bt = BradleyTerry.loss(chosen: r[winner], rejected: r[loser])
         gradient[winner] += (1 - alpha) * bt.dChosen
         gradient[loser] += (1 - alpha) * bt.dRejected
-        let mean = r.reduce(0, +) / Double(K)
-        let std = (r.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(K)).squareRoot()
+        let (mean, std) = Statistics.meanAndDeviation(r)
         var entropy = 0.0
         if std > 1e-6 * (1 + r.reduce(0) { $0 + abs($1) } / Double(K)) {
             let z = r.map { ($0 - mean) / std }

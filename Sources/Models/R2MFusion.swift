@@ -57,7 +57,8 @@ public final class R2MFusion: @unchecked Sendable {
     public struct Cache {
         public let reward: Float
         let rewardHidden: [Float], policyHidden: [Float], length: Int   // H_last [C]; h [S, P]
-        let query: [Float], summary: [Float], fused: [Float]           // q [d]; f = W_v aᵀh [d]; H_fin [C]
+        let query: [Float], attended: [Float]                         // q [d]; aᵀh [P]
+        let summary: [Float], fused: [Float]                           // f = W_v aᵀh [d]; H_fin [C]
         let omega: Float
         /// a [S]: the reward token's attention over the sequence.
         public let attention: [Float]
@@ -91,7 +92,8 @@ public final class R2MFusion: @unchecked Sendable {
         }
         var r = parameters[head + C]
         for c in 0..<C { r += parameters[head + c] * fused[c] }
-        return Cache(reward: r, rewardHidden: hLast, policyHidden: h, length: S, query: query, summary: summary, fused: fused, omega: w, attention: attention)
+        return Cache(reward: r, rewardHidden: hLast, policyHidden: h, length: S, query: query, attended: attended, summary: summary, fused: fused,
+                     omega: w, attention: attention)
     }
 
     /// Adds dL/dθ = dReward · dr/dθ into `gradients` [parameters.count].
@@ -108,10 +110,9 @@ public final class R2MFusion: @unchecked Sendable {
             for i in 0..<d { g[o + c * d + i] += dHat * cache.summary[i]; dSummary[i] += weight(o, c, i, d) * dHat }
         }
         // f = W_v Σ_t a_t h_t:  dW_v = df (aᵀh)ᵀ;  da_t = h_t·(W_vᵀ df).
-        var attended = [Float](repeating: 0, count: P), valueGrad = [Float](repeating: 0, count: P)
-        for t in 0..<S { for c in 0..<P { attended[c] += cache.attention[t] * h[t * P + c] } }
+        var valueGrad = [Float](repeating: 0, count: P)
         for i in 0..<d {
-            for c in 0..<P { g[v + i * P + c] += dSummary[i] * attended[c]; valueGrad[c] += weight(v, i, c, P) * dSummary[i] }
+            for c in 0..<P { g[v + i * P + c] += dSummary[i] * cache.attended[c]; valueGrad[c] += weight(v, i, c, P) * dSummary[i] }
         }
         let dAttention = (0..<S).map { t in (0..<P).reduce(Float(0)) { $0 + h[t * P + $1] * valueGrad[$1] } }
         // Softmax: ds_t = a_t (da_t − Σ a da); s_t = (W_k h_t)·q/√d:  dW_k = q (Σ_t ds_t h_t)ᵀ/√d, dq = W_k Σ_t ds_t h_t/√d.

@@ -1,3 +1,4 @@
+import Alignment
 import Datasets
 import Foundation
 
@@ -58,8 +59,7 @@ public enum MetricsChart {
             var points: [(x: Double, y: Double)] = [], band: [(low: Double, high: Double)] = []
             for i in 0..<n {
                 let xs = group.map { $0.points[i].x }, ys = group.map { $0.points[i].y }
-                let my = ys.reduce(0, +) / Double(ys.count)
-                let sd = (ys.reduce(0) { $0 + ($1 - my) * ($1 - my) } / Double(ys.count - 1)).squareRoot()
+                let (my, sd) = Statistics.meanAndDeviation(ys, sample: true)
                 points.append((x: xs.reduce(0, +) / Double(xs.count), y: my))
                 band.append((low: my - sd, high: my + sd))
             }

@@ -1,3 +1,4 @@
+import Alignment
 import Foundation
 
 /// Held-out rewards σ(r) ∈ [0, 1] binned per prompt class (closed / open-ended), written as
@@ -29,10 +30,7 @@ public struct RewardHistograms: Codable, Equatable, Sendable {
             let total = Double(max(c.reduce(0, +), 1))
             return max(0, -c.reduce(0.0) { $1 > 0 ? $0 + Double($1) / total * log2(Double($1) / total) : $0 })   // one bin: 0, not −0
         }
-        deviations = rewards.mapValues { v in
-            let m = v.reduce(0, +) / Double(max(v.count, 1))
-            return (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(max(v.count, 1))).squareRoot()
-        }
+        deviations = rewards.mapValues { Statistics.meanAndDeviation($0).deviation }
     }
 
     /// The per-class figures for a summary line: reward_mean_<class>, reward_entropy_<class>,

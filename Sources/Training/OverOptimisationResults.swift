@@ -1,3 +1,4 @@
+import Alignment
 import Datasets
 import Foundation
 import Runs
@@ -61,13 +62,6 @@ extension OverOptimisation {
             ("seconds", "s per run", { $0.seconds }),
         ]
 
-        /// Mean and sample standard deviation (0 for one value).
-        static func meanSD(_ v: [Double]) -> (mean: Double, sd: Double) {
-            let m = v.reduce(0, +) / Double(max(v.count, 1))
-            guard v.count > 1 else { return (m, 0) }
-            return (m, (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot())
-        }
-
         /// One row per method: its seeds and each column's mean and sd (columns no run has are left out).
         public var summary: [[String: Any]] {
             methods.map { method in
@@ -76,7 +70,7 @@ extension OverOptimisation {
                 for c in Self.columns {
                     let values = runs.compactMap(c.value)
                     guard !values.isEmpty else { continue }
-                    let (m, sd) = Self.meanSD(values)
+                    let (m, sd) = Statistics.meanAndDeviation(values, sample: true)
                     row[c.key + "_mean"] = m; row[c.key + "_sd"] = sd
                 }
                 return row
