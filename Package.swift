@@ -1,14 +1,14 @@
 // swift-tools-version:6.0
-// swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (shared/design.md §2):
-// rlhf → Training (the stages) → Rewards (reward sources) → Runs (run folders, checkpoints, metrics, evaluation)
-//   → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → {CBLAS, CPUCheck}, and Cluster → {CMPI, CStopSignal};
-//   Models and Tokenizers → GGUF (the file format, no dependencies).
+// swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (docs/architecture.md §2):
+// rlhf → Training (stages and experiments) → {Rewards (reward sources), Runs (run folders, checkpoints, metrics,
+//   evaluation)} → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → {CBLAS,
+//   CPUCheck}, and Cluster → {CMPI, CStopSignal}; Models and Tokenizers → GGUF (the file format, no dependencies).
 // C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
 import Foundation
 
 // Hot loops must be built for the host's vector units: without -target-cpu Swift emits SSE2 only
-// and elementwise kernels run ~4× slower (shared/platform.md fact 8). Default is the build
+// and elementwise kernels run ~4× slower (docs/platform.md fact 8). Default is the build
 // machine's CPU; set RLHF_TARGET_CPU (e.g. `haswell`, `znver4`) when building for other nodes.
 let targetCPU = ProcessInfo.processInfo.environment["RLHF_TARGET_CPU"] ?? "native"
 let fastMath: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Datasets", dependencies: ["Kernels", "Tokenizers", "Alignment"]),
         .target(name: "Runs", dependencies: ["Config", "Datasets", "Models", "Kernels", "Tokenizers", "Cluster", "Alignment"]),
-        .target(name: "Rewards", dependencies: ["Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .target(name: "Rewards", dependencies: ["Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .target(name: "Training", dependencies: ["Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .executableTarget(
             name: "rlhf",
@@ -71,6 +71,8 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "Alignment"]),
+        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
         .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "rlhf-fuzz", "Models", "Training", "Datasets", "Cluster", "Runs", "Kernels", "Alignment"], exclude: ["Fixtures"]),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several processes on this node: launch/local.sh NP rlhf-arguments…
 # Root needs --allow-run-as-root; more ranks than cores need --oversubscribe, and then each rank
-# gets one OpenBLAS thread so ranks do not fight over cores (shared/platform.md §1, fact 7).
+# gets one OpenBLAS thread so ranks do not fight over cores (docs/platform.md §1, fact 7).
 set -euo pipefail
 np=${1:?usage: launch/local.sh NP rlhf-arguments…}; shift
 cd "$(dirname "$0")/.."

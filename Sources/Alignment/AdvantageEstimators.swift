@@ -1,6 +1,6 @@
 import Foundation
 
-/// How per-token advantages are computed from a rollout (algorithms.md §2 and §10).
+/// How per-token advantages are computed from a rollout (docs/algorithms.md §2 and §10).
 public enum AdvantageEstimator: String, Sendable, CaseIterable, Codable {
     /// GAE with a critic (PPO).
     case gae

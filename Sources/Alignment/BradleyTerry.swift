@@ -1,6 +1,6 @@
 import Foundation
 
-/// Bradley–Terry pairwise loss for reward models (Ouyang et al. 2022, eq. 1; algorithms.md §3):
+/// Bradley–Terry pairwise loss for reward models (Ouyang et al. 2022, eq. 1; docs/algorithms.md §3):
 /// L = −log σ(r_w − r_l − margin) = softplus(−(r_w − r_l − margin)).
 public enum BradleyTerry {
     /// Returns the loss and its derivatives with respect to r_w and r_l.

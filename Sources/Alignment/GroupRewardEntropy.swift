@@ -1,7 +1,7 @@
 import Foundation
 
 /// R2M's reward-model loss on one group of K responses to a prompt (Huang et al., arXiv
-/// 2601.22664 v4, §4.2 "GREBT"; ../shared/papers/r2m_laser.md §1(c)):
+/// 2601.22664 v4, §4.2 "GREBT"; docs/algorithms.md §7(c)):
 ///   L = (1 − α)·[−log σ(r_w − r_l)] + α·[−Σ_j p_j log p_j],  p = softmax(z),  z_j = (r_j − mean r)/std r
 /// where w and l are the group's highest- and lowest-scored responses (self-labelled, no gold) and
 /// r the rewards recomputed with the fresh policy states. Minimising the entropy sharpens the

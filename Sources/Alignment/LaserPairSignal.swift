@@ -1,7 +1,7 @@
 import Foundation
 
 /// LASeR's bandit reward (Nguyen et al., arXiv 2410.01735 §3; release code: the negative training
-/// loss of the update made with the selected reward model's pairs; ../shared/papers/r2m_laser.md §2):
+/// loss of the update made with the selected reward model's pairs; docs/algorithms.md §9):
 /// the chosen arm ranks each prompt's samples, its best and worst make a pair, and the bandit is
 /// paid −(DPO + NLL) of the policy on those pairs:
 ///   L = mean over pairs of  −log σ(β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])

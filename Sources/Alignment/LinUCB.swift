@@ -1,7 +1,7 @@
 import Foundation
 
 /// LinUCB (Li et al. 2010) as LASeR uses it to pick a reward model per batch (Nguyen et al. 2024,
-/// algorithms.md §9.2, release code scripts/utils/linucb.py): one arm per reward source, a ridge
+/// docs/algorithms.md §9.2, release code scripts/utils/linucb.py): one arm per reward source, a ridge
 /// regression per arm, and an upper confidence bound. Rewards are normalised against the
 /// history of raw rewards by its 20th/80th percentiles before the update — from the first reward
 /// on (a history of one value is its own middle, 0.5), or as the release code does, the raw

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The per-token mathematics of PPO for RLHF (shared/algorithms.md §2), free of models and MPI.
+/// The per-token mathematics of PPO for RLHF (docs/algorithms.md §2), free of models and MPI.
 /// Arrays are one sequence's response tokens unless a function says otherwise; Double throughout.
 
 /// KL estimators of Schulman ("Approximating KL divergence", 2020) with logr = log π_ref − log π_old.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Pre-PPO prompt selection (Shen et al. 2025, algorithms.md §8.3, our proposed rule): score each
+/// Pre-PPO prompt selection (Shen et al. 2025, docs/algorithms.md §8.3, our proposed rule): score each
 /// prompt by the mean reward of n SFT samples, z-score within its task (reward scales differ
 /// between tasks), and keep the lowest `share` of all prompts — the hard ones, less prone to
 /// reward hacking.

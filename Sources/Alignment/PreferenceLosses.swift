@@ -1,6 +1,6 @@
 import Foundation
 
-/// Offline preference losses (algorithms.md §3–§6). Inputs are sequence log-probs (sums over
+/// Offline preference losses (docs/algorithms.md §3–§6). Inputs are sequence log-probs (sums over
 /// response tokens); each loss returns its value and its derivatives, so a stage can backpropagate
 /// through the token log-probs. softplus(z) = log(1 + e^z) = −log σ(−z).
 @inline(__always) func softplus(_ z: Double) -> Double { z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)) }
@@ -110,7 +110,7 @@ public enum RankUtility: String, Sendable, CaseIterable, Codable {
     }
 }
 
-/// InSPO (Li, Lan, Qi 2025; official code's formulas, algorithms.md §6.3) with unconditional
+/// InSPO (Li, Lan, Qi 2025; official code's formulas, docs/algorithms.md §6.3) with unconditional
 /// reference log-probs: the policy terms are conditioned on the other response.
 public enum InSPO {
     /// DPO-23: −log σ(β[(log π(y_w|x,y_l) − ref_w) − (log π(y_l|x,y_w) − ref_l)]); (loss, dW, dL).

@@ -1,6 +1,6 @@
 import Foundation
 
-/// InSPO variants of the official code (algorithms.md §6.3).
+/// InSPO variants of the official code (docs/algorithms.md §6.3).
 public enum InSPOVariant: String, Sendable, CaseIterable, Codable {
     case dpo23, dpo22, ipo, simpo, rdpo
 }

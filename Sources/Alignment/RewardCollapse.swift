@@ -1,6 +1,6 @@
 import Foundation
 
-/// The reward-collapse optimum (Song et al. 2023, algorithms.md §3.2 and oracle R4): for one
+/// The reward-collapse optimum (Song et al. 2023, docs/algorithms.md §3.2 and oracle R4): for one
 /// prompt with n ranked responses, the rewards r_1 ≥ … ≥ r_n in [0, 1] that maximise
 /// Σ_{i<j} U(r_i − r_j). The answer depends only on n and U — not on the prompt — which is the
 /// collapse; a prompt-aware U is the fix.

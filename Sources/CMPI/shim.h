@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 /* Open MPI's predefined handles are macros over incomplete structs ((MPI_Comm)&ompi_mpi_comm_world),
-   which Swift cannot import (shared/platform.md §1). These static inline accessors can be. */
+   which Swift cannot import (docs/platform.md §1). These static inline accessors can be. */
 static inline MPI_Comm     cmpi_comm_world(void)    { return MPI_COMM_WORLD; }
 static inline MPI_Comm     cmpi_comm_self(void)     { return MPI_COMM_SELF; }
 static inline MPI_Comm     cmpi_comm_null(void)     { return MPI_COMM_NULL; }
@@ -26,5 +26,5 @@ static inline MPI_Op       cmpi_min(void)           { return MPI_MIN; }
 static inline const void * cmpi_in_place(void)      { return MPI_IN_PLACE; }
 static inline MPI_Status * cmpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Request  cmpi_request_null(void)  { return MPI_REQUEST_NULL; }
-/* pthread_self() is __attribute__((const)) and gets hoisted across actor hops (platform.md §5). */
+/* pthread_self() is __attribute__((const)) and gets hoisted across actor hops (docs/platform.md §5). */
 static inline long         cmpi_gettid(void)        { return syscall(SYS_gettid); }

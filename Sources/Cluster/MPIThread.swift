@@ -4,7 +4,7 @@ import Foundation
 /// A serial executor that runs every job on one dedicated OS thread.
 ///
 /// This OpenMPI build provides only MPI_THREAD_FUNNELED, and collectives issued concurrently
-/// corrupt each other (shared/platform.md §5), so all MPI calls go through an actor whose
+/// corrupt each other (docs/platform.md §5), so all MPI calls go through an actor whose
 /// executor is this thread. Blocking waits happen here, never on Swift's cooperative pool
 /// (which has a single thread when mpirun binds a rank to one core).
 final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {

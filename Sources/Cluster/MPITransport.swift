@@ -103,7 +103,7 @@ public actor MPIRuntime {
         return body()
     }
 
-    /// In-place sum over `count` values of `T` (Float or Double), in 1 MB buckets (platform.md §4:
+    /// In-place sum over `count` values of `T` (Float or Double), in 1 MB buckets (docs/platform.md §4:
     /// ~3× faster than one call for large buffers).
     func allReduceSum<T>(_ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double) {
         bucketedAllReduceSum(pointer, count: count, type: type, comm: comm, timeout: timeout)

@@ -6,7 +6,7 @@ import Kernels
 /// (`EmbeddedTransport`). Code above this protocol never knows which one it talks to.
 ///
 /// Collectives must be called in the same order on every rank of the communicator (MPI matches
-/// them by order, not by buffer: platform.md §5 pitfall 1); the embedded world checks this.
+/// them by order, not by buffer: docs/platform.md §5 pitfall 1); the embedded world checks this.
 public protocol Transport: AnyObject, Sendable {
     var rank: Int { get }
     var size: Int { get }

@@ -41,11 +41,6 @@ public struct ConfigKey: Sendable {
     public func prefixed(_ prefix: String) -> ConfigKey { ConfigKey(prefix + path, type, defaultValue, help, check: check) }
 }
 
-public struct ConfigError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 public struct ConfigSchema: Sendable {
     public let keys: [ConfigKey]
     let byPath: [String: ConfigKey]

@@ -1,7 +1,7 @@
 import Foundation
 import Kernels
 
-/// The built-in reward-collapse task (Song et al. 2023, arXiv 2305.17608; algorithms.md §3.2):
+/// The built-in reward-collapse task (Song et al. 2023, arXiv 2305.17608; docs/algorithms.md §3.2):
 /// rankings of K responses for two kinds of prompt, for `rlhf rm` with `rm.utility`.
 /// - closed ("a+b="): one right answer; the ranking is the correct sum, then K − 1 wrong sums
 ///   nearest first (a reward model should polarise: the right one high, the rest low);

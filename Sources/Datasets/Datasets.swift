@@ -1,7 +1,7 @@
 import Foundation
 import Tokenizers
 
-/// JSONL datasets (design §6). Every line must parse; a bad line is an error naming the file,
+/// JSONL datasets (docs/architecture.md §6). Every line must parse; a bad line is an error naming the file,
 /// the line and the field — never skipped. Fields not listed here are ignored.
 public struct DatasetError: Error, CustomStringConvertible, Equatable {
     public let description: String

@@ -1,7 +1,7 @@
 import Foundation
 import Kernels
 
-/// The generative reward model's judging format (Shen et al. 2025, algorithms.md §8.2): the judge
+/// The generative reward model's judging format (Shen et al. 2025, docs/algorithms.md §8.2): the judge
 /// reads "<question><candidate>|<reference>?" and answers Y (they agree) or N.
 public enum JudgePrompt {
     public static let yes = "Y", no = "N"

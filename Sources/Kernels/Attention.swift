@@ -38,7 +38,7 @@ public func attentionForward(
 }
 
 /// In place: row[0..<valid] ← softmax(row[0..<valid]); row[valid..<width] ← 0.
-/// Separate max, exp, sum and scale passes vectorise; one fused loop does not (platform.md §3).
+/// Separate max, exp, sum and scale passes vectorise; one fused loop does not (docs/platform.md §3).
 @inline(__always)
 public func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, valid: Int, width: Int) {
     let m = vectorMax(row, valid)

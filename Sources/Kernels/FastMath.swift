@@ -1,5 +1,5 @@
 /// Vectorisable exp and tanh. libm's expf/tanhf are opaque calls that stop auto-vectorisation and
-/// cost ~12 ns/element here against ~0.3 ns for these (shared/platform.md §3).
+/// cost ~12 ns/element here against ~0.3 ns for these (docs/platform.md §3).
 ///
 /// exp follows Cephes `expf`: x = n·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, and
 /// 2^n built from exponent bits. n is read from the bits of x·log2e + 1.5·2^23 (the float's ulp

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// OpenBLAS 0.3.21 (Debian 12) picks its kernels by CPU model and falls back to older ones on
 /// models it does not know: Haswell (AVX2) on Zen 4/5, generic Prescott on Emerald Rapids — 2–5×
-/// slower sgemm (shared/platform.md §2, fact 5). `KernelChoice` decides from the CPU's flags
+/// slower sgemm (docs/platform.md §2, fact 5). `KernelChoice` decides from the CPU's flags
 /// instead. The core is chosen when the library loads, so setting the variable from inside the
 /// process is too late; the program re-executes itself once with OPENBLAS_CORETYPE set. A user's
 /// own OPENBLAS_CORETYPE is always respected, and RLHF_NO_REEXEC=1 disables the mechanism.

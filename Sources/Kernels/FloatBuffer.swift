@@ -14,7 +14,7 @@ public final class FloatBuffer: @unchecked Sendable {
         precondition(count >= 0, "FloatBuffer: negative count \(count)")
         self.count = count
         var raw: UnsafeMutableRawPointer? = nil
-        // Never inside a precondition: -Ounchecked would drop the allocation (platform.md §2).
+        // Never inside a precondition: -Ounchecked would drop the allocation (docs/platform.md §2).
         let status = posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride)
         guard status == 0, let raw else {
             fatalError("FloatBuffer: cannot allocate \(count) floats (posix_memalign \(status))")

@@ -23,7 +23,7 @@ public struct CPUFeatures: Sendable, Equatable {
 
 /// Which OpenBLAS kernels to run, decided from what the CPU can execute, never from its name.
 /// OpenBLAS 0.3.21 picks by CPU model and falls back to older kernels on models it does not know
-/// (Haswell on Zen 4/5, generic Prescott on Emerald Rapids: 2–5× slower sgemm; platform.md §2).
+/// (Haswell on Zen 4/5, generic Prescott on Emerald Rapids: 2–5× slower sgemm; docs/platform.md §2).
 public enum KernelChoice {
     /// The cores of this OpenBLAS build by the extensions their kernels use, best first. Zen's
     /// and Cooperlake's sgemm kernels are Haswell's and SkylakeX's (fp32; measured equal on Zen 5).

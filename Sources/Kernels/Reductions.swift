@@ -1,5 +1,5 @@
 /// Reductions with explicit SIMD accumulators. Swift never reassociates floating-point sums, so a
-/// plain `s += x[i]` loop stays scalar; sixteen lanes restore vector speed (platform.md §3).
+/// plain `s += x[i]` loop stays scalar; sixteen lanes restore vector speed (docs/platform.md §3).
 public typealias FloatPointer = UnsafeMutablePointer<Float>
 public typealias ConstFloatPointer = UnsafePointer<Float>
 

@@ -3,7 +3,7 @@ import Kernels
 
 /// R2M's reward: the frozen reward model's reward token fused with the policy's hidden states
 /// (Huang et al., "Real-Time Aligned Reward Model beyond Semantics", arXiv 2601.22664 v4, §4.1,
-/// Eqs. 3–4; ../shared/papers/r2m_laser.md §1):
+/// Eqs. 3–4; docs/algorithms.md §7):
 ///   q = W_q H_last                       H_last [C]: the reward model's last-layer state at its reward token
 ///   s_t = (W_k h_t)·q / √d               h [S, P]: the policy's last-layer states over query + response
 ///   a = softmax_t(s);  Ĥ = W_o Σ_t a_t W_v h_t

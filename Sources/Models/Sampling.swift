@@ -37,7 +37,7 @@ public struct SamplingOptions: Sendable, Equatable, Codable {
 
 /// Picks one token from a row of logits [V] and returns it with its log-probability under
 /// softmax(logits/τ) (τ = 1 for greedy): the unfiltered distribution, which is what PPO's
-/// ratio needs (algorithms.md §2: log-probs on logits/τ). `scratch` holds V floats.
+/// ratio needs (docs/algorithms.md §2: log-probs on logits/τ). `scratch` holds V floats.
 func sampleToken(logits: UnsafePointer<Float>, vocab v: Int, options o: SamplingOptions,
                  rng: inout RNG, scratch: UnsafeMutablePointer<Float>) -> (token: Int32, logProb: Float) {
     let invT: Float = o.temperature == 0 ? 1 : 1 / o.temperature

@@ -1,7 +1,7 @@
 import Config
 import Foundation
 
-/// The generative reward model on its own (Shen et al. 2025, algorithms.md §8.2): the judge's
+/// The generative reward model on its own (Shen et al. 2025, docs/algorithms.md §8.2): the judge's
 /// P(Y) / (P(Y) + P(N)) reading the question, the response and the prompt's reference answer.
 /// (The hybrid source routes to the same judge only the prompts without a rule verifier.)
 package final class GenRMSource: RewardSource {

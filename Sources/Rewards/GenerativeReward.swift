@@ -1,13 +1,13 @@
 import Alignment
+import Config
 import Datasets
 import Foundation
 import Kernels
 import Models
 import Roles
-import Runs
 import Tokenizers
 
-/// A generative reward model (Shen et al. 2025, algorithms.md §8.2): a language model prompted as
+/// A generative reward model (Shen et al. 2025, docs/algorithms.md §8.2): a language model prompted as
 /// a judge with the question, the candidate and a reference answer; its score is the probability
 /// of the "yes" token against "no", P(Y) / (P(Y) + P(N)), at the position after the prompt.
 /// It is an SFT model trained on judgement data the task builds (`ArithTask.judgements`,

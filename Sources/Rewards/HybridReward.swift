@@ -5,10 +5,9 @@ import Foundation
 import Kernels
 import Models
 import Roles
-import Runs
 import Tokenizers
 
-/// The hybrid reward of Shen et al. 2025 (algorithms.md §8.2): per prompt, the rule verifiers of
+/// The hybrid reward of Shen et al. 2025 (docs/algorithms.md §8.2): per prompt, the rule verifiers of
 /// its task where it has them (e.g. exact answer + format rule), else the generative reward model
 /// judging against the ground-truth answer, else the GenRM judging against the best of N SFT
 /// samples as ranked by the reward model (proxy head 1). Hack resistance, strongest first:

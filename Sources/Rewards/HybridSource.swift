@@ -2,7 +2,7 @@ import Alignment
 import Config
 import Foundation
 
-/// The hybrid reward (Shen et al. 2025, algorithms.md §8.2): each prompt routed by its task to
+/// The hybrid reward (Shen et al. 2025, docs/algorithms.md §8.2): each prompt routed by its task to
 /// rule verifiers, the GenRM with the answer, or the GenRM against a best-of-N reference; the
 /// best-of-N references are sampled once when the source is built.
 package final class HybridSource: RewardSource {
@@ -33,5 +33,31 @@ package final class HybridSource: RewardSource {
                                                  answers: batch.answers, texts: batch.texts)
         lastRoutes = routes
         return values
+    }
+
+    /// Per route: the samples routed there and their gold reward's sum.
+    package func sums(_ batch: RewardBatch, gold: [Double]) -> NamedSums {
+        var sums = NamedSums()
+        for route in HybridReward.Route.allCases {
+            let rows = lastRoutes.indices.filter { lastRoutes[$0] == route }
+            sums["route_\(route.rawValue)_count"] = Double(rows.count)
+            sums["route_\(route.rawValue)_gold"] = rows.reduce(0) { $0 + gold[$1] }
+        }
+        return sums
+    }
+
+    /// Each route's share and mean gold reward, and the gold reward over the routes the GenRM
+    /// judges (on the verifier's route the hybrid reward is the gold reward's own rules).
+    package func figures(_ sums: NamedSums, samples: Double) -> [String: Double] {
+        var figures: [String: Double] = [:]
+        for route in HybridReward.Route.allCases {
+            let count = sums["route_\(route.rawValue)_count"]
+            figures["route_\(route.rawValue)_share"] = count / samples
+            if count > 0 { figures["gold_\(route.rawValue)_mean"] = sums["route_\(route.rawValue)_gold"] / count }
+        }
+        let judged = HybridReward.Route.allCases.filter { $0 != .verifier }
+        let judgedCount = judged.reduce(0) { $0 + sums["route_\($1.rawValue)_count"] }
+        if judgedCount > 0 { figures["gold_judged_mean"] = judged.reduce(0) { $0 + sums["route_\($1.rawValue)_gold"] } / judgedCount }
+        return figures
     }
 }

@@ -9,8 +9,10 @@ import Foundation
 package final class InstructionSource: RewardSource {
     package static let weight = Key<Double>("rewards.instructions", 0,
                                             "weight of the instruction-following verifier: share of an ifeval prompt's constraints the response keeps")
-    package static let registration = RewardSourceRegistration(name: "instructions", keys: [weight.declaration],
-                                                               isActive: { ($0.resolved.optional(InstructionSource.weight) ?? 0) != 0 }) { try make($0) }
+    package static let registration = RewardSourceRegistration(
+        name: "instructions", keys: [weight.declaration], isHeadline: { _ in true },
+        isActive: { ($0.resolved.optional(InstructionSource.weight) ?? 0) != 0 }
+    ) { try make($0) }
     package let name = "instructions", weight: Double
 
     package init(weight: Double) { self.weight = weight }

@@ -1,10 +1,10 @@
 import Alignment
 import Cluster
+import Config
 import Foundation
 import Kernels
 import Models
 import Roles
-import Runs
 
 /// PPO's learned proxy rewards on the frozen Hydra trunk (issue 7): reward heads read at the
 /// last token of the adapters-off pass, combined per batch in one of four ways —
@@ -14,6 +14,8 @@ import Runs
 /// updated after every iteration; Huang et al. 2026, LearnedRewardsR2M.swift).
 package final class LearnedRewards {
     package let names: [String]
+    /// The trunk's width C (the bandit's context and R2M's states).
+    package let channels: Int
     package let heads: [ScalarHead]
     /// A proxy's own trunk when it was fine-tuned with its head; nil: the head reads the shared
     /// frozen trunk's adapters-off pass (the Hydra way, no extra forward).
@@ -38,7 +40,7 @@ package final class LearnedRewards {
     package init(names: [String], heads: [ScalarHead], trunks: [(any CausalLM)?], channels: Int, selection: RewardSelection, arms: [String]? = nil,
                  laser: LaserSettings, r2m: R2MFusion?, r2mSettings: R2MSettings, iterations: Int, seed: UInt64) {
         precondition(names.count == heads.count && (!heads.isEmpty || !(arms ?? []).isEmpty))
-        self.names = names; self.heads = heads; self.trunks = trunks; self.selection = selection; self.laser = laser
+        self.names = names; self.channels = channels; self.heads = heads; self.trunks = trunks; self.selection = selection; self.laser = laser
         armNames = arms ?? names
         bandit = selection == .laser ? LinUCB(dimension: channels, arms: armNames.count, alpha: laser.alpha) : nil
         self.r2m = r2m; self.r2mSettings = r2mSettings

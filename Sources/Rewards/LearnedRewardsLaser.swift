@@ -5,7 +5,7 @@ import Kernels
 import Models
 import Roles
 
-/// LASeR in PPO (Nguyen et al., arXiv 2410.01735; ../shared/papers/r2m_laser.md §2): LinUCB picks
+/// LASeR in PPO (Nguyen et al., arXiv 2410.01735; docs/algorithms.md §9): LinUCB picks
 /// one arm per batch from a context of the policy's prompt states; after the update the arm is paid
 /// −(DPO + NLL) on best-vs-worst pairs it ranked (LaserPairSignal), normalised by the 20th/80th
 /// percentiles of the history from the first reward on.
@@ -31,8 +31,8 @@ extension LearnedRewards {
 
     /// The mean −(DPO + NLL) bandit reward over every rank's pairs: each group's best and worst
     /// sample by the chosen arm's scores, π the policy after the update, π_ref its log-probs at
-    /// sampling time (`scored.old`). nil when no group has two different scores.
-    package func laserPairReward(scored: Scored, sequences: [[Int32]], promptLengths: [Int], groupSize: Int, policy: LocalPolicy,
+    /// sampling time (`old`, [B][S−1]). nil when no group has two different scores.
+    package func laserPairReward(scored: Scored, old: [[Float]], sequences: [[Int32]], promptLengths: [Int], groupSize: Int, policy: LocalPolicy,
                                  replicas: (any Transport)?) async throws -> (reward: Double, pairs: Int)? {
         let pairs = scored.armScores.map { LaserPairSignal.pairs(scores: $0, groupSize: groupSize) } ?? []
         let rows = pairs.flatMap { [$0.winner, $0.loser] }
@@ -43,7 +43,7 @@ extension LearnedRewards {
         }
         let signal = pairs.enumerated().map { k, p in
             LaserPairSignal.Pair(chosen: responseSum(current[2 * k], p.winner), rejected: responseSum(current[2 * k + 1], p.loser),
-                                 refChosen: responseSum(scored.old[p.winner], p.winner), refRejected: responseSum(scored.old[p.loser], p.loser),
+                                 refChosen: responseSum(old[p.winner], p.winner), refRejected: responseSum(old[p.loser], p.loser),
                                  chosenTokens: sequences[p.winner].count - promptLengths[p.winner])
         }
         var sums = [LaserPairSignal.lossSum(signal, beta: laser.beta, nllWeight: laser.nll), Double(signal.count)]

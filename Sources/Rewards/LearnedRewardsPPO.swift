@@ -67,29 +67,30 @@ extension LearnedRewards {
         return k - 1
     }
 
+    /// One batch's learned reward: the heads' scores, the reward (the selection's pick, R2M's
+    /// fusion or the heads' mean), the arm chosen and the states R2M's update reads again.
     package struct Scored {
-        package var reference: [[Float]], old: [[Float]], original: [Float]
         package var proxy: [Double], perHead: [[Double]], arm: Int?
-        /// The chosen arm's scores (laser, random), set by the stage: a head's, or a named source's.
+        /// The chosen arm's scores (laser, random): a head's, or (set by the source) a named source's.
         package var armScores: [Double]?
-        package var lastHidden: [[Float]], policyHidden: [[Float]]
+        /// [B][C] the reward token's state of proxy 1 (R2M's h_rm).
+        package var lastHidden: [[Float]]
     }
 
-    /// The score phase with learned rewards: one adapters-off pass (reference log-probs and the
-    /// heads' last-token states), the policy's pass (old log-probs and, when needed, its states).
-    package func score(_ sequences: [[Int32]], promptLengths: [Int], iteration: Int, scorer: HydraScorer, policy: LocalPolicy,
-               originalHead: ScalarHead, replicas: (any Transport)?) async throws -> Scored {
-        let (reference, last) = try await scorer.referenceAndLastHidden(sequences)
-        let (old, policyHidden) = needsPolicyHidden ? try await policy.logProbsAndHidden(sequences) : (try await policy.logProbs(sequences), [])
-        let states = try proxyStates(sequences, shared: last)
+    /// The learned reward of a batch from the scoring passes' states (`batch.lastHidden`, and for
+    /// LASeR and R2M `batch.policyHidden`); a proxy with its own trunk runs it here. Selecting
+    /// prompts (Pre-PPO), the reward is the heads' mean: no bandit step, no fusion.
+    package func score(_ batch: RewardBatch, replicas: (any Transport)?) async throws -> Scored {
+        let states = try proxyStates(batch.sequences, shared: batch.lastHidden)
         let perHead = headScores(states)
-        let original = originalHead.forward(hidden: last.flatMap { $0 }, rows: last.count)
-        // R2M's h_rm is proxy 1's state at the reward token.
-        let rewardStates = states.first ?? last   // no heads: LASeR over named sources only
-        let (proxy, arm) = try await rewards(iteration: iteration, scores: perHead, lastHidden: rewardStates, policyHidden: policyHidden,
-                                             promptLengths: promptLengths, channels: originalHead.channels, replicas: replicas)
-        return Scored(reference: reference, old: old, original: original, proxy: proxy, perHead: perHead, arm: arm,
-                      armScores: arm.flatMap { a in LearnedRewards.proxyIndex(armNames[a]).map { perHead[$0] } },
-                      lastHidden: rewardStates, policyHidden: policyHidden)
+        // R2M's h_rm is proxy 1's state at the reward token (no heads: LASeR over named sources only).
+        let rewardStates = states.first ?? batch.lastHidden
+        guard batch.purpose == .training else {
+            return Scored(proxy: ensemble(perHead, count: batch.sequences.count), perHead: perHead, arm: nil, lastHidden: rewardStates)
+        }
+        let (proxy, arm) = try await rewards(iteration: batch.iteration, scores: perHead, lastHidden: rewardStates, policyHidden: batch.policyHidden,
+                                             promptLengths: batch.promptLengths, channels: channels, replicas: replicas)
+        return Scored(proxy: proxy, perHead: perHead, arm: arm, armScores: arm.flatMap { a in LearnedRewards.proxyIndex(armNames[a]).map { perHead[$0] } },
+                      lastHidden: rewardStates)
     }
 }

@@ -5,7 +5,7 @@ import Kernels
 import Models
 import Roles
 
-/// R2M in PPO (Huang et al., arXiv 2601.22664 v4, Alg. 1; ../shared/papers/r2m_laser.md §1): the
+/// R2M in PPO (Huang et al., arXiv 2601.22664 v4, Alg. 1; docs/algorithms.md §7): the
 /// reward of each sequence is proxy head 1's reward token fused with the policy's last-layer states
 /// (R2MFusion, with ω(t)), and after every iteration's policy update the fusion and head take one
 /// Adam step on each group's highest- vs lowest-scored sample (GroupRewardEntropy).

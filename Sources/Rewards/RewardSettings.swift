@@ -35,7 +35,7 @@ public struct RewardSettings: Sendable {
     }
 }
 
-/// LASeR (Nguyen et al. 2024, arXiv 2410.01735; ../shared/papers/r2m_laser.md §2): a LinUCB
+/// LASeR (Nguyen et al. 2024, arXiv 2410.01735; docs/algorithms.md §9): a LinUCB
 /// bandit over reward models or named sources.
 public struct LaserSettings: Sendable {
     package static let alpha = Key<Double>("laser.alpha", 0.1, "LinUCB exploration α (the release code's 0.1; ridge λ = 1)", .nonNegative)

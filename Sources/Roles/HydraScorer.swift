@@ -2,7 +2,7 @@ import Foundation
 import Kernels
 import Models
 
-/// Reference and reward from ONE adapters-off pass (design §3, algorithms.md §1.4): the frozen
+/// Reference and reward from ONE adapters-off pass (docs/architecture.md §3, docs/algorithms.md §1.4): the frozen
 /// trunk's hidden states feed both the tied LM head (reference log-probs) and the reward head
 /// (score at the last token). Also serves as either role on its own.
 public actor HydraScorer: ReferenceRole, RewardRole {

@@ -5,7 +5,7 @@ import Foundation
 public enum PolicyObjective: Sendable, Equatable {
     /// −Σ weights · log-probs, weights aligned with `logProbs` (SFT, plain policy gradient).
     case weightedLogLikelihood(weights: [[Float]])
-    /// PPO's clipped surrogate on the response tokens (algorithms.md §2.2), token-level mean over
+    /// PPO's clipped surrogate on the response tokens (docs/algorithms.md §2.2), token-level mean over
     /// the batch, minus entropyCoefficient × mean entropy.
     case ppo(PPOTargets)
 }

@@ -1,4 +1,4 @@
-/// Which rank hosts which role (design §4). `colocated` (the default): every rank hosts every
+/// Which rank hosts which role (docs/architecture.md §4). `colocated` (the default): every rank hosts every
 /// role over its own trunk and rank 0 drives. Explicit: `reference=1,reward=1` puts those roles
 /// on rank 1 (reached through remote proxies); unnamed roles stay with the controller.
 public struct Placement: Sendable, Equatable, CustomStringConvertible {

@@ -1,7 +1,7 @@
 import Kernels
 import Models
 
-/// The four roles of RLHF (design §3–§4). Each is a protocol with a local actor over a shared
+/// The four roles of RLHF (docs/architecture.md §3–§4). Each is a protocol with a local actor over a shared
 /// trunk and a remote proxy that forwards the call to the rank hosting the role, so a controller
 /// loop reads the same whatever the placement.
 ///

@@ -1,3 +1,4 @@
+import Config
 import Datasets
 import Foundation
 import Kernels
@@ -29,6 +30,10 @@ public struct TrainingState: Codable, Equatable, Sendable {
     /// uninterrupted one would).
     public var divergence: DivergenceMemory? = nil
 
+    /// PPO: the held-out score before the first iteration (ifeval's instruction accuracy), so a
+    /// resumed run still reports where training started.
+    public var startingScore: Double? = nil
+
     /// A field no run could have written (a hand-edited or damaged file), or nil.
     var problem: String? {
         if step < 1 { return "step \(step) is not ≥ 1" }
@@ -39,10 +44,12 @@ public struct TrainingState: Codable, Equatable, Sendable {
     }
 
     public init(stage: String, step: Int, cursor: Int, optimizerStep: Int, learningRate: Float, rng: RNG, tokenizer: String, worldSize: Int,
-                pairCursor: Int? = nil, klBeta: Double? = nil, optimizerSteps: [String: Int]? = nil, settings: [String: String]? = nil) {
+                pairCursor: Int? = nil, klBeta: Double? = nil, optimizerSteps: [String: Int]? = nil, settings: [String: String]? = nil,
+                startingScore: Double? = nil) {
         self.stage = stage; self.step = step; self.cursor = cursor; self.optimizerStep = optimizerStep; self.learningRate = learningRate
         self.rng = rng; self.tokenizer = tokenizer; self.worldSize = worldSize
         self.pairCursor = pairCursor; self.klBeta = klBeta; self.optimizerSteps = optimizerSteps; self.settings = settings
+        self.startingScore = startingScore
     }
 }
 
@@ -55,7 +62,7 @@ public struct DivergenceMemory: Codable, Equatable, Sendable {
     public init() {}
 }
 
-/// A checkpoint folder (design §6): a Hugging Face model folder (config.json, model.safetensors,
+/// A checkpoint folder (docs/architecture.md §6): a Hugging Face model folder (config.json, model.safetensors,
 /// tokenizer.json when BPE) plus training_state.json and optimizer.safetensors. It is written to
 /// a temporary folder and renamed, so a crash never leaves a half checkpoint as the newest.
 public enum Checkpoints {

@@ -20,8 +20,3 @@ public struct LearningRateSchedule: Sendable, Equatable {
         return floor + Float(0.5 * (1 + cos(Double.pi * progress))) * (peak - floor)
     }
 }
-
-public struct TrainingError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}

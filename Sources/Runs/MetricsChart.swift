@@ -1,4 +1,5 @@
 import Alignment
+import Config
 import Datasets
 import Foundation
 

@@ -1,4 +1,5 @@
 import Alignment
+import Config
 import Foundation
 
 /// Held-out rewards σ(r) ∈ [0, 1] binned per prompt class (closed / open-ended), written as

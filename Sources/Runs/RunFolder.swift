@@ -1,4 +1,5 @@
 import Cluster
+import Config
 import Foundation
 
 /// A run's folder: config.yaml (the resolved config), metrics.jsonl (one object per line),

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 
 /// Scalars as TensorBoard reads them (`tensorboard --logdir runs`): an events file

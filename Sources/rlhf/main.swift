@@ -2,7 +2,7 @@ import ArgumentParser
 import Cluster
 import Kernels
 
-// Before anything else: get OpenBLAS's AVX-512 kernels if this CPU has them (platform.md fact 5).
+// Before anything else: get OpenBLAS's AVX-512 kernels if this CPU has them (docs/platform.md fact 5).
 FastPath.reexecIfNeeded()
 
 // Called from inside an async function, `RLHF.main()` resolves to AsyncParsableCommand's entry

@@ -7,7 +7,7 @@ func assertClose(_ a: [Double], _ b: [Double], _ tolerance: Double = 1e-5, _ mes
     for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: tolerance, "\(message): \(a) vs \(b)", file: file, line: line) }
 }
 
-/// algorithms.md, test oracles table P (one sequence, T = 4) and table G.
+/// docs/algorithms.md, test oracles table P (one sequence, T = 4) and table G.
 final class PPOMathTests: XCTestCase {
     let logpOld = [-1.0, -0.5, -2.0, -0.2], logpRef = [-1.2, -0.4, -2.5, -0.3]
     let vOld = [0.5, 0.6, 0.4, 0.8], logpNew = [-0.9, -0.6, -1.7, -0.2], vNew = [0.7, 0.5, 0.9, 0.9]
@@ -95,7 +95,7 @@ final class PPOMathTests: XCTestCase {
 }
 
 final class BradleyTerryTests: XCTestCase {
-    /// algorithms.md table R1.
+    /// docs/algorithms.md table R1.
     func testTableR1() {
         XCTAssertEqual(BradleyTerry.loss(chosen: 1, rejected: 0).loss, 0.313262, accuracy: 1e-6)
         XCTAssertEqual(BradleyTerry.loss(chosen: 1, rejected: 0, margin: 0.5).loss, 0.474077, accuracy: 1e-6)

@@ -2,7 +2,7 @@ import Alignment
 import Foundation
 import XCTest
 
-/// algorithms.md test oracles D, C, I and R2–R3, plus derivatives against central differences.
+/// docs/algorithms.md test oracles D, C, I and R2–R3, plus derivatives against central differences.
 final class PreferenceLossTests: XCTestCase {
     func testTableD() {
         let h = PreferenceLosses.margin(chosen: -10, rejected: -12, refChosen: -11, refRejected: -11)

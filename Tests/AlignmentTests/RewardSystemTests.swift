@@ -2,7 +2,7 @@ import Alignment
 import Foundation
 import XCTest
 
-/// algorithms.md oracles L (LASeR's LinUCB) and B (Pre-PPO selection).
+/// docs/algorithms.md oracles L (LASeR's LinUCB) and B (Pre-PPO selection).
 final class RewardSystemTests: XCTestCase {
     func testTableL() {
         var bandit = LinUCB(dimension: 2, arms: 3, alpha: 0.1, rawFirstReward: true)

@@ -3,7 +3,7 @@ import Kernels
 @testable import Models
 import XCTest
 
-/// R2M's fusion (Huang et al., arXiv 2601.22664 v4, §4.1, Eqs. 3–4) on the algorithms.md toy
+/// R2M's fusion (Huang et al., arXiv 2601.22664 v4, §4.1, Eqs. 3–4) on the docs/algorithms.md toy
 /// weights, its ω schedule, and its gradient against central differences.
 final class R2MFusionTests: XCTestCase {
     /// H_last = [0.5, −1, 0.25, 2]; h = arange(15).reshape(5, 3)/10; W_q = 0.1·1 [2, 4];

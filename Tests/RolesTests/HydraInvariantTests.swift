@@ -5,7 +5,7 @@ import Models
 @testable import Roles
 import XCTest
 
-/// algorithms.md oracles H1 and H2 on a random model.
+/// docs/algorithms.md oracles H1 and H2 on a random model.
 final class HydraInvariantTests: XCTestCase {
     func model() throws -> (GPT2Trunk, ScalarHead) {
         let config = GPT2Config(vocabSize: 31, contextLength: 24, channels: 16, layers: 2, heads: 2, eosTokenId: 30)

@@ -54,12 +54,13 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         let stats = try await s.update(rollout, scored, advantages)
         XCTAssertEqual(stats.steps.count, 2 * 3, "2 epochs × ⌈12 / 5⌉ minibatches")
         XCTAssertEqual(stats.valueLosses.count, 6, "GAE trains the critic alongside")
-        let metrics = try await s.report(rollout, scored, stats, scoreSeconds: 0, communicateSeconds: { 0 })
+        let metrics = try await s.report(rollout, scored, stats)
         XCTAssertEqual(metrics.sums.samples, 12)
         XCTAssertEqual(metrics.sourceNames, ["reward_head", "verifier", "format"])
         XCTAssertEqual(try XCTUnwrap(metrics.value("reward_mean")), scored.scores.reduce(0, +) / 12, accuracy: 1e-12)
         // The summed record survives the all-reduce payload layout.
-        XCTAssertEqual(metrics.sums.with(vector: metrics.sums.vector), metrics.sums)
+        XCTAssertEqual(metrics.sums.replacingSummands(with: metrics.sums.summands), metrics.sums)
+        XCTAssertEqual(metrics.sums.summands.count, 4 + 2 + 2 + 3 * 2, "counts, reward and gold moments, one moment per source")
       }
     }
 
@@ -110,9 +111,17 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(genrm.count, rollout.sequences.count)
         XCTAssertTrue(genrm.allSatisfy { $0 > 0 && $0 < 1 }, "P(Y) / (P(Y) + P(N)): \(genrm)")
         for i in genrm.indices { XCTAssertEqual(scored.rewards.total[i], scored.rewards.bySource["verifier"]![i] + 2 * genrm[i], accuracy: 1e-12) }
-        let metrics = try await s.report(rollout, scored, try await s.update(rollout, scored, try await s.advantages(rollout, scored)),
-                                         scoreSeconds: 0, communicateSeconds: { 0 })
+        let metrics = try await s.report(rollout, scored, try await s.update(rollout, scored, try await s.advantages(rollout, scored)))
         XCTAssertEqual(try XCTUnwrap(metrics.value("reward_genrm_mean")), genrm.reduce(0, +) / Double(genrm.count), accuracy: 1e-12)
+    }
+}
+
+extension PPOSession {
+    /// The report's phases in the iteration's order, timings left at 0.
+    func report(_ r: Rollout, _ s: ScoredRollout, _ stats: UpdateStats) async throws -> PPOMetrics {
+        let sums = try await summarize(r, s)
+        adaptKL(to: sums)
+        return metrics(r, s, stats, sums: sums, sourceUpdates: try await updateRewardSources(r, s), seconds: (0, 0))
     }
 }
 

@@ -128,10 +128,18 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         let policy = LocalPolicy(trunk: base, adapter: adapter)
         let scorer = HydraScorer(trunk: base, rewardHead: ScalarHead(channels: base.config.channels))
         let a: [Int32] = [256, 49, 43, 50, 61, 51, 257], b: [Int32] = [256, 49, 43, 50, 61, 52, 257], long: [Int32] = [256, 52, 53, 43, 54, 55, 61, 57, 57, 257]
-        let together = try await learned.score([a, b, long, a], promptLengths: [5, 5, 7, 5], iteration: 5, scorer: scorer, policy: policy,
-                                               originalHead: ScalarHead(channels: base.config.channels), replicas: nil as (any Transport)?)
-        let alone = try await learned.score([a], promptLengths: [5], iteration: 5, scorer: scorer, policy: policy,
-                                            originalHead: ScalarHead(channels: base.config.channels), replicas: nil as (any Transport)?)
+        // The scoring passes PPO runs for R2M: the shared trunk's last-token states, the policy's states.
+        func score(_ sequences: [[Int32]], promptLengths: [Int]) async throws -> LearnedRewards.Scored {
+            let (_, last) = try await scorer.referenceAndLastHidden(sequences)
+            let (_, hidden) = try await policy.logProbsAndHidden(sequences)
+            var batch = RewardBatch(texts: sequences.map { _ in "" }, answers: sequences.map { _ in nil }, tasks: sequences.map { _ in "arith" },
+                                    questions: sequences.map { _ in "" }, promptIndices: Array(sequences.indices), sequences: sequences,
+                                    promptLengths: promptLengths, headScores: sequences.map { _ in 0 })
+            (batch.lastHidden, batch.policyHidden, batch.iteration) = (last, hidden, 5)
+            return try await learned.score(batch, replicas: nil)
+        }
+        let together = try await score([a, b, long, a], promptLengths: [5, 5, 7, 5])
+        let alone = try await score([a], promptLengths: [5])
         XCTAssertEqual(together.proxy[0], alone.proxy[0], accuracy: 1e-5, "a padded batch gives the same reward")
         XCTAssertNotEqual(together.proxy[0], together.proxy[1], "different sequences, different rewards")
         let trunkBefore = base.weights.array, adapterBefore = adapter.weights.array, fusionBefore = learned.r2m!.parameters.array
@@ -143,24 +151,6 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(base.weights.array, trunkBefore, "the trunk is untouched")
         XCTAssertEqual(adapter.weights.array, adapterBefore, "no gradient reaches the policy")
         XCTAssertNotEqual(learned.r2m!.parameters.array, fusionBefore, "the fusion and head train")
-    }
-}
-
-/// The hybrid reward's routing: verifiers by task, the GenRM for the rest.
-final class HybridRoutingTests: XCTestCase {
-    func testRoutesAndVerifierScores() throws {
-        let hybrid = HybridReward(verifiers: try Verifiers.routes("arith,expr=expression"), referenceTasks: ["judged"], genrm: nil)
-        XCTAssertEqual(hybrid.route(task: "arith", hasAnswer: true), .verifier)
-        XCTAssertEqual(hybrid.route(task: "arith", hasAnswer: false), .genrmBestOfN, "a verifier needs the answer")
-        XCTAssertEqual(hybrid.route(task: "judged", hasAnswer: true), .genrmTruth)
-        XCTAssertEqual(hybrid.route(task: "chat", hasAnswer: true), .genrmBestOfN)
-        let (values, routes) = try hybrid.scores(prompts: [0, 1, 2], questions: ["1+2=", "1+2=", "make 5:"], tasks: ["arith", "arith", "expr"],
-                                                 answers: ["3", "3", "5"], texts: ["3", "3!", "2+3"])
-        XCTAssertEqual(values, [1, 0, 1], "exact + format; exact but not a bare integer; an expression worth 5")
-        XCTAssertEqual(routes, [.verifier, .verifier, .verifier])
-        XCTAssertThrowsError(try hybrid.scores(prompts: [0], questions: ["q"], tasks: ["judged"], answers: ["1"], texts: ["1"])) {
-            XCTAssertTrue("\($0)".contains("rewards.genrm_model"), "\($0)")
-        }
     }
 }
 

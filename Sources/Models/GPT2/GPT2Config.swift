@@ -33,7 +33,7 @@ public struct GPT2Config: Codable, Equatable, Sendable {
         try check(vocabSize < Int(Int32.max), "vocab_size \(vocabSize) does not fit token ids of 32 bits")
     }
 
-    /// Presets of issue 2 / design §7. Token ids 256 and 257 of the byte vocabulary are BOS and EOS.
+    /// Presets of issue 2 / docs/architecture.md §7. Token ids 256 and 257 of the byte vocabulary are BOS and EOS.
     public static let presets: [String: GPT2Config] = [
         "tiny": GPT2Config(vocabSize: 258, contextLength: 128, channels: 128, layers: 4, heads: 4, bosTokenId: 256, eosTokenId: 257),
         "small": GPT2Config(vocabSize: 258, contextLength: 256, channels: 384, layers: 6, heads: 6, bosTokenId: 256, eosTokenId: 257),

@@ -34,7 +34,20 @@ struct ScoredRollout {
     let gold: [Double]                 // [B] exact answer + format rule (logged, never optimised)
     let klTokens: [[Double]]           // [B][A]
     let beta: Double                   // the KL coefficient used
-    let learned: LearnedRewards.Scored?
+    /// [B][S−1] the sampling policy's log-probs of every token (what a source learns against).
+    let policyLogProbs: [[Float]]
+    /// What the reward sources read (the passes' states dropped once scored).
+    let batch: RewardBatch
+}
+
+/// The scoring passes over a batch: the reference's log-probs and the reward head's score (in
+/// Hydra one adapters-off pass), the policy's log-probs, and the states reward sources read.
+struct ScoringPasses {
+    var reference: [[Float]] = []      // [B][S−1]
+    var headScores: [Float] = []       // [B]
+    var policy: [[Float]] = []         // [B][S−1]
+    var lastHidden: [[Float]] = []     // [B][C] with `.lastHidden`
+    var policyHidden: [[Float]] = []   // [B][S·C] with `.policyHidden`
 }
 
 /// Per-token advantages and (GAE) returns.
@@ -49,7 +62,9 @@ struct UpdateStats {
 }
 
 extension PPOSession {
-    /// rollout → score → advantages → update → report (algorithms.md §2): one iteration.
+    /// rollout → score → advantages → update → report (docs/algorithms.md §2): one iteration. The
+    /// report's phases are named: the figures summed over the ranks, the KL controller's step,
+    /// the reward sources' own updates.
     func iteration(_ iteration: Int) async throws -> PPOMetrics {
         let communicationStart = CommunicationClock.seconds
         let rollout = try await self.rollout(iteration)
@@ -58,8 +73,11 @@ extension PPOSession {
         let advantages = try await self.advantages(rollout, scored)
         let scoreSeconds = Date().timeIntervalSince(scoreStart)
         let stats = try await update(rollout, scored, advantages)
-        return try await report(rollout, scored, stats, scoreSeconds: scoreSeconds,
-                                communicateSeconds: { CommunicationClock.seconds - communicationStart })
+        let sums = try await summarize(rollout, scored)
+        adaptKL(to: sums)
+        let sourceUpdates = try await updateRewardSources(rollout, scored)
+        return metrics(rollout, scored, stats, sums: sums, sourceUpdates: sourceUpdates,
+                       seconds: (scoreSeconds, CommunicationClock.seconds - communicationStart))
     }
 
     /// The prompts of `iteration`: the global batch in the pool's seeded order (a new order each
@@ -97,46 +115,56 @@ extension PPOSession {
                        seconds: Date().timeIntervalSince(started))
     }
 
+    /// The scoring passes over `sequences`, with the states the reward sources need (`needs`);
+    /// `policyPass` false skips the policy's log-probs (selecting prompts needs none).
+    func scoringPasses(_ sequences: [[Int32]], needs: RewardPassNeeds, policyPass: Bool = true) async throws -> ScoringPasses {
+        var p = ScoringPasses()
+        if needs.contains(.lastHidden) {
+            (p.reference, p.lastHidden) = try await scorer.referenceAndLastHidden(sequences)
+            p.headScores = roles.rewardHead.forward(hidden: p.lastHidden.flatMap { $0 }, rows: p.lastHidden.count)
+        } else if onePass {
+            (p.reference, p.headScores) = try await scorer.referenceAndScores(sequences)
+        } else {
+            p.reference = try await reference.logProbs(sequences)
+            p.headScores = try await reward.scores(sequences)
+        }
+        guard policyPass else { return p }
+        // States are read only colocated (checked at start), where the policy is this rank's own.
+        if needs.contains(.policyHidden) { (p.policy, p.policyHidden) = try await roles.policy.logProbsAndHidden(sequences) }
+        else { p.policy = try await policy.logProbs(sequences) }
+        return p
+    }
+
+    /// What the reward sources read of a batch of `prompts` and their responses.
+    func rewardBatch(prompts: [PPOPrompt], indices: [Int], texts: [String], sequences: [[Int32]], passes: ScoringPasses,
+                     iteration: Int, purpose: RewardPurpose) -> RewardBatch {
+        var batch = RewardBatch(texts: texts, answers: prompts.map(\.answer), tasks: prompts.map(\.task), questions: prompts.map(\.text),
+                                promptIndices: indices, sequences: sequences, promptLengths: prompts.map(\.tokens.count),
+                                headScores: passes.headScores.map(Double.init))
+        (batch.lastHidden, batch.policyHidden, batch.iteration, batch.purpose) = (passes.lastHidden, passes.policyHidden, iteration, purpose)
+        return batch
+    }
+
     /// 2. Score: reference and old log-probs, values, the reward of every source, the KL per token.
     func score(_ r: Rollout) async throws -> ScoredRollout {
         let sequences = r.sequences
-        let (refAll, headScores, oldAll): ([[Float]], [Float], [[Float]])
-        var learnedScores: LearnedRewards.Scored?
-        if let learned {
-            let s = try await learned.score(sequences, promptLengths: r.promptLengths, iteration: r.iteration, scorer: scorer, policy: roles.policy,
-                                            originalHead: roles.rewardHead, replicas: replicas)
-            learnedScores = s
-            (refAll, headScores, oldAll) = (s.reference, s.original, s.old)
-        } else {
-            if onePass { (refAll, headScores) = try await scorer.referenceAndScores(sequences) }
-            else { refAll = try await reference.logProbs(sequences); headScores = try await reward.scores(sequences) }
-            oldAll = try await policy.logProbs(sequences)
-        }
+        let passes = try await scoringPasses(sequences, needs: sourceNeeds)
         let critic = cfg.ppo.estimator.needsCritic
         let valuesAll = critic ? try await self.critic.values(sequences) : []
         // Response positions: log-probs of tokens[1...] are shifted by one, values are not.
         func response<T>(_ rows: [[T]], shift: Int = 1) -> [[T]] {
             rows.enumerated().map { i, row in Array(row[(r.promptLengths[i] - shift)..<(sequences[i].count - shift)]) }
         }
-        let refLogp = response(refAll), oldLogp = response(oldAll)
-        var rewards = try RewardSources.compose(sources, batch: RewardBatch(
-            texts: r.texts, answers: r.prompts.map(\.answer), tasks: r.prompts.map(\.task), questions: r.prompts.map(\.text),
-            promptIndices: r.promptIndices, sequences: sequences, promptLengths: r.promptLengths, headScores: headScores.map(Double.init),
-            proxy: learnedScores?.proxy))
-        // An arm chosen (laser, random) over named sources: this batch's reward is that source alone.
-        if let learned, learned.explicitArms, var scored = learnedScores, let arm = scored.arm {
-            let name = learned.armNames[arm]
-            if scored.armScores == nil { scored.armScores = rewards.bySource[name] }
-            if let values = scored.armScores { rewards.total = values }
-            learnedScores = scored
-        }
-        // The arith task's gold reward; ifeval has none beyond its instructions reward.
-        let gold = cfg.data.task == .ifeval ? [Double](repeating: 0, count: sequences.count)
-            : zip(rewards.bySource["verifier"]!, rewards.bySource["format"]!).map { $0 + $1 }
+        let refLogp = response(passes.reference), oldLogp = response(passes.policy)
+        var batch = rewardBatch(prompts: r.prompts, indices: r.promptIndices, texts: r.texts, sequences: sequences, passes: passes,
+                                iteration: r.iteration, purpose: .training)
+        let rewards = try await RewardSources.compose(sources, batch: batch, replicas: replicas)
+        (batch.lastHidden, batch.policyHidden) = ([], [])
         let klTokens = sequences.indices.map { PPOMath.kl(oldLogp[$0].map(Double.init), refLogp[$0].map(Double.init), estimator: cfg.ppo.klEstimator) }
         return ScoredRollout(referenceLogProbs: refLogp, oldLogProbs: oldLogp, oldValues: critic ? response(valuesAll) : [], rewards: rewards,
-                             scores: finalScores(rewards.total, endedWithEOS: r.endedWithEOS), gold: gold, klTokens: klTokens, beta: kl.beta,
-                             learned: learnedScores)
+                             scores: finalScores(rewards.total, endedWithEOS: r.endedWithEOS),
+                             gold: RewardSources.gold(rewards, config: cfg.rewardConfig), klTokens: klTokens, beta: kl.beta,
+                             policyLogProbs: passes.policy, batch: batch)
     }
 
     /// The sequence reward less the missing-EOS penalty, clipped to ±ppo.reward_clip.
@@ -145,7 +173,7 @@ extension PPOSession {
         return total.enumerated().map { i, r in min(max(r - (endedWithEOS[i] ? 0 : penalty), -clip), clip) }
     }
 
-    /// 3. Advantages by the configured estimator (algorithms.md §2.2, §10).
+    /// 3. Advantages by the configured estimator (docs/algorithms.md §2.2, §10).
     func advantages(_ r: Rollout, _ s: ScoredRollout) async throws -> Advantages {
         let p = cfg.ppo, beta = s.beta, estimator = p.estimator
         let groups = (0..<myPrompts).map { k in Array((k * p.samples)..<((k + 1) * p.samples)) }
@@ -228,40 +256,46 @@ extension PPOSession {
                                        learningRate: learningRate, maxGradNorm: cfg.ppo.gradClip)
     }
 
-    /// 5. Report: the batch's sums over every rank, the KL controller's step, the reward
-    /// sources' updates, and the metrics record.
-    func report(_ r: Rollout, _ s: ScoredRollout, _ stats: UpdateStats, scoreSeconds: Double,
-                communicateSeconds: () -> Double) async throws -> PPOMetrics {
+    /// 5a. The batch's figures, summed over every rank rolling out: counts, Σx and Σx² of the
+    /// reward, the gold reward and each source, and each source's own sums.
+    func summarize(_ r: Rollout, _ s: ScoredRollout) async throws -> PPOBatchSums {
         var sums = PPOBatchSums()
         sums.samples = Double(r.sequences.count)
         sums.kl = s.klTokens.map { $0.reduce(0, +) }.reduce(0, +)
         sums.responseTokens = r.tokens.map { Double($0.count) }.reduce(0, +)
         sums.truncated = Double(r.endedWithEOS.filter { !$0 }.count)
-        sums.reward = .init(s.scores)
-        sums.gold = .init(s.gold)
-        sums.sources = sources.map { .init(s.rewards.bySource[$0.name] ?? []) }
-        sums.proxyEnsemble = s.learned.map { learned!.ensemble($0.perHead, count: r.sequences.count).reduce(0, +) } ?? 0
-        let hybrid = sources.lazy.compactMap { $0 as? HybridSource }.first
-        sums.routes = hybrid.map { h in
-            let routes = HybridReward.Route.allCases
-            return routes.map { route in Double(h.lastRoutes.filter { $0 == route }.count) }
-                + routes.map { route in h.lastRoutes.indices.filter { h.lastRoutes[$0] == route }.reduce(0) { $0 + s.gold[$1] } }
-        } ?? []
-        sums = try await sums.allReduced(replicas)
+        sums.reward = SumOfSquares(s.scores)
+        sums.gold = SumOfSquares(s.gold)
+        sums.sources = sources.map { SumOfSquares(s.rewards.bySource[$0.name] ?? []) }
+        sums.sourceSums = sources.map { $0.sums(s.batch, gold: s.gold) }
+        return try await sums.summed(over: replicas)
+    }
+
+    /// 5b. The KL controller's step on the iteration's mean KL (adaptive control moves β).
+    func adaptKL(to sums: PPOBatchSums) {
         kl.update(observedKL: sums.kl / sums.samples, steps: Int(sums.samples))
-        let policyLoss = stats.mean(\.loss)
-        var learnedFigures: [String: Double] = [:]
-        if s.learned != nil {
-            let update = RewardUpdate(iteration: r.iteration, scored: s.learned, promptLengths: r.promptLengths,
-                                      policy: roles.policy, scorer: scorer, replicas: replicas, heldOutPrompts: heldOutPrompts,
-                                      sequences: r.sequences, groupSize: cfg.ppo.samples, eosTokenId: tokenizer.eosTokenId)
-            for source in sources { learnedFigures.merge(try await source.update(update)) { a, _ in a } }
-        }
-        return PPOMetrics(iteration: r.iteration, sums: sums, sourceNames: sources.map(\.name), klCoefficient: s.beta, promptPool: r.promptPool,
-                          policyLoss: policyLoss, clipFraction: stats.mean(\.clipFraction), entropy: stats.mean(\.entropy), gradNorm: stats.mean(\.gradNorm),
+    }
+
+    /// 5c. The reward sources with state learn from the iteration (online reward models,
+    /// bandits); returns the figures they log.
+    func updateRewardSources(_ r: Rollout, _ s: ScoredRollout) async throws -> [String: Double] {
+        let update = RewardUpdate(iteration: r.iteration, promptLengths: r.promptLengths, sequences: r.sequences, oldLogProbs: s.policyLogProbs,
+                                  groupSize: cfg.ppo.samples, policy: roles.policy, scorer: scorer, replicas: replicas)
+        var figures: [String: Double] = [:]
+        for source in sources { figures.merge(try await source.update(update)) { a, _ in a } }
+        return figures
+    }
+
+    /// 5d. The iteration's metrics record.
+    func metrics(_ r: Rollout, _ s: ScoredRollout, _ stats: UpdateStats, sums: PPOBatchSums, sourceUpdates: [String: Double],
+                 seconds: (score: Double, communicate: Double)) -> PPOMetrics {
+        var figures = sourceUpdates
+        for (k, source) in sources.enumerated() { figures.merge(source.figures(sums.sourceSums[k], samples: sums.samples)) { a, _ in a } }
+        return PPOMetrics(iteration: r.iteration, sums: sums, sourceNames: sources.map(\.name), headline: headline, klCoefficient: s.beta,
+                          promptPool: r.promptPool, policyLoss: stats.mean(\.loss), clipFraction: stats.mean(\.clipFraction),
+                          entropy: stats.mean(\.entropy), gradNorm: stats.mean(\.gradNorm),
                           valueLoss: stats.valueLosses.isEmpty ? nil : Double(stats.valueLosses.reduce(0, +)) / Double(stats.valueLosses.count),
-                          learningRate: Double(stats.policyLearningRate), generateSeconds: r.seconds, scoreSeconds: scoreSeconds,
-                          trainSeconds: stats.seconds, communicateSeconds: communicateSeconds(),
-                          hasProxy: learned != nil, laserArm: s.learned?.arm, hasRoutes: hybrid != nil, learned: learnedFigures)
+                          learningRate: Double(stats.policyLearningRate), generateSeconds: r.seconds, scoreSeconds: seconds.score,
+                          trainSeconds: stats.seconds, communicateSeconds: seconds.communicate, sourceFigures: figures)
     }
 }

@@ -143,14 +143,16 @@ final class PPOSession {
     let policy: any PolicyRole, critic: any CriticRole, reference: any ReferenceRole, reward: any RewardRole
     /// Hydra with reference and reward local: both from one adapters-off pass.
     let onePass: Bool
-    let learned: LearnedRewards?
+    /// The learned reward models the run's sources share (proxy heads, bandit, fusion), if any.
+    let rewardModels: LearnedRewards?
+    /// The states of the scoring passes the sources read, and the source the progress line shows.
+    let sourceNeeds: RewardPassNeeds, headline: String?
     var sources: [any RewardSource] = []
     /// Prompts per rank rolling out.
     let myPrompts: Int
     var kl: AdaptiveKLController
     /// Pre-PPO's prompts, and the curriculum's (drawn first for `curriculumIterations`).
     var pool: [Int] = [], priority: [Int] = [], curriculumIterations = 0
-    var heldOutPrompts: [[Int32]] = []
     var order: [Int] = [], orderKey: (pool: Int, epoch: Int)?
     var ptxCursor: Int
 
@@ -201,10 +203,15 @@ final class PPOSession {
         reference = placement.remote[.reference].map { [clients] in RemoteReference(clients[$0]!) } ?? roles.scorer
         reward = placement.remote[.reward].map { [clients] in RemoteReward(clients[$0]!) } ?? roles.localReward
         onePass = cfg.layout == .hydra && placement.remote[.reference] == nil && placement.remote[.reward] == nil
-        let arms = RewardSources.names(for: cfg.rewardConfig).filter { $0 != ProxySource.registration.name && $0 != R2MSource.registration.name }
-        learned = try LearnedRewards.make(cfg.rewardConfig, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed, namedArms: arms)
-        guard learned == nil || (onePass && colocated) else {
-            throw ConfigError("'placement': learned rewards (rewards.proxy_heads, laser.arms) read the policy's and the shared trunk's states in one pass; they need layout hydra with every role colocated")
+        let rewards = cfg.rewardConfig
+        rewardModels = try LearnedRewards.make(rewards, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed,
+                                               namedArms: RewardSources.armNames(for: rewards))
+        (sourceNeeds, headline) = (RewardSources.needs(for: rewards), RewardSources.headline(for: rewards))
+        guard sourceNeeds.isEmpty || (onePass && colocated) else {
+            throw ConfigError("""
+                'placement': the reward sources \(RewardSources.names(for: rewards).joined(separator: ", ")) read the policy's and the shared \
+                trunk's states in one pass; they need layout hydra with every role colocated
+                """)
         }
         let notes = cfg.data.notes()
         data = try prompts.map { PPOData(prompts: $0) } ?? PPOData(config: cfg, tokenizer: tokenizer, notes: notes)
@@ -234,10 +241,8 @@ final class PPOSession {
     }
 
     /// The run's description: layout, batch arithmetic, roles, starting point.
-    func describe(folder: RunFolder) {
+    func describe() {
         let dataRanks = colocated ? transport.size : 1, p = cfg.ppo
-        say("ppo: run folder \(folder.path)")
-        say("resolved config (\(cfg.resolved.file ?? "defaults")):\n" + cfg.resolved.yaml)
         say("""
             derived: \(cfg.layout) layout, estimator \(p.estimator.rawValue); \(p.prompts) prompts × \(p.samples) samples = \
             \(p.prompts * p.samples) responses per iteration over \(dataRanks) rank(s) (\(myPrompts * p.samples) each), \
@@ -250,25 +255,18 @@ final class PPOSession {
 
     /// Pre-PPO's prompt pool, the reward sources (the hybrid reward's best-of-N references need
     /// the prompts: with Pre-PPO, every candidate's, so that the selection scores with the whole
-    /// reward), LASeR's held-out prompts and the curriculum.
+    /// reward) and the curriculum.
     func preparePrompts(folder: RunFolder?) async throws {
         let prompts = data.prompts
-        let context = { (pool: [Int]) in RewardSourceContext(config: self.cfg.rewardConfig, learned: self.learned, prompts: prompts, pool: pool, policy: self.policy,
-                                                             scorer: self.scorer, tokenizer: self.tokenizer, say: self.say) }
         let candidates = cfg.promptSelection.keep > 0 ? prePPOCandidates() : Array(prompts.indices)
-        sources = try await RewardSources.make(context(candidates))
+        // Held-out prompts a source may score (LASeR's held-out gain): the evaluation prompts.
+        let heldOut = Array(data.evalExamples.prefix(cfg.laser.heldoutPrompts)).map { SFTTokenization.promptTokens($0, tokenizer: tokenizer) }
+        sources = try await RewardSources.make(RewardSourceContext(
+            config: cfg.rewardConfig, learned: rewardModels, prompts: prompts, pool: candidates, heldOutPrompts: heldOut, policy: policy,
+            localPolicy: roles.policy, scorer: scorer, tokenizer: tokenizer, say: say))
         pool = candidates
         if cfg.promptSelection.keep > 0 { pool = try await prePPOSelection(candidates: candidates, folder: folder) }
         guard !pool.isEmpty else { throw ConfigError("'prepo.keep' (\(cfg.promptSelection.keep)) of \(cfg.promptSelection.candidates) candidates keeps no prompt; raise it") }
-        // LASeR's held-out prompts (the evaluation prompts), scored once before the first update.
-        heldOutPrompts = Array(data.evalExamples.prefix(cfg.laser.heldoutPrompts)).map { SFTTokenization.promptTokens($0, tokenizer: tokenizer) }
-        if let learned, learned.bandit != nil, cfg.laser.signal == .heldout {
-            guard !heldOutPrompts.isEmpty else { throw ConfigError("laser.reward heldout needs held-out prompts (data.eval, or a task)") }
-            if learned.previousEnsembleMean == nil {
-                learned.previousEnsembleMean = try await learned.heldOutScore(heldOutPrompts, policy: roles.policy, scorer: scorer, maxNewTokens: cfg.ppo.maxNewTokens,
-                                                                              eosTokenId: tokenizer.eosTokenId)
-            }
-        }
         let priorityTasks = cfg.promptSelection.curriculumTasks
         priority = pool.filter { priorityTasks.contains(prompts[$0].task) }
         curriculumIterations = Int((cfg.promptSelection.curriculumShare * Double(cfg.ppo.iterations)).rounded())
@@ -293,11 +291,18 @@ final class PPOSession {
         return snapshots
     }
 
-    func restore(_ snapshots: [String: TrainableSnapshot], directory: String) async throws {
+    /// Continues from `checkpoint` (its training `state` already read and checked): the trainable
+    /// parts of every role and reward source, the KL coefficient and the PPO-ptx cursor.
+    func restore(_ state: TrainingState, from checkpoint: String) async throws {
+        let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent(PPOCheckpoint.fileName))
+        let snapshots = try PPOCheckpoint.read(file, steps: state.optimizerSteps ?? [:])
         // Each role gets its own parts only (a placed role receives them over the wire).
         try await policy.restore(snapshots.filter { $0.key == "policy" })
         try await critic.restore(snapshots.filter { ["value_head", "critic_adapter", "critic_trunk"].contains($0.key) })
-        for source in sources { try source.restore(directory: directory, snapshots: snapshots) }
+        for source in sources { try source.restore(directory: checkpoint, snapshots: snapshots) }
+        kl.beta = state.klBeta ?? kl.beta
+        // The PPO-ptx demonstrations the iterations before the checkpoint consumed.
+        if cfg.ppo.ptxCoef > 0 { ptxCursor += state.step * cfg.ppo.epochs * myPrompts * cfg.ppo.samples }
     }
 
     /// The reward sources' own files in a checkpoint folder.

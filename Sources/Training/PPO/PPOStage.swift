@@ -18,7 +18,7 @@ public struct PPOResult: Sendable {
     public var seconds: Double
 }
 
-/// Online RL with PPO (algorithms.md §2) or a critic-free estimator (§10) in the Hydra layout
+/// Online RL with PPO (docs/algorithms.md §2) or a critic-free estimator (§10) in the Hydra layout
 /// (§1: one frozen trunk; policy and critic LoRA; reference and reward from one adapters-off
 /// pass) or the separate layout (four full models). Colocated: every rank rolls out its share
 /// of the prompts and the trainable roles all-reduce gradients. Placed: rank 0 drives and the
@@ -28,99 +28,94 @@ public final class PPOStage {
     let transport: any Transport
     let workingDirectory: String
     let sayOnRankZero: (String) -> Void
-    public private(set) var context: FailureContext
+    /// Where the run is, for failure reports (`rank r (ppo, step s): reason`).
+    public var context: FailureContext { run?.context ?? startContext }
+    let startContext: FailureContext
+    var run: PPORun?
 
     public init(config: PPOConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
                 say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
         self.config = config; self.transport = transport; self.workingDirectory = workingDirectory; self.sayOnRankZero = say
-        context = FailureContext(rank: transport.rank, role: "ppo", step: 0)
+        startContext = FailureContext(rank: transport.rank, role: "ppo", step: 0)
     }
     func say(_ m: String) { if transport.rank == 0 { sayOnRankZero(m) } }
 
     public func run() async throws -> PPOResult {
-        let cfg = config, started = Date()
+        let started = Date()
         FailureReport.current = context
-        guard let session = try await PPOSession.start(config: cfg, transport: transport, say: say) else {
+        guard let session = try await PPOSession.start(config: config, transport: transport, say: say) else {
             return PPOResult(runFolder: "", kl: 0, seconds: Date().timeIntervalSince(started))
         }
-        // Run folder and checkpoint to resume from (rank 0 decides). Placed: the other ranks are
-        // serving roles, so rank 0 alone decides (no collective).
-        let (folder, checkpoint, resumeMessage) = session.colocated
-            ? try await RunFolder.chooseCollectively(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory, transport: transport)
-            : try RunFolder.choose(name: cfg.run.name, out: cfg.run.out, resume: cfg.run.resume, workingDirectory: workingDirectory)
-        if let checkpoint, let warning = try ResumeSettings.check(checkpoint: checkpoint, state: try Checkpoints.loadState(checkpoint),
-                                                                  config: cfg.resolved, extra: resumeExtra(session), resume: cfg.run.resume) {
-            say(warning)
-        }
-        if transport.rank == 0 { try folder.writeConfig(cfg.resolved.yaml) }
-        if session.colocated { RankStatus.shared.publish(runFolder: folder.path, size: transport.size) }
-        session.describe(folder: folder)
-        var result = PPOResult(runFolder: folder.path, kl: 0, seconds: 0)
-        try await session.preparePrompts(folder: folder)
-        let startIteration = try await resume(session, from: checkpoint, folder: folder)
-        say(resumeMessage + (checkpoint != nil ? " at iteration \(startIteration - 1)" : ""))
-        try checkRemainingSteps(checkpoint: checkpoint, done: startIteration - 1, total: cfg.ppo.iterations, key: "ppo.iterations", say: say)
-        if checkpoint == nil && cfg.cadence.evalEvery > 0 {
-            result.initialExactMatch = try evaluate(session, iteration: 0, folder: folder)
-            result.initialInstructions = try evaluateInstructions(session, iteration: 0, folder: folder)
-        } else if checkpoint != nil && !session.data.instructionEval.isEmpty {
-            // Resumed: the score before training is the one the first evaluation wrote.
-            let path = (folder.path as NSString).appendingPathComponent("eval/instructions-step-00000.json")
-            let report = FileManager.default.contents(atPath: path).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
-            result.initialInstructions = report?["instructions"] as? Double
-        }
-        if session.colocated { try await transport.barrier() }
-        // PPO-ptx demonstrations consumed before the first iteration run here.
-        if cfg.ppo.ptxCoef > 0 { session.ptxCursor += (startIteration - 1) * cfg.ppo.epochs * session.myPrompts * cfg.ppo.samples }
-
-        let progress = Progress(total: cfg.ppo.iterations, every: cfg.cadence.logEvery, startStep: startIteration - 1)
-        for iteration in startIteration...max(cfg.ppo.iterations, startIteration) where iteration <= cfg.ppo.iterations {
-            context.step = iteration
-            FailureReport.current = context
-            let metrics = try await session.iteration(iteration)
-            try checkFinite(metrics, checkpoints: folder.checkpoints)
-            let stop = iteration < cfg.ppo.iterations ? try await stopSignal(session) : nil
-            result.kl = metrics.meanKL
-            if transport.rank == 0 {
-                try folder.appendMetrics(metrics.json)
-                let rule = metrics.value("reward_instructions_mean").map { ("instructions", $0) } ?? ("verifier", metrics.value("reward_verifier_mean") ?? 0)
-                progress.update(step: iteration, fields: String(format: "reward %.3f %@ %.3f kl %.4f clip %.3f len %.1f",
-                                                                metrics.value("reward_mean") ?? 0, rule.0, rule.1,
-                                                                metrics.meanKL, metrics.clipFraction, metrics.meanResponseLength))
-            }
-            if cfg.cadence.evaluates(after: iteration, of: cfg.ppo.iterations) {
-                if transport.rank == 0 { try await session.pullPlacedState() }
-                if let em = try evaluate(session, iteration: iteration, folder: folder) { result.finalExactMatch = em }
-                if let score = try evaluateInstructions(session, iteration: iteration, folder: folder) { result.finalInstructions = score }
-                if session.colocated { try await transport.barrier() }
-            }
-            var saved: String?
-            if transport.rank == 0 && cfg.cadence.checkpoints(after: iteration, of: cfg.ppo.iterations) {
-                saved = try await save(session, iteration: iteration, folder: folder)
-            }
-            if let stop { try await stopAfterIteration(stop, session, iteration: iteration, saved: saved, folder: folder) }
-        }
-        if transport.rank == 0 { try await session.pullPlacedState() }
-        for client in session.clients.values { try await client.stop() }
-        try await transport.barrier()
-        if transport.rank == 0 { try saveFinal(session, folder: folder) }
+        // Placed: the other ranks are serving roles, so rank 0 alone chooses (no collective).
+        let stageFolder = try await StageFolder.open(stage: "ppo", run: config.run, resolved: config.resolved, transport: transport,
+                                                     workingDirectory: workingDirectory, collective: session.colocated,
+                                                     extra: PPORun.resumeExtra(session), say: say)
+        session.describe()
+        try await session.preparePrompts(folder: stageFolder.folder)
+        let run = PPORun(session: session, stageFolder: stageFolder, context: startContext)
+        self.run = run
+        try await run.restore()
+        let loop = StageLoop(stage: run, transport: transport, say: say)
+        _ = try await loop.run()
+        var result = run.result
         result.seconds = Date().timeIntervalSince(started)
         return result
     }
+}
+
+/// A PPO run as `StageLoop` drives it: the session's iterations, held-out evaluations (exact
+/// match; instruction following for ifeval), checkpoints and the final adapters.
+final class PPORun {
+    let session: PPOSession
+    let stageFolder: StageFolder
+    var context: FailureContext
+    var completedIterations = 0
+    var result: PPOResult
+
+    var config: PPOConfig { session.cfg }
+    var transport: any Transport { session.transport }
+
+    init(session: PPOSession, stageFolder: StageFolder, context: FailureContext) {
+        self.session = session
+        self.stageFolder = stageFolder
+        self.context = context
+        result = PPOResult(runFolder: stageFolder.folder.path, kl: 0, seconds: 0)
+    }
+
+    /// Colocated, each rank samples its share of the prompts with its own seed, so the rollouts
+    /// (unlike SFT's or DPO's sums) depend on the number of ranks: a resume must keep it.
+    static func resumeExtra(_ s: PPOSession) -> [String: String] { ["ranks rolling out": String(s.colocated ? s.transport.size : 1)] }
+
+    /// Continues from the stage folder's checkpoint, if any: the session restores its own state,
+    /// and the evaluation before training is the one the checkpoint kept.
+    func restore() async throws {
+        let fresh = TrainingState(stage: "ppo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: config.run.seed),
+                                  tokenizer: "", worldSize: transport.size)
+        let state = try stageFolder.resumedState(stage: "ppo", fresh: fresh)
+        if let checkpoint = stageFolder.checkpoint {
+            try await session.restore(state, from: checkpoint)
+            completedIterations = state.step
+            result.initialInstructions = state.startingScore
+        }
+        session.say(stageFolder.resumeLine(step: completedIterations, unit: "iteration"))
+        try stageFolder.checkSteps(done: completedIterations, total: config.ppo.iterations, key: "ppo.iterations", say: session.say)
+    }
 
     /// Held-out greedy exact match of the policy (rank 0), logged; nil without held-out examples.
-    func evaluate(_ s: PPOSession, iteration: Int, folder: RunFolder) throws -> Double? {
+    func evaluateExactMatch(iteration: Int) throws -> Double? {
+        let s = session
         guard transport.rank == 0, !s.data.evalExamples.isEmpty else { return nil }
         let r = try Evaluation.run(trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, examples: s.data.evalExamples, tokenizer: s.tokenizer,
                                    maxLength: config.maxLength, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
-        try folder.appendMetrics(["step": iteration, "eval_loss": r.loss, "exact_match": r.exactMatch ?? 0])
-        say(String(format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration, 100 * (r.exactMatch ?? 0), r.loss))
+        try stageFolder.folder.append(PPOEvalRecord(step: iteration, evalLoss: r.loss, exactMatch: r.exactMatch ?? 0))
+        s.say(String(format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration, 100 * (r.exactMatch ?? 0), r.loss))
         return r.exactMatch
     }
 
     /// Held-out instruction following of the policy (rank 0; ifeval), logged per constraint kind
     /// and written with sample replies to eval/instructions-step-N.json; nil without such prompts.
-    func evaluateInstructions(_ s: PPOSession, iteration: Int, folder: RunFolder) throws -> Double? {
+    func evaluateInstructions(iteration: Int) throws -> Double? {
+        let s = session, folder = stageFolder.folder
         guard transport.rank == 0, !s.data.instructionEval.isEmpty else { return nil }
         let e = try InstructionEvaluation.run(trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, prompts: s.data.instructionEval,
                                               tokenizer: s.tokenizer, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
@@ -130,63 +125,76 @@ public final class PPOStage {
         let path = (directory as NSString).appendingPathComponent(String(format: "instructions-step-%05d.json", iteration))
         try JSONSerialization.data(withJSONObject: e.report(step: iteration), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             .write(to: URL(fileURLWithPath: path))
-        let kinds = e.perKind.keys.sorted().map { String(format: "%@ %.0f%%", $0, 100 * Double(e.perKind[$0]!.kept) / Double(max(e.perKind[$0]!.total, 1))) }
-        say(String(format: "iteration %d: held-out instructions kept %.1f%% (%d/%d; %@)", iteration, 100 * e.score, e.kept, e.total, kinds.joined(separator: ", ")))
+        let kinds = e.perKind.keys.sorted().map { kind in
+            let count = e.perKind[kind] ?? (kept: 0, total: 0)
+            return String(format: "%@ %.0f%%", kind, 100 * Double(count.kept) / Double(max(count.total, 1)))
+        }
+        s.say(String(format: "iteration %d: held-out instructions kept %.1f%% (%d/%d; %@)", iteration, 100 * e.score, e.kept, e.total,
+                     kinds.joined(separator: ", ")))
         return e.score
     }
 
-    /// Restores a checkpoint's trainable state and KL coefficient; returns the first iteration to run.
-    func resume(_ s: PPOSession, from checkpoint: String?, folder: RunFolder) async throws -> Int {
-        guard let checkpoint else { return 1 }
-        let state = try Checkpoints.loadState(checkpoint)
-        guard state.stage == "ppo" else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not ppo") }
-        let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent(PPOCheckpoint.fileName))
-        try await s.restore(try PPOCheckpoint.read(file, steps: state.optimizerSteps ?? [:]), directory: checkpoint)
-        s.kl.beta = state.klBeta ?? s.kl.beta
-        if transport.rank == 0 { try folder.truncateMetrics(afterStep: state.step) }
-        return state.step + 1
-    }
-
-    /// The iteration's losses, KL and gradient norm must be finite (the divergence guard; PPO's
-    /// losses move both ways by design, so no spike rule).
-    func checkFinite(_ m: PPOMetrics, checkpoints: String) throws {
-        let watched = [("gradient norm", m.gradNorm), ("policy loss", m.policyLoss), ("KL", m.meanKL), ("value loss", m.valueLoss ?? 0)]
-        guard let (name, value) = watched.first(where: { !$0.1.isFinite }) else { return }
-        throw DivergenceGuard(spikeFactor: 0, maxGradNorm: 0, checkpoints: checkpoints).diverged("the \(name) is \(value)", step: m.iteration)
-    }
-
-    /// Colocated, every rank agrees on a signal right after the iteration; placed, rank 0 (the
-    /// driver, the only rank in this loop) decides alone. Ranks serving placed roles keep the
-    /// default signal actions (see PPOSession.start).
-    func stopSignal(_ s: PPOSession) async throws -> StopSignal? {
-        if s.colocated { return try await StopRequest.agreed(transport) }
-        return StopRequest.local.map { StopSignal(number: $0, ranks: [0]) }
-    }
-
-    /// Ends the run after `iteration` with a checkpoint; placed, the serving ranks are released
-    /// first (they end in the barrier every run ends with).
-    func stopAfterIteration(_ signal: StopSignal, _ s: PPOSession, iteration: Int, saved: String?, folder: RunFolder) async throws -> Never {
-        if s.colocated {
-            try await stopAfterStep(signal, transport, stage: "ppo", step: iteration, saved: saved) { try await self.save(s, iteration: iteration, folder: folder) }
+    /// The policy in formats other tools read: a PEFT adapter over the SFT model, or a full model;
+    /// the critic's adapter and value head.
+    func saveFinal() throws {
+        let final = (stageFolder.folder.path as NSString).appendingPathComponent("final"), r = session.roles
+        try FileManager.default.createDirectory(atPath: final, withIntermediateDirectories: true)
+        if let policyLoRA = r.policyLoRA {
+            try PEFTAdapter.save(policyLoRA, directory: final + "/policy_adapter", baseModel: config.run.initFrom)
+        } else {
+            try HFCheckpoint.save(r.policyTrunk, directory: final + "/policy")
         }
-        var checkpoint = saved
-        if checkpoint == nil { checkpoint = try await save(s, iteration: iteration, folder: folder) }
-        for client in s.clients.values { try await client.stop() }
-        try await transport.barrier()
-        throw RunStopped(signal: signal, stage: "ppo", step: iteration, checkpoint: checkpoint)
+        if let criticLoRA = r.criticLoRA { try PEFTAdapter.save(criticLoRA, directory: final + "/critic_adapter", baseModel: config.run.initFrom) }
+        try ScalarHeadIO.save(r.valueHead, directory: final, fileName: "value_head.safetensors")
+    }
+}
+
+extension PPORun: LoopedStage {
+    var stageName: String { "ppo" }
+    var totalSteps: Int { config.ppo.iterations }
+    var completedSteps: Int { completedIterations }
+    var cadence: CadenceSettings { config.cadence }
+    var folder: RunFolder { stageFolder.folder }
+    /// PPO's losses move both ways by design: no spike rule, only finite values.
+    var divergenceRules: OptimizerSettings? { nil }
+    var divergenceMemory: DivergenceMemory? {
+        get { nil }
+        set {}
+    }
+    var collective: Bool { session.colocated }
+
+    func step(_ iteration: Int) async throws -> PPOMetrics {
+        let metrics = try await session.iteration(iteration)
+        completedIterations = iteration
+        result.kl = metrics.meanKL
+        return metrics
     }
 
-    /// Colocated, each rank samples its share of the prompts with its own seed, so the rollouts
-    /// (unlike SFT's or DPO's sums) depend on the number of ranks: a resume must keep it.
-    func resumeExtra(_ s: PPOSession) -> [String: String] { ["ranks rolling out": String(s.colocated ? transport.size : 1)] }
+    /// Rank 0 evaluates the policy (placed: after copying its trained state back); colocated,
+    /// every rank waits for it.
+    func evaluate(step iteration: Int) async throws -> String? {
+        if transport.rank == 0 {
+            if iteration > 0 { try await session.pullPlacedState() }
+            let exactMatch = try evaluateExactMatch(iteration: iteration)
+            let instructions = try evaluateInstructions(iteration: iteration)
+            if iteration == 0 {
+                (result.initialExactMatch, result.initialInstructions) = (exactMatch, instructions)
+            } else {
+                if let exactMatch { result.finalExactMatch = exactMatch }
+                if let instructions { result.finalInstructions = instructions }
+            }
+        }
+        if session.colocated { try await transport.barrier() }
+        return nil
+    }
 
-    @discardableResult
-    func save(_ s: PPOSession, iteration: Int, folder: RunFolder) async throws -> String {
+    func save(step iteration: Int) async throws -> String {
+        let s = session
         let snapshots = try await s.snapshots()
-        let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * config.ppo.prompts, optimizerStep: snapshots["policy"]!.step,
+        let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * config.ppo.prompts, optimizerStep: snapshots["policy"]?.step ?? 0,
                                   learningRate: 0, rng: RNG(seed: config.run.seed), tokenizer: s.tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
                                   worldSize: transport.size, klBeta: s.kl.beta, optimizerSteps: snapshots.mapValues(\.step),
-                                  settings: ResumeSettings.of(config.resolved, extra: resumeExtra(s)))
+                                  settings: stageFolder.settings, startingScore: result.initialInstructions)
         return try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: config.cadence.keepLast) { dir in
             try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizer: s.tokenizer as? BPETokenizer)
             try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
@@ -194,15 +202,29 @@ public final class PPOStage {
         }
     }
 
-    /// The policy in formats other tools read: a PEFT adapter over the SFT model, or a full model;
-    /// the critic's adapter and value head.
-    func saveFinal(_ s: PPOSession, folder: RunFolder) throws {
-        let final = (folder.path as NSString).appendingPathComponent("final"), r = s.roles
-        try FileManager.default.createDirectory(atPath: final, withIntermediateDirectories: true)
-        if let policyLoRA = r.policyLoRA { try PEFTAdapter.save(policyLoRA, directory: final + "/policy_adapter", baseModel: config.run.initFrom) }
-        else { try HFCheckpoint.save(r.policyTrunk, directory: final + "/policy") }
-        if let criticLoRA = r.criticLoRA { try PEFTAdapter.save(criticLoRA, directory: final + "/critic_adapter", baseModel: config.run.initFrom) }
-        try ScalarHeadIO.save(r.valueHead, directory: final, fileName: "value_head.safetensors")
+    /// The placed roles' trained state comes back to rank 0, which writes the final adapters;
+    /// then the serving ranks are released.
+    func finish() async throws {
+        if transport.rank == 0 {
+            try await session.pullPlacedState()
+            try saveFinal()
+        }
+        try await releaseServers()
+    }
+
+    func releaseServers() async throws {
+        for client in session.clients.values { try await client.stop() }
+    }
+}
+
+/// A PPO exact-match evaluation's metrics line.
+struct PPOEvalRecord: MetricsRecord {
+    let step: Int
+    let evalLoss: Double, exactMatch: Double
+
+    enum CodingKeys: String, CodingKey {
+        case step
+        case evalLoss = "eval_loss", exactMatch = "exact_match"
     }
 }
 

@@ -9,7 +9,7 @@ public enum PreferenceLossName: String, ConfigChoice { case dpo, ipo, cdpo, robu
 public enum IPONormalisation: String, ConfigChoice { case mean, sum }
 
 /// Keys of the offline preference stage (`rlhf dpo`): the DPO family, CPL and InSPO
-/// (algorithms.md §4–§6). Defaults follow TRL where it has one; our choices are noted.
+/// (docs/algorithms.md §4–§6). Defaults follow TRL where it has one; our choices are noted.
 public struct PreferenceSettings: Sendable {
     static let loss = Key<PreferenceLossName>("dpo.loss", .dpo,
                                               "dpo (sigmoid), ipo, cdpo (label smoothing), robust, hinge, cpl (no reference), inspo (conditioned on the other response)")

@@ -33,15 +33,19 @@ struct StageFolder {
 
     /// The run folder and checkpoint; a checkpoint trained with other model or data settings is
     /// refused (unless resume: force) before the folder's config.yaml is rewritten.
+    /// `collective` false: rank 0 alone chooses (the other ranks serve placed roles meanwhile).
+    /// `extra`: settings of the run beyond its config that a resume must keep.
     static func open(stage: String, run: RunSettings, resolved: ResolvedConfig, transport: any Transport, workingDirectory: String,
-                     say: (String) -> Void) async throws -> StageFolder {
-        let (folder, checkpoint, message) = try await RunFolder.chooseCollectively(name: run.name, out: run.out, resume: run.resume,
-                                                                                 workingDirectory: workingDirectory, transport: transport)
+                     collective: Bool = true, extra: [String: String] = [:], say: (String) -> Void) async throws -> StageFolder {
+        let (folder, checkpoint, message) = collective
+            ? try await RunFolder.chooseCollectively(name: run.name, out: run.out, resume: run.resume, workingDirectory: workingDirectory,
+                                                     transport: transport)
+            : try RunFolder.choose(name: run.name, out: run.out, resume: run.resume, workingDirectory: workingDirectory)
         say("\(stage): run folder \(folder.path)")
-        RankStatus.shared.publish(runFolder: folder.path, size: transport.size)
-        let settings = ResumeSettings.of(resolved)
+        if collective { RankStatus.shared.publish(runFolder: folder.path, size: transport.size) }
+        let settings = ResumeSettings.of(resolved, extra: extra)
         if let checkpoint, let warning = try ResumeSettings.check(checkpoint: checkpoint, state: try Checkpoints.loadState(checkpoint), config: resolved,
-                                                                  resume: run.resume) {
+                                                                  extra: extra, resume: run.resume) {
             say(warning)
         }
         say("resolved config (\(resolved.file ?? "defaults")):\n" + resolved.yaml)
@@ -69,8 +73,8 @@ struct StageFolder {
         try checkRemainingSteps(checkpoint: checkpoint, done: done, total: total, key: key, epochs: epochs, say: say)
     }
 
-    /// The sentence saying where the run starts.
-    func resumeLine(step: Int) -> String { resumeMessage + (checkpoint != nil ? " at step \(step)" : "") }
+    /// The sentence saying where the run starts (`unit`: step, or PPO's iteration).
+    func resumeLine(step: Int, unit: String = "step") -> String { resumeMessage + (checkpoint != nil ? " at \(unit) \(step)" : "") }
 }
 
 /// `StageFolder.checkSteps` for any stage.

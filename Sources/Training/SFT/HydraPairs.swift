@@ -6,7 +6,7 @@ import Kernels
 import Models
 import Tokenizers
 
-/// The reward half of Hydra-SFT (algorithms.md §1.3): L = L_LM + w · L_BT, with
+/// The reward half of Hydra-SFT (docs/algorithms.md §1.3): L = L_LM + w · L_BT, with
 /// L_BT = −log σ(r(x, y_w) − r(x, y_l)) read by a scalar head at each sequence's last token,
 /// on the same trunk as the LM. Pairs stream epoch by epoch like the demonstrations.
 final class HydraPairs {
@@ -34,7 +34,7 @@ final class HydraPairs {
     /// false: only the head trains (no backward through the trunk).
     var trainTrunk = true
 
-    /// The pair loss and its derivatives with respect to r_w and r_l (algorithms.md §3).
+    /// The pair loss and its derivatives with respect to r_w and r_l (docs/algorithms.md §3).
     func pairLoss(_ p: Pair, chosen rw: Double, rejected rl: Double, margin: Double) -> (Double, Double, Double) {
         var (l, dw, dl): (Double, Double, Double)
         if let u = utility.rankUtility(openEnded: p.openEnded) {

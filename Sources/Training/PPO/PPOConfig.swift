@@ -7,7 +7,7 @@ import Rewards
 /// hydra: one frozen trunk, LoRA roles; separate: four full models.
 public enum PPOLayout: String, ConfigChoice { case hydra, separate }
 
-/// The rollout, advantage and update keys (algorithms.md §2.4 defaults where TRL and OpenRLHF
+/// The rollout, advantage and update keys (docs/algorithms.md §2.4 defaults where TRL and OpenRLHF
 /// agree; our choices noted).
 public struct PPOSettings: Sendable {
     static let iterations = Key<Int>("ppo.iterations", 100, "rollout + update iterations", .nonNegative)
@@ -129,31 +129,23 @@ public struct PPOConfig: Sendable {
         try check(data.task != .none || !data.train.isEmpty, "set 'data.task' or 'data.train' (RL prompts JSONL)")
         try check(data.task != .collapse, "data.task collapse has rankings only (no answers to reward): it is for rlhf rm")
         if data.task == .ifeval {
-            // The arithmetic checks would score instruction prompts as wrong answers and non-integers.
-            try check(rewards.verifier == 0 && rewards.format == 0 && (c.optional(InstructionSource.weight) ?? 0) > 0,
-                      "data.task ifeval is rewarded by the instructions verifier: set rewards.instructions > 0, rewards.verifier: 0 and rewards.format: 0")
             try check(data.train.isEmpty && data.eval.isEmpty, "data.task ifeval generates its prompts: leave data.train and data.eval empty")
             try check(cadence.evalEvery > 0, "data.task ifeval measures held-out instruction following before and after: eval.every must be > 0")
         }
-        let learned = rewardConfig
-        try check(learned.rewards.selection != .r2m || ppo.samples > 1,
-                  "rewards.selection r2m updates on each prompt's best vs worst sample: set ppo.samples_per_prompt ≥ 2")
-        try check(learned.rewards.selection != .laser || learned.laser.signal != .dpoNLL || ppo.samples > 1,
-                  "laser.reward dpo_nll pays the bandit on each prompt's best vs worst sample: set ppo.samples_per_prompt ≥ 2")
-        try check(![.laser, .random, .r2m].contains(learned.rewards.selection) || !learned.laser.arms.isEmpty || learned.rewards.proxy != 0,
-                  "rewards.selection \(learned.rewards.selection.rawValue) makes the proxy reward, but rewards.proxy is 0: it would never reach the policy")
+        // Each reward source checks its own keys (and reads them, so a mistyped one is found at load).
+        try RewardSources.validate(rewardConfig)
         try check(![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
                   "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
         // Sampling at τ ≠ 1 while ratios, KL and the update use log-probs at τ = 1 would optimise a
         // different policy from the one sampled (TRL divides the logits by τ in every pass).
         try check(ppo.temperature == 1, "ppo.temperature \(ppo.temperature) is not supported yet: the scoring and update passes take log-probs at τ = 1, so only 1 matches the samples")
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")
-        _ = RewardSources.names(for: rewardConfig)   // the sources' own keys are read (and so checked) at load
     }
 
     /// What the reward sources read.
     var rewardConfig: RewardConfig {
-        RewardConfig(resolved: resolved, rewards: rewards, laser: laser, r2m: r2m, seed: run.seed, iterations: ppo.iterations, maxNewTokens: ppo.maxNewTokens)
+        RewardConfig(resolved: resolved, rewards: rewards, laser: laser, r2m: r2m, seed: run.seed, iterations: ppo.iterations,
+                     maxNewTokens: ppo.maxNewTokens, samplesPerPrompt: ppo.samples, task: data.task.rawValue)
     }
 
     public var loraConfig: LoRAConfig { LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: lora.targets) }

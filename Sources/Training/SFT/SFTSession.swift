@@ -1,3 +1,4 @@
+import Alignment
 import Cluster
 import Config
 import Datasets
@@ -78,13 +79,17 @@ final class SFTSession {
     var state: TrainingState
     var steps: [String: LanguageModelStep] = [:]
     var lastRewardAccuracy: Double?
+    /// Where the run is, for failure reports (`rank r (sft, step s): reason`).
+    var context: FailureContext
+    /// The evaluations before the first step and after the last one evaluated.
+    var initialEval: EvalResult?, lastEval: EvalResult?
 
     var lmOn: Bool { c.hydra.lmWeight > 0 }
     var folder: RunFolder { stageFolder.folder }
     var hasEval: Bool { !data.evalExamples.isEmpty || !(hydra?.evalPairs.isEmpty ?? true) }
 
-    init(_ c: SFTConfig, transport: any Transport, workingDirectory: String, say: (String) -> Void) async throws {
-        self.c = c; self.transport = transport
+    init(_ c: SFTConfig, transport: any Transport, workingDirectory: String, context: FailureContext, say: (String) -> Void) async throws {
+        self.c = c; self.transport = transport; self.context = context
         let worldSize = transport.size
         tokenizer = try Tokenizers.load(c.run.tokenizer)
         let notes = c.data.notes()
@@ -174,39 +179,32 @@ final class SFTSession {
         return hydra
     }
 
-    /// What one step did, summed over ranks.
-    struct StepRecord { var loss: Double, tokens: Int, pairLoss: Double, pairCorrect: Double, learningRate: Float, gradNorm: Float, communicateSeconds: Double }
+    /// What one step adds up over the ranks.
+    struct StepSums: RankSums {
+        var loss = 0.0, tokens = 0.0, pairLoss = 0.0, pairCorrect = 0.0
+        mutating func visitSums(_ visit: (inout Double) -> Void) {
+            visit(&loss)
+            visit(&tokens)
+            visit(&pairLoss)
+            visit(&pairCorrect)
+        }
+    }
 
     /// One optimizer step. Every rank builds the same global batch; rank r takes the r-th
     /// contiguous block of micro-batches. The loss is normalised by the whole batch's target
     /// tokens, so the sum over ranks of their gradients is exactly the single-process gradient.
-    func step() async throws -> StepRecord {
-        let step = state.step + 1, worldSize = transport.size
-        let microBatches = stream?.globalBatch(cursor: state.cursor, size: c.train.batchSize, microBatchSize: c.train.microBatchSize) ?? []
-        let lossTokens = microBatches.reduce(0) { $0 + $1.lossTokens }
-        let mine = lmOn ? microBatches[(transport.rank * accumulation)..<((transport.rank + 1) * accumulation)] : []
+    func step(_ step: Int) async throws -> SFTStepReport {
+        let started = Date()
         trainer.beginStep()
-        var loss = 0.0, tokens = 0
-        for (i, batch) in mine.enumerated() {
-            let key = "\(batch.batch)x\(batch.length)"
-            let lm = steps[key] ?? LanguageModelStep(trunk: trunk, batch: batch.batch, tokens: batch.length)
-            steps[key] = lm
-            trainer.beginMicroBatch()
-            // The last backward of a full fine-tune starts each layer's all-reduce as it finishes it.
-            let ready = i == mine.count - 1 ? trainer.overlappingLastMicroBatch(transport) : nil
-            loss += Double(try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens, trunkGradients: trainer.gradients,
-                                      gradientsReady: ready))
-            trainer.endMicroBatch()
-            tokens += batch.batch * batch.length
-        }
-        var pairLoss = 0.0, pairCorrect = 0.0
+        var sums = try languageModelGradients()
         if let hydra {
             let pairs = hydra.batch(cursor: state.pairCursor ?? 0)
-            let share = hydra.batchSize / worldSize
+            let share = hydra.batchSize / transport.size
             hydra.headSum.zero()
-            (pairLoss, pairCorrect) = try hydra.accumulate(trunk: trunk, mine: Array(pairs[(transport.rank * share)..<((transport.rank + 1) * share)]),
-                                                           microBatch: c.hydra.pairMicroBatchSize, globalCount: hydra.batchSize,
-                                                           trunkGradients: trainer.gradients, trunkSum: trainer.sum)
+            (sums.pairLoss, sums.pairCorrect) = try hydra.accumulate(
+                trunk: trunk, mine: Array(pairs[(transport.rank * share)..<((transport.rank + 1) * share)]),
+                microBatch: c.hydra.pairMicroBatchSize, globalCount: hydra.batchSize,
+                trunkGradients: trainer.gradients, trunkSum: trainer.sum)
         }
         let communicated = Date()
         // Head-only rm: the trunk has no gradient, so nothing to sum, clip or apply.
@@ -215,7 +213,7 @@ final class SFTSession {
             try await transport.allReduce(hydra.headSum)
             hydra.headSum.write(into: hydra.headGradients)
         }
-        let totals = try await transport.allReduce([loss, Double(tokens), pairLoss, pairCorrect], op: .sum)
+        let totals = try await sums.summed(over: transport)
         let communicateSeconds = Date().timeIntervalSince(communicated)
         let lr = schedule.rate(step: step)
         let norm = c.trainTrunk ? trainer.apply(learningRate: lr, gradClip: c.train.gradClip) : 0
@@ -228,25 +226,51 @@ final class SFTSession {
         if lmOn { state.cursor += c.train.batchSize }
         state.optimizerStep = trainer.optimizer.step
         state.learningRate = lr
-        return StepRecord(loss: totals[0], tokens: Int(totals[1]), pairLoss: totals[2], pairCorrect: totals[3], learningRate: lr, gradNorm: norm,
-                          communicateSeconds: communicateSeconds)
+        let seconds = Date().timeIntervalSince(started)
+        if c.train.checkReplicas { try await trainer.checkReplicasAgree(transport) }
+        return SFTStepReport(step: step, totals: totals, learningRate: lr, gradNorm: norm, seconds: seconds,
+                             communicateSeconds: communicateSeconds, pairBatch: hydra.map { Double($0.batchSize) },
+                             lmOn: lmOn, trainTrunk: c.trainTrunk)
+    }
+
+    /// This rank's micro-batches of the step's global batch: their gradients into the trainer's
+    /// exact sum; returns the loss and token count they add.
+    func languageModelGradients() throws -> StepSums {
+        let microBatches = stream?.globalBatch(cursor: state.cursor, size: c.train.batchSize, microBatchSize: c.train.microBatchSize) ?? []
+        let lossTokens = microBatches.reduce(0) { $0 + $1.lossTokens }
+        let mine = lmOn ? microBatches[(transport.rank * accumulation)..<((transport.rank + 1) * accumulation)] : []
+        var sums = StepSums()
+        for (i, batch) in mine.enumerated() {
+            let key = "\(batch.batch)x\(batch.length)"
+            let lm = steps[key] ?? LanguageModelStep(trunk: trunk, batch: batch.batch, tokens: batch.length)
+            steps[key] = lm
+            trainer.beginMicroBatch()
+            // The last backward of a full fine-tune starts each layer's all-reduce as it finishes it.
+            let ready = i == mine.count - 1 ? trainer.overlappingLastMicroBatch(transport) : nil
+            sums.loss += Double(try lm.run(tokens: batch.tokens, targets: batch.targets, normalizer: lossTokens,
+                                           trunkGradients: trainer.gradients, gradientsReady: ready))
+            trainer.endMicroBatch()
+            sums.tokens += Double(batch.batch * batch.length)
+        }
+        return sums
     }
 
     /// Held-out loss and exact match, and the reward head's pairwise accuracy (rank 0), logged.
-    func evaluate(step: Int) throws -> EvalResult {
-        var metrics: [String: Any] = ["step": step]
+    func evaluateModel(step: Int) throws -> EvalResult {
+        var record = SFTEvalRecord(step: step)
         var r = EvalResult(loss: 0, exactMatch: nil, examples: 0)
         if !data.evalExamples.isEmpty {
             r = try Evaluation.run(trunk: trunk, examples: data.evalExamples, tokenizer: tokenizer, maxLength: c.train.maxLength,
                                    maxNewTokens: c.cadence.evalMaxNewTokens, batchSize: max(c.train.microBatchSize, 32))
-            metrics["eval_loss"] = r.loss
+            record.evalLoss = r.loss
         }
-        if let em = r.exactMatch { metrics["exact_match"] = em }
+        record.exactMatch = r.exactMatch
         if let (accuracy, rewards) = try hydra?.evaluate(trunk: trunk) {
-            metrics["reward_accuracy"] = accuracy; lastRewardAccuracy = accuracy
+            record.rewardAccuracy = accuracy
+            lastRewardAccuracy = accuracy
             try RewardHistograms(step: step, rewards: rewards).write(folder: folder)
         }
-        try folder.appendMetrics(metrics)
+        try folder.append(record)
         return r
     }
 

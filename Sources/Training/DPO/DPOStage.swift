@@ -31,7 +31,7 @@ public struct DPOResult: Sendable {
     public var lastCheckpoint: String?
 }
 
-/// Offline preference optimisation (algorithms.md §4–§6): DPO, IPO, cDPO, robust, hinge, CPL and
+/// Offline preference optimisation (docs/algorithms.md §4–§6): DPO, IPO, cDPO, robust, hinge, CPL and
 /// InSPO on preference pairs. With LoRA the reference is the same trunk with adapters off;
 /// otherwise the policy trains a copy and the loaded model stays frozen as the reference. The
 /// reference's log-probs are computed once (sharded over ranks) and cached in the run folder.
@@ -42,121 +42,27 @@ public final class DPOStage {
     let transport: any Transport
     let workingDirectory: String
     let sayOnRankZero: (String) -> Void
-    public private(set) var context: FailureContext
+    /// Where the run is, for failure reports (`rank r (dpo, step s): reason`).
+    public var context: FailureContext { session?.context ?? startContext }
+    let startContext: FailureContext
+    var session: DPOSession?
 
     public init(config: DPOConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
                 say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
         self.config = config; self.transport = transport; self.workingDirectory = workingDirectory; self.sayOnRankZero = say
-        context = FailureContext(rank: transport.rank, role: "dpo", step: 0)
+        startContext = FailureContext(rank: transport.rank, role: "dpo", step: 0)
     }
     var isLeader: Bool { transport.rank == 0 }
     func say(_ m: String) { if isLeader { sayOnRankZero(m) } }
 
     public func run() async throws -> DPOResult {
-        let cfg = config, worldSize = transport.size
-        let objective = cfg.objective
         FailureReport.current = context
-        let tokenizer = try Tokenizers.load(cfg.run.initFrom.isEmpty ? cfg.run.tokenizer : cfg.run.initFrom)
-        let maxLength = cfg.train.maxLength
-
-        let conditioned = objective.needsConditional
-        let (train, evalPairs, evalExamples) = try loadPairs(tokenizer: tokenizer, conditioned: conditioned)
-        guard !train.isEmpty else { throw DatasetError("no preference pairs to train on") }
-        let accumulation = try cfg.accumulationSteps(worldSize: worldSize)
-        guard try Placement.parse(cfg.run.placement, worldSize: worldSize).remote.isEmpty else {
-            throw ConfigError("'placement': dpo trains only the policy, replicated on every rank (the reference is its adapters-off pass or a frozen copy); use colocated")
-        }
-        let stepsPerEpoch = Double(train.count) / Double(cfg.train.batchSize)
-        let totalSteps = cfg.train.steps > 0 ? cfg.train.steps : max(1, Int((cfg.train.epochs * stepsPerEpoch).rounded(.up)))
-
-        let stageFolder = try await StageFolder.open(stage: "dpo", run: cfg.run, resolved: cfg.resolved, transport: transport,
-                                                     workingDirectory: workingDirectory, say: say)
-        let folder = stageFolder.folder, checkpoint = stageFolder.checkpoint
-
-        let (base, policyTrunk, policyLoRA, trainer) = try models(tokenizer: tokenizer, checkpoint: checkpoint)
-        if let line = trainer.reductionLine(transport) { say(line) }
-        let optimizer = trainer.optimizer, trainable = trainer.parameters
-        var state = try stageFolder.resumedState(stage: "dpo", fresh: TrainingState(
-            stage: "dpo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: cfg.run.seed),
-            tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte", worldSize: worldSize))
-        if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: optimizer, step: state.optimizerStep) }
-        say(stageFolder.resumeLine(step: state.step))
-        try stageFolder.checkSteps(done: state.step, total: totalSteps, key: cfg.train.steps > 0 ? "train.steps" : "train.epochs",
-                                   epochs: cfg.train.steps > 0 ? nil : cfg.train.epochs, say: say)
-        say(derived(accumulation: accumulation, pairs: (train.count, evalPairs.count, evalExamples.count), steps: (stepsPerEpoch, totalSteps),
-                    parameters: (base.parameterCount, trainable.count), tokenizer: tokenizer))
-
-        let (reference, referenceSeconds) = try await timedReference(base: base, train: train, eval: evalPairs, folder: folder)
-
-        let kinds: [PairSequenceKind] = (objective.needsUnconditional ? [.chosen, .rejected] : []) + (conditioned ? [.conditionalChosen, .conditionalRejected] : [])
-        let schedule = LearningRateSchedule(peak: cfg.train.lr, minRatio: cfg.train.minLRRatio, warmupSteps: cfg.train.warmupSteps, totalSteps: totalSteps)
-        var steps: [String: TokenLogProbStep] = [:]
-        var result = DPOResult(runFolder: folder.path, loss: objective.kind.name, trainSeconds: 0, referenceSeconds: referenceSeconds)
-        let evaluator = PreferenceEvaluator(policy: policyTrunk, adapter: policyLoRA, reference: base, tokenizer: tokenizer, evalPairs: evalPairs,
-                                            referenceSums: reference.eval, evalExamples: evalExamples, maxLength: maxLength, beta: objective.beta,
-                                            maxNewTokens: cfg.cadence.evalMaxNewTokens, conditioned: conditioned,
-                                            klTemperature: cfg.preference.klTemperature, seed: cfg.run.seed)
-        func evaluate(step: Int) throws -> PreferenceEval { try Self.evaluate(evaluator, step: step, folder: folder) }
-        func save(step: Int) throws {
-            result.lastCheckpoint = try saveCheckpoint(step: step, policy: policyTrunk, adapter: policyLoRA, optimizer: optimizer, state: state,
-                                                       tokenizer: tokenizer, folder: folder)
-        }
-        if isLeader && state.step == 0 && cfg.cadence.evalEvery > 0 { result.initialEval = try evaluate(step: 0); say("step 0: \(Self.describe(result.initialEval!))") }
-
-        let progress = Progress(total: totalSteps, every: cfg.cadence.logEvery, startStep: state.step)
-        var trainSeconds = 0.0
-        var divergence = DivergenceGuard(cfg.train, checkpoints: folder.checkpoints, memory: state.divergence)
-        while state.step < totalSteps {
-            let started = Date()
-            let step = state.step + 1
-            context.step = step
-            FailureReport.current = context
-            let sums = try pairGradients(step: PairStep(cursor: state.cursor, train: train, reference: reference.train, kinds: kinds, objective: objective,
-                                                        policy: policyTrunk, adapter: policyLoRA), trainer: trainer, cache: &steps)
-            let communicated = Date()
-            try await trainer.allReduce(transport)
-            let totals = try await transport.allReduce(sums, op: .sum)
-            let communicateSeconds = Date().timeIntervalSince(communicated)
-            let lr = schedule.rate(step: step)
-            let norm = trainer.apply(learningRate: lr, gradClip: cfg.train.gradClip)
-            state.step = step; state.cursor += cfg.train.batchSize; state.optimizerStep = optimizer.step; state.learningRate = lr
-            let seconds = Date().timeIntervalSince(started)
-            trainSeconds += seconds
-            let loss = totals[0] / Double(cfg.train.batchSize)
-            try divergence.check(step: step, loss: loss, gradNorm: Double(norm))
-            state.divergence = divergence.memory
-            if cfg.train.checkReplicas { try await trainer.checkReplicasAgree(transport) }
-            let stop = step < totalSteps ? try await StopRequest.agreed(transport) : nil
-            if isLeader { try report(step: step, totals: totals, lr: lr, norm: norm, seconds: (seconds, communicateSeconds), folder: folder, progress: progress) }
-            if isLeader && cfg.cadence.evaluates(after: step, of: totalSteps) {
-                let e = try evaluate(step: step)
-                result.finalEval = e
-                progress.line("step \(step): \(Self.describe(e))")
-            }
-            let saved = isLeader && cfg.cadence.checkpoints(after: step, of: totalSteps)
-            if saved { try save(step: step) }
-            if let stop {
-                try await stopAfterStep(stop, transport, stage: "dpo", step: step, saved: saved ? result.lastCheckpoint : nil) {
-                    try save(step: step)
-                    return result.lastCheckpoint ?? ""
-                }
-            }
-        }
-        if isLeader && state.step == totalSteps { try saveFinal(policyTrunk, adapter: policyLoRA, folder: folder) }
-        try await transport.barrier()
-        if result.lastCheckpoint == nil { result.lastCheckpoint = Checkpoints.newest(in: folder.checkpoints) }
-        result.trainSeconds = trainSeconds
-        return result
-    }
-
-    /// One step's metrics line and progress: totals are the ranks' sums of (loss, accuracy, chosen
-    /// reward, rejected reward) over the global batch.
-    func report(step: Int, totals: [Double], lr: Float, norm: Float, seconds: (step: Double, communicate: Double), folder: RunFolder, progress: Runs.Progress) throws {
-        let n = Double(config.train.batchSize), loss = totals[0] / n
-        try folder.appendMetrics(["step": step, "loss": loss, "lr": Double(lr), "grad_norm": Double(norm), "reward_accuracy": totals[1] / n,
-                                  "chosen_reward": totals[2] / n, "rejected_reward": totals[3] / n, "margin": (totals[2] - totals[3]) / n,
-                                  "pairs_per_s": n / max(seconds.step, 1e-9), "seconds": seconds.step, "communicate_seconds": seconds.communicate])
-        progress.update(step: step, fields: String(format: "loss %.4f acc %.3f margin %.3f lr %.2e |g| %.3f", loss, totals[1] / n, (totals[2] - totals[3]) / n, lr, norm))
+        let s = try await DPOSession(self)
+        session = s
+        let saved = try await StageLoop(stage: s, transport: transport, say: say).run()
+        return DPOResult(runFolder: s.folder.path, loss: config.objective.kind.name, initialEval: s.initialEval, finalEval: s.finalEval,
+                         trainSeconds: s.trainSeconds, referenceSeconds: s.referenceSeconds,
+                         lastCheckpoint: saved ?? Checkpoints.newest(in: s.folder.checkpoints))
     }
 
     /// The run's description: batch arithmetic, data, loss, policy and reference.
@@ -216,18 +122,6 @@ public final class DPOStage {
         else { try HFCheckpoint.save(policy, directory: final + "/policy") }
     }
 
-    /// Held-out figures of the policy (rank 0), logged.
-    static func evaluate(_ evaluator: PreferenceEvaluator, step: Int, folder: RunFolder) throws -> PreferenceEval {
-        let e = try evaluator.run()
-        var m: [String: Any] = ["step": step]
-        if let v = e.exactMatch { m["exact_match"] = v }
-        if let v = e.conditionedExactMatch { m["conditioned_exact_match"] = v }
-        if let v = e.rewardAccuracy { m["eval_reward_accuracy"] = v }
-        if let v = e.kl { m["kl"] = v }
-        try folder.appendMetrics(m)
-        return e
-    }
-
     static func describe(_ e: PreferenceEval) -> String {
         [e.exactMatch.map { String(format: "exact match %.1f%%", 100 * $0) }, e.conditionedExactMatch.map { String(format: "conditioned on own draft %.1f%%", 100 * $0) },
          e.rewardAccuracy.map { String(format: "implicit-reward accuracy %.1f%%", 100 * $0) }, e.kl.map { String(format: "KL to reference %.4f", $0) }]
@@ -278,13 +172,13 @@ public final class DPOStage {
     /// This rank's share of the global pair batch at `cursor`: the loss's gradient through the
     /// token log-probs, micro-batch by micro-batch, into `trainer`'s exact sum. Returns Σ loss,
     /// Σ [implicit reward of chosen > rejected], Σ chosen reward, Σ rejected reward over the share.
-    func pairGradients(step p: PairStep, trainer: DataParallelOptimizer, cache steps: inout [String: TokenLogProbStep]) throws -> [Double] {
+    func pairGradients(step p: PairStep, trainer: DataParallelOptimizer, cache steps: inout [String: TokenLogProbStep]) throws -> DPOStepSums {
         let cfg = config, objective = p.objective, lora = p.adapter != nil
         let share = cfg.train.batchSize / transport.size
         let global = pairOrder(count: p.train.count, seed: cfg.run.seed, cursor: p.cursor, size: cfg.train.batchSize)
         let mine = Array(global[(transport.rank * share)..<((transport.rank + 1) * share)])
         trainer.beginStep()
-        var sums = [0.0, 0.0, 0.0, 0.0]
+        var sums = DPOStepSums()
         let lastStart = (mine.count - 1) / cfg.train.microBatchSize * cfg.train.microBatchSize
         for start in stride(from: 0, to: mine.count, by: cfg.train.microBatchSize) {
             let indices = Array(mine[start..<min(start + cfg.train.microBatchSize, mine.count)])
@@ -302,12 +196,13 @@ public final class DPOStage {
                                                              conditionalChosen: q[.conditionalChosen] ?? [], conditionalRejected: q[.conditionalRejected] ?? [],
                                                              refChosen: p.reference[index].chosen, refRejected: p.reference[index].rejected)
                 let g = objective.evaluate(input)
-                sums[0] += g.loss
+                sums.loss += g.loss
                 // Implicit rewards β(log π − log π_ref) of the policy the loss trains (conditional for InSPO without its DPO term).
                 let w = (q[.chosen] ?? q[.conditionalChosen]!).reduce(0, +), l = (q[.rejected] ?? q[.conditionalRejected]!).reduce(0, +)
                 let rw = objective.beta * (w - input.refChosen), rl = objective.beta * (l - input.refRejected)
-                if rw > rl { sums[1] += 1 }
-                sums[2] += rw; sums[3] += rl
+                if rw > rl { sums.correct += 1 }
+                sums.chosenReward += rw
+                sums.rejectedReward += rl
                 grads.append([.chosen: g.chosen, .rejected: g.rejected, .conditionalChosen: g.conditionalChosen, .conditionalRejected: g.conditionalRejected])
             }
             // Mean over the global batch: every pair's gradient is divided by its size.

@@ -10,7 +10,7 @@ import Runs
 import Tokenizers
 
 extension PPOSession {
-    /// Pre-PPO prompt selection (Shen et al. 2025, algorithms.md §8.3): sample `prepo.samples`
+    /// Pre-PPO prompt selection (Shen et al. 2025, docs/algorithms.md §8.3): sample `prepo.samples`
     /// responses per candidate prompt from the SFT policy, score them with the run's reward, and
     /// keep the `prepo.keep` share with the lowest per-task z-score of the mean (the hard prompts).
     /// Candidates are shared round-robin over the ranks rolling out; prepo.jsonl in the run folder
@@ -60,16 +60,9 @@ extension PPOSession {
     /// ensemble: no bandit step, no R2M fusion).
     func prePPOScores(prompts: [PPOPrompt], indices: [Int], tokens: [[Int32]], endedWithEOS: [Bool]) async throws -> [Double] {
         let sequences = zip(prompts, tokens).map { $0.tokens + $1 }
-        let (_, last) = try await scorer.referenceAndLastHidden(sequences)
-        let head = roles.rewardHead.forward(hidden: last.flatMap { $0 }, rows: last.count).map(Double.init)
-        // No heads (LASeR over named sources only): the proxy term is 0.
-        let proxy = try learned.map { l in
-            let s = l.headScores(try l.proxyStates(sequences, shared: last))
-            return s.isEmpty ? Array(repeating: 0, count: sequences.count) : s[0].indices.map { i in s.reduce(0) { $0 + $1[i] } / Double(s.count) }
-        }
-        let batch = RewardBatch(texts: tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, answers: prompts.map(\.answer), tasks: prompts.map(\.task),
-                                questions: prompts.map(\.text), promptIndices: indices, sequences: sequences, promptLengths: prompts.map(\.tokens.count),
-                                headScores: head, proxy: proxy)
-        return finalScores(try RewardSources.compose(sources, batch: batch).total, endedWithEOS: endedWithEOS)
+        let passes = try await scoringPasses(sequences, needs: .lastHidden, policyPass: false)
+        let batch = rewardBatch(prompts: prompts, indices: indices, texts: tokens.map { tokenizer.decode($0, skipSpecialTokens: true) },
+                                sequences: sequences, passes: passes, iteration: 0, purpose: .selection)
+        return finalScores(try await RewardSources.compose(sources, batch: batch, replicas: replicas).total, endedWithEOS: endedWithEOS)
     }
 }

@@ -27,15 +27,3 @@ public struct IntegerFormatVerifier: Verifier {
         return !t.isEmpty && Int(t) != nil && t == response ? 0 : -1
     }
 }
-
-/// A reward as a weighted sum of named sources, each kept for logging (design §5).
-public struct RewardBreakdown: Sendable {
-    public var total: [Double]
-    public var bySource: [String: [Double]]
-    public init(count: Int) { total = Array(repeating: 0, count: count); bySource = [:] }
-    public mutating func add(_ name: String, values: [Double], weight: Double) {
-        bySource[name] = values
-        guard weight != 0 else { return }
-        for i in total.indices { total[i] += weight * values[i] }
-    }
-}

@@ -1,4 +1,5 @@
 import Cluster
+import Config
 import Foundation
 import Runs
 
@@ -48,10 +49,6 @@ struct DivergenceGuard {
         self.memory = memory ?? DivergenceMemory()
     }
 
-    init(_ train: OptimizerSettings, checkpoints: String, memory: DivergenceMemory?) {
-        self.init(spikeFactor: train.lossSpike, maxGradNorm: train.maxGradNormAbort, checkpoints: checkpoints, memory: memory)
-    }
-
     /// Throws when step `step`'s loss or gradient norm says the run diverged; else remembers the
     /// loss. `gradNorm` nil: the step trained nothing whose norm could be checked (a head-only
     /// rm), so only the loss rules apply.
@@ -98,16 +95,4 @@ struct DivergenceGuard {
             ?? "; lower the learning rate (or warm up longer) or check the data"
         return TrainingError("\(what): training diverged, nothing more is written; \(last)\(hint)")
     }
-}
-
-/// Ends a stage after a stop every rank agreed on (`StopRequest.agreed`, asked right after the
-/// step's own all-reduce, while the ranks are in step, so rank 0's evaluation still overlaps the
-/// others' work): rank 0 writes a checkpoint unless `saved` already holds this step's, every rank
-/// waits for it, and the stage ends with `RunStopped`.
-func stopAfterStep(_ signal: StopSignal, _ transport: any Transport, stage: String, step: Int, saved: String?,
-                   save: () async throws -> String) async throws -> Never {
-    var checkpoint: String?
-    if transport.rank == 0 { checkpoint = saved; if checkpoint == nil { checkpoint = try await save() } }
-    try await transport.barrier()
-    throw RunStopped(signal: signal, stage: stage, step: step, checkpoint: checkpoint)
 }
