@@ -1,4 +1,5 @@
 import Alignment
+import Cluster
 import Config
 import Foundation
 

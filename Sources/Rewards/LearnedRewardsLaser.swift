@@ -16,14 +16,14 @@ extension LearnedRewards {
     /// constant and LinUCB acts as a plain UCB bandit. The L2 normalisation is ours (the paper and
     /// code use the raw mean), so that the ridge prior A = I weighs the same for any model width.
     package func context(policyHidden: [[Float]], promptLengths: [Int], channels c: Int, replicas: (any Transport)?) async throws -> [Double] {
-        var sum = [Double](repeating: 0, count: c + 1)
+        var sum = ContextSums(states: [Double](repeating: 0, count: c))
         for (h, n) in zip(policyHidden, promptLengths) {
             let last = (n - 1) * c
-            for j in 0..<c { sum[j] += Double(h[last + j]) }
-            sum[c] += 1
+            for j in 0..<c { sum.states[j] += Double(h[last + j]) }
+            sum.prompts += 1
         }
-        if let replicas { sum = try await replicas.allReduce(sum, op: .sum) }
-        var x = sum[0..<c].map { $0 / max(sum[c], 1) }
+        sum = try await sum.summed(over: replicas)
+        var x = sum.states.map { $0 / max(sum.prompts, 1) }
         let norm = x.reduce(0) { $0 + $1 * $1 }.squareRoot()
         if norm > 0 { x = x.map { $0 / norm } }
         return x
@@ -46,9 +46,9 @@ extension LearnedRewards {
                                  refChosen: responseSum(old[p.winner], p.winner), refRejected: responseSum(old[p.loser], p.loser),
                                  chosenTokens: sequences[p.winner].count - promptLengths[p.winner])
         }
-        var sums = [LaserPairSignal.lossSum(signal, beta: laser.beta, nllWeight: laser.nll), Double(signal.count)]
-        if let replicas { sums = try await replicas.allReduce(sums, op: .sum) }
-        return sums[1] > 0 ? (-sums[0] / sums[1], Int(sums[1])) : nil
+        let sums = try await LaserPairSums(loss: LaserPairSignal.lossSum(signal, beta: laser.beta, nllWeight: laser.nll),
+                                           pairs: Double(signal.count)).summed(over: replicas)
+        return sums.pairs > 0 ? (-sums.loss / sums.pairs, Int(sums.pairs)) : nil
     }
 
     /// Pays the arm chosen for this batch (nil signal: no update) and returns the normalised reward.
@@ -71,5 +71,23 @@ extension LearnedRewards {
         let (_, last) = try await scorer.referenceAndLastHidden(sequences)
         let scores = headScores(try proxyStates(sequences, shared: last))
         return scores.reduce(0) { $0 + $1.reduce(0, +) } / Double(scores.count * sequences.count)
+    }
+}
+
+/// What LASeR's pair signal adds up over the ranks: Σ −reward (DPO + NLL) and the pairs.
+struct LaserPairSums: RankSums {
+    var loss: Double, pairs: Double
+    mutating func visitSums(_ visit: (inout Double) -> Void) {
+        visit(&loss)
+        visit(&pairs)
+    }
+}
+
+/// LASeR's context over the ranks: Σ of each prompt's last state [C] and the prompts.
+struct ContextSums: RankSums {
+    var states: [Double], prompts = 0.0
+    mutating func visitSums(_ visit: (inout Double) -> Void) {
+        for j in states.indices { visit(&states[j]) }
+        visit(&prompts)
     }
 }

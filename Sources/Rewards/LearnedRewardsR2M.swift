@@ -38,22 +38,35 @@ extension LearnedRewards {
         let (_, fresh) = try await policy.logProbsAndHidden(sequences)
         let c = r2m.policyChannels
         grads.zero()
-        var sums = [0.0, 0.0, 0.0]   // Bradley–Terry, entropy, groups
+        var sums = R2MUpdateSums()
         for start in stride(from: 0, to: sequences.count - groupSize + 1, by: max(groupSize, 1)) where groupSize >= 2 {
             let rows = Array(start..<(start + groupSize))
             guard let (winner, loser) = GroupRewardEntropy.pair(scores: rows.map { scored.proxy[$0] }) else { continue }
             let caches = rows.map { r2m.forward(rewardHidden: scored.lastHidden[$0], policyHidden: attendedStates(fresh[$0], channels: c), omega: omega) }
             let loss = GroupRewardEntropy.loss(rewards: caches.map { Double($0.reward) }, winner: winner, loser: loser, alpha: r2mSettings.entropyWeight)
             for (j, cache) in caches.enumerated() where loss.gradient[j] != 0 { r2m.backward(cache, dReward: Float(loss.gradient[j]), gradients: grads) }
-            sums[0] += loss.bradleyTerry; sums[1] += loss.entropy; sums[2] += 1
+            sums.bradleyTerry += loss.bradleyTerry
+            sums.entropy += loss.entropy
+            sums.groups += 1
         }
         if let replicas {
             try await replicas.allReduce(grads, op: .sum)
-            sums = try await replicas.allReduce(sums, op: .sum)
+            sums = try await sums.summed(over: replicas)
         }
-        guard sums[2] > 0 else { return ["r2m_omega": omega, "r2m_groups": 0] }
-        for i in 0..<grads.count { grads[i] /= Float(sums[2]) }
+        guard sums.groups > 0 else { return ["r2m_omega": omega, "r2m_groups": 0] }
+        for i in 0..<grads.count { grads[i] /= Float(sums.groups) }
         optimizer.update(parameters: r2m.parameters, gradients: grads, learningRate: r2mSettings.lr)
-        return ["r2m_omega": omega, "r2m_groups": sums[2], "r2m_bt_loss": sums[0] / sums[2], "r2m_group_entropy": sums[1] / sums[2]]
+        return ["r2m_omega": omega, "r2m_groups": sums.groups, "r2m_bt_loss": sums.bradleyTerry / sums.groups,
+                "r2m_group_entropy": sums.entropy / sums.groups]
+    }
+}
+
+/// What R2M's update adds up over the ranks' groups.
+struct R2MUpdateSums: RankSums {
+    var bradleyTerry = 0.0, entropy = 0.0, groups = 0.0
+    mutating func visitSums(_ visit: (inout Double) -> Void) {
+        visit(&bradleyTerry)
+        visit(&entropy)
+        visit(&groups)
     }
 }

@@ -51,12 +51,14 @@ package struct RewardConfig: Sendable {
     package let seed: UInt64, iterations: Int, maxNewTokens: Int, samplesPerPrompt: Int
     /// data.task: the built-in task the prompts come from ("" for a prompts file).
     package let task: String
+    /// The sources the run may use (`RewardSources.registry`, or more in a test).
+    package let registry: [RewardSourceRegistration]
 
     package init(resolved: ResolvedConfig, rewards: RewardSettings, laser: LaserSettings, r2m: R2MSettings, seed: UInt64, iterations: Int,
-                 maxNewTokens: Int, samplesPerPrompt: Int, task: String) {
+                 maxNewTokens: Int, samplesPerPrompt: Int, task: String, registry: [RewardSourceRegistration] = RewardSources.registry) {
         self.resolved = resolved; self.rewards = rewards; self.laser = laser; self.r2m = r2m
         self.seed = seed; self.iterations = iterations; self.maxNewTokens = maxNewTokens; self.samplesPerPrompt = samplesPerPrompt
-        self.task = task
+        self.task = task; self.registry = registry
     }
 }
 
@@ -180,7 +182,7 @@ package enum RewardSources {
     ]
 
     /// The registrations `config` uses, in registry order.
-    package static func active(for config: RewardConfig) -> [RewardSourceRegistration] { registry.filter { $0.isActive(config) } }
+    package static func active(for config: RewardConfig) -> [RewardSourceRegistration] { config.registry.filter { $0.isActive(config) } }
 
     /// The names of the sources `config` uses, in registry order.
     package static func names(for config: RewardConfig) -> [String] { active(for: config).map(\.name) }

@@ -116,6 +116,8 @@ public struct PPOConfig: Sendable {
     public var ptxFile: String, maxLength: Int
     /// memory.limit_gib in bytes, nil: the default (90% of physical memory).
     public var memoryLimitBytes: Double?
+    /// The reward sources the run may use: every registered one (a test may add its own).
+    package var rewardRegistry = RewardSources.registry
 
     public init(_ c: ResolvedConfig) throws {
         resolved = c
@@ -145,7 +147,7 @@ public struct PPOConfig: Sendable {
     /// What the reward sources read.
     var rewardConfig: RewardConfig {
         RewardConfig(resolved: resolved, rewards: rewards, laser: laser, r2m: r2m, seed: run.seed, iterations: ppo.iterations,
-                     maxNewTokens: ppo.maxNewTokens, samplesPerPrompt: ppo.samples, task: data.task.rawValue)
+                     maxNewTokens: ppo.maxNewTokens, samplesPerPrompt: ppo.samples, task: data.task.rawValue, registry: rewardRegistry)
     }
 
     public var loraConfig: LoRAConfig { LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: lora.targets) }

@@ -119,7 +119,7 @@ final class PPORun {
         guard transport.rank == 0, !s.data.instructionEval.isEmpty else { return nil }
         let e = try InstructionEvaluation.run(trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, prompts: s.data.instructionEval,
                                               tokenizer: s.tokenizer, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
-        try folder.appendMetrics(e.metrics(step: iteration, prompts: s.data.instructionEval.count))
+        try folder.append(e.metrics(step: iteration, prompts: s.data.instructionEval.count))
         let directory = (folder.path as NSString).appendingPathComponent("eval")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = (directory as NSString).appendingPathComponent(String(format: "instructions-step-%05d.json", iteration))

@@ -7,15 +7,15 @@ import Tokenizers
 /// Held-out instruction following (the ifeval task): greedy replies to prompts the policy never
 /// trained on, each checked against its instructions. The score is the share of instructions
 /// kept over all prompts (IFEval's instruction-level accuracy), also per constraint kind.
-struct InstructionEvaluation {
-    var kept = 0, total = 0
-    var perKind: [String: (kept: Int, total: Int)] = [:]
-    var endedWithEOS = 0
-    var samples: [[String: Any]] = []
+package struct InstructionEvaluation {
+    package var kept = 0, total = 0
+    package var perKind: [String: (kept: Int, total: Int)] = [:]
+    package var endedWithEOS = 0
+    package var samples: [[String: Any]] = []
 
-    var score: Double { Double(kept) / Double(max(total, 1)) }
+    package var score: Double { Double(kept) / Double(max(total, 1)) }
 
-    static func run(trunk: any CausalLM, adapter: LoRAAdapter?, prompts: [PPOPrompt], tokenizer: any Tokenizer, maxNewTokens: Int,
+    package static func run(trunk: any CausalLM, adapter: LoRAAdapter?, prompts: [PPOPrompt], tokenizer: any Tokenizer, maxNewTokens: Int,
                     batchSize: Int) throws -> InstructionEvaluation {
         var e = InstructionEvaluation()
         for start in stride(from: 0, to: prompts.count, by: batchSize) {
@@ -42,14 +42,27 @@ struct InstructionEvaluation {
     }
 
     /// Metrics for metrics.jsonl: instructions (the score), instructions_<kind>, eos share.
-    func metrics(step: Int, prompts: Int) -> [String: Any] {
-        var m: [String: Any] = ["step": step, "instructions": score, "eval_eos": Double(endedWithEOS) / Double(max(prompts, 1))]
-        for (kind, c) in perKind { m["instructions_\(kind)"] = Double(c.kept) / Double(max(c.total, 1)) }
-        return m
+    /// The metrics line: the score, the share of replies that ended, and the score per constraint kind.
+    package struct Record: MetricsRecord {
+        let step: Int
+        let instructions: Double, evalEOS: Double
+        let perKind: [String: Double]
+
+        package func encode(to encoder: any Encoder) throws {
+            var m = encoder.container(keyedBy: MetricsKey.self)
+            try m.encode(step, forKey: MetricsKey("step"))
+            try m.encode(figures: ["instructions": instructions, "eval_eos": evalEOS])
+            try m.encode(figures: Dictionary(uniqueKeysWithValues: perKind.map { ("instructions_\($0.key)", $0.value) }))
+        }
+    }
+
+    package func metrics(step: Int, prompts: Int) -> Record {
+        Record(step: step, instructions: score, evalEOS: Double(endedWithEOS) / Double(max(prompts, 1)),
+               perKind: perKind.mapValues { Double($0.kept) / Double(max($0.total, 1)) })
     }
 
     /// The per-constraint results and sample replies, for the run folder.
-    func report(step: Int) -> [String: Any] {
+    package func report(step: Int) -> [String: Any] {
         ["step": step, "instructions": score, "kept": kept, "total": total,
          "per_constraint": perKind.mapValues { ["kept": $0.kept, "total": $0.total, "rate": Double($0.kept) / Double(max($0.total, 1))] },
          "samples": samples]

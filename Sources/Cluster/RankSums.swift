@@ -15,6 +15,12 @@ extension RankSums {
         return out
     }
 
+    /// The sums over every rank of `group` (nil: this rank's own values, a world of one).
+    public func summed(over group: (any Transport)?) async throws -> Self {
+        guard let group else { return self }
+        return replacingSummands(with: try await group.allReduce(summands, op: .sum))
+    }
+
     /// A copy whose summed fields are `values`, in `visitSums` order (an all-reduce's result).
     public func replacingSummands(with values: [Double]) -> Self {
         var out = self
