@@ -1,3 +1,4 @@
+import Foundation
 // swift-tools-version:6.0
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (docs/architecture.md §2):
 // rlhf → Training (stages and experiments) → {Rewards (reward sources), Runs (run folders, checkpoints, metrics,
@@ -5,7 +6,6 @@
 //   CPUCheck}, and Cluster → {CMPI, CStopSignal}; Models and Tokenizers → GGUF (the file format, no dependencies).
 // C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
-import Foundation
 
 // Hot loops must be built for the host's vector units: without -target-cpu Swift emits SSE2 only
 // and elementwise kernels run ~4× slower (docs/platform.md fact 8). Default is the build
@@ -20,21 +20,29 @@ func extensions(of cpu: String) -> [String] {
     switch cpu {
     case "native":
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return [] }
         let flags = Set(line.split(separator: " ").map(String.init))
-        return (v4 + ["avx512_vnni", "avx512_bf16", "avx512vbmi"]).filter(flags.contains).map { $0.replacingOccurrences(of: "_", with: "") }
+        return (v4 + ["avx512_vnni", "avx512_bf16", "avx512vbmi"]).filter(flags.contains).map {
+            $0.replacingOccurrences(of: "_", with: "")
+        }
     case "x86-64-v3", "haswell", "broadwell", "skylake", "znver1", "znver2", "znver3": return v3
-    case "x86-64-v4", "skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids", "emeraldrapids", "znver4", "znver5": return v4
+    case "x86-64-v4", "skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids", "emeraldrapids", "znver4",
+        "znver5":
+        return v4
     default: return []
     }
 }
-let cpuCheck: [CSetting] = extensions(of: targetCPU).map { .define("RLHF_NEED_" + $0.uppercased()) } + [.define("RLHF_TARGET_CPU_NAME", to: targetCPU)]
+let cpuCheck: [CSetting] =
+    extensions(of: targetCPU).map { .define("RLHF_NEED_" + $0.uppercased()) } + [
+        .define("RLHF_TARGET_CPU_NAME", to: targetCPU)
+    ]
 
 let package = Package(
     name: "swift-rlhf",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "rlhf", targets: ["rlhf"]),
+        .executable(name: "rlhf", targets: ["rlhf"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -54,27 +62,53 @@ let package = Package(
         .target(name: "Roles", dependencies: ["Alignment", "Models", "Kernels", "Cluster"], swiftSettings: fastMath),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Datasets", dependencies: ["Kernels", "Tokenizers", "Alignment"]),
-        .target(name: "Runs", dependencies: ["Config", "Datasets", "Models", "Kernels", "Tokenizers", "Cluster", "Alignment"]),
-        .target(name: "Rewards", dependencies: ["Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
-        .target(name: "Training", dependencies: ["Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .target(
+            name: "Runs",
+            dependencies: ["Config", "Datasets", "Models", "Kernels", "Tokenizers", "Cluster", "Alignment"]),
+        .target(
+            name: "Rewards",
+            dependencies: ["Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
+        .target(
+            name: "Training",
+            dependencies: [
+                "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers",
+                "Cluster",
+            ]),
         .executableTarget(
             name: "rlhf",
-            dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Cluster", "Tokenizers", "GGUF",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels",
+                "Cluster", "Tokenizers", "GGUF",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: fastMath),
         // libFuzzer targets for the parsers (scripts/fuzz.sh); the plain build replays saved inputs.
         .target(name: "CFuzzer"),
-        .executableTarget(name: "rlhf-fuzz", dependencies: ["CFuzzer", "Training", "Roles", "Models", "Tokenizers", "GGUF", "Datasets", "Config"]),
+        .executableTarget(
+            name: "rlhf-fuzz",
+            dependencies: ["CFuzzer", "Training", "Roles", "Models", "Tokenizers", "GGUF", "Datasets", "Config"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels", "GGUF"],
-                    resources: [.copy("Fixtures")], swiftSettings: fastMath),
+        .testTarget(
+            name: "ModelsTests", dependencies: ["Models", "Kernels", "GGUF"],
+            resources: [.copy("Fixtures")], swiftSettings: fastMath),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
+        .testTarget(name: "RunsTests", dependencies: ["Runs", "Cluster", "Kernels", "Datasets"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "Alignment"]),
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Alignment"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels", "Tokenizers", "Cluster"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["rlhf", "rlhf-fuzz", "Models", "Training", "Datasets", "Cluster", "Runs", "Kernels", "Alignment"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "TrainingTests",
+            dependencies: [
+                "Training", "Rewards", "Runs", "Config", "Datasets", "Alignment", "Roles", "Models", "Kernels",
+                "Tokenizers", "Cluster",
+            ]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "rlhf", "rlhf-fuzz", "Models", "Training", "Datasets", "Cluster", "Runs", "Kernels", "Alignment",
+            ], exclude: ["Fixtures"]),
     ]
 )

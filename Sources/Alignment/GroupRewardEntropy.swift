@@ -37,14 +37,17 @@ public enum GroupRewardEntropy {
             let gMean = g.reduce(0, +) / Double(K), gzMean = zip(g, z).reduce(0) { $0 + $1.0 * $1.1 } / Double(K)
             for j in 0..<K { gradient[j] += alpha * (g[j] - gMean - z[j] * gzMean) / std }
         }
-        return Result(loss: (1 - alpha) * bt.loss + alpha * entropy, bradleyTerry: bt.loss, entropy: entropy, gradient: gradient)
+        return Result(
+            loss: (1 - alpha) * bt.loss + alpha * entropy, bradleyTerry: bt.loss, entropy: entropy, gradient: gradient)
     }
 
     /// The self-labelled pair of a group by its scores: the first highest and the first lowest;
     /// nil when every score is equal to Float precision (1e-6 relative) — e.g. the same response
     /// sampled twice — as there is no preference to learn.
     public static func pair(scores: [Double]) -> (winner: Int, loser: Int)? {
-        guard let hi = scores.indices.max(by: { scores[$0] < scores[$1] }), let lo = scores.indices.min(by: { scores[$0] < scores[$1] }) else { return nil }
+        guard let hi = scores.indices.max(by: { scores[$0] < scores[$1] }),
+            let lo = scores.indices.min(by: { scores[$0] < scores[$1] })
+        else { return nil }
         let scale = 1 + scores.reduce(0) { $0 + abs($1) } / Double(scores.count)
         return scores[hi] - scores[lo] > 1e-6 * scale ? (hi, lo) : nil
     }

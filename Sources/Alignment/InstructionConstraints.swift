@@ -33,8 +33,10 @@ public enum InstructionConstraint: Hashable, Sendable {
         }
     }
 
-    public static let kinds = ["lowercase", "no_commas", "all_capitals", "quoted", "max_words", "min_words", "bullets", "keyword",
-                               "end_phrase", "start_word", "json_key"]
+    public static let kinds = [
+        "lowercase", "no_commas", "all_capitals", "quoted", "max_words", "min_words", "bullets", "keyword",
+        "end_phrase", "start_word", "json_key",
+    ]
 
     /// The sentence the prompt carries.
     public var instruction: String {
@@ -45,9 +47,11 @@ public enum InstructionConstraint: Hashable, Sendable {
         case .quoted: return "Wrap your entire reply in double quotation marks."
         case .maxWords(let n): return "Answer in at most \(n) words."
         case .minWords(let n): return "Answer in at least \(n) words."
-        case .bullets(let n): return "Your reply must contain exactly \(n) bullet points, each on its own line starting with \"* \"."
+        case .bullets(let n):
+            return "Your reply must contain exactly \(n) bullet points, each on its own line starting with \"* \"."
         case .keyword(let k, let m): return "Include the word \"\(k)\" at least \(m) times."
-        case .endPhrase(let p): return "Finish your reply with the exact phrase \"\(p)\". No other words should follow it."
+        case .endPhrase(let p):
+            return "Finish your reply with the exact phrase \"\(p)\". No other words should follow it."
         case .startWord(let w): return "Start your reply with the word \"\(w)\"."
         case .jsonKey(let k): return "Your entire reply must be a JSON object with the key \"\(k)\"."
         }
@@ -68,7 +72,11 @@ public enum InstructionConstraint: Hashable, Sendable {
         let parts = spec.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         let n = parts.count > 1 ? Int(parts[1]).flatMap { $0 >= 1 ? $0 : nil } : nil
         if parts.count > 1 && parts[1].trimmingCharacters(in: .whitespaces).isEmpty { return nil }
-        if parts[0] == "keyword" && (parts.count != 3 || !parts[1].allSatisfy({ $0.isLetter || $0.isNumber }) || (Int(parts[2]) ?? 0) < 1) { return nil }
+        if parts[0] == "keyword"
+            && (parts.count != 3 || !parts[1].allSatisfy({ $0.isLetter || $0.isNumber }) || (Int(parts[2]) ?? 0) < 1)
+        {
+            return nil
+        }
         switch (parts[0], parts.count) {
         case ("lowercase", 1): return .lowercase
         case ("no_commas", 1): return .noCommas
@@ -87,10 +95,13 @@ public enum InstructionConstraint: Hashable, Sendable {
 
     /// Kinds that cannot hold together in one reply (a JSON object is neither quoted nor a list…).
     public static func conflict(_ a: String, _ b: String) -> Bool {
-        let pairs: Set<[String]> = [["lowercase", "all_capitals"], ["max_words", "min_words"], ["json_key", "quoted"], ["json_key", "bullets"],
-                                    ["json_key", "end_phrase"], ["json_key", "start_word"], ["quoted", "end_phrase"], ["quoted", "start_word"],
-                                    ["quoted", "bullets"], ["bullets", "start_word"], ["all_capitals", "end_phrase"], ["lowercase", "end_phrase"],
-                                    ["json_key", "lowercase"], ["json_key", "all_capitals"], ["json_key", "no_commas"]]
+        let pairs: Set<[String]> = [
+            ["lowercase", "all_capitals"], ["max_words", "min_words"], ["json_key", "quoted"], ["json_key", "bullets"],
+            ["json_key", "end_phrase"], ["json_key", "start_word"], ["quoted", "end_phrase"], ["quoted", "start_word"],
+            ["quoted", "bullets"], ["bullets", "start_word"], ["all_capitals", "end_phrase"],
+            ["lowercase", "end_phrase"],
+            ["json_key", "lowercase"], ["json_key", "all_capitals"], ["json_key", "no_commas"],
+        ]
         return a == b || pairs.contains([a, b]) || pairs.contains([b, a])
     }
 
@@ -107,13 +118,18 @@ public enum InstructionConstraint: Hashable, Sendable {
         case .maxWords(let n): return !words.isEmpty && words.count <= n
         case .minWords(let n): return words.count >= n
         case .bullets(let n):
-            return text.split(whereSeparator: \.isNewline).filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("* ") || $0.trimmingCharacters(in: .whitespaces).hasPrefix("- ") }.count == n
+            return text.split(whereSeparator: \.isNewline).filter {
+                $0.trimmingCharacters(in: .whitespaces).hasPrefix("* ")
+                    || $0.trimmingCharacters(in: .whitespaces).hasPrefix("- ")
+            }.count == n
         case .keyword(let k, let m):
             let target = k.lowercased()
-            return text.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).filter { $0 == target }.count >= m
+            return text.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).filter { $0 == target }
+                .count >= m
         case .endPhrase(let p): return text.hasSuffix(p)
         case .startWord(let w):
-            let first = words.first.map { String($0).trimmingCharacters(in: .punctuationCharacters.union(.symbols)) } ?? ""
+            let first =
+                words.first.map { String($0).trimmingCharacters(in: .punctuationCharacters.union(.symbols)) } ?? ""
             return first.lowercased() == w.lowercased()
         case .jsonKey(let k):
             var body = text
@@ -121,7 +137,9 @@ public enum InstructionConstraint: Hashable, Sendable {
                 body = String(body.drop(while: { $0 != "\n" }).dropFirst())
                 if body.hasSuffix("```") { body = String(body.dropLast(3)) }
             }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] else { return false }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] else {
+                return false
+            }
             return object[k] != nil
         }
     }
@@ -129,7 +147,10 @@ public enum InstructionConstraint: Hashable, Sendable {
     /// Reads a ";"-joined list of specs; throws naming the first it cannot read.
     public static func parseList(_ specs: String) throws -> [InstructionConstraint] {
         try specs.split(separator: ";").map { spec in
-            guard let c = parse(String(spec)) else { throw VerifierError("'\(spec)' is not an instruction constraint (kinds: \(kinds.joined(separator: ", ")))") }
+            guard let c = parse(String(spec)) else {
+                throw VerifierError(
+                    "'\(spec)' is not an instruction constraint (kinds: \(kinds.joined(separator: ", ")))")
+            }
             return c
         }
     }
@@ -140,7 +161,9 @@ public struct InstructionVerifier: Verifier {
     public let name = "instructions"
     public init() {}
     public func score(response: String, answer: String?) -> Double {
-        guard let answer, let constraints = try? InstructionConstraint.parseList(answer), !constraints.isEmpty else { return 0 }
+        guard let answer, let constraints = try? InstructionConstraint.parseList(answer), !constraints.isEmpty else {
+            return 0
+        }
         return Double(constraints.filter { $0.isSatisfied(by: response) }.count) / Double(constraints.count)
     }
 }

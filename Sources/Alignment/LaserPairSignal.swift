@@ -19,14 +19,19 @@ public enum LaserPairSignal {
         public var chosen: Double, rejected: Double, refChosen: Double, refRejected: Double
         public var chosenTokens: Int
         public init(chosen: Double, rejected: Double, refChosen: Double, refRejected: Double, chosenTokens: Int) {
-            self.chosen = chosen; self.rejected = rejected; self.refChosen = refChosen; self.refRejected = refRejected; self.chosenTokens = chosenTokens
+            self.chosen = chosen
+            self.rejected = rejected
+            self.refChosen = refChosen
+            self.refRejected = refRejected
+            self.chosenTokens = chosenTokens
         }
     }
 
     /// The summed DPO + NLL loss of `pairs` (divide by the pair count, over every rank, for the mean).
     public static func lossSum(_ pairs: [Pair], beta: Double, nllWeight: Double) -> Double {
         pairs.reduce(0) { sum, p in
-            let h = PreferenceLosses.margin(chosen: p.chosen, rejected: p.rejected, refChosen: p.refChosen, refRejected: p.refRejected)
+            let h = PreferenceLosses.margin(
+                chosen: p.chosen, rejected: p.rejected, refChosen: p.refChosen, refRejected: p.refRejected)
             let dpo = PreferenceLosses.dpoFamily(.dpo, h: h, beta: beta).loss
             return sum + dpo + nllWeight * (-p.chosen / Double(max(p.chosenTokens, 1)))
         }
@@ -38,7 +43,9 @@ public enum LaserPairSignal {
     public static func pairs(scores: [Double], groupSize: Int) -> [(winner: Int, loser: Int)] {
         guard groupSize >= 2 else { return [] }
         return stride(from: 0, to: scores.count - groupSize + 1, by: groupSize).compactMap { start in
-            GroupRewardEntropy.pair(scores: Array(scores[start..<(start + groupSize)])).map { (start + $0.winner, start + $0.loser) }
+            GroupRewardEntropy.pair(scores: Array(scores[start..<(start + groupSize)])).map {
+                (start + $0.winner, start + $0.loser)
+            }
         }
     }
 }

@@ -17,7 +17,10 @@ public struct LinUCB: Sendable, Equatable, Codable {
 
     public init(dimension: Int, arms: Int, alpha: Double = 0.1, rawFirstReward: Bool = false) {
         precondition(dimension > 0 && arms > 0)
-        self.dimension = dimension; self.arms = arms; self.alpha = alpha; self.rawFirstReward = rawFirstReward
+        self.dimension = dimension
+        self.arms = arms
+        self.alpha = alpha
+        self.rawFirstReward = rawFirstReward
         let identity = (0..<(dimension * dimension)).map { $0 % (dimension + 1) == 0 ? 1.0 : 0.0 }
         a = Array(repeating: identity, count: arms)
         b = Array(repeating: Array(repeating: 0, count: dimension), count: arms)
@@ -28,11 +31,20 @@ public struct LinUCB: Sendable, Equatable, Codable {
     /// A state saved before `rawFirstReward` existed reads as the release code's (raw first reward).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        dimension = try c.decode(Int.self, forKey: .dimension); arms = try c.decode(Int.self, forKey: .arms)
-        alpha = try c.decode(Double.self, forKey: .alpha); rawFirstReward = try c.decodeIfPresent(Bool.self, forKey: .rawFirstReward) ?? true
-        a = try c.decode([[Double]].self, forKey: .a); b = try c.decode([[Double]].self, forKey: .b); history = try c.decode([Double].self, forKey: .history)
-        guard dimension > 0, arms > 0, a.count == arms, b.count == arms, a.allSatisfy({ $0.count == dimension * dimension }), b.allSatisfy({ $0.count == dimension }) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "LinUCB state: \(arms) arms of dimension \(dimension) do not match its A and b"))
+        dimension = try c.decode(Int.self, forKey: .dimension)
+        arms = try c.decode(Int.self, forKey: .arms)
+        alpha = try c.decode(Double.self, forKey: .alpha)
+        rawFirstReward = try c.decodeIfPresent(Bool.self, forKey: .rawFirstReward) ?? true
+        a = try c.decode([[Double]].self, forKey: .a)
+        b = try c.decode([[Double]].self, forKey: .b)
+        history = try c.decode([Double].self, forKey: .history)
+        guard dimension > 0, arms > 0, a.count == arms, b.count == arms,
+            a.allSatisfy({ $0.count == dimension * dimension }), b.allSatisfy({ $0.count == dimension })
+        else {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: [],
+                    debugDescription: "LinUCB state: \(arms) arms of dimension \(dimension) do not match its A and b"))
         }
     }
 
@@ -44,7 +56,8 @@ public struct LinUCB: Sendable, Equatable, Codable {
         precondition(x.count == dimension, "LinUCB: context has \(x.count) values, expected \(dimension)")
         return (0..<arms).map { k in
             let theta = theta(k), ainvx = Self.solve(a[k], x, dimension)
-            return zip(x, theta).reduce(0) { $0 + $1.0 * $1.1 } + alpha * max(zip(x, ainvx).reduce(0) { $0 + $1.0 * $1.1 }, 0).squareRoot()
+            return zip(x, theta).reduce(0) { $0 + $1.0 * $1.1 } + alpha
+                * max(zip(x, ainvx).reduce(0) { $0 + $1.0 * $1.1 }, 0).squareRoot()
         }
     }
 
@@ -66,8 +79,13 @@ public struct LinUCB: Sendable, Equatable, Codable {
         var normalised = r
         if history.count >= 2 || !rawFirstReward {
             let q20 = Self.percentile(history, 0.2), q80 = Self.percentile(history, 0.8)
-            if r < q20 { normalised = 0 } else if r > q80 { normalised = 1 }
-            else { normalised = q80 > q20 ? (r - q20) / (q80 - q20) : 0.5 }   // all equal: the middle
+            if r < q20 {
+                normalised = 0
+            } else if r > q80 {
+                normalised = 1
+            } else {
+                normalised = q80 > q20 ? (r - q20) / (q80 - q20) : 0.5
+            }  // all equal: the middle
         }
         for i in 0..<dimension {
             for j in 0..<dimension { a[arm][i * dimension + j] += x[i] * x[j] }

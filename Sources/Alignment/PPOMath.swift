@@ -30,7 +30,9 @@ public enum PPOMath {
 
     /// GAE (Schulman et al. 2016) with V_{T+1} = 0: δ_t = r_t + γV_{t+1} − V_t, A_t = δ_t + γλA_{t+1};
     /// returns G_t = A_t + V_t are the critic's targets.
-    public static func gae(rewards: [Double], values: [Double], gamma: Double, lambda: Double) -> (advantages: [Double], returns: [Double]) {
+    public static func gae(rewards: [Double], values: [Double], gamma: Double, lambda: Double) -> (
+        advantages: [Double], returns: [Double]
+    ) {
         precondition(rewards.count == values.count, "gae: rewards and values differ in length")
         var advantages = [Double](repeating: 0, count: rewards.count)
         var next = 0.0, nextValue = 0.0
@@ -47,7 +49,10 @@ public enum PPOMath {
     public static func returns(rewards: [Double], gamma: Double) -> [Double] {
         var out = [Double](repeating: 0, count: rewards.count)
         var running = 0.0
-        for t in stride(from: rewards.count - 1, through: 0, by: -1) { running = rewards[t] + gamma * running; out[t] = running }
+        for t in stride(from: rewards.count - 1, through: 0, by: -1) {
+            running = rewards[t] + gamma * running
+            out[t] = running
+        }
         return out
     }
 
@@ -57,10 +62,16 @@ public enum PPOMath {
         public var count: Double, sum: Double, squares: Double
         public init(_ rows: [[Double]]) {
             let all = rows.flatMap { $0 }
-            count = Double(all.count); sum = all.reduce(0, +); squares = all.map { $0 * $0 }.reduce(0, +)
+            count = Double(all.count)
+            sum = all.reduce(0, +)
+            squares = all.map { $0 * $0 }.reduce(0, +)
         }
-        public init(vector v: [Double]) { count = v[0]; sum = v[1]; squares = v[2] }
-        public var vector: [Double] { [count, sum, squares] }
+        /// Calls `visit` on the count, Σx and Σx² in that order (what a sum over ranks adds).
+        public mutating func visitSums(_ visit: (inout Double) -> Void) {
+            visit(&count)
+            visit(&sum)
+            visit(&squares)
+        }
     }
 
     /// (x − mean) / √(var + 1e-8) over every value of every sequence; `unbiased` uses n − 1 (TRL),
@@ -73,13 +84,17 @@ public enum PPOMath {
         return rows.map { $0.map { ($0 - mean) * scale } }
     }
 
-    public static func whiten(_ rows: [[Double]], unbiased: Bool) -> [[Double]] { whiten(rows, moments: Moments(rows), unbiased: unbiased) }
+    public static func whiten(_ rows: [[Double]], unbiased: Bool) -> [[Double]] {
+        whiten(rows, moments: Moments(rows), unbiased: unbiased)
+    }
 
     /// Clipped surrogate, token-level mean: L = mean_t max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high)),
     /// ρ = exp(logp − logp_old). With `dualClip` c > 1 (Ye et al. 2020, OpenRLHF), tokens with A < 0
     /// use −max(min(ρA, clip(ρ)A), cA). Returns the loss, ∂L/∂logp per token and the clip fraction.
-    public static func policyLoss(logp: [Double], logpOld: [Double], advantages: [Double],
-                                  clipLow: Double, clipHigh: Double, dualClip: Double? = nil) -> (loss: Double, dLogp: [Double], clipFraction: Double) {
+    public static func policyLoss(
+        logp: [Double], logpOld: [Double], advantages: [Double],
+        clipLow: Double, clipHigh: Double, dualClip: Double? = nil
+    ) -> (loss: Double, dLogp: [Double], clipFraction: Double) {
         let n = Double(max(logp.count, 1))
         var loss = 0.0, clipped = 0
         var grad = [Double](repeating: 0, count: logp.count)
@@ -88,18 +103,29 @@ public enum PPOMath {
             let bounded = min(max(ratio, 1 - clipLow), 1 + clipHigh)
             let unclippedLoss = -a * ratio, clippedLoss = -a * bounded
             var tokenLoss: Double, dRatio: Double
-            if unclippedLoss >= clippedLoss { tokenLoss = unclippedLoss; dRatio = -a } else { tokenLoss = clippedLoss; dRatio = 0 }
+            if unclippedLoss >= clippedLoss {
+                tokenLoss = unclippedLoss
+                dRatio = -a
+            } else {
+                tokenLoss = clippedLoss
+                dRatio = 0
+            }
             if bounded != ratio { clipped += 1 }
-            if let c = dualClip, a < 0, tokenLoss > -c * a { tokenLoss = -c * a; dRatio = 0 }
+            if let c = dualClip, a < 0, tokenLoss > -c * a {
+                tokenLoss = -c * a
+                dRatio = 0
+            }
             loss += tokenLoss
-            grad[t] = dRatio * ratio / n       // ∂ρ/∂logp = ρ
+            grad[t] = dRatio * ratio / n  // ∂ρ/∂logp = ρ
         }
         return (loss / n, grad, Double(clipped) / n)
     }
 
     /// Clipped value loss: L = ½ mean_t max((V − G)², (V_clip − G)²), V_clip = V_old + clip(V − V_old, ±ε).
     /// Returns the loss and ∂L/∂V per token.
-    public static func valueLoss(values: [Double], oldValues: [Double], returns: [Double], clip: Double) -> (loss: Double, dValues: [Double]) {
+    public static func valueLoss(values: [Double], oldValues: [Double], returns: [Double], clip: Double) -> (
+        loss: Double, dValues: [Double]
+    ) {
         let n = Double(max(values.count, 1))
         var loss = 0.0
         var grad = [Double](repeating: 0, count: values.count)
@@ -107,8 +133,13 @@ public enum PPOMath {
             let v = values[t], g = returns[t]
             let vClip = oldValues[t] + min(max(v - oldValues[t], -clip), clip)
             let a = (v - g) * (v - g), b = (vClip - g) * (vClip - g)
-            if a >= b { loss += a; grad[t] = (v - g) / n }
-            else { loss += b; grad[t] = abs(v - oldValues[t]) < clip ? (vClip - g) / n : 0 }
+            if a >= b {
+                loss += a
+                grad[t] = (v - g) / n
+            } else {
+                loss += b
+                grad[t] = abs(v - oldValues[t]) < clip ? (vClip - g) / n : 0
+            }
         }
         return (0.5 * loss / n, grad)
     }
@@ -129,7 +160,11 @@ public struct AdaptiveKLController: Sendable, Codable, Equatable {
     public var beta: Double
     public let target: Double?
     public let horizon: Double
-    public init(beta: Double, target: Double?, horizon: Double = 10_000) { self.beta = beta; self.target = target; self.horizon = horizon }
+    public init(beta: Double, target: Double?, horizon: Double = 10_000) {
+        self.beta = beta
+        self.target = target
+        self.horizon = horizon
+    }
     public mutating func update(observedKL: Double, steps: Int) {
         guard let target else { return }
         let error = min(max(observedKL / target - 1, -0.2), 0.2)

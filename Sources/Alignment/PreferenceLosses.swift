@@ -27,7 +27,9 @@ public enum PreferenceLosses {
 
     /// A DPO-family loss of the margin h and dL/dh. For IPO with `lengths` (|y_w|, |y_l|), the
     /// caller passes the length-normalised margin (TRL's choice) — see `ipoLengthNormalisedMargin`.
-    public static func dpoFamily(_ variant: DPOVariant, h: Double, beta: Double, epsilon: Double = 0) -> (loss: Double, dh: Double) {
+    public static func dpoFamily(_ variant: DPOVariant, h: Double, beta: Double, epsilon: Double = 0) -> (
+        loss: Double, dh: Double
+    ) {
         switch variant {
         case .dpo:
             return (softplus(-beta * h), -beta * sigmoid(-beta * h))
@@ -35,12 +37,16 @@ public enum PreferenceLosses {
             let d = h - 1 / (2 * beta)
             return (d * d, 2 * d)
         case .cdpo:
-            return ((1 - epsilon) * softplus(-beta * h) + epsilon * softplus(beta * h),
-                    -(1 - epsilon) * beta * sigmoid(-beta * h) + epsilon * beta * sigmoid(beta * h))
+            return (
+                (1 - epsilon) * softplus(-beta * h) + epsilon * softplus(beta * h),
+                -(1 - epsilon) * beta * sigmoid(-beta * h) + epsilon * beta * sigmoid(beta * h)
+            )
         case .robust:
             let scale = 1 / (1 - 2 * epsilon)
-            return (((1 - epsilon) * softplus(-beta * h) - epsilon * softplus(beta * h)) * scale,
-                    (-(1 - epsilon) * beta * sigmoid(-beta * h) - epsilon * beta * sigmoid(beta * h)) * scale)
+            return (
+                ((1 - epsilon) * softplus(-beta * h) - epsilon * softplus(beta * h)) * scale,
+                (-(1 - epsilon) * beta * sigmoid(-beta * h) - epsilon * beta * sigmoid(beta * h)) * scale
+            )
         case .hinge:
             let m = 1 - beta * h
             return (max(0, m), m > 0 ? -beta : 0)
@@ -48,24 +54,31 @@ public enum PreferenceLosses {
     }
 
     /// TRL's IPO margin: per-token means of the log-ratios, (Δ_w)/|y_w| − (Δ_l)/|y_l|.
-    public static func ipoLengthNormalisedMargin(chosen: Double, rejected: Double, refChosen: Double, refRejected: Double,
-                                                 chosenLength: Int, rejectedLength: Int) -> Double {
+    public static func ipoLengthNormalisedMargin(
+        chosen: Double, rejected: Double, refChosen: Double, refRejected: Double,
+        chosenLength: Int, rejectedLength: Int
+    ) -> Double {
         (chosen - refChosen) / Double(chosenLength) - (rejected - refRejected) / Double(rejectedLength)
     }
 
     /// CPL (Hejna et al. 2024): S± = α Σ_t γ^t log π(a_t±|s_t±); L = softplus(−(S+ − λ·S−)).
     /// Returns the loss and dL/dlog π per token of each segment.
     public static func cpl(positive: [Double], negative: [Double], alpha: Double, lambda: Double, gamma: Double = 1)
-        -> (loss: Double, dPositive: [Double], dNegative: [Double]) {
+        -> (loss: Double, dPositive: [Double], dNegative: [Double])
+    {
         func discounted(_ x: [Double]) -> (Double, [Double]) {
             var s = 0.0, w = 1.0
             var weights: [Double] = []
-            for v in x { s += w * v; weights.append(w); w *= gamma }
+            for v in x {
+                s += w * v
+                weights.append(w)
+                w *= gamma
+            }
             return (alpha * s, weights.map { alpha * $0 })
         }
         let (sp, wp) = discounted(positive), (sn, wn) = discounted(negative)
         let z = sp - lambda * sn
-        let dz = -sigmoid(-z)                  // d softplus(−z) / dz
+        let dz = -sigmoid(-z)  // d softplus(−z) / dz
         return (softplus(-z), wp.map { dz * $0 }, wn.map { -lambda * dz * $0 })
     }
 
@@ -75,12 +88,15 @@ public enum PreferenceLosses {
         var loss = 0.0
         var grad = [Double](repeating: 0, count: scores.count)
         var pairs = 0.0
-        for i in scores.indices { for j in scores.indices where j > i {
-            let d = scores[i] - scores[j]
-            loss += softplus(-d)
-            grad[i] -= sigmoid(-d); grad[j] += sigmoid(-d)
-            pairs += 1
-        } }
+        for i in scores.indices {
+            for j in scores.indices where j > i {
+                let d = scores[i] - scores[j]
+                loss += softplus(-d)
+                grad[i] -= sigmoid(-d)
+                grad[j] += sigmoid(-d)
+                pairs += 1
+            }
+        }
         return pairs > 0 ? (loss / pairs, grad.map { $0 / pairs }) : (0, grad)
     }
 }
@@ -96,8 +112,12 @@ public enum RankUtility: String, Sendable, CaseIterable, Codable {
     public func loss(_ d: Double) -> (loss: Double, dd: Double) {
         switch self {
         case .x: return (-d, -1)
-        case .log: return d > 0 ? (-(Foundation.log(d + Self.eps) - Foundation.log(Self.eps)), -1 / (d + Self.eps)) : (-10 * d, -10)
-        case .xInverse: return d > 0 ? (1 / (d + Self.eps) - 1 / Self.eps, -1 / ((d + Self.eps) * (d + Self.eps))) : (-100 * d, -100)
+        case .log:
+            return d > 0
+                ? (-(Foundation.log(d + Self.eps) - Foundation.log(Self.eps)), -1 / (d + Self.eps)) : (-10 * d, -10)
+        case .xInverse:
+            return d > 0
+                ? (1 / (d + Self.eps) - 1 / Self.eps, -1 / ((d + Self.eps) * (d + Self.eps))) : (-100 * d, -100)
         case .logsigmoid: return (softplus(-4 * d), -4 * sigmoid(-4 * d))
         }
     }
@@ -114,32 +134,44 @@ public enum RankUtility: String, Sendable, CaseIterable, Codable {
 /// reference log-probs: the policy terms are conditioned on the other response.
 public enum InSPO {
     /// DPO-23: −log σ(β[(log π(y_w|x,y_l) − ref_w) − (log π(y_l|x,y_w) − ref_l)]); (loss, dW, dL).
-    public static func dpo23(conditionalChosen w: Double, conditionalRejected l: Double, refChosen: Double, refRejected: Double, beta: Double)
-        -> (loss: Double, dChosen: Double, dRejected: Double) {
+    public static func dpo23(
+        conditionalChosen w: Double, conditionalRejected l: Double, refChosen: Double, refRejected: Double, beta: Double
+    )
+        -> (loss: Double, dChosen: Double, dRejected: Double)
+    {
         let (loss, dh) = PreferenceLosses.dpoFamily(.dpo, h: (w - refChosen) - (l - refRejected), beta: beta)
         return (loss, dh, -dh)
     }
     /// DPO-22 (one-sided): −log σ(−β(log π(y_l|x,y_w) − ref_l)); (loss, dRejected).
-    public static func dpo22(conditionalRejected l: Double, refRejected: Double, beta: Double) -> (loss: Double, dRejected: Double) {
+    public static func dpo22(conditionalRejected l: Double, refRejected: Double, beta: Double) -> (
+        loss: Double, dRejected: Double
+    ) {
         let z = -beta * (l - refRejected)
         return (softplus(-z), beta * sigmoid(-z))
     }
     /// IPO-25: (h − 1/(2τ))², h the conditional margin; (loss, dW, dL).
-    public static func ipo25(conditionalChosen w: Double, conditionalRejected l: Double, refChosen: Double, refRejected: Double, tau: Double)
-        -> (loss: Double, dChosen: Double, dRejected: Double) {
+    public static func ipo25(
+        conditionalChosen w: Double, conditionalRejected l: Double, refChosen: Double, refRejected: Double, tau: Double
+    )
+        -> (loss: Double, dChosen: Double, dRejected: Double)
+    {
         let d = (w - refChosen) - (l - refRejected) - 1 / (2 * tau)
         return (d * d, 2 * d, -2 * d)
     }
     /// SimPO-24: −log σ(β/|y_w|·log π(y_w|x,y_l) − β/|y_l|·log π(y_l|x,y_w) − γ); no reference.
-    public static func simpo(conditionalChosen w: Double, conditionalRejected l: Double, chosenLength: Int, rejectedLength: Int,
-                             beta: Double, gamma: Double) -> (loss: Double, dChosen: Double, dRejected: Double) {
+    public static func simpo(
+        conditionalChosen w: Double, conditionalRejected l: Double, chosenLength: Int, rejectedLength: Int,
+        beta: Double, gamma: Double
+    ) -> (loss: Double, dChosen: Double, dRejected: Double) {
         let z = beta / Double(chosenLength) * w - beta / Double(rejectedLength) * l - gamma
         let dz = -sigmoid(-z)
         return (softplus(-z), dz * beta / Double(chosenLength), -dz * beta / Double(rejectedLength))
     }
     /// R-DPO-26: DPO-23 with α(|y_l| − |y_w|) added inside the sigmoid.
-    public static func rdpo(conditionalChosen w: Double, conditionalRejected l: Double, refChosen: Double, refRejected: Double,
-                            chosenLength: Int, rejectedLength: Int, beta: Double, alpha: Double) -> (loss: Double, dChosen: Double, dRejected: Double) {
+    public static func rdpo(
+        conditionalChosen w: Double, conditionalRejected l: Double, refChosen: Double, refRejected: Double,
+        chosenLength: Int, rejectedLength: Int, beta: Double, alpha: Double
+    ) -> (loss: Double, dChosen: Double, dRejected: Double) {
         let z = beta * ((w - refChosen) - (l - refRejected)) + alpha * Double(rejectedLength - chosenLength)
         let dz = -sigmoid(-z)
         return (softplus(-z), dz * beta, -dz * beta)

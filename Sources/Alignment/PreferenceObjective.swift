@@ -15,11 +15,22 @@ public enum PreferenceLossKind: Sendable, Equatable {
     case inspo(InSPOVariant)
 
     public init?(loss: String, inspoVariant: InSPOVariant = .dpo23) {
-        if loss == "cpl" { self = .cpl } else if loss == "inspo" { self = .inspo(inspoVariant) }
-        else if let v = DPOVariant(rawValue: loss) { self = .family(v) } else { return nil }
+        if loss == "cpl" {
+            self = .cpl
+        } else if loss == "inspo" {
+            self = .inspo(inspoVariant)
+        } else if let v = DPOVariant(rawValue: loss) {
+            self = .family(v)
+        } else {
+            return nil
+        }
     }
     public var name: String {
-        switch self { case .family(let v): return v.rawValue; case .cpl: return "cpl"; case .inspo(let v): return "inspo-\(v.rawValue)" }
+        switch self {
+        case .family(let v): return v.rawValue
+        case .cpl: return "cpl"
+        case .inspo(let v): return "inspo-\(v.rawValue)"
+        }
     }
 }
 
@@ -45,17 +56,29 @@ public struct PreferenceObjective: Sendable, Equatable {
 
     public init(kind: PreferenceLossKind) { self.kind = kind }
 
-    public var needsConditional: Bool { if case .inspo = kind { return true }; return false }
-    public var needsUnconditional: Bool { if case .inspo = kind { return muDPO != 0 || nllCoefficient != 0 }; return true }
+    public var needsConditional: Bool {
+        if case .inspo = kind { return true }
+        return false
+    }
+    public var needsUnconditional: Bool {
+        if case .inspo = kind { return muDPO != 0 || nllCoefficient != 0 }
+        return true
+    }
 
     public struct PairLogProbs: Sendable {
         public var chosen: [Double], rejected: [Double]
         public var conditionalChosen: [Double], conditionalRejected: [Double]
         public var refChosen: Double, refRejected: Double
-        public init(chosen: [Double], rejected: [Double], conditionalChosen: [Double] = [], conditionalRejected: [Double] = [],
-                    refChosen: Double, refRejected: Double) {
-            self.chosen = chosen; self.rejected = rejected; self.conditionalChosen = conditionalChosen
-            self.conditionalRejected = conditionalRejected; self.refChosen = refChosen; self.refRejected = refRejected
+        public init(
+            chosen: [Double], rejected: [Double], conditionalChosen: [Double] = [], conditionalRejected: [Double] = [],
+            refChosen: Double, refRejected: Double
+        ) {
+            self.chosen = chosen
+            self.rejected = rejected
+            self.conditionalChosen = conditionalChosen
+            self.conditionalRejected = conditionalRejected
+            self.refChosen = refChosen
+            self.refRejected = refRejected
         }
     }
 
@@ -64,45 +87,78 @@ public struct PreferenceObjective: Sendable, Equatable {
         public var chosen: [Double], rejected: [Double], conditionalChosen: [Double], conditionalRejected: [Double]
     }
 
+    /// InSPO's loss on the conditioned sequences and its derivatives with respect to their sums
+    /// (the official code's variants).
+    func inspoLoss(_ variant: InSPOVariant, _ p: PairLogProbs) -> (loss: Double, dChosen: Double, dRejected: Double) {
+        let cw = p.conditionalChosen.reduce(0, +), cl = p.conditionalRejected.reduce(0, +)
+        let (ncw, ncl) = (p.conditionalChosen.count, p.conditionalRejected.count)
+        switch variant {
+        case .dpo23:
+            return InSPO.dpo23(
+                conditionalChosen: cw, conditionalRejected: cl, refChosen: p.refChosen, refRejected: p.refRejected,
+                beta: beta)
+        case .dpo22:
+            let (l, dl) = InSPO.dpo22(conditionalRejected: cl, refRejected: p.refRejected, beta: beta)
+            return (l, 0, dl)
+        case .ipo:
+            return InSPO.ipo25(
+                conditionalChosen: cw, conditionalRejected: cl, refChosen: p.refChosen, refRejected: p.refRejected,
+                tau: inspoTau)
+        case .simpo:
+            return InSPO.simpo(
+                conditionalChosen: cw, conditionalRejected: cl, chosenLength: ncw, rejectedLength: ncl, beta: beta,
+                gamma: simpoGamma)
+        case .rdpo:
+            return InSPO.rdpo(
+                conditionalChosen: cw, conditionalRejected: cl, refChosen: p.refChosen, refRejected: p.refRejected,
+                chosenLength: ncw, rejectedLength: ncl, beta: beta, alpha: rdpoAlpha)
+        }
+    }
+
     public func evaluate(_ p: PairLogProbs) -> PairGradient {
         let nw = p.chosen.count, nl = p.rejected.count
-        var g = PairGradient(loss: 0, chosen: .init(repeating: 0, count: nw), rejected: .init(repeating: 0, count: nl),
-                             conditionalChosen: .init(repeating: 0, count: p.conditionalChosen.count),
-                             conditionalRejected: .init(repeating: 0, count: p.conditionalRejected.count))
+        var g = PairGradient(
+            loss: 0, chosen: .init(repeating: 0, count: nw), rejected: .init(repeating: 0, count: nl),
+            conditionalChosen: .init(repeating: 0, count: p.conditionalChosen.count),
+            conditionalRejected: .init(repeating: 0, count: p.conditionalRejected.count))
         func add(_ a: inout [Double], _ d: Double) { for i in a.indices { a[i] += d } }
         let sw = p.chosen.reduce(0, +), sl = p.rejected.reduce(0, +)
         switch kind {
         case .family(let variant):
             if variant == .ipo && ipoLengthNormalised {
-                let h = PreferenceLosses.ipoLengthNormalisedMargin(chosen: sw, rejected: sl, refChosen: p.refChosen, refRejected: p.refRejected,
-                                                                   chosenLength: nw, rejectedLength: nl)
+                let h = PreferenceLosses.ipoLengthNormalisedMargin(
+                    chosen: sw, rejected: sl, refChosen: p.refChosen, refRejected: p.refRejected,
+                    chosenLength: nw, rejectedLength: nl)
                 let (l, dh) = PreferenceLosses.dpoFamily(.ipo, h: h, beta: beta)
-                g.loss = l; add(&g.chosen, dh / Double(nw)); add(&g.rejected, -dh / Double(nl))
+                g.loss = l
+                add(&g.chosen, dh / Double(nw))
+                add(&g.rejected, -dh / Double(nl))
             } else {
-                let h = PreferenceLosses.margin(chosen: sw, rejected: sl, refChosen: p.refChosen, refRejected: p.refRejected)
+                let h = PreferenceLosses.margin(
+                    chosen: sw, rejected: sl, refChosen: p.refChosen, refRejected: p.refRejected)
                 let (l, dh) = PreferenceLosses.dpoFamily(variant, h: h, beta: beta, epsilon: labelSmoothing)
-                g.loss = l; add(&g.chosen, dh); add(&g.rejected, -dh)
+                g.loss = l
+                add(&g.chosen, dh)
+                add(&g.rejected, -dh)
             }
         case .cpl:
-            let (l, dw, dl) = PreferenceLosses.cpl(positive: p.chosen, negative: p.rejected, alpha: cplAlpha, lambda: cplLambda, gamma: cplGamma)
-            g.loss = l; g.chosen = dw; g.rejected = dl
+            let (l, dw, dl) = PreferenceLosses.cpl(
+                positive: p.chosen, negative: p.rejected, alpha: cplAlpha, lambda: cplLambda, gamma: cplGamma)
+            g.loss = l
+            g.chosen = dw
+            g.rejected = dl
         case .inspo(let variant):
-            let cw = p.conditionalChosen.reduce(0, +), cl = p.conditionalRejected.reduce(0, +)
-            let (ncw, ncl) = (p.conditionalChosen.count, p.conditionalRejected.count)
-            var l = 0.0, dw = 0.0, dl = 0.0
-            switch variant {
-            case .dpo23: (l, dw, dl) = InSPO.dpo23(conditionalChosen: cw, conditionalRejected: cl, refChosen: p.refChosen, refRejected: p.refRejected, beta: beta)
-            case .dpo22: (l, dl) = InSPO.dpo22(conditionalRejected: cl, refRejected: p.refRejected, beta: beta)
-            case .ipo: (l, dw, dl) = InSPO.ipo25(conditionalChosen: cw, conditionalRejected: cl, refChosen: p.refChosen, refRejected: p.refRejected, tau: inspoTau)
-            case .simpo: (l, dw, dl) = InSPO.simpo(conditionalChosen: cw, conditionalRejected: cl, chosenLength: ncw, rejectedLength: ncl, beta: beta, gamma: simpoGamma)
-            case .rdpo: (l, dw, dl) = InSPO.rdpo(conditionalChosen: cw, conditionalRejected: cl, refChosen: p.refChosen, refRejected: p.refRejected,
-                                                 chosenLength: ncw, rejectedLength: ncl, beta: beta, alpha: rdpoAlpha)
-            }
-            g.loss = l; add(&g.conditionalChosen, dw); add(&g.conditionalRejected, dl)
+            let (l, dw, dl) = inspoLoss(variant, p)
+            g.loss = l
+            add(&g.conditionalChosen, dw)
+            add(&g.conditionalRejected, dl)
             if muDPO != 0 {
-                let h = PreferenceLosses.margin(chosen: sw, rejected: sl, refChosen: p.refChosen, refRejected: p.refRejected)
+                let h = PreferenceLosses.margin(
+                    chosen: sw, rejected: sl, refChosen: p.refChosen, refRejected: p.refRejected)
                 let (u, dh) = PreferenceLosses.dpoFamily(.dpo, h: h, beta: beta)
-                g.loss += muDPO * u; add(&g.chosen, muDPO * dh); add(&g.rejected, -muDPO * dh)
+                g.loss += muDPO * u
+                add(&g.chosen, muDPO * dh)
+                add(&g.rejected, -muDPO * dh)
             }
         }
         if nllCoefficient != 0 && nw > 0 {

@@ -2,7 +2,10 @@
 public struct RewardBreakdown: Sendable {
     public var total: [Double]
     public var bySource: [String: [Double]]
-    public init(count: Int) { total = Array(repeating: 0, count: count); bySource = [:] }
+    public init(count: Int) {
+        total = Array(repeating: 0, count: count)
+        bySource = [:]
+    }
     public mutating func add(_ name: String, values: [Double], weight: Double) {
         bySource[name] = values
         guard weight != 0 else { return }

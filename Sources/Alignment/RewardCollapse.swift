@@ -10,7 +10,7 @@ public enum RewardCollapse {
         switch name {
         case "x": return { _ in 1 }
         case "log": return { 1 / $0 }
-        case "x_inv": return { 1 / ($0 * $0) }   // U = −1/x
+        case "x_inv": return { 1 / ($0 * $0) }  // U = −1/x
         default: return nil
         }
     }
@@ -18,7 +18,9 @@ public enum RewardCollapse {
     /// Coordinate ascent: each r_i in turn moves to the maximiser of the (concave) objective along
     /// its coordinate within [r_{i+1}, r_{i−1}] ∩ [0, 1], found by bisection on the derivative
     /// −Σ_{j<i} U′(r_j − r_i) + Σ_{j>i} U′(r_i − r_j), until a sweep moves nothing by more than `tolerance`.
-    public static func optimalRewards(n: Int, derivative uPrime: (Double) -> Double, tolerance: Double = 1e-12, maxSweeps: Int = 100_000) -> [Double] {
+    public static func optimalRewards(
+        n: Int, derivative uPrime: (Double) -> Double, tolerance: Double = 1e-12, maxSweeps: Int = 100_000
+    ) -> [Double] {
         precondition(n >= 2)
         // Start away from the answer: a clumped, unevenly spaced ranking.
         var r = (0..<n).map { 0.6 - 0.2 * pow(Double($0) / Double(n - 1), 2) }
@@ -34,8 +36,12 @@ public enum RewardCollapse {
             for i in 0..<n {
                 var low = i == n - 1 ? 0 : r[i + 1], high = i == 0 ? 1 : r[i - 1]
                 let old = r[i]
-                if slope(i, high) >= 0 { r[i] = high }          // still rising at the upper end
-                else if slope(i, low) <= 0 { r[i] = low }       // already falling at the lower end
+                if slope(i, high) >= 0 {
+                    r[i] = high
+                }  // still rising at the upper end
+                else if slope(i, low) <= 0 {
+                    r[i] = low
+                }  // already falling at the lower end
                 else {
                     for _ in 0..<200 where high - low > 1e-15 {
                         let mid = (low + high) / 2

@@ -8,7 +8,8 @@ public struct ArithmeticExpressionVerifier: Verifier {
     public init() {}
     public func score(response: String, answer: String?) -> Double {
         guard let answer, let target = Int(answer.trimmingCharacters(in: .whitespaces)),
-              let value = Self.evaluate(response) else { return 0 }
+            let value = Self.evaluate(response)
+        else { return 0 }
         return value == target ? 1 : 0
     }
 
@@ -31,7 +32,8 @@ public struct ArithmeticExpressionVerifier: Verifier {
             while let c = peek(), c == "+" || c == "-" {
                 position += 1
                 guard let rhs = term() else { return nil }
-                let (r, overflow) = c == "+" ? value.addingReportingOverflow(rhs) : value.subtractingReportingOverflow(rhs)
+                let (r, overflow) =
+                    c == "+" ? value.addingReportingOverflow(rhs) : value.subtractingReportingOverflow(rhs)
                 if overflow { return nil }
                 value = r
             }
@@ -57,16 +59,24 @@ public struct ArithmeticExpressionVerifier: Verifier {
         /// factor := '-' factor | '(' expression ')' | digits
         mutating func factor() -> Int? {
             guard let c = peek() else { return nil }
-            if c == "-" { position += 1; return factor().map { -$0 } }
+            if c == "-" {
+                position += 1
+                return factor().map { -$0 }
+            }
             if c == "(" {
                 guard depth < 64 else { return nil }
-                position += 1; depth += 1
+                position += 1
+                depth += 1
                 guard let v = expression(), peek() == ")" else { return nil }
-                position += 1; depth -= 1
+                position += 1
+                depth -= 1
                 return v
             }
             var digits = ""
-            while let d = peek(), d.isASCII, d.isNumber { digits.append(d); position += 1 }
+            while let d = peek(), d.isASCII, d.isNumber {
+                digits.append(d)
+                position += 1
+            }
             return Int(digits)
         }
     }
@@ -93,7 +103,9 @@ public enum Verifiers {
         case "expression": return ArithmeticExpressionVerifier()
         case "instructions": return InstructionVerifier()
         default:
-            if name.hasPrefix("length"), let n = Int(name.dropFirst("length".count)), n > 0 { return LengthVerifier(maxCharacters: n) }
+            if name.hasPrefix("length"), let n = Int(name.dropFirst("length".count)), n > 0 {
+                return LengthVerifier(maxCharacters: n)
+            }
             return nil
         }
     }
@@ -105,7 +117,12 @@ public enum Verifiers {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
             let names = parts.count == 2 ? parts[1].split(separator: "+").map(String.init) : ["exact", "format"]
             out[parts[0]] = try names.map { n in
-                guard let v = named(n) else { throw VerifierError("unknown verifier '\(n)' for task '\(parts[0])'; known: exact, format, expression, instructions, length<N>") }
+                guard let v = named(n) else {
+                    throw VerifierError(
+                        "unknown verifier '\(n)' for task '\(parts[0])'; known: exact, format, expression, "
+                            + "instructions, length<N>"
+                    )
+                }
                 return v
             }
         }

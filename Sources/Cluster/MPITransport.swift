@@ -77,7 +77,9 @@ public actor MPIRuntime {
     /// millisecond (latency), then sleeping between polls so a waiting rank leaves its core to
     /// the others (ranks share cores when oversubscribed).
     /// `peers`: the ranks whose absence a timeout reports (nil: every rank).
-    func wait(_ requests: inout [MPI_Request?], timeout: Double, what: @autoclosure () -> String, peers: [Int]? = nil) throws {
+    func wait(_ requests: inout [MPI_Request?], timeout: Double, what: @autoclosure () -> String, peers: [Int]? = nil)
+        throws
+    {
         let start = Date()
         var pause: useconds_t = 0
         var published = false
@@ -87,11 +89,19 @@ public actor MPIRuntime {
             MPI_Testall(Int32(requests.count), &requests, &done, nil)
             if done != 0 { return }
             let waited = Date().timeIntervalSince(start)
-            if waited > 0.05 && !published { RankStatus.shared.setWaiting(what()); published = true }
-            if waited > timeout {
-                throw TransportError("timed out after \(Int(timeout)) s waiting for \(what())" + RankStatus.joined(RankStatus.shared.absentees(waitingFor: what(), among: peers)))
+            if waited > 0.05 && !published {
+                RankStatus.shared.setWaiting(what())
+                published = true
             }
-            if waited > 0.001 { pause = min(max(pause * 2, 20), 2000); usleep(pause) }
+            if waited > timeout {
+                throw TransportError(
+                    "timed out after \(Int(timeout)) s waiting for \(what())"
+                        + RankStatus.joined(RankStatus.shared.absentees(waitingFor: what(), among: peers)))
+            }
+            if waited > 0.001 {
+                pause = min(max(pause * 2, 20), 2000)
+                usleep(pause)
+            }
         }
     }
 
@@ -99,19 +109,26 @@ public actor MPIRuntime {
     nonisolated func guarded<T>(_ what: @autoclosure () -> String, timeout: Double, _ body: () -> T) -> T {
         CollectiveWatchdog.shared.begin(what(), timeout: timeout)
         let start = Date()
-        defer { CollectiveWatchdog.shared.end(); CommunicationClock.add(Date().timeIntervalSince(start)) }
+        defer {
+            CollectiveWatchdog.shared.end()
+            CommunicationClock.add(Date().timeIntervalSince(start))
+        }
         return body()
     }
 
     /// In-place sum over `count` values of `T` (Float or Double), in 1 MB buckets (docs/platform.md §4:
     /// ~3× faster than one call for large buffers).
-    func allReduceSum<T>(_ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double) {
+    func allReduceSum<T>(
+        _ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double
+    ) {
         bucketedAllReduceSum(pointer, count: count, type: type, comm: comm, timeout: timeout)
     }
 
     /// The body of `allReduceSum`, callable from a closure `submit` runs on the MPI thread.
     /// Nonisolated, so it runs wherever it is called: only ever call it on the MPI thread.
-    nonisolated func bucketedAllReduceSum<T>(_ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double) {
+    nonisolated func bucketedAllReduceSum<T>(
+        _ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double
+    ) {
         let bucket = (1 << 20) / MemoryLayout<T>.stride
         var offset = 0
         while offset < count {
@@ -128,30 +145,39 @@ public actor MPIRuntime {
     /// tests. A blocking MPI_Allreduce busy-polls, and the rank's backward shares its core with
     /// the MPI thread; sleeping leaves the core to the backward while the peers catch up.
     /// Only ever call it on the MPI thread.
-    nonisolated func polledAllReduceSum(_ pointer: UnsafeMutablePointer<Double>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+    nonisolated func polledAllReduceSum(
+        _ pointer: UnsafeMutablePointer<Double>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double
+    ) throws {
         let bucket = (1 << 20) / MemoryLayout<Double>.stride
         var requests: [MPI_Request?] = []
         var offset = 0
         while offset < count {
             let n = min(bucket, count - offset)
             var request: MPI_Request? = cmpi_request_null()
-            _ = MPI_Iallreduce(cmpi_in_place(), pointer + offset, Int32(n), cmpi_double(), cmpi_sum(), comm.raw, &request)
+            _ = MPI_Iallreduce(
+                cmpi_in_place(), pointer + offset, Int32(n), cmpi_double(), cmpi_sum(), comm.raw, &request)
             requests.append(request)
             offset += n
         }
         let start = Date()
         var pause: useconds_t = 10
         CollectiveWatchdog.shared.begin("an all-reduce of \(count) values", timeout: timeout)
-        defer { CollectiveWatchdog.shared.end(); CommunicationClock.add(Date().timeIntervalSince(start)) }
+        defer {
+            CollectiveWatchdog.shared.end()
+            CommunicationClock.add(Date().timeIntervalSince(start))
+        }
         while true {
             var done: Int32 = 0
             MPI_Testall(Int32(requests.count), &requests, &done, nil)
             if done != 0 { return }
             if Date().timeIntervalSince(start) > timeout {
-                throw TransportError("timed out after \(Int(timeout)) s waiting for an all-reduce of \(count) gradient values"
-                                     + RankStatus.joined(RankStatus.shared.absentees(waitingFor: "an all-reduce of \(count) values")))
+                throw TransportError(
+                    "timed out after \(Int(timeout)) s waiting for an all-reduce of \(count) gradient values"
+                        + RankStatus.joined(RankStatus.shared.absentees(waitingFor: "an all-reduce of \(count) values"))
+                )
             }
-            usleep(pause); pause = min(pause * 2, 500)
+            usleep(pause)
+            pause = min(pause * 2, 500)
         }
     }
 
@@ -163,7 +189,9 @@ public actor MPIRuntime {
         return out
     }
 
-    func broadcastFloats(_ pointer: UnsafeMutablePointer<Float>, count: Int, root: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
+    func broadcastFloats(
+        _ pointer: UnsafeMutablePointer<Float>, count: Int, root: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double
+    ) throws {
         var offset = 0
         while offset < count {
             let n = min(1 << 18, count - offset)
@@ -187,7 +215,8 @@ public actor MPIRuntime {
         var all = [UInt8](repeating: 0, count: Int(lengths.reduce(0, +)))
         var bytes = [UInt8](data)
         guarded("an all-gather of \(data.count) bytes", timeout: timeout) {
-            _ = MPI_Allgatherv(&bytes, Int32(bytes.count), cmpi_byte(), &all, counts, displacements, cmpi_byte(), comm.raw)
+            _ = MPI_Allgatherv(
+                &bytes, Int32(bytes.count), cmpi_byte(), &all, counts, displacements, cmpi_byte(), comm.raw)
         }
         return (0..<size).map { Data(all[Int(displacements[$0])..<Int(displacements[$0] + counts[$0])]) }
     }
@@ -195,12 +224,15 @@ public actor MPIRuntime {
     func send(_ data: Data, to destination: Int, tag: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
         // MPI counts are 32-bit: a larger message would trap in the conversion below.
         guard data.count <= Int(Int32.max) else {
-            throw TransportError("a message of \(data.count) bytes to rank \(destination) exceeds MPI's limit of \(Int32.max) bytes")
+            throw TransportError(
+                "a message of \(data.count) bytes to rank \(destination) exceeds MPI's limit of \(Int32.max) bytes")
         }
         var bytes = [UInt8](data)
         var request: [MPI_Request?] = [cmpi_request_null()]
         MPI_Isend(&bytes, Int32(bytes.count), cmpi_byte(), Int32(destination), Int32(tag), comm.raw, &request[0])
-        try wait(&request, timeout: timeout, what: "rank \(destination) to receive a message (tag \(tag))", peers: [destination])
+        try wait(
+            &request, timeout: timeout, what: "rank \(destination) to receive a message (tag \(tag))",
+            peers: [destination])
     }
 
     func receive(from source: Int, tag: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> Data {
@@ -214,12 +246,20 @@ public actor MPIRuntime {
             MPI_Iprobe(Int32(source), Int32(tag), comm.raw, &found, &status)
             if found != 0 { break }
             let waited = Date().timeIntervalSince(start)
-            if waited > 0.05 && !published { RankStatus.shared.setWaiting("a message from rank \(source) (tag \(tag))"); published = true }
+            if waited > 0.05 && !published {
+                RankStatus.shared.setWaiting("a message from rank \(source) (tag \(tag))")
+                published = true
+            }
             if waited > timeout {
                 let what = "a message from rank \(source) (tag \(tag))"
-                throw TransportError("timed out after \(Int(timeout)) s waiting for \(what)" + RankStatus.joined(RankStatus.shared.absentees(waitingFor: what, among: [source])))
+                throw TransportError(
+                    "timed out after \(Int(timeout)) s waiting for \(what)"
+                        + RankStatus.joined(RankStatus.shared.absentees(waitingFor: what, among: [source])))
             }
-            if waited > 0.001 { pause = min(max(pause * 2, 20), 2000); usleep(pause) }
+            if waited > 0.001 {
+                pause = min(max(pause * 2, 20), 2000)
+                usleep(pause)
+            }
         }
         var count: Int32 = 0
         MPI_Get_count(&status, cmpi_byte(), &count)
@@ -253,21 +293,34 @@ public final class MPITransport: Transport, @unchecked Sendable {
     public let timeout: Double
 
     init(runtime: MPIRuntime, communicator: MPIHandle<MPI_Comm?>, timeout: Double) {
-        self.runtime = runtime; self.communicator = communicator; self.timeout = timeout
+        self.runtime = runtime
+        self.communicator = communicator
+        self.timeout = timeout
         var r: Int32 = 0, s: Int32 = 0
         // Called on the MPI thread (from inside the runtime actor), so this is FUNNELED-safe.
         MPI_Comm_rank(communicator.raw, &r)
         MPI_Comm_size(communicator.raw, &s)
-        rank = Int(r); size = Int(s)
+        rank = Int(r)
+        size = Int(s)
     }
 
     public func allReduce(_ buffer: FloatBuffer, op: ReduceOp) async throws {
-        if size > 1 { await runtime.allReduceSum(buffer.pointer, count: buffer.count, type: cmpi_float(), comm: communicator, timeout: timeout) }
-        if op == .mean && size > 1 { let s = 1 / Float(size); for i in 0..<buffer.count { buffer.pointer[i] *= s } }
+        if size > 1 {
+            await runtime.allReduceSum(
+                buffer.pointer, count: buffer.count, type: cmpi_float(), comm: communicator, timeout: timeout)
+        }
+        if op == .mean && size > 1 {
+            let s = 1 / Float(size)
+            for i in 0..<buffer.count { buffer.pointer[i] *= s }
+        }
     }
 
     public func allReduce(_ sum: GradientSum, range: Range<Int>) async throws {
-        if size > 1 { await runtime.allReduceSum(sum.pointer + range.lowerBound, count: range.count, type: cmpi_double(), comm: communicator, timeout: timeout) }
+        if size > 1 {
+            await runtime.allReduceSum(
+                sum.pointer + range.lowerBound, count: range.count, type: cmpi_double(), comm: communicator,
+                timeout: timeout)
+        }
     }
 
     /// Queued on the MPI thread behind whatever the runtime is doing: the backward's thread only
@@ -280,8 +333,10 @@ public final class MPITransport: Transport, @unchecked Sendable {
         runtime.submit {
             // `sum` stays alive until MPI is done with its memory, even if the caller gave up.
             withExtendedLifetime(sum) {
-                do { try runtime.polledAllReduceSum(pointer.raw, count: count, comm: comm, timeout: timeout); pending.complete(nil) }
-                catch { pending.complete(error) }
+                do {
+                    try runtime.polledAllReduceSum(pointer.raw, count: count, comm: comm, timeout: timeout)
+                    pending.complete(nil)
+                } catch { pending.complete(error) }
             }
         }
         return pending
@@ -293,7 +348,10 @@ public final class MPITransport: Transport, @unchecked Sendable {
     }
 
     public func broadcast(_ buffer: FloatBuffer, root: Int) async throws {
-        if size > 1 { try await runtime.broadcastFloats(buffer.pointer, count: buffer.count, root: root, comm: communicator, timeout: timeout) }
+        if size > 1 {
+            try await runtime.broadcastFloats(
+                buffer.pointer, count: buffer.count, root: root, comm: communicator, timeout: timeout)
+        }
     }
 
     public func allGather(_ data: Data) async throws -> [Data] {
@@ -317,10 +375,13 @@ public final class MPITransport: Transport, @unchecked Sendable {
     public var hostCount: HostCount {
         let env = ProcessInfo.processInfo.environment
         guard let local = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init), local > 0,
-              let world = env["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init), world >= local else {
+            let world = env["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init), world >= local
+        else {
             return HostCount(count: 1, source: "assumed: the launcher does not set OMPI_COMM_WORLD_LOCAL_SIZE")
         }
-        return HostCount(count: (world + local - 1) / local, source: "\(local) of the \(world) ranks on this host, from Open MPI's environment")
+        return HostCount(
+            count: (world + local - 1) / local,
+            source: "\(local) of the \(world) ranks on this host, from Open MPI's environment")
     }
 
     public func split(color: Int, key: Int) async throws -> any Transport {

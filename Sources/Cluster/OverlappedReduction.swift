@@ -13,7 +13,8 @@ public final class PendingReduction: @unchecked Sendable {
     /// Called once, on the thread that ran the reduction.
     func complete(_ error: Error?) {
         let resume: CheckedContinuation<Void, Error>? = lock.withLock {
-            finished = true; failure = error
+            finished = true
+            failure = error
             defer { waiter = nil }
             return waiter
         }
@@ -51,16 +52,26 @@ public final class OverlappedReduction: @unchecked Sendable {
     /// `gradients` is the last micro-batch's buffer: each reported bucket is added into `sum`
     /// (which already holds the earlier micro-batches) and its reduction started.
     public init(sum: GradientSum, gradients: FloatBuffer, buckets: [Range<Int>], transport: any Transport) {
-        self.sum = sum; self.gradients = gradients; self.buckets = buckets; self.transport = transport
+        self.sum = sum
+        self.gradients = gradients
+        self.buckets = buckets
+        self.transport = transport
     }
 
     /// For `backward(gradientsReady:)`, on the backward's thread: the next bucket is final.
     public func ready(_ range: Range<Int>) {
-        precondition(next < buckets.count && buckets[next] == range,
-                     "gradient bucket \(range) reported out of order (expected \(next < buckets.count ? "\(buckets[next])" : "none"))")
+        precondition(
+            next < buckets.count && buckets[next] == range,
+            "gradient bucket \(range) reported out of order (expected "
+                + "\(next < buckets.count ? "\(buckets[next])" : "none"))"
+        )
         next += 1
         sum.add(gradients, range: range)
-        if let pending = transport.startAllReduce(sum, range: range) { started.append(pending) } else { deferred.append(range) }
+        if let pending = transport.startAllReduce(sum, range: range) {
+            started.append(pending)
+        } else {
+            deferred.append(range)
+        }
     }
 
     /// Adds and reduces the buckets the backward did not report, and waits for the started ones;
@@ -74,7 +85,9 @@ public final class OverlappedReduction: @unchecked Sendable {
             try await transport.allReduce(sum, range: b)
         }
         for pending in started { try await pending.wait() }
-        started = []; deferred = []; next = 0
+        started = []
+        deferred = []
+        next = 0
     }
 
     /// The step's gradient sum reduced bucket by bucket without any overlap. Every rank must take

@@ -43,7 +43,9 @@ public final class RankStatus: @unchecked Sendable {
         let folder = (runFolder as NSString).appendingPathComponent("status")
         try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         condition.withLock {
-            directory = folder; worldSize = size; changed = true
+            directory = folder
+            worldSize = size
+            changed = true
             if thread == nil {
                 let t = Thread { [unowned self] in self.beat() }
                 t.name = "rank-status"
@@ -93,8 +95,9 @@ public final class RankStatus: @unchecked Sendable {
         }
         beats += 1
         let context = FailureReport.current
-        let record = Record(rank: context.rank, role: context.role, step: context.step, waiting: waiting, beats: beats,
-                            time: Date().timeIntervalSince1970, host: host, pid: getpid(), job: job)
+        let record = Record(
+            rank: context.rank, role: context.role, step: context.step, waiting: waiting, beats: beats,
+            time: Date().timeIntervalSince1970, host: host, pid: getpid(), job: job)
         return (directory, record, timedOut)
     }
 
@@ -114,7 +117,10 @@ public final class RankStatus: @unchecked Sendable {
         let late = Date().timeIntervalSince(max(expected, began))
         if late > Self.suspendedAfter {
             let seconds = Int((late + Self.interval).rounded())
-            FailureReport.print("this process was suspended for \(seconds) s (SIGSTOP, or its machine paused); the other ranks may have timed out waiting for it")
+            FailureReport.print(
+                "this process was suspended for \(seconds) s (SIGSTOP, or its machine paused); the other ranks may "
+                    + "have timed out waiting for it"
+            )
         }
         if let folder = next.folder, let data = try? JSONEncoder().encode(next.record) {
             let path = (folder as NSString).appendingPathComponent("rank-\(next.record.rank).json")
@@ -129,7 +135,9 @@ public final class RankStatus: @unchecked Sendable {
         var out: [Int: Record] = [:]
         for rank in ranks {
             let file = (folder as NSString).appendingPathComponent("rank-\(rank).json")
-            guard let data = FileManager.default.contents(atPath: file), let r = try? JSONDecoder().decode(Record.self, from: data), r.job == job else { continue }
+            guard let data = FileManager.default.contents(atPath: file),
+                let r = try? JSONDecoder().decode(Record.self, from: data), r.job == job
+            else { continue }
             out[rank] = r
         }
         return out
@@ -150,9 +158,12 @@ public final class RankStatus: @unchecked Sendable {
         let after = records(others, in: folder), now = Date().timeIntervalSince1970
         var missing: [String] = []
         for rank in others {
-            guard let r = after[rank] else { missing.append("rank \(rank) (no status from this job in \(folder): still starting?)"); continue }
+            guard let r = after[rank] else {
+                missing.append("rank \(rank) (no status from this job in \(folder): still starting?)")
+                continue
+            }
             let alive = before[rank].map { r.beats > $0.beats } ?? true
-            if alive && r.waiting == what && r.step == me.step { continue }   // it arrived and waits too
+            if alive && r.waiting == what && r.step == me.step { continue }  // it arrived and waits too
             missing.append(Self.describe(r, alive: alive, now: now))
         }
         guard !missing.isEmpty else { return "every rank reached it (a slow network, or a deadlock inside MPI)" }

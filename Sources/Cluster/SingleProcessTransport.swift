@@ -30,7 +30,8 @@ public final class SingleProcessTransport: Transport, @unchecked Sendable {
             return first
         }
         guard let first else {
-            throw TransportError("receive from rank \(source) (tag \(tag)) in a world of one: nothing was sent, it would wait forever")
+            throw TransportError(
+                "receive from rank \(source) (tag \(tag)) in a world of one: nothing was sent, it would wait forever")
         }
         return first
     }

@@ -10,7 +10,10 @@ public enum StopRequest {
     /// Installs the handlers (training commands do this once, after MPI is initialised, so ours
     /// are the ones in place).
     public static func installHandlers() throws {
-        guard rlhf_install_stop_handlers() == 0 else { throw TransportError("cannot install the SIGINT/SIGTERM/SIGUSR1 handlers: \(String(cString: strerror(errno)))") }
+        guard rlhf_install_stop_handlers() == 0 else {
+            throw TransportError(
+                "cannot install the SIGINT/SIGTERM/SIGUSR1 handlers: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// This process serves placed roles: it cannot stop the run itself, so a signal here only
@@ -29,7 +32,8 @@ public enum StopRequest {
     /// Whether any rank was asked to stop. A collective: every rank calls it at the same point of
     /// the same step and all get the same answer (the signal seen here, or the first other rank's).
     /// `local`: this rank's own signal (the process's, unless a test gives each rank its own).
-    public static func agreed(_ transport: any Transport, local: Int32? = StopRequest.local) async throws -> StopSignal? {
+    public static func agreed(_ transport: any Transport, local: Int32? = StopRequest.local) async throws -> StopSignal?
+    {
         let mine = Double(local ?? 0)
         guard transport.size > 1 else { return local.map { StopSignal(number: $0, ranks: [transport.rank]) } }
         // Each rank writes its signal into its own slot: the sum is every rank's signal.
@@ -46,7 +50,10 @@ public enum StopRequest {
 public struct StopSignal: Sendable, Equatable {
     public let number: Int32
     public let ranks: [Int]
-    public init(number: Int32, ranks: [Int]) { self.number = number; self.ranks = ranks }
+    public init(number: Int32, ranks: [Int]) {
+        self.number = number
+        self.ranks = ranks
+    }
 
     public var name: String {
         switch number {

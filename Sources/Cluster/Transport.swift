@@ -41,7 +41,10 @@ public protocol Transport: AnyObject, Sendable {
 public struct HostCount: Sendable, Equatable {
     public let count: Int
     public let source: String
-    public init(count: Int, source: String) { self.count = count; self.source = source }
+    public init(count: Int, source: String) {
+        self.count = count
+        self.source = source
+    }
 }
 
 extension Transport {
@@ -65,7 +68,11 @@ public struct FailureContext: Sendable {
     public var rank: Int
     public var role: String
     public var step: Int
-    public init(rank: Int, role: String, step: Int) { self.rank = rank; self.role = role; self.step = step }
+    public init(rank: Int, role: String, step: Int) {
+        self.rank = rank
+        self.role = role
+        self.step = step
+    }
     public func describe(_ reason: String) -> String { "rank \(rank) (\(role), step \(step)): \(reason)" }
 }
 

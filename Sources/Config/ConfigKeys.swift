@@ -9,25 +9,37 @@ public protocol ConfigScalar: Sendable {
 
 extension Int: ConfigScalar {
     public static var configType: ConfigType { .int }
-    public init?(configValue: ConfigValue) { guard case .int(let v) = configValue else { return nil }; self = v }
+    public init?(configValue: ConfigValue) {
+        guard case .int(let v) = configValue else { return nil }
+        self = v
+    }
     public var configValue: ConfigValue { .int(self) }
 }
 
 extension Double: ConfigScalar {
     public static var configType: ConfigType { .float }
-    public init?(configValue: ConfigValue) { guard case .float(let v) = configValue else { return nil }; self = v }
+    public init?(configValue: ConfigValue) {
+        guard case .float(let v) = configValue else { return nil }
+        self = v
+    }
     public var configValue: ConfigValue { .float(self) }
 }
 
 extension Bool: ConfigScalar {
     public static var configType: ConfigType { .bool }
-    public init?(configValue: ConfigValue) { guard case .bool(let v) = configValue else { return nil }; self = v }
+    public init?(configValue: ConfigValue) {
+        guard case .bool(let v) = configValue else { return nil }
+        self = v
+    }
     public var configValue: ConfigValue { .bool(self) }
 }
 
 extension String: ConfigScalar {
     public static var configType: ConfigType { .string }
-    public init?(configValue: ConfigValue) { guard case .string(let v) = configValue else { return nil }; self = v }
+    public init?(configValue: ConfigValue) {
+        guard case .string(let v) = configValue else { return nil }
+        self = v
+    }
     public var configValue: ConfigValue { .string(self) }
 }
 
@@ -38,7 +50,10 @@ public struct ConfigPath: ConfigScalar, Hashable, ExpressibleByStringLiteral, Cu
     public init(_ path: String) { self.path = path }
     public init(stringLiteral path: String) { self.path = path }
     public static var configType: ConfigType { .path }
-    public init?(configValue: ConfigValue) { guard case .string(let v) = configValue else { return nil }; path = v }
+    public init?(configValue: ConfigValue) {
+        guard case .string(let v) = configValue else { return nil }
+        path = v
+    }
     public var configValue: ConfigValue { .string(path) }
     public var isEmpty: Bool { path.isEmpty }
     public var description: String { path }
@@ -49,7 +64,10 @@ public protocol ConfigChoice: ConfigScalar, CaseIterable, RawRepresentable where
 
 extension ConfigChoice {
     public static var configType: ConfigType { .choice(allCases.map(\.rawValue)) }
-    public init?(configValue: ConfigValue) { guard case .string(let v) = configValue else { return nil }; self.init(rawValue: v) }
+    public init?(configValue: ConfigValue) {
+        guard case .string(let v) = configValue else { return nil }
+        self.init(rawValue: v)
+    }
     public var configValue: ConfigValue { .string(rawValue) }
 }
 
@@ -59,7 +77,10 @@ public struct ConfigCheck<Value: Sendable>: Sendable {
     /// What a valid value is, completing "must be …".
     public let requirement: String
     public let isValid: @Sendable (Value) -> Bool
-    public init(_ requirement: String, _ isValid: @escaping @Sendable (Value) -> Bool) { self.requirement = requirement; self.isValid = isValid }
+    public init(_ requirement: String, _ isValid: @escaping @Sendable (Value) -> Bool) {
+        self.requirement = requirement
+        self.isValid = isValid
+    }
 }
 
 extension ConfigCheck where Value: Comparable & Numeric & Sendable {
@@ -67,11 +88,17 @@ extension ConfigCheck where Value: Comparable & Numeric & Sendable {
     public static var nonNegative: ConfigCheck { ConfigCheck("≥ 0") { $0 >= 0 } }
     public static func atLeast(_ low: Value) -> ConfigCheck { ConfigCheck("≥ \(low)") { $0 >= low } }
     /// [low, high]
-    public static func within(_ low: Value, _ high: Value) -> ConfigCheck { ConfigCheck("in [\(low), \(high)]") { $0 >= low && $0 <= high } }
+    public static func within(_ low: Value, _ high: Value) -> ConfigCheck {
+        ConfigCheck("in [\(low), \(high)]") { $0 >= low && $0 <= high }
+    }
     /// [low, high)
-    public static func from(_ low: Value, below high: Value) -> ConfigCheck { ConfigCheck("in [\(low), \(high))") { $0 >= low && $0 < high } }
+    public static func from(_ low: Value, below high: Value) -> ConfigCheck {
+        ConfigCheck("in [\(low), \(high))") { $0 >= low && $0 < high }
+    }
     /// (low, high]
-    public static func above(_ low: Value, upTo high: Value) -> ConfigCheck { ConfigCheck("in (\(low), \(high)]") { $0 > low && $0 <= high } }
+    public static func above(_ low: Value, upTo high: Value) -> ConfigCheck {
+        ConfigCheck("in (\(low), \(high)]") { $0 > low && $0 <= high }
+    }
 }
 
 /// A declared config key whose value is a `Value`. The declaration (type, default, help, valid
@@ -84,7 +111,10 @@ public struct Key<Value: ConfigScalar>: Sendable {
     public let check: ConfigCheck<Value>?
 
     public init(_ path: String, _ defaultValue: Value, _ help: String, _ check: ConfigCheck<Value>? = nil) {
-        self.path = path; self.defaultValue = defaultValue; self.help = help; self.check = check
+        self.path = path
+        self.defaultValue = defaultValue
+        self.help = help
+        self.check = check
     }
 
     /// The same key with another default (a stage whose default differs).
@@ -108,8 +138,12 @@ extension ResolvedConfig {
     /// programming error (the config tests construct every stage from its schema's defaults).
     public subscript<Value>(_ key: Key<Value>) -> Value {
         reads.record(key.path)
-        guard let raw = values[key.path] else { preconditionFailure("config: '\(key.path)' is not a key of this schema") }
-        guard let value = Value(configValue: raw) else { preconditionFailure("config: '\(key.path)' holds \(raw), not a \(Value.self)") }
+        guard let raw = values[key.path] else {
+            preconditionFailure("config: '\(key.path)' is not a key of this schema")
+        }
+        guard let value = Value(configValue: raw) else {
+            preconditionFailure("config: '\(key.path)' holds \(raw), not a \(Value.self)")
+        }
         return value
     }
 
@@ -125,13 +159,25 @@ public final class ConfigReadLog: @unchecked Sendable {
     /// A scoped config's log passes each read on to the experiment's, under the outer key's name.
     private let parent: ConfigReadLog?
     private let outerPath: @Sendable (String) -> String
-    public init() { parent = nil; outerPath = { $0 } }
-    init(forwardingTo parent: ConfigReadLog, outerPath: @escaping @Sendable (String) -> String) { self.parent = parent; self.outerPath = outerPath }
+    public init() {
+        parent = nil
+        outerPath = { $0 }
+    }
+    init(forwardingTo parent: ConfigReadLog, outerPath: @escaping @Sendable (String) -> String) {
+        self.parent = parent
+        self.outerPath = outerPath
+    }
     func record(_ path: String) {
-        lock.lock(); paths.insert(path); lock.unlock()
+        lock.lock()
+        paths.insert(path)
+        lock.unlock()
         parent?.record(outerPath(path))
     }
-    public var read: Set<String> { lock.lock(); defer { lock.unlock() }; return paths }
+    public var read: Set<String> {
+        lock.lock()
+        defer { lock.unlock() }
+        return paths
+    }
 }
 
 extension Array where Element == ConfigKey {

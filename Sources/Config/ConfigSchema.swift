@@ -32,13 +32,21 @@ public struct ConfigKey: Sendable {
     public let help: String
     /// nil when `value` is valid, else what is wrong ("must be > 0, got -1").
     public let check: (@Sendable (ConfigValue) -> String?)?
-    public init(_ path: String, _ type: ConfigType, _ defaultValue: ConfigValue, _ help: String,
-                check: (@Sendable (ConfigValue) -> String?)? = nil) {
-        self.path = path; self.type = type; self.defaultValue = defaultValue; self.help = help; self.check = check
+    public init(
+        _ path: String, _ type: ConfigType, _ defaultValue: ConfigValue, _ help: String,
+        check: (@Sendable (ConfigValue) -> String?)? = nil
+    ) {
+        self.path = path
+        self.type = type
+        self.defaultValue = defaultValue
+        self.help = help
+        self.check = check
     }
 
     /// The same key under `prefix` ("sft." + "train.lr"), for experiments that nest stages.
-    public func prefixed(_ prefix: String) -> ConfigKey { ConfigKey(prefix + path, type, defaultValue, help, check: check) }
+    public func prefixed(_ prefix: String) -> ConfigKey {
+        ConfigKey(prefix + path, type, defaultValue, help, check: check)
+    }
 }
 
 public struct ConfigSchema: Sendable {
@@ -76,14 +84,17 @@ public struct ConfigSchema: Sendable {
     func validChildren(of path: String) -> [String] {
         let parent = path.split(separator: ".").dropLast().joined(separator: ".")
         let prefix = parent.isEmpty ? "" : parent + "."
-        let children = Set((Array(byPath.keys) + Array(sections)).filter { $0.hasPrefix(prefix) }.map {
-            String($0.dropFirst(prefix.count).split(separator: ".")[0])
-        })
+        let children = Set(
+            (Array(byPath.keys) + Array(sections)).filter { $0.hasPrefix(prefix) }.map {
+                String($0.dropFirst(prefix.count).split(separator: ".")[0])
+            })
         return children.sorted()
     }
 
     /// Parses `text` (a scalar from YAML or an override) as the key's type.
-    func parse(_ text: String, for key: ConfigKey, quoted: Bool, at place: String, relativeTo base: String?) throws -> ConfigValue {
+    func parse(_ text: String, for key: ConfigKey, quoted: Bool, at place: String, relativeTo base: String?) throws
+        -> ConfigValue
+    {
         func bad(_ expected: String) -> ConfigError {
             ConfigError("\(place): '\(key.path)' expects \(expected), got '\(text)'")
         }
@@ -92,7 +103,9 @@ public struct ConfigSchema: Sendable {
             guard !quoted, let v = Int(text.replacingOccurrences(of: "_", with: "")) else { throw bad("an integer") }
             return .int(v)
         case .float:
-            guard !quoted, let v = Double(text.replacingOccurrences(of: "_", with: "")), v.isFinite else { throw bad("a number") }
+            guard !quoted, let v = Double(text.replacingOccurrences(of: "_", with: "")), v.isFinite else {
+                throw bad("a number")
+            }
             return .float(v)
         case .bool:
             switch text.lowercased() {
@@ -105,7 +118,9 @@ public struct ConfigSchema: Sendable {
         case .path:
             if (text == "null" && !quoted) || text.isEmpty { return .string("") }
             if text.hasPrefix("/") || base == nil { return .string(text) }
-            return .string(URL(fileURLWithPath: text, relativeTo: URL(fileURLWithPath: base!, isDirectory: true)).standardizedFileURL.path)
+            return .string(
+                URL(fileURLWithPath: text, relativeTo: URL(fileURLWithPath: base!, isDirectory: true))
+                    .standardizedFileURL.path)
         case .choice(let options):
             guard options.contains(text) else { throw bad("one of \(options.joined(separator: ", "))") }
             return .string(text)
@@ -116,7 +131,10 @@ public struct ConfigSchema: Sendable {
     public func resolve(file: String?, overrides: [String]) throws -> ResolvedConfig {
         var values: [String: ConfigValue] = [:]
         var sources: [String: String] = [:]
-        for k in keys { values[k.path] = k.defaultValue; sources[k.path] = "default" }
+        for k in keys {
+            values[k.path] = k.defaultValue
+            sources[k.path] = "default"
+        }
         if let file { try load(file, values: &values, sources: &sources, chain: []) }
         try apply(overrides, to: &values, sources: &sources)
         try validate(values, sources: sources)
@@ -133,7 +151,9 @@ public struct ConfigSchema: Sendable {
             guard let key = byPath[path] else {
                 throw ConfigError("override '\(override)': unknown key '\(path)'\(suggestion(for: path))")
             }
-            values[path] = try parse(text, for: key, quoted: false, at: "override '\(override)'", relativeTo: FileManager.default.currentDirectoryPath)
+            values[path] = try parse(
+                text, for: key, quoted: false, at: "override '\(override)'",
+                relativeTo: FileManager.default.currentDirectoryPath)
             sources[path] = "override '\(override)'"
         }
     }
@@ -149,33 +169,50 @@ public struct ConfigSchema: Sendable {
 
     /// One YAML file; a top-level `extends: other.yaml` (relative to this file) loads that file
     /// first, so a variant of an experiment states only what differs.
-    private func load(_ file: String, values: inout [String: ConfigValue], sources: inout [String: String], chain: [String]) throws {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ConfigError("\(file): cannot read") }
+    private func load(
+        _ file: String, values: inout [String: ConfigValue], sources: inout [String: String], chain: [String]
+    ) throws {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ConfigError("\(file): cannot read")
+        }
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch { throw ConfigError("\(file): not valid YAML: \(error)") }
         let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
         guard let node else { return }
         if case .mapping(let mapping) = node, let parent = mapping["extends"] {
-            guard case .scalar(let s) = parent else { throw ConfigError("\(parent.mark.map { "\(file):\($0.line)" } ?? file): 'extends' names one file") }
-            let path = URL(fileURLWithPath: s.string, relativeTo: URL(fileURLWithPath: base, isDirectory: true)).standardizedFileURL.path
-            guard !chain.contains(path), chain.count < 8 else { throw ConfigError("\(file): 'extends' loops back to \(path)") }
-            try load(path, values: &values, sources: &sources, chain: chain + [URL(fileURLWithPath: file).standardizedFileURL.path])
+            guard case .scalar(let s) = parent else {
+                throw ConfigError("\(parent.mark.map { "\(file):\($0.line)" } ?? file): 'extends' names one file")
+            }
+            let path = URL(fileURLWithPath: s.string, relativeTo: URL(fileURLWithPath: base, isDirectory: true))
+                .standardizedFileURL.path
+            guard !chain.contains(path), chain.count < 8 else {
+                throw ConfigError("\(file): 'extends' loops back to \(path)")
+            }
+            try load(
+                path, values: &values, sources: &sources,
+                chain: chain + [URL(fileURLWithPath: file).standardizedFileURL.path])
         }
         try walk(node, prefix: "", file: file, base: base, values: &values, sources: &sources)
     }
 
-    private func walk(_ node: Node, prefix: String, file: String, base: String,
-                      values: inout [String: ConfigValue], sources: inout [String: String]) throws {
+    private func walk(
+        _ node: Node, prefix: String, file: String, base: String,
+        values: inout [String: ConfigValue], sources: inout [String: String]
+    ) throws {
         func line(_ n: Node) -> String { n.mark.map { "\(file):\($0.line)" } ?? file }
         guard case .mapping(let mapping) = node else {
             throw ConfigError("\(line(node)): '\(prefix.isEmpty ? "the file" : prefix)' must be a mapping of keys")
         }
         var seen: [String: String] = [:]
         for (keyNode, valueNode) in mapping {
-            guard case .scalar(let keyScalar) = keyNode else { throw ConfigError("\(line(keyNode)): keys must be plain names") }
+            guard case .scalar(let keyScalar) = keyNode else {
+                throw ConfigError("\(line(keyNode)): keys must be plain names")
+            }
             let path = prefix.isEmpty ? keyScalar.string : prefix + "." + keyScalar.string
-            if path == "extends" { continue }   // handled by `load`
-            if let first = seen[path] { throw ConfigError("\(line(keyNode)): duplicate key '\(path)' (first at \(first))") }
+            if path == "extends" { continue }  // handled by `load`
+            if let first = seen[path] {
+                throw ConfigError("\(line(keyNode)): duplicate key '\(path)' (first at \(first))")
+            }
             seen[path] = line(keyNode)
             if sections.contains(path) {
                 if case .scalar(let s) = valueNode, s.string == "null" || s.string.isEmpty { continue }
@@ -219,16 +256,26 @@ public struct ResolvedConfig: Sendable {
     /// The keys read so far (for the test that no key is accepted and then ignored).
     public let reads: ConfigReadLog
 
-    init(schema: ConfigSchema, values: [String: ConfigValue], sources: [String: String], file: String?, reads: ConfigReadLog = ConfigReadLog()) {
-        self.schema = schema; self.values = values; self.sources = sources; self.file = file; self.reads = reads
+    init(
+        schema: ConfigSchema, values: [String: ConfigValue], sources: [String: String], file: String?,
+        reads: ConfigReadLog = ConfigReadLog()
+    ) {
+        self.schema = schema
+        self.values = values
+        self.sources = sources
+        self.file = file
+        self.reads = reads
     }
 
     /// The same config with `key` set by the experiment that chains the stages (a run folder, the
     /// checkpoint the stage starts from); the saved YAML shows the value the stage used.
     public func with<Value>(_ key: Key<Value>, _ value: Value) throws -> ResolvedConfig {
-        guard values[key.path] != nil else { throw ConfigError("'\(key.path)' is not a key of this experiment's \(file ?? "configuration")") }
+        guard values[key.path] != nil else {
+            throw ConfigError("'\(key.path)' is not a key of this experiment's \(file ?? "configuration")")
+        }
         var values = self.values, sources = self.sources
-        values[key.path] = value.configValue; sources[key.path] = "set by the experiment"
+        values[key.path] = value.configValue
+        sources[key.path] = "set by the experiment"
         return ResolvedConfig(schema: schema, values: values, sources: sources, file: file, reads: reads)
     }
 
@@ -250,9 +297,10 @@ public struct ResolvedConfig: Sendable {
             values[key.path] = self.values[outer] ?? key.defaultValue
             sources[key.path] = self.sources[outer] ?? "default"
         }
-        return ResolvedConfig(schema: stage, values: values, sources: sources, file: file, reads: ConfigReadLog(forwardingTo: reads) { shared.contains($0) ? $0 : prefix + $0 })
+        return ResolvedConfig(
+            schema: stage, values: values, sources: sources, file: file,
+            reads: ConfigReadLog(forwardingTo: reads) { shared.contains($0) ? $0 : prefix + $0 })
     }
-
 
     /// The resolved configuration as YAML, in schema order, sections nested, help as comments.
     public var yaml: String {
@@ -262,7 +310,9 @@ public struct ResolvedConfig: Sendable {
             let parts = key.path.split(separator: ".").map(String.init)
             let sectionPath = Array(parts.dropLast())
             var common = 0
-            while common < min(openSections.count, sectionPath.count) && openSections[common] == sectionPath[common] { common += 1 }
+            while common < min(openSections.count, sectionPath.count) && openSections[common] == sectionPath[common] {
+                common += 1
+            }
             openSections = Array(openSections.prefix(common))
             for depth in common..<sectionPath.count {
                 out += String(repeating: "  ", count: depth) + sectionPath[depth] + ":\n"
@@ -270,7 +320,9 @@ public struct ResolvedConfig: Sendable {
             }
             let value = values[key.path]!.description
             out += String(repeating: "  ", count: sectionPath.count) + "\(parts.last!): \(value)"
-            out += String(repeating: " ", count: max(1, 28 - sectionPath.count * 2 - parts.last!.count - value.count)) + "# \(key.help)\n"
+            out +=
+                String(repeating: " ", count: max(1, 28 - sectionPath.count * 2 - parts.last!.count - value.count))
+                + "# \(key.help)\n"
         }
         return out
     }
@@ -282,10 +334,12 @@ public struct ResolvedConfig: Sendable {
         var order: [String] = [], groups: [String: [ConfigKey]] = [:]
         for key in keys {
             let parts = key.path.split(separator: ".")
-            let head = parts.count > depth + 1 ? String(parts[depth]) : "\u{0}" + key.path   // a leaf stays in place
+            let head = parts.count > depth + 1 ? String(parts[depth]) : "\u{0}" + key.path  // a leaf stays in place
             if groups[head] == nil { order.append(head) }
             groups[head, default: []].append(key)
         }
-        return order.flatMap { head in head.hasPrefix("\u{0}") ? groups[head]! : groupedBySection(groups[head]!, depth: depth + 1) }
+        return order.flatMap { head in
+            head.hasPrefix("\u{0}") ? groups[head]! : groupedBySection(groups[head]!, depth: depth + 1)
+        }
     }
 }

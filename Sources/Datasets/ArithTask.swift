@@ -20,7 +20,9 @@ public struct ArithTask: Sendable {
     public let train: [Problem], eval: [Problem]
 
     public init(seed: UInt64, flaw: ArithFlaw = .dropCarry, flawShare: Double = 0.6, evalSize: Int = 500) {
-        self.seed = seed; self.flaw = flaw; self.flawShare = flawShare
+        self.seed = seed
+        self.flaw = flaw
+        self.flawShare = flawShare
         var rng = RNG(seed: seed)
         var all = (0..<100).flatMap { a in (0..<100).map { Problem(a: a, b: $0) } }
         shuffle(&all, &rng)
@@ -51,21 +53,29 @@ public struct ArithTask: Sendable {
         var rng = RNG(seed: seed &+ 1)
         return train.map { p in
             let wrong = ArithTask.carries(p) && Double(rng.uniform()) < flawShare
-            return SFTExample(prompt: ArithTask.prompt(p), completion: wrong ? flawed(p, rng: &rng) : ArithTask.answer(p),
-                              answer: ArithTask.answer(p), source: "arith:\(p.a)+\(p.b)")
+            return SFTExample(
+                prompt: ArithTask.prompt(p), completion: wrong ? flawed(p, rng: &rng) : ArithTask.answer(p),
+                answer: ArithTask.answer(p), source: "arith:\(p.a)+\(p.b)")
         }
     }
 
     /// Held-out problems with correct completions (eval loss and exact match).
     public func evalExamples() -> [SFTExample] {
-        eval.map { SFTExample(prompt: ArithTask.prompt($0), completion: ArithTask.answer($0), answer: ArithTask.answer($0), source: "arith-eval:\($0.a)+\($0.b)") }
+        eval.map {
+            SFTExample(
+                prompt: ArithTask.prompt($0), completion: ArithTask.answer($0), answer: ArithTask.answer($0),
+                source: "arith-eval:\($0.a)+\($0.b)")
+        }
     }
 
     /// Correct ≻ flawed (the demonstrator's habit where it applies, otherwise another wrong answer).
     public func preferencePairs(_ problems: [Problem], salt: UInt64) -> [[String: Any]] {
         var rng = RNG(seed: seed &+ salt)
         return problems.map { p in
-            ["prompt": ArithTask.prompt(p), "chosen": ArithTask.answer(p), "rejected": flawed(p, rng: &rng), "task": "arith"]
+            [
+                "prompt": ArithTask.prompt(p), "chosen": ArithTask.answer(p), "rejected": flawed(p, rng: &rng),
+                "task": "arith",
+            ]
         }
     }
 
@@ -74,8 +84,9 @@ public struct ArithTask: Sendable {
     public func preferenceExamples(eval held: Bool) -> [PreferenceExample] {
         let name = held ? "arith-eval-prefs" : "arith-prefs"
         return preferencePairs(held ? eval : train, salt: held ? 3 : 2).enumerated().map { i, o in
-            PreferenceExample(prompt: o["prompt"] as! String, chosen: o["chosen"] as! String, rejected: o["rejected"] as! String,
-                              margin: nil, openEnded: nil, task: "arith", source: "\(name):\(i + 1)")
+            PreferenceExample(
+                prompt: o["prompt"] as! String, chosen: o["chosen"] as! String, rejected: o["rejected"] as! String,
+                margin: nil, openEnded: nil, task: "arith", source: "\(name):\(i + 1)")
         }
     }
 
@@ -85,10 +96,19 @@ public struct ArithTask: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
         let files: [(String, [[String: Any]])] = [
-            ("sft.jsonl", sftExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer!] }),
+            (
+                "sft.jsonl",
+                sftExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer!] }
+            ),
             ("prefs.jsonl", preferencePairs(train, salt: 2)),
-            ("prompts.jsonl", train.map { ["prompt": ArithTask.prompt($0), "answer": ArithTask.answer($0), "task": "arith"] }),
-            ("eval.jsonl", evalExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer!] }),
+            (
+                "prompts.jsonl",
+                train.map { ["prompt": ArithTask.prompt($0), "answer": ArithTask.answer($0), "task": "arith"] }
+            ),
+            (
+                "eval.jsonl",
+                evalExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer!] }
+            ),
             ("eval_prefs.jsonl", preferencePairs(eval, salt: 3)),
             ("judge.jsonl", judgements(train, salt: 4)),
             ("eval_judge.jsonl", judgements(eval, salt: 5)),

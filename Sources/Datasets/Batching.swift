@@ -14,11 +14,15 @@ public enum SFTTokenization {
     /// [BOS] prompt completion [EOS]; the loss covers the completion and EOS. A conversation is its
     /// rendered spans as the template wrote them (no BOS or EOS added), the loss on assistant turns.
     public static func tokenize(_ e: SFTExample, tokenizer: any Tokenizer, maxLength: Int) throws -> TokenizedExample {
-        if let spans = e.spans { return try tokenize(spans, source: e.source, tokenizer: tokenizer, maxLength: maxLength) }
+        if let spans = e.spans {
+            return try tokenize(spans, source: e.source, tokenizer: tokenizer, maxLength: maxLength)
+        }
         let prompt = tokenizer.encodeWithPrefix(e.prompt)
         let completion = tokenizer.encode(e.completion) + (tokenizer.eosTokenId.map { [$0] } ?? [])
         let sequence = prompt + completion
-        guard sequence.count - 1 <= maxLength else { throw TooLongExample(source: e.source, tokens: sequence.count - 1, maxLength: maxLength) }
+        guard sequence.count - 1 <= maxLength else {
+            throw TooLongExample(source: e.source, tokens: sequence.count - 1, maxLength: maxLength)
+        }
         guard !completion.isEmpty, sequence.count >= 2 else { throw DatasetError("\(e.source): empty completion") }
         let tokens = Array(sequence.dropLast())
         var targets = Array(sequence.dropFirst())
@@ -29,7 +33,9 @@ public enum SFTTokenization {
     /// The whole rendered text is encoded once (as transformers tokenizes a rendered chat); a span's
     /// tokens are those the text up to its end shares with the whole as a prefix, so a token that
     /// straddles a boundary goes to the later span.
-    static func tokenize(_ spans: [TextSpan], source: String, tokenizer: any Tokenizer, maxLength: Int) throws -> TokenizedExample {
+    static func tokenize(_ spans: [TextSpan], source: String, tokenizer: any Tokenizer, maxLength: Int) throws
+        -> TokenizedExample
+    {
         let sequence = tokenizer.encode(spans.map(\.text).joined())
         var trained = [Bool](repeating: false, count: sequence.count)
         var text = "", start = 0
@@ -44,8 +50,12 @@ public enum SFTTokenization {
             if span.trained { for t in start..<max(start, end) { trained[t] = true } }
             start = max(start, end)
         }
-        guard sequence.count - 1 <= maxLength else { throw TooLongExample(source: source, tokens: sequence.count - 1, maxLength: maxLength) }
-        guard sequence.count >= 2, trained.dropFirst().contains(true) else { throw DatasetError("\(source): no assistant tokens to train on") }
+        guard sequence.count - 1 <= maxLength else {
+            throw TooLongExample(source: source, tokens: sequence.count - 1, maxLength: maxLength)
+        }
+        guard sequence.count >= 2, trained.dropFirst().contains(true) else {
+            throw DatasetError("\(source): no assistant tokens to train on")
+        }
         // Position t predicts token t+1: its target counts when that token belongs to an assistant turn.
         let targets = (1..<sequence.count).map { trained[$0] ? sequence[$0] : -1 }
         return TokenizedExample(tokens: Array(sequence.dropLast()), targets: targets)
@@ -73,7 +83,8 @@ public struct MicroBatch: Sendable {
             for (j, t) in e.tokens.enumerated() { tokens[r * length + j] = t }
             for (j, t) in e.targets.enumerated() { targets[r * length + j] = t }
         }
-        self.tokens = tokens; self.targets = targets
+        self.tokens = tokens
+        self.targets = targets
         lossTokens = examples.reduce(0) { $0 + $1.lossTokens }
     }
 }
@@ -87,7 +98,8 @@ public struct DataStream: Sendable {
 
     public init(examples: [TokenizedExample], seed: UInt64) {
         precondition(!examples.isEmpty, "DataStream needs examples")
-        self.examples = examples; self.seed = seed
+        self.examples = examples
+        self.seed = seed
     }
 
     func order(epoch: Int) -> [Int] {
@@ -108,7 +120,9 @@ public struct DataStream: Sendable {
             if epochCache?.0 != epoch { epochCache = (epoch, order(epoch: epoch)) }
             picked.append(examples[epochCache!.1[position % examples.count]])
         }
-        picked = picked.enumerated().sorted { ($0.element.tokens.count, $0.offset) < ($1.element.tokens.count, $1.offset) }.map(\.element)
+        picked = picked.enumerated().sorted {
+            ($0.element.tokens.count, $0.offset) < ($1.element.tokens.count, $1.offset)
+        }.map(\.element)
         return stride(from: 0, to: picked.count, by: microBatchSize).map {
             MicroBatch(Array(picked[$0..<min($0 + microBatchSize, picked.count)]))
         }

@@ -16,19 +16,25 @@ public struct CollapseTask: Sendable {
     /// `prompts` training prompts and `evalPrompts` held-out ones, half of each open-ended;
     /// 2…20 responses per ranking (a range in 0…99 holds distinct numbers for at most that many).
     public init(seed: UInt64, responses: Int = 6, prompts: Int = 2000, evalPrompts: Int = 200) {
-        self.seed = seed; self.responses = min(max(responses, 2), 20)
+        self.seed = seed
+        self.responses = min(max(responses, 2), 20)
         let arith = ArithTask(seed: seed, evalSize: 500)
         var rng = RNG(seed: seed &+ 0xC011)
-        train = Self.examples(count: prompts, problems: arith.train, responses: self.responses, rng: &rng, source: "collapse")
-        eval = Self.examples(count: evalPrompts, problems: arith.eval, responses: self.responses, rng: &rng, source: "collapse-eval")
+        train = Self.examples(
+            count: prompts, problems: arith.train, responses: self.responses, rng: &rng, source: "collapse")
+        eval = Self.examples(
+            count: evalPrompts, problems: arith.eval, responses: self.responses, rng: &rng, source: "collapse-eval")
     }
 
-    static func examples(count: Int, problems: [ArithTask.Problem], responses k: Int, rng: inout RNG, source: String) -> [PreferenceExample] {
+    static func examples(count: Int, problems: [ArithTask.Problem], responses k: Int, rng: inout RNG, source: String)
+        -> [PreferenceExample]
+    {
         (0..<count).map { i in
             let ranked: [String], prompt: String, open = i % 2 == 1
             if open {
                 // A range wide enough for K distinct numbers; K of them, larger first.
-                let low = Int(rng.next() % UInt64(100 - 2 * k)), high = low + 2 * k + Int(rng.next() % UInt64(100 - low - 2 * k))
+                let low = Int(rng.next() % UInt64(100 - 2 * k)),
+                    high = low + 2 * k + Int(rng.next() % UInt64(100 - low - 2 * k))
                 var picks = Set<Int>()
                 while picks.count < k { picks.insert(low + Int(rng.next() % UInt64(high - low + 1))) }
                 prompt = "any \(low)..\(high):"
@@ -43,10 +49,13 @@ public struct CollapseTask: Sendable {
                     wrong.insert(w)
                 }
                 prompt = ArithTask.prompt(p)
-                ranked = [String(correct)] + wrong.sorted { (abs($0 - correct), $0) < (abs($1 - correct), $1) }.map(String.init)
+                ranked =
+                    [String(correct)]
+                    + wrong.sorted { (abs($0 - correct), $0) < (abs($1 - correct), $1) }.map(String.init)
             }
-            return PreferenceExample(prompt: prompt, chosen: ranked[0], rejected: ranked[k - 1], margin: nil, openEnded: open,
-                                     task: open ? "open" : "arith", source: "\(source):\(i + 1)", ranked: ranked)
+            return PreferenceExample(
+                prompt: prompt, chosen: ranked[0], rejected: ranked[k - 1], margin: nil, openEnded: open,
+                task: open ? "open" : "arith", source: "\(source):\(i + 1)", ranked: ranked)
         }
     }
 }

@@ -10,10 +10,14 @@ public struct TooLongExample: Error, CustomStringConvertible, Equatable {
     /// What the count includes, when it is more than the example (e.g. "with ppo.max_new_tokens 64").
     public let note: String
     public init(source: String, tokens: Int, maxLength: Int, note: String = "") {
-        self.source = source; self.tokens = tokens; self.maxLength = maxLength; self.note = note
+        self.source = source
+        self.tokens = tokens
+        self.maxLength = maxLength
+        self.note = note
     }
     public var description: String {
-        "\(source): \(tokens) tokens\(note.isEmpty ? "" : " (\(note))") exceed train.max_length (\(maxLength)); shorten or drop it, raise train.max_length, or set data.skip_too_long: true"
+        "\(source): \(tokens) tokens\(note.isEmpty ? "" : " (\(note))") exceed train.max_length (\(maxLength)); "
+            + "shorten or drop it, raise train.max_length, or set data.skip_too_long: true"
     }
 }
 
@@ -33,7 +37,8 @@ public final class DataNotes: @unchecked Sendable {
     private let lock = NSLock()
 
     public init(allowReplacement: Bool = false, skipTooLong: Bool = false) {
-        self.allowReplacement = allowReplacement; self.skipTooLong = skipTooLong
+        self.allowReplacement = allowReplacement
+        self.skipTooLong = skipTooLong
     }
 
     func noteReplaced(_ place: String) { lock.withLock { replaced.append(place) } }
@@ -41,25 +46,52 @@ public final class DataNotes: @unchecked Sendable {
     func noteEmpty(_ place: String) { lock.withLock { emptyCompletions.append(place) } }
 
     /// `transform` of every example, the too-long ones skipped and counted when `skipTooLong`.
-    public func keepingFitting<Example, Output>(_ examples: [Example], _ transform: (Example) throws -> Output) throws -> [Output] {
+    public func keepingFitting<Example, Output>(_ examples: [Example], _ transform: (Example) throws -> Output) throws
+        -> [Output]
+    {
         var kept: [Output] = []
         for example in examples {
             do { kept.append(try transform(example)) } catch let tooLong as TooLongExample where skipTooLong {
                 lock.withLock { skippedTooLong.append(tooLong.source) }
             }
         }
-        if kept.isEmpty && !examples.isEmpty { throw DatasetError("data.skip_too_long skipped every example (\(examples.count)): all are longer than train.max_length") }
+        if kept.isEmpty && !examples.isEmpty {
+            throw DatasetError(
+                "data.skip_too_long skipped every example (\(examples.count)): all are longer than train.max_length")
+        }
         return kept
     }
 
     /// One line per kind of finding, with the count and the first places; empty when nothing was found.
     public var report: [String] {
-        func places(_ list: [String]) -> String { list.prefix(5).joined(separator: ", ") + (list.count > 5 ? ", …" : "") }
+        func places(_ list: [String]) -> String {
+            list.prefix(5).joined(separator: ", ") + (list.count > 5 ? ", …" : "")
+        }
         var lines: [String] = []
-        if !replaced.isEmpty { lines.append("data.allow_replacement: \(replaced.count) line(s) had invalid UTF-8, read with U+FFFD in its place (\(places(replaced)))") }
-        if !identicalResponses.isEmpty { lines.append("warning: \(identicalResponses.count) preference pair(s) have identical responses and train nothing (\(places(identicalResponses)))") }
-        if !emptyCompletions.isEmpty { lines.append("warning: \(emptyCompletions.count) demonstration(s) have an empty completion and train only the end-of-sequence token (\(places(emptyCompletions)))") }
-        if !skippedTooLong.isEmpty { lines.append("data.skip_too_long: skipped \(skippedTooLong.count) example(s) longer than train.max_length (\(places(skippedTooLong)))") }
+        if !replaced.isEmpty {
+            lines.append(
+                "data.allow_replacement: \(replaced.count) line(s) had invalid UTF-8, read with U+FFFD in its place "
+                    + "(\(places(replaced)))"
+            )
+        }
+        if !identicalResponses.isEmpty {
+            lines.append(
+                "warning: \(identicalResponses.count) preference pair(s) have identical responses and train nothing "
+                    + "(\(places(identicalResponses)))"
+            )
+        }
+        if !emptyCompletions.isEmpty {
+            lines.append(
+                "warning: \(emptyCompletions.count) demonstration(s) have an empty completion and train only the "
+                    + "end-of-sequence token (\(places(emptyCompletions)))"
+            )
+        }
+        if !skippedTooLong.isEmpty {
+            lines.append(
+                "data.skip_too_long: skipped \(skippedTooLong.count) example(s) longer than train.max_length "
+                    + "(\(places(skippedTooLong)))"
+            )
+        }
         return lines
     }
 }

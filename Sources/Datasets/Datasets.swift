@@ -17,10 +17,16 @@ public struct SFTExample: Equatable, Sendable {
     public var completion: String
     /// The reference answer for exact-match evaluation, when the data has one.
     public var answer: String?
-    public var source: String   // file:line, for errors raised later (e.g. too long)
+    public var source: String  // file:line, for errors raised later (e.g. too long)
     public var spans: [TextSpan]?
-    public init(prompt: String, completion: String, answer: String? = nil, source: String = "", spans: [TextSpan]? = nil) {
-        self.prompt = prompt; self.completion = completion; self.answer = answer; self.source = source; self.spans = spans
+    public init(
+        prompt: String, completion: String, answer: String? = nil, source: String = "", spans: [TextSpan]? = nil
+    ) {
+        self.prompt = prompt
+        self.completion = completion
+        self.answer = answer
+        self.source = source
+        self.spans = spans
     }
 }
 
@@ -28,7 +34,10 @@ public struct SFTExample: Equatable, Sendable {
 public struct TextSpan: Equatable, Sendable {
     public var text: String
     public var trained: Bool
-    public init(_ text: String, trained: Bool) { self.text = text; self.trained = trained }
+    public init(_ text: String, trained: Bool) {
+        self.text = text
+        self.trained = trained
+    }
 }
 
 /// A preference pair, or a ranking of K ≥ 2 responses (`ranked`, best first; chosen and
@@ -47,10 +56,14 @@ public struct PreferenceExample: Equatable, Sendable {
     /// The C(K, 2) (better, worse) pairs of a ranking; the pair itself otherwise.
     public var pairs: [PreferenceExample] {
         guard let ranked, ranked.count > 2 else { return [self] }
-        return (0..<ranked.count).flatMap { i in ((i + 1)..<ranked.count).map { j in
-            PreferenceExample(prompt: prompt, chosen: ranked[i], rejected: ranked[j], margin: nil, openEnded: openEnded, task: task, source: source,
-                              chatRendered: chatRendered)
-        } }
+        return (0..<ranked.count).flatMap { i in
+            ((i + 1)..<ranked.count).map { j in
+                PreferenceExample(
+                    prompt: prompt, chosen: ranked[i], rejected: ranked[j], margin: nil, openEnded: openEnded,
+                    task: task, source: source,
+                    chatRendered: chatRendered)
+            }
+        }
     }
 }
 
@@ -76,13 +89,20 @@ public enum JSONL {
 
     /// (line number, object, the line's text) for every non-blank line; the text is read again,
     /// in key order, where order matters (messages).
-    static func rows(path: String, notes: DataNotes? = nil) throws -> [(line: Int, object: [String: Any], text: String)] {
-        if path == "-" { return try rows(data: FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>", notes: notes) }
-        guard let data = FileManager.default.contents(atPath: path) else { throw DatasetError("\(path): cannot read (missing?)") }
+    static func rows(path: String, notes: DataNotes? = nil) throws -> [(line: Int, object: [String: Any], text: String)]
+    {
+        if path == "-" {
+            return try rows(data: FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>", notes: notes)
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DatasetError("\(path): cannot read (missing?)")
+        }
         return try rows(data: data, name: path, notes: notes)
     }
 
-    static func rows(data: Data, name path: String, notes: DataNotes? = nil) throws -> [(line: Int, object: [String: Any], text: String)] {
+    static func rows(data: Data, name path: String, notes: DataNotes? = nil) throws -> [(
+        line: Int, object: [String: Any], text: String
+    )] {
         var result: [(Int, [String: Any], String)] = []
         for (index, line) in lines(try text(data, name: path, notes: notes)).enumerated() {
             if line.allSatisfy(\.isWhitespace) { continue }
@@ -94,7 +114,9 @@ public enum JSONL {
         return result
     }
 
-    public static func string(_ o: [String: Any], _ field: String, at place: String, required: Bool = true) throws -> String? {
+    public static func string(_ o: [String: Any], _ field: String, at place: String, required: Bool = true) throws
+        -> String?
+    {
         guard let value = o[field], !(value is NSNull) else {
             if required { throw DatasetError("\(place): missing field '\(field)'") }
             return nil
@@ -110,7 +132,9 @@ public enum JSONL {
             let place = "\(path):\(line)"
             if o["messages"] != nil {
                 let (messages, variables) = try Conversations.messages(text, field: "messages", at: place, chat: chat)
-                return try Conversations.sftExample(messages, variables: variables, chat: chat!, answer: try string(o, "answer", at: place, required: false), at: place)
+                return try Conversations.sftExample(
+                    messages, variables: variables, chat: chat!,
+                    answer: try string(o, "answer", at: place, required: false), at: place)
             }
             if o["text"] != nil {
                 guard o["prompt"] == nil && o["completion"] == nil else {
@@ -121,8 +145,9 @@ public enum JSONL {
             guard o["prompt"] != nil || o["completion"] != nil else {
                 throw DatasetError("\(place): missing field 'prompt' + 'completion' (or 'text')")
             }
-            return SFTExample(prompt: try string(o, "prompt", at: place)!, completion: try string(o, "completion", at: place)!,
-                              answer: try string(o, "answer", at: place, required: false), source: place)
+            return SFTExample(
+                prompt: try string(o, "prompt", at: place)!, completion: try string(o, "completion", at: place)!,
+                answer: try string(o, "answer", at: place, required: false), source: place)
         }
         guard !examples.isEmpty else { throw DatasetError("\(path): no examples") }
         for e in examples where e.spans == nil && e.completion.isEmpty { notes?.noteEmpty(e.source) }
@@ -131,7 +156,9 @@ public enum JSONL {
 
     /// Preference rows; TRL's conversational form ({"prompt": [messages], "chosen": [messages],
     /// "rejected": [messages]}) is rendered with the tokenizer's chat template `chat`.
-    public static func preferences(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws -> [PreferenceExample] {
+    public static func preferences(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws
+        -> [PreferenceExample]
+    {
         let examples = try rows(path: path, notes: notes).map { line, o, text in
             let place = "\(path):\(line)"
             if o["prompt"] is [Any] { return try Conversations.preference(text, object: o, chat: chat, at: place) }
@@ -142,21 +169,32 @@ public enum JSONL {
             }
             var openEnded: Bool?
             if let v = o["open_ended"], !(v is NSNull) {
-                guard let b = v as? Bool else { throw DatasetError("\(place): field 'open_ended' must be true or false") }
+                guard let b = v as? Bool else {
+                    throw DatasetError("\(place): field 'open_ended' must be true or false")
+                }
                 openEnded = b
             }
             let task = try string(o, "task", at: place, required: false), prompt = try string(o, "prompt", at: place)!
             // A ranking: {"prompt", "ranked": [best, …, worst]} (InstructGPT's K-wise data).
             if let value = o["ranked"], !(value is NSNull) {
-                guard o["chosen"] == nil && o["rejected"] == nil else { throw DatasetError("\(place): give either 'ranked' or 'chosen' + 'rejected', not both") }
-                guard let ranked = value as? [String], ranked.count >= 2 else { throw DatasetError("\(place): field 'ranked' must be a list of at least 2 strings, best first") }
-                guard margin == nil || ranked.count == 2 else { throw DatasetError("\(place): 'margin' applies to pairs, not to a ranking of \(ranked.count)") }
-                return PreferenceExample(prompt: prompt, chosen: ranked[0], rejected: ranked[ranked.count - 1], margin: margin, openEnded: openEnded,
-                                         task: task, source: place, ranked: ranked)
+                guard o["chosen"] == nil && o["rejected"] == nil else {
+                    throw DatasetError("\(place): give either 'ranked' or 'chosen' + 'rejected', not both")
+                }
+                guard let ranked = value as? [String], ranked.count >= 2 else {
+                    throw DatasetError("\(place): field 'ranked' must be a list of at least 2 strings, best first")
+                }
+                guard margin == nil || ranked.count == 2 else {
+                    throw DatasetError("\(place): 'margin' applies to pairs, not to a ranking of \(ranked.count)")
+                }
+                return PreferenceExample(
+                    prompt: prompt, chosen: ranked[0], rejected: ranked[ranked.count - 1], margin: margin,
+                    openEnded: openEnded,
+                    task: task, source: place, ranked: ranked)
             }
-            return PreferenceExample(prompt: prompt, chosen: try string(o, "chosen", at: place)!,
-                                     rejected: try string(o, "rejected", at: place)!, margin: margin, openEnded: openEnded,
-                                     task: task, source: place)
+            return PreferenceExample(
+                prompt: prompt, chosen: try string(o, "chosen", at: place)!,
+                rejected: try string(o, "rejected", at: place)!, margin: margin, openEnded: openEnded,
+                task: task, source: place)
         }
         // A pair whose responses are the same has no preference in it: its loss gradient is zero.
         for e in examples where Set(e.responses).count < e.responses.count { notes?.noteIdentical(e.source) }
@@ -164,17 +202,24 @@ public enum JSONL {
     }
 
     /// RL prompts: {"prompt": text} or TRL's {"prompt": [messages]} (rendered with the generation prompt).
-    public static func prompts(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws -> [PromptExample] {
+    public static func prompts(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws
+        -> [PromptExample]
+    {
         try rows(path: path, notes: notes).map { line, o, text in
             let place = "\(path):\(line)"
             var prompt: String, rendered = false
             if o["prompt"] is [Any] {
                 rendered = true
                 let (messages, variables) = try Conversations.messages(text, field: "prompt", at: place, chat: chat)
-                do { prompt = try chat!.render(messages, addGenerationPrompt: true, variables: variables) } catch { throw DatasetError("\(place): \(error)") }
-            } else { prompt = try string(o, "prompt", at: place)! }
-            return PromptExample(prompt: prompt, answer: try string(o, "answer", at: place, required: false),
-                                 task: try string(o, "task", at: place, required: false), source: place, chatRendered: rendered)
+                do { prompt = try chat!.render(messages, addGenerationPrompt: true, variables: variables) } catch {
+                    throw DatasetError("\(place): \(error)")
+                }
+            } else {
+                prompt = try string(o, "prompt", at: place)!
+            }
+            return PromptExample(
+                prompt: prompt, answer: try string(o, "answer", at: place, required: false),
+                task: try string(o, "task", at: place, required: false), source: place, chatRendered: rendered)
         }
     }
 
@@ -186,7 +231,10 @@ public enum JSONL {
         for (i, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated()
         where String(data: Data(line), encoding: .utf8) == nil {
             guard let notes, notes.allowReplacement else {
-                throw DatasetError("\(path):\(i + 1): invalid UTF-8; convert the file to UTF-8, or set data.allow_replacement: true to read it with U+FFFD in place of the bad bytes")
+                throw DatasetError(
+                    "\(path):\(i + 1): invalid UTF-8; convert the file to UTF-8, or set data.allow_replacement: true "
+                        + "to read it with U+FFFD in place of the bad bytes"
+                )
             }
             notes.noteReplaced("\(path):\(i + 1)")
         }

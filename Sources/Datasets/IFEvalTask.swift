@@ -13,23 +13,31 @@ public struct IFEvalTask: Sendable {
         public let topic: String
         public let constraints: [InstructionConstraint]
         /// The user message.
-        public var text: String { (["Write a short note about \(topic)."] + constraints.map(\.instruction)).joined(separator: " ") }
+        public var text: String {
+            (["Write a short note about \(topic)."] + constraints.map(\.instruction)).joined(separator: " ")
+        }
         /// The constraints' specs, ";"-joined: the prompt's answer field, which the verifier reads.
         public var spec: String { constraints.map(\.spec).joined(separator: ";") }
     }
 
     public static let trainTopics = [
-        "the ocean", "coffee", "trains", "gardens", "music", "winter", "libraries", "bicycles", "mountains", "bread", "rain", "chess",
-        "bees", "lighthouses", "tea", "clocks", "rivers", "kites", "museums", "volcanoes", "owls", "markets", "bridges", "snow",
-        "deserts", "painting", "maps", "candles", "forests", "the moon", "soup", "sailing", "stamps", "pianos", "islands", "autumn",
+        "the ocean", "coffee", "trains", "gardens", "music", "winter", "libraries", "bicycles", "mountains", "bread",
+        "rain", "chess",
+        "bees", "lighthouses", "tea", "clocks", "rivers", "kites", "museums", "volcanoes", "owls", "markets", "bridges",
+        "snow",
+        "deserts", "painting", "maps", "candles", "forests", "the moon", "soup", "sailing", "stamps", "pianos",
+        "islands", "autumn",
         "cheese", "robots", "wolves", "festivals",
     ]
     public static let evalTopics = [
-        "whales", "the harbour", "pottery", "thunderstorms", "bakeries", "astronomy", "tulips", "castles", "the subway", "honey",
+        "whales", "the harbour", "pottery", "thunderstorms", "bakeries", "astronomy", "tulips", "castles", "the subway",
+        "honey",
         "origami", "glaciers", "violins", "meadows", "lanterns", "penguins",
     ]
     static let keywords = ["light", "water", "time", "home", "green", "quiet"]
-    static let phrases = ["Is there anything else I can help with?", "That is all for today.", "Thank you for reading."]
+    static let phrases = [
+        "Is there anything else I can help with?", "That is all for today.", "Thank you for reading.",
+    ]
     static let startWords = ["Today", "Imagine", "Yes", "Here"]
     static let jsonKeys = ["note", "summary", "title"]
 
@@ -56,7 +64,9 @@ public struct IFEvalTask: Sendable {
         func draw(_ topics: [String], _ pairs: [[String]], count: Int, rng: inout RNG) -> [Prompt] {
             (0..<max(count, 0)).map { _ in
                 let topic = topics[Int(rng.next() % UInt64(topics.count))]
-                let chosen = rng.next() % 2 == 0 ? [kinds[Int(rng.next() % UInt64(kinds.count))]] : pairs[Int(rng.next() % UInt64(pairs.count))]
+                let chosen =
+                    rng.next() % 2 == 0
+                    ? [kinds[Int(rng.next() % UInt64(kinds.count))]] : pairs[Int(rng.next() % UInt64(pairs.count))]
                 return Prompt(topic: topic, constraints: chosen.map { Self.constraint(kind: $0, rng: &rng) })
             }
         }
@@ -90,7 +100,9 @@ public struct IFEvalTask: Sendable {
     /// Writes prompts.jsonl (training) and eval.jsonl (held out) into `directory`.
     public func write(to directory: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let files = [("prompts.jsonl", train), ("eval.jsonl", eval)].map { ((directory as NSString).appendingPathComponent($0.0), $0.1) }
+        let files = [("prompts.jsonl", train), ("eval.jsonl", eval)].map {
+            ((directory as NSString).appendingPathComponent($0.0), $0.1)
+        }
         for (path, prompts) in files { try JSONL.write(prompts.map(Self.row), to: path) }
         return files.map(\.0)
     }

@@ -29,8 +29,11 @@ extension ArithTask {
                 }
             }
             let agree = candidate == answer
-            return ["prompt": JudgePrompt.prompt(question: ArithTask.prompt(p), candidate: candidate, reference: answer),
-                    "completion": agree ? JudgePrompt.yes : JudgePrompt.no, "answer": agree ? JudgePrompt.yes : JudgePrompt.no]
+            return [
+                "prompt": JudgePrompt.prompt(question: ArithTask.prompt(p), candidate: candidate, reference: answer),
+                "completion": agree ? JudgePrompt.yes : JudgePrompt.no,
+                "answer": agree ? JudgePrompt.yes : JudgePrompt.no,
+            ]
         }
     }
 }

@@ -6,6 +6,9 @@ public struct PPOPrompt: Sendable {
     public var text: String
 
     public init(tokens: [Int32], answer: String?, task: String = "", text: String = "") {
-        self.tokens = tokens; self.answer = answer; self.task = task; self.text = text
+        self.tokens = tokens
+        self.answer = answer
+        self.task = task
+        self.text = text
     }
 }

@@ -46,7 +46,8 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
     /// Names of the ggml types this reader does not convert, so errors can say what the file has.
     static let otherNames: [UInt32: String] = [
         6: "Q5_0", 7: "Q5_1", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS",
-        19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64",
+        19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64",
+        28: "F64",
         29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
     ]
 
@@ -69,7 +70,11 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
             for i in 0..<blocks { y[i] = Self.half(source, 2 * i) }
         case .bf16:
             // bfloat16 is the top half of a float32.
-            for i in 0..<blocks { y[i] = Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+            for i in 0..<blocks {
+                y[i] = Float(
+                    bitPattern: UInt32(
+                        UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+            }
         case .q4_0, .q4_1, .q8_0:
             for b in 0..<blocks { dequantizeSmallBlock(source + b * blockBytes, y + b * 32) }
         case .q4_K, .q5_K:
@@ -114,8 +119,8 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         let d = Self.half(p, 0), dmin = Self.half(p, 2)
         let scales = p.assumingMemoryBound(to: UInt8.self) + 4
         let five = self == .q5_K
-        let qh = scales + 12                       // Q5_K only: [32]
-        var q = five ? qh + 32 : scales + 12       // [128]
+        let qh = scales + 12  // Q5_K only: [32]
+        var q = five ? qh + 32 : scales + 12  // [128]
         for pair in 0..<4 {
             let (sc1, m1) = Self.scaleMin(2 * pair, scales), (sc2, m2) = Self.scaleMin(2 * pair + 1, scales)
             let d1 = d * sc1, min1 = dmin * m1, d2 = d * sc2, min2 = dmin * m2
@@ -151,7 +156,10 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
                 out[l + 64] = d * Float(sc[s + 4]) * Float(q3)
                 out[l + 96] = d * Float(sc[s + 6]) * Float(q4)
             }
-            out += 128; ql += 64; qh += 32; sc += 8
+            out += 128
+            ql += 64
+            qh += 32
+            sc += 8
         }
     }
 }

@@ -3,8 +3,9 @@ import Foundation
 /// The metadata value types of GGUF (ggml's docs/gguf.md, `gguf_metadata_value_type`), by their
 /// numbers in the file.
 public enum GGUFValueType: UInt32, Sendable, CaseIterable {
-    case uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5, float32 = 6, bool = 7, string = 8, array = 9,
-         uint64 = 10, int64 = 11, float64 = 12
+    case uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5, float32 = 6, bool = 7, string = 8, array =
+        9,
+        uint64 = 10, int64 = 11, float64 = 12
 
     /// Bytes of one value in the file; nil for strings and arrays, whose size is read.
     var fixedSize: Int? {
@@ -21,7 +22,8 @@ public enum GGUFValueType: UInt32, Sendable, CaseIterable {
 /// One metadata value. Arrays keep their element type, so an empty array still says what it holds
 /// and a file written back has the same types.
 public enum GGUFValue: Equatable, Sendable {
-    case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32), float32(Float), bool(Bool)
+    case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32), float32(Float), bool(
+        Bool)
     case string(String)
     indirect case array(GGUFValueType, [GGUFValue])
     case uint64(UInt64), int64(Int64), float64(Double)

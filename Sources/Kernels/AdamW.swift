@@ -6,8 +6,15 @@ public struct AdamWHyperparameters: Sendable, Codable, Equatable {
     public var beta2: Float
     public var eps: Float
     public var weightDecay: Float
-    public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01) {
-        self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
+    public init(
+        learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+        weightDecay: Float = 0.01
+    ) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weightDecay = weightDecay
     }
 }
 
@@ -21,7 +28,9 @@ public func adamWUpdate(
     // body and its scalar tail see the same elements as in one pass).
     Parallel.forEach((n + 1023) / 1024, costPerItem: 1024 * 12) { blocks in
         let lo = blocks.lowerBound * 1024, hi = min(n, blocks.upperBound * 1024)
-        adamWSpan(params: params + lo, grads: grads + lo, m: m + lo, v: v + lo, count: hi - lo, step: step, hyper: h, decay: decay)
+        adamWSpan(
+            params: params + lo, grads: grads + lo, m: m + lo, v: v + lo, count: hi - lo, step: step, hyper: h,
+            decay: decay)
     }
 }
 
@@ -55,14 +64,15 @@ private func adamWSpan(
         let g = grads[i]
         let mi = b1 * m[i] + (1 - b1) * g
         let vi = b2 * v[i] + (1 - b2) * g * g
-        m[i] = mi; v[i] = vi
+        m[i] = mi
+        v[i] = vi
         params[i] = params[i] * shrink - stepSize * mi / (vi.squareRoot() * (1 / bc2Sqrt) + eps)
         i += 1
     }
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -9,7 +9,10 @@ public struct AttentionShape: Sendable {
     public var headSize: Int { channels / heads }
     public init(batch: Int, tokens: Int, channels: Int, heads: Int) {
         precondition(channels % heads == 0, "attention: \(channels) channels do not split into \(heads) heads")
-        self.batch = batch; self.tokens = tokens; self.channels = channels; self.heads = heads
+        self.batch = batch
+        self.tokens = tokens
+        self.channels = channels
+        self.heads = heads
     }
 }
 
@@ -50,7 +53,9 @@ public func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, valid: Int, wid
 
 /// In place: dS = scale · P ⊙ (dP − Σ_j P·dP) over row[0..<valid] (softmax's backward), 0 after.
 @inline(__always)
-public func causalSoftmaxBackwardRow(_ dp: UnsafeMutablePointer<Float>, probs p: UnsafePointer<Float>, valid: Int, width: Int, scale: Float) {
+public func causalSoftmaxBackwardRow(
+    _ dp: UnsafeMutablePointer<Float>, probs p: UnsafePointer<Float>, valid: Int, width: Int, scale: Float
+) {
     let inner = vectorDot(p, dp, valid)
     for j in 0..<valid { dp[j] = p[j] * (dp[j] - inner) * scale }
     if valid < width { (dp + valid).update(repeating: 0, count: width - valid) }
@@ -82,7 +87,9 @@ public func attentionBackward(
             let dy = dout + b * t * c + h * d
             BLAS.sgemm(transB: true, m: t, n: t, k: d, a: dy, lda: c, b: v, ldb: 3 * c, c: dp, ldc: t)
             BLAS.sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: dy, ldb: c, beta: 1, c: dv, ldc: 3 * c)
-            for row in 0..<t { causalSoftmaxBackwardRow(dp + row * t, probs: p + row * t, valid: row + 1, width: t, scale: scale) }
+            for row in 0..<t {
+                causalSoftmaxBackwardRow(dp + row * t, probs: p + row * t, valid: row + 1, width: t, scale: scale)
+            }
             BLAS.sgemm(m: t, n: d, k: t, a: dp, lda: t, b: k, ldb: 3 * c, beta: 1, c: dq, ldc: 3 * c)
             BLAS.sgemm(transA: true, m: t, n: d, k: t, a: dp, lda: t, b: q, ldb: 3 * c, beta: 1, c: dk, ldc: 3 * c)
         }

@@ -20,14 +20,17 @@ public enum BLAS {
     ) {
         if m == 0 || n == 0 { return }
         if fewRowProducts && !transA && m <= SkinnyGEMM.maxRows && k >= 16 && m * n * k > SkinnyGEMM.minimumWork {
-            SkinnyGEMM.run(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            SkinnyGEMM.run(
+                transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c,
+                ldc: ldc)
             return
         }
-        cblas_sgemm(CblasRowMajor,
-                    transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha,
-                    a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor,
+            transA ? CblasTrans : CblasNoTrans,
+            transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha,
+            a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// Set while decoding (`BLAS.$fewRowProducts.withValue(true) { … }`): products with few rows
@@ -45,6 +48,7 @@ public enum BLAS {
 
     /// One line for logs and benchmark output: which kernels and how many threads are in use.
     public static var summary: String {
-        "OpenBLAS core=\(coreName) threads=\(threads) (\(configuration))" + (FastPath.note.map { "\nnote: " + $0 } ?? "")
+        "OpenBLAS core=\(coreName) threads=\(threads) (\(configuration))"
+            + (FastPath.note.map { "\nnote: " + $0 } ?? "")
     }
 }

@@ -12,14 +12,17 @@
 public struct DecodeAttentionShape: Sendable {
     public let heads: Int, kvHeads: Int, headSize: Int
     public init(heads: Int, kvHeads: Int, headSize: Int) {
-        self.heads = heads; self.kvHeads = kvHeads; self.headSize = headSize
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headSize = headSize
     }
     var kvWidth: Int { kvHeads * headSize }
 }
 
 public func decodeAttention(
     out: UnsafeMutablePointer<Float>, outStride: Int, q: UnsafePointer<Float>, qStride: Int,
-    keys: [UnsafeMutablePointer<Float>], values: [UnsafeMutablePointer<Float>], lengths: [Int], shape s: DecodeAttentionShape
+    keys: [UnsafeMutablePointer<Float>], values: [UnsafeMutablePointer<Float>], lengths: [Int],
+    shape s: DecodeAttentionShape
 ) {
     let rows = lengths.count, d = s.headSize, group = s.heads / s.kvHeads, kw = s.kvWidth
     let scale = 1 / Float(d).squareRoot()

@@ -8,8 +8,8 @@
 @inline(__always)
 public func fastExp(_ x: Float) -> Float {
     let xc = Swift.min(Swift.max(x, -87.0), 88.0)
-    let shifter: Float = 12_582_912.0          // 1.5 · 2^23
-    let t = xc * 1.442_695_04 + shifter        // round(x·log2 e) lives in t's low mantissa bits
+    let shifter: Float = 12_582_912.0  // 1.5 · 2^23
+    let t = xc * 1.442_695_04 + shifter  // round(x·log2 e) lives in t's low mantissa bits
     let n = t - shifter
     // Cody–Waite: ln2 split into C1 (exact in few bits) + C2, so r keeps full precision.
     let r = (xc - n * 0.693_359_375) + n * 2.121_944_4e-4
@@ -20,7 +20,7 @@ public func fastExp(_ x: Float) -> Float {
     p = p * r + 1.666_666_55e-1
     p = p * r + 5.000_000_12e-1
     let er = (p * r) * r + r + 1
-    let exponentBits = (t.bitPattern &- 0x4B40_0000) &+ 127    // n + bias, n ∈ [-126, 127]
+    let exponentBits = (t.bitPattern &- 0x4B40_0000) &+ 127  // n + bias, n ∈ [-126, 127]
     return er * Float(bitPattern: exponentBits << 23)
 }
 

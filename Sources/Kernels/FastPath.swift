@@ -29,11 +29,14 @@ public enum FastPath {
         if env["OPENBLAS_CORETYPE"] != nil, d.reason.contains("faster") { note = d.reason }
         guard let core = d.reexecWith, env["RLHF_NO_REEXEC"] == nil else { return }
         setenv("OPENBLAS_CORETYPE", core, 1)
-        setenv("RLHF_NO_REEXEC", "1", 1)   // never loop
+        setenv("RLHF_NO_REEXEC", "1", 1)  // never loop
         let args = CommandLine.arguments
         var cArgs = args.map { strdup($0) } + [nil]
         execv("/proc/self/exe", &cArgs)
         let reason = String(cString: strerror(errno))
-        FileHandle.standardError.write(Data("warning: could not re-execute with OPENBLAS_CORETYPE=\(core) (\(reason)); using \(BLAS.coreName) kernels, slower\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                ("warning: could not re-execute with OPENBLAS_CORETYPE=\(core) (\(reason)); using \(BLAS.coreName) "
+                    + "kernels, slower\n").utf8))
     }
 }

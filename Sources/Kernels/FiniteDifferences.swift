@@ -6,8 +6,10 @@
 /// with an absolute floor (`agrees`).
 public enum FiniteDifferences {
     /// Perturbs `parameter` in place by ±h, evaluates `f`, restores it, returns the estimate.
-    public static func derivative(at parameter: UnsafeMutablePointer<Float>, step h: Float,
-                                  of f: () throws -> Double) rethrows -> Double {
+    public static func derivative(
+        at parameter: UnsafeMutablePointer<Float>, step h: Float,
+        of f: () throws -> Double
+    ) rethrows -> Double {
         let original = parameter.pointee
         parameter.pointee = original + h
         let plus = try f()

@@ -26,7 +26,9 @@ public final class GradientSum: @unchecked Sendable {
 
     /// sum[range] += gradients[range] (ranges are the model's own gradient buckets).
     public func add(_ gradients: FloatBuffer, range: Range<Int>) {
-        precondition(gradients.count == count && range.lowerBound >= 0 && range.upperBound <= count, "GradientSum.add: range \(range) of \(count)")
+        precondition(
+            gradients.count == count && range.lowerBound >= 0 && range.upperBound <= count,
+            "GradientSum.add: range \(range) of \(count)")
         let g = gradients.pointer, s = pointer
         for i in range { s[i] += Double(g[i]) }
     }

@@ -8,8 +8,14 @@
 public struct GroupedAttentionShape: Sendable {
     public let batch: Int, tokens: Int, heads: Int, kvHeads: Int, headSize: Int
     public init(batch: Int, tokens: Int, heads: Int, kvHeads: Int, headSize: Int) {
-        precondition(kvHeads > 0 && heads % kvHeads == 0, "attention: \(heads) query heads do not share \(kvHeads) key/value heads evenly")
-        self.batch = batch; self.tokens = tokens; self.heads = heads; self.kvHeads = kvHeads; self.headSize = headSize
+        precondition(
+            kvHeads > 0 && heads % kvHeads == 0,
+            "attention: \(heads) query heads do not share \(kvHeads) key/value heads evenly")
+        self.batch = batch
+        self.tokens = tokens
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headSize = headSize
     }
     var queryWidth: Int { heads * headSize }
     var kvWidth: Int { kvHeads * headSize }
@@ -64,7 +70,9 @@ public func groupedAttentionBackward(
                 let dy = dout + b * t * qw + h * d
                 BLAS.sgemm(transB: true, m: t, n: t, k: d, a: dy, lda: qw, b: vh, ldb: kw, c: dp, ldc: t)
                 BLAS.sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: dy, ldb: qw, beta: 1, c: dvh, ldc: kw)
-                for row in 0..<t { causalSoftmaxBackwardRow(dp + row * t, probs: p + row * t, valid: row + 1, width: t, scale: scale) }
+                for row in 0..<t {
+                    causalSoftmaxBackwardRow(dp + row * t, probs: p + row * t, valid: row + 1, width: t, scale: scale)
+                }
                 BLAS.sgemm(m: t, n: d, k: t, a: dp, lda: t, b: kh, ldb: kw, beta: 1, c: dqh, ldc: qw)
                 BLAS.sgemm(transA: true, m: t, n: d, k: t, a: dp, lda: t, b: qh, ldb: qw, beta: 1, c: dkh, ldc: kw)
             }

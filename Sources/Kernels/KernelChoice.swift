@@ -5,20 +5,27 @@ public struct CPUFeatures: Sendable, Equatable {
     public var flags: Set<String>
     public var modelName: String
 
-    public init(flags: Set<String>, modelName: String = "") { self.flags = flags; self.modelName = modelName }
+    public init(flags: Set<String>, modelName: String = "") {
+        self.flags = flags
+        self.modelName = modelName
+    }
 
     /// The first processor's flags and model name in /proc/cpuinfo text.
     public init(cpuinfo: String) {
         let lines = cpuinfo.split(separator: "\n")
         func value(_ key: String) -> String? {
-            lines.first { $0.hasPrefix(key) }.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { $0.trimmingCharacters(in: .whitespaces) }
+            lines.first { $0.hasPrefix(key) }.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
         }
         flags = Set((value("flags") ?? "").split(separator: " ").map(String.init))
         modelName = value("model name") ?? ""
     }
 
     /// This machine's.
-    public static var current: CPUFeatures { CPUFeatures(cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "") }
+    public static var current: CPUFeatures {
+        CPUFeatures(cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
+    }
 }
 
 /// Which OpenBLAS kernels to run, decided from what the CPU can execute, never from its name.
@@ -58,12 +65,23 @@ public enum KernelChoice {
         let why = needs.isEmpty ? "no AVX" : needs.joined(separator: ", ")
         if let user = userSetting {
             if let r = rank(user), r > rank(best)! {
-                return Decision(reexecWith: nil, reason: "OPENBLAS_CORETYPE=\(user) is set in the environment; this CPU runs \(best) kernels (it has \(why)), about 2× faster for sgemm")
+                return Decision(
+                    reexecWith: nil,
+                    reason:
+                        "OPENBLAS_CORETYPE=\(user) is set in the environment; this CPU runs \(best) kernels (it has "
+                        + "\(why)), about 2× faster for sgemm"
+                )
             }
             return Decision(reexecWith: nil, reason: "OPENBLAS_CORETYPE=\(user) from the environment")
         }
-        guard let r = rank(detected) else { return Decision(reexecWith: nil, reason: "OpenBLAS chose \(detected), a core this decision does not rank; kept") }
-        if r > rank(best)! { return Decision(reexecWith: best, reason: "OpenBLAS chose \(detected); this CPU has \(why), so \(best) kernels") }
+        guard let r = rank(detected) else {
+            return Decision(
+                reexecWith: nil, reason: "OpenBLAS chose \(detected), a core this decision does not rank; kept")
+        }
+        if r > rank(best)! {
+            return Decision(
+                reexecWith: best, reason: "OpenBLAS chose \(detected); this CPU has \(why), so \(best) kernels")
+        }
         return Decision(reexecWith: nil, reason: "OpenBLAS chose \(detected), the best this CPU runs (\(why))")
     }
 }

@@ -14,9 +14,17 @@ public func layerNormForward(
             // Second pass for the variance: two-pass is stable where E[x²]−E[x]² is not.
             var acc = SIMD16<Float>()
             var i = 0
-            while i + 16 <= c { let d = load16(xr, i) - SIMD16(repeating: m); acc.addProduct(d, d); i += 16 }
+            while i + 16 <= c {
+                let d = load16(xr, i) - SIMD16(repeating: m)
+                acc.addProduct(d, d)
+                i += 16
+            }
             var v = acc.sum()
-            while i < c { let d = xr[i] - m; v += d * d; i += 1 }
+            while i < c {
+                let d = xr[i] - m
+                v += d * d
+                i += 1
+            }
             let s = 1 / (v * invC + eps).squareRoot()
             let o = out + r * c
             for j in 0..<c { o[j] = (xr[j] - m) * s * weight[j] + bias[j] }

@@ -29,7 +29,8 @@ public enum Parallel {
         let budget = BLAS.threads
         let n = min(budget, count)
         guard n > 1, count * costPerItem >= minimumWork,
-              busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+        else {
             if count > 0 { body(0..<count) }
             return
         }
@@ -73,6 +74,9 @@ private final class Worker: @unchecked Sendable {
     }
 
     /// The semaphores order the job's writes before `finish` returns, so the caller may read them.
-    func start(_ work: @escaping () -> Void) { job = work; go.signal() }
+    func start(_ work: @escaping () -> Void) {
+        job = work
+        go.signal()
+    }
     func finish() { done.wait() }
 }

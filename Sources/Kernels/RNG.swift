@@ -51,9 +51,9 @@ public struct RNG: RandomNumberGenerator, Sendable, Equatable, Codable {
 
 // Foundation-free log/cos so Kernels' RNG has no platform dependence beyond the C library.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 @inline(__always) private func _log(_ x: Double) -> Double { log(x) }
 @inline(__always) private func _cos(_ x: Double) -> Double { cos(x) }

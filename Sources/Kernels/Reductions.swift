@@ -18,9 +18,15 @@ func store16(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ v: SIMD16<Float>) {
 public func vectorSum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = SIMD16<Float>()
     var i = 0
-    while i + 16 <= n { acc += load16(x, i); i += 16 }
+    while i + 16 <= n {
+        acc += load16(x, i)
+        i += 16
+    }
     var s = acc.sum()
-    while i < n { s += x[i]; i += 1 }
+    while i < n {
+        s += x[i]
+        i += 1
+    }
     return s
 }
 
@@ -29,9 +35,15 @@ public func vectorSum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
 public func vectorDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = SIMD16<Float>()
     var i = 0
-    while i + 16 <= n { acc.addProduct(load16(x, i), load16(y, i)); i += 16 }
+    while i + 16 <= n {
+        acc.addProduct(load16(x, i), load16(y, i))
+        i += 16
+    }
     var s = acc.sum()
-    while i < n { s += x[i] * y[i]; i += 1 }
+    while i < n {
+        s += x[i] * y[i]
+        i += 1
+    }
     return s
 }
 
@@ -42,14 +54,21 @@ public func vectorMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var a0 = -Float.infinity, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
     var i = 0
     while i + 8 <= n {
-        a0 = x[i] > a0 ? x[i] : a0; a1 = x[i + 1] > a1 ? x[i + 1] : a1
-        a2 = x[i + 2] > a2 ? x[i + 2] : a2; a3 = x[i + 3] > a3 ? x[i + 3] : a3
-        a4 = x[i + 4] > a4 ? x[i + 4] : a4; a5 = x[i + 5] > a5 ? x[i + 5] : a5
-        a6 = x[i + 6] > a6 ? x[i + 6] : a6; a7 = x[i + 7] > a7 ? x[i + 7] : a7
+        a0 = x[i] > a0 ? x[i] : a0
+        a1 = x[i + 1] > a1 ? x[i + 1] : a1
+        a2 = x[i + 2] > a2 ? x[i + 2] : a2
+        a3 = x[i + 3] > a3 ? x[i + 3] : a3
+        a4 = x[i + 4] > a4 ? x[i + 4] : a4
+        a5 = x[i + 5] > a5 ? x[i + 5] : a5
+        a6 = x[i + 6] > a6 ? x[i + 6] : a6
+        a7 = x[i + 7] > a7 ? x[i + 7] : a7
         i += 8
     }
     var m = Swift.max(Swift.max(Swift.max(a0, a1), Swift.max(a2, a3)), Swift.max(Swift.max(a4, a5), Swift.max(a6, a7)))
-    while i < n { m = x[i] > m ? x[i] : m; i += 1 }
+    while i < n {
+        m = x[i] > m ? x[i] : m
+        i += 1
+    }
     return m
 }
 
@@ -61,7 +80,8 @@ public func vectorAdd(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float
 
 /// y[i] = a[i] + b[i]
 @inline(__always)
-public func vectorAdd(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
+public func vectorAdd(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int)
+{
     for i in 0..<n { y[i] = a[i] + b[i] }
 }
 

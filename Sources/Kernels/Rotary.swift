@@ -6,12 +6,13 @@ import Foundation
 /// The angles are tabulated once per model: cos and sin [P, d/2] for positions 0 ..< P.
 public struct RotaryTable: Sendable {
     public let headSize: Int, positions: Int
-    let cos: [Float], sin: [Float]   // [P, d/2]
+    let cos: [Float], sin: [Float]  // [P, d/2]
 
     /// `inverseFrequencies` [d/2]; transformers multiplies positions by them in fp32, as here.
     public init(inverseFrequencies: [Float], positions: Int) {
         let half = inverseFrequencies.count
-        headSize = 2 * half; self.positions = positions
+        headSize = 2 * half
+        self.positions = positions
         var c = [Float](repeating: 0, count: positions * half), s = c
         for p in 0..<positions {
             for i in 0..<half {
@@ -20,12 +21,16 @@ public struct RotaryTable: Sendable {
                 s[p * half + i] = Float(Foundation.sin(Double(angle)))
             }
         }
-        cos = c; sin = s
+        cos = c
+        sin = s
     }
 
     /// Rotates `heads` heads of every row of x [M, ld] in place, row r at position positions[r].
     /// `inverse` applies the transposed rotation: the backward of the forward rotation.
-    public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, rowStride ld: Int, heads: Int, positions: [Int], inverse: Bool = false) {
+    public func apply(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, rowStride ld: Int, heads: Int, positions: [Int],
+        inverse: Bool = false
+    ) {
         let half = headSize / 2, sign: Float = inverse ? -1 : 1
         cos.withUnsafeBufferPointer { cosTable in
             sin.withUnsafeBufferPointer { sinTable in

@@ -16,8 +16,10 @@ enum SkinnyGEMM {
     /// as fast (the tiny preset's decode measured 22k tokens/s there against 17k here).
     static let minimumWork = 1 << 20
 
-    static func run(transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                    b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func run(
+        transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         let tile = transB ? 4 : 64
         let tiles = (n + tile - 1) / tile
         Parallel.forEach(tiles, costPerItem: 2 * m * k * tile) { range in
@@ -47,8 +49,10 @@ enum SkinnyGEMM {
     /// C[rows, cols] for B [K×N]: per column tile (64 wide, then 16, then 1) and k block, every
     /// four-row group accumulates A[i, block] · B[block, tile]; the first block applies beta, the
     /// later ones add to C.
-    static func nn(rows m: Int, cols: Range<Int>, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                   b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func nn(
+        rows m: Int, cols: Range<Int>, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         var j = cols.lowerBound
         while j < cols.upperBound {
             let left = cols.upperBound - j, width = left >= 64 ? 64 : left >= 16 ? 16 : 1
@@ -84,8 +88,10 @@ enum SkinnyGEMM {
 
     /// Four rows × 64 columns: sixteen accumulators held in registers.
     @inline(__always)
-    static func nn4x64(_ block: Range<Int>, alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func nn4x64(
+        _ block: Range<Int>, alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
         var c20 = SIMD16<Float>(), c21 = SIMD16<Float>(), c22 = SIMD16<Float>(), c23 = SIMD16<Float>()
@@ -95,13 +101,25 @@ enum SkinnyGEMM {
             let row = b + p * ldb
             let b0 = load16(row, 0), b1 = load16(row, 16), b2 = load16(row, 32), b3 = load16(row, 48)
             var x = SIMD16<Float>(repeating: a0[p])
-            c00.addProduct(x, b0); c01.addProduct(x, b1); c02.addProduct(x, b2); c03.addProduct(x, b3)
+            c00.addProduct(x, b0)
+            c01.addProduct(x, b1)
+            c02.addProduct(x, b2)
+            c03.addProduct(x, b3)
             x = SIMD16<Float>(repeating: a1[p])
-            c10.addProduct(x, b0); c11.addProduct(x, b1); c12.addProduct(x, b2); c13.addProduct(x, b3)
+            c10.addProduct(x, b0)
+            c11.addProduct(x, b1)
+            c12.addProduct(x, b2)
+            c13.addProduct(x, b3)
             x = SIMD16<Float>(repeating: a2[p])
-            c20.addProduct(x, b0); c21.addProduct(x, b1); c22.addProduct(x, b2); c23.addProduct(x, b3)
+            c20.addProduct(x, b0)
+            c21.addProduct(x, b1)
+            c22.addProduct(x, b2)
+            c23.addProduct(x, b3)
             x = SIMD16<Float>(repeating: a3[p])
-            c30.addProduct(x, b0); c31.addProduct(x, b1); c32.addProduct(x, b2); c33.addProduct(x, b3)
+            c30.addProduct(x, b0)
+            c31.addProduct(x, b1)
+            c32.addProduct(x, b2)
+            c33.addProduct(x, b3)
         }
         // Written out, not looped over arrays: an array literal here allocated on every tile.
         store64(c00, c01, c02, c03, alpha: alpha, beta: beta, into: c)
@@ -111,39 +129,55 @@ enum SkinnyGEMM {
     }
 
     @inline(__always)
-    static func store64(_ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>, _ v3: SIMD16<Float>,
-                        alpha: Float, beta: Float, into c: UnsafeMutablePointer<Float>) {
-        finish(v0, alpha: alpha, beta: beta, into: c); finish(v1, alpha: alpha, beta: beta, into: c + 16)
-        finish(v2, alpha: alpha, beta: beta, into: c + 32); finish(v3, alpha: alpha, beta: beta, into: c + 48)
+    static func store64(
+        _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>, _ v3: SIMD16<Float>,
+        alpha: Float, beta: Float, into c: UnsafeMutablePointer<Float>
+    ) {
+        finish(v0, alpha: alpha, beta: beta, into: c)
+        finish(v1, alpha: alpha, beta: beta, into: c + 16)
+        finish(v2, alpha: alpha, beta: beta, into: c + 32)
+        finish(v3, alpha: alpha, beta: beta, into: c + 48)
     }
 
     @inline(__always)
-    static func nn1x64(_ block: Range<Int>, alpha: Float, a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int,
-                       beta: Float, c: UnsafeMutablePointer<Float>) {
+    static func nn1x64(
+        _ block: Range<Int>, alpha: Float, a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>
+    ) {
         var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>(), c3 = SIMD16<Float>()
         for p in block {
             let row = b + p * ldb, x = SIMD16<Float>(repeating: a[p])
-            c0.addProduct(x, load16(row, 0)); c1.addProduct(x, load16(row, 16))
-            c2.addProduct(x, load16(row, 32)); c3.addProduct(x, load16(row, 48))
+            c0.addProduct(x, load16(row, 0))
+            c1.addProduct(x, load16(row, 16))
+            c2.addProduct(x, load16(row, 32))
+            c3.addProduct(x, load16(row, 48))
         }
         store64(c0, c1, c2, c3, alpha: alpha, beta: beta, into: c)
     }
 
     /// C[rows, cols] for B [N×K]: dot products of A's rows with B's rows, four by four; the four
     /// B rows (4·K floats) stay in L1 while every row group of A passes over them.
-    static func nt(rows m: Int, cols: Range<Int>, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                   b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func nt(
+        rows m: Int, cols: Range<Int>, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         var j = cols.lowerBound
         while j < cols.upperBound {
             let width = min(4, cols.upperBound - j)
             var r = 0
             while r < m {
                 if width == 4 && m - r >= 4 {
-                    nt4x4(k: k, alpha: alpha, a: a + r * lda, lda: lda, b: b + j * ldb, ldb: ldb, beta: beta, c: c + r * ldc + j, ldc: ldc)
+                    nt4x4(
+                        k: k, alpha: alpha, a: a + r * lda, lda: lda, b: b + j * ldb, ldb: ldb, beta: beta,
+                        c: c + r * ldc + j, ldc: ldc)
                     r += 4
                     continue
                 }
-                for v in 0..<width { finish(vectorDot(a + r * lda, b + (j + v) * ldb, k), alpha: alpha, beta: beta, into: c + r * ldc + j + v) }
+                for v in 0..<width {
+                    finish(
+                        vectorDot(a + r * lda, b + (j + v) * ldb, k), alpha: alpha, beta: beta,
+                        into: c + r * ldc + j + v)
+                }
                 r += 1
             }
             j += width
@@ -153,8 +187,10 @@ enum SkinnyGEMM {
     /// Four rows of A against four rows of B: sixteen 16-lane partial dot products, then sums.
     /// Same per-element order as vectorDot (16 lanes, then the k % 16 tail), so the edge paths agree.
     @inline(__always)
-    static func nt4x4(k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func nt4x4(
+        k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         var s00 = SIMD16<Float>(), s01 = SIMD16<Float>(), s02 = SIMD16<Float>(), s03 = SIMD16<Float>()
         var s10 = SIMD16<Float>(), s11 = SIMD16<Float>(), s12 = SIMD16<Float>(), s13 = SIMD16<Float>()
         var s20 = SIMD16<Float>(), s21 = SIMD16<Float>(), s22 = SIMD16<Float>(), s23 = SIMD16<Float>()
@@ -164,13 +200,25 @@ enum SkinnyGEMM {
         while p + 16 <= k {
             let w0 = load16(b0, p), w1 = load16(b1, p), w2 = load16(b2, p), w3 = load16(b3, p)
             var x = load16(a, p)
-            s00.addProduct(x, w0); s01.addProduct(x, w1); s02.addProduct(x, w2); s03.addProduct(x, w3)
+            s00.addProduct(x, w0)
+            s01.addProduct(x, w1)
+            s02.addProduct(x, w2)
+            s03.addProduct(x, w3)
             x = load16(a + lda, p)
-            s10.addProduct(x, w0); s11.addProduct(x, w1); s12.addProduct(x, w2); s13.addProduct(x, w3)
+            s10.addProduct(x, w0)
+            s11.addProduct(x, w1)
+            s12.addProduct(x, w2)
+            s13.addProduct(x, w3)
             x = load16(a + 2 * lda, p)
-            s20.addProduct(x, w0); s21.addProduct(x, w1); s22.addProduct(x, w2); s23.addProduct(x, w3)
+            s20.addProduct(x, w0)
+            s21.addProduct(x, w1)
+            s22.addProduct(x, w2)
+            s23.addProduct(x, w3)
             x = load16(a + 3 * lda, p)
-            s30.addProduct(x, w0); s31.addProduct(x, w1); s32.addProduct(x, w2); s33.addProduct(x, w3)
+            s30.addProduct(x, w0)
+            s31.addProduct(x, w1)
+            s32.addProduct(x, w2)
+            s33.addProduct(x, w3)
             p += 16
         }
         // Written out, not looped over arrays: an array literal here allocated on every block.
@@ -180,9 +228,21 @@ enum SkinnyGEMM {
             for q in tail..<k { s += a[i * lda + q] * b[v * ldb + q] }
             finish(s, alpha: alpha, beta: beta, into: c + i * ldc + v)
         }
-        store(s00, 0, 0); store(s01, 0, 1); store(s02, 0, 2); store(s03, 0, 3)
-        store(s10, 1, 0); store(s11, 1, 1); store(s12, 1, 2); store(s13, 1, 3)
-        store(s20, 2, 0); store(s21, 2, 1); store(s22, 2, 2); store(s23, 2, 3)
-        store(s30, 3, 0); store(s31, 3, 1); store(s32, 3, 2); store(s33, 3, 3)
+        store(s00, 0, 0)
+        store(s01, 0, 1)
+        store(s02, 0, 2)
+        store(s03, 0, 3)
+        store(s10, 1, 0)
+        store(s11, 1, 1)
+        store(s12, 1, 2)
+        store(s13, 1, 3)
+        store(s20, 2, 0)
+        store(s21, 2, 1)
+        store(s22, 2, 2)
+        store(s23, 2, 3)
+        store(s30, 3, 0)
+        store(s31, 3, 1)
+        store(s32, 3, 2)
+        store(s33, 3, 3)
     }
 }

@@ -44,14 +44,20 @@ public func tokenLogProbsBackward(
             let target = Int(targets[r])
             let g = target < 0 ? 0 : dLogProbs[r]
             let e = dEntropy?[r] ?? 0
-            if g == 0 && e == 0 { row.update(repeating: 0, count: v); continue }
+            if g == 0 && e == 0 {
+                row.update(repeating: 0, count: v)
+                continue
+            }
             let lse = logSumExp[r]
             if e == 0 {
                 let coefficient = -g * invT
                 for j in 0..<v { row[j] = coefficient * fastExp(row[j] * invT - lse) }
             } else {
-                var weighted: Float = 0    // Σ p·(z/τ), so H = lse − Σ p·(z/τ)
-                for j in 0..<v { let z = row[j] * invT; weighted += fastExp(z - lse) * z }
+                var weighted: Float = 0  // Σ p·(z/τ), so H = lse − Σ p·(z/τ)
+                for j in 0..<v {
+                    let z = row[j] * invT
+                    weighted += fastExp(z - lse) * z
+                }
                 let entropy = lse - weighted
                 for j in 0..<v {
                     let logp = row[j] * invT - lse, p = fastExp(logp)
@@ -64,18 +70,23 @@ public func tokenLogProbsBackward(
 }
 
 /// Entropy of softmax(row/τ) for each of `rows` rows (logits intact).
-public func rowEntropies(logits: UnsafePointer<Float>, logSumExp: UnsafePointer<Float>, rows: Int, vocab v: Int, temperature: Float = 1) -> [Float] {
+public func rowEntropies(
+    logits: UnsafePointer<Float>, logSumExp: UnsafePointer<Float>, rows: Int, vocab v: Int, temperature: Float = 1
+) -> [Float] {
     let invT = 1 / temperature
     return (0..<rows).map { r in
         let row = logits + r * v, lse = logSumExp[r]
         var weighted: Float = 0
-        for j in 0..<v { let z = row[j] * invT; weighted += fastExp(z - lse) * z }
+        for j in 0..<v {
+            let z = row[j] * invT
+            weighted += fastExp(z - lse) * z
+        }
         return lse - weighted
     }
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

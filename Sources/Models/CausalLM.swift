@@ -7,14 +7,14 @@ import Kernels
 public protocol ModelConfiguration: Sendable {
     /// Hugging Face's `model_type` of the family ("gpt2").
     var modelType: String { get }
-    var vocabSize: Int { get }        // V
-    var contextLength: Int { get }    // the longest sequence the model computes
-    var channels: Int { get }         // C: width of the residual stream and the final hidden states
-    var layers: Int { get }           // L
-    var heads: Int { get }            // H query heads
-    var kvHeads: Int { get }          // G key/value heads (= H without grouped-query attention)
-    var headSize: Int { get }         // d
-    var innerSize: Int { get }        // MLP width
+    var vocabSize: Int { get }  // V
+    var contextLength: Int { get }  // the longest sequence the model computes
+    var channels: Int { get }  // C: width of the residual stream and the final hidden states
+    var layers: Int { get }  // L
+    var heads: Int { get }  // H query heads
+    var kvHeads: Int { get }  // G key/value heads (= H without grouped-query attention)
+    var headSize: Int { get }  // d
+    var innerSize: Int { get }  // MLP width
     var bosTokenId: Int? { get }
     var eosTokenId: Int? { get }
 
@@ -76,7 +76,10 @@ extension ModelConfiguration {
     /// The family's projection named `target`, or an error listing the family's names.
     public func loraProjection(_ target: LoRATarget) throws -> (slot: Int, projection: LoRAProjection) {
         guard let slot = loraProjections.firstIndex(where: { $0.target == target }) else {
-            throw ModelError.invalidConfig("LoRA target '\(target)' is not a projection of \(modelType) models (\(allLoRATargets.map(\.name).joined(separator: ", ")))")
+            throw ModelError.invalidConfig(
+                "LoRA target '\(target)' is not a projection of \(modelType) models "
+                    + "(\(allLoRATargets.map(\.name).joined(separator: ", ")))"
+            )
         }
         return (slot, loraProjections[slot])
     }
@@ -91,7 +94,11 @@ public enum ParameterGroup: String, Sendable {
 public struct LoRAProjection: Sendable, Equatable {
     public let target: LoRATarget
     public let input: Int, output: Int
-    public init(_ target: LoRATarget, input: Int, output: Int) { self.target = target; self.input = input; self.output = output }
+    public init(_ target: LoRATarget, input: Int, output: Int) {
+        self.target = target
+        self.input = input
+        self.output = output
+    }
 }
 
 /// One causal language-model trunk: embeddings, L blocks and the final norm, whose final hidden
@@ -134,8 +141,10 @@ public protocol CausalLM: AnyObject, Sendable {
     /// can start while the layers below are still computed; ranges never reported (embeddings,
     /// an untied LM head) are final only when backward returns.
     @discardableResult
-    func backward(dHidden: FloatBuffer, adapter: LoRAAdapter?, activations: any TrunkActivations,
-                  trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?, gradientsReady: GradientsReady?) -> FloatBuffer
+    func backward(
+        dHidden: FloatBuffer, adapter: LoRAAdapter?, activations: any TrunkActivations,
+        trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?, gradientsReady: GradientsReady?
+    ) -> FloatBuffer
     /// Forward without a backward, one layer of buffers reused: final hidden states [B, T, C].
     func inferenceHidden(tokens: [Int32], batch: Int, length: Int, adapter: LoRAAdapter?) throws -> FloatBuffer
     /// A KV cache and its step buffers for `batch` sequences of up to `capacity` tokens.
@@ -178,10 +187,13 @@ public typealias GradientsReady = (Range<Int>) -> Void
 
 extension CausalLM {
     @discardableResult
-    public func backward(dHidden: FloatBuffer, adapter: LoRAAdapter?, activations: any TrunkActivations,
-                         trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?) -> FloatBuffer {
-        backward(dHidden: dHidden, adapter: adapter, activations: activations, trunkGradients: trunkGradients,
-                 adapterGradients: adapterGradients, gradientsReady: nil)
+    public func backward(
+        dHidden: FloatBuffer, adapter: LoRAAdapter?, activations: any TrunkActivations,
+        trunkGradients: FloatBuffer?, adapterGradients: FloatBuffer?
+    ) -> FloatBuffer {
+        backward(
+            dHidden: dHidden, adapter: adapter, activations: activations, trunkGradients: trunkGradients,
+            adapterGradients: adapterGradients, gradientsReady: nil)
     }
 
     public var parameterCount: Int { parameterLayout.totalCount }

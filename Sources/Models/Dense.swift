@@ -4,15 +4,18 @@ import Kernels
 /// plus an optional LoRA branch scale · (x·Aᵀ)·Bᵀ; the forward saves u = x·Aᵀ [M, r].
 /// (GPT-2's Conv1D layers store W as [K, N]: `linearForward`.)
 func denseForward(
-    out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    bias: UnsafePointer<Float>?,
     rows m: Int, input k: Int, output n: Int, lora: LoRABranch?
 ) {
     if let bias { for r in 0..<m { (out + r * n).update(from: bias, count: n) } }
-    BLAS.sgemm(transB: true, m: m, n: n, k: k, a: x, lda: k, b: weight, ldb: k, beta: bias == nil ? 0 : 1, c: out, ldc: n)
+    BLAS.sgemm(
+        transB: true, m: m, n: n, k: k, a: x, lda: k, b: weight, ldb: k, beta: bias == nil ? 0 : 1, c: out, ldc: n)
     if let lora {
         BLAS.sgemm(transB: true, m: m, n: lora.rank, k: k, a: x, lda: k, b: lora.a, ldb: k, c: lora.u, ldc: lora.rank)
-        BLAS.sgemm(transB: true, m: m, n: n, k: lora.rank, alpha: lora.scale, a: lora.u, lda: lora.rank,
-                   b: lora.b, ldb: lora.rank, beta: 1, c: out, ldc: n)
+        BLAS.sgemm(
+            transB: true, m: m, n: n, k: lora.rank, alpha: lora.scale, a: lora.u, lda: lora.rank,
+            b: lora.b, ldb: lora.rank, beta: 1, c: out, ldc: n)
     }
 }
 
@@ -20,7 +23,8 @@ func denseForward(
 /// the same input) [+ LoRA: scale·(dout·B)·A]; dWeight += doutᵀ·x and dBias += Σ_rows dout when
 /// given; the LoRA branch as `loraBackward`. `loraScratch` holds [M, r].
 func denseBackward(
-    dx: UnsafeMutablePointer<Float>, accumulate: Bool, dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?,
+    dx: UnsafeMutablePointer<Float>, accumulate: Bool, dWeight: UnsafeMutablePointer<Float>?,
+    dBias: UnsafeMutablePointer<Float>?,
     dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     rows m: Int, input k: Int, output n: Int, lora: LoRABranch?, loraScratch: UnsafeMutablePointer<Float>
 ) {

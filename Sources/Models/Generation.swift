@@ -12,51 +12,62 @@ public struct GenerationResult: Sendable {
     public var endedWithEOS: [Bool]
 
     public init(tokens: [[Int32]], logProbs: [[Float]], hiddenStates: [[Float]]?, endedWithEOS: [Bool]) {
-        self.tokens = tokens; self.logProbs = logProbs; self.hiddenStates = hiddenStates; self.endedWithEOS = endedWithEOS
+        self.tokens = tokens
+        self.logProbs = logProbs
+        self.hiddenStates = hiddenStates
+        self.endedWithEOS = endedWithEOS
     }
 }
 
 extension CausalLM {
     /// Batched incremental decoding with a KV cache. Prompts may differ in length; each sequence
     /// stops at `eosTokenId`, after `maxNewTokens`, or when the context is full.
-    public func generate(prompts: [[Int32]], adapter: LoRAAdapter? = nil, options o: SamplingOptions,
-                         returnHiddenStates: Bool = false) throws -> GenerationResult {
+    public func generate(
+        prompts: [[Int32]], adapter: LoRAAdapter? = nil, options o: SamplingOptions,
+        returnHiddenStates: Bool = false
+    ) throws -> GenerationResult {
         try o.validate()
         let b = prompts.count, C = config.channels, V = config.vocabSize
-        guard b > 0 else { return GenerationResult(tokens: [], logProbs: [], hiddenStates: returnHiddenStates ? [] : nil, endedWithEOS: []) }
-        for (i, p) in prompts.enumerated() {
-            guard !p.isEmpty else { throw ModelError.input("generate: prompt \(i) is empty") }
-            guard p.count < config.contextLength else {
-                throw ModelError.input("generate: prompt \(i) has \(p.count) tokens; the context holds \(config.contextLength) and one is needed for a new token")
-            }
+        guard b > 0 else {
+            return GenerationResult(
+                tokens: [], logProbs: [], hiddenStates: returnHiddenStates ? [] : nil, endedWithEOS: [])
         }
+        try checkPrompts(prompts)
         let longest = prompts.map(\.count).max()!
-        let decoder = makeDecoder(batch: b, capacity: min(config.contextLength, longest + o.maxNewTokens), loraRank: adapter?.config.rank ?? 0)
+        let decoder = makeDecoder(
+            batch: b, capacity: min(config.contextLength, longest + o.maxNewTokens), loraRank: adapter?.config.rank ?? 0
+        )
         var hidden = try decoder.prefill(prompts: prompts, adapter: adapter)
         let head = LMHeadCache(rows: b, vocab: V)
         var rng = RNG(seed: o.seed)
-        var result = GenerationResult(tokens: Array(repeating: [], count: b), logProbs: Array(repeating: [], count: b),
-                                      hiddenStates: returnHiddenStates ? Array(repeating: [], count: b) : nil,
-                                      endedWithEOS: Array(repeating: false, count: b))
+        var result = GenerationResult(
+            tokens: Array(repeating: [], count: b), logProbs: Array(repeating: [], count: b),
+            hiddenStates: returnHiddenStates ? Array(repeating: [], count: b) : nil,
+            endedWithEOS: Array(repeating: false, count: b))
         // The sequences still decoding, ascending; row r of `hidden` belongs to live[r]. Finished
         // sequences leave the batch, so later steps cost only what is still running.
-        BLAS.$fewRowProducts.withValue(true) {   // a few rows per step: weights read once (SkinnyGEMM)
+        BLAS.$fewRowProducts.withValue(true) {  // a few rows per step: weights read once (SkinnyGEMM)
             var live = o.maxNewTokens > 0 ? Array(0..<b) : []
             while !live.isEmpty {
                 lmHeadLogits(hidden: hidden.pointer, rows: live.count, cache: head)
                 var still: [Int] = [], next: [Int32] = []
                 for (r, i) in live.enumerated() {
-                    let (token, logProb) = sampleToken(logits: head.logits.pointer + r * V, vocab: V, options: o,
-                                                       rng: &rng, scratch: head.scratch.pointer)
+                    let (token, logProb) = sampleToken(
+                        logits: head.logits.pointer + r * V, vocab: V, options: o,
+                        rng: &rng, scratch: head.scratch.pointer)
                     result.tokens[i].append(token)
                     result.logProbs[i].append(logProb)
                     if returnHiddenStates {
-                        result.hiddenStates![i].append(contentsOf: UnsafeBufferPointer(start: hidden.pointer + r * C, count: C))
+                        result.hiddenStates![i].append(
+                            contentsOf: UnsafeBufferPointer(start: hidden.pointer + r * C, count: C))
                     }
-                    if token == o.eosTokenId { result.endedWithEOS[i] = true }
+                    if token == o.eosTokenId {
+                        result.endedWithEOS[i] = true
+                    }
                     // Stop when prompt + new tokens fill the context, so the whole sequence can be scored again.
                     else if result.tokens[i].count < o.maxNewTokens && decoder.lengths[i] + 1 < config.contextLength {
-                        still.append(i); next.append(token)
+                        still.append(i)
+                        next.append(token)
                     }
                 }
                 live = still
@@ -65,5 +76,17 @@ extension CausalLM {
             }
         }
         return result
+    }
+
+    /// Every prompt has a token and leaves room in the context for one more.
+    func checkPrompts(_ prompts: [[Int32]]) throws {
+        for (i, p) in prompts.enumerated() {
+            guard !p.isEmpty else { throw ModelError.input("generate: prompt \(i) is empty") }
+            guard p.count < config.contextLength else {
+                throw ModelError.input(
+                    "generate: prompt \(i) has \(p.count) tokens; the context holds \(config.contextLength) and one "
+                        + "is needed for a new token")
+            }
+        }
     }
 }

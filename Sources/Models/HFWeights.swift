@@ -20,21 +20,35 @@ public struct HFWeights {
             return
         }
         guard fm.fileExists(atPath: index) else {
-            let bin = ["pytorch_model.bin", "pytorch_model.bin.index.json"].first { fm.fileExists(atPath: (directory as NSString).appendingPathComponent($0)) }
-            throw ModelError.checkpoint(path: directory, reason: bin.map { "has \($0) only: PyTorch pickles are not read (save with safe_serialization=True, or convert to safetensors)" }
-                                        ?? "no model.safetensors or model.safetensors.index.json")
+            let bin = ["pytorch_model.bin", "pytorch_model.bin.index.json"].first {
+                fm.fileExists(atPath: (directory as NSString).appendingPathComponent($0))
+            }
+            throw ModelError.checkpoint(
+                path: directory,
+                reason: bin.map {
+                    "has \($0) only: PyTorch pickles are not read (save with safe_serialization=True, or convert to "
+                        + "safetensors)"
+                }
+                    ?? "no model.safetensors or model.safetensors.index.json")
         }
-        guard let data = fm.contents(atPath: index), let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-              let map = json["weight_map"] as? [String: String] else {
+        guard let data = fm.contents(atPath: index),
+            let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+            let map = json["weight_map"] as? [String: String]
+        else {
             throw ModelError.checkpoint(path: index, reason: "not a JSON object with a 'weight_map' of tensor → file")
         }
         var files: [String: SafeTensorsFile] = [:]
         var entries: [String: (file: SafeTensorsFile, entry: SafeTensorsEntry)] = [:]
         for (name, shard) in map.sorted(by: { $0.key < $1.key }) {
-            guard !shard.contains("/") && !shard.hasPrefix(".") else { throw ModelError.checkpoint(path: index, reason: "shard '\(shard)' is not a file of this folder") }
-            if files[shard] == nil { files[shard] = try SafeTensorsFile(path: (directory as NSString).appendingPathComponent(shard)) }
+            guard !shard.contains("/") && !shard.hasPrefix(".") else {
+                throw ModelError.checkpoint(path: index, reason: "shard '\(shard)' is not a file of this folder")
+            }
+            if files[shard] == nil {
+                files[shard] = try SafeTensorsFile(path: (directory as NSString).appendingPathComponent(shard))
+            }
             guard let entry = files[shard]!.entries[name] else {
-                throw ModelError.checkpoint(path: index, reason: "weight_map puts '\(name)' in \(shard), which has no such tensor")
+                throw ModelError.checkpoint(
+                    path: index, reason: "weight_map puts '\(name)' in \(shard), which has no such tensor")
             }
             entries[name] = (file: files[shard]!, entry: entry)
         }

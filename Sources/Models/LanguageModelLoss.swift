@@ -21,9 +21,11 @@ public final class LanguageModelStep: @unchecked Sendable {
     /// Gradients are accumulated (+=) into trunkGradients and/or adapterGradients when given;
     /// `gradientsReady` hears of each trunk-gradient range as the backward finishes it.
     @discardableResult
-    public func run(tokens: [Int32], targets: [Int32], normalizer: Int? = nil, adapter: LoRAAdapter? = nil,
-                    trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil,
-                    gradientsReady: GradientsReady? = nil) throws -> Float {
+    public func run(
+        tokens: [Int32], targets: [Int32], normalizer: Int? = nil, adapter: LoRAAdapter? = nil,
+        trunkGradients: FloatBuffer? = nil, adapterGradients: FloatBuffer? = nil,
+        gradientsReady: GradientsReady? = nil
+    ) throws -> Float {
         try trunk.forward(tokens: tokens, adapter: adapter, activations: activations)
         let logProbs = trunk.lmHeadLogProbs(hidden: activations.hidden, targets: targets, cache: head)
         let n = normalizer ?? targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
@@ -34,10 +36,12 @@ public final class LanguageModelStep: @unchecked Sendable {
         guard trunkGradients != nil || adapterGradients != nil else { return Float(loss) }
         let dLogProbs = targets.map { $0 >= 0 ? -1 / Float(n) : 0 }
         dHidden.zero()
-        trunk.lmHeadBackward(dLogProbs: dLogProbs, hidden: activations.hidden, cache: head,
-                             dHidden: dHidden, trunkGradients: trunkGradients)
-        trunk.backward(dHidden: dHidden, adapter: adapter, activations: activations,
-                       trunkGradients: trunkGradients, adapterGradients: adapterGradients, gradientsReady: gradientsReady)
+        trunk.lmHeadBackward(
+            dLogProbs: dLogProbs, hidden: activations.hidden, cache: head,
+            dHidden: dHidden, trunkGradients: trunkGradients)
+        trunk.backward(
+            dHidden: dHidden, adapter: adapter, activations: activations,
+            trunkGradients: trunkGradients, adapterGradients: adapterGradients, gradientsReady: gradientsReady)
         return Float(loss)
     }
 

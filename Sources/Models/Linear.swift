@@ -12,8 +12,9 @@ func linearForward(
     BLAS.sgemm(m: m, n: n, k: k, a: x, lda: k, b: weight, ldb: n, beta: 1, c: out, ldc: n)
     if let lora {
         BLAS.sgemm(transB: true, m: m, n: lora.rank, k: k, a: x, lda: k, b: lora.a, ldb: k, c: lora.u, ldc: lora.rank)
-        BLAS.sgemm(transB: true, m: m, n: n, k: lora.rank, alpha: lora.scale, a: lora.u, lda: lora.rank,
-                   b: lora.b, ldb: lora.rank, beta: 1, c: out, ldc: n)
+        BLAS.sgemm(
+            transB: true, m: m, n: n, k: lora.rank, alpha: lora.scale, a: lora.u, lda: lora.rank,
+            b: lora.b, ldb: lora.rank, beta: 1, c: out, ldc: n)
     }
 }
 
@@ -38,14 +39,18 @@ func linearBackward(
 
 /// The LoRA branch's backward, the same for Conv1D and nn.Linear layers (A [r, in], B [out, r]):
 /// dB += scale·doutᵀ·u, dA += (scale·dout·B)ᵀ·x, dx += (scale·dout·B)·A. `scratch` holds [M, r].
-func loraBackward(_ lora: LoRABranch, dx: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                  rows m: Int, input k: Int, output n: Int, scratch: UnsafeMutablePointer<Float>) {
+func loraBackward(
+    _ lora: LoRABranch, dx: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
+    rows m: Int, input k: Int, output n: Int, scratch: UnsafeMutablePointer<Float>
+) {
     let r = lora.rank
     if let gradB = lora.gradB {
-        BLAS.sgemm(transA: true, m: n, n: r, k: m, alpha: lora.scale, a: dout, lda: n, b: lora.u, ldb: r, beta: 1, c: gradB, ldc: r)
+        BLAS.sgemm(
+            transA: true, m: n, n: r, k: m, alpha: lora.scale, a: dout, lda: n, b: lora.u, ldb: r, beta: 1, c: gradB,
+            ldc: r)
     }
     guard dx != nil || lora.gradA != nil else { return }
-    let du = scratch   // [M, r] = scale · dout · B
+    let du = scratch  // [M, r] = scale · dout · B
     BLAS.sgemm(m: m, n: r, k: n, alpha: lora.scale, a: dout, lda: n, b: lora.b, ldb: r, c: du, ldc: r)
     if let gradA = lora.gradA {
         BLAS.sgemm(transA: true, m: r, n: k, k: m, a: du, lda: r, b: x, ldb: k, beta: 1, c: gradA, ldc: k)

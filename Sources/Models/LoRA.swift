@@ -7,7 +7,10 @@ public struct LoRATarget: Hashable, Codable, Sendable, ExpressibleByStringLitera
     public init(_ name: String) { self.name = name }
     public init(stringLiteral name: String) { self.name = name }
     public init(from decoder: any Decoder) throws { name = try decoder.singleValueContainer().decode(String.self) }
-    public func encode(to encoder: any Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(name) }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(name)
+    }
     public var description: String { name }
 
     /// Every projection of the model's family (PEFT's "all-linear"; the LM head is not wrapped).
@@ -19,7 +22,9 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     public var alpha: Float
     public var targets: [LoRATarget]
     public init(rank: Int = 8, alpha: Float = 16, targets: [LoRATarget]) {
-        self.rank = rank; self.alpha = alpha; self.targets = targets
+        self.rank = rank
+        self.alpha = alpha
+        self.targets = targets
     }
     /// LoRA's output scaling α/r (Hu et al. 2021, §4.1).
     public var scale: Float { alpha / Float(rank) }
@@ -42,8 +47,12 @@ public final class LoRAAdapter: @unchecked Sendable {
     public let sites: [[LoRASite?]]
 
     public init(config requested: LoRAConfig, modelConfig: any ModelConfiguration) throws {
-        guard requested.rank > 0 else { throw ModelError.invalidConfig("LoRA rank must be positive, got \(requested.rank)") }
-        guard !requested.targets.isEmpty else { throw ModelError.invalidConfig("LoRA needs at least one target projection") }
+        guard requested.rank > 0 else {
+            throw ModelError.invalidConfig("LoRA rank must be positive, got \(requested.rank)")
+        }
+        guard !requested.targets.isEmpty else {
+            throw ModelError.invalidConfig("LoRA needs at least one target projection")
+        }
         // "all-linear" becomes the family's projections, so the adapter names what it wraps.
         var config = requested
         config.targets = modelConfig.resolving(requested.targets)
@@ -88,11 +97,11 @@ public final class LoRAAdapter: @unchecked Sendable {
 
 /// What a linear layer needs to add one LoRA branch: weights, gradient slots and the saved u = x·Aᵀ.
 struct LoRABranch {
-    let a: UnsafePointer<Float>          // [r, in]
-    let b: UnsafePointer<Float>          // [out, r]
+    let a: UnsafePointer<Float>  // [r, in]
+    let b: UnsafePointer<Float>  // [out, r]
     let gradA: UnsafeMutablePointer<Float>?
     let gradB: UnsafeMutablePointer<Float>?
-    let u: UnsafeMutablePointer<Float>   // [M, r], saved by forward
+    let u: UnsafeMutablePointer<Float>  // [M, r], saved by forward
     let rank: Int
     let scale: Float
 }

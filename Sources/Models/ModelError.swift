@@ -12,3 +12,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+/// The first `shown` of `names` and how many more ("a, b, c, d, e and 3 more"), for a message.
+func listing(_ names: [String], shown: Int = 5) -> String {
+    names.prefix(shown).joined(separator: ", ") + (names.count > shown ? " and \(names.count - shown) more" : "")
+}

@@ -20,19 +20,27 @@ public protocol ModelFamily {
 
 /// The registry of model families, keyed by Hugging Face's `model_type`.
 public enum ModelFamilies {
-    public static var all: [any ModelFamily.Type] { [GPT2Family.self, LlamaFamily.self, Qwen2Family.self, MistralFamily.self] }
+    public static var all: [any ModelFamily.Type] {
+        [GPT2Family.self, LlamaFamily.self, Qwen2Family.self, MistralFamily.self]
+    }
 
     public static func family(modelType: String) -> (any ModelFamily.Type)? { all.first { $0.modelType == modelType } }
 
     public static var presetNames: [String] { Set(all.flatMap { $0.presets.keys }).sorted() }
 
     /// The preset `name` of the family `family` (a model_type: gpt2, llama).
-    public static func preset(_ name: String, family modelType: String = GPT2Family.modelType) throws -> any ModelConfiguration {
+    public static func preset(_ name: String, family modelType: String = GPT2Family.modelType) throws
+        -> any ModelConfiguration
+    {
         guard let family = family(modelType: modelType) else {
-            throw ModelError.invalidConfig("unknown model family '\(modelType)'; families are \(all.map { $0.modelType }.joined(separator: ", "))")
+            throw ModelError.invalidConfig(
+                "unknown model family '\(modelType)'; families are \(all.map { $0.modelType }.joined(separator: ", "))")
         }
         guard let config = family.presets[name] else {
-            throw ModelError.invalidConfig("\(modelType) has no preset '\(name)'; its presets are \(family.presets.keys.sorted().joined(separator: ", "))")
+            throw ModelError.invalidConfig(
+                "\(modelType) has no preset '\(name)'; its presets are "
+                    + "\(family.presets.keys.sorted().joined(separator: ", "))"
+            )
         }
         return config
     }
@@ -56,13 +64,20 @@ public enum HFCheckpoint {
     public static func readConfig(directory: String) throws -> any ModelConfiguration {
         if GGUFFile.isGGUF(path: directory) { return try GGUFModel.configuration(GGUFFile(path: directory)) }
         let path = (directory as NSString).appendingPathComponent("config.json")
-        guard let data = FileManager.default.contents(atPath: path) else { throw ModelError.checkpoint(path: path, reason: "cannot read (missing?)") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ModelError.checkpoint(path: path, reason: "cannot read (missing?)")
+        }
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw ModelError.checkpoint(path: path, reason: "not a JSON object")
         }
         let type = json["model_type"] as? String ?? GPT2Family.modelType
         guard let family = ModelFamilies.family(modelType: type) else {
-            throw ModelError.checkpoint(path: path, reason: "model_type '\(type)' is not supported yet (supported: \(ModelFamilies.all.map { $0.modelType }.joined(separator: ", ")))")
+            throw ModelError.checkpoint(
+                path: path,
+                reason:
+                    "model_type '\(type)' is not supported yet (supported: "
+                    + "\(ModelFamilies.all.map { $0.modelType }.joined(separator: ", ")))"
+            )
         }
         return try family.configuration(hfConfig: json, path: path)
     }
@@ -89,12 +104,16 @@ public enum HFCheckpoint {
     public static func save(_ model: any CausalLM, directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let configPath = (directory as NSString).appendingPathComponent("config.json")
-        let json = try JSONSerialization.data(withJSONObject: model.config.hfConfigJSON(), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        do { try json.write(to: URL(fileURLWithPath: configPath), options: .atomic) }
-        catch { throw ModelError.checkpoint(path: configPath, reason: "cannot write: \(error.localizedDescription)") }
+        let json = try JSONSerialization.data(
+            withJSONObject: model.config.hfConfigJSON(),
+            options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        do { try json.write(to: URL(fileURLWithPath: configPath), options: .atomic) } catch {
+            throw ModelError.checkpoint(path: configPath, reason: "cannot write: \(error.localizedDescription)")
+        }
         try withExtendedLifetime(model) {
-            try SafeTensorsFile.write(path: (directory as NSString).appendingPathComponent("model.safetensors"),
-                                      tensors: model.hfTensors(), metadata: ["format": "pt"])
+            try SafeTensorsFile.write(
+                path: (directory as NSString).appendingPathComponent("model.safetensors"),
+                tensors: model.hfTensors(), metadata: ["format": "pt"])
         }
     }
 }
@@ -109,5 +128,6 @@ func checkFinite(_ weights: FloatBuffer, layout: TensorLayout, path: String) thr
     }
     guard !bad.isEmpty else { return }
     let shown = bad.prefix(5).joined(separator: ", ") + (bad.count > 5 ? " and \(bad.count - 5) more tensors" : "")
-    throw ModelError.checkpoint(path: path, reason: "non-finite weights (NaN or infinity) in \(shown): the run that wrote them diverged")
+    throw ModelError.checkpoint(
+        path: path, reason: "non-finite weights (NaN or infinity) in \(shown): the run that wrote them diverged")
 }

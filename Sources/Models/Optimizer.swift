@@ -10,7 +10,8 @@ public final class AdamW: @unchecked Sendable {
     public private(set) var step = 0
 
     public init(layout: TensorLayout, hyper: AdamWHyperparameters) {
-        self.layout = layout; self.hyper = hyper
+        self.layout = layout
+        self.hyper = hyper
         m = FloatBuffer(count: layout.totalCount)
         v = FloatBuffer(count: layout.totalCount)
     }
@@ -21,9 +22,10 @@ public final class AdamW: @unchecked Sendable {
         var h = hyper
         h.learningRate = learningRate
         for t in layout.tensors {
-            adamWUpdate(params: parameters.pointer + t.offset, grads: gradients.pointer + t.offset,
-                        m: m.pointer + t.offset, v: v.pointer + t.offset, count: t.count,
-                        step: step, hyper: h, decay: t.shape.count >= 2)
+            adamWUpdate(
+                params: parameters.pointer + t.offset, grads: gradients.pointer + t.offset,
+                m: m.pointer + t.offset, v: v.pointer + t.offset, count: t.count,
+                step: step, hyper: h, decay: t.shape.count >= 2)
         }
     }
 
@@ -45,7 +47,10 @@ public func clipGradientNorm(_ gradients: FloatBuffer, maxNorm: Float) -> Float 
     var total = 0.0
     var i = 0
     let n = gradients.count, p = gradients.pointer
-    while i + 4096 <= n { total += Double(vectorDot(p + i, p + i, 4096)); i += 4096 }
+    while i + 4096 <= n {
+        total += Double(vectorDot(p + i, p + i, 4096))
+        i += 4096
+    }
     if i < n { total += Double(vectorDot(p + i, p + i, n - i)) }
     let norm = Float(total.squareRoot())
     if maxNorm > 0 && norm > maxNorm {
@@ -54,4 +59,3 @@ public func clipGradientNorm(_ gradients: FloatBuffer, maxNorm: Float) -> Float 
     }
     return norm
 }
-

@@ -27,7 +27,9 @@ public final class R2MFusion: @unchecked Sendable {
     let q: Int, k: Int, v: Int, o: Int, head: Int
 
     public init(channels: Int, policyChannels: Int, attentionSize: Int) {
-        self.channels = channels; self.policyChannels = policyChannels; self.attentionSize = max(attentionSize, 1)
+        self.channels = channels
+        self.policyChannels = policyChannels
+        self.attentionSize = max(attentionSize, 1)
         var l = TensorLayout()
         q = l.add("r2m.q.weight", [self.attentionSize, channels])
         k = l.add("r2m.k.weight", [self.attentionSize, policyChannels])
@@ -56,35 +58,55 @@ public final class R2MFusion: @unchecked Sendable {
     /// What the backward needs from one sequence's forward.
     public struct Cache {
         public let reward: Float
-        let rewardHidden: [Float], policyHidden: [Float], length: Int   // H_last [C]; h [S, P]
-        let query: [Float], attended: [Float]                         // q [d]; aᵀh [P]
-        let summary: [Float], fused: [Float]                           // f = W_v aᵀh [d]; H_fin [C]
+        let rewardHidden: [Float], policyHidden: [Float], length: Int  // H_last [C]; h [S, P]
+        let query: [Float], attended: [Float]  // q [d]; aᵀh [P]
+        let summary: [Float], fused: [Float]  // f = W_v aᵀh [d]; H_fin [C]
         let omega: Float
         /// a [S]: the reward token's attention over the sequence.
         public let attention: [Float]
     }
 
-    @inline(__always) func weight(_ offset: Int, _ row: Int, _ column: Int, _ columns: Int) -> Float { parameters.pointer[offset + row * columns + column] }
+    @inline(__always) func weight(_ offset: Int, _ row: Int, _ column: Int, _ columns: Int) -> Float {
+        parameters.pointer[offset + row * columns + column]
+    }
 
     /// The fused reward of one sequence: `rewardHidden` H_last [C], `policyHidden` h [S, P] (S ≥ 1).
     public func forward(rewardHidden hLast: [Float], policyHidden h: [Float], omega: Double) -> Cache {
         let C = channels, P = policyChannels, d = attentionSize, S = h.count / P
-        precondition(hLast.count == C && h.count == S * P && S > 0, "R2MFusion: H_last must be [C], h [S, P] with S > 0")
-        var query = [Float](repeating: 0, count: d)                    // q = W_q H_last
-        for i in 0..<d { var s: Float = 0; for c in 0..<C { s += weight(q, i, c, C) * hLast[c] }; query[i] = s }
-        var keyQuery = [Float](repeating: 0, count: P)                 // u = W_kᵀ q / √d, so s_t = h_t·u
+        precondition(
+            hLast.count == C && h.count == S * P && S > 0, "R2MFusion: H_last must be [C], h [S, P] with S > 0")
+        var query = [Float](repeating: 0, count: d)  // q = W_q H_last
+        for i in 0..<d {
+            var s: Float = 0
+            for c in 0..<C { s += weight(q, i, c, C) * hLast[c] }
+            query[i] = s
+        }
+        var keyQuery = [Float](repeating: 0, count: P)  // u = W_kᵀ q / √d, so s_t = h_t·u
         let scale = 1 / Float(d).squareRoot()
-        for i in 0..<d { let qi = query[i] * scale; for c in 0..<P { keyQuery[c] += weight(k, i, c, P) * qi } }
+        for i in 0..<d {
+            let qi = query[i] * scale
+            for c in 0..<P { keyQuery[c] += weight(k, i, c, P) * qi }
+        }
         var attention = (0..<S).map { t in (0..<P).reduce(Float(0)) { $0 + h[t * P + $1] * keyQuery[$1] } }
         let m = attention.max()!
         var total: Float = 0
-        for t in 0..<S { attention[t] = Foundation.exp(attention[t] - m); total += attention[t] }
-        var attended = [Float](repeating: 0, count: P)                 // aᵀh [P]
-        for t in 0..<S { attention[t] /= total; for c in 0..<P { attended[c] += attention[t] * h[t * P + c] } }
-        var summary = [Float](repeating: 0, count: d)                  // f = W_v aᵀh [d]
-        for i in 0..<d { var s: Float = 0; for c in 0..<P { s += weight(v, i, c, P) * attended[c] }; summary[i] = s }
+        for t in 0..<S {
+            attention[t] = Foundation.exp(attention[t] - m)
+            total += attention[t]
+        }
+        var attended = [Float](repeating: 0, count: P)  // aᵀh [P]
+        for t in 0..<S {
+            attention[t] /= total
+            for c in 0..<P { attended[c] += attention[t] * h[t * P + c] }
+        }
+        var summary = [Float](repeating: 0, count: d)  // f = W_v aᵀh [d]
+        for i in 0..<d {
+            var s: Float = 0
+            for c in 0..<P { s += weight(v, i, c, P) * attended[c] }
+            summary[i] = s
+        }
         let w = Float(omega)
-        var fused = [Float](repeating: 0, count: C)                    // H_fin = (1 − ω) W_o f + ω H_last
+        var fused = [Float](repeating: 0, count: C)  // H_fin = (1 − ω) W_o f + ω H_last
         for c in 0..<C {
             var s: Float = 0
             for i in 0..<d { s += weight(o, c, i, d) * summary[i] }
@@ -92,8 +114,10 @@ public final class R2MFusion: @unchecked Sendable {
         }
         var r = parameters[head + C]
         for c in 0..<C { r += parameters[head + c] * fused[c] }
-        return Cache(reward: r, rewardHidden: hLast, policyHidden: h, length: S, query: query, attended: attended, summary: summary, fused: fused,
-                     omega: w, attention: attention)
+        return Cache(
+            reward: r, rewardHidden: hLast, policyHidden: h, length: S, query: query, attended: attended,
+            summary: summary, fused: fused,
+            omega: w, attention: attention)
     }
 
     /// Adds dL/dθ = dReward · dr/dθ into `gradients` [parameters.count].
@@ -107,25 +131,35 @@ public final class R2MFusion: @unchecked Sendable {
         for c in 0..<C {
             let dHat = (1 - cache.omega) * dReward * parameters[head + c]
             if dHat == 0 { continue }
-            for i in 0..<d { g[o + c * d + i] += dHat * cache.summary[i]; dSummary[i] += weight(o, c, i, d) * dHat }
+            for i in 0..<d {
+                g[o + c * d + i] += dHat * cache.summary[i]
+                dSummary[i] += weight(o, c, i, d) * dHat
+            }
         }
         // f = W_v Σ_t a_t h_t:  dW_v = df (aᵀh)ᵀ;  da_t = h_t·(W_vᵀ df).
         var valueGrad = [Float](repeating: 0, count: P)
         for i in 0..<d {
-            for c in 0..<P { g[v + i * P + c] += dSummary[i] * cache.attended[c]; valueGrad[c] += weight(v, i, c, P) * dSummary[i] }
+            for c in 0..<P {
+                g[v + i * P + c] += dSummary[i] * cache.attended[c]
+                valueGrad[c] += weight(v, i, c, P) * dSummary[i]
+            }
         }
         let dAttention = (0..<S).map { t in (0..<P).reduce(Float(0)) { $0 + h[t * P + $1] * valueGrad[$1] } }
-        // Softmax: ds_t = a_t (da_t − Σ a da); s_t = (W_k h_t)·q/√d:  dW_k = q (Σ_t ds_t h_t)ᵀ/√d, dq = W_k Σ_t ds_t h_t/√d.
+        // Softmax: ds_t = a_t (da_t − Σ a da); s_t = (W_k h_t)·q/√d:  dW_k = q (Σ_t ds_t h_t)ᵀ/√d, dq = W_k Σ_t ds_t
+        // h_t/√d.
         let mean = zip(cache.attention, dAttention).reduce(Float(0)) { $0 + $1.0 * $1.1 }
         let scale = 1 / Float(d).squareRoot()
-        var scoreState = [Float](repeating: 0, count: P)                // Σ_t ds_t h_t / √d [P]
+        var scoreState = [Float](repeating: 0, count: P)  // Σ_t ds_t h_t / √d [P]
         for t in 0..<S {
             let ds = cache.attention[t] * (dAttention[t] - mean) * scale
             for c in 0..<P { scoreState[c] += ds * h[t * P + c] }
         }
         for i in 0..<d {
             var dq: Float = 0
-            for c in 0..<P { g[k + i * P + c] += cache.query[i] * scoreState[c]; dq += weight(k, i, c, P) * scoreState[c] }
+            for c in 0..<P {
+                g[k + i * P + c] += cache.query[i] * scoreState[c]
+                dq += weight(k, i, c, P) * scoreState[c]
+            }
             for c in 0..<C { g[q + i * C + c] += dq * cache.rewardHidden[c] }
         }
     }

@@ -7,10 +7,15 @@ public enum ScalarHeadIO {
     public static let fileName = "reward_head.safetensors"
 
     public static func save(_ head: ScalarHead, directory: String, fileName: String = fileName) throws {
-        try SafeTensorsFile.write(path: (directory as NSString).appendingPathComponent(fileName), tensors: [
-            (name: "v_head.summary.weight", shape: [1, head.channels], data: UnsafePointer(head.parameters.pointer)),
-            (name: "v_head.summary.bias", shape: [1], data: UnsafePointer(head.parameters.pointer + head.channels)),
-        ])
+        try SafeTensorsFile.write(
+            path: (directory as NSString).appendingPathComponent(fileName),
+            tensors: [
+                (
+                    name: "v_head.summary.weight", shape: [1, head.channels],
+                    data: UnsafePointer(head.parameters.pointer)
+                ),
+                (name: "v_head.summary.bias", shape: [1], data: UnsafePointer(head.parameters.pointer + head.channels)),
+            ])
     }
 
     public static func load(directory: String, channels: Int, fileName: String = fileName) throws -> ScalarHead {

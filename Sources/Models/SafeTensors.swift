@@ -16,7 +16,7 @@ public struct SafeTensorsEntry: Sendable, Equatable {
     public let name: String
     public let dtype: SafeTensorsDType
     public let shape: [Int]
-    public let begin: Int, end: Int     // byte range within the data section
+    public let begin: Int, end: Int  // byte range within the data section
     public var count: Int { shape.reduce(1, *) }
 }
 
@@ -40,15 +40,21 @@ public final class SafeTensorsFile: @unchecked Sendable {
         self.path = path
         func fail(_ reason: String) -> SafeTensorsError { SafeTensorsError(path: path, reason: reason) }
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) }
-        catch { throw fail("cannot read: \(error.localizedDescription)") }
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+            throw fail("cannot read: \(error.localizedDescription)")
+        }
         self.data = data
         guard data.count >= 8 else {
             throw fail("truncated: \(data.count) bytes, but a safetensors file starts with an 8-byte header length")
         }
-        let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self)) }
+        let headerLength = data.withUnsafeBytes {
+            UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        }
         guard headerLength <= UInt64(data.count - 8) else {
-            throw fail("header length \(headerLength) exceeds the file (\(data.count) bytes): truncated or not a safetensors file")
+            throw fail(
+                "header length \(headerLength) exceeds the file (\(data.count) bytes): truncated or not a "
+                    + "safetensors file"
+            )
         }
         guard headerLength <= UInt64(Self.maxHeaderBytes) else {
             throw fail("header length \(headerLength) is above the \(Self.maxHeaderBytes)-byte limit")
@@ -57,8 +63,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         dataStart = 8 + n
         let dataSize = data.count - dataStart
         let json: Any
-        do { json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) }
-        catch { throw fail("header is not valid JSON (\(n) bytes)") }
+        do { json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) } catch {
+            throw fail("header is not valid JSON (\(n) bytes)")
+        }
         guard let header = json as? [String: Any] else { throw fail("header is not a JSON object") }
 
         var entries: [String: SafeTensorsEntry] = [:]
@@ -72,36 +79,51 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 }
                 continue
             }
-            guard let info = value as? [String: Any] else { throw fail("tensor '\(name)': entry is not an object") }
-            guard let dtypeName = info["dtype"] as? String else { throw fail("tensor '\(name)': missing dtype") }
-            guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
-                throw fail("tensor '\(name)': unsupported dtype '\(dtypeName)' (supported: F32, F16, BF16)")
-            }
-            guard let shapeValues = info["shape"] as? [Any] else { throw fail("tensor '\(name)': missing shape") }
-            var shape: [Int] = []
-            var elements = 1
-            for dim in shapeValues {
-                guard let d = Self.integer(dim), d >= 0 else { throw fail("tensor '\(name)': shape \(shapeValues) has an invalid dimension") }
-                let (product, overflow) = elements.multipliedReportingOverflow(by: d)
-                guard !overflow else { throw fail("tensor '\(name)': shape \(shapeValues) overflows") }
-                elements = product
-                shape.append(d)
-            }
-            guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
-                  let begin = Self.integer(offsets[0]), let end = Self.integer(offsets[1]) else {
-                throw fail("tensor '\(name)': data_offsets must be two integers")
-            }
-            guard begin >= 0, begin <= end, end <= dataSize else {
-                throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] lie outside the data section of \(dataSize) bytes")
-            }
-            let (bytes, overflow) = elements.multipliedReportingOverflow(by: dtype.byteSize)
-            guard !overflow, bytes == end - begin else {
-                throw fail("tensor '\(name)': shape \(shape) of \(dtype.rawValue) needs \(overflow ? "too many" : String(bytes)) bytes but data_offsets span \(end - begin)")
-            }
-            entries[name] = SafeTensorsEntry(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
+            entries[name] = try Self.entry(name, value, dataSize: dataSize, fail: fail)
         }
         self.entries = entries
         self.metadata = metadata
+    }
+
+    /// Tensor `name`'s header entry, checked: a supported dtype, a shape that does not overflow,
+    /// offsets inside the data section spanning exactly the shape's bytes.
+    private static func entry(_ name: String, _ value: Any, dataSize: Int, fail: (String) -> SafeTensorsError) throws
+        -> SafeTensorsEntry
+    {
+        guard let info = value as? [String: Any] else { throw fail("tensor '\(name)': entry is not an object") }
+        guard let dtypeName = info["dtype"] as? String else { throw fail("tensor '\(name)': missing dtype") }
+        guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
+            throw fail("tensor '\(name)': unsupported dtype '\(dtypeName)' (supported: F32, F16, BF16)")
+        }
+        guard let shapeValues = info["shape"] as? [Any] else { throw fail("tensor '\(name)': missing shape") }
+        var shape: [Int] = []
+        var elements = 1
+        for dim in shapeValues {
+            guard let d = Self.integer(dim), d >= 0 else {
+                throw fail("tensor '\(name)': shape \(shapeValues) has an invalid dimension")
+            }
+            let (product, overflow) = elements.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw fail("tensor '\(name)': shape \(shapeValues) overflows") }
+            elements = product
+            shape.append(d)
+        }
+        guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
+            let begin = Self.integer(offsets[0]), let end = Self.integer(offsets[1])
+        else {
+            throw fail("tensor '\(name)': data_offsets must be two integers")
+        }
+        guard begin >= 0, begin <= end, end <= dataSize else {
+            throw fail(
+                "tensor '\(name)': data_offsets [\(begin), \(end)] lie outside the data section of "
+                    + "\(dataSize) bytes")
+        }
+        let (bytes, overflow) = elements.multipliedReportingOverflow(by: dtype.byteSize)
+        guard !overflow, bytes == end - begin else {
+            throw fail(
+                "tensor '\(name)': shape \(shape) of \(dtype.rawValue) needs "
+                    + "\(overflow ? "too many" : String(bytes)) bytes but data_offsets span \(end - begin)")
+        }
+        return SafeTensorsEntry(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
     }
 
     private static func integer(_ value: Any) -> Int? {
@@ -121,10 +143,19 @@ public final class SafeTensorsFile: @unchecked Sendable {
             case .f32:
                 UnsafeMutableRawPointer(destination).copyMemory(from: src, byteCount: count * 4)
             case .f16:
-                for i in 0..<count { destination[i] = Float(Float16(bitPattern: UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))) }
+                for i in 0..<count {
+                    destination[i] = Float(
+                        Float16(
+                            bitPattern: UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                    )
+                }
             case .bf16:
                 // bfloat16 is the top half of a float32.
-                for i in 0..<count { destination[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+                for i in 0..<count {
+                    destination[i] = Float(
+                        bitPattern: UInt32(
+                            UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+                }
             }
         }
     }
@@ -138,14 +169,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// Writes F32 tensors, header padded with spaces to 8 bytes as the reference writer does.
     /// The file is written beside `path` and renamed, so a crash never leaves half a file.
-    public static func write(path: String, tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)],
-                             metadata: [String: String] = [:]) throws {
+    public static func write(
+        path: String, tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)],
+        metadata: [String: String] = [:]
+    ) throws {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for t in tensors {
             let bytes = t.shape.reduce(1, *) * 4
-            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            header[t.name] =
+                ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])

@@ -1,6 +1,7 @@
 import Kernels
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How the next token is chosen. Order of operations follows Hugging Face `generate`:
@@ -17,10 +18,16 @@ public struct SamplingOptions: Sendable, Equatable, Codable {
     public var eosTokenId: Int32?
     public var seed: UInt64
 
-    public init(temperature: Float = 1, topK: Int = 0, topP: Float = 1, maxNewTokens: Int = 32,
-                eosTokenId: Int32? = nil, seed: UInt64 = 0) {
-        self.temperature = temperature; self.topK = topK; self.topP = topP
-        self.maxNewTokens = maxNewTokens; self.eosTokenId = eosTokenId; self.seed = seed
+    public init(
+        temperature: Float = 1, topK: Int = 0, topP: Float = 1, maxNewTokens: Int = 32,
+        eosTokenId: Int32? = nil, seed: UInt64 = 0
+    ) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.maxNewTokens = maxNewTokens
+        self.eosTokenId = eosTokenId
+        self.seed = seed
     }
 
     public static func greedy(maxNewTokens: Int, eosTokenId: Int32? = nil) -> SamplingOptions {
@@ -28,18 +35,24 @@ public struct SamplingOptions: Sendable, Equatable, Codable {
     }
 
     public func validate() throws {
-        guard temperature >= 0, temperature.isFinite else { throw ModelError.input("sampling: temperature must be ≥ 0, got \(temperature)") }
+        guard temperature >= 0, temperature.isFinite else {
+            throw ModelError.input("sampling: temperature must be ≥ 0, got \(temperature)")
+        }
         guard topK >= 0 else { throw ModelError.input("sampling: top_k must be ≥ 0, got \(topK)") }
         guard topP > 0, topP <= 1 else { throw ModelError.input("sampling: top_p must be in (0, 1], got \(topP)") }
-        guard maxNewTokens >= 0 else { throw ModelError.input("sampling: max_new_tokens must be ≥ 0, got \(maxNewTokens)") }
+        guard maxNewTokens >= 0 else {
+            throw ModelError.input("sampling: max_new_tokens must be ≥ 0, got \(maxNewTokens)")
+        }
     }
 }
 
 /// Picks one token from a row of logits [V] and returns it with its log-probability under
 /// softmax(logits/τ) (τ = 1 for greedy): the unfiltered distribution, which is what PPO's
 /// ratio needs (docs/algorithms.md §2: log-probs on logits/τ). `scratch` holds V floats.
-func sampleToken(logits: UnsafePointer<Float>, vocab v: Int, options o: SamplingOptions,
-                 rng: inout RNG, scratch: UnsafeMutablePointer<Float>) -> (token: Int32, logProb: Float) {
+func sampleToken(
+    logits: UnsafePointer<Float>, vocab v: Int, options o: SamplingOptions,
+    rng: inout RNG, scratch: UnsafeMutablePointer<Float>
+) -> (token: Int32, logProb: Float) {
     let invT: Float = o.temperature == 0 ? 1 : 1 / o.temperature
     let maxLogit = vectorMax(logits, v)
     // scratch = exp((l − max)/τ): unnormalised probabilities.
@@ -75,7 +88,10 @@ func sampleToken(logits: UnsafePointer<Float>, vocab v: Int, options o: Sampling
         var before: Float = 0
         var n = 0
         // Keep a token while the mass before it is below p (always keeps the first).
-        while n < keep && before < o.topP * mass { before += scratch[order[n]]; n += 1 }
+        while n < keep && before < o.topP * mass {
+            before += scratch[order[n]]
+            n += 1
+        }
         keep = max(n, 1)
     }
     var kept: Float = 0

@@ -3,11 +3,14 @@ import Kernels
 extension CausalLM {
     /// Log-likelihood scoring: for each sequence, log p(tokens[i] | tokens[..<i]) for i ≥ 1.
     /// Sequences are right-padded into batches of at most `batchSize`; each must fit the context.
-    public func scoreSequences(_ sequences: [[Int32]], adapter: LoRAAdapter? = nil, batchSize: Int = 32) throws -> [[Float]] {
+    public func scoreSequences(_ sequences: [[Int32]], adapter: LoRAAdapter? = nil, batchSize: Int = 32) throws
+        -> [[Float]]
+    {
         for (i, s) in sequences.enumerated() {
             guard s.count >= 1 else { throw ModelError.input("sequence \(i) is empty") }
             guard s.count <= config.contextLength else {
-                throw ModelError.input("sequence \(i) has \(s.count) tokens; the model's context is \(config.contextLength)")
+                throw ModelError.input(
+                    "sequence \(i) has \(s.count) tokens; the model's context is \(config.contextLength)")
             }
         }
         var results: [[Float]] = []

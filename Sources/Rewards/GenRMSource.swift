@@ -5,25 +5,41 @@ import Foundation
 /// P(Y) / (P(Y) + P(N)) reading the question, the response and the prompt's reference answer.
 /// (The hybrid source routes to the same judge only the prompts without a rule verifier.)
 package final class GenRMSource: RewardSource {
-    package static let weight = Key<Double>("rewards.genrm", 0,
-                                    "weight of the generative reward model (rewards.genrm_model) judging every response against its prompt's answer")
-    package static let registration = RewardSourceRegistration(name: "genrm", keys: [weight.declaration],
-                                                       isActive: { ($0.resolved.optional(GenRMSource.weight) ?? 0) != 0 }) { try make($0) }
+    package static let weight = Key<Double>(
+        "rewards.genrm", 0,
+        "weight of the generative reward model (rewards.genrm_model) judging every response against its prompt's answer"
+    )
+    package static let registration = RewardSourceRegistration(
+        name: "genrm", keys: [weight.declaration],
+        isActive: { ($0.resolved.optional(GenRMSource.weight) ?? 0) != 0 }
+    ) { try make($0) }
     package let name = "genrm", weight: Double
     package let judge: GenerativeReward
 
-    package init(judge: GenerativeReward, weight: Double) { self.judge = judge; self.weight = weight }
+    package init(judge: GenerativeReward, weight: Double) {
+        self.judge = judge
+        self.weight = weight
+    }
 
     package static func make(_ context: RewardSourceContext) throws -> GenRMSource {
         let cfg = context.config
-        guard !cfg.rewards.genrmModel.isEmpty else { throw ConfigError("rewards.genrm needs 'rewards.genrm_model' (an SFT checkpoint trained on judge.jsonl)") }
-        if let k = context.pool.first(where: { context.prompts[$0].answer == nil }) {
-            throw ConfigError("rewards.genrm judges against the prompt's answer, and prompt \(k) has none (rewards.hybrid judges those against best-of-N references)")
+        guard !cfg.rewards.genrmModel.isEmpty else {
+            throw ConfigError("rewards.genrm needs 'rewards.genrm_model' (an SFT checkpoint trained on judge.jsonl)")
         }
-        return GenRMSource(judge: try GenerativeReward(directory: cfg.rewards.genrmModel), weight: cfg.resolved[GenRMSource.weight])
+        if let k = context.pool.first(where: { context.prompts[$0].answer == nil }) {
+            throw ConfigError(
+                "rewards.genrm judges against the prompt's answer, and prompt \(k) has none (rewards.hybrid judges "
+                    + "those against best-of-N references)"
+            )
+        }
+        return GenRMSource(
+            judge: try GenerativeReward(directory: cfg.rewards.genrmModel), weight: cfg.resolved[GenRMSource.weight])
     }
 
     package func scores(_ batch: RewardBatch) throws -> [Double] {
-        try judge.scores(batch.texts.indices.map { i in (question: batch.questions[i], candidate: batch.texts[i], reference: batch.answers[i] ?? "") })
+        try judge.scores(
+            batch.texts.indices.map { i in
+                (question: batch.questions[i], candidate: batch.texts[i], reference: batch.answers[i] ?? "")
+            })
     }
 }

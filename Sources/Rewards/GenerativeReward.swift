@@ -26,8 +26,12 @@ public struct GenerativeReward: @unchecked Sendable {
         trunk = try HFCheckpoint.load(directory: directory)
         tokenizer = try Tokenizers.load(directory)
         let y = tokenizer.encode(Self.yes), n = tokenizer.encode(Self.no)
-        guard y.count == 1, n.count == 1 else { throw TrainingError("\(directory): the judge's tokens \(Self.yes)/\(Self.no) must be single tokens of its tokenizer") }
-        yesId = y[0]; noId = n[0]
+        guard y.count == 1, n.count == 1 else {
+            throw TrainingError(
+                "\(directory): the judge's tokens \(Self.yes)/\(Self.no) must be single tokens of its tokenizer")
+        }
+        yesId = y[0]
+        noId = n[0]
     }
 
     /// P(Y) / (P(Y) + P(N)) for each (question, candidate, reference).
@@ -35,9 +39,13 @@ public struct GenerativeReward: @unchecked Sendable {
         var out: [Double] = []
         for start in stride(from: 0, to: items.count, by: 64) {
             let part = items[start..<min(start + 64, items.count)]
-            let sequences = part.map { tokenizer.encodeWithPrefix(Self.prompt(question: $0.question, candidate: $0.candidate, reference: $0.reference)) }
+            let sequences = part.map {
+                tokenizer.encodeWithPrefix(
+                    Self.prompt(question: $0.question, candidate: $0.candidate, reference: $0.reference))
+            }
             let v = trunk.config.vocabSize
-            let last = try trunk.lastHidden(sequences)   // [N, C]; a prompt over the context is an error naming its length
+            // [N, C]; a prompt over the context is an error naming its length
+            let last = try trunk.lastHidden(sequences)
             let cache = LMHeadCache(rows: sequences.count, vocab: v)
             withExtendedLifetime(last) { trunk.lmHeadLogits(hidden: last.pointer, rows: sequences.count, cache: cache) }
             for r in 0..<sequences.count {

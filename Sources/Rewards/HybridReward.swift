@@ -22,7 +22,9 @@ package final class HybridReward {
     package var bestOfN: [Int: String] = [:]
 
     package init(verifiers: [String: [any Verifier]], referenceTasks: Set<String>, genrm: GenerativeReward?) {
-        self.verifiers = verifiers; self.referenceTasks = referenceTasks; self.genrm = genrm
+        self.verifiers = verifiers
+        self.referenceTasks = referenceTasks
+        self.genrm = genrm
     }
 
     package func route(task: String, hasAnswer: Bool) -> Route {
@@ -32,7 +34,9 @@ package final class HybridReward {
     }
 
     /// The routed reward of each response, and each response's route.
-    package func scores(prompts: [Int], questions: [String], tasks: [String], answers: [String?], texts: [String]) throws -> (values: [Double], routes: [Route]) {
+    package func scores(prompts: [Int], questions: [String], tasks: [String], answers: [String?], texts: [String])
+        throws -> (values: [Double], routes: [Route])
+    {
         let routes = prompts.indices.map { route(task: tasks[$0], hasAnswer: answers[$0] != nil) }
         var values = [Double](repeating: 0, count: texts.count)
         var judged: [(Int, (question: String, candidate: String, reference: String))] = []
@@ -42,12 +46,16 @@ package final class HybridReward {
                 values[i] = verifiers[tasks[i]]!.reduce(0) { $0 + $1.score(response: texts[i], answer: answers[i]) }
             case .genrmTruth: judged.append((i, (questions[i], texts[i], answers[i]!)))
             case .genrmBestOfN:
-                guard let reference = bestOfN[prompts[i]] else { throw TrainingError("hybrid reward: prompt \(prompts[i]) has no best-of-N reference") }
+                guard let reference = bestOfN[prompts[i]] else {
+                    throw TrainingError("hybrid reward: prompt \(prompts[i]) has no best-of-N reference")
+                }
                 judged.append((i, (questions[i], texts[i], reference)))
             }
         }
         if !judged.isEmpty {
-            guard let genrm else { throw ConfigError("hybrid reward: prompts without a verifier need 'rewards.genrm_model'") }
+            guard let genrm else {
+                throw ConfigError("hybrid reward: prompts without a verifier need 'rewards.genrm_model'")
+            }
             for (k, s) in try genrm.scores(judged.map(\.1)).enumerated() { values[judged[k].0] = s }
         }
         return (values, routes)
@@ -57,17 +65,25 @@ package final class HybridReward {
 extension HybridReward {
     /// Best-of-N references for the prompts the hybrid reward routes to them: N samples of the SFT
     /// policy, ranked by the reward model (`rewards.proxy_heads`' first head). Computed once.
-    package static func bestOfNReferences(_ indices: [Int], prompts: [PPOPrompt], config: RewardConfig, policy: any PolicyRole, scorer: HydraScorer,
-                                  tokenizer: any Tokenizer, learned: LearnedRewards?) async throws -> [Int: String] {
+    package static func bestOfNReferences(
+        _ indices: [Int], prompts: [PPOPrompt], config: RewardConfig, policy: any PolicyRole, scorer: HydraScorer,
+        tokenizer: any Tokenizer, learned: LearnedRewards?
+    ) async throws -> [Int: String] {
         guard !indices.isEmpty else { return [:] }
-        guard let learned else { throw ConfigError("hybrid reward: best-of-N references need a reward model in 'rewards.proxy_heads'") }
-        let n = config.rewards.bonSamples   // ≥ 1, checked at load
+        guard let learned else {
+            throw ConfigError("hybrid reward: best-of-N references need a reward model in 'rewards.proxy_heads'")
+        }
+        let n = config.rewards.bonSamples  // ≥ 1, checked at load
         var out: [Int: String] = [:]
         for start in stride(from: 0, to: indices.count, by: 32) {
             let part = Array(indices[start..<min(start + 32, indices.count)])
             let repeated = part.flatMap { Array(repeating: prompts[$0].tokens, count: n) }
-            let samples = try await policy.generate(prompts: repeated, options: SamplingOptions(
-                temperature: 1, maxNewTokens: config.maxNewTokens, eosTokenId: tokenizer.eosTokenId, seed: config.seed &+ 0xB0 &+ UInt64(start))).tokens
+            let samples = try await policy.generate(
+                prompts: repeated,
+                options: SamplingOptions(
+                    temperature: 1, maxNewTokens: config.maxNewTokens, eosTokenId: tokenizer.eosTokenId,
+                    seed: config.seed &+ 0xB0 &+ UInt64(start))
+            ).tokens
             let sequences = zip(repeated, samples).map { $0 + $1 }
             let (_, last) = try await scorer.referenceAndLastHidden(sequences)
             let scores = learned.headScores(try learned.proxyStates(sequences, shared: last))[0]

@@ -37,16 +37,28 @@ package final class LearnedRewards {
     package let armNames: [String]
     package var explicitArms: Bool { armNames != names }
 
-    package init(names: [String], heads: [ScalarHead], trunks: [(any CausalLM)?], channels: Int, selection: RewardSelection, arms: [String]? = nil,
-                 laser: LaserSettings, r2m: R2MFusion?, r2mSettings: R2MSettings, iterations: Int, seed: UInt64) {
+    package init(
+        names: [String], heads: [ScalarHead], trunks: [(any CausalLM)?], channels: Int, selection: RewardSelection,
+        arms: [String]? = nil,
+        laser: LaserSettings, r2m: R2MFusion?, r2mSettings: R2MSettings, iterations: Int, seed: UInt64
+    ) {
         precondition(names.count == heads.count && (!heads.isEmpty || !(arms ?? []).isEmpty))
-        self.names = names; self.channels = channels; self.heads = heads; self.trunks = trunks; self.selection = selection; self.laser = laser
+        self.names = names
+        self.channels = channels
+        self.heads = heads
+        self.trunks = trunks
+        self.selection = selection
+        self.laser = laser
         armNames = arms ?? names
         bandit = selection == .laser ? LinUCB(dimension: channels, arms: armNames.count, alpha: laser.alpha) : nil
-        self.r2m = r2m; self.r2mSettings = r2mSettings
-        r2mOptimizer = r2m.map { AdamW(layout: $0.layout, hyper: AdamWHyperparameters(learningRate: r2mSettings.lr, weightDecay: 0)) }
+        self.r2m = r2m
+        self.r2mSettings = r2mSettings
+        r2mOptimizer = r2m.map {
+            AdamW(layout: $0.layout, hyper: AdamWHyperparameters(learningRate: r2mSettings.lr, weightDecay: 0))
+        }
         r2mGradients = r2m.map { FloatBuffer(count: $0.parameters.count) }
-        self.iterations = iterations; self.seed = seed
+        self.iterations = iterations
+        self.seed = seed
     }
 
     /// LASeR needs the policy's prompt states; R2M its states over every sequence.
@@ -65,12 +77,15 @@ package final class LearnedRewards {
     }
 
     /// The proxy reward of each sequence, and the arm chosen (nil for mean and r2m).
-    package func rewards(iteration: Int, scores: [[Double]], lastHidden: [[Float]], policyHidden: [[Float]], promptLengths: [Int],
-                         channels: Int, replicas: (any Transport)?) async throws -> (values: [Double], arm: Int?) {
+    package func rewards(
+        iteration: Int, scores: [[Double]], lastHidden: [[Float]], policyHidden: [[Float]], promptLengths: [Int],
+        channels: Int, replicas: (any Transport)?
+    ) async throws -> (values: [Double], arm: Int?) {
         if choosesArms {
             let arm: Int
             if let bandit {
-                let x = try await context(policyHidden: policyHidden, promptLengths: promptLengths, channels: channels, replicas: replicas)
+                let x = try await context(
+                    policyHidden: policyHidden, promptLengths: promptLengths, channels: channels, replicas: replicas)
                 arm = laser.tryEachArmFirst && iteration <= bandit.arms ? iteration - 1 : bandit.select(x)
                 pending = (arm, x)
             } else {
@@ -84,9 +99,15 @@ package final class LearnedRewards {
         }
         if let r2m {
             let omega = r2mOmega(iteration: iteration)
-            return (lastHidden.indices.map { i in
-                Double(r2m.forward(rewardHidden: lastHidden[i], policyHidden: attendedStates(policyHidden[i], channels: channels), omega: omega).reward)
-            }, nil)
+            return (
+                lastHidden.indices.map { i in
+                    Double(
+                        r2m.forward(
+                            rewardHidden: lastHidden[i],
+                            policyHidden: attendedStates(policyHidden[i], channels: channels), omega: omega
+                        ).reward)
+                }, nil
+            )
         }
         return (ensemble(scores, count: lastHidden.count), nil)
     }
@@ -99,7 +120,11 @@ package final class LearnedRewards {
 
 /// What a PPO checkpoint keeps of the learned rewards: the bandit, and R2M's parameters and moments.
 extension LearnedRewards {
-    package struct State: Codable { var bandit: LinUCB?; var previousEnsembleMean: Double?; var r2mStep: Int? }
+    package struct State: Codable {
+        var bandit: LinUCB?
+        var previousEnsembleMean: Double?
+        var r2mStep: Int?
+    }
     package static let stateFile = "learned_rewards.json"
 
     /// R2M's parameters and moments, saved with the roles' in ppo_state.safetensors.
@@ -113,17 +138,25 @@ extension LearnedRewards {
         let state = State(bandit: bandit, previousEnsembleMean: previousEnsembleMean, r2mStep: r2mOptimizer?.step)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        try encoder.encode(state).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent(Self.stateFile)))
+        try encoder.encode(state).write(
+            to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent(Self.stateFile)))
     }
 
     package func restore(directory: String, snapshots: [String: TrainableSnapshot]) throws {
         let path = (directory as NSString).appendingPathComponent(Self.stateFile)
-        guard let data = FileManager.default.contents(atPath: path) else { throw TrainingError("\(path): missing (the checkpoint has no learned-reward state)") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TrainingError("\(path): missing (the checkpoint has no learned-reward state)")
+        }
         let state = try JSONDecoder().decode(State.self, from: data)
-        bandit = state.bandit; previousEnsembleMean = state.previousEnsembleMean
+        bandit = state.bandit
+        previousEnsembleMean = state.previousEnsembleMean
         if let r2m, let o = r2mOptimizer {
-            guard let s = snapshots["r2m"], s.parameters.count == r2m.parameters.count else { throw TrainingError("\(directory): no R2M state") }
-            s.parameters.withUnsafeBufferPointer { r2m.parameters.pointer.update(from: $0.baseAddress!, count: $0.count) }
+            guard let s = snapshots["r2m"], s.parameters.count == r2m.parameters.count else {
+                throw TrainingError("\(directory): no R2M state")
+            }
+            s.parameters.withUnsafeBufferPointer {
+                r2m.parameters.pointer.update(from: $0.baseAddress!, count: $0.count)
+            }
             try o.restore(m: s.m, v: s.v, step: s.step)
         }
     }

@@ -15,7 +15,9 @@ extension LearnedRewards {
     /// task every prompt ends in '=' and the states differ little, so the context is nearly
     /// constant and LinUCB acts as a plain UCB bandit. The L2 normalisation is ours (the paper and
     /// code use the raw mean), so that the ridge prior A = I weighs the same for any model width.
-    package func context(policyHidden: [[Float]], promptLengths: [Int], channels c: Int, replicas: (any Transport)?) async throws -> [Double] {
+    package func context(policyHidden: [[Float]], promptLengths: [Int], channels c: Int, replicas: (any Transport)?)
+        async throws -> [Double]
+    {
         var sum = ContextSums(states: [Double](repeating: 0, count: c))
         for (h, n) in zip(policyHidden, promptLengths) {
             let last = (n - 1) * c
@@ -32,8 +34,10 @@ extension LearnedRewards {
     /// The mean −(DPO + NLL) bandit reward over every rank's pairs: each group's best and worst
     /// sample by the chosen arm's scores, π the policy after the update, π_ref its log-probs at
     /// sampling time (`old`, [B][S−1]). nil when no group has two different scores.
-    package func laserPairReward(scored: Scored, old: [[Float]], sequences: [[Int32]], promptLengths: [Int], groupSize: Int, policy: LocalPolicy,
-                                 replicas: (any Transport)?) async throws -> (reward: Double, pairs: Int)? {
+    package func laserPairReward(
+        scored: Scored, old: [[Float]], sequences: [[Int32]], promptLengths: [Int], groupSize: Int, policy: LocalPolicy,
+        replicas: (any Transport)?
+    ) async throws -> (reward: Double, pairs: Int)? {
         let pairs = scored.armScores.map { LaserPairSignal.pairs(scores: $0, groupSize: groupSize) } ?? []
         let rows = pairs.flatMap { [$0.winner, $0.loser] }
         let current = rows.isEmpty ? [] : try await policy.logProbs(rows.map { sequences[$0] })
@@ -42,12 +46,15 @@ extension LearnedRewards {
             logProbs[(promptLengths[row] - 1)...].reduce(0) { $0 + Double($1) }
         }
         let signal = pairs.enumerated().map { k, p in
-            LaserPairSignal.Pair(chosen: responseSum(current[2 * k], p.winner), rejected: responseSum(current[2 * k + 1], p.loser),
-                                 refChosen: responseSum(old[p.winner], p.winner), refRejected: responseSum(old[p.loser], p.loser),
-                                 chosenTokens: sequences[p.winner].count - promptLengths[p.winner])
+            LaserPairSignal.Pair(
+                chosen: responseSum(current[2 * k], p.winner), rejected: responseSum(current[2 * k + 1], p.loser),
+                refChosen: responseSum(old[p.winner], p.winner), refRejected: responseSum(old[p.loser], p.loser),
+                chosenTokens: sequences[p.winner].count - promptLengths[p.winner])
         }
-        let sums = try await LaserPairSums(loss: LaserPairSignal.lossSum(signal, beta: laser.beta, nllWeight: laser.nll),
-                                           pairs: Double(signal.count)).summed(over: replicas)
+        let sums = try await LaserPairSums(
+            loss: LaserPairSignal.lossSum(signal, beta: laser.beta, nllWeight: laser.nll),
+            pairs: Double(signal.count)
+        ).summed(over: replicas)
         return sums.pairs > 0 ? (-sums.loss / sums.pairs, Int(sums.pairs)) : nil
     }
 
@@ -64,9 +71,13 @@ extension LearnedRewards {
     }
 
     /// The heads' mean score of the policy's greedy responses to `prompts` (laser.reward heldout).
-    package func heldOutScore(_ prompts: [[Int32]], policy: LocalPolicy, scorer: HydraScorer, maxNewTokens: Int, eosTokenId: Int32?) async throws -> Double {
+    package func heldOutScore(
+        _ prompts: [[Int32]], policy: LocalPolicy, scorer: HydraScorer, maxNewTokens: Int, eosTokenId: Int32?
+    ) async throws -> Double {
         guard !prompts.isEmpty else { return 0 }
-        let out = try await policy.generate(prompts: prompts, options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: eosTokenId)).tokens
+        let out = try await policy.generate(
+            prompts: prompts, options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: eosTokenId)
+        ).tokens
         let sequences = zip(prompts, out).map { $0 + $1 }
         let (_, last) = try await scorer.referenceAndLastHidden(sequences)
         let scores = headScores(try proxyStates(sequences, shared: last))

@@ -13,7 +13,8 @@ extension LearnedRewards {
     /// ω of `iteration` (1-based: round t = iteration − 1 of T = ppo.iterations, so the first
     /// iteration scores with the original reward token alone); 1 with r2m.policy_feedback false.
     package func r2mOmega(iteration: Int) -> Double {
-        r2mSettings.policyFeedback ? R2MFusion.omega(round: iteration - 1, rounds: iterations, floor: r2mSettings.omegaFloor) : 1
+        r2mSettings.policyFeedback
+            ? R2MFusion.omega(round: iteration - 1, rounds: iterations, floor: r2mSettings.omegaFloor) : 1
     }
 
     /// The policy states R2M attends over: h [S−1, C] of a sequence's [S, C] — the paper's
@@ -31,10 +32,14 @@ extension LearnedRewards {
     /// we run one extra inference pass). Gradients are summed over every rank and divided by the
     /// number of groups; one Adam step, no clipping (the paper gives no optimiser detail).
     /// Returns the figures to log.
-    package func updateR2M(iteration: Int, scored: Scored, sequences: [[Int32]], groupSize: Int, policy: LocalPolicy,
-                           replicas: (any Transport)?) async throws -> [String: Double] {
+    package func updateR2M(
+        iteration: Int, scored: Scored, sequences: [[Int32]], groupSize: Int, policy: LocalPolicy,
+        replicas: (any Transport)?
+    ) async throws -> [String: Double] {
         let omega = r2mOmega(iteration: iteration)
-        guard let r2m, let optimizer = r2mOptimizer, let grads = r2mGradients, r2mSettings.update else { return ["r2m_omega": omega] }
+        guard let r2m, let optimizer = r2mOptimizer, let grads = r2mGradients, r2mSettings.update else {
+            return ["r2m_omega": omega]
+        }
         let (_, fresh) = try await policy.logProbsAndHidden(sequences)
         let c = r2m.policyChannels
         grads.zero()
@@ -42,9 +47,17 @@ extension LearnedRewards {
         for start in stride(from: 0, to: sequences.count - groupSize + 1, by: max(groupSize, 1)) where groupSize >= 2 {
             let rows = Array(start..<(start + groupSize))
             guard let (winner, loser) = GroupRewardEntropy.pair(scores: rows.map { scored.proxy[$0] }) else { continue }
-            let caches = rows.map { r2m.forward(rewardHidden: scored.lastHidden[$0], policyHidden: attendedStates(fresh[$0], channels: c), omega: omega) }
-            let loss = GroupRewardEntropy.loss(rewards: caches.map { Double($0.reward) }, winner: winner, loser: loser, alpha: r2mSettings.entropyWeight)
-            for (j, cache) in caches.enumerated() where loss.gradient[j] != 0 { r2m.backward(cache, dReward: Float(loss.gradient[j]), gradients: grads) }
+            let caches = rows.map {
+                r2m.forward(
+                    rewardHidden: scored.lastHidden[$0], policyHidden: attendedStates(fresh[$0], channels: c),
+                    omega: omega)
+            }
+            let loss = GroupRewardEntropy.loss(
+                rewards: caches.map { Double($0.reward) }, winner: winner, loser: loser,
+                alpha: r2mSettings.entropyWeight)
+            for (j, cache) in caches.enumerated() where loss.gradient[j] != 0 {
+                r2m.backward(cache, dReward: Float(loss.gradient[j]), gradients: grads)
+            }
             sums.bradleyTerry += loss.bradleyTerry
             sums.entropy += loss.entropy
             sums.groups += 1
@@ -56,8 +69,10 @@ extension LearnedRewards {
         guard sums.groups > 0 else { return ["r2m_omega": omega, "r2m_groups": 0] }
         for i in 0..<grads.count { grads[i] /= Float(sums.groups) }
         optimizer.update(parameters: r2m.parameters, gradients: grads, learningRate: r2mSettings.lr)
-        return ["r2m_omega": omega, "r2m_groups": sums.groups, "r2m_bt_loss": sums.bradleyTerry / sums.groups,
-                "r2m_group_entropy": sums.entropy / sums.groups]
+        return [
+            "r2m_omega": omega, "r2m_groups": sums.groups, "r2m_bt_loss": sums.bradleyTerry / sums.groups,
+            "r2m_group_entropy": sums.entropy / sums.groups,
+        ]
     }
 }
 

@@ -22,31 +22,47 @@ package final class ProxySource: LearnedRewardSource {
     let heldOutPrompts: [[Int32]], eosTokenId: Int32?
 
     init(learned: LearnedRewards, config: RewardConfig, heldOutPrompts: [[Int32]], eosTokenId: Int32?) {
-        self.learned = learned; self.config = config; self.heldOutPrompts = heldOutPrompts; self.eosTokenId = eosTokenId
+        self.learned = learned
+        self.config = config
+        self.heldOutPrompts = heldOutPrompts
+        self.eosTokenId = eosTokenId
     }
 
     /// Settings that would train and log but never reach the policy are refused at load.
     static func validate(_ c: RewardConfig) throws {
         if c.rewards.selection == .laser && c.laser.signal == .dpoNLL && c.samplesPerPrompt < 2 {
-            throw ConfigError("laser.reward dpo_nll pays the bandit on each prompt's best vs worst sample: set ppo.samples_per_prompt ≥ 2")
+            throw ConfigError(
+                "laser.reward dpo_nll pays the bandit on each prompt's best vs worst sample: set "
+                    + "ppo.samples_per_prompt ≥ 2"
+            )
         }
         if [.laser, .random].contains(c.rewards.selection) && c.laser.arms.isEmpty && c.rewards.proxy == 0 {
-            throw ConfigError("rewards.selection \(c.rewards.selection.rawValue) makes the proxy reward, but rewards.proxy is 0: it would never reach the policy")
+            throw ConfigError(
+                "rewards.selection \(c.rewards.selection.rawValue) makes the proxy reward, but rewards.proxy is 0: "
+                    + "it would never reach the policy"
+            )
         }
     }
 
     /// LASeR scoring held-out replies starts from the SFT policy's score, taken once here.
     static func make(_ context: RewardSourceContext) async throws -> ProxySource {
-        guard let learned = context.learned else { throw ConfigError("rewards.proxy_heads are set but no learned reward was built") }
+        guard let learned = context.learned else {
+            throw ConfigError("rewards.proxy_heads are set but no learned reward was built")
+        }
         let cfg = context.config
         if learned.bandit != nil && cfg.laser.signal == .heldout {
-            guard !context.heldOutPrompts.isEmpty else { throw ConfigError("laser.reward heldout needs held-out prompts (data.eval, or a task)") }
+            guard !context.heldOutPrompts.isEmpty else {
+                throw ConfigError("laser.reward heldout needs held-out prompts (data.eval, or a task)")
+            }
             if learned.previousEnsembleMean == nil {
-                learned.previousEnsembleMean = try await learned.heldOutScore(context.heldOutPrompts, policy: context.localPolicy, scorer: context.scorer,
-                                                                              maxNewTokens: cfg.maxNewTokens, eosTokenId: context.tokenizer.eosTokenId)
+                learned.previousEnsembleMean = try await learned.heldOutScore(
+                    context.heldOutPrompts, policy: context.localPolicy, scorer: context.scorer,
+                    maxNewTokens: cfg.maxNewTokens, eosTokenId: context.tokenizer.eosTokenId)
             }
         }
-        return ProxySource(learned: learned, config: cfg, heldOutPrompts: context.heldOutPrompts, eosTokenId: context.tokenizer.eosTokenId)
+        return ProxySource(
+            learned: learned, config: cfg, heldOutPrompts: context.heldOutPrompts,
+            eosTokenId: context.tokenizer.eosTokenId)
     }
 
     /// An arm chosen (laser, random) over named sources: this batch's reward is that source alone.
@@ -63,18 +79,22 @@ package final class ProxySource: LearnedRewardSource {
         guard let scored, learned.bandit != nil else { return [:] }
         switch config.laser.signal {
         case .heldout:
-            let score = try await learned.heldOutScore(heldOutPrompts, policy: u.policy, scorer: u.scorer, maxNewTokens: config.maxNewTokens,
-                                                       eosTokenId: eosTokenId)
+            let score = try await learned.heldOutScore(
+                heldOutPrompts, policy: u.policy, scorer: u.scorer, maxNewTokens: config.maxNewTokens,
+                eosTokenId: eosTokenId)
             let gain = score - (learned.previousEnsembleMean ?? score)
             let normalised = learned.finishIteration(signal: gain, heldOut: score)
             return ["laser_heldout_score": score, "laser_reward": gain, "laser_reward_normalised": normalised ?? 0]
         case .dpoNLL:
-            let paid = try await learned.laserPairReward(scored: scored, old: u.oldLogProbs, sequences: u.sequences, promptLengths: u.promptLengths,
-                                                         groupSize: u.groupSize, policy: u.policy, replicas: u.replicas)
+            let paid = try await learned.laserPairReward(
+                scored: scored, old: u.oldLogProbs, sequences: u.sequences, promptLengths: u.promptLengths,
+                groupSize: u.groupSize, policy: u.policy, replicas: u.replicas)
             let normalised = learned.finishIteration(signal: paid?.reward, heldOut: nil)
             // No pair (every group tied under the arm): the bandit is not paid this iteration.
             guard let paid, let normalised else { return ["laser_pairs": 0] }
-            return ["laser_pairs": Double(paid.pairs), "laser_reward": paid.reward, "laser_reward_normalised": normalised]
+            return [
+                "laser_pairs": Double(paid.pairs), "laser_reward": paid.reward, "laser_reward_normalised": normalised,
+            ]
         }
     }
 }
@@ -96,13 +116,16 @@ extension LearnedRewardSource {
     }
 
     package func scores(_ batch: RewardBatch) throws -> [Double] {
-        guard let values = scored?.proxy else { throw TrainingError("\(name) reward: the batch was scored without the learned heads") }
+        guard let values = scored?.proxy else {
+            throw TrainingError("\(name) reward: the batch was scored without the learned heads")
+        }
         return values
     }
 
     /// The heads' mean whatever the selection picked, and the arm it picked.
     package func sums(_ batch: RewardBatch, gold: [Double]) -> NamedSums {
-        NamedSums(["proxy_ensemble": learned.ensemble(scored?.perHead ?? [], count: batch.sequences.count).reduce(0, +)])
+        NamedSums(["proxy_ensemble": learned.ensemble(scored?.perHead ?? [], count: batch.sequences.count).reduce(0, +)]
+        )
     }
 
     package func figures(_ sums: NamedSums, samples: Double) -> [String: Double] {
@@ -112,6 +135,8 @@ extension LearnedRewardSource {
     }
 
     package func snapshots() -> [String: TrainableSnapshot] { learned.snapshots() }
-    package func restore(directory: String, snapshots: [String: TrainableSnapshot]) throws { try learned.restore(directory: directory, snapshots: snapshots) }
+    package func restore(directory: String, snapshots: [String: TrainableSnapshot]) throws {
+        try learned.restore(directory: directory, snapshots: snapshots)
+    }
     package func writeState(directory: String) throws { try learned.writeState(directory: directory) }
 }

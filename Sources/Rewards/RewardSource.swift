@@ -22,23 +22,32 @@ package struct RewardPassNeeds: OptionSet, Sendable {
 
 /// What a reward source may read about one batch of rollouts (B responses).
 package struct RewardBatch {
-    package let texts: [String]             // [B] decoded responses
-    package let answers: [String?]          // [B] reference answers, where the prompt has one
-    package let tasks: [String]             // [B] the prompt's task ("arith", …)
-    package let questions: [String]         // [B] prompt texts
-    package let promptIndices: [Int]        // [B] index of the prompt in the run's prompt list
-    package let sequences: [[Int32]]        // [B] prompt + response tokens
-    package let promptLengths: [Int]        // [B]
-    package let headScores: [Double]        // [B] the reward head on the scoring pass
+    package let texts: [String]  // [B] decoded responses
+    package let answers: [String?]  // [B] reference answers, where the prompt has one
+    package let tasks: [String]  // [B] the prompt's task ("arith", …)
+    package let questions: [String]  // [B] prompt texts
+    package let promptIndices: [Int]  // [B] index of the prompt in the run's prompt list
+    package let sequences: [[Int32]]  // [B] prompt + response tokens
+    package let promptLengths: [Int]  // [B]
+    package let headScores: [Double]  // [B] the reward head on the scoring pass
     package var lastHidden: [[Float]] = []  // [B][C] when a source needs `.lastHidden`
     package var policyHidden: [[Float]] = []  // [B][S·C] when a source needs `.policyHidden`
-    package var iteration = 0               // 1-based; 0 before training
+    package var iteration = 0  // 1-based; 0 before training
     package var purpose = RewardPurpose.training
 
-    package init(texts: [String], answers: [String?], tasks: [String], questions: [String], promptIndices: [Int], sequences: [[Int32]],
-                 promptLengths: [Int], headScores: [Double]) {
-        self.texts = texts; self.answers = answers; self.tasks = tasks; self.questions = questions; self.promptIndices = promptIndices
-        self.sequences = sequences; self.promptLengths = promptLengths; self.headScores = headScores
+    package init(
+        texts: [String], answers: [String?], tasks: [String], questions: [String], promptIndices: [Int],
+        sequences: [[Int32]],
+        promptLengths: [Int], headScores: [Double]
+    ) {
+        self.texts = texts
+        self.answers = answers
+        self.tasks = tasks
+        self.questions = questions
+        self.promptIndices = promptIndices
+        self.sequences = sequences
+        self.promptLengths = promptLengths
+        self.headScores = headScores
     }
 }
 
@@ -54,11 +63,22 @@ package struct RewardConfig: Sendable {
     /// The sources the run may use (`RewardSources.registry`, or more in a test).
     package let registry: [RewardSourceRegistration]
 
-    package init(resolved: ResolvedConfig, rewards: RewardSettings, laser: LaserSettings, r2m: R2MSettings, seed: UInt64, iterations: Int,
-                 maxNewTokens: Int, samplesPerPrompt: Int, task: String, registry: [RewardSourceRegistration] = RewardSources.registry) {
-        self.resolved = resolved; self.rewards = rewards; self.laser = laser; self.r2m = r2m
-        self.seed = seed; self.iterations = iterations; self.maxNewTokens = maxNewTokens; self.samplesPerPrompt = samplesPerPrompt
-        self.task = task; self.registry = registry
+    package init(
+        resolved: ResolvedConfig, rewards: RewardSettings, laser: LaserSettings, r2m: R2MSettings, seed: UInt64,
+        iterations: Int,
+        maxNewTokens: Int, samplesPerPrompt: Int, task: String,
+        registry: [RewardSourceRegistration] = RewardSources.registry
+    ) {
+        self.resolved = resolved
+        self.rewards = rewards
+        self.laser = laser
+        self.r2m = r2m
+        self.seed = seed
+        self.iterations = iterations
+        self.maxNewTokens = maxNewTokens
+        self.samplesPerPrompt = samplesPerPrompt
+        self.task = task
+        self.registry = registry
     }
 }
 
@@ -66,7 +86,7 @@ package struct RewardConfig: Sendable {
 /// learn: the local policy (its states), the adapters-off scorer and the data-parallel ranks.
 package struct RewardUpdate {
     package let iteration: Int
-    package let promptLengths: [Int]            // [B] of this rank's batch
+    package let promptLengths: [Int]  // [B] of this rank's batch
     /// [B] this rank's prompt + response tokens, `groupSize` consecutive samples per prompt.
     package let sequences: [[Int32]]
     /// [B][S−1] the policy's log-probs of each sequence's tokens at sampling time.
@@ -76,10 +96,19 @@ package struct RewardUpdate {
     package let scorer: HydraScorer
     package let replicas: (any Transport)?
 
-    package init(iteration: Int, promptLengths: [Int], sequences: [[Int32]], oldLogProbs: [[Float]], groupSize: Int, policy: LocalPolicy,
-                 scorer: HydraScorer, replicas: (any Transport)?) {
-        self.iteration = iteration; self.promptLengths = promptLengths; self.sequences = sequences; self.oldLogProbs = oldLogProbs
-        self.groupSize = groupSize; self.policy = policy; self.scorer = scorer; self.replicas = replicas
+    package init(
+        iteration: Int, promptLengths: [Int], sequences: [[Int32]], oldLogProbs: [[Float]], groupSize: Int,
+        policy: LocalPolicy,
+        scorer: HydraScorer, replicas: (any Transport)?
+    ) {
+        self.iteration = iteration
+        self.promptLengths = promptLengths
+        self.sequences = sequences
+        self.oldLogProbs = oldLogProbs
+        self.groupSize = groupSize
+        self.policy = policy
+        self.scorer = scorer
+        self.replicas = replicas
     }
 }
 
@@ -137,11 +166,21 @@ package struct RewardSourceContext {
     package let tokenizer: any Tokenizer
     package let say: (String) -> Void
 
-    package init(config: RewardConfig, learned: LearnedRewards?, prompts: [PPOPrompt], pool: [Int], heldOutPrompts: [[Int32]],
-                 policy: any PolicyRole, localPolicy: LocalPolicy, scorer: HydraScorer, tokenizer: any Tokenizer,
-                 say: @escaping (String) -> Void) {
-        self.config = config; self.learned = learned; self.prompts = prompts; self.pool = pool; self.heldOutPrompts = heldOutPrompts
-        self.policy = policy; self.localPolicy = localPolicy; self.scorer = scorer; self.tokenizer = tokenizer; self.say = say
+    package init(
+        config: RewardConfig, learned: LearnedRewards?, prompts: [PPOPrompt], pool: [Int], heldOutPrompts: [[Int32]],
+        policy: any PolicyRole, localPolicy: LocalPolicy, scorer: HydraScorer, tokenizer: any Tokenizer,
+        say: @escaping (String) -> Void
+    ) {
+        self.config = config
+        self.learned = learned
+        self.prompts = prompts
+        self.pool = pool
+        self.heldOutPrompts = heldOutPrompts
+        self.policy = policy
+        self.localPolicy = localPolicy
+        self.scorer = scorer
+        self.tokenizer = tokenizer
+        self.say = say
     }
 }
 
@@ -182,13 +221,17 @@ package enum RewardSources {
     ]
 
     /// The registrations `config` uses, in registry order.
-    package static func active(for config: RewardConfig) -> [RewardSourceRegistration] { config.registry.filter { $0.isActive(config) } }
+    package static func active(for config: RewardConfig) -> [RewardSourceRegistration] {
+        config.registry.filter { $0.isActive(config) }
+    }
 
     /// The names of the sources `config` uses, in registry order.
     package static func names(for config: RewardConfig) -> [String] { active(for: config).map(\.name) }
 
     /// Every active source's validation (at load).
-    package static func validate(_ config: RewardConfig) throws { for entry in active(for: config) { try entry.validate(config) } }
+    package static func validate(_ config: RewardConfig) throws {
+        for entry in active(for: config) { try entry.validate(config) }
+    }
 
     /// The passes' states the sources of `config` read.
     package static func needs(for config: RewardConfig) -> RewardPassNeeds {
@@ -196,10 +239,14 @@ package enum RewardSources {
     }
 
     /// The named sources LASeR may choose between.
-    package static func armNames(for config: RewardConfig) -> [String] { active(for: config).filter(\.isArm).map(\.name) }
+    package static func armNames(for config: RewardConfig) -> [String] {
+        active(for: config).filter(\.isArm).map(\.name)
+    }
 
     /// The name of the source the progress line shows after the reward, if any.
-    package static func headline(for config: RewardConfig) -> String? { active(for: config).first { $0.isHeadline(config) }?.name }
+    package static func headline(for config: RewardConfig) -> String? {
+        active(for: config).first { $0.isHeadline(config) }?.name
+    }
 
     /// The sources `context.config` uses, built in registry order.
     package static func make(_ context: RewardSourceContext) async throws -> [any RewardSource] {
@@ -210,7 +257,9 @@ package enum RewardSources {
 
     /// Each source prepared, then its scores weighted into the total (a `RewardBreakdown`); a
     /// source that chooses the batch's reward replaces the total.
-    package static func compose(_ sources: [any RewardSource], batch: RewardBatch, replicas: (any Transport)?) async throws -> RewardBreakdown {
+    package static func compose(_ sources: [any RewardSource], batch: RewardBatch, replicas: (any Transport)?)
+        async throws -> RewardBreakdown
+    {
         for source in sources { try await source.prepare(batch, replicas: replicas) }
         var rewards = RewardBreakdown(count: batch.texts.count)
         for source in sources { rewards.add(source.name, values: try source.scores(batch), weight: source.weight) }

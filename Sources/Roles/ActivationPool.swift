@@ -20,7 +20,10 @@ final class ActivationPool {
         return a
     }
 
-    func removeAll() { activations.removeAll(); heads.removeAll() }
+    func removeAll() {
+        activations.removeAll()
+        heads.removeAll()
+    }
 
     func head(rows: Int, vocab: Int) -> LMHeadCache {
         let key = "\(rows)x\(vocab)"
@@ -34,19 +37,28 @@ final class ActivationPool {
 
 extension CausalLM {
     /// Log-probs of tokens[1...] for each sequence (inference forward, in scoring chunks).
-    func logProbs(_ sequences: [[Int32]], adapter: LoRAAdapter?, budget: Double = ScoringChunks.budgetBytes) throws -> [[Float]] {
-        try ScoringChunks.map(sequences, config: config, loraRank: adapter?.config.rank ?? 0, budget: budget) { try logProbsInOneBatch($0, adapter: adapter) }
+    func logProbs(_ sequences: [[Int32]], adapter: LoRAAdapter?, budget: Double = ScoringChunks.budgetBytes) throws
+        -> [[Float]]
+    {
+        try ScoringChunks.map(sequences, config: config, loraRank: adapter?.config.rank ?? 0, budget: budget) {
+            try logProbsInOneBatch($0, adapter: adapter)
+        }
     }
 
     func logProbsInOneBatch(_ sequences: [[Int32]], adapter: LoRAAdapter?) throws -> [[Float]] {
         let batch = try PaddedBatch(sequences, contextLength: config.contextLength)
-        let hidden = try inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
-        let all = lmHeadLogProbs(hidden: hidden, targets: batch.targets, cache: LMHeadCache(rows: batch.batch * batch.length, vocab: config.vocabSize))
+        let hidden = try inferenceHidden(
+            tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
+        let all = lmHeadLogProbs(
+            hidden: hidden, targets: batch.targets,
+            cache: LMHeadCache(rows: batch.batch * batch.length, vocab: config.vocabSize))
         return sequences.enumerated().map { r, s in Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)]) }
     }
 
     /// Final hidden state at each sequence's last token [N, C] (inference forward, in scoring chunks).
-    public func lastHidden(_ sequences: [[Int32]]) throws -> FloatBuffer { try lastHidden(sequences, budget: ScoringChunks.budgetBytes) }
+    public func lastHidden(_ sequences: [[Int32]]) throws -> FloatBuffer {
+        try lastHidden(sequences, budget: ScoringChunks.budgetBytes)
+    }
 
     func lastHidden(_ sequences: [[Int32]], budget: Double) throws -> FloatBuffer {
         let c = config.channels
@@ -55,7 +67,10 @@ extension CausalLM {
         _ = try ScoringChunks.map(sequences, config: config, loraRank: 0, budget: budget) { chunk -> [Void] in
             let batch = try PaddedBatch(chunk, contextLength: config.contextLength)
             let hidden = try inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length)
-            for (r, s) in chunk.enumerated() { (last.pointer + (row + r) * c).update(from: hidden.pointer + (r * batch.length + s.count - 1) * c, count: c) }
+            for (r, s) in chunk.enumerated() {
+                (last.pointer + (row + r) * c).update(
+                    from: hidden.pointer + (r * batch.length + s.count - 1) * c, count: c)
+            }
             row += chunk.count
             return []
         }

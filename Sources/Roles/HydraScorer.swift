@@ -8,7 +8,10 @@ import Models
 public actor HydraScorer: ReferenceRole, RewardRole {
     let trunk: any CausalLM
     let rewardHead: ScalarHead
-    public init(trunk: any CausalLM, rewardHead: ScalarHead) { self.trunk = trunk; self.rewardHead = rewardHead }
+    public init(trunk: any CausalLM, rewardHead: ScalarHead) {
+        self.trunk = trunk
+        self.rewardHead = rewardHead
+    }
 
     /// Reference log-probs (of tokens[1...]) and last-token scores of every sequence.
     public func referenceAndScores(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], scores: [Float]) {
@@ -30,11 +33,19 @@ public actor HydraScorer: ReferenceRole, RewardRole {
         let all = trunk.lmHeadLogProbs(hidden: hidden, targets: batch.targets, cache: head)
         let c = trunk.config.channels
         let last = FloatBuffer(count: sequences.count * c)
-        for (r, s) in sequences.enumerated() { (last.pointer + r * c).update(from: hidden.pointer + (r * batch.length + s.count - 1) * c, count: c) }
-        let logProbs = sequences.enumerated().map { r, s in Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)]) }
-        return (logProbs, withExtendedLifetime(last) { rewardHead.forward(hidden: last.pointer, rows: sequences.count) })
+        for (r, s) in sequences.enumerated() {
+            (last.pointer + r * c).update(from: hidden.pointer + (r * batch.length + s.count - 1) * c, count: c)
+        }
+        let logProbs = sequences.enumerated().map { r, s in
+            Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)])
+        }
+        return (
+            logProbs, withExtendedLifetime(last) { rewardHead.forward(hidden: last.pointer, rows: sequences.count) }
+        )
     }
 
-    public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] { try referenceAndScores(sequences).logProbs }
+    public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
+        try referenceAndScores(sequences).logProbs
+    }
     public func scores(_ sequences: [[Int32]]) async throws -> [Float] { try referenceAndScores(sequences).scores }
 }

@@ -17,7 +17,10 @@ public actor LocalReference: ReferenceRole {
 public actor LocalReward: RewardRole {
     let trunk: any CausalLM
     let head: ScalarHead
-    public init(trunk: any CausalLM, head: ScalarHead) { self.trunk = trunk; self.head = head }
+    public init(trunk: any CausalLM, head: ScalarHead) {
+        self.trunk = trunk
+        self.head = head
+    }
     public func scores(_ sequences: [[Int32]]) async throws -> [Float] {
         // Keep the buffer alive while the head reads its pointer (ARC may free it after `.pointer`).
         let last = try trunk.lastHidden(sequences)
@@ -55,9 +58,14 @@ public actor LocalPolicy: PolicyRole {
     let trainable: Trainable
     let pool = ActivationPool()
 
-    public init(trunk: any CausalLM, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(), replicas: (any Transport)? = nil) {
-        self.trunk = trunk; self.adapter = adapter
-        trainable = adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
+    public init(
+        trunk: any CausalLM, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(),
+        replicas: (any Transport)? = nil
+    ) {
+        self.trunk = trunk
+        self.adapter = adapter
+        trainable =
+            adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
             ?? Trainable(parameters: trunk.weights, layout: trunk.parameterLayout, hyper: hyper, replicas: replicas)
     }
 
@@ -71,7 +79,9 @@ public actor LocalPolicy: PolicyRole {
         try trunk.logProbs(sequences, adapter: adapter)
     }
 
-    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
+    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float)
+        async throws -> StepStats
+    {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
         let act = pool.activations(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
         try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
@@ -82,49 +92,73 @@ public actor LocalPolicy: PolicyRole {
         var stats = StepStats(loss: 0, gradNorm: 0)
         switch objective {
         case .weightedLogLikelihood(let weights):
-            guard weights.count == sequences.count, zip(weights, sequences).allSatisfy({ $0.count == $1.count - 1 }) else {
-                throw RoleError("policy train step: weights must align with the log-probs of each sequence (length − 1)")
-            }
-            var loss = 0.0
-            for (r, w) in weights.enumerated() {
-                for (j, wj) in w.enumerated() {
-                    dLogProbs[r * batch.length + j] = -wj
-                    loss -= Double(wj) * Double(logProbs[r * batch.length + j])
-                }
-            }
-            stats.loss = Float(loss)
+            stats.loss = try Self.weightedLogLikelihood(
+                weights, sequences: sequences, logProbs: logProbs, length: batch.length, dLogProbs: &dLogProbs)
         case .ppo(let targets):
-            let positions = try targets.responsePositions(sequences)
-            guard !positions.isEmpty else { throw RoleError("PPO step without response tokens") }
-            let flatOld = targets.oldLogProbs.flatMap { $0.map(Double.init) }
-            let flatAdv = targets.advantages.flatMap { $0.map(Double.init) }
-            let flatNew = positions.map { Double(logProbs[$0.row * batch.length + $0.position]) }
-            let (loss, grad, clipFraction) = PPOMath.policyLoss(
-                logp: flatNew, logpOld: flatOld, advantages: flatAdv, clipLow: Double(targets.clipLow), clipHigh: Double(targets.clipHigh),
-                dualClip: targets.dualClip > 1 ? Double(targets.dualClip) : nil)
             let entropies = trunk.lmHeadEntropies(cache: head, rows: batch.batch * batch.length)
-            var entropySum = 0.0
-            if targets.entropyCoefficient != 0 { dEntropy = [Float](repeating: 0, count: logProbs.count) }
-            let n = Float(positions.count)
-            for (k, p) in positions.enumerated() {
-                let index = p.row * batch.length + p.position
-                dLogProbs[index] = Float(grad[k])
-                entropySum += Double(entropies[index])
-                dEntropy?[index] = -targets.entropyCoefficient / n
-            }
-            let meanEntropy = entropySum / Double(positions.count)
-            stats.loss = Float(loss - Double(targets.entropyCoefficient) * meanEntropy)
-            stats.clipFraction = Float(clipFraction)
-            stats.entropy = Float(meanEntropy)
-            stats.approxKL = Float(zip(flatOld, flatNew).map { $0 - $1 }.reduce(0, +) / Double(positions.count))
+            stats = try Self.ppo(
+                targets, sequences: sequences, logProbs: logProbs, entropies: entropies, length: batch.length,
+                dLogProbs: &dLogProbs, dEntropy: &dEntropy)
         }
         trainable.gradients.zero()
         let dHidden = FloatBuffer(count: act.hidden.count)
         let fullTrunk = adapter == nil ? trainable.gradients : nil
-        trunk.lmHeadBackward(dLogProbs: dLogProbs, hidden: act.hidden, cache: head, dHidden: dHidden, trunkGradients: fullTrunk, dEntropy: dEntropy)
-        trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: fullTrunk,
-                       adapterGradients: adapter == nil ? nil : trainable.gradients)
+        trunk.lmHeadBackward(
+            dLogProbs: dLogProbs, hidden: act.hidden, cache: head, dHidden: dHidden, trunkGradients: fullTrunk,
+            dEntropy: dEntropy)
+        trunk.backward(
+            dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: fullTrunk,
+            adapterGradients: adapter == nil ? nil : trainable.gradients)
         stats.gradNorm = try await trainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
+        return stats
+    }
+
+    /// −Σ w·log π over the sequences' tokens (PPO-ptx's demonstrations): the loss, and −w into
+    /// `dLogProbs` [B·T] at each weighted position.
+    static func weightedLogLikelihood(
+        _ weights: [[Float]], sequences: [[Int32]], logProbs: [Float], length: Int, dLogProbs: inout [Float]
+    ) throws -> Float {
+        guard weights.count == sequences.count, zip(weights, sequences).allSatisfy({ $0.count == $1.count - 1 }) else {
+            throw RoleError("policy train step: weights must align with the log-probs of each sequence (length − 1)")
+        }
+        var loss = 0.0
+        for (r, w) in weights.enumerated() {
+            for (j, wj) in w.enumerated() {
+                dLogProbs[r * length + j] = -wj
+                loss -= Double(wj) * Double(logProbs[r * length + j])
+            }
+        }
+        return Float(loss)
+    }
+
+    /// PPO's clipped surrogate (docs/algorithms.md §2.2) less the entropy bonus over the response
+    /// tokens: the statistics, ∂/∂log π into `dLogProbs` and ∂/∂entropy into `dEntropy` [B·T].
+    static func ppo(
+        _ targets: PPOTargets, sequences: [[Int32]], logProbs: [Float], entropies: [Float], length: Int,
+        dLogProbs: inout [Float], dEntropy: inout [Float]?
+    ) throws -> StepStats {
+        let positions = try targets.responsePositions(sequences)
+        guard !positions.isEmpty else { throw RoleError("PPO step without response tokens") }
+        let flatOld = targets.oldLogProbs.flatMap { $0.map(Double.init) }
+        let flatAdv = targets.advantages.flatMap { $0.map(Double.init) }
+        let flatNew = positions.map { Double(logProbs[$0.row * length + $0.position]) }
+        let (loss, grad, clipFraction) = PPOMath.policyLoss(
+            logp: flatNew, logpOld: flatOld, advantages: flatAdv, clipLow: Double(targets.clipLow),
+            clipHigh: Double(targets.clipHigh), dualClip: targets.dualClip > 1 ? Double(targets.dualClip) : nil)
+        var entropySum = 0.0
+        if targets.entropyCoefficient != 0 { dEntropy = [Float](repeating: 0, count: logProbs.count) }
+        let n = Float(positions.count)
+        for (k, p) in positions.enumerated() {
+            let index = p.row * length + p.position
+            dLogProbs[index] = Float(grad[k])
+            entropySum += Double(entropies[index])
+            dEntropy?[index] = -targets.entropyCoefficient / n
+        }
+        let meanEntropy = entropySum / Double(positions.count)
+        var stats = StepStats(loss: Float(loss - Double(targets.entropyCoefficient) * meanEntropy), gradNorm: 0)
+        stats.clipFraction = Float(clipFraction)
+        stats.entropy = Float(meanEntropy)
+        stats.approxKL = Float(zip(flatOld, flatNew).map { $0 - $1 }.reduce(0, +) / Double(positions.count))
         return stats
     }
 }
@@ -140,14 +174,23 @@ public actor LocalCritic: CriticRole {
     let trunkTrainable: Trainable?
     let pool = ActivationPool()
 
-    public init(trunk: any CausalLM, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(),
-                replicas: (any Transport)? = nil, trainTrunk: Bool = false) {
-        self.trunk = trunk; self.adapter = adapter; self.head = head
+    public init(
+        trunk: any CausalLM, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(),
+        replicas: (any Transport)? = nil, trainTrunk: Bool = false
+    ) {
+        self.trunk = trunk
+        self.adapter = adapter
+        self.head = head
         var layout = TensorLayout()
         layout.add("v_head.summary", [head.channels + 1])
         headTrainable = Trainable(parameters: head.parameters, layout: layout, hyper: hyper, replicas: replicas)
-        adapterTrainable = adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
-        trunkTrainable = adapter == nil && trainTrunk ? Trainable(parameters: trunk.weights, layout: trunk.parameterLayout, hyper: hyper, replicas: replicas) : nil
+        adapterTrainable = adapter.map {
+            Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas)
+        }
+        trunkTrainable =
+            adapter == nil && trainTrunk
+            ? Trainable(parameters: trunk.weights, layout: trunk.parameterLayout, hyper: hyper, replicas: replicas)
+            : nil
     }
 
     public func releaseBuffers() { pool.removeAll() }
@@ -160,25 +203,35 @@ public actor LocalCritic: CriticRole {
     }
 
     /// Values of every token (inference forward, in scoring chunks).
-    public func values(_ sequences: [[Int32]]) async throws -> [[Float]] { try values(sequences, budget: ScoringChunks.budgetBytes) }
+    public func values(_ sequences: [[Int32]]) async throws -> [[Float]] {
+        try values(sequences, budget: ScoringChunks.budgetBytes)
+    }
 
     func values(_ sequences: [[Int32]], budget: Double) throws -> [[Float]] {
-        try ScoringChunks.map(sequences, config: trunk.config, loraRank: adapter?.config.rank ?? 0, budget: budget) { chunk in
+        try ScoringChunks.map(sequences, config: trunk.config, loraRank: adapter?.config.rank ?? 0, budget: budget) {
+            chunk in
             let batch = try PaddedBatch(chunk, contextLength: trunk.config.contextLength)
-            let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
-            let values = withExtendedLifetime(hidden) { head.forward(hidden: hidden.pointer, rows: batch.batch * batch.length) }
+            let hidden = try trunk.inferenceHidden(
+                tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
+            let values = withExtendedLifetime(hidden) {
+                head.forward(hidden: hidden.pointer, rows: batch.batch * batch.length)
+            }
             return chunk.enumerated().map { r, s in Array(values[(r * batch.length)..<(r * batch.length + s.count)]) }
         }
     }
 
-    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
+    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float)
+        async throws -> StepStats
+    {
         let (batch, act, values) = try forward(sequences)
         var dValues = [Float](repeating: 0, count: values.count)
         var loss = 0.0
         switch objective {
         case .regression(let targets, let weights):
             guard targets.count == sequences.count, weights.count == sequences.count,
-                  zip(targets, sequences).allSatisfy({ $0.count == $1.count }), zip(weights, sequences).allSatisfy({ $0.count == $1.count }) else {
+                zip(targets, sequences).allSatisfy({ $0.count == $1.count }),
+                zip(weights, sequences).allSatisfy({ $0.count == $1.count })
+            else {
                 throw RoleError("critic train step: targets and weights must have one value per token of each sequence")
             }
             for r in 0..<sequences.count {
@@ -189,37 +242,60 @@ public actor LocalCritic: CriticRole {
                 }
             }
         case .clippedValue(let promptLengths, let oldValues, let returns, let clip):
-            var indices: [Int] = [], flatNew: [Double] = [], flatOld: [Double] = [], flatReturns: [Double] = []
-            for (r, s) in sequences.enumerated() {
-                let n = s.count - promptLengths[r]
-                guard n >= 0, oldValues[r].count == n, returns[r].count == n else { throw RoleError("value targets of sequence \(r) do not match its response") }
-                for t in 0..<n {
-                    let i = r * batch.length + promptLengths[r] - 1 + t
-                    indices.append(i); flatNew.append(Double(values[i]))
-                }
-                flatOld += oldValues[r].map(Double.init); flatReturns += returns[r].map(Double.init)
-            }
-            guard !indices.isEmpty else { throw RoleError("value step without response tokens") }
-            let (l, grad) = PPOMath.valueLoss(values: flatNew, oldValues: flatOld, returns: flatReturns, clip: Double(clip))
-            loss = l
-            for (k, i) in indices.enumerated() { dValues[i] = Float(grad[k]) }
+            loss = try Self.clippedValue(
+                promptLengths: promptLengths, oldValues: oldValues, returns: returns, clip: clip, sequences: sequences,
+                values: values, length: batch.length, dValues: &dValues)
         }
         headTrainable.gradients.zero()
         let dHidden = FloatBuffer(count: act.hidden.count)
         withExtendedLifetime((act, dHidden)) {
-            head.backward(dValues: dValues, hidden: act.hidden.pointer, dHidden: dHidden.pointer, gradients: headTrainable.gradients)
+            head.backward(
+                dValues: dValues, hidden: act.hidden.pointer, dHidden: dHidden.pointer,
+                gradients: headTrainable.gradients)
         }
         var norm: Float = 0
         if let adapterTrainable {
             adapterTrainable.gradients.zero()
-            trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: nil, adapterGradients: adapterTrainable.gradients)
+            trunk.backward(
+                dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: nil,
+                adapterGradients: adapterTrainable.gradients)
             norm = try await adapterTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         } else if let trunkTrainable {
             trunkTrainable.gradients.zero()
-            trunk.backward(dHidden: dHidden, adapter: nil, activations: act, trunkGradients: trunkTrainable.gradients, adapterGradients: nil)
+            trunk.backward(
+                dHidden: dHidden, adapter: nil, activations: act, trunkGradients: trunkTrainable.gradients,
+                adapterGradients: nil)
             norm = try await trunkTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         }
         let headNorm = try await headTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         return StepStats(loss: Float(loss), gradNorm: (norm * norm + headNorm * headNorm).squareRoot())
+    }
+
+    /// PPO's clipped value loss (docs/algorithms.md §2.2) over the response positions: the loss,
+    /// ∂/∂V into `dValues` [B·T].
+    static func clippedValue(
+        promptLengths: [Int], oldValues: [[Float]], returns: [[Float]], clip: Float, sequences: [[Int32]],
+        values: [Float],
+        length: Int, dValues: inout [Float]
+    ) throws -> Double {
+        var indices: [Int] = [], flatNew: [Double] = [], flatOld: [Double] = [], flatReturns: [Double] = []
+        for (r, s) in sequences.enumerated() {
+            let n = s.count - promptLengths[r]
+            guard n >= 0, oldValues[r].count == n, returns[r].count == n else {
+                throw RoleError("value targets of sequence \(r) do not match its response")
+            }
+            for t in 0..<n {
+                let i = r * length + promptLengths[r] - 1 + t
+                indices.append(i)
+                flatNew.append(Double(values[i]))
+            }
+            flatOld += oldValues[r].map(Double.init)
+            flatReturns += returns[r].map(Double.init)
+        }
+        guard !indices.isEmpty else { throw RoleError("value step without response tokens") }
+        let (loss, grad) = PPOMath.valueLoss(
+            values: flatNew, oldValues: flatOld, returns: flatReturns, clip: Double(clip))
+        for (k, i) in indices.enumerated() { dValues[i] = Float(grad[k]) }
+        return loss
     }
 }

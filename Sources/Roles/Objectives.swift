@@ -17,12 +17,20 @@ public struct PPOTargets: Sendable, Equatable {
     public var oldLogProbs: [[Float]]
     public var advantages: [[Float]]
     public var clipLow: Float, clipHigh: Float
-    public var dualClip: Float         // 0: off
+    public var dualClip: Float  // 0: off
     public var entropyCoefficient: Float
-    public init(promptLengths: [Int], oldLogProbs: [[Float]], advantages: [[Float]], clipLow: Float = 0.2, clipHigh: Float = 0.2,
-                dualClip: Float = 0, entropyCoefficient: Float = 0) {
-        self.promptLengths = promptLengths; self.oldLogProbs = oldLogProbs; self.advantages = advantages
-        self.clipLow = clipLow; self.clipHigh = clipHigh; self.dualClip = dualClip; self.entropyCoefficient = entropyCoefficient
+    public init(
+        promptLengths: [Int], oldLogProbs: [[Float]], advantages: [[Float]], clipLow: Float = 0.2,
+        clipHigh: Float = 0.2,
+        dualClip: Float = 0, entropyCoefficient: Float = 0
+    ) {
+        self.promptLengths = promptLengths
+        self.oldLogProbs = oldLogProbs
+        self.advantages = advantages
+        self.clipLow = clipLow
+        self.clipHigh = clipHigh
+        self.dualClip = dualClip
+        self.entropyCoefficient = entropyCoefficient
     }
 }
 
@@ -41,14 +49,20 @@ public struct StepStats: Sendable, Equatable {
     /// mean over response tokens of logp_old − logp (how far this step's policy moved).
     public var approxKL: Float = 0
     public init(loss: Float, gradNorm: Float, clipFraction: Float = 0, entropy: Float = 0, approxKL: Float = 0) {
-        self.loss = loss; self.gradNorm = gradNorm; self.clipFraction = clipFraction; self.entropy = entropy; self.approxKL = approxKL
+        self.loss = loss
+        self.gradNorm = gradNorm
+        self.clipFraction = clipFraction
+        self.entropy = entropy
+        self.approxKL = approxKL
     }
 }
 
 extension PPOTargets {
     /// The (row, position) of every response token, in batch order.
     func responsePositions(_ sequences: [[Int32]]) throws -> [(row: Int, position: Int)] {
-        guard promptLengths.count == sequences.count, oldLogProbs.count == sequences.count, advantages.count == sequences.count else {
+        guard promptLengths.count == sequences.count, oldLogProbs.count == sequences.count,
+            advantages.count == sequences.count
+        else {
             throw RoleError("PPO targets do not cover the batch")
         }
         var out: [(Int, Int)] = []

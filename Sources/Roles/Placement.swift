@@ -8,7 +8,10 @@ public struct Placement: Sendable, Equatable, CustomStringConvertible {
 
     public static func colocated(worldSize: Int) -> Placement { Placement(remote: [:], worldSize: worldSize) }
 
-    public init(remote: [RoleKind: Int], worldSize: Int) { self.remote = remote; self.worldSize = worldSize }
+    public init(remote: [RoleKind: Int], worldSize: Int) {
+        self.remote = remote
+        self.worldSize = worldSize
+    }
 
     /// Parses `colocated` or `role=rank[,role=rank…]`.
     public static func parse(_ spec: String, worldSize: Int) throws -> Placement {
@@ -16,11 +19,18 @@ public struct Placement: Sendable, Equatable, CustomStringConvertible {
         var remote: [RoleKind: Int] = [:]
         for item in spec.split(separator: ",") {
             let parts = item.split(separator: "=")
-            guard parts.count == 2, let role = RoleKind(rawValue: String(parts[0]).trimmingCharacters(in: .whitespaces)),
-                  let rank = Int(String(parts[1]).trimmingCharacters(in: .whitespaces)) else {
-                throw RoleError("placement '\(item)': expected role=rank with role one of \(RoleKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            guard parts.count == 2,
+                let role = RoleKind(rawValue: String(parts[0]).trimmingCharacters(in: .whitespaces)),
+                let rank = Int(String(parts[1]).trimmingCharacters(in: .whitespaces))
+            else {
+                throw RoleError(
+                    "placement '\(item)': expected role=rank with role one of "
+                        + "\(RoleKind.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
-            guard rank >= 0 && rank < worldSize else { throw RoleError("placement '\(item)': rank \(rank) is outside the world of \(worldSize)") }
+            guard rank >= 0 && rank < worldSize else {
+                throw RoleError("placement '\(item)': rank \(rank) is outside the world of \(worldSize)")
+            }
             guard remote[role] == nil else { throw RoleError("placement names \(role.rawValue) twice") }
             if rank != 0 { remote[role] = rank }
         }
@@ -37,7 +47,9 @@ public struct Placement: Sendable, Equatable, CustomStringConvertible {
     /// The role → rank map printed at start.
     public var description: String {
         RoleKind.allCases.map { role in
-            "\(role.rawValue) → " + (remote[role].map { "rank \($0)" } ?? (worldSize > 1 && remote.isEmpty ? "every rank (colocated)" : "rank 0"))
+            "\(role.rawValue) → "
+                + (remote[role].map { "rank \($0)" }
+                    ?? (worldSize > 1 && remote.isEmpty ? "every rank (colocated)" : "rank 0"))
         }.joined(separator: ", ")
     }
 }

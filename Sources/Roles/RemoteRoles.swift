@@ -6,7 +6,8 @@ import Models
 /// controller (rank 0); `Remote*` proxies conform to the role protocols and forward each call.
 /// Every request names its own response tag, so concurrent calls never take each other's replies.
 enum RoleMethod: Int {
-    case stop = 0, policyGenerate, policyLogProbs, policyTrain, criticValues, criticTrain, referenceLogProbs, rewardScores
+    case stop = 0, policyGenerate, policyLogProbs, policyTrain, criticValues, criticTrain, referenceLogProbs,
+        rewardScores
     case policySnapshots, policyRestore, criticSnapshots, criticRestore
 }
 
@@ -14,38 +15,78 @@ let requestTag = 100
 
 extension WireWriter {
     mutating func options(_ o: SamplingOptions) {
-        float(o.temperature); int(o.topK); float(o.topP); int(o.maxNewTokens)
-        bool(o.eosTokenId != nil); int(Int(o.eosTokenId ?? 0)); uint64(o.seed)
+        float(o.temperature)
+        int(o.topK)
+        float(o.topP)
+        int(o.maxNewTokens)
+        bool(o.eosTokenId != nil)
+        int(Int(o.eosTokenId ?? 0))
+        uint64(o.seed)
     }
     mutating func generation(_ g: GenerationResult) {
-        sequences(g.tokens); floatRows(g.logProbs)
-        bool(g.hiddenStates != nil); floatRows(g.hiddenStates ?? [])
-        int(g.endedWithEOS.count); for e in g.endedWithEOS { bool(e) }
+        sequences(g.tokens)
+        floatRows(g.logProbs)
+        bool(g.hiddenStates != nil)
+        floatRows(g.hiddenStates ?? [])
+        int(g.endedWithEOS.count)
+        for e in g.endedWithEOS { bool(e) }
     }
 }
 
 extension WireWriter {
-    mutating func ints(_ v: [Int]) { int(v.count); for x in v { int(x) } }
+    mutating func ints(_ v: [Int]) {
+        int(v.count)
+        for x in v { int(x) }
+    }
     mutating func policyObjective(_ o: PolicyObjective) {
         switch o {
-        case .weightedLogLikelihood(let weights): int(0); floatRows(weights)
+        case .weightedLogLikelihood(let weights):
+            int(0)
+            floatRows(weights)
         case .ppo(let t):
-            int(1); ints(t.promptLengths); floatRows(t.oldLogProbs); floatRows(t.advantages)
-            float(t.clipLow); float(t.clipHigh); float(t.dualClip); float(t.entropyCoefficient)
+            int(1)
+            ints(t.promptLengths)
+            floatRows(t.oldLogProbs)
+            floatRows(t.advantages)
+            float(t.clipLow)
+            float(t.clipHigh)
+            float(t.dualClip)
+            float(t.entropyCoefficient)
         }
     }
     mutating func criticObjective(_ o: CriticObjective) {
         switch o {
-        case .regression(let targets, let weights): int(0); floatRows(targets); floatRows(weights)
-        case .clippedValue(let lengths, let old, let returns, let clip): int(1); ints(lengths); floatRows(old); floatRows(returns); float(clip)
+        case .regression(let targets, let weights):
+            int(0)
+            floatRows(targets)
+            floatRows(weights)
+        case .clippedValue(let lengths, let old, let returns, let clip):
+            int(1)
+            ints(lengths)
+            floatRows(old)
+            floatRows(returns)
+            float(clip)
         }
     }
     /// name → (parameters, m, v, step), names in sorted order.
     mutating func snapshots(_ s: [String: TrainableSnapshot]) {
         int(s.count)
-        for name in s.keys.sorted() { let t = s[name]!; string(name); floats(t.parameters); floats(t.m); floats(t.v); int(t.step) }
+        for name in s.keys.sorted() {
+            let t = s[name]!
+            string(name)
+            floats(t.parameters)
+            floats(t.m)
+            floats(t.v)
+            int(t.step)
+        }
     }
-    mutating func stats(_ s: StepStats) { float(s.loss); float(s.gradNorm); float(s.clipFraction); float(s.entropy); float(s.approxKL) }
+    mutating func stats(_ s: StepStats) {
+        float(s.loss)
+        float(s.gradNorm)
+        float(s.clipFraction)
+        float(s.entropy)
+        float(s.approxKL)
+    }
 }
 
 extension WireReader {
@@ -54,15 +95,20 @@ extension WireReader {
         switch try int() {
         case 0: return .weightedLogLikelihood(weights: try floatRows())
         case 1:
-            return .ppo(PPOTargets(promptLengths: try ints(), oldLogProbs: try floatRows(), advantages: try floatRows(),
-                                   clipLow: try float(), clipHigh: try float(), dualClip: try float(), entropyCoefficient: try float()))
+            return .ppo(
+                PPOTargets(
+                    promptLengths: try ints(), oldLogProbs: try floatRows(), advantages: try floatRows(),
+                    clipLow: try float(), clipHigh: try float(), dualClip: try float(), entropyCoefficient: try float())
+            )
         case let k: throw RoleError("unknown policy objective \(k)")
         }
     }
     mutating func criticObjective() throws -> CriticObjective {
         switch try int() {
         case 0: return .regression(targets: try floatRows(), weights: try floatRows())
-        case 1: return .clippedValue(promptLengths: try ints(), oldValues: try floatRows(), returns: try floatRows(), clip: try float())
+        case 1:
+            return .clippedValue(
+                promptLengths: try ints(), oldValues: try floatRows(), returns: try floatRows(), clip: try float())
         case let k: throw RoleError("unknown critic objective \(k)")
         }
     }
@@ -75,7 +121,9 @@ extension WireReader {
         return out
     }
     mutating func stats() throws -> StepStats {
-        StepStats(loss: try float(), gradNorm: try float(), clipFraction: try float(), entropy: try float(), approxKL: try float())
+        StepStats(
+            loss: try float(), gradNorm: try float(), clipFraction: try float(), entropy: try float(),
+            approxKL: try float())
     }
 }
 
@@ -92,8 +140,9 @@ extension WireReader {
         let tokens = try sequences(), logProbs = try floatRows()
         let hasHidden = try bool(), hidden = try floatRows()
         let n = try count(elementSize: 1)
-        return GenerationResult(tokens: tokens, logProbs: logProbs, hiddenStates: hasHidden ? hidden : nil,
-                                endedWithEOS: try (0..<n).map { _ in try bool() })
+        return GenerationResult(
+            tokens: tokens, logProbs: logProbs, hiddenStates: hasHidden ? hidden : nil,
+            endedWithEOS: try (0..<n).map { _ in try bool() })
     }
 }
 
@@ -103,10 +152,16 @@ public final class RoleServer: @unchecked Sendable {
     let controller: Int
     let policy: (any PolicyRole)?, critic: (any CriticRole)?, reference: (any ReferenceRole)?, reward: (any RewardRole)?
 
-    public init(transport: any Transport, controller: Int = 0, policy: (any PolicyRole)? = nil, critic: (any CriticRole)? = nil,
-                reference: (any ReferenceRole)? = nil, reward: (any RewardRole)? = nil) {
-        self.transport = transport; self.controller = controller
-        self.policy = policy; self.critic = critic; self.reference = reference; self.reward = reward
+    public init(
+        transport: any Transport, controller: Int = 0, policy: (any PolicyRole)? = nil, critic: (any CriticRole)? = nil,
+        reference: (any ReferenceRole)? = nil, reward: (any RewardRole)? = nil
+    ) {
+        self.transport = transport
+        self.controller = controller
+        self.policy = policy
+        self.critic = critic
+        self.reference = reference
+        self.reward = reward
     }
 
     /// Answers requests until `stop`; returns how many it served.
@@ -138,41 +193,52 @@ public final class RoleServer: @unchecked Sendable {
         return role
     }
 
+    /// A reply that writes what `body` writes.
+    private func writing(_ body: @escaping (inout WireWriter) -> Void) -> (WireWriter) -> WireWriter {
+        { writer in
+            var w = writer
+            body(&w)
+            return w
+        }
+    }
+
     private func answer(_ method: RoleMethod, _ r: inout WireReader) async throws -> (WireWriter) -> WireWriter {
         switch method {
         case .policyGenerate:
             let prompts = try r.sequences(), options = try r.options()
             let g = try await hosted(policy, .policy).generate(prompts: prompts, options: options)
-            return { var w = $0; w.generation(g); return w }
+            return writing { $0.generation(g) }
         case .policyLogProbs:
             let rows = try await hosted(policy, .policy).logProbs(try r.sequences())
-            return { var w = $0; w.floatRows(rows); return w }
+            return writing { $0.floatRows(rows) }
         case .policyTrain:
             let s = try r.sequences(), objective = try r.policyObjective(), lr = try r.float(), clip = try r.float()
-            let stats = try await hosted(policy, .policy).trainStep(s, objective: objective, learningRate: lr, maxGradNorm: clip)
-            return { var w = $0; w.stats(stats); return w }
+            let stats = try await hosted(policy, .policy).trainStep(
+                s, objective: objective, learningRate: lr, maxGradNorm: clip)
+            return writing { $0.stats(stats) }
         case .criticValues:
             let rows = try await hosted(critic, .critic).values(try r.sequences())
-            return { var w = $0; w.floatRows(rows); return w }
+            return writing { $0.floatRows(rows) }
         case .criticTrain:
             let s = try r.sequences(), objective = try r.criticObjective(), lr = try r.float(), clip = try r.float()
-            let stats = try await hosted(critic, .critic).trainStep(s, objective: objective, learningRate: lr, maxGradNorm: clip)
-            return { var w = $0; w.stats(stats); return w }
+            let stats = try await hosted(critic, .critic).trainStep(
+                s, objective: objective, learningRate: lr, maxGradNorm: clip)
+            return writing { $0.stats(stats) }
         case .referenceLogProbs:
             let rows = try await hosted(reference, .reference).logProbs(try r.sequences())
-            return { var w = $0; w.floatRows(rows); return w }
+            return writing { $0.floatRows(rows) }
         case .rewardScores:
             let scores = try await hosted(reward, .reward).scores(try r.sequences())
-            return { var w = $0; w.floats(scores); return w }
+            return writing { $0.floats(scores) }
         case .policySnapshots:
             let s = try await hosted(policy, .policy).snapshots()
-            return { var w = $0; w.snapshots(s); return w }
+            return writing { $0.snapshots(s) }
         case .policyRestore:
             try await hosted(policy, .policy).restore(try r.snapshots())
             return { $0 }
         case .criticSnapshots:
             let s = try await hosted(critic, .critic).snapshots()
-            return { var w = $0; w.snapshots(s); return w }
+            return writing { $0.snapshots(s) }
         case .criticRestore:
             try await hosted(critic, .critic).restore(try r.snapshots())
             return { $0 }
@@ -201,12 +267,19 @@ public final class RoleClient: @unchecked Sendable {
     private let lock = NSLock()
     private var next = 0
 
-    public init(transport: any Transport, host: Int) { self.transport = transport; self.host = host }
+    public init(transport: any Transport, host: Int) {
+        self.transport = transport
+        self.host = host
+    }
 
     func call(_ method: RoleMethod, _ build: (inout WireWriter) -> Void) async throws -> WireReader {
-        let tag = lock.withLock { next += 1; return 1000 + next % 30000 }
+        let tag = lock.withLock {
+            next += 1
+            return 1000 + next % 30000
+        }
         var request = WireWriter()
-        request.int(method.rawValue); request.int(tag)
+        request.int(method.rawValue)
+        request.int(tag)
         build(&request)
         try await transport.send(request.data, to: host, tag: requestTag)
         var reply = try WireReader(try await transport.receive(from: host, tag: tag))
@@ -217,7 +290,8 @@ public final class RoleClient: @unchecked Sendable {
     /// Ends the server loop on the host.
     public func stop() async throws {
         var request = WireWriter()
-        request.int(RoleMethod.stop.rawValue); request.int(0)
+        request.int(RoleMethod.stop.rawValue)
+        request.int(0)
         try await transport.send(request.data, to: host, tag: requestTag)
     }
 }
@@ -226,15 +300,25 @@ public struct RemotePolicy: PolicyRole {
     let client: RoleClient
     public init(_ client: RoleClient) { self.client = client }
     public func generate(prompts: [[Int32]], options: SamplingOptions) async throws -> GenerationResult {
-        var r = try await client.call(.policyGenerate) { $0.sequences(prompts); $0.options(options) }
+        var r = try await client.call(.policyGenerate) {
+            $0.sequences(prompts)
+            $0.options(options)
+        }
         return try r.generation()
     }
     public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
         var r = try await client.call(.policyLogProbs) { $0.sequences(sequences) }
         return try r.floatRows()
     }
-    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
-        var r = try await client.call(.policyTrain) { $0.sequences(sequences); $0.policyObjective(objective); $0.float(learningRate); $0.float(maxGradNorm) }
+    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float)
+        async throws -> StepStats
+    {
+        var r = try await client.call(.policyTrain) {
+            $0.sequences(sequences)
+            $0.policyObjective(objective)
+            $0.float(learningRate)
+            $0.float(maxGradNorm)
+        }
         return try r.stats()
     }
     public func snapshots() async throws -> [String: TrainableSnapshot] {
@@ -253,8 +337,15 @@ public struct RemoteCritic: CriticRole {
         var r = try await client.call(.criticValues) { $0.sequences(sequences) }
         return try r.floatRows()
     }
-    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats {
-        var r = try await client.call(.criticTrain) { $0.sequences(sequences); $0.criticObjective(objective); $0.float(learningRate); $0.float(maxGradNorm) }
+    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float)
+        async throws -> StepStats
+    {
+        var r = try await client.call(.criticTrain) {
+            $0.sequences(sequences)
+            $0.criticObjective(objective)
+            $0.float(learningRate)
+            $0.float(maxGradNorm)
+        }
         return try r.stats()
     }
     public func snapshots() async throws -> [String: TrainableSnapshot] {

@@ -15,7 +15,8 @@ public protocol PolicyRole: Sendable {
     func generate(prompts: [[Int32]], options: SamplingOptions) async throws -> GenerationResult
     func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]]
     /// One optimizer step on `objective`; gradients clipped to `maxGradNorm` (0: off).
-    func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats
+    func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float)
+        async throws -> StepStats
     /// The trainable state ("policy"): parameters, AdamW moments and step — for checkpoints, and
     /// for the controller's copy when the policy trains on another rank.
     func snapshots() async throws -> [String: TrainableSnapshot]
@@ -29,7 +30,8 @@ public protocol CriticRole: Sendable {
     /// A value per position of each sequence.
     func values(_ sequences: [[Int32]]) async throws -> [[Float]]
     /// One optimizer step on `objective`; gradients clipped to `maxGradNorm` (0: off).
-    func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float) async throws -> StepStats
+    func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float)
+        async throws -> StepStats
     /// The trainable state ("value_head", "critic_adapter" or "critic_trunk").
     func snapshots() async throws -> [String: TrainableSnapshot]
     func restore(_ snapshots: [String: TrainableSnapshot]) async throws
@@ -66,11 +68,13 @@ struct PaddedBatch {
         }
         batch = sequences.count
         length = sequences.map(\.count).max()!
-        var tokens = [Int32](repeating: 0, count: batch * length), targets = [Int32](repeating: -1, count: batch * length)
+        var tokens = [Int32](repeating: 0, count: batch * length),
+            targets = [Int32](repeating: -1, count: batch * length)
         for (r, s) in sequences.enumerated() {
             for (j, t) in s.enumerated() { tokens[r * length + j] = t }
             for j in 0..<(s.count - 1) { targets[r * length + j] = s[j + 1] }
         }
-        self.tokens = tokens; self.targets = targets
+        self.tokens = tokens
+        self.targets = targets
     }
 }

@@ -14,23 +14,30 @@ public enum ScoringChunks {
     /// buffers and an `LMHeadCache` (logits [B·T, V], log-sum-exp and targets [B·T], scratch [V]).
     public static func bytes(_ c: any ModelConfiguration, batch: Int, tokens: Int, loraRank: Int) -> Double {
         let rows = Double(batch * tokens)
-        return c.inferenceActivationBytes(batch: batch, tokens: tokens, loraRank: loraRank) + 4 * (rows * Double(c.vocabSize + 2) + Double(c.vocabSize))
+        return c.inferenceActivationBytes(batch: batch, tokens: tokens, loraRank: loraRank) + 4
+            * (rows * Double(c.vocabSize + 2) + Double(c.vocabSize))
     }
 
     /// Sequences of `tokens` tokens per chunk within the budget (at least one).
-    public static func sequencesPerChunk(_ c: any ModelConfiguration, tokens: Int, loraRank: Int, budget: Double = budgetBytes) -> Int {
+    public static func sequencesPerChunk(
+        _ c: any ModelConfiguration, tokens: Int, loraRank: Int, budget: Double = budgetBytes
+    ) -> Int {
         var n = 1
         while bytes(c, batch: n + 1, tokens: tokens, loraRank: loraRank) <= budget { n += 1 }
         return n
     }
 
     /// Consecutive ranges of `sequences`; each chunk, padded to its longest sequence, fits the budget.
-    public static func ranges(_ lengths: [Int], config c: any ModelConfiguration, loraRank: Int, budget: Double = budgetBytes) -> [Range<Int>] {
+    public static func ranges(
+        _ lengths: [Int], config c: any ModelConfiguration, loraRank: Int, budget: Double = budgetBytes
+    ) -> [Range<Int>] {
         var out: [Range<Int>] = [], start = 0, longest = 0
         for (i, length) in lengths.enumerated() {
             let padded = max(longest, length)
             if i > start && bytes(c, batch: i - start + 1, tokens: padded, loraRank: loraRank) > budget {
-                out.append(start..<i); start = i; longest = length
+                out.append(start..<i)
+                start = i
+                longest = length
             } else {
                 longest = padded
             }
@@ -41,8 +48,10 @@ public enum ScoringChunks {
 
     /// `body` over each chunk, its per-sequence results concatenated in order. Every sequence is
     /// checked first, so an error names its index in the whole rollout.
-    static func map<T>(_ sequences: [[Int32]], config c: any ModelConfiguration, loraRank: Int, budget: Double = budgetBytes,
-                       _ body: ([[Int32]]) throws -> [T]) throws -> [T] {
+    static func map<T>(
+        _ sequences: [[Int32]], config c: any ModelConfiguration, loraRank: Int, budget: Double = budgetBytes,
+        _ body: ([[Int32]]) throws -> [T]
+    ) throws -> [T] {
         guard !sequences.isEmpty else { throw RoleError("empty batch") }
         for (i, s) in sequences.enumerated() where s.isEmpty || s.count > c.contextLength {
             throw RoleError("sequence \(i) has \(s.count) tokens; it must have 1…\(c.contextLength)")

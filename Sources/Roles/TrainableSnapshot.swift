@@ -8,17 +8,22 @@ public struct TrainableSnapshot: Sendable, Equatable {
     public var parameters: [Float], m: [Float], v: [Float]
     public var step: Int
     public init(parameters: [Float], m: [Float], v: [Float], step: Int) {
-        self.parameters = parameters; self.m = m; self.v = v; self.step = step
+        self.parameters = parameters
+        self.m = m
+        self.v = v
+        self.step = step
     }
 }
 
 extension Trainable {
     func snapshot() -> TrainableSnapshot {
-        TrainableSnapshot(parameters: parameters.array, m: optimizer.m.array, v: optimizer.v.array, step: optimizer.step)
+        TrainableSnapshot(
+            parameters: parameters.array, m: optimizer.m.array, v: optimizer.v.array, step: optimizer.step)
     }
     func restore(_ s: TrainableSnapshot, name: String) throws {
         guard s.parameters.count == parameters.count else {
-            throw RoleError("\(name): the checkpoint holds \(s.parameters.count) parameters, the role has \(parameters.count)")
+            throw RoleError(
+                "\(name): the checkpoint holds \(s.parameters.count) parameters, the role has \(parameters.count)")
         }
         s.parameters.withUnsafeBufferPointer { parameters.pointer.update(from: $0.baseAddress!, count: $0.count) }
         try optimizer.restore(m: s.m, v: s.v, step: s.step)
@@ -43,7 +48,10 @@ extension LocalCritic {
         return out
     }
     public func restore(_ snapshots: [String: TrainableSnapshot]) throws {
-        for (name, part) in [("value_head", Optional(headTrainable)), ("critic_adapter", adapterTrainable), ("critic_trunk", trunkTrainable)] {
+        for (name, part) in [
+            ("value_head", Optional(headTrainable)), ("critic_adapter", adapterTrainable),
+            ("critic_trunk", trunkTrainable),
+        ] {
             guard let part else { continue }
             guard let s = snapshots[name] else { throw RoleError("checkpoint has no \(name) state") }
             try part.restore(s, name: name)

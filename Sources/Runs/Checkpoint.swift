@@ -9,12 +9,12 @@ import Tokenizers
 public struct TrainingState: Codable, Equatable, Sendable {
     public var formatVersion = 1
     public var stage: String
-    public var step: Int            // optimizer steps done
-    public var cursor: Int          // training examples consumed (DataStream position)
+    public var step: Int  // optimizer steps done
+    public var cursor: Int  // training examples consumed (DataStream position)
     public var optimizerStep: Int
     public var learningRate: Float  // the rate used by the last step
-    public var rng: RNG             // stage's RNG (sampling); restored as is
-    public var tokenizer: String    // "byte" or "tokenizer.json" (copied beside the model)
+    public var rng: RNG  // stage's RNG (sampling); restored as is
+    public var tokenizer: String  // "byte" or "tokenizer.json" (copied beside the model)
     public var worldSize: Int
     /// Hydra-SFT: preference pairs consumed.
     public var pairCursor: Int? = nil
@@ -43,12 +43,25 @@ public struct TrainingState: Codable, Equatable, Sendable {
         return nil
     }
 
-    public init(stage: String, step: Int, cursor: Int, optimizerStep: Int, learningRate: Float, rng: RNG, tokenizer: String, worldSize: Int,
-                pairCursor: Int? = nil, klBeta: Double? = nil, optimizerSteps: [String: Int]? = nil, settings: [String: String]? = nil,
-                startingScore: Double? = nil) {
-        self.stage = stage; self.step = step; self.cursor = cursor; self.optimizerStep = optimizerStep; self.learningRate = learningRate
-        self.rng = rng; self.tokenizer = tokenizer; self.worldSize = worldSize
-        self.pairCursor = pairCursor; self.klBeta = klBeta; self.optimizerSteps = optimizerSteps; self.settings = settings
+    public init(
+        stage: String, step: Int, cursor: Int, optimizerStep: Int, learningRate: Float, rng: RNG, tokenizer: String,
+        worldSize: Int,
+        pairCursor: Int? = nil, klBeta: Double? = nil, optimizerSteps: [String: Int]? = nil,
+        settings: [String: String]? = nil,
+        startingScore: Double? = nil
+    ) {
+        self.stage = stage
+        self.step = step
+        self.cursor = cursor
+        self.optimizerStep = optimizerStep
+        self.learningRate = learningRate
+        self.rng = rng
+        self.tokenizer = tokenizer
+        self.worldSize = worldSize
+        self.pairCursor = pairCursor
+        self.klBeta = klBeta
+        self.optimizerSteps = optimizerSteps
+        self.settings = settings
         self.startingScore = startingScore
     }
 }
@@ -70,8 +83,10 @@ public enum Checkpoints {
 
     /// `trunk` nil: the model is not written (LoRA stages write their adapter in `extra`; the
     /// frozen base stays where model.init_from names it).
-    public static func save(directory: String, step: Int, trunk: (any CausalLM)?, optimizer: AdamW, state: TrainingState,
-                            tokenizer: BPETokenizer?, keepLast: Int, extra: (String) throws -> Void = { _ in }) throws -> String {
+    public static func save(
+        directory: String, step: Int, trunk: (any CausalLM)?, optimizer: AdamW, state: TrainingState,
+        tokenizer: BPETokenizer?, keepLast: Int, extra: (String) throws -> Void = { _ in }
+    ) throws -> String {
         try saveFolder(directory: directory, step: step, keepLast: keepLast) { temporary in
             if let trunk { try HFCheckpoint.save(trunk, directory: temporary) }
             try writeCommon(temporary, optimizer: optimizer, state: state, tokenizer: tokenizer)
@@ -80,25 +95,38 @@ public enum Checkpoints {
     }
 
     /// The tokenizer (or the byte marker), the optimizer's moments and the training state.
-    package static func writeCommon(_ temporary: String, optimizer: AdamW?, state: TrainingState, tokenizer: BPETokenizer?) throws {
+    package static func writeCommon(
+        _ temporary: String, optimizer: AdamW?, state: TrainingState, tokenizer: BPETokenizer?
+    ) throws {
         // The special tokens and chat template travel with the tokenizer.
-        if let tokenizer { try tokenizer.save(into: temporary) }
-        else { try ByteTokenizer.markerContents.write(toFile: (temporary as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
+        if let tokenizer {
+            try tokenizer.save(into: temporary)
+        } else {
+            try ByteTokenizer.markerContents.write(
+                toFile: (temporary as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true,
+                encoding: .utf8)
+        }
         if let optimizer {
             let moments = optimizer.layout.tensors.flatMap { t in
-                [(name: "m." + t.name, shape: t.shape, data: UnsafePointer(optimizer.m.pointer + t.offset)),
-                 (name: "v." + t.name, shape: t.shape, data: UnsafePointer(optimizer.v.pointer + t.offset))]
+                [
+                    (name: "m." + t.name, shape: t.shape, data: UnsafePointer(optimizer.m.pointer + t.offset)),
+                    (name: "v." + t.name, shape: t.shape, data: UnsafePointer(optimizer.v.pointer + t.offset)),
+                ]
             }
-            try SafeTensorsFile.write(path: (temporary as NSString).appendingPathComponent("optimizer.safetensors"), tensors: moments)
+            try SafeTensorsFile.write(
+                path: (temporary as NSString).appendingPathComponent("optimizer.safetensors"), tensors: moments)
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(state).write(to: URL(fileURLWithPath: (temporary as NSString).appendingPathComponent("training_state.json")))
+        try encoder.encode(state).write(
+            to: URL(fileURLWithPath: (temporary as NSString).appendingPathComponent("training_state.json")))
     }
 
     /// checkpoints/step-N written through a temporary folder and a rename, so a crash never leaves
     /// a half checkpoint as the newest; the newest `keepLast` are kept.
-    public static func saveFolder(directory: String, step: Int, keepLast: Int, write: (String) throws -> Void) throws -> String {
+    public static func saveFolder(directory: String, step: Int, keepLast: Int, write: (String) throws -> Void) throws
+        -> String
+    {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let final = (directory as NSString).appendingPathComponent(folderName(step: step))
@@ -116,9 +144,13 @@ public enum Checkpoints {
         }
         // Keep the newest `keepLast`; clear leftovers of interrupted saves.
         let all = try fm.contentsOfDirectory(atPath: directory)
-        for name in all where name.contains(".tmp-") { try? fm.removeItem(atPath: (directory as NSString).appendingPathComponent(name)) }
+        for name in all where name.contains(".tmp-") {
+            try? fm.removeItem(atPath: (directory as NSString).appendingPathComponent(name))
+        }
         let complete = all.filter { $0.hasPrefix("step-") && !$0.contains(".tmp-") }.sorted()
-        for name in complete.dropLast(keepLast) { try fm.removeItem(atPath: (directory as NSString).appendingPathComponent(name)) }
+        for name in complete.dropLast(keepLast) {
+            try fm.removeItem(atPath: (directory as NSString).appendingPathComponent(name))
+        }
         return final
     }
 
@@ -137,12 +169,17 @@ public enum Checkpoints {
     static func complete(in directory: String) -> [String] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
         return names.filter { $0.hasPrefix("step-") && !$0.contains(".tmp-") }
-            .filter { FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent($0 + "/training_state.json")) }
+            .filter {
+                FileManager.default.fileExists(
+                    atPath: (directory as NSString).appendingPathComponent($0 + "/training_state.json"))
+            }
             .sorted().map { (directory as NSString).appendingPathComponent($0) }
     }
 
     /// The newest checkpoint that `verify` passes, and each newer one it passed over with why.
-    public static func newestIntact(in directory: String) -> (checkpoint: String?, damaged: [(path: String, problem: String)]) {
+    public static func newestIntact(in directory: String) -> (
+        checkpoint: String?, damaged: [(path: String, problem: String)]
+    ) {
         var damaged: [(String, String)] = []
         for candidate in complete(in: directory).reversed() {
             guard let problem = verify(candidate) else { return (candidate, damaged) }
@@ -170,7 +207,8 @@ public enum Checkpoints {
             if name.hasSuffix(".safetensors") {
                 do { _ = try SafeTensorsFile(path: path) } catch { return "\(error)" }
             } else if name.hasSuffix(".json") {
-                guard let data = fm.contents(atPath: path), (try? JSONSerialization.jsonObject(with: data)) != nil else { return "\(path): not valid JSON" }
+                guard let data = fm.contents(atPath: path), (try? JSONSerialization.jsonObject(with: data)) != nil
+                else { return "\(path): not valid JSON" }
             }
         }
         return nil
@@ -190,8 +228,9 @@ public enum Checkpoints {
     public static func loadState(_ checkpoint: String) throws -> TrainingState {
         let path = (checkpoint as NSString).appendingPathComponent("training_state.json")
         guard let data = FileManager.default.contents(atPath: path) else { throw TrainingError("\(path): cannot read") }
-        do { return try JSONDecoder().decode(TrainingState.self, from: data) }
-        catch { throw TrainingError("\(path): not a training state (\(error))") }
+        do { return try JSONDecoder().decode(TrainingState.self, from: data) } catch {
+            throw TrainingError("\(path): not a training state (\(error))")
+        }
     }
 
     /// Restores the optimizer's moments from a checkpoint written by `save`.
@@ -199,8 +238,12 @@ public enum Checkpoints {
         let file = try SafeTensorsFile(path: (checkpoint as NSString).appendingPathComponent("optimizer.safetensors"))
         var m = [Float](repeating: 0, count: optimizer.m.count), v = m
         for t in optimizer.layout.tensors {
-            try m.withUnsafeMutableBufferPointer { try file.read("m." + t.name, into: $0.baseAddress! + t.offset, count: t.count) }
-            try v.withUnsafeMutableBufferPointer { try file.read("v." + t.name, into: $0.baseAddress! + t.offset, count: t.count) }
+            try m.withUnsafeMutableBufferPointer {
+                try file.read("m." + t.name, into: $0.baseAddress! + t.offset, count: t.count)
+            }
+            try v.withUnsafeMutableBufferPointer {
+                try file.read("v." + t.name, into: $0.baseAddress! + t.offset, count: t.count)
+            }
         }
         try optimizer.restore(m: m, v: v, step: step)
     }
@@ -211,7 +254,11 @@ package func writeFloatTensors(path: String, _ columns: [(String, [Float])]) thr
     var buffers = columns.map { ($0.0, FloatBuffer(count: max($0.1.count, 1))) }
     for (i, column) in columns.enumerated() { for (j, v) in column.1.enumerated() { buffers[i].1.pointer[j] = v } }
     try withExtendedLifetime(buffers) {
-        try SafeTensorsFile.write(path: path, tensors: zip(columns, buffers).map { (name: $0.0.0, shape: [$0.0.1.count], data: UnsafePointer($0.1.1.pointer)) })
+        try SafeTensorsFile.write(
+            path: path,
+            tensors: zip(columns, buffers).map {
+                (name: $0.0.0, shape: [$0.0.1.count], data: UnsafePointer($0.1.1.pointer))
+            })
     }
     buffers.removeAll()
 }

@@ -15,26 +15,36 @@ package struct InstructionEvaluation {
 
     package var score: Double { Double(kept) / Double(max(total, 1)) }
 
-    package static func run(trunk: any CausalLM, adapter: LoRAAdapter?, prompts: [PPOPrompt], tokenizer: any Tokenizer, maxNewTokens: Int,
-                    batchSize: Int) throws -> InstructionEvaluation {
+    package static func run(
+        trunk: any CausalLM, adapter: LoRAAdapter?, prompts: [PPOPrompt], tokenizer: any Tokenizer, maxNewTokens: Int,
+        batchSize: Int
+    ) throws -> InstructionEvaluation {
         var e = InstructionEvaluation()
         for start in stride(from: 0, to: prompts.count, by: batchSize) {
             let chunk = Array(prompts[start..<min(start + batchSize, prompts.count)])
-            let result = try trunk.generate(prompts: chunk.map(\.tokens), adapter: adapter,
-                                            options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId))
+            let result = try trunk.generate(
+                prompts: chunk.map(\.tokens), adapter: adapter,
+                options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId))
             for (i, prompt) in chunk.enumerated() {
                 let reply = tokenizer.decode(result.tokens[i], skipSpecialTokens: true)
                 let constraints = try InstructionConstraint.parseList(prompt.answer ?? "")
                 var keptHere: [String] = []
                 for c in constraints {
                     let ok = c.isSatisfied(by: reply)
-                    e.total += 1; e.kept += ok ? 1 : 0
+                    e.total += 1
+                    e.kept += ok ? 1 : 0
                     e.perKind[c.kind, default: (0, 0)].total += 1
-                    if ok { e.perKind[c.kind, default: (0, 0)].kept += 1; keptHere.append(c.spec) }
+                    if ok {
+                        e.perKind[c.kind, default: (0, 0)].kept += 1
+                        keptHere.append(c.spec)
+                    }
                 }
                 if result.endedWithEOS[i] { e.endedWithEOS += 1 }
                 if e.samples.count < 40 {
-                    e.samples.append(["prompt": prompt.text, "instructions": prompt.answer ?? "", "reply": reply, "kept": keptHere, "eos": result.endedWithEOS[i]])
+                    e.samples.append([
+                        "prompt": prompt.text, "instructions": prompt.answer ?? "", "reply": reply, "kept": keptHere,
+                        "eos": result.endedWithEOS[i],
+                    ])
                 }
             }
         }
@@ -52,19 +62,25 @@ package struct InstructionEvaluation {
             var m = encoder.container(keyedBy: MetricsKey.self)
             try m.encode(step, forKey: MetricsKey("step"))
             try m.encode(figures: ["instructions": instructions, "eval_eos": evalEOS])
-            try m.encode(figures: Dictionary(uniqueKeysWithValues: perKind.map { ("instructions_\($0.key)", $0.value) }))
+            try m.encode(
+                figures: Dictionary(uniqueKeysWithValues: perKind.map { ("instructions_\($0.key)", $0.value) }))
         }
     }
 
     package func metrics(step: Int, prompts: Int) -> Record {
-        Record(step: step, instructions: score, evalEOS: Double(endedWithEOS) / Double(max(prompts, 1)),
-               perKind: perKind.mapValues { Double($0.kept) / Double(max($0.total, 1)) })
+        Record(
+            step: step, instructions: score, evalEOS: Double(endedWithEOS) / Double(max(prompts, 1)),
+            perKind: perKind.mapValues { Double($0.kept) / Double(max($0.total, 1)) })
     }
 
     /// The per-constraint results and sample replies, for the run folder.
     package func report(step: Int) -> [String: Any] {
-        ["step": step, "instructions": score, "kept": kept, "total": total,
-         "per_constraint": perKind.mapValues { ["kept": $0.kept, "total": $0.total, "rate": Double($0.kept) / Double(max($0.total, 1))] },
-         "samples": samples]
+        [
+            "step": step, "instructions": score, "kept": kept, "total": total,
+            "per_constraint": perKind.mapValues {
+                ["kept": $0.kept, "total": $0.total, "rate": Double($0.kept) / Double(max($0.total, 1))]
+            },
+            "samples": samples,
+        ]
     }
 }

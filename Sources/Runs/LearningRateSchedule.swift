@@ -8,7 +8,10 @@ public struct LearningRateSchedule: Sendable, Equatable {
     public let peak: Float, minRatio: Float, warmupSteps: Int, totalSteps: Int
 
     public init(peak: Float, minRatio: Float, warmupSteps: Int, totalSteps: Int) {
-        self.peak = peak; self.minRatio = minRatio; self.warmupSteps = warmupSteps; self.totalSteps = totalSteps
+        self.peak = peak
+        self.minRatio = minRatio
+        self.warmupSteps = warmupSteps
+        self.totalSteps = totalSteps
     }
 
     /// The rate for optimizer step `step` (1-based).

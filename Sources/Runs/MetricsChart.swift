@@ -19,10 +19,15 @@ public enum MetricsChart {
         // A multi-stage run folder (pipeline) is drawn by its RL stage.
         var path = run.hasSuffix(".jsonl") ? run : (run as NSString).appendingPathComponent("metrics.jsonl")
         let ppo = (run as NSString).appendingPathComponent("ppo/metrics.jsonl")
-        if !run.hasSuffix(".jsonl") && !FileManager.default.fileExists(atPath: path) && FileManager.default.fileExists(atPath: ppo) { path = ppo }
+        if !run.hasSuffix(".jsonl") && !FileManager.default.fileExists(atPath: path)
+            && FileManager.default.fileExists(atPath: ppo)
+        {
+            path = ppo
+        }
         let points = try JSONL.objects(path: path).compactMap { entry -> (Double, Double)? in
             guard let step = entry.object[x] as? Double ?? (entry.object[x] as? Int).map(Double.init),
-                  let value = entry.object[metric] as? Double ?? (entry.object[metric] as? Int).map(Double.init) else { return nil }
+                let value = entry.object[metric] as? Double ?? (entry.object[metric] as? Int).map(Double.init)
+            else { return nil }
             return (step, value)
         }
         let folder = run.hasSuffix(".jsonl") ? (run as NSString).deletingLastPathComponent : run
@@ -35,10 +40,15 @@ public enum MetricsChart {
     public static func smoothed(_ s: Series, window: Int) -> Series {
         guard window > 1, s.points.count > 1 else { return s }
         let p = s.points
-        return Series(name: s.name, points: p.indices.map { i in
-            let part = p[max(0, i - window + 1)...i]
-            return (x: part.reduce(0) { $0 + $1.x } / Double(part.count), y: part.reduce(0) { $0 + $1.y } / Double(part.count))
-        })
+        return Series(
+            name: s.name,
+            points: p.indices.map { i in
+                let part = p[max(0, i - window + 1)...i]
+                return (
+                    x: part.reduce(0) { $0 + $1.x } / Double(part.count),
+                    y: part.reduce(0) { $0 + $1.y } / Double(part.count)
+                )
+            })
     }
 
     /// Runs with the same folder name (one method on several seeds: seed-1/proxy, seed-2/proxy, …)
@@ -48,7 +58,10 @@ public enum MetricsChart {
     public static func bands(runs: [String], metric: String, x: String, window: Int) throws -> [Series] {
         let all = try runs.map { run in
             let s = try series(run: run, metric: metric, x: x)
-            guard !s.points.isEmpty else { throw TrainingError("\(run): no '\(metric)' values\(x == "step" ? "" : " with '\(x)'") in metrics.jsonl") }
+            guard !s.points.isEmpty else {
+                throw TrainingError(
+                    "\(run): no '\(metric)' values\(x == "step" ? "" : " with '\(x)'") in metrics.jsonl")
+            }
             return smoothed(s, window: window)
         }
         var names: [String] = []
@@ -76,7 +89,10 @@ public enum MetricsChart {
         let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
         var t = ceil(low / step) * step
         var result: [Double] = []
-        while t <= high + step * 1e-9 { result.append(t); t += step }
+        while t <= high + step * 1e-9 {
+            result.append(t)
+            t += step
+        }
         return result
     }
 
@@ -86,42 +102,90 @@ public enum MetricsChart {
         return String(format: "%g", (v * 1e4).rounded() / 1e4)
     }
 
-    public static func svg(series: [Series], metric: String, x xLabel: String = "step", width: Double = 720, height: Double = 420) -> String {
+    public static func svg(
+        series: [Series], metric: String, x xLabel: String = "step", width: Double = 720, height: Double = 420
+    ) -> String {
         let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-        let all = series.flatMap(\.points)
-        let bandValues = series.flatMap { $0.band ?? [] }.flatMap { [$0.low, $0.high] }
+        let frame = ChartFrame(series: series, width: width, height: height)
+        var out = frame.axes(metric: metric, xLabel: xLabel)
+        for (i, s) in series.enumerated() { out += frame.markup(s, color: palette[i % palette.count], index: i) }
+        return out + "</svg>\n"
+    }
+
+    static func escaped(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+    }
+
+    /// The plot area and the data ranges it maps (5% margin in y), in SVG coordinates.
+    struct ChartFrame {
+        let width: Double, height: Double
         let left = 70.0, right = 20.0, top = 40.0, bottom = 50.0
-        var x0 = all.map(\.x).min() ?? 0, x1 = all.map(\.x).max() ?? 1
-        var y0 = (all.map(\.y) + bandValues).min() ?? 0, y1 = (all.map(\.y) + bandValues).max() ?? 1
-        if x1 == x0 { x0 -= 1; x1 += 1 }
-        if y1 == y0 { y0 -= 1; y1 += 1 }
-        let pad = (y1 - y0) * 0.05
-        y0 -= pad; y1 += pad
+        var x0: Double, x1: Double, y0: Double, y1: Double
+
+        init(series: [Series], width: Double, height: Double) {
+            self.width = width
+            self.height = height
+            let all = series.flatMap(\.points)
+            let bandValues = series.flatMap { $0.band ?? [] }.flatMap { [$0.low, $0.high] }
+            x0 = all.map(\.x).min() ?? 0
+            x1 = all.map(\.x).max() ?? 1
+            y0 = (all.map(\.y) + bandValues).min() ?? 0
+            y1 = (all.map(\.y) + bandValues).max() ?? 1
+            if x1 == x0 {
+                x0 -= 1
+                x1 += 1
+            }
+            if y1 == y0 {
+                y0 -= 1
+                y1 += 1
+            }
+            let pad = (y1 - y0) * 0.05
+            y0 -= pad
+            y1 += pad
+        }
+
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (width - left - right) }
         func py(_ y: Double) -> Double { height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom) }
-        func esc(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
-        var out = """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
-        <rect width="100%" height="100%" fill="white"/>
-        <text x="\(width / 2)" y="22" text-anchor="middle" font-size="15">\(esc(metric))</text>
 
-        """
-        for t in ticks(x0, x1) {
-            out += "<line x1=\"\(px(t))\" y1=\"\(top)\" x2=\"\(px(t))\" y2=\"\(height - bottom)\" stroke=\"#eee\"/>"
-            out += "<text x=\"\(px(t))\" y=\"\(height - bottom + 18)\" text-anchor=\"middle\">\(label(t))</text>\n"
+        /// The header, title, grid with tick labels, frame and x label.
+        func axes(metric: String, xLabel: String) -> String {
+            var out = """
+                <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
+                font-family="sans-serif" font-size="12">
+                <rect width="100%" height="100%" fill="white"/>
+                <text x="\(width / 2)" y="22" text-anchor="middle" font-size="15">\(MetricsChart.escaped(metric))</text>
+
+                """
+            for t in MetricsChart.ticks(x0, x1) {
+                out += "<line x1=\"\(px(t))\" y1=\"\(top)\" x2=\"\(px(t))\" y2=\"\(height - bottom)\" stroke=\"#eee\"/>"
+                out +=
+                    "<text x=\"\(px(t))\" y=\"\(height - bottom + 18)\" "
+                    + "text-anchor=\"middle\">\(MetricsChart.label(t))</text>\n"
+            }
+            for t in MetricsChart.ticks(y0, y1) {
+                out += "<line x1=\"\(left)\" y1=\"\(py(t))\" x2=\"\(width - right)\" y2=\"\(py(t))\" stroke=\"#eee\"/>"
+                out +=
+                    "<text x=\"\(left - 6)\" y=\"\(py(t) + 4)\" text-anchor=\"end\">\(MetricsChart.label(t))</text>\n"
+            }
+            out +=
+                "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width - left - right)\" "
+                + "height=\"\(height - top - bottom)\" "
+                + "fill=\"none\" stroke=\"#444\"/>\n"
+            out +=
+                "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 12)\" "
+                + "text-anchor=\"middle\">\(MetricsChart.escaped(xLabel))</text>\n"
+            return out
         }
-        for t in ticks(y0, y1) {
-            out += "<line x1=\"\(left)\" y1=\"\(py(t))\" x2=\"\(width - right)\" y2=\"\(py(t))\" stroke=\"#eee\"/>"
-            out += "<text x=\"\(left - 6)\" y=\"\(py(t) + 4)\" text-anchor=\"end\">\(label(t))</text>\n"
-        }
-        out += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width - left - right)\" height=\"\(height - top - bottom)\" fill=\"none\" stroke=\"#444\"/>\n"
-        out += "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">\(esc(xLabel))</text>\n"
-        for (i, s) in series.enumerated() {
-            let color = palette[i % palette.count]
+
+        /// One series: its band (a polygon), its line (or point) and its legend entry.
+        func markup(_ s: Series, color: String, index i: Int) -> String {
+            var out = ""
             if let band = s.band, band.count == s.points.count, band.count > 1 {
                 let upper = zip(s.points, band).map { String(format: "%.1f,%.1f", px($0.0.x), py($0.1.high)) }
                 let lower = zip(s.points, band).reversed().map { String(format: "%.1f,%.1f", px($0.0.x), py($0.1.low)) }
-                out += "<polygon fill=\"\(color)\" fill-opacity=\"0.15\" stroke=\"none\" points=\"\((upper + lower).joined(separator: " "))\"/>\n"
+                out +=
+                    "<polygon fill=\"\(color)\" fill-opacity=\"0.15\" stroke=\"none\" "
+                    + "points=\"\((upper + lower).joined(separator: " "))\"/>\n"
             }
             let points = s.points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
             if s.points.count == 1 {
@@ -130,9 +194,11 @@ public enum MetricsChart {
                 out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.6\" points=\"\(points)\"/>\n"
             }
             let ly = top + 16 + Double(i) * 16
-            out += "<line x1=\"\(width - right - 230)\" y1=\"\(ly - 4)\" x2=\"\(width - right - 210)\" y2=\"\(ly - 4)\" stroke=\"\(color)\" stroke-width=\"2\"/>"
-            out += "<text x=\"\(width - right - 205)\" y=\"\(ly)\">\(esc(s.name))</text>\n"
+            out +=
+                "<line x1=\"\(width - right - 230)\" y1=\"\(ly - 4)\" x2=\"\(width - right - 210)\" y2=\"\(ly - 4)\" "
+                + "stroke=\"\(color)\" stroke-width=\"2\"/>"
+            out += "<text x=\"\(width - right - 205)\" y=\"\(ly)\">\(MetricsChart.escaped(s.name))</text>\n"
+            return out
         }
-        return out + "</svg>\n"
     }
 }

@@ -71,7 +71,8 @@ private struct FlatContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key)
-        -> KeyedEncodingContainer<NestedKey> {
+        -> KeyedEncodingContainer<NestedKey>
+    {
         KeyedEncodingContainer(NotFlatKeyed<NestedKey>())
     }
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
@@ -87,11 +88,15 @@ private struct NotFlat: UnkeyedEncodingContainer, SingleValueEncodingContainer {
     var count: Int { 0 }
 
     static func error(at path: [any CodingKey], _ value: Any) -> EncodingError {
-        EncodingError.invalidValue(value, .init(codingPath: path, debugDescription: "a metrics record holds numbers, strings and booleans only"))
+        EncodingError.invalidValue(
+            value,
+            .init(codingPath: path, debugDescription: "a metrics record holds numbers, strings and booleans only"))
     }
     mutating func encodeNil() throws { throw Self.error(at: codingPath, "nil") }
     mutating func encode<T: Encodable>(_ value: T) throws { throw Self.error(at: codingPath, value) }
-    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
+    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) -> KeyedEncodingContainer<
+        NestedKey
+    > {
         KeyedEncodingContainer(NotFlatKeyed<NestedKey>())
     }
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { self }
@@ -103,7 +108,8 @@ private struct NotFlatKeyed<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encodeNil(forKey key: Key) throws { throw NotFlat.error(at: [key], "nil") }
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { throw NotFlat.error(at: [key], value) }
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key)
-        -> KeyedEncodingContainer<NestedKey> {
+        -> KeyedEncodingContainer<NestedKey>
+    {
         KeyedEncodingContainer(NotFlatKeyed<NestedKey>())
     }
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer { NotFlat(codingPath: [key]) }

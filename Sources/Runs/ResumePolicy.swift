@@ -13,13 +13,19 @@ public enum ResumePolicy: Sendable, Equatable, CustomStringConvertible {
         case "never": self = .never
         default:
             guard FileManager.default.fileExists(atPath: text) else {
-                throw ConfigError("'resume' must be auto, force, never or an existing checkpoint folder; '\(text)' does not exist")
+                throw ConfigError(
+                    "'resume' must be auto, force, never or an existing checkpoint folder; '\(text)' does not exist")
             }
             self = .from(text)
         }
     }
     public var description: String {
-        switch self { case .auto: return "auto"; case .force: return "force"; case .never: return "never"; case .from(let p): return p }
+        switch self {
+        case .auto: return "auto"
+        case .force: return "force"
+        case .never: return "never"
+        case .from(let p): return p
+        }
     }
     /// Whether the newest checkpoint of the run is looked for.
     public var continuesNewest: Bool { self == .auto || self == .force }

@@ -19,14 +19,20 @@ public final class TensorBoardEvents: @unchecked Sendable {
 
     /// `clock`: seconds since 1970 for each event's wall_time (injectable for tests).
     public init(directory: String, clock: @escaping () -> Double = { Date().timeIntervalSince1970 }) {
-        self.directory = directory; self.clock = clock
+        self.directory = directory
+        self.clock = clock
     }
 
     deinit { try? handle?.close() }
 
     private static let serialLock = NSLock()
     nonisolated(unsafe) private static var serial = 0
-    private static func nextSerial() -> Int { serialLock.lock(); defer { serialLock.unlock() }; serial += 1; return serial }
+    private static func nextSerial() -> Int {
+        serialLock.lock()
+        defer { serialLock.unlock() }
+        serial += 1
+        return serial
+    }
 
     /// Every number of a metrics.jsonl object (but `step`) as a scalar at its step.
     public func append(_ metrics: [String: Any]) throws {
@@ -37,11 +43,11 @@ public final class TensorBoardEvents: @unchecked Sendable {
             case let d as Double: return (key, Float(d))
             case let f as Float: return (key, f)
             case let i as Int: return (key, Float(i))
-            default: return nil   // text, flags and lists stay in metrics.jsonl only
+            default: return nil  // text, flags and lists stay in metrics.jsonl only
             }
         }
         guard !values.isEmpty else { return }
-        if handle == nil { try open() }   // the file's first event is older than any scalar
+        if handle == nil { try open() }  // the file's first event is older than any scalar
         var summary = Protobuf()
         for (tag, value) in values {
             var v = Protobuf()
@@ -61,7 +67,7 @@ public final class TensorBoardEvents: @unchecked Sendable {
     public func restart(at step: Int) throws {
         if handle == nil { try open() }
         var log = Protobuf()
-        log.varint(1, 1)   // SessionStatus.START
+        log.varint(1, 1)  // SessionStatus.START
         var event = Protobuf()
         event.double(1, clock())
         event.varint(2, UInt64(bitPattern: Int64(step)))
@@ -82,10 +88,12 @@ public final class TensorBoardEvents: @unchecked Sendable {
         let name = "events.out.tfevents.\(Int(time)).\(host).\(getpid()).\(Self.nextSerial())"
         let file = (directory as NSString).appendingPathComponent(name)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        guard FileManager.default.createFile(atPath: file, contents: nil), let h = FileHandle(forWritingAtPath: file) else {
+        guard FileManager.default.createFile(atPath: file, contents: nil), let h = FileHandle(forWritingAtPath: file)
+        else {
             throw TrainingError("\(file): cannot create the TensorBoard events file")
         }
-        handle = h; path = file
+        handle = h
+        path = file
         var first = Protobuf()
         first.double(1, time)
         first.string(3, "brain.Event:2")
@@ -107,17 +115,29 @@ struct Protobuf {
     var bytes: [UInt8] = []
     mutating func rawVarint(_ v: UInt64) {
         var v = v
-        while v >= 0x80 { bytes.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
+        while v >= 0x80 {
+            bytes.append(UInt8(v & 0x7F) | 0x80)
+            v >>= 7
+        }
         bytes.append(UInt8(v))
     }
-    mutating func varint(_ field: Int, _ v: UInt64) { rawVarint(UInt64(field << 3)); rawVarint(v) }
+    mutating func varint(_ field: Int, _ v: UInt64) {
+        rawVarint(UInt64(field << 3))
+        rawVarint(v)
+    }
     mutating func double(_ field: Int, _ v: Double) {
-        rawVarint(UInt64(field << 3 | 1)); withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        rawVarint(UInt64(field << 3 | 1))
+        withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
     }
     mutating func float(_ field: Int, _ v: Float) {
-        rawVarint(UInt64(field << 3 | 5)); withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        rawVarint(UInt64(field << 3 | 5))
+        withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
     }
-    mutating func lengthDelimited(_ field: Int, _ data: [UInt8]) { rawVarint(UInt64(field << 3 | 2)); rawVarint(UInt64(data.count)); bytes += data }
+    mutating func lengthDelimited(_ field: Int, _ data: [UInt8]) {
+        rawVarint(UInt64(field << 3 | 2))
+        rawVarint(UInt64(data.count))
+        bytes += data
+    }
     mutating func string(_ field: Int, _ s: String) { lengthDelimited(field, Array(s.utf8)) }
     mutating func message(_ field: Int, _ m: Protobuf) { lengthDelimited(field, m.bytes) }
 }

@@ -21,11 +21,17 @@ final class BPEModel: @unchecked Sendable {
     /// `exactVocab`: model.vocab read with exact keys (a dictionary through Foundation would merge
     /// canonically equivalent tokens such as "à" and "a\u{300}", which vocabularies may hold both of).
     init(_ model: [String: Any], exactVocab: [(key: [UInt8], id: Int)], fail: (String) -> TokenizerError) throws {
-        guard (model["type"] as? String) == "BPE" else { throw fail("model.type '\(model["type"] ?? "none")' is not supported (only BPE)") }
-        if let dropout = model["dropout"] as? Double, dropout > 0 { throw fail("model.dropout \(dropout) is not supported (deterministic encoding only)") }
+        guard (model["type"] as? String) == "BPE" else {
+            throw fail("model.type '\(model["type"] ?? "none")' is not supported (only BPE)")
+        }
+        if let dropout = model["dropout"] as? Double, dropout > 0 {
+            throw fail("model.dropout \(dropout) is not supported (deterministic encoding only)")
+        }
         var exact: [Key: Int32] = [:]
         for (token, id) in exactVocab {
-            guard let id32 = Int32(exactly: id), id32 >= 0, id32 < Int32.max else { throw fail("model.vocab: id \(id) of '\(String(decoding: token, as: UTF8.self))' is not in 0..<2³¹−1") }
+            guard let id32 = Int32(exactly: id), id32 >= 0, id32 < Int32.max else {
+                throw fail("model.vocab: id \(id) of '\(String(decoding: token, as: UTF8.self))' is not in 0..<2³¹−1")
+            }
             exact[token] = id32
         }
         vocab = exact
@@ -40,22 +46,32 @@ final class BPEModel: @unchecked Sendable {
                 // By scalars: " " before a combining mark is one Character in Swift.
                 let parts = s.unicodeScalars.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
                 guard parts.count == 2 else { throw fail("merge \(rank) '\(s)' is not two symbols") }
-                pair = Pair(left: Array(String(String.UnicodeScalarView(parts[0])).utf8), right: Array(String(String.UnicodeScalarView(parts[1])).utf8))
+                pair = Pair(
+                    left: Array(String(String.UnicodeScalarView(parts[0])).utf8),
+                    right: Array(String(String.UnicodeScalarView(parts[1])).utf8))
             } else if let a = merge as? [String], a.count == 2 {
                 pair = Pair(left: Array(a[0].utf8), right: Array(a[1].utf8))
             } else {
                 throw fail("merge \(rank) is neither \"a b\" nor [a, b]")
             }
             for token in [pair.left, pair.right, Self.merged(pair, prefix: prefixKey)] where exact[token] == nil {
-                throw fail("merge \(rank) (\(String(decoding: pair.left, as: UTF8.self)) \(String(decoding: pair.right, as: UTF8.self))) uses '\(String(decoding: token, as: UTF8.self))', which is not in the vocabulary")
+                throw fail(
+                    "merge \(rank) (\(String(decoding: pair.left, as: UTF8.self)) "
+                        + "\(String(decoding: pair.right, as: UTF8.self))) uses "
+                        + "'\(String(decoding: token, as: UTF8.self))', which is not in the vocabulary"
+                )
             }
             if ranks[pair] == nil { ranks[pair] = rank }
         }
         mergeRanks = ranks
         if let unk = model["unk_token"] as? String {
-            guard let id = exact[Array(unk.utf8)] else { throw fail("model.unk_token '\(unk)' is not in the vocabulary") }
+            guard let id = exact[Array(unk.utf8)] else {
+                throw fail("model.unk_token '\(unk)' is not in the vocabulary")
+            }
             unkId = id
-        } else { unkId = nil }
+        } else {
+            unkId = nil
+        }
         fuseUnk = model["fuse_unk"] as? Bool ?? false
         byteFallback = model["byte_fallback"] as? Bool ?? false
         ignoreMerges = model["ignore_merges"] as? Bool ?? false
@@ -63,15 +79,20 @@ final class BPEModel: @unchecked Sendable {
 
     /// The token two symbols merge into (the right one loses the continuing-subword prefix).
     static func merged(_ pair: Pair, prefix: Key) -> Key {
-        pair.left + (prefix.isEmpty || !pair.right.starts(with: prefix) ? pair.right : Array(pair.right.dropFirst(prefix.count)))
+        pair.left
+            + (prefix.isEmpty || !pair.right.starts(with: prefix)
+                ? pair.right : Array(pair.right.dropFirst(prefix.count)))
     }
 
     func encode(_ word: String) -> [Int32] {
         if let hit = cache.get(word) { return hit }
-        if ignoreMerges, let id = vocab[Array(word.utf8)] { cache.set(word, [id]); return [id] }
+        if ignoreMerges, let id = vocab[Array(word.utf8)] {
+            cache.set(word, [id])
+            return [id]
+        }
         // Symbols: (token bytes, or nil for a fixed id, id).
         var symbols: [(token: Key?, id: Int32)] = []
-        var unk: Int32?   // an unknown run waiting to be added
+        var unk: Int32?  // an unknown run waiting to be added
         let scalars = Array(word.unicodeScalars)
         for (i, scalar) in scalars.enumerated() {
             var text = String(scalar)
@@ -79,14 +100,20 @@ final class BPEModel: @unchecked Sendable {
             if i == scalars.count - 1 { text += suffix }
             let s = Array(text.utf8)
             if let id = vocab[s] {
-                if let u = unk { symbols.append((nil, u)); unk = nil }
+                if let u = unk {
+                    symbols.append((nil, u))
+                    unk = nil
+                }
                 symbols.append((s, id))
                 continue
             }
             if byteFallback {
                 let bytes = s.map { vocab[Array(String(format: "<0x%02X>", $0).utf8)] }
                 if bytes.allSatisfy({ $0 != nil }) {
-                    if let u = unk { symbols.append((nil, u)); unk = nil }
+                    if let u = unk {
+                        symbols.append((nil, u))
+                        unk = nil
+                    }
                     symbols.append(contentsOf: bytes.map { (nil, $0!) })
                     continue
                 }
@@ -115,14 +142,18 @@ final class BPEModel: @unchecked Sendable {
         var heap = MergeHeap()
         func push(_ left: Int) {
             let right = next[left]
-            guard right >= 0, let l = symbols[left].token, let r = symbols[right].token, let rank = mergeRanks[Pair(left: l, right: r)] else { return }
+            guard right >= 0, let l = symbols[left].token, let r = symbols[right].token,
+                let rank = mergeRanks[Pair(left: l, right: r)]
+            else { return }
             heap.push(MergeCandidate(rank: rank, left: left, right: right, leftToken: l, rightToken: r))
         }
         for k in 0..<(n - 1) { push(k) }
         let prefixKey = Array(prefix.utf8)
         while let c = heap.pop() {
             // Stale when either symbol has merged since the candidate was pushed.
-            guard alive[c.left], alive[c.right], next[c.left] == c.right, symbols[c.left].token == c.leftToken, symbols[c.right].token == c.rightToken else { continue }
+            guard alive[c.left], alive[c.right], next[c.left] == c.right, symbols[c.left].token == c.leftToken,
+                symbols[c.right].token == c.rightToken
+            else { continue }
             let token = Self.merged(Pair(left: c.leftToken, right: c.rightToken), prefix: prefixKey)
             symbols[c.left] = (token, vocab[token]!)
             alive[c.right] = false
@@ -152,7 +183,8 @@ struct MergeHeap {
         while k > 0 {
             let parent = (k - 1) / 2
             guard items[k].precedes(items[parent]) else { break }
-            items.swapAt(k, parent); k = parent
+            items.swapAt(k, parent)
+            k = parent
         }
     }
     mutating func pop() -> MergeCandidate? {
@@ -167,7 +199,8 @@ struct MergeHeap {
                 if l < items.count && items[l].precedes(items[best]) { best = l }
                 if r < items.count && items[r].precedes(items[best]) { best = r }
                 if best == k { break }
-                items.swapAt(k, best); k = best
+                items.swapAt(k, best)
+                k = best
             }
         }
         return top
@@ -176,11 +209,16 @@ struct MergeHeap {
 
 /// Pre-token → ids memo; encoding repeats the same words constantly.
 final class WordCache: @unchecked Sendable {
-    private var table: [[UInt8]: [Int32]] = [:]   // by exact bytes (see BPEModel.Key)
+    private var table: [[UInt8]: [Int32]] = [:]  // by exact bytes (see BPEModel.Key)
     private let lock = NSLock()
-    func get(_ word: String) -> [Int32]? { lock.lock(); defer { lock.unlock() }; return table[Array(word.utf8)] }
+    func get(_ word: String) -> [Int32]? {
+        lock.lock()
+        defer { lock.unlock() }
+        return table[Array(word.utf8)]
+    }
     func set(_ word: String, _ ids: [Int32]) {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         if table.count > 100_000 { table.removeAll(keepingCapacity: true) }
         table[Array(word.utf8)] = ids
     }

@@ -25,7 +25,9 @@ enum ByteLevelPreTokenizer {
         var pieces: [String.UnicodeScalarView.SubSequence] = []
         var i = scalars.startIndex
         let end = scalars.endIndex
-        func run(from j: String.UnicodeScalarView.Index, while predicate: (Unicode.Scalar) -> Bool) -> String.UnicodeScalarView.Index {
+        func run(from j: String.UnicodeScalarView.Index, while predicate: (Unicode.Scalar) -> Bool)
+            -> String.UnicodeScalarView.Index
+        {
             var k = j
             while k < end && predicate(scalars[k]) { k = scalars.index(after: k) }
             return k
@@ -41,7 +43,11 @@ enum ByteLevelPreTokenizer {
                     matched = scalars.index(next, offsetBy: suffix.unicodeScalars.count)
                     break
                 }
-                if let m = matched { pieces.append(scalars[i..<m]); i = m; continue }
+                if let m = matched {
+                    pieces.append(scalars[i..<m])
+                    i = m
+                    continue
+                }
             }
             // 2–4. an optional single space, then a run of one class
             let start = (c == " " && next < end) ? next : i
@@ -50,7 +56,9 @@ enum ByteLevelPreTokenizer {
                 let classes: [(Unicode.Scalar) -> Bool] = [isLetter, isNumber, isOther]
                 if let predicate = classes.first(where: { $0(first) }) {
                     let stop = run(from: start, while: predicate)
-                    pieces.append(scalars[i..<stop]); i = stop; continue
+                    pieces.append(scalars[i..<stop])
+                    i = stop
+                    continue
                 }
             }
             // 5. \s+(?!\S): a whitespace run, leaving its last scalar for the next token when a
@@ -58,9 +66,11 @@ enum ByteLevelPreTokenizer {
             let stop = run(from: i, while: isSpace)
             if stop < end && scalars.distance(from: i, to: stop) > 1 {
                 let shortened = scalars.index(before: stop)
-                pieces.append(scalars[i..<shortened]); i = shortened
+                pieces.append(scalars[i..<shortened])
+                i = shortened
             } else {
-                pieces.append(scalars[i..<stop]); i = stop
+                pieces.append(scalars[i..<stop])
+                i = stop
             }
         }
         return pieces

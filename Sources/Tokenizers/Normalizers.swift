@@ -18,7 +18,9 @@ indirect enum Normalizer: Sendable {
         case .prepend(let prefix): return text.isEmpty ? text : prefix + text
         case .replace(let pattern, let content):
             let ns = NSMutableString(string: text)
-            _ = pattern.regex.replaceMatches(in: ns, range: NSRange(location: 0, length: ns.length), withTemplate: NSRegularExpression.escapedTemplate(for: content))
+            _ = pattern.regex.replaceMatches(
+                in: ns, range: NSRange(location: 0, length: ns.length),
+                withTemplate: NSRegularExpression.escapedTemplate(for: content))
             return ns as String
         case .sequence(let list): return list.reduce(text) { $1.apply($0) }
         }
@@ -27,7 +29,9 @@ indirect enum Normalizer: Sendable {
     /// Parses a normalizer object; types this implementation does not compute are errors naming them.
     static func parse(_ json: Any?, fail: (String) -> TokenizerError) throws -> Normalizer? {
         guard let json, !(json is NSNull) else { return nil }
-        guard let object = json as? [String: Any], let type = object["type"] as? String else { throw fail("normalizer without a type") }
+        guard let object = json as? [String: Any], let type = object["type"] as? String else {
+            throw fail("normalizer without a type")
+        }
         switch type {
         case "NFC": return .nfc
         case "NFD": return .nfd
@@ -41,10 +45,15 @@ indirect enum Normalizer: Sendable {
             guard let content = object["content"] as? String else { throw fail("normalizer Replace without 'content'") }
             return .replace(try TokenizerPattern.parse(object["pattern"], fail: fail), content)
         case "Sequence":
-            guard let list = object["normalizers"] as? [Any] else { throw fail("normalizer Sequence without 'normalizers'") }
+            guard let list = object["normalizers"] as? [Any] else {
+                throw fail("normalizer Sequence without 'normalizers'")
+            }
             return .sequence(try list.compactMap { try parse($0, fail: fail) })
         default:
-            throw fail("normalizer type '\(type)' is not supported (NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Sequence)")
+            throw fail(
+                "normalizer type '\(type)' is not supported (NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, "
+                    + "Sequence)"
+            )
         }
     }
 }
@@ -52,7 +61,9 @@ indirect enum Normalizer: Sendable {
 /// A `pattern` of tokenizer.json: {"String": "…"} or {"Regex": "…"}.
 enum TokenizerPattern {
     static func parse(_ json: Any?, fail: (String) -> TokenizerError) throws -> PatternRegex {
-        guard let object = json as? [String: Any] else { throw fail("pattern must be {\"String\": …} or {\"Regex\": …}") }
+        guard let object = json as? [String: Any] else {
+            throw fail("pattern must be {\"String\": …} or {\"Regex\": …}")
+        }
         if let literal = object["String"] as? String { return try PatternRegex(literal: literal) }
         if let regex = object["Regex"] as? String { return try PatternRegex(oniguruma: regex) }
         throw fail("pattern must be {\"String\": …} or {\"Regex\": …}")

@@ -19,19 +19,26 @@ struct PatternRegex: @unchecked Sendable {
                 case ("s", false): out += "[\(Self.spaceItems)]"
                 case ("s", true): out += Self.spaceItems
                 case ("S", false): out += "[^\(Self.spaceItems)]"
-                case ("S", true): throw TokenizerError("regex '\(pattern)': \\S inside a character class is not supported")
+                case ("S", true):
+                    throw TokenizerError("regex '\(pattern)': \\S inside a character class is not supported")
                 default: out += "\\" + String(ch)
                 }
                 continue
             }
             switch ch {
             case "\\": escaped = true
-            case "[" where !inClass: inClass = true; out.append(ch)
-            case "]" where inClass: inClass = false; out.append(ch)
+            case "[" where !inClass:
+                inClass = true
+                out.append(ch)
+            case "]" where inClass:
+                inClass = false
+                out.append(ch)
             default: out.append(ch)
             }
         }
-        do { regex = try NSRegularExpression(pattern: out) } catch { throw TokenizerError("regex '\(pattern)' does not compile: \(error)") }
+        do { regex = try NSRegularExpression(pattern: out) } catch {
+            throw TokenizerError("regex '\(pattern)' does not compile: \(error)")
+        }
     }
 
     /// A literal string to split on.
@@ -42,6 +49,7 @@ struct PatternRegex: @unchecked Sendable {
 
     /// The non-empty matches in `text`, in order.
     func matches(in text: String) -> [Range<String.Index>] {
-        regex.matches(in: text, range: NSRange(text.startIndex..., in: text)).compactMap { Range($0.range, in: text) }.filter { !$0.isEmpty }
+        regex.matches(in: text, range: NSRange(text.startIndex..., in: text)).compactMap { Range($0.range, in: text) }
+            .filter { !$0.isEmpty }
     }
 }

@@ -34,8 +34,11 @@ indirect enum PreTokenizer: Sendable {
             return pieces.flatMap { piece -> [Piece] in
                 var text = piece.text
                 if addPrefixSpace && text.unicodeScalars.first != " " { text = " " + text }
-                let parts = useRegex ? ByteLevelPreTokenizer.split(text).map { String(String.UnicodeScalarView($0)) } : [text]
-                return parts.enumerated().map { Piece(text: ByteLevelPreTokenizer.mapBytes($1), atStart: piece.atStart && $0 == 0) }
+                let parts =
+                    useRegex ? ByteLevelPreTokenizer.split(text).map { String(String.UnicodeScalarView($0)) } : [text]
+                return parts.enumerated().map {
+                    Piece(text: ByteLevelPreTokenizer.mapBytes($1), atStart: piece.atStart && $0 == 0)
+                }
             }
         case .split(let pattern, let behavior, let invert):
             return pieces.flatMap { piece in
@@ -52,25 +55,32 @@ indirect enum PreTokenizer: Sendable {
                     if ByteLevelPreTokenizer.isNumber(t.unicodeScalars[i]) { matches.append(i..<next) }
                     i = next
                 }
-                return Self.split(piece, matches: matches, behavior: individual ? .isolated : .contiguous, invert: false)
+                return Self.split(
+                    piece, matches: matches, behavior: individual ? .isolated : .contiguous, invert: false)
             }
         case .metaspace(let replacement, let scheme, let split):
             return pieces.flatMap { piece -> [Piece] in
                 var text = piece.text.replacingOccurrences(of: " ", with: replacement)
                 let prepend = scheme == .always || (scheme == .first && piece.atStart)
-                if prepend && !text.unicodeScalars.starts(with: replacement.unicodeScalars) { text = replacement + text }
+                if prepend && !text.unicodeScalars.starts(with: replacement.unicodeScalars) {
+                    text = replacement + text
+                }
                 let p = Piece(text: text, atStart: piece.atStart)
                 guard split else { return [p] }
                 var matches: [Range<String.Index>] = []
                 var search = text.startIndex
-                while let r = text.range(of: replacement, options: .literal, range: search..<text.endIndex) { matches.append(r); search = r.upperBound }
+                while let r = text.range(of: replacement, options: .literal, range: search..<text.endIndex) {
+                    matches.append(r)
+                    search = r.upperBound
+                }
                 return Self.split(p, matches: matches, behavior: .mergedWithNext, invert: false)
             }
         }
     }
 
     /// Cuts `piece` at `matches` (sorted, non-overlapping) as tokenizers' NormalizedString.split does.
-    static func split(_ piece: Piece, matches: [Range<String.Index>], behavior: SplitBehavior, invert: Bool) -> [Piece] {
+    static func split(_ piece: Piece, matches: [Range<String.Index>], behavior: SplitBehavior, invert: Bool) -> [Piece]
+    {
         let text = piece.text
         var segments: [(range: Range<String.Index>, isMatch: Bool)] = []
         var cursor = text.startIndex
@@ -89,47 +99,76 @@ indirect enum PreTokenizer: Sendable {
         case .removed: out = segments.filter { !$0.isMatch }.map(\.range)
         case .contiguous:
             for (range, isMatch) in segments {
-                if isMatch == previousMatch, let last = out.last { out[out.count - 1] = last.lowerBound..<range.upperBound } else { out.append(range) }
+                if isMatch == previousMatch, let last = out.last {
+                    out[out.count - 1] = last.lowerBound..<range.upperBound
+                } else {
+                    out.append(range)
+                }
                 previousMatch = isMatch
             }
         case .mergedWithPrevious:
             for (range, isMatch) in segments {
-                if isMatch && !previousMatch, let last = out.last { out[out.count - 1] = last.lowerBound..<range.upperBound } else { out.append(range) }
+                if isMatch && !previousMatch, let last = out.last {
+                    out[out.count - 1] = last.lowerBound..<range.upperBound
+                } else {
+                    out.append(range)
+                }
                 previousMatch = isMatch
             }
         case .mergedWithNext:
             for (range, isMatch) in segments.reversed() {
-                if isMatch && !previousMatch, let last = out.last { out[out.count - 1] = range.lowerBound..<last.upperBound } else { out.append(range) }
+                if isMatch && !previousMatch, let last = out.last {
+                    out[out.count - 1] = range.lowerBound..<last.upperBound
+                } else {
+                    out.append(range)
+                }
                 previousMatch = isMatch
             }
             out.reverse()
         }
-        return out.enumerated().map { Piece(text: String(text[$1]), atStart: piece.atStart && $1.lowerBound == text.startIndex) }
+        return out.enumerated().map {
+            Piece(text: String(text[$1]), atStart: piece.atStart && $1.lowerBound == text.startIndex)
+        }
     }
 
     static func parse(_ json: Any?, fail: (String) -> TokenizerError) throws -> PreTokenizer? {
         guard let json, !(json is NSNull) else { return nil }
-        guard let object = json as? [String: Any], let type = object["type"] as? String else { throw fail("pre_tokenizer without a type") }
+        guard let object = json as? [String: Any], let type = object["type"] as? String else {
+            throw fail("pre_tokenizer without a type")
+        }
         switch type {
         case "ByteLevel":
-            return .byteLevel(addPrefixSpace: object["add_prefix_space"] as? Bool ?? true, useRegex: object["use_regex"] as? Bool ?? true)
+            return .byteLevel(
+                addPrefixSpace: object["add_prefix_space"] as? Bool ?? true,
+                useRegex: object["use_regex"] as? Bool ?? true)
         case "Split":
             guard let name = object["behavior"] as? String, let behavior = SplitBehavior(rawValue: name) else {
-                throw fail("pre_tokenizer Split: behavior '\(object["behavior"] ?? "none")' is not one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous")
+                throw fail(
+                    "pre_tokenizer Split: behavior '\(object["behavior"] ?? "none")' is not one of Removed, "
+                        + "Isolated, MergedWithPrevious, MergedWithNext, Contiguous"
+                )
             }
-            return .split(try TokenizerPattern.parse(object["pattern"], fail: fail), behavior, invert: object["invert"] as? Bool ?? false)
+            return .split(
+                try TokenizerPattern.parse(object["pattern"], fail: fail), behavior,
+                invert: object["invert"] as? Bool ?? false)
         case "Digits":
             return .digits(individual: object["individual_digits"] as? Bool ?? false)
         case "Metaspace":
             let replacement = object["replacement"] as? String ?? "\u{2581}"
             var scheme = PrependScheme.always
             if let name = object["prepend_scheme"] as? String {
-                guard let s = PrependScheme(rawValue: name) else { throw fail("pre_tokenizer Metaspace: prepend_scheme '\(name)' is not always, first or never") }
+                guard let s = PrependScheme(rawValue: name) else {
+                    throw fail("pre_tokenizer Metaspace: prepend_scheme '\(name)' is not always, first or never")
+                }
                 scheme = s
-            } else if let add = object["add_prefix_space"] as? Bool { scheme = add ? .always : .never }
+            } else if let add = object["add_prefix_space"] as? Bool {
+                scheme = add ? .always : .never
+            }
             return .metaspace(replacement: replacement, prependScheme: scheme, split: object["split"] as? Bool ?? true)
         case "Sequence":
-            guard let list = object["pretokenizers"] as? [Any] else { throw fail("pre_tokenizer Sequence without 'pretokenizers'") }
+            guard let list = object["pretokenizers"] as? [Any] else {
+                throw fail("pre_tokenizer Sequence without 'pretokenizers'")
+            }
             return .sequence(try list.compactMap { try parse($0, fail: fail) })
         default:
             throw fail("pre_tokenizer type '\(type)' is not supported (ByteLevel, Split, Digits, Metaspace, Sequence)")

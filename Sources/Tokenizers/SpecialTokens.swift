@@ -22,7 +22,9 @@ public struct TokenizerConfig: Sendable {
         func path(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
         func object(_ name: String) throws -> [String: Any]? {
             guard let data = fm.contents(atPath: path(name)) else { return nil }
-            guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw TokenizerError("\(path(name)): not a JSON object") }
+            guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw TokenizerError("\(path(name)): not a JSON object")
+            }
             return json
         }
         if let config = try object("tokenizer_config.json") {
@@ -31,13 +33,21 @@ public struct TokenizerConfig: Sendable {
                 case nil, is NSNull: return nil
                 case let s as String: return s
                 case let o as [String: Any]:
-                    guard let content = o["content"] as? String else { throw TokenizerError("\(path("tokenizer_config.json")): '\(key)' has no 'content'") }
+                    guard let content = o["content"] as? String else {
+                        throw TokenizerError("\(path("tokenizer_config.json")): '\(key)' has no 'content'")
+                    }
                     return content
-                default: throw TokenizerError("\(path("tokenizer_config.json")): '\(key)' must be a string or an object with 'content'")
+                default:
+                    throw TokenizerError(
+                        "\(path("tokenizer_config.json")): '\(key)' must be a string or an object with 'content'")
                 }
             }
-            bosToken = try token("bos_token"); eosToken = try token("eos_token"); padToken = try token("pad_token"); unkToken = try token("unk_token")
-            addBOS = config["add_bos_token"] as? Bool; addEOS = config["add_eos_token"] as? Bool
+            bosToken = try token("bos_token")
+            eosToken = try token("eos_token")
+            padToken = try token("pad_token")
+            unkToken = try token("unk_token")
+            addBOS = config["add_bos_token"] as? Bool
+            addEOS = config["add_eos_token"] as? Bool
             switch config["chat_template"] {
             case let s as String: chatTemplate = s
             case let list as [[String: Any]]:
@@ -50,8 +60,11 @@ public struct TokenizerConfig: Sendable {
             chatTemplate = String(decoding: data, as: UTF8.self)
         }
         if let generation = try object("generation_config.json") {
-            if let one = generation["eos_token_id"] as? Int { generationEOS = [one] }
-            else if let list = generation["eos_token_id"] as? [Int] { generationEOS = list }
+            if let one = generation["eos_token_id"] as? Int {
+                generationEOS = [one]
+            } else if let list = generation["eos_token_id"] as? [Int] {
+                generationEOS = list
+            }
             generationBOS = generation["bos_token_id"] as? Int
         }
     }

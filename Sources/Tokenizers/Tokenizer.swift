@@ -50,9 +50,16 @@ public enum Tokenizers {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             let json = (path as NSString).appendingPathComponent("tokenizer.json")
             let marker = (path as NSString).appendingPathComponent(ByteTokenizer.markerFile)
-            if FileManager.default.fileExists(atPath: json) { path = json }
-            else if FileManager.default.fileExists(atPath: marker) { return ByteTokenizer() }
-            else { throw TokenizerError("\(spec): no tokenizer.json or \(ByteTokenizer.markerFile) in this folder; name the tokenizer explicitly (byte, or a tokenizer.json)") }
+            if FileManager.default.fileExists(atPath: json) {
+                path = json
+            } else if FileManager.default.fileExists(atPath: marker) {
+                return ByteTokenizer()
+            } else {
+                throw TokenizerError(
+                    "\(spec): no tokenizer.json or \(ByteTokenizer.markerFile) in this folder; name the tokenizer "
+                        + "explicitly (byte, or a tokenizer.json)"
+                )
+            }
         }
         return try BPETokenizer(path: path)
     }
@@ -65,7 +72,8 @@ public struct ByteTokenizer: Tokenizer {
     public static let eos: Int32 = 257
     /// Written into model folders trained with this tokenizer, so they name it themselves.
     public static let markerFile = "byte_tokenizer.json"
-    public static let markerContents = #"{"type": "byte", "vocab_size": 258, "bos_token_id": 256, "eos_token_id": 257}"# + "\n"
+    public static let markerContents =
+        #"{"type": "byte", "vocab_size": 258, "bos_token_id": 256, "eos_token_id": 257}"# + "\n"
     public init() {}
     public var vocabSize: Int { 258 }
     public var bosTokenId: Int32? { Self.bos }
@@ -77,9 +85,15 @@ public struct ByteTokenizer: Tokenizer {
     public func decode(_ ids: [Int32], skipSpecialTokens: Bool = true) -> String {
         var bytes: [UInt8] = []
         var out = ""
-        func flush() { out += String(decoding: bytes, as: UTF8.self); bytes.removeAll() }
+        func flush() {
+            out += String(decoding: bytes, as: UTF8.self)
+            bytes.removeAll()
+        }
         for id in ids {
-            if id >= 0 && id < 256 { bytes.append(UInt8(id)); continue }
+            if id >= 0 && id < 256 {
+                bytes.append(UInt8(id))
+                continue
+            }
             flush()
             if !skipSpecialTokens { out += id == Self.bos ? "<|bos|>" : id == Self.eos ? "<|eos|>" : "<|\(id)|>" }
         }

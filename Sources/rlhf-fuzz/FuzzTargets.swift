@@ -64,17 +64,18 @@ enum FuzzTarget: String, CaseIterable {
 struct FuzzMain {
     static func main() {
         #if FUZZING
-        // libFuzzer runs as a library under our own main (SwiftPM links an executable's entry
-        // point as main): RLHF_FUZZ_TARGET names the parser, the arguments are libFuzzer's.
-        var argc = CommandLine.argc
-        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv) { bytes, size in
-            guard let bytes else { return 0 }
-            fuzzTarget.run(Data(bytes: bytes, count: size))
-            return 0
-        })
+            // libFuzzer runs as a library under our own main (SwiftPM links an executable's entry
+            // point as main): RLHF_FUZZ_TARGET names the parser, the arguments are libFuzzer's.
+            var argc = CommandLine.argc
+            var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+            exit(
+                LLVMFuzzerRunDriver(&argc, &argv) { bytes, size in
+                    guard let bytes else { return 0 }
+                    fuzzTarget.run(Data(bytes: bytes, count: size))
+                    return 0
+                })
         #else
-        replay()
+            replay()
         #endif
     }
 
@@ -82,12 +83,18 @@ struct FuzzMain {
     static func replay() {
         let arguments = CommandLine.arguments.dropFirst()
         guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
-            print("usage: rlhf-fuzz TARGET FILE… (targets: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))); fuzzing itself: scripts/fuzz.sh")
+            print(
+                "usage: rlhf-fuzz TARGET FILE… (targets: "
+                    + "\(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))); fuzzing itself: scripts/fuzz.sh"
+            )
             exit(2)
         }
         var replayed = 0
         for path in arguments.dropFirst() {
-            guard let data = FileManager.default.contents(atPath: path) else { print("cannot read \(path)"); exit(1) }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                print("cannot read \(path)")
+                exit(1)
+            }
             target.run(data)
             replayed += 1
         }
@@ -98,8 +105,10 @@ struct FuzzMain {
 
 /// The target this fuzzing process exercises, from RLHF_FUZZ_TARGET.
 let fuzzTarget: FuzzTarget = {
-    guard let name = ProcessInfo.processInfo.environment["RLHF_FUZZ_TARGET"], let target = FuzzTarget(rawValue: name) else {
-        FileHandle.standardError.write(Data("set RLHF_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue))\n".utf8))
+    guard let name = ProcessInfo.processInfo.environment["RLHF_FUZZ_TARGET"], let target = FuzzTarget(rawValue: name)
+    else {
+        FileHandle.standardError.write(
+            Data("set RLHF_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue))\n".utf8))
         exit(2)
     }
     return target

@@ -41,13 +41,17 @@ enum Measure {
     }
 
     /// sgemm GFLOP/s of C[M×N] = A[M×K]·op(B) on fresh random data.
-    static func sgemmGFLOPs(m: Int, k: Int, n: Int, transA: Bool = false, transB: Bool = false, minSeconds: Double = 0.3) -> Double {
+    static func sgemmGFLOPs(
+        m: Int, k: Int, n: Int, transA: Bool = false, transB: Bool = false, minSeconds: Double = 0.3
+    ) -> Double {
         var rng = RNG(seed: 1)
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
-        rng.fillNormal(a.buffer, std: 1); rng.fillNormal(b.buffer, std: 1)
+        rng.fillNormal(a.buffer, std: 1)
+        rng.fillNormal(b.buffer, std: 1)
         let seconds = best(minSeconds: minSeconds) {
-            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k,
-                       a: a.pointer, lda: transA ? m : k, b: b.pointer, ldb: transB ? k : n, c: c.pointer, ldc: n)
+            BLAS.sgemm(
+                transA: transA, transB: transB, m: m, n: n, k: k,
+                a: a.pointer, lda: transA ? m : k, b: b.pointer, ldb: transB ? k : n, c: c.pointer, ldc: n)
         }
         return 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
     }

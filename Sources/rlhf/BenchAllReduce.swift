@@ -7,19 +7,26 @@ import Models
 struct BenchAllReduce: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "allreduce",
-        abstract: "Gradient all-reduce bandwidth against raw MPI_Allreduce, and data-parallel SFT efficiency np=1 → np=N.",
+        abstract:
+            "Gradient all-reduce bandwidth against raw MPI_Allreduce, and data-parallel SFT efficiency np=1 → np=N.",
         discussion: """
-        Run under mpirun, e.g. `mpirun -np 2 -x OPENBLAS_NUM_THREADS=1 rlhf bench allreduce`. Bandwidth is bytes / \
-        seconds of the best run (np=2: bus bandwidth = algorithm bandwidth). Efficiency: one rank trains a global \
-        batch alone, then all ranks train it data-parallel, reducing after the backward and then overlapped with it \
-        (each layer's all-reduce started as its backward ends); efficiency = t(1 rank) / (N × t(N ranks)).
-        """)
+            Run under mpirun, e.g. `mpirun -np 2 -x OPENBLAS_NUM_THREADS=1 rlhf bench allreduce`. Bandwidth is bytes / \
+            seconds of the best run (np=2: bus bandwidth = algorithm bandwidth). Efficiency: one rank trains a global \
+            batch alone, then all ranks train it data-parallel, reducing after the backward and then overlapped with \
+            it \
+            (each layer's all-reduce started as its backward ends); efficiency = t(1 rank) / (N × t(N ranks)).
+            """)
 
     @Option(help: "Buffer sizes in MiB (repeatable).")
     var mib: [Double] = [1, 16, 64]
     @Option(help: "Timed repeats per size (best is kept).")
     var repeats: Int = 5
-    @Option(help: "Model preset for the data-parallel efficiency run, family/preset (a bare name is GPT-2's): small, llama/smollm2-135m, ….")
+    @Option(
+        help:
+            ArgumentHelp(
+                "Model preset for the data-parallel efficiency run, family/preset (a bare name is GPT-2's): small, "
+                    + "llama/smollm2-135m, ….")
+    )
     var preset: String = "small"
     @Option(help: "Global batch (sequences) of the efficiency run; must split over the ranks.")
     var batch: Int = 16
@@ -45,9 +52,13 @@ struct BenchAllReduce: AsyncParsableCommand {
                 }
                 let bytes = Double(count * 4)
                 if world.rank == 0 {
-                    printJSONLine(["case": "allreduce", "world_size": world.size, "mib": size,
-                                   "transport_gb_per_s": rounded(bytes / transport / 1e9, 2), "raw_mpi_gb_per_s": rounded(bytes / raw / 1e9, 2),
-                                   "fraction_of_raw": rounded(raw / transport, 3), "transport_ms": rounded(transport * 1e3, 3), "raw_ms": rounded(raw * 1e3, 3)])
+                    printJSONLine([
+                        "case": "allreduce", "world_size": world.size, "mib": size,
+                        "transport_gb_per_s": rounded(bytes / transport / 1e9, 2),
+                        "raw_mpi_gb_per_s": rounded(bytes / raw / 1e9, 2),
+                        "fraction_of_raw": rounded(raw / transport, 3), "transport_ms": rounded(transport * 1e3, 3),
+                        "raw_ms": rounded(raw * 1e3, 3),
+                    ])
                 }
             }
             try await efficiency(world)
@@ -58,7 +69,9 @@ struct BenchAllReduce: AsyncParsableCommand {
     /// gradients (Float64 sums, as in SFT) are all-reduced.
     func efficiency(_ world: MPITransport) async throws {
         let config = try ModelFamilies.preset(qualified: preset)
-        guard batch % world.size == 0 else { throw CLIError("--batch \(batch) does not split over \(world.size) ranks") }
+        guard batch % world.size == 0 else {
+            throw CLIError("--batch \(batch) does not split over \(world.size) ranks")
+        }
         let trunk = try config.makeModel(weights: nil)
         var rng = RNG(seed: 1)
         trunk.initialize(rng: &rng)
@@ -68,24 +81,17 @@ struct BenchAllReduce: AsyncParsableCommand {
         let soloTokens = ids(batch), shareTokens = ids(perRank)
         let solo = LanguageModelStep(trunk: trunk, batch: batch, tokens: tokens)
         let share = LanguageModelStep(trunk: trunk, batch: perRank, tokens: tokens)
-        func targets(_ t: [Int32]) -> [Int32] { t.indices.map { ($0 + 1) % tokens == 0 ? -1 : t[$0 + 1] } }
+        let trainer = DataParallelStep(trunk: trunk, gradients: gradients, sum: sum, world: world, tokens: tokens)
         func step(_ lm: LanguageModelStep, _ t: [Int32], reduce: Bool, overlap: Bool = false) async throws {
-            gradients.zero(); sum.zero()
-            if overlap {
-                // As SFT's last micro-batch: each layer's all-reduce starts when its backward ends.
-                let reduction = OverlappedReduction(sum: sum, gradients: gradients, buckets: trunk.gradientBuckets, transport: world)
-                try lm.run(tokens: t, targets: targets(t), trunkGradients: gradients, gradientsReady: reduction.ready)
-                try await reduction.finish()
-            } else {
-                try lm.run(tokens: t, targets: targets(t), trunkGradients: gradients)
-                sum.add(gradients)
-                if reduce { try await world.allReduce(sum) }
-            }
-            sum.write(into: gradients)
+            try await trainer.run(lm, t, reduce: reduce, overlap: overlap)
         }
         var soloSeconds = Double.infinity
         if world.rank == 0 {
-            for _ in 0...steps { let s = Date(); try await step(solo, soloTokens, reduce: false); soloSeconds = min(soloSeconds, Date().timeIntervalSince(s)) }
+            for _ in 0...steps {
+                let s = Date()
+                try await step(solo, soloTokens, reduce: false)
+                soloSeconds = min(soloSeconds, Date().timeIntervalSince(s))
+            }
         }
         try await world.barrier()
         func parallel(overlap: Bool) async throws -> Double {
@@ -102,11 +108,41 @@ struct BenchAllReduce: AsyncParsableCommand {
         let slowest = try await parallel(overlap: false)
         let overlapped = try await parallel(overlap: true)
         if world.rank == 0 {
-            printJSONLine(["case": "data_parallel_sft", "preset": preset, "world_size": world.size, "global_batch": batch, "tokens": tokens,
-                           "threads_per_rank": BLAS.threads, "step_s_one_rank": rounded(soloSeconds, 4), "step_s_all_ranks": rounded(slowest, 4),
-                           "speedup": rounded(soloSeconds / slowest, 3), "efficiency": rounded(soloSeconds / (Double(world.size) * slowest), 3),
-                           "step_s_overlapped": rounded(overlapped, 4), "efficiency_overlapped": rounded(soloSeconds / (Double(world.size) * overlapped), 3),
-                           "hosts": world.hostCount.count, "gradient_mib": rounded(Double(trunk.parameterCount * 8) / 1048576, 1)])
+            printJSONLine([
+                "case": "data_parallel_sft", "preset": preset, "world_size": world.size, "global_batch": batch,
+                "tokens": tokens,
+                "threads_per_rank": BLAS.threads, "step_s_one_rank": rounded(soloSeconds, 4),
+                "step_s_all_ranks": rounded(slowest, 4),
+                "speedup": rounded(soloSeconds / slowest, 3),
+                "efficiency": rounded(soloSeconds / (Double(world.size) * slowest), 3),
+                "step_s_overlapped": rounded(overlapped, 4),
+                "efficiency_overlapped": rounded(soloSeconds / (Double(world.size) * overlapped), 3),
+                "hosts": world.hostCount.count, "gradient_mib": rounded(Double(trunk.parameterCount * 8) / 1048576, 1),
+            ])
         }
+    }
+}
+
+/// One data-parallel SFT step as the stage takes it: the backward into a Float64 sum, all-reduced
+/// after the backward or overlapped with it.
+struct DataParallelStep {
+    let trunk: any CausalLM, gradients: FloatBuffer, sum: GradientSum, world: MPITransport, tokens: Int
+
+    func run(_ lm: LanguageModelStep, _ t: [Int32], reduce: Bool, overlap: Bool) async throws {
+        let targets = t.indices.map { ($0 + 1) % tokens == 0 ? -1 : t[$0 + 1] }
+        gradients.zero()
+        sum.zero()
+        if overlap {
+            // As SFT's last micro-batch: each layer's all-reduce starts when its backward ends.
+            let reduction = OverlappedReduction(
+                sum: sum, gradients: gradients, buckets: trunk.gradientBuckets, transport: world)
+            try lm.run(tokens: t, targets: targets, trunkGradients: gradients, gradientsReady: reduction.ready)
+            try await reduction.finish()
+        } else {
+            try lm.run(tokens: t, targets: targets, trunkGradients: gradients)
+            sum.add(gradients)
+            if reduce { try await world.allReduce(sum) }
+        }
+        sum.write(into: gradients)
     }
 }

@@ -22,13 +22,19 @@ struct BenchKernels: ParsableCommand {
         let threads = BLAS.threads, core = BLAS.coreName
         // The CPU, the flags the decision used, the core chosen and why, and the build's target CPU.
         let cpu = CPUFeatures.current
-        let used = ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"].filter(cpu.flags.contains)
-        printJSONLine(["case": "cpu", "model": cpu.modelName, "flags_used": used, "best_core": KernelChoice.best(for: cpu), "core": core,
-                       "why": FastPath.decision?.reason ?? "", "build_target_cpu": FastPath.buildTargetCPU, "threads": threads])
+        let used = ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"].filter(
+            cpu.flags.contains)
+        printJSONLine([
+            "case": "cpu", "model": cpu.modelName, "flags_used": used, "best_core": KernelChoice.best(for: cpu),
+            "core": core,
+            "why": FastPath.decision?.reason ?? "", "build_target_cpu": FastPath.buildTargetCPU, "threads": threads,
+        ])
         for t in Set([1, threads]).sorted() {
             BLAS.setThreads(t)
-            printJSONLine(["case": "sgemm_peak", "threads": t, "core": core,
-                           "gflops": rounded(Measure.sgemmPeak(shapes: [(1024, 1024, 1024), (2048, 768, 2304)]), 1)])
+            printJSONLine([
+                "case": "sgemm_peak", "threads": t, "core": core,
+                "gflops": rounded(Measure.sgemmPeak(shapes: [(1024, 1024, 1024), (2048, 768, 2304)]), 1),
+            ])
         }
         BLAS.setThreads(threads)
         for name in preset {
@@ -42,8 +48,10 @@ struct BenchKernels: ParsableCommand {
             ]
             for (label, mm, k, n, ta, tb) in shapes {
                 let gflops = Measure.sgemmGFLOPs(m: mm, k: k, n: n, transA: ta, transB: tb)
-                printJSONLine(["case": "sgemm", "preset": name, "op": label, "m": mm, "k": k, "n": n,
-                               "gflops": rounded(gflops, 1), "threads": threads, "core": core])
+                printJSONLine([
+                    "case": "sgemm", "preset": name, "op": label, "m": mm, "k": k, "n": n,
+                    "gflops": rounded(gflops, 1), "threads": threads, "core": core,
+                ])
             }
         }
         elementwise(threads: threads, core: core)
@@ -57,19 +65,34 @@ struct BenchKernels: ParsableCommand {
         rng.fillNormal(x.buffer, std: 2)
         rng.fillNormal(d.buffer, std: 1)
         let rows = n / 768
-        let w = FloatBuffer(count: 768), b = FloatBuffer(count: 768), mean = FloatBuffer(count: rows), rstd = FloatBuffer(count: rows)
+        let w = FloatBuffer(count: 768), b = FloatBuffer(count: 768), mean = FloatBuffer(count: rows),
+            rstd = FloatBuffer(count: rows)
         w.buffer.update(repeating: 1)
         let cases: [(String, () -> Void)] = [
             ("gelu_forward", { geluForward(out: y.pointer, x: x.pointer, count: n) }),
             ("gelu_backward", { geluBackward(dx: y.pointer, dout: d.pointer, x: x.pointer, count: n) }),
-            ("softmax_rows_1024", { y.copy(from: x); for r in 0..<(n / 1024) { causalSoftmaxRow(y.pointer + r * 1024, valid: 1024, width: 1024) } }),
-            ("layernorm_forward_768", { layerNormForward(out: y.pointer, mean: mean.pointer, rstd: rstd.pointer, x: x.pointer,
-                                                         weight: w.pointer, bias: b.pointer, rows: rows, channels: 768, eps: 1e-5) }),
+            (
+                "softmax_rows_1024",
+                {
+                    y.copy(from: x)
+                    for r in 0..<(n / 1024) { causalSoftmaxRow(y.pointer + r * 1024, valid: 1024, width: 1024) }
+                }
+            ),
+            (
+                "layernorm_forward_768",
+                {
+                    layerNormForward(
+                        out: y.pointer, mean: mean.pointer, rstd: rstd.pointer, x: x.pointer,
+                        weight: w.pointer, bias: b.pointer, rows: rows, channels: 768, eps: 1e-5)
+                }
+            ),
         ]
         for (label, body) in cases {
             let seconds = Measure.best(minSeconds: 0.3, body)
-            printJSONLine(["case": "elementwise", "op": label, "ns_per_element": rounded(seconds / Double(n) * 1e9, 3),
-                           "threads": threads, "core": core])
+            printJSONLine([
+                "case": "elementwise", "op": label, "ns_per_element": rounded(seconds / Double(n) * 1e9, 3),
+                "threads": threads, "core": core,
+            ])
         }
     }
 }

@@ -6,14 +6,21 @@ import Models
 struct BenchModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Training-step and decoding speed of model presets (GPT-2 and Llama families), with the sgemm peak measured in the same run.",
+        abstract:
+            "Training-step and decoding speed of model presets (GPT-2 and Llama families), with the sgemm peak "
+            + "measured in the same run.",
         discussion: """
-        Train step = forward + LM-head log-probs + backward + AdamW over every parameter (full fine-tuning), \
-        as a PyTorch LM-head model + torch.optim.AdamW would do. Threads come from OPENBLAS_NUM_THREADS. \
-        With several presets each runs in its own child process so that peak_rss_mib is that preset's own.
-        """)
+            Train step = forward + LM-head log-probs + backward + AdamW over every parameter (full fine-tuning), \
+            as a PyTorch LM-head model + torch.optim.AdamW would do. Threads come from OPENBLAS_NUM_THREADS. \
+            With several presets each runs in its own child process so that peak_rss_mib is that preset's own.
+            """)
 
-    @Option(help: "Presets to measure, family/preset (a bare name is GPT-2's): tiny, small, gpt2, llama/tiny, llama/small, llama/smollm2-135m (repeatable).")
+    @Option(
+        help:
+            ArgumentHelp(
+                "Presets to measure, family/preset (a bare name is GPT-2's): tiny, small, gpt2, llama/tiny, "
+                    + "llama/small, llama/smollm2-135m (repeatable).")
+    )
     var preset: [String] = ["tiny", "small", "gpt2", "llama/tiny", "llama/small", "llama/smollm2-135m"]
 
     @Option(help: "Sequences per training step.")
@@ -42,45 +49,31 @@ struct BenchModel: ParsableCommand {
     func runChild(_ name: String) throws {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        child.arguments = ["bench", "model", "--preset", name, "--batch", "\(batch)", "--tokens", "\(tokens)",
-                           "--seconds", "\(seconds)", "--prompt-tokens", "\(promptTokens)", "--new-tokens", "\(newTokens)"]
+        child.arguments = [
+            "bench", "model", "--preset", name, "--batch", "\(batch)", "--tokens", "\(tokens)",
+            "--seconds", "\(seconds)", "--prompt-tokens", "\(promptTokens)", "--new-tokens", "\(newTokens)",
+        ]
         try child.run()
         child.waitUntilExit()
-        guard child.terminationStatus == 0 else { throw CLIError("bench model --preset \(name) failed (exit \(child.terminationStatus))") }
+        guard child.terminationStatus == 0 else {
+            throw CLIError("bench model --preset \(name) failed (exit \(child.terminationStatus))")
+        }
     }
 
     func measure(_ name: String) throws {
         let config = try ModelFamilies.preset(qualified: name)
-        guard tokens <= config.contextLength else { throw CLIError("--tokens \(tokens) exceeds the \(name) context of \(config.contextLength)") }
+        guard tokens <= config.contextLength else {
+            throw CLIError("--tokens \(tokens) exceeds the \(name) context of \(config.contextLength)")
+        }
         log("bench model \(name): \(BLAS.summary)")
         let trunk = try config.makeModel(weights: nil)
         var rng = RNG(seed: 1)
         trunk.initialize(rng: &rng)
         let n = trunk.parameterCount
-        let grads = FloatBuffer(count: n), m = FloatBuffer(count: n), v = FloatBuffer(count: n)
-        let step = LanguageModelStep(trunk: trunk, batch: batch, tokens: tokens)
         let ids = (0..<(batch * tokens)).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
         let targets = (0..<(batch * tokens)).map { i in (i + 1) % tokens == 0 ? Int32(-1) : ids[i + 1] }
-        let hyper = AdamWHyperparameters(learningRate: 1e-4)
-
-        var stepCount = 0
-        var phase = (forwardBackward: 0.0, optimizer: 0.0)
-        func trainStep() throws {
-            let t0 = Measure.now()
-            grads.zero()
-            try step.run(tokens: ids, targets: targets, trunkGradients: grads)
-            let t1 = Measure.now()
-            stepCount += 1
-            adamWUpdate(params: trunk.weights.pointer, grads: grads.pointer, m: m.pointer, v: v.pointer,
-                        count: n, step: stepCount, hyper: hyper)
-            phase.forwardBackward += t1 - t0
-            phase.optimizer += Measure.now() - t1
-        }
-        try trainStep()    // warm-up: first-touch page faults and BLAS buffers
-        phase = (0, 0)
-        let timed0 = stepCount, start = Measure.now()
-        while Measure.now() - start < seconds || stepCount - timed0 < 2 { try trainStep() }
-        let trainSeconds = (Measure.now() - start) / Double(stepCount - timed0)
+        let train = try timeTraining(trunk, ids: ids, targets: targets)
+        let trainSeconds = train.step
         let flops = 3 * LanguageModelStep.forwardFLOPs(config: config, batch: batch, tokens: tokens)
         let trainGFLOPs = flops / trainSeconds / 1e9
 
@@ -88,15 +81,16 @@ struct BenchModel: ParsableCommand {
         let decode32 = try decodeTokensPerSecond(trunk, batch: 32)
         let decode128 = try decodeTokensPerSecond(trunk, batch: 128)
         let c = config.channels, rows = batch * tokens
-        let peak = Measure.sgemmPeak(shapes: [(rows, c, 3 * c), (rows, c, config.innerSize), (rows, c, config.vocabSize)])
-        let timedSteps = Double(stepCount - timed0)
+        let peak = Measure.sgemmPeak(shapes: [
+            (rows, c, 3 * c), (rows, c, config.innerSize), (rows, c, config.vocabSize),
+        ])
         printJSONLine([
             "case": "model", "preset": name, "family": config.modelType, "threads": BLAS.threads, "core": BLAS.coreName,
             "batch": batch, "tokens": tokens, "parameters": n,
             "train_tokens_per_s": rounded(Double(rows) / trainSeconds, 1),
             "train_step_s": rounded(trainSeconds, 4),
-            "train_forward_backward_s": rounded(phase.forwardBackward / timedSteps, 4),
-            "train_optimizer_s": rounded(phase.optimizer / timedSteps, 4),
+            "train_forward_backward_s": rounded(train.forwardBackward, 4),
+            "train_optimizer_s": rounded(train.optimizer, 4),
             "train_gflops": rounded(trainGFLOPs, 1),
             "sgemm_peak_gflops": rounded(peak, 1),
             "peak_fraction": rounded(trainGFLOPs / peak, 3),
@@ -107,12 +101,47 @@ struct BenchModel: ParsableCommand {
         ])
     }
 
+    /// Seconds per full fine-tuning step (forward, backward, AdamW) after one warm-up step, over
+    /// at least `seconds` and 2 steps; and the two phases' seconds per step.
+    func timeTraining(_ trunk: any CausalLM, ids: [Int32], targets: [Int32]) throws
+        -> (step: Double, forwardBackward: Double, optimizer: Double)
+    {
+        let n = trunk.parameterCount
+        let grads = FloatBuffer(count: n), m = FloatBuffer(count: n), v = FloatBuffer(count: n)
+        let step = LanguageModelStep(trunk: trunk, batch: batch, tokens: tokens)
+        let hyper = AdamWHyperparameters(learningRate: 1e-4)
+        var stepCount = 0
+        var phase = (forwardBackward: 0.0, optimizer: 0.0)
+        func trainStep() throws {
+            let t0 = Measure.now()
+            grads.zero()
+            try step.run(tokens: ids, targets: targets, trunkGradients: grads)
+            let t1 = Measure.now()
+            stepCount += 1
+            adamWUpdate(
+                params: trunk.weights.pointer, grads: grads.pointer, m: m.pointer, v: v.pointer,
+                count: n, step: stepCount, hyper: hyper)
+            phase.forwardBackward += t1 - t0
+            phase.optimizer += Measure.now() - t1
+        }
+        try trainStep()  // warm-up: first-touch page faults and BLAS buffers
+        phase = (0, 0)
+        let timed0 = stepCount, start = Measure.now()
+        while Measure.now() - start < seconds || stepCount - timed0 < 2 { try trainStep() }
+        let timedSteps = Double(stepCount - timed0)
+        return ((Measure.now() - start) / timedSteps, phase.forwardBackward / timedSteps, phase.optimizer / timedSteps)
+    }
+
     /// New tokens per second of batched sampling (temperature 1, no EOS) after a prompt prefill.
     func decodeTokensPerSecond(_ trunk: any CausalLM, batch: Int) throws -> Double {
         var rng = RNG(seed: 3)
-        let prompts = (0..<batch).map { _ in (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(trunk.config.vocabSize)) } }
+        let prompts = (0..<batch).map { _ in
+            (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(trunk.config.vocabSize)) }
+        }
         let options = SamplingOptions(temperature: 1, maxNewTokens: newTokens, seed: 4)
-        let seconds = try Measure.best(minSeconds: 1, minRuns: 2) { _ = try trunk.generate(prompts: prompts, options: options) }
+        let seconds = try Measure.best(minSeconds: 1, minRuns: 2) {
+            _ = try trunk.generate(prompts: prompts, options: options)
+        }
         return Double(batch * newTokens) / seconds
     }
 }

@@ -13,14 +13,15 @@ struct BenchPPO: AsyncParsableCommand {
         commandName: "ppo",
         abstract: "One PPO iteration's phase split and peak RSS, hydra against separate layout.",
         discussion: """
-        Per case: generate (policy, KV cache), score (reference + reward, old log-probs, values), train \
-        (policy PPO step + critic value step per minibatch). Hydra: one frozen trunk with policy and critic LoRA; \
-        separate: four full models, policy and critic fully fine-tuned. Each case runs in a child process so \
-        peak_rss_mib is its own; iter_s is the best of --iterations after a warm-up. plan_mib is the run's memory \
-        plan (printed at the start of every PPO run), runtime_rss_mib the process before any model.
-        """)
+            Per case: generate (policy, KV cache), score (reference + reward, old log-probs, values), train \
+            (policy PPO step + critic value step per minibatch). Hydra: one frozen trunk with policy and critic LoRA; \
+            separate: four full models, policy and critic fully fine-tuned. Each case runs in a child process so \
+            peak_rss_mib is its own; iter_s is the best of --iterations after a warm-up. plan_mib is the run's memory \
+            plan (printed at the start of every PPO run), runtime_rss_mib the process before any model.
+            """)
 
-    @Option(help: "Presets, family/preset (a bare name is GPT-2's): tiny, small, gpt2, llama/smollm2-135m, … (repeatable).")
+    @Option(
+        help: "Presets, family/preset (a bare name is GPT-2's): tiny, small, gpt2, llama/smollm2-135m, … (repeatable).")
     var preset: [String] = ["tiny", "small", "gpt2"]
     @Option(help: "Layouts (repeatable): hydra, separate.")
     var layout: [String] = ["hydra", "separate"]
@@ -50,8 +51,12 @@ struct BenchPPO: AsyncParsableCommand {
     func child(_ p: String, _ l: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        process.arguments = ["bench", "ppo", "--preset", p, "--layout", l, "--prompts", "\(prompts)", "--samples", "\(samples)", "--prompt-tokens", "\(promptTokens)",
-                             "--response-tokens", "\(responseTokens)", "--minibatch", "\(minibatch)", "--rank", "\(rank)", "--iterations", "\(iterations)"]
+        process.arguments = [
+            "bench", "ppo", "--preset", p, "--layout", l, "--prompts", "\(prompts)", "--samples", "\(samples)",
+            "--prompt-tokens", "\(promptTokens)",
+            "--response-tokens", "\(responseTokens)", "--minibatch", "\(minibatch)", "--rank", "\(rank)",
+            "--iterations", "\(iterations)",
+        ]
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw CLIError("bench ppo --preset \(p) --layout \(l) failed") }
@@ -69,27 +74,40 @@ struct BenchPPO: AsyncParsableCommand {
         base.initialize(rng: &rng)
         let rewardHead = ScalarHead(channels: config.channels)
         rewardHead.initialize(rng: &rng)
-        let prompts = (0..<self.prompts).map { _ in (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) } }
+        let prompts = (0..<self.prompts).map { _ in
+            (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
+        }
         // The stage's own iteration (rollout → score → advantages → update → report), GAE with a
         // critic, the reward head as the reward, responses of full length (no EOS).
-        let ppoConfig = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
-            "model.init_from=/bench", "data.task=arith", "layout=\(layoutName)", "ppo.iterations=1000000", "ppo.prompts=\(self.prompts)",
-            "ppo.samples_per_prompt=\(samples)", "ppo.max_new_tokens=\(responseTokens)", "ppo.minibatch_size=\(minibatch)", "ppo.lr=1e-4", "ppo.critic_lr=1e-4",
-            "ppo.missing_eos_penalty=0", "rewards.reward_head=1", "rewards.verifier=0", "rewards.format=0", "lora.rank=\(rank)", "lora.alpha=\(2 * rank)",
-            "train.max_length=\(promptTokens + responseTokens)", "eval.every=0"]))
-        let inputs = PPOInputs(base: base, rewardHead: rewardHead, tokenizer: WithoutEOS(vocabSize: config.vocabSize), prompts: prompts)
+        let ppoConfig = try PPOConfig(
+            try ppoSchema.resolve(
+                file: nil,
+                overrides: [
+                    "model.init_from=/bench", "data.task=arith", "layout=\(layoutName)", "ppo.iterations=1000000",
+                    "ppo.prompts=\(self.prompts)",
+                    "ppo.samples_per_prompt=\(samples)", "ppo.max_new_tokens=\(responseTokens)",
+                    "ppo.minibatch_size=\(minibatch)", "ppo.lr=1e-4", "ppo.critic_lr=1e-4",
+                    "ppo.missing_eos_penalty=0", "rewards.reward_head=1", "rewards.verifier=0", "rewards.format=0",
+                    "lora.rank=\(rank)", "lora.alpha=\(2 * rank)",
+                    "train.max_length=\(promptTokens + responseTokens)", "eval.every=0",
+                ]))
+        let inputs = PPOInputs(
+            base: base, rewardHead: rewardHead, tokenizer: WithoutEOS(vocabSize: config.vocabSize), prompts: prompts)
         let best = try await PPOTiming.best(config: ppoConfig, inputs: inputs, iterations: max(iterations, 0))
         let hydra = layoutName == "hydra"
         let plan = try MemoryPlan(ppoConfig, model: config, ranksRollingOut: 1), peak = Measure.peakRSSMiB()
         let planned = runtime + plan.totalBytes / 1_048_576
         log(plan.description)
-        printJSONLine(["case": "ppo", "layout": layoutName, "preset": presetName, "threads": BLAS.threads, "core": BLAS.coreName,
-                       "prompts": self.prompts, "response_tokens": responseTokens, "minibatch": minibatch, "epochs": 1,
-                       "iter_s": rounded(best.iteration, 4), "generate_s": rounded(best.generate, 4), "score_s": rounded(best.score, 4),
-                       "train_s": rounded(best.train, 4), "trainable_parameters": best.trainableParameters,
-                       "full_models_in_memory": hydra ? 1 : 4, "peak_rss_mib": rounded(peak, 1), "samples": samples,
-                       "runtime_rss_mib": rounded(runtime, 1), "plan_mib": rounded(plan.totalBytes / 1_048_576, 1),
-                       "peak_over_runtime_plus_plan": rounded(peak / planned, 3)])
+        printJSONLine([
+            "case": "ppo", "layout": layoutName, "preset": presetName, "threads": BLAS.threads, "core": BLAS.coreName,
+            "prompts": self.prompts, "response_tokens": responseTokens, "minibatch": minibatch, "epochs": 1,
+            "iter_s": rounded(best.iteration, 4), "generate_s": rounded(best.generate, 4),
+            "score_s": rounded(best.score, 4),
+            "train_s": rounded(best.train, 4), "trainable_parameters": best.trainableParameters,
+            "full_models_in_memory": hydra ? 1 : 4, "peak_rss_mib": rounded(peak, 1), "samples": samples,
+            "runtime_rss_mib": rounded(runtime, 1), "plan_mib": rounded(plan.totalBytes / 1_048_576, 1),
+            "peak_over_runtime_plus_plan": rounded(peak / planned, 3),
+        ])
     }
 }
 

@@ -24,18 +24,23 @@ enum ExportType: String, ExpressibleByArgument, CaseIterable {
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a model (with a LoRA adapter merged in) as a GGUF file for llama.cpp / Ollama, or as a merged Hugging Face folder.",
+        abstract:
+            "Write a model (with a LoRA adapter merged in) as a GGUF file for llama.cpp / Ollama, or as a merged "
+            + "Hugging Face folder.",
         discussion: """
-        GGUF: Llama-family models (llama, qwen2, mistral) in F32, F16 or Q8_0, with the tokenizer as tokenizer.ggml metadata \
-        and the chat template; norms and biases stay F32. HF: config.json, model.safetensors (F32) and the tokenizer files. \
-        Prints one JSON line: {"out", "format", "type", "tensors", "bytes", "f16_fallback"}.
-        """)
+            GGUF: Llama-family models (llama, qwen2, mistral) in F32, F16 or Q8_0, with the tokenizer as \
+            tokenizer.ggml metadata \
+            and the chat template; norms and biases stay F32. HF: config.json, model.safetensors (F32) and the \
+            tokenizer files. \
+            Prints one JSON line: {"out", "format", "type", "tensors", "bytes", "f16_fallback"}.
+            """)
 
     @Option(help: "Model folder, checkpoint or GGUF file.")
     var model: String
     @Option(help: "A LoRA adapter folder (PEFT's format) to merge into the weights.")
     var adapter: String?
-    @Option(help: "Tokenizer to include: byte, a tokenizer.json, a folder, a GGUF file, or none; default: the model's own.")
+    @Option(
+        help: "Tokenizer to include: byte, a tokenizer.json, a folder, a GGUF file, or none; default: the model's own.")
     var tokenizer: String?
     @Option(help: "gguf or hf.")
     var format: ExportFormat
@@ -47,7 +52,9 @@ struct Export: ParsableCommand {
     var name: String?
 
     func validate() throws {
-        if format == .hf && type != .f32 { throw ValidationError("--format hf writes F32 safetensors; --type \(type.rawValue) applies to gguf only") }
+        if format == .hf && type != .f32 {
+            throw ValidationError("--format hf writes F32 safetensors; --type \(type.rawValue) applies to gguf only")
+        }
     }
 
     func run() throws {
@@ -58,31 +65,66 @@ struct Export: ParsableCommand {
         if let adapter {
             let lora = try PEFTAdapter.load(directory: adapter, modelConfig: base.config)
             merged = try base.merging(lora)
-            log("export: merged \(adapter) (rank \(lora.config.rank), α \(lora.config.alpha), \(lora.config.targets.map(\.name).joined(separator: ", ")))")
+            log(
+                "export: merged \(adapter) (rank \(lora.config.rank), α \(lora.config.alpha), "
+                    + "\(lora.config.targets.map(\.name).joined(separator: ", ")))"
+            )
         }
         switch format {
-        case .hf:
-            try HFCheckpoint.save(merged, directory: out)
-            if let bpe = tok as? BPETokenizer { try bpe.save(into: out) }
-            else if tok != nil { try ByteTokenizer.markerContents.write(toFile: (out as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true, encoding: .utf8) }
-            printJSONLine(["out": out, "format": "hf", "type": "f32", "tensors": merged.parameterLayout.tensors.count, "f16_fallback": [String]()])
-        case .gguf:
-            let title = name ?? ((out as NSString).lastPathComponent as NSString).deletingPathExtension
-            var (writer, f16Fallback) = try GGUFExport.writer(model: merged, type: type.ggml, name: title)
-            if let tok {
-                guard tok.vocabSize <= merged.config.vocabSize else {
-                    throw CLIError("the tokenizer has \(tok.vocabSize) ids but the model's vocabulary is \(merged.config.vocabSize)")
-                }
-                for (key, value) in try GGUFTokenizer.metadata(for: tok, vocabSize: merged.config.vocabSize) { writer.set(key, value) }
-            } else {
-                writer.set("tokenizer.ggml.model", .string("none"))   // llama.cpp's "no vocabulary"
-                log("export: no tokenizer written (--tokenizer none): llama.cpp loads the weights but cannot tokenize text")
-            }
-            try writer.write(to: out)
-            if !f16Fallback.isEmpty { log("export: \(f16Fallback.count) matrices written as F16 (rows not whole \(type.rawValue) blocks): \(f16Fallback.prefix(4).joined(separator: ", "))") }
-            let bytes = ((try? FileManager.default.attributesOfItem(atPath: out))?[.size] as? Int) ?? 0
-            printJSONLine(["out": out, "format": "gguf", "type": type.rawValue, "tensors": merged.parameterLayout.tensors.count, "bytes": bytes,
-                           "f16_fallback": f16Fallback])
+        case .hf: try exportHF(merged, tokenizer: tok)
+        case .gguf: try exportGGUF(merged, tokenizer: tok)
         }
+    }
+
+    /// A Hugging Face folder: config.json, model.safetensors (F32) and the tokenizer.
+    func exportHF(_ merged: any CausalLM, tokenizer tok: (any Tokenizer)?) throws {
+        try HFCheckpoint.save(merged, directory: out)
+        if let bpe = tok as? BPETokenizer {
+            try bpe.save(into: out)
+        } else if tok != nil {
+            try ByteTokenizer.markerContents.write(
+                toFile: (out as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true,
+                encoding: .utf8)
+        }
+        printJSONLine([
+            "out": out, "format": "hf", "type": "f32", "tensors": merged.parameterLayout.tensors.count,
+            "f16_fallback": [String](),
+        ])
+    }
+
+    /// A GGUF file llama.cpp runs, with the tokenizer as tokenizer.ggml metadata.
+    func exportGGUF(_ merged: any CausalLM, tokenizer tok: (any Tokenizer)?) throws {
+        let title = name ?? ((out as NSString).lastPathComponent as NSString).deletingPathExtension
+        var (writer, f16Fallback) = try GGUFExport.writer(model: merged, type: type.ggml, name: title)
+        if let tok {
+            guard tok.vocabSize <= merged.config.vocabSize else {
+                throw CLIError(
+                    "the tokenizer has \(tok.vocabSize) ids but the model's vocabulary is "
+                        + "\(merged.config.vocabSize)"
+                )
+            }
+            for (key, value) in try GGUFTokenizer.metadata(for: tok, vocabSize: merged.config.vocabSize) {
+                writer.set(key, value)
+            }
+        } else {
+            writer.set("tokenizer.ggml.model", .string("none"))  // llama.cpp's "no vocabulary"
+            log(
+                "export: no tokenizer written (--tokenizer none): llama.cpp loads the weights but cannot "
+                    + "tokenize text"
+            )
+        }
+        try writer.write(to: out)
+        if !f16Fallback.isEmpty {
+            log(
+                "export: \(f16Fallback.count) matrices written as F16 (rows not whole \(type.rawValue) blocks): "
+                    + "\(f16Fallback.prefix(4).joined(separator: ", "))"
+            )
+        }
+        let bytes = ((try? FileManager.default.attributesOfItem(atPath: out))?[.size] as? Int) ?? 0
+        printJSONLine([
+            "out": out, "format": "gguf", "type": type.rawValue, "tensors": merged.parameterLayout.tensors.count,
+            "bytes": bytes,
+            "f16_fallback": f16Fallback,
+        ])
     }
 }

@@ -10,9 +10,11 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sample completions from a model folder, checkpoint or GGUF file (batched, KV cache).",
         discussion: """
-        Prints one JSON line per prompt: {"prompt", "completion", "tokens", "logprobs", "eos"}. With --chat, each message \
-        is sent as a user turn through the model's chat template and only the reply is printed, up to the end-of-turn token.
-        """)
+            Prints one JSON line per prompt: {"prompt", "completion", "tokens", "logprobs", "eos"}. With --chat, each \
+            message \
+            is sent as a user turn through the model's chat template and only the reply is printed, up to the \
+            end-of-turn token.
+            """)
 
     @Option(help: "Model folder or checkpoint (config.json + model.safetensors), or a GGUF file.")
     var model: String
@@ -46,11 +48,14 @@ struct Generate: ParsableCommand {
         let lora = try adapter.map { try PEFTAdapter.load(directory: $0, modelConfig: trunk.config) }
         var prompts = prompt
         if let input { prompts += try JSONL.prompts(path: input).map(\.prompt) }
-        guard prompts.isEmpty || chat.isEmpty else { throw CLIError("--chat cannot be combined with --prompt or --input") }
+        guard prompts.isEmpty || chat.isEmpty else {
+            throw CLIError("--chat cannot be combined with --prompt or --input")
+        }
         guard !prompts.isEmpty || !chat.isEmpty else { throw CLIError("give --prompt, --input or --chat") }
         if !chat.isEmpty { return try reply(trunk: trunk, tokenizer: tok, adapter: lora) }
-        let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens,
-                                      eosTokenId: tok.eosTokenId, seed: seed)
+        let options = SamplingOptions(
+            temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens,
+            eosTokenId: tok.eosTokenId, seed: seed)
         for start in stride(from: 0, to: prompts.count, by: max(batchSize, 1)) {
             let chunk = Array(prompts[start..<min(start + max(batchSize, 1), prompts.count)])
             let ids = chunk.map { SFTTokenization.promptTokens(SFTExample(prompt: $0, completion: ""), tokenizer: tok) }
@@ -58,9 +63,11 @@ struct Generate: ParsableCommand {
             batchOptions.seed = seed &+ UInt64(start)
             let result = try trunk.generate(prompts: ids, adapter: lora, options: batchOptions)
             for (i, p) in chunk.enumerated() {
-                printJSONLine(["prompt": p, "completion": tok.decode(result.tokens[i], skipSpecialTokens: true),
-                               "tokens": result.tokens[i].map(Int.init), "logprobs": result.logProbs[i].map(Double.init),
-                               "eos": result.endedWithEOS[i]])
+                printJSONLine([
+                    "prompt": p, "completion": tok.decode(result.tokens[i], skipSpecialTokens: true),
+                    "tokens": result.tokens[i].map(Int.init), "logprobs": result.logProbs[i].map(Double.init),
+                    "eos": result.endedWithEOS[i],
+                ])
             }
         }
     }
@@ -70,16 +77,26 @@ extension Generate {
     /// Each --chat message as a one-turn conversation, rendered with the generation prompt
     /// (the template writes any BOS itself), answered until the end-of-turn token.
     func reply(trunk: any CausalLM, tokenizer tok: any Tokenizer, adapter: LoRAAdapter?) throws {
-        guard let formatter = tok.chat else { throw CLIError("--chat: the tokenizer (\(tok.summary)) has no chat template") }
-        guard let eos = tok.eosTokenId else { throw CLIError("--chat: the tokenizer (\(tok.summary)) names no end-of-turn (EOS) token") }
-        let texts = try chat.map { message in
-            try formatter.render([.object(JinjaObject([("role", .string("user")), ("content", .string(message))]))], addGenerationPrompt: true)
+        guard let formatter = tok.chat else {
+            throw CLIError("--chat: the tokenizer (\(tok.summary)) has no chat template")
         }
-        let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens, eosTokenId: eos, seed: seed)
+        guard let eos = tok.eosTokenId else {
+            throw CLIError("--chat: the tokenizer (\(tok.summary)) names no end-of-turn (EOS) token")
+        }
+        let texts = try chat.map { message in
+            try formatter.render(
+                [.object(JinjaObject([("role", .string("user")), ("content", .string(message))]))],
+                addGenerationPrompt: true)
+        }
+        let options = SamplingOptions(
+            temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens, eosTokenId: eos, seed: seed)
         let result = try trunk.generate(prompts: texts.map { tok.encode($0) }, adapter: adapter, options: options)
         for (i, message) in chat.enumerated() {
-            printJSONLine(["chat": message, "reply": tok.decode(result.tokens[i], skipSpecialTokens: true), "tokens": result.tokens[i].map(Int.init),
-                           "eos": result.endedWithEOS[i]])
+            printJSONLine([
+                "chat": message, "reply": tok.decode(result.tokens[i], skipSpecialTokens: true),
+                "tokens": result.tokens[i].map(Int.init),
+                "eos": result.endedWithEOS[i],
+            ])
         }
     }
 }
@@ -95,7 +112,9 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         let tok = try Tokenizers.load(tokenizer)
         for (line, object) in try JSONL.objects(path: input) {
-            guard let text = object["text"] as? String else { throw CLIError("\(input):\(line): missing string field 'text'") }
+            guard let text = object["text"] as? String else {
+                throw CLIError("\(input):\(line): missing string field 'text'")
+            }
             printJSONLine(["ids": tok.encode(text).map(Int.init)])
         }
     }

@@ -6,7 +6,10 @@ import Models
 struct InitModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Write a randomly initialised model folder (GPT-2 or Llama family), or a random LoRA adapter (PEFT format) for an existing model.")
+        abstract:
+            "Write a randomly initialised model folder (GPT-2 or Llama family), or a random LoRA adapter (PEFT "
+            + "format) for an existing model."
+    )
 
     @Option(help: "Architecture, by Hugging Face's model_type: gpt2 or llama.")
     var family: String = "gpt2"
@@ -33,7 +36,9 @@ struct InitModel: ParsableCommand {
         if let adapterOut {
             guard let model else { throw CLIError("--adapter-out needs --model (the folder the adapter is for)") }
             let config = try HFCheckpoint.readConfig(directory: model)
-            let adapter = try LoRAAdapter(config: LoRAConfig(rank: adapterRank, alpha: Float(2 * adapterRank), targets: config.allLoRATargets), modelConfig: config)
+            let adapter = try LoRAAdapter(
+                config: LoRAConfig(rank: adapterRank, alpha: Float(2 * adapterRank), targets: config.allLoRATargets),
+                modelConfig: config)
             var rng = RNG(seed: seed)
             rng.fillNormal(adapter.weights.buffer, std: 0.3)
             try PEFTAdapter.save(adapter, directory: adapterOut, baseModel: model)

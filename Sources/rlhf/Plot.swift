@@ -6,7 +6,10 @@ import Training
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Draw a metric of one or more runs against step: an SVG chart (PNG too when rsvg-convert or ImageMagick is installed).")
+        abstract:
+            "Draw a metric of one or more runs against step: an SVG chart (PNG too when rsvg-convert or ImageMagick "
+            + "is installed)."
+    )
     @Argument(help: "Run folders (or metrics.jsonl files).")
     var runs: [String]
     @Option(help: "Metric to draw, e.g. loss, eval_loss, exact_match, lr, grad_norm.")
@@ -18,30 +21,52 @@ struct Plot: ParsableCommand {
     @Option(help: "Output SVG path (default: <metric>.svg in the first run folder).")
     var out: String?
 
-    @Flag(help: "Draw the reward model's held-out reward histograms per prompt class (reward_histograms.json) instead of a metric.")
+    @Flag(
+        help:
+            ArgumentHelp(
+                "Draw the reward model's held-out reward histograms per prompt class (reward_histograms.json) "
+                    + "instead of a metric.")
+    )
     var histograms = false
 
-    @Flag(help: "Merge runs with the same folder name (one method on several seeds) into their mean with a ±1 sd band; an overopt study folder stands for all its runs.")
+    @Flag(
+        help:
+            ArgumentHelp(
+                "Merge runs with the same folder name (one method on several seeds) into their mean with a ±1 sd band; "
+                    + "an overopt study folder stands for all its runs.")
+    )
     var bands = false
 
     func run() throws {
         guard !runs.isEmpty else { throw CLIError("name at least one run folder") }
         if histograms {
-            guard !bands else { throw CLIError("--bands merges metric series; --histograms draws one run's histograms") }
+            guard !bands else {
+                throw CLIError("--bands merges metric series; --histograms draws one run's histograms")
+            }
             let h = try RewardHistograms.read(run: runs[0])
             let path = out ?? (runs[0] as NSString).appendingPathComponent("reward_histograms.svg")
-            try h.svg(title: (runs[0] as NSString).lastPathComponent).write(toFile: path, atomically: true, encoding: .utf8)
+            try h.svg(title: (runs[0] as NSString).lastPathComponent).write(
+                toFile: path, atomically: true, encoding: .utf8)
             log("wrote \(path)")
             convertToPNG(path)
             return
         }
         let expanded = try runs.flatMap(Self.studyRuns)
-        let series = bands ? try MetricsChart.bands(runs: expanded, metric: metric, x: x, window: smooth)
-            : try expanded.map { MetricsChart.smoothed(try MetricsChart.series(run: $0, metric: metric, x: x), window: smooth) }
-        for s in series where s.points.isEmpty { throw CLIError("\(s.name): no '\(metric)' values\(x == "step" ? "" : " with '\(x)'") in metrics.jsonl") }
-        let path = out ?? ((runs[0].hasSuffix(".jsonl") ? (runs[0] as NSString).deletingLastPathComponent : runs[0]) as NSString)
+        let series =
+            bands
+            ? try MetricsChart.bands(runs: expanded, metric: metric, x: x, window: smooth)
+            : try expanded.map {
+                MetricsChart.smoothed(try MetricsChart.series(run: $0, metric: metric, x: x), window: smooth)
+            }
+        for s in series where s.points.isEmpty {
+            throw CLIError("\(s.name): no '\(metric)' values\(x == "step" ? "" : " with '\(x)'") in metrics.jsonl")
+        }
+        let path =
+            out
+            ?? ((runs[0].hasSuffix(".jsonl") ? (runs[0] as NSString).deletingLastPathComponent : runs[0]) as NSString)
             .appendingPathComponent("\(metric).svg")
-        try MetricsChart.svg(series: series, metric: metric, x: x).write(toFile: path, atomically: true, encoding: .utf8)
+        try MetricsChart.svg(series: series, metric: metric, x: x).write(
+            toFile: path, atomically: true, encoding: .utf8)
         log("wrote \(path)")
         convertToPNG(path)
     }
@@ -68,7 +93,10 @@ struct Plot: ParsableCommand {
             process.arguments = arguments
             guard (try? process.run()) != nil else { continue }
             process.waitUntilExit()
-            if process.terminationStatus == 0 && FileManager.default.fileExists(atPath: png) { log("wrote \(png)"); return }
+            if process.terminationStatus == 0 && FileManager.default.fileExists(atPath: png) {
+                log("wrote \(png)")
+                return
+            }
         }
         log("no PNG: install librsvg2-bin (rsvg-convert) or imagemagick for one")
     }

@@ -7,7 +7,11 @@ struct RLHF: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rlhf",
         abstract: "Distributed RLHF on CPUs: OpenBLAS for the math, MPI for the traffic.",
-        subcommands: [PipelineCommand.self, SFT.self, HydraSFT.self, RM.self, DPO.self, Prefs.self, PPO.self, OverOpt.self, Generate.self, Score.self, DataCommand.self, Bench.self, Inspect.self, Plot.self, Tokenize.self, Template.self, Check.self, InitModel.self, Export.self])
+        subcommands: [
+            PipelineCommand.self, SFT.self, HydraSFT.self, RM.self, DPO.self, Prefs.self, PPO.self, OverOpt.self,
+            Generate.self, Score.self, DataCommand.self, Bench.self, Inspect.self, Plot.self, Tokenize.self,
+            Template.self, Check.self, InitModel.self, Export.self,
+        ])
 }
 
 /// Diagnostics go to stderr so stdout stays machine-readable JSON lines.
@@ -17,7 +21,10 @@ func log(_ message: String) {
 
 /// One JSON object per line, keys sorted, for scripts that compare runs.
 func printJSONLine(_ object: [String: Any]) {
-    guard let data = try? JSONSerialization.data(withJSONObject: RunFolder.jsonSafe(object), options: [.sortedKeys, .withoutEscapingSlashes]) else {
+    guard
+        let data = try? JSONSerialization.data(
+            withJSONObject: RunFolder.jsonSafe(object), options: [.sortedKeys, .withoutEscapingSlashes])
+    else {
         log("cannot write the result as JSON: \(object)")
         return
     }

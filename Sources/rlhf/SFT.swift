@@ -25,7 +25,6 @@ struct SFT: AsyncParsableCommand {
 
     @OptionGroup var experiment: ExperimentOptions
 
-
     func run() async throws {
         try await runSFT(schema: sftSchema, experiment: experiment)
     }
@@ -35,7 +34,8 @@ struct SFT: AsyncParsableCommand {
 struct HydraSFT: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hydra-sft",
-        abstract: "One trunk, two heads: LM loss on demonstrations + w × Bradley–Terry loss on preference pairs (w = 0.1).",
+        abstract:
+            "One trunk, two heads: LM loss on demonstrations + w × Bradley–Terry loss on preference pairs (w = 0.1).",
         discussion: "Keys and defaults: `rlhf hydra-sft --print-config`.")
     @OptionGroup var experiment: ExperimentOptions
     func run() async throws { try await runSFT(schema: hydraSFTSchema, experiment: experiment) }
@@ -45,44 +45,56 @@ struct HydraSFT: AsyncParsableCommand {
 struct RM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rm",
-        abstract: "Reward model: a reward head on a trunk trained on preference pairs (Bradley–Terry, margins, centering, reward-collapse utilities).",
-        discussion: "Keys and defaults: `rlhf rm --print-config`. Evaluation reports pairwise accuracy on held-out pairs.")
+        abstract:
+            "Reward model: a reward head on a trunk trained on preference pairs (Bradley–Terry, margins, centering, "
+            + "reward-collapse utilities).",
+        discussion:
+            "Keys and defaults: `rlhf rm --print-config`. Evaluation reports pairwise accuracy on held-out pairs.")
     @OptionGroup var experiment: ExperimentOptions
     func run() async throws { try await runSFT(schema: rmSchema, experiment: experiment) }
 }
 
 func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
-        let resolved = try schema.resolve(file: experiment.config, overrides: experiment.overrides)
-        if experiment.printConfig { print(resolved.yaml, terminator: ""); return }
-        let config = try SFTConfig(resolved)
-        let world = await MPIRuntime.shared.world(timeout: config.run.timeout)
-        let stage = SFTStage(config: config, transport: world)
-        let result = try await failingLoudly(world, context: { stage.context }, stopsGracefully: true) { try await stage.run() }
-        guard world.rank == 0 else { return }
-        var summary: [String: Any] = ["stage": config.stageName, "run": result.runFolder, "steps": result.steps]
-        if let a = result.rewardAccuracy { summary["reward_accuracy"] = a }
-        if let e = result.finalEval, e.examples > 0 {
-            summary["eval_loss"] = e.loss
-            if let em = e.exactMatch { summary["exact_match"] = em }
+    let resolved = try schema.resolve(file: experiment.config, overrides: experiment.overrides)
+    if experiment.printConfig {
+        print(resolved.yaml, terminator: "")
+        return
+    }
+    let config = try SFTConfig(resolved)
+    let world = await MPIRuntime.shared.world(timeout: config.run.timeout)
+    let stage = SFTStage(config: config, transport: world)
+    let result = try await failingLoudly(world, context: { stage.context }, stopsGracefully: true) {
+        try await stage.run()
+    }
+    guard world.rank == 0 else { return }
+    var summary: [String: Any] = ["stage": config.stageName, "run": result.runFolder, "steps": result.steps]
+    if let a = result.rewardAccuracy { summary["reward_accuracy"] = a }
+    if let e = result.finalEval, e.examples > 0 {
+        summary["eval_loss"] = e.loss
+        if let em = e.exactMatch { summary["exact_match"] = em }
+    }
+    if let e = result.initialEval?.exactMatch { summary["initial_exact_match"] = e }
+    if let c = result.lastCheckpoint { summary["checkpoint"] = c }
+    if config.stageName == "rm" {
+        summary["utility"] = config.hydra.utility.rawValue
+        // The last evaluation's held-out rewards per prompt class (reward collapse shows here).
+        if FileManager.default.fileExists(
+            atPath: (result.runFolder as NSString).appendingPathComponent(RewardHistograms.fileName))
+        {
+            summary.merge(try RewardHistograms.read(run: result.runFolder).summary) { a, _ in a }
         }
-        if let e = result.initialEval?.exactMatch { summary["initial_exact_match"] = e }
-        if let c = result.lastCheckpoint { summary["checkpoint"] = c }
-        if config.stageName == "rm" {
-            summary["utility"] = config.hydra.utility.rawValue
-            // The last evaluation's held-out rewards per prompt class (reward collapse shows here).
-            if FileManager.default.fileExists(atPath: (result.runFolder as NSString).appendingPathComponent(RewardHistograms.fileName)) {
-                summary.merge(try RewardHistograms.read(run: result.runFolder).summary) { a, _ in a }
-            }
-        }
-        printJSONLine(summary)
+    }
+    printJSONLine(summary)
 }
 
 /// Runs `body`; on an error prints `rank r (role, step s): reason` and, when other ranks exist,
 /// aborts the whole MPI job so that none of them waits forever. `stopsGracefully` (single-stage
 /// training commands): SIGINT/SIGTERM/SIGUSR1 end the run after a step with a checkpoint, the
 /// way to continue printed, and exit status 128 + the signal.
-func failingLoudly<T>(_ world: MPITransport, context: () -> FailureContext, stopsGracefully: Bool = false,
-                      _ body: () async throws -> T) async throws -> T {
+func failingLoudly<T>(
+    _ world: MPITransport, context: () -> FailureContext, stopsGracefully: Bool = false,
+    _ body: () async throws -> T
+) async throws -> T {
     if stopsGracefully { try StopRequest.installHandlers() }
     do {
         return try await body()
@@ -109,8 +121,13 @@ struct DataCommand: ParsableCommand {
     struct IFEval: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ifeval",
-            abstract: "Instruction following: \"Write a short note about {topic}.\" + one or two verifiable instructions, as conversational prompts.",
-            discussion: "prompts.jsonl (training topics and constraint pairs) and eval.jsonl (held-out topics and pairs); each row's answer holds the constraints, which the instructions verifier checks.")
+            abstract:
+                "Instruction following: \"Write a short note about {topic}.\" + one or two verifiable instructions, "
+                + "as conversational prompts.",
+            discussion:
+                "prompts.jsonl (training topics and constraint pairs) and eval.jsonl (held-out topics and pairs); "
+                + "each row's answer holds the constraints, which the instructions verifier checks."
+        )
         @Option(help: "Folder to write prompts.jsonl and eval.jsonl into.")
         var out: String
         @Option(help: "Seed of the prompts and of the held-out split.")
@@ -122,14 +139,21 @@ struct DataCommand: ParsableCommand {
 
         func run() throws {
             guard trainSize > 0, evalSize > 0 else { throw CLIError("--train-size and --eval-size must be positive") }
-            for f in try IFEvalTask(seed: seed, trainSize: trainSize, evalSize: evalSize).write(to: out) { log("wrote \(f)") }
+            for f in try IFEvalTask(seed: seed, trainSize: trainSize, evalSize: evalSize).write(to: out) {
+                log("wrote \(f)")
+            }
         }
     }
 
     struct Arith: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "a + b with a, b in 0…99: flawed SFT demos, preference pairs, RL prompts, held-out eval.")
-        @Option(help: "Folder to write sft.jsonl, prefs.jsonl, prompts.jsonl, eval.jsonl, eval_prefs.jsonl, judge.jsonl, eval_judge.jsonl into.")
+        @Option(
+            help:
+                ArgumentHelp(
+                    "Folder to write sft.jsonl, prefs.jsonl, prompts.jsonl, eval.jsonl, eval_prefs.jsonl, judge.jsonl, "
+                        + "eval_judge.jsonl into.")
+        )
         var out: String
         @Option(help: "Seed of the split and the flaws.")
         var seed: UInt64 = 1
@@ -142,7 +166,8 @@ struct DataCommand: ParsableCommand {
 
         func run() throws {
             guard let kind = ArithFlaw(rawValue: flaw) else {
-                throw CLIError("--flaw '\(flaw)' is not one of \(ArithFlaw.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw CLIError(
+                    "--flaw '\(flaw)' is not one of \(ArithFlaw.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             guard (0...1).contains(flawShare) else { throw CLIError("--flaw-share must be in [0, 1]") }
             let files = try ArithTask(seed: seed, flaw: kind, flawShare: flawShare, evalSize: evalSize).write(to: out)

@@ -9,9 +9,9 @@ struct Score: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Log-likelihood scoring: log-probs of tokens[1...] given the tokens before them.",
         discussion: """
-        Reads JSON lines {"tokens": [ids…]} and prints, per line, {"logprobs": [...], "sum": x}, where \
-        logprobs[i] = log p(tokens[i+1] | tokens[0...i]).
-        """)
+            Reads JSON lines {"tokens": [ids…]} and prints, per line, {"logprobs": [...], "sum": x}, where \
+            logprobs[i] = log p(tokens[i+1] | tokens[0...i]).
+            """)
 
     @Option(help: "Model folder (config.json + model.safetensors) or GGUF file.")
     var model: String
@@ -27,10 +27,18 @@ struct Score: ParsableCommand {
 
     func run() throws {
         let trunk = try HFCheckpoint.load(directory: model)
-        log("score: \(model) (\(trunk.config.layers) layers, \(trunk.config.channels) wide, vocab \(trunk.config.vocabSize)); \(BLAS.summary)")
+        log(
+            "score: \(model) (\(trunk.config.layers) layers, \(trunk.config.channels) wide, vocab "
+                + "\(trunk.config.vocabSize)); \(BLAS.summary)"
+        )
         let sequences = try Self.readTokenLines(path: input, vocabSize: trunk.config.vocabSize)
         let lora = try adapter.map { try PEFTAdapter.load(directory: $0, modelConfig: trunk.config) }
-        if let adapter, let lora { log("adapter: \(adapter) (rank \(lora.config.rank), α \(lora.config.alpha), \(lora.config.targets.map(\.name).joined(separator: ", ")))") }
+        if let adapter, let lora {
+            log(
+                "adapter: \(adapter) (rank \(lora.config.rank), α \(lora.config.alpha), "
+                    + "\(lora.config.targets.map(\.name).joined(separator: ", ")))"
+            )
+        }
         let results = try trunk.scoreSequences(sequences, adapter: lora, batchSize: batchSize)
         for logProbs in results {
             let sum = logProbs.reduce(0.0) { $0 + Double($1) }

@@ -9,7 +9,7 @@ FastPath.reexecIfNeeded()
 // point; written directly at top level it resolves to the synchronous one, which prints help for
 // async subcommands instead of running them.
 func start() async {
-    await RLHF.main()          // exits the process itself on errors
+    await RLHF.main()  // exits the process itself on errors
     await MPIRuntime.shared.finalize()
 }
 await start()

@@ -14,7 +14,9 @@ final class OnlineRewardLossTests: XCTestCase {
         XCTAssertEqual(r.bradleyTerry, 0.2014132779827524, accuracy: 1e-12)
         XCTAssertEqual(r.entropy, 1.0176881912764086, accuracy: 1e-12)
         XCTAssertEqual(r.loss, 0.44629575197084925, accuracy: 1e-12)
-        for (a, b) in zip(r.gradient, [-0.20779507, 0.06324185, 0.06024599, 0.08430723]) { XCTAssertEqual(a, b, accuracy: 1e-7) }
+        for (a, b) in zip(r.gradient, [-0.20779507, 0.06324185, 0.06024599, 0.08430723]) {
+            XCTAssertEqual(a, b, accuracy: 1e-7)
+        }
         let flat = GroupRewardEntropy.loss(rewards: [0.3, 0.3, 0.3], winner: 0, loser: 1, alpha: 0.3)
         XCTAssertEqual(flat.entropy, 0, "equal rewards: no entropy term")
         XCTAssertEqual(flat.loss, 0.7 * log(2), accuracy: 1e-12)
@@ -35,12 +37,18 @@ final class OnlineRewardLossTests: XCTestCase {
     /// (−4, −6, −5, −5.5, 3): h = 1.5, DPO = log(1 + e^−0.15) = 0.620957, NLL = 4/3;
     /// (−2, −2.5, −2.2, −2, 2): h = 0.7, DPO = 0.658760, NLL = 1; sum 3.613050, bandit reward −1.806525.
     func testLaserPairSignalWorkedExample() {
-        let pairs = [LaserPairSignal.Pair(chosen: -4, rejected: -6, refChosen: -5, refRejected: -5.5, chosenTokens: 3),
-                     LaserPairSignal.Pair(chosen: -2, rejected: -2.5, refChosen: -2.2, refRejected: -2, chosenTokens: 2)]
+        let pairs = [
+            LaserPairSignal.Pair(chosen: -4, rejected: -6, refChosen: -5, refRejected: -5.5, chosenTokens: 3),
+            LaserPairSignal.Pair(chosen: -2, rejected: -2.5, refChosen: -2.2, refRejected: -2, chosenTokens: 2),
+        ]
         XCTAssertEqual(LaserPairSignal.lossSum(pairs, beta: 0.1, nllWeight: 1), 3.6130499366715627, accuracy: 1e-12)
-        XCTAssertEqual(LaserPairSignal.lossSum(pairs, beta: 0.1, nllWeight: 0), 0.6209570477895321 + 0.6587595555486971, accuracy: 1e-12)
+        XCTAssertEqual(
+            LaserPairSignal.lossSum(pairs, beta: 0.1, nllWeight: 0), 0.6209570477895321 + 0.6587595555486971,
+            accuracy: 1e-12)
         let untrained = LaserPairSignal.Pair(chosen: -3, rejected: -4, refChosen: -3, refRejected: -4, chosenTokens: 3)
-        XCTAssertEqual(LaserPairSignal.lossSum([untrained], beta: 0.1, nllWeight: 0), log(2), accuracy: 1e-12, "π = π_ref: log 2 for every arm")
+        XCTAssertEqual(
+            LaserPairSignal.lossSum([untrained], beta: 0.1, nllWeight: 0), log(2), accuracy: 1e-12,
+            "π = π_ref: log 2 for every arm")
     }
 
     /// Normalisation from the first reward on: a history of one is its own middle.

@@ -2,9 +2,14 @@ import Alignment
 import Foundation
 import XCTest
 
-func assertClose(_ a: [Double], _ b: [Double], _ tolerance: Double = 1e-5, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) {
+func assertClose(
+    _ a: [Double], _ b: [Double], _ tolerance: Double = 1e-5, _ message: String = "", file: StaticString = #filePath,
+    line: UInt = #line
+) {
     XCTAssertEqual(a.count, b.count, message, file: file, line: line)
-    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: tolerance, "\(message): \(a) vs \(b)", file: file, line: line) }
+    for (x, y) in zip(a, b) {
+        XCTAssertEqual(x, y, accuracy: tolerance, "\(message): \(a) vs \(b)", file: file, line: line)
+    }
 }
 
 /// docs/algorithms.md, test oracles table P (one sequence, T = 4) and table G.
@@ -44,7 +49,9 @@ final class PPOMathTests: XCTestCase {
         // logp == logp_old: ratio 1, L = −mean(A) = 0 over whitened advantages.
         let (a, _) = PPOMath.gae(rewards: [0.1, 0.2, 0.3, 1], values: vOld, gamma: 1, lambda: 0.95)
         let w = PPOMath.whiten([a], unbiased: true)[0]
-        XCTAssertEqual(PPOMath.policyLoss(logp: logpOld, logpOld: logpOld, advantages: w, clipLow: 0.2, clipHigh: 0.2).loss, 0, accuracy: 1e-12)
+        XCTAssertEqual(
+            PPOMath.policyLoss(logp: logpOld, logpOld: logpOld, advantages: w, clipLow: 0.2, clipHigh: 0.2).loss, 0,
+            accuracy: 1e-12)
         var fixed = AdaptiveKLController(beta: 0.1, target: nil)
         fixed.update(observedKL: 100, steps: 10)
         XCTAssertEqual(fixed.beta, 0.1, "no target: β is fixed")
@@ -55,41 +62,60 @@ final class PPOMathTests: XCTestCase {
     func testLossGradients() {
         let adv = [0.9, -1.3, 0.4, -0.7]
         for dual in [nil, 1.5] as [Double?] {
-            let logp = [-0.95, -0.3, -2.4, -0.05]   // ratios inside and outside [0.8, 1.2]
-            let (_, grad, _) = PPOMath.policyLoss(logp: logp, logpOld: logpOld, advantages: adv, clipLow: 0.2, clipHigh: 0.2, dualClip: dual)
+            let logp = [-0.95, -0.3, -2.4, -0.05]  // ratios inside and outside [0.8, 1.2]
+            let (_, grad, _) = PPOMath.policyLoss(
+                logp: logp, logpOld: logpOld, advantages: adv, clipLow: 0.2, clipHigh: 0.2, dualClip: dual)
             for t in logp.indices {
                 var plus = logp, minus = logp
-                plus[t] += 1e-6; minus[t] -= 1e-6
-                let f = { (x: [Double]) in PPOMath.policyLoss(logp: x, logpOld: self.logpOld, advantages: adv, clipLow: 0.2, clipHigh: 0.2, dualClip: dual).loss }
-                XCTAssertEqual(grad[t], (f(plus) - f(minus)) / 2e-6, accuracy: 1e-6, "policy token \(t) dual \(String(describing: dual))")
+                plus[t] += 1e-6
+                minus[t] -= 1e-6
+                let f = { (x: [Double]) in
+                    PPOMath.policyLoss(
+                        logp: x, logpOld: self.logpOld, advantages: adv, clipLow: 0.2, clipHigh: 0.2, dualClip: dual
+                    ).loss
+                }
+                XCTAssertEqual(
+                    grad[t], (f(plus) - f(minus)) / 2e-6, accuracy: 1e-6,
+                    "policy token \(t) dual \(String(describing: dual))")
             }
         }
         let values = [0.75, 0.45, 0.3, 1.2], returns = [0.9, 0.9, 0.9, 0.9]
         let (_, dV) = PPOMath.valueLoss(values: values, oldValues: vOld, returns: returns, clip: 0.2)
         for t in values.indices {
             var plus = values, minus = values
-            plus[t] += 1e-6; minus[t] -= 1e-6
-            let f = { (x: [Double]) in PPOMath.valueLoss(values: x, oldValues: self.vOld, returns: returns, clip: 0.2).loss }
+            plus[t] += 1e-6
+            minus[t] -= 1e-6
+            let f = { (x: [Double]) in
+                PPOMath.valueLoss(values: x, oldValues: self.vOld, returns: returns, clip: 0.2).loss
+            }
             XCTAssertEqual(dV[t], (f(plus) - f(minus)) / 2e-6, accuracy: 1e-6, "value token \(t)")
         }
     }
 
     func testTableG() {
         let rewards = [1.0, 0, 0, 1, 0.5, 0, 0, 0], groups = [[0, 1, 2, 3], [4, 5, 6, 7]]
-        assertClose(GroupAdvantages.compute(.grpo, rewards: rewards, groups: groups),
-                    [0.865875, -0.865875, -0.865875, 0.865875, 1.4994, -0.4998, -0.4998, -0.4998], 1e-4, "GRPO")
-        assertClose(GroupAdvantages.compute(.drGRPO, rewards: rewards, groups: groups),
-                    [0.5, -0.5, -0.5, 0.5, 0.375, -0.125, -0.125, -0.125], 1e-9, "Dr.GRPO")
-        assertClose(GroupAdvantages.compute(.rloo, rewards: rewards, groups: groups),
-                    [0.666667, -0.666667, -0.666667, 0.666667, 0.5, -0.166667, -0.166667, -0.166667], 1e-6, "RLOO")
+        assertClose(
+            GroupAdvantages.compute(.grpo, rewards: rewards, groups: groups),
+            [0.865875, -0.865875, -0.865875, 0.865875, 1.4994, -0.4998, -0.4998, -0.4998], 1e-4, "GRPO")
+        assertClose(
+            GroupAdvantages.compute(.drGRPO, rewards: rewards, groups: groups),
+            [0.5, -0.5, -0.5, 0.5, 0.375, -0.125, -0.125, -0.125], 1e-9, "Dr.GRPO")
+        assertClose(
+            GroupAdvantages.compute(.rloo, rewards: rewards, groups: groups),
+            [0.666667, -0.666667, -0.666667, 0.666667, 0.5, -0.166667, -0.166667, -0.166667], 1e-6, "RLOO")
         // REINFORCE++(-baseline) with one token per sample and no KL: whitened (biased) over the batch.
         let baseline = GroupAdvantages.compute(.reinforceBaseline, rewards: rewards, groups: groups)
-        assertClose(PPOMath.whiten([baseline], unbiased: false)[0],
-                    [1.297771, -1.297771, -1.297771, 1.297771, 0.973329, -0.324443, -0.324443, -0.324443], 1e-5, "REINFORCE++-baseline")
-        assertClose(PPOMath.whiten([rewards], unbiased: false)[0],
-                    [1.604515, -0.729325, -0.729325, 1.604515, 0.437595, -0.729325, -0.729325, -0.729325], 1e-5, "REINFORCE++")
+        assertClose(
+            PPOMath.whiten([baseline], unbiased: false)[0],
+            [1.297771, -1.297771, -1.297771, 1.297771, 0.973329, -0.324443, -0.324443, -0.324443], 1e-5,
+            "REINFORCE++-baseline")
+        assertClose(
+            PPOMath.whiten([rewards], unbiased: false)[0],
+            [1.604515, -0.729325, -0.729325, 1.604515, 0.437595, -0.729325, -0.729325, -0.729325], 1e-5, "REINFORCE++")
         for e in [AdvantageEstimator.grpo, .drGRPO, .rloo] {
-            XCTAssertEqual(GroupAdvantages.compute(e, rewards: [2, 2, 2], groups: [[0, 1, 2]]), [0, 0, 0], "\(e): equal rewards ⇒ 0")
+            XCTAssertEqual(
+                GroupAdvantages.compute(e, rewards: [2, 2, 2], groups: [[0, 1, 2]]), [0, 0, 0],
+                "\(e): equal rewards ⇒ 0")
         }
     }
 }
@@ -100,7 +126,8 @@ final class BradleyTerryTests: XCTestCase {
         XCTAssertEqual(BradleyTerry.loss(chosen: 1, rejected: 0).loss, 0.313262, accuracy: 1e-6)
         XCTAssertEqual(BradleyTerry.loss(chosen: 1, rejected: 0, margin: 0.5).loss, 0.474077, accuracy: 1e-6)
         XCTAssertEqual(BradleyTerry.loss(chosen: 0.3, rejected: 0.3).loss, log(2), accuracy: 1e-12)
-        XCTAssertEqual(BradleyTerry.loss(chosen: 40, rejected: -40).loss, 0, accuracy: 1e-12, "stable for large margins")
+        XCTAssertEqual(
+            BradleyTerry.loss(chosen: 40, rejected: -40).loss, 0, accuracy: 1e-12, "stable for large margins")
         XCTAssertEqual(BradleyTerry.loss(chosen: -40, rejected: 40).loss, 80, accuracy: 1e-9)
         let (_, dw, dl) = BradleyTerry.loss(chosen: 0.7, rejected: -0.2)
         let f = { (w: Double, l: Double) in BradleyTerry.loss(chosen: w, rejected: l).loss }

@@ -23,7 +23,8 @@ final class VerifierTests: XCTestCase {
 
     func testExactFormatAndLengthRules() {
         XCTAssertEqual(ExactAnswerVerifier().score(response: "46", answer: "46"), 1)
-        XCTAssertEqual(ExactAnswerVerifier().score(response: "the sum is 46", answer: "46"), 1, "the final number counts")
+        XCTAssertEqual(
+            ExactAnswerVerifier().score(response: "the sum is 46", answer: "46"), 1, "the final number counts")
         XCTAssertEqual(ExactAnswerVerifier().score(response: "45", answer: "46"), 0)
         XCTAssertEqual(IntegerFormatVerifier().score(response: "46", answer: nil), 0)
         XCTAssertEqual(IntegerFormatVerifier().score(response: "46!", answer: nil), -1)
@@ -35,6 +36,8 @@ final class VerifierTests: XCTestCase {
         let routes = try Verifiers.routes("arith, expr=expression+length8")
         XCTAssertEqual(routes["arith"]?.map(\.name), ["verifier", "format"])
         XCTAssertEqual(routes["expr"]?.map(\.name), ["expression", "length"])
-        XCTAssertThrowsError(try Verifiers.routes("x=regex")) { XCTAssertTrue("\($0)".contains("unknown verifier 'regex'"), "\($0)") }
+        XCTAssertThrowsError(try Verifiers.routes("x=regex")) {
+            XCTAssertTrue("\($0)".contains("unknown verifier 'regex'"), "\($0)")
+        }
     }
 }

@@ -6,7 +6,9 @@ import XCTest
 /// Every Transport operation on the hand-driven embedded world; an undelivered message or
 /// parked call at the end fails the test.
 final class EmbeddedTransportTests: XCTestCase {
-    func runWorld<T: Sendable>(_ size: Int, _ body: @escaping @Sendable (EmbeddedTransport) async throws -> T) async throws -> [T] {
+    func runWorld<T: Sendable>(_ size: Int, _ body: @escaping @Sendable (EmbeddedTransport) async throws -> T)
+        async throws -> [T]
+    {
         let world = EmbeddedWorld(size: size)
         let results = try await world.run(body)
         XCTAssertEqual(world.undelivered, [], "nothing may be left undelivered")
@@ -61,7 +63,7 @@ final class EmbeddedTransportTests: XCTestCase {
 
     func testSplitMakesIndependentSubCommunicators() async throws {
         let results = try await runWorld(4) { t -> (Int, Int, Float) in
-            let sub = try await t.split(color: t.rank % 2, key: -t.rank)   // reversed order inside each group
+            let sub = try await t.split(color: t.rank % 2, key: -t.rank)  // reversed order inside each group
             let b = FloatBuffer([Float(t.rank)])
             try await sub.allReduce(b, op: .sum)
             return (sub.rank, sub.size, b[0])
@@ -75,13 +77,19 @@ final class EmbeddedTransportTests: XCTestCase {
         let world = EmbeddedWorld(size: 2)
         do {
             _ = try await world.run { t in
-                if t.rank == 0 { try await t.allReduce(FloatBuffer([1, 2, 3]), op: .sum) } else { try await t.allReduce(FloatBuffer([1]), op: .sum) }
+                if t.rank == 0 {
+                    try await t.allReduce(FloatBuffer([1, 2, 3]), op: .sum)
+                } else {
+                    try await t.allReduce(FloatBuffer([1]), op: .sum)
+                }
             }
             XCTFail("a size mismatch must fail")
         } catch {
             XCTAssertTrue("\(error)".contains("does not match across ranks"), "\(error)")
         }
-        XCTAssertTrue(world.undelivered.contains { $0.contains("allreduce(3)") && $0.contains("allreduce(1)") }, "\(world.undelivered)")
+        XCTAssertTrue(
+            world.undelivered.contains { $0.contains("allreduce(3)") && $0.contains("allreduce(1)") },
+            "\(world.undelivered)")
     }
 
     func testUndeliveredMessagesAndStallsAreReported() async throws {
@@ -90,7 +98,9 @@ final class EmbeddedTransportTests: XCTestCase {
         XCTAssertEqual(world.undelivered, ["message from rank 0 to rank 1 (tag 3) never received"])
         let stalled = EmbeddedWorld(size: 2)
         do {
-            _ = try await stalled.run(stallSeconds: 0.2) { t in if t.rank == 1 { _ = try await t.receive(from: 0, tag: 4) } }
+            _ = try await stalled.run(stallSeconds: 0.2) { t in
+                if t.rank == 1 { _ = try await t.receive(from: 0, tag: 4) }
+            }
             XCTFail("a receive nobody answers must be reported")
         } catch {
             XCTAssertTrue("\(error)".contains("rank 1 waits for a message from rank 0 (tag 4)"), "\(error)")
@@ -102,7 +112,7 @@ final class EmbeddedTransportTests: XCTestCase {
     func testALongComputationIsNotAStall() async throws {
         let world = EmbeddedWorld(size: 2)
         let sums = try await world.run(stallSeconds: 0.2) { t in
-            if t.rank == 0 { usleep(600_000) }   // blocks its thread, like a long forward pass
+            if t.rank == 0 { usleep(600_000) }  // blocks its thread, like a long forward pass
             return try await t.allReduce([Double(t.rank + 1)], op: .sum)
         }
         XCTAssertEqual(sums, [[3], [3]])

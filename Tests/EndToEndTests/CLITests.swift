@@ -28,7 +28,9 @@ class CLITestCase: XCTestCase {
     }
 
     @discardableResult
-    func run(_ arguments: [String], expectExit status: Int32 = 0, environment extra: [String: String] = [:]) throws -> (stdout: String, stderr: String) {
+    func run(_ arguments: [String], expectExit status: Int32 = 0, environment extra: [String: String] = [:]) throws -> (
+        stdout: String, stderr: String
+    ) {
         let process = Process()
         process.environment = Self.cleanEnvironment.merging(extra) { _, new in new }
         process.executableURL = binary
@@ -37,7 +39,8 @@ class CLITestCase: XCTestCase {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile(),
+            stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         let result = (String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
         XCTAssertEqual(process.terminationStatus, status, "rlhf \(arguments.joined(separator: " ")): \(result.1)")
@@ -62,7 +65,11 @@ class CLITestCase: XCTestCase {
     func waitForTraining(_ out: String, process: Process) throws {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline && process.isRunning {
-            if let text = try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8), text.contains("\"loss\"") { return }
+            if let text = try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8),
+                text.contains("\"loss\"")
+            {
+                return
+            }
             usleep(50_000)
         }
         XCTFail("training did not start within 60 s")
@@ -72,16 +79,23 @@ class CLITestCase: XCTestCase {
     func rankProcess(_ rank: Int, marker: String) -> pid_t? {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry),
-                  let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
-                  String(decoding: cmdline, as: UTF8.self).contains(marker),
-                  let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { continue }
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                String(decoding: cmdline, as: UTF8.self).contains(marker),
+                let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ")
+            else { continue }
             let variables = String(decoding: environ, as: UTF8.self).split(separator: "\0")
-            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") && !String(decoding: cmdline, as: UTF8.self).hasPrefix("mpirun") { return pid }
+            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)")
+                && !String(decoding: cmdline, as: UTF8.self).hasPrefix("mpirun")
+            {
+                return pid
+            }
         }
         return nil
     }
     /// Runs a program to its end with stdout and stderr together, without expectations.
-    func outcome(_ executable: URL, _ arguments: [String], in folder: URL? = nil) throws -> (status: Int32, output: String) {
+    func outcome(_ executable: URL, _ arguments: [String], in folder: URL? = nil) throws -> (
+        status: Int32, output: String
+    ) {
         let p = Process()
         p.executableURL = executable
         p.arguments = arguments
@@ -104,11 +118,17 @@ final class CLITests: CLITestCase {
     /// A binary built for a newer CPU than the one it runs on stops before main with a clear
     /// message, not SIGILL (the CPU's lack simulated by RLHF_PRETEND_CPU_LACKS).
     func testABinaryBuiltForANewerCPURefusesClearly() throws {
-        let (_, stderr) = try run(["--help"], expectExit: 3,
-                                  environment: ["RLHF_PRETEND_CPU_LACKS": "avx avx2 fma bmi2 avx512f avx512bw avx512dq avx512vl avx512vnni avx512bf16 avx512vbmi"])
-        XCTAssertTrue(stderr.contains("this rlhf binary was built for the CPU 'native'") && stderr.contains("this CPU lacks avx"), stderr)
+        let (_, stderr) = try run(
+            ["--help"], expectExit: 3,
+            environment: [
+                "RLHF_PRETEND_CPU_LACKS":
+                    "avx avx2 fma bmi2 avx512f avx512bw avx512dq avx512vl avx512vnni avx512bf16 avx512vbmi"
+            ])
+        XCTAssertTrue(
+            stderr.contains("this rlhf binary was built for the CPU 'native'") && stderr.contains("this CPU lacks avx"),
+            stderr)
         XCTAssertTrue(stderr.contains("RLHF_TARGET_CPU=x86-64-v3"), "it says how to build for an older CPU: \(stderr)")
-        try run(["--help"])   // and runs where nothing is lacking
+        try run(["--help"])  // and runs where nothing is lacking
     }
 
     func testInitThenScoreMatchesTheLibrary() throws {
@@ -117,7 +137,8 @@ final class CLITests: CLITestCase {
         try run(["init", "--preset", "tiny", "--seed", "3", "--out", model])
         let sequences: [[Int32]] = [[256, 72, 105], [256, 1, 2, 3, 4, 5, 6, 7, 8, 257], [9, 9]]
         let input = directory + "/in.jsonl"
-        try sequences.map { "{\"tokens\": \($0)}" }.joined(separator: "\n").write(toFile: input, atomically: true, encoding: .utf8)
+        try sequences.map { "{\"tokens\": \($0)}" }.joined(separator: "\n").write(
+            toFile: input, atomically: true, encoding: .utf8)
         let (stdout, stderr) = try run(["score", "--model", model, "--input", input, "--batch-size", "2"])
         XCTAssertTrue(stderr.contains("OpenBLAS core="), "prints the BLAS kernel and threads: \(stderr)")
         let lines = stdout.split(separator: "\n")

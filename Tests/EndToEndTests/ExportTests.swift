@@ -7,7 +7,9 @@ import XCTest
 /// merged into both formats.
 final class ExportTests: CLITestCase {
     var fixtures: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ModelsTests/Fixtures").path
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+            "ModelsTests/Fixtures"
+        ).path
     }
 
     func sha256(_ path: String) throws -> String {
@@ -24,13 +26,22 @@ final class ExportTests: CLITestCase {
     /// Fixtures/make_gguf_fixtures.py --rlhf exported these, had gguf-py read them and transformers
     /// score them (≤ 1e-4 from `rlhf score`), and recorded their sha256: a fresh export is the same bytes.
     func testExportsAreTheBytesTransformersAccepted() throws {
-        struct Entry: Decodable { let source: String; let type: String; let tokenizer: String?; let sha256: String; let max_logprob_error: Double }
-        let record = try JSONDecoder().decode([String: Entry].self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/gguf-export.json")))
+        struct Entry: Decodable {
+            let source: String
+            let type: String
+            let tokenizer: String?
+            let sha256: String
+            let max_logprob_error: Double
+        }
+        let record = try JSONDecoder().decode(
+            [String: Entry].self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/gguf-export.json")))
         XCTAssertEqual(Set(record.values.map(\.type)), ["f32", "f16", "q8_0"])
         for (name, e) in record.sorted(by: { $0.key < $1.key }) {
             XCTAssertLessThan(e.max_logprob_error, 1e-4, name)
             let out = directory + "/\(name).gguf"
-            try run(["export", "--model", fixtures + "/" + e.source, "--format", "gguf", "--type", e.type, "--out", out] + (e.tokenizer.map { ["--tokenizer", $0] } ?? []))
+            try run(
+                ["export", "--model", fixtures + "/" + e.source, "--format", "gguf", "--type", e.type, "--out", out]
+                    + (e.tokenizer.map { ["--tokenizer", $0] } ?? []))
             XCTAssertEqual(try sha256(out), e.sha256, name)
         }
     }
@@ -39,22 +50,35 @@ final class ExportTests: CLITestCase {
     /// model with the adapter does, and hold the same weights.
     func testAdapterIsMergedIntoBothFormats() throws {
         let base = try HFCheckpoint.load(directory: fixtures + "/mistral-tiny")
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: ["all-linear"]), modelConfig: base.config)
+        let adapter = try LoRAAdapter(
+            config: LoRAConfig(rank: 4, alpha: 8, targets: ["all-linear"]), modelConfig: base.config)
         var rng = RNG(seed: 11)
         for i in 0..<adapter.weights.count { adapter.weights[i] = (2 * rng.uniform() - 1) * 0.3 }
         try PEFTAdapter.save(adapter, directory: directory + "/adapter")
-        try run(["export", "--model", fixtures + "/mistral-tiny", "--adapter", directory + "/adapter", "--tokenizer", "none", "--format", "hf", "--out", directory + "/merged"])
-        try run(["export", "--model", fixtures + "/mistral-tiny", "--adapter", directory + "/adapter", "--tokenizer", "none", "--format", "gguf", "--out", directory + "/merged.gguf"])
-        let hf = try HFCheckpoint.load(directory: directory + "/merged"), gguf = try HFCheckpoint.load(directory: directory + "/merged.gguf")
+        try run([
+            "export", "--model", fixtures + "/mistral-tiny", "--adapter", directory + "/adapter", "--tokenizer", "none",
+            "--format", "hf", "--out", directory + "/merged",
+        ])
+        try run([
+            "export", "--model", fixtures + "/mistral-tiny", "--adapter", directory + "/adapter", "--tokenizer", "none",
+            "--format", "gguf", "--out", directory + "/merged.gguf",
+        ])
+        let hf = try HFCheckpoint.load(directory: directory + "/merged"),
+            gguf = try HFCheckpoint.load(directory: directory + "/merged.gguf")
         XCTAssertTrue(hf.weights.buffer.elementsEqual(gguf.weights.buffer))
         XCTAssertFalse(hf.weights.buffer.elementsEqual(base.weights.buffer), "the adapter changed the weights")
         let sequences: [[Int32]] = [[1, 5, 9, 40, 3, 7], [90, 2, 2, 61]]
         let expected = try base.scoreSequences(sequences, adapter: adapter)
         let merged = try hf.scoreSequences(sequences)
         for (a, b) in zip(expected.joined(), merged.joined()) { XCTAssertEqual(a, b, accuracy: 1e-5) }
-        XCTAssertGreaterThan(zip(expected.joined(), try base.scoreSequences(sequences).joined()).map { abs($0 - $1) }.max()!, 1e-3,
-                             "the adapter matters for these sequences")
+        XCTAssertGreaterThan(
+            zip(expected.joined(), try base.scoreSequences(sequences).joined()).map { abs($0 - $1) }.max()!, 1e-3,
+            "the adapter matters for these sequences")
         // --type is a GGUF option.
-        try run(["export", "--model", fixtures + "/mistral-tiny", "--format", "hf", "--type", "q8_0", "--out", directory + "/x"], expectExit: 64)
+        try run(
+            [
+                "export", "--model", fixtures + "/mistral-tiny", "--format", "hf", "--type", "q8_0", "--out",
+                directory + "/x",
+            ], expectExit: 64)
     }
 }

@@ -5,7 +5,10 @@ import XCTest
 /// before it was fixed) goes through its parser again on each test run, in the plain build of
 /// rlhf-fuzz (scripts/fuzz.sh runs the fuzzer itself).
 final class FuzzRegressionTests: CLITestCase {
-    var inputs: URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz") }
+    var inputs: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+            "Fuzz")
+    }
 
     func testSavedInputsReplayWithoutACrash() throws {
         let fuzz = binary.deletingLastPathComponent().appendingPathComponent("rlhf-fuzz")
@@ -13,7 +16,8 @@ final class FuzzRegressionTests: CLITestCase {
         let targets = try FileManager.default.contentsOfDirectory(atPath: inputs.path).sorted()
         XCTAssertEqual(targets, ["config", "gguf", "jsonl", "safetensors", "tokenizer", "wire"])
         for target in targets {
-            let files = try FileManager.default.contentsOfDirectory(atPath: inputs.appendingPathComponent(target).path).sorted()
+            let files = try FileManager.default.contentsOfDirectory(atPath: inputs.appendingPathComponent(target).path)
+                .sorted()
                 .map { inputs.appendingPathComponent(target).appendingPathComponent($0).path }
             XCTAssertFalse(files.isEmpty, "\(target) has no saved inputs")
             let (status, text) = try outcome(fuzz, [target] + files)

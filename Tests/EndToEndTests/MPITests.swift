@@ -12,24 +12,33 @@ final class MPITests: CLITestCase {
     }
 
     func mpiArguments(_ np: Int, _ arguments: [String]) throws -> [String] {
-        ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "-x", "OPENBLAS_NUM_THREADS=1", binary.path] + arguments
+        ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "-x", "OPENBLAS_NUM_THREADS=1", binary.path]
+            + arguments
     }
 
     func sftArguments(out: String, steps: Int = 8, extra: [String] = []) -> [String] {
-        ["sft", "name=mpi", "out=\(out)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=\(steps)",
-         "train.batch_size=16", "train.micro_batch_size=4", "train.max_length=16", "train.warmup_steps=2", "train.lr=3e-3",
-         "eval.every=0", "checkpoint.every=0", "log.every=1", "train.check_replicas=true"] + extra
+        [
+            "sft", "name=mpi", "out=\(out)", "resume=never", "data.task=arith", "data.eval_size=50",
+            "train.steps=\(steps)",
+            "train.batch_size=16", "train.micro_batch_size=4", "train.max_length=16", "train.warmup_steps=2",
+            "train.lr=3e-3",
+            "eval.every=0", "checkpoint.every=0", "log.every=1", "train.check_replicas=true",
+        ] + extra
     }
 
     func testDataParallelSFTMatchesOneProcess() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         // The reference is `mpirun -np 1` with the same one BLAS thread per process: OpenBLAS
         // rounds differently with 2 threads, which is not what this test is about.
-        let single = try start(mpirun, try mpiArguments(1, sftArguments(out: directory + "/np1")), log: directory + "/np1.log")
+        let single = try start(
+            mpirun, try mpiArguments(1, sftArguments(out: directory + "/np1")), log: directory + "/np1.log")
         single.waitUntilExit()
-        XCTAssertEqual(single.terminationStatus, 0, (try? String(contentsOfFile: directory + "/np1.log", encoding: .utf8)) ?? "")
+        XCTAssertEqual(
+            single.terminationStatus, 0, (try? String(contentsOfFile: directory + "/np1.log", encoding: .utf8)) ?? "")
         let reference = try HFCheckpoint.load(directory: directory + "/np1/checkpoints/step-00000008").weights.array
-        let referenceLosses = try JSONL.objects(path: directory + "/np1/metrics.jsonl").compactMap { $0.object["loss"] as? Double }
+        let referenceLosses = try JSONL.objects(path: directory + "/np1/metrics.jsonl").compactMap {
+            $0.object["loss"] as? Double
+        }
         for np in [2, 4] {
             let out = directory + "/np\(np)"
             let p = try start(mpirun, try mpiArguments(np, sftArguments(out: out)), log: directory + "/np\(np).log")
@@ -43,7 +52,9 @@ final class MPITests: CLITestCase {
             XCTAssertLessThanOrEqual(worst / scale, 1e-5, "np \(np): weights differ by \(worst / scale) relative")
             let losses = try JSONL.objects(path: out + "/metrics.jsonl").compactMap { $0.object["loss"] as? Double }
             XCTAssertEqual(losses.count, referenceLosses.count)
-            for (a, b) in zip(losses, referenceLosses) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "np \(np) loss curve") }
+            for (a, b) in zip(losses, referenceLosses) {
+                XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "np \(np) loss curve")
+            }
         }
     }
 
@@ -51,13 +62,29 @@ final class MPITests: CLITestCase {
     /// same trained files as -np 1, bit for bit: gradients are summed in Float64 whatever the grouping.
     func testDataParallelPreferenceStagesMatchOneProcess() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
-        let common = ["resume=never", "data.task=arith", "data.eval_size=40", "train.steps=6", "train.batch_size=16",
-                      "train.micro_batch_size=4", "train.max_length=16", "train.warmup_steps=2", "eval.every=0", "checkpoint.every=0", "log.every=1"]
+        let common = [
+            "resume=never", "data.task=arith", "data.eval_size=40", "train.steps=6", "train.batch_size=16",
+            "train.micro_batch_size=4", "train.max_length=16", "train.warmup_steps=2", "eval.every=0",
+            "checkpoint.every=0", "log.every=1",
+        ]
         let stages: [(name: String, arguments: [String], files: [String])] = [
-            ("dpo-inspo", ["dpo", "name=dpo", "dpo.loss=inspo", "train.lr=3e-3"] + common, ["adapter/adapter_model.safetensors", "optimizer.safetensors"]),
-            ("hydra-sft", ["hydra-sft", "name=hydra", "hydra.pair_batch_size=16", "hydra.pair_micro_batch_size=4", "train.check_replicas=true"] + common,
-             ["model.safetensors", "reward_head.safetensors", "optimizer.safetensors"]),
-            ("rm", ["rm", "name=rm", "hydra.pair_batch_size=16", "hydra.pair_micro_batch_size=4", "rm.utility=adaptive"] + common, ["model.safetensors", "reward_head.safetensors"]),
+            (
+                "dpo-inspo", ["dpo", "name=dpo", "dpo.loss=inspo", "train.lr=3e-3"] + common,
+                ["adapter/adapter_model.safetensors", "optimizer.safetensors"]
+            ),
+            (
+                "hydra-sft",
+                [
+                    "hydra-sft", "name=hydra", "hydra.pair_batch_size=16", "hydra.pair_micro_batch_size=4",
+                    "train.check_replicas=true",
+                ] + common,
+                ["model.safetensors", "reward_head.safetensors", "optimizer.safetensors"]
+            ),
+            (
+                "rm",
+                ["rm", "name=rm", "hydra.pair_batch_size=16", "hydra.pair_micro_batch_size=4", "rm.utility=adaptive"]
+                    + common, ["model.safetensors", "reward_head.safetensors"]
+            ),
         ]
         for stage in stages {
             var reference: [String: Data] = [:]
@@ -69,9 +96,14 @@ final class MPITests: CLITestCase {
                 XCTAssertEqual(p.terminationStatus, 0, "\(stage.name) -np \(np): \(text)")
                 XCTAssertTrue(text.contains("world size \(np)"), text)
                 for file in stage.files {
-                    let bytes = FileManager.default.contents(atPath: out + "/checkpoints/step-00000006/" + file) ?? Data()
+                    let bytes =
+                        FileManager.default.contents(atPath: out + "/checkpoints/step-00000006/" + file) ?? Data()
                     XCTAssertFalse(bytes.isEmpty, "\(stage.name) -np \(np): \(file)")
-                    if np == 1 { reference[file] = bytes } else { XCTAssertEqual(bytes, reference[file], "\(stage.name): \(file) at -np \(np) differs from -np 1") }
+                    if np == 1 {
+                        reference[file] = bytes
+                    } else {
+                        XCTAssertEqual(bytes, reference[file], "\(stage.name): \(file) at -np \(np) differs from -np 1")
+                    }
                 }
             }
         }
@@ -82,8 +114,11 @@ final class MPITests: CLITestCase {
     /// fine-tune; on one host `auto` reduces after the backward and says why.
     func testOverlappedAllReduceTrainsTheSameBits() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
-        let dpo = ["dpo", "name=dpo", "resume=never", "data.task=arith", "data.eval_size=40", "train.steps=4", "train.batch_size=8",
-                   "train.micro_batch_size=2", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "lora.rank=0"]
+        let dpo = [
+            "dpo", "name=dpo", "resume=never", "data.task=arith", "data.eval_size=40", "train.steps=4",
+            "train.batch_size=8",
+            "train.micro_batch_size=2", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "lora.rank=0",
+        ]
         let runs: [(name: String, np: Int, arguments: [String])] = [
             ("sft-gpt2", 2, sftArguments(out: "", steps: 4)), ("sft-gpt2", 4, sftArguments(out: "", steps: 4)),
             ("sft-llama", 2, sftArguments(out: "", steps: 4, extra: ["model.family=llama"])), ("dpo-full", 2, dpo),
@@ -92,18 +127,26 @@ final class MPITests: CLITestCase {
             var files: [String: Data] = [:]
             for policy in ["auto", "always"] {
                 let out = directory + "/\(run.name)-np\(run.np)-\(policy)", log = out + ".log"
-                let arguments = run.arguments.filter { !$0.hasPrefix("out=") } + ["out=\(out)", "cluster.overlap_allreduce=\(policy)"]
+                let arguments =
+                    run.arguments.filter { !$0.hasPrefix("out=") } + [
+                        "out=\(out)", "cluster.overlap_allreduce=\(policy)",
+                    ]
                 let p = try start(mpirun, try mpiArguments(run.np, arguments), log: log)
                 p.waitUntilExit()
                 let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
                 XCTAssertEqual(p.terminationStatus, 0, "\(run.name) -np \(run.np) \(policy): \(text)")
-                let said = policy == "auto" ? "gradient all-reduce: after the backward: every rank is on one host"
-                                            : "gradient all-reduce: overlapped with the backward (cluster.overlap_allreduce: always)"
+                let said =
+                    policy == "auto"
+                    ? "gradient all-reduce: after the backward: every rank is on one host"
+                    : "gradient all-reduce: overlapped with the backward (cluster.overlap_allreduce: always)"
                 XCTAssertTrue(text.contains(said), "\(run.name) \(policy): \(text)")
-                files[policy] = FileManager.default.contents(atPath: "\(out)/checkpoints/step-00000004/model.safetensors") ?? Data()
+                files[policy] =
+                    FileManager.default.contents(atPath: "\(out)/checkpoints/step-00000004/model.safetensors") ?? Data()
             }
             XCTAssertFalse(files["auto"]!.isEmpty, run.name)
-            XCTAssertEqual(files["auto"], files["always"], "\(run.name) -np \(run.np): the overlapped reduction trained different weights")
+            XCTAssertEqual(
+                files["auto"], files["always"],
+                "\(run.name) -np \(run.np): the overlapped reduction trained different weights")
         }
     }
 
@@ -114,11 +157,14 @@ final class MPITests: CLITestCase {
     func testSIGTERMOnOneRankStopsEveryRankWithACheckpoint() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         let steps = 200
-        let whole = try start(mpirun, try mpiArguments(2, sftArguments(out: directory + "/whole", steps: steps)), log: directory + "/whole.log")
+        let whole = try start(
+            mpirun, try mpiArguments(2, sftArguments(out: directory + "/whole", steps: steps)),
+            log: directory + "/whole.log")
         whole.waitUntilExit()
         XCTAssertEqual(whole.terminationStatus, 0, log(directory + "/whole.log"))
         let cut = directory + "/cut"
-        let p = try start(mpirun, try mpiArguments(2, sftArguments(out: cut, steps: steps)), log: directory + "/cut.log")
+        let p = try start(
+            mpirun, try mpiArguments(2, sftArguments(out: cut, steps: steps)), log: directory + "/cut.log")
         try waitForTraining(cut, process: p)
         let victim = try XCTUnwrap(rankProcess(1, marker: cut), "rank 1 not found")
         // Held still while the signal is queued, so the run cannot reach its end first.
@@ -132,22 +178,30 @@ final class MPITests: CLITestCase {
         p.waitUntilExit()
         let text = log(directory + "/cut.log")
         XCTAssertNotEqual(p.terminationStatus, 0, text)
-        let pattern = try NSRegularExpression(pattern: #"stopped by SIGTERM \(it reached rank 1\) after sft step (\d+); checkpoint: (\S+)\n"#)
-        let match = try XCTUnwrap(pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), text.suffix(2000).description)
+        let pattern = try NSRegularExpression(
+            pattern: #"stopped by SIGTERM \(it reached rank 1\) after sft step (\d+); checkpoint: (\S+)\n"#)
+        let match = try XCTUnwrap(
+            pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), text.suffix(2000).description)
         let checkpoint = String(text[Range(match.range(at: 2), in: text)!])
         XCTAssertLessThan(Int(text[Range(match.range(at: 1), in: text)!])!, steps)
-        let resumed = try start(mpirun, try mpiArguments(2, sftArguments(out: cut, steps: steps).map { $0 == "resume=never" ? "resume=\(checkpoint)" : $0 }),
-                                log: directory + "/resumed.log")
+        let resumed = try start(
+            mpirun,
+            try mpiArguments(
+                2, sftArguments(out: cut, steps: steps).map { $0 == "resume=never" ? "resume=\(checkpoint)" : $0 }),
+            log: directory + "/resumed.log")
         resumed.waitUntilExit()
         XCTAssertEqual(resumed.terminationStatus, 0, log(directory + "/resumed.log"))
         let end = "/checkpoints/step-" + String(format: "%08d", steps) + "/model.safetensors"
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: cut + end)), try Data(contentsOf: URL(fileURLWithPath: directory + "/whole" + end)))
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: cut + end)),
+            try Data(contentsOf: URL(fileURLWithPath: directory + "/whole" + end)))
     }
 
     func testKilledRankEndsTheWholeJobWithinThirtySeconds() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         let out = directory + "/killed"
-        let p = try start(mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000)), log: directory + "/killed.log")
+        let p = try start(
+            mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000)), log: directory + "/killed.log")
         try waitForTraining(out, process: p)
         let victim = try XCTUnwrap(rankProcess(1, marker: out), "rank 1 not found")
         kill(victim, SIGKILL)
@@ -163,8 +217,9 @@ final class MPITests: CLITestCase {
     func testStoppedRankMakesTheOthersTimeOutAndAbort() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         let out = directory + "/stopped"
-        let p = try start(mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000, extra: ["cluster.timeout=2"])),
-                          log: directory + "/stopped.log")
+        let p = try start(
+            mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000, extra: ["cluster.timeout=2"])),
+            log: directory + "/stopped.log")
         try waitForTraining(out, process: p)
         let victim = try XCTUnwrap(rankProcess(1, marker: out), "rank 1 not found")
         kill(victim, SIGSTOP)
@@ -177,12 +232,21 @@ final class MPITests: CLITestCase {
         XCTAssertNotEqual(p.terminationStatus, 0)
         XCTAssertLessThan(Date().timeIntervalSince(stoppedAt), 30)
         // Rank 0 says where it waited, and which rank did not come and where that one was last.
-        let pattern = try NSRegularExpression(pattern: #"rank 0 \(sft, step (\d+)\): timed out after 2 s waiting for [^\n]*\nrank 0 \(sft, step \d+\): did not arrive: rank 1 on \S+ \(pid \#(victim)\), last at \(sft, step (\d+)\), not heard from for \d+ s: stopped, hung or its machine unreachable"#)
-        let match = try XCTUnwrap(pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)), "rank 0 must name the stalled rank: \(log.suffix(2000))")
+        let pattern = try NSRegularExpression(
+            pattern:
+                #"rank 0 \(sft, step (\d+)\): timed out after 2 s waiting for [^\n]*\nrank 0 \(sft, step \d+\): did "#
+                + #"not arrive: rank 1 on \S+ \(pid \#(victim)\), last at \(sft, step (\d+)\), not heard from for "#
+                + #"\d+ s: stopped, hung or its machine unreachable"#
+        )
+        let match = try XCTUnwrap(
+            pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)),
+            "rank 0 must name the stalled rank: \(log.suffix(2000))")
         // Rank 1 publishes each new step from its heartbeat thread a moment after entering it, so
         // the stop may catch it at the step rank 0 waits in or just before.
-        let waiting = Int(log[Range(match.range(at: 1), in: log)!])!, last = Int(log[Range(match.range(at: 2), in: log)!])!
-        XCTAssertTrue(last == waiting || last == waiting - 1, "rank 1 last at step \(last), rank 0 waiting in step \(waiting)")
+        let waiting = Int(log[Range(match.range(at: 1), in: log)!])!,
+            last = Int(log[Range(match.range(at: 2), in: log)!])!
+        XCTAssertTrue(
+            last == waiting || last == waiting - 1, "rank 1 last at step \(last), rank 0 waiting in step \(waiting)")
     }
 
     /// A rank suspended for a while and continued says so itself when it wakes (its heartbeat
@@ -190,21 +254,28 @@ final class MPITests: CLITestCase {
     func testASuspendedRankSaysSoWhenItWakes() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         let out = directory + "/suspended"
-        let p = try start(mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000, extra: ["cluster.timeout=60"])), log: directory + "/suspended.log")
+        let p = try start(
+            mpirun, try mpiArguments(2, sftArguments(out: out, steps: 1_000_000, extra: ["cluster.timeout=60"])),
+            log: directory + "/suspended.log")
         try waitForTraining(out, process: p)
         let victim = try XCTUnwrap(rankProcess(1, marker: out), "rank 1 not found")
         kill(victim, SIGSTOP)
         sleep(4)
         kill(victim, SIGCONT)
         let woke = Date()
-        while !log(directory + "/suspended.log").contains("this process was suspended for") && Date().timeIntervalSince(woke) < 20 { usleep(50_000) }
+        while !log(directory + "/suspended.log").contains("this process was suspended for")
+            && Date().timeIntervalSince(woke) < 20
+        { usleep(50_000) }
         kill(victim, SIGTERM)
         while p.isRunning && Date().timeIntervalSince(woke) < 60 { usleep(50_000) }
         if p.isRunning { p.terminate() }
         p.waitUntilExit()
         let text = log(directory + "/suspended.log")
-        let pattern = try NSRegularExpression(pattern: #"rank 1 \(sft, step \d+\): this process was suspended for [4-9] s \(SIGSTOP, or its machine paused\)"#)
-        XCTAssertNotNil(pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), text.suffix(2000).description)
+        let pattern = try NSRegularExpression(
+            pattern:
+                #"rank 1 \(sft, step \d+\): this process was suspended for [4-9] s \(SIGSTOP, or its machine paused\)"#)
+        XCTAssertNotNil(
+            pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), text.suffix(2000).description)
         XCTAssertTrue(text.contains("stopped by SIGTERM (it reached rank 1)"), text.suffix(2000).description)
     }
 
@@ -212,12 +283,16 @@ final class MPITests: CLITestCase {
     func testRemoteReferenceAndRewardMatchColocated() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         for (np, placement) in [(2, "reference=1,reward=1"), (4, "reference=2,reward=3")] {
-            let p = try start(mpirun, try mpiArguments(np, ["check", "roles", "--placement", placement]), log: directory + "/roles\(np).log")
+            let p = try start(
+                mpirun, try mpiArguments(np, ["check", "roles", "--placement", placement]),
+                log: directory + "/roles\(np).log")
             p.waitUntilExit()
             let log = (try? String(contentsOfFile: directory + "/roles\(np).log", encoding: .utf8)) ?? ""
             XCTAssertEqual(p.terminationStatus, 0, log)
             XCTAssertTrue(log.contains("\"identical\":true"), log)
-            XCTAssertTrue(log.contains("reference → rank \(placement.contains("=2") ? 2 : 1)"), "the role → rank map is printed: \(log)")
+            XCTAssertTrue(
+                log.contains("reference → rank \(placement.contains("=2") ? 2 : 1)"),
+                "the role → rank map is printed: \(log)")
         }
     }
 
@@ -225,24 +300,52 @@ final class MPITests: CLITestCase {
     func testPPOColocatedAndPlaced() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         let sft = directory + "/hydra"
-        try run(["hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=60",
-                 "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "log.every=100"])
+        try run([
+            "hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50",
+            "train.steps=60",
+            "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16", "eval.every=0",
+            "checkpoint.every=0", "log.every=100",
+        ])
         let checkpoint = sft + "/checkpoints/step-00000060"
-        // Learned rewards over 2 replicas: LASeR's context and pair losses, R2M's update gradients are summed over ranks.
+        // Learned rewards over 2 replicas: LASeR's context and pair losses, R2M's update gradients are summed over
+        // ranks.
         let heads = "\(checkpoint),\(checkpoint)"
-        for (tag, extra) in [("colocated", ["ppo.estimator=gae", "ppo.ptx_coef=0.05", "ppo.entropy_coef=0.01", "ppo.dual_clip=3", "ppo.kl_estimator=k3", "ppo.kl_target=1"]),
-                             ("placed", ["placement=reference=1,reward=1", "rewards.reward_head=0.1"]),
-                             ("laser", ["rewards.proxy_heads=\(heads)", "rewards.proxy=1", "rewards.selection=laser"]),
-                             ("r2m", ["rewards.proxy_heads=\(checkpoint)", "rewards.proxy=1", "rewards.selection=r2m", "r2m.lr=1e-3", "prepo.keep=0.5", "prepo.candidates=64"])] {
+        for (tag, extra) in [
+            (
+                "colocated",
+                [
+                    "ppo.estimator=gae", "ppo.ptx_coef=0.05", "ppo.entropy_coef=0.01", "ppo.dual_clip=3",
+                    "ppo.kl_estimator=k3", "ppo.kl_target=1",
+                ]
+            ),
+            ("placed", ["placement=reference=1,reward=1", "rewards.reward_head=0.1"]),
+            ("laser", ["rewards.proxy_heads=\(heads)", "rewards.proxy=1", "rewards.selection=laser"]),
+            (
+                "r2m",
+                [
+                    "rewards.proxy_heads=\(checkpoint)", "rewards.proxy=1", "rewards.selection=r2m", "r2m.lr=1e-3",
+                    "prepo.keep=0.5", "prepo.candidates=64",
+                ]
+            ),
+        ] {
             let out = directory + "/ppo-" + tag
-            let p = try start(mpirun, try mpiArguments(2, ["ppo", "model.init_from=\(checkpoint)", "data.task=arith", "data.eval_size=50",
-                "out=\(out)", "ppo.iterations=3", "ppo.prompts=8", "ppo.samples_per_prompt=4", "ppo.max_new_tokens=5", "ppo.minibatch_size=8",
-                "eval.every=3", "eval.max_examples=50", "train.max_length=16"] + extra), log: directory + "/\(tag).log")
+            let p = try start(
+                mpirun,
+                try mpiArguments(
+                    2,
+                    [
+                        "ppo", "model.init_from=\(checkpoint)", "data.task=arith", "data.eval_size=50",
+                        "out=\(out)", "ppo.iterations=3", "ppo.prompts=8", "ppo.samples_per_prompt=4",
+                        "ppo.max_new_tokens=5", "ppo.minibatch_size=8",
+                        "eval.every=3", "eval.max_examples=50", "train.max_length=16",
+                    ] + extra), log: directory + "/\(tag).log")
             p.waitUntilExit()
             let log = (try? String(contentsOfFile: directory + "/\(tag).log", encoding: .utf8)) ?? ""
             XCTAssertEqual(p.terminationStatus, 0, "\(tag): \(log.suffix(3000))")
             XCTAssertTrue(log.contains("\"stage\":\"ppo\""), "\(tag): \(log.suffix(2000))")
-            XCTAssertTrue(log.contains(tag == "placed" ? "reference → rank 1, reward → rank 1" : "colocated, data parallel"), "\(tag) role map: \(log.suffix(3000))")
+            XCTAssertTrue(
+                log.contains(tag == "placed" ? "reference → rank 1, reward → rank 1" : "colocated, data parallel"),
+                "\(tag) role map: \(log.suffix(3000))")
             if tag == "r2m" { XCTAssertTrue(log.contains("Pre-PPO: kept 32 of 64"), log.suffix(3000).description) }
             let iterations = try JSONL.objects(path: out + "/metrics.jsonl").filter { $0.object["kl"] != nil }
             XCTAssertEqual(iterations.count, 3, tag)
@@ -253,27 +356,48 @@ final class MPITests: CLITestCase {
     func testPolicyAndCriticPlacedOnRankOneMatchOneProcess() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         let sft = directory + "/hydra"
-        try run(["hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=40",
-                 "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16", "eval.every=0", "checkpoint.every=0", "log.every=100"])
-        let arguments = ["ppo", "model.init_from=\(sft)/checkpoints/step-00000040", "data.task=arith", "data.eval_size=50", "ppo.iterations=3",
-                         "ppo.prompts=8", "ppo.samples_per_prompt=4", "ppo.max_new_tokens=5", "ppo.minibatch_size=8", "ppo.estimator=gae",
-                         "rewards.reward_head=0.1", "eval.every=2", "eval.max_examples=50", "train.max_length=16", "checkpoint.every=2"]
+        try run([
+            "hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50",
+            "train.steps=40",
+            "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16", "eval.every=0",
+            "checkpoint.every=0", "log.every=100",
+        ])
+        let arguments = [
+            "ppo", "model.init_from=\(sft)/checkpoints/step-00000040", "data.task=arith", "data.eval_size=50",
+            "ppo.iterations=3",
+            "ppo.prompts=8", "ppo.samples_per_prompt=4", "ppo.max_new_tokens=5", "ppo.minibatch_size=8",
+            "ppo.estimator=gae",
+            "rewards.reward_head=0.1", "eval.every=2", "eval.max_examples=50", "train.max_length=16",
+            "checkpoint.every=2",
+        ]
         var trained: [String: [String: Data]] = [:]
         for (tag, np, placement) in [("np1", 1, "colocated"), ("placed", 2, "policy=1,critic=1")] {
             let out = directory + "/ppo-" + tag
-            let p = try start(mpirun, try mpiArguments(np, arguments + ["out=\(out)", "placement=\(placement)"]), log: out + ".log")
+            let p = try start(
+                mpirun, try mpiArguments(np, arguments + ["out=\(out)", "placement=\(placement)"]), log: out + ".log")
             p.waitUntilExit()
             let log = (try? String(contentsOfFile: out + ".log", encoding: .utf8)) ?? ""
             XCTAssertEqual(p.terminationStatus, 0, "\(tag): \(log.suffix(3000))")
-            if tag == "placed" { XCTAssertTrue(log.contains("policy → rank 1, critic → rank 1, reference → rank 0, reward → rank 0"), log.suffix(3000).description) }
-            for file in ["final/policy_adapter/adapter_model.safetensors", "final/critic_adapter/adapter_model.safetensors", "final/value_head.safetensors",
-                         "checkpoints/step-00000002/ppo_state.safetensors"] {
+            if tag == "placed" {
+                XCTAssertTrue(
+                    log.contains("policy → rank 1, critic → rank 1, reference → rank 0, reward → rank 0"),
+                    log.suffix(3000).description)
+            }
+            for file in [
+                "final/policy_adapter/adapter_model.safetensors", "final/critic_adapter/adapter_model.safetensors",
+                "final/value_head.safetensors",
+                "checkpoints/step-00000002/ppo_state.safetensors",
+            ] {
                 trained[tag, default: [:]][file] = FileManager.default.contents(atPath: out + "/" + file) ?? Data()
                 XCTAssertFalse(trained[tag]![file]!.isEmpty, "\(tag): \(file)")
             }
-            let exact = try JSONL.objects(path: out + "/metrics.jsonl").compactMap { $0.object["exact_match"] as? Double }
+            let exact = try JSONL.objects(path: out + "/metrics.jsonl").compactMap {
+                $0.object["exact_match"] as? Double
+            }
             trained[tag]!["exact_match"] = Data("\(exact)".utf8)
         }
-        for (file, bytes) in trained["np1"]! { XCTAssertEqual(trained["placed"]![file], bytes, "\(file): placed on rank 1 differs from one process") }
+        for (file, bytes) in trained["np1"]! {
+            XCTAssertEqual(trained["placed"]![file], bytes, "\(file): placed on rank 1 differs from one process")
+        }
     }
 }

@@ -6,7 +6,10 @@ import XCTest
 /// 30 s, SIGUSR1 through mpirun stopping both hosts with a checkpoint. Needs root and iproute2 (as
 /// this project's CI has); skipped, saying why, where namespaces cannot be made.
 final class MultiHostTests: CLITestCase {
-    var repository: URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+    var repository: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+    }
 
     func shell(_ command: String) throws -> (status: Int32, output: String) {
         try outcome(URL(fileURLWithPath: "/bin/bash"), ["-c", command], in: repository)
@@ -14,7 +17,8 @@ final class MultiHostTests: CLITestCase {
 
     func testTwoNamespacesAsHostsOverTCP() throws {
         let probe = try shell("ip netns add rlhf-probe && ip netns del rlhf-probe")
-        try XCTSkipIf(probe.status != 0, "network namespaces cannot be made here (root and iproute2 needed): \(probe.output)")
+        try XCTSkipIf(
+            probe.status != 0, "network namespaces cannot be made here (root and iproute2 needed): \(probe.output)")
         let (status, output) = try shell("bash scripts/multihost.sh")
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("every check passed"), output)

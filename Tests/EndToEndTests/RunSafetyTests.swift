@@ -9,19 +9,29 @@ import XCTest
 /// data is found before step 1.
 final class RunSafetyTests: CLITestCase {
     func sft(out: String, steps: Int, extra: [String] = []) -> [String] {
-        ["sft", "name=safety", "out=\(out)", "resume=never", "data.task=arith", "data.eval_size=50", "train.steps=\(steps)",
-         "train.batch_size=16", "train.micro_batch_size=8", "train.max_length=16", "train.warmup_steps=2", "train.lr=3e-3",
-         "eval.every=0", "checkpoint.every=0", "log.every=1"] + extra
+        [
+            "sft", "name=safety", "out=\(out)", "resume=never", "data.task=arith", "data.eval_size=50",
+            "train.steps=\(steps)",
+            "train.batch_size=16", "train.micro_batch_size=8", "train.max_length=16", "train.warmup_steps=2",
+            "train.lr=3e-3",
+            "eval.every=0", "checkpoint.every=0", "log.every=1",
+        ] + extra
     }
 
     func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
 
     /// The step and checkpoint a stopped run names, and the command it says continues it.
     func stopReport(_ log: String, signal: String) throws -> (step: Int, checkpoint: String, command: [String]) {
-        let pattern = try NSRegularExpression(pattern: #"stopped by \#(signal)[^\n]* after sft step (\d+); checkpoint: (\S+)\n"#)
-        let match = try XCTUnwrap(pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)), "no stop report: \(log.suffix(1500))")
-        let step = Int(log[Range(match.range(at: 1), in: log)!])!, checkpoint = String(log[Range(match.range(at: 2), in: log)!])
-        let line = try XCTUnwrap(log.split(separator: "\n").first { $0.hasPrefix("to continue from it: rlhf ") }, "no resume command: \(log)")
+        let pattern = try NSRegularExpression(
+            pattern: #"stopped by \#(signal)[^\n]* after sft step (\d+); checkpoint: (\S+)\n"#)
+        let match = try XCTUnwrap(
+            pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)),
+            "no stop report: \(log.suffix(1500))")
+        let step = Int(log[Range(match.range(at: 1), in: log)!])!,
+            checkpoint = String(log[Range(match.range(at: 2), in: log)!])
+        let line = try XCTUnwrap(
+            log.split(separator: "\n").first { $0.hasPrefix("to continue from it: rlhf ") }, "no resume command: \(log)"
+        )
         let command = line.dropFirst("to continue from it: rlhf ".count).split(separator: " ").map(String.init)
         return (step, checkpoint, command)
     }
@@ -52,7 +62,9 @@ final class RunSafetyTests: CLITestCase {
         XCTAssertTrue(stdout.contains("resuming from \(report.checkpoint)"), stdout)
         let end = "/checkpoints/step-" + String(format: "%08d", steps)
         for file in ["model.safetensors", "optimizer.safetensors"] {
-            XCTAssertEqual(try bytes(cut + end + "/" + file), try bytes(directory + "/whole" + end + "/" + file), "\(file) after stop + resume")
+            XCTAssertEqual(
+                try bytes(cut + end + "/" + file), try bytes(directory + "/whole" + end + "/" + file),
+                "\(file) after stop + resume")
         }
     }
 
@@ -62,10 +74,18 @@ final class RunSafetyTests: CLITestCase {
     func testDivergenceStopsWithTheRankStepAndLastGoodCheckpoint() throws {
         let out = directory + "/diverged"
         try run(sft(out: out, steps: 4, extra: ["checkpoint.every=2"]))
-        let (_, stderr) = try run(sft(out: out, steps: 200, extra: ["checkpoint.every=2", "train.lr=1e3"]).map { $0 == "resume=never" ? "resume=auto" : $0 },
-                                  expectExit: 1)
-        let pattern = try NSRegularExpression(pattern: #"rank 0 \(sft, step (\d+)\): [^\n]*training diverged, nothing more is written; the last good checkpoint is (\S+) "#)
-        let match = try XCTUnwrap(pattern.firstMatch(in: stderr, range: NSRange(stderr.startIndex..., in: stderr)), stderr)
+        let (_, stderr) = try run(
+            sft(out: out, steps: 200, extra: ["checkpoint.every=2", "train.lr=1e3"]).map {
+                $0 == "resume=never" ? "resume=auto" : $0
+            },
+            expectExit: 1)
+        let pattern = try NSRegularExpression(
+            pattern:
+                #"rank 0 \(sft, step (\d+)\): [^\n]*training diverged, nothing more is written; the last good "#
+                + #"checkpoint is (\S+) "#
+        )
+        let match = try XCTUnwrap(
+            pattern.firstMatch(in: stderr, range: NSRange(stderr.startIndex..., in: stderr)), stderr)
         let step = Int(stderr[Range(match.range(at: 1), in: stderr)!])!
         XCTAssertGreaterThan(step, 5, "step 5 trains from step 4's good weights")
         XCTAssertEqual(String(stderr[Range(match.range(at: 2), in: stderr)!]), out + "/checkpoints/step-00000004")
@@ -83,12 +103,16 @@ final class RunSafetyTests: CLITestCase {
         let checkpoints = out + "/checkpoints"
         let damaged = checkpoints + "/step-00000006/model.safetensors"
         try bytes(damaged).prefix(1000).write(to: URL(fileURLWithPath: damaged))
-        let stale = checkpoints + "/step-00000008.tmp-\(Int32.max)"   // above any pid_max: no such process
+        let stale = checkpoints + "/step-00000008.tmp-\(Int32.max)"  // above any pid_max: no such process
         try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: true)
-        let resumeArguments = sft(out: out, steps: 8, extra: ["checkpoint.every=2", "checkpoint.keep_last=3"]).map { $0 == "resume=never" ? "resume=auto" : $0 }
+        let resumeArguments = sft(out: out, steps: 8, extra: ["checkpoint.every=2", "checkpoint.keep_last=3"]).map {
+            $0 == "resume=never" ? "resume=auto" : $0
+        }
         let (stdout, _) = try run(resumeArguments)
-        XCTAssertTrue(stdout.contains("removed \(stale), left by an interrupted save of a process that is gone"), stdout)
-        XCTAssertTrue(stdout.contains("warning: passing over the damaged checkpoint \(checkpoints)/step-00000006 ("), stdout)
+        XCTAssertTrue(
+            stdout.contains("removed \(stale), left by an interrupted save of a process that is gone"), stdout)
+        XCTAssertTrue(
+            stdout.contains("warning: passing over the damaged checkpoint \(checkpoints)/step-00000006 ("), stdout)
         XCTAssertTrue(stdout.contains("resuming from \(checkpoints)/step-00000004"), stdout)
         XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
         XCTAssertNil(Checkpoints.verify(checkpoints + "/step-00000008"))
@@ -96,11 +120,18 @@ final class RunSafetyTests: CLITestCase {
         let config = try String(contentsOfFile: out + "/config.yaml", encoding: .utf8)
         let (_, refused) = try run(resumeArguments + ["model.preset=small", "train.steps=10"], expectExit: 1)
         XCTAssertTrue(refused.contains("was trained with other settings: model.preset: tiny → small"), refused)
-        XCTAssertEqual(try String(contentsOfFile: out + "/config.yaml", encoding: .utf8), config, "a refused resume leaves config.yaml as it was")
+        XCTAssertEqual(
+            try String(contentsOfFile: out + "/config.yaml", encoding: .utf8), config,
+            "a refused resume leaves config.yaml as it was")
         let (_, fewer) = try run(resumeArguments + ["train.steps=3"], expectExit: 1)
         XCTAssertTrue(fewer.contains("'train.steps' is 3, but \(checkpoints)/step-00000008 has already done 8"), fewer)
-        let (forced, _) = try run(resumeArguments.map { $0 == "resume=auto" ? "resume=force" : $0 } + ["data.eval_size=60", "train.steps=10"])
-        XCTAssertTrue(forced.contains("warning: resume: force continues \(checkpoints)/step-00000008 with changed settings: data.eval_size: 50 → 60"), forced)
+        let (forced, _) = try run(
+            resumeArguments.map { $0 == "resume=auto" ? "resume=force" : $0 } + ["data.eval_size=60", "train.steps=10"])
+        XCTAssertTrue(
+            forced.contains(
+                "warning: resume: force continues \(checkpoints)/step-00000008 with changed settings: "
+                    + "data.eval_size: 50 → 60"
+            ), forced)
         XCTAssertNil(Checkpoints.verify(checkpoints + "/step-00000010"))
     }
 
@@ -108,15 +139,23 @@ final class RunSafetyTests: CLITestCase {
     /// and line; data.skip_too_long drops it and says how many and where.
     func testTooLongExampleIsFoundBeforeStepOne() throws {
         let data = directory + "/sft.jsonl"
-        try ["{\"prompt\": \"1+1=\", \"completion\": \"2\"}", "{\"prompt\": \"\(String(repeating: "9", count: 80))\", \"completion\": \"9\"}",
-             "{\"prompt\": \"2+2=\", \"completion\": \"4\"}"].joined(separator: "\r\n").write(toFile: data, atomically: true, encoding: .utf8)
-        let arguments = ["sft", "name=long", "out=\(directory)/long", "resume=never", "data.train=\(data)", "train.steps=2", "train.batch_size=2",
-                         "train.micro_batch_size=2", "train.max_length=32", "eval.every=0", "checkpoint.every=0"]
+        try [
+            "{\"prompt\": \"1+1=\", \"completion\": \"2\"}",
+            "{\"prompt\": \"\(String(repeating: "9", count: 80))\", \"completion\": \"9\"}",
+            "{\"prompt\": \"2+2=\", \"completion\": \"4\"}",
+        ].joined(separator: "\r\n").write(toFile: data, atomically: true, encoding: .utf8)
+        let arguments = [
+            "sft", "name=long", "out=\(directory)/long", "resume=never", "data.train=\(data)", "train.steps=2",
+            "train.batch_size=2",
+            "train.micro_batch_size=2", "train.max_length=32", "eval.every=0", "checkpoint.every=0",
+        ]
         let (_, stderr) = try run(arguments, expectExit: 1)
         XCTAssertTrue(stderr.contains("sft.jsonl:2: 82 tokens exceed train.max_length (32)"), stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/long/metrics.jsonl"), "no step ran")
         let (stdout, _) = try run(arguments + ["data.skip_too_long=true"])
-        XCTAssertTrue(stdout.contains("data.skip_too_long: skipped 1 example(s) longer than train.max_length (\(data):2)"), stdout)
+        XCTAssertTrue(
+            stdout.contains("data.skip_too_long: skipped 1 example(s) longer than train.max_length (\(data):2)"), stdout
+        )
     }
 
     /// Tools that load weights report non-finite tensors by name instead of crashing on NaN logits.
@@ -129,6 +168,8 @@ final class RunSafetyTests: CLITestCase {
         let input = directory + "/in.jsonl"
         try "{\"tokens\": [1, 2, 3]}\n".write(toFile: input, atomically: true, encoding: .utf8)
         let (_, stderr) = try run(["score", "--model", model, "--input", input], expectExit: 1)
-        XCTAssertTrue(stderr.contains("non-finite weights (NaN or infinity) in \(trunk.parameterLayout.tensors[1].name) (1 of "), stderr)
+        XCTAssertTrue(
+            stderr.contains("non-finite weights (NaN or infinity) in \(trunk.parameterLayout.tensors[1].name) (1 of "),
+            stderr)
     }
 }

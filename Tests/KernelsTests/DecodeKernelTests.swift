@@ -1,20 +1,27 @@
-@testable import Kernels
 import XCTest
+
+@testable import Kernels
 
 /// The decoding kernels: few-row products that read the weights once, batched KV-cache attention,
 /// and the thread split they run on.
 final class DecodeKernelTests: XCTestCase {
     /// C = alpha·A·op(B) + beta·C in Float64, row-major, with each element's scale
     /// |alpha|·Σ|a·b| + |beta·c| (what a Float32 sum's rounding error is proportional to).
-    func reference(transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: FloatBuffer, b: FloatBuffer, beta: Float, c: FloatBuffer) -> [(value: Double, scale: Double)] {
+    func reference(
+        transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: FloatBuffer, b: FloatBuffer, beta: Float, c: FloatBuffer
+    ) -> [(value: Double, scale: Double)] {
         (0..<m * n).map { e in
             let i = e / n, j = e % n
             var s = 0.0, size = 0.0
             for p in 0..<k {
                 let term = Double(a[i * k + p]) * Double(transB ? b[j * k + p] : b[p * n + j])
-                s += term; size += abs(term)
+                s += term
+                size += abs(term)
             }
-            return (Double(alpha) * s + Double(beta) * Double(c[e]), abs(Double(alpha)) * size + abs(Double(beta) * Double(c[e])))
+            return (
+                Double(alpha) * s + Double(beta) * Double(c[e]),
+                abs(Double(alpha)) * size + abs(Double(beta) * Double(c[e]))
+            )
         }
     }
 
@@ -26,11 +33,15 @@ final class DecodeKernelTests: XCTestCase {
                 for transB in [false, true] {
                     for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (1, -2)] {
                         let a = probe.buffer(m * k), b = probe.buffer(n * k), c = probe.buffer(m * n)
-                        let expected = reference(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c)
-                        SkinnyGEMM.run(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a.pointer, lda: k,
-                                       b: b.pointer, ldb: transB ? k : n, beta: beta, c: c.pointer, ldc: n)
-                        let worst = (0..<m * n).map { abs(Double(c[$0]) - expected[$0].value) / expected[$0].scale }.max()!
-                        XCTAssertLessThan(worst, 1e-6, "m \(m) n \(n) k \(k) transB \(transB) alpha \(alpha) beta \(beta)")
+                        let expected = reference(
+                            transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c)
+                        SkinnyGEMM.run(
+                            transB: transB, m: m, n: n, k: k, alpha: alpha, a: a.pointer, lda: k,
+                            b: b.pointer, ldb: transB ? k : n, beta: beta, c: c.pointer, ldc: n)
+                        let worst = (0..<m * n).map { abs(Double(c[$0]) - expected[$0].value) / expected[$0].scale }
+                            .max()!
+                        XCTAssertLessThan(
+                            worst, 1e-6, "m \(m) n \(n) k \(k) transB \(transB) alpha \(alpha) beta \(beta)")
                     }
                 }
             }
@@ -50,14 +61,18 @@ final class DecodeKernelTests: XCTestCase {
             for t in [1, 2] {
                 BLAS.setThreads(t)
                 let whole = FloatBuffer(count: m * n)
-                SkinnyGEMM.run(transB: transB, m: m, n: n, k: k, alpha: 1, a: a.pointer, lda: k, b: b.pointer, ldb: transB ? k : n,
-                               beta: 0, c: whole.pointer, ldc: n)
+                SkinnyGEMM.run(
+                    transB: transB, m: m, n: n, k: k, alpha: 1, a: a.pointer, lda: k, b: b.pointer, ldb: transB ? k : n,
+                    beta: 0, c: whole.pointer, ldc: n)
                 outputs.append(Array(whole.buffer))
                 for r in [0, 5, 12] {
                     let one = FloatBuffer(count: n)
-                    SkinnyGEMM.run(transB: transB, m: 1, n: n, k: k, alpha: 1, a: a.pointer + r * k, lda: k, b: b.pointer,
-                                   ldb: transB ? k : n, beta: 0, c: one.pointer, ldc: n)
-                    XCTAssertEqual(Array(one.buffer), Array(whole.buffer[(r * n)..<((r + 1) * n)]), "row \(r), transB \(transB), \(t) threads")
+                    SkinnyGEMM.run(
+                        transB: transB, m: 1, n: n, k: k, alpha: 1, a: a.pointer + r * k, lda: k, b: b.pointer,
+                        ldb: transB ? k : n, beta: 0, c: one.pointer, ldc: n)
+                    XCTAssertEqual(
+                        Array(one.buffer), Array(whole.buffer[(r * n)..<((r + 1) * n)]),
+                        "row \(r), transB \(transB), \(t) threads")
                 }
             }
             XCTAssertEqual(outputs[0], outputs[1], "1 vs 2 threads, transB \(transB)")
@@ -88,13 +103,18 @@ final class DecodeKernelTests: XCTestCase {
         let q = probe.buffer(lengths.count * heads * d)
         let keys = lengths.map { probe.buffer($0 * kw) }, values = lengths.map { probe.buffer($0 * kw) }
         let out = FloatBuffer(count: lengths.count * heads * d)
-        decodeAttention(out: out.pointer, outStride: heads * d, q: q.pointer, qStride: heads * d,
-                        keys: keys.map(\.pointer), values: values.map(\.pointer),
-                        lengths: lengths, shape: DecodeAttentionShape(heads: heads, kvHeads: kvHeads, headSize: d))
+        decodeAttention(
+            out: out.pointer, outStride: heads * d, q: q.pointer, qStride: heads * d,
+            keys: keys.map(\.pointer), values: values.map(\.pointer),
+            lengths: lengths, shape: DecodeAttentionShape(heads: heads, kvHeads: kvHeads, headSize: d))
         for (r, n) in lengths.enumerated() {
             for h in 0..<heads {
                 let g = h / group
-                let scores = (0..<n).map { j in (0..<d).reduce(0.0) { $0 + Double(q[(r * heads + h) * d + $1]) * Double(keys[r][j * kw + g * d + $1]) } / Double(d).squareRoot() }
+                let scores = (0..<n).map { j in
+                    (0..<d).reduce(0.0) {
+                        $0 + Double(q[(r * heads + h) * d + $1]) * Double(keys[r][j * kw + g * d + $1])
+                    } / Double(d).squareRoot()
+                }
                 let top = scores.max()!, e = scores.map { exp($0 - top) }, z = e.reduce(0, +)
                 for x in 0..<d {
                     let expected = (0..<n).reduce(0.0) { $0 + e[$1] / z * Double(values[r][$1 * kw + g * d + x]) }

@@ -37,7 +37,11 @@ final class FastMathTests: XCTestCase {
         for n in [1, 15, 16, 17, 100, 1000] {
             let x = probe.buffer(n), y = probe.buffer(n)
             var sum = 0.0, dot = 0.0, mx = -Double.infinity
-            for i in 0..<n { sum += Double(x[i]); dot += Double(x[i]) * Double(y[i]); mx = max(mx, Double(x[i])) }
+            for i in 0..<n {
+                sum += Double(x[i])
+                dot += Double(x[i]) * Double(y[i])
+                mx = max(mx, Double(x[i]))
+            }
             XCTAssertEqual(Double(vectorSum(x.pointer, n)), sum, accuracy: 1e-4 * Double(n))
             XCTAssertEqual(Double(vectorDot(x.pointer, y.pointer, n)), dot, accuracy: 1e-4 * Double(n))
             XCTAssertEqual(Double(vectorMax(x.pointer, n)), mx)

@@ -12,8 +12,9 @@ final class LayerGradientTests: XCTestCase {
         let r = probe.buffer(rows * c)
         let out = FloatBuffer(count: rows * c), mean = FloatBuffer(count: rows), rstd = FloatBuffer(count: rows)
         func forward() -> Double {
-            layerNormForward(out: out.pointer, mean: mean.pointer, rstd: rstd.pointer, x: x.pointer,
-                             weight: w.pointer, bias: b.pointer, rows: rows, channels: c, eps: 1e-5)
+            layerNormForward(
+                out: out.pointer, mean: mean.pointer, rstd: rstd.pointer, x: x.pointer,
+                weight: w.pointer, bias: b.pointer, rows: rows, channels: c, eps: 1e-5)
             return weightedSum(out, r)
         }
         _ = forward()
@@ -28,9 +29,10 @@ final class LayerGradientTests: XCTestCase {
         }
         let dx = FloatBuffer(count: rows * c), dw = FloatBuffer(count: c), db = FloatBuffer(count: c)
         let scratch = FloatBuffer(count: 2 * c)
-        layerNormBackward(dx: dx.pointer, dweight: dw.pointer, dbias: db.pointer, dout: r.pointer, x: x.pointer,
-                          weight: w.pointer, mean: mean.pointer, rstd: rstd.pointer, rows: rows, channels: c,
-                          scratch: scratch.pointer)
+        layerNormBackward(
+            dx: dx.pointer, dweight: dw.pointer, dbias: db.pointer, dout: r.pointer, x: x.pointer,
+            weight: w.pointer, mean: mean.pointer, rstd: rstd.pointer, rows: rows, channels: c,
+            scratch: scratch.pointer)
         assertGradient("dx", analytic: dx, parameter: x, loss: forward)
         assertGradient("dweight", analytic: dw, parameter: w, loss: forward)
         assertGradient("dbias", analytic: db, parameter: b, loss: forward)
@@ -40,7 +42,10 @@ final class LayerGradientTests: XCTestCase {
         var probe = Probe(seed: 12)
         let n = 300
         let x = probe.buffer(n, std: 3), r = probe.buffer(n), out = FloatBuffer(count: n)
-        func forward() -> Double { geluForward(out: out.pointer, x: x.pointer, count: n); return weightedSum(out, r) }
+        func forward() -> Double {
+            geluForward(out: out.pointer, x: x.pointer, count: n)
+            return weightedSum(out, r)
+        }
         _ = forward()
         for i in 0..<n {
             let v = Double(x[i])
@@ -67,8 +72,12 @@ final class LayerGradientTests: XCTestCase {
         for bi in 0..<b {
             for hi in 0..<h {
                 for i in 0..<t {
-                    func at(_ row: Int, _ part: Int, _ j: Int) -> Double { Double(qkv[(bi * t + row) * 3 * c + part * c + hi * d + j]) }
-                    var scores = (0...i).map { k in (0..<d).map { at(i, 0, $0) * at(k, 1, $0) }.reduce(0, +) / Double(d).squareRoot() }
+                    func at(_ row: Int, _ part: Int, _ j: Int) -> Double {
+                        Double(qkv[(bi * t + row) * 3 * c + part * c + hi * d + j])
+                    }
+                    var scores = (0...i).map { k in
+                        (0..<d).map { at(i, 0, $0) * at(k, 1, $0) }.reduce(0, +) / Double(d).squareRoot()
+                    }
                     let m = scores.max()!
                     scores = scores.map { Foundation.exp($0 - m) }
                     let z = scores.reduce(0, +)
@@ -80,7 +89,9 @@ final class LayerGradientTests: XCTestCase {
             }
         }
         let dqkv = FloatBuffer(count: b * t * 3 * c), scratch = FloatBuffer(count: t * t)
-        attentionBackward(dqkv: dqkv.pointer, dout: r.pointer, qkv: qkv.pointer, probs: probs.pointer, shape: shape, scratch: scratch.pointer)
+        attentionBackward(
+            dqkv: dqkv.pointer, dout: r.pointer, qkv: qkv.pointer, probs: probs.pointer, shape: shape,
+            scratch: scratch.pointer)
         assertGradient("dqkv", analytic: dqkv, parameter: qkv, maxChecks: 360, loss: forward)
     }
 
@@ -93,8 +104,9 @@ final class LayerGradientTests: XCTestCase {
         for temperature: Float in [1, 0.7] {
             let lp = FloatBuffer(count: rows), lse = FloatBuffer(count: rows), scratch = FloatBuffer(count: v)
             func forward() -> Double {
-                tokenLogProbsForward(logProbs: lp.pointer, logSumExp: lse.pointer, logits: logits.pointer, targets: &targets,
-                                     rows: rows, vocab: v, temperature: temperature, scratch: scratch.pointer)
+                tokenLogProbsForward(
+                    logProbs: lp.pointer, logSumExp: lse.pointer, logits: logits.pointer, targets: &targets,
+                    rows: rows, vocab: v, temperature: temperature, scratch: scratch.pointer)
                 return (0..<rows).map { Double(lp[$0]) * Double(weights[$0]) }.reduce(0, +)
             }
             _ = forward()
@@ -105,8 +117,9 @@ final class LayerGradientTests: XCTestCase {
                 XCTAssertEqual(Double(lp[r]), expected, accuracy: 1e-5)
             }
             let grad = logits.clone()
-            tokenLogProbsBackward(logitsToGrad: grad.pointer, dLogProbs: weights, logSumExp: lse.pointer, targets: &targets,
-                                  rows: rows, vocab: v, temperature: temperature)
+            tokenLogProbsBackward(
+                logitsToGrad: grad.pointer, dLogProbs: weights, logSumExp: lse.pointer, targets: &targets,
+                rows: rows, vocab: v, temperature: temperature)
             for j in 0..<v { XCTAssertEqual(grad[v + j], 0, "row without target gets no gradient") }
             assertGradient("dlogits τ=\(temperature)", analytic: grad, parameter: logits, maxChecks: 200, loss: forward)
         }
@@ -122,7 +135,8 @@ final class LayerGradientTests: XCTestCase {
         var ref = p.array.map(Double.init), rm = [Double](repeating: 0, count: n), rv = rm
         for step in 1...3 {
             let g = probe.buffer(n)
-            adamWUpdate(params: p.pointer, grads: g.pointer, m: m.pointer, v: v.pointer, count: n, step: step, hyper: hyper)
+            adamWUpdate(
+                params: p.pointer, grads: g.pointer, m: m.pointer, v: v.pointer, count: n, step: step, hyper: hyper)
             let t = Double(step)
             for i in 0..<n {
                 let gi = Double(g[i])
@@ -143,7 +157,7 @@ final class LayerGradientTests: XCTestCase {
     func testSgemmTransposesAndStrides() {
         // C = A·Bᵀ with A [2×3] read from a wider row stride of 4.
         let a: [Float] = [1, 2, 3, 99, 4, 5, 6, 99]
-        let b: [Float] = [1, 0, 1, 0, 1, 0]     // [2×3]
+        let b: [Float] = [1, 0, 1, 0, 1, 0]  // [2×3]
         var c = [Float](repeating: 0, count: 4)
         BLAS.sgemm(transB: true, m: 2, n: 2, k: 3, a: a, lda: 4, b: b, ldb: 3, c: &c, ldc: 2)
         XCTAssertEqual(c, [4, 2, 10, 5])
@@ -161,9 +175,11 @@ final class EntropyGradientTests: XCTestCase {
         for temperature: Float in [1, 0.8] {
             let lp = FloatBuffer(count: rows), lse = FloatBuffer(count: rows), scratch = FloatBuffer(count: v)
             func forward() -> Double {
-                tokenLogProbsForward(logProbs: lp.pointer, logSumExp: lse.pointer, logits: logits.pointer, targets: &targets,
-                                     rows: rows, vocab: v, temperature: temperature, scratch: scratch.pointer)
-                let h = rowEntropies(logits: logits.pointer, logSumExp: lse.pointer, rows: rows, vocab: v, temperature: temperature)
+                tokenLogProbsForward(
+                    logProbs: lp.pointer, logSumExp: lse.pointer, logits: logits.pointer, targets: &targets,
+                    rows: rows, vocab: v, temperature: temperature, scratch: scratch.pointer)
+                let h = rowEntropies(
+                    logits: logits.pointer, logSumExp: lse.pointer, rows: rows, vocab: v, temperature: temperature)
                 return (0..<rows).map { Double(a[$0]) * Double(lp[$0]) + Double(b[$0]) * Double(h[$0]) }.reduce(0, +)
             }
             _ = forward()
@@ -172,12 +188,19 @@ final class EntropyGradientTests: XCTestCase {
                 let z = (0..<v).map { Double(logits[r * v + $0]) / Double(temperature) }
                 let m = z.max()!, s = z.map { Foundation.exp($0 - m) }.reduce(0, +)
                 let h = -z.map { Foundation.exp($0 - m) / s }.map { $0 * Foundation.log($0) }.reduce(0, +)
-                XCTAssertEqual(Double(rowEntropies(logits: logits.pointer, logSumExp: lse.pointer, rows: rows, vocab: v, temperature: temperature)[r]), h, accuracy: 1e-5)
+                XCTAssertEqual(
+                    Double(
+                        rowEntropies(
+                            logits: logits.pointer, logSumExp: lse.pointer, rows: rows, vocab: v,
+                            temperature: temperature)[r]), h, accuracy: 1e-5)
             }
             let grad = logits.clone()
-            tokenLogProbsBackward(logitsToGrad: grad.pointer, dLogProbs: a, logSumExp: lse.pointer, targets: &targets,
-                                  rows: rows, vocab: v, temperature: temperature, dEntropy: b)
-            assertGradient("dlogits with entropy τ=\(temperature)", analytic: grad, parameter: logits, maxChecks: 60, loss: forward)
+            tokenLogProbsBackward(
+                logitsToGrad: grad.pointer, dLogProbs: a, logSumExp: lse.pointer, targets: &targets,
+                rows: rows, vocab: v, temperature: temperature, dEntropy: b)
+            assertGradient(
+                "dlogits with entropy τ=\(temperature)", analytic: grad, parameter: logits, maxChecks: 60, loss: forward
+            )
         }
     }
 }

@@ -5,7 +5,8 @@ import XCTest
 
 final class DecodingTests: XCTestCase {
     func adapter(for trunk: GPT2Trunk) throws -> LoRAAdapter {
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 2, targets: trunk.config.allLoRATargets), modelConfig: trunk.config)
+        let adapter = try LoRAAdapter(
+            config: LoRAConfig(rank: 2, alpha: 2, targets: trunk.config.allLoRATargets), modelConfig: trunk.config)
         var rng = RNG(seed: 77)
         for i in 0..<adapter.weights.count { adapter.weights[i] = 0.2 * rng.normal() }
         return adapter
@@ -31,8 +32,10 @@ final class DecodingTests: XCTestCase {
                 prefix.append(token)
             }
         }
-        let top1 = try trunk.generate(prompts: prompts, options: SamplingOptions(temperature: 1, topK: 1, maxNewTokens: 6, seed: 4))
-        let nucleus = try trunk.generate(prompts: prompts, options: SamplingOptions(temperature: 1, topP: 1e-4, maxNewTokens: 6, seed: 4))
+        let top1 = try trunk.generate(
+            prompts: prompts, options: SamplingOptions(temperature: 1, topK: 1, maxNewTokens: 6, seed: 4))
+        let nucleus = try trunk.generate(
+            prompts: prompts, options: SamplingOptions(temperature: 1, topP: 1e-4, maxNewTokens: 6, seed: 4))
         XCTAssertEqual(top1.tokens, greedy.tokens)
         XCTAssertEqual(nucleus.tokens, greedy.tokens)
     }
@@ -64,8 +67,9 @@ final class DecodingTests: XCTestCase {
     func testSamplingFrequenciesFollowTheDistribution() throws {
         let trunk = try randomTrunk(tinyConfig(context: 8), std: 0.5)
         let n = 2000
-        let result = try trunk.generate(prompts: Array(repeating: [7, 3], count: n),
-                                        options: SamplingOptions(temperature: 1, maxNewTokens: 1, seed: 21))
+        let result = try trunk.generate(
+            prompts: Array(repeating: [7, 3], count: n),
+            options: SamplingOptions(temperature: 1, maxNewTokens: 1, seed: 21))
         let last = Array(try trunk.logits(of: [7, 3]).suffix(trunk.config.vocabSize)).map(Double.init)
         let z = last.map { Foundation.exp($0) }.reduce(0, +)
         var counts = [Int](repeating: 0, count: last.count)
@@ -88,7 +92,8 @@ final class DecodingTests: XCTestCase {
         let truncated = try trunk.generate(prompts: [long], options: .greedy(maxNewTokens: 20))
         XCTAssertEqual(truncated.tokens[0].count, 2, "10 prompt tokens + 2 new fill the context of 12")
         XCTAssertFalse(truncated.endedWithEOS[0])
-        XCTAssertThrowsError(try trunk.generate(prompts: [randomTokens(12, vocab: 23, seed: 3)], options: .greedy(maxNewTokens: 1)))
+        XCTAssertThrowsError(
+            try trunk.generate(prompts: [randomTokens(12, vocab: 23, seed: 3)], options: .greedy(maxNewTokens: 1)))
         XCTAssertThrowsError(try trunk.generate(prompts: [[]], options: .greedy(maxNewTokens: 1)))
         XCTAssertThrowsError(try trunk.generate(prompts: [[1]], options: SamplingOptions(topP: 0)))
     }
@@ -97,12 +102,17 @@ final class DecodingTests: XCTestCase {
     /// attention; rows that stop at EOS leave the batch and every other row still matches a full
     /// forward over its own sequence (≤ 1e-5), for both families.
     func testRowsLeavingTheBatchStillMatchTheFullForward() throws {
-        let gpt2 = try randomTrunk(GPT2Config(vocabSize: 50, contextLength: 24, channels: 256, layers: 2, heads: 4, innerSize: 512,
-                                              bosTokenId: 48, eosTokenId: 49), std: 0.05)
-        let llama = try randomLlama(LlamaConfig(vocabSize: 50, maxPositions: 24, channels: 256, layers: 2, heads: 8, kvHeads: 2, headSize: 32,
-                                                innerSize: 512, ropeTheta: 10_000, tiedEmbeddings: false, bosTokenId: 48, eosTokenIds: [49]))
+        let gpt2 = try randomTrunk(
+            GPT2Config(
+                vocabSize: 50, contextLength: 24, channels: 256, layers: 2, heads: 4, innerSize: 512,
+                bosTokenId: 48, eosTokenId: 49), std: 0.05)
+        let llama = try randomLlama(
+            LlamaConfig(
+                vocabSize: 50, maxPositions: 24, channels: 256, layers: 2, heads: 8, kvHeads: 2, headSize: 32,
+                innerSize: 512, ropeTheta: 10_000, tiedEmbeddings: false, bosTokenId: 48, eosTokenIds: [49]))
         for tensor in llama.parameterLayout.tensors where !tensor.name.hasSuffix("norm.weight") {
-            for i in 0..<tensor.count { llama.weights[tensor.offset + i] *= 0.2 }   // std 0.06: logits of a sensible size at C = 256
+            // std 0.06: logits of a sensible size at C = 256
+            for i in 0..<tensor.count { llama.weights[tensor.offset + i] *= 0.2 }
         }
         for trunk in [gpt2 as any CausalLM, llama] {
             let prompts = (0..<8).map { randomTokens(2 + $0 % 3, vocab: 48, seed: UInt64(40 + $0)) }
@@ -114,7 +124,9 @@ final class DecodingTests: XCTestCase {
             XCTAssertLessThanOrEqual(result.tokens[0].count, 2)
             XCTAssertTrue(result.tokens.contains { $0.count == 8 }, "some row must outlive the others")
             for (i, prompt) in prompts.enumerated() {
-                XCTAssertEqual(result.tokens[i], Array(free.tokens[i].prefix(result.tokens[i].count)), "row \(i) follows the same greedy path")
+                XCTAssertEqual(
+                    result.tokens[i], Array(free.tokens[i].prefix(result.tokens[i].count)),
+                    "row \(i) follows the same greedy path")
                 let scores = try trunk.scoreSequences([prompt + result.tokens[i]])[0]
                 for (k, logProb) in result.logProbs[i].enumerated() {
                     XCTAssertEqual(logProb, scores[prompt.count - 1 + k], accuracy: 1e-5, "row \(i) token \(k)")

@@ -1,22 +1,33 @@
 import Foundation
 import GGUF
-@testable import Models
 import XCTest
+
+@testable import Models
 
 /// GGUF files read as llama.cpp's gguf-py writes and reads them (Fixtures/make_gguf_fixtures.py),
 /// models as transformers computes them from the same files.
 final class GGUFTests: XCTestCase {
-    struct TypeCase: Decodable { let type: String; let shape: [Int]; let values: [Float] }
+    struct TypeCase: Decodable {
+        let type: String
+        let shape: [Int]
+        let values: [Float]
+    }
     struct TypeFixture: Decodable { let tensors: [String: TypeCase] }
-    struct LogProbs: Decodable { let sequences: [[Int32]]; let logprobs: [[Double]] }
+    struct LogProbs: Decodable {
+        let sequences: [[Int32]]
+        let logprobs: [[Double]]
+    }
 
     var typesFile: String { fixturesDirectory() + "/gguf-types.gguf" }
 
     /// Every supported tensor type dequantises to exactly gguf-py's values.
     func testEveryTensorTypeMatchesGGUFPyExactly() throws {
         let file = try GGUFFile(path: typesFile)
-        let expected = try JSONDecoder().decode(TypeFixture.self, from: Data(contentsOf: URL(fileURLWithPath: fixturesDirectory() + "/gguf-types.json")))
-        XCTAssertEqual(Set(expected.tensors.values.map(\.type)), Set(GGMLType.allCases.map(\.name)), "the fixture covers every type")
+        let expected = try JSONDecoder().decode(
+            TypeFixture.self, from: Data(contentsOf: URL(fileURLWithPath: fixturesDirectory() + "/gguf-types.json")))
+        XCTAssertEqual(
+            Set(expected.tensors.values.map(\.type)), Set(GGMLType.allCases.map(\.name)),
+            "the fixture covers every type")
         for (name, want) in expected.tensors.sorted(by: { $0.key < $1.key }) {
             let info = try XCTUnwrap(file.tensor(name))
             XCTAssertEqual(info.type.name, want.type)
@@ -46,7 +57,8 @@ final class GGUFTests: XCTestCase {
         XCTAssertEqual(file["test.f64"], .float64(1e-300))
         XCTAssertEqual(file["test.strings"], .array(.string, [.string("a"), .string(""), .string("ü")]))
         XCTAssertEqual(file["test.ints"]?.array?.compactMap(\.int), [1, -2, 3])
-        XCTAssertEqual(file["test.nested"], .array(.array, [.array(.int32, [.int32(1), .int32(2)]), .array(.int32, [.int32(3)])]))
+        XCTAssertEqual(
+            file["test.nested"], .array(.array, [.array(.int32, [.int32(1), .int32(2)]), .array(.int32, [.int32(3)])]))
         XCTAssertEqual(file["general.architecture"], .string("llama"))
         XCTAssertEqual(file.metadata.first?.key, "general.architecture", "file order")
         XCTAssertEqual(file.alignment, 32)
@@ -57,7 +69,9 @@ final class GGUFTests: XCTestCase {
     func testLlamaAndQwen2GGUFLogProbsMatchTransformers() throws {
         for name in ["llama-gguf", "qwen2-gguf"] {
             let trunk = try HFCheckpoint.load(directory: fixturesDirectory() + "/\(name).gguf")
-            let golden = try JSONDecoder().decode(LogProbs.self, from: Data(contentsOf: URL(fileURLWithPath: fixturesDirectory() + "/\(name)-logprobs.json")))
+            let golden = try JSONDecoder().decode(
+                LogProbs.self,
+                from: Data(contentsOf: URL(fileURLWithPath: fixturesDirectory() + "/\(name)-logprobs.json")))
             let scores = try trunk.scoreSequences(golden.sequences, batchSize: 2)
             var worst = 0.0
             for (ours, theirs) in zip(scores, golden.logprobs) {
@@ -66,7 +80,8 @@ final class GGUFTests: XCTestCase {
             }
             XCTAssertLessThan(worst, 1e-4, name)
             let config = try XCTUnwrap(trunk.config as? LlamaConfig)
-            XCTAssertEqual([config.layers, config.channels, config.heads, config.kvHeads, config.innerSize], [2, 256, 4, 2, 256])
+            XCTAssertEqual(
+                [config.layers, config.channels, config.heads, config.kvHeads, config.innerSize], [2, 256, 4, 2, 256])
             XCTAssertEqual(config.tiedEmbeddings, name == "qwen2-gguf", "a file without output.weight ties the head")
             XCTAssertEqual(config.qkvBias, name == "qwen2-gguf")
         }
@@ -74,13 +89,17 @@ final class GGUFTests: XCTestCase {
 
     /// The row permutation and its inverse: llama.cpp's interleaving undone gives the rows back.
     func testRotaryRowPermutationRoundTrips() {
-        var rows = (0..<(3 * 8 * 2)).map(Float.init)   // 3 heads of d = 8, 2 columns
+        var rows = (0..<(3 * 8 * 2)).map(Float.init)  // 3 heads of d = 8, 2 columns
         let original = rows
-        rows.withUnsafeMutableBufferPointer { GGUFModel.unpermuteRotaryRows($0.baseAddress!, rows: 24, columns: 2, heads: 3, inverse: true) }
+        rows.withUnsafeMutableBufferPointer {
+            GGUFModel.unpermuteRotaryRows($0.baseAddress!, rows: 24, columns: 2, heads: 3, inverse: true)
+        }
         XCTAssertNotEqual(rows, original)
         // Head 0, row 1 of the file is transformers' row 4 (second rotary half, i = 0).
         XCTAssertEqual(Array(rows[2..<4]), [8, 9])
-        rows.withUnsafeMutableBufferPointer { GGUFModel.unpermuteRotaryRows($0.baseAddress!, rows: 24, columns: 2, heads: 3) }
+        rows.withUnsafeMutableBufferPointer {
+            GGUFModel.unpermuteRotaryRows($0.baseAddress!, rows: 24, columns: 2, heads: 3)
+        }
         XCTAssertEqual(rows, original)
     }
 
@@ -107,7 +126,10 @@ final class GGUFTests: XCTestCase {
         func attempt(_ b: [UInt8], _ label: String) -> String? {
             let path = dir + "/bad.gguf"
             _ = FileManager.default.createFile(atPath: path, contents: Data(b))
-            do { _ = try GGUFFile(path: path); return nil } catch {
+            do {
+                _ = try GGUFFile(path: path)
+                return nil
+            } catch {
                 XCTAssertTrue("\(error)".hasPrefix(path), "\(label): \(error)")
                 return "\(error)"
             }
@@ -131,17 +153,21 @@ final class GGUFTests: XCTestCase {
         XCTAssertTrue(attempt(patched(24, UInt64(1) << 50), "key length")?.contains("runs past the end") == true)
         // The first key's value type (after the 8-byte length and the key itself).
         let keyLength = Int(bytes[24])
-        XCTAssertTrue(attempt(patched(32 + keyLength, 99, width: 4), "value type")?.contains("unknown value type 99") == true)
+        XCTAssertTrue(
+            attempt(patched(32 + keyLength, 99, width: 4), "value type")?.contains("unknown value type 99") == true)
         // A tensor's type and offset: find the first tensor info by its name.
         let name = Array("t.F32".utf8)
         let at = try XCTUnwrap((0..<(bytes.count - name.count)).first { Array(bytes[$0..<($0 + name.count)]) == name })
         let typeOffset = at + name.count + 4 + 2 * 8
         XCTAssertTrue(attempt(patched(typeOffset, 6, width: 4), "tensor type")?.contains("Q5_0") == true)
         XCTAssertTrue(attempt(patched(typeOffset, 77, width: 4), "tensor type")?.contains("type 77") == true)
-        XCTAssertTrue(attempt(patched(typeOffset + 4, 7), "offset")?.contains("not a multiple of the alignment") == true)
-        XCTAssertTrue(attempt(patched(typeOffset + 4, UInt64(1) << 40), "offset")?.contains("outside the data section") == true)
+        XCTAssertTrue(
+            attempt(patched(typeOffset + 4, 7), "offset")?.contains("not a multiple of the alignment") == true)
+        XCTAssertTrue(
+            attempt(patched(typeOffset + 4, UInt64(1) << 40), "offset")?.contains("outside the data section") == true)
         XCTAssertTrue(attempt(patched(at + name.count, 9, width: 4), "rank")?.contains("9 dimensions") == true)
-        XCTAssertTrue(attempt(patched(at + name.count + 4, 0), "dimension")?.contains("dimension 0 out of range") == true)
+        XCTAssertTrue(
+            attempt(patched(at + name.count + 4, 0), "dimension")?.contains("dimension 0 out of range") == true)
         XCTAssertFalse(GGUFFile.isGGUF(path: fixturesDirectory() + "/llama-tiny/model.safetensors"))
         XCTAssertTrue(GGUFFile.isGGUF(path: typesFile))
     }
@@ -150,6 +176,8 @@ final class GGUFTests: XCTestCase {
     func testInconsistentModelFilesAreRefusedByName() throws {
         let file = try GGUFFile(path: fixturesDirectory() + "/llama-gguf.gguf")
         XCTAssertEqual(try GGUFModel.configuration(file).layers, 2)
-        XCTAssertThrowsError(try GGUFModel.load(try GGUFFile(path: typesFile))) { XCTAssertTrue("\($0)".contains("missing llama.embedding_length") || "\($0)".contains("token_embd"), "\($0)") }
+        XCTAssertThrowsError(try GGUFModel.load(try GGUFFile(path: typesFile))) {
+            XCTAssertTrue("\($0)".contains("missing llama.embedding_length") || "\($0)".contains("token_embd"), "\($0)")
+        }
     }
 }

@@ -6,7 +6,10 @@ import XCTest
 /// Logits against Hugging Face transformers on the same safetensors (fixtures made by
 /// Fixtures/make_gpt2_fixture.py with random weights; every parameter randomised).
 final class GoldenTests: XCTestCase {
-    struct Golden: Decodable { let sequences: [[Int32]]; let logits: [[Float]] }
+    struct Golden: Decodable {
+        let sequences: [[Int32]]
+        let logits: [[Float]]
+    }
 
     func loadGolden() throws -> Golden {
         let url = URL(fileURLWithPath: fixturesDirectory()).appendingPathComponent("gpt2-tiny-logits.json")
@@ -62,7 +65,9 @@ final class GoldenTests: XCTestCase {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try HFCheckpoint.save(try randomTrunk(), directory: dir)
-        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as! [String: Any]
+        var json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json")))
+            as! [String: Any]
         json["activation_function"] = "relu"
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/config.json"))
         XCTAssertThrowsError(try HFCheckpoint.load(directory: dir)) { error in
@@ -74,14 +79,19 @@ final class GoldenTests: XCTestCase {
 /// PEFT adapters: one made by PEFT (Fixtures/make_peft_fixture.py) gives PEFT's logits here; ours
 /// round-trips; the other direction is checked by the script with --rlhf.
 final class PEFTAdapterTests: XCTestCase {
-    struct Golden: Decodable { let sequences: [[Int32]]; let logits: [[Float]] }
+    struct Golden: Decodable {
+        let sequences: [[Int32]]
+        let logits: [[Float]]
+    }
 
     func testPEFTAdapterGivesPEFTLogits() throws {
         let base = try HFCheckpoint.load(directory: fixturesDirectory() + "/gpt2-tiny")
         let adapter = try PEFTAdapter.load(directory: fixturesDirectory() + "/peft-tiny", modelConfig: base.config)
         XCTAssertEqual(adapter.config.rank, 4)
-        XCTAssertEqual(adapter.config.targets, [.attentionQKV, .attentionOutput, .mlpUp, .mlpDown], "c_attn, c_proj (both), c_fc")
-        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: fixturesDirectory() + "/peft-tiny-logits.json")))
+        XCTAssertEqual(
+            adapter.config.targets, [.attentionQKV, .attentionOutput, .mlpUp, .mlpDown], "c_attn, c_proj (both), c_fc")
+        let golden = try JSONDecoder().decode(
+            Golden.self, from: Data(contentsOf: URL(fileURLWithPath: fixturesDirectory() + "/peft-tiny-logits.json")))
         for (sequence, expected) in zip(golden.sequences, golden.logits) {
             let ours = try base.logits(of: sequence, adapter: adapter)
             XCTAssertLessThanOrEqual(maxAbsDifference(ours, expected), 1e-4)
@@ -91,7 +101,8 @@ final class PEFTAdapterTests: XCTestCase {
 
     func testSaveLoadRoundTripAndRejections() throws {
         let config = tinyConfig()
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 3, alpha: 5, targets: [.attentionQKV, .mlpDown]), modelConfig: config)
+        let adapter = try LoRAAdapter(
+            config: LoRAConfig(rank: 3, alpha: 5, targets: [.attentionQKV, .mlpDown]), modelConfig: config)
         var rng = RNG(seed: 2)
         rng.fillNormal(adapter.weights.buffer, std: 1)
         let dir = temporaryDirectory()
@@ -100,9 +111,13 @@ final class PEFTAdapterTests: XCTestCase {
         let back = try PEFTAdapter.load(directory: dir, modelConfig: config)
         XCTAssertEqual(back.config, adapter.config)
         XCTAssertEqual(back.weights.array, adapter.weights.array)
-        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/adapter_config.json"))) as! [String: Any]
+        var json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/adapter_config.json")))
+            as! [String: Any]
         json["use_dora"] = true
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/adapter_config.json"))
-        XCTAssertThrowsError(try PEFTAdapter.load(directory: dir, modelConfig: config)) { XCTAssertTrue("\($0)".contains("use_dora"), "\($0)") }
+        XCTAssertThrowsError(try PEFTAdapter.load(directory: dir, modelConfig: config)) {
+            XCTAssertTrue("\($0)".contains("use_dora"), "\($0)")
+        }
     }
 }

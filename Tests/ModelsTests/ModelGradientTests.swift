@@ -21,7 +21,8 @@ final class ModelGradientTests: XCTestCase {
     func makeSetup() throws -> Setup {
         let config = tinyConfig()
         let trunk = try randomTrunk(config)
-        let adapter = try LoRAAdapter(config: LoRAConfig(rank: 3, alpha: 6, targets: config.allLoRATargets), modelConfig: config)
+        let adapter = try LoRAAdapter(
+            config: LoRAConfig(rank: 3, alpha: 6, targets: config.allLoRATargets), modelConfig: config)
         var rng = RNG(seed: 9)
         adapter.initialize(rng: &rng)
         // B = 0 after init would hide A's gradient path: give B random values.
@@ -32,9 +33,11 @@ final class ModelGradientTests: XCTestCase {
         let n = 12
         let tokens = randomTokens(n, vocab: config.vocabSize, seed: 4)
         var targets = randomTokens(n, vocab: config.vocabSize, seed: 5)
-        targets[5] = -1; targets[11] = -1
-        return Setup(trunk: trunk, adapter: adapter, head: head, tokens: tokens, targets: targets,
-                     logProbWeights: (0..<n).map { _ in rng.normal() }, valueWeights: (0..<n).map { _ in rng.normal() })
+        targets[5] = -1
+        targets[11] = -1
+        return Setup(
+            trunk: trunk, adapter: adapter, head: head, tokens: tokens, targets: targets,
+            logProbWeights: (0..<n).map { _ in rng.normal() }, valueWeights: (0..<n).map { _ in rng.normal() })
     }
 
     func loss(_ s: Setup, act: TrunkActivations, cache: LMHeadCache, adapter: LoRAAdapter?) throws -> Double {
@@ -54,9 +57,13 @@ final class ModelGradientTests: XCTestCase {
         let adapterGrad = FloatBuffer(count: s.adapter.layout.totalCount)
         let headGrad = FloatBuffer(count: s.head.parameters.count)
         let dHidden = FloatBuffer(count: act.hidden.count)
-        s.head.backward(dValues: s.valueWeights, hidden: act.hidden.pointer, dHidden: dHidden.pointer, gradients: headGrad)
-        s.trunk.lmHeadBackward(dLogProbs: s.logProbWeights, hidden: act.hidden, cache: cache, dHidden: dHidden, trunkGradients: trunkGrad)
-        s.trunk.backward(dHidden: dHidden, adapter: s.adapter, activations: act, trunkGradients: trunkGrad, adapterGradients: adapterGrad)
+        s.head.backward(
+            dValues: s.valueWeights, hidden: act.hidden.pointer, dHidden: dHidden.pointer, gradients: headGrad)
+        s.trunk.lmHeadBackward(
+            dLogProbs: s.logProbWeights, hidden: act.hidden, cache: cache, dHidden: dHidden, trunkGradients: trunkGrad)
+        s.trunk.backward(
+            dHidden: dHidden, adapter: s.adapter, activations: act, trunkGradients: trunkGrad,
+            adapterGradients: adapterGrad)
         return (trunkGrad, adapterGrad, headGrad)
     }
 
@@ -70,8 +77,9 @@ final class ModelGradientTests: XCTestCase {
             let stride = max(1, count / 24)
             for i in Swift.stride(from: offset, to: offset + count, by: stride) {
                 let numeric = try FiniteDifferences.derivative(at: params.pointer + i, step: 1e-2, of: f)
-                XCTAssertTrue(FiniteDifferences.agrees(Double(grad[i]), numeric, relative: 2e-2, absolute: 2e-3),
-                              "\(name)[\(i - offset)]: analytic \(grad[i]) vs finite difference \(numeric)")
+                XCTAssertTrue(
+                    FiniteDifferences.agrees(Double(grad[i]), numeric, relative: 2e-2, absolute: 2e-3),
+                    "\(name)[\(i - offset)]: analytic \(grad[i]) vs finite difference \(numeric)")
             }
         }
         for tensor in s.trunk.layout.tensors.tensors {
@@ -114,8 +122,9 @@ final class ModelGradientTests: XCTestCase {
             let t = trunk.layout.tensors[name]!
             for i in Swift.stride(from: t.offset, to: t.offset + t.count, by: max(1, t.count / 16)) {
                 let numeric = try FiniteDifferences.derivative(at: trunk.weights.pointer + i, step: 1e-2, of: f)
-                XCTAssertTrue(FiniteDifferences.agrees(Double(grad[i]), numeric, relative: 2e-2, absolute: 5e-4),
-                              "\(name): analytic \(grad[i]) vs \(numeric)")
+                XCTAssertTrue(
+                    FiniteDifferences.agrees(Double(grad[i]), numeric, relative: 2e-2, absolute: 5e-4),
+                    "\(name): analytic \(grad[i]) vs \(numeric)")
             }
         }
     }

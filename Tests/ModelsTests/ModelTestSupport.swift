@@ -6,8 +6,9 @@ import XCTest
 /// A model small enough for finite differences over every tensor, with MLP width ≠ 4C and
 /// heads > 1 so that no dimension mix-up can cancel out.
 func tinyConfig(context: Int = 16) -> GPT2Config {
-    GPT2Config(vocabSize: 23, contextLength: context, channels: 16, layers: 2, heads: 2, innerSize: 24,
-               bosTokenId: 21, eosTokenId: 22)
+    GPT2Config(
+        vocabSize: 23, contextLength: context, channels: 16, layers: 2, heads: 2, innerSize: 24,
+        bosTokenId: 21, eosTokenId: 22)
 }
 
 func randomTrunk(_ config: GPT2Config = tinyConfig(), seed: UInt64 = 1, std: Float = 0.3) throws -> GPT2Trunk {
@@ -31,7 +32,9 @@ func fixturesDirectory() -> String {
 }
 
 func temporaryDirectory(_ name: String = #function) -> String {
-    let path = NSTemporaryDirectory() + "rlhf-tests-\(getpid())-\(name.filter(\.isLetter))-\(UInt32.random(in: 0...UInt32.max))"
+    let path =
+        NSTemporaryDirectory()
+        + "rlhf-tests-\(getpid())-\(name.filter(\.isLetter))-\(UInt32.random(in: 0...UInt32.max))"
     try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
@@ -43,11 +46,14 @@ func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
 
 /// KV-cache decoding of prompts with different lengths in one batch gives the hidden states,
 /// logits and log-probs of a full forward over each finished sequence (≤ 1e-5).
-func assertKVCacheMatchesFullForward(_ trunk: any CausalLM, adapter: LoRAAdapter?, file: StaticString = #filePath, line: UInt = #line) throws {
+func assertKVCacheMatchesFullForward(
+    _ trunk: any CausalLM, adapter: LoRAAdapter?, file: StaticString = #filePath, line: UInt = #line
+) throws {
     let v = trunk.config.vocabSize
     let prompts: [[Int32]] = [randomTokens(3, vocab: v, seed: 1), randomTokens(7, vocab: v, seed: 2), [5]]
-    let result = try trunk.generate(prompts: prompts, adapter: adapter, options: SamplingOptions(temperature: 1, maxNewTokens: 10, seed: 3),
-                                    returnHiddenStates: true)
+    let result = try trunk.generate(
+        prompts: prompts, adapter: adapter, options: SamplingOptions(temperature: 1, maxNewTokens: 10, seed: 3),
+        returnHiddenStates: true)
     for (i, prompt) in prompts.enumerated() {
         let generated = result.tokens[i]
         XCTAssertEqual(generated.count, 10, file: file, line: line)
@@ -62,7 +68,8 @@ func assertKVCacheMatchesFullForward(_ trunk: any CausalLM, adapter: LoRAAdapter
             let position = prompt.count - 1 + k
             let expected = Array(fullLogits[(position * v)..<((position + 1) * v)])
             let ours = Array(head.logits.array[(k * v)..<((k + 1) * v)])
-            XCTAssertLessThanOrEqual(maxAbsDifference(ours, expected), 1e-5, "sequence \(i) token \(k)", file: file, line: line)
+            XCTAssertLessThanOrEqual(
+                maxAbsDifference(ours, expected), 1e-5, "sequence \(i) token \(k)", file: file, line: line)
             XCTAssertEqual(result.logProbs[i][k], scores[position], accuracy: 1e-5, file: file, line: line)
         }
     }

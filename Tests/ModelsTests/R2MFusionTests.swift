@@ -1,7 +1,8 @@
 import Foundation
 import Kernels
-@testable import Models
 import XCTest
+
+@testable import Models
 
 /// R2M's fusion (Huang et al., arXiv 2601.22664 v4, §4.1, Eqs. 3–4) on the docs/algorithms.md toy
 /// weights, its ω schedule, and its gradient against central differences.
@@ -14,7 +15,8 @@ final class R2MFusionTests: XCTestCase {
         for i in 0..<8 { P[fusion.layout["r2m.q.weight"]!.offset + i] = 0.1 }
         for i in 0..<6 { P[fusion.layout["r2m.k.weight"]!.offset + i] = 0.2 }
         let v = fusion.layout["r2m.v.weight"]!.offset
-        P[v + 0] = 1; P[v + 4] = 1
+        P[v + 0] = 1
+        P[v + 4] = 1
         for i in 0..<8 { P[fusion.layout["r2m.o.weight"]!.offset + i] = 0.5 }
         let w = fusion.layout["r2m.head"]!.offset
         for (i, x) in [Float(1), 0.5, -0.5, 0.25, 0].enumerated() { P[w + i] = x }
@@ -28,9 +30,13 @@ final class R2MFusionTests: XCTestCase {
     func testToyNumbers() {
         let (fusion, hLast, h) = toy()
         let c = fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 0.7)
-        for (a, b) in zip(c.attention, [0.182589, 0.190907, 0.199604, 0.208697, 0.218204] as [Float]) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+        for (a, b) in zip(c.attention, [0.182589, 0.190907, 0.199604, 0.208697, 0.218204] as [Float]) {
+            XCTAssertEqual(a, b, accuracy: 1e-5)
+        }
         XCTAssertEqual(c.reward, 0.516265, accuracy: 1e-5)
-        XCTAssertEqual(fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 1).reward, 0.375, accuracy: 1e-6, "ω = 1: the reward model's own head on H_last")
+        XCTAssertEqual(
+            fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 1).reward, 0.375, accuracy: 1e-6,
+            "ω = 1: the reward model's own head on H_last")
         XCTAssertEqual(fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 0).reward, 0.845882, accuracy: 1e-5)
     }
 
@@ -38,7 +44,8 @@ final class R2MFusionTests: XCTestCase {
     func testOmegaSchedule() {
         let omega = (0..<4).map { R2MFusion.omega(round: $0, rounds: 4, floor: 0.7) }
         for (a, b) in zip(omega, [1, 0.8535533905932737, 0.7, 0.7]) { XCTAssertEqual(a, b, accuracy: 1e-12) }
-        XCTAssertEqual(R2MFusion.omega(round: 2, rounds: 4, floor: 0), 0.5, accuracy: 1e-12, "no floor: the cosine alone")
+        XCTAssertEqual(
+            R2MFusion.omega(round: 2, rounds: 4, floor: 0), 0.5, accuracy: 1e-12, "no floor: the cosine alone")
     }
 
     func testFreshFusionIsTheOriginalRewardAtRoundZeroAndGradientsMatchFiniteDifferences() {
@@ -49,9 +56,12 @@ final class R2MFusionTests: XCTestCase {
         fusion.initialize(rewardHead: base.parameters.array, rng: &rng, std: 0.4)
         let hLast = (0..<6).map { _ in rng.normal() }, h = (0..<(4 * 5)).map { _ in rng.normal() }
         let original = base.forward(hidden: hLast, rows: 1)[0]
-        XCTAssertEqual(fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 1).reward, original, accuracy: 1e-6, "ω = 1: the original reward")
-        XCTAssertNotEqual(fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 0.6).reward, original,
-                          "ω < 1: the untrained cross-attention adds a term of the policy's states")
+        XCTAssertEqual(
+            fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 1).reward, original, accuracy: 1e-6,
+            "ω = 1: the original reward")
+        XCTAssertNotEqual(
+            fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 0.6).reward, original,
+            "ω < 1: the untrained cross-attention adds a term of the policy's states")
         let cache = fusion.forward(rewardHidden: hLast, policyHidden: h, omega: 0.7)
         let grads = FloatBuffer(count: fusion.parameters.count)
         fusion.backward(cache, dReward: 1, gradients: grads)
@@ -66,7 +76,9 @@ final class R2MFusionTests: XCTestCase {
             worst = max(worst, abs((up - down) / (2 * eps) - grads[i]))
         }
         XCTAssertLessThan(worst, 2e-3, "R2M fusion gradient vs central differences")
-        XCTAssertGreaterThan((0..<fusion.layout["r2m.q.weight"]!.count).map { abs(grads[fusion.layout["r2m.q.weight"]!.offset + $0]) }.max()!, 0,
-                             "every projection trains from the first update")
+        XCTAssertGreaterThan(
+            (0..<fusion.layout["r2m.q.weight"]!.count).map { abs(grads[fusion.layout["r2m.q.weight"]!.offset + $0]) }
+                .max()!, 0,
+            "every projection trains from the first update")
     }
 }

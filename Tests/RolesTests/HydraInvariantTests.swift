@@ -2,8 +2,9 @@ import Alignment
 import Foundation
 import Kernels
 import Models
-@testable import Roles
 import XCTest
+
+@testable import Roles
 
 /// docs/algorithms.md oracles H1 and H2 on a random model.
 final class HydraInvariantTests: XCTestCase {
@@ -21,7 +22,8 @@ final class HydraInvariantTests: XCTestCase {
     /// estimator and the first step's shaped reward is the score on the last token only.
     func testFreshPolicyAdapterHasZeroKL() async throws {
         let (trunk, head) = try model()
-        let lora = try LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 8, targets: trunk.config.allLoRATargets), modelConfig: trunk.config)
+        let lora = try LoRAAdapter(
+            config: LoRAConfig(rank: 4, alpha: 8, targets: trunk.config.allLoRATargets), modelConfig: trunk.config)
         var rng = RNG(seed: 1)
         lora.initialize(rng: &rng)
         let policy = LocalPolicy(trunk: trunk, adapter: lora)

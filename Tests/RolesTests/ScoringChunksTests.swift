@@ -1,8 +1,9 @@
 import Foundation
 import Kernels
 import Models
-@testable import Roles
 import XCTest
+
+@testable import Roles
 
 /// Scoring a rollout in chunks (issue 13, point 6) gives the bits of one batch, and chunks honour
 /// their budget.
@@ -23,22 +24,30 @@ final class ScoringChunksTests: XCTestCase {
         XCTAssertEqual(ranges.flatMap { Array($0) }, Array(rollout.indices))
         for r in ranges where r.count > 1 {
             let padded = rollout[r].map(\.count).max()!
-            XCTAssertLessThanOrEqual(ScoringChunks.bytes(trunk.config, batch: r.count, tokens: padded, loraRank: 2), budget)
+            XCTAssertLessThanOrEqual(
+                ScoringChunks.bytes(trunk.config, batch: r.count, tokens: padded, loraRank: 2), budget)
         }
 
-        XCTAssertEqual(try trunk.logProbs(rollout, adapter: adapter, budget: budget), try trunk.logProbsInOneBatch(rollout, adapter: adapter))
+        XCTAssertEqual(
+            try trunk.logProbs(rollout, adapter: adapter, budget: budget),
+            try trunk.logProbsInOneBatch(rollout, adapter: adapter))
         let scorer = HydraScorer(trunk: trunk, rewardHead: await roles.reward.head)
-        let chunked = try await scorer.referenceAndScores(rollout, budget: budget), whole = try await scorer.referenceAndScoresInOneBatch(rollout)
+        let chunked = try await scorer.referenceAndScores(rollout, budget: budget),
+            whole = try await scorer.referenceAndScoresInOneBatch(rollout)
         XCTAssertEqual(chunked.logProbs, whole.logProbs)
         XCTAssertEqual(chunked.scores, whole.scores)
-        let values = try await roles.critic.values(rollout, budget: budget), wholeValues = try await roles.critic.values(rollout, budget: .infinity)
+        let values = try await roles.critic.values(rollout, budget: budget),
+            wholeValues = try await roles.critic.values(rollout, budget: .infinity)
         XCTAssertEqual(values, wholeValues)
-        XCTAssertEqual(try trunk.lastHidden(rollout, budget: budget).array, try trunk.lastHidden(rollout, budget: .infinity).array)
+        XCTAssertEqual(
+            try trunk.lastHidden(rollout, budget: budget).array, try trunk.lastHidden(rollout, budget: .infinity).array)
         let (lp, hidden) = try trunk.logProbsAndHidden(rollout, adapter: adapter, budget: budget)
         let (lp1, hidden1) = try trunk.logProbsAndHidden(rollout, adapter: adapter, budget: .infinity)
         XCTAssertEqual(lp, lp1)
         XCTAssertEqual(hidden, hidden1)
-        XCTAssertEqual(try ScoringChunks.ranges(rollout.map(\.count), config: trunk.config, loraRank: 2, budget: .infinity), [0..<rollout.count])
+        XCTAssertEqual(
+            try ScoringChunks.ranges(rollout.map(\.count), config: trunk.config, loraRank: 2, budget: .infinity),
+            [0..<rollout.count])
     }
 
     func testErrorsNameTheSequenceInTheWholeRollout() throws {
@@ -46,7 +55,10 @@ final class ScoringChunksTests: XCTestCase {
         let model = try GPT2Trunk(config: config)
         var long = rollout
         long[17] = [Int32](repeating: 1, count: 25)
-        XCTAssertThrowsError(try model.logProbs(long, adapter: nil, budget: ScoringChunks.bytes(config, batch: 2, tokens: 19, loraRank: 0))) {
+        XCTAssertThrowsError(
+            try model.logProbs(
+                long, adapter: nil, budget: ScoringChunks.bytes(config, batch: 2, tokens: 19, loraRank: 0))
+        ) {
             XCTAssertEqual("\($0)", "sequence 17 has 25 tokens; it must have 1…24")
         }
         XCTAssertThrowsError(try model.logProbs([], adapter: nil)) { XCTAssertEqual("\($0)", "empty batch") }

@@ -1,8 +1,9 @@
 import Config
 import Datasets
 import Foundation
-@testable import Training
 import XCTest
+
+@testable import Training
 
 /// The reward-collapse task: well-formed rankings for both prompt classes, and the stages that
 /// cannot use rankings refuse it by name.
@@ -33,7 +34,9 @@ final class CollapseTaskTests: XCTestCase {
                 XCTAssertTrue(ranked.dropFirst().allSatisfy { $0 >= 0 && $0 != correct })
             }
         }
-        XCTAssertEqual(CollapseTask(seed: 3, responses: 6, prompts: 200, evalPrompts: 40).train, task.train, "same seed, same rankings")
+        XCTAssertEqual(
+            CollapseTask(seed: 3, responses: 6, prompts: 200, evalPrompts: 40).train, task.train,
+            "same seed, same rankings")
         XCTAssertNotEqual(CollapseTask(seed: 4, responses: 6, prompts: 200, evalPrompts: 40).train, task.train)
     }
 
@@ -41,12 +44,15 @@ final class CollapseTaskTests: XCTestCase {
         XCTAssertThrowsError(try SFTConfig(try sftSchema.resolve(file: nil, overrides: ["data.task=collapse"]))) {
             XCTAssertTrue("\($0)".contains("data.task collapse has rankings only"), "\($0)")
         }
-        XCTAssertThrowsError(try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=collapse", "model.init_from=/sft"]))) {
+        XCTAssertThrowsError(
+            try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=collapse", "model.init_from=/sft"]))
+        ) {
             XCTAssertTrue("\($0)".contains("it is for rlhf rm"), "\($0)")
         }
         XCTAssertThrowsError(try DPOConfig(try dpoSchema.resolve(file: nil, overrides: ["data.task=collapse"]))) {
             XCTAssertTrue("\($0)".contains("it is for rlhf rm"), "\($0)")
         }
-        XCTAssertNoThrow(try SFTConfig(try rmSchema.resolve(file: nil, overrides: ["data.task=collapse", "rm.utility=adaptive"])))
+        XCTAssertNoThrow(
+            try SFTConfig(try rmSchema.resolve(file: nil, overrides: ["data.task=collapse", "rm.utility=adaptive"])))
     }
 }

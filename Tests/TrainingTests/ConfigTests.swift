@@ -1,7 +1,8 @@
 import Foundation
+import XCTest
+
 @testable import Config
 @testable import Training
-import XCTest
 
 final class ConfigTests: TemporaryDirectoryTestCase {
 
@@ -12,25 +13,38 @@ final class ConfigTests: TemporaryDirectoryTestCase {
         return path
     }
 
-    func assertError(_ yaml: String?, overrides: [String] = [], contains parts: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertError(
+        _ yaml: String?, overrides: [String] = [], contains parts: [String], file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
         let path = try yaml.map { try self.file($0) }
         XCTAssertThrowsError(try sftSchema.resolve(file: path, overrides: overrides), file: file, line: line) { error in
-            for p in parts { XCTAssertTrue("\(error)".contains(p), "'\(error)' should contain '\(p)'", file: file, line: line) }
+            for p in parts {
+                XCTAssertTrue("\(error)".contains(p), "'\(error)' should contain '\(p)'", file: file, line: line)
+            }
         }
     }
 
     func testUnknownKeysNameFileLineAndSuggest() throws {
-        try assertError("name: x\ntrain:\n  lrr: 0.1\n", contains: ["exp.yaml:3", "unknown key 'train.lrr'", "did you mean 'train.lr'?"])
+        try assertError(
+            "name: x\ntrain:\n  lrr: 0.1\n",
+            contains: ["exp.yaml:3", "unknown key 'train.lrr'", "did you mean 'train.lr'?"])
         try assertError("lr: 0.1\n", contains: ["unknown key 'lr'", "did you mean 'train.lr'?"])
         try assertError("trian:\n  lr: 0.1\n", contains: ["unknown key 'trian'", "did you mean 'train'?"])
-        try assertError(nil, overrides: ["train.batchsize=4"], contains: ["override 'train.batchsize=4'", "did you mean 'train.batch_size'?"])
+        try assertError(
+            nil, overrides: ["train.batchsize=4"],
+            contains: ["override 'train.batchsize=4'", "did you mean 'train.batch_size'?"])
     }
 
     func testDuplicateAndMistypedKeys() throws {
-        try assertError("train:\n  lr: 0.1\n  lr: 0.2\n", contains: ["exp.yaml:3", "duplicate key 'train.lr' (first at", "exp.yaml:2"])
-        try assertError("train:\n  steps: many\n", contains: ["exp.yaml:2", "'train.steps' expects an integer, got 'many'"])
+        try assertError(
+            "train:\n  lr: 0.1\n  lr: 0.2\n",
+            contains: ["exp.yaml:3", "duplicate key 'train.lr' (first at", "exp.yaml:2"])
+        try assertError(
+            "train:\n  steps: many\n", contains: ["exp.yaml:2", "'train.steps' expects an integer, got 'many'"])
         try assertError("train:\n  steps: \"5\"\n", contains: ["expects an integer"])
-        try assertError("model:\n  preset: huge\n", contains: ["'model.preset' expects one of gpt2, small, smollm2-135m, tiny"])
+        try assertError(
+            "model:\n  preset: huge\n", contains: ["'model.preset' expects one of gpt2, small, smollm2-135m, tiny"])
         try assertError("train: 5\n", contains: ["'train' must be a mapping"])
         try assertError("train:\n  lr: [1, 2]\n", contains: ["'train.lr' expects a single value"])
         try assertError(nil, overrides: ["train.lr=fast"], contains: ["override 'train.lr=fast'", "expects a number"])
@@ -44,8 +58,12 @@ final class ConfigTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(c[OptimizerSettings.lr], 0.002)
         XCTAssertEqual(c[OptimizerSettings.steps], 9, "overrides win over the file")
         XCTAssertEqual(c[OptimizerSettings.batchSize], 32, "defaults fill the rest")
-        XCTAssertEqual(c[DataSettings.train].path, directory + "/data/train.jsonl", "file paths resolve against the config's folder")
-        XCTAssertEqual(c[DataSettings.eval].path, FileManager.default.currentDirectoryPath + "/e.jsonl", "override paths against the working folder")
+        XCTAssertEqual(
+            c[DataSettings.train].path, directory + "/data/train.jsonl",
+            "file paths resolve against the config's folder")
+        XCTAssertEqual(
+            c[DataSettings.eval].path, FileManager.default.currentDirectoryPath + "/e.jsonl",
+            "override paths against the working folder")
         XCTAssertEqual(c.sources["train.steps"], "override 'train.steps=9'")
         XCTAssertTrue(c.sources["train.lr"]!.hasSuffix("exp.yaml:5"))
         // The saved resolved config reads back to the same values.
@@ -55,12 +73,21 @@ final class ConfigTests: TemporaryDirectoryTestCase {
     }
 
     func testRelationsBetweenKeysAreChecked() throws {
-        let c = try sftSchema.resolve(file: nil, overrides: ["data.task=arith", "train.batch_size=30", "train.micro_batch_size=8"])
+        let c = try sftSchema.resolve(
+            file: nil, overrides: ["data.task=arith", "train.batch_size=30", "train.micro_batch_size=8"])
         let config = try SFTConfig(c)
-        XCTAssertThrowsError(try config.accumulationSteps(worldSize: 1)) { XCTAssertTrue("\($0)".contains("multiple of")) }
-        XCTAssertEqual(try SFTConfig(try sftSchema.resolve(file: nil, overrides: ["data.task=arith", "train.batch_size=32"])).accumulationSteps(worldSize: 2), 2)
-        XCTAssertThrowsError(try SFTConfig(try sftSchema.resolve(file: nil, overrides: []))) { XCTAssertTrue("\($0)".contains("set 'data.task' or 'data.train'")) }
-        XCTAssertThrowsError(try SFTConfig(try sftSchema.resolve(file: nil, overrides: ["data.task=arith", "resume=/no/such/checkpoint"])))
+        XCTAssertThrowsError(try config.accumulationSteps(worldSize: 1)) {
+            XCTAssertTrue("\($0)".contains("multiple of"))
+        }
+        XCTAssertEqual(
+            try SFTConfig(try sftSchema.resolve(file: nil, overrides: ["data.task=arith", "train.batch_size=32"]))
+                .accumulationSteps(worldSize: 2), 2)
+        XCTAssertThrowsError(try SFTConfig(try sftSchema.resolve(file: nil, overrides: []))) {
+            XCTAssertTrue("\($0)".contains("set 'data.task' or 'data.train'"))
+        }
+        XCTAssertThrowsError(
+            try SFTConfig(
+                try sftSchema.resolve(file: nil, overrides: ["data.task=arith", "resume=/no/such/checkpoint"])))
     }
 
     func testEditDistance() {

@@ -3,18 +3,24 @@ import Datasets
 import Foundation
 import Kernels
 import Models
-@testable import Training
 import XCTest
+
+@testable import Training
 
 /// The `dpo` stage: starts at the policy = reference values, data parallelism is exact, resume
 /// is exact, and the reference's log-probs are computed once and read back.
 final class DPOStageTests: TemporaryDirectoryTestCase {
     func config(out: String, loss: String, resume: String = "never", extra: [String] = []) throws -> DPOConfig {
-        try DPOConfig(try dpoSchema.resolve(file: nil, overrides: [
-            "name=dpo", "out=\(out)", "resume=\(resume)", "data.task=arith", "data.eval_size=40", "dpo.loss=\(loss)",
-            "train.steps=8", "train.batch_size=16", "train.micro_batch_size=4", "train.max_length=16", "train.warmup_steps=2",
-            "train.lr=3e-3", "eval.every=0", "checkpoint.every=4", "checkpoint.keep_last=5", "log.every=100",
-        ] + extra))
+        try DPOConfig(
+            try dpoSchema.resolve(
+                file: nil,
+                overrides: [
+                    "name=dpo", "out=\(out)", "resume=\(resume)", "data.task=arith", "data.eval_size=40",
+                    "dpo.loss=\(loss)",
+                    "train.steps=8", "train.batch_size=16", "train.micro_batch_size=4", "train.max_length=16",
+                    "train.warmup_steps=2",
+                    "train.lr=3e-3", "eval.every=0", "checkpoint.every=4", "checkpoint.keep_last=5", "log.every=100",
+                ] + extra))
     }
     func metrics(_ run: String, _ key: String) throws -> [Double] {
         try JSONL.objects(path: run + "/metrics.jsonl").compactMap { $0.object[key] as? Double }
@@ -26,11 +32,15 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
         // IPO = 1/(4τ²) = 25. (Not InSPO: its policy terms are conditioned on the other response,
         // its reference terms are not.)
         for family in testedFamilies {
-        for (loss, expected) in [("dpo", log(2.0)), ("cdpo", log(2.0)), ("hinge", 1.0), ("ipo", 25.0)] {
-            let out = directory + "/\(loss)-\(family)"
-            _ = try await DPOStage(config: try config(out: out, loss: loss, extra: ["train.steps=1", "model.family=\(family)"]), transport: SingleProcessTransport(), say: { _ in }).run()
-            XCTAssertEqual(try XCTUnwrap(try metrics(out, "loss").first), expected, accuracy: 1e-4, "\(family) \(loss)")
-        }
+            for (loss, expected) in [("dpo", log(2.0)), ("cdpo", log(2.0)), ("hinge", 1.0), ("ipo", 25.0)] {
+                let out = directory + "/\(loss)-\(family)"
+                _ = try await DPOStage(
+                    config: try config(out: out, loss: loss, extra: ["train.steps=1", "model.family=\(family)"]),
+                    transport: SingleProcessTransport(), say: { _ in }
+                ).run()
+                XCTAssertEqual(
+                    try XCTUnwrap(try metrics(out, "loss").first), expected, accuracy: 1e-4, "\(family) \(loss)")
+            }
         }
     }
 
@@ -40,10 +50,15 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
         defer { BLAS.setThreads(threads) }
         for (loss, family) in [("dpo", "gpt2"), ("inspo", "gpt2"), ("dpo", "llama")] {
             let single = directory + "/\(loss)-\(family)-single", double = directory + "/\(loss)-\(family)-dp2"
-            _ = try await DPOStage(config: try config(out: single, loss: loss, extra: ["model.family=\(family)"]), transport: SingleProcessTransport(), say: { _ in }).run()
+            _ = try await DPOStage(
+                config: try config(out: single, loss: loss, extra: ["model.family=\(family)"]),
+                transport: SingleProcessTransport(), say: { _ in }
+            ).run()
             let world = EmbeddedWorld(size: 2)
             let c = try config(out: double, loss: loss, extra: ["model.family=\(family)"])
-            _ = try await world.run { transport in try await DPOStage(config: c, transport: transport, say: { _ in }).run() }
+            _ = try await world.run { transport in
+                try await DPOStage(config: c, transport: transport, say: { _ in }).run()
+            }
             XCTAssertEqual(world.undelivered, [])
             // The logged loss is a sum over ranks, so its last bit may depend on the grouping;
             // the weights below may not.
@@ -52,40 +67,65 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
             XCTAssertEqual(curve2.count, 8)
             for (x, y) in zip(curve, curve2) { XCTAssertEqual(x, y, accuracy: 1e-12, "\(loss): loss curve") }
             for file in ["adapter/adapter_model.safetensors", "optimizer.safetensors"] {
-                let a = bytes(single + "/checkpoints/step-00000008/" + file), b = bytes(double + "/checkpoints/step-00000008/" + file)
+                let a = bytes(single + "/checkpoints/step-00000008/" + file),
+                    b = bytes(double + "/checkpoints/step-00000008/" + file)
                 XCTAssertFalse(a.isEmpty, file)
                 XCTAssertEqual(a, b, "\(loss): \(file) differs between 1 and 2 ranks")
             }
-            XCTAssertEqual(bytes(single + "/reference_logps.safetensors"), bytes(double + "/reference_logps.safetensors"),
-                           "the sharded reference pass gives the same log-probs")
+            XCTAssertEqual(
+                bytes(single + "/reference_logps.safetensors"), bytes(double + "/reference_logps.safetensors"),
+                "the sharded reference pass gives the same log-probs")
         }
     }
 
     func testResumeIsBitIdenticalWithLoRAAndFullFineTuning() async throws {
-        for (name, extra, model) in [("lora", [String](), "adapter/adapter_model.safetensors"), ("full", ["lora.rank=0", "train.lr=3e-4"], "model.safetensors"),
-                                     ("llama-lora", ["model.family=llama"], "adapter/adapter_model.safetensors")] {
+        for (name, extra, model) in [
+            ("lora", [String](), "adapter/adapter_model.safetensors"),
+            ("full", ["lora.rank=0", "train.lr=3e-4"], "model.safetensors"),
+            ("llama-lora", ["model.family=llama"], "adapter/adapter_model.safetensors"),
+        ] {
             let a = directory + "/\(name)-a", b = directory + "/\(name)-b"
-            _ = try await DPOStage(config: try config(out: a, loss: "cpl", extra: extra), transport: SingleProcessTransport(), say: { _ in }).run()
-            _ = try await DPOStage(config: try config(out: b, loss: "cpl", extra: extra), transport: SingleProcessTransport(), say: { _ in }).run()
-            try FileManager.default.removeItem(atPath: b + "/checkpoints/step-00000008")   // a crash after step 4's checkpoint
+            _ = try await DPOStage(
+                config: try config(out: a, loss: "cpl", extra: extra), transport: SingleProcessTransport(),
+                say: { _ in }
+            ).run()
+            _ = try await DPOStage(
+                config: try config(out: b, loss: "cpl", extra: extra), transport: SingleProcessTransport(),
+                say: { _ in }
+            ).run()
+            // a crash after step 4's checkpoint
+            try FileManager.default.removeItem(atPath: b + "/checkpoints/step-00000008")
             var messages: [String] = []
-            _ = try await DPOStage(config: try config(out: b, loss: "cpl", resume: "auto", extra: extra), transport: SingleProcessTransport(),
-                                   say: { messages.append($0) }).run()
+            _ = try await DPOStage(
+                config: try config(out: b, loss: "cpl", resume: "auto", extra: extra),
+                transport: SingleProcessTransport(),
+                say: { messages.append($0) }
+            ).run()
             XCTAssertTrue(messages.contains { $0.contains("at step 4") }, "\(messages)")
-            XCTAssertTrue(messages.contains { $0.contains("reference log-probs") && $0.contains("read from") }, "the cache is reused: \(messages)")
+            XCTAssertTrue(
+                messages.contains { $0.contains("reference log-probs") && $0.contains("read from") },
+                "the cache is reused: \(messages)")
             for file in [model, "optimizer.safetensors", "training_state.json"] {
-                let left = bytes(a + "/checkpoints/step-00000008/" + file), right = bytes(b + "/checkpoints/step-00000008/" + file)
+                let left = bytes(a + "/checkpoints/step-00000008/" + file),
+                    right = bytes(b + "/checkpoints/step-00000008/" + file)
                 XCTAssertFalse(left.isEmpty, "\(name): \(file)")
                 XCTAssertEqual(left, right, "\(name): \(file) differs after resume")
             }
             XCTAssertEqual(try metrics(b, "loss"), try metrics(a, "loss"), "\(name): loss curve")
-            XCTAssertNotEqual(bytes(a + "/checkpoints/step-00000004/" + model), bytes(a + "/checkpoints/step-00000008/" + model))
+            XCTAssertNotEqual(
+                bytes(a + "/checkpoints/step-00000004/" + model), bytes(a + "/checkpoints/step-00000008/" + model))
         }
     }
 
     func testBadSettingsAreNamed() throws {
-        XCTAssertThrowsError(try config(out: directory, loss: "cdpo", extra: ["dpo.label_smoothing=0.5"])) { XCTAssertTrue("\($0)".contains("dpo.label_smoothing"), "\($0)") }
-        XCTAssertThrowsError(try config(out: directory, loss: "cpl", extra: ["cpl.lambda=0"])) { XCTAssertTrue("\($0)".contains("cpl.lambda"), "\($0)") }
-        XCTAssertThrowsError(try config(out: directory, loss: "kto")) { XCTAssertTrue("\($0)".contains("dpo.loss"), "\($0)") }
+        XCTAssertThrowsError(try config(out: directory, loss: "cdpo", extra: ["dpo.label_smoothing=0.5"])) {
+            XCTAssertTrue("\($0)".contains("dpo.label_smoothing"), "\($0)")
+        }
+        XCTAssertThrowsError(try config(out: directory, loss: "cpl", extra: ["cpl.lambda=0"])) {
+            XCTAssertTrue("\($0)".contains("cpl.lambda"), "\($0)")
+        }
+        XCTAssertThrowsError(try config(out: directory, loss: "kto")) {
+            XCTAssertTrue("\($0)".contains("dpo.loss"), "\($0)")
+        }
     }
 }

@@ -1,9 +1,10 @@
 import Foundation
 import Kernels
 import Models
+import XCTest
+
 @testable import Runs
 @testable import Training
-import XCTest
 
 final class OptimizerTests: XCTestCase {
     func testScheduleWarmsUpThenFollowsTheCosine() {

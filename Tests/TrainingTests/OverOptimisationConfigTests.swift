@@ -1,17 +1,21 @@
 import Config
 import Foundation
-@testable import Training
 import XCTest
+
+@testable import Training
 
 /// The study's settings are checked before any stage runs: repeats, conflicting seeds, keys the
 /// methods set themselves, and methods the other study keys cannot serve.
 final class OverOptimisationConfigTests: XCTestCase {
     func settings(_ overrides: [String]) throws -> OverOptimisation.Settings {
-        try OverOptimisation.Settings(try OverOptimisation.schema.resolve(file: nil, overrides: ["data.task=arith"] + overrides))
+        try OverOptimisation.Settings(
+            try OverOptimisation.schema.resolve(file: nil, overrides: ["data.task=arith"] + overrides))
     }
 
     func refused(_ overrides: [String], _ message: String, line: UInt = #line) {
-        XCTAssertThrowsError(try settings(overrides), line: line) { XCTAssertTrue("\($0)".contains(message), "\($0)", line: line) }
+        XCTAssertThrowsError(try settings(overrides), line: line) {
+            XCTAssertTrue("\($0)".contains(message), "\($0)", line: line)
+        }
     }
 
     func testMethodsAndSeedsParse() throws {

@@ -3,9 +3,10 @@ import Cluster
 import Foundation
 import Kernels
 import Models
+import XCTest
+
 @testable import Rewards
 @testable import Training
-import XCTest
 
 /// PPO's phases one at a time on a tiny model: what each hands the next, and the reward registry.
 final class PPOPhaseTests: TemporaryDirectoryTestCase {
@@ -15,9 +16,14 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         var rng = RNG(seed: 3)
         head.initialize(rng: &rng, std: 0.5)
         try ScalarHeadIO.save(head, directory: model)
-        let config = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
-            "model.init_from=\(model)", "data.task=arith", "ppo.prompts=4", "ppo.samples_per_prompt=3", "ppo.max_new_tokens=4",
-            "ppo.minibatch_size=5", "ppo.epochs=2", "train.max_length=16", "lora.rank=2", "eval.every=0"] + overrides))
+        let config = try PPOConfig(
+            try ppoSchema.resolve(
+                file: nil,
+                overrides: [
+                    "model.init_from=\(model)", "data.task=arith", "ppo.prompts=4", "ppo.samples_per_prompt=3",
+                    "ppo.max_new_tokens=4",
+                    "ppo.minibatch_size=5", "ppo.epochs=2", "train.max_length=16", "lora.rank=2", "eval.every=0",
+                ] + overrides))
         let started = try await PPOSession.start(config: config, transport: SingleProcessTransport(), say: { _ in })
         let s = try XCTUnwrap(started)
         try await s.preparePrompts(folder: nil)
@@ -25,43 +31,51 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
     }
 
     func testPhasesHandEachOtherTheirShapes() async throws {
-      for family in testedFamilies {
-        let s = try await session(["ppo.estimator=gae", "rewards.reward_head=0.5"], family: family)
-        let rollout = try await s.rollout(1)
-        XCTAssertEqual(rollout.sequences.count, 12, "4 prompts × 3 samples")
-        XCTAssertEqual(Set(rollout.promptIndices.chunked(3).map { Set($0).count }), [1], "each prompt's samples are adjacent")
-        for i in rollout.sequences.indices {
-            XCTAssertEqual(rollout.sequences[i], rollout.prompts[i].tokens + rollout.tokens[i])
-            XCTAssertTrue((1...4).contains(rollout.tokens[i].count))
+        for family in testedFamilies {
+            let s = try await session(["ppo.estimator=gae", "rewards.reward_head=0.5"], family: family)
+            let rollout = try await s.rollout(1)
+            XCTAssertEqual(rollout.sequences.count, 12, "4 prompts × 3 samples")
+            XCTAssertEqual(
+                Set(rollout.promptIndices.chunked(3).map { Set($0).count }), [1], "each prompt's samples are adjacent")
+            for i in rollout.sequences.indices {
+                XCTAssertEqual(rollout.sequences[i], rollout.prompts[i].tokens + rollout.tokens[i])
+                XCTAssertTrue((1...4).contains(rollout.tokens[i].count))
+            }
+            let scored = try await s.score(rollout)
+            for i in rollout.sequences.indices {
+                XCTAssertEqual(scored.oldLogProbs[i].count, rollout.tokens[i].count, "one log-prob per response token")
+                XCTAssertEqual(scored.referenceLogProbs[i].count, rollout.tokens[i].count)
+                XCTAssertEqual(scored.oldValues[i].count, rollout.tokens[i].count)
+                // A fresh adapter (B = 0) leaves the policy equal to the reference: KL 0.
+                XCTAssertEqual(scored.klTokens[i].map(abs).max()!, 0, accuracy: 1e-5)
+                XCTAssertLessThanOrEqual(abs(scored.scores[i]), s.cfg.ppo.rewardClip)
+            }
+            XCTAssertEqual(Set(scored.rewards.bySource.keys), ["reward_head", "verifier", "format"])
+            let expected = rollout.sequences.indices.map { i in
+                0.5 * scored.rewards.bySource["reward_head"]![i] + scored.rewards.bySource["verifier"]![i] + 0.5
+                    * scored.rewards.bySource["format"]![i]
+            }
+            for i in expected.indices {
+                XCTAssertEqual(scored.rewards.total[i], expected[i], accuracy: 1e-12, "the weighted sum of the sources")
+            }
+            let advantages = try await s.advantages(rollout, scored)
+            let flat = advantages.advantages.flatMap { $0 }
+            XCTAssertEqual(
+                flat.reduce(0, +) / Double(flat.count), 0, accuracy: 1e-9, "whitened GAE advantages have mean 0")
+            let stats = try await s.update(rollout, scored, advantages)
+            XCTAssertEqual(stats.steps.count, 2 * 3, "2 epochs × ⌈12 / 5⌉ minibatches")
+            XCTAssertEqual(stats.valueLosses.count, 6, "GAE trains the critic alongside")
+            let metrics = try await s.report(rollout, scored, stats)
+            XCTAssertEqual(metrics.sums.samples, 12)
+            XCTAssertEqual(metrics.sourceNames, ["reward_head", "verifier", "format"])
+            XCTAssertEqual(
+                try XCTUnwrap(metrics.value("reward_mean")), scored.scores.reduce(0, +) / 12, accuracy: 1e-12)
+            // The summed record survives the all-reduce payload layout.
+            XCTAssertEqual(metrics.sums.replacingSummands(with: metrics.sums.summands), metrics.sums)
+            XCTAssertEqual(
+                metrics.sums.summands.count, 4 + 2 + 2 + 3 * 2, "counts, reward and gold moments, one moment per source"
+            )
         }
-        let scored = try await s.score(rollout)
-        for i in rollout.sequences.indices {
-            XCTAssertEqual(scored.oldLogProbs[i].count, rollout.tokens[i].count, "one log-prob per response token")
-            XCTAssertEqual(scored.referenceLogProbs[i].count, rollout.tokens[i].count)
-            XCTAssertEqual(scored.oldValues[i].count, rollout.tokens[i].count)
-            // A fresh adapter (B = 0) leaves the policy equal to the reference: KL 0.
-            XCTAssertEqual(scored.klTokens[i].map(abs).max()!, 0, accuracy: 1e-5)
-            XCTAssertLessThanOrEqual(abs(scored.scores[i]), s.cfg.ppo.rewardClip)
-        }
-        XCTAssertEqual(Set(scored.rewards.bySource.keys), ["reward_head", "verifier", "format"])
-        let expected = rollout.sequences.indices.map { i in
-            0.5 * scored.rewards.bySource["reward_head"]![i] + scored.rewards.bySource["verifier"]![i] + 0.5 * scored.rewards.bySource["format"]![i]
-        }
-        for i in expected.indices { XCTAssertEqual(scored.rewards.total[i], expected[i], accuracy: 1e-12, "the weighted sum of the sources") }
-        let advantages = try await s.advantages(rollout, scored)
-        let flat = advantages.advantages.flatMap { $0 }
-        XCTAssertEqual(flat.reduce(0, +) / Double(flat.count), 0, accuracy: 1e-9, "whitened GAE advantages have mean 0")
-        let stats = try await s.update(rollout, scored, advantages)
-        XCTAssertEqual(stats.steps.count, 2 * 3, "2 epochs × ⌈12 / 5⌉ minibatches")
-        XCTAssertEqual(stats.valueLosses.count, 6, "GAE trains the critic alongside")
-        let metrics = try await s.report(rollout, scored, stats)
-        XCTAssertEqual(metrics.sums.samples, 12)
-        XCTAssertEqual(metrics.sourceNames, ["reward_head", "verifier", "format"])
-        XCTAssertEqual(try XCTUnwrap(metrics.value("reward_mean")), scored.scores.reduce(0, +) / 12, accuracy: 1e-12)
-        // The summed record survives the all-reduce payload layout.
-        XCTAssertEqual(metrics.sums.replacingSummands(with: metrics.sums.summands), metrics.sums)
-        XCTAssertEqual(metrics.sums.summands.count, 4 + 2 + 2 + 3 * 2, "counts, reward and gold moments, one moment per source")
-      }
     }
 
     func testGroupEstimatorsCenterEachPromptsSamples() async throws {
@@ -71,7 +85,8 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         let advantages = try await s.advantages(rollout, scored)
         for group in Array(rollout.sequences.indices).chunked(3) {
             let perSample = group.map { advantages.advantages[$0].first ?? 0 }
-            XCTAssertEqual(perSample.reduce(0, +), 0, accuracy: 1e-9, "GRPO: advantages sum to 0 within a prompt's group")
+            XCTAssertEqual(
+                perSample.reduce(0, +), 0, accuracy: 1e-9, "GRPO: advantages sum to 0 within a prompt's group")
         }
         XCTAssertTrue(advantages.returns.isEmpty, "no critic, no returns")
     }
@@ -82,20 +97,30 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         let rows: [[Double]] = [[1, 2, 3], [-4, 0.5], [7, 7, 1, 2]]
         let whole = PPOMath.whiten(rows, unbiased: true)
         let a = PPOMath.Moments(Array(rows.prefix(1))), b = PPOMath.Moments(Array(rows.dropFirst()))
-        let total = PPOMath.Moments(vector: zip(a.vector, b.vector).map { $0 + $1 })
-        let halves = PPOMath.whiten(Array(rows.prefix(1)), moments: total, unbiased: true) + PPOMath.whiten(Array(rows.dropFirst()), moments: total, unbiased: true)
+        let total = a.replacingSummands(with: zip(a.summands, b.summands).map { $0 + $1 })
+        let halves =
+            PPOMath.whiten(Array(rows.prefix(1)), moments: total, unbiased: true)
+            + PPOMath.whiten(Array(rows.dropFirst()), moments: total, unbiased: true)
         XCTAssertEqual(halves, whole)
-        XCTAssertNotEqual(PPOMath.whiten(Array(rows.prefix(1)), unbiased: true), Array(whole.prefix(1)), "local moments alone would differ")
+        XCTAssertNotEqual(
+            PPOMath.whiten(Array(rows.prefix(1)), unbiased: true), Array(whole.prefix(1)),
+            "local moments alone would differ")
     }
 
     func testRegistryNamesTheSourcesAConfigUsesAndLaserArmsComeFromIt() throws {
         func config(_ overrides: [String]) throws -> RewardConfig {
-            try PPOConfig(try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft"] + overrides)).rewardConfig
+            try PPOConfig(
+                try ppoSchema.resolve(file: nil, overrides: ["data.task=arith", "model.init_from=/sft"] + overrides)
+            ).rewardConfig
         }
         XCTAssertEqual(RewardSources.names(for: try config([])), ["reward_head", "verifier", "format"])
-        XCTAssertEqual(RewardSources.names(for: try config(["rewards.hybrid=1", "rewards.proxy_heads=/h"])), ["reward_head", "verifier", "format", "proxy", "hybrid"])
+        XCTAssertEqual(
+            RewardSources.names(for: try config(["rewards.hybrid=1", "rewards.proxy_heads=/h"])),
+            ["reward_head", "verifier", "format", "proxy", "hybrid"])
         XCTAssertEqual(Set(RewardSources.registry.map(\.name)).count, RewardSources.registry.count, "names are unique")
-        XCTAssertEqual(RewardSources.names(for: try config(["rewards.genrm=0.5", "rewards.genrm_model=/judge"])), ["reward_head", "verifier", "format", "genrm"])
+        XCTAssertEqual(
+            RewardSources.names(for: try config(["rewards.genrm=0.5", "rewards.genrm_model=/judge"])),
+            ["reward_head", "verifier", "format", "genrm"])
         XCTAssertTrue(ppoSchema.keys.contains { $0.path == "rewards.genrm" }, "a source's own keys join PPO's schema")
     }
 
@@ -103,16 +128,24 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
     /// scores a probability, logged under its name and weighted into the reward.
     func testGenerativeRewardModelIsASourceOfItsOwn() async throws {
         let judge = try makeTinyModel(directory: directory + "/judge")
-        let s = try await session(["ppo.estimator=grpo", "rewards.genrm=2", "rewards.genrm_model=\(judge)", "rewards.format=0"])
+        let s = try await session([
+            "ppo.estimator=grpo", "rewards.genrm=2", "rewards.genrm_model=\(judge)", "rewards.format=0",
+        ])
         XCTAssertEqual(s.sources.map(\.name), ["reward_head", "verifier", "format", "genrm"])
         let rollout = try await s.rollout(1)
         let scored = try await s.score(rollout)
         let genrm = try XCTUnwrap(scored.rewards.bySource["genrm"])
         XCTAssertEqual(genrm.count, rollout.sequences.count)
         XCTAssertTrue(genrm.allSatisfy { $0 > 0 && $0 < 1 }, "P(Y) / (P(Y) + P(N)): \(genrm)")
-        for i in genrm.indices { XCTAssertEqual(scored.rewards.total[i], scored.rewards.bySource["verifier"]![i] + 2 * genrm[i], accuracy: 1e-12) }
-        let metrics = try await s.report(rollout, scored, try await s.update(rollout, scored, try await s.advantages(rollout, scored)))
-        XCTAssertEqual(try XCTUnwrap(metrics.value("reward_genrm_mean")), genrm.reduce(0, +) / Double(genrm.count), accuracy: 1e-12)
+        for i in genrm.indices {
+            XCTAssertEqual(
+                scored.rewards.total[i], scored.rewards.bySource["verifier"]![i] + 2 * genrm[i], accuracy: 1e-12)
+        }
+        let metrics = try await s.report(
+            rollout, scored, try await s.update(rollout, scored, try await s.advantages(rollout, scored)))
+        XCTAssertEqual(
+            try XCTUnwrap(metrics.value("reward_genrm_mean")), genrm.reduce(0, +) / Double(genrm.count), accuracy: 1e-12
+        )
     }
 }
 
@@ -126,5 +159,7 @@ extension PPOSession {
 }
 
 extension Array {
-    func chunked(_ n: Int) -> [[Element]] { stride(from: 0, to: count, by: n).map { Array(self[$0..<Swift.min($0 + n, count)]) } }
+    func chunked(_ n: Int) -> [[Element]] {
+        stride(from: 0, to: count, by: n).map { Array(self[$0..<Swift.min($0 + n, count)]) }
+    }
 }

@@ -12,7 +12,9 @@ import XCTest
 /// the response length in characters, and the running mean of its batch means, which it updates
 /// after every iteration and keeps in checkpoints. Nothing in PPO names it.
 final class RunningLengthSource: RewardSource {
-    static let registration = RewardSourceRegistration(name: "length", isActive: { _ in true }) { _ in RunningLengthSource() }
+    static let registration = RewardSourceRegistration(name: "length", isActive: { _ in true }) { _ in
+        RunningLengthSource()
+    }
     static let stateFile = "running_length.json"
     let name = "length", weight = 0.01
 
@@ -37,17 +39,24 @@ final class RunningLengthSource: RewardSource {
     }
 
     func restore(directory: String, snapshots: [String: TrainableSnapshot]) throws {
-        state = try JSONDecoder().decode(State.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/" + Self.stateFile)))
+        state = try JSONDecoder().decode(
+            State.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/" + Self.stateFile)))
     }
 }
 
 final class StatefulRewardSourceTests: TemporaryDirectoryTestCase {
     func config(_ model: String, out: String, resume: String) throws -> PPOConfig {
-        var config = try PPOConfig(try ppoSchema.resolve(file: nil, overrides: [
-            "name=ppo", "out=\(out)", "resume=\(resume)", "model.init_from=\(model)", "data.task=arith", "ppo.iterations=4", "ppo.prompts=4",
-            "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4", "ppo.minibatch_size=4", "ppo.estimator=grpo", "lora.rank=4",
-            "train.max_length=16", "eval.every=0", "checkpoint.every=2", "checkpoint.keep_last=5", "log.every=100",
-        ]))
+        var config = try PPOConfig(
+            try ppoSchema.resolve(
+                file: nil,
+                overrides: [
+                    "name=ppo", "out=\(out)", "resume=\(resume)", "model.init_from=\(model)", "data.task=arith",
+                    "ppo.iterations=4", "ppo.prompts=4",
+                    "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4", "ppo.minibatch_size=4", "ppo.estimator=grpo",
+                    "lora.rank=4",
+                    "train.max_length=16", "eval.every=0", "checkpoint.every=2", "checkpoint.keep_last=5",
+                    "log.every=100",
+                ]))
         config.rewardRegistry.append(RunningLengthSource.registration)
         return config
     }
@@ -62,7 +71,9 @@ final class StatefulRewardSourceTests: TemporaryDirectoryTestCase {
     func testAStatefulSourceLogsLearnsAndResumesWithoutPPONamingIt() async throws {
         let model = try makeTinyModel(directory: directory)
         let a = directory + "/a", b = directory + "/b"
-        _ = try await PPOStage(config: try config(model, out: a, resume: "never"), transport: SingleProcessTransport(), say: { _ in }).run()
+        _ = try await PPOStage(
+            config: try config(model, out: a, resume: "never"), transport: SingleProcessTransport(), say: { _ in }
+        ).run()
         let lines = try metrics(a)
         XCTAssertEqual(lines.count, 4)
         var seen: [Double] = []
@@ -70,18 +81,24 @@ final class StatefulRewardSourceTests: TemporaryDirectoryTestCase {
             let batchMean = try XCTUnwrap(line["reward_length_mean"], "logged under its name like every source")
             seen.append(batchMean)
             let running = try XCTUnwrap(line["length_running_mean"], "its own figure")
-            XCTAssertEqual(running, seen.reduce(0, +) / Double(seen.count), accuracy: 1e-9, "the mean of the batch means so far")
+            XCTAssertEqual(
+                running, seen.reduce(0, +) / Double(seen.count), accuracy: 1e-9, "the mean of the batch means so far")
         }
         XCTAssertGreaterThan(Set(seen).count, 1, "the batches differ, so the running mean is not one batch's")
         let saved = a + "/checkpoints/step-00000002/" + RunningLengthSource.stateFile
-        let state = try JSONDecoder().decode(RunningLengthSource.State.self, from: Data(contentsOf: URL(fileURLWithPath: saved)))
+        let state = try JSONDecoder().decode(
+            RunningLengthSource.State.self, from: Data(contentsOf: URL(fileURLWithPath: saved)))
         XCTAssertEqual(state.iterations, 2, "the checkpoint holds the state after its iteration")
         XCTAssertEqual(state.runningMean, try XCTUnwrap(lines[1]["length_running_mean"]), accuracy: 1e-12)
 
         // Interrupted after iteration 2 and resumed: the source's state comes back with the run.
-        _ = try await PPOStage(config: try config(model, out: b, resume: "never"), transport: SingleProcessTransport(), say: { _ in }).run()
+        _ = try await PPOStage(
+            config: try config(model, out: b, resume: "never"), transport: SingleProcessTransport(), say: { _ in }
+        ).run()
         try FileManager.default.removeItem(atPath: b + "/checkpoints/step-00000004")
-        _ = try await PPOStage(config: try config(model, out: b, resume: "auto"), transport: SingleProcessTransport(), say: { _ in }).run()
+        _ = try await PPOStage(
+            config: try config(model, out: b, resume: "auto"), transport: SingleProcessTransport(), say: { _ in }
+        ).run()
         XCTAssertEqual(try metrics(b), lines, "metrics after resume, the running mean included")
     }
 }

@@ -33,6 +33,7 @@ func makeTinyModel(directory: String, family: String = "gpt2") throws -> String 
     var rng = RNG(seed: 5)
     trunk.initialize(rng: &rng)
     try HFCheckpoint.save(trunk, directory: path)
-    try ByteTokenizer.markerContents.write(toFile: path + "/" + ByteTokenizer.markerFile, atomically: true, encoding: .utf8)
+    try ByteTokenizer.markerContents.write(
+        toFile: path + "/" + ByteTokenizer.markerFile, atomically: true, encoding: .utf8)
     return path
 }

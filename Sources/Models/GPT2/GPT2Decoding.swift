@@ -10,7 +10,9 @@ final class GPT2KVCache {
     var lengths: [Int]
 
     init(config: GPT2Config, batch: Int, capacity: Int) {
-        self.config = config; self.batch = batch; self.capacity = min(capacity, config.contextLength)
+        self.config = config
+        self.batch = batch
+        self.capacity = min(capacity, config.contextLength)
         keys = FloatBuffer(count: config.layers * batch * self.capacity * config.channels)
         values = FloatBuffer(count: config.layers * batch * self.capacity * config.channels)
         lengths = Array(repeating: 0, count: batch)
@@ -26,23 +28,35 @@ final class GPT2KVCache {
 
 /// Per-step buffers of the decode loop, M = B rows (one new token per sequence).
 final class DecodeScratch {
-    let residual: FloatBuffer, ln1, ln1Mean, ln1Rstd, qkv, attention, residual2, ln2, ln2Mean, ln2Rstd, fc, gelu, residual3: FloatBuffer
+    let residual: FloatBuffer, ln1, ln1Mean, ln1Rstd, qkv, attention, residual2, ln2, ln2Mean, ln2Rstd, fc, gelu,
+        residual3: FloatBuffer
     let hidden, lnfMean, lnfRstd, loraU: FloatBuffer
     init(config c: GPT2Config, rows m: Int, loraRank: Int) {
         let C = c.channels, I = c.innerSize
         residual = FloatBuffer(count: m * C)
-        ln1 = FloatBuffer(count: m * C); ln1Mean = FloatBuffer(count: m); ln1Rstd = FloatBuffer(count: m)
-        qkv = FloatBuffer(count: m * 3 * C); attention = FloatBuffer(count: m * C); residual2 = FloatBuffer(count: m * C)
-        ln2 = FloatBuffer(count: m * C); ln2Mean = FloatBuffer(count: m); ln2Rstd = FloatBuffer(count: m)
-        fc = FloatBuffer(count: m * I); gelu = FloatBuffer(count: m * I); residual3 = FloatBuffer(count: m * C)
-        hidden = FloatBuffer(count: m * C); lnfMean = FloatBuffer(count: m); lnfRstd = FloatBuffer(count: m)
+        ln1 = FloatBuffer(count: m * C)
+        ln1Mean = FloatBuffer(count: m)
+        ln1Rstd = FloatBuffer(count: m)
+        qkv = FloatBuffer(count: m * 3 * C)
+        attention = FloatBuffer(count: m * C)
+        residual2 = FloatBuffer(count: m * C)
+        ln2 = FloatBuffer(count: m * C)
+        ln2Mean = FloatBuffer(count: m)
+        ln2Rstd = FloatBuffer(count: m)
+        fc = FloatBuffer(count: m * I)
+        gelu = FloatBuffer(count: m * I)
+        residual3 = FloatBuffer(count: m * C)
+        hidden = FloatBuffer(count: m * C)
+        lnfMean = FloatBuffer(count: m)
+        lnfRstd = FloatBuffer(count: m)
         loraU = FloatBuffer(count: GPT2Projection.allCases.count * m * max(loraRank, 1))
     }
     var blockBuffers: BlockBuffers {
-        BlockBuffers(ln1: ln1.pointer, ln1Mean: ln1Mean.pointer, ln1Rstd: ln1Rstd.pointer, qkv: qkv.pointer,
-                     attention: attention.pointer, residual2: residual2.pointer, ln2: ln2.pointer,
-                     ln2Mean: ln2Mean.pointer, ln2Rstd: ln2Rstd.pointer, fc: fc.pointer, gelu: gelu.pointer,
-                     residual3: residual3.pointer)
+        BlockBuffers(
+            ln1: ln1.pointer, ln1Mean: ln1Mean.pointer, ln1Rstd: ln1Rstd.pointer, qkv: qkv.pointer,
+            attention: attention.pointer, residual2: residual2.pointer, ln2: ln2.pointer,
+            ln2Mean: ln2Mean.pointer, ln2Rstd: ln2Rstd.pointer, fc: fc.pointer, gelu: gelu.pointer,
+            residual3: residual3.pointer)
     }
 }
 
@@ -58,8 +72,13 @@ final class GPT2Decoder: TrunkDecoder {
     }
     var batch: Int { cache.batch }
     var capacity: Int { cache.capacity }
-    var lengths: [Int] { get { cache.lengths } set { cache.lengths = newValue } }
-    func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer { try trunk.prefill(prompts: prompts, adapter: adapter, cache: cache) }
+    var lengths: [Int] {
+        get { cache.lengths }
+        set { cache.lengths = newValue }
+    }
+    func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer {
+        try trunk.prefill(prompts: prompts, adapter: adapter, cache: cache)
+    }
     func step(tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?) -> FloatBuffer {
         trunk.decodeStep(tokens: tokens, sequences: sequences, adapter: adapter, cache: cache, scratch: scratch)
         return scratch.hidden
@@ -86,14 +105,18 @@ extension GPT2Trunk {
         }
         cache.lengths = prompts.map(\.count)
         let last = FloatBuffer(count: b * C)
-        for s in 0..<b { (last.pointer + s * C).update(from: hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C) }
+        for s in 0..<b {
+            (last.pointer + s * C).update(from: hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C)
+        }
         return last
     }
 
     /// Feeds tokens[r] to sequence sequences[r] (the rows still decoding; finished ones have left
     /// the batch) at position cache.lengths[that sequence], appends its key and value and writes
     /// the final hidden states [M, C], M = sequences.count, into scratch.hidden.
-    func decodeStep(tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?, cache: GPT2KVCache, scratch s: DecodeScratch) {
+    func decodeStep(
+        tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?, cache: GPT2KVCache, scratch s: DecodeScratch
+    ) {
         let config = gpt2, b = sequences.count, C = config.channels
         let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
         let positions = sequences.map { cache.lengths[$0] }
@@ -102,33 +125,39 @@ extension GPT2Trunk {
         }
         let rank = adapter?.config.rank ?? 0
         let shape = DecodeAttentionShape(heads: config.heads, kvHeads: config.heads, headSize: config.headSize)
-        let lengths = positions.map { $0 + 1 }   // with this step's token
+        let lengths = positions.map { $0 + 1 }  // with this step's token
         var input = UnsafePointer(s.residual.pointer)
         for l in 0..<config.layers {
             let buffers = s.blockBuffers
-            let keys = sequences.map { cache.keys(layer: l, sequence: $0) }, values = sequences.map { cache.values(layer: l, sequence: $0) }
-            blockForward(layer: l, input: input, rows: b, buffers: buffers,
-                         lora: { projection in
-                             guard let adapter, let site = adapter.sites[l][projection.slot] else { return nil }
-                             return LoRABranch(a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b,
-                                               gradA: nil, gradB: nil, u: s.loraU.pointer + projection.slot * b * rank,
-                                               rank: rank, scale: adapter.config.scale)
-                         },
-                         attention: { qkv, out in
-                             for i in 0..<b {
-                                 let row = qkv + i * 3 * C
-                                 (keys[i] + positions[i] * C).update(from: row + C, count: C)
-                                 (values[i] + positions[i] * C).update(from: row + 2 * C, count: C)
-                             }
-                             decodeAttention(out: out, outStride: C, q: qkv, qStride: 3 * C, keys: keys, values: values, lengths: lengths, shape: shape)
-                         })
+            let keys = sequences.map { cache.keys(layer: l, sequence: $0) },
+                values = sequences.map { cache.values(layer: l, sequence: $0) }
+            blockForward(
+                layer: l, input: input, rows: b, buffers: buffers,
+                lora: { projection in
+                    guard let adapter, let site = adapter.sites[l][projection.slot] else { return nil }
+                    return LoRABranch(
+                        a: adapter.weights.pointer + site.a, b: adapter.weights.pointer + site.b,
+                        gradA: nil, gradB: nil, u: s.loraU.pointer + projection.slot * b * rank,
+                        rank: rank, scale: adapter.config.scale)
+                },
+                attention: { qkv, out in
+                    for i in 0..<b {
+                        let row = qkv + i * 3 * C
+                        (keys[i] + positions[i] * C).update(from: row + C, count: C)
+                        (values[i] + positions[i] * C).update(from: row + 2 * C, count: C)
+                    }
+                    decodeAttention(
+                        out: out, outStride: C, q: qkv, qStride: 3 * C, keys: keys, values: values, lengths: lengths,
+                        shape: shape)
+                })
             // The block read `input` before writing residual3, so the next layer can start from it.
             s.residual.pointer.update(from: buffers.residual3, count: b * C)
             input = UnsafePointer(s.residual.pointer)
         }
         for i in sequences { cache.lengths[i] += 1 }
-        layerNormForward(out: s.hidden.pointer, mean: s.lnfMean.pointer, rstd: s.lnfRstd.pointer, x: input,
-                         weight: pointer(layout.lnfWeight), bias: pointer(layout.lnfBias),
-                         rows: b, channels: C, eps: config.layerNormEps)
+        layerNormForward(
+            out: s.hidden.pointer, mean: s.lnfMean.pointer, rstd: s.lnfRstd.pointer, x: input,
+            weight: pointer(layout.lnfWeight), bias: pointer(layout.lnfBias),
+            rows: b, channels: C, eps: config.layerNormEps)
     }
 }

@@ -4,10 +4,10 @@ import Kernels
 /// GPT-2's LoRA projections, by their Hugging Face module paths inside a block, in the order an
 /// adapter stores them.
 enum GPT2Projection: Int, CaseIterable {
-    case attentionQKV      // attn.c_attn  C → 3C
-    case attentionOutput   // attn.c_proj  C → C
-    case mlpUp             // mlp.c_fc     C → I
-    case mlpDown           // mlp.c_proj   I → C
+    case attentionQKV  // attn.c_attn  C → 3C
+    case attentionOutput  // attn.c_proj  C → C
+    case mlpUp  // mlp.c_fc     C → I
+    case mlpDown  // mlp.c_proj   I → C
 
     var target: LoRATarget { [.attentionQKV, .attentionOutput, .mlpUp, .mlpDown][rawValue] }
     /// Index of the projection in an adapter's sites of one layer.
@@ -27,27 +27,36 @@ extension GPT2Config: ModelConfiguration {
     public var parameterLayout: TensorLayout { GPT2Layout(config: self).tensors }
 
     public func parameterGroup(of name: String) -> ParameterGroup {
-        name.hasPrefix("wte") || name.hasPrefix("wpe") ? .embeddings : name.hasPrefix("ln_f") ? .finalNorm
-            : name.contains(".attn.") ? .attention : name.contains(".mlp.") ? .mlp : .blockNorms
+        name.hasPrefix("wte") || name.hasPrefix("wpe")
+            ? .embeddings
+            : name.hasPrefix("ln_f")
+                ? .finalNorm
+                : name.contains(".attn.") ? .attention : name.contains(".mlp.") ? .mlp : .blockNorms
     }
 
     public var loraProjections: [LoRAProjection] {
-        [LoRAProjection(.attentionQKV, input: channels, output: 3 * channels),
-         LoRAProjection(.attentionOutput, input: channels, output: channels),
-         LoRAProjection(.mlpUp, input: channels, output: innerSize),
-         LoRAProjection(.mlpDown, input: innerSize, output: channels)]
+        [
+            LoRAProjection(.attentionQKV, input: channels, output: 3 * channels),
+            LoRAProjection(.attentionOutput, input: channels, output: channels),
+            LoRAProjection(.mlpUp, input: channels, output: innerSize),
+            LoRAProjection(.mlpDown, input: innerSize, output: channels),
+        ]
     }
     public func loraModulePath(layer: Int, target: LoRATarget) -> String { "h.\(layer).\(target.name)" }
     public var peftTensorPrefix: String { "base_model.model.transformer." }
-    public var loraFanInFanOut: Bool { true }   // Conv1D modules
+    public var loraFanInFanOut: Bool { true }  // Conv1D modules
 
     public func withVocabulary(size: Int, bosTokenId: Int?, eosTokenId: Int?) -> any ModelConfiguration {
         var c = self
-        c.vocabSize = size; c.bosTokenId = bosTokenId; c.eosTokenId = eosTokenId
+        c.vocabSize = size
+        c.bosTokenId = bosTokenId
+        c.eosTokenId = eosTokenId
         return c
     }
 
-    public func makeModel(weights: FloatBuffer?) throws -> any CausalLM { try GPT2Trunk(config: self, weights: weights) }
+    public func makeModel(weights: FloatBuffer?) throws -> any CausalLM {
+        try GPT2Trunk(config: self, weights: weights)
+    }
 
     public func hfConfigJSON() -> [String: Any] {
         var json: [String: Any] = [
@@ -114,9 +123,13 @@ public enum GPT2Family: ModelFamily {
         guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
             throw fail("activation_function '\(activation)' is not supported (gelu_new or gelu_pytorch_tanh)")
         }
-        if let v = json["scale_attn_by_inverse_layer_idx"] as? Bool, v { throw fail("scale_attn_by_inverse_layer_idx = true is not supported") }
+        if let v = json["scale_attn_by_inverse_layer_idx"] as? Bool, v {
+            throw fail("scale_attn_by_inverse_layer_idx = true is not supported")
+        }
         if let v = json["scale_attn_weights"] as? Bool, !v { throw fail("scale_attn_weights = false is not supported") }
-        if let v = json["tie_word_embeddings"] as? Bool, !v { throw fail("tie_word_embeddings = false (an untied LM head) is not supported") }
+        if let v = json["tie_word_embeddings"] as? Bool, !v {
+            throw fail("tie_word_embeddings = false (an untied LM head) is not supported")
+        }
         let channels = try int("n_embd", default: 768)
         let config = GPT2Config(
             vocabSize: try int("vocab_size", default: 50257), contextLength: try int("n_positions", default: 1024),
@@ -132,7 +145,9 @@ public enum GPT2Family: ModelFamily {
     /// causal-mask buffers old checkpoints store are skipped; a stored `lm_head.weight` must equal
     /// wte (GPT-2 ties them).
     public static func load(directory: String, config: any ModelConfiguration) throws -> any CausalLM {
-        guard let config = config as? GPT2Config else { throw ModelError.invalidConfig("\(directory): not a GPT-2 configuration") }
+        guard let config = config as? GPT2Config else {
+            throw ModelError.invalidConfig("\(directory): not a GPT-2 configuration")
+        }
         let path = (directory as NSString).appendingPathComponent("model.safetensors")
         let file = try SafeTensorsFile(path: path)
         let trunk = try GPT2Trunk(config: config)
@@ -141,27 +156,40 @@ public enum GPT2Family: ModelFamily {
         for name in file.entries.keys {
             let local = name.hasPrefix("transformer.") ? String(name.dropFirst("transformer.".count)) : name
             if local.hasSuffix(".attn.bias") || local.hasSuffix(".attn.masked_bias") { continue }
-            if local == "lm_head.weight" { lmHead = name; continue }
+            if local == "lm_head.weight" {
+                lmHead = name
+                continue
+            }
             guard let tensor = trunk.layout.tensors[local] else {
                 throw ModelError.checkpoint(path: path, reason: "unexpected tensor '\(name)' for a GPT-2 model")
             }
-            guard !seen.contains(local) else { throw ModelError.checkpoint(path: path, reason: "tensor '\(local)' appears twice") }
+            guard !seen.contains(local) else {
+                throw ModelError.checkpoint(path: path, reason: "tensor '\(local)' appears twice")
+            }
             let entry = file.entries[name]!
             guard entry.shape == tensor.shape else {
-                throw ModelError.checkpoint(path: path, reason: "tensor '\(name)' has shape \(entry.shape), config.json implies \(tensor.shape)")
+                throw ModelError.checkpoint(
+                    path: path, reason: "tensor '\(name)' has shape \(entry.shape), config.json implies \(tensor.shape)"
+                )
             }
             try file.read(name, into: trunk.weights.pointer + tensor.offset, count: tensor.count)
             seen.insert(local)
         }
         let missing = trunk.layout.tensors.tensors.map(\.name).filter { !seen.contains($0) }
         guard missing.isEmpty else {
-            throw ModelError.checkpoint(path: path, reason: "missing tensors: \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? " and \(missing.count - 5) more" : "")")
+            throw ModelError.checkpoint(
+                path: path,
+                reason: "missing tensors: " + listing(missing)
+            )
         }
         if let lmHead {
             let values = try file.floats(lmHead)
             let wte = trunk.layout.tensors["wte.weight"]!
-            guard values.count == wte.count, values.elementsEqual(UnsafeBufferPointer(start: trunk.weights.pointer + wte.offset, count: wte.count)) else {
-                throw ModelError.checkpoint(path: path, reason: "'\(lmHead)' differs from wte: untied LM heads are not supported")
+            guard values.count == wte.count,
+                values.elementsEqual(UnsafeBufferPointer(start: trunk.weights.pointer + wte.offset, count: wte.count))
+            else {
+                throw ModelError.checkpoint(
+                    path: path, reason: "'\(lmHead)' differs from wte: untied LM heads are not supported")
             }
         }
         return trunk

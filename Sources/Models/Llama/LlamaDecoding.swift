@@ -10,14 +10,20 @@ final class LlamaKVCache {
     var lengths: [Int]
 
     init(config: LlamaConfig, batch: Int, capacity: Int) {
-        self.config = config; self.batch = batch; self.capacity = min(capacity, config.contextLength)
+        self.config = config
+        self.batch = batch
+        self.capacity = min(capacity, config.contextLength)
         keys = FloatBuffer(count: config.layers * batch * self.capacity * config.kvWidth)
         values = FloatBuffer(count: config.layers * batch * self.capacity * config.kvWidth)
         lengths = Array(repeating: 0, count: batch)
     }
 
-    func keys(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> { keys.pointer + ((l * batch + b) * capacity) * config.kvWidth }
-    func values(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> { values.pointer + ((l * batch + b) * capacity) * config.kvWidth }
+    func keys(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> {
+        keys.pointer + ((l * batch + b) * capacity) * config.kvWidth
+    }
+    func values(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> {
+        values.pointer + ((l * batch + b) * capacity) * config.kvWidth
+    }
 }
 
 /// Llama's KV-cache decoding: the cache, one layer of step buffers (M = B rows) and the trunk.
@@ -33,13 +39,17 @@ final class LlamaDecoder: TrunkDecoder {
         let c = trunk.llama
         cache = LlamaKVCache(config: c, batch: batch, capacity: capacity)
         (buffers, storage) = LlamaBlockBuffers.allocate(config: c, rows: batch)
-        residual = FloatBuffer(count: batch * c.channels); hidden = FloatBuffer(count: batch * c.channels)
+        residual = FloatBuffer(count: batch * c.channels)
+        hidden = FloatBuffer(count: batch * c.channels)
         rstdFinal = FloatBuffer(count: batch)
         loraU = FloatBuffer(count: LlamaProjection.allCases.count * batch * max(loraRank, 1))
     }
     var batch: Int { cache.batch }
     var capacity: Int { cache.capacity }
-    var lengths: [Int] { get { cache.lengths } set { cache.lengths = newValue } }
+    var lengths: [Int] {
+        get { cache.lengths }
+        set { cache.lengths = newValue }
+    }
 
     /// Fills the cache with the prompts (right-padded into one [B, Tp] inference forward, one layer
     /// of buffers: each layer's keys and values go straight into the cache) and returns the final
@@ -47,7 +57,9 @@ final class LlamaDecoder: TrunkDecoder {
     func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer {
         let c = trunk.llama, b = prompts.count, C = c.channels, kw = c.kvWidth
         let tp = prompts.map(\.count).max() ?? 0
-        guard tp <= cache.capacity else { throw ModelError.input("prefill: a prompt of \(tp) tokens exceeds the cache of \(cache.capacity)") }
+        guard tp <= cache.capacity else {
+            throw ModelError.input("prefill: a prompt of \(tp) tokens exceeds the cache of \(cache.capacity)")
+        }
         var flat = [Int32](repeating: 0, count: b * tp)
         for (i, p) in prompts.enumerated() { for (j, id) in p.enumerated() { flat[i * tp + j] = id } }
         let cache = self.cache
@@ -59,7 +71,9 @@ final class LlamaDecoder: TrunkDecoder {
         }
         cache.lengths = prompts.map(\.count)
         let last = FloatBuffer(count: b * C)
-        for s in 0..<b { (last.pointer + s * C).update(from: hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C) }
+        for s in 0..<b {
+            (last.pointer + s * C).update(from: hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C)
+        }
         return last
     }
 
@@ -72,24 +86,34 @@ final class LlamaDecoder: TrunkDecoder {
         for i in 0..<b { (residual.pointer + i * C).update(from: embedding + Int(tokens[i]) * C, count: C) }
         let rank = adapter?.config.rank ?? 0
         let shape = DecodeAttentionShape(heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize)
-        let positions = sequences.map { cache.lengths[$0] }, lengths = positions.map { $0 + 1 }   // with this step's token
+        // with this step's token
+        let positions = sequences.map { cache.lengths[$0] }, lengths = positions.map { $0 + 1 }
         for l in 0..<c.layers {
-            let keys = sequences.map { cache.keys(layer: l, sequence: $0) }, values = sequences.map { cache.values(layer: l, sequence: $0) }
-            trunk.blockForward(layer: l, input: residual.pointer, rows: b, positions: positions, buffers: buffers,
-                               lora: { self.trunk.loraBranch(adapter, gradients: nil, layer: l, projection: $0,
-                                                             u: self.loraU.pointer + $0.slot * b * max(rank, 1)) },
-                               attention: { q, k, v, out in
-                                   for i in 0..<b {
-                                       (keys[i] + positions[i] * kw).update(from: k + i * kw, count: kw)
-                                       (values[i] + positions[i] * kw).update(from: v + i * kw, count: kw)
-                                   }
-                                   decodeAttention(out: out, outStride: qw, q: q, qStride: qw, keys: keys, values: values, lengths: lengths, shape: shape)
-                               })
+            let keys = sequences.map { cache.keys(layer: l, sequence: $0) },
+                values = sequences.map { cache.values(layer: l, sequence: $0) }
+            trunk.blockForward(
+                layer: l, input: residual.pointer, rows: b, positions: positions, buffers: buffers,
+                lora: {
+                    self.trunk.loraBranch(
+                        adapter, gradients: nil, layer: l, projection: $0,
+                        u: self.loraU.pointer + $0.slot * b * max(rank, 1))
+                },
+                attention: { q, k, v, out in
+                    for i in 0..<b {
+                        (keys[i] + positions[i] * kw).update(from: k + i * kw, count: kw)
+                        (values[i] + positions[i] * kw).update(from: v + i * kw, count: kw)
+                    }
+                    decodeAttention(
+                        out: out, outStride: qw, q: q, qStride: qw, keys: keys, values: values, lengths: lengths,
+                        shape: shape)
+                })
             residual.pointer.update(from: buffers.residual3, count: b * C)
         }
         for i in sequences { cache.lengths[i] += 1 }
-        rmsNormForward(out: hidden.pointer, rstd: rstdFinal.pointer, x: residual.pointer, weight: trunk.pointer(trunk.layout.finalNorm),
-                       rows: b, channels: C, eps: c.rmsNormEps)
+        rmsNormForward(
+            out: hidden.pointer, rstd: rstdFinal.pointer, x: residual.pointer,
+            weight: trunk.pointer(trunk.layout.finalNorm),
+            rows: b, channels: C, eps: c.rmsNormEps)
         return hidden
     }
 }
@@ -97,17 +121,26 @@ final class LlamaDecoder: TrunkDecoder {
 extension LlamaTrunk {
     /// Forward without a backward: final hidden states [B, T, C] of right-padded `tokens`, one
     /// layer of buffers reused layer after layer (the scoring passes of RL run through it).
-    public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws -> FloatBuffer {
+    public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws
+        -> FloatBuffer
+    {
         try inferenceHidden(tokens: tokens, batch: b, length: t, adapter: adapter, keysAndValues: nil)
     }
 
     /// `keysAndValues(layer, k, v)` sees each layer's rotated keys and values [B·T, G·d] (a
     /// prefill copies them into its cache).
-    func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter?,
-                         keysAndValues: ((Int, UnsafePointer<Float>, UnsafePointer<Float>) -> Void)?) throws -> FloatBuffer {
+    func inferenceHidden(
+        tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter?,
+        keysAndValues: ((Int, UnsafePointer<Float>, UnsafePointer<Float>) -> Void)?
+    ) throws -> FloatBuffer {
         let c = llama, C = c.channels, m = b * t
-        guard tokens.count == m else { throw ModelError.input("inference forward: \(tokens.count) token ids for a \(b)×\(t) batch") }
-        guard t <= c.contextLength else { throw ModelError.input("inference forward: \(t) tokens exceed the context of \(c.contextLength)\(c.contextNote)") }
+        guard tokens.count == m else {
+            throw ModelError.input("inference forward: \(tokens.count) token ids for a \(b)×\(t) batch")
+        }
+        guard t <= c.contextLength else {
+            throw ModelError.input(
+                "inference forward: \(t) tokens exceed the context of \(c.contextLength)\(c.contextNote)")
+        }
         try checkInput(tokens, adapter: adapter, pass: "inference forward")
         let (buffers, storage) = LlamaBlockBuffers.allocate(config: c, rows: m)
         let residual = FloatBuffer(count: m * C), probs = FloatBuffer(count: b * c.heads * t * t)
@@ -119,16 +152,23 @@ extension LlamaTrunk {
         return withExtendedLifetime((storage, residual, probs, loraU)) {
             for row in 0..<m { (residual.pointer + row * C).update(from: embedding + Int(tokens[row]) * C, count: C) }
             for l in 0..<c.layers {
-                blockForward(layer: l, input: residual.pointer, rows: m, positions: positions, buffers: buffers,
-                             lora: { self.loraBranch(adapter, gradients: nil, layer: l, projection: $0, u: loraU.pointer + $0.slot * m * max(rank, 1)) },
-                             attention: { q, k, v, out in
-                                 keysAndValues?(l, k, v)
-                                 groupedAttentionForward(out: out, probs: probs.pointer, q: q, k: k, v: v, shape: shape)
-                             })
+                blockForward(
+                    layer: l, input: residual.pointer, rows: m, positions: positions, buffers: buffers,
+                    lora: {
+                        self.loraBranch(
+                            adapter, gradients: nil, layer: l, projection: $0,
+                            u: loraU.pointer + $0.slot * m * max(rank, 1))
+                    },
+                    attention: { q, k, v, out in
+                        keysAndValues?(l, k, v)
+                        groupedAttentionForward(out: out, probs: probs.pointer, q: q, k: k, v: v, shape: shape)
+                    })
                 residual.pointer.update(from: buffers.residual3, count: m * C)
             }
             let hidden = FloatBuffer(count: m * C), rstd = FloatBuffer(count: m)
-            rmsNormForward(out: hidden.pointer, rstd: rstd.pointer, x: residual.pointer, weight: pointer(layout.finalNorm), rows: m, channels: C, eps: c.rmsNormEps)
+            rmsNormForward(
+                out: hidden.pointer, rstd: rstd.pointer, x: residual.pointer, weight: pointer(layout.finalNorm),
+                rows: m, channels: C, eps: c.rmsNormEps)
             return hidden
         }
     }

@@ -5,56 +5,79 @@ extension LlamaConfig: ModelConfiguration {
     public var modelType: String { variant.rawValue }
     /// A sliding window shorter than max_position_embeddings caps the context.
     public var contextNote: String {
-        contextLength < maxPositions ? " (sliding_window \(contextLength) < max_position_embeddings \(maxPositions); longer sequences need sliding-window attention, which is not implemented)" : ""
+        contextLength < maxPositions
+            ? " (sliding_window \(contextLength) < max_position_embeddings \(maxPositions); longer sequences need "
+                + "sliding-window attention, which is not implemented)"
+            : ""
     }
     public var eosTokenId: Int? { eosTokenIds.first }
     public var parameterLayout: TensorLayout { LlamaLayout(config: self).tensors }
 
     public func parameterGroup(of name: String) -> ParameterGroup {
-        name.hasPrefix("embed_tokens") || name.hasPrefix("lm_head") ? .embeddings : name == "norm.weight" ? .finalNorm
-            : name.contains(".self_attn.") ? .attention : name.contains(".mlp.") ? .mlp : .blockNorms
+        name.hasPrefix("embed_tokens") || name.hasPrefix("lm_head")
+            ? .embeddings
+            : name == "norm.weight"
+                ? .finalNorm
+                : name.contains(".self_attn.") ? .attention : name.contains(".mlp.") ? .mlp : .blockNorms
     }
 
     public var loraProjections: [LoRAProjection] {
         let C = channels, I = innerSize
         let shapes = [(C, queryWidth), (C, kvWidth), (C, kvWidth), (queryWidth, C), (C, I), (C, I), (I, C)]
-        return LlamaProjection.allCases.map { LoRAProjection($0.target, input: shapes[$0.slot].0, output: shapes[$0.slot].1) }
+        return LlamaProjection.allCases.map {
+            LoRAProjection($0.target, input: shapes[$0.slot].0, output: shapes[$0.slot].1)
+        }
     }
     public func loraModulePath(layer: Int, target: LoRATarget) -> String {
         let module = LlamaProjection.allCases.first { $0.target == target }?.module ?? target.name
         return "layers.\(layer).\(module)"
     }
     public var peftTensorPrefix: String { "base_model.model.model." }
-    public var loraFanInFanOut: Bool { false }   // nn.Linear modules
+    public var loraFanInFanOut: Bool { false }  // nn.Linear modules
 
     public func withVocabulary(size: Int, bosTokenId: Int?, eosTokenId: Int?) -> any ModelConfiguration {
         var c = self
-        c.vocabSize = size; c.bosTokenId = bosTokenId; c.eosTokenIds = eosTokenId.map { [$0] } ?? []
+        c.vocabSize = size
+        c.bosTokenId = bosTokenId
+        c.eosTokenIds = eosTokenId.map { [$0] } ?? []
         return c
     }
 
-    public func makeModel(weights: FloatBuffer?) throws -> any CausalLM { try LlamaTrunk(config: self, weights: weights) }
+    public func makeModel(weights: FloatBuffer?) throws -> any CausalLM {
+        try LlamaTrunk(config: self, weights: weights)
+    }
 
     public func hfConfigJSON() -> [String: Any] {
         var json: [String: Any] = [
             "architectures": [variant.architecture], "model_type": variant.rawValue,
             "vocab_size": vocabSize, "max_position_embeddings": maxPositions, "hidden_size": channels,
             "intermediate_size": innerSize, "num_hidden_layers": layers, "num_attention_heads": heads,
-            "num_key_value_heads": kvHeads, "head_dim": headSize, "hidden_act": "silu", "rms_norm_eps": Double(rmsNormEps),
+            "num_key_value_heads": kvHeads, "head_dim": headSize, "hidden_act": "silu",
+            "rms_norm_eps": Double(rmsNormEps),
             "rope_theta": ropeTheta, "tie_word_embeddings": tiedEmbeddings, "attention_dropout": 0.0,
             "initializer_range": 0.02, "use_cache": true, "torch_dtype": "float32",
         ]
         switch variant {
-        case .llama: json["attention_bias"] = qkvBias; json["mlp_bias"] = mlpBias
-        case .qwen2: json["use_sliding_window"] = slidingWindow != nil; json["sliding_window"] = slidingWindow ?? NSNull()
+        case .llama:
+            json["attention_bias"] = qkvBias
+            json["mlp_bias"] = mlpBias
+        case .qwen2:
+            json["use_sliding_window"] = slidingWindow != nil
+            json["sliding_window"] = slidingWindow ?? NSNull()
         case .mistral: json["sliding_window"] = slidingWindow ?? NSNull()
         }
         if let s = ropeScaling {
-            json["rope_scaling"] = ["rope_type": "llama3", "factor": s.factor, "low_freq_factor": s.lowFrequencyFactor,
-                                    "high_freq_factor": s.highFrequencyFactor, "original_max_position_embeddings": s.originalContext]
+            json["rope_scaling"] = [
+                "rope_type": "llama3", "factor": s.factor, "low_freq_factor": s.lowFrequencyFactor,
+                "high_freq_factor": s.highFrequencyFactor, "original_max_position_embeddings": s.originalContext,
+            ]
         }
         if let bos = bosTokenId { json["bos_token_id"] = bos }
-        if eosTokenIds.count == 1 { json["eos_token_id"] = eosTokenIds[0] } else if !eosTokenIds.isEmpty { json["eos_token_id"] = eosTokenIds }
+        if eosTokenIds.count == 1 {
+            json["eos_token_id"] = eosTokenIds[0]
+        } else if !eosTokenIds.isEmpty {
+            json["eos_token_id"] = eosTokenIds
+        }
         return json
     }
 
@@ -108,20 +131,35 @@ enum LlamaConfigReader {
         }
         let activation = json["hidden_act"] as? String ?? "silu"
         guard activation == "silu" else { throw fail("hidden_act '\(activation)' is not supported (silu)") }
-        if let p = json["attention_dropout"] as? Double, p != 0 { throw fail("attention_dropout \(p) is not supported (this implementation has no dropout; set 0)") }
+        if let p = json["attention_dropout"] as? Double, p != 0 {
+            throw fail("attention_dropout \(p) is not supported (this implementation has no dropout; set 0)")
+        }
         let heads = try int("num_attention_heads")
         let channels = try int("hidden_size")
         // Sliding windows: Mistral's applies whenever set; Qwen2's only with use_sliding_window.
         // MistralConfig's sliding_window defaults to 4096 when the key is absent; null means none.
         var window: Int?
-        if variant == .mistral { window = json["sliding_window"] == nil ? 4096 : (present("sliding_window") ? try int("sliding_window") : nil) }
-        if variant == .qwen2 && (json["use_sliding_window"] as? Bool) == true { window = present("sliding_window") ? try int("sliding_window") : nil }
+        if variant == .mistral {
+            window =
+                json["sliding_window"] == nil ? 4096 : (present("sliding_window") ? try int("sliding_window") : nil)
+        }
+        if variant == .qwen2 && (json["use_sliding_window"] as? Bool) == true {
+            window = present("sliding_window") ? try int("sliding_window") : nil
+        }
         let (theta, scaling) = try rope(json, fail: fail)
         let eos: [Int]
-        if let one = json["eos_token_id"] as? Int { eos = [one] } else if let list = json["eos_token_id"] as? [Int] { eos = list }
-        else if present("eos_token_id") { throw fail("'eos_token_id' must be an integer or a list of integers") } else { eos = [] }
+        if let one = json["eos_token_id"] as? Int {
+            eos = [one]
+        } else if let list = json["eos_token_id"] as? [Int] {
+            eos = list
+        } else if present("eos_token_id") {
+            throw fail("'eos_token_id' must be an integer or a list of integers")
+        } else {
+            eos = []
+        }
         let config = LlamaConfig(
-            variant: variant, vocabSize: try int("vocab_size"), maxPositions: try int("max_position_embeddings", 2048), channels: channels,
+            variant: variant, vocabSize: try int("vocab_size"), maxPositions: try int("max_position_embeddings", 2048),
+            channels: channels,
             layers: try int("num_hidden_layers"), heads: heads, kvHeads: try int("num_key_value_heads", heads),
             headSize: try int("head_dim", heads > 0 ? channels / heads : 0), innerSize: try int("intermediate_size"),
             rmsNormEps: Float(try number("rms_norm_eps", 1e-6)), ropeTheta: theta, ropeScaling: scaling,
@@ -141,7 +179,8 @@ enum LlamaConfigReader {
         var theta = json["rope_theta"] as? Double ?? 10000
         if let p = json["rope_parameters"] as? [String: Any] {
             guard p["rope_type"] != nil || p["rope_theta"] != nil else {
-                throw fail("'rope_parameters' per layer type (\(p.keys.sorted().joined(separator: ", "))) is not supported")
+                throw fail(
+                    "'rope_parameters' per layer type (\(p.keys.sorted().joined(separator: ", "))) is not supported")
             }
             parameters = p
             theta = p["rope_theta"] as? Double ?? theta
@@ -151,10 +190,19 @@ enum LlamaConfigReader {
         case "default": return (theta, nil)
         case "llama3":
             guard let p = parameters, let factor = p["factor"] as? Double, let low = p["low_freq_factor"] as? Double,
-                  let high = p["high_freq_factor"] as? Double, let original = p["original_max_position_embeddings"] as? Int, high > low, factor > 0 else {
-                throw fail("rope type llama3 needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings")
+                let high = p["high_freq_factor"] as? Double,
+                let original = p["original_max_position_embeddings"] as? Int, high > low, factor > 0
+            else {
+                throw fail(
+                    "rope type llama3 needs factor, low_freq_factor < high_freq_factor and "
+                        + "original_max_position_embeddings"
+                )
             }
-            return (theta, Llama3RopeScaling(factor: factor, lowFrequencyFactor: low, highFrequencyFactor: high, originalContext: original))
+            return (
+                theta,
+                Llama3RopeScaling(
+                    factor: factor, lowFrequencyFactor: low, highFrequencyFactor: high, originalContext: original)
+            )
         default:
             throw fail("rope type '\(type)' is not supported (default, llama3)")
         }
@@ -165,7 +213,9 @@ enum LlamaConfigReader {
 /// when untied; a stored head of a tied model must equal embed_tokens; old rotary buffers skipped.
 enum LlamaWeightsReader {
     static func load(directory: String, config: any ModelConfiguration) throws -> any CausalLM {
-        guard let config = config as? LlamaConfig else { throw ModelError.invalidConfig("\(directory): not a Llama-family configuration") }
+        guard let config = config as? LlamaConfig else {
+            throw ModelError.invalidConfig("\(directory): not a Llama-family configuration")
+        }
         let weights = try HFWeights(directory: directory)
         let trunk = try LlamaTrunk(config: config)
         let tensors = trunk.layout.tensors
@@ -173,26 +223,43 @@ enum LlamaWeightsReader {
         for name in weights.entries.keys.sorted() {
             let local = name.hasPrefix("model.") ? String(name.dropFirst("model.".count)) : name
             if local.hasSuffix("rotary_emb.inv_freq") { continue }
-            if local == "lm_head.weight" && config.tiedEmbeddings { tiedHead = name; continue }
-            guard let tensor = tensors[local] else {
-                throw ModelError.checkpoint(path: weights.path, reason: "unexpected tensor '\(name)' for a \(config.variant.rawValue) model of this config.json")
+            if local == "lm_head.weight" && config.tiedEmbeddings {
+                tiedHead = name
+                continue
             }
-            guard !seen.contains(local) else { throw ModelError.checkpoint(path: weights.path, reason: "tensor '\(local)' appears twice") }
+            guard let tensor = tensors[local] else {
+                throw ModelError.checkpoint(
+                    path: weights.path,
+                    reason: "unexpected tensor '\(name)' for a \(config.variant.rawValue) model of this config.json")
+            }
+            guard !seen.contains(local) else {
+                throw ModelError.checkpoint(path: weights.path, reason: "tensor '\(local)' appears twice")
+            }
             let entry = weights.entries[name]!.entry
             guard entry.shape == tensor.shape else {
-                throw ModelError.checkpoint(path: weights.path, reason: "tensor '\(name)' has shape \(entry.shape), config.json implies \(tensor.shape)")
+                throw ModelError.checkpoint(
+                    path: weights.path,
+                    reason: "tensor '\(name)' has shape \(entry.shape), config.json implies \(tensor.shape)")
             }
             try weights.read(name, into: trunk.weights.pointer + tensor.offset, count: tensor.count)
             seen.insert(local)
         }
         let missing = tensors.tensors.map(\.name).filter { !seen.contains($0) }
         guard missing.isEmpty else {
-            throw ModelError.checkpoint(path: weights.path, reason: "missing tensors: \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? " and \(missing.count - 5) more" : "")")
+            throw ModelError.checkpoint(
+                path: weights.path,
+                reason: "missing tensors: " + listing(missing)
+            )
         }
         if let tiedHead {
             let values = try weights.floats(tiedHead), embedding = tensors["embed_tokens.weight"]!
-            guard values.elementsEqual(UnsafeBufferPointer(start: trunk.weights.pointer + embedding.offset, count: embedding.count)) else {
-                throw ModelError.checkpoint(path: weights.path, reason: "'\(tiedHead)' differs from embed_tokens but tie_word_embeddings is true")
+            guard
+                values.elementsEqual(
+                    UnsafeBufferPointer(start: trunk.weights.pointer + embedding.offset, count: embedding.count))
+            else {
+                throw ModelError.checkpoint(
+                    path: weights.path,
+                    reason: "'\(tiedHead)' differs from embed_tokens but tie_word_embeddings is true")
             }
         }
         return trunk

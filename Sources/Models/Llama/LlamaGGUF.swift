@@ -14,19 +14,27 @@ public enum GGUFModel {
     /// transformers' name (without `model.`) of each llama.cpp tensor name, per layer.
     static let layerNames: [(gguf: String, hf: String)] = [
         ("attn_norm.weight", "input_layernorm.weight"), ("ffn_norm.weight", "post_attention_layernorm.weight"),
-        ("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"), ("attn_output", "self_attn.o_proj"),
+        ("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"),
+        ("attn_output", "self_attn.o_proj"),
         ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"), ("ffn_down", "mlp.down_proj"),
     ]
-    static let globalNames: [String: String] = ["token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight", "output.weight": "lm_head.weight"]
+    static let globalNames: [String: String] = [
+        "token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight",
+        "output.weight": "lm_head.weight",
+    ]
 
     /// The transformers name of llama.cpp tensor `name`, or nil when it is not one of a Llama model's.
     static func hfName(of name: String) -> String? {
         if let global = globalNames[name] { return global }
         let parts = name.split(separator: ".", maxSplits: 2).map(String.init)
-        guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]), String(layer) == parts[1] else { return nil }
+        guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]), String(layer) == parts[1] else {
+            return nil
+        }
         for (gguf, hf) in layerNames {
             if parts[2] == gguf { return "layers.\(layer).\(hf)" }
-            if parts[2].hasPrefix(gguf + "."), !gguf.hasSuffix(".weight") { return "layers.\(layer).\(hf)" + parts[2].dropFirst(gguf.count) }
+            if parts[2].hasPrefix(gguf + "."), !gguf.hasSuffix(".weight") {
+                return "layers.\(layer).\(hf)" + parts[2].dropFirst(gguf.count)
+            }
         }
         return nil
     }
@@ -38,7 +46,9 @@ public enum GGUFModel {
         guard parts.count == 3, parts[0] == "layers", let layer = Int(parts[1]) else { return nil }
         for (gguf, hf) in layerNames {
             if parts[2] == hf { return "blk.\(layer).\(gguf)" }
-            if parts[2].hasPrefix(hf + "."), !hf.hasSuffix(".weight") { return "blk.\(layer).\(gguf)" + parts[2].dropFirst(hf.count) }
+            if parts[2].hasPrefix(hf + "."), !hf.hasSuffix(".weight") {
+                return "blk.\(layer).\(gguf)" + parts[2].dropFirst(hf.count)
+            }
         }
         return nil
     }
@@ -48,7 +58,8 @@ public enum GGUFModel {
         func fail(_ reason: String) -> ModelError { .checkpoint(path: file.path, reason: reason) }
         guard let arch = file["general.architecture"]?.string else { throw fail("no general.architecture") }
         guard let variant = architectures[arch] else {
-            throw fail("architecture '\(arch)' is not supported (\(architectures.keys.sorted().joined(separator: ", ")))")
+            throw fail(
+                "architecture '\(arch)' is not supported (\(architectures.keys.sorted().joined(separator: ", ")))")
         }
         func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
             guard let value = file["\(arch).\(key)"] else {
@@ -63,34 +74,63 @@ public enum GGUFModel {
             guard let v = value.double else { throw fail("\(arch).\(key) must be a number, got \(value.summary)") }
             return v
         }
-        if let scaling = file["\(arch).rope.scaling.type"]?.string, scaling != "none" {
-            throw fail("\(arch).rope.scaling.type '\(scaling)' is not supported")
+        try refuseRopeScaling(file, arch: arch)
+        guard let embedding = file.tensor("token_embd.weight"), embedding.dimensions.count == 2 else {
+            throw fail("no 2-D token_embd.weight")
         }
-        if file.tensor("rope_freqs.weight") != nil {
-            throw fail("rope_freqs.weight (Llama 3.1-style frequency factors) is not supported yet; use the model's Hugging Face folder")
-        }
-        guard let embedding = file.tensor("token_embd.weight"), embedding.dimensions.count == 2 else { throw fail("no 2-D token_embd.weight") }
         let channels = try int("embedding_length"), heads = try int("attention.head_count")
         guard heads > 0 else { throw fail("\(arch).attention.head_count must be positive") }
         let headSize = try int("attention.key_length", channels / heads)
         let rotary = try int("rope.dimension_count", headSize)
-        guard rotary == headSize else { throw fail("\(arch).rope.dimension_count \(rotary) ≠ head size \(headSize): partial rotary is not supported") }
+        guard rotary == headSize else {
+            throw fail(
+                "\(arch).rope.dimension_count \(rotary) ≠ head size \(headSize): partial rotary is not supported")
+        }
         let tokens = file["tokenizer.ggml.tokens"]?.array?.count
         let bos = file["tokenizer.ggml.bos_token_id"]?.int, eos = file["tokenizer.ggml.eos_token_id"]?.int
         let config = LlamaConfig(
             variant: variant, vocabSize: try int("vocab_size", tokens ?? embedding.dimensions[1]),
             maxPositions: try int("context_length"), channels: channels, layers: try int("block_count"), heads: heads,
-            kvHeads: try int("attention.head_count_kv", heads), headSize: headSize, innerSize: try int("feed_forward_length"),
-            rmsNormEps: Float(try number("attention.layer_norm_rms_epsilon", 1e-5)), ropeTheta: try number("rope.freq_base", 10000),
+            kvHeads: try int("attention.head_count_kv", heads), headSize: headSize,
+            innerSize: try int("feed_forward_length"),
+            rmsNormEps: Float(try number("attention.layer_norm_rms_epsilon", 1e-5)),
+            ropeTheta: try number("rope.freq_base", 10000),
             tiedEmbeddings: file.tensor("output.weight") == nil,
             qkvBias: file.tensor("blk.0.attn_q.bias") != nil, outputBias: file.tensor("blk.0.attn_output.bias") != nil,
             mlpBias: file.tensor("blk.0.ffn_up.bias") != nil, bosTokenId: bos, eosTokenIds: eos.map { [$0] } ?? [])
         do { try config.validate() } catch { throw fail("\(error)") }
-        guard variant != .qwen2 || config.qkvBias else { throw fail("a qwen2 model has q/k/v biases, but blk.0.attn_q.bias is missing") }
-        guard variant != .llama || config.qkvBias == config.outputBias else {
-            throw fail("attention biases on q/k/v but not on the output (or the reverse) are not a transformers Llama layout")
-        }
+        try checkBiases(config, path: file.path)
         return config
+    }
+
+    /// Rope scaling in GGUF metadata, and Llama 3.1's rope_freqs, are not computed: refused.
+    static func refuseRopeScaling(_ file: GGUFFile, arch: String) throws {
+        if let scaling = file["\(arch).rope.scaling.type"]?.string, scaling != "none" {
+            throw ModelError.checkpoint(
+                path: file.path, reason: "\(arch).rope.scaling.type '\(scaling)' is not supported")
+        }
+        if file.tensor("rope_freqs.weight") != nil {
+            throw ModelError.checkpoint(
+                path: file.path,
+                reason: "rope_freqs.weight (Llama 3.1-style frequency factors) is not supported yet; use the model's "
+                    + "Hugging Face folder")
+        }
+    }
+
+    /// The attention biases must be a layout transformers has: q/k/v for qwen2; all or none for llama.
+    static func checkBiases(_ config: LlamaConfig, path: String) throws {
+        guard config.variant != .qwen2 || config.qkvBias else {
+            throw ModelError.checkpoint(
+                path: path, reason: "a qwen2 model has q/k/v biases, but blk.0.attn_q.bias is missing")
+        }
+        guard config.variant != .llama || config.qkvBias == config.outputBias else {
+            throw ModelError.checkpoint(
+                path: path,
+                reason:
+                    "attention biases on q/k/v but not on the output (or the reverse) are not a transformers Llama "
+                    + "layout"
+            )
+        }
     }
 
     /// Reads every tensor of `file` into a new trunk: names mapped, shapes checked against the
@@ -108,21 +148,24 @@ public enum GGUFModel {
                 throw fail("unexpected tensor '\(info.name)' for a \(config.variant.rawValue) model of this metadata")
             }
             guard info.shape == tensor.shape else {
-                throw fail("tensor '\(info.name)' (\(local)) has shape \(info.shape), the metadata implies \(tensor.shape)")
+                throw fail(
+                    "tensor '\(info.name)' (\(local)) has shape \(info.shape), the metadata implies \(tensor.shape)")
             }
             guard seen.insert(local).inserted else { throw fail("tensor '\(info.name)' is a second copy of \(local)") }
             placed.append((info, local, tensor))
         }
         let missing = layout.tensors.map(\.name).filter { !seen.contains($0) }
         guard missing.isEmpty else {
-            throw fail("missing tensors: \(missing.prefix(5).map { ggufName(of: $0) ?? $0 }.joined(separator: ", "))\(missing.count > 5 ? " and \(missing.count - 5) more" : "")")
+            throw fail("missing tensors: " + listing(missing.map { ggufName(of: $0) ?? $0 }))
         }
         let trunk = try LlamaTrunk(config: config)
         for (info, local, tensor) in placed {
             let destination = trunk.weights.pointer + tensor.offset
             try file.read(info.name, into: destination, count: tensor.count)
             if config.variant == .llama, let heads = rotaryHeads(of: local, config: config) {
-                unpermuteRotaryRows(destination, rows: tensor.shape[0], columns: tensor.shape.count > 1 ? tensor.shape[1] : 1, heads: heads)
+                unpermuteRotaryRows(
+                    destination, rows: tensor.shape[0], columns: tensor.shape.count > 1 ? tensor.shape[1] : 1,
+                    heads: heads)
             }
         }
         return trunk
@@ -130,15 +173,21 @@ public enum GGUFModel {
 
     /// The head count whose rows llama.cpp interleaved in tensor `local` (q: H, k: G), or nil.
     static func rotaryHeads(of local: String, config: LlamaConfig) -> Int? {
-        if local.hasSuffix("self_attn.q_proj.weight") || local.hasSuffix("self_attn.q_proj.bias") { return config.heads }
-        if local.hasSuffix("self_attn.k_proj.weight") || local.hasSuffix("self_attn.k_proj.bias") { return config.kvHeads }
+        if local.hasSuffix("self_attn.q_proj.weight") || local.hasSuffix("self_attn.q_proj.bias") {
+            return config.heads
+        }
+        if local.hasSuffix("self_attn.k_proj.weight") || local.hasSuffix("self_attn.k_proj.bias") {
+            return config.kvHeads
+        }
         return nil
     }
 
     /// Row r of head h is stored at h·d + 2i + p where transformers has it at h·d + p·d/2 + i
     /// (p ∈ {0, 1}: first or second rotary half, i < d/2). `inverse` applies llama.cpp's permutation
     /// instead (for writing GGUF).
-    static func unpermuteRotaryRows(_ x: UnsafeMutablePointer<Float>, rows: Int, columns: Int, heads: Int, inverse: Bool = false) {
+    static func unpermuteRotaryRows(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, columns: Int, heads: Int, inverse: Bool = false
+    ) {
         let d = rows / heads, half = d / 2
         let copy = Array(UnsafeBufferPointer(start: x, count: rows * columns))
         copy.withUnsafeBufferPointer { src in

@@ -10,17 +10,53 @@ public enum GGUFExport {
     /// The writer holding `model`'s metadata and tensors in `type`; `f16Fallback` names the matrices
     /// whose rows are not whole blocks of `type`, written as F16 instead (as llama.cpp's converter
     /// falls back; the caller reports them).
-    public static func writer(model: any CausalLM, type: GGMLType, name: String) throws -> (writer: GGUFWriter, f16Fallback: [String]) {
+    public static func writer(model: any CausalLM, type: GGMLType, name: String) throws -> (
+        writer: GGUFWriter, f16Fallback: [String]
+    ) {
         guard let config = model.config as? LlamaConfig else {
-            throw ModelError.invalidConfig("GGUF export writes Llama-family models (llama, qwen2, mistral); this is a \(model.config.modelType) model (use --format hf)")
+            throw ModelError.invalidConfig(
+                "GGUF export writes Llama-family models (llama, qwen2, mistral); this is a \(model.config.modelType) "
+                    + "model (use --format hf)"
+            )
         }
         guard config.ropeScaling == nil else {
-            throw ModelError.invalidConfig("GGUF export of llama3 rope scaling (rope_freqs) is not supported yet; use --format hf")
+            throw ModelError.invalidConfig(
+                "GGUF export of llama3 rope scaling (rope_freqs) is not supported yet; use --format hf")
         }
         let arch = config.variant == .qwen2 ? "qwen2" : "llama"
         guard arch != "qwen2" || !(config.outputBias || config.mlpBias) else {
-            throw ModelError.invalidConfig("llama.cpp's qwen2 has q/k/v biases only; this model also has output or MLP biases (use --format hf)")
+            throw ModelError.invalidConfig(
+                "llama.cpp's qwen2 has q/k/v biases only; this model also has output or MLP biases (use --format hf)")
         }
+        var w = metadataWriter(config, arch: arch, type: type, name: name)
+        var f16Fallback: [String] = []
+        let layout = LlamaLayout(config: config)
+        for tensor in layout.tensors.tensors {
+            guard let ggufName = GGUFModel.ggufName(of: tensor.name) else {
+                throw ModelError.invalidConfig("tensor '\(tensor.name)' has no llama.cpp name")
+            }
+            var values = Array(UnsafeBufferPointer(start: model.weights.pointer + tensor.offset, count: tensor.count))
+            if arch == "llama", let heads = GGUFModel.rotaryHeads(of: tensor.name, config: config) {
+                values.withUnsafeMutableBufferPointer {
+                    GGUFModel.unpermuteRotaryRows(
+                        $0.baseAddress!, rows: tensor.shape[0], columns: tensor.shape.count > 1 ? tensor.shape[1] : 1,
+                        heads: heads, inverse: true)
+                }
+            }
+            var tensorType = tensor.shape.count == 1 ? GGMLType.f32 : type
+            if tensor.shape.last! % tensorType.blockSize != 0 {
+                tensorType = .f16
+                f16Fallback.append(ggufName)
+            }
+            try values.withUnsafeBufferPointer {
+                try w.addTensor(name: ggufName, shape: tensor.shape, values: $0, type: tensorType)
+            }
+        }
+        return (w, f16Fallback)
+    }
+
+    /// A writer holding the `general.*` and `{arch}.*` metadata of `config`.
+    static func metadataWriter(_ config: LlamaConfig, arch: String, type: GGMLType, name: String) -> GGUFWriter {
         var w = GGUFWriter()
         w.set("general.architecture", .string(arch))
         w.set("general.name", .string(name))
@@ -40,23 +76,6 @@ public enum GGUFExport {
         key("attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps))
         key("rope.freq_base", .float32(Float(config.ropeTheta)))
         key("rope.dimension_count", .uint32(UInt32(config.headSize)))
-        var f16Fallback: [String] = []
-        let layout = LlamaLayout(config: config)
-        for tensor in layout.tensors.tensors {
-            guard let ggufName = GGUFModel.ggufName(of: tensor.name) else {
-                throw ModelError.invalidConfig("tensor '\(tensor.name)' has no llama.cpp name")
-            }
-            var values = Array(UnsafeBufferPointer(start: model.weights.pointer + tensor.offset, count: tensor.count))
-            if arch == "llama", let heads = GGUFModel.rotaryHeads(of: tensor.name, config: config) {
-                values.withUnsafeMutableBufferPointer {
-                    GGUFModel.unpermuteRotaryRows($0.baseAddress!, rows: tensor.shape[0], columns: tensor.shape.count > 1 ? tensor.shape[1] : 1,
-                                                  heads: heads, inverse: true)
-                }
-            }
-            var tensorType = tensor.shape.count == 1 ? GGMLType.f32 : type
-            if tensor.shape.last! % tensorType.blockSize != 0 { tensorType = .f16; f16Fallback.append(ggufName) }
-            try values.withUnsafeBufferPointer { try w.addTensor(name: ggufName, shape: tensor.shape, values: $0, type: tensorType) }
-        }
-        return (w, f16Fallback)
+        return w
     }
 }

@@ -11,7 +11,9 @@ enum JinjaJSON {
         p.skipSpace()
         let v = try p.value()
         p.skipSpace()
-        guard p.i == p.scalars.count else { throw ParseError(description: "unexpected text after the JSON value at \(p.i)") }
+        guard p.i == p.scalars.count else {
+            throw ParseError(description: "unexpected text after the JSON value at \(p.i)")
+        }
         return v
     }
 
@@ -24,44 +26,85 @@ enum JinjaJSON {
         mutating func value() throws -> JinjaValue {
             guard i < scalars.count else { throw fail("unexpected end") }
             switch scalars[i] {
-            case "{":
-                i += 1; var object = JinjaObject(); skipSpace()
-                if i < scalars.count, scalars[i] == "}" { i += 1; return .object(object) }
-                while true {
-                    skipSpace()
-                    guard i < scalars.count, scalars[i] == "\"" else { throw fail("expected a key") }
-                    let key = try string()
-                    skipSpace()
-                    guard i < scalars.count, scalars[i] == ":" else { throw fail("expected ':'") }
-                    i += 1; skipSpace()
-                    object[key] = try value()
-                    skipSpace()
-                    guard i < scalars.count else { throw fail("unexpected end") }
-                    if scalars[i] == "," { i += 1; continue }
-                    if scalars[i] == "}" { i += 1; return .object(object) }
-                    throw fail("expected ',' or '}'")
-                }
-            case "[":
-                i += 1; var items: [JinjaValue] = []; skipSpace()
-                if i < scalars.count, scalars[i] == "]" { i += 1; return .array(items) }
-                while true {
-                    skipSpace(); items.append(try value()); skipSpace()
-                    guard i < scalars.count else { throw fail("unexpected end") }
-                    if scalars[i] == "," { i += 1; continue }
-                    if scalars[i] == "]" { i += 1; return .array(items) }
-                    throw fail("expected ',' or ']'")
-                }
+            case "{": return try object()
+            case "[": return try array()
             case "\"": return .string(try string())
-            case "t": try literal("true"); return .bool(true)
-            case "f": try literal("false"); return .bool(false)
-            case "n": try literal("null"); return .none
+            case "t":
+                try literal("true")
+                return .bool(true)
+            case "f":
+                try literal("false")
+                return .bool(false)
+            case "n":
+                try literal("null")
+                return .none
             default: return try number()
+            }
+        }
+
+        /// {"key": value, …}
+        mutating func object() throws -> JinjaValue {
+            i += 1
+            var object = JinjaObject()
+            skipSpace()
+            if i < scalars.count, scalars[i] == "}" {
+                i += 1
+                return .object(object)
+            }
+            while true {
+                skipSpace()
+                guard i < scalars.count, scalars[i] == "\"" else { throw fail("expected a key") }
+                let key = try string()
+                skipSpace()
+                guard i < scalars.count, scalars[i] == ":" else { throw fail("expected ':'") }
+                i += 1
+                skipSpace()
+                object[key] = try value()
+                skipSpace()
+                guard i < scalars.count else { throw fail("unexpected end") }
+                if scalars[i] == "," {
+                    i += 1
+                    continue
+                }
+                if scalars[i] == "}" {
+                    i += 1
+                    return .object(object)
+                }
+                throw fail("expected ',' or '}'")
+            }
+        }
+
+        /// [value, …]
+        mutating func array() throws -> JinjaValue {
+            i += 1
+            var items: [JinjaValue] = []
+            skipSpace()
+            if i < scalars.count, scalars[i] == "]" {
+                i += 1
+                return .array(items)
+            }
+            while true {
+                skipSpace()
+                items.append(try value())
+                skipSpace()
+                guard i < scalars.count else { throw fail("unexpected end") }
+                if scalars[i] == "," {
+                    i += 1
+                    continue
+                }
+                if scalars[i] == "]" {
+                    i += 1
+                    return .array(items)
+                }
+                throw fail("expected ',' or ']'")
             }
         }
 
         mutating func literal(_ word: String) throws {
             let w = Array(word.unicodeScalars)
-            guard i + w.count <= scalars.count, Array(scalars[i..<(i + w.count)]) == w else { throw fail("expected \(word)") }
+            guard i + w.count <= scalars.count, Array(scalars[i..<(i + w.count)]) == w else {
+                throw fail("expected \(word)")
+            }
             i += w.count
         }
 
@@ -79,20 +122,35 @@ enum JinjaJSON {
             var out = String.UnicodeScalarView()
             var pendingHigh: UInt32?
             while i < scalars.count {
-                let c = scalars[i]; i += 1
+                let c = scalars[i]
+                i += 1
                 if c == "\"" { return String(out) }
-                guard c == "\\" else { out.append(c); continue }
+                guard c == "\\" else {
+                    out.append(c)
+                    continue
+                }
                 guard i < scalars.count else { break }
-                let e = scalars[i]; i += 1
+                let e = scalars[i]
+                i += 1
                 switch e {
-                case "n": out.append("\n"); case "t": out.append("\t"); case "r": out.append("\r")
-                case "b": out.append("\u{8}"); case "f": out.append("\u{c}")
+                case "n": out.append("\n")
+                case "t": out.append("\t")
+                case "r": out.append("\r")
+                case "b": out.append("\u{8}")
+                case "f": out.append("\u{c}")
                 case "u":
-                    guard i + 4 <= scalars.count, let code = UInt32(String(String.UnicodeScalarView(scalars[i..<(i + 4)])), radix: 16) else { throw fail("bad \\u escape") }
+                    guard i + 4 <= scalars.count,
+                        let code = UInt32(String(String.UnicodeScalarView(scalars[i..<(i + 4)])), radix: 16)
+                    else { throw fail("bad \\u escape") }
                     i += 4
-                    if (0xD800..<0xDC00).contains(code) { pendingHigh = code; continue }
+                    if (0xD800..<0xDC00).contains(code) {
+                        pendingHigh = code
+                        continue
+                    }
                     if (0xDC00..<0xE000).contains(code), let high = pendingHigh {
-                        out.append(Unicode.Scalar(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00))!); pendingHigh = nil; continue
+                        out.append(Unicode.Scalar(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00))!)
+                        pendingHigh = nil
+                        continue
                     }
                     out.append(Unicode.Scalar(code) ?? "\u{FFFD}")
                 default: out.append(e)
@@ -103,20 +161,24 @@ enum JinjaJSON {
     }
 
     /// `json.dumps(value, ensure_ascii=False, indent=indent, separators=…, sort_keys=…)`.
-    static func dumps(_ value: JinjaValue, indent: Int?, separators: (String, String)? = nil, sortKeys: Bool = false) throws -> String {
+    static func dumps(_ value: JinjaValue, indent: Int?, separators: (String, String)? = nil, sortKeys: Bool = false)
+        throws -> String
+    {
         let (item, key) = separators ?? (indent == nil ? (", ", ": ") : (",", ": "))
         func write(_ v: JinjaValue, level: Int) throws -> String {
             func wrap(_ open: String, _ close: String, _ parts: [String]) -> String {
                 guard !parts.isEmpty else { return open + close }
                 guard let indent else { return open + parts.joined(separator: item) + close }
                 let pad = "\n" + String(repeating: " ", count: indent * (level + 1))
-                return open + pad + parts.joined(separator: item + pad) + "\n" + String(repeating: " ", count: indent * level) + close
+                return open + pad + parts.joined(separator: item + pad) + "\n"
+                    + String(repeating: " ", count: indent * level) + close
             }
             switch v {
             case .none, .undefined: return "null"
             case .bool(let b): return b ? "true" : "false"
             case .int(let n): return String(n)
-            case .double(let d): return d.isFinite ? pythonFloat(d) : (d.isNaN ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"))
+            case .double(let d):
+                return d.isFinite ? pythonFloat(d) : (d.isNaN ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"))
             case .string(let s): return quote(s)
             case .array(let a): return wrap("[", "]", try a.map { try write($0, level: level + 1) })
             case .object(let o):
@@ -162,7 +224,8 @@ enum JinjaJSON {
         digits = intPart + fracPart
         exponent = intPart.count - 1 + (parts.count > 1 ? Int(parts[1])! : 0)
         let leading = digits.prefix { $0 == "0" }.count
-        digits.removeFirst(leading); exponent -= leading
+        digits.removeFirst(leading)
+        exponent -= leading
         while digits.hasSuffix("0") && digits.count > 1 { digits.removeLast() }
         let sign = d < 0 ? "-" : ""
         if exponent < -4 || exponent >= 16 {
@@ -170,7 +233,9 @@ enum JinjaJSON {
             return sign + m + "e" + (exponent < 0 ? "-" : "+") + String(format: "%02d", abs(exponent))
         }
         if exponent < 0 { return sign + "0." + String(repeating: "0", count: -exponent - 1) + digits }
-        if digits.count <= exponent + 1 { return sign + digits + String(repeating: "0", count: exponent + 1 - digits.count) + ".0" }
+        if digits.count <= exponent + 1 {
+            return sign + digits + String(repeating: "0", count: exponent + 1 - digits.count) + ".0"
+        }
         let cut = digits.index(digits.startIndex, offsetBy: exponent + 1)
         return sign + digits[..<cut] + "." + digits[cut...]
     }

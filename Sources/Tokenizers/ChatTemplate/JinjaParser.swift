@@ -22,7 +22,9 @@ public indirect enum JinjaNode: @unchecked Sendable {
     case text(String)
     case output(JinjaExpression, line: Int)
     case ifBlock([(JinjaExpression, [JinjaNode])], otherwise: [JinjaNode], line: Int)
-    case forLoop(targets: [String], iterable: JinjaExpression, condition: JinjaExpression?, body: [JinjaNode], otherwise: [JinjaNode], line: Int)
+    case forLoop(
+        targets: [String], iterable: JinjaExpression, condition: JinjaExpression?, body: [JinjaNode],
+        otherwise: [JinjaNode], line: Int)
     case set(targets: [String], attribute: String?, value: JinjaExpression, line: Int)
     case setBlock(String, [JinjaNode], line: Int)
     case macro(JinjaMacro)
@@ -37,63 +39,97 @@ enum JinjaToken: Equatable {
 }
 
 struct JinjaTokenizer {
-    static let operators = ["==", "!=", "<=", ">=", "//", "**", "+", "-", "*", "/", "%", "~", "<", ">", "=", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|"]
+    static let operators = [
+        "==", "!=", "<=", ">=", "//", "**", "+", "-", "*", "/", "%", "~", "<", ">", "=", "(", ")", "[", "]", "{", "}",
+        ",", ".", ":", "|",
+    ]
 
     static func tokens(_ source: String, line: Int) throws -> [JinjaToken] {
         let s = Array(source.unicodeScalars)
         var out: [JinjaToken] = [], i = 0
         while i < s.count {
             let c = s[i]
-            if c == " " || c == "\t" || c == "\n" || c == "\r" { i += 1; continue }
-            if c == "'" || c == "\"" {
-                var value = String.UnicodeScalarView(); i += 1
-                while i < s.count && s[i] != c {
-                    if s[i] == "\\", i + 1 < s.count {
-                        let e = s[i + 1]; i += 2
-                        switch e {
-                        case "n": value.append("\n"); case "t": value.append("\t"); case "r": value.append("\r")
-                        case "\\": value.append("\\"); case "'": value.append("'"); case "\"": value.append("\"")
-                        case "u" where i + 4 <= s.count:
-                            if let code = UInt32(String(String.UnicodeScalarView(s[i..<(i + 4)])), radix: 16), let u = Unicode.Scalar(code) { value.append(u); i += 4 }
-                        default: value.append("\\"); value.append(e)
-                        }
-                        continue
-                    }
-                    value.append(s[i]); i += 1
-                }
-                guard i < s.count else { throw JinjaSyntaxError("unterminated string", line: line) }
+            if c == " " || c == "\t" || c == "\n" || c == "\r" {
                 i += 1
-                out.append(.string(String(value)))
-                continue
-            }
-            if c.properties.numericType != nil && c.isASCII {
-                var j = i, isDouble = false
-                while j < s.count, s[j].isASCII, s[j].properties.numericType != nil || (s[j] == "." && !isDouble && j + 1 < s.count && s[j + 1].properties.numericType != nil) || s[j] == "_" {
-                    if s[j] == "." { isDouble = true }
-                    j += 1
-                }
-                let text = String(String.UnicodeScalarView(s[i..<j])).replacingOccurrences(of: "_", with: "")
-                if !isDouble, let n = Int(text) { out.append(.int(n)) }
-                else if let d = Double(text) { out.append(.double(d)) }
-                else { throw JinjaSyntaxError("number '\(text)' is out of range", line: line) }
-                i = j
-                continue
-            }
-            if c == "_" || c.properties.isAlphabetic {
+            } else if c == "'" || c == "\"" {
+                out.append(.string(try string(s, at: &i, line: line)))
+            } else if c.properties.numericType != nil && c.isASCII {
+                out.append(try number(s, at: &i, line: line))
+            } else if c == "_" || c.properties.isAlphabetic {
                 var j = i
-                while j < s.count, s[j] == "_" || s[j].properties.isAlphabetic || (s[j].isASCII && s[j].properties.numericType != nil) { j += 1 }
+                while j < s.count,
+                    s[j] == "_" || s[j].properties.isAlphabetic || (s[j].isASCII && s[j].properties.numericType != nil)
+                { j += 1 }
                 out.append(.name(String(String.UnicodeScalarView(s[i..<j]))))
                 i = j
-                continue
+            } else {
+                guard
+                    let op = operators.first(where: { op in
+                        let o = Array(op.unicodeScalars)
+                        return i + o.count <= s.count && Array(s[i..<(i + o.count)]) == o
+                    })
+                else { throw JinjaSyntaxError("unexpected character '\(c)'", line: line) }
+                out.append(.op(op))
+                i += op.unicodeScalars.count
             }
-            guard let op = operators.first(where: { op in
-                let o = Array(op.unicodeScalars)
-                return i + o.count <= s.count && Array(s[i..<(i + o.count)]) == o
-            }) else { throw JinjaSyntaxError("unexpected character '\(c)'", line: line) }
-            out.append(.op(op)); i += op.unicodeScalars.count
         }
         out.append(.end)
         return out
+    }
+
+    /// The quoted string starting at `i` (its escapes resolved); `i` moves past its closing quote.
+    static func string(_ s: [Unicode.Scalar], at i: inout Int, line: Int) throws -> String {
+        let quote = s[i]
+        var value = String.UnicodeScalarView()
+        i += 1
+        while i < s.count && s[i] != quote {
+            guard s[i] == "\\", i + 1 < s.count else {
+                value.append(s[i])
+                i += 1
+                continue
+            }
+            let e = s[i + 1]
+            i += 2
+            switch e {
+            case "n": value.append("\n")
+            case "t": value.append("\t")
+            case "r": value.append("\r")
+            case "\\": value.append("\\")
+            case "'": value.append("'")
+            case "\"": value.append("\"")
+            case "u" where i + 4 <= s.count:
+                if let code = UInt32(String(String.UnicodeScalarView(s[i..<(i + 4)])), radix: 16),
+                    let u = Unicode.Scalar(code)
+                {
+                    value.append(u)
+                    i += 4
+                }
+            default:
+                value.append("\\")
+                value.append(e)
+            }
+        }
+        guard i < s.count else { throw JinjaSyntaxError("unterminated string", line: line) }
+        i += 1
+        return String(value)
+    }
+
+    /// The integer or float literal starting at `i` (underscores allowed); `i` moves past it.
+    static func number(_ s: [Unicode.Scalar], at i: inout Int, line: Int) throws -> JinjaToken {
+        var j = i, isDouble = false
+        while j < s.count, s[j].isASCII,
+            s[j].properties.numericType != nil
+                || (s[j] == "." && !isDouble && j + 1 < s.count && s[j + 1].properties.numericType != nil)
+                || s[j] == "_"
+        {
+            if s[j] == "." { isDouble = true }
+            j += 1
+        }
+        let text = String(String.UnicodeScalarView(s[i..<j])).replacingOccurrences(of: "_", with: "")
+        i = j
+        if !isDouble, let n = Int(text) { return .int(n) }
+        if let d = Double(text) { return .double(d) }
+        throw JinjaSyntaxError("number '\(text)' is out of range", line: line)
     }
 }
 
@@ -104,15 +140,38 @@ struct JinjaExpressionParser {
     var i = 0
     let line: Int
 
-    init(_ source: String, line: Int) throws { tokens = try JinjaTokenizer.tokens(source, line: line); self.line = line }
+    init(_ source: String, line: Int) throws {
+        tokens = try JinjaTokenizer.tokens(source, line: line)
+        self.line = line
+    }
 
     var peek: JinjaToken { tokens[i] }
-    mutating func next() -> JinjaToken { defer { i += 1 }; return tokens[i] }
+    mutating func next() -> JinjaToken {
+        defer { i += 1 }
+        return tokens[i]
+    }
     func fail(_ m: String) -> JinjaSyntaxError { JinjaSyntaxError(m, line: line) }
-    mutating func accept(_ op: String) -> Bool { if peek == .op(op) { i += 1; return true }; return false }
-    mutating func acceptName(_ n: String) -> Bool { if peek == .name(n) { i += 1; return true }; return false }
-    mutating func expect(_ op: String) throws { guard accept(op) else { throw fail("expected '\(op)', found \(describe(peek))") } }
-    mutating func name() throws -> String { guard case .name(let n) = next() else { throw fail("expected a name, found \(describe(tokens[i - 1]))") }; return n }
+    mutating func accept(_ op: String) -> Bool {
+        if peek == .op(op) {
+            i += 1
+            return true
+        }
+        return false
+    }
+    mutating func acceptName(_ n: String) -> Bool {
+        if peek == .name(n) {
+            i += 1
+            return true
+        }
+        return false
+    }
+    mutating func expect(_ op: String) throws {
+        guard accept(op) else { throw fail("expected '\(op)', found \(describe(peek))") }
+    }
+    mutating func name() throws -> String {
+        guard case .name(let n) = next() else { throw fail("expected a name, found \(describe(tokens[i - 1]))") }
+        return n
+    }
     var atEnd: Bool { peek == .end }
     func describe(_ t: JinjaToken) -> String {
         switch t {
@@ -149,15 +208,29 @@ struct JinjaExpressionParser {
     mutating func compare() throws -> JinjaExpression {
         var left = try additive()
         while true {
-            if case .op(let o) = peek, ["==", "!=", "<", ">", "<=", ">="].contains(o) { i += 1; left = .binary(o, left, try additive()); continue }
-            if acceptName("in") { left = .binary("in", left, try additive()); continue }
-            if peek == .name("not"), tokens[i + 1] == .name("in") { i += 2; left = .binary("not in", left, try additive()); continue }
+            if case .op(let o) = peek, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
+                i += 1
+                left = .binary(o, left, try additive())
+                continue
+            }
+            if acceptName("in") {
+                left = .binary("in", left, try additive())
+                continue
+            }
+            if peek == .name("not"), tokens[i + 1] == .name("in") {
+                i += 2
+                left = .binary("not in", left, try additive())
+                continue
+            }
             return left
         }
     }
     mutating func additive() throws -> JinjaExpression {
         var left = try concat()
-        while case .op(let o) = peek, o == "+" || o == "-" { i += 1; left = .binary(o, left, try concat()) }
+        while case .op(let o) = peek, o == "+" || o == "-" {
+            i += 1
+            left = .binary(o, left, try concat())
+        }
         return left
     }
     mutating func concat() throws -> JinjaExpression {
@@ -167,7 +240,10 @@ struct JinjaExpressionParser {
     }
     mutating func multiplicative() throws -> JinjaExpression {
         var left = try power()
-        while case .op(let o) = peek, ["*", "/", "//", "%"].contains(o) { i += 1; left = .binary(o, left, try power()) }
+        while case .op(let o) = peek, ["*", "/", "//", "%"].contains(o) {
+            i += 1
+            left = .binary(o, left, try power())
+        }
         return left
     }
     mutating func power() throws -> JinjaExpression {
@@ -178,15 +254,22 @@ struct JinjaExpressionParser {
     /// Jinja2's parse_unary: the operand of a sign takes no filters (`-x|abs` is `(-x)|abs`).
     mutating func unary(withFilter: Bool = true) throws -> JinjaExpression {
         let node: JinjaExpression
-        if accept("-") { node = .unary("-", try unary(withFilter: false)) }
-        else if accept("+") { node = try unary(withFilter: false) }
-        else { node = try postfix(try primary()) }
+        if accept("-") {
+            node = .unary("-", try unary(withFilter: false))
+        } else if accept("+") {
+            node = try unary(withFilter: false)
+        } else {
+            node = try postfix(try primary())
+        }
         return withFilter ? try filtered(node) : node
     }
     mutating func primary() throws -> JinjaExpression {
         switch next() {
         case .string(var s):
-            while case .string(let more) = peek { s += more; i += 1 }   // adjacent literals concatenate
+            while case .string(let more) = peek {
+                s += more
+                i += 1
+            }  // adjacent literals concatenate
             return .literal(.string(s))
         case .int(let n): return .literal(.int(n))
         case .double(let d): return .literal(.double(d))
@@ -201,20 +284,37 @@ struct JinjaExpressionParser {
             let first = try expression()
             if accept(",") {
                 var items = [first]
-                while !accept(")") { items.append(try expression()); if !accept(",") { try expect(")"); break } }
+                while !accept(")") {
+                    items.append(try expression())
+                    if !accept(",") {
+                        try expect(")")
+                        break
+                    }
+                }
                 return .list(items)
             }
             try expect(")")
             return first
         case .op("["):
             var items: [JinjaExpression] = []
-            while !accept("]") { items.append(try expression()); if !accept(",") { try expect("]"); break } }
+            while !accept("]") {
+                items.append(try expression())
+                if !accept(",") {
+                    try expect("]")
+                    break
+                }
+            }
             return .list(items)
         case .op("{"):
             var pairs: [(JinjaExpression, JinjaExpression)] = []
             while !accept("}") {
-                let key = try expression(); try expect(":"); pairs.append((key, try expression()))
-                if !accept(",") { try expect("}"); break }
+                let key = try expression()
+                try expect(":")
+                pairs.append((key, try expression()))
+                if !accept(",") {
+                    try expect("}")
+                    break
+                }
             }
             return .dict(pairs)
         case let t: throw fail("unexpected \(describe(t))")
@@ -223,17 +323,31 @@ struct JinjaExpressionParser {
     mutating func arguments() throws -> ([JinjaExpression], [(String, JinjaExpression)]) {
         var positional: [JinjaExpression] = [], keywords: [(String, JinjaExpression)] = []
         while !accept(")") {
-            if case .name(let n) = peek, tokens[i + 1] == .op("=") { i += 2; keywords.append((n, try expression())) }
-            else { positional.append(try expression()) }
-            if !accept(",") { try expect(")"); break }
+            if case .name(let n) = peek, tokens[i + 1] == .op("=") {
+                i += 2
+                keywords.append((n, try expression()))
+            } else {
+                positional.append(try expression())
+            }
+            if !accept(",") {
+                try expect(")")
+                break
+            }
         }
         return (positional, keywords)
     }
     mutating func postfix(_ base: JinjaExpression) throws -> JinjaExpression {
         var e = base
         while true {
-            if accept(".") { e = .attribute(e, try name()); continue }
-            if accept("(") { let (p, k) = try arguments(); e = .call(e, p, k); continue }
+            if accept(".") {
+                e = .attribute(e, try name())
+                continue
+            }
+            if accept("(") {
+                let (p, k) = try arguments()
+                e = .call(e, p, k)
+                continue
+            }
             if accept("[") {
                 var start: JinjaExpression?
                 if peek != .op(":") { start = try expression() }
@@ -269,12 +383,19 @@ struct JinjaExpressionParser {
                 let negated = acceptName("not")
                 let name = try self.name()
                 var args: [JinjaExpression] = []
-                if accept("(") { args = try arguments().0 }
-                else if case .name(let n) = peek, !["and", "or", "else", "if", "not", "in", "is"].contains(n) { args = [try postfix(try primary())] }
-                else if case .op(let o) = peek, o == "[" || o == "{" { args = [try postfix(try primary())] }
-                else if case .string = peek { args = [try postfix(try primary())] }
-                else if case .int = peek { args = [try primary()] }
-                else if case .double = peek { args = [try primary()] }
+                if accept("(") {
+                    args = try arguments().0
+                } else if case .name(let n) = peek, !["and", "or", "else", "if", "not", "in", "is"].contains(n) {
+                    args = [try postfix(try primary())]
+                } else if case .op(let o) = peek, o == "[" || o == "{" {
+                    args = [try postfix(try primary())]
+                } else if case .string = peek {
+                    args = [try postfix(try primary())]
+                } else if case .int = peek {
+                    args = [try primary()]
+                } else if case .double = peek {
+                    args = [try primary()]
+                }
                 e = .test(e, name, args, negated: negated)
                 continue
             }

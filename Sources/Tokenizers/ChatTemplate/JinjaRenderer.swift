@@ -4,7 +4,9 @@ import Foundation
 /// language does not allow; names the line.
 public struct JinjaRenderError: Error, CustomStringConvertible {
     public let description: String
-    init(_ message: String, line: Int? = nil) { description = line.map { "chat template line \($0): \(message)" } ?? "chat template: \(message)" }
+    init(_ message: String, line: Int? = nil) {
+        description = line.map { "chat template line \($0): \(message)" } ?? "chat template: \(message)"
+    }
 }
 
 /// Renders a parsed template as Jinja2 would: for-loops open a scope (so `set` inside one does not
@@ -34,25 +36,40 @@ final class JinjaRenderer {
         for node in nodes {
             switch node {
             case .text(let t): out += t
-            case .output(let e, let l): line = l; out += try evaluate(e).rendered
+            case .output(let e, let l):
+                line = l
+                out += try evaluate(e).rendered
             case .ifBlock(let branches, let otherwise, let l):
                 line = l
                 var taken = false
-                for (condition, body) in branches where try evaluate(condition).isTruthy { try render(body, into: &out); taken = true; break }
+                for (condition, body) in branches where try evaluate(condition).isTruthy {
+                    try render(body, into: &out)
+                    taken = true
+                    break
+                }
                 if !taken { try render(otherwise, into: &out) }
             case .forLoop(let targets, let iterable, let condition, let body, let otherwise, let l):
                 line = l
-                try loop(targets: targets, over: try evaluate(iterable), condition: condition, body: body, otherwise: otherwise, into: &out)
+                try loop(
+                    targets: targets, over: try evaluate(iterable), condition: condition, body: body,
+                    otherwise: otherwise, into: &out)
             case .set(let targets, let attribute, let value, let l):
                 line = l
                 let v = try evaluate(value)
                 if let attribute {
-                    guard case .namespace(let ns) = lookup(targets[0]) else { throw JinjaRenderError("cannot set '\(attribute)' on '\(targets[0])', which is not a namespace", line: l) }
+                    guard case .namespace(let ns) = lookup(targets[0]) else {
+                        throw JinjaRenderError(
+                            "cannot set '\(attribute)' on '\(targets[0])', which is not a namespace", line: l)
+                    }
                     ns.values[attribute] = v
-                } else if targets.count == 1 { assign(targets[0], v) }
-                else {
+                } else if targets.count == 1 {
+                    assign(targets[0], v)
+                } else {
                     let items = try JinjaBuiltins.iterate(v, line: l)
-                    guard items.count == targets.count else { throw JinjaRenderError("cannot unpack \(items.count) values into \(targets.count) names", line: l) }
+                    guard items.count == targets.count else {
+                        throw JinjaRenderError(
+                            "cannot unpack \(items.count) values into \(targets.count) names", line: l)
+                    }
                     for (t, item) in zip(targets, items) { assign(t, item) }
                 }
             case .setBlock(let name, let body, _): assign(name, .string(try render(body)))
@@ -64,38 +81,51 @@ final class JinjaRenderer {
         }
     }
 
-    func loop(targets: [String], over sequence: JinjaValue, condition: JinjaExpression?, body: [JinjaNode], otherwise: [JinjaNode], into out: inout String) throws {
+    func loop(
+        targets: [String], over sequence: JinjaValue, condition: JinjaExpression?, body: [JinjaNode],
+        otherwise: [JinjaNode], into out: inout String
+    ) throws {
         var items = try JinjaBuiltins.iterate(sequence, line: line)
         func bind(_ item: JinjaValue) throws {
-            if targets.count == 1 { assign(targets[0], item); return }
+            if targets.count == 1 {
+                assign(targets[0], item)
+                return
+            }
             let parts = try JinjaBuiltins.iterate(item, line: line)
-            guard parts.count == targets.count else { throw JinjaRenderError("cannot unpack \(parts.count) values into \(targets.count) names", line: line) }
+            guard parts.count == targets.count else {
+                throw JinjaRenderError("cannot unpack \(parts.count) values into \(targets.count) names", line: line)
+            }
             for (t, p) in zip(targets, parts) { assign(t, p) }
         }
         if let condition {
             var kept: [JinjaValue] = []
             for item in items {
-                scopes.append([:]); defer { scopes.removeLast() }
+                scopes.append([:])
+                defer { scopes.removeLast() }
                 try bind(item)
                 if try evaluate(condition).isTruthy { kept.append(item) }
             }
             items = kept
         }
-        if items.isEmpty { try render(otherwise, into: &out); return }
+        if items.isEmpty {
+            try render(otherwise, into: &out)
+            return
+        }
         for (k, item) in items.enumerated() {
             scopes.append([:])
             defer { scopes.removeLast() }
             let n = items.count
-            var info = JinjaObject([("index", .int(k + 1)), ("index0", .int(k)), ("revindex", .int(n - k)), ("revindex0", .int(n - k - 1)),
-                                    ("first", .bool(k == 0)), ("last", .bool(k == n - 1)), ("length", .int(n)),
-                                    ("previtem", k > 0 ? items[k - 1] : .undefined("previtem")),
-                                    ("nextitem", k + 1 < n ? items[k + 1] : .undefined("nextitem"))])
-            info["cycle"] = .function(JinjaFunction(name: "cycle") { args, _ in args.isEmpty ? .none : args[k % args.count] })
+            var info = JinjaObject([
+                ("index", .int(k + 1)), ("index0", .int(k)), ("revindex", .int(n - k)), ("revindex0", .int(n - k - 1)),
+                ("first", .bool(k == 0)), ("last", .bool(k == n - 1)), ("length", .int(n)),
+                ("previtem", k > 0 ? items[k - 1] : .undefined("previtem")),
+                ("nextitem", k + 1 < n ? items[k + 1] : .undefined("nextitem")),
+            ])
+            info["cycle"] = .function(
+                JinjaFunction(name: "cycle") { args, _ in args.isEmpty ? .none : args[k % args.count] })
             assign("loop", .object(info))
             try bind(item)
-            do { try render(body, into: &out) }
-            catch Flow.continueLoop { continue }
-            catch Flow.breakLoop { break }
+            do { try render(body, into: &out) } catch Flow.continueLoop { continue } catch Flow.breakLoop { break }
         }
     }
 
@@ -106,15 +136,22 @@ final class JinjaRenderer {
             var frame: [String: JinjaValue] = [:]
             var extra = args.dropFirst(m.parameters.count)
             for (k, p) in m.parameters.enumerated() {
-                if k < args.count { frame[p.name] = args[k] }
-                else if let v = kwargs.first(where: { $0.0 == p.name }) { frame[p.name] = v.1 }
-                else if let d = p.defaultValue { frame[p.name] = try evaluate(d) }
-                else { frame[p.name] = .undefined(p.name) }
+                if k < args.count {
+                    frame[p.name] = args[k]
+                } else if let v = kwargs.first(where: { $0.0 == p.name }) {
+                    frame[p.name] = v.1
+                } else if let d = p.defaultValue {
+                    frame[p.name] = try evaluate(d)
+                } else {
+                    frame[p.name] = .undefined(p.name)
+                }
             }
             extra = extra.isEmpty ? [] : extra
             frame["varargs"] = .array(Array(extra))
             // A macro sees the template's globals and top-level names, not its caller's locals.
-            guard depth < 200 else { throw JinjaRenderError("macro '\(m.name)' recurses more than 200 calls deep", line: line) }
+            guard depth < 200 else {
+                throw JinjaRenderError("macro '\(m.name)' recurses more than 200 calls deep", line: line)
+            }
             depth += 1
             defer { depth -= 1 }
             let saved = scopes
@@ -138,11 +175,14 @@ final class JinjaRenderer {
         case .attribute(let base, let name): return try JinjaBuiltins.attribute(try evaluate(base), name, line: line)
         case .item(let base, let key): return try JinjaBuiltins.item(try evaluate(base), try evaluate(key), line: line)
         case .slice(let base, let a, let b, let c):
-            return try JinjaBuiltins.slice(try evaluate(base), try a.map(evaluate), try b.map(evaluate), try c.map(evaluate), line: line)
+            return try JinjaBuiltins.slice(
+                try evaluate(base), try a.map(evaluate), try b.map(evaluate), try c.map(evaluate), line: line)
         case .call(let callee, let args, let kwargs):
             return try call(try evaluate(callee), try args.map(evaluate), try kwargs.map { ($0.0, try evaluate($0.1)) })
         case .filter(let base, let name, let args, let kwargs):
-            return try JinjaBuiltins.filter(name, try evaluate(base), try args.map(evaluate), try kwargs.map { ($0.0, try evaluate($0.1)) }, renderer: self)
+            return try JinjaBuiltins.filter(
+                name, try evaluate(base), try args.map(evaluate), try kwargs.map { ($0.0, try evaluate($0.1)) },
+                renderer: self)
         case .test(let base, let name, let args, let negated):
             let result = try JinjaBuiltins.test(name, try evaluate(base), try args.map(evaluate), line: line)
             return .bool(result != negated)
@@ -158,8 +198,14 @@ final class JinjaRenderer {
                 }
             }
         case .binary(let op, let l, let r):
-            if op == "and" { let a = try evaluate(l); return a.isTruthy ? try evaluate(r) : a }
-            if op == "or" { let a = try evaluate(l); return a.isTruthy ? a : try evaluate(r) }
+            if op == "and" {
+                let a = try evaluate(l)
+                return a.isTruthy ? try evaluate(r) : a
+            }
+            if op == "or" {
+                let a = try evaluate(l)
+                return a.isTruthy ? a : try evaluate(r)
+            }
             return try JinjaBuiltins.binary(op, try evaluate(l), try evaluate(r), line: line)
         case .conditional(let condition, let value, let otherwise):
             if try evaluate(condition).isTruthy { return try evaluate(value) }

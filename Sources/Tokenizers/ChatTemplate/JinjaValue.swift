@@ -3,7 +3,7 @@ import Foundation
 /// A value of the chat-template language: what Python values look like to Jinja2 templates as
 /// transformers renders them (dicts keep their insertion order, as Python's do).
 public indirect enum JinjaValue: Sendable {
-    case undefined(String)          // a name that is not set (renders as "", is falsy)
+    case undefined(String)  // a name that is not set (renders as "", is falsy)
     case none
     case bool(Bool)
     case int(Int)
@@ -49,7 +49,10 @@ public indirect enum JinjaValue: Sendable {
         case .double(let d): return JinjaJSON.pythonFloat(d)
         case .string(let s): return top ? s : Self.pythonQuote(s)
         case .array(let a): return "[" + a.map { $0.pythonRepr() }.joined(separator: ", ") + "]"
-        case .object(let o): return "{" + o.entries.map { Self.pythonQuote($0.key) + ": " + $0.value.pythonRepr() }.joined(separator: ", ") + "}"
+        case .object(let o):
+            return "{"
+                + o.entries.map { Self.pythonQuote($0.key) + ": " + $0.value.pythonRepr() }.joined(separator: ", ")
+                + "}"
         case .namespace: return "<Namespace>"
         case .macro(let m): return "<Macro '\(m.name)'>"
         case .function: return "<function>"
@@ -68,9 +71,13 @@ public indirect enum JinjaValue: Sendable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if Character(ch) == q { out += "\\" + String(q) }
-                else if ch.value < 0x20 || ch.value == 0x7f { out += String(format: "\\x%02x", ch.value) }
-                else { out.unicodeScalars.append(ch) }
+                if Character(ch) == q {
+                    out += "\\" + String(q)
+                } else if ch.value < 0x20 || ch.value == 0x7f {
+                    out += String(format: "\\x%02x", ch.value)
+                } else {
+                    out.unicodeScalars.append(ch)
+                }
             }
         }
         return out + String(q)
@@ -105,7 +112,9 @@ public struct JinjaObject: Sendable {
         set {
             let k = Array(key.utf8)
             if let i = index[k] {
-                if let newValue { entries[i].value = newValue } else {
+                if let newValue {
+                    entries[i].value = newValue
+                } else {
                     entries.remove(at: i)
                     index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { (Array($1.key.utf8), $0) })
                 }
@@ -130,7 +139,9 @@ public final class JinjaMacro: @unchecked Sendable {
     let parameters: [(name: String, defaultValue: JinjaExpression?)]
     let body: [JinjaNode]
     init(name: String, parameters: [(name: String, defaultValue: JinjaExpression?)], body: [JinjaNode]) {
-        self.name = name; self.parameters = parameters; self.body = body
+        self.name = name
+        self.parameters = parameters
+        self.body = body
     }
 }
 

@@ -11,25 +11,46 @@ public enum IPONormalisation: String, ConfigChoice { case mean, sum }
 /// Keys of the offline preference stage (`rlhf dpo`): the DPO family, CPL and InSPO
 /// (docs/algorithms.md §4–§6). Defaults follow TRL where it has one; our choices are noted.
 public struct PreferenceSettings: Sendable {
-    static let loss = Key<PreferenceLossName>("dpo.loss", .dpo,
-                                              "dpo (sigmoid), ipo, cdpo (label smoothing), robust, hinge, cpl (no reference), inspo (conditioned on the other response)")
-    static let beta = Key<Double>("dpo.beta", 0.1, "β of dpo, cdpo, robust, hinge and inspo's DPO forms; IPO's τ (TRL: τ = β)", .positive)
-    static let labelSmoothing = Key<Double>("dpo.label_smoothing", 0.1, "ε of cdpo and robust (not read by the other losses)", .from(0, below: 0.5))
-    static let ipoNormalisation = Key<IPONormalisation>("dpo.ipo_normalisation", .mean, "IPO's margin on per-token means of the log-ratios (TRL) or on sums (OpenRLHF)")
-    static let nllCoef = Key<Double>("dpo.nll_coef", 0, "+ coef × NLL(y_w)/|y_w| on the chosen response (RPO; CPL-BC's bc_coeff)", .nonNegative)
+    static let loss = Key<PreferenceLossName>(
+        "dpo.loss", .dpo,
+        "dpo (sigmoid), ipo, cdpo (label smoothing), robust, hinge, cpl (no reference), inspo (conditioned on the "
+            + "other response)"
+    )
+    static let beta = Key<Double>(
+        "dpo.beta", 0.1, "β of dpo, cdpo, robust, hinge and inspo's DPO forms; IPO's τ (TRL: τ = β)", .positive)
+    static let labelSmoothing = Key<Double>(
+        "dpo.label_smoothing", 0.1, "ε of cdpo and robust (not read by the other losses)", .from(0, below: 0.5))
+    static let ipoNormalisation = Key<IPONormalisation>(
+        "dpo.ipo_normalisation", .mean, "IPO's margin on per-token means of the log-ratios (TRL) or on sums (OpenRLHF)")
+    static let nllCoef = Key<Double>(
+        "dpo.nll_coef", 0, "+ coef × NLL(y_w)/|y_w| on the chosen response (RPO; CPL-BC's bc_coeff)", .nonNegative)
     static let cplAlpha = Key<Double>("cpl.alpha", 0.1, "CPL α: the score of a segment is α Σ γ^t log π", .positive)
-    static let cplLambda = Key<Double>("cpl.lambda", 0.5, "CPL conservative bias λ ∈ (0, 1] on the rejected segment's score", .above(0, upTo: 1))
+    static let cplLambda = Key<Double>(
+        "cpl.lambda", 0.5, "CPL conservative bias λ ∈ (0, 1] on the rejected segment's score", .above(0, upTo: 1))
     static let cplGamma = Key<Double>("cpl.gamma", 1, "CPL per-token discount γ", .above(0, upTo: 1))
     static let inspoVariant = Key<InSPOVariant>("inspo.variant", .dpo23, "InSPO's loss (official code's formulas)")
-    static let muDPO = Key<Double>("inspo.mu_dpo", 1, "weight of the unconditional DPO term (carries the conditional policy's gain to inference)", .nonNegative)
+    static let muDPO = Key<Double>(
+        "inspo.mu_dpo", 1, "weight of the unconditional DPO term (carries the conditional policy's gain to inference)",
+        .nonNegative)
     static let inspoTau = Key<Double>("inspo.tau", 1, "τ of inspo ipo", .positive)
     static let simpoGamma = Key<Double>("inspo.simpo_gamma", 0.1, "γ margin of inspo simpo")
     static let rdpoAlpha = Key<Double>("inspo.rdpo_alpha", 0, "α length term of inspo rdpo")
-    static let klTemperature = Key<Double>("eval.kl_temperature", 1, "sampling temperature of the KL-to-reference estimate on held-out prompts", .positive)
-    static let keys = [loss.declaration, beta.declaration, labelSmoothing.declaration, ipoNormalisation.declaration, nllCoef.declaration,
-                       cplAlpha.declaration, cplLambda.declaration, cplGamma.declaration, inspoVariant.declaration, muDPO.declaration,
-                       inspoTau.declaration, simpoGamma.declaration, rdpoAlpha.declaration]
-        + LoRASettings.keys(rank: 16, rankHelp: "LoRA rank of the policy; the reference is the same trunk with adapters off (0: full fine-tune, frozen copy)")
+    static let klTemperature = Key<Double>(
+        "eval.kl_temperature", 1, "sampling temperature of the KL-to-reference estimate on held-out prompts", .positive)
+    static let keys =
+        [
+            loss.declaration, beta.declaration, labelSmoothing.declaration, ipoNormalisation.declaration,
+            nllCoef.declaration,
+            cplAlpha.declaration, cplLambda.declaration, cplGamma.declaration, inspoVariant.declaration,
+            muDPO.declaration,
+            inspoTau.declaration, simpoGamma.declaration, rdpoAlpha.declaration,
+        ]
+        + LoRASettings.keys(
+            rank: 16,
+            rankHelp:
+                "LoRA rank of the policy; the reference is the same trunk with adapters off (0: full fine-tune, "
+                + "frozen copy)"
+        )
         + [klTemperature.declaration]
 
     public var objective: PreferenceObjective
@@ -48,18 +69,26 @@ public struct PreferenceSettings: Sendable {
         case .hinge: kind = .family(.hinge)
         }
         var o = PreferenceObjective(kind: kind)
-        o.beta = c[Self.beta]; o.labelSmoothing = c[Self.labelSmoothing]
-        o.ipoLengthNormalised = c[Self.ipoNormalisation] == .mean; o.nllCoefficient = c[Self.nllCoef]
-        o.cplAlpha = c[Self.cplAlpha]; o.cplLambda = c[Self.cplLambda]; o.cplGamma = c[Self.cplGamma]
-        o.muDPO = c[Self.muDPO]; o.inspoTau = c[Self.inspoTau]; o.simpoGamma = c[Self.simpoGamma]; o.rdpoAlpha = c[Self.rdpoAlpha]
+        o.beta = c[Self.beta]
+        o.labelSmoothing = c[Self.labelSmoothing]
+        o.ipoLengthNormalised = c[Self.ipoNormalisation] == .mean
+        o.nllCoefficient = c[Self.nllCoef]
+        o.cplAlpha = c[Self.cplAlpha]
+        o.cplLambda = c[Self.cplLambda]
+        o.cplGamma = c[Self.cplGamma]
+        o.muDPO = c[Self.muDPO]
+        o.inspoTau = c[Self.inspoTau]
+        o.simpoGamma = c[Self.simpoGamma]
+        o.rdpoAlpha = c[Self.rdpoAlpha]
         objective = o
         klTemperature = Float(c[Self.klTemperature])
     }
 }
 
 /// `rlhf dpo`. train.batch_size and train.micro_batch_size count preference pairs.
-public let dpoSchema = ConfigSchema(CommonKeys.run + DataSettings.keys.without(["data.train"]) + CommonKeys.training + CommonKeys.evaluation
-    + PreferenceSettings.keys)
+public let dpoSchema = ConfigSchema(
+    CommonKeys.run + DataSettings.keys.without(["data.train"]) + CommonKeys.training + CommonKeys.evaluation
+        + PreferenceSettings.keys)
 
 public struct DPOConfig: Sendable {
     public let resolved: ResolvedConfig
@@ -72,15 +101,27 @@ public struct DPOConfig: Sendable {
 
     public init(_ c: ResolvedConfig) throws {
         resolved = c
-        run = try RunSettings(c); data = DataSettings(c); train = OptimizerSettings(c); cadence = CadenceSettings(c)
-        lora = try LoRASettings(c); preference = PreferenceSettings(c)
-        guard data.task != .ifeval else { throw ConfigError("data.task ifeval has prompts only (no preference pairs): it is for rlhf ppo") }
-        guard data.task != .collapse else { throw ConfigError("data.task collapse holds rankings for reward models: it is for rlhf rm") }
-        guard data.task == .arith || !data.prefs.isEmpty else { throw ConfigError("set 'data.task' or 'data.prefs' (preference pairs JSONL)") }
+        run = try RunSettings(c)
+        data = DataSettings(c)
+        train = OptimizerSettings(c)
+        cadence = CadenceSettings(c)
+        lora = try LoRASettings(c)
+        preference = PreferenceSettings(c)
+        guard data.task != .ifeval else {
+            throw ConfigError("data.task ifeval has prompts only (no preference pairs): it is for rlhf ppo")
+        }
+        guard data.task != .collapse else {
+            throw ConfigError("data.task collapse holds rankings for reward models: it is for rlhf rm")
+        }
+        guard data.task == .arith || !data.prefs.isEmpty else {
+            throw ConfigError("set 'data.task' or 'data.prefs' (preference pairs JSONL)")
+        }
     }
 
     public var objective: PreferenceObjective { preference.objective }
 
     /// Micro-batches of pairs each rank runs per optimizer step.
-    public func accumulationSteps(worldSize: Int) throws -> Int { try train.accumulationSteps(worldSize: worldSize, unit: " pairs") }
+    public func accumulationSteps(worldSize: Int) throws -> Int {
+        try train.accumulationSteps(worldSize: worldSize, unit: " pairs")
+    }
 }

@@ -1,7 +1,7 @@
 import Alignment
 import Cluster
-import Datasets
 import Config
+import Datasets
 import Foundation
 import Kernels
 import Models
@@ -49,33 +49,51 @@ final class DPOSession {
         self.train = train
         let accumulation = try cfg.accumulationSteps(worldSize: worldSize)
         guard try Placement.parse(cfg.run.placement, worldSize: worldSize).remote.isEmpty else {
-            throw ConfigError("'placement': dpo trains only the policy, replicated on every rank (the reference is its adapters-off pass or a frozen copy); use colocated")
+            throw ConfigError(
+                "'placement': dpo trains only the policy, replicated on every rank (the reference is its "
+                    + "adapters-off pass or a frozen copy); use colocated"
+            )
         }
         let stepsPerEpoch = Double(train.count) / Double(cfg.train.batchSize)
-        totalSteps = cfg.train.steps > 0 ? cfg.train.steps : max(1, Int((cfg.train.epochs * stepsPerEpoch).rounded(.up)))
-        stageFolder = try await StageFolder.open(stage: "dpo", run: cfg.run, resolved: cfg.resolved, transport: stage.transport,
-                                                 workingDirectory: stage.workingDirectory, say: stage.say)
+        totalSteps =
+            cfg.train.steps > 0 ? cfg.train.steps : max(1, Int((cfg.train.epochs * stepsPerEpoch).rounded(.up)))
+        stageFolder = try await StageFolder.open(
+            stage: "dpo", run: cfg.run, resolved: cfg.resolved, transport: stage.transport,
+            workingDirectory: stage.workingDirectory, say: stage.say)
         let checkpoint = stageFolder.checkpoint
         let (base, policy, adapter, trainer) = try stage.models(tokenizer: tokenizer, checkpoint: checkpoint)
         (self.policy, self.adapter, self.trainer) = (policy, adapter, trainer)
         if let line = trainer.reductionLine(stage.transport) { stage.say(line) }
-        state = try stageFolder.resumedState(stage: "dpo", fresh: TrainingState(
-            stage: "dpo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: cfg.run.seed),
-            tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte", worldSize: worldSize))
-        if let checkpoint { try Checkpoints.loadOptimizer(checkpoint, into: trainer.optimizer, step: state.optimizerStep) }
+        state = try stageFolder.resumedState(
+            stage: "dpo",
+            fresh: TrainingState(
+                stage: "dpo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: cfg.run.seed),
+                tokenizer: tokenizer is BPETokenizer ? "tokenizer.json" : "byte", worldSize: worldSize))
+        if let checkpoint {
+            try Checkpoints.loadOptimizer(checkpoint, into: trainer.optimizer, step: state.optimizerStep)
+        }
         stage.say(stageFolder.resumeLine(step: state.step))
-        try stageFolder.checkSteps(done: state.step, total: totalSteps, key: cfg.train.steps > 0 ? "train.steps" : "train.epochs",
-                                   epochs: cfg.train.steps > 0 ? nil : cfg.train.epochs, say: stage.say)
-        stage.say(stage.derived(accumulation: accumulation, pairs: (train.count, evalPairs.count, evalExamples.count),
-                                steps: (stepsPerEpoch, totalSteps), parameters: (base.parameterCount, trainer.parameters.count),
-                                tokenizer: tokenizer))
-        (reference, referenceSeconds) = try await stage.timedReference(base: base, train: train, eval: evalPairs, folder: stageFolder.folder)
-        kinds = (objective.needsUnconditional ? [.chosen, .rejected] : []) + (conditioned ? [.conditionalChosen, .conditionalRejected] : [])
-        schedule = LearningRateSchedule(peak: cfg.train.lr, minRatio: cfg.train.minLRRatio, warmupSteps: cfg.train.warmupSteps, totalSteps: totalSteps)
-        evaluator = PreferenceEvaluator(policy: policy, adapter: adapter, reference: base, tokenizer: tokenizer, evalPairs: evalPairs,
-                                        referenceSums: reference.eval, evalExamples: evalExamples, maxLength: cfg.train.maxLength,
-                                        beta: objective.beta, maxNewTokens: cfg.cadence.evalMaxNewTokens, conditioned: conditioned,
-                                        klTemperature: cfg.preference.klTemperature, seed: cfg.run.seed)
+        try stageFolder.checkSteps(
+            done: state.step, total: totalSteps, key: cfg.train.steps > 0 ? "train.steps" : "train.epochs",
+            epochs: cfg.train.steps > 0 ? nil : cfg.train.epochs, say: stage.say)
+        stage.say(
+            stage.derived(
+                accumulation: accumulation, pairs: (train.count, evalPairs.count, evalExamples.count),
+                steps: (stepsPerEpoch, totalSteps), parameters: (base.parameterCount, trainer.parameters.count),
+                tokenizer: tokenizer))
+        (reference, referenceSeconds) = try await stage.timedReference(
+            base: base, train: train, eval: evalPairs, folder: stageFolder.folder)
+        kinds =
+            (objective.needsUnconditional ? [.chosen, .rejected] : [])
+            + (conditioned ? [.conditionalChosen, .conditionalRejected] : [])
+        schedule = LearningRateSchedule(
+            peak: cfg.train.lr, minRatio: cfg.train.minLRRatio, warmupSteps: cfg.train.warmupSteps,
+            totalSteps: totalSteps)
+        evaluator = PreferenceEvaluator(
+            policy: policy, adapter: adapter, reference: base, tokenizer: tokenizer, evalPairs: evalPairs,
+            referenceSums: reference.eval, evalExamples: evalExamples, maxLength: cfg.train.maxLength,
+            beta: objective.beta, maxNewTokens: cfg.cadence.evalMaxNewTokens, conditioned: conditioned,
+            klTemperature: cfg.preference.klTemperature, seed: cfg.run.seed)
     }
 }
 
@@ -87,9 +105,11 @@ extension DPOSession: TrainingStateStage {
     /// One optimizer step on the global pair batch at the state's cursor.
     func step(_ step: Int) async throws -> DPOStepReport {
         let started = Date(), cfg = config
-        let sums = try stage.pairGradients(step: DPOStage.PairStep(cursor: state.cursor, train: train, reference: reference.train, kinds: kinds,
-                                                                   objective: cfg.objective, policy: policy, adapter: adapter),
-                                           trainer: trainer, cache: &steps)
+        let sums = try stage.pairGradients(
+            step: DPOStage.PairStep(
+                cursor: state.cursor, train: train, reference: reference.train, kinds: kinds,
+                objective: cfg.objective, policy: policy, adapter: adapter),
+            trainer: trainer, cache: &steps)
         let communicated = Date()
         try await trainer.allReduce(transport)
         let totals = try await sums.summed(over: transport)
@@ -103,8 +123,9 @@ extension DPOSession: TrainingStateStage {
         let seconds = Date().timeIntervalSince(started)
         trainSeconds += seconds
         if cfg.train.checkReplicas { try await trainer.checkReplicasAgree(transport) }
-        return DPOStepReport(step: step, totals: totals, pairs: Double(cfg.train.batchSize), learningRate: lr, gradNorm: norm,
-                             seconds: seconds, communicateSeconds: communicateSeconds)
+        return DPOStepReport(
+            step: step, totals: totals, pairs: Double(cfg.train.batchSize), learningRate: lr, gradNorm: norm,
+            seconds: seconds, communicateSeconds: communicateSeconds)
     }
 
     /// Held-out figures of the policy (rank 0), logged.
@@ -117,13 +138,16 @@ extension DPOSession: TrainingStateStage {
     }
 
     func save(step: Int) async throws -> String {
-        try stage.saveCheckpoint(step: step, policy: policy, adapter: adapter, optimizer: trainer.optimizer, state: state,
-                                 tokenizer: tokenizer, folder: folder)
+        try stage.saveCheckpoint(
+            step: step, policy: policy, adapter: adapter, optimizer: trainer.optimizer, state: state,
+            tokenizer: tokenizer, folder: folder)
     }
 
     /// The trained policy as other tools read it (rank 0, once the last step is done).
     func finish() async throws {
-        if transport.rank == 0 && state.step == totalSteps { try stage.saveFinal(policy, adapter: adapter, folder: folder) }
+        if transport.rank == 0 && state.step == totalSteps {
+            try stage.saveFinal(policy, adapter: adapter, folder: folder)
+        }
     }
 }
 
@@ -149,10 +173,14 @@ struct DPOStepReport: StepReport {
     enum CodingKeys: String, CodingKey {
         case step, loss, lr, margin, seconds
         case gradNorm = "grad_norm", rewardAccuracy = "reward_accuracy", chosenReward = "chosen_reward"
-        case rejectedReward = "rejected_reward", pairsPerSecond = "pairs_per_s", communicateSeconds = "communicate_seconds"
+        case rejectedReward = "rejected_reward", pairsPerSecond = "pairs_per_s", communicateSeconds =
+            "communicate_seconds"
     }
 
-    init(step: Int, totals: DPOStepSums, pairs n: Double, learningRate: Float, gradNorm: Float, seconds: Double, communicateSeconds: Double) {
+    init(
+        step: Int, totals: DPOStepSums, pairs n: Double, learningRate: Float, gradNorm: Float, seconds: Double,
+        communicateSeconds: Double
+    ) {
         self.step = step
         loss = totals.loss / n
         lr = Double(learningRate)
@@ -179,11 +207,14 @@ struct DPOEvalRecord: MetricsRecord {
 
     enum CodingKeys: String, CodingKey {
         case step, kl
-        case exactMatch = "exact_match", conditionedExactMatch = "conditioned_exact_match", evalRewardAccuracy = "eval_reward_accuracy"
+        case exactMatch = "exact_match", conditionedExactMatch = "conditioned_exact_match", evalRewardAccuracy =
+            "eval_reward_accuracy"
     }
 
     init(step: Int, _ e: PreferenceEval) {
         self.step = step
-        (exactMatch, conditionedExactMatch, evalRewardAccuracy, kl) = (e.exactMatch, e.conditionedExactMatch, e.rewardAccuracy, e.kl)
+        (exactMatch, conditionedExactMatch, evalRewardAccuracy, kl) = (
+            e.exactMatch, e.conditionedExactMatch, e.rewardAccuracy, e.kl
+        )
     }
 }

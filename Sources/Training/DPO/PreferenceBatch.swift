@@ -12,7 +12,10 @@ public struct TokenizedPair: Sendable, Equatable {
     public var source: String
 
     public init(prompt: [Int32], chosen: [Int32], rejected: [Int32], source: String = "") {
-        self.prompt = prompt; self.chosen = chosen; self.rejected = rejected; self.source = source
+        self.prompt = prompt
+        self.chosen = chosen
+        self.rejected = rejected
+        self.source = source
     }
 
     public init(_ e: PreferenceExample, tokenizer: any Tokenizer, maxLength: Int, conditioned: Bool) throws {
@@ -25,13 +28,17 @@ public struct TokenizedPair: Sendable, Equatable {
         // The longest sequence the loss reads: [x; y_l; y_w] for InSPO, else [x; y].
         let longest = prompt.count + (conditioned ? chosen.count + rejected.count : max(chosen.count, rejected.count))
         guard longest - 1 <= maxLength else {
-            throw TooLongExample(source: e.source, tokens: longest - 1, maxLength: maxLength, note: conditioned ? "InSPO joins both responses" : "")
+            throw TooLongExample(
+                source: e.source, tokens: longest - 1, maxLength: maxLength,
+                note: conditioned ? "InSPO joins both responses" : "")
         }
     }
 }
 
 /// Which response of which pair a sequence scores.
-public enum PairSequenceKind: Int, Sendable, CaseIterable { case chosen, rejected, conditionalChosen, conditionalRejected }
+public enum PairSequenceKind: Int, Sendable, CaseIterable {
+    case chosen, rejected, conditionalChosen, conditionalRejected
+}
 
 /// The sequences of a micro-batch of pairs, padded into one [B, T] forward: for each pair the
 /// unconditional [x; y_w], [x; y_l] and, for InSPO, [x; y_l; y_w] (scores y_w) and [x; y_w; y_l]
@@ -39,7 +46,7 @@ public enum PairSequenceKind: Int, Sendable, CaseIterable { case chosen, rejecte
 /// positions start[r] − 1 ..< count − 1 of that row.
 public struct PreferenceBatch: Sendable {
     public let batch: Int, length: Int
-    public let tokens: [Int32], targets: [Int32]      // [B, T]; targets −1 off the responses
+    public let tokens: [Int32], targets: [Int32]  // [B, T]; targets −1 off the responses
     /// (pair index in the micro-batch, kind, row, first log-prob position, response length)
     public let spans: [(pair: Int, kind: PairSequenceKind, row: Int, start: Int, count: Int)]
 
@@ -61,12 +68,15 @@ public struct PreferenceBatch: Sendable {
         }
         batch = sequences.count
         length = sequences.map(\.0.count).max() ?? 0
-        var tokens = [Int32](repeating: 0, count: batch * length), targets = [Int32](repeating: -1, count: batch * length)
+        var tokens = [Int32](repeating: 0, count: batch * length),
+            targets = [Int32](repeating: -1, count: batch * length)
         for (r, (s, responseStart)) in sequences.enumerated() {
             for (j, t) in s.enumerated() { tokens[r * length + j] = t }
             for j in (responseStart - 1)..<(s.count - 1) { targets[r * length + j] = s[j + 1] }
         }
-        self.tokens = tokens; self.targets = targets; self.spans = spans
+        self.tokens = tokens
+        self.targets = targets
+        self.spans = spans
     }
 
     /// Per pair, the token log-probs of each kind's response.
@@ -82,13 +92,20 @@ public struct PreferenceBatch: Sendable {
 
 extension CausalLM {
     /// The reference pass of the dpo stage on one batch: Σ log p per span, adapters off.
-    public func referenceSums(_ batch: PreferenceBatch) throws -> [Double] { try responseLogProbSums(batch, adapter: nil) }
+    public func referenceSums(_ batch: PreferenceBatch) throws -> [Double] {
+        try responseLogProbSums(batch, adapter: nil)
+    }
 
     /// Σ log p over each sequence's response (inference forward, no cache kept): the reference's
     /// cached log-probs and the policy's held-out ones.
     func responseLogProbSums(_ batch: PreferenceBatch, adapter: LoRAAdapter?) throws -> [Double] {
-        let hidden = try inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
-        let logProbs = lmHeadLogProbs(hidden: hidden, targets: batch.targets, cache: LMHeadCache(rows: batch.batch * batch.length, vocab: config.vocabSize))
-        return batch.spans.map { s in (0..<s.count).reduce(0.0) { $0 + Double(logProbs[s.row * batch.length + s.start + $1]) } }
+        let hidden = try inferenceHidden(
+            tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
+        let logProbs = lmHeadLogProbs(
+            hidden: hidden, targets: batch.targets,
+            cache: LMHeadCache(rows: batch.batch * batch.length, vocab: config.vocabSize))
+        return batch.spans.map { s in
+            (0..<s.count).reduce(0.0) { $0 + Double(logProbs[s.row * batch.length + s.start + $1]) }
+        }
     }
 }

@@ -12,7 +12,8 @@ import Tokenizers
 extension OverOptimisation {
     /// The gold reward: 1 for the exact answer, −1 for anything but a bare integer.
     static func gold(_ response: String, answer: String) -> Double {
-        ExactAnswerVerifier().score(response: response, answer: answer) + IntegerFormatVerifier().score(response: response, answer: nil)
+        ExactAnswerVerifier().score(response: response, answer: answer)
+            + IntegerFormatVerifier().score(response: response, answer: nil)
     }
 
     /// The hybrid study's data: judgements for the GenRM, prompts with tasks routed by
@@ -22,19 +23,32 @@ extension OverOptimisation {
         try JSONL.write(task.judgements(task.eval, salt: 5), to: "\(folder)/eval_judge.jsonl")
         var rng = RNG(seed: seed &+ 0x4B)
         let v = study.verifierShare, r = study.referenceShare
-        try JSONL.write(task.train.map { p in
-            let u = rng.uniformDouble()
-            return ["prompt": ArithTask.prompt(p), "answer": ArithTask.answer(p), "task": u < v ? "arith" : u < v + r ? "arith-ref" : "arith-open"]
-        }, to: "\(folder)/prompts.jsonl")
-        try JSONL.write(task.evalExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer ?? ""] }, to: "\(folder)/eval.jsonl")
+        try JSONL.write(
+            task.train.map { p in
+                let u = rng.uniformDouble()
+                return [
+                    "prompt": ArithTask.prompt(p), "answer": ArithTask.answer(p),
+                    "task": u < v ? "arith" : u < v + r ? "arith-ref" : "arith-open",
+                ]
+            }, to: "\(folder)/prompts.jsonl")
+        try JSONL.write(
+            task.evalExamples().map { ["prompt": $0.prompt, "completion": $0.completion, "answer": $0.answer ?? ""] },
+            to: "\(folder)/eval.jsonl")
     }
 
     /// For each proxy: `study.pairs` prompts (its own seeded draw), two sampled SFT responses each,
     /// the pair ordered by the gold reward (ties redrawn up to 8 times, then skipped) and flipped
     /// with probability `study.noise`.
-    static func writeGoldPairs(_ study: Settings, task: ArithTask, seed: UInt64, maxNewTokens maxNew: Int, sftModel: String, files: [String],
-                               say: (String) -> Void) throws {
-        guard !task.train.isEmpty else { throw ConfigError("'data.eval_size' (\(task.eval.count)) holds out every arith problem: no training prompts are left for the gold pairs") }
+    static func writeGoldPairs(
+        _ study: Settings, task: ArithTask, seed: UInt64, maxNewTokens maxNew: Int, sftModel: String, files: [String],
+        say: (String) -> Void
+    ) throws {
+        guard !task.train.isEmpty else {
+            throw ConfigError(
+                "'data.eval_size' (\(task.eval.count)) holds out every arith problem: no training prompts are left "
+                    + "for the gold pairs"
+            )
+        }
         let trunk = try HFCheckpoint.load(directory: sftModel)
         let tokenizer = try Tokenizers.load(sftModel)
         let noise = study.noise
@@ -49,19 +63,36 @@ extension OverOptimisation {
                 let tokens = tokenizer.encodeWithPrefix(prompt)
                 var pair: (String, String, Double, Double)?
                 for _ in 0..<8 {
-                    let out = try trunk.generate(prompts: [tokens, tokens], options: SamplingOptions(
-                        temperature: study.temperature, maxNewTokens: maxNew, eosTokenId: tokenizer.eosTokenId, seed: rng.next())).tokens
-                    let a = tokenizer.decode(out[0], skipSpecialTokens: true), b = tokenizer.decode(out[1], skipSpecialTokens: true)
+                    let out = try trunk.generate(
+                        prompts: [tokens, tokens],
+                        options: SamplingOptions(
+                            temperature: study.temperature, maxNewTokens: maxNew, eosTokenId: tokenizer.eosTokenId,
+                            seed: rng.next())
+                    ).tokens
+                    let a = tokenizer.decode(out[0], skipSpecialTokens: true),
+                        b = tokenizer.decode(out[1], skipSpecialTokens: true)
                     let ga = gold(a, answer: answer), gb = gold(b, answer: answer)
-                    if ga != gb { pair = (a, b, ga, gb); break }
+                    if ga != gb {
+                        pair = (a, b, ga, gb)
+                        break
+                    }
                 }
-                guard let (a, b, ga, gb) = pair else { skipped += 1; continue }
+                guard let (a, b, ga, gb) = pair else {
+                    skipped += 1
+                    continue
+                }
                 var (chosen, rejected) = ga > gb ? (a, b) : (b, a)
-                if Double(rng.uniform()) < noise { swap(&chosen, &rejected); flipped += 1 }
+                if Double(rng.uniform()) < noise {
+                    swap(&chosen, &rejected)
+                    flipped += 1
+                }
                 lines.append(["prompt": prompt, "chosen": chosen, "rejected": rejected, "task": "arith"])
             }
             try JSONL.write(lines, to: file)
-            say("gold pairs for proxy \(k + 1): \(lines.count) pairs of SFT samples, \(flipped) labels flipped, \(skipped) prompts skipped (all samples tied) → \(file)")
+            say(
+                "gold pairs for proxy \(k + 1): \(lines.count) pairs of SFT samples, \(flipped) labels flipped, "
+                    + "\(skipped) prompts skipped (all samples tied) → \(file)"
+            )
         }
     }
 }

@@ -19,9 +19,14 @@ extension OverOptimisation {
         public var goldDrop: Double { goldPeak - goldFinal }
 
         public var json: [String: Any] {
-            var j: [String: Any] = ["method": method, "seed": seed, "gold_start": goldStart, "gold_peak": goldPeak, "gold_final": goldFinal,
-                                    "gold_drop": goldDrop, "proxy_final": proxyFinal, "kl_final": klFinal, "seconds": seconds]
-            if let judgedPeak, let judgedFinal { j["gold_judged_peak"] = judgedPeak; j["gold_judged_final"] = judgedFinal }
+            var j: [String: Any] = [
+                "method": method, "seed": seed, "gold_start": goldStart, "gold_peak": goldPeak, "gold_final": goldFinal,
+                "gold_drop": goldDrop, "proxy_final": proxyFinal, "kl_final": klFinal, "seconds": seconds,
+            ]
+            if let judgedPeak, let judgedFinal {
+                j["gold_judged_peak"] = judgedPeak
+                j["gold_judged_final"] = judgedFinal
+            }
             if let exactMatchFinal { j["exact_match_final"] = exactMatchFinal }
             return j
         }
@@ -33,10 +38,17 @@ extension OverOptimisation {
             let lines = all.filter { $0["gold_mean"] != nil }
             func column(_ key: String, required: Bool = true) throws -> [Double] {
                 let values = lines.compactMap { $0[key] as? Double }
-                guard !values.isEmpty || !required else { throw TrainingError("\(path): no '\(key)' values to summarise") }
+                guard !values.isEmpty || !required else {
+                    throw TrainingError("\(path): no '\(key)' values to summarise")
+                }
                 return values
             }
-            func smoothed(_ v: [Double]) -> [Double] { v.indices.map { i in let s = v[max(0, i - w + 1)...i]; return s.reduce(0, +) / Double(s.count) } }
+            func smoothed(_ v: [Double]) -> [Double] {
+                v.indices.map { i in
+                    let s = v[max(0, i - w + 1)...i]
+                    return s.reduce(0, +) / Double(s.count)
+                }
+            }
             let raw = try column("gold_mean"), gold = smoothed(raw)
             goldStart = raw[0]
             goldPeak = gold.max()!
@@ -44,7 +56,10 @@ extension OverOptimisation {
             proxyFinal = smoothed(try column(trained)).last!
             klFinal = smoothed(try column("kl")).last!
             let judged = smoothed(try column("gold_judged_mean", required: false))
-            if !judged.isEmpty { judgedPeak = judged.max(); judgedFinal = judged.last }
+            if !judged.isEmpty {
+                judgedPeak = judged.max()
+                judgedFinal = judged.last
+            }
         }
     }
 
@@ -57,9 +72,12 @@ extension OverOptimisation {
         public var methods: [String]
 
         static let columns: [(key: String, title: String, value: @Sendable (Result) -> Double?)] = [
-            ("gold_start", "gold start", { $0.goldStart }), ("gold_peak", "gold peak", { $0.goldPeak }), ("gold_final", "gold final", { $0.goldFinal }),
-            ("gold_drop", "drop", { $0.goldDrop }), ("proxy_final", "proxy final", { $0.proxyFinal }), ("kl_final", "KL final", { $0.klFinal }),
-            ("gold_judged_final", "gold final, GenRM routes", { $0.judgedFinal }), ("exact_match_final", "held-out exact match", { $0.exactMatchFinal }),
+            ("gold_start", "gold start", { $0.goldStart }), ("gold_peak", "gold peak", { $0.goldPeak }),
+            ("gold_final", "gold final", { $0.goldFinal }),
+            ("gold_drop", "drop", { $0.goldDrop }), ("proxy_final", "proxy final", { $0.proxyFinal }),
+            ("kl_final", "KL final", { $0.klFinal }),
+            ("gold_judged_final", "gold final, GenRM routes", { $0.judgedFinal }),
+            ("exact_match_final", "held-out exact match", { $0.exactMatchFinal }),
             ("seconds", "s per run", { $0.seconds }),
         ]
 
@@ -72,7 +90,8 @@ extension OverOptimisation {
                     let values = runs.compactMap(c.value)
                     guard !values.isEmpty else { continue }
                     let (m, sd) = Statistics.meanAndDeviation(values, sample: true)
-                    row[c.key + "_mean"] = m; row[c.key + "_sd"] = sd
+                    row[c.key + "_mean"] = m
+                    row[c.key + "_sd"] = sd
                 }
                 return row
             }
@@ -85,10 +104,14 @@ extension OverOptimisation {
             out += "|---|---|" + used.map { _ in "---|" }.joined() + "\n"
             for row in rows {
                 let cells = used.map { c -> String in
-                    guard let m = row[c.key + "_mean"] as? Double, let sd = row[c.key + "_sd"] as? Double else { return "—" }
+                    guard let m = row[c.key + "_mean"] as? Double, let sd = row[c.key + "_sd"] as? Double else {
+                        return "—"
+                    }
                     return c.key == "seconds" ? String(format: "%.0f", m) : String(format: "%.3f ± %.3f", m, sd)
                 }
-                out += "| \(row["method"]!) | \((row["seeds"] as! [Int]).count) | " + cells.joined(separator: " | ") + " |\n"
+                out +=
+                    "| \(row["method"]!) | \((row["seeds"] as! [Int]).count) | " + cells.joined(separator: " | ")
+                    + " |\n"
             }
             return out
         }
@@ -96,10 +119,14 @@ extension OverOptimisation {
         /// summary.md, summary.json and gold-vs-kl.svg (gold reward against KL, one band over the seeds per method).
         func write() throws {
             try markdown.write(toFile: folder + "/summary.md", atomically: true, encoding: .utf8)
-            try JSONSerialization.data(withJSONObject: RunFolder.jsonSafe(["methods": summary] as [String: Any]), options: [.prettyPrinted, .sortedKeys])
-                .write(to: URL(fileURLWithPath: folder + "/summary.json"))
+            try JSONSerialization.data(
+                withJSONObject: RunFolder.jsonSafe(["methods": summary] as [String: Any]),
+                options: [.prettyPrinted, .sortedKeys]
+            )
+            .write(to: URL(fileURLWithPath: folder + "/summary.json"))
             let bands = try MetricsChart.bands(runs: results.map(\.runFolder), metric: "gold_mean", x: "kl", window: 10)
-            try MetricsChart.svg(series: bands, metric: "gold_mean", x: "kl").write(toFile: folder + "/gold-vs-kl.svg", atomically: true, encoding: .utf8)
+            try MetricsChart.svg(series: bands, metric: "gold_mean", x: "kl").write(
+                toFile: folder + "/gold-vs-kl.svg", atomically: true, encoding: .utf8)
         }
     }
 }

@@ -12,16 +12,19 @@ import Runs
 public enum PreferenceComparison {
     static let sharedKeys = CommonKeys.run + CommonKeys.data
     static let shared = Set(sharedKeys.map(\.path))
-    static let lossesKey = Key<String>("compare.losses", "dpo,ipo,cpl,inspo", "comma-separated dpo.loss values, one run each")
-    static let sftFrom = Key<ConfigPath>("compare.sft_from", "", "start from this SFT checkpoint instead of training one")
+    static let lossesKey = Key<String>(
+        "compare.losses", "dpo,ipo,cpl,inspo", "comma-separated dpo.loss values, one run each")
+    static let sftFrom = Key<ConfigPath>(
+        "compare.sft_from", "", "start from this SFT checkpoint instead of training one")
     static func overridesKey(_ loss: PreferenceLossName) -> Key<String> {
         Key("compare.overrides.\(loss.rawValue)", "", "space-separated key=value overrides of the \(loss.rawValue) run")
     }
 
-    public static let schema = ConfigSchema(sharedKeys + [lossesKey.declaration, sftFrom.declaration]
-      + PreferenceLossName.allCases.map { overridesKey($0).declaration }
-      + Pipeline.nested(sftSchema, under: "sft.", shared: shared)
-      + Pipeline.nested(dpoSchema, under: "prefs.", shared: shared.union([PreferenceSettings.loss.path])))
+    public static let schema = ConfigSchema(
+        sharedKeys + [lossesKey.declaration, sftFrom.declaration]
+            + PreferenceLossName.allCases.map { overridesKey($0).declaration }
+            + Pipeline.nested(sftSchema, under: "sft.", shared: shared)
+            + Pipeline.nested(dpoSchema, under: "prefs.", shared: shared.union([PreferenceSettings.loss.path])))
 
     public struct Row: Sendable {
         public var loss: String
@@ -29,8 +32,10 @@ public enum PreferenceComparison {
         public var rewardAccuracy: Double?, kl: Double?
         public var seconds: Double
         public var json: [String: Any] {
-            var o: [String: Any] = ["loss": loss, "sft_exact_match": sftExactMatch ?? NSNull(), "exact_match": exactMatch ?? NSNull(),
-                                    "reward_accuracy": rewardAccuracy ?? NSNull(), "kl": kl ?? NSNull(), "seconds": seconds]
+            var o: [String: Any] = [
+                "loss": loss, "sft_exact_match": sftExactMatch ?? NSNull(), "exact_match": exactMatch ?? NSNull(),
+                "reward_accuracy": rewardAccuracy ?? NSNull(), "kl": kl ?? NSNull(), "seconds": seconds,
+            ]
             if let c = conditionedExactMatch { o["conditioned_exact_match"] = c }
             return o
         }
@@ -42,23 +47,37 @@ public enum PreferenceComparison {
         public var sftSeconds: Double
     }
 
-    public static func run(_ config: ResolvedConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
-                           say: @escaping (String) -> Void = { print($0); fflush(nil) }, onStage: (String, FailureContext) -> Void = { _, _ in }) async throws -> Result {
+    public static func run(
+        _ config: ResolvedConfig, transport: any Transport,
+        workingDirectory: String = FileManager.default.currentDirectoryPath,
+        say: @escaping (String) -> Void = {
+            print($0)
+            fflush(nil)
+        }, onStage: (String, FailureContext) -> Void = { _, _ in }
+    ) async throws -> Result {
         let names = try commaList(config[lossesKey]).map { name in
             guard let loss = PreferenceLossName(rawValue: name) else {
-                throw ConfigError("'compare.losses': '\(name)' is not one of \(PreferenceLossName.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ConfigError(
+                    "'compare.losses': '\(name)' is not one of "
+                        + "\(PreferenceLossName.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             return loss
         }
         guard !names.isEmpty else { throw ConfigError("'compare.losses' lists no loss") }
-        let overrides = Dictionary(uniqueKeysWithValues: PreferenceLossName.allCases.map { ($0, config[overridesKey($0)].split(separator: " ").map(String.init)) })
+        let overrides = Dictionary(
+            uniqueKeysWithValues: PreferenceLossName.allCases.map {
+                ($0, config[overridesKey($0)].split(separator: " ").map(String.init))
+            })
         // Every loss's overrides are checked before anything runs, so a typo does not wait for its turn.
         let runs = config.scoped(to: dpoSchema, prefix: "prefs.", shared: shared.union([PreferenceSettings.loss.path]))
         for (loss, list) in overrides where !list.isEmpty {
             do { _ = try runs.overriding(list) } catch { throw ConfigError("'\(overridesKey(loss).path)': \(error)") }
         }
-        let folder = try await RunFolder.chooseCollectively(name: config[RunSettings.name], out: config[RunSettings.out].path, resume: .never,
-                                                            workingDirectory: workingDirectory, transport: transport).folder.path
+        let folder = try await RunFolder.chooseCollectively(
+            name: config[RunSettings.name], out: config[RunSettings.out].path, resume: .never,
+            workingDirectory: workingDirectory, transport: transport
+        ).folder.path
         if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
 
@@ -67,8 +86,9 @@ public enum PreferenceComparison {
         var sftModel = config[sftFrom].path
         if sftModel.isEmpty {
             sayRankZero("prefs: run folder \(folder)\n== sft")
-            let sftConfig = try SFTConfig(config.scoped(to: sftSchema, prefix: "sft.", shared: shared)
-                .with(RunSettings.out, ConfigPath(folder + "/sft")).with(RunSettings.resume, "never"))
+            let sftConfig = try SFTConfig(
+                config.scoped(to: sftSchema, prefix: "sft.", shared: shared)
+                    .with(RunSettings.out, ConfigPath(folder + "/sft")).with(RunSettings.resume, "never"))
             let sft = SFTStage(config: sftConfig, transport: transport, workingDirectory: workingDirectory, say: say)
             let result = try await runStage(sft, as: "sft", onStage: onStage)
             guard let checkpoint = result.lastCheckpoint ?? Checkpoints.newest(in: "\(folder)/sft/checkpoints") else {
@@ -83,17 +103,22 @@ public enum PreferenceComparison {
         for loss in names {
             let name = loss.rawValue
             sayRankZero("== \(name) from \(sftModel)")
-            let stageConfig = try DPOConfig(config.scoped(to: dpoSchema, prefix: "prefs.", shared: shared)
-                .with(RunSettings.out, ConfigPath("\(folder)/\(name)")).with(RunSettings.resume, "never")
-                .with(RunSettings.initFrom, ConfigPath(sftModel)).with(PreferenceSettings.loss, loss)
-                .overriding(overrides[loss] ?? []))
-            let stage = DPOStage(config: stageConfig, transport: transport, workingDirectory: workingDirectory, say: say)
+            let stageConfig = try DPOConfig(
+                config.scoped(to: dpoSchema, prefix: "prefs.", shared: shared)
+                    .with(RunSettings.out, ConfigPath("\(folder)/\(name)")).with(RunSettings.resume, "never")
+                    .with(RunSettings.initFrom, ConfigPath(sftModel)).with(PreferenceSettings.loss, loss)
+                    .overriding(overrides[loss] ?? []))
+            let stage = DPOStage(
+                config: stageConfig, transport: transport, workingDirectory: workingDirectory, say: say)
             let started = Date()
             let r = try await runStage(stage, as: name, onStage: onStage)
-            rows.append(Row(loss: stageConfig.objective.kind.name,
-                            sftExactMatch: r.initialEval?.exactMatch, exactMatch: r.finalEval?.exactMatch,
-                            conditionedExactMatch: r.finalEval?.conditionedExactMatch, rewardAccuracy: r.finalEval?.rewardAccuracy,
-                            kl: r.finalEval?.kl, seconds: Date().timeIntervalSince(started)))
+            rows.append(
+                Row(
+                    loss: stageConfig.objective.kind.name,
+                    sftExactMatch: r.initialEval?.exactMatch, exactMatch: r.finalEval?.exactMatch,
+                    conditionedExactMatch: r.finalEval?.conditionedExactMatch,
+                    rewardAccuracy: r.finalEval?.rewardAccuracy,
+                    kl: r.finalEval?.kl, seconds: Date().timeIntervalSince(started)))
         }
         if transport.rank == 0 { try writeTable(rows, folder: folder, sftModel: sftModel) }
         try await transport.barrier()
@@ -104,10 +129,14 @@ public enum PreferenceComparison {
     static func writeTable(_ rows: [Row], folder: String, sftModel: String) throws {
         func percent(_ x: Double?) -> String { x.map { String(format: "%.1f%%", 100 * $0) } ?? "–" }
         var md = "# Offline preference optimisation from one SFT model\n\nSFT model: `\(sftModel)`\n\n"
-        md += "| loss | SFT exact match | exact match | conditioned on own draft | implicit-reward accuracy | KL to SFT | seconds |\n"
+        md +=
+            "| loss | SFT exact match | exact match | conditioned on own draft | implicit-reward accuracy | KL to "
+            + "SFT | seconds |\n"
         md += "|---|---|---|---|---|---|---|\n"
         for r in rows {
-            md += "| \(r.loss) | \(percent(r.sftExactMatch)) | \(percent(r.exactMatch)) | \(percent(r.conditionedExactMatch)) | \(percent(r.rewardAccuracy)) | "
+            md +=
+                "| \(r.loss) | \(percent(r.sftExactMatch)) | \(percent(r.exactMatch)) | "
+                + "\(percent(r.conditionedExactMatch)) | \(percent(r.rewardAccuracy)) | "
                 + (r.kl.map { String(format: "%.3f", $0) } ?? "–") + String(format: " | %.1f |\n", r.seconds)
         }
         try md.write(toFile: (folder as NSString).appendingPathComponent("table.md"), atomically: true, encoding: .utf8)

@@ -11,25 +11,34 @@ import Roles
 /// the policy and critic keep across one update's minibatches (`releaseBuffers`). So the peak is
 /// what stays plus the largest phase. `rlhf bench ppo` prints the measured peak RSS beside it.
 public struct MemoryPlan: CustomStringConvertible {
-    public struct Line { let role: String; let weights, adapters, optimizer, generation, scoring, update: Double }
+    public struct Line {
+        let role: String
+        let weights, adapters, optimizer, generation, scoring, update: Double
+    }
     public let lines: [Line]
     /// Bytes held throughout the run.
     public var persistentBytes: Double { lines.reduce(0) { $0 + $1.weights + $1.adapters + $1.optimizer } }
     /// The run's peak: what stays plus the largest phase (scoring passes run one at a time).
     public var totalBytes: Double {
-        persistentBytes + max(lines.reduce(0) { $0 + $1.generation }, lines.map(\.scoring).max() ?? 0, lines.reduce(0) { $0 + $1.update })
+        persistentBytes
+            + max(
+                lines.reduce(0) { $0 + $1.generation }, lines.map(\.scoring).max() ?? 0,
+                lines.reduce(0) { $0 + $1.update })
     }
 
     /// The plan of one process of a PPO run whose rollouts are split over `ranksRollingOut` ranks.
     public init(_ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int) throws {
-        try self.init(config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
-                      responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
-                      maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens)
+        try self.init(
+            config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
+            responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
+            maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens)
     }
 
     /// `responses` sequences of up to `maxLength` tokens, of which up to `newTokens` are sampled.
-    public init(config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int,
-                newTokens: Int) throws {
+    public init(
+        config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int,
+        newTokens: Int
+    ) throws {
         let params = Double(c.parameterCount) * 4
         let adapter = Double(try makeAdapter(lora, for: c).layout.totalCount) * 4
         let head = Double(c.channels + 1) * 4
@@ -38,29 +47,62 @@ public struct MemoryPlan: CustomStringConvertible {
         // minibatches), and its LM-head logits; the critic's value head instead.
         // dHidden [M, C] and the per-token values besides.
         let rows = Double(minibatch * maxLength)
-        let training = c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: true) + 4 * rows * Double(c.channels)
-        let criticTraining = c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: false) + 4 * rows * Double(c.channels + 2)
-        // Generation: keys and values of G heads of d for every layer and position, the prefill's
-        // inference buffers over the prompts (then the step's logits [B, V], the smaller).
-        let kv = 4 * 2 * Double(c.layers * responses * maxLength * c.kvHeads * c.headSize)
-        let prompt = max(1, maxLength - newTokens)
-        let generation = kv + max(c.inferenceActivationBytes(batch: responses, tokens: prompt, loraRank: rank),
-                                  4 * Double(responses) * Double(c.vocabSize + 2))
+        let training =
+            c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: true) + 4 * rows
+            * Double(c.channels)
+        let criticTraining =
+            c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: false) + 4 * rows
+            * Double(c.channels + 2)
+        let generation = Self.generationBytes(
+            c, responses: responses, maxLength: maxLength, newTokens: newTokens, rank: rank)
         // Scoring (reference, old log-probs, values): one chunk at a time (see ScoringChunks).
         let chunk = min(responses, ScoringChunks.sequencesPerChunk(c, tokens: maxLength, loraRank: rank))
         let scoring = ScoringChunks.bytes(c, batch: chunk, tokens: maxLength, loraRank: rank)
         // Trainable state: gradients + two AdamW moments.
         if hydra {
-            lines = [Line(role: "trunk (shared)", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: scoring, update: 0),
-                     Line(role: "policy", weights: 0, adapters: adapter, optimizer: 3 * adapter, generation: generation, scoring: 0, update: training),
-                     Line(role: "critic", weights: head, adapters: adapter, optimizer: 3 * (adapter + head), generation: 0, scoring: 0, update: criticTraining),
-                     Line(role: "reference + reward", weights: head, adapters: 0, optimizer: 0, generation: 0, scoring: 0, update: 0)]
+            lines = [
+                Line(
+                    role: "trunk (shared)", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: scoring,
+                    update: 0),
+                Line(
+                    role: "policy", weights: 0, adapters: adapter, optimizer: 3 * adapter, generation: generation,
+                    scoring: 0, update: training),
+                Line(
+                    role: "critic", weights: head, adapters: adapter, optimizer: 3 * (adapter + head), generation: 0,
+                    scoring: 0, update: criticTraining),
+                Line(
+                    role: "reference + reward", weights: head, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
+                    update: 0),
+            ]
         } else {
-            lines = [Line(role: "policy", weights: params, adapters: 0, optimizer: 3 * params, generation: generation, scoring: scoring, update: training),
-                     Line(role: "critic", weights: params + head, adapters: 0, optimizer: 3 * (params + head), generation: 0, scoring: 0, update: criticTraining),
-                     Line(role: "reference", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: 0, update: 0),
-                     Line(role: "reward", weights: params + head, adapters: 0, optimizer: 0, generation: 0, scoring: 0, update: 0)]
+            lines = [
+                Line(
+                    role: "policy", weights: params, adapters: 0, optimizer: 3 * params, generation: generation,
+                    scoring: scoring, update: training),
+                Line(
+                    role: "critic", weights: params + head, adapters: 0, optimizer: 3 * (params + head), generation: 0,
+                    scoring: 0, update: criticTraining),
+                Line(
+                    role: "reference", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
+                    update: 0),
+                Line(
+                    role: "reward", weights: params + head, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
+                    update: 0),
+            ]
         }
+    }
+
+    /// Generation: keys and values of G heads of d for every layer and position, the prefill's
+    /// inference buffers over the prompts (then the step's logits [B, V], the smaller).
+    static func generationBytes(_ c: any ModelConfiguration, responses: Int, maxLength: Int, newTokens: Int, rank: Int)
+        -> Double
+    {
+        let kv = 4 * 2 * Double(c.layers * responses * maxLength * c.kvHeads * c.headSize)
+        let prompt = max(1, maxLength - newTokens)
+        return kv
+            + max(
+                c.inferenceActivationBytes(batch: responses, tokens: prompt, loraRank: rank),
+                4 * Double(responses) * Double(c.vocabSize + 2))
     }
 
     static func mib(_ bytes: Double) -> String { String(format: "%.1f", bytes / 1_048_576) }
@@ -69,19 +111,24 @@ public struct MemoryPlan: CustomStringConvertible {
         var out = "memory plan (MiB)      weights  adapters  optimizer  generation  scoring  update\n"
         for l in lines {
             out += l.role.padding(toLength: 22, withPad: " ", startingAt: 0)
-            for (v, width) in [(l.weights, 9), (l.adapters, 9), (l.optimizer, 10), (l.generation, 11), (l.scoring, 8), (l.update, 7)] {
+            for (v, width) in [
+                (l.weights, 9), (l.adapters, 9), (l.optimizer, 10), (l.generation, 11), (l.scoring, 8), (l.update, 7),
+            ] {
                 out += " " + String(repeating: " ", count: max(0, width - Self.mib(v).count)) + Self.mib(v)
             }
             out += "\n"
         }
-        return out + "peak \(Self.mib(totalBytes)) MiB (held throughout \(Self.mib(persistentBytes)), plus the largest of generation, scoring and update)"
+        return out
+            + "peak \(Self.mib(totalBytes)) MiB (held throughout \(Self.mib(persistentBytes)), plus the largest of "
+            + "generation, scoring and update)"
     }
 
     /// 90% of MemTotal from /proc/meminfo (nil when unreadable).
     public static var defaultLimitBytes: Double? {
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
-              let kib = Double(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
+            let kib = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return nil }
         return 0.9 * kib * 1024
     }
 }

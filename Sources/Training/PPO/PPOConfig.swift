@@ -14,91 +14,154 @@ public struct PPOSettings: Sendable {
     static let prompts = Key<Int>("ppo.prompts", 16, "prompts per iteration (global)", .positive)
     static let samples = Key<Int>("ppo.samples_per_prompt", 4, "responses sampled per prompt", .positive)
     static let maxNewTokens = Key<Int>("ppo.max_new_tokens", 8, "response length limit", .positive)
-    static let temperature = Key<Double>("ppo.temperature", 1, "sampling temperature (only 1 for now: the scoring and update passes take log-probs at τ = 1)", .positive)
+    static let temperature = Key<Double>(
+        "ppo.temperature", 1,
+        "sampling temperature (only 1 for now: the scoring and update passes take log-probs at τ = 1)", .positive)
     static let topK = Key<Int>("ppo.top_k", 0, "sampling top-k (0: off)", .nonNegative)
     static let topP = Key<Double>("ppo.top_p", 1, "sampling top-p (1: off)", .above(0, upTo: 1))
     static let estimator = Key<AdvantageEstimator>("ppo.estimator", .gae, "advantage estimator")
     static let klEstimator = Key<KLEstimator>("ppo.kl_estimator", .k1, "per-token KL estimator")
-    static let klCoef = Key<Double>("ppo.kl_coef", 0.05, "β of the KL penalty (initial value when adaptive)", .nonNegative)
+    static let klCoef = Key<Double>(
+        "ppo.kl_coef", 0.05, "β of the KL penalty (initial value when adaptive)", .nonNegative)
     static let klTarget = Key<Double>("ppo.kl_target", 0, "adaptive KL target per sequence (0: fixed β)", .nonNegative)
     static let klHorizon = Key<Double>("ppo.kl_horizon", 10000, "adaptive KL horizon", .positive)
     static let gamma = Key<Double>("ppo.gamma", 1, "discount γ", .within(0, 1))
     static let lambda = Key<Double>("ppo.lambda", 0.95, "GAE λ", .within(0, 1))
     static let clip = Key<Double>("ppo.clip", 0.2, "policy ratio clip ε", .positive)
-    static let dualClip = Key<Double>("ppo.dual_clip", 0, "dual-clip c > 1 for negative advantages (0: off)", ConfigCheck("0 (off) or > 1") { $0 == 0 || $0 > 1 })
+    static let dualClip = Key<Double>(
+        "ppo.dual_clip", 0, "dual-clip c > 1 for negative advantages (0: off)",
+        ConfigCheck("0 (off) or > 1") { $0 == 0 || $0 > 1 })
     static let valueClip = Key<Double>("ppo.value_clip", 0.2, "value clip", .positive)
     static let entropyCoef = Key<Double>("ppo.entropy_coef", 0, "entropy bonus coefficient", .nonNegative)
     static let rewardClip = Key<Double>("ppo.reward_clip", 10, "clip the sequence reward to ±this", .positive)
-    static let missingEOSPenalty = Key<Double>("ppo.missing_eos_penalty", 1, "subtracted from the reward when a response has no EOS", .nonNegative)
-    static let whitenAdvantages = Key<Bool>("ppo.whiten_advantages", true, "whiten advantages over the batch (gae, reinforce)")
+    static let missingEOSPenalty = Key<Double>(
+        "ppo.missing_eos_penalty", 1, "subtracted from the reward when a response has no EOS", .nonNegative)
+    static let whitenAdvantages = Key<Bool>(
+        "ppo.whiten_advantages", true, "whiten advantages over the batch (gae, reinforce)")
     static let epochs = Key<Int>("ppo.epochs", 1, "passes over each rollout", .positive)
     static let minibatchSize = Key<Int>("ppo.minibatch_size", 16, "sequences per optimizer step (per rank)", .positive)
-    static let lr = Key<Double>("ppo.lr", 1e-3, "policy learning rate (LoRA, or the full model when separate)", .positive)
+    static let lr = Key<Double>(
+        "ppo.lr", 1e-3, "policy learning rate (LoRA, or the full model when separate)", .positive)
     static let criticLR = Key<Double>("ppo.critic_lr", 1e-3, "critic learning rate", .positive)
     static let gradClip = Key<Double>("ppo.grad_clip", 1, "gradient norm clip (0: off)", .nonNegative)
-    static let minLRRatio = Key<Double>("ppo.min_lr_ratio", 0.1, "learning rates decay by a cosine to this share at the last iteration", .within(0, 1))
-    static let ptxCoef = Key<Double>("ppo.ptx_coef", 0, "PPO-ptx: weight of the SFT loss on demonstrations, one extra step per minibatch", .nonNegative)
-    static let keys = [iterations, prompts, samples, maxNewTokens].map(\.declaration) + [temperature.declaration] + [topK.declaration, topP.declaration,
-        estimator.declaration, klEstimator.declaration] + [klCoef, klTarget, klHorizon, gamma, lambda, clip, dualClip, valueClip, entropyCoef,
-        rewardClip, missingEOSPenalty].map(\.declaration) + [whitenAdvantages.declaration, epochs.declaration, minibatchSize.declaration]
+    static let minLRRatio = Key<Double>(
+        "ppo.min_lr_ratio", 0.1, "learning rates decay by a cosine to this share at the last iteration", .within(0, 1))
+    static let ptxCoef = Key<Double>(
+        "ppo.ptx_coef", 0, "PPO-ptx: weight of the SFT loss on demonstrations, one extra step per minibatch",
+        .nonNegative)
+    static let keys =
+        [iterations, prompts, samples, maxNewTokens].map(\.declaration) + [temperature.declaration] + [
+            topK.declaration, topP.declaration,
+            estimator.declaration, klEstimator.declaration,
+        ]
+        + [
+            klCoef, klTarget, klHorizon, gamma, lambda, clip, dualClip, valueClip, entropyCoef,
+            rewardClip, missingEOSPenalty,
+        ].map(\.declaration) + [whitenAdvantages.declaration, epochs.declaration, minibatchSize.declaration]
         + [lr, criticLR, gradClip, minLRRatio, ptxCoef].map(\.declaration)
 
-    public var iterations: Int, prompts: Int, samples: Int, maxNewTokens: Int, temperature: Float, topK: Int, topP: Float
-    public var estimator: AdvantageEstimator, klEstimator: KLEstimator, klCoef: Double, klTarget: Double, klHorizon: Double
+    public var iterations: Int, prompts: Int, samples: Int, maxNewTokens: Int, temperature: Float, topK: Int,
+        topP: Float
+    public var estimator: AdvantageEstimator, klEstimator: KLEstimator, klCoef: Double, klTarget: Double,
+        klHorizon: Double
     public var gamma: Double, lambda: Double, clip: Float, dualClip: Float, valueClip: Float, entropyCoef: Float
     public var rewardClip: Double, missingEOSPenalty: Double, whitenAdvantages: Bool, epochs: Int, minibatchSize: Int
     public var lr: Float, criticLR: Float, gradClip: Float, minLRRatio: Float, ptxCoef: Double
 
     init(_ c: ResolvedConfig) {
-        iterations = c[Self.iterations]; prompts = c[Self.prompts]; samples = c[Self.samples]; maxNewTokens = c[Self.maxNewTokens]
-        temperature = Float(c[Self.temperature]); topK = c[Self.topK]; topP = Float(c[Self.topP])
-        estimator = c[Self.estimator]; klEstimator = c[Self.klEstimator]; klCoef = c[Self.klCoef]; klTarget = c[Self.klTarget]; klHorizon = c[Self.klHorizon]
-        gamma = c[Self.gamma]; lambda = c[Self.lambda]; clip = Float(c[Self.clip]); dualClip = Float(c[Self.dualClip])
-        valueClip = Float(c[Self.valueClip]); entropyCoef = Float(c[Self.entropyCoef])
-        rewardClip = c[Self.rewardClip]; missingEOSPenalty = c[Self.missingEOSPenalty]; whitenAdvantages = c[Self.whitenAdvantages]
-        epochs = c[Self.epochs]; minibatchSize = c[Self.minibatchSize]
-        lr = Float(c[Self.lr]); criticLR = Float(c[Self.criticLR]); gradClip = Float(c[Self.gradClip]); minLRRatio = Float(c[Self.minLRRatio])
+        iterations = c[Self.iterations]
+        prompts = c[Self.prompts]
+        samples = c[Self.samples]
+        maxNewTokens = c[Self.maxNewTokens]
+        temperature = Float(c[Self.temperature])
+        topK = c[Self.topK]
+        topP = Float(c[Self.topP])
+        estimator = c[Self.estimator]
+        klEstimator = c[Self.klEstimator]
+        klCoef = c[Self.klCoef]
+        klTarget = c[Self.klTarget]
+        klHorizon = c[Self.klHorizon]
+        gamma = c[Self.gamma]
+        lambda = c[Self.lambda]
+        clip = Float(c[Self.clip])
+        dualClip = Float(c[Self.dualClip])
+        valueClip = Float(c[Self.valueClip])
+        entropyCoef = Float(c[Self.entropyCoef])
+        rewardClip = c[Self.rewardClip]
+        missingEOSPenalty = c[Self.missingEOSPenalty]
+        whitenAdvantages = c[Self.whitenAdvantages]
+        epochs = c[Self.epochs]
+        minibatchSize = c[Self.minibatchSize]
+        lr = Float(c[Self.lr])
+        criticLR = Float(c[Self.criticLR])
+        gradClip = Float(c[Self.gradClip])
+        minLRRatio = Float(c[Self.minLRRatio])
         ptxCoef = c[Self.ptxCoef]
     }
 }
 
 /// Pre-PPO prompt selection and the task-priority curriculum (Shen et al. 2025).
 public struct PromptSelectionSettings: Sendable {
-    static let keep = Key<Double>("prepo.keep", 0, "Pre-PPO: keep this share of the prompts, the hardest by the SFT policy's mean reward z-scored per task (0: off)", .within(0, 1))
+    static let keep = Key<Double>(
+        "prepo.keep", 0,
+        "Pre-PPO: keep this share of the prompts, the hardest by the SFT policy's mean reward z-scored per task (0: "
+            + "off)",
+        .within(0, 1))
     static let samples = Key<Int>("prepo.samples", 4, "Pre-PPO: responses sampled per candidate prompt", .positive)
-    static let candidates = Key<Int>("prepo.candidates", 2000, "Pre-PPO: prompts scored (the first N of the seeded order; 0: all)", .nonNegative)
-    static let curriculumTasks = Key<String>("curriculum.tasks", "", "comma-separated prompt tasks drawn first (e.g. math,code; the 'task' field of prompts)")
-    static let curriculumShare = Key<Double>("curriculum.share", 0, "share of the iterations that draw only curriculum.tasks prompts", .within(0, 1))
+    static let candidates = Key<Int>(
+        "prepo.candidates", 2000, "Pre-PPO: prompts scored (the first N of the seeded order; 0: all)", .nonNegative)
+    static let curriculumTasks = Key<String>(
+        "curriculum.tasks", "", "comma-separated prompt tasks drawn first (e.g. math,code; the 'task' field of prompts)"
+    )
+    static let curriculumShare = Key<Double>(
+        "curriculum.share", 0, "share of the iterations that draw only curriculum.tasks prompts", .within(0, 1))
 
     public var keep: Double, samples: Int, candidates: Int, curriculumTasks: Set<String>, curriculumShare: Double
     init(_ c: ResolvedConfig) {
-        keep = c[Self.keep]; samples = c[Self.samples]; candidates = c[Self.candidates]
-        curriculumTasks = Set(commaList(c[Self.curriculumTasks])); curriculumShare = c[Self.curriculumShare]
+        keep = c[Self.keep]
+        samples = c[Self.samples]
+        candidates = c[Self.candidates]
+        curriculumTasks = Set(commaList(c[Self.curriculumTasks]))
+        curriculumShare = c[Self.curriculumShare]
     }
 }
 
 /// PPO's other inputs and limits.
 struct PPOExtraKeys {
-    static let layout = Key<PPOLayout>("layout", .hydra, "hydra: one frozen trunk, LoRA roles; separate: four full models")
-    static let ptx = Key<ConfigPath>("data.ptx", "", "SFT demonstrations JSONL for ppo.ptx_coef (arith: the task's demos)")
+    static let layout = Key<PPOLayout>(
+        "layout", .hydra, "hydra: one frozen trunk, LoRA roles; separate: four full models")
+    static let ptx = Key<ConfigPath>(
+        "data.ptx", "", "SFT demonstrations JSONL for ppo.ptx_coef (arith: the task's demos)")
     static let maxLength = Key<Int>("train.max_length", 64, "longest prompt + response", .positive)
-    static let memoryLimit = Key<Double>("memory.limit_gib", 0, "refuse to start when the memory plan exceeds this (0: 90% of physical memory)", .nonNegative)
+    static let memoryLimit = Key<Double>(
+        "memory.limit_gib", 0, "refuse to start when the memory plan exceeds this (0: 90% of physical memory)",
+        .nonNegative)
 }
 
 /// PPO reads its tokenizer and model from model.init_from, and its prompts from a task or data.train.
-public let ppoSchema = ConfigSchema(RunSettings.keys.without(["tokenizer", "model.family", "model.preset"]) + DataSettings.keys.without(["data.prefs", "data.eval_prefs"])
-    + [PPOExtraKeys.layout.declaration] + PPOSettings.keys
-    + LoRASettings.keys(rank: 16, rankHelp: "LoRA rank of the policy and critic adapters (hydra)")
-    + [RewardSettings.rewardHead, RewardSettings.verifier, RewardSettings.format, RewardSettings.proxy].map(\.declaration)
-    + [RewardSettings.proxyHeads.declaration, RewardSettings.selection.declaration] + RewardSources.registry.flatMap(\.keys)
-    + LaserSettings.keys + R2MSettings.keys
-    + [RewardSettings.hybrid.declaration, RewardSettings.genrmModel.declaration, RewardSettings.verifierTasks.declaration,
-       RewardSettings.referenceTasks.declaration, RewardSettings.bonSamples.declaration]
-    + [PromptSelectionSettings.keep.declaration, PromptSelectionSettings.samples.declaration, PromptSelectionSettings.candidates.declaration,
-       PromptSelectionSettings.curriculumTasks.declaration, PromptSelectionSettings.curriculumShare.declaration]
-    + [PPOExtraKeys.ptx.declaration, PPOExtraKeys.maxLength.declaration]
-    + CadenceSettings.keys(evalEvery: 10, maxExamples: 500, checkpointEvery: 50, logEvery: 1, unit: "iterations")
-    + [PPOExtraKeys.memoryLimit.declaration])
+public let ppoSchema = ConfigSchema(
+    RunSettings.keys.without(["tokenizer", "model.family", "model.preset"])
+        + DataSettings.keys.without(["data.prefs", "data.eval_prefs"])
+        + [PPOExtraKeys.layout.declaration] + PPOSettings.keys
+        + LoRASettings.keys(rank: 16, rankHelp: "LoRA rank of the policy and critic adapters (hydra)")
+        + [RewardSettings.rewardHead, RewardSettings.verifier, RewardSettings.format, RewardSettings.proxy].map(
+            \.declaration)
+        + [RewardSettings.proxyHeads.declaration, RewardSettings.selection.declaration]
+        + RewardSources.registry.flatMap(\.keys)
+        + LaserSettings.keys + R2MSettings.keys
+        + [
+            RewardSettings.hybrid.declaration, RewardSettings.genrmModel.declaration,
+            RewardSettings.verifierTasks.declaration,
+            RewardSettings.referenceTasks.declaration, RewardSettings.bonSamples.declaration,
+        ]
+        + [
+            PromptSelectionSettings.keep.declaration, PromptSelectionSettings.samples.declaration,
+            PromptSelectionSettings.candidates.declaration,
+            PromptSelectionSettings.curriculumTasks.declaration, PromptSelectionSettings.curriculumShare.declaration,
+        ]
+        + [PPOExtraKeys.ptx.declaration, PPOExtraKeys.maxLength.declaration]
+        + CadenceSettings.keys(evalEvery: 10, maxExamples: 500, checkpointEvery: 50, logEvery: 1, unit: "iterations")
+        + [PPOExtraKeys.memoryLimit.declaration])
 
 /// The PPO experiment, typed.
 public struct PPOConfig: Sendable {
@@ -121,33 +184,54 @@ public struct PPOConfig: Sendable {
 
     public init(_ c: ResolvedConfig) throws {
         resolved = c
-        run = try RunSettings(c); data = DataSettings(c); layout = c[PPOExtraKeys.layout]; ppo = PPOSettings(c); lora = try LoRASettings(c)
-        rewards = RewardSettings(c); laser = LaserSettings(c); r2m = R2MSettings(c); promptSelection = PromptSelectionSettings(c); cadence = CadenceSettings(c)
-        ptxFile = c[PPOExtraKeys.ptx].path; maxLength = c[PPOExtraKeys.maxLength]
+        run = try RunSettings(c)
+        data = DataSettings(c)
+        layout = c[PPOExtraKeys.layout]
+        ppo = PPOSettings(c)
+        lora = try LoRASettings(c)
+        rewards = RewardSettings(c)
+        laser = LaserSettings(c)
+        r2m = R2MSettings(c)
+        promptSelection = PromptSelectionSettings(c)
+        cadence = CadenceSettings(c)
+        ptxFile = c[PPOExtraKeys.ptx].path
+        maxLength = c[PPOExtraKeys.maxLength]
         let limit = c[PPOExtraKeys.memoryLimit]
         memoryLimitBytes = limit > 0 ? limit * 1_073_741_824 : nil
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
         try check(!run.initFrom.isEmpty, "'model.init_from' must name the (Hydra-)SFT checkpoint PPO starts from")
         try check(data.task != .none || !data.train.isEmpty, "set 'data.task' or 'data.train' (RL prompts JSONL)")
-        try check(data.task != .collapse, "data.task collapse has rankings only (no answers to reward): it is for rlhf rm")
+        try check(
+            data.task != .collapse, "data.task collapse has rankings only (no answers to reward): it is for rlhf rm")
         if data.task == .ifeval {
-            try check(data.train.isEmpty && data.eval.isEmpty, "data.task ifeval generates its prompts: leave data.train and data.eval empty")
-            try check(cadence.evalEvery > 0, "data.task ifeval measures held-out instruction following before and after: eval.every must be > 0")
+            try check(
+                data.train.isEmpty && data.eval.isEmpty,
+                "data.task ifeval generates its prompts: leave data.train and data.eval empty")
+            try check(
+                cadence.evalEvery > 0,
+                "data.task ifeval measures held-out instruction following before and after: eval.every must be > 0")
         }
         // Each reward source checks its own keys (and reads them, so a mistyped one is found at load).
         try RewardSources.validate(rewardConfig)
-        try check(![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
-                  "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
+        try check(
+            ![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
+            "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
         // Sampling at τ ≠ 1 while ratios, KL and the update use log-probs at τ = 1 would optimise a
         // different policy from the one sampled (TRL divides the logits by τ in every pass).
-        try check(ppo.temperature == 1, "ppo.temperature \(ppo.temperature) is not supported yet: the scoring and update passes take log-probs at τ = 1, so only 1 matches the samples")
+        try check(
+            ppo.temperature == 1,
+            "ppo.temperature \(ppo.temperature) is not supported yet: the scoring and update passes take log-probs "
+                + "at τ = 1, so only 1 matches the samples"
+        )
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")
     }
 
     /// What the reward sources read.
     var rewardConfig: RewardConfig {
-        RewardConfig(resolved: resolved, rewards: rewards, laser: laser, r2m: r2m, seed: run.seed, iterations: ppo.iterations,
-                     maxNewTokens: ppo.maxNewTokens, samplesPerPrompt: ppo.samples, task: data.task.rawValue, registry: rewardRegistry)
+        RewardConfig(
+            resolved: resolved, rewards: rewards, laser: laser, r2m: r2m, seed: run.seed, iterations: ppo.iterations,
+            maxNewTokens: ppo.maxNewTokens, samplesPerPrompt: ppo.samples, task: data.task.rawValue,
+            registry: rewardRegistry)
     }
 
     public var loraConfig: LoRAConfig { LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: lora.targets) }

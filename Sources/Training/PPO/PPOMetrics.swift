@@ -61,10 +61,14 @@ extension PPOMetrics: StepReport {
         try m.encode(iteration, forKey: MetricsKey("step"))
         try m.encode(promptPool, forKey: MetricsKey("prompt_pool"))
         try m.encode(figures: [
-            "kl": meanKL, "kl_coef": klCoefficient, "response_length": meanResponseLength, "truncated_rate": sums.truncated / n,
-            "reward_mean": sums.reward.meanStd(n).mean, "reward_std": sums.reward.meanStd(n).std, "gold_mean": sums.gold.meanStd(n).mean,
-            "gold_std": sums.gold.meanStd(n).std, "policy_loss": policyLoss, "clip_fraction": clipFraction, "entropy": entropy,
-            "grad_norm": gradNorm, "lr": learningRate, "generate_s": generateSeconds, "score_s": scoreSeconds, "train_s": trainSeconds,
+            "kl": meanKL, "kl_coef": klCoefficient, "response_length": meanResponseLength,
+            "truncated_rate": sums.truncated / n,
+            "reward_mean": sums.reward.meanStd(n).mean, "reward_std": sums.reward.meanStd(n).std,
+            "gold_mean": sums.gold.meanStd(n).mean,
+            "gold_std": sums.gold.meanStd(n).std, "policy_loss": policyLoss, "clip_fraction": clipFraction,
+            "entropy": entropy,
+            "grad_norm": gradNorm, "lr": learningRate, "generate_s": generateSeconds, "score_s": scoreSeconds,
+            "train_s": trainSeconds,
             "communicate_s": communicateSeconds,
         ])
         if let valueLoss { try m.encode(valueLoss, forKey: MetricsKey("value_loss")) }
@@ -77,11 +81,15 @@ extension PPOMetrics: StepReport {
 
     var progressFields: String {
         let headlineField = headline.map { String(format: " %@ %.3f", $0, sourceMean($0) ?? 0) } ?? ""
-        return String(format: "reward %.3f%@ kl %.4f clip %.3f len %.1f", sums.reward.meanStd(sums.samples).mean, headlineField, meanKL,
-                      clipFraction, meanResponseLength)
+        return String(
+            format: "reward %.3f%@ kl %.4f clip %.3f len %.1f", sums.reward.meanStd(sums.samples).mean, headlineField,
+            meanKL,
+            clipFraction, meanResponseLength)
     }
 
     var watched: WatchedValues {
-        .finite([("gradient norm", gradNorm), ("policy loss", policyLoss), ("KL", meanKL), ("value loss", valueLoss ?? 0)])
+        .finite([
+            ("gradient norm", gradNorm), ("policy loss", policyLoss), ("KL", meanKL), ("value loss", valueLoss ?? 0),
+        ])
     }
 }

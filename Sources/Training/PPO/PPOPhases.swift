@@ -12,28 +12,28 @@ import Tokenizers
 /// One iteration's rollout on this rank: B = prompts × samples responses.
 struct Rollout {
     let iteration: Int
-    let prompts: [PPOPrompt]        // [B] each prompt repeated `samples` times
-    let promptIndices: [Int]        // [B]
-    let tokens: [[Int32]]           // [B] response tokens
-    let endedWithEOS: [Bool]        // [B]
-    let sequences: [[Int32]]        // [B] prompt + response
-    let promptLengths: [Int]        // [B]
-    let texts: [String]             // [B] decoded responses
-    let promptPool: Int             // prompts the iteration drew from
+    let prompts: [PPOPrompt]  // [B] each prompt repeated `samples` times
+    let promptIndices: [Int]  // [B]
+    let tokens: [[Int32]]  // [B] response tokens
+    let endedWithEOS: [Bool]  // [B]
+    let sequences: [[Int32]]  // [B] prompt + response
+    let promptLengths: [Int]  // [B]
+    let texts: [String]  // [B] decoded responses
+    let promptPool: Int  // prompts the iteration drew from
     let seconds: Double
 }
 
 /// The rollout scored: log-probs of the reference and of the policy that sampled it, values,
 /// the reward by source and the per-token KL.
 struct ScoredRollout {
-    let referenceLogProbs: [[Float]]   // [B][A]
-    let oldLogProbs: [[Float]]         // [B][A]
-    let oldValues: [[Float]]           // [B][A] (estimators with a critic)
+    let referenceLogProbs: [[Float]]  // [B][A]
+    let oldLogProbs: [[Float]]  // [B][A]
+    let oldValues: [[Float]]  // [B][A] (estimators with a critic)
     let rewards: RewardBreakdown
-    let scores: [Double]               // [B] the sequence reward, EOS penalty and clip applied
-    let gold: [Double]                 // [B] exact answer + format rule (logged, never optimised)
-    let klTokens: [[Double]]           // [B][A]
-    let beta: Double                   // the KL coefficient used
+    let scores: [Double]  // [B] the sequence reward, EOS penalty and clip applied
+    let gold: [Double]  // [B] exact answer + format rule (logged, never optimised)
+    let klTokens: [[Double]]  // [B][A]
+    let beta: Double  // the KL coefficient used
     /// [B][S−1] the sampling policy's log-probs of every token (what a source learns against).
     let policyLogProbs: [[Float]]
     /// What the reward sources read (the passes' states dropped once scored).
@@ -43,11 +43,11 @@ struct ScoredRollout {
 /// The scoring passes over a batch: the reference's log-probs and the reward head's score (in
 /// Hydra one adapters-off pass), the policy's log-probs, and the states reward sources read.
 struct ScoringPasses {
-    var reference: [[Float]] = []      // [B][S−1]
-    var headScores: [Float] = []       // [B]
-    var policy: [[Float]] = []         // [B][S−1]
-    var lastHidden: [[Float]] = []     // [B][C] with `.lastHidden`
-    var policyHidden: [[Float]] = []   // [B][S·C] with `.policyHidden`
+    var reference: [[Float]] = []  // [B][S−1]
+    var headScores: [Float] = []  // [B]
+    var policy: [[Float]] = []  // [B][S−1]
+    var lastHidden: [[Float]] = []  // [B][C] with `.lastHidden`
+    var policyHidden: [[Float]] = []  // [B][S·C] with `.policyHidden`
 }
 
 /// Per-token advantages and (GAE) returns.
@@ -58,7 +58,9 @@ struct UpdateStats {
     var steps: [StepStats] = [], valueLosses: [Float] = []
     var policyLearningRate: Float = 0
     var seconds = 0.0
-    func mean(_ value: (StepStats) -> Float) -> Double { Double(steps.map(value).reduce(0, +)) / Double(max(steps.count, 1)) }
+    func mean(_ value: (StepStats) -> Float) -> Double {
+        Double(steps.map(value).reduce(0, +)) / Double(max(steps.count, 1))
+    }
 }
 
 extension PPOSession {
@@ -76,8 +78,9 @@ extension PPOSession {
         let sums = try await summarize(rollout, scored)
         adaptKL(to: sums)
         let sourceUpdates = try await updateRewardSources(rollout, scored)
-        return metrics(rollout, scored, stats, sums: sums, sourceUpdates: sourceUpdates,
-                       seconds: (scoreSeconds, CommunicationClock.seconds - communicationStart))
+        return metrics(
+            rollout, scored, stats, sums: sums, sourceUpdates: sourceUpdates,
+            seconds: (scoreSeconds, CommunicationClock.seconds - communicationStart))
     }
 
     /// The prompts of `iteration`: the global batch in the pool's seeded order (a new order each
@@ -89,7 +92,9 @@ extension PPOSession {
         for k in 0..<n {
             let position = (iteration - 1) * n + k, epoch = position / active.count
             if orderKey?.epoch != epoch || orderKey?.pool != active.count {
-                var orderRNG = RNG(seed: cfg.run.seed &+ 0xA11 &+ UInt64(epoch) &+ (active.count == prompts.count ? 0 : UInt64(active.count) &* 0x1F))
+                var orderRNG = RNG(
+                    seed: cfg.run.seed &+ 0xA11 &+ UInt64(epoch)
+                        &+ (active.count == prompts.count ? 0 : UInt64(active.count) &* 0x1F))
                 order = active
                 shuffle(&order, &orderRNG)
                 orderKey = (active.count, epoch)
@@ -106,18 +111,23 @@ extension PPOSession {
         let started = Date()
         let (prompts, indices, poolSize) = draw(iteration)
         let p = cfg.ppo
-        let options = SamplingOptions(temperature: p.temperature, topK: p.topK, topP: p.topP, maxNewTokens: p.maxNewTokens,
-                                      eosTokenId: tokenizer.eosTokenId, seed: cfg.run.seed &+ UInt64(iteration) &* 7919 &+ UInt64(transport.rank))
+        let options = SamplingOptions(
+            temperature: p.temperature, topK: p.topK, topP: p.topP, maxNewTokens: p.maxNewTokens,
+            eosTokenId: tokenizer.eosTokenId, seed: cfg.run.seed &+ UInt64(iteration) &* 7919 &+ UInt64(transport.rank))
         let out = try await policy.generate(prompts: prompts.map(\.tokens), options: options)
-        return Rollout(iteration: iteration, prompts: prompts, promptIndices: indices, tokens: out.tokens, endedWithEOS: out.endedWithEOS,
-                       sequences: zip(prompts, out.tokens).map { $0.tokens + $1 }, promptLengths: prompts.map(\.tokens.count),
-                       texts: out.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, promptPool: poolSize,
-                       seconds: Date().timeIntervalSince(started))
+        return Rollout(
+            iteration: iteration, prompts: prompts, promptIndices: indices, tokens: out.tokens,
+            endedWithEOS: out.endedWithEOS,
+            sequences: zip(prompts, out.tokens).map { $0.tokens + $1 }, promptLengths: prompts.map(\.tokens.count),
+            texts: out.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, promptPool: poolSize,
+            seconds: Date().timeIntervalSince(started))
     }
 
     /// The scoring passes over `sequences`, with the states the reward sources need (`needs`);
     /// `policyPass` false skips the policy's log-probs (selecting prompts needs none).
-    func scoringPasses(_ sequences: [[Int32]], needs: RewardPassNeeds, policyPass: Bool = true) async throws -> ScoringPasses {
+    func scoringPasses(_ sequences: [[Int32]], needs: RewardPassNeeds, policyPass: Bool = true) async throws
+        -> ScoringPasses
+    {
         var p = ScoringPasses()
         if needs.contains(.lastHidden) {
             (p.reference, p.lastHidden) = try await scorer.referenceAndLastHidden(sequences)
@@ -130,18 +140,26 @@ extension PPOSession {
         }
         guard policyPass else { return p }
         // States are read only colocated (checked at start), where the policy is this rank's own.
-        if needs.contains(.policyHidden) { (p.policy, p.policyHidden) = try await roles.policy.logProbsAndHidden(sequences) }
-        else { p.policy = try await policy.logProbs(sequences) }
+        if needs.contains(.policyHidden) {
+            (p.policy, p.policyHidden) = try await roles.policy.logProbsAndHidden(sequences)
+        } else {
+            p.policy = try await policy.logProbs(sequences)
+        }
         return p
     }
 
     /// What the reward sources read of a batch of `prompts` and their responses.
-    func rewardBatch(prompts: [PPOPrompt], indices: [Int], texts: [String], sequences: [[Int32]], passes: ScoringPasses,
-                     iteration: Int, purpose: RewardPurpose) -> RewardBatch {
-        var batch = RewardBatch(texts: texts, answers: prompts.map(\.answer), tasks: prompts.map(\.task), questions: prompts.map(\.text),
-                                promptIndices: indices, sequences: sequences, promptLengths: prompts.map(\.tokens.count),
-                                headScores: passes.headScores.map(Double.init))
-        (batch.lastHidden, batch.policyHidden, batch.iteration, batch.purpose) = (passes.lastHidden, passes.policyHidden, iteration, purpose)
+    func rewardBatch(
+        prompts: [PPOPrompt], indices: [Int], texts: [String], sequences: [[Int32]], passes: ScoringPasses,
+        iteration: Int, purpose: RewardPurpose
+    ) -> RewardBatch {
+        var batch = RewardBatch(
+            texts: texts, answers: prompts.map(\.answer), tasks: prompts.map(\.task), questions: prompts.map(\.text),
+            promptIndices: indices, sequences: sequences, promptLengths: prompts.map(\.tokens.count),
+            headScores: passes.headScores.map(Double.init))
+        (batch.lastHidden, batch.policyHidden, batch.iteration, batch.purpose) = (
+            passes.lastHidden, passes.policyHidden, iteration, purpose
+        )
         return batch
     }
 
@@ -156,15 +174,20 @@ extension PPOSession {
             rows.enumerated().map { i, row in Array(row[(r.promptLengths[i] - shift)..<(sequences[i].count - shift)]) }
         }
         let refLogp = response(passes.reference), oldLogp = response(passes.policy)
-        var batch = rewardBatch(prompts: r.prompts, indices: r.promptIndices, texts: r.texts, sequences: sequences, passes: passes,
-                                iteration: r.iteration, purpose: .training)
+        var batch = rewardBatch(
+            prompts: r.prompts, indices: r.promptIndices, texts: r.texts, sequences: sequences, passes: passes,
+            iteration: r.iteration, purpose: .training)
         let rewards = try await RewardSources.compose(sources, batch: batch, replicas: replicas)
         (batch.lastHidden, batch.policyHidden) = ([], [])
-        let klTokens = sequences.indices.map { PPOMath.kl(oldLogp[$0].map(Double.init), refLogp[$0].map(Double.init), estimator: cfg.ppo.klEstimator) }
-        return ScoredRollout(referenceLogProbs: refLogp, oldLogProbs: oldLogp, oldValues: critic ? response(valuesAll) : [], rewards: rewards,
-                             scores: finalScores(rewards.total, endedWithEOS: r.endedWithEOS),
-                             gold: RewardSources.gold(rewards, config: cfg.rewardConfig), klTokens: klTokens, beta: kl.beta,
-                             policyLogProbs: passes.policy, batch: batch)
+        let klTokens = sequences.indices.map {
+            PPOMath.kl(oldLogp[$0].map(Double.init), refLogp[$0].map(Double.init), estimator: cfg.ppo.klEstimator)
+        }
+        return ScoredRollout(
+            referenceLogProbs: refLogp, oldLogProbs: oldLogp, oldValues: critic ? response(valuesAll) : [],
+            rewards: rewards,
+            scores: finalScores(rewards.total, endedWithEOS: r.endedWithEOS),
+            gold: RewardSources.gold(rewards, config: cfg.rewardConfig), klTokens: klTokens, beta: kl.beta,
+            policyLogProbs: passes.policy, batch: batch)
     }
 
     /// The sequence reward less the missing-EOS penalty, clipped to ±ppo.reward_clip.
@@ -182,8 +205,10 @@ extension PPOSession {
         case .gae:
             for i in r.sequences.indices {
                 let shaped = PPOMath.shapedRewards(kl: s.klTokens[i], beta: beta, score: s.scores[i])
-                let (a, g) = PPOMath.gae(rewards: shaped, values: s.oldValues[i].map(Double.init), gamma: p.gamma, lambda: p.lambda)
-                out.advantages.append(a); out.returns.append(g)
+                let (a, g) = PPOMath.gae(
+                    rewards: shaped, values: s.oldValues[i].map(Double.init), gamma: p.gamma, lambda: p.lambda)
+                out.advantages.append(a)
+                out.returns.append(g)
             }
             if p.whitenAdvantages { out.advantages = try await whiten(out.advantages, unbiased: true) }
         case .grpo, .drGRPO, .rloo:
@@ -192,9 +217,12 @@ extension PPOSession {
             let perSample = GroupAdvantages.compute(estimator, rewards: penalised, groups: groups)
             out.advantages = r.sequences.indices.map { Array(repeating: perSample[$0], count: s.klTokens[$0].count) }
         case .reinforce, .reinforceBaseline:
-            let base = estimator == .reinforceBaseline ? GroupAdvantages.compute(.reinforceBaseline, rewards: s.scores, groups: groups) : s.scores
+            let base =
+                estimator == .reinforceBaseline
+                ? GroupAdvantages.compute(.reinforceBaseline, rewards: s.scores, groups: groups) : s.scores
             out.advantages = r.sequences.indices.map {
-                PPOMath.returns(rewards: PPOMath.shapedRewards(kl: s.klTokens[$0], beta: beta, score: base[$0]), gamma: p.gamma)
+                PPOMath.returns(
+                    rewards: PPOMath.shapedRewards(kl: s.klTokens[$0], beta: beta, score: base[$0]), gamma: p.gamma)
             }
             if p.whitenAdvantages { out.advantages = try await whiten(out.advantages, unbiased: false) }
         }
@@ -204,7 +232,7 @@ extension PPOSession {
     /// Whitening over the samples of every rank rolling out (one formula: PPOMath.whiten).
     func whiten(_ rows: [[Double]], unbiased: Bool) async throws -> [[Double]] {
         var moments = PPOMath.Moments(rows)
-        if let replicas { moments = PPOMath.Moments(vector: try await replicas.allReduce(moments.vector, op: .sum)) }
+        moments = try await moments.summed(over: replicas)
         return PPOMath.whiten(rows, moments: moments, unbiased: unbiased)
     }
 
@@ -212,7 +240,8 @@ extension PPOSession {
     /// iteration's learning rates (cosine decay, no warm-up).
     func update(_ r: Rollout, _ s: ScoredRollout, _ a: Advantages) async throws -> UpdateStats {
         let started = Date(), p = cfg.ppo
-        let decay = LearningRateSchedule(peak: 1, minRatio: p.minLRRatio, warmupSteps: 0, totalSteps: p.iterations).rate(step: r.iteration)
+        let decay = LearningRateSchedule(peak: 1, minRatio: p.minLRRatio, warmupSteps: 0, totalSteps: p.iterations)
+            .rate(step: r.iteration)
         var stats = UpdateStats(policyLearningRate: p.lr * decay)
         let criticLR = p.criticLR * decay
         var shuffleRNG = RNG(seed: cfg.run.seed &+ UInt64(r.iteration) &* 31)
@@ -221,16 +250,23 @@ extension PPOSession {
             shuffle(&indices, &shuffleRNG)
             for start in stride(from: 0, to: indices.count, by: p.minibatchSize) {
                 let part = Array(indices[start..<min(start + p.minibatchSize, indices.count)])
-                let targets = PPOTargets(promptLengths: part.map { r.promptLengths[$0] }, oldLogProbs: part.map { s.oldLogProbs[$0] },
-                                         advantages: part.map { a.advantages[$0].map(Float.init) }, clipLow: p.clip, clipHigh: p.clip,
-                                         dualClip: p.dualClip, entropyCoefficient: p.entropyCoef)
-                stats.steps.append(try await policy.trainStep(part.map { r.sequences[$0] }, objective: .ppo(targets),
-                                                              learningRate: stats.policyLearningRate, maxGradNorm: p.gradClip))
-                if !data.ptxDemos.isEmpty { try await ptxStep(count: part.count, learningRate: stats.policyLearningRate) }
+                let targets = PPOTargets(
+                    promptLengths: part.map { r.promptLengths[$0] }, oldLogProbs: part.map { s.oldLogProbs[$0] },
+                    advantages: part.map { a.advantages[$0].map(Float.init) }, clipLow: p.clip, clipHigh: p.clip,
+                    dualClip: p.dualClip, entropyCoefficient: p.entropyCoef)
+                stats.steps.append(
+                    try await policy.trainStep(
+                        part.map { r.sequences[$0] }, objective: .ppo(targets),
+                        learningRate: stats.policyLearningRate, maxGradNorm: p.gradClip))
+                if !data.ptxDemos.isEmpty {
+                    try await ptxStep(count: part.count, learningRate: stats.policyLearningRate)
+                }
                 if p.estimator.needsCritic {
-                    let v = try await critic.trainStep(part.map { r.sequences[$0] }, objective: .clippedValue(
-                        promptLengths: part.map { r.promptLengths[$0] }, oldValues: part.map { s.oldValues[$0] },
-                        returns: part.map { a.returns[$0].map(Float.init) }, clip: p.valueClip),
+                    let v = try await critic.trainStep(
+                        part.map { r.sequences[$0] },
+                        objective: .clippedValue(
+                            promptLengths: part.map { r.promptLengths[$0] }, oldValues: part.map { s.oldValues[$0] },
+                            returns: part.map { a.returns[$0].map(Float.init) }, clip: p.valueClip),
                         learningRate: criticLR, maxGradNorm: p.gradClip)
                     stats.valueLosses.append(v.loss)
                 }
@@ -251,9 +287,10 @@ extension PPOSession {
         ptxCursor += count
         let tokens = demos.reduce(0) { $0 + $1.lossTokens }
         let coef = Float(cfg.ppo.ptxCoef) / Float(max(tokens, 1))
-        _ = try await policy.trainStep(demos.map { $0.tokens + [$0.targets.last!] },
-                                       objective: .weightedLogLikelihood(weights: demos.map { $0.targets.map { $0 >= 0 ? coef : 0 } }),
-                                       learningRate: learningRate, maxGradNorm: cfg.ppo.gradClip)
+        _ = try await policy.trainStep(
+            demos.map { $0.tokens + [$0.targets.last!] },
+            objective: .weightedLogLikelihood(weights: demos.map { $0.targets.map { $0 >= 0 ? coef : 0 } }),
+            learningRate: learningRate, maxGradNorm: cfg.ppo.gradClip)
     }
 
     /// 5a. The batch's figures, summed over every rank rolling out: counts, Σx and Σx² of the
@@ -279,23 +316,35 @@ extension PPOSession {
     /// 5c. The reward sources with state learn from the iteration (online reward models,
     /// bandits); returns the figures they log.
     func updateRewardSources(_ r: Rollout, _ s: ScoredRollout) async throws -> [String: Double] {
-        let update = RewardUpdate(iteration: r.iteration, promptLengths: r.promptLengths, sequences: r.sequences, oldLogProbs: s.policyLogProbs,
-                                  groupSize: cfg.ppo.samples, policy: roles.policy, scorer: scorer, replicas: replicas)
+        let update = RewardUpdate(
+            iteration: r.iteration, promptLengths: r.promptLengths, sequences: r.sequences,
+            oldLogProbs: s.policyLogProbs,
+            groupSize: cfg.ppo.samples, policy: roles.policy, scorer: scorer, replicas: replicas)
         var figures: [String: Double] = [:]
         for source in sources { figures.merge(try await source.update(update)) { a, _ in a } }
         return figures
     }
 
     /// 5d. The iteration's metrics record.
-    func metrics(_ r: Rollout, _ s: ScoredRollout, _ stats: UpdateStats, sums: PPOBatchSums, sourceUpdates: [String: Double],
-                 seconds: (score: Double, communicate: Double)) -> PPOMetrics {
+    func metrics(
+        _ r: Rollout, _ s: ScoredRollout, _ stats: UpdateStats, sums: PPOBatchSums, sourceUpdates: [String: Double],
+        seconds: (score: Double, communicate: Double)
+    ) -> PPOMetrics {
         var figures = sourceUpdates
-        for (k, source) in sources.enumerated() { figures.merge(source.figures(sums.sourceSums[k], samples: sums.samples)) { a, _ in a } }
-        return PPOMetrics(iteration: r.iteration, sums: sums, sourceNames: sources.map(\.name), headline: headline, klCoefficient: s.beta,
-                          promptPool: r.promptPool, policyLoss: stats.mean(\.loss), clipFraction: stats.mean(\.clipFraction),
-                          entropy: stats.mean(\.entropy), gradNorm: stats.mean(\.gradNorm),
-                          valueLoss: stats.valueLosses.isEmpty ? nil : Double(stats.valueLosses.reduce(0, +)) / Double(stats.valueLosses.count),
-                          learningRate: Double(stats.policyLearningRate), generateSeconds: r.seconds, scoreSeconds: seconds.score,
-                          trainSeconds: stats.seconds, communicateSeconds: seconds.communicate, sourceFigures: figures)
+        for (k, source) in sources.enumerated() {
+            figures.merge(source.figures(sums.sourceSums[k], samples: sums.samples)) { a, _ in a }
+        }
+        return PPOMetrics(
+            iteration: r.iteration, sums: sums, sourceNames: sources.map(\.name), headline: headline,
+            klCoefficient: s.beta,
+            promptPool: r.promptPool, policyLoss: stats.mean(\.loss), clipFraction: stats.mean(\.clipFraction),
+            entropy: stats.mean(\.entropy), gradNorm: stats.mean(\.gradNorm),
+            valueLoss: stats.valueLosses.isEmpty
+                ? nil : Double(stats.valueLosses.reduce(0, +)) / Double(stats.valueLosses.count),
+            learningRate: Double(stats.policyLearningRate), generateSeconds: r.seconds, scoreSeconds: seconds.score,
+            trainSeconds: stats.seconds, communicateSeconds: seconds.communicate, sourceFigures: figures)
     }
 }
+
+/// The whitening moments are summed over the ranks rolling out like every other batch figure.
+extension PPOMath.Moments: RankSums {}

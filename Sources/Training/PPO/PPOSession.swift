@@ -25,17 +25,22 @@ struct PPORoles {
     init(config cfg: PPOConfig, base: any CausalLM, rewardHead: ScalarHead, replicas: (any Transport)?) throws {
         let hydra = cfg.layout == .hydra
         var rng = RNG(seed: cfg.run.seed)
-        self.base = base; self.rewardHead = rewardHead
+        self.base = base
+        self.rewardHead = rewardHead
         valueHead = ScalarHead(channels: base.config.channels)
-        valueHead.parameters.copy(from: rewardHead.parameters)   // critic starts as the reward model (Hydra §1.3)
+        valueHead.parameters.copy(from: rewardHead.parameters)  // critic starts as the reward model (Hydra §1.3)
         policyTrunk = hydra ? base : try base.clone()
         policyLoRA = hydra ? try makeAdapter(cfg.loraConfig, for: base.config) : nil
         criticLoRA = hydra ? try makeAdapter(cfg.loraConfig, for: base.config) : nil
         policyLoRA?.initialize(rng: &rng)
         criticLoRA?.initialize(rng: &rng)
-        policy = LocalPolicy(trunk: policyTrunk, adapter: policyLoRA, hyper: AdamWHyperparameters(learningRate: cfg.ppo.lr, weightDecay: 0), replicas: replicas)
-        critic = LocalCritic(trunk: hydra ? base : try base.clone(), adapter: criticLoRA, head: valueHead,
-                             hyper: AdamWHyperparameters(learningRate: cfg.ppo.criticLR, weightDecay: 0), replicas: replicas, trainTrunk: !hydra)
+        policy = LocalPolicy(
+            trunk: policyTrunk, adapter: policyLoRA,
+            hyper: AdamWHyperparameters(learningRate: cfg.ppo.lr, weightDecay: 0), replicas: replicas)
+        critic = LocalCritic(
+            trunk: hydra ? base : try base.clone(), adapter: criticLoRA, head: valueHead,
+            hyper: AdamWHyperparameters(learningRate: cfg.ppo.criticLR, weightDecay: 0), replicas: replicas,
+            trainTrunk: !hydra)
         scorer = HydraScorer(trunk: base, rewardHead: rewardHead)
         separateReward = hydra ? nil : LocalReward(trunk: try base.clone(), head: rewardHead)
     }
@@ -48,7 +53,10 @@ struct PPORoles {
 public struct PPOInputs {
     let base: any CausalLM, rewardHead: ScalarHead, tokenizer: any Tokenizer, prompts: [[Int32]]
     public init(base: any CausalLM, rewardHead: ScalarHead, tokenizer: any Tokenizer, prompts: [[Int32]]) {
-        self.base = base; self.rewardHead = rewardHead; self.tokenizer = tokenizer; self.prompts = prompts
+        self.base = base
+        self.rewardHead = rewardHead
+        self.tokenizer = tokenizer
+        self.prompts = prompts
     }
 }
 
@@ -63,23 +71,32 @@ struct PPOData {
     /// Prompts alone (token ids), nothing held out.
     init(prompts: [[Int32]]) {
         self.prompts = prompts.map { PPOPrompt(tokens: $0, answer: nil) }
-        evalExamples = []; ptxDemos = []
+        evalExamples = []
+        ptxDemos = []
     }
 
     /// Every prompt, demonstration and pair is tokenised and checked here, before the first
     /// iteration; `notes` says what was found.
     init(config cfg: PPOConfig, tokenizer: any Tokenizer, notes: DataNotes) throws {
         func prompt(_ text: String, answer: String?, task: String, chatRendered: Bool = false) -> PPOPrompt {
-            PPOPrompt(tokens: chatRendered ? tokenizer.encode(text) : SFTTokenization.promptTokens(SFTExample(prompt: text, completion: ""), tokenizer: tokenizer),
-                      answer: answer, task: task, text: text)
+            PPOPrompt(
+                tokens: chatRendered
+                    ? tokenizer.encode(text)
+                    : SFTTokenization.promptTokens(SFTExample(prompt: text, completion: ""), tokenizer: tokenizer),
+                answer: answer, task: task, text: text)
         }
         let arith = cfg.data.task == .arith ? cfg.data.arithTask : nil
         if cfg.data.task == .ifeval {
             guard let chat = tokenizer.chat else {
-                throw ConfigError("data.task ifeval sends its prompts as user turns through the model's chat template, and \(tokenizer.summary) has none")
+                throw ConfigError(
+                    "data.task ifeval sends its prompts as user turns through the model's chat template, and "
+                        + "\(tokenizer.summary) has none"
+                )
             }
             func render(_ p: IFEvalTask.Prompt) throws -> PPOPrompt {
-                let text = try chat.render([.object(JinjaObject([("role", .string("user")), ("content", .string(p.text))]))], addGenerationPrompt: true)
+                let text = try chat.render(
+                    [.object(JinjaObject([("role", .string("user")), ("content", .string(p.text))]))],
+                    addGenerationPrompt: true)
                 return prompt(text, answer: p.spec, task: IFEvalTask.taskName, chatRendered: true)
             }
             let task = cfg.data.ifevalTask
@@ -87,37 +104,66 @@ struct PPOData {
             instructionEval = try task.eval.prefix(cfg.cadence.evalMaxExamples).map(render)
             evalExamples = []
         } else if let task = arith {
-            prompts = try Self.fitting(task.train.map { prompt(ArithTask.prompt($0), answer: ArithTask.answer($0), task: "arith") }, task: "arith", cfg, notes)
+            prompts = try Self.fitting(
+                task.train.map { prompt(ArithTask.prompt($0), answer: ArithTask.answer($0), task: "arith") },
+                task: "arith", cfg, notes)
             evalExamples = Array(task.evalExamples().prefix(cfg.cadence.evalMaxExamples))
         } else {
-            prompts = try notes.keepingFitting(try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat, notes: notes)) {
-                try Self.fitting(prompt($0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered), source: $0.source, cfg)
+            prompts = try notes.keepingFitting(
+                try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat, notes: notes)
+            ) {
+                try Self.fitting(
+                    prompt($0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered),
+                    source: $0.source, cfg)
             }
             guard !prompts.isEmpty else { throw DatasetError("\(cfg.data.train): no prompts") }
-            evalExamples = cfg.data.eval.isEmpty ? [] : Array(try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat, notes: notes).prefix(cfg.cadence.evalMaxExamples))
+            evalExamples =
+                cfg.data.eval.isEmpty
+                ? []
+                : Array(
+                    try JSONL.sft(path: cfg.data.eval, chat: tokenizer.chat, notes: notes).prefix(
+                        cfg.cadence.evalMaxExamples))
         }
-        // PPO-ptx (InstructGPT): SFT demonstrations for an extra policy step per minibatch.
+        ptxDemos = try Self.ptxDemonstrations(cfg, tokenizer: tokenizer, notes: notes)
+    }
+
+    /// PPO-ptx (InstructGPT): SFT demonstrations for an extra policy step per minibatch (none
+    /// when ppo.ptx_coef is 0), tokenised and checked.
+    static func ptxDemonstrations(_ cfg: PPOConfig, tokenizer: any Tokenizer, notes: DataNotes) throws
+        -> [TokenizedExample]
+    {
         var demos: [SFTExample] = []
         if cfg.ppo.ptxCoef > 0 {
-            if let arith { demos = arith.sftExamples() } else {
-                guard !cfg.ptxFile.isEmpty else { throw ConfigError("ppo.ptx_coef > 0 needs 'data.ptx' (SFT demonstrations JSONL)") }
+            if cfg.data.task == .arith {
+                demos = cfg.data.arithTask.sftExamples()
+            } else {
+                guard !cfg.ptxFile.isEmpty else {
+                    throw ConfigError("ppo.ptx_coef > 0 needs 'data.ptx' (SFT demonstrations JSONL)")
+                }
                 demos = try JSONL.sft(path: cfg.ptxFile, chat: tokenizer.chat, notes: notes)
             }
         }
-        ptxDemos = try notes.keepingFitting(demos) { try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: cfg.maxLength) }
+        return try notes.keepingFitting(demos) {
+            try SFTTokenization.tokenize($0, tokenizer: tokenizer, maxLength: cfg.maxLength)
+        }
     }
 
     /// A built-in task's prompts that fit (see below), each named by its position.
-    static func fitting(_ prompts: [PPOPrompt], task: String, _ cfg: PPOConfig, _ notes: DataNotes) throws -> [PPOPrompt] {
-        try notes.keepingFitting(Array(prompts.enumerated())) { try fitting($0.element, source: "data.task \(task), prompt \($0.offset + 1)", cfg) }
+    static func fitting(_ prompts: [PPOPrompt], task: String, _ cfg: PPOConfig, _ notes: DataNotes) throws
+        -> [PPOPrompt]
+    {
+        try notes.keepingFitting(Array(prompts.enumerated())) {
+            try fitting($0.element, source: "data.task \(task), prompt \($0.offset + 1)", cfg)
+        }
     }
 
     /// A prompt leaves room for ppo.max_new_tokens within train.max_length (the rollout's
     /// sequences are sized by it), or it is too long.
     static func fitting(_ p: PPOPrompt, source: String, _ cfg: PPOConfig) throws -> PPOPrompt {
         guard p.tokens.count + cfg.ppo.maxNewTokens <= cfg.maxLength else {
-            throw TooLongExample(source: source, tokens: p.tokens.count + cfg.ppo.maxNewTokens, maxLength: cfg.maxLength,
-                                 note: "the prompt's \(p.tokens.count) + ppo.max_new_tokens \(cfg.ppo.maxNewTokens)")
+            throw TooLongExample(
+                source: source, tokens: p.tokens.count + cfg.ppo.maxNewTokens, maxLength: cfg.maxLength,
+                note: "the prompt's \(p.tokens.count) + ppo.max_new_tokens \(cfg.ppo.maxNewTokens)")
         }
         return p
     }
@@ -160,8 +206,10 @@ final class PPOSession {
 
     /// Loads the model, checks the memory plan, builds the roles and reads the data. Returns nil
     /// on a rank that only hosted placed roles (it has served them until rank 0 stopped it).
-    static func start(config cfg: PPOConfig, transport: any Transport, say: @escaping (String) -> Void,
-                      inputs: PPOInputs? = nil) async throws -> PPOSession? {
+    static func start(
+        config cfg: PPOConfig, transport: any Transport, say: @escaping (String) -> Void,
+        inputs: PPOInputs? = nil
+    ) async throws -> PPOSession? {
         let tokenizer = try inputs?.tokenizer ?? Tokenizers.load(cfg.run.initFrom)
         let base = try inputs?.base ?? HFCheckpoint.load(directory: cfg.run.initFrom)
         try checkContext(base.config, maxLength: cfg.maxLength)
@@ -170,7 +218,10 @@ final class PPOSession {
         let colocated = placement.remote.isEmpty
         // Placed: rank 0 drives and every other rank serves roles; a rank with none would only wait.
         if !colocated, let idle = (1..<transport.size).first(where: { placement.servers[$0] == nil }) {
-            throw ConfigError("'placement': rank \(idle) hosts no role (\(placement.description)); place a role there or start fewer ranks")
+            throw ConfigError(
+                "'placement': rank \(idle) hosts no role (\(placement.description)); place a role there or start "
+                    + "fewer ranks"
+            )
         }
         try checkMemoryPlan(cfg, model: base.config, ranksRollingOut: colocated ? transport.size : 1, say: say)
         let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
@@ -180,36 +231,52 @@ final class PPOSession {
         if !colocated && transport.rank != 0 {
             StopRequest.markServingRank()
             if let hosted = placement.servers[transport.rank] {
-                try await RoleServer(transport: transport, policy: hosted.contains(.policy) ? roles.policy : nil,
-                                     critic: hosted.contains(.critic) ? roles.critic : nil,
-                                     reference: hosted.contains(.reference) ? roles.scorer : nil,
-                                     reward: hosted.contains(.reward) ? roles.localReward : nil).serve()
+                try await RoleServer(
+                    transport: transport, policy: hosted.contains(.policy) ? roles.policy : nil,
+                    critic: hosted.contains(.critic) ? roles.critic : nil,
+                    reference: hosted.contains(.reference) ? roles.scorer : nil,
+                    reward: hosted.contains(.reward) ? roles.localReward : nil
+                ).serve()
             }
             try await transport.barrier()
             return nil
         }
-        return try PPOSession(cfg, transport: transport, say: say, tokenizer: tokenizer, roles: roles, placement: placement, replicas: replicas,
-                              prompts: inputs?.prompts)
+        return try PPOSession(
+            cfg, transport: transport, say: say, tokenizer: tokenizer, roles: roles, placement: placement,
+            replicas: replicas,
+            prompts: inputs?.prompts)
     }
 
-    private init(_ cfg: PPOConfig, transport: any Transport, say: @escaping (String) -> Void, tokenizer: any Tokenizer, roles: PPORoles,
-                 placement: Placement, replicas: (any Transport)?, prompts: [[Int32]]?) throws {
-        self.cfg = cfg; self.transport = transport; self.say = say; self.tokenizer = tokenizer; self.roles = roles
-        self.placement = placement; self.replicas = replicas
+    private init(
+        _ cfg: PPOConfig, transport: any Transport, say: @escaping (String) -> Void, tokenizer: any Tokenizer,
+        roles: PPORoles,
+        placement: Placement, replicas: (any Transport)?, prompts: [[Int32]]?
+    ) throws {
+        self.cfg = cfg
+        self.transport = transport
+        self.say = say
+        self.tokenizer = tokenizer
+        self.roles = roles
+        self.placement = placement
+        self.replicas = replicas
         colocated = placement.remote.isEmpty
-        clients = Dictionary(uniqueKeysWithValues: placement.servers.keys.map { ($0, RoleClient(transport: transport, host: $0)) })
+        clients = Dictionary(
+            uniqueKeysWithValues: placement.servers.keys.map { ($0, RoleClient(transport: transport, host: $0)) })
         policy = placement.remote[.policy].map { [clients] in RemotePolicy(clients[$0]!) } ?? roles.policy
         critic = placement.remote[.critic].map { [clients] in RemoteCritic(clients[$0]!) } ?? roles.critic
         reference = placement.remote[.reference].map { [clients] in RemoteReference(clients[$0]!) } ?? roles.scorer
         reward = placement.remote[.reward].map { [clients] in RemoteReward(clients[$0]!) } ?? roles.localReward
         onePass = cfg.layout == .hydra && placement.remote[.reference] == nil && placement.remote[.reward] == nil
         let rewards = cfg.rewardConfig
-        rewardModels = try LearnedRewards.make(rewards, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed,
-                                               namedArms: RewardSources.armNames(for: rewards))
+        rewardModels = try LearnedRewards.make(
+            rewards, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed,
+            namedArms: RewardSources.armNames(for: rewards))
         (sourceNeeds, headline) = (RewardSources.needs(for: rewards), RewardSources.headline(for: rewards))
         guard sourceNeeds.isEmpty || (onePass && colocated) else {
-            throw ConfigError("""
-                'placement': the reward sources \(RewardSources.names(for: rewards).joined(separator: ", ")) read the policy's and the shared \
+            throw ConfigError(
+                """
+                'placement': the reward sources \(RewardSources.names(for: rewards).joined(separator: ", ")) read the \
+                policy's and the shared \
                 trunk's states in one pass; they need layout hydra with every role colocated
                 """)
         }
@@ -218,37 +285,57 @@ final class PPOSession {
         for line in notes.report { say(line) }
         ptxCursor = transport.rank * 7919
         let dataRanks = colocated ? transport.size : 1
-        guard cfg.ppo.prompts % dataRanks == 0 else { throw ConfigError("'ppo.prompts' (\(cfg.ppo.prompts)) must be a multiple of the ranks rolling out (\(dataRanks))") }
+        guard cfg.ppo.prompts % dataRanks == 0 else {
+            throw ConfigError(
+                "'ppo.prompts' (\(cfg.ppo.prompts)) must be a multiple of the ranks rolling out (\(dataRanks))")
+        }
         myPrompts = cfg.ppo.prompts / dataRanks
-        kl = AdaptiveKLController(beta: cfg.ppo.klCoef, target: cfg.ppo.klTarget > 0 ? cfg.ppo.klTarget : nil, horizon: cfg.ppo.klHorizon)
+        kl = AdaptiveKLController(
+            beta: cfg.ppo.klCoef, target: cfg.ppo.klTarget > 0 ? cfg.ppo.klTarget : nil, horizon: cfg.ppo.klHorizon)
     }
 
     /// The reward head the SFT checkpoint carries (Hydra-SFT), or a zero head when no weight reads it.
     static func loadRewardHead(_ cfg: PPOConfig, channels: Int) throws -> ScalarHead {
         let headPath = (cfg.run.initFrom as NSString).appendingPathComponent(ScalarHeadIO.fileName)
-        if FileManager.default.fileExists(atPath: headPath) { return try ScalarHeadIO.load(directory: cfg.run.initFrom, channels: channels) }
-        guard cfg.rewards.rewardHead == 0 else { throw ConfigError("rewards.reward_head > 0 needs \(headPath) (train with hydra-sft)") }
+        if FileManager.default.fileExists(atPath: headPath) {
+            return try ScalarHeadIO.load(directory: cfg.run.initFrom, channels: channels)
+        }
+        guard cfg.rewards.rewardHead == 0 else {
+            throw ConfigError("rewards.reward_head > 0 needs \(headPath) (train with hydra-sft)")
+        }
         return ScalarHead(channels: channels)
     }
 
     /// The memory plan, printed before anything big is allocated; refuses to start above the limit.
-    static func checkMemoryPlan(_ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int, say: (String) -> Void) throws {
+    static func checkMemoryPlan(
+        _ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int, say: (String) -> Void
+    ) throws {
         let plan = try MemoryPlan(cfg, model: model, ranksRollingOut: ranksRollingOut)
         say(plan.description)
         if let limit = cfg.memoryLimitBytes ?? MemoryPlan.defaultLimitBytes, plan.totalBytes > limit {
-            throw ConfigError(String(format: "the memory plan needs %.1f GiB per process, above the limit of %.1f GiB (memory.limit_gib); use layout: hydra, smaller ppo.minibatch_size or fewer ppo.prompts × samples", plan.totalBytes / 1_073_741_824, limit / 1_073_741_824))
+            throw ConfigError(
+                String(
+                    format:
+                        "the memory plan needs %.1f GiB per process, above the limit of %.1f GiB (memory.limit_gib); "
+                        + "use layout: hydra, smaller ppo.minibatch_size or fewer ppo.prompts × samples",
+                    plan.totalBytes / 1_073_741_824, limit / 1_073_741_824))
         }
     }
 
     /// The run's description: layout, batch arithmetic, roles, starting point.
     func describe() {
         let dataRanks = colocated ? transport.size : 1, p = cfg.ppo
-        say("""
-            derived: \(cfg.layout) layout, estimator \(p.estimator.rawValue); \(p.prompts) prompts × \(p.samples) samples = \
-            \(p.prompts * p.samples) responses per iteration over \(dataRanks) rank(s) (\(myPrompts * p.samples) each), \
+        say(
+            """
+            derived: \(cfg.layout) layout, estimator \(p.estimator.rawValue); \(p.prompts) prompts × \(p.samples) \
+            samples = \
+            \(p.prompts * p.samples) responses per iteration over \(dataRanks) rank(s) (\(myPrompts * p.samples) \
+            each), \
             \(p.epochs) epoch(s) of minibatches of \(p.minibatchSize) → \
-            \(p.epochs * Int((Double(myPrompts * p.samples) / Double(p.minibatchSize)).rounded(.up))) optimizer steps per iteration
-            roles: \(colocated && transport.size > 1 ? "every role on every rank (colocated, data parallel)" : placement.description)\(onePass ? "; reference + reward from one adapters-off pass" : "")
+            \(p.epochs * Int((Double(myPrompts * p.samples) / Double(p.minibatchSize)).rounded(.up))) optimizer steps \
+            per iteration
+            roles: \(colocated && transport.size > 1 ? "every role on every rank (colocated, data " +
+                "parallel)" : placement.description)\(onePass ? "; reference + reward from one adapters-off pass" : "")
             starting from \(cfg.run.initFrom); \(BLAS.summary)
             """)
     }
@@ -260,19 +347,34 @@ final class PPOSession {
         let prompts = data.prompts
         let candidates = cfg.promptSelection.keep > 0 ? prePPOCandidates() : Array(prompts.indices)
         // Held-out prompts a source may score (LASeR's held-out gain): the evaluation prompts.
-        let heldOut = Array(data.evalExamples.prefix(cfg.laser.heldoutPrompts)).map { SFTTokenization.promptTokens($0, tokenizer: tokenizer) }
-        sources = try await RewardSources.make(RewardSourceContext(
-            config: cfg.rewardConfig, learned: rewardModels, prompts: prompts, pool: candidates, heldOutPrompts: heldOut, policy: policy,
-            localPolicy: roles.policy, scorer: scorer, tokenizer: tokenizer, say: say))
+        let heldOut = Array(data.evalExamples.prefix(cfg.laser.heldoutPrompts)).map {
+            SFTTokenization.promptTokens($0, tokenizer: tokenizer)
+        }
+        sources = try await RewardSources.make(
+            RewardSourceContext(
+                config: cfg.rewardConfig, learned: rewardModels, prompts: prompts, pool: candidates,
+                heldOutPrompts: heldOut, policy: policy,
+                localPolicy: roles.policy, scorer: scorer, tokenizer: tokenizer, say: say))
         pool = candidates
         if cfg.promptSelection.keep > 0 { pool = try await prePPOSelection(candidates: candidates, folder: folder) }
-        guard !pool.isEmpty else { throw ConfigError("'prepo.keep' (\(cfg.promptSelection.keep)) of \(cfg.promptSelection.candidates) candidates keeps no prompt; raise it") }
+        guard !pool.isEmpty else {
+            throw ConfigError(
+                "'prepo.keep' (\(cfg.promptSelection.keep)) of \(cfg.promptSelection.candidates) candidates keeps no "
+                    + "prompt; raise it"
+            )
+        }
         let priorityTasks = cfg.promptSelection.curriculumTasks
         priority = pool.filter { priorityTasks.contains(prompts[$0].task) }
         curriculumIterations = Int((cfg.promptSelection.curriculumShare * Double(cfg.ppo.iterations)).rounded())
-        if !priorityTasks.isEmpty && priority.isEmpty { throw ConfigError("'curriculum.tasks': no prompt has task \(priorityTasks.sorted().joined(separator: ", "))") }
+        if !priorityTasks.isEmpty && priority.isEmpty {
+            throw ConfigError(
+                "'curriculum.tasks': no prompt has task \(priorityTasks.sorted().joined(separator: ", "))")
+        }
         if curriculumIterations > 0 && !priority.isEmpty {
-            say("curriculum: iterations 1…\(curriculumIterations) draw from the \(priority.count) prompts of \(priorityTasks.sorted().joined(separator: ", ")), then all \(pool.count)")
+            say(
+                "curriculum: iterations 1…\(curriculumIterations) draw from the \(priority.count) prompts of "
+                    + "\(priorityTasks.sorted().joined(separator: ", ")), then all \(pool.count)"
+            )
         }
     }
 
@@ -298,7 +400,8 @@ final class PPOSession {
         let snapshots = try PPOCheckpoint.read(file, steps: state.optimizerSteps ?? [:])
         // Each role gets its own parts only (a placed role receives them over the wire).
         try await policy.restore(snapshots.filter { $0.key == "policy" })
-        try await critic.restore(snapshots.filter { ["value_head", "critic_adapter", "critic_trunk"].contains($0.key) })
+        try await critic.restore(
+            snapshots.filter { ["value_head", "critic_adapter", "critic_trunk"].contains($0.key) })
         for source in sources { try source.restore(directory: checkpoint, snapshots: snapshots) }
         kl.beta = state.klBeta ?? kl.beta
         // The PPO-ptx demonstrations the iterations before the checkpoint consumed.
@@ -306,28 +409,41 @@ final class PPOSession {
     }
 
     /// The reward sources' own files in a checkpoint folder.
-    func writeSourceState(directory: String) throws { for source in sources { try source.writeState(directory: directory) } }
+    func writeSourceState(directory: String) throws {
+        for source in sources { try source.writeState(directory: directory) }
+    }
 }
 
 /// `rlhf bench ppo`: the stage's own iterations on a given model and prompts, timed.
 public enum PPOTiming {
-    public struct Best: Sendable { public var iteration = Double.infinity, generate = 0.0, score = 0.0, train = 0.0, trainableParameters = 0 }
+    public struct Best: Sendable {
+        public var iteration = Double.infinity, generate = 0.0, score = 0.0, train = 0.0, trainableParameters = 0
+    }
 
     /// The fastest of `iterations` iterations after one warm-up, with its phase split (0: the
     /// warm-up alone, for a peak-memory run at a size where one iteration takes minutes).
     public static func best(config: PPOConfig, inputs: PPOInputs, iterations: Int) async throws -> Best {
-        guard let session = try await PPOSession.start(config: config, transport: SingleProcessTransport(), say: { _ in }, inputs: inputs) else { return Best() }
+        guard
+            let session = try await PPOSession.start(
+                config: config, transport: SingleProcessTransport(), say: { _ in }, inputs: inputs)
+        else { return Best() }
         try await session.preparePrompts(folder: nil)
         var best = Best()
         for iteration in 1...(iterations + 1) {
             let started = Date()
             let m = try await session.iteration(iteration)
             let seconds = Date().timeIntervalSince(started)
-            if (iteration > 1 || iterations == 0) && seconds < best.iteration { (best.iteration, best.generate, best.score, best.train) = (seconds, m.generateSeconds, m.scoreSeconds, m.trainSeconds) }
+            if (iteration > 1 || iterations == 0) && seconds < best.iteration {
+                (best.iteration, best.generate, best.score, best.train) = (
+                    seconds, m.generateSeconds, m.scoreSeconds, m.trainSeconds
+                )
+            }
         }
         let r = session.roles
-        best.trainableParameters = config.layout == .hydra ? r.policyLoRA!.weights.count + r.criticLoRA!.weights.count + r.valueHead.parameters.count
-                                                           : 2 * r.base.parameterCount + r.valueHead.parameters.count
+        best.trainableParameters =
+            config.layout == .hydra
+            ? r.policyLoRA!.weights.count + r.criticLoRA!.weights.count + r.valueHead.parameters.count
+            : 2 * r.base.parameterCount + r.valueHead.parameters.count
         return best
     }
 }

@@ -33,9 +33,18 @@ public final class PPOStage {
     let startContext: FailureContext
     var run: PPORun?
 
-    public init(config: PPOConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
-                say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
-        self.config = config; self.transport = transport; self.workingDirectory = workingDirectory; self.sayOnRankZero = say
+    public init(
+        config: PPOConfig, transport: any Transport,
+        workingDirectory: String = FileManager.default.currentDirectoryPath,
+        say: @escaping (String) -> Void = {
+            print($0)
+            fflush(nil)
+        }
+    ) {
+        self.config = config
+        self.transport = transport
+        self.workingDirectory = workingDirectory
+        self.sayOnRankZero = say
         startContext = FailureContext(rank: transport.rank, role: "ppo", step: 0)
     }
     func say(_ m: String) { if transport.rank == 0 { sayOnRankZero(m) } }
@@ -47,9 +56,10 @@ public final class PPOStage {
             return PPOResult(runFolder: "", kl: 0, seconds: Date().timeIntervalSince(started))
         }
         // Placed: the other ranks are serving roles, so rank 0 alone chooses (no collective).
-        let stageFolder = try await StageFolder.open(stage: "ppo", run: config.run, resolved: config.resolved, transport: transport,
-                                                     workingDirectory: workingDirectory, collective: session.colocated,
-                                                     extra: PPORun.resumeExtra(session), say: say)
+        let stageFolder = try await StageFolder.open(
+            stage: "ppo", run: config.run, resolved: config.resolved, transport: transport,
+            workingDirectory: workingDirectory, collective: session.colocated,
+            extra: PPORun.resumeExtra(session), say: say)
         session.describe()
         try await session.preparePrompts(folder: stageFolder.folder)
         let run = PPORun(session: session, stageFolder: stageFolder, context: startContext)
@@ -84,13 +94,16 @@ final class PPORun {
 
     /// Colocated, each rank samples its share of the prompts with its own seed, so the rollouts
     /// (unlike SFT's or DPO's sums) depend on the number of ranks: a resume must keep it.
-    static func resumeExtra(_ s: PPOSession) -> [String: String] { ["ranks rolling out": String(s.colocated ? s.transport.size : 1)] }
+    static func resumeExtra(_ s: PPOSession) -> [String: String] {
+        ["ranks rolling out": String(s.colocated ? s.transport.size : 1)]
+    }
 
     /// Continues from the stage folder's checkpoint, if any: the session restores its own state,
     /// and the evaluation before training is the one the checkpoint kept.
     func restore() async throws {
-        let fresh = TrainingState(stage: "ppo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: config.run.seed),
-                                  tokenizer: "", worldSize: transport.size)
+        let fresh = TrainingState(
+            stage: "ppo", step: 0, cursor: 0, optimizerStep: 0, learningRate: 0, rng: RNG(seed: config.run.seed),
+            tokenizer: "", worldSize: transport.size)
         let state = try stageFolder.resumedState(stage: "ppo", fresh: fresh)
         if let checkpoint = stageFolder.checkpoint {
             try await session.restore(state, from: checkpoint)
@@ -98,17 +111,23 @@ final class PPORun {
             result.initialInstructions = state.startingScore
         }
         session.say(stageFolder.resumeLine(step: completedIterations, unit: "iteration"))
-        try stageFolder.checkSteps(done: completedIterations, total: config.ppo.iterations, key: "ppo.iterations", say: session.say)
+        try stageFolder.checkSteps(
+            done: completedIterations, total: config.ppo.iterations, key: "ppo.iterations", say: session.say)
     }
 
     /// Held-out greedy exact match of the policy (rank 0), logged; nil without held-out examples.
     func evaluateExactMatch(iteration: Int) throws -> Double? {
         let s = session
         guard transport.rank == 0, !s.data.evalExamples.isEmpty else { return nil }
-        let r = try Evaluation.run(trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, examples: s.data.evalExamples, tokenizer: s.tokenizer,
-                                   maxLength: config.maxLength, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
+        let r = try Evaluation.run(
+            trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, examples: s.data.evalExamples,
+            tokenizer: s.tokenizer,
+            maxLength: config.maxLength, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
         try stageFolder.folder.append(PPOEvalRecord(step: iteration, evalLoss: r.loss, exactMatch: r.exactMatch ?? 0))
-        s.say(String(format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration, 100 * (r.exactMatch ?? 0), r.loss))
+        s.say(
+            String(
+                format: "iteration %d: held-out exact match %.1f%%, eval loss %.4f", iteration,
+                100 * (r.exactMatch ?? 0), r.loss))
         return r.exactMatch
     }
 
@@ -117,20 +136,27 @@ final class PPORun {
     func evaluateInstructions(iteration: Int) throws -> Double? {
         let s = session, folder = stageFolder.folder
         guard transport.rank == 0, !s.data.instructionEval.isEmpty else { return nil }
-        let e = try InstructionEvaluation.run(trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, prompts: s.data.instructionEval,
-                                              tokenizer: s.tokenizer, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
+        let e = try InstructionEvaluation.run(
+            trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, prompts: s.data.instructionEval,
+            tokenizer: s.tokenizer, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
         try folder.append(e.metrics(step: iteration, prompts: s.data.instructionEval.count))
         let directory = (folder.path as NSString).appendingPathComponent("eval")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = (directory as NSString).appendingPathComponent(String(format: "instructions-step-%05d.json", iteration))
-        try JSONSerialization.data(withJSONObject: e.report(step: iteration), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            .write(to: URL(fileURLWithPath: path))
+        let path = (directory as NSString).appendingPathComponent(
+            String(format: "instructions-step-%05d.json", iteration))
+        try JSONSerialization.data(
+            withJSONObject: e.report(step: iteration), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        )
+        .write(to: URL(fileURLWithPath: path))
         let kinds = e.perKind.keys.sorted().map { kind in
             let count = e.perKind[kind] ?? (kept: 0, total: 0)
             return String(format: "%@ %.0f%%", kind, 100 * Double(count.kept) / Double(max(count.total, 1)))
         }
-        s.say(String(format: "iteration %d: held-out instructions kept %.1f%% (%d/%d; %@)", iteration, 100 * e.score, e.kept, e.total,
-                     kinds.joined(separator: ", ")))
+        s.say(
+            String(
+                format: "iteration %d: held-out instructions kept %.1f%% (%d/%d; %@)", iteration, 100 * e.score, e.kept,
+                e.total,
+                kinds.joined(separator: ", ")))
         return e.score
     }
 
@@ -144,7 +170,9 @@ final class PPORun {
         } else {
             try HFCheckpoint.save(r.policyTrunk, directory: final + "/policy")
         }
-        if let criticLoRA = r.criticLoRA { try PEFTAdapter.save(criticLoRA, directory: final + "/critic_adapter", baseModel: config.run.initFrom) }
+        if let criticLoRA = r.criticLoRA {
+            try PEFTAdapter.save(criticLoRA, directory: final + "/critic_adapter", baseModel: config.run.initFrom)
+        }
         try ScalarHeadIO.save(r.valueHead, directory: final, fileName: "value_head.safetensors")
     }
 }
@@ -191,11 +219,16 @@ extension PPORun: LoopedStage {
     func save(step iteration: Int) async throws -> String {
         let s = session
         let snapshots = try await s.snapshots()
-        let state = TrainingState(stage: "ppo", step: iteration, cursor: iteration * config.ppo.prompts, optimizerStep: snapshots["policy"]?.step ?? 0,
-                                  learningRate: 0, rng: RNG(seed: config.run.seed), tokenizer: s.tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
-                                  worldSize: transport.size, klBeta: s.kl.beta, optimizerSteps: snapshots.mapValues(\.step),
-                                  settings: stageFolder.settings, startingScore: result.initialInstructions)
-        return try Checkpoints.saveFolder(directory: folder.checkpoints, step: iteration, keepLast: config.cadence.keepLast) { dir in
+        let state = TrainingState(
+            stage: "ppo", step: iteration, cursor: iteration * config.ppo.prompts,
+            optimizerStep: snapshots["policy"]?.step ?? 0,
+            learningRate: 0, rng: RNG(seed: config.run.seed),
+            tokenizer: s.tokenizer is BPETokenizer ? "tokenizer.json" : "byte",
+            worldSize: transport.size, klBeta: s.kl.beta, optimizerSteps: snapshots.mapValues(\.step),
+            settings: stageFolder.settings, startingScore: result.initialInstructions)
+        return try Checkpoints.saveFolder(
+            directory: folder.checkpoints, step: iteration, keepLast: config.cadence.keepLast
+        ) { dir in
             try Checkpoints.writeCommon(dir, optimizer: nil, state: state, tokenizer: s.tokenizer as? BPETokenizer)
             try PPOCheckpoint.write(snapshots, path: (dir as NSString).appendingPathComponent(PPOCheckpoint.fileName))
             try s.writeSourceState(directory: dir)
@@ -235,15 +268,22 @@ enum PPOCheckpoint {
     static let fileName = "ppo_state.safetensors"
 
     static func write(_ snapshots: [String: TrainableSnapshot], path: String) throws {
-        try writeFloatTensors(path: path, snapshots.keys.sorted().flatMap { name in
-            [(name + ".parameters", snapshots[name]!.parameters), (name + ".m", snapshots[name]!.m), (name + ".v", snapshots[name]!.v)]
-        })
+        try writeFloatTensors(
+            path: path,
+            snapshots.keys.sorted().flatMap { name in
+                [
+                    (name + ".parameters", snapshots[name]!.parameters), (name + ".m", snapshots[name]!.m),
+                    (name + ".v", snapshots[name]!.v),
+                ]
+            })
     }
 
     static func read(_ file: SafeTensorsFile, steps: [String: Int]) throws -> [String: TrainableSnapshot] {
         var out: [String: TrainableSnapshot] = [:]
         for (name, step) in steps {
-            out[name] = TrainableSnapshot(parameters: try file.floats(name + ".parameters"), m: try file.floats(name + ".m"), v: try file.floats(name + ".v"), step: step)
+            out[name] = TrainableSnapshot(
+                parameters: try file.floats(name + ".parameters"), m: try file.floats(name + ".m"),
+                v: try file.floats(name + ".v"), step: step)
         }
         return out
     }

@@ -42,31 +42,49 @@ final class HydraPairs {
         } else {
             (l, dw, dl) = BradleyTerry.loss(chosen: rw, rejected: rl, margin: margin)
         }
-        if centerCoefficient > 0 {   // c·(r_w + r_l)² pulls the mean reward to 0 (Eisenstein et al.)
+        if centerCoefficient > 0 {  // c·(r_w + r_l)² pulls the mean reward to 0 (Eisenstein et al.)
             let s = rw + rl
-            l += centerCoefficient * s * s; dw += 2 * centerCoefficient * s; dl += 2 * centerCoefficient * s
+            l += centerCoefficient * s * s
+            dw += 2 * centerCoefficient * s
+            dl += 2 * centerCoefficient * s
         }
         return (l, dw, dl)
     }
 
-    static func sequence(_ prompt: String, _ response: String, tokenizer: any Tokenizer, maxLength: Int, source: String) throws -> [Int32] {
-        let s = tokenizer.encodeWithPrefix(prompt) + tokenizer.encode(response) + (tokenizer.eosTokenId.map { [$0] } ?? [])
-        guard s.count <= maxLength + 1 else { throw TooLongExample(source: source, tokens: s.count - 1, maxLength: maxLength) }
+    static func sequence(_ prompt: String, _ response: String, tokenizer: any Tokenizer, maxLength: Int, source: String)
+        throws -> [Int32]
+    {
+        let s =
+            tokenizer.encodeWithPrefix(prompt) + tokenizer.encode(response) + (tokenizer.eosTokenId.map { [$0] } ?? [])
+        guard s.count <= maxLength + 1 else {
+            throw TooLongExample(source: source, tokens: s.count - 1, maxLength: maxLength)
+        }
         return s
     }
 
-    init(train: [PreferenceExample], eval: [PreferenceExample], tokenizer: any Tokenizer, maxLength: Int, weight: Double,
-         batchSize: Int, seed: UInt64, head: ScalarHead, hyper: AdamWHyperparameters, utility: PairUtility = .bt, centerCoefficient: Double = 0,
-         adapter: LoRAAdapter? = nil) throws {
-        self.utility = utility; self.centerCoefficient = centerCoefficient; self.adapter = adapter
+    init(
+        train: [PreferenceExample], eval: [PreferenceExample], tokenizer: any Tokenizer, maxLength: Int, weight: Double,
+        batchSize: Int, seed: UInt64, head: ScalarHead, hyper: AdamWHyperparameters, utility: PairUtility = .bt,
+        centerCoefficient: Double = 0,
+        adapter: LoRAAdapter? = nil
+    ) throws {
+        self.utility = utility
+        self.centerCoefficient = centerCoefficient
+        self.adapter = adapter
         func tokenize(_ e: PreferenceExample) throws -> Pair {
-            Pair(ranked: try e.responses.map { try Self.sequence(e.prompt, $0, tokenizer: tokenizer, maxLength: maxLength, source: e.source) },
-                 margin: e.margin ?? 0, openEnded: e.openEnded ?? false)
+            Pair(
+                ranked: try e.responses.map {
+                    try Self.sequence(e.prompt, $0, tokenizer: tokenizer, maxLength: maxLength, source: e.source)
+                },
+                margin: e.margin ?? 0, openEnded: e.openEnded ?? false)
         }
         guard !train.isEmpty else { throw DatasetError("Hydra-SFT needs preference pairs (data.prefs or a task)") }
         pairs = try train.map(tokenize)
         evalPairs = try eval.map(tokenize)
-        self.weight = weight; self.batchSize = batchSize; self.seed = seed; self.head = head
+        self.weight = weight
+        self.batchSize = batchSize
+        self.seed = seed
+        self.head = head
         headGradients = FloatBuffer(count: head.parameters.count)
         headSum = GradientSum(count: head.parameters.count)
         var layout = TensorLayout()
@@ -92,7 +110,9 @@ final class HydraPairs {
     }
 
     /// Rewards at the last token of each sequence, keeping what the backward needs.
-    func scores(trunk: any CausalLM, _ sequences: [[Int32]]) throws -> (values: [Float], act: TrunkActivations, last: FloatBuffer, length: Int) {
+    func scores(trunk: any CausalLM, _ sequences: [[Int32]]) throws -> (
+        values: [Float], act: TrunkActivations, last: FloatBuffer, length: Int
+    ) {
         let length = sequences.map(\.count).max()!
         var tokens = [Int32](repeating: 0, count: sequences.count * length)
         for (r, s) in sequences.enumerated() { for (j, t) in s.enumerated() { tokens[r * length + j] = t } }
@@ -100,7 +120,9 @@ final class HydraPairs {
         try trunk.forward(tokens: tokens, adapter: adapter, activations: act)
         let c = trunk.config.channels
         let last = FloatBuffer(count: sequences.count * c)
-        for (r, s) in sequences.enumerated() { (last.pointer + r * c).update(from: act.hidden.pointer + (r * length + s.count - 1) * c, count: c) }
+        for (r, s) in sequences.enumerated() {
+            (last.pointer + r * c).update(from: act.hidden.pointer + (r * length + s.count - 1) * c, count: c)
+        }
         return (head.forward(hidden: last.pointer, rows: sequences.count), act, last, length)
     }
 
@@ -108,17 +130,24 @@ final class HydraPairs {
     /// adding trunk gradients to `trunkSum` and head gradients to `headSum`. Returns (Σ loss, Σ correct).
     /// Pairs go through the model `microBatch` at a time, each chunk's gradients added to the sums
     /// on its own: chunks are the same whatever the number of ranks, so the Float64 sums are too.
-    func accumulate(trunk: any CausalLM, mine: [Pair], microBatch: Int, globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
+    func accumulate(
+        trunk: any CausalLM, mine: [Pair], microBatch: Int, globalCount: Int, trunkGradients: FloatBuffer,
+        trunkSum: GradientSum
+    ) throws -> (Double, Double) {
         var loss = 0.0, correct = 0.0
         for start in stride(from: 0, to: mine.count, by: microBatch) {
-            let (l, c) = try accumulateChunk(trunk: trunk, mine: Array(mine[start..<min(start + microBatch, mine.count)]), globalCount: globalCount,
-                                             trunkGradients: trunkGradients, trunkSum: trunkSum)
-            loss += l; correct += c
+            let (l, c) = try accumulateChunk(
+                trunk: trunk, mine: Array(mine[start..<min(start + microBatch, mine.count)]), globalCount: globalCount,
+                trunkGradients: trunkGradients, trunkSum: trunkSum)
+            loss += l
+            correct += c
         }
         return (loss, correct)
     }
 
-    func accumulateChunk(trunk: any CausalLM, mine: [Pair], globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum) throws -> (Double, Double) {
+    func accumulateChunk(
+        trunk: any CausalLM, mine: [Pair], globalCount: Int, trunkGradients: FloatBuffer, trunkSum: GradientSum
+    ) throws -> (Double, Double) {
         guard !mine.isEmpty else { return (0, 0) }
         let sequences = mine.flatMap(\.ranked)
         let (r, act, last, length) = try scores(trunk: trunk, sequences)
@@ -131,7 +160,9 @@ final class HydraPairs {
         for group in mine {
             let pairs = group.orderedPairs, count = Double(pairs.count)
             for (i, j) in pairs {
-                let (l, dw, dl) = pairLoss(group, chosen: Double(r[first + i]), rejected: Double(r[first + j]), margin: group.ranked.count == 2 ? group.margin : 0)
+                let (l, dw, dl) = pairLoss(
+                    group, chosen: Double(r[first + i]), rejected: Double(r[first + j]),
+                    margin: group.ranked.count == 2 ? group.margin : 0)
                 loss += l / count
                 if r[first + i] > r[first + j] { correct += 1 / count }
                 dValues[first + i] += Float(weight * dw / count / Double(globalCount))
@@ -146,11 +177,14 @@ final class HydraPairs {
         }
         headSum.add(headGradients)
         let dHidden = FloatBuffer(count: act.hidden.count)
-        for (row, s) in sequences.enumerated() { (dHidden.pointer + (row * length + s.count - 1) * c).update(from: dLast.pointer + row * c, count: c) }
-        guard trainTrunk || adapter != nil else { return (loss, correct) }   // head only: the trunk stays as it is
+        for (row, s) in sequences.enumerated() {
+            (dHidden.pointer + (row * length + s.count - 1) * c).update(from: dLast.pointer + row * c, count: c)
+        }
+        guard trainTrunk || adapter != nil else { return (loss, correct) }  // head only: the trunk stays as it is
         trunkGradients.zero()
-        trunk.backward(dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: adapter == nil ? trunkGradients : nil,
-                       adapterGradients: adapter == nil ? nil : trunkGradients)
+        trunk.backward(
+            dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: adapter == nil ? trunkGradients : nil,
+            adapterGradients: adapter == nil ? nil : trunkGradients)
         trunkSum.add(trunkGradients)
         return (loss, correct)
     }
@@ -166,8 +200,13 @@ final class HydraPairs {
             let r = try scores(trunk: trunk, chunk.flatMap(\.ranked)).values
             var first = 0
             for group in chunk {
-                for (i, j) in group.orderedPairs { total += 1; if r[first + i] > r[first + j] { correct += 1 } }
-                rewards[group.openEnded ? "open-ended" : "closed", default: []] += (0..<group.ranked.count).map { 1 / (1 + exp(-Double(r[first + $0]))) }
+                for (i, j) in group.orderedPairs {
+                    total += 1
+                    if r[first + i] > r[first + j] { correct += 1 }
+                }
+                rewards[group.openEnded ? "open-ended" : "closed", default: []] += (0..<group.ranked.count).map {
+                    1 / (1 + exp(-Double(r[first + $0])))
+                }
                 first += group.ranked.count
             }
         }

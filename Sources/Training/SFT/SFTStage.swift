@@ -32,9 +32,17 @@ public final class SFTStage {
 
     /// `transport` is the data-parallel group: every rank runs this stage, shards each global
     /// batch, and all-reduces gradients; rank 0 alone prints, evaluates and writes files.
-    public init(config: SFTConfig, transport: any Transport, workingDirectory: String = FileManager.default.currentDirectoryPath,
-                say: @escaping (String) -> Void = { print($0); fflush(nil) }) {
-        self.config = config; self.transport = transport; self.workingDirectory = workingDirectory
+    public init(
+        config: SFTConfig, transport: any Transport,
+        workingDirectory: String = FileManager.default.currentDirectoryPath,
+        say: @escaping (String) -> Void = {
+            print($0)
+            fflush(nil)
+        }
+    ) {
+        self.config = config
+        self.transport = transport
+        self.workingDirectory = workingDirectory
         self.sayOnRankZero = say
         startContext = FailureContext(rank: transport.rank, role: config.stageName, step: 0)
     }
@@ -44,19 +52,26 @@ public final class SFTStage {
 
     /// Builds the model: from a Hugging Face folder, or a preset sized to the tokenizer.
     static func makeModel(_ c: SFTConfig, tokenizer: any Tokenizer, seed: UInt64) throws -> any CausalLM {
-        try makeModel(initFrom: c.run.initFrom, family: c.run.family, preset: c.run.preset, tokenizer: tokenizer, seed: seed)
+        try makeModel(
+            initFrom: c.run.initFrom, family: c.run.family, preset: c.run.preset, tokenizer: tokenizer, seed: seed)
     }
 
-    static func makeModel(initFrom: String, family: String, preset: String, tokenizer: any Tokenizer, seed: UInt64) throws -> any CausalLM {
+    static func makeModel(initFrom: String, family: String, preset: String, tokenizer: any Tokenizer, seed: UInt64)
+        throws -> any CausalLM
+    {
         if !initFrom.isEmpty {
             let trunk = try HFCheckpoint.load(directory: initFrom)
             guard tokenizer.vocabSize <= trunk.config.vocabSize else {
-                throw TrainingError("tokenizer has \(tokenizer.vocabSize) ids but \(initFrom) has a vocabulary of \(trunk.config.vocabSize)")
+                throw TrainingError(
+                    "tokenizer has \(tokenizer.vocabSize) ids but \(initFrom) has a vocabulary of "
+                        + "\(trunk.config.vocabSize)"
+                )
             }
             return trunk
         }
-        let shape = try ModelFamilies.preset(preset, family: family).withVocabulary(size: tokenizer.vocabSize, bosTokenId: tokenizer.bosTokenId.map(Int.init),
-                                                                    eosTokenId: tokenizer.eosTokenId.map(Int.init))
+        let shape = try ModelFamilies.preset(preset, family: family).withVocabulary(
+            size: tokenizer.vocabSize, bosTokenId: tokenizer.bosTokenId.map(Int.init),
+            eosTokenId: tokenizer.eosTokenId.map(Int.init))
         let trunk = try shape.makeModel(weights: nil)
         var rng = RNG(seed: seed)
         trunk.initialize(rng: &rng)
@@ -65,11 +80,13 @@ public final class SFTStage {
 
     public func run() async throws -> SFTResult {
         FailureReport.current = context
-        let s = try await SFTSession(config, transport: transport, workingDirectory: workingDirectory, context: context, say: say)
+        let s = try await SFTSession(
+            config, transport: transport, workingDirectory: workingDirectory, context: context, say: say)
         session = s
         let saved = try await StageLoop(stage: s, transport: transport, say: say).run()
-        return SFTResult(runFolder: s.folder.path, steps: s.totalSteps, initialEval: s.initialEval, finalEval: s.lastEval,
-                         lastCheckpoint: saved ?? Checkpoints.newest(in: s.folder.checkpoints), rewardAccuracy: s.lastRewardAccuracy)
+        return SFTResult(
+            runFolder: s.folder.path, steps: s.totalSteps, initialEval: s.initialEval, finalEval: s.lastEval,
+            lastCheckpoint: saved ?? Checkpoints.newest(in: s.folder.checkpoints), rewardAccuracy: s.lastRewardAccuracy)
     }
 }
 
@@ -105,8 +122,11 @@ struct SFTStepReport: StepReport {
     }
 
     /// `totals` summed over ranks; `pairBatch` the pairs per step when a reward head trains.
-    init(step: Int, totals: SFTSession.StepSums, learningRate: Float, gradNorm: Float, seconds: Double, communicateSeconds: Double,
-         pairBatch: Double?, lmOn: Bool, trainTrunk: Bool) {
+    init(
+        step: Int, totals: SFTSession.StepSums, learningRate: Float, gradNorm: Float, seconds: Double,
+        communicateSeconds: Double,
+        pairBatch: Double?, lmOn: Bool, trainTrunk: Bool
+    ) {
         self.step = step
         loss = totals.loss
         lr = Double(learningRate)
@@ -121,7 +141,8 @@ struct SFTStepReport: StepReport {
     }
 
     var progressFields: String {
-        lmOn ? String(format: "loss %.4f lr %.2e |g| %.3f", loss, lr, gradNorm)
+        lmOn
+            ? String(format: "loss %.4f lr %.2e |g| %.3f", loss, lr, gradNorm)
             : String(format: "pair loss %.4f pair accuracy %.3f lr %.2e", btLoss ?? 0, pairAccuracy ?? 0, lr)
     }
 

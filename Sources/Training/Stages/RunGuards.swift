@@ -13,8 +13,14 @@ public struct RunStopped: Error, CustomStringConvertible {
     public let checkpoint: String?
 
     public var description: String {
-        let from = signal.ranks == [0] ? "" : " (it reached rank\(signal.ranks.count > 1 ? "s" : "") \(signal.ranks.map(String.init).joined(separator: ", ")))"
-        return "stopped by \(signal.name)\(from) after \(stage) step \(step); checkpoint: \(checkpoint ?? "written by rank 0")"
+        let from =
+            signal.ranks == [0]
+            ? ""
+            : " (it reached rank\(signal.ranks.count > 1 ? "s" : "") "
+                + "\(signal.ranks.map(String.init).joined(separator: ", ")))"
+        return
+            "stopped by \(signal.name)\(from) after \(stage) step \(step); checkpoint: "
+            + "\(checkpoint ?? "written by rank 0")"
     }
 
     /// The same command continuing from the checkpoint (`resume=PATH` after the user's own arguments).
@@ -45,7 +51,9 @@ struct DivergenceGuard {
     private(set) var memory = DivergenceMemory()
 
     init(spikeFactor: Double, maxGradNorm: Double, checkpoints: String, memory: DivergenceMemory? = nil) {
-        self.spikeFactor = spikeFactor; self.maxGradNorm = maxGradNorm; self.checkpoints = checkpoints
+        self.spikeFactor = spikeFactor
+        self.maxGradNorm = maxGradNorm
+        self.checkpoints = checkpoints
         self.memory = memory ?? DivergenceMemory()
     }
 
@@ -57,9 +65,15 @@ struct DivergenceGuard {
         if let gradNorm { try checkGradient(gradNorm, step: step, loss: loss, lossName: lossName) }
         // Only for losses that stay positive (cross-entropy, Bradley–Terry, DPO): "10× the mean"
         // says nothing about a loss that may cross zero (centered or utility-shaped pair losses).
-        if spikeFactor > 0, let first = memory.first, let mean = memory.mean, first > 0, mean > 0, loss > spikeFactor * mean, loss > spikeFactor * first {
-            throw diverged(String(format: "%@ %.4g is over %.4g× both the running mean %.4g and the first step's %.4g (train.loss_spike; 0 turns the rule off)",
-                                  lossName, loss, spikeFactor, mean, first), step: step)
+        if spikeFactor > 0, let first = memory.first, let mean = memory.mean, first > 0, mean > 0,
+            loss > spikeFactor * mean, loss > spikeFactor * first
+        {
+            throw diverged(
+                String(
+                    format:
+                        "%@ %.4g is over %.4g× both the running mean %.4g and the first step's %.4g "
+                        + "(train.loss_spike; 0 turns the rule off)",
+                    lossName, loss, spikeFactor, mean, first), step: step)
         }
         if memory.first == nil { memory.first = loss }
         // Exponential moving average, weight 0.1 on the newest: a spike is judged against the
@@ -70,7 +84,9 @@ struct DivergenceGuard {
     private mutating func checkGradient(_ norm: Double, step: Int, loss: Double, lossName: String) throws {
         if !norm.isFinite { throw diverged("the gradient norm is \(norm)", step: step) }
         if maxGradNorm > 0 && norm > maxGradNorm {
-            throw diverged(String(format: "the gradient norm %.4g exceeds train.max_grad_norm_abort %.4g", norm, maxGradNorm), step: step)
+            throw diverged(
+                String(format: "the gradient norm %.4g exceeds train.max_grad_norm_abort %.4g", norm, maxGradNorm),
+                step: step)
         }
         // A saturated model (softmax or sigmoid pinned by huge weights) has an exactly zero
         // gradient at a loss that is not small: a healthy float32 gradient is not exactly 0. One
@@ -79,8 +95,10 @@ struct DivergenceGuard {
         let real = loss >= 0.1 * (memory.first ?? loss) && loss > 0
         memory.zeroGradientStreak = norm == 0 && real ? memory.zeroGradientStreak + 1 : 0
         if memory.zeroGradientStreak >= Self.zeroGradientSteps {
-            throw diverged(String(format: "the gradient vanished (norm 0 for %d steps, at %@ %.4g): the model saturated",
-                                  memory.zeroGradientStreak, lossName, loss), step: step)
+            throw diverged(
+                String(
+                    format: "the gradient vanished (norm 0 for %d steps, at %@ %.4g): the model saturated",
+                    memory.zeroGradientStreak, lossName, loss), step: step)
         }
     }
 
@@ -89,9 +107,14 @@ struct DivergenceGuard {
     /// weights that diverged: the last good one is at step s − 2 or before.
     func diverged(_ what: String, step: Int) -> TrainingError {
         let good = Checkpoints.newest(in: checkpoints, atMost: step - 2)
-        let last = good.map { "the last good checkpoint is \($0) (the weights after step \(step - 1) gave this)" }
+        let last =
+            good.map { "the last good checkpoint is \($0) (the weights after step \(step - 1) gave this)" }
             ?? "no checkpoint before it is known good"
-        let hint = good.map { "; continue from it with resume=\($0) and a lower learning rate (or a longer warm-up), or check the data" }
+        let hint =
+            good.map {
+                "; continue from it with resume=\($0) and a lower learning rate (or a longer warm-up), or check the "
+                    + "data"
+            }
             ?? "; lower the learning rate (or warm up longer) or check the data"
         return TrainingError("\(what): training diverged, nothing more is written; \(last)\(hint)")
     }

@@ -37,7 +37,11 @@ public enum OverlapPolicy: String, ConfigChoice {
         case .auto where hosts.count > 1:
             return (true, "overlapped with the backward: the ranks span several hosts (\(hosts.source))")
         case .auto:
-            return (false, "after the backward: every rank is on one host (\(hosts.source)), where overlapping only competes for the cores; cluster.overlap_allreduce: always overlaps anyway")
+            return (
+                false,
+                "after the backward: every rank is on one host (\(hosts.source)), where overlapping only competes "
+                    + "for the cores; cluster.overlap_allreduce: always overlaps anyway"
+            )
         }
     }
 }
@@ -46,7 +50,10 @@ public enum OverlapPolicy: String, ConfigChoice {
 public struct PresetName: ConfigScalar, Equatable {
     public let name: String
     public static var configType: ConfigType { .choice(ModelFamilies.presetNames) }
-    public init?(configValue: ConfigValue) { guard case .string(let v) = configValue else { return nil }; name = v }
+    public init?(configValue: ConfigValue) {
+        guard case .string(let v) = configValue else { return nil }
+        name = v
+    }
     public init(_ name: String) { self.name = name }
     public var configValue: ConfigValue { .string(name) }
 }
@@ -55,7 +62,10 @@ public struct PresetName: ConfigScalar, Equatable {
 public struct FamilyName: ConfigScalar, Equatable {
     public let name: String
     public static var configType: ConfigType { .choice(ModelFamilies.presetFamilies) }
-    public init?(configValue: ConfigValue) { guard case .string(let v) = configValue else { return nil }; name = v }
+    public init?(configValue: ConfigValue) {
+        guard case .string(let v) = configValue else { return nil }
+        name = v
+    }
     public init(_ name: String) { self.name = name }
     public var configValue: ConfigValue { .string(name) }
 }
@@ -64,31 +74,56 @@ let validName = ConfigCheck<String>("a non-empty name without '/'") { !$0.isEmpt
 
 /// The run: its name and folder, seed, resume policy, tokenizer, model, cluster and placement.
 public struct RunSettings: Sendable {
-    static let name = Key<String>("name", "experiment", "run name; the run folder is runs/<name>-<timestamp>", validName)
+    static let name = Key<String>(
+        "name", "experiment", "run name; the run folder is runs/<name>-<timestamp>", validName)
     static let out = Key<ConfigPath>("out", "", "run folder (default runs/<name>-<timestamp> under the working folder)")
     static let seed = Key<Int>("seed", 1, "seed of every random choice (init, data order, sampling)")
-    static let resume = Key<String>("resume", "auto", "auto (newest intact checkpoint of this run name), force (auto, even with changed model/data settings), never, or a checkpoint path")
-    static let tokenizer = Key<String>("tokenizer", "byte", "byte, a tokenizer.json (or folder holding one), or a GGUF file")
-    public static let timeout = Key<Double>("cluster.timeout", 300, "seconds any wait for another rank may last before the run stops", .positive)
-    static let overlap = Key<OverlapPolicy>("cluster.overlap_allreduce", .auto, "auto (overlap the gradient all-reduce with the backward when ranks span several hosts), always, or never")
-    static let placement = Key<String>("placement", "colocated", "colocated, or role=rank pairs (e.g. reference=1,reward=1)")
-    static let family = Key<FamilyName>("model.family", FamilyName("gpt2"), "architecture of a freshly initialised model (its presets: model.preset)")
-    static let preset = Key<PresetName>("model.preset", PresetName("tiny"), "shape of a freshly initialised model of model.family")
-    static let initFrom = Key<ConfigPath>("model.init_from", "", "Hugging Face model folder or GGUF file to start from (overrides preset)")
-    static let keys = [name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
-                       timeout.declaration, overlap.declaration, placement.declaration, family.declaration, preset.declaration, initFrom.declaration]
+    static let resume = Key<String>(
+        "resume", "auto",
+        "auto (newest intact checkpoint of this run name), force (auto, even with changed model/data settings), "
+            + "never, or a checkpoint path"
+    )
+    static let tokenizer = Key<String>(
+        "tokenizer", "byte", "byte, a tokenizer.json (or folder holding one), or a GGUF file")
+    public static let timeout = Key<Double>(
+        "cluster.timeout", 300, "seconds any wait for another rank may last before the run stops", .positive)
+    static let overlap = Key<OverlapPolicy>(
+        "cluster.overlap_allreduce", .auto,
+        "auto (overlap the gradient all-reduce with the backward when ranks span several hosts), always, or never")
+    static let placement = Key<String>(
+        "placement", "colocated", "colocated, or role=rank pairs (e.g. reference=1,reward=1)")
+    static let family = Key<FamilyName>(
+        "model.family", FamilyName("gpt2"), "architecture of a freshly initialised model (its presets: model.preset)")
+    static let preset = Key<PresetName>(
+        "model.preset", PresetName("tiny"), "shape of a freshly initialised model of model.family")
+    static let initFrom = Key<ConfigPath>(
+        "model.init_from", "", "Hugging Face model folder or GGUF file to start from (overrides preset)")
+    static let keys = [
+        name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
+        timeout.declaration, overlap.declaration, placement.declaration, family.declaration, preset.declaration,
+        initFrom.declaration,
+    ]
 
     public var name: String, out: String, seed: UInt64, resume: ResumePolicy, tokenizer: String
-    public var timeout: Double, overlap: OverlapPolicy, placement: String, family: String, preset: String, initFrom: String
+    public var timeout: Double, overlap: OverlapPolicy, placement: String, family: String, preset: String,
+        initFrom: String
 
     init(_ c: ResolvedConfig) throws {
-        name = c[Self.name]; out = c[Self.out].path; seed = UInt64(truncatingIfNeeded: c[Self.seed])
-        resume = try ResumePolicy(c[Self.resume]); tokenizer = c.optional(Self.tokenizer) ?? Self.tokenizer.defaultValue
-        timeout = c[Self.timeout]; overlap = c.optional(Self.overlap) ?? Self.overlap.defaultValue; placement = c[Self.placement]; preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
+        name = c[Self.name]
+        out = c[Self.out].path
+        seed = UInt64(truncatingIfNeeded: c[Self.seed])
+        resume = try ResumePolicy(c[Self.resume])
+        tokenizer = c.optional(Self.tokenizer) ?? Self.tokenizer.defaultValue
+        timeout = c[Self.timeout]
+        overlap = c.optional(Self.overlap) ?? Self.overlap.defaultValue
+        placement = c[Self.placement]
+        preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
         family = (c.optional(Self.family) ?? Self.family.defaultValue).name
         initFrom = c[Self.initFrom].path
         if c.schema.keys.contains(where: { $0.path == Self.preset.path }) {
-            do { _ = try ModelFamilies.preset(preset, family: family) } catch let ModelError.invalidConfig(message) { throw ConfigError("'model.preset': \(message)") }
+            do { _ = try ModelFamilies.preset(preset, family: family) } catch let ModelError.invalidConfig(message) {
+                throw ConfigError("'model.preset': \(message)")
+            }
         }
     }
 }
@@ -98,19 +133,25 @@ public struct DataSettings: Sendable {
     static let task = Key<DataTask>("data.task", .none, "built-in task generated in memory (instead of files)")
     static let seed = Key<Int>("data.seed", 1, "seed of the built-in task's split and flaws")
     static let flaw = Key<ArithFlaw>("data.flaw", .dropCarry, "arith: the demonstrator's habit")
-    static let flawShare = Key<Double>("data.flaw_share", 0.6, "arith: share of eligible demos that carry the flaw", .within(0, 1))
-    static let evalSize = Key<Int>("data.eval_size", 500, "held-out examples: arith (a, b) pairs, ifeval prompts, collapse prompts", .positive)
+    static let flawShare = Key<Double>(
+        "data.flaw_share", 0.6, "arith: share of eligible demos that carry the flaw", .within(0, 1))
+    static let evalSize = Key<Int>(
+        "data.eval_size", 500, "held-out examples: arith (a, b) pairs, ifeval prompts, collapse prompts", .positive)
     static let train = Key<ConfigPath>("data.train", "", "training JSONL (when no task)")
     static let eval = Key<ConfigPath>("data.eval", "", "evaluation JSONL (when no task)")
     static let prefs = Key<ConfigPath>("data.prefs", "", "preference pairs JSONL for Hydra-SFT (when no task)")
     static let evalPrefs = Key<ConfigPath>("data.eval_prefs", "", "held-out preference pairs JSONL (reward accuracy)")
-    static let skipTooLong = Key<Bool>("data.skip_too_long", false,
-                                       "drop examples (and prompts) longer than train.max_length at load, counted, instead of stopping with an error")
-    static let allowReplacement = Key<Bool>("data.allow_replacement", false,
-                                            "read invalid UTF-8 with U+FFFD in place of the bad bytes, counted, instead of stopping with an error")
-    static let keys = [task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
-                       train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration, skipTooLong.declaration,
-                       allowReplacement.declaration]
+    static let skipTooLong = Key<Bool>(
+        "data.skip_too_long", false,
+        "drop examples (and prompts) longer than train.max_length at load, counted, instead of stopping with an error")
+    static let allowReplacement = Key<Bool>(
+        "data.allow_replacement", false,
+        "read invalid UTF-8 with U+FFFD in place of the bad bytes, counted, instead of stopping with an error")
+    static let keys = [
+        task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
+        train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration, skipTooLong.declaration,
+        allowReplacement.declaration,
+    ]
 
     public var task: DataTask, seed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int
     public var train: String, eval: String, prefs: String, evalPrefs: String
@@ -120,11 +161,17 @@ public struct DataSettings: Sendable {
     public func notes() -> DataNotes { DataNotes(allowReplacement: allowReplacement, skipTooLong: skipTooLong) }
 
     init(_ c: ResolvedConfig) {
-        task = c[Self.task]; seed = UInt64(truncatingIfNeeded: c[Self.seed]); flaw = c[Self.flaw]; flawShare = c[Self.flawShare]
+        task = c[Self.task]
+        seed = UInt64(truncatingIfNeeded: c[Self.seed])
+        flaw = c[Self.flaw]
+        flawShare = c[Self.flawShare]
         evalSize = c[Self.evalSize]
-        train = c.optional(Self.train)?.path ?? ""; eval = c.optional(Self.eval)?.path ?? ""
-        prefs = c.optional(Self.prefs)?.path ?? ""; evalPrefs = c.optional(Self.evalPrefs)?.path ?? ""
-        skipTooLong = c[Self.skipTooLong]; allowReplacement = c[Self.allowReplacement]
+        train = c.optional(Self.train)?.path ?? ""
+        eval = c.optional(Self.eval)?.path ?? ""
+        prefs = c.optional(Self.prefs)?.path ?? ""
+        evalPrefs = c.optional(Self.evalPrefs)?.path ?? ""
+        skipTooLong = c[Self.skipTooLong]
+        allowReplacement = c[Self.allowReplacement]
     }
 
     /// The arith task these settings describe.
@@ -139,44 +186,70 @@ public struct OptimizerSettings: Sendable {
     static let steps = Key<Int>("train.steps", 0, "optimizer steps (0: derive from train.epochs)", .nonNegative)
     static let epochs = Key<Double>("train.epochs", 1, "passes over the data when train.steps is 0", .positive)
     static let batchSize = Key<Int>("train.batch_size", 32, "global batch: sequences per optimizer step", .positive)
-    static let microBatchSize = Key<Int>("train.micro_batch_size", 8, "sequences per forward/backward on one rank", .positive)
-    static let maxLength = Key<Int>("train.max_length", 64, "longest tokenised example kept (longer ones are an error)", .positive)
+    static let microBatchSize = Key<Int>(
+        "train.micro_batch_size", 8, "sequences per forward/backward on one rank", .positive)
+    static let maxLength = Key<Int>(
+        "train.max_length", 64, "longest tokenised example kept (longer ones are an error)", .positive)
     static let lr = Key<Double>("train.lr", 1e-3, "peak learning rate", .positive)
     static let minLRRatio = Key<Double>("train.min_lr_ratio", 0.1, "cosine floor as a share of train.lr", .within(0, 1))
     static let warmupSteps = Key<Int>("train.warmup_steps", 20, "linear warm-up steps", .nonNegative)
-    static let weightDecay = Key<Double>("train.weight_decay", 0.01, "AdamW decoupled decay (matrices and embeddings only)", .nonNegative)
+    static let weightDecay = Key<Double>(
+        "train.weight_decay", 0.01, "AdamW decoupled decay (matrices and embeddings only)", .nonNegative)
     static let beta1 = Key<Double>("train.beta1", 0.9, "AdamW β1", .from(0, below: 1))
     static let beta2 = Key<Double>("train.beta2", 0.999, "AdamW β2", .from(0, below: 1))
     static let eps = Key<Double>("train.eps", 1e-8, "AdamW ε", .positive)
-    static let gradClip = Key<Double>("train.grad_clip", 1.0, "clip the global gradient norm to this (0: off)", .nonNegative)
-    static let checkReplicas = Key<Bool>("train.check_replicas", false, "debug: compare weight checksums across ranks after every step")
-    static let lossSpike = Key<Double>("train.loss_spike", 10,
-                                       "stop when a step's loss exceeds this many times both the running mean and the first step's loss (0: off)", .nonNegative)
-    static let maxGradNormAbort = Key<Double>("train.max_grad_norm_abort", 0, "stop when the gradient norm before clipping exceeds this (0: off)", .nonNegative)
-    static let keys = [steps.declaration, epochs.declaration, batchSize.declaration, microBatchSize.declaration, maxLength.declaration,
-                       lr.declaration, minLRRatio.declaration, warmupSteps.declaration, weightDecay.declaration, beta1.declaration,
-                       beta2.declaration, eps.declaration, gradClip.declaration, checkReplicas.declaration, lossSpike.declaration,
-                       maxGradNormAbort.declaration]
+    static let gradClip = Key<Double>(
+        "train.grad_clip", 1.0, "clip the global gradient norm to this (0: off)", .nonNegative)
+    static let checkReplicas = Key<Bool>(
+        "train.check_replicas", false, "debug: compare weight checksums across ranks after every step")
+    static let lossSpike = Key<Double>(
+        "train.loss_spike", 10,
+        "stop when a step's loss exceeds this many times both the running mean and the first step's loss (0: off)",
+        .nonNegative)
+    static let maxGradNormAbort = Key<Double>(
+        "train.max_grad_norm_abort", 0, "stop when the gradient norm before clipping exceeds this (0: off)",
+        .nonNegative)
+    static let keys = [
+        steps.declaration, epochs.declaration, batchSize.declaration, microBatchSize.declaration, maxLength.declaration,
+        lr.declaration, minLRRatio.declaration, warmupSteps.declaration, weightDecay.declaration, beta1.declaration,
+        beta2.declaration, eps.declaration, gradClip.declaration, checkReplicas.declaration, lossSpike.declaration,
+        maxGradNormAbort.declaration,
+    ]
 
     public var steps: Int, epochs: Double, batchSize: Int, microBatchSize: Int, maxLength: Int
-    public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float, eps: Float, gradClip: Float
+    public var lr: Float, minLRRatio: Float, warmupSteps: Int, weightDecay: Float, beta1: Float, beta2: Float,
+        eps: Float, gradClip: Float
     public var checkReplicas: Bool
     /// The divergence guard's rules (DivergenceGuard).
     public var lossSpike: Double, maxGradNormAbort: Double
 
     init(_ c: ResolvedConfig) {
-        steps = c[Self.steps]; epochs = c[Self.epochs]; batchSize = c[Self.batchSize]; microBatchSize = c[Self.microBatchSize]
-        maxLength = c[Self.maxLength]; lr = Float(c[Self.lr]); minLRRatio = Float(c[Self.minLRRatio]); warmupSteps = c[Self.warmupSteps]
-        weightDecay = Float(c[Self.weightDecay]); beta1 = Float(c[Self.beta1]); beta2 = Float(c[Self.beta2]); eps = Float(c[Self.eps])
-        gradClip = Float(c[Self.gradClip]); checkReplicas = c[Self.checkReplicas]
-        lossSpike = c[Self.lossSpike]; maxGradNormAbort = c[Self.maxGradNormAbort]
+        steps = c[Self.steps]
+        epochs = c[Self.epochs]
+        batchSize = c[Self.batchSize]
+        microBatchSize = c[Self.microBatchSize]
+        maxLength = c[Self.maxLength]
+        lr = Float(c[Self.lr])
+        minLRRatio = Float(c[Self.minLRRatio])
+        warmupSteps = c[Self.warmupSteps]
+        weightDecay = Float(c[Self.weightDecay])
+        beta1 = Float(c[Self.beta1])
+        beta2 = Float(c[Self.beta2])
+        eps = Float(c[Self.eps])
+        gradClip = Float(c[Self.gradClip])
+        checkReplicas = c[Self.checkReplicas]
+        lossSpike = c[Self.lossSpike]
+        maxGradNormAbort = c[Self.maxGradNormAbort]
     }
 
     /// Micro-batches each rank runs per optimizer step: global batch = micro × accumulation × ranks.
     public func accumulationSteps(worldSize: Int, unit: String = "") throws -> Int {
         let perStep = microBatchSize * worldSize
         guard batchSize % perStep == 0 else {
-            throw ConfigError("'train.batch_size' (\(batchSize)\(unit)) must be a multiple of train.micro_batch_size × ranks (\(microBatchSize) × \(worldSize))")
+            throw ConfigError(
+                "'train.batch_size' (\(batchSize)\(unit)) must be a multiple of train.micro_batch_size × ranks "
+                    + "(\(microBatchSize) × \(worldSize))"
+            )
         }
         return batchSize / perStep
     }
@@ -184,47 +257,78 @@ public struct OptimizerSettings: Sendable {
 
 /// When to evaluate, checkpoint and print. `eval.every` N > 0: every N steps and at the end; 0: never.
 public struct CadenceSettings: Sendable {
-    static let evalEvery = Key<Int>("eval.every", 100, "evaluate every N optimizer steps and at the end (0: never)", .nonNegative)
+    static let evalEvery = Key<Int>(
+        "eval.every", 100, "evaluate every N optimizer steps and at the end (0: never)", .nonNegative)
     static let evalMaxExamples = Key<Int>("eval.max_examples", 200, "held-out examples per evaluation", .nonNegative)
-    static let evalMaxNewTokens = Key<Int>("eval.max_new_tokens", 8, "greedy decoding budget for exact match", .positive)
-    static let checkpointEvery = Key<Int>("checkpoint.every", 200, "save every N optimizer steps (and at the end; 0: end only)", .nonNegative)
+    static let evalMaxNewTokens = Key<Int>(
+        "eval.max_new_tokens", 8, "greedy decoding budget for exact match", .positive)
+    static let checkpointEvery = Key<Int>(
+        "checkpoint.every", 200, "save every N optimizer steps (and at the end; 0: end only)", .nonNegative)
     static let keepLast = Key<Int>("checkpoint.keep_last", 2, "checkpoints kept; older ones are deleted", .atLeast(1))
-    static let logEvery = Key<Int>("log.every", 10, "print a line every N steps when stdout is not a terminal", .positive)
-    static func keys(evalEvery: Int = 100, maxExamples: Int = 200, checkpointEvery: Int = 200, logEvery: Int = 10, unit: String = "optimizer steps") -> [ConfigKey] {
-        [Key<Int>("eval.every", evalEvery, "evaluate every N \(unit) and at the end (0: never)", .nonNegative).declaration,
-         evalMaxExamples.withDefault(maxExamples).declaration, evalMaxNewTokens.declaration,
-         Key<Int>("checkpoint.every", checkpointEvery, "save every N \(unit) (and at the end; 0: end only)", .nonNegative).declaration,
-         keepLast.declaration, Key<Int>("log.every", logEvery, "print a line every N \(unit) when stdout is not a terminal", .positive).declaration]
+    static let logEvery = Key<Int>(
+        "log.every", 10, "print a line every N steps when stdout is not a terminal", .positive)
+    static func keys(
+        evalEvery: Int = 100, maxExamples: Int = 200, checkpointEvery: Int = 200, logEvery: Int = 10,
+        unit: String = "optimizer steps"
+    ) -> [ConfigKey] {
+        [
+            Key<Int>("eval.every", evalEvery, "evaluate every N \(unit) and at the end (0: never)", .nonNegative)
+                .declaration,
+            evalMaxExamples.withDefault(maxExamples).declaration, evalMaxNewTokens.declaration,
+            Key<Int>(
+                "checkpoint.every", checkpointEvery, "save every N \(unit) (and at the end; 0: end only)", .nonNegative
+            ).declaration,
+            keepLast.declaration,
+            Key<Int>("log.every", logEvery, "print a line every N \(unit) when stdout is not a terminal", .positive)
+                .declaration,
+        ]
     }
 
-    public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int, logEvery: Int
+    public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int,
+        logEvery: Int
 
     init(_ c: ResolvedConfig) {
-        evalEvery = c[Self.evalEvery]; evalMaxExamples = c[Self.evalMaxExamples]
+        evalEvery = c[Self.evalEvery]
+        evalMaxExamples = c[Self.evalMaxExamples]
         evalMaxNewTokens = c.optional(Self.evalMaxNewTokens) ?? Self.evalMaxNewTokens.defaultValue
-        checkpointEvery = c[Self.checkpointEvery]; keepLast = c[Self.keepLast]; logEvery = c[Self.logEvery]
+        checkpointEvery = c[Self.checkpointEvery]
+        keepLast = c[Self.keepLast]
+        logEvery = c[Self.logEvery]
     }
 
     /// Evaluate after `step` of `total`?
-    public func evaluates(after step: Int, of total: Int) -> Bool { evalEvery > 0 && (step % evalEvery == 0 || step == total) }
+    public func evaluates(after step: Int, of total: Int) -> Bool {
+        evalEvery > 0 && (step % evalEvery == 0 || step == total)
+    }
     /// Checkpoint after `step` of `total`?
-    public func checkpoints(after step: Int, of total: Int) -> Bool { step == total || (checkpointEvery > 0 && step % checkpointEvery == 0) }
+    public func checkpoints(after step: Int, of total: Int) -> Bool {
+        step == total || (checkpointEvery > 0 && step % checkpointEvery == 0)
+    }
 }
 
 /// LoRA adapters on a frozen trunk; rank 0 means full fine-tuning where the stage allows it.
 public struct LoRASettings: Sendable {
     static let rank = Key<Int>("lora.rank", 16, "LoRA rank", .nonNegative)
     static let alpha = Key<Double>("lora.alpha", 32, "LoRA α", .positive)
-    static let targets = Key<String>("lora.targets", "all-linear",
-                                     "wrapped projections: all-linear (every projection of the model's family, PEFT's term) or module names (gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; llama, qwen2, mistral: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")
+    static let targets = Key<String>(
+        "lora.targets", "all-linear",
+        "wrapped projections: all-linear (every projection of the model's family, PEFT's term) or module names "
+            + "(gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; llama, qwen2, mistral: q_proj, k_proj, v_proj, "
+            + "o_proj, gate_proj, up_proj, down_proj)"
+    )
     static func keys(rank defaultRank: Int, rankHelp: String) -> [ConfigKey] {
-        [Key<Int>("lora.rank", defaultRank, rankHelp, .nonNegative).declaration, alpha.declaration, targets.declaration]
+        [
+            Key<Int>("lora.rank", defaultRank, rankHelp, .nonNegative).declaration, alpha.declaration,
+            targets.declaration,
+        ]
     }
 
     public var rank: Int, alpha: Float, targets: [LoRATarget]
 
     init(_ c: ResolvedConfig) throws {
-        rank = c[Self.rank]; alpha = Float(c[Self.alpha]); targets = try parseLoRATargets(c[Self.targets])
+        rank = c[Self.rank]
+        alpha = Float(c[Self.alpha])
+        targets = try parseLoRATargets(c[Self.targets])
     }
 
     /// The adapter configuration, nil for rank 0.
@@ -234,18 +338,27 @@ public struct LoRASettings: Sendable {
 /// 'lora.targets': comma-separated projection names; which exist depends on the model's family,
 /// so `makeAdapter` checks them once the model is loaded, before step 1.
 func parseLoRATargets(_ list: String) throws -> [LoRATarget] {
-    let names = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-    guard !names.contains(where: \.isEmpty) else { throw ConfigError("'lora.targets': give comma-separated projection names, got '\(list)'") }
+    let names = list.split(separator: ",", omittingEmptySubsequences: false).map {
+        $0.trimmingCharacters(in: .whitespaces)
+    }
+    guard !names.contains(where: \.isEmpty) else {
+        throw ConfigError("'lora.targets': give comma-separated projection names, got '\(list)'")
+    }
     // A name no family has is a typo: refuse it at load (the model's own family checks again once it is read).
     // Families sharing their names are listed together (llama, qwen2, mistral).
     var byNames: [(families: [String], names: [String])] = []
     for family in ModelFamilies.all {
-        if let i = byNames.firstIndex(where: { $0.names == family.loraTargetNames }) { byNames[i].families.append(family.modelType) }
-        else { byNames.append(([family.modelType], family.loraTargetNames)) }
+        if let i = byNames.firstIndex(where: { $0.names == family.loraTargetNames }) {
+            byNames[i].families.append(family.modelType)
+        } else {
+            byNames.append(([family.modelType], family.loraTargetNames))
+        }
     }
     for name in names where name != LoRATarget.allLinear.name && !byNames.contains(where: { $0.names.contains(name) }) {
-        throw ConfigError("'lora.targets': '\(name)' is not a projection of any model family (" +
-                          byNames.map { "\($0.families.joined(separator: ", ")): \($0.names.joined(separator: ", "))" }.joined(separator: "; ") + ")")
+        throw ConfigError(
+            "'lora.targets': '\(name)' is not a projection of any model family ("
+                + byNames.map { "\($0.families.joined(separator: ", ")): \($0.names.joined(separator: ", "))" }.joined(
+                    separator: "; ") + ")")
     }
     return names.map { LoRATarget($0) }
 }
@@ -253,7 +366,9 @@ func parseLoRATargets(_ list: String) throws -> [LoRATarget] {
 /// A LoRA adapter over a model of `model`'s shape; a target the family lacks is an error naming 'lora.targets'.
 func makeAdapter(_ config: LoRAConfig, for model: any ModelConfiguration) throws -> LoRAAdapter {
     for target in model.resolving(config.targets) {
-        do { _ = try model.loraProjection(target) } catch let ModelError.invalidConfig(message) { throw ConfigError("'lora.targets': \(message)") }
+        do { _ = try model.loraProjection(target) } catch let ModelError.invalidConfig(message) {
+            throw ConfigError("'lora.targets': \(message)")
+        }
     }
     return try LoRAAdapter(config: config, modelConfig: model)
 }

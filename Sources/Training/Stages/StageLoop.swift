@@ -90,8 +90,9 @@ struct StageLoop<Stage: LoopedStage> {
         }
         let progress = Progress(total: stage.totalSteps, every: stage.cadence.logEvery, startStep: stage.completedSteps)
         let rules = stage.divergenceRules
-        var divergence = DivergenceGuard(spikeFactor: rules?.lossSpike ?? 0, maxGradNorm: rules?.maxGradNormAbort ?? 0,
-                                         checkpoints: stage.folder.checkpoints, memory: stage.divergenceMemory)
+        var divergence = DivergenceGuard(
+            spikeFactor: rules?.lossSpike ?? 0, maxGradNorm: rules?.maxGradNormAbort ?? 0,
+            checkpoints: stage.folder.checkpoints, memory: stage.divergenceMemory)
         var lastSaved: String?
         while stage.completedSteps < stage.totalSteps {
             let step = stage.completedSteps + 1
@@ -104,7 +105,9 @@ struct StageLoop<Stage: LoopedStage> {
                 try stage.folder.append(report)
                 progress.update(step: step, fields: report.progressFields)
             }
-            if stage.cadence.evaluates(after: step, of: stage.totalSteps), let line = try await stage.evaluate(step: step) {
+            if stage.cadence.evaluates(after: step, of: stage.totalSteps),
+                let line = try await stage.evaluate(step: step)
+            {
                 if isLeader { progress.line("step \(step): " + line) }
             }
             var saved: String?

@@ -18,7 +18,8 @@ extension DPOStage: Stage {}
 extension PPOStage: Stage {}
 
 /// Runs `stage` as the step `name` of an experiment, its failure context reported first.
-func runStage<S: Stage>(_ stage: S, as name: String, onStage: (String, FailureContext) -> Void) async throws -> S.Output {
+func runStage<S: Stage>(_ stage: S, as name: String, onStage: (String, FailureContext) -> Void) async throws -> S.Output
+{
     onStage(name, stage.context)
     return try await stage.run()
 }
@@ -35,22 +36,31 @@ struct StageFolder {
     /// refused (unless resume: force) before the folder's config.yaml is rewritten.
     /// `collective` false: rank 0 alone chooses (the other ranks serve placed roles meanwhile).
     /// `extra`: settings of the run beyond its config that a resume must keep.
-    static func open(stage: String, run: RunSettings, resolved: ResolvedConfig, transport: any Transport, workingDirectory: String,
-                     collective: Bool = true, extra: [String: String] = [:], say: (String) -> Void) async throws -> StageFolder {
-        let (folder, checkpoint, message) = collective
-            ? try await RunFolder.chooseCollectively(name: run.name, out: run.out, resume: run.resume, workingDirectory: workingDirectory,
-                                                     transport: transport)
+    static func open(
+        stage: String, run: RunSettings, resolved: ResolvedConfig, transport: any Transport, workingDirectory: String,
+        collective: Bool = true, extra: [String: String] = [:], say: (String) -> Void
+    ) async throws -> StageFolder {
+        let (folder, checkpoint, message) =
+            collective
+            ? try await RunFolder.chooseCollectively(
+                name: run.name, out: run.out, resume: run.resume, workingDirectory: workingDirectory,
+                transport: transport)
             : try RunFolder.choose(name: run.name, out: run.out, resume: run.resume, workingDirectory: workingDirectory)
         say("\(stage): run folder \(folder.path)")
         if collective { RankStatus.shared.publish(runFolder: folder.path, size: transport.size) }
         let settings = ResumeSettings.of(resolved, extra: extra)
-        if let checkpoint, let warning = try ResumeSettings.check(checkpoint: checkpoint, state: try Checkpoints.loadState(checkpoint), config: resolved,
-                                                                  extra: extra, resume: run.resume) {
+        if let checkpoint,
+            let warning = try ResumeSettings.check(
+                checkpoint: checkpoint, state: try Checkpoints.loadState(checkpoint), config: resolved,
+                extra: extra, resume: run.resume)
+        {
             say(warning)
         }
         say("resolved config (\(resolved.file ?? "defaults")):\n" + resolved.yaml)
         if transport.rank == 0 { try folder.writeConfig(resolved.yaml) }
-        return StageFolder(folder: folder, checkpoint: checkpoint, resumeMessage: message, isLeader: transport.rank == 0, settings: settings)
+        return StageFolder(
+            folder: folder, checkpoint: checkpoint, resumeMessage: message, isLeader: transport.rank == 0,
+            settings: settings)
     }
 
     /// The checkpoint's training state (checked to be this stage's, metrics after it dropped), or
@@ -59,7 +69,9 @@ struct StageFolder {
         var state = fresh
         if let checkpoint {
             state = try Checkpoints.loadState(checkpoint)
-            guard state.stage == stage else { throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not \(stage)") }
+            guard state.stage == stage else {
+                throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not \(stage)")
+            }
             if isLeader { try folder.truncateMetrics(afterStep: state.step) }
         }
         state.settings = settings
@@ -74,15 +86,22 @@ struct StageFolder {
     }
 
     /// The sentence saying where the run starts (`unit`: step, or PPO's iteration).
-    func resumeLine(step: Int, unit: String = "step") -> String { resumeMessage + (checkpoint != nil ? " at \(unit) \(step)" : "") }
+    func resumeLine(step: Int, unit: String = "step") -> String {
+        resumeMessage + (checkpoint != nil ? " at \(unit) \(step)" : "")
+    }
 }
 
 /// `StageFolder.checkSteps` for any stage.
-func checkRemainingSteps(checkpoint: String?, done: Int, total: Int, key: String, epochs: Double? = nil, say: (String) -> Void) throws {
+func checkRemainingSteps(
+    checkpoint: String?, done: Int, total: Int, key: String, epochs: Double? = nil, say: (String) -> Void
+) throws {
     guard let checkpoint, done >= total else { return }
     let setting = epochs.map { "'\(key)' \($0) gives \(total) steps" } ?? "'\(key)' is \(total)"
     guard done == total else {
-        throw ConfigError("\(setting), but \(checkpoint) has already done \(done): raise \(key) to continue it, or set resume: never to start over")
+        throw ConfigError(
+            "\(setting), but \(checkpoint) has already done \(done): raise \(key) to continue it, or set resume: "
+                + "never to start over"
+        )
     }
     say("\(checkpoint) is at step \(done), the last of \(setting): nothing left to train (raise \(key) to continue)")
 }
@@ -103,8 +122,10 @@ final class DataParallelOptimizer {
     let overlap: OverlapPolicy
     private var overlapped: OverlappedReduction?
 
-    init(parameters: FloatBuffer, layout: TensorLayout, hyper: AdamWHyperparameters, buckets: [Range<Int>]? = nil,
-         overlap: OverlapPolicy = .never) {
+    init(
+        parameters: FloatBuffer, layout: TensorLayout, hyper: AdamWHyperparameters, buckets: [Range<Int>]? = nil,
+        overlap: OverlapPolicy = .never
+    ) {
         self.parameters = parameters
         optimizer = AdamW(layout: layout, hyper: hyper)
         gradients = FloatBuffer(count: parameters.count)
@@ -116,7 +137,11 @@ final class DataParallelOptimizer {
     /// For the run's log: when this trainer's all-reduce runs (nil in a world of one).
     func reductionLine(_ transport: any Transport) -> String? {
         guard transport.size > 1 else { return nil }
-        guard buckets.count > 1 else { return "gradient all-reduce: after the backward, in one piece (adapters, or gradients added after the last backward)" }
+        guard buckets.count > 1 else {
+            return
+                "gradient all-reduce: after the backward, in one piece (adapters, or gradients added after the last "
+                + "backward)"
+        }
         return "gradient all-reduce: " + overlap.decide(transport).why
     }
 
@@ -172,20 +197,32 @@ final class DataParallelOptimizer {
 /// the run partway.
 func checkContext(_ model: any ModelConfiguration, maxLength: Int) throws {
     guard maxLength <= model.contextLength else {
-        throw ConfigError("'train.max_length' \(maxLength) exceeds the model's context of \(model.contextLength) tokens\(model.contextNote)")
+        throw ConfigError(
+            "'train.max_length' \(maxLength) exceeds the model's context of \(model.contextLength) "
+                + "tokens\(model.contextNote)"
+        )
     }
 }
 
-func stageAdapter(_ lora: LoRAConfig, model: any ModelConfiguration, checkpoint: String?, seed: UInt64) throws -> LoRAAdapter {
+func stageAdapter(_ lora: LoRAConfig, model: any ModelConfiguration, checkpoint: String?, seed: UInt64) throws
+    -> LoRAAdapter
+{
     guard let checkpoint else {
         let adapter = try makeAdapter(lora, for: model)
         var rng = RNG(seed: seed)
         adapter.initialize(rng: &rng)
         return adapter
     }
-    let loaded = try PEFTAdapter.load(directory: (checkpoint as NSString).appendingPathComponent("adapter"), modelConfig: model)
-    guard loaded.config.rank == lora.rank, loaded.config.alpha == lora.alpha, Set(loaded.config.targets) == Set(model.resolving(lora.targets)) else {
-        throw ConfigError("\(checkpoint)/adapter has rank \(loaded.config.rank), α \(loaded.config.alpha), targets \(loaded.config.targets.map(\.name)); the config asks for \(lora.rank), \(lora.alpha), \(lora.targets.map(\.name))")
+    let loaded = try PEFTAdapter.load(
+        directory: (checkpoint as NSString).appendingPathComponent("adapter"), modelConfig: model)
+    guard loaded.config.rank == lora.rank, loaded.config.alpha == lora.alpha,
+        Set(loaded.config.targets) == Set(model.resolving(lora.targets))
+    else {
+        throw ConfigError(
+            "\(checkpoint)/adapter has rank \(loaded.config.rank), α \(loaded.config.alpha), targets "
+                + "\(loaded.config.targets.map(\.name)); the config asks for \(lora.rank), \(lora.alpha), "
+                + "\(lora.targets.map(\.name))"
+        )
     }
     return loaded
 }
