@@ -95,6 +95,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Kernels"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "RunsTests", dependencies: ["Runs", "Cluster", "Kernels", "Datasets"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "Alignment"]),
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Alignment"]),

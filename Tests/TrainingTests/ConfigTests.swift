@@ -89,10 +89,4 @@ final class ConfigTests: TemporaryDirectoryTestCase {
             try SFTConfig(
                 try sftSchema.resolve(file: nil, overrides: ["data.task=arith", "resume=/no/such/checkpoint"])))
     }
-
-    func testEditDistance() {
-        XCTAssertEqual(editDistance("train.lr", "train.lr"), 0)
-        XCTAssertEqual(editDistance("train.lrr", "train.lr"), 1)
-        XCTAssertEqual(editDistance("", "abc"), 3)
-    }
 }
