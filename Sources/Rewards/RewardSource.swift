@@ -121,6 +121,8 @@ package protocol RewardSource: AnyObject {
     var name: String { get }
     var weight: Double { get }
     /// Async work on the batch before `scores` (a learned reward's heads, fusion or bandit pick).
+    /// `replicas` (the ranks rolling out) is nil when selecting prompts: ranks then score
+    /// different numbers of candidates, so no collective may run.
     func prepare(_ batch: RewardBatch, replicas: (any Transport)?) async throws
     func scores(_ batch: RewardBatch) throws -> [Double]
     /// The batch's whole reward when this source chooses it (LASeR over named sources), else nil.
@@ -236,6 +238,11 @@ package enum RewardSources {
     /// The passes' states the sources of `config` read.
     package static func needs(for config: RewardConfig) -> RewardPassNeeds {
         active(for: config).reduce(into: []) { $0.formUnion($1.needs(config)) }
+    }
+
+    /// The sources of `config` that read the passes' states (they need every role colocated).
+    package static func namesReadingStates(for config: RewardConfig) -> [String] {
+        active(for: config).filter { !$0.needs(config).isEmpty }.map(\.name)
     }
 
     /// The named sources LASeR may choose between.

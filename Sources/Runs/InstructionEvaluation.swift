@@ -83,4 +83,12 @@ package struct InstructionEvaluation {
             "samples": samples,
         ]
     }
+
+    /// The score an earlier evaluation wrote to eval/instructions-step-N.json in `folder`, if any.
+    package static func savedScore(folder: String, step: Int) -> Double? {
+        struct Report: Decodable { let instructions: Double }
+        let path = (folder as NSString).appendingPathComponent(String(format: "eval/instructions-step-%05d.json", step))
+        return FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode(Report.self, from: $0) }?
+            .instructions
+    }
 }

@@ -273,12 +273,10 @@ final class PPOSession {
             namedArms: RewardSources.armNames(for: rewards))
         (sourceNeeds, headline) = (RewardSources.needs(for: rewards), RewardSources.headline(for: rewards))
         guard sourceNeeds.isEmpty || (onePass && colocated) else {
+            let readers = RewardSources.namesReadingStates(for: rewards).joined(separator: ", ")
             throw ConfigError(
-                """
-                'placement': the reward sources \(RewardSources.names(for: rewards).joined(separator: ", ")) read the \
-                policy's and the shared \
-                trunk's states in one pass; they need layout hydra with every role colocated
-                """)
+                "'placement': the reward sources \(readers) read the policy's and the shared trunk's states in one "
+                    + "pass; they need layout hydra with every role colocated")
         }
         let notes = cfg.data.notes()
         data = try prompts.map { PPOData(prompts: $0) } ?? PPOData(config: cfg, tokenizer: tokenizer, notes: notes)

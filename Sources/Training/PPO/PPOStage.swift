@@ -108,7 +108,9 @@ final class PPORun {
         if let checkpoint = stageFolder.checkpoint {
             try await session.restore(state, from: checkpoint)
             completedIterations = state.step
-            result.initialInstructions = state.startingScore
+            // Checkpoints written before the state kept it: the step-0 evaluation's own report.
+            result.initialInstructions =
+                state.startingScore ?? InstructionEvaluation.savedScore(folder: stageFolder.folder.path, step: 0)
         }
         session.say(stageFolder.resumeLine(step: completedIterations, unit: "iteration"))
         try stageFolder.checkSteps(
@@ -235,14 +237,12 @@ extension PPORun: LoopedStage {
         }
     }
 
-    /// The placed roles' trained state comes back to rank 0, which writes the final adapters;
-    /// then the serving ranks are released.
+    /// The placed roles' trained state comes back to rank 0, the serving ranks are released, and
+    /// rank 0 writes the final adapters (before the loop's last barrier).
     func finish() async throws {
-        if transport.rank == 0 {
-            try await session.pullPlacedState()
-            try saveFinal()
-        }
+        if transport.rank == 0 { try await session.pullPlacedState() }
         try await releaseServers()
+        if transport.rank == 0 { try saveFinal() }
     }
 
     func releaseServers() async throws {

@@ -82,7 +82,8 @@ extension PPOSession {
             prompts: prompts, indices: indices, texts: tokens.map { tokenizer.decode($0, skipSpecialTokens: true) },
             sequences: sequences, passes: passes, iteration: 0, purpose: .selection)
         return finalScores(
-            try await RewardSources.compose(sources, batch: batch, replicas: replicas).total, endedWithEOS: endedWithEOS
+            // No collective here: ranks score different numbers of candidate chunks.
+            try await RewardSources.compose(sources, batch: batch, replicas: nil).total, endedWithEOS: endedWithEOS
         )
     }
 }
