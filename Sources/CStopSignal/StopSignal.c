@@ -47,3 +47,23 @@ void rlhf_mark_serving_rank(void) { serving = 1; }
 int rlhf_stop_signal(void) { return requested; }
 
 void rlhf_set_stop_signal(int signal) { requested = signal; }
+
+/// Only the handler writes it; readers see an old or a new count, either is fine.
+static volatile sig_atomic_t continued = 0;
+
+static void on_continue(int signal) {
+    (void)signal;
+    continued = continued + 1;
+}
+
+int rlhf_install_continue_counter(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_continue;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    return sigaction(SIGCONT, &action, NULL);
+}
+
+int rlhf_continued_count(void) { return continued; }
+

@@ -1,3 +1,4 @@
+import CStopSignal
 import Foundation
 
 /// Where every rank is, in a small file per rank that the others can read (issue 15: a timeout
@@ -102,21 +103,31 @@ public final class RankStatus: @unchecked Sendable {
     }
 
     private func beat() {
+        // SIGCONT is counted so that a stop during a write (outside the wait) is noticed too.
+        _ = rlhf_install_continue_counter()
         var expected = Date().addingTimeInterval(Self.interval)
-        while !Thread.current.isCancelled { expected = beatOnce(expected: expected) }
+        var checked = (time: Date(), continued: rlhf_continued_count())
+        while !Thread.current.isCancelled { expected = beatOnce(expected: expected, checked: &checked) }
     }
 
-    /// One beat: wait for it (or a change), report a suspension, publish; returns when the next is due.
+    /// One beat: wait for it (or a change), report a suspension, publish; returns when the next
+    /// is due. `checked` is when the previous beat looked for a suspension and the SIGCONT count then.
     @inline(never)
-    private func beatOnce(expected: Date) -> Date {
+    private func beatOnce(expected: Date, checked: inout (time: Date, continued: Int32)) -> Date {
         let began = Date()
         let next = nextRecord(until: expected)
         // However it woke, a beat due long ago means this thread did not run: the process was
         // suspended (with steps changing every few ms it may wake by a change, not a timeout).
         // Counted from when this wait began, so a slow write before it is not a suspension.
         let late = Date().timeIntervalSince(max(expected, began))
-        if late > Self.suspendedAfter {
-            let seconds = Int((late + Self.interval).rounded())
+        // A stop outside the wait (during the last write) shows as a SIGCONT since the last check
+        // and a long gap since it.
+        let continued = rlhf_continued_count(), now = Date()
+        let gap = now.timeIntervalSince(checked.time)
+        let stopped = continued != checked.continued && gap > Self.suspendedAfter
+        checked = (now, continued)
+        if late > Self.suspendedAfter || stopped {
+            let seconds = Int((stopped ? gap : late + Self.interval).rounded())
             FailureReport.print(
                 "this process was suspended for \(seconds) s (SIGSTOP, or its machine paused); the other ranks may "
                     + "have timed out waiting for it"

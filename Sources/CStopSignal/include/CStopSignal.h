@@ -17,4 +17,11 @@ int rlhf_stop_signal(void);
 /// Records `signal` as if it had arrived (tests), or clears the request with 0.
 void rlhf_set_stop_signal(int signal);
 
+/// Counts SIGCONT deliveries (a stopped process continued), so that a suspension is noticed even
+/// when it fell outside the heartbeat's wait. Returns 0, or -1 if sigaction failed.
+int rlhf_install_continue_counter(void);
+
+/// How many times this process was continued after a stop since the counter was installed.
+int rlhf_continued_count(void);
+
 #endif
