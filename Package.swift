@@ -3,7 +3,7 @@ import Foundation
 // swift-rlhf: distributed RLHF on CPUs. Dependencies point one way (docs/architecture.md §2):
 // rlhf → Training (stages and experiments) → {Rewards (reward sources), Runs (run folders, checkpoints, metrics,
 //   evaluation)} → {Config, Datasets, Roles → {Models, Cluster}, Tokenizers, Alignment}; all → Kernels → {CBLAS,
-//   CPUCheck}, and Cluster → {CMPI, CStopSignal}; Models and Tokenizers → GGUF (the file format, no dependencies).
+//   CDNNL, CPUCheck}, and Cluster → {CMPI, CStopSignal}; Models and Tokenizers → GGUF (the file format, no dependencies).
 // C shims stay private to their module. Every module a target imports is declared here (ArchitectureTests checks).
 import PackageDescription
 
@@ -53,7 +53,9 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CPUCheck", cSettings: cpuCheck),
         .target(name: "CStopSignal"),
-        .target(name: "Kernels", dependencies: ["CBLAS", "CPUCheck"], swiftSettings: fastMath),
+        // oneDNN (Debian's libdnnl-dev) for bf16 matmuls; its OpenMP runtime is libgomp.
+        .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
+        .target(name: "Kernels", dependencies: ["CBLAS", "CPUCheck", "CDNNL"], swiftSettings: fastMath),
         .target(name: "GGUF"),
         .target(name: "Models", dependencies: ["Kernels", "GGUF"], swiftSettings: fastMath),
         .target(name: "Tokenizers", dependencies: ["GGUF"]),

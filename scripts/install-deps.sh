@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages swift-rlhf needs, only those missing (Debian 12, run as root or with sudo).
 set -euo pipefail
+# libdnnl-dev: oneDNN, the bf16 matmuls (precision bf16).
 # iproute2 and procps: the several-hosts test (scripts/multihost.sh: ip netns, pgrep).
-packages=(libopenblas-dev libopenmpi-dev openmpi-bin pkg-config iproute2 procps)
+packages=(libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin pkg-config iproute2 procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

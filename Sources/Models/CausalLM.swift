@@ -115,6 +115,8 @@ public protocol CausalLM: AnyObject, Sendable {
     var parameterLayout: TensorLayout { get }
     /// Offset in `weights` of the LM head [V, C] (the token embedding when they are tied).
     var lmHeadOffset: Int { get }
+    /// The precision of the weight products and, in bf16, the weights' bf16 copy (`use(_:frozen:)`).
+    var matmulWeights: MatmulWeights { get }
     /// The parameter buffer cut into the pieces a data-parallel step all-reduces, in the order a
     /// backward finishes them: first the ranges `backward(gradientsReady:)` reports (final norm,
     /// last layer … first layer), then the rest (embeddings, an untied LM head). Every rank

@@ -4,13 +4,13 @@ import Kernels
 /// plus an optional LoRA branch scale · (x·Aᵀ)·Bᵀ; the forward saves u = x·Aᵀ [M, r].
 /// (GPT-2's Conv1D layers store W as [K, N]: `linearForward`.)
 func denseForward(
-    out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: WeightMatrix,
     bias: UnsafePointer<Float>?,
     rows m: Int, input k: Int, output n: Int, lora: LoRABranch?
 ) {
     if let bias { for r in 0..<m { (out + r * n).update(from: bias, count: n) } }
-    BLAS.sgemm(
-        transB: true, m: m, n: n, k: k, a: x, lda: k, b: weight, ldb: k, beta: bias == nil ? 0 : 1, c: out, ldc: n)
+    weightProduct(
+        transB: true, m: m, n: n, k: k, x: x, lda: k, w: weight, ldb: k, beta: bias == nil ? 0 : 1, c: out, ldc: n)
     if let lora {
         BLAS.sgemm(transB: true, m: m, n: lora.rank, k: k, a: x, lda: k, b: lora.a, ldb: k, c: lora.u, ldc: lora.rank)
         BLAS.sgemm(
@@ -25,12 +25,13 @@ func denseForward(
 func denseBackward(
     dx: UnsafeMutablePointer<Float>, accumulate: Bool, dWeight: UnsafeMutablePointer<Float>?,
     dBias: UnsafeMutablePointer<Float>?,
-    dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: WeightMatrix,
     rows m: Int, input k: Int, output n: Int, lora: LoRABranch?, loraScratch: UnsafeMutablePointer<Float>
 ) {
-    BLAS.sgemm(m: m, n: k, k: n, a: dout, lda: n, b: weight, ldb: k, beta: accumulate ? 1 : 0, c: dx, ldc: k)
+    weightProduct(m: m, n: k, k: n, x: dout, lda: n, w: weight, ldb: k, beta: accumulate ? 1 : 0, c: dx, ldc: k)
     if let dWeight {
-        BLAS.sgemm(transA: true, m: n, n: k, k: m, a: dout, lda: n, b: x, ldb: k, beta: 1, c: dWeight, ldc: k)
+        activationProduct(
+            like: weight, transA: true, m: n, n: k, k: m, a: dout, lda: n, b: x, ldb: k, beta: 1, c: dWeight, ldc: k)
     }
     if let dBias { biasBackward(dBias, dout, rows: m, n: n) }
     if let lora { loraBackward(lora, dx: dx, dout: dout, x: x, rows: m, input: k, output: n, scratch: loraScratch) }

@@ -28,9 +28,9 @@ extension CausalLM {
     public func lmHeadLogits(hidden: UnsafePointer<Float>, rows m: Int, cache: LMHeadCache) {
         precondition(m <= cache.rows, "lmHeadLogits: \(m) rows into a cache of \(cache.rows)")
         let C = config.channels, V = config.vocabSize
-        BLAS.sgemm(
-            transB: true, m: m, n: V, k: C, a: hidden, lda: C, b: weights.pointer + lmHeadOffset, ldb: C,
-            c: cache.logits.pointer, ldc: V)
+        weightProduct(
+            transB: true, m: m, n: V, k: C, x: hidden, lda: C, w: matrix(lmHeadOffset), ldb: C, c: cache.logits.pointer,
+            ldc: V)
     }
 
     /// log p(targets[i] | hidden[i]) under softmax(logits/τ) for each of M rows (target −1 ⇒ 0).
@@ -81,12 +81,12 @@ extension CausalLM {
                     rows: m, vocab: V, temperature: cache.temperature)
             }
         }
-        BLAS.sgemm(
-            m: m, n: C, k: V, a: cache.logits.pointer, lda: V, b: weights.pointer + lmHeadOffset, ldb: C,
-            beta: 1, c: dHidden.pointer, ldc: C)
+        let head = matrix(lmHeadOffset)
+        weightProduct(
+            m: m, n: C, k: V, x: cache.logits.pointer, lda: V, w: head, ldb: C, beta: 1, c: dHidden.pointer, ldc: C)
         if let trunkGradients {
-            BLAS.sgemm(
-                transA: true, m: V, n: C, k: m, a: cache.logits.pointer, lda: V, b: hidden.pointer, ldb: C,
+            activationProduct(
+                like: head, transA: true, m: V, n: C, k: m, a: cache.logits.pointer, lda: V, b: hidden.pointer, ldb: C,
                 beta: 1, c: trunkGradients.pointer + lmHeadOffset, ldc: C)
         }
     }

@@ -4,12 +4,12 @@ import Kernels
 /// optional LoRA branch scale · (x·Aᵀ)·Bᵀ. The forward saves u = x·Aᵀ [M, r] for the backward.
 func linearForward(
     out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+    weight: WeightMatrix, bias: UnsafePointer<Float>,
     rows m: Int, input k: Int, output n: Int, lora: LoRABranch?
 ) {
     // Broadcast the bias first, then accumulate the product into it (beta = 1): one pass fewer.
     for r in 0..<m { (out + r * n).update(from: bias, count: n) }
-    BLAS.sgemm(m: m, n: n, k: k, a: x, lda: k, b: weight, ldb: n, beta: 1, c: out, ldc: n)
+    weightProduct(m: m, n: n, k: k, x: x, lda: k, w: weight, ldb: n, beta: 1, c: out, ldc: n)
     if let lora {
         BLAS.sgemm(transB: true, m: m, n: lora.rank, k: k, a: x, lda: k, b: lora.a, ldb: k, c: lora.u, ldc: lora.rank)
         BLAS.sgemm(
@@ -24,14 +24,15 @@ func linearForward(
 /// LoRA: dB += scale·doutᵀ·u, dA += (scale·dout·B)ᵀ·x. `loraScratch` holds [M, r].
 func linearBackward(
     dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?,
-    dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: WeightMatrix,
     rows m: Int, input k: Int, output n: Int, lora: LoRABranch?, loraScratch: UnsafeMutablePointer<Float>
 ) {
     if let dx {
-        BLAS.sgemm(transB: true, m: m, n: k, k: n, a: dout, lda: n, b: weight, ldb: n, c: dx, ldc: k)
+        weightProduct(transB: true, m: m, n: k, k: n, x: dout, lda: n, w: weight, ldb: n, c: dx, ldc: k)
     }
     if let dWeight {
-        BLAS.sgemm(transA: true, m: k, n: n, k: m, a: x, lda: k, b: dout, ldb: n, beta: 1, c: dWeight, ldc: n)
+        activationProduct(
+            like: weight, transA: true, m: k, n: n, k: m, a: x, lda: k, b: dout, ldb: n, beta: 1, c: dWeight, ldc: n)
     }
     if let dBias { biasBackward(dBias, dout, rows: m, n: n) }
     if let lora { loraBackward(lora, dx: dx, dout: dout, x: x, rows: m, input: k, output: n, scratch: loraScratch) }

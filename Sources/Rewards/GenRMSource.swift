@@ -33,7 +33,8 @@ package final class GenRMSource: RewardSource {
             )
         }
         return GenRMSource(
-            judge: try GenerativeReward(directory: cfg.rewards.genrmModel), weight: cfg.resolved[GenRMSource.weight])
+            judge: try GenerativeReward(directory: cfg.rewards.genrmModel, precision: cfg.precision),
+            weight: cfg.resolved[GenRMSource.weight])
     }
 
     package func scores(_ batch: RewardBatch) throws -> [Double] {

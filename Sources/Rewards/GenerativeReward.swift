@@ -22,8 +22,10 @@ public struct GenerativeReward: @unchecked Sendable {
         JudgePrompt.prompt(question: question, candidate: candidate, reference: reference)
     }
 
-    public init(directory: String) throws {
+    /// The judge in `directory`, its products in `precision` (its weights never change).
+    public init(directory: String, precision: Precision = .fp32) throws {
         trunk = try HFCheckpoint.load(directory: directory)
+        trunk.use(precision, frozen: true)
         tokenizer = try Tokenizers.load(directory)
         let y = tokenizer.encode(Self.yes), n = tokenizer.encode(Self.no)
         guard y.count == 1, n.count == 1 else {

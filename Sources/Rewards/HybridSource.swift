@@ -28,7 +28,8 @@ package final class HybridSource: RewardSource {
         }
         let hybrid = HybridReward(
             verifiers: verifiers, referenceTasks: cfg.rewards.referenceTasks,
-            genrm: cfg.rewards.genrmModel.isEmpty ? nil : try GenerativeReward(directory: cfg.rewards.genrmModel))
+            genrm: cfg.rewards.genrmModel.isEmpty
+                ? nil : try GenerativeReward(directory: cfg.rewards.genrmModel, precision: cfg.precision))
         let needBoN = context.pool.filter {
             hybrid.route(task: prompts[$0].task, hasAnswer: prompts[$0].answer != nil) == .genrmBestOfN
         }

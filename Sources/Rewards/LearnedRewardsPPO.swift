@@ -20,6 +20,7 @@ extension LearnedRewards {
         var heads: [ScalarHead] = [], trunks: [(any CausalLM)?] = []
         for path in cfg.rewards.proxyHeads {
             let (head, trunk) = try loadHead(path, base: base)
+            trunk?.use(cfg.precision, frozen: true)
             heads.append(head)
             trunks.append(trunk)
         }

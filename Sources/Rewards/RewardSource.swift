@@ -3,6 +3,7 @@ import Cluster
 import Config
 import Datasets
 import Foundation
+import Kernels
 import Roles
 import Tokenizers
 
@@ -62,13 +63,16 @@ package struct RewardConfig: Sendable {
     package let task: String
     /// The sources the run may use (`RewardSources.registry`, or more in a test).
     package let registry: [RewardSourceRegistration]
+    /// The run's precision: reward and judge models it loads run their products in it (frozen).
+    package let precision: Precision
 
     package init(
         resolved: ResolvedConfig, rewards: RewardSettings, laser: LaserSettings, r2m: R2MSettings, seed: UInt64,
         iterations: Int,
         maxNewTokens: Int, samplesPerPrompt: Int, task: String,
-        registry: [RewardSourceRegistration] = RewardSources.registry
+        registry: [RewardSourceRegistration] = RewardSources.registry, precision: Precision = .fp32
     ) {
+        self.precision = precision
         self.resolved = resolved
         self.rewards = rewards
         self.laser = laser

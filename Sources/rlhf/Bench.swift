@@ -40,20 +40,50 @@ enum Measure {
         return Double(usage.ru_maxrss) / 1024
     }
 
-    /// sgemm GFLOP/s of C[M×N] = A[M×K]·op(B) on fresh random data.
-    static func sgemmGFLOPs(
-        m: Int, k: Int, n: Int, transA: Bool = false, transB: Bool = false, minSeconds: Double = 0.3
+    /// GFLOP/s of C[M×N] = A[M×K]·op(B) on fresh random data: fp32 sgemm, or with `bf16` the
+    /// product as the models issue it in precision bf16 (BFloat16GEMM: the activation A rounded from
+    /// fp32 on every call, B a bf16 weight; for dW = Aᵀ·B both rounded).
+    static func productGFLOPs(
+        m: Int, k: Int, n: Int, transA: Bool = false, transB: Bool = false, bf16: Bool = false,
+        minSeconds: Double = 0.3
     ) -> Double {
         var rng = RNG(seed: 1)
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
         rng.fillNormal(a.buffer, std: 1)
         rng.fillNormal(b.buffer, std: 1)
+        let b16 = BFloat16Buffer(rounding: b)
+        let (lda, ldb) = (transA ? m : k, transB ? k : n)
         let seconds = best(minSeconds: minSeconds) {
-            BLAS.sgemm(
-                transA: transA, transB: transB, m: m, n: n, k: k,
-                a: a.pointer, lda: transA ? m : k, b: b.pointer, ldb: transB ? k : n, c: c.pointer, ldc: n)
+            if !bf16 {
+                BLAS.sgemm(
+                    transA: transA, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer, ldb: ldb,
+                    c: c.pointer, ldc: n)
+            } else if transA {
+                BFloat16GEMM.gemm(
+                    transA: true, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer, ldb: ldb,
+                    c: c.pointer, ldc: n)
+            } else {
+                BFloat16GEMM.gemm(
+                    transB: transB, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b16.pointer, ldb: ldb, c: c.pointer,
+                    ldc: n)
+            }
         }
         return 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
+    }
+
+    static func sgemmGFLOPs(
+        m: Int, k: Int, n: Int, transA: Bool = false, transB: Bool = false, minSeconds: Double = 0.3
+    )
+        -> Double
+    {
+        productGFLOPs(m: m, k: k, n: n, transA: transA, transB: transB, minSeconds: minSeconds)
+    }
+
+    /// The practical peak of bf16 products (as `sgemmPeak`).
+    static func bf16Peak(shapes: [(Int, Int, Int)]) -> Double {
+        var peak = productGFLOPs(m: 1024, k: 1024, n: 1024, bf16: true)
+        for (m, k, n) in shapes { peak = max(peak, productGFLOPs(m: m, k: k, n: n, bf16: true, minSeconds: 0.2)) }
+        return peak
     }
 
     /// The practical sgemm peak: best of square 1024³ and the model's largest product shape.

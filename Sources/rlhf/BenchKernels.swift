@@ -8,7 +8,7 @@ struct BenchKernels: ParsableCommand {
         commandName: "kernels",
         abstract: "sgemm GFLOP/s at a model's shapes and elementwise kernel speed (ns per element).")
 
-    @Option(help: "Model shapes to measure: tiny, small or gpt2 (repeatable).")
+    @Option(help: "Model shapes to measure, family/preset as in `bench model` (repeatable).")
     var preset: [String] = ["tiny", "small", "gpt2"]
 
     @Option(help: "Batch size of the shapes.")
@@ -18,7 +18,7 @@ struct BenchKernels: ParsableCommand {
     var tokens: Int = 128
 
     func run() throws {
-        log("bench kernels: \(BLAS.summary)")
+        log("bench kernels: \(BLAS.summary); bf16 products: \(BFloat16GEMM.summary)")
         let threads = BLAS.threads, core = BLAS.coreName
         // The CPU, the flags the decision used, the core chosen and why, and the build's target CPU.
         let cpu = CPUFeatures.current
@@ -38,7 +38,7 @@ struct BenchKernels: ParsableCommand {
         }
         BLAS.setThreads(threads)
         for name in preset {
-            let c = try ModelFamilies.preset(name)
+            let c = try ModelFamilies.preset(qualified: name)
             let m = batch * tokens, C = c.channels, I = c.innerSize
             let shapes: [(String, Int, Int, Int, Bool, Bool)] = [
                 ("qkv NN", m, C, 3 * C, false, false), ("qkv dx NT", m, 3 * C, C, false, true),
@@ -48,9 +48,10 @@ struct BenchKernels: ParsableCommand {
             ]
             for (label, mm, k, n, ta, tb) in shapes {
                 let gflops = Measure.sgemmGFLOPs(m: mm, k: k, n: n, transA: ta, transB: tb)
+                let bf16 = Measure.productGFLOPs(m: mm, k: k, n: n, transA: ta, transB: tb, bf16: true)
                 printJSONLine([
                     "case": "sgemm", "preset": name, "op": label, "m": mm, "k": k, "n": n,
-                    "gflops": rounded(gflops, 1), "threads": threads, "core": core,
+                    "gflops": rounded(gflops, 1), "bf16_gflops": rounded(bf16, 1), "threads": threads, "core": core,
                 ])
             }
         }

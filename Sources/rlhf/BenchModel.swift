@@ -38,20 +38,30 @@ struct BenchModel: ParsableCommand {
     @Option(help: "New tokens decoded per sequence.")
     var newTokens: Int = 64
 
-    func run() throws {
-        if preset.count > 1 {
-            for name in preset { try runChild(name) }
-            return
-        }
-        try measure(preset[0])
+    @Option(help: "Precision of the weight products: fp32, bf16, or both (one JSON row each).")
+    var precision: PrecisionChoice = .fp32
+
+    enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
+        case fp32, bf16, both
+        var precisions: [Precision] { self == .both ? Precision.allCases : [Precision(rawValue: rawValue)!] }
     }
 
-    func runChild(_ name: String) throws {
+    func run() throws {
+        let runs = preset.flatMap { name in precision.precisions.map { (name, $0) } }
+        if runs.count > 1 {
+            for (name, p) in runs { try runChild(name, p) }
+            return
+        }
+        try measure(runs[0].0, precision: runs[0].1)
+    }
+
+    func runChild(_ name: String, _ precision: Precision) throws {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         child.arguments = [
             "bench", "model", "--preset", name, "--batch", "\(batch)", "--tokens", "\(tokens)",
             "--seconds", "\(seconds)", "--prompt-tokens", "\(promptTokens)", "--new-tokens", "\(newTokens)",
+            "--precision", precision.rawValue,
         ]
         try child.run()
         child.waitUntilExit()
@@ -60,15 +70,16 @@ struct BenchModel: ParsableCommand {
         }
     }
 
-    func measure(_ name: String) throws {
+    func measure(_ name: String, precision: Precision) throws {
         let config = try ModelFamilies.preset(qualified: name)
         guard tokens <= config.contextLength else {
             throw CLIError("--tokens \(tokens) exceeds the \(name) context of \(config.contextLength)")
         }
-        log("bench model \(name): \(BLAS.summary)")
+        log("bench model \(name) \(precision.rawValue): \(BLAS.summary); bf16 products: \(BFloat16GEMM.summary)")
         let trunk = try config.makeModel(weights: nil)
         var rng = RNG(seed: 1)
         trunk.initialize(rng: &rng)
+        trunk.use(precision, frozen: false)  // full fine-tuning: the bf16 copy follows every step
         let n = trunk.parameterCount
         let ids = (0..<(batch * tokens)).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
         let targets = (0..<(batch * tokens)).map { i in (i + 1) % tokens == 0 ? Int32(-1) : ids[i + 1] }
@@ -81,18 +92,19 @@ struct BenchModel: ParsableCommand {
         let decode32 = try decodeTokensPerSecond(trunk, batch: 32)
         let decode128 = try decodeTokensPerSecond(trunk, batch: 128)
         let c = config.channels, rows = batch * tokens
-        let peak = Measure.sgemmPeak(shapes: [
-            (rows, c, 3 * c), (rows, c, config.innerSize), (rows, c, config.vocabSize),
-        ])
+        let shapes = [(rows, c, 3 * c), (rows, c, config.innerSize), (rows, c, config.vocabSize)]
+        let peak = precision == .bf16 ? Measure.bf16Peak(shapes: shapes) : Measure.sgemmPeak(shapes: shapes)
         printJSONLine([
             "case": "model", "preset": name, "family": config.modelType, "threads": BLAS.threads, "core": BLAS.coreName,
+            "precision": precision.rawValue, "cpu": CPUFeatures.current.modelName,
+            "bf16_engine": precision == .bf16 ? BFloat16GEMM.summary : "",
             "batch": batch, "tokens": tokens, "parameters": n,
             "train_tokens_per_s": rounded(Double(rows) / trainSeconds, 1),
             "train_step_s": rounded(trainSeconds, 4),
             "train_forward_backward_s": rounded(train.forwardBackward, 4),
             "train_optimizer_s": rounded(train.optimizer, 4),
             "train_gflops": rounded(trainGFLOPs, 1),
-            "sgemm_peak_gflops": rounded(peak, 1),
+            "sgemm_peak_gflops": rounded(peak, 1),  // in bf16: the bf16 product peak
             "peak_fraction": rounded(trainGFLOPs / peak, 3),
             "decode_tokens_per_s_b8": rounded(decode8, 1),
             "decode_tokens_per_s_b32": rounded(decode32, 1),

@@ -39,6 +39,17 @@ struct BenchPPO: AsyncParsableCommand {
     var rank: Int = 16
     @Option(help: "Timed iterations after one warm-up (0: time the warm-up itself).")
     var iterations: Int = 2
+    @Option(help: "Precision of the weight products: fp32, bf16 or auto (the `precision` key).")
+    var precision: PrecisionSetting = .fp32
+    @Option(
+        help: ArgumentHelp(
+            "Advantage estimator (ppo.estimator): gae (PPO with a critic), grpo, rloo, … With grpo and the "
+                + "settings of ../shared/peer/bench_grpo.py (--prompts 8 --samples 8 --response-tokens 64 "
+                + "--minibatch 8 --rank 16), one iteration is the work of one TRL GRPOTrainer step with "
+                + "--min-new-tokens 64."))
+    var estimator: AdvantageEstimator = .gae
+    @Option(help: "KL coefficient β (ppo.kl_coef; TRL's GRPO default is 0.04).")
+    var klCoef: Double = 0.05
 
     func run() async throws {
         if preset.count * layout.count > 1 {
@@ -55,7 +66,8 @@ struct BenchPPO: AsyncParsableCommand {
             "bench", "ppo", "--preset", p, "--layout", l, "--prompts", "\(prompts)", "--samples", "\(samples)",
             "--prompt-tokens", "\(promptTokens)",
             "--response-tokens", "\(responseTokens)", "--minibatch", "\(minibatch)", "--rank", "\(rank)",
-            "--iterations", "\(iterations)",
+            "--iterations", "\(iterations)", "--precision", precision.rawValue, "--estimator", estimator.rawValue,
+            "--kl-coef", "\(klCoef)",
         ]
         try process.run()
         process.waitUntilExit()
@@ -90,7 +102,9 @@ struct BenchPPO: AsyncParsableCommand {
                     "ppo.missing_eos_penalty=0", "rewards.reward_head=1", "rewards.verifier=0", "rewards.format=0",
                     "lora.rank=\(rank)", "lora.alpha=\(2 * rank)",
                     "train.max_length=\(promptTokens + responseTokens)", "eval.every=0",
+                    "precision=\(precision.rawValue)", "ppo.estimator=\(estimator.rawValue)", "ppo.kl_coef=\(klCoef)",
                 ]))
+        log(ppoConfig.run.precisionLine)
         let inputs = PPOInputs(
             base: base, rewardHead: rewardHead, tokenizer: WithoutEOS(vocabSize: config.vocabSize), prompts: prompts)
         let best = try await PPOTiming.best(config: ppoConfig, inputs: inputs, iterations: max(iterations, 0))
@@ -101,6 +115,9 @@ struct BenchPPO: AsyncParsableCommand {
         printJSONLine([
             "case": "ppo", "layout": layoutName, "preset": presetName, "threads": BLAS.threads, "core": BLAS.coreName,
             "prompts": self.prompts, "response_tokens": responseTokens, "minibatch": minibatch, "epochs": 1,
+            "precision": ppoConfig.run.precision.precision.rawValue, "estimator": estimator.rawValue,
+            "cpu": CPUFeatures.current.modelName,
+            "completion_tokens_per_s": rounded(Double(self.prompts * samples * responseTokens) / best.iteration, 2),
             "iter_s": rounded(best.iteration, 4), "generate_s": rounded(best.generate, 4),
             "score_s": rounded(best.score, 4),
             "train_s": rounded(best.train, 4), "trainable_parameters": best.trainableParameters,
@@ -120,3 +137,6 @@ struct WithoutEOS: Tokenizer {
     func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String { "" }
     var summary: String { "token ids (\(vocabSize), no EOS)" }
 }
+
+extension PrecisionSetting: ExpressibleByArgument {}
+extension AdvantageEstimator: ExpressibleByArgument {}

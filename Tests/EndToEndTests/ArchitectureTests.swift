@@ -89,6 +89,16 @@ final class ArchitectureTests: XCTestCase {
             "out of memory: nothing left to report with; the message names the size"
         ),
         ("Kernels/FloatBuffer.swift", "FloatBuffer.copy", "internal buffers of one shape"),
+        ("Kernels/BFloat16.swift", "negative count", "sizes come from validated shapes; a negative one is a bug"),
+        (
+            "Kernels/BFloat16.swift", "cannot allocate",
+            "out of memory: nothing left to report with; the message names the size"
+        ),
+        ("Kernels/BFloat16.swift", "BFloat16Buffer.update", "a trunk's copy of its own weights"),
+        (
+            "Kernels/BFloat16GEMM.swift", "oneDNN bf16 matmul",
+            "a primitive oneDNN built for this shape failed to run (out of memory); a wrong product must not pass"
+        ),
         ("Kernels/GroupedAttention.swift", "query heads do not share", "LlamaConfig checks heads % kv heads at load"),
         ("Kernels/Attention.swift", "do not split", "GPT2Config checks n_embd % n_head at load"),
         ("Kernels/GradientSum.swift", "GradientSum.add", "ranges are the trainer's own buckets"),

@@ -60,6 +60,7 @@ final class MPITests: CLITestCase {
 
     /// Every stage besides SFT (which the test above covers) under mpirun -np 2 and 4 ends with the
     /// same trained files as -np 1, bit for bit: gradients are summed in Float64 whatever the grouping.
+    /// So do SFT and DPO in bf16.
     func testDataParallelPreferenceStagesMatchOneProcess() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         let common = [
@@ -85,6 +86,15 @@ final class MPITests: CLITestCase {
                 ["rm", "name=rm", "hydra.pair_batch_size=16", "hydra.pair_micro_batch_size=4", "rm.utility=adaptive"]
                     + common, ["model.safetensors", "reward_head.safetensors"]
             ),
+            // bf16 keeps the equality (docs/architecture.md §12): full fine-tuning and LoRA.
+            (
+                "sft-bf16", ["sft", "name=sftbf", "precision=bf16", "train.lr=3e-3"] + common,
+                ["model.safetensors", "optimizer.safetensors"]
+            ),
+            (
+                "dpo-bf16", ["dpo", "name=dpobf", "precision=bf16", "train.lr=3e-3"] + common,
+                ["adapter/adapter_model.safetensors", "optimizer.safetensors"]
+            ),
         ]
         for stage in stages {
             var reference: [String: Data] = [:]
@@ -95,6 +105,7 @@ final class MPITests: CLITestCase {
                 let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
                 XCTAssertEqual(p.terminationStatus, 0, "\(stage.name) -np \(np): \(text)")
                 XCTAssertTrue(text.contains("world size \(np)"), text)
+                if stage.name.hasSuffix("bf16") { XCTAssertTrue(text.contains("precision bf16 (set"), text) }
                 for file in stage.files {
                     let bytes =
                         FileManager.default.contents(atPath: out + "/checkpoints/step-00000006/" + file) ?? Data()

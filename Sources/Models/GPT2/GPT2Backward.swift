@@ -78,13 +78,13 @@ extension GPT2Trunk {
         // MLP: residual3 = residual2 + gelu(ln2·Wfc + bfc)·Wproj + bproj. dres holds ∂/∂residual3.
         linearBackward(
             dx: s.dGelu.pointer, dWeight: grad(w.fcProjWeight), dBias: grad(w.fcProjBias),
-            dout: dres, x: gelu, weight: pointer(w.fcProjWeight),
+            dout: dres, x: gelu, weight: matrix(w.fcProjWeight),
             rows: m, input: I, output: C, lora: branch(.mlpDown), loraScratch: s.dLoRA.pointer)
         s.dFc.zero()
         geluBackward(dx: s.dFc.pointer, dout: s.dGelu.pointer, x: fc, count: m * I)
         linearBackward(
             dx: s.dLn.pointer, dWeight: grad(w.fcWeight), dBias: grad(w.fcBias),
-            dout: s.dFc.pointer, x: ln2, weight: pointer(w.fcWeight),
+            dout: s.dFc.pointer, x: ln2, weight: matrix(w.fcWeight),
             rows: m, input: C, output: I, lora: branch(.mlpUp), loraScratch: s.dLoRA.pointer)
         layerNormBackward(
             dx: dres, dweight: grad(w.ln2Weight), dbias: grad(w.ln2Bias),
@@ -94,7 +94,7 @@ extension GPT2Trunk {
         // Attention: residual2 = input + attention(ln1·Wqkv + bqkv)·Wproj + bproj.
         linearBackward(
             dx: s.dAttention.pointer, dWeight: grad(w.attnProjWeight), dBias: grad(w.attnProjBias),
-            dout: dres, x: att, weight: pointer(w.attnProjWeight),
+            dout: dres, x: att, weight: matrix(w.attnProjWeight),
             rows: m, input: C, output: C, lora: branch(.attentionOutput), loraScratch: s.dLoRA.pointer)
         s.dQKV.zero()
         attentionBackward(
@@ -103,7 +103,7 @@ extension GPT2Trunk {
             scratch: s.attention.pointer)
         linearBackward(
             dx: s.dLn.pointer, dWeight: grad(w.qkvWeight), dBias: grad(w.qkvBias),
-            dout: s.dQKV.pointer, x: ln1, weight: pointer(w.qkvWeight),
+            dout: s.dQKV.pointer, x: ln1, weight: matrix(w.qkvWeight),
             rows: m, input: C, output: 3 * C, lora: branch(.attentionQKV), loraScratch: s.dLoRA.pointer)
         layerNormBackward(
             dx: dres, dweight: grad(w.ln1Weight), dbias: grad(w.ln1Bias),

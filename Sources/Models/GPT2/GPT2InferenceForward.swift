@@ -8,7 +8,8 @@ extension GPT2Trunk {
     public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws
         -> FloatBuffer
     {
-        try inferenceHidden(tokens: tokens, batch: b, length: t, adapter: adapter, keysAndValues: nil)
+        matmulWeights.refresh(from: weights)
+        return try inferenceHidden(tokens: tokens, batch: b, length: t, adapter: adapter, keysAndValues: nil)
     }
 
     /// `keysAndValues(layer, qkv)` sees each layer's query-key-value rows [B·T, 3C] (a prefill

@@ -10,6 +10,7 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
     public var config: any ModelConfiguration { gpt2 }
     public let layout: GPT2Layout
     public let weights: FloatBuffer
+    public let matmulWeights = MatmulWeights()
 
     public init(config: GPT2Config, weights: FloatBuffer? = nil) throws {
         try config.validate()
@@ -64,14 +65,20 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
 
     public func initialize(rng: inout RNG) { initialize(rng: &rng, std: 0.02) }
 
-    public func clone() throws -> any CausalLM { try GPT2Trunk(config: gpt2, weights: weights.clone()) }
+    /// A copy that keeps this trunk's precision (its bf16 copy, if any, made anew and trainable).
+    public func clone() throws -> any CausalLM {
+        let copy = try GPT2Trunk(config: gpt2, weights: weights.clone())
+        copy.use(precision, frozen: false)
+        return copy
+    }
 
     public func makeActivations(batch: Int, tokens: Int, loraRank: Int) -> any TrunkActivations {
         GPT2Activations(config: gpt2, batch: batch, tokens: tokens, loraRank: loraRank)
     }
 
     public func makeDecoder(batch: Int, capacity: Int, loraRank: Int) -> any TrunkDecoder {
-        GPT2Decoder(trunk: self, batch: batch, capacity: capacity, loraRank: loraRank)
+        matmulWeights.refresh(from: weights)
+        return GPT2Decoder(trunk: self, batch: batch, capacity: capacity, loraRank: loraRank)
     }
 
     /// `transformer.`-prefixed names, tied LM head omitted: what GPT2LMHeadModel.save_pretrained writes.
@@ -125,6 +132,7 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
     /// Positions are 0 ..< T for every row: batches are right-padded, so each sequence's real tokens
     /// sit at their true positions and, being causal, never see the padding after them.
     public func forward(tokens: [Int32], adapter: LoRAAdapter? = nil, activations: any TrunkActivations) throws {
+        matmulWeights.refresh(from: weights)
         let act = try GPT2Activations.of(activations, for: gpt2)
         let c = gpt2, C = c.channels, I = c.innerSize, m = act.rows, t = act.tokens
         guard tokens.count == m else {
@@ -191,22 +199,22 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
             out: b.ln1, mean: b.ln1Mean, rstd: b.ln1Rstd, x: input,
             weight: pointer(w.ln1Weight), bias: pointer(w.ln1Bias), rows: m, channels: C, eps: c.layerNormEps)
         linearForward(
-            out: b.qkv, x: b.ln1, weight: pointer(w.qkvWeight), bias: pointer(w.qkvBias),
+            out: b.qkv, x: b.ln1, weight: matrix(w.qkvWeight), bias: pointer(w.qkvBias),
             rows: m, input: C, output: 3 * C, lora: lora(.attentionQKV))
         attention(b.qkv, b.attention)
         linearForward(
-            out: b.residual2, x: b.attention, weight: pointer(w.attnProjWeight), bias: pointer(w.attnProjBias),
+            out: b.residual2, x: b.attention, weight: matrix(w.attnProjWeight), bias: pointer(w.attnProjBias),
             rows: m, input: C, output: C, lora: lora(.attentionOutput))
         vectorAdd(b.residual2, input, m * C)
         layerNormForward(
             out: b.ln2, mean: b.ln2Mean, rstd: b.ln2Rstd, x: b.residual2,
             weight: pointer(w.ln2Weight), bias: pointer(w.ln2Bias), rows: m, channels: C, eps: c.layerNormEps)
         linearForward(
-            out: b.fc, x: b.ln2, weight: pointer(w.fcWeight), bias: pointer(w.fcBias),
+            out: b.fc, x: b.ln2, weight: matrix(w.fcWeight), bias: pointer(w.fcBias),
             rows: m, input: C, output: I, lora: lora(.mlpUp))
         geluForward(out: b.gelu, x: b.fc, count: m * I)
         linearForward(
-            out: b.residual3, x: b.gelu, weight: pointer(w.fcProjWeight), bias: pointer(w.fcProjBias),
+            out: b.residual3, x: b.gelu, weight: matrix(w.fcProjWeight), bias: pointer(w.fcProjBias),
             rows: m, input: I, output: C, lora: lora(.mlpDown))
         vectorAdd(b.residual3, b.residual2, m * C)
     }

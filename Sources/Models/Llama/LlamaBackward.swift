@@ -65,7 +65,7 @@ extension LlamaTrunk {
         ) {
             denseBackward(
                 dx: dx, accumulate: accumulate, dWeight: grad(w.weights[p.slot]), dBias: w.biases[p.slot].flatMap(grad),
-                dout: dout, x: x, weight: pointer(w.weights[p.slot]), rows: m, input: k, output: n,
+                dout: dout, x: x, weight: matrix(w.weights[p.slot]), rows: m, input: k, output: n,
                 lora: loraBranch(
                     adapter, gradients: adapterGradients, layer: l, projection: p, u: act.loraU(layer: l, projection: p)
                 ),

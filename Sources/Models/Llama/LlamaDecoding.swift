@@ -124,7 +124,8 @@ extension LlamaTrunk {
     public func inferenceHidden(tokens: [Int32], batch b: Int, length t: Int, adapter: LoRAAdapter? = nil) throws
         -> FloatBuffer
     {
-        try inferenceHidden(tokens: tokens, batch: b, length: t, adapter: adapter, keysAndValues: nil)
+        matmulWeights.refresh(from: weights)
+        return try inferenceHidden(tokens: tokens, batch: b, length: t, adapter: adapter, keysAndValues: nil)
     }
 
     /// `keysAndValues(layer, k, v)` sees each layer's rotated keys and values [B·T, G·d] (a

@@ -11,6 +11,7 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
     public var config: any ModelConfiguration { llama }
     let layout: LlamaLayout
     public let weights: FloatBuffer
+    public let matmulWeights = MatmulWeights()
     let rotary: RotaryTable
 
     public init(config: LlamaConfig, weights: FloatBuffer? = nil) throws {
@@ -56,14 +57,20 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
         }
     }
 
-    public func clone() throws -> any CausalLM { try LlamaTrunk(config: llama, weights: weights.clone()) }
+    /// A copy that keeps this trunk's precision (its bf16 copy, if any, made anew and trainable).
+    public func clone() throws -> any CausalLM {
+        let copy = try LlamaTrunk(config: llama, weights: weights.clone())
+        copy.use(precision, frozen: false)
+        return copy
+    }
 
     public func makeActivations(batch: Int, tokens: Int, loraRank: Int) -> any TrunkActivations {
         LlamaActivations(config: llama, batch: batch, tokens: tokens, loraRank: loraRank)
     }
 
     public func makeDecoder(batch: Int, capacity: Int, loraRank: Int) -> any TrunkDecoder {
-        LlamaDecoder(trunk: self, batch: batch, capacity: capacity, loraRank: loraRank)
+        matmulWeights.refresh(from: weights)
+        return LlamaDecoder(trunk: self, batch: batch, capacity: capacity, loraRank: loraRank)
     }
 
     /// `model.`-prefixed names plus an untied `lm_head.weight`: what LlamaForCausalLM.save_pretrained writes.
@@ -121,6 +128,7 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
     /// Forward over right-padded tokens [B, T] (positions 0 ..< T in every row), `adapter` applied
     /// (nil = adapters off). Fills `act`, whose `hidden` [B, T, C] is the final RMSNorm output.
     public func forward(tokens: [Int32], adapter: LoRAAdapter? = nil, activations: any TrunkActivations) throws {
+        matmulWeights.refresh(from: weights)
         let act = try LlamaActivations.of(activations, for: llama)
         let c = llama, C = c.channels, m = act.rows
         guard tokens.count == m else {
@@ -180,7 +188,7 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
             output n: Int
         ) {
             denseForward(
-                out: out, x: x, weight: pointer(w.weights[p.slot]),
+                out: out, x: x, weight: matrix(w.weights[p.slot]),
                 bias: w.biases[p.slot].map { UnsafePointer(pointer($0)) },
                 rows: m, input: k, output: n, lora: lora(p))
         }

@@ -92,6 +92,7 @@ public final class DPOStage {
                 "reference: adapters off" : "full fine-tune; reference: frozen copy"); \
             \(parameters.trunk) trunk parameters, \(parameters.trained) trained
             tokenizer: \(tokenizer.summary); \(BLAS.summary)
+            \(cfg.run.precisionLine)
             """
     }
 
@@ -142,7 +143,9 @@ public final class DPOStage {
         let adapter = try cfg.lora.config.map {
             try stageAdapter($0, model: base.config, checkpoint: checkpoint, seed: cfg.run.seed &+ 3)
         }
+        cfg.run.apply(to: base, frozen: true)  // the reference, or the trunk under the policy's adapter
         let policy = adapter != nil ? base : try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? base.clone()
+        if policy !== base { cfg.run.apply(to: policy, frozen: false) }
         let trainer = DataParallelOptimizer(
             parameters: adapter?.weights ?? policy.weights, layout: adapter?.layout ?? policy.parameterLayout,
             hyper: AdamWHyperparameters(

@@ -231,7 +231,7 @@ public struct PPOConfig: Sendable {
         RewardConfig(
             resolved: resolved, rewards: rewards, laser: laser, r2m: r2m, seed: run.seed, iterations: ppo.iterations,
             maxNewTokens: ppo.maxNewTokens, samplesPerPrompt: ppo.samples, task: data.task.rawValue,
-            registry: rewardRegistry)
+            registry: rewardRegistry, precision: run.precision.precision)
     }
 
     public var loraConfig: LoRAConfig { LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: lora.targets) }

@@ -42,7 +42,9 @@ struct PPORoles {
             hyper: AdamWHyperparameters(learningRate: cfg.ppo.criticLR, weightDecay: 0), replicas: replicas,
             trainTrunk: !hydra)
         scorer = HydraScorer(trunk: base, rewardHead: rewardHead)
-        separateReward = hydra ? nil : LocalReward(trunk: try base.clone(), head: rewardHead)
+        let rewardTrunk = hydra ? nil : try base.clone()
+        rewardTrunk?.use(base.precision, frozen: true)
+        separateReward = rewardTrunk.map { LocalReward(trunk: $0, head: rewardHead) }
     }
 
     /// What this process hosts as a placed reward role.
@@ -212,6 +214,8 @@ final class PPOSession {
     ) async throws -> PPOSession? {
         let tokenizer = try inputs?.tokenizer ?? Tokenizers.load(cfg.run.initFrom)
         let base = try inputs?.base ?? HFCheckpoint.load(directory: cfg.run.initFrom)
+        // The base is never stepped: Hydra trains adapters on it, the separate layout clones it.
+        cfg.run.apply(to: base, frozen: true)
         try checkContext(base.config, maxLength: cfg.maxLength)
         let rewardHead = try inputs?.rewardHead ?? loadRewardHead(cfg, channels: base.config.channels)
         let placement = try Placement.parse(cfg.run.placement, worldSize: transport.size)
@@ -335,6 +339,7 @@ final class PPOSession {
             roles: \(colocated && transport.size > 1 ? "every role on every rank (colocated, data " +
                 "parallel)" : placement.description)\(onePass ? "; reference + reward from one adapters-off pass" : "")
             starting from \(cfg.run.initFrom); \(BLAS.summary)
+            \(cfg.run.precisionLine)
             """)
     }
 

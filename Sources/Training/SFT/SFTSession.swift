@@ -135,6 +135,7 @@ final class SFTSession {
             try checkpoint.flatMap { c.lora == nil ? try HFCheckpoint.load(directory: $0) : nil }
             ?? SFTStage.makeModel(c, tokenizer: tokenizer, seed: c.run.seed)
         try checkContext(trunk.config, maxLength: c.train.maxLength)
+        c.run.apply(to: trunk, frozen: c.lora != nil)  // under LoRA no step touches the trunk
         state = try stageFolder.resumedState(stage: c.stageName, fresh: Self.freshState(c, worldSize: worldSize))
         say(stageFolder.resumeLine(step: state.step))
         try stageFolder.checkSteps(
@@ -220,6 +221,7 @@ final class SFTSession {
             examples
             roles: \(roles) → ranks 0…\(worldSize - 1) (data parallel)
             tokenizer: \(tokenizer.summary); \(BLAS.summary)
+            \(c.run.precisionLine)
             """
     }
 

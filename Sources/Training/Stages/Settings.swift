@@ -3,6 +3,7 @@ import Cluster
 import Config
 import Datasets
 import Foundation
+import Kernels
 import Models
 import Runs
 
@@ -14,6 +15,7 @@ extension ArithFlaw: ConfigChoice {}
 extension AdvantageEstimator: ConfigChoice {}
 extension KLEstimator: ConfigChoice {}
 extension InSPOVariant: ConfigChoice {}
+extension PrecisionSetting: ConfigChoice {}
 
 /// The built-in task generated in memory, or none (data comes from files).
 /// The built-in tasks: arith (sums from a flawed demonstrator; every stage), ifeval (instruction
@@ -98,15 +100,21 @@ public struct RunSettings: Sendable {
         "model.preset", PresetName("tiny"), "shape of a freshly initialised model of model.family")
     static let initFrom = Key<ConfigPath>(
         "model.init_from", "", "Hugging Face model folder or GGUF file to start from (overrides preset)")
+    static let precision = Key<PrecisionSetting>(
+        "precision", .fp32,
+        "number format of the weight products: fp32 (exact reference), bf16 (bf16 inputs, fp32 sums and outputs, "
+            + "as PyTorch's CPU autocast), or auto (bf16 where the CPU has avx512_bf16 or amx_bf16, else fp32)")
     static let keys = [
         name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
         timeout.declaration, overlap.declaration, placement.declaration, family.declaration, preset.declaration,
-        initFrom.declaration,
+        initFrom.declaration, precision.declaration,
     ]
 
     public var name: String, out: String, seed: UInt64, resume: ResumePolicy, tokenizer: String
     public var timeout: Double, overlap: OverlapPolicy, placement: String, family: String, preset: String,
         initFrom: String
+    /// `precision` resolved on this CPU, with the reason said at start.
+    public var precision: PrecisionSetting.Decision
 
     init(_ c: ResolvedConfig) throws {
         name = c[Self.name]
@@ -120,11 +128,25 @@ public struct RunSettings: Sendable {
         preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
         family = (c.optional(Self.family) ?? Self.family.defaultValue).name
         initFrom = c[Self.initFrom].path
+        precision = (c.optional(Self.precision) ?? Self.precision.defaultValue).decide(cpu: .current)
         if c.schema.keys.contains(where: { $0.path == Self.preset.path }) {
             do { _ = try ModelFamilies.preset(preset, family: family) } catch let ModelError.invalidConfig(message) {
                 throw ConfigError("'model.preset': \(message)")
             }
         }
+    }
+}
+
+extension RunSettings {
+    /// Said at start beside the BLAS line: the precision chosen and why, and what runs bf16 products.
+    public var precisionLine: String {
+        precision.precision == .bf16 ? "\(precision.reason); bf16 products: \(BFloat16GEMM.summary)" : precision.reason
+    }
+
+    /// Puts `trunk` in this run's precision. `frozen`: no optimizer step changes its weights (a
+    /// base under LoRA, a reference, a reward model), so its bf16 copy is made once.
+    public func apply(to trunk: any CausalLM, frozen: Bool) {
+        trunk.use(precision.precision, frozen: frozen)
     }
 }
 

@@ -1,0 +1,154 @@
+import CDNNL
+import Foundation
+
+/// Matrix products with bf16 inputs, fp32 accumulation and fp32 outputs: what PyTorch's CPU
+/// autocast does for matmuls (docs/platform.md §9, fact 20). oneDNN runs them (AVX512_BF16 or AMX
+/// kernels, ~2× the fp32 sgemm peak); where oneDNN has no bf16 matmul for this CPU the same
+/// products are computed in fp32 from the bf16-rounded inputs (exact products, slower), and
+/// `engine` says so. The arguments are `BLAS.sgemm`'s.
+public enum BFloat16GEMM {
+    public enum Engine: String, Sendable {
+        case oneDNN = "onednn"
+        /// bf16-rounded inputs expanded to fp32, then OpenBLAS sgemm.
+        case emulated
+    }
+
+    /// oneDNN where it can build a bf16 matmul on this CPU, else emulated; decided once.
+    public static let engine: Engine = {
+        var error = [CChar](repeating: 0, count: 256)
+        guard let probe = rlhf_bf16_matmul_create(16, 16, 16, 0, 1, 16, 16, 16, 1, 0, &error, error.count) else {
+            return .emulated
+        }
+        rlhf_bf16_matmul_destroy(probe)
+        return .oneDNN
+    }()
+
+    /// OpenMP threads per product: OpenBLAS's thread count (one setting decides both libraries).
+    static var threads: Int { BLAS.threads }
+
+    /// "oneDNN 2.6.3 (avx512_core_bf16)" or why the products are emulated.
+    public static var summary: String {
+        switch engine {
+        case .oneDNN: "oneDNN \(String(cString: rlhf_dnnl_version())) (\(String(cString: rlhf_dnnl_isa_name())))"
+        case .emulated: "emulated in fp32 (oneDNN \(String(cString: rlhf_dnnl_version())) has no bf16 matmul here)"
+        }
+    }
+
+    /// C[M×N] = alpha · op(A) · op(B) + beta · C; A and B bf16, C fp32 (row-major, BLAS.sgemm's layout).
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<UInt16>, lda: Int, b: UnsafePointer<UInt16>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        let shape = Shape(
+            m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc,
+            alpha: alpha.bitPattern, beta: beta.bitPattern)
+        if engine == .oneDNN, let matmul = cache.primitive(for: shape) {
+            cache.run(matmul, a: a, b: b, c: c, threads: Self.threads, shape: shape)
+            return
+        }
+        emulated(shape, a: a, b: b, c: c)
+    }
+
+    /// The same with A in fp32, rounded to bf16 first (an activation times bf16 weights).
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<UInt16>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        withRounded(a, rows: transA ? k : m, columns: transA ? m : k, stride: lda) { a16, lda16 in
+            gemm(
+                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a16, lda: lda16, b: b, ldb: ldb,
+                beta: beta, c: c, ldc: ldc)
+        }
+    }
+
+    /// The same with A and B in fp32, both rounded to bf16 first (a weight gradient, doutᵀ·x).
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        withRounded(b, rows: transB ? n : k, columns: transB ? k : n, stride: ldb) { b16, ldb16 in
+            gemm(
+                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b16, ldb: ldb16,
+                beta: beta, c: c, ldc: ldc)
+        }
+    }
+
+    /// Runs `body` with a contiguous bf16 copy of a strided fp32 [rows, columns] matrix.
+    static func withRounded(
+        _ x: UnsafePointer<Float>, rows: Int, columns: Int, stride: Int,
+        _ body: (UnsafePointer<UInt16>, Int) -> Void
+    ) {
+        let copy = UnsafeMutablePointer<UInt16>.allocate(capacity: max(rows * columns, 1))
+        defer { copy.deallocate() }
+        BFloat16.convert(rows: rows, columns: columns, x, stride: stride, to: copy)
+        body(copy, columns)
+    }
+
+    /// fp32 sgemm of the inputs expanded from bf16: the same products, fp32 sums.
+    static func emulated(_ s: Shape, a: UnsafePointer<UInt16>, b: UnsafePointer<UInt16>, c: UnsafeMutablePointer<Float>)
+    {
+        let aRows = s.transA ? s.k : s.m, aColumns = s.transA ? s.m : s.k
+        let bRows = s.transB ? s.n : s.k, bColumns = s.transB ? s.k : s.n
+        let a32 = UnsafeMutablePointer<Float>.allocate(capacity: max(aRows * aColumns, 1))
+        let b32 = UnsafeMutablePointer<Float>.allocate(capacity: max(bRows * bColumns, 1))
+        defer {
+            a32.deallocate()
+            b32.deallocate()
+        }
+        for r in 0..<aRows { BFloat16.expand(a + r * s.lda, to: a32 + r * aColumns, count: aColumns) }
+        for r in 0..<bRows { BFloat16.expand(b + r * s.ldb, to: b32 + r * bColumns, count: bColumns) }
+        BLAS.sgemm(
+            transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, alpha: Float(bitPattern: s.alpha),
+            a: a32, lda: aColumns, b: b32, ldb: bColumns, beta: Float(bitPattern: s.beta), c: c, ldc: s.ldc)
+    }
+
+    /// A product's shape, strides and scalars: what one oneDNN primitive is built for.
+    struct Shape: Hashable {
+        var m, n, k: Int
+        var transA, transB: Bool
+        var lda, ldb, ldc: Int
+        var alpha, beta: UInt32  // bit patterns
+    }
+
+    static let cache = PrimitiveCache()
+}
+
+/// oneDNN primitives by shape, made on first use and kept for the process (a model has a few
+/// dozen shapes). One product runs at a time: a primitive's scratchpad is shared unless oneDNN
+/// was built for concurrent execution, which Debian's build does not promise.
+final class PrimitiveCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var primitives: [BFloat16GEMM.Shape: OpaquePointer] = [:]
+
+    func primitive(for shape: BFloat16GEMM.Shape) -> OpaquePointer? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let known = primitives[shape] { return known }
+        var error = [CChar](repeating: 0, count: 256)
+        guard
+            let made = rlhf_bf16_matmul_create(
+                Int64(shape.m), Int64(shape.n), Int64(shape.k), shape.transA ? 1 : 0, shape.transB ? 1 : 0,
+                Int64(shape.lda), Int64(shape.ldb), Int64(shape.ldc), Float(bitPattern: shape.alpha),
+                Float(bitPattern: shape.beta), &error, error.count)
+        else { return nil }
+        primitives[shape] = made
+        return made
+    }
+
+    func run(
+        _ matmul: OpaquePointer, a: UnsafePointer<UInt16>, b: UnsafePointer<UInt16>, c: UnsafeMutablePointer<Float>,
+        threads: Int, shape: BFloat16GEMM.Shape
+    ) {
+        lock.lock()
+        let status = rlhf_bf16_matmul_execute(matmul, a, b, c, Int32(threads))
+        lock.unlock()
+        // A primitive that was built runs unless memory is exhausted; a wrong product must not pass.
+        if status != 0 { fatalError("oneDNN bf16 matmul \(shape) failed with status \(status)") }
+    }
+}
