@@ -1,6 +1,8 @@
 // The few oneDNN 2.6 calls swift-rlhf needs: a bf16 × bf16 → fp32 matmul primitive per shape
 // (docs/platform.md §9). oneDNN's 2.x C API takes memory descriptors by pointer; its primitives are
-// created once per shape (the Swift side caches them) and executed many times.
+// created once per shape (the Swift side caches them) and executed many times, concurrently from
+// the Swift side's kernel threads: each execution brings its own scratchpad (user scratchpad mode)
+// and runs on its thread's own stream, so nothing is shared between two running products.
 #include "CDNNL.h"
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
@@ -10,10 +12,19 @@ void omp_set_num_threads(int);
 
 struct rlhf_bf16_matmul {
     dnnl_engine_t engine;
-    dnnl_stream_t stream;
     dnnl_primitive_t primitive;
-    dnnl_memory_desc_t a, b, c;
+    dnnl_memory_desc_t a, b, c, scratchpad;
+    size_t scratchpad_bytes;
 };
+
+/// This thread's stream (a CPU stream is a handle on the engine; one per thread keeps executions apart).
+static dnnl_stream_t thread_stream(dnnl_engine_t engine) {
+    static __thread dnnl_stream_t stream = NULL;
+    if (stream == NULL && dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+        stream = NULL;
+    }
+    return stream;
+}
 
 static dnnl_engine_t shared_engine(void) {
     static dnnl_engine_t engine = NULL;
@@ -62,6 +73,9 @@ rlhf_bf16_matmul *rlhf_bf16_matmul_create(int64_t m, int64_t n, int64_t k, int t
         goto failed;
     }
     if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success) goto attr_failed;
+    if ((s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) != dnnl_success) {
+        goto attr_failed;
+    }
     if (alpha != 1.0f) {
         const float scales[1] = {alpha};
         if ((s = dnnl_primitive_attr_set_output_scales(attr, 1, 0, scales)) != dnnl_success) goto attr_failed;
@@ -80,9 +94,10 @@ rlhf_bf16_matmul *rlhf_bf16_matmul_create(int64_t m, int64_t n, int64_t k, int t
         fail(error, error_size, "dnnl_primitive_create", s);
         goto failed;
     }
-    if ((s = dnnl_stream_create(&mm->stream, engine, dnnl_stream_default_flags)) != dnnl_success) {
-        fail(error, error_size, "dnnl_stream_create", s);
-        goto failed;
+    const dnnl_memory_desc_t *scratchpad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (scratchpad != NULL) {
+        mm->scratchpad = *scratchpad;
+        mm->scratchpad_bytes = dnnl_memory_desc_get_size(scratchpad);
     }
     dnnl_primitive_desc_destroy(pd);
     if (post) dnnl_post_ops_destroy(post);
@@ -99,28 +114,35 @@ failed:
 }
 
 int rlhf_bf16_matmul_execute(rlhf_bf16_matmul *mm, const uint16_t *a, const uint16_t *b, float *c, int threads) {
-    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
-    dnnl_status_t s;
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL;
+    void *scratch = NULL;
+    dnnl_status_t s = dnnl_out_of_memory;
+    dnnl_stream_t stream = thread_stream(mm->engine);
+    if (stream == NULL) return (int)dnnl_runtime_error;
+    if (mm->scratchpad_bytes > 0 && posix_memalign(&scratch, 64, mm->scratchpad_bytes) != 0) return (int)s;
     if ((s = dnnl_memory_create(&ma, &mm->a, mm->engine, (void *)a)) != dnnl_success ||
         (s = dnnl_memory_create(&mb, &mm->b, mm->engine, (void *)b)) != dnnl_success ||
-        (s = dnnl_memory_create(&mc, &mm->c, mm->engine, c)) != dnnl_success) {
+        (s = dnnl_memory_create(&mc, &mm->c, mm->engine, c)) != dnnl_success ||
+        (scratch && (s = dnnl_memory_create(&ms, &mm->scratchpad, mm->engine, scratch)) != dnnl_success)) {
         goto done;
     }
     omp_set_num_threads(threads > 0 ? threads : 1);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-    if ((s = dnnl_primitive_execute(mm->primitive, mm->stream, 3, args)) != dnnl_success) goto done;
-    s = dnnl_stream_wait(mm->stream);
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_SCRATCHPAD, ms}};
+    if ((s = dnnl_primitive_execute(mm->primitive, stream, ms ? 4 : 3, args)) != dnnl_success) goto done;
+    s = dnnl_stream_wait(stream);
 done:
     if (ma) dnnl_memory_destroy(ma);
     if (mb) dnnl_memory_destroy(mb);
     if (mc) dnnl_memory_destroy(mc);
+    if (ms) dnnl_memory_destroy(ms);
+    free(scratch);
     return (int)s;
 }
 
 void rlhf_bf16_matmul_destroy(rlhf_bf16_matmul *mm) {
     if (mm == NULL) return;
     if (mm->primitive) dnnl_primitive_destroy(mm->primitive);
-    if (mm->stream) dnnl_stream_destroy(mm->stream);
     free(mm);
 }
 

@@ -23,9 +23,6 @@ public enum BFloat16GEMM {
         return .oneDNN
     }()
 
-    /// OpenMP threads per product: OpenBLAS's thread count (one setting decides both libraries).
-    static var threads: Int { BLAS.threads }
-
     /// "oneDNN 2.6.3 (avx512_core_bf16)" or why the products are emulated.
     public static var summary: String {
         switch engine {
@@ -44,11 +41,33 @@ public enum BFloat16GEMM {
         let shape = Shape(
             m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc,
             alpha: alpha.bitPattern, beta: beta.bitPattern)
-        if engine == .oneDNN, let matmul = cache.primitive(for: shape) {
-            cache.run(matmul, a: a, b: b, c: c, threads: Self.threads, shape: shape)
+        // Enough rows: split them over the kernel threads (Parallel, parked between regions), each
+        // part one single-threaded oneDNN call. oneDNN's own OpenMP threads spin between products
+        // on the cores the elementwise kernels and OpenBLAS need. A row's bits do not depend on
+        // how many rows a call has (BFloat16Tests); splitting columns would change them, so a
+        // product with few rows runs as one call on oneDNN's threads instead.
+        guard m >= Self.rowsToSplit else {
+            return run(shape, a: a, b: b, c: c, threads: BLAS.threads)
+        }
+        Parallel.forEach(m, costPerItem: 2 * n * max(k, 1)) { rows in
+            var part = shape
+            part.m = rows.count
+            run(part, a: a + rows.lowerBound * (transA ? 1 : lda), b: b, c: c + rows.lowerBound * ldc, threads: 1)
+        }
+    }
+
+    /// Rows from which a product is split over the kernel threads (16 rows each at least).
+    static let rowsToSplit = 32
+
+    /// One product, or part of one, on the calling thread and `threads` OpenMP threads.
+    static func run(
+        _ s: Shape, a: UnsafePointer<UInt16>, b: UnsafePointer<UInt16>, c: UnsafeMutablePointer<Float>, threads: Int
+    ) {
+        if engine == .oneDNN, let matmul = cache.primitive(for: s) {
+            cache.run(matmul, a: a, b: b, c: c, threads: threads, shape: s)
             return
         }
-        emulated(shape, a: a, b: b, c: c)
+        emulated(s, a: a, b: b, c: c)
     }
 
     /// The same with A in fp32, rounded to bf16 first (an activation times bf16 weights).
@@ -120,8 +139,7 @@ public enum BFloat16GEMM {
 }
 
 /// oneDNN primitives by shape, made on first use and kept for the process (a model has a few
-/// dozen shapes). One product runs at a time: a primitive's scratchpad is shared unless oneDNN
-/// was built for concurrent execution, which Debian's build does not promise.
+/// dozen shapes). Products run concurrently: each execution has its own scratchpad and stream.
 final class PrimitiveCache: @unchecked Sendable {
     private let lock = NSLock()
     private var primitives: [BFloat16GEMM.Shape: OpaquePointer] = [:]
@@ -145,9 +163,7 @@ final class PrimitiveCache: @unchecked Sendable {
         _ matmul: OpaquePointer, a: UnsafePointer<UInt16>, b: UnsafePointer<UInt16>, c: UnsafeMutablePointer<Float>,
         threads: Int, shape: BFloat16GEMM.Shape
     ) {
-        lock.lock()
         let status = rlhf_bf16_matmul_execute(matmul, a, b, c, Int32(threads))
-        lock.unlock()
         // A primitive that was built runs unless memory is exhausted; a wrong product must not pass.
         if status != 0 { fatalError("oneDNN bf16 matmul \(shape) failed with status \(status)") }
     }

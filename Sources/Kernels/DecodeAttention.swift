@@ -7,8 +7,8 @@
 /// 16-lane dot products and axpys, and rows × heads are split across the kernel threads.
 ///
 /// Shapes: q [M, H·d] (row stride qStride), out [M, H·d] (row stride outStride); for row r the
-/// keys and values are [lengths[r], G·d] at keys[r] / values[r] (row stride G·d), the newest
-/// position (this step's, already appended) last.
+/// keys and values are [lengths[r], G·d] at keys[r] / values[r] (row stride G·d; fp32 or bf16),
+/// the newest position (this step's, already appended) last.
 public struct DecodeAttentionShape: Sendable {
     public let heads: Int, kvHeads: Int, headSize: Int
     public init(heads: Int, kvHeads: Int, headSize: Int) {
@@ -21,8 +21,7 @@ public struct DecodeAttentionShape: Sendable {
 
 public func decodeAttention(
     out: UnsafeMutablePointer<Float>, outStride: Int, q: UnsafePointer<Float>, qStride: Int,
-    keys: [UnsafeMutablePointer<Float>], values: [UnsafeMutablePointer<Float>], lengths: [Int],
-    shape s: DecodeAttentionShape
+    keys: [KVRows], values: [KVRows], lengths: [Int], shape s: DecodeAttentionShape
 ) {
     let rows = lengths.count, d = s.headSize, group = s.heads / s.kvHeads, kw = s.kvWidth
     let scale = 1 / Float(d).squareRoot()
@@ -30,16 +29,24 @@ public func decodeAttention(
     // Work per (row, head) ≈ 4·length·d flops.
     Parallel.forEach(rows * s.heads, costPerItem: 4 * max(longest, 1) * d) { items in
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(longest, 1))
-        defer { scores.deallocate() }
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: d)  // a bf16 cache row, expanded
+        defer {
+            scores.deallocate()
+            row.deallocate()
+        }
         for item in items {
             let r = item / s.heads, h = item % s.heads, g = h / group, n = lengths[r]
-            let qh = q + r * qStride + h * d, k = keys[r] + g * d, v = values[r] + g * d
+            let qh = q + r * qStride + h * d
             let o = out + r * outStride + h * d
             // scores[j] = scale · q_h · k_j (j < n); p = softmax(scores); o = Σ_j p_j v_j
-            for j in 0..<n { scores[j] = scale * vectorDot(qh, k + j * kw, d) }
+            for j in 0..<n {
+                scores[j] = scale * vectorDot(qh, keys[r].load(at: j * kw + g * d, count: d, scratch: row), d)
+            }
             causalSoftmaxRow(scores, valid: n, width: n)
             o.update(repeating: 0, count: d)
-            for j in 0..<n { vectorAddScaled(o, scores[j], v + j * kw, d) }
+            for j in 0..<n {
+                vectorAddScaled(o, scores[j], values[r].load(at: j * kw + g * d, count: d, scratch: row), d)
+            }
         }
     }
 }

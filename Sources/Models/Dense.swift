@@ -11,12 +11,7 @@ func denseForward(
     if let bias { for r in 0..<m { (out + r * n).update(from: bias, count: n) } }
     weightProduct(
         transB: true, m: m, n: n, k: k, x: x, lda: k, w: weight, ldb: k, beta: bias == nil ? 0 : 1, c: out, ldc: n)
-    if let lora {
-        BLAS.sgemm(transB: true, m: m, n: lora.rank, k: k, a: x, lda: k, b: lora.a, ldb: k, c: lora.u, ldc: lora.rank)
-        BLAS.sgemm(
-            transB: true, m: m, n: n, k: lora.rank, alpha: lora.scale, a: lora.u, lda: lora.rank,
-            b: lora.b, ldb: lora.rank, beta: 1, c: out, ldc: n)
-    }
+    if let lora { loraForward(lora, like: weight, out: out, x: x, rows: m, input: k, output: n) }
 }
 
 /// Backward of `denseForward`. dx ← dout·W (or += when `accumulate`, for projections that read
@@ -34,5 +29,8 @@ func denseBackward(
             like: weight, transA: true, m: n, n: k, k: m, a: dout, lda: n, b: x, ldb: k, beta: 1, c: dWeight, ldc: k)
     }
     if let dBias { biasBackward(dBias, dout, rows: m, n: n) }
-    if let lora { loraBackward(lora, dx: dx, dout: dout, x: x, rows: m, input: k, output: n, scratch: loraScratch) }
+    if let lora {
+        loraBackward(
+            lora, like: weight, dx: dx, dout: dout, x: x, rows: m, input: k, output: n, scratch: loraScratch)
+    }
 }

@@ -19,6 +19,13 @@ public final class MatmulWeights: @unchecked Sendable {
 
     public init() {}
 
+    /// Set for a pass that must run in fp32 on a trunk in bf16 (`MatmulWeights.$exact.withValue(true)
+    /// { … }`): PPO's report compares bf16 sampling with fp32 scoring of the same tokens.
+    @TaskLocal public static var exact = false
+
+    /// The precision passes run in now: fp32 inside an `exact` scope.
+    public var effective: Precision { Self.exact ? .fp32 : precision }
+
     /// Switches `weights` to `precision`; in bf16 the copy is made now.
     func use(_ precision: Precision, frozen: Bool, weights: FloatBuffer) {
         self.precision = precision
@@ -32,7 +39,8 @@ public final class MatmulWeights: @unchecked Sendable {
     }
 
     func matrix(_ weights: FloatBuffer, _ offset: Int) -> WeightMatrix {
-        WeightMatrix(fp32: weights.pointer + offset, bf16: copy.map { UnsafePointer($0.pointer + offset) })
+        WeightMatrix(
+            fp32: weights.pointer + offset, bf16: Self.exact ? nil : copy.map { UnsafePointer($0.pointer + offset) })
     }
 }
 

@@ -50,6 +50,8 @@ struct BenchPPO: AsyncParsableCommand {
     var estimator: AdvantageEstimator = .gae
     @Option(help: "KL coefficient β (ppo.kl_coef; TRL's GRPO default is 0.04).")
     var klCoef: Double = 0.05
+    @Option(help: "Old log-probs (ppo.old_logprobs): sampling (kept from generation) or recompute (a policy pass).")
+    var oldLogprobs: OldLogProbs = .sampling
 
     func run() async throws {
         if preset.count * layout.count > 1 {
@@ -67,7 +69,7 @@ struct BenchPPO: AsyncParsableCommand {
             "--prompt-tokens", "\(promptTokens)",
             "--response-tokens", "\(responseTokens)", "--minibatch", "\(minibatch)", "--rank", "\(rank)",
             "--iterations", "\(iterations)", "--precision", precision.rawValue, "--estimator", estimator.rawValue,
-            "--kl-coef", "\(klCoef)",
+            "--kl-coef", "\(klCoef)", "--old-logprobs", oldLogprobs.rawValue,
         ]
         try process.run()
         process.waitUntilExit()
@@ -103,6 +105,7 @@ struct BenchPPO: AsyncParsableCommand {
                     "lora.rank=\(rank)", "lora.alpha=\(2 * rank)",
                     "train.max_length=\(promptTokens + responseTokens)", "eval.every=0",
                     "precision=\(precision.rawValue)", "ppo.estimator=\(estimator.rawValue)", "ppo.kl_coef=\(klCoef)",
+                    "ppo.old_logprobs=\(oldLogprobs.rawValue)",
                 ]))
         log(ppoConfig.run.precisionLine)
         let inputs = PPOInputs(
@@ -116,6 +119,7 @@ struct BenchPPO: AsyncParsableCommand {
             "case": "ppo", "layout": layoutName, "preset": presetName, "threads": BLAS.threads, "core": BLAS.coreName,
             "prompts": self.prompts, "response_tokens": responseTokens, "minibatch": minibatch, "epochs": 1,
             "precision": ppoConfig.run.precision.precision.rawValue, "estimator": estimator.rawValue,
+            "old_logprobs": oldLogprobs.rawValue,
             "cpu": CPUFeatures.current.modelName,
             "completion_tokens_per_s": rounded(Double(self.prompts * samples * responseTokens) / best.iteration, 2),
             "iter_s": rounded(best.iteration, 4), "generate_s": rounded(best.generate, 4),
@@ -140,3 +144,4 @@ struct WithoutEOS: Tokenizer {
 
 extension PrecisionSetting: ExpressibleByArgument {}
 extension AdvantageEstimator: ExpressibleByArgument {}
+extension OldLogProbs: ExpressibleByArgument {}

@@ -7,7 +7,11 @@ import XCTest
 ///
 /// The runs pin the BLAS kernel (OPENBLAS_CORETYPE=Haswell, one thread) so that the same code gives
 /// the same bits on any AVX2 machine. A change that alters the numbers on purpose re-records the
-/// fixture with `bash scripts/record-behaviour.sh` and says why in its commit.
+/// fixture with `bash scripts/record-behaviour.sh` and says why in its commit and here:
+/// - issue 27: PPO's old log-probs come from the sampling pass (`ppo.old_logprobs: sampling`, no
+///   policy pass); they differ from the policy pass's by summation order (~1e-6), which moves the
+///   two pipelines' PPO files and metrics. With `recompute` as the default the earlier recording
+///   was reproduced bit for bit before re-recording (sft, dpo and rm did not change).
 final class BehaviourTests: CLITestCase {
     static let fixturePath = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
         "Fixtures/behaviour.json"

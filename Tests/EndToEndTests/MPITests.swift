@@ -252,12 +252,13 @@ final class MPITests: CLITestCase {
         let match = try XCTUnwrap(
             pattern.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)),
             "rank 0 must name the stalled rank: \(log.suffix(2000))")
-        // Rank 1 publishes each new step from its heartbeat thread a moment after entering it, so
-        // the stop may catch it at the step rank 0 waits in or just before.
+        // Rank 1 publishes each new step from its heartbeat thread a moment after entering it; on a
+        // loaded machine that thread may run a few (millisecond) steps late, so the step it last
+        // published is at most the one rank 0 waits in (a full suite once saw 1 against 4).
         let waiting = Int(log[Range(match.range(at: 1), in: log)!])!,
             last = Int(log[Range(match.range(at: 2), in: log)!])!
         XCTAssertTrue(
-            last == waiting || last == waiting - 1, "rank 1 last at step \(last), rank 0 waiting in step \(waiting)")
+            (1...waiting).contains(last), "rank 1 last at step \(last), rank 0 waiting in step \(waiting)")
     }
 
     /// A rank suspended for a while and continued says so itself when it wakes (its heartbeat

@@ -155,4 +155,35 @@ final class BFloat16Tests: XCTestCase {
             }
         }
     }
+
+    /// A bf16 KV cache holds half the bytes, and decoding attention over it equals attention over
+    /// fp32 rows that hold the same (bf16-rounded) keys and values, bit for bit.
+    func testBF16CacheRowsAttendAsTheirRoundedValues() {
+        var probe = Probe(seed: 14)
+        let shape = DecodeAttentionShape(heads: 4, kvHeads: 2, headSize: 16), kw = 32, lengths = [5, 9, 1]
+        let q = probe.buffer(lengths.count * 4 * 16)
+        let keys = lengths.map { probe.buffer($0 * kw) }, values = lengths.map { probe.buffer($0 * kw) }
+        for buffer in keys + values {
+            BFloat16.round(buffer.pointer, rows: 1, width: buffer.count, stride: buffer.count)
+        }
+        let stored = lengths.indices.map { i -> (KVCacheStorage, KVCacheStorage) in
+            let k = KVCacheStorage(count: lengths[i] * kw, precision: .bf16)
+            let v = KVCacheStorage(count: lengths[i] * kw, precision: .bf16)
+            k.rows(at: 0).store(keys[i].pointer, count: lengths[i] * kw)
+            v.rows(at: 0).store(values[i].pointer, count: lengths[i] * kw)
+            return (k, v)
+        }
+        XCTAssertEqual(KVCacheStorage.bytes(.bf16) * 2, KVCacheStorage.bytes(.fp32))
+        let exact = FloatBuffer(count: lengths.count * 64), halved = FloatBuffer(count: lengths.count * 64)
+        withExtendedLifetime((q, keys, values, stored)) {  // the rows are raw pointers into these
+            decodeAttention(
+                out: exact.pointer, outStride: 64, q: q.pointer, qStride: 64, keys: keys.map { KVRows($0.pointer) },
+                values: values.map { KVRows($0.pointer) }, lengths: lengths, shape: shape)
+            decodeAttention(
+                out: halved.pointer, outStride: 64, q: q.pointer, qStride: 64, keys: stored.map { $0.0.rows(at: 0) },
+                values: stored.map { $0.1.rows(at: 0) }, lengths: lengths, shape: shape)
+        }
+        XCTAssertEqual(exact.array.map(\.bitPattern), halved.array.map(\.bitPattern))
+        XCTAssertNotEqual(exact[0], 0)
+    }
 }

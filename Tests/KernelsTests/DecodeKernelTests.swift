@@ -105,7 +105,7 @@ final class DecodeKernelTests: XCTestCase {
         let out = FloatBuffer(count: lengths.count * heads * d)
         decodeAttention(
             out: out.pointer, outStride: heads * d, q: q.pointer, qStride: heads * d,
-            keys: keys.map(\.pointer), values: values.map(\.pointer),
+            keys: keys.map { KVRows($0.pointer) }, values: values.map { KVRows($0.pointer) },
             lengths: lengths, shape: DecodeAttentionShape(heads: heads, kvHeads: kvHeads, headSize: d))
         for (r, n) in lengths.enumerated() {
             for h in 0..<heads {

@@ -30,6 +30,41 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         return s
     }
 
+    /// `ppo.old_logprobs: sampling` (the default) keeps the sampling pass's log-probs instead of a
+    /// policy forward over the rollout: the same distributions up to summation order (and, in bf16,
+    /// rounding); `recompute` takes the policy pass's, and both give the same reference log-probs.
+    func testOldLogProbsFromSamplingMatchAPolicyPass() async throws {
+        for precision in ["fp32", "bf16"] {
+            for family in testedFamilies {
+                let sampling = try await session(["precision=\(precision)"], family: family)
+                let recompute = try await session(
+                    ["precision=\(precision)", "ppo.old_logprobs=recompute"], family: family)
+                XCTAssertTrue(sampling.oldLogProbsFromSampling)
+                XCTAssertFalse(recompute.oldLogProbsFromSampling)
+                let rollout = try await sampling.rollout(1), again = try await recompute.rollout(1)
+                XCTAssertEqual(rollout.sequences, again.sequences, "same seed, same samples")
+                let kept = try await sampling.score(rollout), passed = try await recompute.score(again)
+                XCTAssertEqual(kept.oldLogProbs.map(\.count), rollout.tokens.map(\.count))
+                XCTAssertEqual(kept.oldLogProbs, rollout.sampledLogProbs)
+                XCTAssertEqual(kept.referenceLogProbs, passed.referenceLogProbs)
+                let worst = zip(kept.oldLogProbs.joined(), passed.oldLogProbs.joined()).map { abs($0 - $1) }.max()!
+                // fp32: summation order only. bf16: a last-bit difference before a rounding to bf16
+                // can move that input by 2⁻⁸ relative, so the two passes differ by bf16 noise.
+                XCTAssertLessThan(worst, precision == "fp32" ? 1e-4 : 1e-2, "\(precision) \(family)")
+                XCTAssertGreaterThan(passed.oldLogProbs.joined().map(abs).max()!, 0.1, "log-probs that are not all ~0")
+                // What bf16 costs, reported on the first iteration: bf16 sampling against fp32 scoring.
+                if precision == "bf16" {
+                    let gap = try XCTUnwrap(kept.precisionFigures["bf16_logprob_gap"])
+                    XCTAssertGreaterThan(gap, 0, family)
+                    XCTAssertLessThan(gap, 0.05, family)
+                    XCTAssertLessThan(abs(try XCTUnwrap(kept.precisionFigures["bf16_kl"])), 0.05, family)
+                } else {
+                    XCTAssertEqual(kept.precisionFigures, [:])
+                }
+            }
+        }
+    }
+
     func testPhasesHandEachOtherTheirShapes() async throws {
         for family in testedFamilies {
             let s = try await session(["ppo.estimator=gae", "rewards.reward_head=0.5"], family: family)

@@ -15,7 +15,9 @@ rlhf_bf16_matmul *rlhf_bf16_matmul_create(int64_t m, int64_t n, int64_t k, int t
                                           size_t error_size);
 
 /// Runs it on `threads` OpenMP threads (set on the calling thread: libgomp keeps the setting per
-/// thread). Returns 0 on success, else oneDNN's status.
+/// thread); swift-rlhf passes 1 and splits products over its own kernel threads. Safe to call
+/// concurrently, also for one primitive (each call has its own scratchpad and stream). Returns 0
+/// on success, else oneDNN's status.
 int rlhf_bf16_matmul_execute(rlhf_bf16_matmul *matmul, const uint16_t *a, const uint16_t *b, float *c, int threads);
 
 void rlhf_bf16_matmul_destroy(rlhf_bf16_matmul *matmul);

@@ -1,28 +1,26 @@
 import Kernels
 
-/// Keys and values of every GPT-2 layer for a batch of sequences, each with its own length.
-/// Shapes: keys, values [L, B, capacity, C] (head h at columns h·d ..< (h+1)·d).
+/// Keys and values of every GPT-2 layer for a batch of sequences, each with its own length, in the
+/// trunk's precision. Shapes: keys, values [L, B, capacity, C] (head h at columns h·d ..< (h+1)·d).
 final class GPT2KVCache {
     let config: GPT2Config
     let batch: Int, capacity: Int
-    let keys: FloatBuffer, values: FloatBuffer
+    let keys: KVCacheStorage, values: KVCacheStorage
     /// Tokens already in the cache per sequence = the position of its next token.
     var lengths: [Int]
 
-    init(config: GPT2Config, batch: Int, capacity: Int) {
+    init(config: GPT2Config, batch: Int, capacity: Int, precision: Precision) {
         self.config = config
         self.batch = batch
         self.capacity = min(capacity, config.contextLength)
-        keys = FloatBuffer(count: config.layers * batch * self.capacity * config.channels)
-        values = FloatBuffer(count: config.layers * batch * self.capacity * config.channels)
+        keys = KVCacheStorage(count: config.layers * batch * self.capacity * config.channels, precision: precision)
+        values = KVCacheStorage(count: config.layers * batch * self.capacity * config.channels, precision: precision)
         lengths = Array(repeating: 0, count: batch)
     }
 
-    func keys(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> {
-        keys.pointer + ((l * batch + b) * capacity) * config.channels
-    }
-    func values(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> {
-        values.pointer + ((l * batch + b) * capacity) * config.channels
+    func keys(layer l: Int, sequence b: Int) -> KVRows { keys.rows(at: ((l * batch + b) * capacity) * config.channels) }
+    func values(layer l: Int, sequence b: Int) -> KVRows {
+        values.rows(at: ((l * batch + b) * capacity) * config.channels)
     }
 }
 
@@ -67,7 +65,7 @@ final class GPT2Decoder: TrunkDecoder {
     let scratch: DecodeScratch
     init(trunk: GPT2Trunk, batch: Int, capacity: Int, loraRank: Int) {
         self.trunk = trunk
-        cache = GPT2KVCache(config: trunk.gpt2, batch: batch, capacity: capacity)
+        cache = GPT2KVCache(config: trunk.gpt2, batch: batch, capacity: capacity, precision: trunk.precision)
         scratch = DecodeScratch(config: trunk.gpt2, rows: batch, loraRank: loraRank)
     }
     var batch: Int { cache.batch }
@@ -98,8 +96,8 @@ extension GPT2Trunk {
             for s in 0..<b {
                 for t in 0..<prompts[s].count {
                     let row = qkv + (s * tp + t) * 3 * C
-                    (cache.keys(layer: l, sequence: s) + t * C).update(from: row + C, count: C)
-                    (cache.values(layer: l, sequence: s) + t * C).update(from: row + 2 * C, count: C)
+                    cache.keys(layer: l, sequence: s).store(row + C, at: t * C, count: C)
+                    cache.values(layer: l, sequence: s).store(row + 2 * C, at: t * C, count: C)
                 }
             }
         }
@@ -143,8 +141,8 @@ extension GPT2Trunk {
                 attention: { qkv, out in
                     for i in 0..<b {
                         let row = qkv + i * 3 * C
-                        (keys[i] + positions[i] * C).update(from: row + C, count: C)
-                        (values[i] + positions[i] * C).update(from: row + 2 * C, count: C)
+                        keys[i].store(row + C, at: positions[i] * C, count: C)
+                        values[i].store(row + 2 * C, at: positions[i] * C, count: C)
                     }
                     decodeAttention(
                         out: out, outStride: C, q: qkv, qStride: 3 * C, keys: keys, values: values, lengths: lengths,

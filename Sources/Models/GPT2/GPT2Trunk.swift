@@ -201,6 +201,8 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
         linearForward(
             out: b.qkv, x: b.ln1, weight: matrix(w.qkvWeight), bias: pointer(w.qkvBias),
             rows: m, input: C, output: 3 * C, lora: lora(.attentionQKV))
+        // Keys and values as a bf16 KV cache holds them, in every pass.
+        if matmulWeights.effective == .bf16 { BFloat16.round(b.qkv + C, rows: m, width: 2 * C, stride: 3 * C) }
         attention(b.qkv, b.attention)
         linearForward(
             out: b.residual2, x: b.attention, weight: matrix(w.attnProjWeight), bias: pointer(w.attnProjBias),

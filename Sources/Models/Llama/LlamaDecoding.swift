@@ -1,28 +1,26 @@
 import Kernels
 
 /// Keys (after rotation) and values of every layer for a batch of sequences, each with its own
-/// length. Shapes: keys, values [L, B, capacity, G·d]: sized by the key/value heads, so grouped-
-/// query attention keeps H/G times less than one entry per query head.
+/// length, in the trunk's precision. Shapes: keys, values [L, B, capacity, G·d]: sized by the
+/// key/value heads, so grouped-query attention keeps H/G times less than one entry per query head.
 final class LlamaKVCache {
     let config: LlamaConfig
     let batch: Int, capacity: Int
-    let keys: FloatBuffer, values: FloatBuffer
+    let keys: KVCacheStorage, values: KVCacheStorage
     var lengths: [Int]
 
-    init(config: LlamaConfig, batch: Int, capacity: Int) {
+    init(config: LlamaConfig, batch: Int, capacity: Int, precision: Precision) {
         self.config = config
         self.batch = batch
         self.capacity = min(capacity, config.contextLength)
-        keys = FloatBuffer(count: config.layers * batch * self.capacity * config.kvWidth)
-        values = FloatBuffer(count: config.layers * batch * self.capacity * config.kvWidth)
+        keys = KVCacheStorage(count: config.layers * batch * self.capacity * config.kvWidth, precision: precision)
+        values = KVCacheStorage(count: config.layers * batch * self.capacity * config.kvWidth, precision: precision)
         lengths = Array(repeating: 0, count: batch)
     }
 
-    func keys(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> {
-        keys.pointer + ((l * batch + b) * capacity) * config.kvWidth
-    }
-    func values(layer l: Int, sequence b: Int) -> UnsafeMutablePointer<Float> {
-        values.pointer + ((l * batch + b) * capacity) * config.kvWidth
+    func keys(layer l: Int, sequence b: Int) -> KVRows { keys.rows(at: ((l * batch + b) * capacity) * config.kvWidth) }
+    func values(layer l: Int, sequence b: Int) -> KVRows {
+        values.rows(at: ((l * batch + b) * capacity) * config.kvWidth)
     }
 }
 
@@ -37,7 +35,7 @@ final class LlamaDecoder: TrunkDecoder {
     init(trunk: LlamaTrunk, batch: Int, capacity: Int, loraRank: Int) {
         self.trunk = trunk
         let c = trunk.llama
-        cache = LlamaKVCache(config: c, batch: batch, capacity: capacity)
+        cache = LlamaKVCache(config: c, batch: batch, capacity: capacity, precision: trunk.precision)
         (buffers, storage) = LlamaBlockBuffers.allocate(config: c, rows: batch)
         residual = FloatBuffer(count: batch * c.channels)
         hidden = FloatBuffer(count: batch * c.channels)
@@ -65,8 +63,8 @@ final class LlamaDecoder: TrunkDecoder {
         let cache = self.cache
         let hidden = try trunk.inferenceHidden(tokens: flat, batch: b, length: tp, adapter: adapter) { l, k, v in
             for s in 0..<b {
-                cache.keys(layer: l, sequence: s).update(from: k + s * tp * kw, count: prompts[s].count * kw)
-                cache.values(layer: l, sequence: s).update(from: v + s * tp * kw, count: prompts[s].count * kw)
+                cache.keys(layer: l, sequence: s).store(k + s * tp * kw, count: prompts[s].count * kw)
+                cache.values(layer: l, sequence: s).store(v + s * tp * kw, count: prompts[s].count * kw)
             }
         }
         cache.lengths = prompts.map(\.count)
@@ -100,8 +98,8 @@ final class LlamaDecoder: TrunkDecoder {
                 },
                 attention: { q, k, v, out in
                     for i in 0..<b {
-                        (keys[i] + positions[i] * kw).update(from: k + i * kw, count: kw)
-                        (values[i] + positions[i] * kw).update(from: v + i * kw, count: kw)
+                        keys[i].store(k + i * kw, at: positions[i] * kw, count: kw)
+                        values[i].store(v + i * kw, at: positions[i] * kw, count: kw)
                     }
                     decodeAttention(
                         out: out, outStride: qw, q: q, qStride: qw, keys: keys, values: values, lengths: lengths,

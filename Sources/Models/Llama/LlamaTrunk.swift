@@ -199,6 +199,10 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
         project(.value, b.ln1, b.v, input: C, output: c.kvWidth)
         rotary.apply(b.q, rows: m, rowStride: c.queryWidth, heads: c.heads, positions: positions)
         rotary.apply(b.k, rows: m, rowStride: c.kvWidth, heads: c.kvHeads, positions: positions)
+        if matmulWeights.effective == .bf16 {  // keys and values as a bf16 KV cache holds them, in every pass
+            BFloat16.round(b.k, rows: m, width: c.kvWidth, stride: c.kvWidth)
+            BFloat16.round(b.v, rows: m, width: c.kvWidth, stride: c.kvWidth)
+        }
         attention(b.q, b.k, b.v, b.attention)
         project(.output, b.attention, b.residual2, input: c.queryWidth, output: C)
         vectorAdd(b.residual2, input, m * C)

@@ -1,10 +1,12 @@
 import Foundation
+import Kernels
 import Models
 import Roles
 
 /// An estimate of one process's peak memory during PPO, printed before training; the run refuses
 /// to start when it exceeds the limit (config `memory.limit_gib`, default 90% of the machine's
-/// memory). Float32 everywhere: 4 bytes per value.
+/// memory). Float32 everywhere (4 bytes per value), except in precision bf16: each trunk's bf16
+/// copy of its weights (2 bytes per parameter, beside the fp32 ones) and the KV cache (2 bytes).
 ///
 /// Weights, adapters, gradients and AdamW moments stay for the whole run. Each phase's buffers are
 /// freed when it ends: the rollout's KV cache, the scoring chunks, and the training activations
@@ -31,15 +33,16 @@ public struct MemoryPlan: CustomStringConvertible {
         try self.init(
             config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
             responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
-            maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens)
+            maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens, precision: cfg.run.precision.precision)
     }
 
     /// `responses` sequences of up to `maxLength` tokens, of which up to `newTokens` are sampled.
     public init(
         config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int,
-        newTokens: Int
+        newTokens: Int, precision: Precision = .fp32
     ) throws {
-        let params = Double(c.parameterCount) * 4
+        // Each trunk's weights: fp32, and in bf16 its bf16 copy beside them.
+        let params = Double(c.parameterCount) * (precision == .bf16 ? 6 : 4), masters = Double(c.parameterCount) * 4
         let adapter = Double(try makeAdapter(lora, for: c).layout.totalCount) * 4
         let head = Double(c.channels + 1) * 4
         let rank = hydra ? lora.rank : 0
@@ -54,7 +57,7 @@ public struct MemoryPlan: CustomStringConvertible {
             c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: false) + 4 * rows
             * Double(c.channels + 2)
         let generation = Self.generationBytes(
-            c, responses: responses, maxLength: maxLength, newTokens: newTokens, rank: rank)
+            c, responses: responses, maxLength: maxLength, newTokens: newTokens, rank: rank, precision: precision)
         // Scoring (reference, old log-probs, values): one chunk at a time (see ScoringChunks).
         let chunk = min(responses, ScoringChunks.sequencesPerChunk(c, tokens: maxLength, loraRank: rank))
         let scoring = ScoringChunks.bytes(c, batch: chunk, tokens: maxLength, loraRank: rank)
@@ -77,10 +80,10 @@ public struct MemoryPlan: CustomStringConvertible {
         } else {
             lines = [
                 Line(
-                    role: "policy", weights: params, adapters: 0, optimizer: 3 * params, generation: generation,
+                    role: "policy", weights: params, adapters: 0, optimizer: 3 * masters, generation: generation,
                     scoring: scoring, update: training),
                 Line(
-                    role: "critic", weights: params + head, adapters: 0, optimizer: 3 * (params + head), generation: 0,
+                    role: "critic", weights: params + head, adapters: 0, optimizer: 3 * (masters + head), generation: 0,
                     scoring: 0, update: criticTraining),
                 Line(
                     role: "reference", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
@@ -94,10 +97,10 @@ public struct MemoryPlan: CustomStringConvertible {
 
     /// Generation: keys and values of G heads of d for every layer and position, the prefill's
     /// inference buffers over the prompts (then the step's logits [B, V], the smaller).
-    static func generationBytes(_ c: any ModelConfiguration, responses: Int, maxLength: Int, newTokens: Int, rank: Int)
-        -> Double
-    {
-        let kv = 4 * 2 * Double(c.layers * responses * maxLength * c.kvHeads * c.headSize)
+    static func generationBytes(
+        _ c: any ModelConfiguration, responses: Int, maxLength: Int, newTokens: Int, rank: Int, precision: Precision
+    ) -> Double {
+        let kv = Double(2 * KVCacheStorage.bytes(precision) * c.layers * responses * maxLength * c.kvHeads * c.headSize)
         let prompt = max(1, maxLength - newTokens)
         return kv
             + max(

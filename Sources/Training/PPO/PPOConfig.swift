@@ -7,6 +7,16 @@ import Rewards
 /// hydra: one frozen trunk, LoRA roles; separate: four full models.
 public enum PPOLayout: String, ConfigChoice { case hydra, separate }
 
+/// Where the behaviour policy's log-probs (PPO's old log-probs) come from.
+public enum OldLogProbs: String, ConfigChoice {
+    /// From the sampling pass, which computed every sampled token's distribution already (same
+    /// weights, same τ, the full softmax even under top-k/top-p): no extra policy pass. They differ
+    /// from a training forward's by summation order only (~1e-6 in fp32).
+    case sampling
+    /// A separate policy forward over the finished sequences (the same kernels as training).
+    case recompute
+}
+
 /// The rollout, advantage and update keys (docs/algorithms.md §2.4 defaults where TRL and OpenRLHF
 /// agree; our choices noted).
 public struct PPOSettings: Sendable {
@@ -46,6 +56,10 @@ public struct PPOSettings: Sendable {
     static let gradClip = Key<Double>("ppo.grad_clip", 1, "gradient norm clip (0: off)", .nonNegative)
     static let minLRRatio = Key<Double>(
         "ppo.min_lr_ratio", 0.1, "learning rates decay by a cosine to this share at the last iteration", .within(0, 1))
+    static let oldLogProbs = Key<OldLogProbs>(
+        "ppo.old_logprobs", .sampling,
+        "the behaviour policy's log-probs: sampling (kept from generation, no extra pass) or recompute (a policy "
+            + "forward over the rollout; always when a reward source reads the policy's states)")
     static let ptxCoef = Key<Double>(
         "ppo.ptx_coef", 0, "PPO-ptx: weight of the SFT loss on demonstrations, one extra step per minibatch",
         .nonNegative)
@@ -58,7 +72,7 @@ public struct PPOSettings: Sendable {
             klCoef, klTarget, klHorizon, gamma, lambda, clip, dualClip, valueClip, entropyCoef,
             rewardClip, missingEOSPenalty,
         ].map(\.declaration) + [whitenAdvantages.declaration, epochs.declaration, minibatchSize.declaration]
-        + [lr, criticLR, gradClip, minLRRatio, ptxCoef].map(\.declaration)
+        + [lr, criticLR, gradClip, minLRRatio, ptxCoef].map(\.declaration) + [oldLogProbs.declaration]
 
     public var iterations: Int, prompts: Int, samples: Int, maxNewTokens: Int, temperature: Float, topK: Int,
         topP: Float
@@ -67,6 +81,7 @@ public struct PPOSettings: Sendable {
     public var gamma: Double, lambda: Double, clip: Float, dualClip: Float, valueClip: Float, entropyCoef: Float
     public var rewardClip: Double, missingEOSPenalty: Double, whitenAdvantages: Bool, epochs: Int, minibatchSize: Int
     public var lr: Float, criticLR: Float, gradClip: Float, minLRRatio: Float, ptxCoef: Double
+    public var oldLogProbs: OldLogProbs
 
     init(_ c: ResolvedConfig) {
         iterations = c[Self.iterations]
@@ -97,6 +112,7 @@ public struct PPOSettings: Sendable {
         gradClip = Float(c[Self.gradClip])
         minLRRatio = Float(c[Self.minLRRatio])
         ptxCoef = c[Self.ptxCoef]
+        oldLogProbs = c[Self.oldLogProbs]
     }
 }
 

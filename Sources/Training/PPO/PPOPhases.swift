@@ -19,6 +19,7 @@ struct Rollout {
     let sequences: [[Int32]]  // [B] prompt + response
     let promptLengths: [Int]  // [B]
     let texts: [String]  // [B] decoded responses
+    let sampledLogProbs: [[Float]]  // [B][A] log p(token) of the sampling pass
     let promptPool: Int  // prompts the iteration drew from
     let seconds: Double
 }
@@ -34,10 +35,13 @@ struct ScoredRollout {
     let gold: [Double]  // [B] exact answer + format rule (logged, never optimised)
     let klTokens: [[Double]]  // [B][A]
     let beta: Double  // the KL coefficient used
-    /// [B][S−1] the sampling policy's log-probs of every token (what a source learns against).
+    /// [B][S−1] the sampling policy's log-probs of every token (what a source learns against); the
+    /// prompt's positions are 0 when they come from the sampling pass (`ppo.old_logprobs`).
     let policyLogProbs: [[Float]]
     /// What the reward sources read (the passes' states dropped once scored).
     let batch: RewardBatch
+    /// In bf16, on iterations that measure it: how far bf16 sampling is from fp32 scoring.
+    var precisionFigures: [String: Double] = [:]
 }
 
 /// The scoring passes over a batch: the reference's log-probs and the reward head's score (in
@@ -119,7 +123,8 @@ extension PPOSession {
             iteration: iteration, prompts: prompts, promptIndices: indices, tokens: out.tokens,
             endedWithEOS: out.endedWithEOS,
             sequences: zip(prompts, out.tokens).map { $0.tokens + $1 }, promptLengths: prompts.map(\.tokens.count),
-            texts: out.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, promptPool: poolSize,
+            texts: out.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, sampledLogProbs: out.logProbs,
+            promptPool: poolSize,
             seconds: Date().timeIntervalSince(started))
     }
 
@@ -163,10 +168,20 @@ extension PPOSession {
         return batch
     }
 
+    /// Whether the old log-probs are the sampling pass's (`ppo.old_logprobs`); a source that reads
+    /// the policy's states needs the policy pass anyway, and takes its log-probs from it.
+    var oldLogProbsFromSampling: Bool { cfg.ppo.oldLogProbs == .sampling && !sourceNeeds.contains(.policyHidden) }
+
     /// 2. Score: reference and old log-probs, values, the reward of every source, the KL per token.
     func score(_ r: Rollout) async throws -> ScoredRollout {
         let sequences = r.sequences
-        let passes = try await scoringPasses(sequences, needs: sourceNeeds)
+        var passes = try await scoringPasses(sequences, needs: sourceNeeds, policyPass: !oldLogProbsFromSampling)
+        if oldLogProbsFromSampling {
+            // Rows as a policy pass gives them, [S−1]: the prompt's tokens (never read) as 0.
+            passes.policy = r.sampledLogProbs.enumerated().map { i, row in
+                [Float](repeating: 0, count: r.promptLengths[i] - 1) + row
+            }
+        }
         let critic = cfg.ppo.estimator.needsCritic
         let valuesAll = critic ? try await self.critic.values(sequences) : []
         // Response positions: log-probs of tokens[1...] are shifted by one, values are not.
@@ -187,7 +202,31 @@ extension PPOSession {
             rewards: rewards,
             scores: finalScores(rewards.total, endedWithEOS: r.endedWithEOS),
             gold: RewardSources.gold(rewards, config: cfg.rewardConfig), klTokens: klTokens, beta: kl.beta,
-            policyLogProbs: passes.policy, batch: batch)
+            policyLogProbs: passes.policy, batch: batch,
+            precisionFigures: try await precisionGap(r, sampled: oldLogp) ?? [:])
+    }
+
+    /// What bf16 costs, on the first iteration and every evaluation's: the sampled tokens' log-probs
+    /// under bf16 (as sampled, or as the policy pass gave them) against an fp32 pass of the same
+    /// policy over the same tokens — the mean |Δ log-prob| per token and KL(bf16 ‖ fp32) by k1 on
+    /// the sampled tokens. Colocated only (the fp32 pass runs on this rank's policy).
+    func precisionGap(_ r: Rollout, sampled: [[Float]]) async throws -> [String: Double]? {
+        guard cfg.run.precision.precision == .bf16, colocated,
+            r.iteration == 1 || cfg.cadence.evaluates(after: r.iteration, of: cfg.ppo.iterations)
+        else { return nil }
+        let exact = try await MatmulWeights.$exact.withValue(true) { try await roles.policy.logProbs(r.sequences) }
+        var absolute = 0.0, kl = 0.0, tokens = 0.0
+        for (i, row) in sampled.enumerated() {
+            for (t, lp) in row.enumerated() {
+                let d = Double(lp) - Double(exact[i][r.promptLengths[i] - 1 + t])
+                absolute += abs(d)
+                kl += d
+                tokens += 1
+            }
+        }
+        let sums = try await NamedSums(["absolute": absolute, "kl": kl, "tokens": tokens]).summed(over: replicas)
+        let n = max(sums["tokens"], 1)
+        return ["bf16_logprob_gap": sums["absolute"] / n, "bf16_kl": sums["kl"] / n]
     }
 
     /// The sequence reward less the missing-EOS penalty, clipped to ±ppo.reward_clip.
@@ -330,7 +369,7 @@ extension PPOSession {
         _ r: Rollout, _ s: ScoredRollout, _ stats: UpdateStats, sums: PPOBatchSums, sourceUpdates: [String: Double],
         seconds: (score: Double, communicate: Double)
     ) -> PPOMetrics {
-        var figures = sourceUpdates
+        var figures = sourceUpdates.merging(s.precisionFigures) { a, _ in a }
         for (k, source) in sources.enumerated() {
             figures.merge(source.figures(sums.sourceSums[k], samples: sums.samples)) { a, _ in a }
         }
