@@ -34,7 +34,9 @@ public enum PrecisionSetting: String, Sendable, CaseIterable {
                     ?? "precision bf16 (set) — note: this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16), "
                     + "so bf16 products are converted and run slower than fp32")
         case .auto:
-            if let native { return Decision(precision: .bf16, reason: "precision auto → bf16: the CPU has \(native)") }
+            if let native {
+                return Decision(precision: .bf16, reason: "precision auto → bf16: the CPU has \(native)")
+            }
             return Decision(
                 precision: .fp32, reason: "precision auto → fp32: the CPU has neither avx512_bf16 nor amx_bf16")
         }
