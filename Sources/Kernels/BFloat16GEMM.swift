@@ -98,6 +98,40 @@ public enum BFloat16GEMM {
         }
     }
 
+    /// C = alpha · op(A) · op(B) + beta · C in fp32, B stored in bf16: B's values are expanded
+    /// (exactly) block by block, ~4 MiB of fp32 at a time, and multiplied by OpenBLAS sgemm. An
+    /// fp32 pass over a trunk that keeps its weights in bf16 only runs its products this way.
+    public static func fp32Product(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<UInt16>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        // transB: B is [N, K], a block of its rows is a block of C's columns. Else B is [K, N], a
+        // block of its rows a block of the sum over K (beta applied with the first).
+        let width = transB ? k : n, blockRows = max(1, (1 << 20) / max(width, 1))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(min(blockRows, transB ? n : k) * width, 1))
+        defer { scratch.deallocate() }
+        guard k > 0 else {
+            return BLAS.sgemm(
+                transA: transA, transB: transB, m: m, n: n, k: 0, alpha: alpha, a: a, lda: lda, b: scratch,
+                ldb: max(width, 1), beta: beta, c: c, ldc: ldc)
+        }
+        for first in stride(from: 0, to: transB ? n : k, by: blockRows) {
+            let rows = min(blockRows, (transB ? n : k) - first)
+            for r in 0..<rows { BFloat16.expand(b + (first + r) * ldb, to: scratch + r * width, count: width) }
+            if transB {
+                BLAS.sgemm(
+                    transA: transA, transB: true, m: m, n: rows, k: k, alpha: alpha, a: a, lda: lda, b: scratch,
+                    ldb: width, beta: beta, c: c + first, ldc: ldc)
+            } else {
+                BLAS.sgemm(
+                    transA: transA, m: m, n: n, k: rows, alpha: alpha, a: a + first * (transA ? lda : 1), lda: lda,
+                    b: scratch, ldb: width, beta: first == 0 ? beta : 1, c: c, ldc: ldc)
+            }
+        }
+    }
+
     /// Runs `body` with a contiguous bf16 copy of a strided fp32 [rows, columns] matrix.
     static func withRounded(
         _ x: UnsafePointer<Float>, rows: Int, columns: Int, stride: Int,

@@ -45,6 +45,22 @@ public final class FloatBuffer: @unchecked Sendable {
         pointer.update(from: other.pointer, count: count)
     }
 
+    /// Gives the whole memory pages inside `range` back to the system (madvise MADV_DONTNEED): they
+    /// read as zero until written again, and no longer count in the resident set. The values of
+    /// `range` are lost: the floats of `range` outside those pages are set to NaN, so that a read
+    /// the owner should not have made shows.
+    public func releasePages(_ range: Range<Int>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE))) / MemoryLayout<Float>.stride
+        // Floats of `range` from the first to the last whole page (the buffer is 64-byte aligned).
+        let base = Int(bitPattern: UInt(bitPattern: pointer) / UInt(MemoryLayout<Float>.stride) % UInt(page))
+        let first = (base + range.lowerBound + page - 1) / page * page - base
+        let last = (base + range.upperBound) / page * page - base
+        guard last > first else { return (pointer + range.lowerBound).update(repeating: .nan, count: range.count) }
+        (pointer + range.lowerBound).update(repeating: .nan, count: first - range.lowerBound)
+        (pointer + last).update(repeating: .nan, count: range.upperBound - last)
+        _ = madvise(pointer + first, (last - first) * MemoryLayout<Float>.stride, MADV_DONTNEED)
+    }
+
     public func clone() -> FloatBuffer {
         let result = FloatBuffer(count: count)
         result.copy(from: self)

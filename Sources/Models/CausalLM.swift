@@ -21,6 +21,9 @@ public protocol ModelConfiguration: Sendable {
     /// Where each parameter lives in the flat buffer, under Hugging Face's tensor names (without
     /// the model's prefix).
     var parameterLayout: TensorLayout { get }
+    /// What a frozen trunk in bf16 keeps in bf16 only (`CausalLM.keepOnlyBF16`): every matrix the
+    /// products read and the token embedding; not the norms, biases or a position table.
+    var bf16OnlyRanges: [Range<Int>] { get }
     /// The part of the model a tensor belongs to, for parameter counts by group.
     func parameterGroup(of tensorName: String) -> ParameterGroup
     /// The projections of one layer a LoRA adapter can wrap, in the family's order (the order of

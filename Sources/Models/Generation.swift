@@ -78,6 +78,12 @@ extension CausalLM {
         return result
     }
 
+    /// Consecutive groups of `count` prompts padded to `length` tokens for the prefill.
+    public func prefillGroups(count: Int, length: Int, loraRank: Int) -> [Range<Int>] {
+        let per = PrefillGroups.prompts(config, length: length, loraRank: loraRank)
+        return stride(from: 0, to: count, by: per).map { $0..<min($0 + per, count) }
+    }
+
     /// Every prompt has a token and leaves room in the context for one more.
     func checkPrompts(_ prompts: [[Int32]]) throws {
         for (i, p) in prompts.enumerated() {
@@ -88,5 +94,17 @@ extension CausalLM {
                         + "is needed for a new token")
             }
         }
+    }
+}
+
+/// The prefill runs over groups of prompts whose inference buffers stay within a budget, so a large
+/// rollout's prefill does not add an activation set of every prompt to its KV cache.
+public enum PrefillGroups {
+    /// 64 MiB (a task-local so tests can make every prompt a group of its own).
+    @TaskLocal public static var budgetBytes = 64.0 * 1_048_576
+
+    /// Prompts of `length` tokens per prefill forward (at least one).
+    public static func prompts(_ c: any ModelConfiguration, length: Int, loraRank: Int) -> Int {
+        max(1, Int(budgetBytes / max(c.inferenceActivationBytes(batch: 1, tokens: length, loraRank: loraRank), 1)))
     }
 }

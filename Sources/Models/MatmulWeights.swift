@@ -1,10 +1,14 @@
 import Kernels
 
-/// A weight matrix as the products read it: its fp32 values and, in precision bf16, their bf16
-/// rounding at the same offset.
+/// A weight matrix as the products read it: its fp32 values (nil where the trunk keeps it in bf16
+/// only) and, in precision bf16, their bf16 rounding at the same offset.
 struct WeightMatrix {
-    let fp32: UnsafePointer<Float>
+    let fp32: UnsafePointer<Float>?
     let bf16: UnsafePointer<UInt16>?
+    /// Inside an `exact` scope: the products run in fp32.
+    let exact: Bool
+    /// Whether the products with this weight run with bf16 inputs.
+    var inBF16: Bool { bf16 != nil && !exact }
 }
 
 /// The precision a trunk's weight products run in, and the bf16 copy of its weights they read in
@@ -16,8 +20,13 @@ public final class MatmulWeights: @unchecked Sendable {
     /// The weights do not change while this precision is in use (the Hydra trunk, a reference).
     public private(set) var frozen = false
     private(set) var copy: BFloat16Buffer?
+    /// The ranges of the fp32 buffer given up (`keepOnlyBF16`): their values live in `copy` only.
+    public private(set) var bf16Only: [Range<Int>] = []
 
     public init() {}
+
+    /// Whether every fp32 weight is still held (false once a frozen trunk keeps its matrices in bf16 only).
+    public var holdsFP32: Bool { bf16Only.isEmpty }
 
     /// Set for a pass that must run in fp32 on a trunk in bf16 (`MatmulWeights.$exact.withValue(true)
     /// { … }`): PPO's report compares bf16 sampling with fp32 scoring of the same tokens.
@@ -38,9 +47,37 @@ public final class MatmulWeights: @unchecked Sendable {
         if let copy, !frozen { copy.update(from: weights) }
     }
 
+    /// A frozen trunk in bf16 gives up the fp32 values of `ranges` (the matrices: its products read
+    /// the bf16 copy; the token embedding, read as rows, is expanded from it). Their memory goes back
+    /// to the system (docs/architecture.md §12); norms and biases stay fp32. Does nothing in fp32
+    /// or on a trainable trunk.
+    func keepOnlyBF16(_ ranges: [Range<Int>], of weights: FloatBuffer) {
+        guard precision == .bf16, frozen, copy != nil, holdsFP32 else { return }
+        for range in ranges { weights.releasePages(range) }
+        bf16Only = ranges
+    }
+
     func matrix(_ weights: FloatBuffer, _ offset: Int) -> WeightMatrix {
-        WeightMatrix(
-            fp32: weights.pointer + offset, bf16: Self.exact ? nil : copy.map { UnsafePointer($0.pointer + offset) })
+        let dropped = bf16Only.contains { $0.contains(offset) }
+        return WeightMatrix(
+            fp32: dropped ? nil : UnsafePointer(weights.pointer + offset),
+            bf16: copy.map { UnsafePointer($0.pointer + offset) }, exact: Self.exact)
+    }
+
+    /// out[r] = table row ids[r] ([V, C] at `offset`), r < ids.count: the fp32 row, or the bf16 one
+    /// expanded (exactly) when the table is kept in bf16 only.
+    func embeddingRows(
+        _ weights: FloatBuffer, offset: Int, ids: [Int32], width C: Int, into out: UnsafeMutablePointer<Float>
+    ) {
+        if let copy, bf16Only.contains(where: { $0.contains(offset) }) {
+            for (r, id) in ids.enumerated() {
+                BFloat16.expand(copy.pointer + offset + Int(id) * C, to: out + r * C, count: C)
+            }
+        } else {
+            for (r, id) in ids.enumerated() {
+                (out + r * C).update(from: weights.pointer + offset + Int(id) * C, count: C)
+            }
+        }
     }
 }
 
@@ -54,6 +91,28 @@ extension CausalLM {
     }
 
     func matrix(_ offset: Int) -> WeightMatrix { matmulWeights.matrix(weights, offset) }
+
+    /// out [ids.count, C] = rows `ids` of the token embedding (at `offset`).
+    func embeddingRows(offset: Int, ids: [Int32], into out: UnsafeMutablePointer<Float>) {
+        matmulWeights.embeddingRows(weights, offset: offset, ids: ids, width: config.channels, into: out)
+    }
+
+    /// Frozen in bf16 (`use(.bf16, frozen: true)`), the trunk gives up the fp32 values of its
+    /// matrices (`bf16OnlyRanges`): weights then take 2 bytes per parameter instead of 6. Passes
+    /// run as before (an `exact` pass expands the bf16 weights); cloning, merging and saving the
+    /// trunk are refused from then on. Does nothing in fp32 or on a trainable trunk.
+    public func keepOnlyBF16() {
+        matmulWeights.keepOnlyBF16(config.bf16OnlyRanges, of: weights)
+    }
+
+    /// Throws unless every fp32 weight is held: `what` (a clone, a merge, a save) needs them.
+    public func requireFP32Weights(for what: String) throws {
+        guard matmulWeights.holdsFP32 else {
+            throw ModelError.input(
+                "\(what): this trunk keeps its matrices in bf16 only (a frozen trunk in precision bf16); load the "
+                    + "model again for its fp32 weights")
+        }
+    }
 }
 
 /// C[M×N] = alpha · op(X) · op(W) + beta · C with X an fp32 activation and W a weight matrix:
@@ -63,13 +122,17 @@ func weightProduct(
     x: UnsafePointer<Float>, lda: Int, w: WeightMatrix, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
-    if let bf16 = w.bf16 {
+    if let bf16 = w.bf16, w.inBF16 {
         BFloat16GEMM.gemm(
             transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: x, lda: lda, b: bf16, ldb: ldb,
             beta: beta, c: c, ldc: ldc)
-    } else {
+    } else if let fp32 = w.fp32 {
         BLAS.sgemm(
-            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: x, lda: lda, b: w.fp32, ldb: ldb,
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: x, lda: lda, b: fp32, ldb: ldb,
+            beta: beta, c: c, ldc: ldc)
+    } else if let bf16 = w.bf16 {  // an exact pass over weights kept in bf16 only
+        BFloat16GEMM.fp32Product(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: x, lda: lda, b: bf16, ldb: ldb,
             beta: beta, c: c, ldc: ldc)
     }
 }
@@ -81,7 +144,7 @@ func activationProduct(
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
-    if w.bf16 != nil {
+    if w.inBF16 {
         BFloat16GEMM.gemm(
             transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
             beta: beta, c: c, ldc: ldc)

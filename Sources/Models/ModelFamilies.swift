@@ -102,6 +102,7 @@ public enum HFCheckpoint {
 
     /// Writes config.json and model.safetensors (F32) as the family's `save_pretrained` would.
     public static func save(_ model: any CausalLM, directory: String) throws {
+        try model.requireFP32Weights(for: "save \(directory)")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let configPath = (directory as NSString).appendingPathComponent("config.json")
         let json = try JSONSerialization.data(

@@ -26,6 +26,7 @@ public struct GenerativeReward: @unchecked Sendable {
     public init(directory: String, precision: Precision = .fp32) throws {
         trunk = try HFCheckpoint.load(directory: directory)
         trunk.use(precision, frozen: true)
+        trunk.keepOnlyBF16()  // only scored: kept once, in bf16 when the run is
         tokenizer = try Tokenizers.load(directory)
         let y = tokenizer.encode(Self.yes), n = tokenizer.encode(Self.no)
         guard y.count == 1, n.count == 1 else {

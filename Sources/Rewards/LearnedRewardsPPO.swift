@@ -21,6 +21,7 @@ extension LearnedRewards {
         for path in cfg.rewards.proxyHeads {
             let (head, trunk) = try loadHead(path, base: base)
             trunk?.use(cfg.precision, frozen: true)
+            trunk?.keepOnlyBF16()  // only scored: kept once, in bf16 when the run is
             heads.append(head)
             trunks.append(trunk)
         }
@@ -91,6 +92,7 @@ extension LearnedRewards {
                         + "\(base.config.channels)"
                 )
             }
+            try base.requireFP32Weights(for: "'rewards.proxy_heads' (comparing \(path) with the policy's trunk)")
             let same =
                 trunk.config.isEqual(to: base.config)
                 && withExtendedLifetime((trunk, base)) {

@@ -1,37 +1,56 @@
+import Foundation
 import Kernels
 import Models
 
 /// The activation and LM-head buffers of the last batch shape, so repeated calls of the same shape
 /// (minibatches of equal padded length) reuse memory instead of allocating and zeroing it again.
 /// One shape only: minibatches padded to different lengths would otherwise each keep a set (up to
-/// the training activations of every shape at once), and the memory plan counts one set per role.
-/// Owned by one role actor, so never used concurrently.
-final class ActivationPool {
-    private var activations: [String: any TrunkActivations] = [:]
+/// the training activations of every shape at once). PPO's policy and critic share one pool: their
+/// steps take turns, so one activation set serves both (the memory plan counts it once). A set is
+/// taken for a step and given back after it; a second taker meanwhile gets a set of its own, so
+/// concurrent steps never share buffers.
+public final class ActivationPool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var idle: (key: String, activations: any TrunkActivations)?
     private var heads: [String: LMHeadCache] = [:]
-    private let limit = 1
 
-    func activations(_ trunk: any CausalLM, batch: Int, tokens: Int, loraRank: Int) -> any TrunkActivations {
+    public init() {}
+
+    /// An activation set of this shape for one step: the idle one if it fits, else a new one.
+    func take(_ trunk: any CausalLM, batch: Int, tokens: Int, loraRank: Int) -> any TrunkActivations {
         let key = "\(batch)x\(tokens)r\(loraRank)"
-        if let a = activations[key] { return a }
-        if activations.count >= limit { activations.removeAll() }
-        let a = trunk.makeActivations(batch: batch, tokens: tokens, loraRank: loraRank)
-        activations[key] = a
-        return a
+        return lock.withLock {
+            if let idle, idle.key == key {
+                self.idle = nil
+                return idle.activations
+            }
+            idle = nil  // another shape: let it go before the new set is allocated
+            return nil
+        } ?? trunk.makeActivations(batch: batch, tokens: tokens, loraRank: loraRank)
+    }
+
+    /// Returns a set taken by `take` once its step is done with it.
+    func giveBack(_ activations: any TrunkActivations) {
+        let key = "\(activations.batch)x\(activations.tokens)r\(activations.loraRank)"
+        lock.withLock { idle = (key, activations) }
     }
 
     func removeAll() {
-        activations.removeAll()
-        heads.removeAll()
+        lock.withLock {
+            idle = nil
+            heads.removeAll()
+        }
     }
 
     func head(rows: Int, vocab: Int) -> LMHeadCache {
         let key = "\(rows)x\(vocab)"
-        if let h = heads[key] { return h }
-        if heads.count >= limit { heads.removeAll() }
-        let h = LMHeadCache(rows: rows, vocab: vocab)
-        heads[key] = h
-        return h
+        return lock.withLock {
+            if let h = heads[key] { return h }
+            heads.removeAll()
+            let h = LMHeadCache(rows: rows, vocab: vocab)
+            heads[key] = h
+            return h
+        }
     }
 }
 

@@ -56,13 +56,15 @@ public actor LocalPolicy: PolicyRole {
     let trunk: any CausalLM
     let adapter: LoRAAdapter?
     let trainable: Trainable
-    let pool = ActivationPool()
+    let pool: ActivationPool
 
+    /// `pool`: activation buffers shared with a critic whose steps take turns with this policy's.
     public init(
         trunk: any CausalLM, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(),
-        replicas: (any Transport)? = nil
+        replicas: (any Transport)? = nil, pool: ActivationPool = ActivationPool()
     ) {
         self.trunk = trunk
+        self.pool = pool
         self.adapter = adapter
         trainable =
             adapter.map { Trainable(parameters: $0.weights, layout: $0.layout, hyper: hyper, replicas: replicas) }
@@ -83,7 +85,8 @@ public actor LocalPolicy: PolicyRole {
         async throws -> StepStats
     {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let act = pool.activations(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        let act = pool.take(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        defer { pool.giveBack(act) }
         try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
         let head = pool.head(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
         let logProbs = trunk.lmHeadLogProbs(hidden: act.hidden, targets: batch.targets, cache: head)
@@ -172,13 +175,15 @@ public actor LocalCritic: CriticRole {
     let adapterTrainable: Trainable?
     /// `separate` layout: the critic fine-tunes a trunk of its own (no adapter).
     let trunkTrainable: Trainable?
-    let pool = ActivationPool()
+    let pool: ActivationPool
 
+    /// `pool`: activation buffers shared with a policy whose steps take turns with this critic's.
     public init(
         trunk: any CausalLM, adapter: LoRAAdapter?, head: ScalarHead, hyper: AdamWHyperparameters = .init(),
-        replicas: (any Transport)? = nil, trainTrunk: Bool = false
+        replicas: (any Transport)? = nil, trainTrunk: Bool = false, pool: ActivationPool = ActivationPool()
     ) {
         self.trunk = trunk
+        self.pool = pool
         self.adapter = adapter
         self.head = head
         var layout = TensorLayout()
@@ -197,8 +202,11 @@ public actor LocalCritic: CriticRole {
 
     func forward(_ sequences: [[Int32]]) throws -> (PaddedBatch, any TrunkActivations, [Float]) {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
-        let act = pool.activations(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
-        try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
+        let act = pool.take(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
+        do { try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act) } catch {
+            pool.giveBack(act)
+            throw error
+        }
         return (batch, act, head.forward(hidden: act.hidden.pointer, rows: batch.batch * batch.length))
     }
 
@@ -224,6 +232,7 @@ public actor LocalCritic: CriticRole {
         async throws -> StepStats
     {
         let (batch, act, values) = try forward(sequences)
+        defer { pool.giveBack(act) }
         var dValues = [Float](repeating: 0, count: values.count)
         var loss = 0.0
         switch objective {

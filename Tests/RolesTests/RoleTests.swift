@@ -9,10 +9,11 @@ import XCTest
 /// One set of roles over a trunk made from a fixed seed (every rank builds the same one).
 struct RoleSet: Sendable {
     let policy: LocalPolicy, critic: LocalCritic, reference: LocalReference, reward: LocalReward
+    let trunk: GPT2Trunk
 
-    init() throws {
+    init(pool: ActivationPool? = nil) throws {
         let config = GPT2Config(vocabSize: 31, contextLength: 24, channels: 16, layers: 2, heads: 2, eosTokenId: 30)
-        let trunk = try GPT2Trunk(config: config)
+        trunk = try GPT2Trunk(config: config)
         var rng = RNG(seed: 5)
         trunk.initialize(rng: &rng, std: 0.3)
         let policyLoRA = try LoRAAdapter(
@@ -26,8 +27,9 @@ struct RoleSet: Sendable {
         rewardHead.initialize(rng: &rng, std: 0.3)
         let hyper = AdamWHyperparameters(learningRate: 1e-2, weightDecay: 0)
         // Hydra: four roles over one trunk object.
-        policy = LocalPolicy(trunk: trunk, adapter: policyLoRA, hyper: hyper)
-        critic = LocalCritic(trunk: trunk, adapter: criticLoRA, head: valueHead, hyper: hyper)
+        policy = LocalPolicy(trunk: trunk, adapter: policyLoRA, hyper: hyper, pool: pool ?? ActivationPool())
+        critic = LocalCritic(
+            trunk: trunk, adapter: criticLoRA, head: valueHead, hyper: hyper, pool: pool ?? ActivationPool())
         reference = LocalReference(trunk: trunk)
         reward = LocalReward(trunk: trunk, head: rewardHead)
     }
@@ -153,6 +155,45 @@ final class RoleTests: XCTestCase {
         let reference = try await roles.reference.logProbs(sequences)
         let fresh = try await RoleSet().reference.logProbs(sequences)
         XCTAssertEqual(reference, fresh)
+    }
+
+    /// PPO's policy and critic take turns on one activation set (the memory plan counts one): the
+    /// critic's step reuses the set the policy's step left, and computes the same bits as with a
+    /// set of its own (a forward overwrites whatever the previous step left in it).
+    func testPolicyAndCriticShareOneActivationSetWithoutChangingABit() async throws {
+        let pool = ActivationPool()
+        let shared = try RoleSet(pool: pool), apart = try RoleSet()
+        let weights = sequences.map { Array(repeating: Float(1) / 11, count: $0.count - 1) }
+        let targets = sequences.map { $0.map { _ in Float(0.5) } },
+            ones = sequences.map { Array(repeating: Float(1) / 14, count: $0.count) }
+        var stats: [[StepStats]] = [[], []]
+        for (k, roles) in [shared, apart].enumerated() {
+            for _ in 0..<2 {
+                stats[k].append(
+                    try await roles.policy.trainStep(
+                        sequences, objective: .weightedLogLikelihood(weights: weights), learningRate: 1e-2,
+                        maxGradNorm: 0))
+                if k == 0 {
+                    // The set the policy gave back is the one the critic's step takes next.
+                    let left = pool.take(roles.trunk, batch: 3, tokens: 7, loraRank: 2)
+                    pool.giveBack(left)
+                    let critic = try await roles.critic.trainStep(
+                        sequences, objective: .regression(targets: targets, weights: ones), learningRate: 1e-2,
+                        maxGradNorm: 0)
+                    stats[k].append(critic)
+                    let after = pool.take(roles.trunk, batch: 3, tokens: 7, loraRank: 2)
+                    XCTAssertTrue(after === left, "the critic allocated a set of its own")
+                    pool.giveBack(after)
+                } else {
+                    stats[k].append(
+                        try await roles.critic.trainStep(
+                            sequences, objective: .regression(targets: targets, weights: ones), learningRate: 1e-2,
+                            maxGradNorm: 0))
+                }
+            }
+        }
+        XCTAssertEqual(stats[0].map(\.loss.bitPattern), stats[1].map(\.loss.bitPattern))
+        XCTAssertEqual(stats[0].map(\.gradNorm.bitPattern), stats[1].map(\.gradNorm.bitPattern))
     }
 
     func testWireFormatRejectsBadMessages() throws {

@@ -90,22 +90,24 @@ extension GPT2Trunk {
     func prefill(prompts: [[Int32]], adapter: LoRAAdapter?, cache: GPT2KVCache) throws -> FloatBuffer {
         let config = gpt2, b = prompts.count, C = config.channels
         let tp = prompts.map(\.count).max() ?? 0
-        var flat = [Int32](repeating: 0, count: b * tp)
-        for (i, p) in prompts.enumerated() { for (j, id) in p.enumerated() { flat[i * tp + j] = id } }
-        let hidden = try inferenceHidden(tokens: flat, batch: b, length: tp, adapter: adapter) { l, qkv in
-            for s in 0..<b {
-                for t in 0..<prompts[s].count {
-                    let row = qkv + (s * tp + t) * 3 * C
-                    cache.keys(layer: l, sequence: s).store(row + C, at: t * C, count: C)
-                    cache.values(layer: l, sequence: s).store(row + 2 * C, at: t * C, count: C)
+        let last = FloatBuffer(count: b * C)
+        for group in prefillGroups(count: b, length: tp, loraRank: adapter?.config.rank ?? 0) {
+            var flat = [Int32](repeating: 0, count: group.count * tp)
+            for (i, s) in group.enumerated() { for (j, id) in prompts[s].enumerated() { flat[i * tp + j] = id } }
+            let hidden = try inferenceHidden(tokens: flat, batch: group.count, length: tp, adapter: adapter) { l, qkv in
+                for (i, s) in group.enumerated() {
+                    for t in 0..<prompts[s].count {
+                        let row = qkv + (i * tp + t) * 3 * C
+                        cache.keys(layer: l, sequence: s).store(row + C, at: t * C, count: C)
+                        cache.values(layer: l, sequence: s).store(row + 2 * C, at: t * C, count: C)
+                    }
                 }
+            }
+            for (i, s) in group.enumerated() {
+                (last.pointer + s * C).update(from: hidden.pointer + (i * tp + prompts[s].count - 1) * C, count: C)
             }
         }
         cache.lengths = prompts.map(\.count)
-        let last = FloatBuffer(count: b * C)
-        for s in 0..<b {
-            (last.pointer + s * C).update(from: hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C)
-        }
         return last
     }
 
@@ -116,10 +118,12 @@ extension GPT2Trunk {
         tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?, cache: GPT2KVCache, scratch s: DecodeScratch
     ) {
         let config = gpt2, b = sequences.count, C = config.channels
-        let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
+        let wpe = pointer(layout.positionEmbedding)
         let positions = sequences.map { cache.lengths[$0] }
+        embeddingRows(offset: layout.tokenEmbedding, ids: tokens, into: s.residual.pointer)
         for i in 0..<b {
-            vectorAdd(s.residual.pointer + i * C, wte + Int(tokens[i]) * C, wpe + positions[i] * C, C)
+            let out = s.residual.pointer + i * C
+            vectorAdd(out, wpe + positions[i] * C, C)
         }
         let rank = adapter?.config.rank ?? 0
         let shape = DecodeAttentionShape(heads: config.heads, kvHeads: config.heads, headSize: config.headSize)

@@ -25,6 +25,7 @@ extension GPT2Config: ModelConfiguration {
     public var modelType: String { GPT2Family.modelType }
     public var kvHeads: Int { heads }
     public var parameterLayout: TensorLayout { GPT2Layout(config: self).tensors }
+    public var bf16OnlyRanges: [Range<Int>] { GPT2Layout(config: self).bf16OnlyRanges }
 
     public func parameterGroup(of name: String) -> ParameterGroup {
         name.hasPrefix("wte") || name.hasPrefix("wpe")

@@ -38,9 +38,11 @@ extension GPT2Trunk {
                 attention: attention.pointer, residual2: residual2.pointer, ln2: ln2.pointer,
                 ln2Mean: mean.pointer, ln2Rstd: rstd.pointer, fc: fc.pointer, gelu: gelu.pointer,
                 residual3: residual3.pointer)
-            let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
+            embeddingRows(offset: layout.tokenEmbedding, ids: tokens, into: residual.pointer)
+            let wpe = pointer(layout.positionEmbedding)
             for row in 0..<m {
-                vectorAdd(residual.pointer + row * C, wte + Int(tokens[row]) * C, wpe + (row % t) * C, C)
+                let out = residual.pointer + row * C
+                vectorAdd(out, wpe + (row % t) * C, C)
             }
             let shape = AttentionShape(batch: b, tokens: t, channels: C, heads: config.heads)
             for l in 0..<config.layers {

@@ -67,6 +67,7 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
 
     /// A copy that keeps this trunk's precision (its bf16 copy, if any, made anew and trainable).
     public func clone() throws -> any CausalLM {
+        try requireFP32Weights(for: "clone")
         let copy = try GPT2Trunk(config: gpt2, weights: weights.clone())
         copy.use(precision, frozen: false)
         return copy
@@ -94,6 +95,7 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
         guard adapter.modelConfig.isEqual(to: gpt2) else {
             throw ModelError.input("merge: adapter was built for another model shape")
         }
+        try requireFP32Weights(for: "merge")
         let out = try GPT2Trunk(config: gpt2, weights: weights.clone())
         for (l, row) in adapter.sites.enumerated() {
             for projection in GPT2Projection.allCases {
@@ -157,9 +159,11 @@ public final class GPT2Trunk: CausalLM, @unchecked Sendable {
         tokens.withUnsafeBufferPointer { act.tokenIds.update(from: $0.baseAddress!, count: m) }
 
         // encoded[b, t, :] = wte[token] + wpe[t]
-        let wte = pointer(layout.tokenEmbedding), wpe = pointer(layout.positionEmbedding)
+        embeddingRows(offset: layout.tokenEmbedding, ids: tokens, into: act.encoded.pointer)
+        let wpe = pointer(layout.positionEmbedding)
         for row in 0..<m {
-            vectorAdd(act.encoded.pointer + row * C, wte + Int(tokens[row]) * C, wpe + (row % t) * C, C)
+            let out = act.encoded.pointer + row * C
+            vectorAdd(out, wpe + (row % t) * C, C)
         }
         let shape = AttentionShape(batch: act.batch, tokens: t, channels: C, heads: c.heads)
         var input: UnsafePointer<Float> = UnsafePointer(act.encoded.pointer)

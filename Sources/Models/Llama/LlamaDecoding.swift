@@ -49,29 +49,31 @@ final class LlamaDecoder: TrunkDecoder {
         set { cache.lengths = newValue }
     }
 
-    /// Fills the cache with the prompts (right-padded into one [B, Tp] inference forward, one layer
-    /// of buffers: each layer's keys and values go straight into the cache) and returns the final
-    /// hidden states [B, C] at each prompt's last token.
+    /// Fills the cache with the prompts (right-padded to Tp, one inference forward per group of
+    /// `PrefillGroups`, one layer of buffers: each layer's keys and values go straight into the
+    /// cache) and returns the final hidden states [B, C] at each prompt's last token.
     func prefill(prompts: [[Int32]], adapter: LoRAAdapter?) throws -> FloatBuffer {
         let c = trunk.llama, b = prompts.count, C = c.channels, kw = c.kvWidth
         let tp = prompts.map(\.count).max() ?? 0
         guard tp <= cache.capacity else {
             throw ModelError.input("prefill: a prompt of \(tp) tokens exceeds the cache of \(cache.capacity)")
         }
-        var flat = [Int32](repeating: 0, count: b * tp)
-        for (i, p) in prompts.enumerated() { for (j, id) in p.enumerated() { flat[i * tp + j] = id } }
-        let cache = self.cache
-        let hidden = try trunk.inferenceHidden(tokens: flat, batch: b, length: tp, adapter: adapter) { l, k, v in
-            for s in 0..<b {
-                cache.keys(layer: l, sequence: s).store(k + s * tp * kw, count: prompts[s].count * kw)
-                cache.values(layer: l, sequence: s).store(v + s * tp * kw, count: prompts[s].count * kw)
+        let cache = self.cache, last = FloatBuffer(count: b * C)
+        for group in trunk.prefillGroups(count: b, length: tp, loraRank: adapter?.config.rank ?? 0) {
+            var flat = [Int32](repeating: 0, count: group.count * tp)
+            for (i, s) in group.enumerated() { for (j, id) in prompts[s].enumerated() { flat[i * tp + j] = id } }
+            let hidden = try trunk.inferenceHidden(tokens: flat, batch: group.count, length: tp, adapter: adapter) {
+                l, k, v in
+                for (i, s) in group.enumerated() {
+                    cache.keys(layer: l, sequence: s).store(k + i * tp * kw, count: prompts[s].count * kw)
+                    cache.values(layer: l, sequence: s).store(v + i * tp * kw, count: prompts[s].count * kw)
+                }
+            }
+            for (i, s) in group.enumerated() {
+                (last.pointer + s * C).update(from: hidden.pointer + (i * tp + prompts[s].count - 1) * C, count: C)
             }
         }
         cache.lengths = prompts.map(\.count)
-        let last = FloatBuffer(count: b * C)
-        for s in 0..<b {
-            (last.pointer + s * C).update(from: hidden.pointer + (s * tp + prompts[s].count - 1) * C, count: C)
-        }
         return last
     }
 
@@ -80,8 +82,7 @@ final class LlamaDecoder: TrunkDecoder {
     /// final hidden states [M, C], M = sequences.count (a buffer reused by the next step).
     func step(tokens: [Int32], sequences: [Int], adapter: LoRAAdapter?) -> FloatBuffer {
         let c = trunk.llama, b = sequences.count, C = c.channels, kw = c.kvWidth, qw = c.queryWidth
-        let embedding = trunk.pointer(trunk.layout.tokenEmbedding)
-        for i in 0..<b { (residual.pointer + i * C).update(from: embedding + Int(tokens[i]) * C, count: C) }
+        trunk.embeddingRows(offset: trunk.layout.tokenEmbedding, ids: tokens, into: residual.pointer)
         let rank = adapter?.config.rank ?? 0
         let shape = DecodeAttentionShape(heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize)
         // with this step's token
@@ -147,9 +148,8 @@ extension LlamaTrunk {
         let loraU = FloatBuffer(count: LlamaProjection.allCases.count * m * max(rank, 1))
         let positions = (0..<m).map { $0 % t }
         let shape = GroupedAttentionShape(batch: b, tokens: t, heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize)
-        let embedding = pointer(layout.tokenEmbedding)
         return withExtendedLifetime((storage, residual, probs, loraU)) {
-            for row in 0..<m { (residual.pointer + row * C).update(from: embedding + Int(tokens[row]) * C, count: C) }
+            embeddingRows(offset: layout.tokenEmbedding, ids: tokens, into: residual.pointer)
             for l in 0..<c.layers {
                 blockForward(
                     layer: l, input: residual.pointer, rows: m, positions: positions, buffers: buffers,

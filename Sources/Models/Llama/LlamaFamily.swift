@@ -12,6 +12,7 @@ extension LlamaConfig: ModelConfiguration {
     }
     public var eosTokenId: Int? { eosTokenIds.first }
     public var parameterLayout: TensorLayout { LlamaLayout(config: self).tensors }
+    public var bf16OnlyRanges: [Range<Int>] { LlamaLayout(config: self).bf16OnlyRanges }
 
     public func parameterGroup(of name: String) -> ParameterGroup {
         name.hasPrefix("embed_tokens") || name.hasPrefix("lm_head")

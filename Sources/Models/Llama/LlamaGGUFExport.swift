@@ -28,6 +28,7 @@ public enum GGUFExport {
             throw ModelError.invalidConfig(
                 "llama.cpp's qwen2 has q/k/v biases only; this model also has output or MLP biases (use --format hf)")
         }
+        try model.requireFP32Weights(for: "GGUF export")
         var w = metadataWriter(config, arch: arch, type: type, name: name)
         var f16Fallback: [String] = []
         let layout = LlamaLayout(config: config)

@@ -56,3 +56,11 @@ struct LlamaLayout: Sendable, Equatable {
         tensors = t
     }
 }
+
+extension LlamaLayout {
+    /// The embedding, every projection's weight and an untied LM head (`keepOnlyBF16`).
+    var bf16OnlyRanges: [Range<Int>] {
+        let matrices = Set([tokenEmbedding, lmHead] + layers.flatMap(\.weights))
+        return tensors.tensors.filter { matrices.contains($0.offset) }.map { $0.offset..<($0.offset + $0.count) }
+    }
+}

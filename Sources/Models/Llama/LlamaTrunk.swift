@@ -59,6 +59,7 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
 
     /// A copy that keeps this trunk's precision (its bf16 copy, if any, made anew and trainable).
     public func clone() throws -> any CausalLM {
+        try requireFP32Weights(for: "clone")
         let copy = try LlamaTrunk(config: llama, weights: weights.clone())
         copy.use(precision, frozen: false)
         return copy
@@ -88,6 +89,7 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
         guard adapter.modelConfig.isEqual(to: llama) else {
             throw ModelError.input("merge: adapter was built for another model shape")
         }
+        try requireFP32Weights(for: "merge")
         let out = try LlamaTrunk(config: llama, weights: weights.clone())
         for (l, row) in adapter.sites.enumerated() {
             for projection in LlamaProjection.allCases {
@@ -146,8 +148,7 @@ public final class LlamaTrunk: CausalLM, @unchecked Sendable {
             )
         }
         tokens.withUnsafeBufferPointer { act.tokenIds.update(from: $0.baseAddress!, count: m) }
-        let embedding = pointer(layout.tokenEmbedding)
-        for row in 0..<m { (act.encoded.pointer + row * C).update(from: embedding + Int(tokens[row]) * C, count: C) }
+        embeddingRows(offset: layout.tokenEmbedding, ids: tokens, into: act.encoded.pointer)
         let shape = GroupedAttentionShape(
             batch: act.batch, tokens: act.tokens, heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize)
         var input = UnsafePointer(act.encoded.pointer)

@@ -5,12 +5,13 @@ import Roles
 
 /// An estimate of one process's peak memory during PPO, printed before training; the run refuses
 /// to start when it exceeds the limit (config `memory.limit_gib`, default 90% of the machine's
-/// memory). Float32 everywhere (4 bytes per value), except in precision bf16: each trunk's bf16
-/// copy of its weights (2 bytes per parameter, beside the fp32 ones) and the KV cache (2 bytes).
+/// memory). Float32 everywhere (4 bytes per value), except in precision bf16: a frozen trunk (Hydra's,
+/// a reference or reward model) keeps its matrices in bf16 only (2 bytes per parameter), a trained
+/// one a bf16 copy beside its fp32 weights (6 bytes), and the KV cache holds bf16 (2 bytes).
 ///
 /// Weights, adapters, gradients and AdamW moments stay for the whole run. Each phase's buffers are
 /// freed when it ends: the rollout's KV cache, the scoring chunks, and the training activations
-/// the policy and critic keep across one update's minibatches (`releaseBuffers`). So the peak is
+/// the policy and critic share across one update's minibatches (`releaseBuffers`). So the peak is
 /// what stays plus the largest phase. `rlhf bench ppo` prints the measured peak RSS beside it.
 public struct MemoryPlan: CustomStringConvertible {
     public struct Line {
@@ -41,21 +42,23 @@ public struct MemoryPlan: CustomStringConvertible {
         config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int,
         newTokens: Int, precision: Precision = .fp32
     ) throws {
-        // Each trunk's weights: fp32, and in bf16 its bf16 copy beside them.
+        // A trunk's weights: fp32; in bf16 a frozen one keeps its matrices in bf16 only, a trained one
+        // a bf16 copy beside its fp32 weights (masters: the optimizer's fp32 state).
+        let matrices = Double(c.bf16OnlyRanges.reduce(0) { $0 + $1.count })
+        let frozen =
+            precision == .bf16 ? 2 * matrices + 4 * (Double(c.parameterCount) - matrices) : 4 * Double(c.parameterCount)
         let params = Double(c.parameterCount) * (precision == .bf16 ? 6 : 4), masters = Double(c.parameterCount) * 4
         let adapter = Double(try makeAdapter(lora, for: c).layout.totalCount) * 4
         let head = Double(c.channels + 1) * 4
         let rank = hydra ? lora.rank : 0
         // Training activations of one minibatch kept for the backward (reused across the update's
-        // minibatches), and its LM-head logits; the critic's value head instead.
-        // dHidden [M, C] and the per-token values besides.
+        // minibatches), its LM-head logits and dHidden [M, C]. The critic's steps take turns with the
+        // policy's on the same activation set: only its dHidden and per-token values are its own.
         let rows = Double(minibatch * maxLength)
         let training =
             c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: true) + 4 * rows
             * Double(c.channels)
-        let criticTraining =
-            c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: false) + 4 * rows
-            * Double(c.channels + 2)
+        let criticTraining = 4 * rows * Double(c.channels + 2)
         let generation = Self.generationBytes(
             c, responses: responses, maxLength: maxLength, newTokens: newTokens, rank: rank, precision: precision)
         // Scoring (reference, old log-probs, values): one chunk at a time (see ScoringChunks).
@@ -65,7 +68,7 @@ public struct MemoryPlan: CustomStringConvertible {
         if hydra {
             lines = [
                 Line(
-                    role: "trunk (shared)", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: scoring,
+                    role: "trunk (shared)", weights: frozen, adapters: 0, optimizer: 0, generation: 0, scoring: scoring,
                     update: 0),
                 Line(
                     role: "policy", weights: 0, adapters: adapter, optimizer: 3 * adapter, generation: generation,
@@ -86,25 +89,26 @@ public struct MemoryPlan: CustomStringConvertible {
                     role: "critic", weights: params + head, adapters: 0, optimizer: 3 * (masters + head), generation: 0,
                     scoring: 0, update: criticTraining),
                 Line(
-                    role: "reference", weights: params, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
+                    role: "reference", weights: frozen, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
                     update: 0),
                 Line(
-                    role: "reward", weights: params + head, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
+                    role: "reward", weights: frozen + head, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
                     update: 0),
             ]
         }
     }
 
     /// Generation: keys and values of G heads of d for every layer and position, the prefill's
-    /// inference buffers over the prompts (then the step's logits [B, V], the smaller).
+    /// inference buffers over one group of prompts (`prefillGroups`), then the step's logits [B, V].
     static func generationBytes(
         _ c: any ModelConfiguration, responses: Int, maxLength: Int, newTokens: Int, rank: Int, precision: Precision
     ) -> Double {
         let kv = Double(2 * KVCacheStorage.bytes(precision) * c.layers * responses * maxLength * c.kvHeads * c.headSize)
         let prompt = max(1, maxLength - newTokens)
+        let group = min(responses, PrefillGroups.prompts(c, length: prompt, loraRank: rank))
         return kv
             + max(
-                c.inferenceActivationBytes(batch: responses, tokens: prompt, loraRank: rank),
+                c.inferenceActivationBytes(batch: group, tokens: prompt, loraRank: rank),
                 4 * Double(responses) * Double(c.vocabSize + 2))
     }
 

@@ -34,16 +34,19 @@ struct PPORoles {
         criticLoRA = hydra ? try makeAdapter(cfg.loraConfig, for: base.config) : nil
         policyLoRA?.initialize(rng: &rng)
         criticLoRA?.initialize(rng: &rng)
+        // The update alternates policy and critic steps on the same minibatch: one activation set.
+        let pool = ActivationPool()
         policy = LocalPolicy(
             trunk: policyTrunk, adapter: policyLoRA,
-            hyper: AdamWHyperparameters(learningRate: cfg.ppo.lr, weightDecay: 0), replicas: replicas)
+            hyper: AdamWHyperparameters(learningRate: cfg.ppo.lr, weightDecay: 0), replicas: replicas, pool: pool)
         critic = LocalCritic(
             trunk: hydra ? base : try base.clone(), adapter: criticLoRA, head: valueHead,
             hyper: AdamWHyperparameters(learningRate: cfg.ppo.criticLR, weightDecay: 0), replicas: replicas,
-            trainTrunk: !hydra)
+            trainTrunk: !hydra, pool: pool)
         scorer = HydraScorer(trunk: base, rewardHead: rewardHead)
         let rewardTrunk = hydra ? nil : try base.clone()
         rewardTrunk?.use(base.precision, frozen: true)
+        rewardTrunk?.keepOnlyBF16()
         separateReward = rewardTrunk.map { LocalReward(trunk: $0, head: rewardHead) }
     }
 
@@ -233,6 +236,7 @@ final class PPOSession {
         // A rank that only hosts placed roles serves them and is done. It cannot stop the run by
         // itself (rank 0 drives, and ends the serving with a checkpoint when it is signalled).
         if !colocated && transport.rank != 0 {
+            base.keepOnlyBF16()  // the clones are made
             StopRequest.markServingRank()
             if let hosted = placement.servers[transport.rank] {
                 try await RoleServer(
@@ -294,6 +298,9 @@ final class PPOSession {
         myPrompts = cfg.ppo.prompts / dataRanks
         kl = AdaptiveKLController(
             beta: cfg.ppo.klCoef, target: cfg.ppo.klTarget > 0 ? cfg.ppo.klTarget : nil, horizon: cfg.ppo.klHorizon)
+        // The clones are made and the proxies compared with it: the frozen base (Hydra's trunk, the
+        // separate layout's reference) keeps its matrices in bf16 only from here on, in bf16.
+        roles.base.keepOnlyBF16()
     }
 
     /// The reward head the SFT checkpoint carries (Hydra-SFT), or a zero head when no weight reads it.
