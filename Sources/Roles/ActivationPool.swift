@@ -12,7 +12,7 @@ import Models
 public final class ActivationPool: @unchecked Sendable {
     private let lock = NSLock()
     private var idle: (key: String, activations: any TrunkActivations)?
-    private var heads: [String: LMHeadCache] = [:]
+    private var head: LMHeadCache?
 
     public init() {}
 
@@ -38,18 +38,19 @@ public final class ActivationPool: @unchecked Sendable {
     func removeAll() {
         lock.withLock {
             idle = nil
-            heads.removeAll()
+            head = nil
         }
     }
 
+    /// An LM-head cache of at least `rows` rows: the kept one when it is large enough (the rows a
+    /// step reads vary with its response lengths), else a new one of `rows`.
     func head(rows: Int, vocab: Int) -> LMHeadCache {
-        let key = "\(rows)x\(vocab)"
-        return lock.withLock {
-            if let h = heads[key] { return h }
-            heads.removeAll()
-            let h = LMHeadCache(rows: rows, vocab: vocab)
-            heads[key] = h
-            return h
+        lock.withLock {
+            if let head, head.vocab == vocab, head.rows >= rows { return head }
+            head = nil  // let the smaller one go before the larger is allocated
+            let made = LMHeadCache(rows: rows, vocab: vocab)
+            head = made
+            return made
         }
     }
 }
@@ -68,10 +69,9 @@ extension CausalLM {
         let batch = try PaddedBatch(sequences, contextLength: config.contextLength)
         let hidden = try inferenceHidden(
             tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
-        let all = lmHeadLogProbs(
-            hidden: hidden, targets: batch.targets,
-            cache: LMHeadCache(rows: batch.batch * batch.length, vocab: config.vocabSize))
-        return sequences.enumerated().map { r, s in Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)]) }
+        // The LM head over the sequences' own positions, not the padding.
+        return HeadRows(targetsOf: sequences, length: batch.length, of: hidden, channels: config.channels)
+            .logProbs(self, sequences: sequences, targets: batch.targets)
     }
 
     /// Final hidden state at each sequence's last token [N, C] (inference forward, in scoring chunks).

@@ -29,15 +29,13 @@ public actor HydraScorer: ReferenceRole, RewardRole {
     func referenceAndScoresInOneBatch(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], scores: [Float]) {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
         let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: batch.batch, length: batch.length)
-        let head = LMHeadCache(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
-        let all = trunk.lmHeadLogProbs(hidden: hidden, targets: batch.targets, cache: head)
         let c = trunk.config.channels
+        // The LM head over the sequences' own positions, not the padding.
+        let logProbs = HeadRows(targetsOf: sequences, length: batch.length, of: hidden, channels: c)
+            .logProbs(trunk, sequences: sequences, targets: batch.targets)
         let last = FloatBuffer(count: sequences.count * c)
         for (r, s) in sequences.enumerated() {
             (last.pointer + r * c).update(from: hidden.pointer + (r * batch.length + s.count - 1) * c, count: c)
-        }
-        let logProbs = sequences.enumerated().map { r, s in
-            Array(all[(r * batch.length)..<(r * batch.length + s.count - 1)])
         }
         return (
             logProbs, withExtendedLifetime(last) { rewardHead.forward(hidden: last.pointer, rows: sequences.count) }

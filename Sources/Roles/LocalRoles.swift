@@ -85,12 +85,16 @@ public actor LocalPolicy: PolicyRole {
         async throws -> StepStats
     {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
+        let rows = try objective.rowsRead(sequences, length: batch.length), all = batch.batch * batch.length
         let act = pool.take(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
         defer { pool.giveBack(act) }
         try trunk.forward(tokens: batch.tokens, adapter: adapter, activations: act)
-        let head = pool.head(rows: batch.batch * batch.length, vocab: trunk.config.vocabSize)
-        let logProbs = trunk.lmHeadLogProbs(hidden: act.hidden, targets: batch.targets, cache: head)
-        var dLogProbs = [Float](repeating: 0, count: logProbs.count)
+        // The LM head over the rows the objective reads only ([R, V] logits, R ≤ B·T).
+        let read = HeadRows(rows, of: act.hidden, channels: trunk.config.channels)
+        let head = pool.head(rows: rows.count, vocab: trunk.config.vocabSize)
+        let logProbs = read.expand(
+            trunk.lmHeadLogProbs(hidden: read.hidden, targets: rows.map { batch.targets[$0] }, cache: head), count: all)
+        var dLogProbs = [Float](repeating: 0, count: all)
         var dEntropy: [Float]? = nil
         var stats = StepStats(loss: 0, gradNorm: 0)
         switch objective {
@@ -98,17 +102,18 @@ public actor LocalPolicy: PolicyRole {
             stats.loss = try Self.weightedLogLikelihood(
                 weights, sequences: sequences, logProbs: logProbs, length: batch.length, dLogProbs: &dLogProbs)
         case .ppo(let targets):
-            let entropies = trunk.lmHeadEntropies(cache: head, rows: batch.batch * batch.length)
+            let entropies = read.expand(trunk.lmHeadEntropies(cache: head, rows: rows.count), count: all)
             stats = try Self.ppo(
                 targets, sequences: sequences, logProbs: logProbs, entropies: entropies, length: batch.length,
                 dLogProbs: &dLogProbs, dEntropy: &dEntropy)
         }
         trainable.gradients.zero()
-        let dHidden = FloatBuffer(count: act.hidden.count)
+        let dRead = FloatBuffer(count: read.hidden.count), dHidden = FloatBuffer(count: act.hidden.count)
         let fullTrunk = adapter == nil ? trainable.gradients : nil
         trunk.lmHeadBackward(
-            dLogProbs: dLogProbs, hidden: act.hidden, cache: head, dHidden: dHidden, trunkGradients: fullTrunk,
-            dEntropy: dEntropy)
+            dLogProbs: read.gather(dLogProbs), hidden: read.hidden, cache: head, dHidden: dRead,
+            trunkGradients: fullTrunk, dEntropy: dEntropy.map(read.gather))
+        read.scatter(dRead, into: dHidden)
         trunk.backward(
             dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: fullTrunk,
             adapterGradients: adapter == nil ? nil : trainable.gradients)
@@ -121,9 +126,7 @@ public actor LocalPolicy: PolicyRole {
     static func weightedLogLikelihood(
         _ weights: [[Float]], sequences: [[Int32]], logProbs: [Float], length: Int, dLogProbs: inout [Float]
     ) throws -> Float {
-        guard weights.count == sequences.count, zip(weights, sequences).allSatisfy({ $0.count == $1.count - 1 }) else {
-            throw RoleError("policy train step: weights must align with the log-probs of each sequence (length − 1)")
-        }
+        try checkWeights(weights, sequences: sequences)
         var loss = 0.0
         for (r, w) in weights.enumerated() {
             for (j, wj) in w.enumerated() {
@@ -132,6 +135,12 @@ public actor LocalPolicy: PolicyRole {
             }
         }
         return Float(loss)
+    }
+
+    static func checkWeights(_ weights: [[Float]], sequences: [[Int32]]) throws {
+        guard weights.count == sequences.count, zip(weights, sequences).allSatisfy({ $0.count == $1.count - 1 }) else {
+            throw RoleError("policy train step: weights must align with the log-probs of each sequence (length − 1)")
+        }
     }
 
     /// PPO's clipped surrogate (docs/algorithms.md §2.2) less the entropy bonus over the response

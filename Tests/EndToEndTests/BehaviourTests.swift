@@ -12,6 +12,10 @@ import XCTest
 ///   policy pass); they differ from the policy pass's by summation order (~1e-6), which moves the
 ///   two pipelines' PPO files and metrics. With `recompute` as the default the earlier recording
 ///   was reproduced bit for bit before re-recording (sft, dpo and rm did not change).
+/// - issue 27: the LM head runs over the rows that are read only (PPO's policy step: the response
+///   tokens; the reference and policy log-prob passes: not the padding, `HeadRows`). OpenBLAS sums a
+///   row's products in another order when the call has fewer rows (~1e-7 relative in the metrics),
+///   which moves the two pipelines' PPO files; in bf16 the rows keep their bits (RoleTests).
 final class BehaviourTests: CLITestCase {
     static let fixturePath = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
         "Fixtures/behaviour.json"

@@ -196,6 +196,30 @@ final class RoleTests: XCTestCase {
         XCTAssertEqual(stats[0].map(\.gradNorm.bitPattern), stats[1].map(\.gradNorm.bitPattern))
     }
 
+    /// The LM head over the gathered rows (the sequences' own positions, or those an objective reads)
+    /// gives the log-probs the head over the whole padded batch gives there: the same bits in bf16,
+    /// whose rows do not depend on the rows beside them, and the same to fp32 rounding in fp32.
+    func testHeadOverGatheredRowsMatchesTheWholeBatch() throws {
+        for precision in [Precision.fp32, .bf16] {
+            let trunk = try RoleSet().trunk
+            trunk.use(precision, frozen: true)
+            let batch = try PaddedBatch(sequences, contextLength: 24)
+            let hidden = try trunk.inferenceHidden(tokens: batch.tokens, batch: 3, length: batch.length, adapter: nil)
+            let whole = trunk.lmHeadLogProbs(
+                hidden: hidden, targets: batch.targets, cache: LMHeadCache(rows: 3 * batch.length, vocab: 31))
+            let gathered = HeadRows(targetsOf: sequences, length: batch.length, of: hidden, channels: 16)
+                .logProbs(trunk, sequences: sequences, targets: batch.targets)
+            for (r, s) in sequences.enumerated() {
+                let expected = Array(whole[(r * batch.length)..<(r * batch.length + s.count - 1)])
+                if precision == .bf16 {
+                    XCTAssertEqual(gathered[r].map(\.bitPattern), expected.map(\.bitPattern))
+                } else {
+                    XCTAssertLessThanOrEqual(maxDifference(gathered[r], expected), 1e-5)
+                }
+            }
+        }
+    }
+
     func testWireFormatRejectsBadMessages() throws {
         var w = WireWriter()
         w.sequences([[1, 2], []])
@@ -234,4 +258,9 @@ final class RoleTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("expected role=rank"))
         }
     }
+}
+
+func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    return zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }

@@ -52,11 +52,15 @@ public struct MemoryPlan: CustomStringConvertible {
         let head = Double(c.channels + 1) * 4
         let rank = hydra ? lora.rank : 0
         // Training activations of one minibatch kept for the backward (reused across the update's
-        // minibatches), its LM-head logits and dHidden [M, C]. The critic's steps take turns with the
+        // minibatches), its LM-head logits and dHidden [M·T, C]. The critic's steps take turns with the
         // policy's on the same activation set: only its dHidden and per-token values are its own.
         let rows = Double(minibatch * maxLength)
+        // The policy's LM head runs over the response rows only (HeadRows): logits [M·A, V], the
+        // gathered hidden states and their gradient [M·A, C] each.
+        let responseRows = Double(minibatch * min(newTokens, maxLength))
         let training =
-            c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: true) + 4 * rows
+            c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: false)
+            + 4 * (responseRows * Double(c.vocabSize + 2) + Double(c.vocabSize)) + 4 * (rows + 2 * responseRows)
             * Double(c.channels)
         let criticTraining = 4 * rows * Double(c.channels + 2)
         let generation = Self.generationBytes(
