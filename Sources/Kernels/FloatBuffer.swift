@@ -47,8 +47,8 @@ public final class FloatBuffer: @unchecked Sendable {
 
     /// Gives the whole memory pages inside `range` back to the system (madvise MADV_DONTNEED): they
     /// read as zero until written again, and no longer count in the resident set. The values of
-    /// `range` are lost: the floats of `range` outside those pages are set to NaN, so that a read
-    /// the owner should not have made shows.
+    /// `range` are lost; the floats of `range` outside whole pages (all of a small range) are set
+    /// to NaN, so that a read the owner should not have made shows in small tensors (the tests').
     public func releasePages(_ range: Range<Int>) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE))) / MemoryLayout<Float>.stride
         // Floats of `range` from the first to the last whole page (the buffer is 64-byte aligned).

@@ -21,8 +21,8 @@ public protocol ModelConfiguration: Sendable {
     /// Where each parameter lives in the flat buffer, under Hugging Face's tensor names (without
     /// the model's prefix).
     var parameterLayout: TensorLayout { get }
-    /// What a frozen trunk in bf16 keeps in bf16 only (`CausalLM.keepOnlyBF16`): every matrix the
-    /// products read and the token embedding; not the norms, biases or a position table.
+    /// What a frozen trunk in bf16 keeps in bf16 only (`CausalLM.keepOnlyBF16`): the projection
+    /// matrices and an untied LM head; not the embeddings (read as rows), norms or biases.
     var bf16OnlyRanges: [Range<Int>] { get }
     /// The part of the model a tensor belongs to, for parameter counts by group.
     func parameterGroup(of tensorName: String) -> ParameterGroup

@@ -35,8 +35,10 @@ public final class MatmulWeights: @unchecked Sendable {
     /// The precision passes run in now: fp32 inside an `exact` scope.
     public var effective: Precision { Self.exact ? .fp32 : precision }
 
-    /// Switches `weights` to `precision`; in bf16 the copy is made now.
+    /// Switches `weights` to `precision`; in bf16 the copy is made now. Never after `keepOnlyBF16`:
+    /// the fp32 values it would round are gone (clone and merge refuse such a trunk before this).
     func use(_ precision: Precision, frozen: Bool, weights: FloatBuffer) {
+        precondition(holdsFP32, "MatmulWeights.use: this trunk keeps its matrices in bf16 only")
         self.precision = precision
         self.frozen = frozen
         copy = precision == .bf16 ? BFloat16Buffer(rounding: weights) : nil
@@ -47,10 +49,9 @@ public final class MatmulWeights: @unchecked Sendable {
         if let copy, !frozen { copy.update(from: weights) }
     }
 
-    /// A frozen trunk in bf16 gives up the fp32 values of `ranges` (the matrices: its products read
-    /// the bf16 copy; the token embedding, read as rows, is expanded from it). Their memory goes back
-    /// to the system (docs/architecture.md §12); norms and biases stay fp32. Does nothing in fp32
-    /// or on a trainable trunk.
+    /// A frozen trunk in bf16 gives up the fp32 values of `ranges` (the projection matrices: its
+    /// products read the bf16 copy). Their memory goes back to the system (docs/architecture.md
+    /// §12); embeddings, norms and biases stay fp32. Does nothing in fp32 or on a trainable trunk.
     func keepOnlyBF16(_ ranges: [Range<Int>], of weights: FloatBuffer) {
         guard precision == .bf16, frozen, copy != nil, holdsFP32 else { return }
         for range in ranges { weights.releasePages(range) }
@@ -62,22 +63,6 @@ public final class MatmulWeights: @unchecked Sendable {
         return WeightMatrix(
             fp32: dropped ? nil : UnsafePointer(weights.pointer + offset),
             bf16: copy.map { UnsafePointer($0.pointer + offset) }, exact: Self.exact)
-    }
-
-    /// out[r] = table row ids[r] ([V, C] at `offset`), r < ids.count: the fp32 row, or the bf16 one
-    /// expanded (exactly) when the table is kept in bf16 only.
-    func embeddingRows(
-        _ weights: FloatBuffer, offset: Int, ids: [Int32], width C: Int, into out: UnsafeMutablePointer<Float>
-    ) {
-        if let copy, bf16Only.contains(where: { $0.contains(offset) }) {
-            for (r, id) in ids.enumerated() {
-                BFloat16.expand(copy.pointer + offset + Int(id) * C, to: out + r * C, count: C)
-            }
-        } else {
-            for (r, id) in ids.enumerated() {
-                (out + r * C).update(from: weights.pointer + offset + Int(id) * C, count: C)
-            }
-        }
     }
 }
 
@@ -92,13 +77,16 @@ extension CausalLM {
 
     func matrix(_ offset: Int) -> WeightMatrix { matmulWeights.matrix(weights, offset) }
 
-    /// out [ids.count, C] = rows `ids` of the token embedding (at `offset`).
+    /// out [ids.count, C] = rows `ids` of the token embedding (at `offset`), in fp32 in every
+    /// precision: the table stays fp32 (autocast's lookups are fp32 too; a bf16 table moved the
+    /// golden log-probs 0.07 from transformers'), only its LM-head products read the bf16 copy.
     func embeddingRows(offset: Int, ids: [Int32], into out: UnsafeMutablePointer<Float>) {
-        matmulWeights.embeddingRows(weights, offset: offset, ids: ids, width: config.channels, into: out)
+        let C = config.channels
+        for (r, id) in ids.enumerated() { (out + r * C).update(from: weights.pointer + offset + Int(id) * C, count: C) }
     }
 
     /// Frozen in bf16 (`use(.bf16, frozen: true)`), the trunk gives up the fp32 values of its
-    /// matrices (`bf16OnlyRanges`): weights then take 2 bytes per parameter instead of 6. Passes
+    /// projection matrices (`bf16OnlyRanges`): they then take 2 bytes per parameter instead of 6. Passes
     /// run as before (an `exact` pass expands the bf16 weights); cloning, merging and saving the
     /// trunk are refused from then on. Does nothing in fp32 or on a trainable trunk.
     public func keepOnlyBF16() {
@@ -134,6 +122,8 @@ func weightProduct(
         BFloat16GEMM.fp32Product(
             transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: x, lda: lda, b: bf16, ldb: ldb,
             beta: beta, c: c, ldc: ldc)
+    } else {
+        preconditionFailure("weightProduct: a weight with neither fp32 nor bf16 values")
     }
 }
 

@@ -96,6 +96,14 @@ final class ArchitectureTests: XCTestCase {
         ),
         ("Kernels/BFloat16.swift", "BFloat16Buffer.update", "a trunk's copy of its own weights"),
         (
+            "Models/MatmulWeights.swift", "MatmulWeights.use",
+            "precision is set when a trunk is loaded or cloned, before keepOnlyBF16; clone refuses such a trunk"
+        ),
+        (
+            "Models/MatmulWeights.swift", "neither fp32 nor bf16",
+            "a weight has fp32 values until keepOnlyBF16, which keeps the bf16 copy: an internal invariant"
+        ),
+        (
             "Kernels/BFloat16GEMM.swift", "oneDNN bf16 matmul",
             "a primitive oneDNN built for this shape failed to run (out of memory); a wrong product must not pass"
         ),

@@ -49,10 +49,10 @@ public struct GPT2Layout: Sendable, Equatable {
 }
 
 extension GPT2Layout {
-    /// wte (also the LM head) and every block's projection weights; wpe stays fp32 (`keepOnlyBF16`).
+    /// Every block's projection weights (`keepOnlyBF16`); wte (also the LM head) and wpe stay fp32
+    /// for their lookups.
     var bf16OnlyRanges: [Range<Int>] {
-        let matrices = Set(
-            [tokenEmbedding] + blocks.flatMap { [$0.qkvWeight, $0.attnProjWeight, $0.fcWeight, $0.fcProjWeight] })
+        let matrices = Set(blocks.flatMap { [$0.qkvWeight, $0.attnProjWeight, $0.fcWeight, $0.fcProjWeight] })
         return tensors.tensors.filter { matrices.contains($0.offset) }.map { $0.offset..<($0.offset + $0.count) }
     }
 }

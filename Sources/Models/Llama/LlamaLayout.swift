@@ -58,9 +58,10 @@ struct LlamaLayout: Sendable, Equatable {
 }
 
 extension LlamaLayout {
-    /// The embedding, every projection's weight and an untied LM head (`keepOnlyBF16`).
+    /// Every projection's weight and an untied LM head (`keepOnlyBF16`); the token embedding (also
+    /// the tied LM head) stays fp32 for its lookups.
     var bf16OnlyRanges: [Range<Int>] {
-        let matrices = Set([tokenEmbedding, lmHead] + layers.flatMap(\.weights))
+        let matrices = Set((lmHead == tokenEmbedding ? [] : [lmHead]) + layers.flatMap(\.weights))
         return tensors.tensors.filter { matrices.contains($0.offset) }.map { $0.offset..<($0.offset + $0.count) }
     }
 }

@@ -34,34 +34,26 @@ public struct MemoryPlan: CustomStringConvertible {
         try self.init(
             config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
             responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
-            maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens, precision: cfg.run.precision.precision)
+            maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens, precision: cfg.run.precision.precision,
+            ptx: cfg.ppo.ptxCoef > 0)
     }
 
-    /// `responses` sequences of up to `maxLength` tokens, of which up to `newTokens` are sampled.
+    /// `responses` sequences of up to `maxLength` tokens, of which up to `newTokens` are sampled;
+    /// `ptx`: PPO-ptx steps on demonstrations of up to `maxLength` tokens as well.
     public init(
         config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int,
-        newTokens: Int, precision: Precision = .fp32
+        newTokens: Int, precision: Precision = .fp32, ptx: Bool = false
     ) throws {
-        // A trunk's weights: fp32; in bf16 a frozen one keeps its matrices in bf16 only, a trained one
-        // a bf16 copy beside its fp32 weights (masters: the optimizer's fp32 state).
-        let matrices = Double(c.bf16OnlyRanges.reduce(0) { $0 + $1.count })
-        let frozen =
-            precision == .bf16 ? 2 * matrices + 4 * (Double(c.parameterCount) - matrices) : 4 * Double(c.parameterCount)
+        let frozen = Self.frozenWeightBytes(c, precision: precision)
         let params = Double(c.parameterCount) * (precision == .bf16 ? 6 : 4), masters = Double(c.parameterCount) * 4
         let adapter = Double(try makeAdapter(lora, for: c).layout.totalCount) * 4
         let head = Double(c.channels + 1) * 4
         let rank = hydra ? lora.rank : 0
-        // Training activations of one minibatch kept for the backward (reused across the update's
-        // minibatches), its LM-head logits and dHidden [M·T, C]. The critic's steps take turns with the
-        // policy's on the same activation set: only its dHidden and per-token values are its own.
+        let training = Self.policyUpdateBytes(
+            c, minibatch: minibatch, maxLength: maxLength, newTokens: newTokens, rank: rank, ptx: ptx)
+        // The critic's steps take turns with the policy's on the same activation set: only its
+        // dHidden and per-token values [M·T, C + 2] are its own.
         let rows = Double(minibatch * maxLength)
-        // The policy's LM head runs over the response rows only (HeadRows): logits [M·A, V], the
-        // gathered hidden states and their gradient [M·A, C] each.
-        let responseRows = Double(minibatch * min(newTokens, maxLength))
-        let training =
-            c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: false)
-            + 4 * (responseRows * Double(c.vocabSize + 2) + Double(c.vocabSize)) + 4 * (rows + 2 * responseRows)
-            * Double(c.channels)
         let criticTraining = 4 * rows * Double(c.channels + 2)
         let generation = Self.generationBytes(
             c, responses: responses, maxLength: maxLength, newTokens: newTokens, rank: rank, precision: precision)
@@ -100,6 +92,27 @@ public struct MemoryPlan: CustomStringConvertible {
                     update: 0),
             ]
         }
+    }
+
+    /// A frozen trunk's weights: fp32; in bf16 its bf16 copy and the fp32 values of what is not a
+    /// projection matrix (`keepOnlyBF16`: embeddings, norms, biases). A trained trunk in bf16 holds
+    /// the copy beside all its fp32 weights instead (6 bytes per parameter).
+    static func frozenWeightBytes(_ c: any ModelConfiguration, precision: Precision) -> Double {
+        let all = Double(c.parameterCount), matrices = Double(c.bf16OnlyRanges.reduce(0) { $0 + $1.count })
+        return precision == .bf16 ? 2 * all + 4 * (all - matrices) : 4 * all
+    }
+
+    /// The policy's update: the training activations of one minibatch kept for the backward (reused
+    /// across the update's minibatches and shared with the critic), dHidden [M·T, C], and the LM head
+    /// over the response rows only (HeadRows): logits [M·A, V], the gathered hidden states and their
+    /// gradient [M·A, C]. PPO-ptx reads a demonstration's every position: up to T − 1 rows each.
+    static func policyUpdateBytes(
+        _ c: any ModelConfiguration, minibatch: Int, maxLength: Int, newTokens: Int, rank: Int, ptx: Bool
+    ) -> Double {
+        let rows = Double(minibatch * maxLength)
+        let read = Double(minibatch * (ptx ? max(newTokens, maxLength - 1) : min(newTokens, maxLength)))
+        return c.trainingActivationBytes(batch: minibatch, tokens: maxLength, loraRank: rank, lmHead: false)
+            + 4 * (read * Double(c.vocabSize + 2) + Double(c.vocabSize)) + 4 * (rows + 2 * read) * Double(c.channels)
     }
 
     /// Generation: keys and values of G heads of d for every layer and position, the prefill's
