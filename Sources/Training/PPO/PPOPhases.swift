@@ -210,9 +210,9 @@ extension PPOSession {
     /// under bf16 (as sampled, or as the policy pass gave them) against an fp32 pass of the same
     /// policy over the same tokens — the mean |Δ log-prob| per token and KL(bf16 ‖ fp32) by k1 on
     /// the sampled tokens. Colocated only (the fp32 pass runs on this rank's policy). In Hydra the
-    /// policy's trunk keeps its matrices in bf16 only, so the fp32 pass reads the rounded weights and
-    /// the figures measure the rounding of the activations; a separate-layout policy holds its fp32
-    /// weights, and there they measure both (docs/architecture.md §12).
+    /// policy's trunk keeps its projections in bf16 only, so the fp32 pass reads them rounded and the
+    /// figures leave their rounding out; a separate-layout policy holds all its fp32 weights, and
+    /// there they measure all of it (docs/architecture.md §12).
     func precisionGap(_ r: Rollout, sampled: [[Float]]) async throws -> [String: Double]? {
         guard cfg.run.precision.precision == .bf16, colocated,
             r.iteration == 1 || cfg.cadence.evaluates(after: r.iteration, of: cfg.ppo.iterations)
