@@ -20,8 +20,9 @@ public final class MatmulWeights: @unchecked Sendable {
     /// The weights do not change while this precision is in use (the Hydra trunk, a reference).
     public private(set) var frozen = false
     private(set) var copy: BFloat16Buffer?
-    /// The ranges of the fp32 buffer given up (`keepOnlyBF16`): their values live in `copy` only.
-    public private(set) var bf16Only: [Range<Int>] = []
+    /// Where the matrices whose fp32 values were given up start (`keepOnlyBF16`): their values live
+    /// in `copy` only. A set: `matrix` looks a weight's offset up before every product.
+    private var bf16Only: Set<Int> = []
 
     public init() {}
 
@@ -55,11 +56,11 @@ public final class MatmulWeights: @unchecked Sendable {
     func keepOnlyBF16(_ ranges: [Range<Int>], of weights: FloatBuffer) {
         guard precision == .bf16, frozen, copy != nil, holdsFP32 else { return }
         for range in ranges { weights.releasePages(range) }
-        bf16Only = ranges
+        bf16Only = Set(ranges.map(\.lowerBound))
     }
 
     func matrix(_ weights: FloatBuffer, _ offset: Int) -> WeightMatrix {
-        let dropped = bf16Only.contains { $0.contains(offset) }
+        let dropped = bf16Only.contains(offset)  // offsets are where tensors start
         return WeightMatrix(
             fp32: dropped ? nil : UnsafePointer(weights.pointer + offset),
             bf16: copy.map { UnsafePointer($0.pointer + offset) }, exact: Self.exact)
