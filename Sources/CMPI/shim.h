@@ -26,5 +26,7 @@ static inline MPI_Op       cmpi_min(void)           { return MPI_MIN; }
 static inline const void * cmpi_in_place(void)      { return MPI_IN_PLACE; }
 static inline MPI_Status * cmpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Request  cmpi_request_null(void)  { return MPI_REQUEST_NULL; }
+static inline MPI_Info     cmpi_info_null(void)     { return MPI_INFO_NULL; }
+static inline int          cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 /* pthread_self() is __attribute__((const)) and gets hoisted across actor hops (docs/platform.md §5). */
 static inline long         cmpi_gettid(void)        { return syscall(SYS_gettid); }

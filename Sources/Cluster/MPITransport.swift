@@ -283,6 +283,16 @@ public actor MPIRuntime {
         MPI_Comm_split(comm.raw, Int32(color), Int32(key), &result)
         return MPIHandle(raw: result)
     }
+
+    /// The ranks of `comm` that share this rank's memory (its node, as the launcher placed them).
+    func splitByHost(comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> MPIHandle<MPI_Comm?> {
+        try barrier(comm: comm, timeout: timeout)  // MPI_Comm_split_type blocks with no timeout
+        var rank: Int32 = 0
+        MPI_Comm_rank(comm.raw, &rank)
+        var result: MPI_Comm? = cmpi_comm_null()
+        MPI_Comm_split_type(comm.raw, cmpi_comm_type_shared(), rank, cmpi_info_null(), &result)
+        return MPIHandle(raw: result)
+    }
 }
 
 /// A communicator of the MPI runtime seen through the `Transport` protocol.
@@ -386,6 +396,11 @@ public final class MPITransport: Transport, @unchecked Sendable {
 
     public func split(color: Int, key: Int) async throws -> any Transport {
         let handle = try await runtime.split(color: color, key: key, comm: communicator, timeout: timeout)
+        return await runtime.transport(for: handle, timeout: timeout)
+    }
+
+    public func hostGroup() async throws -> any Transport {
+        let handle = try await runtime.splitByHost(comm: communicator, timeout: timeout)
         return await runtime.transport(for: handle, timeout: timeout)
     }
 }

@@ -34,6 +34,9 @@ public protocol Transport: AnyObject, Sendable {
     func barrier() async throws
     /// A sub-communicator of the ranks that pass the same color, ordered by key (MPI_Comm_split).
     func split(color: Int, key: Int) async throws -> any Transport
+    /// The ranks of this communicator on this rank's machine, in rank order: they can share
+    /// memory (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED). A collective.
+    func hostGroup() async throws -> any Transport
 }
 
 /// How many machines a job's ranks run on (1, or more than 1: a lower bound), and how that was
@@ -53,6 +56,8 @@ extension Transport {
     /// Σ over ranks of a whole gradient sum, in place.
     public func allReduce(_ sum: GradientSum) async throws { try await allReduce(sum, range: 0..<sum.count) }
     public func startAllReduce(_ sum: GradientSum, range: Range<Int>) -> PendingReduction? { nil }
+    /// In-process worlds are one host.
+    public func hostGroup() async throws -> any Transport { try await split(color: 0, key: rank) }
 }
 
 public enum ReduceOp: Sendable { case sum, mean }

@@ -44,10 +44,13 @@ public enum BFloat16 {
 public final class BFloat16Buffer: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<UInt16>
     public let count: Int
+    /// The shared segment the values live in; nil when the buffer owns its memory.
+    public let holder: SharedSegment?
 
     public init(count: Int) {
         precondition(count >= 0, "BFloat16Buffer: negative count \(count)")
         self.count = count
+        holder = nil
         var raw: UnsafeMutableRawPointer? = nil
         let status = posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<UInt16>.stride)
         guard status == 0, let raw else {
@@ -63,7 +66,12 @@ public final class BFloat16Buffer: @unchecked Sendable {
         update(from: values)
     }
 
-    deinit { free(pointer) }
+    /// Values that `holder` owns (see `init(in:offset:count:)`).
+    init(viewing pointer: UnsafeMutablePointer<UInt16>, count: Int, holder: SharedSegment) {
+        (self.pointer, self.count, self.holder) = (pointer, count, holder)
+    }
+
+    deinit { if holder == nil { free(pointer) } }
 
     /// Rounds `values` (same count) into this buffer.
     public func update(from values: FloatBuffer) {

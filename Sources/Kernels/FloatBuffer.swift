@@ -8,11 +8,15 @@ import Foundation
 public final class FloatBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    /// The shared segment the floats live in (frozen weights kept once per host); nil when the
+    /// buffer owns its memory.
+    public let holder: SharedSegment?
 
     /// Allocates `count` floats set to zero.
     public init(count: Int) {
         precondition(count >= 0, "FloatBuffer: negative count \(count)")
         self.count = count
+        holder = nil
         var raw: UnsafeMutableRawPointer? = nil
         // Never inside a precondition: -Ounchecked would drop the allocation (docs/platform.md §2).
         let status = posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride)
@@ -28,7 +32,12 @@ public final class FloatBuffer: @unchecked Sendable {
         values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
     }
 
-    deinit { free(pointer) }
+    /// Floats that `holder` owns (see `init(in:offset:count:)`).
+    init(viewing pointer: UnsafeMutablePointer<Float>, count: Int, holder: SharedSegment) {
+        (self.pointer, self.count, self.holder) = (pointer, count, holder)
+    }
+
+    deinit { if holder == nil { free(pointer) } }
 
     public subscript(index: Int) -> Float {
         get { pointer[index] }
@@ -49,7 +58,10 @@ public final class FloatBuffer: @unchecked Sendable {
     /// read as zero until written again, and no longer count in the resident set. The values of
     /// `range` are lost; the floats of `range` outside whole pages (all of a small range) are set
     /// to NaN, so that a read the owner should not have made shows in small tensors (the tests').
+    /// In a shared segment the creator gives the pages back for every process (the others,
+    /// mapping it read-only, leave it to the creator).
     public func releasePages(_ range: Range<Int>) {
+        if let holder, !holder.writable { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE))) / MemoryLayout<Float>.stride
         // Floats of `range` from the first to the last whole page (the buffer is 64-byte aligned).
         let base = Int(bitPattern: UInt(bitPattern: pointer) / UInt(MemoryLayout<Float>.stride) % UInt(page))
@@ -58,7 +70,12 @@ public final class FloatBuffer: @unchecked Sendable {
         guard last > first else { return (pointer + range.lowerBound).update(repeating: .nan, count: range.count) }
         (pointer + range.lowerBound).update(repeating: .nan, count: first - range.lowerBound)
         (pointer + last).update(repeating: .nan, count: range.upperBound - last)
-        _ = madvise(pointer + first, (last - first) * MemoryLayout<Float>.stride, MADV_DONTNEED)
+        let bytes = (last - first) * MemoryLayout<Float>.stride
+        if let holder {
+            holder.release(start: holder.base.distance(to: UnsafeMutableRawPointer(pointer + first)), count: bytes)
+        } else {
+            _ = madvise(pointer + first, bytes, MADV_DONTNEED)
+        }
     }
 
     public func clone() -> FloatBuffer {

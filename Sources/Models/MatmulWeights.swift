@@ -45,6 +45,13 @@ public final class MatmulWeights: @unchecked Sendable {
         copy = precision == .bf16 ? BFloat16Buffer(rounding: weights) : nil
     }
 
+    /// Frozen in `precision` with a bf16 copy made elsewhere (a host's shared segment, filled by
+    /// the host's first rank): nothing is rounded here.
+    func use(_ precision: Precision, frozenWith copy: BFloat16Buffer?) {
+        precondition(holdsFP32, "MatmulWeights.use: this trunk keeps its matrices in bf16 only")
+        (self.precision, frozen, self.copy) = (precision, true, precision == .bf16 ? copy : nil)
+    }
+
     /// Before a pass: a trainable trunk's bf16 copy takes its current fp32 weights.
     func refresh(from weights: FloatBuffer) {
         if let copy, !frozen { copy.update(from: weights) }
@@ -77,6 +84,15 @@ extension CausalLM {
     }
 
     func matrix(_ offset: Int) -> WeightMatrix { matmulWeights.matrix(weights, offset) }
+
+    /// Frozen in `precision`, reading `copy` as its bf16 weights (made by another process of the
+    /// host into a shared segment, `HostWeights`); `copy` must round this trunk's weights.
+    public func useFrozen(_ precision: Precision, copy: BFloat16Buffer?) {
+        matmulWeights.use(precision, frozenWith: copy)
+    }
+
+    /// The bf16 copy the products read (nil in fp32).
+    public var bf16Copy: BFloat16Buffer? { matmulWeights.copy }
 
     /// out [ids.count, C] = rows `ids` of the token embedding (at `offset`), in fp32 in every
     /// precision: the table stays fp32 (autocast's lookups are fp32 too; a bf16 table moved the

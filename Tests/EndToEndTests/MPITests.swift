@@ -106,6 +106,9 @@ final class MPITests: CLITestCase {
                 XCTAssertEqual(p.terminationStatus, 0, "\(stage.name) -np \(np): \(text)")
                 XCTAssertTrue(text.contains("world size \(np)"), text)
                 if stage.name.hasSuffix("bf16") { XCTAssertTrue(text.contains("precision bf16 (set"), text) }
+                if stage.name.hasPrefix("dpo"), np > 1 {  // LoRA: the frozen base is kept once per host
+                    XCTAssertTrue(text.contains("frozen weights kept once for the \(np) ranks of this host"), text)
+                }
                 for file in stage.files {
                     let bytes =
                         FileManager.default.contents(atPath: out + "/checkpoints/step-00000006/" + file) ?? Data()
@@ -308,6 +311,14 @@ final class MPITests: CLITestCase {
         }
     }
 
+    /// Shared frozen weights still named in /dev/shm (HostWeights unlinks them once every rank has mapped them).
+    func sharedSegments() -> Set<String> {
+        Set(
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter {
+                $0.hasPrefix("rlhf-weights-")
+            })
+    }
+
     /// PPO under mpirun: colocated (data parallel over 2 ranks) and with reward + reference on rank 1.
     func testPPOColocatedAndPlaced() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
@@ -319,6 +330,7 @@ final class MPITests: CLITestCase {
             "checkpoint.every=0", "log.every=100",
         ])
         let checkpoint = sft + "/checkpoints/step-00000060"
+        let segmentsBefore = sharedSegments()  // another job's on this machine are not this test's
         // Learned rewards over 2 replicas: LASeR's context and pair losses, R2M's update gradients are summed over
         // ranks.
         let heads = "\(checkpoint),\(checkpoint)"
@@ -358,6 +370,10 @@ final class MPITests: CLITestCase {
             XCTAssertTrue(
                 log.contains(tag == "placed" ? "reference → rank 1, reward → rank 1" : "colocated, data parallel"),
                 "\(tag) role map: \(log.suffix(3000))")
+            // Both ranks run on this host: the frozen trunk is kept once, and its name is gone after the run.
+            XCTAssertTrue(
+                log.contains("frozen weights kept once for the 2 ranks of this host"), log.suffix(3000).description)
+            XCTAssertEqual(sharedSegments().subtracting(segmentsBefore), [], tag)
             if tag == "r2m" { XCTAssertTrue(log.contains("Pre-PPO: kept 32 of 64"), log.suffix(3000).description) }
             let iterations = try JSONL.objects(path: out + "/metrics.jsonl").filter { $0.object["kl"] != nil }
             XCTAssertEqual(iterations.count, 3, tag)

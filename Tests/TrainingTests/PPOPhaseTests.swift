@@ -142,6 +142,40 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
             "local moments alone would differ")
     }
 
+    /// The memory plan of a host: each rank's own bytes once per rank, the frozen weights once when
+    /// the host shares them; a host whose ranks together exceed the machine is refused at start.
+    func testTheMemoryPlanCountsSharedFrozenWeightsOncePerHost() throws {
+        let cfg = try PPOConfig(
+            try ppoSchema.resolve(
+                file: nil, overrides: ["data.task=arith", "model.init_from=/sft", "precision=bf16", "ppo.prompts=64"]))
+        let model = try ModelFamilies.preset("smollm2-135m", family: "llama")
+        let rank = try MemoryPlan(cfg, model: model, ranksRollingOut: 4)
+        let shared = try MemoryPlan(
+            cfg, model: model, ranksRollingOut: 4, host: HostShare(ranks: 4, sharesFrozenWeights: true))
+        let copies = try MemoryPlan(
+            cfg, model: model, ranksRollingOut: 4, host: HostShare(ranks: 4, sharesFrozenWeights: false))
+        let frozen = MemoryPlan.frozenWeightBytes(model, precision: .bf16)
+        XCTAssertEqual(copies.hostBytes, 4 * rank.totalBytes)
+        XCTAssertEqual(shared.hostBytes, 4 * rank.totalBytes - 3 * frozen, accuracy: 1)
+        XCTAssertTrue(shared.description.contains("host of 4 ranks: "), shared.description)
+        XCTAssertFalse(rank.description.contains("host of"), rank.description)
+        let machine = try XCTUnwrap(MemoryPlan.defaultLimitBytes)
+        let crowded = Int(machine / (rank.totalBytes - frozen)) + 2
+        XCTAssertThrowsError(
+            try PPOSession.checkMemoryPlan(
+                cfg, model: model, ranksRollingOut: 4, host: HostShare(ranks: crowded, sharesFrozenWeights: true),
+                say: { _ in })
+        ) { XCTAssertTrue("\($0)".contains("for the \(crowded) ranks of this host"), "\($0)") }
+        XCTAssertNoThrow(
+            try PPOSession.checkMemoryPlan(
+                cfg, model: model, ranksRollingOut: 4, host: HostShare(ranks: 2, sharesFrozenWeights: true),
+                say: { _ in }))
+        XCTAssertNoThrow(
+            try PPOSession.checkMemoryPlan(
+                cfg, model: model, ranksRollingOut: 1, host: HostShare(ranks: crowded, sharesFrozenWeights: true),
+                say: { _ in }), "placed roles: each rank runs part of the plan")
+    }
+
     func testRegistryNamesTheSourcesAConfigUsesAndLaserArmsComeFromIt() throws {
         func config(_ overrides: [String]) throws -> RewardConfig {
             try PPOConfig(

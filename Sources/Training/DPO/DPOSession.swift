@@ -61,7 +61,7 @@ final class DPOSession {
             stage: "dpo", run: cfg.run, resolved: cfg.resolved, transport: stage.transport,
             workingDirectory: stage.workingDirectory, say: stage.say)
         let checkpoint = stageFolder.checkpoint
-        let (base, policy, adapter, trainer) = try stage.models(tokenizer: tokenizer, checkpoint: checkpoint)
+        let (base, policy, adapter, trainer) = try await stage.models(tokenizer: tokenizer, checkpoint: checkpoint)
         (self.policy, self.adapter, self.trainer) = (policy, adapter, trainer)
         if let line = trainer.reductionLine(stage.transport) { stage.say(line) }
         state = try stageFolder.resumedState(

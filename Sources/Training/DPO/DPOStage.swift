@@ -132,18 +132,18 @@ public final class DPOStage {
 
     /// The models: the loaded model is the reference; the policy is it plus LoRA (the checkpoint's
     /// adapter when resuming), or a copy (the checkpoint's model when resuming); its optimizer.
-    func models(tokenizer: any Tokenizer, checkpoint: String?) throws
+    /// The loaded model is frozen, so the ranks of a host keep it once (`HostWeights`).
+    func models(tokenizer: any Tokenizer, checkpoint: String?) async throws
         -> (base: any CausalLM, policy: any CausalLM, adapter: LoRAAdapter?, trainer: DataParallelOptimizer)
     {
         let cfg = config
-        let base = try SFTStage.makeModel(
-            initFrom: cfg.run.initFrom, family: cfg.run.family, preset: cfg.run.preset, tokenizer: tokenizer,
-            seed: cfg.run.seed)
+        let host = cfg.run.sharing(try await cfg.run.hostGroup(transport))
+        let base = try await SFTStage.frozenModel(cfg.run, tokenizer: tokenizer, host: host)
+        if let line = HostWeights.summary(base, host: host) { say(line) }
         try checkContext(base.config, maxLength: cfg.train.maxLength)
         let adapter = try cfg.lora.config.map {
             try stageAdapter($0, model: base.config, checkpoint: checkpoint, seed: cfg.run.seed &+ 3)
         }
-        cfg.run.apply(to: base, frozen: true)  // the reference, or the trunk under the policy's adapter
         let policy = adapter != nil ? base : try checkpoint.map { try HFCheckpoint.load(directory: $0) } ?? base.clone()
         if policy !== base { cfg.run.apply(to: policy, frozen: false) }
         let trainer = DataParallelOptimizer(

@@ -13,12 +13,27 @@ import Roles
 /// freed when it ends: the rollout's KV cache, the scoring chunks, and the training activations
 /// the policy and critic share across one update's minibatches (`releaseBuffers`). So the peak is
 /// what stays plus the largest phase. `rlhf bench ppo` prints the measured peak RSS beside it.
+/// The ranks of one host, and whether they keep the frozen weights once (`HostWeights`).
+public struct HostShare: Sendable {
+    public let ranks: Int
+    public let sharesFrozenWeights: Bool
+    public init(ranks: Int, sharesFrozenWeights: Bool) {
+        self.ranks = max(ranks, 1)
+        self.sharesFrozenWeights = sharesFrozenWeights
+    }
+    public static let single = HostShare(ranks: 1, sharesFrozenWeights: false)
+}
+
 public struct MemoryPlan: CustomStringConvertible {
     public struct Line {
         let role: String
         let weights, adapters, optimizer, generation, scoring, update: Double
     }
     public let lines: [Line]
+    /// The ranks of this host; with `host.sharesFrozenWeights` the frozen weights count once for them.
+    public var host = HostShare.single
+    /// Bytes of frozen weights a host keeps once (Hydra's trunk, the separate layout's reference).
+    let frozenBytes: Double
     /// Bytes held throughout the run.
     public var persistentBytes: Double { lines.reduce(0) { $0 + $1.weights + $1.adapters + $1.optimizer } }
     /// The run's peak: what stays plus the largest phase (scoring passes run one at a time).
@@ -29,13 +44,23 @@ public struct MemoryPlan: CustomStringConvertible {
                 lines.reduce(0) { $0 + $1.update })
     }
 
+    /// The bytes of the host's ranks at their peaks: each rank's own, plus the frozen weights once
+    /// when they are shared (else once per rank).
+    public var hostBytes: Double {
+        let shared = host.sharesFrozenWeights ? frozenBytes : 0
+        return Double(host.ranks) * (totalBytes - shared) + shared
+    }
+
     /// The plan of one process of a PPO run whose rollouts are split over `ranksRollingOut` ranks.
-    public init(_ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int) throws {
+    public init(
+        _ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int, host: HostShare = .single
+    ) throws {
         try self.init(
             config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
             responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
             maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens, precision: cfg.run.precision.precision,
             ptx: cfg.ppo.ptxCoef > 0)
+        self.host = host
     }
 
     /// `responses` sequences of up to `maxLength` tokens, of which up to `newTokens` are sampled;
@@ -45,6 +70,7 @@ public struct MemoryPlan: CustomStringConvertible {
         newTokens: Int, precision: Precision = .fp32, ptx: Bool = false
     ) throws {
         let frozen = Self.frozenWeightBytes(c, precision: precision)
+        frozenBytes = frozen
         let params = Double(c.parameterCount) * (precision == .bf16 ? 6 : 4), masters = Double(c.parameterCount) * 4
         let adapter = Double(try makeAdapter(lora, for: c).layout.totalCount) * 4
         let head = Double(c.channels + 1) * 4
@@ -142,9 +168,12 @@ public struct MemoryPlan: CustomStringConvertible {
             }
             out += "\n"
         }
-        return out
-            + "peak \(Self.mib(totalBytes)) MiB (held throughout \(Self.mib(persistentBytes)), plus the largest of "
-            + "generation, scoring and update)"
+        out +=
+            "peak \(Self.mib(totalBytes)) MiB per rank (held throughout \(Self.mib(persistentBytes)), plus the largest "
+            + "of generation, scoring and update)"
+        guard host.ranks > 1 else { return out }
+        let frozen = host.sharesFrozenWeights ? "the frozen weights (\(Self.mib(frozenBytes))) once" : "nothing shared"
+        return out + "\nhost of \(host.ranks) ranks: \(Self.mib(hostBytes)) MiB (\(frozen))"
     }
 
     /// 90% of MemTotal from /proc/meminfo (nil when unreadable).

@@ -216,9 +216,16 @@ final class PPOSession {
         inputs: PPOInputs? = nil
     ) async throws -> PPOSession? {
         let tokenizer = try inputs?.tokenizer ?? Tokenizers.load(cfg.run.initFrom)
-        let base = try inputs?.base ?? HFCheckpoint.load(directory: cfg.run.initFrom)
         // The base is never stepped: Hydra trains adapters on it, the separate layout clones it.
-        cfg.run.apply(to: base, frozen: true)
+        // It is kept once per host: the ranks of a host share its weights.
+        let host = try await cfg.run.hostGroup(transport), sharing = cfg.run.sharing(host)
+        let base: any CausalLM
+        if let given = inputs?.base {
+            cfg.run.apply(to: given, frozen: true)
+            base = try await HostWeights.share(given, host: sharing)
+        } else {
+            base = try await cfg.run.loadFrozen(cfg.run.initFrom, host: sharing)
+        }
         try checkContext(base.config, maxLength: cfg.maxLength)
         let rewardHead = try inputs?.rewardHead ?? loadRewardHead(cfg, channels: base.config.channels)
         let placement = try Placement.parse(cfg.run.placement, worldSize: transport.size)
@@ -230,13 +237,15 @@ final class PPOSession {
                     + "fewer ranks"
             )
         }
-        try checkMemoryPlan(cfg, model: base.config, ranksRollingOut: colocated ? transport.size : 1, say: say)
+        try checkMemoryPlan(
+            cfg, model: base.config, ranksRollingOut: colocated ? transport.size : 1,
+            host: HostShare(ranks: host?.size ?? 1, sharesFrozenWeights: sharing != nil), say: say)
         let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
         let roles = try PPORoles(config: cfg, base: base, rewardHead: rewardHead, replicas: replicas)
         // A rank that only hosts placed roles serves them and is done. It cannot stop the run by
         // itself (rank 0 drives, and ends the serving with a checkpoint when it is signalled).
         if !colocated && transport.rank != 0 {
-            base.keepOnlyBF16()  // the clones are made
+            try await HostWeights.keepOnlyBF16(base, host: sharing)  // the clones are made
             StopRequest.markServingRank()
             if let hosted = placement.servers[transport.rank] {
                 try await RoleServer(
@@ -249,10 +258,15 @@ final class PPOSession {
             try await transport.barrier()
             return nil
         }
-        return try PPOSession(
+        let session = try PPOSession(
             cfg, transport: transport, say: say, tokenizer: tokenizer, roles: roles, placement: placement,
             replicas: replicas,
             prompts: inputs?.prompts)
+        // The clones are made and the proxies compared with it: the frozen base (Hydra's trunk, the
+        // separate layout's reference) keeps its matrices in bf16 only from here on, in bf16.
+        try await HostWeights.keepOnlyBF16(base, host: sharing)
+        if let line = HostWeights.summary(base, host: sharing) { say(line) }
+        return session
     }
 
     private init(
@@ -298,9 +312,6 @@ final class PPOSession {
         myPrompts = cfg.ppo.prompts / dataRanks
         kl = AdaptiveKLController(
             beta: cfg.ppo.klCoef, target: cfg.ppo.klTarget > 0 ? cfg.ppo.klTarget : nil, horizon: cfg.ppo.klHorizon)
-        // The clones are made and the proxies compared with it: the frozen base (Hydra's trunk, the
-        // separate layout's reference) keeps its matrices in bf16 only from here on, in bf16.
-        roles.base.keepOnlyBF16()
     }
 
     /// The reward head the SFT checkpoint carries (Hydra-SFT), or a zero head when no weight reads it.
@@ -317,17 +328,28 @@ final class PPOSession {
 
     /// The memory plan, printed before anything big is allocated; refuses to start above the limit.
     static func checkMemoryPlan(
-        _ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int, say: (String) -> Void
+        _ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int, host: HostShare, say: (String) -> Void
     ) throws {
-        let plan = try MemoryPlan(cfg, model: model, ranksRollingOut: ranksRollingOut)
+        let plan = try MemoryPlan(cfg, model: model, ranksRollingOut: ranksRollingOut, host: host)
         say(plan.description)
+        let advice = "use layout: hydra, smaller ppo.minibatch_size or fewer ppo.prompts × samples"
         if let limit = cfg.memoryLimitBytes ?? MemoryPlan.defaultLimitBytes, plan.totalBytes > limit {
             throw ConfigError(
                 String(
                     format:
-                        "the memory plan needs %.1f GiB per process, above the limit of %.1f GiB (memory.limit_gib); "
-                        + "use layout: hydra, smaller ppo.minibatch_size or fewer ppo.prompts × samples",
-                    plan.totalBytes / 1_073_741_824, limit / 1_073_741_824))
+                        "the memory plan needs %.1f GiB per process, above the limit of %.1f GiB (memory.limit_gib); ",
+                    plan.totalBytes / 1_073_741_824, limit / 1_073_741_824) + advice)
+        }
+        // The machine holds every rank of the host: their sum must fit in it too (colocated, where
+        // every rank runs this plan; with memory.limit_gib the user's per-process limit decides).
+        if host.ranks > 1, ranksRollingOut > 1, cfg.memoryLimitBytes == nil, let machine = MemoryPlan.defaultLimitBytes,
+            plan.hostBytes > machine
+        {
+            throw ConfigError(
+                String(
+                    format: "the memory plan needs %.1f GiB for the %d ranks of this host, above 90%% of its memory "
+                        + "(%.1f GiB); start fewer ranks per host, or ",
+                    plan.hostBytes / 1_073_741_824, host.ranks, machine / 1_073_741_824) + advice)
         }
     }
 

@@ -131,11 +131,9 @@ final class SFTSession {
 
         // LoRA: a checkpoint's model is the merged one; training continues on the base.
         let checkpoint = stageFolder.checkpoint
-        trunk =
-            try checkpoint.flatMap { c.lora == nil ? try HFCheckpoint.load(directory: $0) : nil }
-            ?? SFTStage.makeModel(c, tokenizer: tokenizer, seed: c.run.seed)
+        trunk = try await Self.makeTrunk(
+            c, tokenizer: tokenizer, checkpoint: checkpoint, transport: transport, say: say)
         try checkContext(trunk.config, maxLength: c.train.maxLength)
-        c.run.apply(to: trunk, frozen: c.lora != nil)  // under LoRA no step touches the trunk
         state = try stageFolder.resumedState(stage: c.stageName, fresh: Self.freshState(c, worldSize: worldSize))
         say(stageFolder.resumeLine(step: state.step))
         try stageFolder.checkSteps(
@@ -272,6 +270,25 @@ final class SFTSession {
     /// One optimizer step. Every rank builds the same global batch; rank r takes the r-th
     /// contiguous block of micro-batches. The loss is normalised by the whole batch's target
     /// tokens, so the sum over ranks of their gradients is exactly the single-process gradient.
+    /// The trunk: under LoRA no step touches it, so it is frozen and the ranks of a host keep it
+    /// once; trained in full, each rank's own (a checkpoint's model when resuming).
+    static func makeTrunk(
+        _ c: SFTConfig, tokenizer: any Tokenizer, checkpoint: String?, transport: any Transport,
+        say: (String) -> Void
+    ) async throws -> any CausalLM {
+        guard c.lora == nil else {
+            let host = c.run.sharing(try await c.run.hostGroup(transport))
+            let trunk = try await SFTStage.frozenModel(c.run, tokenizer: tokenizer, host: host)
+            if let line = HostWeights.summary(trunk, host: host) { say(line) }
+            return trunk
+        }
+        let trunk =
+            try checkpoint.map { try HFCheckpoint.load(directory: $0) }
+            ?? SFTStage.makeModel(c, tokenizer: tokenizer, seed: c.run.seed)
+        c.run.apply(to: trunk, frozen: false)
+        return trunk
+    }
+
     func step(_ step: Int) async throws -> SFTStepReport {
         let started = Date()
         trainer.beginStep()

@@ -56,6 +56,33 @@ public final class SFTStage {
             initFrom: c.run.initFrom, family: c.run.family, preset: c.run.preset, tokenizer: tokenizer, seed: seed)
     }
 
+    /// The shape `makeModel` builds: the folder's configuration, or the preset sized to the tokenizer.
+    static func modelShape(initFrom: String, family: String, preset: String, tokenizer: any Tokenizer) throws
+        -> any ModelConfiguration
+    {
+        if !initFrom.isEmpty { return try HFCheckpoint.readConfig(directory: initFrom) }
+        return try ModelFamilies.preset(preset, family: family).withVocabulary(
+            size: tokenizer.vocabSize, bosTokenId: tokenizer.bosTokenId.map(Int.init),
+            eosTokenId: tokenizer.eosTokenId.map(Int.init))
+    }
+
+    /// The model `makeModel` builds, frozen in the run's precision and kept once per host (`host`:
+    /// the host's first rank builds it, the others map its weights).
+    static func frozenModel(_ run: RunSettings, tokenizer: any Tokenizer, host: (any Transport)?) async throws
+        -> any CausalLM
+    {
+        try await HostWeights.frozen(
+            host: host, precision: run.precision.precision,
+            config: {
+                try modelShape(initFrom: run.initFrom, family: run.family, preset: run.preset, tokenizer: tokenizer)
+            },
+            load: {
+                try makeModel(
+                    initFrom: run.initFrom, family: run.family, preset: run.preset, tokenizer: tokenizer,
+                    seed: run.seed)
+            })
+    }
+
     static func makeModel(initFrom: String, family: String, preset: String, tokenizer: any Tokenizer, seed: UInt64)
         throws -> any CausalLM
     {
@@ -69,10 +96,8 @@ public final class SFTStage {
             }
             return trunk
         }
-        let shape = try ModelFamilies.preset(preset, family: family).withVocabulary(
-            size: tokenizer.vocabSize, bosTokenId: tokenizer.bosTokenId.map(Int.init),
-            eosTokenId: tokenizer.eosTokenId.map(Int.init))
-        let trunk = try shape.makeModel(weights: nil)
+        let trunk = try modelShape(initFrom: initFrom, family: family, preset: preset, tokenizer: tokenizer)
+            .makeModel(weights: nil)
         var rng = RNG(seed: seed)
         trunk.initialize(rng: &rng)
         return trunk

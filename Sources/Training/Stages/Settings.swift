@@ -5,6 +5,7 @@ import Datasets
 import Foundation
 import Kernels
 import Models
+import Roles
 import Runs
 
 // The configuration groups every stage shares, typed: each group declares its keys (type,
@@ -92,6 +93,10 @@ public struct RunSettings: Sendable {
     static let overlap = Key<OverlapPolicy>(
         "cluster.overlap_allreduce", .auto,
         "auto (overlap the gradient all-reduce with the backward when ranks span several hosts), always, or never")
+    static let shareWeights = Key<Bool>(
+        "cluster.share_weights", true,
+        "keep frozen weights (Hydra's trunk, a reference) once per host in shared memory (/dev/shm) instead of "
+            + "once per rank")
     static let placement = Key<String>(
         "placement", "colocated", "colocated, or role=rank pairs (e.g. reference=1,reward=1)")
     static let family = Key<FamilyName>(
@@ -106,13 +111,16 @@ public struct RunSettings: Sendable {
             + "as PyTorch's CPU autocast), or auto (bf16 where the CPU has avx512_bf16 or amx_bf16, else fp32)")
     static let keys = [
         name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
-        timeout.declaration, overlap.declaration, placement.declaration, family.declaration, preset.declaration,
+        timeout.declaration, overlap.declaration, shareWeights.declaration, placement.declaration, family.declaration,
+        preset.declaration,
         initFrom.declaration, precision.declaration,
     ]
 
     public var name: String, out: String, seed: UInt64, resume: ResumePolicy, tokenizer: String
     public var timeout: Double, overlap: OverlapPolicy, placement: String, family: String, preset: String,
         initFrom: String
+    /// Frozen weights once per host (`HostWeights`) rather than once per rank.
+    public var shareWeights: Bool
     /// `precision` resolved on this CPU, with the reason said at start.
     public var precision: PrecisionSetting.Decision
 
@@ -123,6 +131,7 @@ public struct RunSettings: Sendable {
         resume = try ResumePolicy(c[Self.resume])
         tokenizer = c.optional(Self.tokenizer) ?? Self.tokenizer.defaultValue
         timeout = c[Self.timeout]
+        shareWeights = c[Self.shareWeights]
         overlap = c.optional(Self.overlap) ?? Self.overlap.defaultValue
         placement = c[Self.placement]
         preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
@@ -147,6 +156,23 @@ extension RunSettings {
     /// base under LoRA, a reference, a reward model), so its bf16 copy is made once.
     public func apply(to trunk: any CausalLM, frozen: Bool) {
         trunk.use(precision.precision, frozen: frozen)
+    }
+
+    /// The ranks of this rank's host (nil for a single rank). A collective over `transport`.
+    public func hostGroup(_ transport: any Transport) async throws -> (any Transport)? {
+        transport.size > 1 ? try await transport.hostGroup() : nil
+    }
+
+    /// The ranks that keep frozen weights once (`HostWeights`): the host's, unless
+    /// `cluster.share_weights` is false.
+    public func sharing(_ host: (any Transport)?) -> (any Transport)? { shareWeights ? host : nil }
+
+    /// The model at `directory`, frozen in this run's precision: read by the host's first rank
+    /// and shared with the host's others (`host`), or read by this rank alone (nil).
+    public func loadFrozen(_ directory: String, host: (any Transport)?) async throws -> any CausalLM {
+        try await HostWeights.frozen(
+            host: host, precision: precision.precision, config: { try HFCheckpoint.readConfig(directory: directory) },
+            load: { try HFCheckpoint.load(directory: directory) })
     }
 }
 
