@@ -7,6 +7,7 @@
 #   bash scripts/multihost.sh           # set up 2 hosts, run every check, tear down
 #   bash scripts/multihost.sh setup     # only create the hosts (HOSTS=3 for three)
 #   bash scripts/multihost.sh teardown
+#   bash scripts/multihost.sh scale     # 4 hosts: every stage at 16 ranks against 1 process; 64 ranks of SFT
 #
 # Checks: data-parallel Hydra-SFT over 2 hosts equals one process bit for bit; PPO with the reference
 # and reward placed on the other host equals the colocated run bit for bit; killing a rank on one
@@ -120,10 +121,58 @@ checks() {
     return $failed
 }
 
+# Issue 28, point 4: 16 ranks over 4 hosts (4 each, oversubscribed: correctness, not speed) run
+# every stage bit-identical to one process, cut into the same micro-batches (and PPO into the same
+# rollout units); then 64 ranks (16 per host) run a few SFT steps.
+scale_checks() {
+    local work; work=$(mktemp -d)
+    failed=0
+    local started=$SECONDS per=$((16 / hosts))
+    local common=(resume=never data.task=arith data.eval_size=40 train.steps=3 train.batch_size=16
+                  train.micro_batch_size=1 train.max_length=16 train.warmup_steps=1 eval.every=0 checkpoint.every=0
+                  log.every=1)
+    local pairs=(hydra.pair_batch_size=16 hydra.pair_micro_batch_size=1)
+    stage() {  # stage NAME FILES... -- ARGS...: one process and 16 ranks write the same FILES
+        local name=$1; shift
+        local files=()
+        while [ "$1" != "--" ]; do files+=("$1"); shift; done
+        shift
+        echo "== $name: 16 ranks on $hosts hosts against 1 process"
+        one "$rlhf" "$@" out="$work/$name-1" > "$work/$name-1.log" 2>&1 || { echo "  np 1 FAILED"; tail -3 "$work/$name-1.log"; failed=1; }
+        across "$per" -np 16 "$rlhf" "$@" out="$work/$name-16" > "$work/$name-16.log" 2>&1 || { echo "  np 16 FAILED"; tail -5 "$work/$name-16.log"; failed=1; }
+        grep -h -m1 -E "world size|responses per iteration" "$work/$name-16.log" | sed "s/^/  /" || true
+        for f in "${files[@]}"; do same "$f" "$work/$name-1" "$work/$name-16"; done
+    }
+    local ckpt=checkpoints/step-00000003
+    stage sft $ckpt/model.safetensors -- sft name=s "${common[@]}"
+    stage hydra-sft $ckpt/model.safetensors $ckpt/reward_head.safetensors -- hydra-sft name=h "${common[@]}" "${pairs[@]}"
+    stage rm $ckpt/model.safetensors $ckpt/reward_head.safetensors -- rm name=r "${common[@]}" "${pairs[@]}"
+    stage dpo $ckpt/adapter/adapter_model.safetensors -- dpo name=d "${common[@]}" train.lr=3e-3
+    stage ppo final/policy_adapter/adapter_model.safetensors final/critic_adapter/adapter_model.safetensors \
+        final/value_head.safetensors -- \
+        ppo model.init_from="$work/hydra-sft-1/$ckpt" data.task=arith data.eval_size=40 resume=never \
+        ppo.iterations=2 ppo.prompts=16 ppo.samples_per_prompt=2 ppo.max_new_tokens=5 ppo.minibatch_size=16 \
+        ppo.micro_batch_size=1 ppo.rollout_batch=2 ppo.estimator=gae rewards.reward_head=0.1 eval.every=0 \
+        train.max_length=16
+
+    echo "== 64 ranks ($((64 / hosts)) per host): a few SFT steps"
+    if across $((64 / hosts)) -np 64 "$rlhf" sft name=s64 "${common[@]}" train.batch_size=64 out="$work/sft-64" \
+        > "$work/sft-64.log" 2>&1; then
+        grep -h -m1 "world size" "$work/sft-64.log" | sed "s/^/  /" || true
+        echo "  64 ranks: $(grep -c '"loss"' "$work/sft-64/metrics.jsonl") steps logged"
+    else
+        echo "  64 ranks FAILED"; tail -5 "$work/sft-64.log"; failed=1
+    fi
+    echo "== $((SECONDS - started)) s in all; $([ $failed = 0 ] && echo 'every scale check passed' || echo 'FAILED')"
+    rm -rf "$work"
+    return $failed
+}
+
 case "${1:-all}" in
     setup) setup ;;
     teardown) teardown ;;
     checks) checks ;;
     all) setup; trap teardown EXIT; checks ;;
-    *) echo "usage: $0 [all|setup|teardown|checks]" >&2; exit 2 ;;
+    scale) hosts=${HOSTS:-4}; setup; trap teardown EXIT; scale_checks ;;
+    *) echo "usage: $0 [all|setup|teardown|checks|scale]" >&2; exit 2 ;;
 esac

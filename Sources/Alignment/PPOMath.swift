@@ -93,9 +93,11 @@ public enum PPOMath {
     /// use −max(min(ρA, clip(ρ)A), cA). Returns the loss, ∂L/∂logp per token and the clip fraction.
     public static func policyLoss(
         logp: [Double], logpOld: [Double], advantages: [Double],
-        clipLow: Double, clipHigh: Double, dualClip: Double? = nil
+        clipLow: Double, clipHigh: Double, dualClip: Double? = nil, normalizer: Int = 0
     ) -> (loss: Double, dLogp: [Double], clipFraction: Double) {
-        let n = Double(max(logp.count, 1))
+        // The token mean's count: these tokens', or the whole minibatch's when ranks or micro-batches
+        // share one step (each part then adds its tokens' terms over the same count).
+        let n = Double(max(normalizer > 0 ? normalizer : logp.count, 1))
         var loss = 0.0, clipped = 0
         var grad = [Double](repeating: 0, count: logp.count)
         for t in logp.indices {
@@ -118,15 +120,15 @@ public enum PPOMath {
             loss += tokenLoss
             grad[t] = dRatio * ratio / n  // ∂ρ/∂logp = ρ
         }
-        return (loss / n, grad, Double(clipped) / n)
+        return (loss / n, grad, Double(clipped) / Double(max(logp.count, 1)))
     }
 
     /// Clipped value loss: L = ½ mean_t max((V − G)², (V_clip − G)²), V_clip = V_old + clip(V − V_old, ±ε).
     /// Returns the loss and ∂L/∂V per token.
-    public static func valueLoss(values: [Double], oldValues: [Double], returns: [Double], clip: Double) -> (
-        loss: Double, dValues: [Double]
-    ) {
-        let n = Double(max(values.count, 1))
+    public static func valueLoss(
+        values: [Double], oldValues: [Double], returns: [Double], clip: Double, normalizer: Int = 0
+    ) -> (loss: Double, dValues: [Double]) {
+        let n = Double(max(normalizer > 0 ? normalizer : values.count, 1))  // as in policyLoss
         var loss = 0.0
         var grad = [Double](repeating: 0, count: values.count)
         for t in values.indices {

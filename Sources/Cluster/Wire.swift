@@ -3,7 +3,7 @@ import Foundation
 /// The binary encoding of messages between ranks: a version byte, then fields in order as
 /// little-endian integers and raw Float32/Int32 buffers (no JSON: rollouts are mostly tensors).
 /// A reader checks the version and every length against the bytes actually present.
-public let wireVersion: UInt8 = 1
+public let wireVersion: UInt8 = 2
 
 public struct WireWriter {
     public private(set) var data = Data([wireVersion])

@@ -49,6 +49,9 @@ public final class FloatBuffer: @unchecked Sendable {
 
     public func zero() { pointer.update(repeating: 0, count: count) }
 
+    /// Every value × `factor`.
+    public func scale(by factor: Float) { for i in 0..<count { pointer[i] *= factor } }
+
     public func copy(from other: FloatBuffer) {
         precondition(other.count == count, "FloatBuffer.copy: \(other.count) floats into \(count)")
         pointer.update(from: other.pointer, count: count)

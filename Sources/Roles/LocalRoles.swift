@@ -30,20 +30,49 @@ public actor LocalReward: RewardRole {
 
 /// What a trainable role updates: a flat buffer with its layout, gradients and AdamW state.
 /// With `replicas`, gradients are summed over the replicas' communicator before every step
-/// (data parallelism), so every replica applies the same update.
+/// (data parallelism), so every replica applies the same update. A step of several micro-batches
+/// or ranks sums their gradients in Float64 (`GradientSum`): exactly, so the step's gradient does
+/// not depend on how its micro-batches were grouped (docs/architecture.md §8).
 final class Trainable: @unchecked Sendable {
     let parameters: FloatBuffer
     let gradients: FloatBuffer
     let optimizer: AdamW
     let replicas: (any Transport)?
+    /// The step's Float64 sum, allocated for the first step that needs one.
+    private var sum: GradientSum?
     init(parameters: FloatBuffer, layout: TensorLayout, hyper: AdamWHyperparameters, replicas: (any Transport)?) {
         self.parameters = parameters
         gradients = FloatBuffer(count: parameters.count)
         optimizer = AdamW(layout: layout, hyper: hyper)
         self.replicas = replicas
     }
-    func step(learningRate: Float, maxGradNorm: Float) async throws -> Float {
-        if let replicas, replicas.size > 1 { try await replicas.allReduce(gradients, op: .mean) }
+
+    var replicated: Bool { (replicas?.size ?? 1) > 1 }
+
+    /// After a micro-batch's backward into `gradients`: adds them to the step's sum when the step
+    /// has several micro-batches (`accumulating`); one alone stays in `gradients`.
+    func endMicroBatch(accumulating: Bool) {
+        guard accumulating else { return }
+        let sum = self.sum ?? GradientSum(count: gradients.count)
+        self.sum = sum
+        sum.add(gradients)
+    }
+
+    /// Sums over the replicas (exactly), clips and applies the step. `accumulated`: the step's
+    /// gradient is the sum its micro-batches built; `globalMean`: each term was already divided
+    /// by the global count (StepShape.tokens), else the replicas' mean is taken.
+    func step(learningRate: Float, maxGradNorm: Float, accumulated: Bool = false, globalMean: Bool = false)
+        async throws -> Float
+    {
+        if accumulated || replicated {
+            let sum = self.sum ?? GradientSum(count: gradients.count)
+            self.sum = sum
+            if !accumulated { sum.add(gradients) }
+            if let replicas, replicated { try await replicas.allReduce(sum) }
+            sum.write(into: gradients)
+            sum.zero()
+            if replicated && !globalMean { gradients.scale(by: 1 / Float(replicas?.size ?? 1)) }
+        }
         let norm = clipGradientNorm(gradients, maxNorm: maxGradNorm)
         optimizer.update(parameters: parameters, gradients: gradients, learningRate: learningRate)
         return norm
@@ -81,9 +110,28 @@ public actor LocalPolicy: PolicyRole {
         try trunk.logProbs(sequences, adapter: adapter)
     }
 
-    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float)
-        async throws -> StepStats
-    {
+    public func trainStep(
+        _ sequences: [[Int32]], objective: PolicyObjective, shape: StepShape, learningRate: Float, maxGradNorm: Float
+    ) async throws -> StepStats {
+        // A rank with no micro-batch in this step still joins the step's sum over the replicas.
+        let parts = sequences.isEmpty ? [] : shape.parts(sequences.count)
+        if parts.isEmpty { trainable.gradients.zero() }
+        var stats: [StepStats] = []
+        for part in parts {
+            let slice = parts.count == 1 ? objective : objective.slice(part)
+            stats.append(try microBatch(Array(sequences[part]), objective: slice, tokens: shape.tokens))
+            trainable.endMicroBatch(accumulating: parts.count > 1)
+        }
+        var merged = StepStats.merged(stats, summedLosses: shape.tokens > 0)
+        merged.gradNorm = try await trainable.step(
+            learningRate: learningRate, maxGradNorm: maxGradNorm, accumulated: parts.count > 1,
+            globalMean: shape.tokens > 0)
+        return merged
+    }
+
+    /// One micro-batch's forward and backward: its gradients in `trainable.gradients`; each token's
+    /// term divided by `tokens` (0: these sequences' own count).
+    func microBatch(_ sequences: [[Int32]], objective: PolicyObjective, tokens: Int) throws -> StepStats {
         let batch = try PaddedBatch(sequences, contextLength: trunk.config.contextLength)
         let rows = try objective.rowsRead(sequences, length: batch.length), all = batch.batch * batch.length
         let act = pool.take(trunk, batch: batch.batch, tokens: batch.length, loraRank: adapter?.config.rank ?? 0)
@@ -105,7 +153,7 @@ public actor LocalPolicy: PolicyRole {
             let entropies = read.expand(trunk.lmHeadEntropies(cache: head, rows: rows.count), count: all)
             stats = try Self.ppo(
                 targets, sequences: sequences, logProbs: logProbs, entropies: entropies, length: batch.length,
-                dLogProbs: &dLogProbs, dEntropy: &dEntropy)
+                tokens: tokens, dLogProbs: &dLogProbs, dEntropy: &dEntropy)
         }
         trainable.gradients.zero()
         let dRead = FloatBuffer(count: read.hidden.count), dHidden = FloatBuffer(count: act.hidden.count)
@@ -117,7 +165,6 @@ public actor LocalPolicy: PolicyRole {
         trunk.backward(
             dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: fullTrunk,
             adapterGradients: adapter == nil ? nil : trainable.gradients)
-        stats.gradNorm = try await trainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         return stats
     }
 
@@ -146,7 +193,7 @@ public actor LocalPolicy: PolicyRole {
     /// PPO's clipped surrogate (docs/algorithms.md §2.2) less the entropy bonus over the response
     /// tokens: the statistics, ∂/∂log π into `dLogProbs` and ∂/∂entropy into `dEntropy` [B·T].
     static func ppo(
-        _ targets: PPOTargets, sequences: [[Int32]], logProbs: [Float], entropies: [Float], length: Int,
+        _ targets: PPOTargets, sequences: [[Int32]], logProbs: [Float], entropies: [Float], length: Int, tokens: Int,
         dLogProbs: inout [Float], dEntropy: inout [Float]?
     ) throws -> StepStats {
         let positions = try targets.responsePositions(sequences)
@@ -156,10 +203,11 @@ public actor LocalPolicy: PolicyRole {
         let flatNew = positions.map { Double(logProbs[$0.row * length + $0.position]) }
         let (loss, grad, clipFraction) = PPOMath.policyLoss(
             logp: flatNew, logpOld: flatOld, advantages: flatAdv, clipLow: Double(targets.clipLow),
-            clipHigh: Double(targets.clipHigh), dualClip: targets.dualClip > 1 ? Double(targets.dualClip) : nil)
+            clipHigh: Double(targets.clipHigh), dualClip: targets.dualClip > 1 ? Double(targets.dualClip) : nil,
+            normalizer: tokens)
         var entropySum = 0.0
         if targets.entropyCoefficient != 0 { dEntropy = [Float](repeating: 0, count: logProbs.count) }
-        let n = Float(positions.count)
+        let n = Float(tokens > 0 ? tokens : positions.count)
         for (k, p) in positions.enumerated() {
             let index = p.row * length + p.position
             dLogProbs[index] = Float(grad[k])
@@ -167,7 +215,9 @@ public actor LocalPolicy: PolicyRole {
             dEntropy?[index] = -targets.entropyCoefficient / n
         }
         let meanEntropy = entropySum / Double(positions.count)
-        var stats = StepStats(loss: Float(loss - Double(targets.entropyCoefficient) * meanEntropy), gradNorm: 0)
+        // The entropy bonus's share of the step's mean (all of it when these tokens are the step's).
+        let entropyShare = tokens > 0 ? entropySum / Double(tokens) : meanEntropy
+        var stats = StepStats(loss: Float(loss - Double(targets.entropyCoefficient) * entropyShare), gradNorm: 0)
         stats.clipFraction = Float(clipFraction)
         stats.entropy = Float(meanEntropy)
         stats.approxKL = Float(zip(flatOld, flatNew).map { $0 - $1 }.reduce(0, +) / Double(positions.count))
@@ -237,9 +287,34 @@ public actor LocalCritic: CriticRole {
         }
     }
 
-    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float)
-        async throws -> StepStats
-    {
+    public func trainStep(
+        _ sequences: [[Int32]], objective: CriticObjective, shape: StepShape, learningRate: Float, maxGradNorm: Float
+    ) async throws -> StepStats {
+        let parts = sequences.isEmpty ? [] : shape.parts(sequences.count)
+        let trunkTrainable = adapterTrainable ?? self.trunkTrainable
+        if parts.isEmpty { for t in [trunkTrainable, headTrainable] { t?.gradients.zero() } }  // as the policy's
+        var losses: [StepStats] = []
+        for part in parts {
+            let slice = parts.count == 1 ? objective : objective.slice(part)
+            losses.append(try microBatch(Array(sequences[part]), objective: slice, tokens: shape.tokens))
+            trunkTrainable?.endMicroBatch(accumulating: parts.count > 1)
+            headTrainable.endMicroBatch(accumulating: parts.count > 1)
+        }
+        let (accumulated, globalMean) = (parts.count > 1, shape.tokens > 0)
+        let norm =
+            try await trunkTrainable?.step(
+                learningRate: learningRate, maxGradNorm: maxGradNorm, accumulated: accumulated, globalMean: globalMean)
+            ?? 0
+        let headNorm = try await headTrainable.step(
+            learningRate: learningRate, maxGradNorm: maxGradNorm, accumulated: accumulated, globalMean: globalMean)
+        var stats = StepStats.merged(losses, summedLosses: globalMean)
+        stats.gradNorm = (norm * norm + headNorm * headNorm).squareRoot()
+        return stats
+    }
+
+    /// One micro-batch's forward and backward: the gradients of the head and of the adapter (or
+    /// trunk) in their `gradients`; each token's term divided by `tokens` (0: these sequences').
+    func microBatch(_ sequences: [[Int32]], objective: CriticObjective, tokens: Int) throws -> StepStats {
         let (batch, act, values) = try forward(sequences)
         defer { pool.giveBack(act) }
         var dValues = [Float](repeating: 0, count: values.count)
@@ -262,7 +337,7 @@ public actor LocalCritic: CriticRole {
         case .clippedValue(let promptLengths, let oldValues, let returns, let clip):
             loss = try Self.clippedValue(
                 promptLengths: promptLengths, oldValues: oldValues, returns: returns, clip: clip, sequences: sequences,
-                values: values, length: batch.length, dValues: &dValues)
+                values: values, length: batch.length, tokens: tokens, dValues: &dValues)
         }
         headTrainable.gradients.zero()
         let dHidden = FloatBuffer(count: act.hidden.count)
@@ -271,22 +346,18 @@ public actor LocalCritic: CriticRole {
                 dValues: dValues, hidden: act.hidden.pointer, dHidden: dHidden.pointer,
                 gradients: headTrainable.gradients)
         }
-        var norm: Float = 0
         if let adapterTrainable {
             adapterTrainable.gradients.zero()
             trunk.backward(
                 dHidden: dHidden, adapter: adapter, activations: act, trunkGradients: nil,
                 adapterGradients: adapterTrainable.gradients)
-            norm = try await adapterTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         } else if let trunkTrainable {
             trunkTrainable.gradients.zero()
             trunk.backward(
                 dHidden: dHidden, adapter: nil, activations: act, trunkGradients: trunkTrainable.gradients,
                 adapterGradients: nil)
-            norm = try await trunkTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
         }
-        let headNorm = try await headTrainable.step(learningRate: learningRate, maxGradNorm: maxGradNorm)
-        return StepStats(loss: Float(loss), gradNorm: (norm * norm + headNorm * headNorm).squareRoot())
+        return StepStats(loss: Float(loss), gradNorm: 0)
     }
 
     /// PPO's clipped value loss (docs/algorithms.md §2.2) over the response positions: the loss,
@@ -294,7 +365,7 @@ public actor LocalCritic: CriticRole {
     static func clippedValue(
         promptLengths: [Int], oldValues: [[Float]], returns: [[Float]], clip: Float, sequences: [[Int32]],
         values: [Float],
-        length: Int, dValues: inout [Float]
+        length: Int, tokens: Int = 0, dValues: inout [Float]
     ) throws -> Double {
         var indices: [Int] = [], flatNew: [Double] = [], flatOld: [Double] = [], flatReturns: [Double] = []
         for (r, s) in sequences.enumerated() {
@@ -312,7 +383,7 @@ public actor LocalCritic: CriticRole {
         }
         guard !indices.isEmpty else { throw RoleError("value step without response tokens") }
         let (loss, grad) = PPOMath.valueLoss(
-            values: flatNew, oldValues: flatOld, returns: flatReturns, clip: Double(clip))
+            values: flatNew, oldValues: flatOld, returns: flatReturns, clip: Double(clip), normalizer: tokens)
         for (k, i) in indices.enumerated() { dValues[i] = Float(grad[k]) }
         return loss
     }

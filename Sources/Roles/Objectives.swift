@@ -76,3 +76,64 @@ extension PPOTargets {
         return out
     }
 }
+
+/// How a train step goes over its sequences: in micro-batches of `microBatch` (0: one pass over
+/// them all), their gradients summed in Float64, each token's term divided by `tokens` (0: the
+/// mean over these sequences' response tokens). When ranks share a step, `tokens` is the global
+/// minibatch's count and every rank's gradients are summed exactly, so the step does not depend
+/// on how its micro-batches are spread over ranks (docs/architecture.md §8).
+public struct StepShape: Sendable, Equatable {
+    public var microBatch: Int
+    public var tokens: Int
+    public init(microBatch: Int = 0, tokens: Int = 0) {
+        self.microBatch = microBatch
+        self.tokens = tokens
+    }
+    public static let whole = StepShape()
+
+    /// The micro-batches of `count` sequences, in order.
+    func parts(_ count: Int) -> [Range<Int>] {
+        guard microBatch > 0, microBatch < count else { return [0..<count] }
+        return stride(from: 0, to: count, by: microBatch).map { $0..<min($0 + microBatch, count) }
+    }
+}
+
+extension PolicyObjective {
+    /// The objective of sequences `part` of the batch.
+    func slice(_ part: Range<Int>) -> PolicyObjective {
+        switch self {
+        case .weightedLogLikelihood(let weights): return .weightedLogLikelihood(weights: Array(weights[part]))
+        case .ppo(var t):
+            (t.promptLengths, t.oldLogProbs, t.advantages) = (
+                Array(t.promptLengths[part]), Array(t.oldLogProbs[part]), Array(t.advantages[part])
+            )
+            return .ppo(t)
+        }
+    }
+}
+
+extension CriticObjective {
+    /// The objective of sequences `part` of the batch.
+    func slice(_ part: Range<Int>) -> CriticObjective {
+        switch self {
+        case .regression(let targets, let weights):
+            return .regression(targets: Array(targets[part]), weights: Array(weights[part]))
+        case .clippedValue(let lengths, let old, let returns, let clip):
+            return .clippedValue(
+                promptLengths: Array(lengths[part]), oldValues: Array(old[part]), returns: Array(returns[part]),
+                clip: clip)
+        }
+    }
+}
+
+extension StepStats {
+    /// One step's figures from its micro-batches': losses added when each is a share of one token
+    /// mean (`summedLosses`), else averaged; the other figures averaged.
+    static func merged(_ parts: [StepStats], summedLosses: Bool) -> StepStats {
+        guard parts.count > 1 else { return parts.first ?? StepStats(loss: 0, gradNorm: 0) }
+        let n = Float(parts.count), loss = parts.map(\.loss).reduce(0, +)
+        return StepStats(
+            loss: summedLosses ? loss : loss / n, gradNorm: 0, clipFraction: parts.map(\.clipFraction).reduce(0, +) / n,
+            entropy: parts.map(\.entropy).reduce(0, +) / n, approxKL: parts.map(\.approxKL).reduce(0, +) / n)
+    }
+}

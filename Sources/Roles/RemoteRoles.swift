@@ -80,6 +80,10 @@ extension WireWriter {
             int(t.step)
         }
     }
+    mutating func stepShape(_ s: StepShape) {
+        int(s.microBatch)
+        int(s.tokens)
+    }
     mutating func stats(_ s: StepStats) {
         float(s.loss)
         float(s.gradNorm)
@@ -119,6 +123,11 @@ extension WireReader {
             out[name] = TrainableSnapshot(parameters: try floats(), m: try floats(), v: try floats(), step: try int())
         }
         return out
+    }
+    mutating func stepShape() throws -> StepShape {
+        let shape = StepShape(microBatch: try int(), tokens: try int())
+        guard shape.microBatch >= 0, shape.tokens >= 0 else { throw RoleError("negative step shape \(shape)") }
+        return shape
     }
     mutating func stats() throws -> StepStats {
         StepStats(
@@ -212,17 +221,19 @@ public final class RoleServer: @unchecked Sendable {
             let rows = try await hosted(policy, .policy).logProbs(try r.sequences())
             return writing { $0.floatRows(rows) }
         case .policyTrain:
-            let s = try r.sequences(), objective = try r.policyObjective(), lr = try r.float(), clip = try r.float()
+            let s = try r.sequences(), objective = try r.policyObjective(), shape = try r.stepShape()
+            let lr = try r.float(), clip = try r.float()
             let stats = try await hosted(policy, .policy).trainStep(
-                s, objective: objective, learningRate: lr, maxGradNorm: clip)
+                s, objective: objective, shape: shape, learningRate: lr, maxGradNorm: clip)
             return writing { $0.stats(stats) }
         case .criticValues:
             let rows = try await hosted(critic, .critic).values(try r.sequences())
             return writing { $0.floatRows(rows) }
         case .criticTrain:
-            let s = try r.sequences(), objective = try r.criticObjective(), lr = try r.float(), clip = try r.float()
+            let s = try r.sequences(), objective = try r.criticObjective(), shape = try r.stepShape()
+            let lr = try r.float(), clip = try r.float()
             let stats = try await hosted(critic, .critic).trainStep(
-                s, objective: objective, learningRate: lr, maxGradNorm: clip)
+                s, objective: objective, shape: shape, learningRate: lr, maxGradNorm: clip)
             return writing { $0.stats(stats) }
         case .referenceLogProbs:
             let rows = try await hosted(reference, .reference).logProbs(try r.sequences())
@@ -310,12 +321,13 @@ public struct RemotePolicy: PolicyRole {
         var r = try await client.call(.policyLogProbs) { $0.sequences(sequences) }
         return try r.floatRows()
     }
-    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float)
-        async throws -> StepStats
-    {
+    public func trainStep(
+        _ sequences: [[Int32]], objective: PolicyObjective, shape: StepShape, learningRate: Float, maxGradNorm: Float
+    ) async throws -> StepStats {
         var r = try await client.call(.policyTrain) {
             $0.sequences(sequences)
             $0.policyObjective(objective)
+            $0.stepShape(shape)
             $0.float(learningRate)
             $0.float(maxGradNorm)
         }
@@ -337,12 +349,13 @@ public struct RemoteCritic: CriticRole {
         var r = try await client.call(.criticValues) { $0.sequences(sequences) }
         return try r.floatRows()
     }
-    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float)
-        async throws -> StepStats
-    {
+    public func trainStep(
+        _ sequences: [[Int32]], objective: CriticObjective, shape: StepShape, learningRate: Float, maxGradNorm: Float
+    ) async throws -> StepStats {
         var r = try await client.call(.criticTrain) {
             $0.sequences(sequences)
             $0.criticObjective(objective)
+            $0.stepShape(shape)
             $0.float(learningRate)
             $0.float(maxGradNorm)
         }

@@ -14,9 +14,11 @@ public enum RoleKind: String, CaseIterable, Sendable, Codable {
 public protocol PolicyRole: Sendable {
     func generate(prompts: [[Int32]], options: SamplingOptions) async throws -> GenerationResult
     func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]]
-    /// One optimizer step on `objective`; gradients clipped to `maxGradNorm` (0: off).
-    func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float)
-        async throws -> StepStats
+    /// One optimizer step on `objective` over `sequences` as `shape` says; gradients clipped to
+    /// `maxGradNorm` (0: off).
+    func trainStep(
+        _ sequences: [[Int32]], objective: PolicyObjective, shape: StepShape, learningRate: Float, maxGradNorm: Float
+    ) async throws -> StepStats
     /// The trainable state ("policy"): parameters, AdamW moments and step — for checkpoints, and
     /// for the controller's copy when the policy trains on another rank.
     func snapshots() async throws -> [String: TrainableSnapshot]
@@ -29,14 +31,36 @@ public protocol PolicyRole: Sendable {
 public protocol CriticRole: Sendable {
     /// A value per position of each sequence.
     func values(_ sequences: [[Int32]]) async throws -> [[Float]]
-    /// One optimizer step on `objective`; gradients clipped to `maxGradNorm` (0: off).
-    func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float)
-        async throws -> StepStats
+    /// One optimizer step on `objective` over `sequences` as `shape` says; gradients clipped to
+    /// `maxGradNorm` (0: off).
+    func trainStep(
+        _ sequences: [[Int32]], objective: CriticObjective, shape: StepShape, learningRate: Float, maxGradNorm: Float
+    ) async throws -> StepStats
     /// The trainable state ("value_head", "critic_adapter" or "critic_trunk").
     func snapshots() async throws -> [String: TrainableSnapshot]
     func restore(_ snapshots: [String: TrainableSnapshot]) async throws
     /// As `PolicyRole.releaseBuffers`.
     func releaseBuffers() async
+}
+
+extension PolicyRole {
+    /// One optimizer step over all of `sequences` in one pass.
+    public func trainStep(_ sequences: [[Int32]], objective: PolicyObjective, learningRate: Float, maxGradNorm: Float)
+        async throws -> StepStats
+    {
+        try await trainStep(
+            sequences, objective: objective, shape: .whole, learningRate: learningRate, maxGradNorm: maxGradNorm)
+    }
+}
+
+extension CriticRole {
+    /// One optimizer step over all of `sequences` in one pass.
+    public func trainStep(_ sequences: [[Int32]], objective: CriticObjective, learningRate: Float, maxGradNorm: Float)
+        async throws -> StepStats
+    {
+        try await trainStep(
+            sequences, objective: objective, shape: .whole, learningRate: learningRate, maxGradNorm: maxGradNorm)
+    }
 }
 
 /// A role on another rank keeps its buffers in that rank's memory: nothing to free here.

@@ -379,6 +379,61 @@ final class MPITests: CLITestCase {
             XCTAssertEqual(iterations.count, 3, tag)
         }
     }
+    /// Colocated PPO at -np 1, 2 and 4 trains the same bits when the rollout and the update are cut
+    /// into the same pieces (ppo.rollout_batch, ppo.micro_batch_size): each rollout unit is seeded by
+    /// its place in the global batch, every rank holds the global batch's numbers, and a step sums
+    /// its micro-batches' gradients exactly over the ranks. GAE with a critic and the reward head.
+    func testPPOTrainsTheSameBitsAtAnyWorldSize() throws {
+        let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
+        let sft = directory + "/hydra"
+        try run([
+            "hydra-sft", "name=h", "out=\(sft)", "resume=never", "data.task=arith", "data.eval_size=50",
+            "train.steps=40", "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16",
+            "eval.every=0", "checkpoint.every=0", "log.every=100",
+        ])
+        let arguments = [
+            "ppo", "model.init_from=\(sft)/checkpoints/step-00000040", "data.task=arith", "data.eval_size=50",
+            "ppo.iterations=3", "ppo.prompts=8", "ppo.samples_per_prompt=4", "ppo.max_new_tokens=5",
+            "ppo.minibatch_size=8", "ppo.micro_batch_size=2", "ppo.rollout_batch=4",
+            "rewards.reward_head=0.1", "eval.every=2", "eval.max_examples=50", "train.max_length=16",
+            "checkpoint.every=2",
+        ]
+        for estimator in ["gae", "grpo"] {
+            try ppoAtEveryWorldSize(mpirun, arguments + ["ppo.estimator=\(estimator)"], tag: estimator)
+        }
+    }
+
+    func ppoAtEveryWorldSize(_ mpirun: String, _ arguments: [String], tag: String) throws {
+        var reference: [String: Data] = [:]
+        var referenceLosses: [Double] = []
+        for np in [1, 2, 4] {
+            let out = directory + "/ppo-\(tag)-np\(np)"
+            let p = try start(mpirun, try mpiArguments(np, arguments + ["out=\(out)"]), log: out + ".log")
+            p.waitUntilExit()
+            let log = (try? String(contentsOfFile: out + ".log", encoding: .utf8)) ?? ""
+            XCTAssertEqual(p.terminationStatus, 0, "np \(np): \(log.suffix(3000))")
+            let critic = tag == "gae" ? ["final/critic_adapter/adapter_model.safetensors"] : []
+            for file in critic + [
+                "final/policy_adapter/adapter_model.safetensors", "checkpoints/step-00000002/ppo_state.safetensors",
+            ] {
+                let bytes = FileManager.default.contents(atPath: out + "/" + file) ?? Data()
+                XCTAssertFalse(bytes.isEmpty, "np \(np): \(file)")
+                if np == 1 {
+                    reference[file] = bytes
+                } else {
+                    XCTAssertEqual(bytes, reference[file], "\(tag) np \(np): \(file)")
+                }
+            }
+            // The logged losses are the global steps' (every rank's shares added), not rank 0's alone.
+            let losses = try JSONL.objects(path: out + "/metrics.jsonl").compactMap {
+                $0.object["policy_loss"] as? Double
+            }
+            XCTAssertEqual(losses.count, 3, "np \(np)")
+            if np == 1 { referenceLosses = losses }
+            for (a, b) in zip(losses, referenceLosses) { XCTAssertEqual(a, b, accuracy: 1e-6, "np \(np) policy loss") }
+        }
+    }
+
     /// Policy and critic placed on rank 1 (np 2) train exactly what one colocated process trains:
     /// rank 1 generates the rollouts and takes the steps, rank 0 drives, scores and evaluates.
     func testPolicyAndCriticPlacedOnRankOneMatchOneProcess() throws {

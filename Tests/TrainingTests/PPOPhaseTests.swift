@@ -6,6 +6,7 @@ import Models
 import XCTest
 
 @testable import Rewards
+@testable import Roles
 @testable import Training
 
 /// PPO's phases one at a time on a tiny model: what each hands the next, and the reward registry.
@@ -93,11 +94,12 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
             for i in expected.indices {
                 XCTAssertEqual(scored.rewards.total[i], expected[i], accuracy: 1e-12, "the weighted sum of the sources")
             }
-            let advantages = try await s.advantages(rollout, scored)
+            let global = GlobalBatch(rollout, scored)
+            let advantages = s.advantages(global, beta: scored.beta)
             let flat = advantages.advantages.flatMap { $0 }
             XCTAssertEqual(
                 flat.reduce(0, +) / Double(flat.count), 0, accuracy: 1e-9, "whitened GAE advantages have mean 0")
-            let stats = try await s.update(rollout, scored, advantages)
+            let stats = try await s.update(rollout.iteration, global, advantages)
             XCTAssertEqual(stats.steps.count, 2 * 3, "2 epochs × ⌈12 / 5⌉ minibatches")
             XCTAssertEqual(stats.valueLosses.count, 6, "GAE trains the critic alongside")
             let metrics = try await s.report(rollout, scored, stats)
@@ -117,7 +119,7 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         let s = try await session(["ppo.estimator=grpo", "rewards.format=1"])
         let rollout = try await s.rollout(2)
         let scored = try await s.score(rollout)
-        let advantages = try await s.advantages(rollout, scored)
+        let advantages = s.advantages(GlobalBatch(rollout, scored), beta: scored.beta)
         for group in Array(rollout.sequences.indices).chunked(3) {
             let perSample = group.map { advantages.advantages[$0].first ?? 0 }
             XCTAssertEqual(
@@ -126,20 +128,58 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(advantages.returns.isEmpty, "no critic, no returns")
     }
 
-    /// Whitening across ranks is the one formula on the summed moments: two halves whitened with
-    /// the total's moments equal the whole whitened at once.
-    func testDistributedWhiteningIsTheLocalFormula() {
-        let rows: [[Double]] = [[1, 2, 3], [-4, 0.5], [7, 7, 1, 2]]
-        let whole = PPOMath.whiten(rows, unbiased: true)
-        let a = PPOMath.Moments(Array(rows.prefix(1))), b = PPOMath.Moments(Array(rows.dropFirst()))
-        let total = a.replacingSummands(with: zip(a.summands, b.summands).map { $0 + $1 })
-        let halves =
-            PPOMath.whiten(Array(rows.prefix(1)), moments: total, unbiased: true)
-            + PPOMath.whiten(Array(rows.dropFirst()), moments: total, unbiased: true)
-        XCTAssertEqual(halves, whole)
-        XCTAssertNotEqual(
-            PPOMath.whiten(Array(rows.prefix(1)), unbiased: true), Array(whole.prefix(1)),
-            "local moments alone would differ")
+    /// The global batch travels between ranks intact, and a damaged record is an error, not a trap.
+    func testGlobalBatchRoundTripsAndRefusesDamagedRecords() async throws {
+        let s = try await session(["ppo.estimator=gae"])
+        let rollout = try await s.rollout(1)
+        let global = GlobalBatch(rollout, try await s.score(rollout))
+        XCTAssertEqual(try GlobalBatch(decoding: global.encoded()), global)
+        var twice = global
+        twice.append(global)
+        XCTAssertEqual(twice.count, 2 * global.count)
+        var shortKL = global
+        shortKL.klTokens[0].removeLast()
+        XCTAssertThrowsError(try GlobalBatch(decoding: shortKL.encoded()))
+        XCTAssertThrowsError(try GlobalBatch(decoding: global.encoded() + Data([0])), "trailing bytes")
+        var noValue = global
+        noValue.oldValues[1] = []
+        XCTAssertThrowsError(try GlobalBatch(decoding: noValue.encoded()))
+    }
+
+    /// A minibatch's micro-batches are dealt to the ranks in turn: together the ranks cover each
+    /// minibatch once, every rank knows the whole step's tokens, and one rank alone gets them all.
+    func testUpdateStepsDealMicroBatchesToTheRanks() {
+        let order = [5, 3, 0, 7, 1, 6, 2, 4, 8, 9], length = { (i: Int) in i + 1 }
+        let one = UpdateStep.epoch(order: order, minibatch: 4, microBatch: 2, rank: 0, ranks: 1, responseLength: length)
+        XCTAssertEqual(one.map(\.mine), [[5, 3, 0, 7], [1, 6, 2, 4], [8, 9]])
+        let ranks = (0..<2).map {
+            UpdateStep.epoch(order: order, minibatch: 4, microBatch: 2, rank: $0, ranks: 2, responseLength: length)
+        }
+        XCTAssertEqual(ranks[0].map(\.mine), [[5, 3], [1, 6], [8, 9]])
+        XCTAssertEqual(ranks[1].map(\.mine), [[0, 7], [2, 4], []], "the last, partial minibatch leaves rank 1 none")
+        XCTAssertEqual(ranks[1].map(\.tokens), one.map(\.tokens))
+        XCTAssertEqual(one.map(\.tokens), [6 + 4 + 1 + 8, 2 + 7 + 3 + 5, 9 + 10])
+        XCTAssertEqual(StepShape(microBatch: 2).parts(5), [0..<2, 2..<4, 4..<5])
+        XCTAssertEqual(StepShape.whole.parts(5), [0..<5])
+    }
+
+    func testBatchesThatCannotBeCutAlikeAreRefused() throws {
+        func settings(_ overrides: [String]) throws -> PPOSettings {
+            try PPOConfig(
+                try ppoSchema.resolve(file: nil, overrides: ["model.init_from=/sft", "data.task=arith"] + overrides)
+            ).ppo
+        }
+        XCTAssertNoThrow(
+            try PPOSession.checkBatches(
+                settings(["ppo.minibatch_size=8", "ppo.micro_batch_size=2", "ppo.rollout_batch=4"]), share: 8, ranks: 4)
+        )
+        XCTAssertThrowsError(
+            try PPOSession.checkBatches(settings(["ppo.rollout_batch=3"]), share: 8, ranks: 1)
+        ) { XCTAssertTrue("\($0)".contains("'ppo.rollout_batch' (3) must divide"), "\($0)") }
+        XCTAssertThrowsError(
+            try PPOSession.checkBatches(
+                settings(["ppo.minibatch_size=8", "ppo.micro_batch_size=3"]), share: 8, ranks: 2)
+        ) { XCTAssertTrue("\($0)".contains("'ppo.minibatch_size' (8) must be a multiple"), "\($0)") }
     }
 
     /// The memory plan of a host: each rank's own bytes once per rank, the frozen weights once when
@@ -211,7 +251,10 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
                 scored.rewards.total[i], scored.rewards.bySource["verifier"]![i] + 2 * genrm[i], accuracy: 1e-12)
         }
         let metrics = try await s.report(
-            rollout, scored, try await s.update(rollout, scored, try await s.advantages(rollout, scored)))
+            rollout, scored,
+            try await s.update(
+                rollout.iteration, GlobalBatch(rollout, scored),
+                s.advantages(GlobalBatch(rollout, scored), beta: scored.beta)))
         XCTAssertEqual(
             try XCTUnwrap(metrics.value("reward_genrm_mean")), genrm.reduce(0, +) / Double(genrm.count), accuracy: 1e-12
         )
@@ -221,7 +264,7 @@ final class PPOPhaseTests: TemporaryDirectoryTestCase {
 extension PPOSession {
     /// The report's phases in the iteration's order, timings left at 0.
     func report(_ r: Rollout, _ s: ScoredRollout, _ stats: UpdateStats) async throws -> PPOMetrics {
-        let sums = try await summarize(r, s)
+        let sums = try await summarize(r, s, GlobalBatch(r, s))
         adaptKL(to: sums)
         return metrics(r, s, stats, sums: sums, sourceUpdates: try await updateRewardSources(r, s), seconds: (0, 0))
     }

@@ -55,20 +55,26 @@ public struct MemoryPlan: CustomStringConvertible {
     public init(
         _ cfg: PPOConfig, model: any ModelConfiguration, ranksRollingOut: Int, host: HostShare = .single
     ) throws {
+        let ranks = max(ranksRollingOut, 1), p = cfg.ppo
+        let micro = p.microBatchSize > 0 ? p.microBatchSize : max(1, p.minibatchSize / ranks)
+        // A PPO-ptx step passes a rank's share of a minibatch's size in demonstrations at once.
+        let ptxRows = p.ptxCoef > 0 ? (p.minibatchSize + ranks - 1) / ranks : 0
         try self.init(
             config: model, hydra: cfg.layout == .hydra, lora: cfg.loraConfig,
-            responses: cfg.ppo.prompts / max(ranksRollingOut, 1) * cfg.ppo.samples, minibatch: cfg.ppo.minibatchSize,
-            maxLength: cfg.maxLength, newTokens: cfg.ppo.maxNewTokens, precision: cfg.run.precision.precision,
-            ptx: cfg.ppo.ptxCoef > 0)
+            responses: p.prompts / ranks * p.samples, minibatch: max(micro, ptxRows), maxLength: cfg.maxLength,
+            newTokens: p.maxNewTokens, precision: cfg.run.precision.precision, ptx: p.ptxCoef > 0,
+            sumsGradients: ranks > 1 || micro < p.minibatchSize)
         self.host = host
     }
 
     /// `responses` sequences of up to `maxLength` tokens, of which up to `newTokens` are sampled;
-    /// `ptx`: PPO-ptx steps on demonstrations of up to `maxLength` tokens as well.
+    /// `ptx`: PPO-ptx steps on demonstrations of up to `maxLength` tokens as well. `sumsGradients`:
+    /// steps sum micro-batches or ranks in Float64 (8 bytes per trained parameter beside the AdamW state).
     public init(
         config c: any ModelConfiguration, hydra: Bool, lora: LoRAConfig, responses: Int, minibatch: Int, maxLength: Int,
-        newTokens: Int, precision: Precision = .fp32, ptx: Bool = false
+        newTokens: Int, precision: Precision = .fp32, ptx: Bool = false, sumsGradients: Bool = false
     ) throws {
+        let sums: Double = sumsGradients ? 2 : 0  // Float64 sums, in units of the 4-byte count
         let frozen = Self.frozenWeightBytes(c, precision: precision)
         frozenBytes = frozen
         let params = Double(c.parameterCount) * (precision == .bf16 ? 6 : 4), masters = Double(c.parameterCount) * 4
@@ -86,17 +92,19 @@ public struct MemoryPlan: CustomStringConvertible {
         // Scoring (reference, old log-probs, values): one chunk at a time (see ScoringChunks).
         let chunk = min(responses, ScoringChunks.sequencesPerChunk(c, tokens: maxLength, loraRank: rank))
         let scoring = ScoringChunks.bytes(c, batch: chunk, tokens: maxLength, loraRank: rank)
-        // Trainable state: gradients + two AdamW moments.
+        // Trainable state: gradients + two AdamW moments (+ the Float64 sum of a step's parts).
         if hydra {
             lines = [
                 Line(
                     role: "trunk (shared)", weights: frozen, adapters: 0, optimizer: 0, generation: 0, scoring: scoring,
                     update: 0),
                 Line(
-                    role: "policy", weights: 0, adapters: adapter, optimizer: 3 * adapter, generation: generation,
+                    role: "policy", weights: 0, adapters: adapter, optimizer: (3 + sums) * adapter,
+                    generation: generation,
                     scoring: 0, update: training),
                 Line(
-                    role: "critic", weights: head, adapters: adapter, optimizer: 3 * (adapter + head), generation: 0,
+                    role: "critic", weights: head, adapters: adapter, optimizer: (3 + sums) * (adapter + head),
+                    generation: 0,
                     scoring: 0, update: criticTraining),
                 Line(
                     role: "reference + reward", weights: head, adapters: 0, optimizer: 0, generation: 0, scoring: 0,
@@ -105,10 +113,12 @@ public struct MemoryPlan: CustomStringConvertible {
         } else {
             lines = [
                 Line(
-                    role: "policy", weights: params, adapters: 0, optimizer: 3 * masters, generation: generation,
+                    role: "policy", weights: params, adapters: 0, optimizer: (3 + sums) * masters,
+                    generation: generation,
                     scoring: scoring, update: training),
                 Line(
-                    role: "critic", weights: params + head, adapters: 0, optimizer: 3 * (masters + head), generation: 0,
+                    role: "critic", weights: params + head, adapters: 0, optimizer: (3 + sums) * (masters + head),
+                    generation: 0,
                     scoring: 0, update: criticTraining),
                 Line(
                     role: "reference", weights: frozen, adapters: 0, optimizer: 0, generation: 0, scoring: 0,

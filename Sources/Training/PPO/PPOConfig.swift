@@ -49,7 +49,18 @@ public struct PPOSettings: Sendable {
     static let whitenAdvantages = Key<Bool>(
         "ppo.whiten_advantages", true, "whiten advantages over the batch (gae, reinforce)")
     static let epochs = Key<Int>("ppo.epochs", 1, "passes over each rollout", .positive)
-    static let minibatchSize = Key<Int>("ppo.minibatch_size", 16, "sequences per optimizer step (per rank)", .positive)
+    static let minibatchSize = Key<Int>(
+        "ppo.minibatch_size", 16, "sequences per optimizer step, over every rank rolling out", .positive)
+    static let microBatchSize = Key<Int>(
+        "ppo.micro_batch_size", 0,
+        "sequences per forward and backward pass on a rank; a step sums its micro-batches exactly, so with it set "
+            + "PPO trains the same bits at any number of ranks (0: minibatch_size / ranks)",
+        .nonNegative)
+    static let rolloutBatch = Key<Int>(
+        "ppo.rollout_batch", 0,
+        "sequences per generation call and scoring pass, each seeded by its place in the global batch; with it set "
+            + "rollouts do not depend on the number of ranks (0: a rank's whole share at once)",
+        .nonNegative)
     static let lr = Key<Double>(
         "ppo.lr", 1e-3, "policy learning rate (LoRA, or the full model when separate)", .positive)
     static let criticLR = Key<Double>("ppo.critic_lr", 1e-3, "critic learning rate", .positive)
@@ -72,6 +83,7 @@ public struct PPOSettings: Sendable {
             klCoef, klTarget, klHorizon, gamma, lambda, clip, dualClip, valueClip, entropyCoef,
             rewardClip, missingEOSPenalty,
         ].map(\.declaration) + [whitenAdvantages.declaration, epochs.declaration, minibatchSize.declaration]
+        + [microBatchSize.declaration, rolloutBatch.declaration]
         + [lr, criticLR, gradClip, minLRRatio, ptxCoef].map(\.declaration) + [oldLogProbs.declaration]
 
     public var iterations: Int, prompts: Int, samples: Int, maxNewTokens: Int, temperature: Float, topK: Int,
@@ -80,6 +92,7 @@ public struct PPOSettings: Sendable {
         klHorizon: Double
     public var gamma: Double, lambda: Double, clip: Float, dualClip: Float, valueClip: Float, entropyCoef: Float
     public var rewardClip: Double, missingEOSPenalty: Double, whitenAdvantages: Bool, epochs: Int, minibatchSize: Int
+    public var microBatchSize: Int, rolloutBatch: Int
     public var lr: Float, criticLR: Float, gradClip: Float, minLRRatio: Float, ptxCoef: Double
     public var oldLogProbs: OldLogProbs
 
@@ -107,6 +120,8 @@ public struct PPOSettings: Sendable {
         whitenAdvantages = c[Self.whitenAdvantages]
         epochs = c[Self.epochs]
         minibatchSize = c[Self.minibatchSize]
+        microBatchSize = c[Self.microBatchSize]
+        rolloutBatch = c[Self.rolloutBatch]
         lr = Float(c[Self.lr])
         criticLR = Float(c[Self.criticLR])
         gradClip = Float(c[Self.gradClip])

@@ -28,7 +28,8 @@ struct PPOBatchSums: RankSums, Equatable {
 }
 
 /// One PPO iteration's record in metrics.jsonl: the global batch's statistics, the optimizer
-/// steps' means on this rank, timings and the reward sources' own figures.
+/// steps' figures (losses of the global steps; clip fraction, entropy and grad norm averaged over
+/// the ranks' micro-batches), timings and the reward sources' own figures.
 struct PPOMetrics {
     var iteration: Int
     var sums: PPOBatchSums

@@ -54,6 +54,17 @@ struct ScoringPasses {
     var policyHidden: [[Float]] = []  // [B][S·C] with `.policyHidden`
 }
 
+extension ScoringPasses {
+    /// The passes of the next unit's sequences after these.
+    mutating func append(_ next: ScoringPasses) {
+        reference += next.reference
+        headScores += next.headScores
+        policy += next.policy
+        lastHidden += next.lastHidden
+        policyHidden += next.policyHidden
+    }
+}
+
 /// Per-token advantages and (GAE) returns.
 struct Advantages { var advantages: [[Double]], returns: [[Double]] }
 
@@ -62,9 +73,38 @@ struct UpdateStats {
     var steps: [StepStats] = [], valueLosses: [Float] = []
     var policyLearningRate: Float = 0
     var seconds = 0.0
+    /// What the log shows (`figures(over:globalSteps:)`).
+    var figures = UpdateFigures()
     func mean(_ value: (StepStats) -> Float) -> Double {
         Double(steps.map(value).reduce(0, +)) / Double(max(steps.count, 1))
     }
+
+    /// The logged figures of the update. Alone, means over this rank's steps; over `replicas`, each
+    /// step's losses are the sums of the ranks' shares of its token mean (over `globalSteps`), the
+    /// other figures means over every rank's steps. A collective.
+    func figures(over replicas: (any Transport)?, globalSteps: Int) async throws -> UpdateFigures {
+        guard let replicas, replicas.size > 1 else {
+            return UpdateFigures(
+                policyLoss: mean(\.loss), clipFraction: mean(\.clipFraction), entropy: mean(\.entropy),
+                gradNorm: mean(\.gradNorm),
+                valueLoss: valueLosses.isEmpty ? nil : Double(valueLosses.reduce(0, +)) / Double(valueLosses.count))
+        }
+        func sum(_ value: (StepStats) -> Float) -> Double { steps.map { Double(value($0)) }.reduce(0, +) }
+        let t = try await replicas.allReduce(
+            [
+                sum(\.loss), sum(\.clipFraction), sum(\.entropy), sum(\.gradNorm), Double(steps.count),
+                valueLosses.map(Double.init).reduce(0, +), Double(valueLosses.count),
+            ], op: .sum)
+        let n = max(t[4], 1), stepCount = Double(max(globalSteps, 1))
+        return UpdateFigures(
+            policyLoss: t[0] / stepCount, clipFraction: t[1] / n, entropy: t[2] / n, gradNorm: t[3] / n,
+            valueLoss: t[6] > 0 ? t[5] / stepCount : nil)
+    }
+}
+
+struct UpdateFigures {
+    var policyLoss = 0.0, clipFraction = 0.0, entropy = 0.0, gradNorm = 0.0
+    var valueLoss: Double?
 }
 
 extension PPOSession {
@@ -76,10 +116,12 @@ extension PPOSession {
         let rollout = try await self.rollout(iteration)
         let scoreStart = Date()
         let scored = try await score(rollout)
-        let advantages = try await self.advantages(rollout, scored)
+        // Every rank's sequences, in the global batch's order: all that follows reads the same numbers.
+        let global = try await GlobalBatch.gather(rollout, scored, over: replicas)
+        let advantages = self.advantages(global, beta: scored.beta)
         let scoreSeconds = Date().timeIntervalSince(scoreStart)
-        let stats = try await update(rollout, scored, advantages)
-        let sums = try await summarize(rollout, scored)
+        let stats = try await update(iteration, global, advantages)
+        let sums = try await summarize(rollout, scored, global)
         adaptKL(to: sums)
         let sourceUpdates = try await updateRewardSources(rollout, scored)
         return metrics(
@@ -117,8 +159,16 @@ extension PPOSession {
         let p = cfg.ppo
         let options = SamplingOptions(
             temperature: p.temperature, topK: p.topK, topP: p.topP, maxNewTokens: p.maxNewTokens,
-            eosTokenId: tokenizer.eosTokenId, seed: cfg.run.seed &+ UInt64(iteration) &* 7919 &+ UInt64(transport.rank))
-        let out = try await policy.generate(prompts: prompts.map(\.tokens), options: options)
+            eosTokenId: tokenizer.eosTokenId, seed: 0)
+        var out = GenerationResult(tokens: [], logProbs: [], hiddenStates: nil, endedWithEOS: [])
+        for unit in rolloutUnits(prompts.count) {
+            var seeded = options
+            seeded.seed = cfg.run.seed &+ UInt64(iteration) &* 7919 &+ UInt64(unit.index)
+            let part = try await policy.generate(prompts: prompts[unit.range].map(\.tokens), options: seeded)
+            out.tokens += part.tokens
+            out.logProbs += part.logProbs
+            out.endedWithEOS += part.endedWithEOS
+        }
         return Rollout(
             iteration: iteration, prompts: prompts, promptIndices: indices, tokens: out.tokens,
             endedWithEOS: out.endedWithEOS,
@@ -126,6 +176,16 @@ extension PPOSession {
             texts: out.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, sampledLogProbs: out.logProbs,
             promptPool: poolSize,
             seconds: Date().timeIntervalSince(started))
+    }
+
+    /// This rank's rollout units (`ppo.rollout_batch` sequences, or its whole share): where each is
+    /// in its `count` sequences, and its place in the global batch (which seeds its sampling).
+    func rolloutUnits(_ count: Int) -> [(range: Range<Int>, index: Int)] {
+        let size = cfg.ppo.rolloutBatch > 0 ? min(cfg.ppo.rolloutBatch, max(count, 1)) : max(count, 1)
+        let first = (colocated ? transport.rank : 0) * (count / size)
+        return stride(from: 0, to: count, by: size).enumerated().map { k, start in
+            (start..<min(start + size, count), first + k)
+        }
     }
 
     /// The scoring passes over `sequences`, with the states the reward sources need (`needs`);
@@ -175,15 +235,20 @@ extension PPOSession {
     /// 2. Score: reference and old log-probs, values, the reward of every source, the KL per token.
     func score(_ r: Rollout) async throws -> ScoredRollout {
         let sequences = r.sequences
-        var passes = try await scoringPasses(sequences, needs: sourceNeeds, policyPass: !oldLogProbsFromSampling)
+        var passes = ScoringPasses(), valuesAll: [[Float]] = []
+        let critic = cfg.ppo.estimator.needsCritic
+        // Unit by unit: a pass's batch is the same at any number of ranks (ppo.rollout_batch).
+        for unit in rolloutUnits(sequences.count) {
+            let part = Array(sequences[unit.range])
+            passes.append(try await scoringPasses(part, needs: sourceNeeds, policyPass: !oldLogProbsFromSampling))
+            if critic { valuesAll += try await self.critic.values(part) }
+        }
         if oldLogProbsFromSampling {
             // Rows as a policy pass gives them, [S−1]: the prompt's tokens (never read) as 0.
             passes.policy = r.sampledLogProbs.enumerated().map { i, row in
                 [Float](repeating: 0, count: r.promptLengths[i] - 1) + row
             }
         }
-        let critic = cfg.ppo.estimator.needsCritic
-        let valuesAll = critic ? try await self.critic.values(sequences) : []
         // Response positions: log-probs of tokens[1...] are shifted by one, values are not.
         func response<T>(_ rows: [[T]], shift: Int = 1) -> [[T]] {
             rows.enumerated().map { i, row in Array(row[(r.promptLengths[i] - shift)..<(sequences[i].count - shift)]) }
@@ -238,85 +303,93 @@ extension PPOSession {
         return total.enumerated().map { i, r in min(max(r - (endedWithEOS[i] ? 0 : penalty), -clip), clip) }
     }
 
-    /// 3. Advantages by the configured estimator (docs/algorithms.md §2.2, §10).
-    func advantages(_ r: Rollout, _ s: ScoredRollout) async throws -> Advantages {
-        let p = cfg.ppo, beta = s.beta, estimator = p.estimator
-        let groups = (0..<myPrompts).map { k in Array((k * p.samples)..<((k + 1) * p.samples)) }
+    /// 3. Advantages by the configured estimator (docs/algorithms.md §2.2, §10), over the global
+    /// batch (every rank computes all of them: the same numbers at any number of ranks).
+    func advantages(_ g: GlobalBatch, beta: Double) -> Advantages {
+        let p = cfg.ppo, estimator = p.estimator
+        let groups = (0..<(g.count / p.samples)).map { k in Array((k * p.samples)..<((k + 1) * p.samples)) }
         var out = Advantages(advantages: [], returns: [])
         switch estimator {
         case .gae:
-            for i in r.sequences.indices {
-                let shaped = PPOMath.shapedRewards(kl: s.klTokens[i], beta: beta, score: s.scores[i])
-                let (a, g) = PPOMath.gae(
-                    rewards: shaped, values: s.oldValues[i].map(Double.init), gamma: p.gamma, lambda: p.lambda)
+            for i in 0..<g.count {
+                let shaped = PPOMath.shapedRewards(kl: g.klTokens[i], beta: beta, score: g.scores[i])
+                let (a, r) = PPOMath.gae(
+                    rewards: shaped, values: g.oldValues[i].map(Double.init), gamma: p.gamma, lambda: p.lambda)
                 out.advantages.append(a)
-                out.returns.append(g)
+                out.returns.append(r)
             }
-            if p.whitenAdvantages { out.advantages = try await whiten(out.advantages, unbiased: true) }
+            if p.whitenAdvantages { out.advantages = PPOMath.whiten(out.advantages, unbiased: true) }
         case .grpo, .drGRPO, .rloo:
             // KL as a sequence-level penalty on the reward (TRL RLOO), then the group baseline.
-            let penalised = s.scores.enumerated().map { $1 - beta * s.klTokens[$0].reduce(0, +) }
+            let penalised = g.scores.enumerated().map { $1 - beta * g.klTokens[$0].reduce(0, +) }
             let perSample = GroupAdvantages.compute(estimator, rewards: penalised, groups: groups)
-            out.advantages = r.sequences.indices.map { Array(repeating: perSample[$0], count: s.klTokens[$0].count) }
+            out.advantages = (0..<g.count).map { Array(repeating: perSample[$0], count: g.klTokens[$0].count) }
         case .reinforce, .reinforceBaseline:
             let base =
                 estimator == .reinforceBaseline
-                ? GroupAdvantages.compute(.reinforceBaseline, rewards: s.scores, groups: groups) : s.scores
-            out.advantages = r.sequences.indices.map {
+                ? GroupAdvantages.compute(.reinforceBaseline, rewards: g.scores, groups: groups) : g.scores
+            out.advantages = (0..<g.count).map {
                 PPOMath.returns(
-                    rewards: PPOMath.shapedRewards(kl: s.klTokens[$0], beta: beta, score: base[$0]), gamma: p.gamma)
+                    rewards: PPOMath.shapedRewards(kl: g.klTokens[$0], beta: beta, score: base[$0]), gamma: p.gamma)
             }
-            if p.whitenAdvantages { out.advantages = try await whiten(out.advantages, unbiased: false) }
+            if p.whitenAdvantages { out.advantages = PPOMath.whiten(out.advantages, unbiased: false) }
         }
         return out
     }
 
-    /// Whitening over the samples of every rank rolling out (one formula: PPOMath.whiten).
-    func whiten(_ rows: [[Double]], unbiased: Bool) async throws -> [[Double]] {
-        var moments = PPOMath.Moments(rows)
-        moments = try await moments.summed(over: replicas)
-        return PPOMath.whiten(rows, moments: moments, unbiased: unbiased)
+    /// Sequences per forward and backward pass on a rank: `ppo.micro_batch_size`, or the
+    /// minibatch split over the ranks rolling out.
+    var microBatchSize: Int {
+        cfg.ppo.microBatchSize > 0 ? cfg.ppo.microBatchSize : max(1, cfg.ppo.minibatchSize / dataRanks)
     }
 
     /// 4. Update: epochs × minibatches of policy (and PPO-ptx) and critic steps, at this
-    /// iteration's learning rates (cosine decay, no warm-up).
-    func update(_ r: Rollout, _ s: ScoredRollout, _ a: Advantages) async throws -> UpdateStats {
+    /// iteration's learning rates (cosine decay, no warm-up). A minibatch is drawn from the global
+    /// batch; each rank computes its micro-batches of it and the step sums them over the ranks.
+    func update(_ iteration: Int, _ g: GlobalBatch, _ a: Advantages) async throws -> UpdateStats {
         let started = Date(), p = cfg.ppo
         let decay = LearningRateSchedule(peak: 1, minRatio: p.minLRRatio, warmupSteps: 0, totalSteps: p.iterations)
-            .rate(step: r.iteration)
+            .rate(step: iteration)
         var stats = UpdateStats(policyLearningRate: p.lr * decay)
         let criticLR = p.criticLR * decay
-        var shuffleRNG = RNG(seed: cfg.run.seed &+ UInt64(r.iteration) &* 31)
+        var shuffleRNG = RNG(seed: cfg.run.seed &+ UInt64(iteration) &* 31)
+        var globalSteps = 0
         for _ in 0..<p.epochs {
-            var indices = Array(r.sequences.indices)
-            shuffle(&indices, &shuffleRNG)
-            for start in stride(from: 0, to: indices.count, by: p.minibatchSize) {
-                let part = Array(indices[start..<min(start + p.minibatchSize, indices.count)])
+            var order = Array(0..<g.count)
+            shuffle(&order, &shuffleRNG)
+            let steps = UpdateStep.epoch(
+                order: order, minibatch: p.minibatchSize, microBatch: microBatchSize,
+                rank: colocated ? transport.rank : 0, ranks: dataRanks, responseLength: g.responseLength)
+            globalSteps += steps.count
+            for step in steps {
+                let part = step.mine, sequences = part.map { g.sequences[$0] }
                 let targets = PPOTargets(
-                    promptLengths: part.map { r.promptLengths[$0] }, oldLogProbs: part.map { s.oldLogProbs[$0] },
+                    promptLengths: part.map { g.promptLengths[$0] }, oldLogProbs: part.map { g.oldLogProbs[$0] },
                     advantages: part.map { a.advantages[$0].map(Float.init) }, clipLow: p.clip, clipHigh: p.clip,
                     dualClip: p.dualClip, entropyCoefficient: p.entropyCoef)
-                stats.steps.append(
-                    try await policy.trainStep(
-                        part.map { r.sequences[$0] }, objective: .ppo(targets),
-                        learningRate: stats.policyLearningRate, maxGradNorm: p.gradClip))
-                if !data.ptxDemos.isEmpty {
-                    try await ptxStep(count: part.count, learningRate: stats.policyLearningRate)
+                let policyStep = try await policy.trainStep(
+                    sequences, objective: .ppo(targets), shape: step.shape, learningRate: stats.policyLearningRate,
+                    maxGradNorm: p.gradClip)
+                if !part.isEmpty { stats.steps.append(policyStep) }
+                if !data.ptxDemos.isEmpty {  // each rank its own demonstrations: a share of the step's size
+                    let count = (step.size + dataRanks - 1) / dataRanks
+                    try await ptxStep(count: count, learningRate: stats.policyLearningRate)
                 }
                 if p.estimator.needsCritic {
                     let v = try await critic.trainStep(
-                        part.map { r.sequences[$0] },
+                        sequences,
                         objective: .clippedValue(
-                            promptLengths: part.map { r.promptLengths[$0] }, oldValues: part.map { s.oldValues[$0] },
+                            promptLengths: part.map { g.promptLengths[$0] }, oldValues: part.map { g.oldValues[$0] },
                             returns: part.map { a.returns[$0].map(Float.init) }, clip: p.valueClip),
-                        learningRate: criticLR, maxGradNorm: p.gradClip)
-                    stats.valueLosses.append(v.loss)
+                        shape: step.shape, learningRate: criticLR, maxGradNorm: p.gradClip)
+                    if !part.isEmpty { stats.valueLosses.append(v.loss) }
                 }
             }
         }
         // The minibatches' activations go before the next rollout allocates its KV cache.
         await policy.releaseBuffers()
         await critic.releaseBuffers()
+        stats.figures = try await stats.figures(over: replicas, globalSteps: globalSteps)
         stats.seconds = Date().timeIntervalSince(started)
         return stats
     }
@@ -337,17 +410,19 @@ extension PPOSession {
 
     /// 5a. The batch's figures, summed over every rank rolling out: counts, Σx and Σx² of the
     /// reward, the gold reward and each source, and each source's own sums.
-    func summarize(_ r: Rollout, _ s: ScoredRollout) async throws -> PPOBatchSums {
+    func summarize(_ r: Rollout, _ s: ScoredRollout, _ g: GlobalBatch) async throws -> PPOBatchSums {
         var sums = PPOBatchSums()
-        sums.samples = Double(r.sequences.count)
-        sums.kl = s.klTokens.map { $0.reduce(0, +) }.reduce(0, +)
-        sums.responseTokens = r.tokens.map { Double($0.count) }.reduce(0, +)
-        sums.truncated = Double(r.endedWithEOS.filter { !$0 }.count)
-        sums.reward = SumOfSquares(s.scores)
-        sums.gold = SumOfSquares(s.gold)
         sums.sources = sources.map { SumOfSquares(s.rewards.bySource[$0.name] ?? []) }
         sums.sourceSums = sources.map { $0.sums(s.batch, gold: s.gold) }
-        return try await sums.summed(over: replicas)
+        sums = try await sums.summed(over: replicas)
+        // What the KL controller and the log's headline read: from the global batch, in its order.
+        sums.samples = Double(g.count)
+        sums.kl = g.klTokens.map { $0.reduce(0, +) }.reduce(0, +)
+        sums.responseTokens = (0..<g.count).map { Double(g.responseLength($0)) }.reduce(0, +)
+        sums.truncated = Double(g.endedWithEOS.filter { !$0 }.count)
+        sums.reward = SumOfSquares(g.scores)
+        sums.gold = SumOfSquares(g.gold)
+        return sums
     }
 
     /// 5b. The KL controller's step on the iteration's mean KL (adaptive control moves β).
@@ -379,14 +454,9 @@ extension PPOSession {
         return PPOMetrics(
             iteration: r.iteration, sums: sums, sourceNames: sources.map(\.name), headline: headline,
             klCoefficient: s.beta,
-            promptPool: r.promptPool, policyLoss: stats.mean(\.loss), clipFraction: stats.mean(\.clipFraction),
-            entropy: stats.mean(\.entropy), gradNorm: stats.mean(\.gradNorm),
-            valueLoss: stats.valueLosses.isEmpty
-                ? nil : Double(stats.valueLosses.reduce(0, +)) / Double(stats.valueLosses.count),
+            promptPool: r.promptPool, policyLoss: stats.figures.policyLoss, clipFraction: stats.figures.clipFraction,
+            entropy: stats.figures.entropy, gradNorm: stats.figures.gradNorm, valueLoss: stats.figures.valueLoss,
             learningRate: Double(stats.policyLearningRate), generateSeconds: r.seconds, scoreSeconds: seconds.score,
             trainSeconds: stats.seconds, communicateSeconds: seconds.communicate, sourceFigures: figures)
     }
 }
-
-/// The whitening moments are summed over the ranks rolling out like every other batch figure.
-extension PPOMath.Moments: RankSums {}

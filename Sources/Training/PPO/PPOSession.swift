@@ -310,8 +310,33 @@ final class PPOSession {
                 "'ppo.prompts' (\(cfg.ppo.prompts)) must be a multiple of the ranks rolling out (\(dataRanks))")
         }
         myPrompts = cfg.ppo.prompts / dataRanks
+        try Self.checkBatches(cfg.ppo, share: myPrompts * cfg.ppo.samples, ranks: dataRanks)
         kl = AdaptiveKLController(
             beta: cfg.ppo.klCoef, target: cfg.ppo.klTarget > 0 ? cfg.ppo.klTarget : nil, horizon: cfg.ppo.klHorizon)
+    }
+
+    /// How the rollout is cut, when it is (`ppo.rollout_batch`).
+    var rolloutLine: String {
+        cfg.ppo.rolloutBatch > 0 ? ", rollout units of \(cfg.ppo.rolloutBatch) (seeded by their place)" : ""
+    }
+
+    /// The ranks rolling out (every rank colocated; one driving placed roles).
+    var dataRanks: Int { colocated ? transport.size : 1 }
+
+    /// Rollout units that divide a rank's `share` of sequences, micro-batches that divide a
+    /// minibatch evenly over the `ranks` rolling out.
+    static func checkBatches(_ p: PPOSettings, share: Int, ranks: Int) throws {
+        if p.rolloutBatch > 0, share % p.rolloutBatch != 0 {
+            throw ConfigError(
+                "'ppo.rollout_batch' (\(p.rolloutBatch)) must divide a rank's share of each iteration's sequences "
+                    + "(\(share): ppo.prompts / \(ranks) ranks × ppo.samples_per_prompt)")
+        }
+        let micro = p.microBatchSize > 0 ? p.microBatchSize : max(1, p.minibatchSize / ranks)
+        if p.minibatchSize % (micro * ranks) != 0 {
+            throw ConfigError(
+                "'ppo.minibatch_size' (\(p.minibatchSize)) must be a multiple of ppo.micro_batch_size (\(micro)) × the "
+                    + "ranks rolling out (\(ranks))")
+        }
     }
 
     /// The reward head the SFT checkpoint carries (Hydra-SFT), or a zero head when no weight reads it.
@@ -363,8 +388,8 @@ final class PPOSession {
             \(p.prompts * p.samples) responses per iteration over \(dataRanks) rank(s) (\(myPrompts * p.samples) \
             each), \
             \(p.epochs) epoch(s) of minibatches of \(p.minibatchSize) → \
-            \(p.epochs * Int((Double(myPrompts * p.samples) / Double(p.minibatchSize)).rounded(.up))) optimizer steps \
-            per iteration
+            \(p.epochs * Int((Double(p.prompts * p.samples) / Double(p.minibatchSize)).rounded(.up))) optimizer steps \
+            per iteration, micro-batches of \(microBatchSize) per rank\(rolloutLine)
             roles: \(colocated && transport.size > 1 ? "every role on every rank (colocated, data " +
                 "parallel)" : placement.description)\(onePass ? "; reference + reward from one adapters-off pass" : "")
             starting from \(cfg.run.initFrom); \(BLAS.summary)
