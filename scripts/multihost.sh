@@ -67,6 +67,43 @@ same() {   # same FILE A B: the two runs wrote the same bytes
     if cmp -s "$2/$1" "$3/$1"; then echo "  identical: $1"; else echo "  DIFFERENT: $1"; failed=1; fi
 }
 
+# kill_check NP HOST: SFT on NP ranks over the hosts; one rank on namespace host HOST is killed
+# with SIGKILL; the job must end within $KILL_LIMIT s (30) and mpirun name the rank and its host.
+kill_check() {
+    local np=$1 host=$2
+    echo "== a rank killed on host $host of $hosts ends the $np-rank job"
+    across $((np / hosts)) -np "$np" "$rlhf" "${sft[@]}" train.batch_size=$((16 * np / 2)) train.steps=1000000 \
+        out="$work/killed$np" > "$work/killed$np.log" 2>&1 &
+    local job=$!
+    for _ in $(seq 1 600); do grep -q '"loss"' "$work/killed$np/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
+    local victim; victim=$(ip netns pids "rlhfh$host" | while read -r p; do tr '\0' ' ' < /proc/$p/cmdline | grep -q "$work/killed$np" && ! tr '\0' ' ' < /proc/$p/cmdline | grep -q orted && echo "$p"; done | head -1 || true)
+    if [ -z "$victim" ]; then echo "  no rank found in rlhfh$host"; kill "$job" 2>/dev/null || true; wait "$job" || true; failed=1; return 1; fi
+    local killed; killed=$(date +%s.%N)
+    kill -9 "$victim"
+    wait "$job" || true
+    local took; took=$(awk -v a="$killed" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+    echo "  job ended $took s after the kill; mpirun said:"
+    grep -m1 -E "noticed that process" "$work/killed$np.log" | sed 's/^/  /' || true
+    echo "  the others, stopped by mpirun, said where they were:"
+    grep -m1 -E "^rank [0-9]+ \(sft, step [0-9]+\): signal received" "$work/killed$np.log" | sed 's/^/  /' || true
+    awk -v t="$took" -v limit="${KILL_LIMIT:-30}" 'BEGIN {exit !(t <= limit)}' || { echo "  TOO SLOW"; failed=1; }
+}
+
+# usr1_check NP: SIGUSR1 to mpirun stops every rank on every host after the same step, with a checkpoint.
+usr1_check() {
+    local np=$1
+    echo "== SIGUSR1 to mpirun: every rank of $np on $hosts hosts stops after the same step with a checkpoint"
+    across $((np / hosts)) -np "$np" "$rlhf" "${sft[@]}" train.batch_size=$((16 * np / 2)) train.steps=1000000 \
+        out="$work/usr1-$np" > "$work/usr1-$np.log" 2>&1 &
+    local job=$!
+    for _ in $(seq 1 600); do grep -q '"loss"' "$work/usr1-$np/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
+    # $job is the subshell running `across`; mpirun is its child, and mpirun forwards SIGUSR1.
+    kill -USR1 "$(pgrep -P "$job" -x mpirun)"
+    wait "$job" || true
+    if grep -m1 "stopped by SIGUSR1" "$work/usr1-$np.log" | sed 's/^/  /'; then :; else echo "  NO STOP REPORT"; tail -5 "$work/usr1-$np.log"; failed=1; fi
+    echo "  checkpoints: $(ls "$work/usr1-$np/checkpoints" | tr '\n' ' ')"
+}
+
 checks() {
     local work; work=$(mktemp -d)
     failed=0
@@ -90,28 +127,8 @@ checks() {
     grep -h "reference → rank" "$work/ppo2.log" | head -1
     same final/policy_adapter/adapter_model.safetensors "$work/ppo1" "$work/ppo2"
 
-    echo "== a rank killed on host 2 ends the job"
-    across 1 -np 2 "$rlhf" "${sft[@]}" train.steps=1000000 out="$work/killed" > "$work/killed.log" 2>&1 &
-    local job=$!
-    for _ in $(seq 1 600); do grep -q '"loss"' "$work/killed/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
-    local victim; victim=$(ip netns pids rlhfh2 | while read -r p; do tr '\0' ' ' < /proc/$p/cmdline | grep -q "$work/killed" && ! tr '\0' ' ' < /proc/$p/cmdline | grep -q orted && echo "$p"; done | head -1 || true)
-    if [ -z "$victim" ]; then echo "  rank 1 not found in rlhfh2"; kill "$job" 2>/dev/null || true; wait "$job" || true; failed=1; return 1; fi
-    local killed=$SECONDS
-    kill -9 "$victim"
-    wait "$job" || true
-    echo "  job ended $((SECONDS - killed)) s after the kill; mpirun said:"
-    grep -m1 -E "rank 1|noticed that process" "$work/killed.log" | sed 's/^/  /'
-    [ $((SECONDS - killed)) -le 30 ] || { echo "  TOO SLOW"; failed=1; }
-
-    echo "== SIGUSR1 to mpirun: every rank on both hosts stops after the same step with a checkpoint"
-    across 1 -np 2 "$rlhf" "${sft[@]}" train.steps=1000000 out="$work/usr1" > "$work/usr1.log" 2>&1 &
-    job=$!
-    for _ in $(seq 1 600); do grep -q '"loss"' "$work/usr1/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
-    # $job is the subshell running `across`; mpirun is its child, and mpirun forwards SIGUSR1.
-    kill -USR1 "$(pgrep -P "$job" -x mpirun)"
-    wait "$job" || true
-    if grep -m1 "stopped by SIGUSR1" "$work/usr1.log" | sed 's/^/  /'; then :; else echo "  NO STOP REPORT"; tail -5 "$work/usr1.log"; failed=1; fi
-
+    kill_check 2 2
+    usr1_check 2
     echo "== all-reduce: TCP between 2 hosts"
     across 1 -np 2 "$rlhf" bench allreduce --mib 1 --mib 16 --mib 64 --steps 1 --preset tiny | grep -v '^$' | tail -4
     echo "== all-reduce: shared memory, 2 ranks on one host"
@@ -154,6 +171,11 @@ scale_checks() {
         ppo.iterations=2 ppo.prompts=16 ppo.samples_per_prompt=2 ppo.max_new_tokens=5 ppo.minibatch_size=16 \
         ppo.micro_batch_size=1 ppo.rollout_batch=2 ppo.estimator=gae rewards.reward_head=0.1 eval.every=0 \
         train.max_length=16
+
+    local sft=(sft name=big resume=never data.task=arith data.eval_size=40 train.micro_batch_size=4 train.max_length=16
+               train.warmup_steps=1 eval.every=0 checkpoint.every=0 log.every=1)
+    KILL_LIMIT=${KILL_LIMIT:-5} kill_check 16 3
+    usr1_check 16
 
     echo "== 64 ranks ($((64 / hosts)) per host): a few SFT steps"
     if across $((64 / hosts)) -np 64 "$rlhf" sft name=s64 "${common[@]}" train.batch_size=64 out="$work/sft-64" \

@@ -16,16 +16,31 @@ static void say(const char *text) {
 /// Set on a rank that serves placed roles: it cannot stop the run itself (rank 0 drives).
 static volatile sig_atomic_t serving = 0;
 
+/// "rank r (role, step s): ", the handler's prefix, so that a stop (mpirun's SIGTERM to every rank
+/// when one died, too) says where each rank was. Two buffers: the writer fills the one not in use
+/// and then flips `current`, so the handler reads a whole prefix, old or new.
+static char prefixes[2][160];
+static volatile sig_atomic_t current = 0;
+
+void rlhf_set_report_prefix(const char *prefix) {
+    int next = 1 - current;
+    strncpy(prefixes[next], prefix, sizeof prefixes[next] - 1);
+    prefixes[next][sizeof prefixes[next] - 1] = 0;
+    current = next;
+}
+
 static void on_stop_signal(int signal) {
     if (requested != 0) {
         say("\nsecond signal: exiting at once, without a checkpoint\n");
         _exit(128 + signal);
     }
     requested = signal;
+    say("\n");
+    say(prefixes[current]);
     if (serving) {
-        say("\nsignal received by a rank serving roles: rank 0 decides when the run stops (signal it, or mpirun); send it again to exit at once\n");
+        say("signal received by a rank serving roles: rank 0 decides when the run stops (signal it, or mpirun); send it again to exit at once\n");
     } else {
-        say("\nsignal received: finishing the current step, then writing a checkpoint (send it again to exit at once)\n");
+        say("signal received: finishing the current step, then writing a checkpoint (send it again to exit at once)\n");
     }
 }
 

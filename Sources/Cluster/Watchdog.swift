@@ -1,3 +1,4 @@
+import CStopSignal
 import Foundation
 
 /// Where this process is, for the one-line failure report (`rank r (role, step s): reason`).
@@ -12,6 +13,7 @@ public enum FailureReport {
             lock.withLock { context = newValue }
             // Published at once, so a rank that stops right after a new step is reported at it.
             RankStatus.shared.contextChanged()
+            rlhf_set_report_prefix(newValue.describe(""))
         }
     }
 

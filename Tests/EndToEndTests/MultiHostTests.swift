@@ -34,7 +34,8 @@ final class MultiHostTests: CLITestCase {
 
     /// Issue 28, point 4: 16 ranks over 4 namespace hosts (4 each, oversubscribed) write the same
     /// files as one process in sft, hydra-sft, rm, dpo and ppo (GAE, with the rollout and update cut
-    /// alike); 64 ranks run a few SFT steps.
+    /// alike); a rank killed on host 3 ends the job within 5 s, named with its host and the step;
+    /// SIGUSR1 stops all 16 after the same step with one checkpoint; 64 ranks run a few SFT steps.
     func testSixteenRanksOnFourHostsMatchOneProcess() throws {
         try requireNamespaces()
         let (status, output) = try shell("HOSTS=4 bash scripts/multihost.sh scale")
@@ -49,6 +50,12 @@ final class MultiHostTests: CLITestCase {
             XCTAssertTrue(output.contains("identical: \(file)"), "\(file): \(output)")
         }
         XCTAssertEqual(output.components(separatedBy: "identical: ").count - 1, 9, output)
+        // A rank killed on host 3: the job ends within 5 s (the script's limit), naming rank, host and step.
+        XCTAssertTrue(output.contains("noticed that process rank 8 with PID"), output)
+        XCTAssertTrue(output.contains("on node 10.77.0.13 exited on signal 9"), output)
+        XCTAssertTrue(output.contains("(sft, step "), output)
+        let ranks = (0..<16).map(String.init).joined(separator: ", ")
+        XCTAssertTrue(output.contains("stopped by SIGUSR1 (it reached ranks \(ranks))"), output)
         XCTAssertTrue(output.contains("world size 64"), output)
         XCTAssertTrue(output.contains("64 ranks: 3 steps logged"), output)
     }

@@ -11,6 +11,9 @@ int rlhf_install_stop_handlers(void);
 /// driver stops them all); a second one still exits at once.
 void rlhf_mark_serving_rank(void);
 
+/// The text the stop handler writes before its message ("rank r (role, step s): ").
+void rlhf_set_report_prefix(const char *prefix);
+
 /// The signal that asked this process to stop, or 0.
 int rlhf_stop_signal(void);
 
