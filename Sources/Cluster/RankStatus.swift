@@ -106,28 +106,24 @@ public final class RankStatus: @unchecked Sendable {
         // SIGCONT is counted so that a stop during a write (outside the wait) is noticed too.
         _ = rlhf_install_continue_counter()
         var expected = Date().addingTimeInterval(Self.interval)
-        var checked = (time: Date(), continued: rlhf_continued_count())
-        while !Thread.current.isCancelled { expected = beatOnce(expected: expected, checked: &checked) }
+        var checks = SuspensionCheck(time: Date(), continued: rlhf_continued_count())
+        while !Thread.current.isCancelled { expected = beatOnce(expected: expected, checks: &checks) }
     }
 
     /// One beat: wait for it (or a change), report a suspension, publish; returns when the next
-    /// is due. `checked` is when the previous beat looked for a suspension and the SIGCONT count then.
+    /// is due.
     @inline(never)
-    private func beatOnce(expected: Date, checked: inout (time: Date, continued: Int32)) -> Date {
+    private func beatOnce(expected: Date, checks: inout SuspensionCheck) -> Date {
         let began = Date()
         let next = nextRecord(until: expected)
         // However it woke, a beat due long ago means this thread did not run: the process was
         // suspended (with steps changing every few ms it may wake by a change, not a timeout).
         // Counted from when this wait began, so a slow write before it is not a suspension.
         let late = Date().timeIntervalSince(max(expected, began))
-        // A stop outside the wait (during the last write) shows as a SIGCONT since the last check
-        // and a long gap since it.
-        let continued = rlhf_continued_count(), now = Date()
-        let gap = now.timeIntervalSince(checked.time)
-        let stopped = continued != checked.continued && gap > Self.suspendedAfter
-        checked = (now, continued)
-        if late > Self.suspendedAfter || stopped {
-            let seconds = Int((stopped ? gap : late + Self.interval).rounded())
+        let stopped = checks.stoppedFor(now: Date(), continued: rlhf_continued_count())
+        if late > Self.suspendedAfter || stopped > 0 {
+            let seconds = Int((stopped > 0 ? stopped : late + Self.interval).rounded())
+            checks.reported()
             FailureReport.print(
                 "this process was suspended for \(seconds) s (SIGSTOP, or its machine paused); the other ranks may "
                     + "have timed out waiting for it"
@@ -194,4 +190,38 @@ public final class RankStatus: @unchecked Sendable {
         }
         return "rank \(r.rank) on \(r.host) (pid \(r.pid)), last at (\(r.role), step \(r.step)), \(state)"
     }
+}
+
+/// A stop outside the heartbeat's wait (during a write) shows as a long gap between two checks and
+/// a SIGCONT counted. The handler runs on whichever thread the kernel picks, maybe only after this
+/// one has read the count, so a long gap without a SIGCONT yet is kept for `keep` seconds: a count
+/// that moves within them still explains it (a slow write alone never moves the count).
+struct SuspensionCheck {
+    var time: Date
+    var continued: Int32
+    private var unexplained: (gap: Double, at: Date)?
+    static let keep = 1.0
+
+    init(time: Date, continued: Int32) {
+        self.time = time
+        self.continued = continued
+    }
+
+    /// Seconds this process was stopped since the last check (0: it was not); the check moves on.
+    mutating func stoppedFor(now: Date, continued count: Int32) -> Double {
+        let gap = now.timeIntervalSince(time)
+        let resumed = count != continued
+        if let u = unexplained, now.timeIntervalSince(u.at) > Self.keep { unexplained = nil }
+        let stopped = resumed ? max(gap, unexplained?.gap ?? 0) : 0
+        if resumed {
+            unexplained = nil
+        } else if gap > RankStatus.suspendedAfter {
+            unexplained = (gap, now)
+        }
+        (time, continued) = (now, count)
+        return stopped > RankStatus.suspendedAfter ? stopped : 0
+    }
+
+    /// A suspension was reported: a SIGCONT counted later does not report it again.
+    mutating func reported() { unexplained = nil }
 }
