@@ -8,6 +8,8 @@
 #   bash scripts/multihost.sh setup     # only create the hosts (HOSTS=3 for three)
 #   bash scripts/multihost.sh teardown
 #   bash scripts/multihost.sh scale     # 4 hosts: every stage at 16 ranks against 1 process; 64 ranks of SFT
+#   RATE=10gbit bash scripts/multihost.sh route   # 2 hosts, links limited by tc: the gradient all-reduce and
+#                                       # data-parallel SFT, flat 1 MiB messages (before issue 28) against the route
 #
 # Checks: data-parallel Hydra-SFT over 2 hosts equals one process bit for bit; PPO with the reference
 # and reward placed on the other host equals the colocated run bit for bit; killing a rank on one
@@ -157,20 +159,23 @@ scale_checks() {
         echo "== $name: 16 ranks on $hosts hosts against 1 process"
         one "$rlhf" "$@" out="$work/$name-1" > "$work/$name-1.log" 2>&1 || { echo "  np 1 FAILED"; tail -3 "$work/$name-1.log"; failed=1; }
         across "$per" -np 16 "$rlhf" "$@" out="$work/$name-16" > "$work/$name-16.log" 2>&1 || { echo "  np 16 FAILED"; tail -5 "$work/$name-16.log"; failed=1; }
-        grep -h -m1 -E "world size|responses per iteration" "$work/$name-16.log" | sed "s/^/  /" || true
+        grep -h -E "world size|responses per iteration|gradient reduction" "$work/$name-16.log" | head -2 | sed "s/^/  /" || true
         for f in "${files[@]}"; do same "$f" "$work/$name-1" "$work/$name-16"; done
     }
     local ckpt=checkpoints/step-00000003
     stage sft $ckpt/model.safetensors -- sft name=s "${common[@]}"
-    stage hydra-sft $ckpt/model.safetensors $ckpt/reward_head.safetensors -- hydra-sft name=h "${common[@]}" "${pairs[@]}"
+    # hydra-sft, dpo and ppo take the hierarchical route (within each host, then between hosts'
+    # first ranks); sft and rm the default flat one, in messages sized from the link measured at start.
+    local tree=cluster.reduction=hierarchical
+    stage hydra-sft $ckpt/model.safetensors $ckpt/reward_head.safetensors -- hydra-sft name=h "${common[@]}" "${pairs[@]}" $tree
     stage rm $ckpt/model.safetensors $ckpt/reward_head.safetensors -- rm name=r "${common[@]}" "${pairs[@]}"
-    stage dpo $ckpt/adapter/adapter_model.safetensors -- dpo name=d "${common[@]}" train.lr=3e-3
+    stage dpo $ckpt/adapter/adapter_model.safetensors -- dpo name=d "${common[@]}" train.lr=3e-3 $tree
     stage ppo final/policy_adapter/adapter_model.safetensors final/critic_adapter/adapter_model.safetensors \
         final/value_head.safetensors -- \
         ppo model.init_from="$work/hydra-sft-1/$ckpt" data.task=arith data.eval_size=40 resume=never \
         ppo.iterations=2 ppo.prompts=16 ppo.samples_per_prompt=2 ppo.max_new_tokens=5 ppo.minibatch_size=16 \
         ppo.micro_batch_size=1 ppo.rollout_batch=2 ppo.estimator=gae rewards.reward_head=0.1 eval.every=0 \
-        train.max_length=16
+        train.max_length=16 $tree
 
     local sft=(sft name=big resume=never data.task=arith data.eval_size=40 train.micro_batch_size=4 train.max_length=16
                train.warmup_steps=1 eval.every=0 checkpoint.every=0 log.every=1)
@@ -190,11 +195,38 @@ scale_checks() {
     return $failed
 }
 
+# Issue 28, point 2: the gradient route against flat 1 MiB messages (what every run did before),
+# one rank per host (then 2 per host, flat against hierarchical), every host's link limited to $RATE by a token bucket (tc tbf; this kernel has
+# no netem, so no added latency). Presets tiny and the SmolLM2-135M shape (full fine-tuning: a
+# 1 GiB Float64 gradient sum).
+route_checks() {
+    for i in $(seq 1 "$hosts"); do
+        tc qdisc replace dev "vrlhfh$i" root tbf rate "${RATE:-10gbit}" burst 4mb latency 10ms
+    done
+    echo "links: $(tc qdisc show | grep -c "tbf.*rate") veths limited to ${RATE:-10gbit} (tc tbf)"
+    echo "== tiny, 2 ranks per host (4 ranks on this machine's 2 cores: oversubscribed), flat against hierarchical"
+    for reduction in "flat --bucket-mib 16" "hierarchical --bucket-mib 16"; do
+        # shellcheck disable=SC2086
+        across 2 -np $((2 * hosts)) "$rlhf" bench allreduce --mib 1 --mib 16 --steps 1 --preset tiny \
+            --reduction $reduction | grep -E '^\{|gradient reduction'
+    done
+    for shape in "tiny 16" "llama/smollm2-135m 8"; do
+        read -r preset batch <<<"$shape"
+        for reduction in "flat --bucket-mib 1" "flat"; do
+            echo "== $preset, batch $batch x 128 tokens, --reduction $reduction"
+            # shellcheck disable=SC2086
+            across 1 -np "$hosts" "$rlhf" bench allreduce --mib 1 --mib 16 --mib 64 --steps 1 --preset "$preset" \
+                --batch "$batch" --tokens 128 --reduction $reduction | grep -E '^\{|gradient reduction'
+        done
+    done
+}
+
 case "${1:-all}" in
     setup) setup ;;
     teardown) teardown ;;
     checks) checks ;;
     all) setup; trap teardown EXIT; checks ;;
     scale) hosts=${HOSTS:-4}; setup; trap teardown EXIT; scale_checks ;;
-    *) echo "usage: $0 [all|setup|teardown|checks|scale]" >&2; exit 2 ;;
+    route) setup; trap teardown EXIT; route_checks ;;
+    *) echo "usage: $0 [all|setup|teardown|checks|scale|route]" >&2; exit 2 ;;
 esac

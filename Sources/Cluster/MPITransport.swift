@@ -41,16 +41,16 @@ public actor MPIRuntime {
     }
 
     /// Baseline for `rlhf bench allreduce`: best seconds of one plain blocking MPI_Allreduce of
-    /// `count` floats on the world (what the bucketed transport is compared against).
+    /// `count` Float64 values on the world (what the routed gradient sum is compared against).
     public func rawAllReduceSeconds(count: Int, repeats: Int) -> Double {
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        let buffer = UnsafeMutablePointer<Double>.allocate(capacity: count)
         defer { buffer.deallocate() }
         buffer.initialize(repeating: 1, count: count)
         var best = Double.infinity
         for _ in 0..<(repeats + 1) {
             MPI_Barrier(cmpi_comm_world())
             let start = Date()
-            MPI_Allreduce(cmpi_in_place(), buffer, Int32(count), cmpi_float(), cmpi_sum(), cmpi_comm_world())
+            MPI_Allreduce(cmpi_in_place(), buffer, Int32(count), cmpi_double(), cmpi_sum(), cmpi_comm_world())
             best = min(best, Date().timeIntervalSince(start))
         }
         return best
@@ -137,47 +137,6 @@ public actor MPIRuntime {
                 _ = MPI_Allreduce(cmpi_in_place(), pointer + offset, Int32(n), type, cmpi_sum(), comm.raw)
             }
             offset += n
-        }
-    }
-
-    /// `bucketedAllReduceSum` for a reduction running beside computation (`startAllReduce`):
-    /// the same 1 MB buckets as non-blocking collectives, polled with a growing sleep between
-    /// tests. A blocking MPI_Allreduce busy-polls, and the rank's backward shares its core with
-    /// the MPI thread; sleeping leaves the core to the backward while the peers catch up.
-    /// Only ever call it on the MPI thread.
-    nonisolated func polledAllReduceSum(
-        _ pointer: UnsafeMutablePointer<Double>, count: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double
-    ) throws {
-        let bucket = (1 << 20) / MemoryLayout<Double>.stride
-        var requests: [MPI_Request?] = []
-        var offset = 0
-        while offset < count {
-            let n = min(bucket, count - offset)
-            var request: MPI_Request? = cmpi_request_null()
-            _ = MPI_Iallreduce(
-                cmpi_in_place(), pointer + offset, Int32(n), cmpi_double(), cmpi_sum(), comm.raw, &request)
-            requests.append(request)
-            offset += n
-        }
-        let start = Date()
-        var pause: useconds_t = 10
-        CollectiveWatchdog.shared.begin("an all-reduce of \(count) values", timeout: timeout)
-        defer {
-            CollectiveWatchdog.shared.end()
-            CommunicationClock.add(Date().timeIntervalSince(start))
-        }
-        while true {
-            var done: Int32 = 0
-            MPI_Testall(Int32(requests.count), &requests, &done, nil)
-            if done != 0 { return }
-            if Date().timeIntervalSince(start) > timeout {
-                throw TransportError(
-                    "timed out after \(Int(timeout)) s waiting for an all-reduce of \(count) gradient values"
-                        + RankStatus.joined(RankStatus.shared.absentees(waitingFor: "an all-reduce of \(count) values"))
-                )
-            }
-            usleep(pause)
-            pause = min(pause * 2, 500)
         }
     }
 
@@ -301,6 +260,8 @@ public final class MPITransport: Transport, @unchecked Sendable {
     let communicator: MPIHandle<MPI_Comm?>
     public let rank: Int, size: Int
     public let timeout: Double
+    private let routeLock = NSLock()
+    private var arranged: ReductionRoute?
 
     init(runtime: MPIRuntime, communicator: MPIHandle<MPI_Comm?>, timeout: Double) {
         self.runtime = runtime
@@ -327,9 +288,8 @@ public final class MPITransport: Transport, @unchecked Sendable {
 
     public func allReduce(_ sum: GradientSum, range: Range<Int>) async throws {
         if size > 1 {
-            await runtime.allReduceSum(
-                sum.pointer + range.lowerBound, count: range.count, type: cmpi_double(), comm: communicator,
-                timeout: timeout)
+            await runtime.routedSum(
+                sum.pointer + range.lowerBound, count: range.count, route: route, comm: communicator, timeout: timeout)
         }
     }
 
@@ -338,19 +298,32 @@ public final class MPITransport: Transport, @unchecked Sendable {
     public func startAllReduce(_ sum: GradientSum, range: Range<Int>) -> PendingReduction? {
         guard size > 1 else { return nil }
         let pending = PendingReduction()
-        let runtime = self.runtime, comm = communicator, timeout = self.timeout
+        let runtime = self.runtime, comm = communicator, timeout = self.timeout, route = self.route
         let pointer = MPIHandle(raw: sum.pointer + range.lowerBound), count = range.count
         runtime.submit {
             // `sum` stays alive until MPI is done with its memory, even if the caller gave up.
             withExtendedLifetime(sum) {
                 do {
-                    try runtime.polledAllReduceSum(pointer.raw, count: count, comm: comm, timeout: timeout)
+                    try runtime.polledRoutedAllReduceSum(
+                        pointer.raw, count: count, route: route, comm: comm, timeout: timeout)
                     pending.complete(nil)
                 } catch { pending.complete(error) }
             }
         }
         return pending
     }
+
+    /// The route gradient sums take (`cluster.reduction`), set up over this communicator: a
+    /// collective, called once by every rank before the first step. Returns the line for the log.
+    public func arrangeReductions(_ setting: ReductionSetting) async throws -> String? {
+        guard size > 1 else { return nil }
+        let (route, line) = try await runtime.makeRoute(setting, comm: communicator, timeout: timeout)
+        routeLock.withLock { arranged = route }
+        return line
+    }
+
+    /// The route arranged, or flat in 1 MiB messages.
+    var route: ReductionRoute { routeLock.withLock { arranged ?? .flat } }
 
     public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] {
         let sum = size > 1 ? try await runtime.allReduceDoubles(values, comm: communicator, timeout: timeout) : values
@@ -406,6 +379,13 @@ public final class MPITransport: Transport, @unchecked Sendable {
 }
 
 extension MPIRuntime {
+    func routedSum(
+        _ pointer: UnsafeMutablePointer<Double>, count: Int, route: ReductionRoute, comm: MPIHandle<MPI_Comm?>,
+        timeout: Double
+    ) {
+        routedAllReduceSum(pointer, count: count, route: route, comm: comm, timeout: timeout)
+    }
+
     func transport(for handle: MPIHandle<MPI_Comm?>, timeout: Double) -> MPITransport {
         MPITransport(runtime: self, communicator: handle, timeout: timeout)
     }

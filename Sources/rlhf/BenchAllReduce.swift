@@ -8,7 +8,8 @@ struct BenchAllReduce: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "allreduce",
         abstract:
-            "Gradient all-reduce bandwidth against raw MPI_Allreduce, and data-parallel SFT efficiency np=1 → np=N.",
+            "Gradient all-reduce (Float64 sums, along cluster.reduction's route) against one raw MPI_Allreduce, and "
+            + "data-parallel SFT efficiency np=1 → np=N.",
         discussion: """
             Run under mpirun, e.g. `mpirun -np 2 -x OPENBLAS_NUM_THREADS=1 rlhf bench allreduce`. Bandwidth is bytes / \
             seconds of the best run (np=2: bus bandwidth = algorithm bandwidth). Efficiency: one rank trains a global \
@@ -17,8 +18,12 @@ struct BenchAllReduce: AsyncParsableCommand {
             (each layer's all-reduce started as its backward ends); efficiency = t(1 rank) / (N × t(N ranks)).
             """)
 
-    @Option(help: "Buffer sizes in MiB (repeatable).")
+    @Option(help: "Gradient sums to reduce, in MiB of Float64 values (repeatable).")
     var mib: [Double] = [1, 16, 64]
+    @Option(help: "Route of the gradient sums: flat or hierarchical (as cluster.reduction).")
+    var reduction: String = "flat"
+    @Option(help: "MiB per message between hosts (as cluster.bucket_mib; 0: sized from the link measured at start).")
+    var bucketMib: Double = 0
     @Option(help: "Timed repeats per size (best is kept).")
     var repeats: Int = 5
     @Option(
@@ -39,21 +44,28 @@ struct BenchAllReduce: AsyncParsableCommand {
         let world = await MPIRuntime.shared.world()
         try await failingLoudly(world, context: { FailureContext(rank: world.rank, role: "bench", step: 0) }) {
             if world.rank == 0 { log("bench allreduce: world size \(world.size); \(BLAS.summary)") }
+            guard let shape = ReductionShape(rawValue: reduction), bucketMib >= 0 else {
+                throw CLIError("--reduction is flat or hierarchical and --bucket-mib ≥ 0")
+            }
+            let route = try await world.arrangeReductions(
+                ReductionSetting(shape: shape, bucketBytes: Int(bucketMib * 1_048_576)))
+            if world.rank == 0, let route { log(route) }
             for size in mib {
-                let count = Int(size * 1024 * 1024 / 4)
+                let count = Int(size * 1024 * 1024 / 8)
                 let raw = await MPIRuntime.shared.rawAllReduceSeconds(count: count, repeats: repeats)
-                let buffer = FloatBuffer(count: count)
+                let sum = GradientSum(count: count)
                 var transport = Double.infinity
                 for _ in 0..<(repeats + 1) {
                     try await world.barrier()
                     let start = Date()
-                    try await world.allReduce(buffer, op: .sum)
+                    try await world.allReduce(sum)
                     transport = min(transport, Date().timeIntervalSince(start))
                 }
-                let bytes = Double(count * 4)
+                let bytes = Double(count * 8)
                 if world.rank == 0 {
                     printJSONLine([
-                        "case": "allreduce", "world_size": world.size, "mib": size,
+                        "case": "allreduce", "world_size": world.size, "mib": size, "reduction": reduction,
+                        "hosts": world.hostCount.count,
                         "transport_gb_per_s": rounded(bytes / transport / 1e9, 2),
                         "raw_mpi_gb_per_s": rounded(bytes / raw / 1e9, 2),
                         "fraction_of_raw": rounded(raw / transport, 3), "transport_ms": rounded(transport * 1e3, 3),

@@ -26,7 +26,8 @@ struct DPO: AsyncParsableCommand {
         let world = await MPIRuntime.shared.world(timeout: resolved[RunSettings.timeout])
         let stage = DPOStage(config: config, transport: world)
         let result = try await failingLoudly(world, context: { stage.context }, stopsGracefully: true) {
-            try await stage.run()
+            try await arrangeReductions(world, RunSettings.reduction(resolved))
+            return try await stage.run()
         }
         guard world.rank == 0 else { return }
         var summary: [String: Any] = [

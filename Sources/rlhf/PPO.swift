@@ -20,7 +20,8 @@ struct PPO: AsyncParsableCommand {
         let world = await MPIRuntime.shared.world(timeout: config.run.timeout)
         let stage = PPOStage(config: config, transport: world)
         let result = try await failingLoudly(world, context: { stage.context }, stopsGracefully: true) {
-            try await stage.run()
+            try await arrangeReductions(world, config.run.reduction)
+            return try await stage.run()
         }
         guard world.rank == 0 else { return }
         var summary: [String: Any] = [

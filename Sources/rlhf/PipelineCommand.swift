@@ -46,7 +46,8 @@ func runStages<R>(
     let world = await MPIRuntime.shared.world(timeout: resolved[RunSettings.timeout])
     FailureReport.current = FailureContext(rank: world.rank, role: role, step: 0)
     let result = try await failingLoudly(world, context: { FailureReport.current }) {
-        try await body(
+        try await arrangeReductions(world, RunSettings.reduction(resolved))
+        return try await body(
             resolved, world, FileManager.default.currentDirectoryPath,
             {
                 print($0)

@@ -64,7 +64,8 @@ func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
     let world = await MPIRuntime.shared.world(timeout: config.run.timeout)
     let stage = SFTStage(config: config, transport: world)
     let result = try await failingLoudly(world, context: { stage.context }, stopsGracefully: true) {
-        try await stage.run()
+        try await arrangeReductions(world, config.run.reduction)
+        return try await stage.run()
     }
     guard world.rank == 0 else { return }
     var summary: [String: Any] = ["stage": config.stageName, "run": result.runFolder, "steps": result.steps]
@@ -85,6 +86,15 @@ func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
         }
     }
     printJSONLine(summary)
+}
+
+/// Sets up how gradient sums travel between the ranks (`cluster.reduction`, a collective) and
+/// says so on rank 0.
+func arrangeReductions(_ world: MPITransport, _ setting: ReductionSetting) async throws {
+    if let line = try await world.arrangeReductions(setting), world.rank == 0 {
+        print(line)
+        fflush(nil)
+    }
 }
 
 /// Runs `body`; on an error prints `rank r (role, step s): reason` and, when other ranks exist,

@@ -137,30 +137,46 @@ final class MPITests: CLITestCase {
             ("sft-gpt2", 2, sftArguments(out: "", steps: 4)), ("sft-gpt2", 4, sftArguments(out: "", steps: 4)),
             ("sft-llama", 2, sftArguments(out: "", steps: 4, extra: ["model.family=llama"])), ("dpo-full", 2, dpo),
         ]
+        // The hierarchical route (summed within the host, then between hosts' first ranks: one
+        // host here) in small messages, after the backward and overlapped with it.
+        let variants: [(name: String, keys: [String], said: String)] = [
+            (
+                "auto", ["cluster.overlap_allreduce=auto"],
+                "gradient all-reduce: after the backward: every rank is on one host"
+            ),
+            (
+                "always", ["cluster.overlap_allreduce=always"],
+                "gradient all-reduce: overlapped with the backward (cluster.overlap_allreduce: always)"
+            ),
+            (
+                "hierarchical", ["cluster.reduction=hierarchical", "cluster.bucket_mib=0.05"],
+                "gradient reduction: hierarchical, summed within each of the 1 host(s)"
+            ),
+            (
+                "hierarchical-overlapped",
+                ["cluster.reduction=hierarchical", "cluster.bucket_mib=0.05", "cluster.overlap_allreduce=always"],
+                "in 0.05 MiB messages"
+            ),
+        ]
         for run in runs {
             var files: [String: Data] = [:]
-            for policy in ["auto", "always"] {
-                let out = directory + "/\(run.name)-np\(run.np)-\(policy)", log = out + ".log"
-                let arguments =
-                    run.arguments.filter { !$0.hasPrefix("out=") } + [
-                        "out=\(out)", "cluster.overlap_allreduce=\(policy)",
-                    ]
+            for variant in variants {
+                let out = directory + "/\(run.name)-np\(run.np)-\(variant.name)", log = out + ".log"
+                let arguments = run.arguments.filter { !$0.hasPrefix("out=") } + ["out=\(out)"] + variant.keys
                 let p = try start(mpirun, try mpiArguments(run.np, arguments), log: log)
                 p.waitUntilExit()
                 let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                XCTAssertEqual(p.terminationStatus, 0, "\(run.name) -np \(run.np) \(policy): \(text)")
-                let said =
-                    policy == "auto"
-                    ? "gradient all-reduce: after the backward: every rank is on one host"
-                    : "gradient all-reduce: overlapped with the backward (cluster.overlap_allreduce: always)"
-                XCTAssertTrue(text.contains(said), "\(run.name) \(policy): \(text)")
-                files[policy] =
+                XCTAssertEqual(p.terminationStatus, 0, "\(run.name) -np \(run.np) \(variant.name): \(text)")
+                XCTAssertTrue(text.contains(variant.said), "\(run.name) \(variant.name): \(text)")
+                files[variant.name] =
                     FileManager.default.contents(atPath: "\(out)/checkpoints/step-00000004/model.safetensors") ?? Data()
             }
             XCTAssertFalse(files["auto"]!.isEmpty, run.name)
-            XCTAssertEqual(
-                files["auto"], files["always"],
-                "\(run.name) -np \(run.np): the overlapped reduction trained different weights")
+            for variant in variants.dropFirst() {
+                XCTAssertEqual(
+                    files["auto"], files[variant.name],
+                    "\(run.name) -np \(run.np): \(variant.name) trained different weights")
+            }
         }
     }
 

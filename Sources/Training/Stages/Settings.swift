@@ -17,6 +17,7 @@ extension AdvantageEstimator: ConfigChoice {}
 extension KLEstimator: ConfigChoice {}
 extension InSPOVariant: ConfigChoice {}
 extension PrecisionSetting: ConfigChoice {}
+extension ReductionShape: ConfigChoice {}
 
 /// The built-in task generated in memory, or none (data comes from files).
 /// The built-in tasks: arith (sums from a flawed demonstrator; every stage), ifeval (instruction
@@ -93,6 +94,14 @@ public struct RunSettings: Sendable {
     static let overlap = Key<OverlapPolicy>(
         "cluster.overlap_allreduce", .auto,
         "auto (overlap the gradient all-reduce with the backward when ranks span several hosts), always, or never")
+    static let reduction = Key<ReductionShape>(
+        "cluster.reduction", .flat,
+        "how gradient sums travel: flat (one all-reduce over every rank) or hierarchical (summed within each host "
+            + "through shared memory, all-reduced between one rank per host, copied back); the same bits either way")
+    static let bucketMiB = Key<Double>(
+        "cluster.bucket_mib", 0,
+        "MiB per gradient message between hosts (hierarchical) or between all ranks (flat); 0: sized from the link "
+            + "measured at start when the ranks span several hosts, else 1", .within(0, 1024))
     static let shareWeights = Key<Bool>(
         "cluster.share_weights", true,
         "keep frozen weights (Hydra's trunk, a reference) once per host in shared memory (/dev/shm) instead of "
@@ -111,7 +120,8 @@ public struct RunSettings: Sendable {
             + "as PyTorch's CPU autocast), or auto (bf16 where the CPU has avx512_bf16 or amx_bf16, else fp32)")
     static let keys = [
         name.declaration, out.declaration, seed.declaration, resume.declaration, tokenizer.declaration,
-        timeout.declaration, overlap.declaration, shareWeights.declaration, placement.declaration, family.declaration,
+        timeout.declaration, overlap.declaration, reduction.declaration, bucketMiB.declaration,
+        shareWeights.declaration, placement.declaration, family.declaration,
         preset.declaration,
         initFrom.declaration, precision.declaration,
     ]
@@ -121,6 +131,8 @@ public struct RunSettings: Sendable {
         initFrom: String
     /// Frozen weights once per host (`HostWeights`) rather than once per rank.
     public var shareWeights: Bool
+    /// `cluster.reduction` and `cluster.bucket_mib`.
+    public var reduction: ReductionSetting
     /// `precision` resolved on this CPU, with the reason said at start.
     public var precision: PrecisionSetting.Decision
 
@@ -132,6 +144,7 @@ public struct RunSettings: Sendable {
         tokenizer = c.optional(Self.tokenizer) ?? Self.tokenizer.defaultValue
         timeout = c[Self.timeout]
         shareWeights = c[Self.shareWeights]
+        reduction = Self.reduction(c)
         overlap = c.optional(Self.overlap) ?? Self.overlap.defaultValue
         placement = c[Self.placement]
         preset = (c.optional(Self.preset) ?? Self.preset.defaultValue).name
@@ -147,6 +160,13 @@ public struct RunSettings: Sendable {
 }
 
 extension RunSettings {
+    /// `cluster.reduction` and `cluster.bucket_mib` of any stage's config.
+    public static func reduction(_ c: ResolvedConfig) -> ReductionSetting {
+        ReductionSetting(
+            shape: c.optional(Self.reduction) ?? Self.reduction.defaultValue,
+            bucketBytes: Int(((c.optional(Self.bucketMiB) ?? 0) * 1_048_576).rounded()))
+    }
+
     /// Said at start beside the BLAS line: the precision chosen and why, and what runs bf16 products.
     public var precisionLine: String {
         precision.precision == .bf16 ? "\(precision.reason); bf16 products: \(BFloat16GEMM.summary)" : precision.reason
