@@ -186,12 +186,17 @@ public actor MPIRuntime {
             throw TransportError(
                 "a message of \(data.count) bytes to rank \(destination) exceeds MPI's limit of \(Int32.max) bytes")
         }
-        var bytes = [UInt8](data)
-        var request: [MPI_Request?] = [cmpi_request_null()]
-        MPI_Isend(&bytes, Int32(bytes.count), cmpi_byte(), Int32(destination), Int32(tag), comm.raw, &request[0])
-        try wait(
-            &request, timeout: timeout, what: "rank \(destination) to receive a message (tag \(tag))",
-            peers: [destination])
+        let bytes = [UInt8](data)
+        // The buffer must stay put until the send completes: the call and the wait in one closure.
+        try bytes.withUnsafeBytes { buffer in
+            var request: [MPI_Request?] = [cmpi_request_null()]
+            MPI_Isend(
+                buffer.baseAddress, Int32(buffer.count), cmpi_byte(), Int32(destination), Int32(tag), comm.raw,
+                &request[0])
+            try wait(
+                &request, timeout: timeout, what: "rank \(destination) to receive a message (tag \(tag))",
+                peers: [destination])
+        }
     }
 
     func receive(from source: Int, tag: Int, comm: MPIHandle<MPI_Comm?>, timeout: Double) throws -> Data {

@@ -19,12 +19,12 @@ extension MPIRuntime {
             ? try split(color: hostRank == 0 ? 0 : 1, key: rank, comm: comm, timeout: timeout) : nil
         let leaders = hostRank == 0 ? group : nil
         let levels = hierarchical ? ReductionRoute.Levels(host: host, isHostRoot: hostRank == 0, leaders: leaders) : nil
-        var bucket = setting.bucketBytes > 0 ? setting.bucketBytes : 1 << 20
+        var bucket = setting.bucketBytes > 0 ? max(8, setting.bucketBytes / 8 * 8) : 1 << 20
         var link: LinkMeasure?
         if setting.bucketBytes == 0 && hosts > 1 {
             // Measured by one rank per host while the others sleep (with every rank of a host in it,
             // an oversubscribed 64-rank sweep took 80 s); the link is the same for either route.
-            var figures = [Double](repeating: 0, count: LinkMeasure.sizes.count)
+            var figures = [Double](repeating: -1, count: LinkMeasure.sizes.count)  // -1: not measured
             if let leaders {
                 let measured = try measureLink(comm: leaders, timeout: timeout).seconds
                 figures.replaceSubrange(0..<measured.count, with: measured)
@@ -32,10 +32,15 @@ extension MPIRuntime {
                 // mismatched collectives.
                 try broadcastDoubles(&figures, comm: leaders, timeout: timeout)
             }
-            try broadcastDoubles(&figures, comm: host, timeout: timeout)
-            link = LinkMeasure(seconds: figures.filter { $0 > 0 })
+            // The host's other ranks wait here through the whole sweep, each of whose collectives
+            // has its own timeout.
+            try broadcastDoubles(&figures, comm: host, timeout: timeout * Double(4 * LinkMeasure.sizes.count))
+            link = LinkMeasure(seconds: Array(figures.prefix { $0 >= 0 }))
             bucket = link!.bucketBytes
         }
+        // Communicators the route does not keep.
+        if !hierarchical { freeCommunicator(host) }
+        if let group, !hierarchical || hostRank != 0 { freeCommunicator(group) }
         let route = ReductionRoute(levels: levels, bucketBytes: bucket)
         let mib =
             (bucket % 1_048_576 == 0 ? "\(bucket >> 20)" : String(format: "%.2f", Double(bucket) / 1_048_576))
@@ -79,6 +84,11 @@ extension MPIRuntime {
         return LinkMeasure(seconds: seconds)
     }
 
+    func freeCommunicator(_ handle: MPIHandle<MPI_Comm?>) {
+        var raw = handle.raw
+        MPI_Comm_free(&raw)
+    }
+
     /// Polled (sleeping between tests): the host's other ranks wait here while its first rank
     /// measures the link, and spinning would take the cores the measurement runs on.
     func broadcastDoubles(_ values: inout [Double], comm: MPIHandle<MPI_Comm?>, timeout: Double) throws {
@@ -108,8 +118,8 @@ extension MPIRuntime {
         forEachChunk(count, hostBucketValues) { o, n in
             guarded(what, timeout: timeout) {
                 _ = MPI_Reduce(
-                    levels.isHostRoot ? cmpi_in_place() : UnsafeRawPointer(pointer + o), pointer + o, n,
-                    cmpi_double(), cmpi_sum(), 0, levels.host.raw)
+                    levels.isHostRoot ? cmpi_in_place() : UnsafeRawPointer(pointer + o),
+                    levels.isHostRoot ? pointer + o : nil, n, cmpi_double(), cmpi_sum(), 0, levels.host.raw)
             }
         }
         if let leaders = levels.leaders {
@@ -155,11 +165,12 @@ extension MPIRuntime {
         }
         // Within the host blocking: shared memory takes a few ms even for tens of MiB, while libnbc's
         // segmented reduce and broadcast advance only when tested, a round per test (polled, a
-        // 16 MiB step took 10x longer on one host).
+        // 16 MiB step took 10x longer on one host). The cost: the host's other ranks spin in the
+        // broadcast while their leader waits on the link, on cores their backward could use.
         forEachChunk(count, hostBucketValues) { o, n in
             _ = MPI_Reduce(
-                levels.isHostRoot ? cmpi_in_place() : UnsafeRawPointer(pointer + o), pointer + o, n, cmpi_double(),
-                cmpi_sum(), 0, levels.host.raw)
+                levels.isHostRoot ? cmpi_in_place() : UnsafeRawPointer(pointer + o),
+                levels.isHostRoot ? pointer + o : nil, n, cmpi_double(), cmpi_sum(), 0, levels.host.raw)
         }
         if let leaders = levels.leaders {
             try level(route.bucketValues) { o, n, r in

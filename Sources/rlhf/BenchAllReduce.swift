@@ -48,7 +48,8 @@ struct BenchAllReduce: AsyncParsableCommand {
                 throw CLIError("--reduction is flat or hierarchical and --bucket-mib ≥ 0")
             }
             let route = try await world.arrangeReductions(
-                ReductionSetting(shape: shape, bucketBytes: Int(bucketMib * 1_048_576)))
+                ReductionSetting(
+                    shape: shape, bucketBytes: bucketMib > 0 ? max(8, Int((bucketMib * 1_048_576).rounded())) : 0))
             if world.rank == 0, let route { log(route) }
             for size in mib {
                 let count = Int(size * 1024 * 1024 / 8)

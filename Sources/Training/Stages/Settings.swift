@@ -162,9 +162,11 @@ public struct RunSettings: Sendable {
 extension RunSettings {
     /// `cluster.reduction` and `cluster.bucket_mib` of any stage's config.
     public static func reduction(_ c: ResolvedConfig) -> ReductionSetting {
-        ReductionSetting(
+        let mib = c.optional(Self.bucketMiB) ?? 0
+        // A positive value never rounds to 0 bytes (which would mean "measure").
+        return ReductionSetting(
             shape: c.optional(Self.reduction) ?? Self.reduction.defaultValue,
-            bucketBytes: Int(((c.optional(Self.bucketMiB) ?? 0) * 1_048_576).rounded()))
+            bucketBytes: mib > 0 ? max(8, Int((mib * 1_048_576).rounded())) : 0)
     }
 
     /// Said at start beside the BLAS line: the precision chosen and why, and what runs bf16 products.
