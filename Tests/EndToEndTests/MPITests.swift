@@ -448,6 +448,20 @@ final class MPITests: CLITestCase {
             if np == 1 { referenceLosses = losses }
             for (a, b) in zip(losses, referenceLosses) { XCTAssertEqual(a, b, accuracy: 1e-6, "np \(np) policy loss") }
         }
+        // The 4-rank run's checkpoint after iteration 2 continues on 2 ranks to the 1-rank run's bits.
+        let out = directory + "/ppo-\(tag)-np4"
+        try FileManager.default.removeItem(atPath: out + "/final")  // so only the resumed run can write it
+        let resumed = try start(
+            mpirun,
+            try mpiArguments(2, arguments + ["out=\(out)", "resume=\(out)/checkpoints/step-00000002"]),
+            log: out + "-resumed.log")
+        resumed.waitUntilExit()
+        let log = (try? String(contentsOfFile: out + "-resumed.log", encoding: .utf8)) ?? ""
+        XCTAssertEqual(resumed.terminationStatus, 0, "resumed on 2 ranks: \(log.suffix(3000))")
+        XCTAssertTrue(log.contains("resuming from \(out)/checkpoints/step-00000002 (resume: path)"), log)
+        let file = "final/policy_adapter/adapter_model.safetensors"
+        XCTAssertEqual(
+            FileManager.default.contents(atPath: out + "/" + file), reference[file], "\(tag): resumed on 2 ranks")
     }
 
     /// Policy and critic placed on rank 1 (np 2) train exactly what one colocated process trains:

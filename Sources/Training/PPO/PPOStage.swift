@@ -93,9 +93,17 @@ final class PPORun {
     }
 
     /// Colocated, each rank samples its share of the prompts with its own seed, so the rollouts
-    /// (unlike SFT's or DPO's sums) depend on the number of ranks: a resume must keep it.
+    /// (unlike SFT's or DPO's sums) depend on the number of ranks: a resume must keep it. Not when
+    /// the run is the same at any world size (docs/architecture.md §8): rollout units and
+    /// micro-batches of fixed sizes, no PPO-ptx, no reward source that learns during the run.
     static func resumeExtra(_ s: PPOSession) -> [String: String] {
-        ["ranks rolling out": String(s.colocated ? s.transport.size : 1)]
+        let p = s.cfg.ppo
+        let anyWorldSize =
+            s.colocated && p.rolloutBatch > 0 && p.microBatchSize > 0 && p.ptxCoef == 0 && s.rewardModels == nil
+        return [
+            "ranks rolling out": anyWorldSize
+                ? "any (ppo.rollout_batch and ppo.micro_batch_size set)" : String(s.colocated ? s.transport.size : 1)
+        ]
     }
 
     /// Continues from the stage folder's checkpoint, if any: the session restores its own state,
