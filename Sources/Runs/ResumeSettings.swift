@@ -69,13 +69,17 @@ public enum ResumeSettings {
         return "\(name)/ (\(total) bytes)"
     }
 
+    /// A setting whose value now starts with this accepts any saved value (a PPO run that is the
+    /// same at any number of ranks continues a checkpoint that recorded its count).
+    public static let anyValue = "any"
+
     /// "key: was → now" for every setting that differs (a key only one side has counts too).
     public static func changes(saved: [String: String], now: [String: String], defaults: [String: String] = [:])
         -> [String]
     {
         Set(saved.keys).union(now.keys).sorted().compactMap { key in
             let was = saved[key] ?? defaults[key] ?? "(not set)", is_ = now[key] ?? defaults[key] ?? "(not set)"
-            return was == is_ ? nil : "\(key): \(was) → \(is_)"
+            return was == is_ || (now[key]?.hasPrefix(anyValue) ?? false) ? nil : "\(key): \(was) → \(is_)"
         }
     }
 

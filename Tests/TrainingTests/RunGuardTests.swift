@@ -117,6 +117,18 @@ final class RunGuardTests: TemporaryDirectoryTestCase {
             ResumeSettings.changes(
                 saved: ResumeSettings.of(base, extra: ["ranks rolling out": "2"]),
                 now: ResumeSettings.of(base, extra: ["ranks rolling out": "1"])), ["ranks rolling out: 2 → 1"])
+        // Unless the run is the same at any number (a checkpoint that recorded a count, or "any").
+        for saved in ["2", "any (set)"] {
+            XCTAssertEqual(
+                ResumeSettings.changes(
+                    saved: ResumeSettings.of(base, extra: ["ranks rolling out": saved]),
+                    now: ResumeSettings.of(base, extra: ["ranks rolling out": "any (set)"])), [])
+        }
+        // A run that is not continues only the same count, not one written by any.
+        XCTAssertEqual(
+            ResumeSettings.changes(
+                saved: ResumeSettings.of(base, extra: ["ranks rolling out": "any (set)"]),
+                now: ResumeSettings.of(base, extra: ["ranks rolling out": "2"])), ["ranks rolling out: any (set) → 2"])
         // A key an older checkpoint lacks is unchanged while it holds its default.
         var older = ResumeSettings.of(base)
         older["data.skip_too_long"] = nil

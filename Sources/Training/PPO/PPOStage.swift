@@ -102,7 +102,8 @@ final class PPORun {
             s.colocated && p.rolloutBatch > 0 && p.microBatchSize > 0 && p.ptxCoef == 0 && s.rewardModels == nil
         return [
             "ranks rolling out": anyWorldSize
-                ? "any (ppo.rollout_batch and ppo.micro_batch_size set)" : String(s.colocated ? s.transport.size : 1)
+                ? ResumeSettings.anyValue + " (ppo.rollout_batch and ppo.micro_batch_size set)"
+                : String(s.colocated ? s.transport.size : 1)
         ]
     }
 
