@@ -103,7 +103,11 @@ usr1_check() {
     kill -USR1 "$(pgrep -P "$job" -x mpirun)"
     wait "$job" || true
     if grep -m1 "stopped by SIGUSR1" "$work/usr1-$np.log" | sed 's/^/  /'; then :; else echo "  NO STOP REPORT"; tail -5 "$work/usr1-$np.log"; failed=1; fi
+    local written; written=$(ls "$work/usr1-$np/checkpoints" 2>/dev/null | wc -l)
     echo "  checkpoints: $(ls "$work/usr1-$np/checkpoints" | tr '\n' ' ')"
+    # One checkpoint: every rank stopped after the same step. Which ranks the signal had reached
+    # when they agreed depends on timing (mpirun forwards it to other hosts through their daemons).
+    [ "$written" = 1 ] || { echo "  NOT ONE CHECKPOINT"; failed=1; }
 }
 
 checks() {

@@ -28,7 +28,11 @@ final class MultiHostTests: CLITestCase {
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("every check passed"), output)
         XCTAssertTrue(output.contains("identical: final/policy_adapter/adapter_model.safetensors"), output)
-        XCTAssertTrue(output.contains("stopped by SIGUSR1 (it reached ranks 0, 1)"), output)
+        // Every rank stops after the same step (the script checks one checkpoint); which ranks the
+        // signal had reached when they agreed depends on when mpirun's daemon on the other host
+        // forwarded it.
+        XCTAssertTrue(output.contains("stopped by SIGUSR1"), output)
+        XCTAssertTrue(output.contains("after hydra-sft step"), output)
         XCTAssertTrue(output.contains("noticed that process rank 1"), output)
     }
 
@@ -54,8 +58,8 @@ final class MultiHostTests: CLITestCase {
         XCTAssertTrue(output.contains("noticed that process rank 8 with PID"), output)
         XCTAssertTrue(output.contains("on node 10.77.0.13 exited on signal 9"), output)
         XCTAssertTrue(output.contains("(sft, step "), output)
-        let ranks = (0..<16).map(String.init).joined(separator: ", ")
-        XCTAssertTrue(output.contains("stopped by SIGUSR1 (it reached ranks \(ranks))"), output)
+        XCTAssertTrue(output.contains("stopped by SIGUSR1"), output)
+        XCTAssertTrue(output.contains("after sft step"), output)
         XCTAssertTrue(output.contains("world size 64"), output)
         XCTAssertTrue(output.contains("64 ranks: 3 steps logged"), output)
     }
