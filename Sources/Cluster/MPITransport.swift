@@ -124,19 +124,16 @@ public actor MPIRuntime {
         bucketedAllReduceSum(pointer, count: count, type: type, comm: comm, timeout: timeout)
     }
 
-    /// The body of `allReduceSum`, callable from a closure `submit` runs on the MPI thread.
+    /// The body of `allReduceSum` (and of a flat route, in its own message size).
     /// Nonisolated, so it runs wherever it is called: only ever call it on the MPI thread.
     nonisolated func bucketedAllReduceSum<T>(
-        _ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>, timeout: Double
+        _ pointer: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype?, comm: MPIHandle<MPI_Comm?>,
+        timeout: Double, bucket: Int = (1 << 20) / MemoryLayout<T>.stride
     ) {
-        let bucket = (1 << 20) / MemoryLayout<T>.stride
-        var offset = 0
-        while offset < count {
-            let n = min(bucket, count - offset)
+        forEachChunk(count, bucket) { o, n in
             guarded("an all-reduce of \(count) values", timeout: timeout) {
-                _ = MPI_Allreduce(cmpi_in_place(), pointer + offset, Int32(n), type, cmpi_sum(), comm.raw)
+                _ = MPI_Allreduce(cmpi_in_place(), pointer + o, n, type, cmpi_sum(), comm.raw)
             }
-            offset += n
         }
     }
 

@@ -108,12 +108,8 @@ extension MPIRuntime {
     ) {
         let what = "an all-reduce of \(count) values"
         guard let levels = route.levels else {
-            forEachChunk(count, route.bucketValues) { o, n in
-                guarded(what, timeout: timeout) {
-                    _ = MPI_Allreduce(cmpi_in_place(), pointer + o, n, cmpi_double(), cmpi_sum(), comm.raw)
-                }
-            }
-            return
+            return bucketedAllReduceSum(
+                pointer, count: count, type: cmpi_double(), comm: comm, timeout: timeout, bucket: route.bucketValues)
         }
         forEachChunk(count, hostBucketValues) { o, n in
             guarded(what, timeout: timeout) {
