@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# Several machines: launch/cluster.sh HOSTFILE NP rlhf-arguments…
-#   RANKS_PER_HOST=R  ranks placed on each machine (default: the hostfile's slots)
-#   THREADS_PER_RANK=T  cores (and BLAS/kernel threads) per rank (default 1)
+# Several machines: launch/cluster.sh HOSTFILE NP|auto rlhf-arguments…
+#   RANKS_PER_HOST=R  ranks placed on each machine
+#   THREADS_PER_RANK=T  cores (and BLAS/kernel threads) per rank
+# Unset, both come from the cluster model (launch/layout.sh: the fastest split of a machine's cores
+# that fits its memory, for the stage in the arguments), and NP auto is hosts × R; a recommended
+# hierarchical gradient route is passed as cluster.reduction=hierarchical. CORES_PER_HOST defaults
+# to the hostfile's slots= (else this machine's cores). The layout is printed before the run.
 # Each rank is bound to its T cores (mpirun --map-by ppr:R:node:PE=T --bind-to core), so ranks of
-# one machine do not share cores; R × T should be the machine's core count. One rank per core is
-# the fastest layout for data parallelism on one machine (docs/platform.md §2); across machines
-# fewer ranks with more threads each send fewer gradients over the network.
+# one machine do not share cores; R × T should be the machine's core count.
 # Every machine needs the same build at the same path (a shared filesystem, or build on each;
 # for mixed CPUs build with RLHF_TARGET_CPU=<oldest cpu>) and passwordless ssh from this one.
 # Run folders and checkpoints are written by rank 0 and read back by every rank on resume, so
 # `out:` must be on a filesystem all machines share. Frozen weights are kept once per machine in
 # /dev/shm (cluster.share_weights).
 set -euo pipefail
-hostfile=${1:?usage: launch/cluster.sh HOSTFILE NP rlhf-arguments…}; np=${2:?NP}; shift 2
+hostfile=${1:?usage: launch/cluster.sh HOSTFILE NP|auto rlhf-arguments…}; np=${2:?NP}; shift 2
+stage=${1:?the rlhf command (sft, ppo, …)}
 cd "$(dirname "$0")/.."
-threads=${THREADS_PER_RANK:-1}
-root=(); [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
-placement=(--bind-to core)
-if [ -n "${RANKS_PER_HOST:-}" ]; then
-    placement=(--map-by "ppr:$RANKS_PER_HOST:node:PE=$threads" --bind-to core)
-elif [ "$threads" -gt 1 ]; then
-    placement=(--map-by "slot:PE=$threads" --bind-to core)
+hosts=$(grep -cvE '^[[:space:]]*(#|$)' "$hostfile")
+slots=$(grep -vE '^[[:space:]]*(#|$)' "$hostfile" | head -1 | sed -nE 's/.*slots=([0-9]+).*/\1/p')
+cores=${CORES_PER_HOST:-${slots:-$(nproc)}}
+extra=()
+if [ -z "${RANKS_PER_HOST:-}" ] && [ -z "${THREADS_PER_RANK:-}" ]; then
+    read -r RANKS_PER_HOST THREADS_PER_RANK route < <(launch/layout.sh "$stage" "$hosts" "$cores")
+    [ "$route" = hierarchical ] && extra=(cluster.reduction=hierarchical)
+    echo "launch/cluster.sh: the cluster model recommends $RANKS_PER_HOST ranks × $THREADS_PER_RANK threads" \
+        "per host ($hosts hosts of $cores cores), $route gradient route" >&2
 fi
-exec mpirun "${root[@]}" --hostfile "$hostfile" -np "$np" "${placement[@]}" --report-bindings \
-  -x OPENBLAS_NUM_THREADS="$threads" -x PATH -x LD_LIBRARY_PATH \
-  "$PWD/.build/release/rlhf" "$@"
+threads=${THREADS_PER_RANK:-1}
+ranks=${RANKS_PER_HOST:-$((cores / threads))}
+[ "$np" = auto ] && np=$((hosts * ranks))
+root=(); [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
+exec mpirun "${root[@]}" --hostfile "$hostfile" -np "$np" --map-by "ppr:$ranks:node:PE=$threads" --bind-to core \
+  --report-bindings -x OPENBLAS_NUM_THREADS="$threads" -x PATH -x LD_LIBRARY_PATH \
+  "$PWD/.build/release/rlhf" "$@" "${extra[@]}"

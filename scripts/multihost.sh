@@ -10,6 +10,9 @@
 #   bash scripts/multihost.sh scale     # 4 hosts: every stage at 16 ranks against 1 process; 64 ranks of SFT
 #   RATE=10gbit bash scripts/multihost.sh route   # 2 hosts, links limited by tc: the gradient all-reduce and
 #                                       # data-parallel SFT, flat 1 MiB messages (before issue 28) against the route
+#   RATE=10gbit bash scripts/multihost.sh model OUT  # the cluster model (`rlhf bench scale`): measure every point
+#                                       # it needs and is checked on (1 and 2 ranks, 1 and 2 hosts), predict
+#   bash scripts/multihost.sh predict OUT  # only the predictions, from an existing OUT.jsonl
 #
 # Checks: data-parallel Hydra-SFT over 2 hosts equals one process bit for bit; PPO with the reference
 # and reward placed on the other host equals the colocated run bit for bit; killing a rank on one
@@ -17,6 +20,8 @@
 # hosts with a checkpoint; `rlhf bench allreduce` over TCP between hosts beside shared memory on
 # one host.
 set -euo pipefail
+# The machine image sets OPENBLAS_CORETYPE=Haswell; ranks pick OpenBLAS kernels from the CPU.
+unset OPENBLAS_CORETYPE
 cd "$(dirname "$0")/.."
 hosts=${HOSTS:-2}
 bridge=rlhfbr
@@ -53,14 +58,19 @@ teardown() {
     rm -rf "$map"
 }
 
-# mpirun across the hosts: one rank per host unless told otherwise.
+# mpirun across the hosts: one rank per host unless told otherwise. Every namespace "host" is
+# this machine, and each host's daemon would bind its first rank to core 0 (Open MPI binds to core
+# by default for np ≤ 2): every host's rank 0 on one core. Unbound, the kernel spreads them as a
+# cluster's separate machines would be (before this, the 2-host figures of
+# benchmarks/2026-12-02-multihost.md and 2026-12-07-reduction-route-zen5.md ran both ranks on
+# one core: half the compute and a TCP link that looked like 0.3 GB/s instead of 1.2).
 across() {
     local slots=$1; shift
     local list=""
     for i in $(seq 1 "$hosts"); do list+="${list:+,}$subnet.$((10 + i)):$slots"; done
     mpirun --allow-run-as-root --oversubscribe --host "$list" --mca plm_rsh_agent "$PWD/scripts/netns-agent.sh" \
         --mca btl tcp,self --mca btl_tcp_if_include "$subnet.0/24" --mca oob_tcp_if_include "$subnet.0/24" \
-        -x OPENBLAS_NUM_THREADS=1 -x RLHF_NO_REEXEC=1 "$@"
+        --bind-to none -x OPENBLAS_NUM_THREADS=1 -x RLHF_NO_REEXEC=1 "$@"
 }
 
 one() { mpirun --allow-run-as-root --oversubscribe -np 1 -x OPENBLAS_NUM_THREADS=1 -x RLHF_NO_REEXEC=1 "$@"; }
@@ -201,8 +211,8 @@ scale_checks() {
 
 # Issue 28, point 2: the gradient route against flat 1 MiB messages (what every run did before),
 # one rank per host (then 2 per host, flat against hierarchical), every host's link limited to $RATE by a token bucket (tc tbf; this kernel has
-# no netem, so no added latency). Presets tiny and the SmolLM2-135M shape (full fine-tuning: a
-# 1 GiB Float64 gradient sum).
+# no netem, so no added latency). Presets tiny, small and the SmolLM2-135M shape (full fine-tuning:
+# a 1 GiB Float64 gradient sum) at 8 and 32 sequences.
 route_checks() {
     for i in $(seq 1 "$hosts"); do
         tc qdisc replace dev "vrlhfh$i" root tbf rate "${RATE:-10gbit}" burst 4mb latency 10ms
@@ -214,15 +224,65 @@ route_checks() {
         across 2 -np $((2 * hosts)) "$rlhf" bench allreduce --mib 1 --mib 16 --steps 1 --preset tiny \
             --reduction $reduction | grep -E '^\{|gradient reduction'
     done
-    for shape in "tiny 16" "llama/smollm2-135m 8"; do
+    for shape in "tiny 16" "small 16" "llama/smollm2-135m 8" "llama/smollm2-135m 32"; do
         read -r preset batch <<<"$shape"
-        for reduction in "flat --bucket-mib 1" "flat"; do
+        local reductions=("flat --bucket-mib 1" "flat")
+        [ "$batch" = 32 ] && reductions=("flat")
+        for reduction in "${reductions[@]}"; do
             echo "== $preset, batch $batch x 128 tokens, --reduction $reduction"
             # shellcheck disable=SC2086
             across 1 -np "$hosts" "$rlhf" bench allreduce --mib 1 --mib 16 --mib 64 --steps 1 --preset "$preset" \
                 --batch "$batch" --tokens 128 --reduction $reduction | grep -E '^\{|gradient reduction'
         done
     done
+}
+
+# Issue 28, point 5: the measurements `rlhf bench scale` builds its cluster model from, and the
+# points it is checked on, all in $out.jsonl; then its predictions (tables in $out-tables.md, charts in
+# $out-*.svg). SFT: full fine-tuning, 4 sequences of 128 tokens per core; GRPO: Hydra with LoRA, 1
+# prompt of 8 responses × 64 tokens per core (the smollm2 shape; the Qwen2.5-0.5B shape at one rank).
+model_predictions() {
+    local out=$1
+    : > "$out-tables.md"
+    : > "$out-predicted.jsonl"
+    for preset in llama/smollm2-135m qwen2/qwen2.5-0.5b; do
+        # SFT also at 16 sequences per core (a larger global batch: 512 per host of 32 cores).
+        for case in "sft 4" "sft 16" "grpo 1"; do
+            local workload units name
+            read -r workload units <<<"$case"
+            name=${preset#*/}-$workload-$units
+            echo "== predicted: $workload $preset, $units per core (10 Gbit/s, 0.2 ms between hosts of 32 cores," \
+                "256 GiB)" | tee -a "$out-tables.md"
+            "$rlhf" bench scale --predict "$out.jsonl" --workload "$workload" --preset "$preset" \
+                --predict-units "$units" --across-gbps 10 --across-latency-ms 0.2 --svg "$out-$name.svg" \
+                2>> "$out-tables.md" >> "$out-predicted.jsonl"
+        done
+    done
+}
+
+model_checks() {
+    local out=$1 sft=(--units 4 --tokens 128) grpo=(--workload grpo --units 1 --repeats 1)
+    for i in $(seq 1 "$hosts"); do
+        tc qdisc replace dev "vrlhfh$i" root tbf rate "${RATE:-10gbit}" burst 4mb latency 10ms
+    done
+    : > "$out.jsonl"
+    for preset in llama/smollm2-135m qwen2/qwen2.5-0.5b; do
+        echo "== $preset: one rank (1 and 2 threads), SFT and GRPO"
+        OPENBLAS_NUM_THREADS=2 RLHF_NO_REEXEC=1 "$rlhf" bench scale --preset "$preset" "${sft[@]}" >> "$out.jsonl"
+        OPENBLAS_NUM_THREADS=2 RLHF_NO_REEXEC=1 "$rlhf" bench scale --preset "$preset" "${grpo[@]}" >> "$out.jsonl"
+    done
+    echo "== llama/smollm2-135m: 2 ranks on one host, SFT and GRPO"
+    for work in "${sft[*]}" "${grpo[*]}"; do
+        # shellcheck disable=SC2086
+        mpirun --allow-run-as-root -np 2 --bind-to core -x OPENBLAS_NUM_THREADS=1 -x RLHF_NO_REEXEC=1 \
+            "$rlhf" bench scale --preset llama/smollm2-135m $work >> "$out.jsonl"
+    done
+    echo "== llama/smollm2-135m: 2 hosts (${RATE:-10gbit} links), 1 rank each, SFT and GRPO"
+    for work in "${sft[*]}" "${grpo[*]}"; do
+        # shellcheck disable=SC2086
+        across 1 -np "$hosts" "$rlhf" bench scale --preset llama/smollm2-135m $work >> "$out.jsonl"
+    done
+    model_predictions "$out"
 }
 
 case "${1:-all}" in
@@ -232,5 +292,7 @@ case "${1:-all}" in
     all) setup; trap teardown EXIT; checks ;;
     scale) hosts=${HOSTS:-4}; setup; trap teardown EXIT; scale_checks ;;
     route) setup; trap teardown EXIT; route_checks ;;
-    *) echo "usage: $0 [all|setup|teardown|checks|scale|route]" >&2; exit 2 ;;
+    model) setup; trap teardown EXIT; model_checks "${2:?usage: $0 model OUT (writes OUT.jsonl, OUT-tables.md, OUT-*.svg)}" ;;
+    predict) model_predictions "${2:?usage: $0 predict OUT (reads OUT.jsonl)}" ;;
+    *) echo "usage: $0 [all|setup|teardown|checks|scale|route|model OUT|predict OUT]" >&2; exit 2 ;;
 esac

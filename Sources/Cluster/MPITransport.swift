@@ -327,6 +327,9 @@ public final class MPITransport: Transport, @unchecked Sendable {
     /// The route arranged, or flat in 1 MiB messages.
     var route: ReductionRoute { routeLock.withLock { arranged ?? .flat } }
 
+    /// Bytes per message of the route's communicator that crosses hosts (the world's when flat).
+    public var messageBytes: Int { route.bucketValues * MemoryLayout<Double>.stride }
+
     public func allReduce(_ values: [Double], op: ReduceOp) async throws -> [Double] {
         let sum = size > 1 ? try await runtime.allReduceDoubles(values, comm: communicator, timeout: timeout) : values
         return op == .mean ? sum.map { $0 / Double(size) } : sum

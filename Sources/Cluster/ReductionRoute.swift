@@ -13,7 +13,10 @@ import Foundation
 /// bytes over each host's link either way, and the hierarchical route adds two steps within the
 /// host that do not overlap the one between hosts. Measured with 2 ranks on each of 2 namespace
 /// hosts it was slower (16 MiB: 77 ms against 47 ms; benchmarks/2026-12-07-reduction-route-zen5.md),
-/// though those 4 ranks shared 2 cores; it saves the per-message latency of many ranks per host.
+/// though those 4 ranks shared 2 cores; it saves the per-message latency of many ranks per host,
+/// which the cluster model (`ReductionCost`) finds decisive at 32 ranks per host: a flat ring over
+/// 64 such hosts pays 2,047 latencies per message (benchmarks/2026-12-07-cluster-model-zen5.md), and
+/// the launch scripts pass `hierarchical` when the model recommends it.
 public enum ReductionShape: String, Sendable, CaseIterable {
     case flat, hierarchical
 }
@@ -34,8 +37,9 @@ public struct ReductionSetting: Sendable, Equatable {
 /// of each size in a sweep (`sizes`, bytes), from one value to 64 MiB.
 ///
 /// A per-message latency measured on one value does not predict medium messages: between two
-/// network-namespace hosts over TCP an all-reduce of 8 bytes took 0.01 ms but one of 1 MiB
-/// 17–19 ms, and one of 16 MiB only 56–61 ms (benchmarks/2026-12-07-reduction-route-zen5.md). So the
+/// network-namespace hosts whose ranks shared a core, an all-reduce of 8 bytes took 0.01 ms but one of
+/// 1 MiB 17–19 ms and one of 16 MiB only 56–61 ms (benchmarks/2026-12-07-reduction-route-zen5.md);
+/// on their own cores 1 MiB took 0.5 ms and 4 MiB moved fewer bytes per second than 1 MiB. So the
 /// bucket is read off the sweep: the smallest size that moves at least 95% of the best bytes per
 /// second seen (a large bucket costs nothing when overlapped: each layer's range is started as
 /// the backward finishes it, and a message is never larger than that range).

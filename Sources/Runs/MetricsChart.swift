@@ -11,6 +11,12 @@ public enum MetricsChart {
         public let points: [(x: Double, y: Double)]
         /// Over several seeds: the mean ± one sample standard deviation of y at each point.
         public var band: [(low: Double, high: Double)]? = nil
+
+        public init(name: String, points: [(x: Double, y: Double)], band: [(low: Double, high: Double)]? = nil) {
+            self.name = name
+            self.points = points
+            self.band = band
+        }
     }
 
     /// (x, value) pairs of `metric` from a run folder's metrics.jsonl, x being `x` (default the

@@ -6,7 +6,9 @@ import Models
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed; prints one JSON object per case (figures, never pass/fail).",
-        subcommands: [BenchKernels.self, BenchModel.self, BenchAllReduce.self, BenchPPO.self, BenchDPO.self])
+        subcommands: [
+            BenchKernels.self, BenchModel.self, BenchAllReduce.self, BenchPPO.self, BenchDPO.self, BenchScale.self,
+        ])
 }
 
 /// Timing helpers shared by the benchmarks.

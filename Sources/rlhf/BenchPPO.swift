@@ -83,33 +83,12 @@ struct BenchPPO: AsyncParsableCommand {
         // plan, which counts what the run allocates, leaves out.
         let runtime = Measure.peakRSSMiB()
         log("bench ppo \(presetName) \(layoutName): \(BLAS.summary)")
-        var rng = RNG(seed: 1)
-        let base = try config.makeModel(weights: nil)
-        base.initialize(rng: &rng)
-        let rewardHead = ScalarHead(channels: config.channels)
-        rewardHead.initialize(rng: &rng)
-        let prompts = (0..<self.prompts).map { _ in
-            (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
-        }
-        // The stage's own iteration (rollout → score → advantages → update → report), GAE with a
-        // critic, the reward head as the reward, responses of full length (no EOS).
-        let ppoConfig = try PPOConfig(
-            try ppoSchema.resolve(
-                file: nil,
-                overrides: [
-                    "model.init_from=/bench", "data.task=arith", "layout=\(layoutName)", "ppo.iterations=1000000",
-                    "ppo.prompts=\(self.prompts)",
-                    "ppo.samples_per_prompt=\(samples)", "ppo.max_new_tokens=\(responseTokens)",
-                    "ppo.minibatch_size=\(minibatch)", "ppo.lr=1e-4", "ppo.critic_lr=1e-4",
-                    "ppo.missing_eos_penalty=0", "rewards.reward_head=1", "rewards.verifier=0", "rewards.format=0",
-                    "lora.rank=\(rank)", "lora.alpha=\(2 * rank)",
-                    "train.max_length=\(promptTokens + responseTokens)", "eval.every=0",
-                    "precision=\(precision.rawValue)", "ppo.estimator=\(estimator.rawValue)", "ppo.kl_coef=\(klCoef)",
-                    "ppo.old_logprobs=\(oldLogprobs.rawValue)",
-                ]))
+        let (ppoConfig, inputs) = try PPOBenchCase(
+            preset: presetName, layout: layoutName, prompts: self.prompts, samples: samples,
+            promptTokens: promptTokens, responseTokens: responseTokens, minibatch: minibatch, loraRank: rank,
+            precision: precision, estimator: estimator, klCoef: klCoef, oldLogprobs: oldLogprobs
+        ).make()
         log(ppoConfig.run.precisionLine)
-        let inputs = PPOInputs(
-            base: base, rewardHead: rewardHead, tokenizer: WithoutEOS(vocabSize: config.vocabSize), prompts: prompts)
         let best = try await PPOTiming.best(config: ppoConfig, inputs: inputs, iterations: max(iterations, 0))
         let hydra = layoutName == "hydra"
         let plan = try MemoryPlan(ppoConfig, model: config, ranksRollingOut: 1), peak = Measure.peakRSSMiB()
@@ -129,6 +108,44 @@ struct BenchPPO: AsyncParsableCommand {
             "runtime_rss_mib": rounded(runtime, 1), "plan_mib": rounded(plan.totalBytes / 1_048_576, 1),
             "peak_over_runtime_plus_plan": rounded(peak / planned, 3),
         ])
+    }
+}
+
+/// The settings and inputs of one benchmarked PPO iteration: random weights of a preset, random
+/// prompts, the reward head as the reward, responses of full length (no EOS).
+struct PPOBenchCase {
+    let preset: String, layout: String, prompts: Int, samples: Int, promptTokens: Int, responseTokens: Int
+    let minibatch: Int, loraRank: Int, precision: PrecisionSetting, estimator: AdvantageEstimator, klCoef: Double
+    let oldLogprobs: OldLogProbs
+
+    func make() throws -> (PPOConfig, PPOInputs) {
+        let config = try ModelFamilies.preset(qualified: preset)
+        var rng = RNG(seed: 1)
+        let base = try config.makeModel(weights: nil)
+        base.initialize(rng: &rng)
+        let rewardHead = ScalarHead(channels: config.channels)
+        rewardHead.initialize(rng: &rng)
+        let prompts = (0..<self.prompts).map { _ in
+            (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
+        }
+        // The stage's own iteration (rollout → score → advantages → update → report).
+        let ppoConfig = try PPOConfig(
+            try ppoSchema.resolve(
+                file: nil,
+                overrides: [
+                    "model.init_from=/bench", "data.task=arith", "layout=\(layout)", "ppo.iterations=1000000",
+                    "ppo.prompts=\(self.prompts)",
+                    "ppo.samples_per_prompt=\(samples)", "ppo.max_new_tokens=\(responseTokens)",
+                    "ppo.minibatch_size=\(minibatch)", "ppo.lr=1e-4", "ppo.critic_lr=1e-4",
+                    "ppo.missing_eos_penalty=0", "rewards.reward_head=1", "rewards.verifier=0", "rewards.format=0",
+                    "lora.rank=\(loraRank)", "lora.alpha=\(2 * loraRank)",
+                    "train.max_length=\(promptTokens + responseTokens)", "eval.every=0",
+                    "precision=\(precision.rawValue)", "ppo.estimator=\(estimator.rawValue)", "ppo.kl_coef=\(klCoef)",
+                    "ppo.old_logprobs=\(oldLogprobs.rawValue)",
+                ]))
+        let inputs = PPOInputs(
+            base: base, rewardHead: rewardHead, tokenizer: WithoutEOS(vocabSize: config.vocabSize), prompts: prompts)
+        return (ppoConfig, inputs)
     }
 }
 

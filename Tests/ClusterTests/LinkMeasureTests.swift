@@ -4,8 +4,8 @@ import XCTest
 
 /// The gradient message size read off an all-reduce sweep (`LinkMeasure.sizes`: 8 B, 1, 4, 16, 64 MiB).
 final class LinkMeasureTests: XCTestCase {
-    /// The sweep measured between two namespace hosts over TCP: a fixed ~19 ms per message up to
-    /// 4 MiB, then bandwidth; 16 MiB moves the most bytes per second.
+    /// A sweep measured between two namespace hosts over TCP whose ranks shared one core: a fixed ~19 ms
+    /// per message up to 4 MiB, then bandwidth; 16 MiB moves the most bytes per second.
     func testAFixedCostPerMessageGivesLargeMessages() {
         let link = LinkMeasure(seconds: [0.00001, 0.01908, 0.01943, 0.05509, 0.20339])
         XCTAssertEqual(link.bucketBytes, 64 << 20, "64 MiB: 330 MB/s, 16 MiB: 305 MB/s (92%)")

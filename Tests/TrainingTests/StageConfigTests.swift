@@ -187,7 +187,7 @@ final class StageConfigTests: TemporaryDirectoryTestCase {
                 "\($0)".contains(
                     "'model.preset': gpt2 has no preset 'smollm2-135m'; its presets are gpt2, small, tiny"), "\($0)")
         }
-        XCTAssertThrowsError(try sftSchema.resolve(file: nil, overrides: ["model.family=qwen2"])) {
+        XCTAssertThrowsError(try sftSchema.resolve(file: nil, overrides: ["model.family=mistral"])) {
             XCTAssertTrue("\($0)".contains("model.family"), "\($0)")
         }
     }

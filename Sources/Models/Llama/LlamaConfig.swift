@@ -152,4 +152,12 @@ public struct LlamaConfig: Equatable, Sendable {
             vocabSize: 49152, maxPositions: 8192, channels: 576, layers: 30, heads: 9, kvHeads: 3, innerSize: 1536,
             ropeTheta: 100000, bosTokenId: 1, eosTokenIds: [2]),
     ]
+
+    /// The shape of Qwen2.5-0.5B (its config.json) for benchmarks and the cluster model.
+    public static let qwen2Presets: [String: LlamaConfig] = [
+        "qwen2.5-0.5b": LlamaConfig(
+            variant: .qwen2, vocabSize: 151936, maxPositions: 32768, channels: 896, layers: 24, heads: 14, kvHeads: 2,
+            innerSize: 4864, rmsNormEps: 1e-6, ropeTheta: 1_000_000, qkvBias: true, bosTokenId: 151643,
+            eosTokenIds: [151643])
+    ]
 }

@@ -293,7 +293,7 @@ public enum LlamaFamily: LlamaArchitecture {
 /// Qwen2 and Qwen2.5 (transformers' Qwen2ForCausalLM): the Llama trunk with q/k/v biases.
 public enum Qwen2Family: LlamaArchitecture {
     public static let variant = LlamaVariant.qwen2
-    public static var presets: [String: any ModelConfiguration] { [:] }
+    public static var presets: [String: any ModelConfiguration] { LlamaConfig.qwen2Presets.mapValues { $0 } }
 }
 
 /// Mistral (transformers' MistralForCausalLM): the Llama trunk; a sliding window caps the context.

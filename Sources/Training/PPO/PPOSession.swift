@@ -478,11 +478,14 @@ public enum PPOTiming {
     }
 
     /// The fastest of `iterations` iterations after one warm-up, with its phase split (0: the
-    /// warm-up alone, for a peak-memory run at a size where one iteration takes minutes).
-    public static func best(config: PPOConfig, inputs: PPOInputs, iterations: Int) async throws -> Best {
+    /// warm-up alone, for a peak-memory run at a size where one iteration takes minutes). Over a
+    /// world of several ranks every rank runs its share of the prompts (`ppo.prompts` / ranks).
+    public static func best(
+        config: PPOConfig, inputs: PPOInputs, iterations: Int, transport: any Transport = SingleProcessTransport()
+    ) async throws -> Best {
         guard
             let session = try await PPOSession.start(
-                config: config, transport: SingleProcessTransport(), say: { _ in }, inputs: inputs)
+                config: config, transport: transport, say: { _ in }, inputs: inputs)
         else { return Best() }
         try await session.preparePrompts(folder: nil)
         var best = Best()

@@ -62,7 +62,7 @@ public struct PresetName: ConfigScalar, Equatable {
     public var configValue: ConfigValue { .string(name) }
 }
 
-/// A model family with presets, by Hugging Face's model_type (gpt2, llama).
+/// A model family with presets, by Hugging Face's model_type (gpt2, llama, qwen2).
 public struct FamilyName: ConfigScalar, Equatable {
     public let name: String
     public static var configType: ConfigType { .choice(ModelFamilies.presetFamilies) }
