@@ -8,6 +8,7 @@
 # `RATE=10gbit bash scripts/multihost.sh model OUT` measures your own), at the shape of $SCALE_PRESET
 # (llama/smollm2-135m, or qwen2/qwen2.5-0.5b for larger models), with a link between hosts of
 # $LINK_GBPS Gbit/s (10) and $LINK_LATENCY_MS ms (0.2). HOST_MEMORY_GIB defaults to this machine's.
+# $RLHF names the binary (default .build/release/rlhf).
 set -euo pipefail
 stage=${1:?usage: launch/layout.sh STAGE HOSTS CORES_PER_HOST [HOST_MEMORY_GIB]}
 hosts=${2:?HOSTS}; cores=${3:?CORES_PER_HOST}
@@ -18,7 +19,7 @@ case "$stage" in
     sft | hydra-sft | rm | dpo) workload=sft ;;
     *) echo "launch/layout.sh: no model of '$stage' (sft, hydra-sft, rm, dpo, ppo, pipeline)" >&2; exit 2 ;;
 esac
-exec "$PWD/.build/release/rlhf" bench scale --recommend \
+exec "${RLHF:-$PWD/.build/release/rlhf}" bench scale --recommend \
     --predict "${SCALE_MEASUREMENTS:-benchmarks/2026-12-07-cluster-model-zen5.jsonl}" \
     --workload "$workload" --preset "${SCALE_PRESET:-llama/smollm2-135m}" --hosts "$hosts" \
     --cores-per-host "$cores" --host-memory-gib "$memory" \

@@ -210,8 +210,8 @@ scale_checks() {
 }
 
 # Issue 28, point 2: the gradient route against flat 1 MiB messages (what every run did before),
-# one rank per host (then 2 per host, flat against hierarchical), every host's link limited to $RATE by a token bucket (tc tbf; this kernel has
-# no netem, so no added latency). Presets tiny, small and the SmolLM2-135M shape (full fine-tuning:
+# one rank per host (then 2 per host, flat against hierarchical), every host's link limited to $RATE
+# by a token bucket (tc tbf; this kernel has no netem, so no added latency). Presets tiny, small and the SmolLM2-135M shape (full fine-tuning:
 # a 1 GiB Float64 gradient sum) at 8 and 32 sequences.
 route_checks() {
     for i in $(seq 1 "$hosts"); do
@@ -261,7 +261,7 @@ model_predictions() {
 }
 
 model_checks() {
-    local out=$1 sft=(--units 4 --tokens 128) grpo=(--workload grpo --units 1 --repeats 1)
+    local out=$1 sft=(--units 4 --tokens 128) grpo=(--workload grpo --units 1 --repeats 2)
     for i in $(seq 1 "$hosts"); do
         tc qdisc replace dev "vrlhfh$i" root tbf rate "${RATE:-10gbit}" burst 4mb latency 10ms
     done
@@ -292,7 +292,9 @@ case "${1:-all}" in
     all) setup; trap teardown EXIT; checks ;;
     scale) hosts=${HOSTS:-4}; setup; trap teardown EXIT; scale_checks ;;
     route) setup; trap teardown EXIT; route_checks ;;
-    model) setup; trap teardown EXIT; model_checks "${2:?usage: $0 model OUT (writes OUT.jsonl, OUT-tables.md, OUT-*.svg)}" ;;
+    model)
+        out=${2:?usage: $0 model OUT (writes OUT.jsonl, OUT-tables.md, OUT-*.svg)}
+        setup; trap teardown EXIT; model_checks "$out" ;;
     predict) model_predictions "${2:?usage: $0 predict OUT (reads OUT.jsonl)}" ;;
     *) echo "usage: $0 [all|setup|teardown|checks|scale|route|model OUT|predict OUT]" >&2; exit 2 ;;
 esac

@@ -15,7 +15,7 @@ import Foundation
 /// hosts it was slower (16 MiB: 77 ms against 47 ms; benchmarks/2026-12-07-reduction-route-zen5.md),
 /// though those 4 ranks shared 2 cores; it saves the per-message latency of many ranks per host,
 /// which the cluster model (`ReductionCost`) finds decisive at 32 ranks per host: a flat ring over
-/// 64 such hosts pays 2,047 latencies per message (benchmarks/2026-12-07-cluster-model-zen5.md), and
+/// 64 such hosts pays 2 × 2,047 latencies per message (benchmarks/2026-12-07-cluster-model-zen5.md), and
 /// the launch scripts pass `hierarchical` when the model recommends it.
 public enum ReductionShape: String, Sendable, CaseIterable {
     case flat, hierarchical

@@ -43,7 +43,7 @@ public struct ScaleInputs: Sendable {
                 shape, bytes: gradientBytes, layout: layout, messageBytes: messageBytes, within: within, across: across)
             : 0
         let step = compute + reduce
-        let unitsPerSecond = Double(share * layout.ranks) / step
+        let unitsPerSecond = Double(share) * Double(layout.ranks) / step
         // Against every core working alone at one thread with nothing to exchange.
         let ideal = Double(layout.cores) / computePerUnit.oneThread
         let rankBytes = fixedBytes + bytesPerUnit * Double(share)

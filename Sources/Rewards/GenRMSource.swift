@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import Roles
 
 /// The generative reward model on its own (Shen et al. 2025, docs/algorithms.md §8.2): the judge's
 /// P(Y) / (P(Y) + P(N)) reading the question, the response and the prompt's reference answer.
@@ -12,7 +13,7 @@ package final class GenRMSource: RewardSource {
     package static let registration = RewardSourceRegistration(
         name: "genrm", keys: [weight.declaration],
         isActive: { ($0.resolved.optional(GenRMSource.weight) ?? 0) != 0 }
-    ) { try make($0) }
+    ) { try await make($0) }
     package let name = "genrm", weight: Double
     package let judge: GenerativeReward
 
@@ -21,7 +22,7 @@ package final class GenRMSource: RewardSource {
         self.weight = weight
     }
 
-    package static func make(_ context: RewardSourceContext) throws -> GenRMSource {
+    package static func make(_ context: RewardSourceContext) async throws -> GenRMSource {
         let cfg = context.config
         guard !cfg.rewards.genrmModel.isEmpty else {
             throw ConfigError("rewards.genrm needs 'rewards.genrm_model' (an SFT checkpoint trained on judge.jsonl)")
@@ -32,9 +33,10 @@ package final class GenRMSource: RewardSource {
                     + "those against best-of-N references)"
             )
         }
-        return GenRMSource(
-            judge: try GenerativeReward(directory: cfg.rewards.genrmModel, precision: cfg.precision),
-            weight: cfg.resolved[GenRMSource.weight])
+        let judge = try await GenerativeReward.load(
+            directory: cfg.rewards.genrmModel, precision: cfg.precision, host: context.host)
+        if let line = HostWeights.summary(judge.trunk, host: context.host) { context.say("judge model: \(line)") }
+        return GenRMSource(judge: judge, weight: cfg.resolved[GenRMSource.weight])
     }
 
     package func scores(_ batch: RewardBatch) throws -> [Double] {

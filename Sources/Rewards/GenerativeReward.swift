@@ -1,4 +1,5 @@
 import Alignment
+import Cluster
 import Config
 import Datasets
 import Foundation
@@ -22,11 +23,21 @@ public struct GenerativeReward: @unchecked Sendable {
         JudgePrompt.prompt(question: question, candidate: candidate, reference: reference)
     }
 
-    /// The judge in `directory`, its products in `precision` (its weights never change).
-    public init(directory: String, precision: Precision = .fp32) throws {
-        trunk = try HFCheckpoint.load(directory: directory)
-        trunk.use(precision, frozen: true)
-        trunk.keepOnlyBF16()  // only scored: kept once, in bf16 when the run is
+    /// The judge in `directory`, its products in `precision` (its weights never change). Only
+    /// scored, so it is kept in bf16 alone when the run is, and once per host: the host's first
+    /// rank reads it and the others map its copy (`HostWeights`; `host` nil: this rank's own).
+    public static func load(
+        directory: String, precision: Precision = .fp32, host: (any Transport)? = nil
+    ) async throws -> GenerativeReward {
+        let trunk = try await HostWeights.frozen(
+            host: host, precision: precision, config: { try HFCheckpoint.readConfig(directory: directory) },
+            load: { try HFCheckpoint.load(directory: directory) })
+        try await HostWeights.keepOnlyBF16(trunk, host: host)
+        return try GenerativeReward(trunk: trunk, directory: directory)
+    }
+
+    init(trunk: any CausalLM, directory: String) throws {
+        self.trunk = trunk
         tokenizer = try Tokenizers.load(directory)
         let y = tokenizer.encode(Self.yes), n = tokenizer.encode(Self.no)
         guard y.count == 1, n.count == 1 else {

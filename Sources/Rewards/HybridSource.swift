@@ -2,6 +2,7 @@ import Alignment
 import Cluster
 import Config
 import Foundation
+import Roles
 
 /// The hybrid reward (Shen et al. 2025, docs/algorithms.md §8.2): each prompt routed by its task to
 /// rule verifiers, the GenRM with the answer, or the GenRM against a best-of-N reference; the
@@ -26,10 +27,16 @@ package final class HybridSource: RewardSource {
         do { verifiers = try Verifiers.routes(cfg.rewards.verifierTasks) } catch {
             throw ConfigError("'rewards.verifier_tasks': \(error)")
         }
+        let judge =
+            cfg.rewards.genrmModel.isEmpty
+            ? nil
+            : try await GenerativeReward.load(
+                directory: cfg.rewards.genrmModel, precision: cfg.precision, host: context.host)
+        if let judge, let line = HostWeights.summary(judge.trunk, host: context.host) {
+            context.say("judge model: \(line)")
+        }
         let hybrid = HybridReward(
-            verifiers: verifiers, referenceTasks: cfg.rewards.referenceTasks,
-            genrm: cfg.rewards.genrmModel.isEmpty
-                ? nil : try GenerativeReward(directory: cfg.rewards.genrmModel, precision: cfg.precision))
+            verifiers: verifiers, referenceTasks: cfg.rewards.referenceTasks, genrm: judge)
         let needBoN = context.pool.filter {
             hybrid.route(task: prompts[$0].task, hasAnswer: prompts[$0].answer != nil) == .genrmBestOfN
         }

@@ -13,15 +13,17 @@ extension LearnedRewards {
     /// nil when no proxy heads are configured. A head trained alone on model.init_from
     /// (rm.train_trunk=false) is read on the shared pass; a fine-tuned reward model keeps its trunk.
     /// `namedArms`: the run's other reward sources, which LASeR may also choose (laser.arms).
+    /// `host`: the ranks of this host that keep a proxy's own trunk once (`HostWeights`; every one
+    /// of them calls this), or nil.
     package static func make(
-        _ cfg: RewardConfig, base: any CausalLM, originalHead: ScalarHead, seed: UInt64, namedArms: [String]
-    ) throws -> LearnedRewards? {
+        _ cfg: RewardConfig, base: any CausalLM, originalHead: ScalarHead, seed: UInt64, namedArms: [String],
+        host: (any Transport)? = nil
+    ) async throws -> LearnedRewards? {
         guard try checkSelection(cfg, namedArms: namedArms) else { return nil }
         var heads: [ScalarHead] = [], trunks: [(any CausalLM)?] = []
         for path in cfg.rewards.proxyHeads {
-            let (head, trunk) = try loadHead(path, base: base)
-            trunk?.use(cfg.precision, frozen: true)
-            trunk?.keepOnlyBF16()  // only scored: kept once, in bf16 when the run is
+            let (head, trunk) = try await loadHead(path, base: base, precision: cfg.precision, host: host)
+            if let trunk { try await HostWeights.keepOnlyBF16(trunk, host: host) }  // only scored: bf16 alone
             heads.append(head)
             trunks.append(trunk)
         }
@@ -72,9 +74,13 @@ extension LearnedRewards {
     }
 
     /// A proxy head from an rm checkpoint folder or a .safetensors file. A folder with a model of
-    /// its own (an rm checkpoint that trained its trunk) keeps that trunk; one whose model is the
-    /// base's is read on the shared pass (nil trunk).
-    static func loadHead(_ path: String, base: any CausalLM) throws -> (head: ScalarHead, trunk: (any CausalLM)?) {
+    /// its own (an rm checkpoint that trained its trunk) keeps that trunk, frozen in `precision` and
+    /// once per host (read by the host's first rank, mapped by the others: every rank compares the
+    /// same values with the base, so all keep it or all drop it); one whose model is the base's is
+    /// read on the shared pass (nil trunk).
+    static func loadHead(
+        _ path: String, base: any CausalLM, precision: Precision, host: (any Transport)?
+    ) async throws -> (head: ScalarHead, trunk: (any CausalLM)?) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ConfigError("'rewards.proxy_heads': \(path) does not exist")
@@ -85,7 +91,9 @@ extension LearnedRewards {
         if isDirectory.boolValue,
             FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("model.safetensors"))
         {
-            let trunk = try HFCheckpoint.load(directory: path)
+            let trunk = try await HostWeights.frozen(
+                host: host, precision: precision, config: { try HFCheckpoint.readConfig(directory: path) },
+                load: { try HFCheckpoint.load(directory: path) })
             guard trunk.config.channels == base.config.channels else {
                 throw ConfigError(
                     "'rewards.proxy_heads': \(path) is \(trunk.config.channels) wide, the policy "

@@ -171,11 +171,13 @@ package struct RewardSourceContext {
     package let scorer: HydraScorer
     package let tokenizer: any Tokenizer
     package let say: (String) -> Void
+    /// The ranks of this host that keep frozen weights once (a judge model's), or nil.
+    package let host: (any Transport)?
 
     package init(
         config: RewardConfig, learned: LearnedRewards?, prompts: [PPOPrompt], pool: [Int], heldOutPrompts: [[Int32]],
         policy: any PolicyRole, localPolicy: LocalPolicy, scorer: HydraScorer, tokenizer: any Tokenizer,
-        say: @escaping (String) -> Void
+        say: @escaping (String) -> Void, host: (any Transport)? = nil
     ) {
         self.config = config
         self.learned = learned
@@ -187,6 +189,7 @@ package struct RewardSourceContext {
         self.scorer = scorer
         self.tokenizer = tokenizer
         self.say = say
+        self.host = host
     }
 }
 

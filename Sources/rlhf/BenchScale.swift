@@ -24,36 +24,44 @@ struct BenchScale: AsyncParsableCommand {
             8 B to 64 MiB, fitted to latency and bandwidth; across hosts when the ranks span several), every rank's \
             compute alone, and the data-parallel step with its all-reduce. Then `rlhf bench scale --predict FILE` \
             checks the model against every measured step and predicts --hosts hosts of --cores-per-host cores \
-            (scripts/scale-model.sh runs it all). fp32 weight products.
+            (`RATE=10gbit bash scripts/multihost.sh model OUT` runs it all). fp32 weight products.
             """)
 
     @Option(help: "Work to model: sft (full fine-tuning step) or grpo (an iteration: sample, score, train).")
     var workload: ScaleWorkload = .sft
     @Option(help: "Model preset, family/preset: llama/smollm2-135m, qwen2/qwen2.5-0.5b, small, ….")
     var preset: String = "llama/smollm2-135m"
-    @Option(help: "Units per core: sequences of an SFT step, or prompts of a GRPO iteration.")
-    var units: Int = 4
-    @Option(help: "Tokens per sequence (sft).")
-    var tokens: Int = 128
-    @Option(help: "Responses per prompt (grpo).")
-    var samples: Int = 8
-    @Option(help: "Response tokens, every response of full length (grpo).")
-    var responseTokens: Int = 64
-    @Option(help: "Timed repeats after a warm-up (best is kept).")
-    var repeats: Int = 2
+    // Measuring.
+    @Option(name: .customLong("units"), help: "Units per core: sequences of an SFT step, or prompts of GRPO (4).")
+    var unitsGiven: Int?
+    @Option(name: .customLong("tokens"), help: "Tokens per sequence (sft; 128).")
+    var tokensGiven: Int?
+    @Option(name: .customLong("samples"), help: "Responses per prompt (grpo; 8).")
+    var samplesGiven: Int?
+    @Option(name: .customLong("response-tokens"), help: "Response tokens, every response of full length (grpo; 64).")
+    var responseTokensGiven: Int?
+    @Option(name: .customLong("repeats"), help: "Timed repeats after a warm-up, the best kept (2).")
+    var repeatsGiven: Int?
+    var units: Int { unitsGiven ?? 4 }
+    var tokens: Int { tokensGiven ?? 128 }
+    var samples: Int { samplesGiven ?? 8 }
+    var responseTokens: Int { responseTokensGiven ?? 64 }
+    var repeats: Int { repeatsGiven ?? 2 }
+
+    // Predicting.
     @Option(help: "Predict from this file of `bench scale` lines instead of measuring.")
     var predict: String?
-    @Option(help: "Units per core of the predicted steps (default: the measured --units).")
+    @Option(help: "Units per core of the predicted steps (default: the measured units).")
     var predictUnits: Int?
-    @Option(help: "Hosts to predict (repeatable).")
-    var hosts: [Int] = [8, 64]
-    @Option(help: "Cores per predicted host.")
-    var coresPerHost: Int = 32
-    @Option(help: "Memory per predicted host, GiB (the recommended layout must fit).")
-    var hostMemoryGib: Double = 256
+    @Option(name: .customLong("hosts"), help: "Hosts to predict (repeatable; 8 and 64).")
+    var hostsGiven: [Int] = []
+    @Option(name: .customLong("cores-per-host"), help: "Cores per predicted host (32).")
+    var coresGiven: Int?
+    @Option(name: .customLong("host-memory-gib"), help: "Memory per predicted host, GiB; the layout must fit (256).")
+    var hostMemoryGiven: Double?
     @Option(help: "Link between predicted hosts, Gbit/s (default: the link measured across hosts in the file).")
     var acrossGbps: Double?
-    @Option(help: "Latency of the link between predicted hosts, ms (default: measured).")
+    @Option(help: "Latency of one step over the link between predicted hosts, ms (default: measured).")
     var acrossLatencyMs: Double?
     @Option(help: "Write the predicted efficiency against hosts as an SVG chart here.")
     var svg: String?
@@ -62,19 +70,48 @@ struct BenchScale: AsyncParsableCommand {
             "With --predict: print only the recommended layout for the first of --hosts, as "
                 + "`RANKS_PER_HOST THREADS_PER_RANK REDUCTION` (what launch/layout.sh reads)."))
     var recommend = false
+    var hosts: [Int] { hostsGiven.isEmpty ? [8, 64] : hostsGiven }
+    var coresPerHost: Int { coresGiven ?? 32 }
+    var hostMemoryGib: Double { hostMemoryGiven ?? 256 }
 
     func validate() throws {
-        guard units > 0, tokens > 1, samples > 0, responseTokens > 0, repeats >= 0, coresPerHost > 0,
-            hosts.allSatisfy({ $0 > 0 }), hostMemoryGib > 0, (predictUnits ?? 1) > 0
-        else {
+        func within(_ value: Int?, _ range: ClosedRange<Int>, _ flag: String) throws {
+            if let value, !range.contains(value) {
+                throw ValidationError("\(flag) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            }
+        }
+        try within(unitsGiven, 1...4096, "--units")
+        try within(tokensGiven, 2...65536, "--tokens")
+        try within(samplesGiven, 1...1024, "--samples")
+        try within(responseTokensGiven, 1...65536, "--response-tokens")
+        try within(repeatsGiven, 0...100, "--repeats")
+        try within(predictUnits, 1...1_000_000, "--predict-units")
+        try within(coresGiven, 1...65536, "--cores-per-host")
+        for h in hostsGiven { try within(h, 1...1_000_000, "--hosts") }
+        for (value, flag) in [(hostMemoryGiven, "--host-memory-gib"), (acrossGbps, "--across-gbps")] {
+            if let value, !(value > 0 && value.isFinite) { throw ValidationError("\(flag) must be positive") }
+        }
+        if let ms = acrossLatencyMs, !(ms >= 0 && ms.isFinite) {
+            throw ValidationError("--across-latency-ms must be 0 or more")
+        }
+        let measuring: [Any?] = [unitsGiven, tokensGiven, samplesGiven, responseTokensGiven, repeatsGiven]
+        let predicting: [Any?] = [predictUnits, coresGiven, hostMemoryGiven, acrossGbps, acrossLatencyMs, svg]
+        if predict != nil, measuring.contains(where: { $0 != nil }) {
             throw ValidationError(
-                "--units, --tokens, --samples, --response-tokens, --hosts, --predict-units, … must be positive")
+                "--units, --tokens, --samples, --response-tokens and --repeats measure; with --predict the file's "
+                    + "figures are used (--predict-units sets the predicted work)")
+        }
+        if predict == nil, predicting.contains(where: { $0 != nil }) || !hostsGiven.isEmpty || recommend {
+            throw ValidationError(
+                "--predict-units, --hosts, --cores-per-host, --host-memory-gib, --across-*, --svg and --recommend "
+                    + "apply to --predict FILE")
         }
     }
 
     func run() async throws {
         if let predict {
-            try ScaleForecast(command: self).run(file: predict)
+            var forecast = ScaleForecast(command: self)
+            try forecast.run(file: predict)
             return
         }
         let world = await MPIRuntime.shared.world()
@@ -141,7 +178,8 @@ struct BenchScale: AsyncParsableCommand {
         for size in LinkMeasure.sizes {
             let sum = GradientSum(count: max(size / 8, 1))
             var best = Double.infinity
-            for _ in 0...max(repeats, 2) {
+            // Small messages are cheap and, over TCP, sometimes slow by a millisecond: try them more.
+            for _ in 0...(size <= 1 << 20 ? 20 : max(repeats, 2)) {
                 try await world.barrier()
                 let start = Measure.now()
                 try await world.allReduce(sum)
@@ -150,7 +188,8 @@ struct BenchScale: AsyncParsableCommand {
             // The ranks' mean (a collective ends nearly together on every rank).
             seconds.append(try await world.allReduce([best], op: .sum)[0] / Double(world.size))
         }
-        let fit = LinkCost.fitted(sizes: LinkMeasure.sizes, seconds: seconds, ranks: world.size)
+        let fit = LinkCost.fitted(
+            sizes: LinkMeasure.sizes, seconds: seconds, ranks: world.size, messageBytes: world.messageBytes)
         let pingPong = try await pingPongSeconds(world, bytes: [8, 16 << 20])
         let alone = try await work.step(units: units, reduce: false, repeats: repeats)
         let step = try await work.step(units: units, reduce: true, repeats: repeats)
@@ -175,7 +214,7 @@ struct BenchScale: AsyncParsableCommand {
             "hosts": hostCount, "ranks_per_host": world.size / max(hostCount, 1), "threads": threads, "units": units,
         ]
         line("scale_compute", layout.merging(["seconds": rounded(meanAlone, 4), "concurrent": true]) { $1 })
-        var fields = layout.merging(["seconds": rounded(meanStep[0], 4)]) { $1 }
+        var fields = layout.merging(["seconds": rounded(meanStep[0], 4), "message_bytes": world.messageBytes]) { $1 }
         for (name, value) in zip(names, meanStep.dropFirst()) { fields[name] = rounded(value, 4) }
         line("scale_step", fields)
     }

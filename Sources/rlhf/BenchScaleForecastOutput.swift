@@ -15,7 +15,7 @@ extension ScaleForecast {
             for layout in ClusterLayout.splits(hosts: hosts, coresPerHost: cores) {
                 for shape in ReductionShape.allCases {
                     let p = inputs.predict(layout, shape: shape)
-                    command.line("scale_prediction", fields(p))
+                    emit("scale_prediction", fields(p))
                     log(
                         "| \(hosts) | \(layout.ranksPerHost) × \(layout.threadsPerRank) | \(shape) | "
                             + "\(rounded(p.stepSeconds, 2)) | \(rounded(p.computeSeconds, 2)) | "
@@ -24,7 +24,7 @@ extension ScaleForecast {
                 }
             }
             if let best = inputs.recommend(hosts: hosts, coresPerHost: cores, hostBytes: hostBytes) {
-                command.line("scale_recommendation", fields(best))
+                emit("scale_recommendation", fields(best))
                 log("recommended for \(hosts) hosts: \(best.layout), \(best.shape) route")
             } else {
                 log("no layout of \(hosts) hosts fits \(command.hostMemoryGib) GiB per host")

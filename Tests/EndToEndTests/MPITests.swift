@@ -335,7 +335,8 @@ final class MPITests: CLITestCase {
             })
     }
 
-    /// PPO under mpirun: colocated (data parallel over 2 ranks) and with reward + reference on rank 1.
+    /// PPO under mpirun: colocated (data parallel over 2 ranks) and with reward + reference on rank 1;
+    /// learned rewards; a proxy with its own trunk and a judge model, each kept once on the host.
     func testPPOColocatedAndPlaced() throws {
         let mpirun = try XCTUnwrap(mpirun, "openmpi-bin is not installed")
         let sft = directory + "/hydra"
@@ -346,6 +347,13 @@ final class MPITests: CLITestCase {
             "checkpoint.every=0", "log.every=100",
         ])
         let checkpoint = sft + "/checkpoints/step-00000060"
+        // A reward model with a trunk of its own (a shorter run) and a judge: kept once per host too.
+        try run([
+            "hydra-sft", "name=h2", "out=\(sft)-short", "resume=never", "data.task=arith", "data.eval_size=50",
+            "train.steps=10", "train.batch_size=32", "train.micro_batch_size=16", "train.max_length=16",
+            "eval.every=0", "checkpoint.every=0", "log.every=100",
+        ])
+        let ownTrunk = sft + "-short/checkpoints/step-00000010"
         let segmentsBefore = sharedSegments()  // another job's on this machine are not this test's
         // Learned rewards over 2 replicas: LASeR's context and pair losses, R2M's update gradients are summed over
         // ranks.
@@ -365,6 +373,13 @@ final class MPITests: CLITestCase {
                 [
                     "rewards.proxy_heads=\(checkpoint)", "rewards.proxy=1", "rewards.selection=r2m", "r2m.lr=1e-3",
                     "prepo.keep=0.5", "prepo.candidates=64",
+                ]
+            ),
+            (
+                "judge",
+                [
+                    "rewards.proxy_heads=\(ownTrunk)", "rewards.proxy=1", "rewards.genrm=0.5",
+                    "rewards.genrm_model=\(checkpoint)",
                 ]
             ),
         ] {
@@ -391,6 +406,13 @@ final class MPITests: CLITestCase {
                 log.contains("frozen weights kept once for the 2 ranks of this host"), log.suffix(3000).description)
             XCTAssertEqual(sharedSegments().subtracting(segmentsBefore), [], tag)
             if tag == "r2m" { XCTAssertTrue(log.contains("Pre-PPO: kept 32 of 64"), log.suffix(3000).description) }
+            if tag == "judge" {
+                for model in ["proxy1's trunk", "judge model"] {
+                    XCTAssertTrue(
+                        log.contains("\(model): frozen weights kept once for the 2 ranks of this host"),
+                        "\(model): \(log.suffix(3000))")
+                }
+            }
             let iterations = try JSONL.objects(path: out + "/metrics.jsonl").filter { $0.object["kl"] != nil }
             XCTAssertEqual(iterations.count, 3, tag)
         }

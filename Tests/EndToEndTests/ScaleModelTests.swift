@@ -10,13 +10,13 @@ final class ScaleModelTests: CLITestCase {
         .deletingLastPathComponent()
 
     /// Measurements worked by hand: 4 units take 4 s on one thread and 2.4 s on two (1 s per unit,
-    /// parallel fraction 0.8); the link between hosts α = 0.2 ms, β = 1 GB/s at 2 ranks; 100 MB of
+    /// parallel fraction 0.8); the link between hosts α = 0.2 ms a step, β = 1 GB/s; 100 MB of
     /// gradient sums in 16 MiB messages (6 of them); a rank 1 GB + 0.1 GB per unit, nothing shared.
     func measurements(acrossHosts: Bool = true) -> String {
         let big = 64 << 20
         let lines: [String] = [
             #"{"case":"scale_compute","workload":"sft","preset":"p","hosts":1,"ranks_per_host":1,"threads":1,"#
-                + #""units":4,"seconds":4.0}"#,
+                + #""units":4,"seconds":4.0,"cpu":"test cpu"}"#,
             #"{"case":"scale_compute","workload":"sft","preset":"p","hosts":1,"ranks_per_host":1,"threads":2,"#
                 + #""units":4,"seconds":2.4}"#,
             #"{"case":"scale_memory","workload":"sft","preset":"p","units":4,"units_2":8,"#
@@ -47,7 +47,8 @@ final class ScaleModelTests: CLITestCase {
         }.filter { $0["case"] as? String == kind }
     }
 
-    /// The measured 2-host step is checked against 4 × 1 s of compute + 6 × 0.2 ms + 100 MB / 1 GB/s.
+    /// The measured 2-host step is checked against 4 × 1 s of compute + 6 messages × 2 steps × 0.2 ms
+    /// + 100 MB / 1 GB/s.
     func testPredictionsFromAFileOfMeasurements() throws {
         let file = try write(measurements())
         let (stdout, _) = try run([
@@ -57,14 +58,15 @@ final class ScaleModelTests: CLITestCase {
         let checks = objects(stdout, "scale_validation")
         XCTAssertEqual(checks.count, 1, "only this workload's steps: \(stdout)")
         let predicted = try XCTUnwrap(checks.first?["predicted_s"] as? Double)
-        XCTAssertEqual(predicted, 4 + 6 * 0.0002 + 0.1, accuracy: 1e-4)
-        XCTAssertEqual(try XCTUnwrap(checks.first?["error"] as? Double), (4.1012 / 4.2 - 1), accuracy: 1e-3)
+        XCTAssertEqual(predicted, 4 + 6 * 2 * 0.0002 + 0.1, accuracy: 1e-4)
+        XCTAssertEqual(try XCTUnwrap(checks.first?["error"] as? Double), (4.1024 / 4.2 - 1), accuracy: 1e-3)
+        XCTAssertEqual(checks.first?["cpu"] as? String, "test cpu", "the measured machine's, not this one's")
         // 4 hosts × (4×1, 2×2, 1×4) × (flat, hierarchical).
         XCTAssertEqual(objects(stdout, "scale_prediction").count, 6)
         let best = try XCTUnwrap(objects(stdout, "scale_recommendation").first)
         // f = 0.8: 2 threads take 0.6 s a unit, 4 threads 0.4 s. One rank per core computes its 4
         // units in 4 s + 0.18 s of hierarchical all-reduce (15.3 units/s); 2 × 2 threads 8 units in
-        // 4.8 + 0.17 s (12.9); one rank of 4 threads 16 units in 6.4 + 0.15 s (9.8).
+        // 4.8 + 0.17 s (12.9); one rank of 4 threads 16 units in 6.4 + 0.16 s (9.8).
         XCTAssertEqual(best["ranks_per_host"] as? Int, 4, "\(best)")
     }
 
@@ -76,7 +78,9 @@ final class ScaleModelTests: CLITestCase {
             let p = Process(), out = Pipe()
             p.executableURL = URL(fileURLWithPath: "/bin/bash")
             p.arguments = [script, stage, "4", "4", memoryGiB]
-            p.environment = Self.cleanEnvironment.merging(["SCALE_MEASUREMENTS": file, "SCALE_PRESET": "p"]) { $1 }
+            p.environment = Self.cleanEnvironment.merging([
+                "SCALE_MEASUREMENTS": file, "SCALE_PRESET": "p", "RLHF": binary.path,
+            ]) { $1 }
             p.standardOutput = out
             try p.run()
             let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -86,7 +90,8 @@ final class ScaleModelTests: CLITestCase {
         }
         let roomy = try layout("sft", memoryGiB: "100")
         XCTAssertTrue(roomy.hasPrefix("4 1 "), roomy)
-        // 4 ranks need 4 × 1.4 GB = 5.6 GB; 2 ranks of 2 threads 2 × 1.8 GB = 3.6 GB; in 4 GiB only that fits.
+        // 4 ranks need 4 × 1.4 GB = 5.6 GB; in 4 GiB fit 2 ranks of 2 threads (2 × 1.8 GB) and one of 4
+        // (2.6 GB), and 2 × 2 is the faster.
         XCTAssertTrue(try layout("sft", memoryGiB: "4").hasPrefix("2 2 "))
     }
 
@@ -99,6 +104,21 @@ final class ScaleModelTests: CLITestCase {
         let (_, other) = try run(
             ["bench", "scale", "--predict", file, "--workload", "sft", "--preset", "nothing"], expectExit: 1)
         XCTAssertTrue(other.contains("no one-rank `bench scale` lines of sft nothing"), other)
+        let broken = try write(measurements().replacingOccurrences(of: #""seconds":2.4"#, with: #""seconds":0"#))
+        let (_, zero) = try run(
+            ["bench", "scale", "--predict", broken, "--workload", "sft", "--preset", "p"], expectExit: 1)
+        XCTAssertTrue(zero.contains("scale_compute line has no positive number 'seconds' (got 0)"), zero)
+    }
+
+    /// Options of one mode are refused in the other rather than ignored.
+    func testOptionsOfTheOtherModeAreRefused() throws {
+        let (_, measuring) = try run(["bench", "scale", "--hosts", "8"], expectExit: 64)
+        XCTAssertTrue(measuring.contains("apply to --predict FILE"), measuring)
+        let file = try write(measurements())
+        let (_, predicting) = try run(["bench", "scale", "--predict", file, "--units", "2"], expectExit: 64)
+        XCTAssertTrue(predicting.contains("with --predict the file's figures are used"), predicting)
+        let (_, link) = try run(["bench", "scale", "--predict", file, "--across-gbps", "0"], expectExit: 64)
+        XCTAssertTrue(link.contains("--across-gbps must be positive"), link)
     }
 
     /// One rank measures a tiny preset: compute at 1 and 2 threads, the 2-unit steps, memory with

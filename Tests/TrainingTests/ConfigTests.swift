@@ -44,7 +44,8 @@ final class ConfigTests: TemporaryDirectoryTestCase {
             "train:\n  steps: many\n", contains: ["exp.yaml:2", "'train.steps' expects an integer, got 'many'"])
         try assertError("train:\n  steps: \"5\"\n", contains: ["expects an integer"])
         try assertError(
-            "model:\n  preset: huge\n", contains: ["'model.preset' expects one of gpt2, qwen2.5-0.5b, small, smollm2-135m, tiny"])
+            "model:\n  preset: huge\n",
+            contains: ["'model.preset' expects one of gpt2, qwen2.5-0.5b, small, smollm2-135m, tiny"])
         try assertError("train: 5\n", contains: ["'train' must be a mapping"])
         try assertError("train:\n  lr: [1, 2]\n", contains: ["'train.lr' expects a single value"])
         try assertError(nil, overrides: ["train.lr=fast"], contains: ["override 'train.lr=fast'", "expects a number"])

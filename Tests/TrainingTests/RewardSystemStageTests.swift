@@ -133,12 +133,13 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
             overrides: [
                 "model.init_from=\(model)", "data.task=arith", "rewards.selection=laser", "laser.arms=verifier,judge",
             ])
-        XCTAssertThrowsError(
-            try LearnedRewards.make(
+        do {
+            _ = try await LearnedRewards.make(
                 try PPOConfig(bad).rewardConfig, base: try HFCheckpoint.load(directory: model),
                 originalHead: ScalarHead(channels: 128), seed: 1, namedArms: ["reward_head", "verifier", "format"])
-        ) {
-            XCTAssertTrue("\($0)".contains("'judge' is not a reward source"), "\($0)")
+            XCTFail("laser.arms naming no source was accepted")
+        } catch {
+            XCTAssertTrue("\(error)".contains("'judge' is not a reward source"), "\(error)")
         }
     }
 
@@ -183,10 +184,10 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
                 "model.init_from=\(model)", "data.task=arith", "rewards.proxy_heads=\(try heads(model, count: 1)[0])",
                 "rewards.selection=r2m", "rewards.proxy=1", "r2m.lr=1e-2", "ppo.iterations=10",
             ])
-        let learned = try XCTUnwrap(
-            try LearnedRewards.make(
-                try PPOConfig(config).rewardConfig, base: base,
-                originalHead: ScalarHead(channels: base.config.channels), seed: 1, namedArms: []))
+        let made = try await LearnedRewards.make(
+            try PPOConfig(config).rewardConfig, base: base,
+            originalHead: ScalarHead(channels: base.config.channels), seed: 1, namedArms: [])
+        let learned = try XCTUnwrap(made)
         XCTAssertEqual(learned.r2mOmega(iteration: 1), 1, "round 0: the reward model's own token alone")
         var rng = RNG(seed: 9)
         // larger than the 0.02 start

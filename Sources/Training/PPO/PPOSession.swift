@@ -196,6 +196,8 @@ final class PPOSession {
     let onePass: Bool
     /// The learned reward models the run's sources share (proxy heads, bandit, fusion), if any.
     let rewardModels: LearnedRewards?
+    /// The ranks of this host that keep a judge model once (colocated, sharing), or nil.
+    let sourceHost: (any Transport)?
     /// The states of the scoring passes the sources read, and the source the progress line shows.
     let sourceNeeds: RewardPassNeeds, headline: String?
     var sources: [any RewardSource] = []
@@ -242,6 +244,15 @@ final class PPOSession {
             host: HostShare(ranks: host?.size ?? 1, sharesFrozenWeights: sharing != nil), say: say)
         let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
         let roles = try PPORoles(config: cfg, base: base, rewardHead: rewardHead, replicas: replicas)
+        // Every rank of the host reads the proxies (a proxy's own trunk is kept once per host), also
+        // one that only serves placed roles.
+        let rewards = cfg.rewardConfig
+        let rewardModels = try await LearnedRewards.make(
+            rewards, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed,
+            namedArms: RewardSources.armNames(for: rewards), host: sharing)
+        for (k, trunk) in (rewardModels?.trunks ?? []).enumerated() {
+            if let trunk, let line = HostWeights.summary(trunk, host: sharing) { say("proxy\(k + 1)'s trunk: \(line)") }
+        }
         // A rank that only hosts placed roles serves them and is done. It cannot stop the run by
         // itself (rank 0 drives, and ends the serving with a checkpoint when it is signalled).
         if !colocated && transport.rank != 0 {
@@ -258,10 +269,11 @@ final class PPOSession {
             try await transport.barrier()
             return nil
         }
+        // A judge model is read by the ranks that build reward sources: every rank when colocated.
         let session = try PPOSession(
             cfg, transport: transport, say: say, tokenizer: tokenizer, roles: roles, placement: placement,
-            replicas: replicas,
-            prompts: inputs?.prompts)
+            replicas: replicas, prompts: inputs?.prompts, rewardModels: rewardModels,
+            sourceHost: colocated ? sharing : nil)
         // The clones are made and the proxies compared with it: the frozen base (Hydra's trunk, the
         // separate layout's reference) keeps its matrices in bf16 only from here on, in bf16.
         try await HostWeights.keepOnlyBF16(base, host: sharing)
@@ -272,7 +284,8 @@ final class PPOSession {
     private init(
         _ cfg: PPOConfig, transport: any Transport, say: @escaping (String) -> Void, tokenizer: any Tokenizer,
         roles: PPORoles,
-        placement: Placement, replicas: (any Transport)?, prompts: [[Int32]]?
+        placement: Placement, replicas: (any Transport)?, prompts: [[Int32]]?, rewardModels: LearnedRewards?,
+        sourceHost: (any Transport)?
     ) throws {
         self.cfg = cfg
         self.transport = transport
@@ -290,9 +303,8 @@ final class PPOSession {
         reward = placement.remote[.reward].map { [clients] in RemoteReward(clients[$0]!) } ?? roles.localReward
         onePass = cfg.layout == .hydra && placement.remote[.reference] == nil && placement.remote[.reward] == nil
         let rewards = cfg.rewardConfig
-        rewardModels = try LearnedRewards.make(
-            rewards, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed,
-            namedArms: RewardSources.armNames(for: rewards))
+        self.rewardModels = rewardModels
+        self.sourceHost = sourceHost
         (sourceNeeds, headline) = (RewardSources.needs(for: rewards), RewardSources.headline(for: rewards))
         guard sourceNeeds.isEmpty || (onePass && colocated) else {
             let readers = RewardSources.namesReadingStates(for: rewards).joined(separator: ", ")
@@ -411,7 +423,7 @@ final class PPOSession {
             RewardSourceContext(
                 config: cfg.rewardConfig, learned: rewardModels, prompts: prompts, pool: candidates,
                 heldOutPrompts: heldOut, policy: policy,
-                localPolicy: roles.policy, scorer: scorer, tokenizer: tokenizer, say: say))
+                localPolicy: roles.policy, scorer: scorer, tokenizer: tokenizer, say: say, host: sourceHost))
         pool = candidates
         if cfg.promptSelection.keep > 0 { pool = try await prePPOSelection(candidates: candidates, folder: folder) }
         guard !pool.isEmpty else {
