@@ -82,31 +82,7 @@ struct ScaleForecast {
         guard let c1 = one("scale_compute", threads: 1), let c2 = one("scale_compute", threads: 2),
             let memory = mine.first(where: { $0["case"] as? String == "scale_memory" })
         else { throw CLIError("\(file) has no one-rank `bench scale` lines of \(what) (scale_compute, scale_memory)") }
-        let links = records.filter { $0["case"] as? String == "scale_link" }
-        // The first sweep of each kind that could be fitted (-1: its smallest message was slower than
-        // the rest allow, as an 8 B all-reduce over TCP sometimes is).
-        func link(_ acrossHosts: Bool) throws -> (LinkCost, Int)? {
-            let kind = links.filter { (jsonInt($0["hosts"]) > 1) == acrossHosts }
-            let fitted = kind.filter { (($0["bandwidth_bytes_per_s"] as? NSNumber)?.doubleValue ?? -1) > 0 }
-            if fitted.count < kind.count {
-                log("\(file): \(kind.count - fitted.count) scale_link line(s) without a fit left out")
-            }
-            guard let l = fitted.first else { return nil }
-            return (
-                LinkCost(
-                    latency: try field(l, "latency_s", file: file, zeroAllowed: true),
-                    bandwidth: try field(l, "bandwidth_bytes_per_s", file: file)),
-                Int(try field(l, "message_bytes", file: file))
-            )
-        }
-        guard let (within, _) = try link(false) else { throw CLIError("\(file) has no scale_link line of one host") }
-        let given = command.acrossGbps.flatMap { gbps in
-            command.acrossLatencyMs.map { LinkCost(latency: $0 / 1e3, bandwidth: gbps * 1e9 / 8) }
-        }
-        guard let (across, messageBytes) = try link(true) ?? given.map({ ($0, 16 << 20) }) else {
-            throw CLIError(
-                "\(file) has no scale_link line measured across hosts; give --across-gbps and --across-latency-ms")
-        }
+        let (within, across, messageBytes) = try links(records, file: file)
         let units = try field(memory, "units", file: file), units2 = try field(memory, "units_2", file: file)
         let resident = try field(memory, "resident_bytes", file: file)
         let resident2 = try field(memory, "resident_bytes_2", file: file)
@@ -133,6 +109,37 @@ struct ScaleForecast {
         if let gbps = command.acrossGbps { cluster.across.bandwidth = gbps * 1e9 / 8 }
         if let ms = command.acrossLatencyMs { cluster.across.latency = ms / 1e3 }
         return (measured, cluster)
+    }
+
+    /// The link within a host and between hosts (with its message size): the first sweep of each
+    /// kind that could be fitted (-1: its smallest message was slower than the rest allow, as an
+    /// 8 B all-reduce over TCP sometimes is); between hosts, --across-gbps/--across-latency-ms where
+    /// the file has none.
+    func links(_ records: [[String: Any]], file: String) throws -> (LinkCost, LinkCost, Int) {
+        let links = records.filter { $0["case"] as? String == "scale_link" }
+        func link(_ acrossHosts: Bool) throws -> (LinkCost, Int)? {
+            let kind = links.filter { (jsonInt($0["hosts"]) > 1) == acrossHosts }
+            let fitted = kind.filter { (($0["bandwidth_bytes_per_s"] as? NSNumber)?.doubleValue ?? -1) > 0 }
+            if fitted.count < kind.count {
+                log("\(file): \(kind.count - fitted.count) scale_link line(s) without a fit left out")
+            }
+            guard let l = fitted.first else { return nil }
+            return (
+                LinkCost(
+                    latency: try field(l, "latency_s", file: file, zeroAllowed: true),
+                    bandwidth: try field(l, "bandwidth_bytes_per_s", file: file)),
+                Int(try field(l, "message_bytes", file: file))
+            )
+        }
+        guard let (within, _) = try link(false) else { throw CLIError("\(file) has no scale_link line of one host") }
+        let given = command.acrossGbps.flatMap { gbps in
+            command.acrossLatencyMs.map { LinkCost(latency: $0 / 1e3, bandwidth: gbps * 1e9 / 8) }
+        }
+        guard let (across, messageBytes) = try link(true) ?? given.map({ ($0, 16 << 20) }) else {
+            throw CLIError(
+                "\(file) has no scale_link line measured across hosts; give --across-gbps and --across-latency-ms")
+        }
+        return (within, across, messageBytes)
     }
 
     /// Predicted against measured seconds of every step in the file (flat route, as measured).

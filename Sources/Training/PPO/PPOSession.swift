@@ -244,29 +244,12 @@ final class PPOSession {
             host: HostShare(ranks: host?.size ?? 1, sharesFrozenWeights: sharing != nil), say: say)
         let replicas: (any Transport)? = colocated && transport.size > 1 ? transport : nil
         let roles = try PPORoles(config: cfg, base: base, rewardHead: rewardHead, replicas: replicas)
-        // Every rank of the host reads the proxies (a proxy's own trunk is kept once per host), also
-        // one that only serves placed roles.
-        let rewards = cfg.rewardConfig
-        let rewardModels = try await LearnedRewards.make(
-            rewards, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed,
-            namedArms: RewardSources.armNames(for: rewards), host: sharing)
-        for (k, trunk) in (rewardModels?.trunks ?? []).enumerated() {
-            if let trunk, let line = HostWeights.summary(trunk, host: sharing) { say("proxy\(k + 1)'s trunk: \(line)") }
-        }
+        let rewardModels = try await learnedRewards(cfg, roles: roles, host: sharing, say: say)
         // A rank that only hosts placed roles serves them and is done. It cannot stop the run by
         // itself (rank 0 drives, and ends the serving with a checkpoint when it is signalled).
         if !colocated && transport.rank != 0 {
             try await HostWeights.keepOnlyBF16(base, host: sharing)  // the clones are made
-            StopRequest.markServingRank()
-            if let hosted = placement.servers[transport.rank] {
-                try await RoleServer(
-                    transport: transport, policy: hosted.contains(.policy) ? roles.policy : nil,
-                    critic: hosted.contains(.critic) ? roles.critic : nil,
-                    reference: hosted.contains(.reference) ? roles.scorer : nil,
-                    reward: hosted.contains(.reward) ? roles.localReward : nil
-                ).serve()
-            }
-            try await transport.barrier()
+            try await serve(placement, roles: roles, transport: transport)
             return nil
         }
         // A judge model is read by the ranks that build reward sources: every rank when colocated.
@@ -279,6 +262,35 @@ final class PPOSession {
         try await HostWeights.keepOnlyBF16(base, host: sharing)
         if let line = HostWeights.summary(base, host: sharing) { say(line) }
         return session
+    }
+
+    /// The proxies, read by every rank of the host (a proxy's own trunk is kept once per host), also
+    /// one that only serves placed roles.
+    static func learnedRewards(
+        _ cfg: PPOConfig, roles: PPORoles, host sharing: (any Transport)?, say: (String) -> Void
+    ) async throws -> LearnedRewards? {
+        let rewards = cfg.rewardConfig
+        let rewardModels = try await LearnedRewards.make(
+            rewards, base: roles.base, originalHead: roles.rewardHead, seed: cfg.run.seed,
+            namedArms: RewardSources.armNames(for: rewards), host: sharing)
+        for (k, trunk) in (rewardModels?.trunks ?? []).enumerated() {
+            if let trunk, let line = HostWeights.summary(trunk, host: sharing) { say("proxy\(k + 1)'s trunk: \(line)") }
+        }
+        return rewardModels
+    }
+
+    /// A rank other than 0 with placed roles: serves them until rank 0 ends the run.
+    static func serve(_ placement: Placement, roles: PPORoles, transport: any Transport) async throws {
+        StopRequest.markServingRank()
+        if let hosted = placement.servers[transport.rank] {
+            try await RoleServer(
+                transport: transport, policy: hosted.contains(.policy) ? roles.policy : nil,
+                critic: hosted.contains(.critic) ? roles.critic : nil,
+                reference: hosted.contains(.reference) ? roles.scorer : nil,
+                reward: hosted.contains(.reward) ? roles.localReward : nil
+            ).serve()
+        }
+        try await transport.barrier()
     }
 
     private init(
