@@ -175,6 +175,7 @@ public struct ConfigSchema: Sendable {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw ConfigError("\(file): cannot read")
         }
+        try YAMLNesting.check(text, file: file)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch { throw ConfigError("\(file): not valid YAML: \(error)") }
         let base = URL(fileURLWithPath: file).deletingLastPathComponent().path

@@ -135,6 +135,7 @@ public enum Checkpoints {
         do {
             try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
             try write(temporary)
+            try writeManifest(temporary)
             if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
             try fm.moveItem(atPath: temporary, toPath: final)
         } catch {
@@ -189,14 +190,54 @@ public enum Checkpoints {
     }
 
     /// What is wrong with a checkpoint folder, or nil: its training state must decode with sane
-    /// fields, and every safetensors file in it (and in its subfolders) must have a valid header
-    /// whose tensors lie inside the file (a truncated file fails this), every JSON file must parse.
+    /// fields, every file its manifest lists must be there at its size, every safetensors file in
+    /// it (and in its subfolders) must have a valid header whose tensors lie inside the file (a
+    /// truncated file fails this), and every JSON file must parse.
     public static func verify(_ checkpoint: String) -> String? {
         do {
             let state = try loadState(checkpoint)
             if let bad = state.problem { return "\(checkpoint)/training_state.json: \(bad)" }
         } catch { return "\(error)" }
-        return verifyFiles(checkpoint)
+        return verifyManifest(checkpoint) ?? verifyFiles(checkpoint)
+    }
+
+    /// The manifest of a checkpoint folder: every file it was written with and its size, so that a
+    /// file deleted or cut short later marks the checkpoint damaged (it is passed over on resume)
+    /// rather than failing every resume that picks it.
+    static let manifestFile = "files.json"
+
+    static func writeManifest(_ folder: String) throws {
+        let fm = FileManager.default
+        var sizes: [String: Int] = [:]
+        for name in fm.subpaths(atPath: folder) ?? [] {
+            let path = (folder as NSString).appendingPathComponent(name)
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            sizes[name] = (try fm.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(sizes).write(
+            to: URL(fileURLWithPath: (folder as NSString).appendingPathComponent(manifestFile)))
+    }
+
+    /// A file the manifest lists that is missing or of another size, or nil (also for checkpoints
+    /// written before manifests).
+    static func verifyManifest(_ folder: String) -> String? {
+        let path = (folder as NSString).appendingPathComponent(manifestFile)
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let sizes = try? JSONDecoder().decode([String: Int].self, from: data) else {
+            return "\(path): not a list of files and sizes"
+        }
+        for (name, size) in sizes.sorted(by: { $0.key < $1.key }) {
+            let file = (folder as NSString).appendingPathComponent(name)
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: file) else {
+                return "\(file) is missing (the checkpoint was written with it)"
+            }
+            let now = (attributes[.size] as? NSNumber)?.intValue ?? -1
+            if now != size { return "\(file) has \(now) bytes; it was written with \(size)" }
+        }
+        return nil
     }
 
     /// What is wrong with the safetensors and JSON files of a folder (a model or a checkpoint), or nil.

@@ -26,20 +26,33 @@ struct Generate: ParsableCommand {
     var chat: [String] = []
     @Option(help: "JSONL file of {\"prompt\": …} lines.")
     var input: String?
-    @Option(help: "New tokens at most per prompt.")
+    // A negative value after a space is read as the value (then refused), not as an unknown flag.
+    @Option(parsing: .unconditional, help: "New tokens at most per prompt.")
     var maxNewTokens: Int = 32
-    @Option(help: "Sampling temperature; 0 is greedy.")
+    @Option(parsing: .unconditional, help: "Sampling temperature; 0 is greedy.")
     var temperature: Float = 0
-    @Option(help: "Keep the k most likely tokens (0: off).")
+    @Option(parsing: .unconditional, help: "Keep the k most likely tokens (0: off).")
     var topK: Int = 0
-    @Option(help: "Nucleus sampling mass (1: off).")
+    @Option(parsing: .unconditional, help: "Nucleus sampling mass (1: off).")
     var topP: Float = 1
     @Option(help: "Seed of the sampler.")
     var seed: UInt64 = 0
-    @Option(help: "Prompts per batch.")
+    @Option(parsing: .unconditional, help: "Prompts per batch.")
     var batchSize: Int = 16
     @Option(help: "A LoRA adapter folder in PEFT's format to apply on top of the model.")
     var adapter: String?
+
+    func validate() throws {
+        guard maxNewTokens >= 1 else {
+            throw ValidationError("--max-new-tokens must be at least 1, got \(maxNewTokens)")
+        }
+        guard temperature >= 0, temperature.isFinite else {
+            throw ValidationError("--temperature must be 0 (greedy) or positive, got \(temperature)")
+        }
+        guard topK >= 0 else { throw ValidationError("--top-k must be 0 (off) or positive, got \(topK)") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+    }
 
     func run() throws {
         let trunk = try HFCheckpoint.load(directory: model)

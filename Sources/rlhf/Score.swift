@@ -19,8 +19,13 @@ struct Score: ParsableCommand {
     @Option(help: "JSONL file of {\"tokens\": [...]} lines, or - for standard input.")
     var input: String
 
-    @Option(help: "Sequences per forward pass.")
+    // A negative value after a space is read as the value (then refused), not as an unknown flag.
+    @Option(parsing: .unconditional, help: "Sequences per forward pass.")
     var batchSize: Int = 8
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+    }
 
     @Option(help: "A LoRA adapter folder in PEFT's format to apply on top of the model.")
     var adapter: String?

@@ -164,4 +164,23 @@ final class CLITests: CLITestCase {
         let (_, missing) = try run(["score", "--model", directory + "/nowhere", "--input", input], expectExit: 1)
         XCTAssertTrue(missing.contains("nowhere/config.json"), missing)
     }
+
+    /// A negative number after a space is the option's value, refused by name (it was read as an
+    /// unknown flag, "missing value"); a batch of 0 is refused instead of accepted.
+    func testSamplingAndBatchOptionsAreCheckedByName() throws {
+        for (arguments, message) in [
+            (["--temperature", "-1"], "--temperature must be 0 (greedy) or positive, got -1.0"),
+            (["--top-k", "-5"], "--top-k must be 0 (off) or positive, got -5"),
+            (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
+            (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+            (["--max-new-tokens", "-3"], "--max-new-tokens must be at least 1, got -3"),
+        ] {
+            let (_, stderr) = try run(
+                ["generate", "--model", directory + "/m", "--prompt", "x"] + arguments, expectExit: 64)
+            XCTAssertTrue(stderr.contains(message), "\(arguments): \(stderr)")
+        }
+        let (_, score) = try run(
+            ["score", "--model", directory + "/m", "--input", "-", "--batch-size", "-2"], expectExit: 64)
+        XCTAssertTrue(score.contains("--batch-size must be at least 1, got -2"), score)
+    }
 }

@@ -25,6 +25,31 @@ final class ConfigTests: TemporaryDirectoryTestCase {
         }
     }
 
+    /// Nesting thousands of levels deep is refused by line before Yams parses it (its recursive
+    /// node building overflowed the stack: SIGSEGV); ordinary nesting, quotes and comments pass.
+    func testDeepNestingIsRefusedBeforeParsing() throws {
+        let deep = 6000
+        try assertError(
+            "train:\n  lr: " + String(repeating: "[", count: deep) + String(repeating: "]", count: deep) + "\n",
+            contains: ["exp.yaml:2", "more than 64 nested [ ] or { }"])
+        var mapping = ""
+        for level in 0..<deep { mapping += String(repeating: " ", count: level) + "k\(level):\n" }
+        try assertError(mapping, contains: ["exp.yaml:258", "nested deeper than 256 columns"])
+        try assertError(
+            "name: x\n" + String(repeating: "- ", count: deep) + "x\n", contains: ["exp.yaml:2", "nested deeper"])
+        let fine = """
+            name: "it's [not {a flow"  # a comment with [[[ and '
+            note: it's plain [x]
+            train:
+              lr: 0.1
+            """
+        XCTAssertNoThrow(try YAMLNesting.check(fine, file: "f"))
+        XCTAssertNoThrow(
+            try YAMLNesting.check(String(repeating: "[", count: 64) + String(repeating: "]", count: 64), file: "f"))
+        XCTAssertEqual(YAMLNesting.blockColumns("  - - x"), 6)
+        XCTAssertEqual(YAMLNesting.blockColumns("  -x: 1"), 2, "a dash that starts a scalar is not a marker")
+    }
+
     func testUnknownKeysNameFileLineAndSuggest() throws {
         try assertError(
             "name: x\ntrain:\n  lrr: 0.1\n",

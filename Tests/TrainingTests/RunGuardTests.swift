@@ -196,6 +196,35 @@ final class RunGuardTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: mine))
     }
 
+    /// A checkpoint lists the files it was written with: one deleted or cut short later makes it
+    /// damaged, so resume passes over it to the one before instead of failing on it every time.
+    func testACheckpointMissingAFileIsPassedOver() throws {
+        let checkpoints = directory + "/checkpoints"
+        var written: [String] = []
+        for step in [2, 4] {
+            written.append(
+                try Checkpoints.saveFolder(directory: checkpoints, step: step, keepLast: 5) { folder in
+                    let state = TrainingState(
+                        stage: "sft", step: step, cursor: 8, optimizerStep: step, learningRate: 1e-3,
+                        rng: RNG(seed: 1), tokenizer: "byte", worldSize: 1)
+                    try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: folder + "/training_state.json"))
+                    try Data(repeating: 7, count: 64).write(to: URL(fileURLWithPath: folder + "/optimizer.bin"))
+                })
+        }
+        XCTAssertNil(Checkpoints.verify(written[1]))
+        XCTAssertEqual(Checkpoints.newestIntact(in: checkpoints).checkpoint, written[1])
+        try Data(repeating: 7, count: 10).write(to: URL(fileURLWithPath: written[1] + "/optimizer.bin"))
+        XCTAssertEqual(
+            Checkpoints.verify(written[1]), written[1] + "/optimizer.bin has 10 bytes; it was written with 64")
+        try FileManager.default.removeItem(atPath: written[1] + "/optimizer.bin")
+        XCTAssertEqual(
+            Checkpoints.verify(written[1]),
+            written[1] + "/optimizer.bin is missing (the checkpoint was written with it)")
+        let (found, damaged) = Checkpoints.newestIntact(in: checkpoints)
+        XCTAssertEqual(found, written[0])
+        XCTAssertEqual(damaged.map(\.path), [written[1]])
+    }
+
     /// A save that fails partway (a full disk) names the checkpoint, keeps the earlier ones and
     /// leaves no temporary folder for the next attempt to trip over.
     func testAFailedSaveNamesTheCheckpointAndLeavesNoTemporaryFolder() throws {
