@@ -79,10 +79,9 @@ public struct RunFolder: Sendable {
                             + "no intact checkpoint is left in \(folder.checkpoints); set resume: never to start over")
                 }
             }
-            return (
-                folder, nil,
-                resume == .never ? "starting fresh (resume: never)" : "starting fresh: no checkpoint in \(out)"
-            )
+            let fresh = resume == .never ? "starting fresh (resume: never)" : "starting fresh: no checkpoint in \(out)"
+            let aside = try folder.setAsideEarlierRun(now: now)
+            return (folder, nil, fresh + (aside.map { "; the earlier run's files moved to \($0)" } ?? ""))
         }
         let runs = (workingDirectory as NSString).appendingPathComponent("runs")
         if resume.continuesNewest, let found = try newestNamed(name, in: runs, resume: resume) { return found }

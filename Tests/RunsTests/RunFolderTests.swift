@@ -53,6 +53,36 @@ final class RunFolderTests: XCTestCase {
         XCTAssertEqual(byPath.folder.path, directory + "/runs/exp-20260101-000000")
     }
 
+    /// A fresh start in an `out` folder an earlier run wrote to moves that run's outputs into
+    /// previous-<time> (it appended to its metrics.jsonl and added a second events file before);
+    /// files a run does not write stay, and a folder with no earlier run is left alone.
+    func testAFreshStartSetsTheEarlierRunAside() throws {
+        let date = Date(timeIntervalSince1970: 1_800_000_000), out = directory + "/out"
+        let untouched = try RunFolder.choose(
+            name: "x", out: out, resume: .never, workingDirectory: directory, now: date)
+        XCTAssertEqual(untouched.message, "starting fresh (resume: never)")
+        let first = try RunFolder(path: out)
+        for step in 1...3 { try first.appendMetrics(["step": step, "loss": 1.0]) }
+        try "notes".write(toFile: out + "/mine.txt", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(
+            atPath: out + "/checkpoints/step-00000002", withIntermediateDirectories: true)
+        let events = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("events.out") }
+        XCTAssertEqual(events.count, 1)
+
+        let again = try RunFolder.choose(name: "x", out: out, resume: .never, workingDirectory: directory, now: date)
+        let aside = out + "/previous-20270115-080000"
+        XCTAssertEqual(again.message, "starting fresh (resume: never); the earlier run's files moved to \(aside)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+        XCTAssertEqual(left, ["checkpoints", "mine.txt", "previous-20270115-080000"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints"), [])
+        XCTAssertEqual(try JSONL.objects(path: aside + "/metrics.jsonl").count, 3, "nothing is lost")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: aside + "/checkpoints"), ["step-00000002"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: aside + "/" + events[0]))
+        // resume: auto finds no checkpoint left in the folder and starts fresh without moving again.
+        let auto = try RunFolder.choose(name: "x", out: out, resume: .auto, workingDirectory: directory, now: date)
+        XCTAssertEqual(auto.message, "starting fresh: no checkpoint in \(out)")
+    }
+
     func testMetricsTruncationOnResume() throws {
         let folder = try RunFolder(path: directory + "/r")
         for step in 1...5 { try folder.appendMetrics(["step": step, "loss": Double(step)]) }
