@@ -257,7 +257,7 @@ final class ExampleTests: CLITestCase {
             }
         }
         XCTAssertTrue(
-            FileManager.default.fileExists(atPath: study + "/seed-2/proxy3")
+            FileManager.default.fileExists(atPath: study + "/seed-2/reward-proxy3")
                 && FileManager.default.fileExists(atPath: study + "/seed-2/genrm"),
             "each seed trains its three proxies and the GenRM once")
         let summary = try XCTUnwrap(lines.last?["summary"] as? [[String: Any]])

@@ -355,7 +355,8 @@ public enum OverOptimisation {
                 let rm = SFTStage(
                     config: try SFTConfig(
                         config.scoped(to: rmSchema, prefix: "proxy.", shared: shared)
-                            .with(RunSettings.out, ConfigPath("\(folder)/proxy\(k + 1)")).with(
+                            // Not "proxyK": that is the folder of the method that optimises this proxy.
+                            .with(RunSettings.out, ConfigPath("\(folder)/reward-proxy\(k + 1)")).with(
                                 RunSettings.resume, "never"
                             )
                             .with(RunSettings.initFrom, ConfigPath(sftModel)).with(DataSettings.task, DataTask.none)
