@@ -4,23 +4,34 @@ import Foundation
 public struct CPUFeatures: Sendable, Equatable {
     public var flags: Set<String>
     public var modelName: String
+    /// cpuinfo's "cpu family" and "model" numbers ("" when absent): a VM may name its CPU
+    /// "AMD EPYC" alone, and these say which generation it is.
+    public var family = "", model = ""
 
     public init(flags: Set<String>, modelName: String = "") {
         self.flags = flags
         self.modelName = modelName
     }
 
-    /// The first processor's flags and model name in /proc/cpuinfo text.
+    /// The first processor's flags, model name, family and model in /proc/cpuinfo text.
     public init(cpuinfo: String) {
         let lines = cpuinfo.split(separator: "\n")
+        // The key exactly ("model" is not "model name"), then blanks and a colon.
         func value(_ key: String) -> String? {
-            lines.first { $0.hasPrefix(key) }.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map {
+            lines.first {
+                $0.hasPrefix(key) && $0.dropFirst(key.count).trimmingCharacters(in: .whitespaces).hasPrefix(":")
+            }.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map {
                 $0.trimmingCharacters(in: .whitespaces)
             }
         }
         flags = Set((value("flags") ?? "").split(separator: " ").map(String.init))
         modelName = value("model name") ?? ""
+        family = value("cpu family") ?? ""
+        model = value("model") ?? ""
     }
+
+    /// "AMD EPYC family 26 model 2": the name with the numbers that tell its generation apart.
+    public var summary: String { family.isEmpty ? modelName : "\(modelName) family \(family) model \(model)" }
 
     /// This machine's.
     public static var current: CPUFeatures {

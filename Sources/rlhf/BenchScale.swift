@@ -136,17 +136,7 @@ struct BenchScale: AsyncParsableCommand {
     }
 
     /// The CPU model name with its family and model numbers (a VM may name it "AMD EPYC" alone).
-    static let cpuName: String = {
-        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        func field(_ name: String) -> String {
-            info.split(separator: "\n").first { $0.hasPrefix(name + "\t") || $0.hasPrefix(name + " ") }
-                .map {
-                    $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-                }
-                ?? "?"
-        }
-        return "\(CPUFeatures.current.modelName) family \(field("cpu family")) model \(field("model"))"
-    }()
+    static let cpuName = CPUFeatures.current.summary
 
     /// One rank: compute at 1 and 2 threads, memory at two sizes, the steps the model is checked on.
     func measureOneRank(_ work: any ScaleWork) async throws {

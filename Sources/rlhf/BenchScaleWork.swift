@@ -56,7 +56,7 @@ final class GRPOScaleWork: ScaleWork {
         self.responseTokens = responseTokens
         self.world = world
         let config = try ModelFamilies.preset(qualified: preset)
-        frozenParameters = try config.makeModel(weights: nil).parameterCount
+        frozenParameters = config.parameterCount
     }
 
     var gradientBytes: Int { trainableParameters * MemoryLayout<Double>.stride }

@@ -95,6 +95,10 @@ final class KernelChoiceTests: XCTestCase {
         )
         XCTAssertEqual(cpu.modelName, "AMD EPYC 9B45")
         XCTAssertEqual(cpu.flags, ["fpu", "avx2", "fma", "avx512f"], "the first processor's flags")
+        XCTAssertEqual(cpu.summary, "AMD EPYC 9B45", "no family line: the name alone")
+        let vm = CPUFeatures(cpuinfo: "processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n")
+        XCTAssertEqual([vm.family, vm.model, vm.modelName], ["26", "2", "AMD EPYC"], "'model' is not 'model name'")
+        XCTAssertEqual(vm.summary, "AMD EPYC family 26 model 2")
     }
 
 }
