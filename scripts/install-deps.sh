@@ -3,7 +3,8 @@
 set -euo pipefail
 # libdnnl-dev: oneDNN, the bf16 matmuls (precision bf16).
 # iproute2 and procps: the several-hosts test (scripts/multihost.sh: ip netns, pgrep).
-packages=(libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin pkg-config iproute2 procps)
+# jq: the external-reward tests' reward command.
+packages=(libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin pkg-config iproute2 procps jq)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

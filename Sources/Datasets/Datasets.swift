@@ -74,6 +74,8 @@ public struct PromptExample: Equatable, Sendable {
     public var source: String
     /// Rendered by a chat template, which writes any BOS itself.
     public var chatRendered = false
+    /// The row's other fields (field → its JSON text), passed to an external reward.
+    public var extras: [String: String] = [:]
 }
 
 public enum JSONL {
@@ -219,8 +221,22 @@ public enum JSONL {
             }
             return PromptExample(
                 prompt: prompt, answer: try string(o, "answer", at: place, required: false),
-                task: try string(o, "task", at: place, required: false), source: place, chatRendered: rendered)
+                task: try string(o, "task", at: place, required: false), source: place, chatRendered: rendered,
+                extras: try extras(o, except: ["prompt", "answer", "task"], at: place))
         }
+    }
+
+    /// Each field of `o` but `known`, as its JSON text.
+    static func extras(_ o: [String: Any], except known: Set<String>, at place: String) throws -> [String: String] {
+        var fields: [String: String] = [:]
+        for (key, value) in o where !known.contains(key) {
+            guard
+                let data = try? JSONSerialization.data(
+                    withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes])
+            else { throw DatasetError("\(place): field '\(key)' cannot be written back as JSON") }
+            fields[key] = String(decoding: data, as: UTF8.self)
+        }
+        return fields
     }
 
     /// The file's text. Invalid UTF-8 is an error naming the line (it would otherwise become

@@ -4,11 +4,15 @@ public struct PPOPrompt: Sendable {
     public let answer: String?
     public var task: String
     public var text: String
+    /// The dataset row's other fields (field → its JSON text), which an external reward receives.
+    public var extras: [String: String]
 
-    public init(tokens: [Int32], answer: String?, task: String = "", text: String = "") {
+    public init(tokens: [Int32], answer: String?, task: String = "", text: String = "", extras: [String: String] = [:])
+    {
         self.tokens = tokens
         self.answer = answer
         self.task = task
         self.text = text
+        self.extras = extras
     }
 }

@@ -227,6 +227,7 @@ package enum RewardSources {
         HybridSource.registration,
         GenRMSource.registration,
         InstructionSource.registration,
+        ExternalRewardSource.registration,
     ]
 
     /// The registrations `config` uses, in registry order.

@@ -83,12 +83,14 @@ struct PPOData {
     /// Every prompt, demonstration and pair is tokenised and checked here, before the first
     /// iteration; `notes` says what was found.
     init(config cfg: PPOConfig, tokenizer: any Tokenizer, notes: DataNotes) throws {
-        func prompt(_ text: String, answer: String?, task: String, chatRendered: Bool = false) -> PPOPrompt {
+        func prompt(
+            _ text: String, answer: String?, task: String, chatRendered: Bool = false, extras: [String: String] = [:]
+        ) -> PPOPrompt {
             PPOPrompt(
                 tokens: chatRendered
                     ? tokenizer.encode(text)
                     : SFTTokenization.promptTokens(SFTExample(prompt: text, completion: ""), tokenizer: tokenizer),
-                answer: answer, task: task, text: text)
+                answer: answer, task: task, text: text, extras: extras)
         }
         let arith = cfg.data.task == .arith ? cfg.data.arithTask : nil
         if cfg.data.task == .ifeval {
@@ -118,7 +120,9 @@ struct PPOData {
                 try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat, notes: notes)
             ) {
                 try Self.fitting(
-                    prompt($0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered),
+                    prompt(
+                        $0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered,
+                        extras: $0.extras),
                     source: $0.source, cfg)
             }
             guard !prompts.isEmpty else { throw DatasetError("\(cfg.data.train): no prompts") }

@@ -1,0 +1,76 @@
+import Cluster
+import Datasets
+import Foundation
+import XCTest
+
+@testable import Rewards
+@testable import Training
+
+/// A PPO run rewarded by an external command (issue 29, point 1): jq reads each batch's request and
+/// replies with the iteration plus the prompt's own `bonus` field, so the logged reward shows
+/// that every batch was asked, with its iteration and the dataset's extra column.
+final class ExternalRewardStageTests: TemporaryDirectoryTestCase {
+    func config(_ model: String, _ overrides: [String]) throws -> PPOConfig {
+        let prompts = directory + "/prompts.jsonl"
+        try (1...4).map { "{\"prompt\": \"\($0)+\($0)=\", \"answer\": \"\(2 * $0)\", \"bonus\": 0.25}" }
+            .joined(separator: "\n").write(toFile: prompts, atomically: true, encoding: .utf8)
+        return try PPOConfig(
+            try ppoSchema.resolve(
+                file: nil,
+                overrides: [
+                    "name=ppo", "out=\(directory)/run", "model.init_from=\(model)", "data.train=\(prompts)",
+                    "ppo.iterations=2", "ppo.prompts=2", "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4",
+                    "ppo.minibatch_size=4", "ppo.estimator=grpo", "lora.rank=4", "train.max_length=16",
+                    "eval.every=0", "checkpoint.every=1", "log.every=100", "rewards.verifier=0", "rewards.format=0",
+                ] + overrides))
+    }
+
+    func testTheExternalRewardIsAskedEveryBatchWithTheIterationAndTheRowsFields() async throws {
+        let model = try makeTinyModel(directory: directory)
+        let program = "{rewards: [range(0; .completions | length) as $i | .iteration + .bonus[$i]]}"
+        let cfg = try config(model, ["rewards.external=2", "rewards.external_command=jq -c --unbuffered '\(program)'"])
+        _ = try await PPOStage(config: cfg, transport: SingleProcessTransport(), say: { _ in }).run()
+        let lines = try JSONL.objects(path: directory + "/run/metrics.jsonl").map(\.object)
+        XCTAssertEqual(lines.count, 2)
+        for (i, line) in lines.enumerated() {
+            XCTAssertEqual(line["reward_external_mean"] as? Double, Double(i + 1) + 0.25, "iteration \(i + 1)")
+            XCTAssertEqual(line["reward_external_std"] as? Double, 0)
+        }
+    }
+
+    func testAFailingCommandStopsTheRunNamingTheBatchAndKeepsTheCheckpoint() async throws {
+        let model = try makeTinyModel(directory: directory)
+        // Replies to the first batch, then exits.
+        let program = "{rewards: [.completions[] | 1]}"
+        let cfg = try config(model, ["rewards.external=1", "rewards.external_command=head -n 1 | jq -c '\(program)'"])
+        do {
+            _ = try await PPOStage(config: cfg, transport: SingleProcessTransport(), say: { _ in }).run()
+            XCTFail("the run went on without rewards")
+        } catch {
+            XCTAssertTrue("\(error)".contains("exited with status 0 before replying to batch 2"), "\(error)")
+        }
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: directory + "/run/checkpoints")
+        XCTAssertEqual(checkpoints.filter { $0.hasPrefix("step-") }, ["step-00000001"])
+    }
+
+    func testTheServerKeysAreCheckedAtLoad() throws {
+        let model = try makeTinyModel(directory: directory)
+        let refused: [([String], String)] = [
+            (["rewards.external=1"], "rewards.external needs rewards.external_command or rewards.external_url"),
+            (["rewards.external_command=cat"], "rewards.external_command is set but rewards.external is 0"),
+            (["rewards.external_url=http://rm/"], "rewards.external_url is set but rewards.external is 0"),
+            (
+                ["rewards.external=1", "rewards.external_command=cat", "rewards.external_url=http://rm/"],
+                "not both"
+            ),
+            (["rewards.external=1", "rewards.external_url=https://rm/"], "https is not supported"),
+            (["rewards.external_timeout=5"], "rewards.external needs rewards.external_command or rewards.external_url"),
+        ]
+        for (overrides, expected) in refused {
+            XCTAssertThrowsError(try RewardSources.validate(try config(model, overrides).rewardConfig), "\(overrides)")
+            {
+                XCTAssertTrue("\($0)".contains(expected), "\($0)")
+            }
+        }
+    }
+}
