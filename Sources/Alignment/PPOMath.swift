@@ -91,9 +91,11 @@ public enum PPOMath {
     /// Clipped surrogate, token-level mean: L = mean_t max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high)),
     /// ρ = exp(logp − logp_old). With `dualClip` c > 1 (Ye et al. 2020, OpenRLHF), tokens with A < 0
     /// use −max(min(ρA, clip(ρ)A), cA). Returns the loss, ∂L/∂logp per token and the clip fraction.
+    /// `divisors` (one per token; nil: every token's is `normalizer`) divide each token's term
+    /// instead: the loss aggregation of `LossAggregation`, each token's term over its divisor.
     public static func policyLoss(
         logp: [Double], logpOld: [Double], advantages: [Double],
-        clipLow: Double, clipHigh: Double, dualClip: Double? = nil, normalizer: Int = 0
+        clipLow: Double, clipHigh: Double, dualClip: Double? = nil, normalizer: Int = 0, divisors: [Double]? = nil
     ) -> (loss: Double, dLogp: [Double], clipFraction: Double) {
         // The token mean's count: these tokens', or the whole minibatch's when ranks or micro-batches
         // share one step (each part then adds its tokens' terms over the same count).
@@ -101,26 +103,55 @@ public enum PPOMath {
         var loss = 0.0, clipped = 0
         var grad = [Double](repeating: 0, count: logp.count)
         for t in logp.indices {
-            let a = advantages[t], ratio = exp(logp[t] - logpOld[t])
-            let bounded = min(max(ratio, 1 - clipLow), 1 + clipHigh)
-            let unclippedLoss = -a * ratio, clippedLoss = -a * bounded
-            var tokenLoss: Double, dRatio: Double
-            if unclippedLoss >= clippedLoss {
-                tokenLoss = unclippedLoss
-                dRatio = -a
-            } else {
-                tokenLoss = clippedLoss
-                dRatio = 0
-            }
-            if bounded != ratio { clipped += 1 }
-            if let c = dualClip, a < 0, tokenLoss > -c * a {
-                tokenLoss = -c * a
-                dRatio = 0
-            }
-            loss += tokenLoss
-            grad[t] = dRatio * ratio / n  // ∂ρ/∂logp = ρ
+            let ratio = exp(logp[t] - logpOld[t])
+            let term = clippedTerm(ratio: ratio, advantage: advantages[t], clipLow, clipHigh, dualClip)
+            if term.clipped { clipped += 1 }
+            let d = divisors?[t] ?? n
+            loss += divisors == nil ? term.loss : term.loss / d
+            grad[t] = term.dRatio * ratio / d  // ∂ρ/∂logp = ρ
         }
-        return (loss / n, grad, Double(clipped) / Double(max(logp.count, 1)))
+        return (divisors == nil ? loss / n : loss, grad, Double(clipped) / Double(max(logp.count, 1)))
+    }
+
+    /// One token's clipped surrogate max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high)) (with the dual clip
+    /// for A < 0), its derivative in ρ, and whether the clip moved ρ.
+    static func clippedTerm(
+        ratio: Double, advantage a: Double, _ clipLow: Double, _ clipHigh: Double, _ dualClip: Double?
+    )
+        -> (loss: Double, dRatio: Double, clipped: Bool)
+    {
+        let bounded = min(max(ratio, 1 - clipLow), 1 + clipHigh)
+        let unclippedLoss = -a * ratio, clippedLoss = -a * bounded
+        var loss = unclippedLoss, dRatio = -a
+        if unclippedLoss < clippedLoss { (loss, dRatio) = (clippedLoss, 0) }
+        if let c = dualClip, a < 0, loss > -c * a { (loss, dRatio) = (-c * a, 0) }
+        return (loss, dRatio, bounded != ratio)
+    }
+
+    /// GSPO (Zheng et al. 2025, arXiv 2507.18071; TRL importance_sampling_level="sequence"): one
+    /// ratio per sequence, s = exp(mean_t (log π − log π_old)) over its `tokens`, in every token's
+    /// clipped term max(−A_t·s, −A_t·clip(s, 1−ε_low, 1+ε_high)), each term over its `divisors`
+    /// entry; ∂s/∂log π_t = s / n. Returns the loss, ∂L/∂log π per token and the share of clipped
+    /// tokens.
+    public static func sequencePolicyLoss(
+        logp: [Double], logpOld: [Double], advantages: [Double], sequences: [Range<Int>], divisors: [Double],
+        clipLow: Double, clipHigh: Double, dualClip: Double? = nil
+    ) -> (loss: Double, dLogp: [Double], clipFraction: Double) {
+        var loss = 0.0, clipped = 0
+        var grad = [Double](repeating: 0, count: logp.count)
+        for tokens in sequences where !tokens.isEmpty {
+            let n = Double(tokens.count)
+            let s = exp(tokens.reduce(0) { $0 + logp[$1] - logpOld[$1] } / n)
+            var dS = 0.0
+            for t in tokens {
+                let term = clippedTerm(ratio: s, advantage: advantages[t], clipLow, clipHigh, dualClip)
+                if term.clipped { clipped += 1 }
+                loss += term.loss / divisors[t]
+                dS += term.dRatio / divisors[t]
+            }
+            for t in tokens { grad[t] = dS * s / n }
+        }
+        return (loss, grad, Double(clipped) / Double(max(logp.count, 1)))
     }
 
     /// Clipped value loss: L = ½ mean_t max((V − G)², (V_clip − G)²), V_clip = V_old + clip(V − V_old, ±ε).
@@ -154,6 +185,40 @@ public enum PPOMath {
         let lse = m + log(s)
         return lse - zip(exps, z).reduce(0) { $0 + $1.0 / s * $1.1 }
     }
+}
+
+/// How the per-token terms of a minibatch make its loss (verl's loss_agg_mode, TRL's loss_type):
+/// each token's term is divided by its sequence's `divisor`.
+public enum LossAggregation: String, Sendable, CaseIterable, Codable {
+    /// Σ_i Σ_t ℓ_it / Σ_i n_i: every token alike (DAPO; TRL "dapo"/"bnpo"; OpenRLHF).
+    case tokenMean = "token_mean"
+    /// (1/S) Σ_i (1/n_i) Σ_t ℓ_it: every sequence alike (the GRPO paper; TRL "grpo").
+    case seqMeanTokenMean = "seq_mean_token_mean"
+    /// (1/S) Σ_i Σ_t ℓ_it: a sequence weighs by its length.
+    case seqMeanTokenSum = "seq_mean_token_sum"
+    /// (1/(S·L)) Σ_i Σ_t ℓ_it with L the response length limit, a constant (Dr. GRPO, Liu et al.
+    /// 2025, arXiv 2503.20783; TRL "dr_grpo"; verl "seq-mean-token-sum-norm").
+    case drGRPO = "dr_grpo"
+
+    /// The divisor of a sequence of `tokens` response tokens in a minibatch of `sequences`
+    /// sequences and `totalTokens` tokens, responses at most `maxTokens` long.
+    public func divisor(tokens: Int, sequences: Int, totalTokens: Int, maxTokens: Int) -> Int {
+        switch self {
+        case .tokenMean: return max(totalTokens, 1)
+        case .seqMeanTokenMean: return max(sequences * tokens, 1)
+        case .seqMeanTokenSum: return max(sequences, 1)
+        case .drGRPO: return max(sequences * maxTokens, 1)
+        }
+    }
+}
+
+/// DAPO's soft overlong punishment (Yu et al. 2025, arXiv 2503.14476, eq. 13) for a response of
+/// `length` tokens with limit L and buffer B: 0 up to L − B, then falling linearly to −1 at L
+/// (−1 beyond), times `factor` (verl's penalty_factor).
+public func overlongPenalty(length: Int, limit: Int, buffer: Int, factor: Double) -> Double {
+    guard buffer > 0, length > limit - buffer else { return 0 }
+    guard length <= limit else { return -factor }
+    return factor * Double(limit - buffer - length) / Double(buffer)
 }
 
 /// Adaptive KL coefficient (Ziegler et al. 2019; OpenRLHF kl_controller.py):

@@ -268,6 +268,9 @@ public struct ResolvedConfig: Sendable {
         self.reads = reads
     }
 
+    /// Whether `path` was given a value (by a file, an override or the experiment), not left at its default.
+    public func isSet(_ path: String) -> Bool { (sources[path] ?? "default") != "default" }
+
     /// The same config with `key` set by the experiment that chains the stages (a run folder, the
     /// checkpoint the stage starts from); the saved YAML shows the value the stage used.
     public func with<Value>(_ key: Key<Value>, _ value: Value) throws -> ResolvedConfig {

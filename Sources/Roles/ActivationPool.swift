@@ -56,22 +56,23 @@ public final class ActivationPool: @unchecked Sendable {
 }
 
 extension CausalLM {
-    /// Log-probs of tokens[1...] for each sequence (inference forward, in scoring chunks).
-    func logProbs(_ sequences: [[Int32]], adapter: LoRAAdapter?, budget: Double = ScoringChunks.budgetBytes) throws
-        -> [[Float]]
-    {
+    /// Log-probs of tokens[1...] on logits/τ for each sequence (inference forward, in scoring chunks).
+    func logProbs(
+        _ sequences: [[Int32]], adapter: LoRAAdapter?, temperature: Float = 1,
+        budget: Double = ScoringChunks.budgetBytes
+    ) throws -> [[Float]] {
         try ScoringChunks.map(sequences, config: config, loraRank: adapter?.config.rank ?? 0, budget: budget) {
-            try logProbsInOneBatch($0, adapter: adapter)
+            try logProbsInOneBatch($0, adapter: adapter, temperature: temperature)
         }
     }
 
-    func logProbsInOneBatch(_ sequences: [[Int32]], adapter: LoRAAdapter?) throws -> [[Float]] {
+    func logProbsInOneBatch(_ sequences: [[Int32]], adapter: LoRAAdapter?, temperature: Float = 1) throws -> [[Float]] {
         let batch = try PaddedBatch(sequences, contextLength: config.contextLength)
         let hidden = try inferenceHidden(
             tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
         // The LM head over the sequences' own positions, not the padding.
         return HeadRows(targetsOf: sequences, length: batch.length, of: hidden, channels: config.channels)
-            .logProbs(self, sequences: sequences, targets: batch.targets)
+            .logProbs(self, sequences: sequences, targets: batch.targets, temperature: temperature)
     }
 
     /// Final hidden state at each sequence's last token [N, C] (inference forward, in scoring chunks).

@@ -24,11 +24,11 @@ struct HeadRows {
         )
     }
 
-    /// The LM head's log-probs of the gathered rows' targets (from the padded batch's [B·T]), cut
-    /// back into one row per sequence (the rows of `init(targetsOf:)`).
-    func logProbs(_ trunk: any CausalLM, sequences: [[Int32]], targets: [Int32]) -> [[Float]] {
+    /// The LM head's log-probs (on logits/τ) of the gathered rows' targets (from the padded
+    /// batch's [B·T]), cut back into one row per sequence (the rows of `init(targetsOf:)`).
+    func logProbs(_ trunk: any CausalLM, sequences: [[Int32]], targets: [Int32], temperature: Float = 1) -> [[Float]] {
         let flat = trunk.lmHeadLogProbs(
-            hidden: hidden, targets: rows.map { targets[$0] },
+            hidden: hidden, targets: rows.map { targets[$0] }, temperature: temperature,
             cache: LMHeadCache(rows: rows.count, vocab: trunk.config.vocabSize))
         var start = 0
         return sequences.map { s in

@@ -7,14 +7,15 @@ import Models
 extension LocalPolicy {
     /// Log-probs of tokens[1...] and the final hidden states [len, C] of each sequence (inference forward).
     public func logProbsAndHidden(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], hidden: [[Float]]) {
-        try trunk.logProbsAndHidden(sequences, adapter: adapter)
+        try trunk.logProbsAndHidden(sequences, adapter: adapter, temperature: temperature)
     }
 }
 
 extension HydraScorer {
     /// Reference log-probs, last-token hidden states [C] per sequence, from one adapters-off pass.
     public func referenceAndLastHidden(_ sequences: [[Int32]]) throws -> (logProbs: [[Float]], lastHidden: [[Float]]) {
-        let (logProbs, last) = try trunk.logProbsAndHidden(sequences, adapter: nil, lastOnly: true)
+        let (logProbs, last) = try trunk.logProbsAndHidden(
+            sequences, adapter: nil, lastOnly: true, temperature: temperature)
         return (logProbs, last)
     }
 }
@@ -31,25 +32,26 @@ extension CausalLM {
     /// One inference pass: log-probs of tokens[1...] and each sequence's final states — all of
     /// them [len, C], or only the last token's [C].
     func logProbsAndHidden(
-        _ sequences: [[Int32]], adapter: LoRAAdapter?, lastOnly: Bool = false,
+        _ sequences: [[Int32]], adapter: LoRAAdapter?, lastOnly: Bool = false, temperature: Float = 1,
         budget: Double = ScoringChunks.budgetBytes
     ) throws -> (logProbs: [[Float]], hidden: [[Float]]) {
         let rows = try ScoringChunks.map(sequences, config: config, loraRank: adapter?.config.rank ?? 0, budget: budget)
         { chunk in
-            let (logProbs, hidden) = try logProbsAndHiddenInOneBatch(chunk, adapter: adapter, lastOnly: lastOnly)
+            let (logProbs, hidden) = try logProbsAndHiddenInOneBatch(
+                chunk, adapter: adapter, lastOnly: lastOnly, temperature: temperature)
             return Array(zip(logProbs, hidden))
         }
         return (rows.map(\.0), rows.map(\.1))
     }
 
-    func logProbsAndHiddenInOneBatch(_ sequences: [[Int32]], adapter: LoRAAdapter?, lastOnly: Bool) throws -> (
-        logProbs: [[Float]], hidden: [[Float]]
-    ) {
+    func logProbsAndHiddenInOneBatch(
+        _ sequences: [[Int32]], adapter: LoRAAdapter?, lastOnly: Bool, temperature: Float = 1
+    ) throws -> (logProbs: [[Float]], hidden: [[Float]]) {
         let batch = try PaddedBatch(sequences, contextLength: config.contextLength)
         let hidden = try inferenceHidden(
             tokens: batch.tokens, batch: batch.batch, length: batch.length, adapter: adapter)
         let all = lmHeadLogProbs(
-            hidden: hidden, targets: batch.targets,
+            hidden: hidden, targets: batch.targets, temperature: temperature,
             cache: LMHeadCache(rows: batch.batch * batch.length, vocab: config.vocabSize))
         let c = config.channels
         let states = withExtendedLifetime(hidden) {

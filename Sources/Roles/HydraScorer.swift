@@ -8,9 +8,13 @@ import Models
 public actor HydraScorer: ReferenceRole, RewardRole {
     let trunk: any CausalLM
     let rewardHead: ScalarHead
-    public init(trunk: any CausalLM, rewardHead: ScalarHead) {
+    /// τ of the reference log-probs: the policy's sampling temperature (TRL divides the reference's
+    /// logits by it too, so that the KL compares the same distributions).
+    let temperature: Float
+    public init(trunk: any CausalLM, rewardHead: ScalarHead, temperature: Float = 1) {
         self.trunk = trunk
         self.rewardHead = rewardHead
+        self.temperature = temperature
     }
 
     /// Reference log-probs (of tokens[1...]) and last-token scores of every sequence.
@@ -32,7 +36,7 @@ public actor HydraScorer: ReferenceRole, RewardRole {
         let c = trunk.config.channels
         // The LM head over the sequences' own positions, not the padding.
         let logProbs = HeadRows(targetsOf: sequences, length: batch.length, of: hidden, channels: c)
-            .logProbs(trunk, sequences: sequences, targets: batch.targets)
+            .logProbs(trunk, sequences: sequences, targets: batch.targets, temperature: temperature)
         let last = FloatBuffer(count: sequences.count * c)
         for (r, s) in sequences.enumerated() {
             (last.pointer + r * c).update(from: hidden.pointer + (r * batch.length + s.count - 1) * c, count: c)

@@ -86,12 +86,16 @@ public actor LocalPolicy: PolicyRole {
     let adapter: LoRAAdapter?
     let trainable: Trainable
     let pool: ActivationPool
+    /// τ of its log-probs and entropies (the sampling temperature): logits/τ in every pass and in
+    /// PPO steps, as TRL's GRPO and OpenRLHF take them; PPO-ptx's likelihood stays at τ = 1.
+    let temperature: Float
 
     /// `pool`: activation buffers shared with a critic whose steps take turns with this policy's.
     public init(
         trunk: any CausalLM, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(),
-        replicas: (any Transport)? = nil, pool: ActivationPool = ActivationPool()
+        replicas: (any Transport)? = nil, pool: ActivationPool = ActivationPool(), temperature: Float = 1
     ) {
+        self.temperature = temperature
         self.trunk = trunk
         self.pool = pool
         self.adapter = adapter
@@ -107,7 +111,7 @@ public actor LocalPolicy: PolicyRole {
     }
 
     public func logProbs(_ sequences: [[Int32]]) async throws -> [[Float]] {
-        try trunk.logProbs(sequences, adapter: adapter)
+        try trunk.logProbs(sequences, adapter: adapter, temperature: temperature)
     }
 
     public func trainStep(
@@ -140,8 +144,11 @@ public actor LocalPolicy: PolicyRole {
         // The LM head over the rows the objective reads only ([R, V] logits, R ≤ B·T).
         let read = HeadRows(rows, of: act.hidden, channels: trunk.config.channels)
         let head = pool.head(rows: rows.count, vocab: trunk.config.vocabSize)
+        let tau: Float = if case .ppo = objective { temperature } else { 1 }
         let logProbs = read.expand(
-            trunk.lmHeadLogProbs(hidden: read.hidden, targets: rows.map { batch.targets[$0] }, cache: head), count: all)
+            trunk.lmHeadLogProbs(
+                hidden: read.hidden, targets: rows.map { batch.targets[$0] }, temperature: tau, cache: head),
+            count: all)
         var dLogProbs = [Float](repeating: 0, count: all)
         var dEntropy: [Float]? = nil
         var stats = StepStats(loss: 0, gradNorm: 0)
@@ -192,36 +199,63 @@ public actor LocalPolicy: PolicyRole {
 
     /// PPO's clipped surrogate (docs/algorithms.md §2.2) less the entropy bonus over the response
     /// tokens: the statistics, ∂/∂log π into `dLogProbs` and ∂/∂entropy into `dEntropy` [B·T].
+    /// Each token's terms are divided by its sequence's divisor (`targets.divisors`), or by the
+    /// step's token count; sequences with divisor 0 are left out.
     static func ppo(
         _ targets: PPOTargets, sequences: [[Int32]], logProbs: [Float], entropies: [Float], length: Int, tokens: Int,
         dLogProbs: inout [Float], dEntropy: inout [Float]?
     ) throws -> StepStats {
-        let positions = try targets.responsePositions(sequences)
-        guard !positions.isEmpty else { throw RoleError("PPO step without response tokens") }
-        let flatOld = targets.oldLogProbs.flatMap { $0.map(Double.init) }
-        let flatAdv = targets.advantages.flatMap { $0.map(Double.init) }
-        let flatNew = positions.map { Double(logProbs[$0.row * length + $0.position]) }
-        let (loss, grad, clipFraction) = PPOMath.policyLoss(
-            logp: flatNew, logpOld: flatOld, advantages: flatAdv, clipLow: Double(targets.clipLow),
-            clipHigh: Double(targets.clipHigh), dualClip: targets.dualClip > 1 ? Double(targets.dualClip) : nil,
-            normalizer: tokens)
-        var entropySum = 0.0
+        let all = try targets.responsePositions(sequences)
+        guard targets.divisors.isEmpty || targets.divisors.count == sequences.count else {
+            throw RoleError("PPO targets: \(targets.divisors.count) divisors for \(sequences.count) sequences")
+        }
+        let kept = targets.divisors.isEmpty ? all : all.filter { targets.divisors[$0.row] > 0 }
+        guard !all.isEmpty else { throw RoleError("PPO step without response tokens") }
+        var stats = StepStats(loss: 0, gradNorm: 0)
+        guard !kept.isEmpty else { return stats }  // every sequence left out: no gradient
+        let flatOld = kept.map { Double(targets.oldLogProbs[$0.row][$0.position - targets.promptLengths[$0.row] + 1]) }
+        let flatAdv = kept.map { Double(targets.advantages[$0.row][$0.position - targets.promptLengths[$0.row] + 1]) }
+        let flatNew = kept.map { Double(logProbs[$0.row * length + $0.position]) }
+        let n = Double(tokens > 0 ? tokens : all.count)
+        let divisors = targets.divisors.isEmpty ? nil : kept.map { Double(targets.divisors[$0.row]) }
+        let (clipLow, clipHigh) = (Double(targets.clipLow), Double(targets.clipHigh))
+        let dualClip = targets.dualClip > 1 ? Double(targets.dualClip) : nil
+        let (loss, grad, clipFraction) =
+            targets.sequenceRatio
+            ? PPOMath.sequencePolicyLoss(
+                logp: flatNew, logpOld: flatOld, advantages: flatAdv, sequences: tokenRanges(kept),
+                divisors: divisors ?? Array(repeating: n, count: kept.count), clipLow: clipLow, clipHigh: clipHigh,
+                dualClip: dualClip)
+            : PPOMath.policyLoss(
+                logp: flatNew, logpOld: flatOld, advantages: flatAdv, clipLow: clipLow, clipHigh: clipHigh,
+                dualClip: dualClip, normalizer: tokens, divisors: divisors)
+        var entropySum = 0.0, entropyShare = 0.0
         if targets.entropyCoefficient != 0 { dEntropy = [Float](repeating: 0, count: logProbs.count) }
-        let n = Float(tokens > 0 ? tokens : positions.count)
-        for (k, p) in positions.enumerated() {
-            let index = p.row * length + p.position
+        for (k, p) in kept.enumerated() {
+            let index = p.row * length + p.position, d = divisors?[k] ?? n
             dLogProbs[index] = Float(grad[k])
             entropySum += Double(entropies[index])
-            dEntropy?[index] = -targets.entropyCoefficient / n
+            entropyShare += Double(entropies[index]) / d
+            dEntropy?[index] = -targets.entropyCoefficient / Float(d)
         }
-        let meanEntropy = entropySum / Double(positions.count)
-        // The entropy bonus's share of the step's mean (all of it when these tokens are the step's).
-        let entropyShare = tokens > 0 ? entropySum / Double(tokens) : meanEntropy
-        var stats = StepStats(loss: Float(loss - Double(targets.entropyCoefficient) * entropyShare), gradNorm: 0)
+        let meanEntropy = entropySum / Double(kept.count)
+        // The entropy bonus's share of the step's loss (all of it when these tokens are the step's).
+        if divisors == nil { entropyShare = tokens > 0 ? entropySum / Double(tokens) : meanEntropy }
+        stats.loss = Float(loss - Double(targets.entropyCoefficient) * entropyShare)
         stats.clipFraction = Float(clipFraction)
         stats.entropy = Float(meanEntropy)
-        stats.approxKL = Float(zip(flatOld, flatNew).map { $0 - $1 }.reduce(0, +) / Double(positions.count))
+        stats.approxKL = Float(zip(flatOld, flatNew).map { $0 - $1 }.reduce(0, +) / Double(kept.count))
         return stats
+    }
+
+    /// The index ranges of each sequence's tokens in `positions` (consecutive per row).
+    static func tokenRanges(_ positions: [(row: Int, position: Int)]) -> [Range<Int>] {
+        var ranges: [Range<Int>] = [], start = 0
+        for k in positions.indices where k == positions.count - 1 || positions[k + 1].row != positions[k].row {
+            ranges.append(start..<(k + 1))
+            start = k + 1
+        }
+        return ranges
     }
 }
 

@@ -19,10 +19,17 @@ public struct PPOTargets: Sendable, Equatable {
     public var clipLow: Float, clipHigh: Float
     public var dualClip: Float  // 0: off
     public var entropyCoefficient: Float
+    /// Per sequence, what its tokens' terms are divided by (`LossAggregation.divisor`), 0 for a
+    /// sequence left out of the loss (DAPO's overlong filter); empty: the token mean over the
+    /// step's `StepShape.tokens`.
+    public var divisors: [Int] = []
+    /// GSPO: one importance ratio per sequence (the geometric mean of its tokens').
+    public var sequenceRatio = false
+
     public init(
         promptLengths: [Int], oldLogProbs: [[Float]], advantages: [[Float]], clipLow: Float = 0.2,
         clipHigh: Float = 0.2,
-        dualClip: Float = 0, entropyCoefficient: Float = 0
+        dualClip: Float = 0, entropyCoefficient: Float = 0, divisors: [Int] = [], sequenceRatio: Bool = false
     ) {
         self.promptLengths = promptLengths
         self.oldLogProbs = oldLogProbs
@@ -31,6 +38,8 @@ public struct PPOTargets: Sendable, Equatable {
         self.clipHigh = clipHigh
         self.dualClip = dualClip
         self.entropyCoefficient = entropyCoefficient
+        self.divisors = divisors
+        self.sequenceRatio = sequenceRatio
     }
 }
 
@@ -107,6 +116,7 @@ extension PolicyObjective {
             (t.promptLengths, t.oldLogProbs, t.advantages) = (
                 Array(t.promptLengths[part]), Array(t.oldLogProbs[part]), Array(t.advantages[part])
             )
+            if !t.divisors.isEmpty { t.divisors = Array(t.divisors[part]) }
             return .ppo(t)
         }
     }

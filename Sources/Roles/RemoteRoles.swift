@@ -52,6 +52,8 @@ extension WireWriter {
             float(t.clipHigh)
             float(t.dualClip)
             float(t.entropyCoefficient)
+            ints(t.divisors)
+            bool(t.sequenceRatio)
         }
     }
     mutating func criticObjective(_ o: CriticObjective) {
@@ -102,7 +104,8 @@ extension WireReader {
             return .ppo(
                 PPOTargets(
                     promptLengths: try ints(), oldLogProbs: try floatRows(), advantages: try floatRows(),
-                    clipLow: try float(), clipHigh: try float(), dualClip: try float(), entropyCoefficient: try float())
+                    clipLow: try float(), clipHigh: try float(), dualClip: try float(), entropyCoefficient: try float(),
+                    divisors: try ints(), sequenceRatio: try bool())
             )
         case let k: throw RoleError("unknown policy objective \(k)")
         }

@@ -91,6 +91,14 @@ final class RoleTests: XCTestCase {
             let p1 = try await remote.policy.trainStep(sequences, objective: ppo, learningRate: 1e-2, maxGradNorm: 1)
             let p2 = try await roles.policy.trainStep(sequences, objective: ppo, learningRate: 1e-2, maxGradNorm: 1)
             same("policy PPO train", p1, p2)
+            // The recipes' fields cross the wire: divisors (sequence 2 left out), GSPO's ratio, clip-higher.
+            guard case .ppo(var recipe) = ppo else { return ["not a PPO objective"] }
+            (recipe.divisors, recipe.sequenceRatio, recipe.clipHigh) = ([6, 0, 12], true, 0.28)
+            let r1 = try await remote.policy.trainStep(
+                sequences, objective: .ppo(recipe), learningRate: 1e-2, maxGradNorm: 1)
+            let r2 = try await roles.policy.trainStep(
+                sequences, objective: .ppo(recipe), learningRate: 1e-2, maxGradNorm: 1)
+            same("policy GSPO train", r1, r2)
             same(
                 "policy after training", try await remote.policy.logProbs(sequences),
                 try await roles.policy.logProbs(sequences))
@@ -126,8 +134,8 @@ final class RoleTests: XCTestCase {
         }
         XCTAssertEqual(world.undelivered, [])
         for line in results[0] { XCTAssertTrue(line.hasSuffix(" ok"), line) }
-        XCTAssertEqual(results[0].count, 14)
-        XCTAssertEqual(results[1], ["served 12"], "twelve requests answered, the failing one included")
+        XCTAssertEqual(results[0].count, 15)
+        XCTAssertEqual(results[1], ["served 13"], "thirteen requests answered, the failing one included")
     }
 
     func testLocalRolesLearn() async throws {

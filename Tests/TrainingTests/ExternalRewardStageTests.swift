@@ -14,15 +14,10 @@ final class ExternalRewardStageTests: TemporaryDirectoryTestCase {
         let prompts = directory + "/prompts.jsonl"
         try (1...4).map { "{\"prompt\": \"\($0)+\($0)=\", \"answer\": \"\(2 * $0)\", \"bonus\": 0.25}" }
             .joined(separator: "\n").write(toFile: prompts, atomically: true, encoding: .utf8)
-        return try PPOConfig(
-            try ppoSchema.resolve(
-                file: nil,
-                overrides: [
-                    "name=ppo", "out=\(directory)/run", "model.init_from=\(model)", "data.train=\(prompts)",
-                    "ppo.iterations=2", "ppo.prompts=2", "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4",
-                    "ppo.minibatch_size=4", "ppo.estimator=grpo", "lora.rank=4", "train.max_length=16",
-                    "eval.every=0", "checkpoint.every=1", "log.every=100", "rewards.verifier=0", "rewards.format=0",
-                ] + overrides))
+        return try tinyPPOConfig(
+            model: model, out: directory + "/run",
+            ["data.task=", "data.train=\(prompts)", "checkpoint.every=1", "rewards.verifier=0", "rewards.format=0"]
+                + overrides)
     }
 
     func testTheExternalRewardIsAskedEveryBatchWithTheIterationAndTheRowsFields() async throws {

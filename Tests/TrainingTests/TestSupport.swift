@@ -4,6 +4,8 @@ import Models
 import Tokenizers
 import XCTest
 
+@testable import Training
+
 /// A fresh folder per test, removed afterwards.
 class TemporaryDirectoryTestCase: XCTestCase {
     var directory = ""
@@ -36,4 +38,18 @@ func makeTinyModel(directory: String, family: String = "gpt2") throws -> String 
     try ByteTokenizer.markerContents.write(
         toFile: path + "/" + ByteTokenizer.markerFile, atomically: true, encoding: .utf8)
     return path
+}
+
+/// A short GRPO run on the arith task from `model` into `out` (2 iterations of 2 prompts × 2
+/// samples of 4 tokens, LoRA rank 4, no evaluation or checkpoints), then `overrides`.
+func tinyPPOConfig(model: String, out: String, _ overrides: [String] = []) throws -> PPOConfig {
+    try PPOConfig(
+        try ppoSchema.resolve(
+            file: nil,
+            overrides: [
+                "name=ppo", "out=\(out)", "model.init_from=\(model)", "data.task=arith", "ppo.iterations=2",
+                "ppo.prompts=2", "ppo.samples_per_prompt=2", "ppo.max_new_tokens=4", "ppo.minibatch_size=4",
+                "ppo.estimator=grpo", "lora.rank=4", "train.max_length=16", "eval.every=0", "checkpoint.every=0",
+                "log.every=100",
+            ] + overrides))
 }

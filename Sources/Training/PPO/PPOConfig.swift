@@ -26,7 +26,8 @@ public struct PPOSettings: Sendable {
     static let maxNewTokens = Key<Int>("ppo.max_new_tokens", 8, "response length limit", .positive)
     static let temperature = Key<Double>(
         "ppo.temperature", 1,
-        "sampling temperature (only 1 for now: the scoring and update passes take log-probs at τ = 1)", .positive)
+        "sampling temperature τ; every pass's log-probs (behaviour, reference, current policy) and entropy are "
+            + "then taken on logits/τ, as TRL does", .positive)
     static let topK = Key<Int>("ppo.top_k", 0, "sampling top-k (0: off)", .nonNegative)
     static let topP = Key<Double>("ppo.top_p", 1, "sampling top-p (1: off)", .above(0, upTo: 1))
     static let estimator = Key<AdvantageEstimator>("ppo.estimator", .gae, "advantage estimator")
@@ -173,7 +174,7 @@ struct PPOExtraKeys {
 public let ppoSchema = ConfigSchema(
     RunSettings.keys.without(["tokenizer", "model.family", "model.preset"])
         + DataSettings.keys.without(["data.prefs", "data.eval_prefs"])
-        + [PPOExtraKeys.layout.declaration] + PPOSettings.keys
+        + [PPOExtraKeys.layout.declaration] + PPOSettings.keys + RecipeSettings.keys
         + LoRASettings.keys(rank: 16, rankHelp: "LoRA rank of the policy and critic adapters (hydra)")
         + [RewardSettings.rewardHead, RewardSettings.verifier, RewardSettings.format, RewardSettings.proxy].map(
             \.declaration)
@@ -201,6 +202,7 @@ public struct PPOConfig: Sendable {
     public var data: DataSettings
     public var layout: PPOLayout
     public var ppo: PPOSettings
+    public var recipe: RecipeSettings
     public var lora: LoRASettings
     public var rewards: RewardSettings
     public var laser: LaserSettings
@@ -219,6 +221,7 @@ public struct PPOConfig: Sendable {
         data = DataSettings(c)
         layout = c[PPOExtraKeys.layout]
         ppo = PPOSettings(c)
+        recipe = try RecipeSettings(c, clip: ppo.clip)
         lora = try LoRASettings(c)
         rewards = RewardSettings(c)
         laser = LaserSettings(c)
@@ -247,13 +250,14 @@ public struct PPOConfig: Sendable {
         try check(
             ![.grpo, .rloo, .drGRPO].contains(ppo.estimator) || ppo.samples > 1,
             "'\(ppo.estimator.rawValue)' compares samples of a prompt: set ppo.samples_per_prompt ≥ 2")
-        // Sampling at τ ≠ 1 while ratios, KL and the update use log-probs at τ = 1 would optimise a
-        // different policy from the one sampled (TRL divides the logits by τ in every pass).
         try check(
-            ppo.temperature == 1,
-            "ppo.temperature \(ppo.temperature) is not supported yet: the scoring and update passes take log-probs "
-                + "at τ = 1, so only 1 matches the samples"
-        )
+            !recipe.dynamicSampling || [.grpo, .drGRPO, .rloo, .reinforceBaseline].contains(ppo.estimator),
+            "ppo.dynamic_sampling drops groups whose samples' rewards are equal: it needs a group estimator (grpo, "
+                + "dr_grpo, rloo, reinforce_baseline), not '\(ppo.estimator.rawValue)'")
+        try check(
+            !recipe.dynamicSampling || ![.laser, .r2m].contains(rewards.selection),
+            "ppo.dynamic_sampling scores refill batches that are then dropped, and rewards.selection "
+                + "\(rewards.selection.rawValue) learns from every batch it scores: use one or the other")
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")
     }
 

@@ -106,6 +106,8 @@ struct GlobalBatch: Equatable {
 /// count, the same on every rank).
 struct UpdateStep {
     let mine: [Int]
+    /// The step's sequences over every rank.
+    let members: [Int]
     /// Sequences of the step over every rank, and their response tokens.
     let size: Int, tokens: Int
     let microBatch: Int
@@ -122,7 +124,8 @@ struct UpdateStep {
             }
             let mine = micro.indices.filter { $0 % ranks == rank }.flatMap { micro[$0] }
             return UpdateStep(
-                mine: mine, size: step.count, tokens: step.map(responseLength).reduce(0, +), microBatch: microBatch)
+                mine: mine, members: step, size: step.count, tokens: step.map(responseLength).reduce(0, +),
+                microBatch: microBatch)
         }
     }
 

@@ -42,6 +42,8 @@ struct ScoredRollout {
     let batch: RewardBatch
     /// In bf16, on iterations that measure it: how far bf16 sampling is from fp32 scoring.
     var precisionFigures: [String: Double] = [:]
+    /// With dynamic sampling: the groups dropped and refilled, and the rollouts drawn.
+    var samplingFigures: [String: Double] = [:]
 }
 
 /// The scoring passes over a batch: the reference's log-probs and the reward head's score (in
@@ -113,13 +115,15 @@ extension PPOSession {
     /// the reward sources' own updates.
     func iteration(_ iteration: Int) async throws -> PPOMetrics {
         let communicationStart = CommunicationClock.seconds
-        let rollout = try await self.rollout(iteration)
-        let scoreStart = Date()
-        let scored = try await score(rollout)
+        let started = Date()
+        let (rollout, scored) =
+            cfg.recipe.dynamicSampling
+            ? try await dynamicRollout(iteration) : try await scoredRollout(iteration, round: 1)
         // Every rank's sequences, in the global batch's order: all that follows reads the same numbers.
         let global = try await GlobalBatch.gather(rollout, scored, over: replicas)
         let advantages = self.advantages(global, beta: scored.beta)
-        let scoreSeconds = Date().timeIntervalSince(scoreStart)
+        // Scoring's time: all but the rollouts' (rounds of both with dynamic sampling).
+        let scoreSeconds = Date().timeIntervalSince(started) - rollout.seconds
         let stats = try await update(iteration, global, advantages)
         let sums = try await summarize(rollout, scored, global)
         adaptKL(to: sums)
@@ -129,14 +133,22 @@ extension PPOSession {
             seconds: (scoreSeconds, CommunicationClock.seconds - communicationStart))
     }
 
+    /// The rollout of `iteration` (its `round`th with dynamic sampling), scored.
+    func scoredRollout(_ iteration: Int, round: Int) async throws -> (Rollout, ScoredRollout) {
+        let rollout = try await self.rollout(iteration, round: round)
+        return (rollout, try await score(rollout))
+    }
+
     /// The prompts of `iteration`: the global batch in the pool's seeded order (a new order each
-    /// pass), this rank's share of it, each repeated `samples` times.
-    func draw(_ iteration: Int) -> (prompts: [PPOPrompt], indices: [Int], pool: Int) {
+    /// pass), this rank's share of it, each repeated `samples` times. Dynamic sampling's later
+    /// rounds draw from positions past the run's own (round r: as iteration (r − 1)·iterations + i).
+    func draw(_ iteration: Int, round: Int = 1) -> (prompts: [PPOPrompt], indices: [Int], pool: Int) {
         let prompts = data.prompts, n = cfg.ppo.prompts
         let active = iteration <= curriculumIterations && !priority.isEmpty ? priority : pool
+        let slot = (round - 1) * cfg.ppo.iterations + iteration - 1
         var batch: [Int] = []
         for k in 0..<n {
-            let position = (iteration - 1) * n + k, epoch = position / active.count
+            let position = slot * n + k, epoch = position / active.count
             if orderKey?.epoch != epoch || orderKey?.pool != active.count {
                 var orderRNG = RNG(
                     seed: cfg.run.seed &+ 0xA11 &+ UInt64(epoch)
@@ -153,9 +165,9 @@ extension PPOSession {
     }
 
     /// 1. Rollout: sample responses from the policy.
-    func rollout(_ iteration: Int) async throws -> Rollout {
+    func rollout(_ iteration: Int, round: Int = 1) async throws -> Rollout {
         let started = Date()
-        let (prompts, indices, poolSize) = draw(iteration)
+        let (prompts, indices, poolSize) = draw(iteration, round: round)
         let p = cfg.ppo
         let options = SamplingOptions(
             temperature: p.temperature, topK: p.topK, topP: p.topP, maxNewTokens: p.maxNewTokens,
@@ -163,19 +175,34 @@ extension PPOSession {
         var out = GenerationResult(tokens: [], logProbs: [], hiddenStates: nil, endedWithEOS: [])
         for unit in rolloutUnits(prompts.count) {
             var seeded = options
-            seeded.seed = cfg.run.seed &+ UInt64(iteration) &* 7919 &+ UInt64(unit.index)
+            seeded.seed =
+                cfg.run.seed &+ UInt64(iteration) &* 7919 &+ UInt64(unit.index) &+ UInt64(round - 1) &* 104_729
             let part = try await policy.generate(prompts: prompts[unit.range].map(\.tokens), options: seeded)
             out.tokens += part.tokens
             out.logProbs += part.logProbs
             out.endedWithEOS += part.endedWithEOS
         }
+        let texts = stopped(&out)
         return Rollout(
             iteration: iteration, prompts: prompts, promptIndices: indices, tokens: out.tokens,
             endedWithEOS: out.endedWithEOS,
             sequences: zip(prompts, out.tokens).map { $0.tokens + $1 }, promptLengths: prompts.map(\.tokens.count),
-            texts: out.tokens.map { tokenizer.decode($0, skipSpecialTokens: true) }, sampledLogProbs: out.logProbs,
-            promptPool: poolSize,
+            texts: texts, sampledLogProbs: out.logProbs, promptPool: poolSize,
             seconds: Date().timeIntervalSince(started))
+    }
+
+    /// The responses' texts, each cut at the first stop string (`ppo.stop`): its tokens end with the
+    /// one completing the string, and it counts as finished.
+    func stopped(_ out: inout GenerationResult) -> [String] {
+        out.tokens.indices.map { i in
+            guard let cut = cfg.recipe.stop.cut(out.tokens[i], tokenizer: tokenizer) else {
+                return tokenizer.decode(out.tokens[i], skipSpecialTokens: true)
+            }
+            out.tokens[i] = Array(out.tokens[i].prefix(cut.count))
+            out.logProbs[i] = Array(out.logProbs[i].prefix(cut.count))
+            out.endedWithEOS[i] = true
+            return cut.text
+        }
     }
 
     /// This rank's rollout units (`ppo.rollout_batch` sequences, or its whole share): where each is
@@ -265,7 +292,7 @@ extension PPOSession {
         return ScoredRollout(
             referenceLogProbs: refLogp, oldLogProbs: oldLogp, oldValues: critic ? response(valuesAll) : [],
             rewards: rewards,
-            scores: finalScores(rewards.total, endedWithEOS: r.endedWithEOS),
+            scores: finalScores(rewards.total, endedWithEOS: r.endedWithEOS, lengths: r.tokens.map(\.count)),
             gold: RewardSources.gold(rewards, config: cfg.rewardConfig), klTokens: klTokens, beta: kl.beta,
             policyLogProbs: passes.policy, batch: batch,
             precisionFigures: try await precisionGap(r, sampled: oldLogp) ?? [:])
@@ -297,10 +324,18 @@ extension PPOSession {
         return ["bf16_logprob_gap": sums["absolute"] / n, "bf16_kl": sums["kl"] / n]
     }
 
-    /// The sequence reward less the missing-EOS penalty, clipped to ±ppo.reward_clip.
-    func finalScores(_ total: [Double], endedWithEOS: [Bool]) -> [Double] {
-        let clip = cfg.ppo.rewardClip, penalty = cfg.ppo.missingEOSPenalty
-        return total.enumerated().map { i, r in min(max(r - (endedWithEOS[i] ? 0 : penalty), -clip), clip) }
+    /// The sequence reward plus DAPO's soft overlong punishment of its `lengths` (ppo.overlong_buffer),
+    /// less the missing-EOS penalty, clipped to ±ppo.reward_clip.
+    func finalScores(_ total: [Double], endedWithEOS: [Bool], lengths: [Int]) -> [Double] {
+        let clip = cfg.ppo.rewardClip, penalty = cfg.ppo.missingEOSPenalty, recipe = cfg.recipe
+        return total.enumerated().map { i, r in
+            let overlong =
+                recipe.overlongBuffer > 0
+                ? overlongPenalty(
+                    length: lengths[i], limit: cfg.ppo.maxNewTokens, buffer: recipe.overlongBuffer,
+                    factor: recipe.overlongPenalty) : 0
+            return min(max(r + overlong - (endedWithEOS[i] ? 0 : penalty), -clip), clip)
+        }
     }
 
     /// 3. Advantages by the configured estimator (docs/algorithms.md §2.2, §10), over the global
@@ -365,8 +400,9 @@ extension PPOSession {
                 let part = step.mine, sequences = part.map { g.sequences[$0] }
                 let targets = PPOTargets(
                     promptLengths: part.map { g.promptLengths[$0] }, oldLogProbs: part.map { g.oldLogProbs[$0] },
-                    advantages: part.map { a.advantages[$0].map(Float.init) }, clipLow: p.clip, clipHigh: p.clip,
-                    dualClip: p.dualClip, entropyCoefficient: p.entropyCoef)
+                    advantages: part.map { a.advantages[$0].map(Float.init) }, clipLow: cfg.recipe.clipLow,
+                    clipHigh: cfg.recipe.clipHigh, dualClip: p.dualClip, entropyCoefficient: p.entropyCoef,
+                    divisors: divisors(step, g), sequenceRatio: cfg.recipe.ratio == .sequence)
                 let policyStep = try await policy.trainStep(
                     sequences, objective: .ppo(targets), shape: step.shape, learningRate: stats.policyLearningRate,
                     maxGradNorm: p.gradClip)
@@ -392,6 +428,24 @@ extension PPOSession {
         stats.figures = try await stats.figures(over: replicas, globalSteps: globalSteps)
         stats.seconds = Date().timeIntervalSince(started)
         return stats
+    }
+
+    /// Each of this rank's sequences of `step`: what its token terms are divided by
+    /// (`ppo.loss_aggregation` over the step's sequences on every rank), 0 for one the overlong
+    /// filter leaves out; empty for the plain token mean over the step (the divisor `StepShape.tokens`).
+    func divisors(_ step: UpdateStep, _ g: GlobalBatch) -> [Int] {
+        let recipe = cfg.recipe
+        guard recipe.lossAggregation != .tokenMean || recipe.overlongFilter else { return [] }
+        // DAPO's overlong filter: a response cut at the length limit teaches nothing about its end.
+        func kept(_ i: Int) -> Bool { !recipe.overlongFilter || g.endedWithEOS[i] }
+        let members = step.members.filter(kept)
+        let tokens = members.map(g.responseLength).reduce(0, +)
+        return step.mine.map { i in
+            kept(i)
+                ? recipe.lossAggregation.divisor(
+                    tokens: g.responseLength(i), sequences: members.count, totalTokens: tokens,
+                    maxTokens: cfg.ppo.maxNewTokens) : 0
+        }
     }
 
     /// PPO-ptx: −γ_ptx · mean log-likelihood of `count` demonstration completions (loss on
@@ -447,7 +501,7 @@ extension PPOSession {
         _ r: Rollout, _ s: ScoredRollout, _ stats: UpdateStats, sums: PPOBatchSums, sourceUpdates: [String: Double],
         seconds: (score: Double, communicate: Double)
     ) -> PPOMetrics {
-        var figures = sourceUpdates.merging(s.precisionFigures) { a, _ in a }
+        var figures = sourceUpdates.merging(s.precisionFigures) { a, _ in a }.merging(s.samplingFigures) { a, _ in a }
         for (k, source) in sources.enumerated() {
             figures.merge(source.figures(sums.sourceSums[k], samples: sums.samples)) { a, _ in a }
         }

@@ -38,12 +38,13 @@ struct PPORoles {
         let pool = ActivationPool()
         policy = LocalPolicy(
             trunk: policyTrunk, adapter: policyLoRA,
-            hyper: AdamWHyperparameters(learningRate: cfg.ppo.lr, weightDecay: 0), replicas: replicas, pool: pool)
+            hyper: AdamWHyperparameters(learningRate: cfg.ppo.lr, weightDecay: 0), replicas: replicas, pool: pool,
+            temperature: cfg.ppo.temperature)
         critic = LocalCritic(
             trunk: hydra ? base : try base.clone(), adapter: criticLoRA, head: valueHead,
             hyper: AdamWHyperparameters(learningRate: cfg.ppo.criticLR, weightDecay: 0), replicas: replicas,
             trainTrunk: !hydra, pool: pool)
-        scorer = HydraScorer(trunk: base, rewardHead: rewardHead)
+        scorer = HydraScorer(trunk: base, rewardHead: rewardHead, temperature: cfg.ppo.temperature)
         let rewardTrunk = hydra ? nil : try base.clone()
         rewardTrunk?.use(base.precision, frozen: true)
         rewardTrunk?.keepOnlyBF16()

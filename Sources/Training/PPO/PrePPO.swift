@@ -26,15 +26,16 @@ extension PPOSession {
         for start in stride(from: rank * chunk, to: candidates.count, by: chunk * ranks) {
             let part = Array(candidates[start..<min(start + chunk, candidates.count)])
             let repeated = part.flatMap { Array(repeating: prompts[$0], count: samples) }
-            let out = try await policy.generate(
+            var out = try await policy.generate(
                 prompts: repeated.map(\.tokens),
                 options: SamplingOptions(
                     temperature: cfg.ppo.temperature, topK: cfg.ppo.topK, topP: cfg.ppo.topP,
                     maxNewTokens: cfg.ppo.maxNewTokens,
                     eosTokenId: tokenizer.eosTokenId, seed: cfg.run.seed &+ 0x9EA &+ UInt64(start)))
+            let texts = stopped(&out)
             let scores = try await prePPOScores(
                 prompts: repeated, indices: part.flatMap { Array(repeating: $0, count: samples) }, tokens: out.tokens,
-                endedWithEOS: out.endedWithEOS)
+                texts: texts, endedWithEOS: out.endedWithEOS)
             for (k, _) in part.enumerated() {
                 means[start + k] = scores[(k * samples)..<((k + 1) * samples)].reduce(0, +) / Double(samples)
             }
@@ -73,17 +74,17 @@ extension PPOSession {
 
     /// The run's reward of the SFT policy's samples: every source (learned proxies as their
     /// ensemble: no bandit step, no R2M fusion).
-    func prePPOScores(prompts: [PPOPrompt], indices: [Int], tokens: [[Int32]], endedWithEOS: [Bool]) async throws
-        -> [Double]
-    {
+    func prePPOScores(
+        prompts: [PPOPrompt], indices: [Int], tokens: [[Int32]], texts: [String], endedWithEOS: [Bool]
+    ) async throws -> [Double] {
         let sequences = zip(prompts, tokens).map { $0.tokens + $1 }
         let passes = try await scoringPasses(sequences, needs: .lastHidden, policyPass: false)
         let batch = rewardBatch(
-            prompts: prompts, indices: indices, texts: tokens.map { tokenizer.decode($0, skipSpecialTokens: true) },
+            prompts: prompts, indices: indices, texts: texts,
             sequences: sequences, passes: passes, iteration: 0, purpose: .selection)
         return finalScores(
             // No collective here: ranks score different numbers of candidate chunks.
-            try await RewardSources.compose(sources, batch: batch, replicas: nil).total, endedWithEOS: endedWithEOS
-        )
+            try await RewardSources.compose(sources, batch: batch, replicas: nil).total, endedWithEOS: endedWithEOS,
+            lengths: tokens.map(\.count))
     }
 }

@@ -15,6 +15,7 @@ import Runs
 extension ArithFlaw: ConfigChoice {}
 extension AdvantageEstimator: ConfigChoice {}
 extension KLEstimator: ConfigChoice {}
+extension LossAggregation: ConfigChoice {}
 extension InSPOVariant: ConfigChoice {}
 extension PrecisionSetting: ConfigChoice {}
 extension ReductionShape: ConfigChoice {}
