@@ -439,6 +439,13 @@ final class MPITests: CLITestCase {
         for estimator in ["gae", "grpo"] {
             try ppoAtEveryWorldSize(mpirun, arguments + ["ppo.estimator=\(estimator)"], tag: estimator)
         }
+        // The recipes' divisors count the global minibatch, so they keep the bits too (dynamic
+        // sampling does not: each rank refills its own groups).
+        let recipes = [
+            "ppo.estimator=grpo", "ppo.temperature=0.8", "ppo.clip_high=0.28", "ppo.ratio=sequence",
+            "ppo.loss_aggregation=seq_mean_token_mean", "ppo.overlong_filter=true", "ppo.stop=5",
+        ]
+        try ppoAtEveryWorldSize(mpirun, arguments + recipes, tag: "recipes")
     }
 
     func ppoAtEveryWorldSize(_ mpirun: String, _ arguments: [String], tag: String) throws {
