@@ -17,9 +17,9 @@ public enum FailureReport {
         }
     }
 
-    /// Prints the report on stderr and flushes (under mpirun stdout/stderr are pipes).
+    /// Prints the report on stderr (and the run's log.txt) and flushes (under mpirun stdout/stderr are pipes).
     public static func print(_ reason: String) {
-        FileHandle.standardError.write(Data((current.describe(reason) + "\n").utf8))
+        Console.note(current.describe(reason))
         fflush(nil)
     }
 }

@@ -263,6 +263,26 @@ public enum JSONL {
         text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
     }
 
+    /// Appends objects one per line (keys sorted) to `path`, creating it; a failed write names the file.
+    public static func append(_ objects: [[String: Any]], to path: String) throws {
+        var text = ""
+        for o in objects {
+            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])
+            text += String(decoding: data, as: UTF8.self) + "\n"
+        }
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw DatasetError("\(path): cannot open for writing")
+        }
+        defer { try? handle.close() }
+        do {
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(text.utf8))
+        } catch { throw DatasetError("\(path): cannot write (\(error.localizedDescription))") }
+    }
+
     /// Writes objects one per line (keys sorted), via a temporary file and a rename.
     public static func write(_ objects: [[String: Any]], to path: String) throws {
         var text = ""

@@ -5,7 +5,7 @@ extension RunFolder {
     /// What a run writes into its folder (beside TensorBoard's `events.out.tfevents.*`).
     static let runOutputs = [
         "metrics.jsonl", "config.yaml", "checkpoints", "final", "eval", "data", "prepo.jsonl",
-        "reference_logps.safetensors",
+        "reference_logps.safetensors", "log.txt", "samples.jsonl",
     ]
 
     /// A run starting fresh in an `out` folder an earlier run wrote to would append to its

@@ -10,6 +10,10 @@ public struct RunFolder: Sendable {
     public var checkpoints: String { (path as NSString).appendingPathComponent("checkpoints") }
     public var metrics: String { (path as NSString).appendingPathComponent("metrics.jsonl") }
     public var config: String { (path as NSString).appendingPathComponent("config.yaml") }
+    /// What the run printed (`Console`).
+    public var log: String { (path as NSString).appendingPathComponent("log.txt") }
+    /// PPO: each iteration's sampled responses with their rewards.
+    public var samples: String { (path as NSString).appendingPathComponent("samples.jsonl") }
 
     /// The same scalars for TensorBoard (events.out.tfevents.* beside metrics.jsonl).
     public let events: TensorBoardEvents
@@ -167,6 +171,19 @@ public struct RunFolder: Sendable {
         try events.restart(at: step + 1)
     }
 
+    /// On resume, drops samples.jsonl's lines of iterations after the checkpoint (PPO).
+    public func truncateSamples(afterIteration iteration: Int) throws {
+        guard let data = FileManager.default.contents(atPath: samples) else { return }
+        let kept = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { line in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let i = o["iteration"] as? Int
+            else { return false }
+            return i <= iteration
+        }
+        try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(
+            toFile: samples, atomically: true, encoding: .utf8)
+    }
+
     /// One line of metrics.jsonl (and the same scalars for TensorBoard); a failed write names the file.
     public func appendMetrics(_ object: [String: Any]) throws {
         let data = try JSONSerialization.data(withJSONObject: Self.jsonSafe(object), options: [.sortedKeys])
@@ -201,13 +218,14 @@ public struct RunFolder: Sendable {
     }
 }
 
-/// Progress on rank 0: a redrawn bar with ETA when stdout is a terminal, plain lines otherwise.
+/// Progress on rank 0, on stderr (results keep stdout): a redrawn bar with ETA when stderr is a
+/// terminal, plain lines otherwise; log.txt gets the plain lines.
 public struct Progress {
     public let total: Int
     public let every: Int
-    /// A redrawn bar only for a person at a terminal: under mpirun stdout is a pty too, but it is
+    /// A redrawn bar only for a person at a terminal: under mpirun stderr is a pty too, but it is
     /// forwarded into logs, where carriage returns make a mess.
-    package let interactive = isatty(1) != 0 && !MPIRuntime.launchedByMPI
+    package let interactive = isatty(2) != 0 && !MPIRuntime.launchedByMPI
     package let start = Date()
     package var startStep: Int
 
@@ -221,21 +239,26 @@ public struct Progress {
         let elapsed = Date().timeIntervalSince(start)
         let done = step - startStep
         let eta = done > 0 ? elapsed / Double(done) * Double(total - step) : 0
+        let plain = "step \(step)/\(total) \(fields) elapsed \(Self.clock(elapsed)) eta \(Self.clock(eta))"
+        let due = step % every == 0 || step == total
         if interactive {
             let width = 30, filled = total > 0 ? width * step / total : width
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            print("\r\(bar) \(step)/\(total) \(fields) eta \(Self.clock(eta))   ", terminator: "")
-            fflush(nil)
-            if step == total { print("") }
-        } else if step % every == 0 || step == total {
-            print("step \(step)/\(total) \(fields) elapsed \(Self.clock(elapsed)) eta \(Self.clock(eta))")
-            fflush(nil)
+            Console.write("\r\(bar) \(step)/\(total) \(fields) eta \(Self.clock(eta))   ", logged: false)
+            if step == total { Console.write("\n", logged: false) }
+            if due { Console.log(plain) }
+        } else if due {
+            Console.note(plain)
         }
     }
 
     public func line(_ text: String) {
-        if interactive { print("\r" + text + String(repeating: " ", count: 20)) } else { print(text) }
-        fflush(nil)
+        if interactive {
+            Console.write("\r" + text + String(repeating: " ", count: 20) + "\n", logged: false)
+            Console.log(text)
+        } else {
+            Console.note(text)
+        }
     }
 
     package static func clock(_ seconds: Double) -> String {

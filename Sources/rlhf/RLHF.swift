@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Kernels
 import Runs
@@ -14,10 +15,8 @@ struct RLHF: AsyncParsableCommand {
         ])
 }
 
-/// Diagnostics go to stderr so stdout stays machine-readable JSON lines.
-func log(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
-}
+/// Diagnostics go to stderr (and the run's log.txt) so stdout stays machine-readable JSON lines.
+func log(_ message: String) { Console.note(message) }
 
 /// One JSON object per line, keys sorted, for scripts that compare runs.
 func printJSONLine(_ object: [String: Any]) {
@@ -28,8 +27,7 @@ func printJSONLine(_ object: [String: Any]) {
         log("cannot write the result as JSON: \(object)")
         return
     }
-    print(String(decoding: data, as: UTF8.self))
-    fflush(nil)
+    Console.result(String(decoding: data, as: UTF8.self))
 }
 
 /// Turns a thrown error into a clean one-line failure rather than a stack trace.

@@ -117,6 +117,25 @@ class CLITestCase: XCTestCase {
 final class CLITests: CLITestCase {
     /// A binary built for a newer CPU than the one it runs on stops before main with a clear
     /// message, not SIGILL (the CPU's lack simulated by RLHF_PRETEND_CPU_LACKS).
+    /// Results on stdout (one JSON line), progress and notes on stderr, and both, as shown, in the
+    /// run folder's log.txt.
+    func testResultsOnStdoutProgressOnStderrAndBothInTheRunsLog() throws {
+        let out = directory + "/run"
+        let (stdout, stderr) = try run([
+            "sft", "data.task=arith", "data.eval_size=10", "model.preset=tiny", "tokenizer=byte", "train.steps=6",
+            "train.batch_size=8", "train.micro_batch_size=8", "train.max_length=16", "eval.every=3",
+            "eval.max_examples=10", "log.every=1", "out=\(out)",
+        ])
+        let lines = stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, stdout)
+        let result = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        XCTAssertEqual(result["run"] as? String, out)
+        XCTAssertTrue(stderr.contains("step 6/6 loss"), stderr)
+        XCTAssertTrue(stderr.contains("sft: run folder \(out)"), stderr)
+        let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        XCTAssertEqual(log, stderr + stdout)
+    }
+
     func testABinaryBuiltForANewerCPURefusesClearly() throws {
         let (_, stderr) = try run(
             ["--help"], expectExit: 3,

@@ -31,6 +31,24 @@ final class ExternalRewardStageTests: TemporaryDirectoryTestCase {
             XCTAssertEqual(line["reward_external_mean"] as? Double, Double(i + 1) + 0.25, "iteration \(i + 1)")
             XCTAssertEqual(line["reward_external_std"] as? Double, 0)
         }
+        // samples.jsonl: every response of both iterations with its prompt, rewards and advantage.
+        let samples = try JSONL.objects(path: directory + "/run/samples.jsonl").map(\.object)
+        XCTAssertEqual(samples.map { $0["iteration"] as? Int }, [1, 1, 1, 1, 2, 2, 2, 2])
+        let prompts = Set((1...4).map { "\($0)+\($0)=" })
+        for sample in samples {
+            let iteration = try XCTUnwrap(sample["iteration"] as? Int)
+            let rewards = try XCTUnwrap(sample["rewards"] as? [String: Double])
+            XCTAssertEqual(rewards["external"], Double(iteration) + 0.25)
+            XCTAssertEqual(rewards["verifier"], 0, "logged at weight 0")
+            XCTAssertTrue(prompts.contains(try XCTUnwrap(sample["prompt"] as? String)))
+            XCTAssertNotNil(sample["completion"] as? String)
+            let tokens = try XCTUnwrap(sample["tokens"] as? Int), finished = try XCTUnwrap(sample["finished"] as? Bool)
+            XCTAssertTrue(finished ? tokens >= 1 && tokens <= 4 : tokens == 4, "cut responses are 4 tokens long")
+        }
+        // GRPO's advantages are centred in each group of 2 samples.
+        let advantages = samples.compactMap { $0["advantage"] as? Double }
+        XCTAssertEqual(advantages.count, 8)
+        for g in 0..<4 { XCTAssertEqual(advantages[2 * g] + advantages[2 * g + 1], 0, accuracy: 1e-9) }
     }
 
     func testAFailingCommandStopsTheRunNamingTheBatchAndKeepsTheCheckpoint() async throws {

@@ -240,10 +240,7 @@ public enum OverOptimisation {
     public static func run(
         _ config: ResolvedConfig, transport: any Transport,
         workingDirectory: String = FileManager.default.currentDirectoryPath,
-        say: @escaping (String) -> Void = {
-            print($0)
-            fflush(nil)
-        }, onStage: (String, FailureContext) -> Void = { _, _ in },
+        say: @escaping (String) -> Void = { Console.note($0) }, onStage: (String, FailureContext) -> Void = { _, _ in },
         report: (Result) -> Void = { _ in }
     ) async throws -> Study {
         let study = try Settings(config), data = DataSettings(config), run = try RunSettings(config)
@@ -256,7 +253,10 @@ public enum OverOptimisation {
             name: run.name, out: run.out, resume: .never,
             workingDirectory: workingDirectory, transport: transport
         ).folder.path
-        if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
+        if transport.rank == 0 {
+            try RunFolder(path: folder).writeConfig(config.yaml)
+            try Console.openLog(RunFolder(path: folder).log, slot: .experiment)
+        }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
         sayRankZero(
             "overopt: \(study.methods.map(\.description).joined(separator: ", ")) × seeds "

@@ -30,10 +30,7 @@ public enum Pipeline {
     public static func run(
         _ config: ResolvedConfig, transport: any Transport,
         workingDirectory: String = FileManager.default.currentDirectoryPath,
-        say: @escaping (String) -> Void = {
-            print($0)
-            fflush(nil)
-        }, onStage: (String, FailureContext) -> Void = { _, _ in }
+        say: @escaping (String) -> Void = { Console.note($0) }, onStage: (String, FailureContext) -> Void = { _, _ in }
     ) async throws -> Result {
         let started = Date()
         // One folder for the whole pipeline (rank 0 decides), stages in sft/ and ppo/.
@@ -41,7 +38,10 @@ public enum Pipeline {
             name: config[RunSettings.name], out: config[RunSettings.out].path, resume: .never,
             workingDirectory: workingDirectory, transport: transport
         ).folder.path
-        if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
+        if transport.rank == 0 {
+            try RunFolder(path: folder).writeConfig(config.yaml)
+            try Console.openLog(RunFolder(path: folder).log, slot: .experiment)
+        }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
         sayRankZero("pipeline: run folder \(folder)\n== stage 1/2: hydra-sft")
         let sftConfig = try SFTConfig(

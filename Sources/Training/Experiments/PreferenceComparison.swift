@@ -50,10 +50,7 @@ public enum PreferenceComparison {
     public static func run(
         _ config: ResolvedConfig, transport: any Transport,
         workingDirectory: String = FileManager.default.currentDirectoryPath,
-        say: @escaping (String) -> Void = {
-            print($0)
-            fflush(nil)
-        }, onStage: (String, FailureContext) -> Void = { _, _ in }
+        say: @escaping (String) -> Void = { Console.note($0) }, onStage: (String, FailureContext) -> Void = { _, _ in }
     ) async throws -> Result {
         let names = try commaList(config[lossesKey]).map { name in
             guard let loss = PreferenceLossName(rawValue: name) else {
@@ -78,7 +75,10 @@ public enum PreferenceComparison {
             name: config[RunSettings.name], out: config[RunSettings.out].path, resume: .never,
             workingDirectory: workingDirectory, transport: transport
         ).folder.path
-        if transport.rank == 0 { try RunFolder(path: folder).writeConfig(config.yaml) }
+        if transport.rank == 0 {
+            try RunFolder(path: folder).writeConfig(config.yaml)
+            try Console.openLog(RunFolder(path: folder).log, slot: .experiment)
+        }
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
 
         // 1. The SFT model every run starts from.

@@ -165,6 +165,10 @@ struct PPOExtraKeys {
     static let ptx = Key<ConfigPath>(
         "data.ptx", "", "SFT demonstrations JSONL for ppo.ptx_coef (arith: the task's demos)")
     static let maxLength = Key<Int>("train.max_length", 64, "longest prompt + response", .positive)
+    static let samples = Key<Int>(
+        "log.samples", 1000,
+        "responses per iteration written to samples.jsonl (prompt, completion, rewards, advantage; rank 0's, the "
+            + "first this many; 0: no file)", .nonNegative)
     static let memoryLimit = Key<Double>(
         "memory.limit_gib", 0, "refuse to start when the memory plan exceeds this (0: 90% of physical memory)",
         .nonNegative)
@@ -193,7 +197,7 @@ public let ppoSchema = ConfigSchema(
         ]
         + [PPOExtraKeys.ptx.declaration, PPOExtraKeys.maxLength.declaration]
         + CadenceSettings.keys(evalEvery: 10, maxExamples: 500, checkpointEvery: 50, logEvery: 1, unit: "iterations")
-        + [PPOExtraKeys.memoryLimit.declaration])
+        + [PPOExtraKeys.memoryLimit.declaration, PPOExtraKeys.samples.declaration])
 
 /// The PPO experiment, typed.
 public struct PPOConfig: Sendable {
@@ -210,6 +214,8 @@ public struct PPOConfig: Sendable {
     public var promptSelection: PromptSelectionSettings
     public var cadence: CadenceSettings
     public var ptxFile: String, maxLength: Int
+    /// log.samples: responses per iteration in samples.jsonl.
+    public var samplesPerIteration: Int
     /// memory.limit_gib in bytes, nil: the default (90% of physical memory).
     public var memoryLimitBytes: Double?
     /// The reward sources the run may use: every registered one (a test may add its own).
@@ -230,6 +236,7 @@ public struct PPOConfig: Sendable {
         cadence = CadenceSettings(c)
         ptxFile = c[PPOExtraKeys.ptx].path
         maxLength = c[PPOExtraKeys.maxLength]
+        samplesPerIteration = c[PPOExtraKeys.samples]
         let limit = c[PPOExtraKeys.memoryLimit]
         memoryLimitBytes = limit > 0 ? limit * 1_073_741_824 : nil
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }

@@ -122,6 +122,7 @@ extension PPOSession {
         // Every rank's sequences, in the global batch's order: all that follows reads the same numbers.
         let global = try await GlobalBatch.gather(rollout, scored, over: replicas)
         let advantages = self.advantages(global, beta: scored.beta)
+        try writeSamples(rollout, scored, advantages)
         // Scoring's time: all but the rollouts' (rounds of both with dynamic sampling).
         let scoreSeconds = Date().timeIntervalSince(started) - rollout.seconds
         let stats = try await update(iteration, global, advantages)

@@ -213,6 +213,8 @@ final class PPOSession {
     var pool: [Int] = [], priority: [Int] = [], curriculumIterations = 0
     var order: [Int] = [], orderKey: (pool: Int, epoch: Int)?
     var ptxCursor: Int
+    /// samples.jsonl of the run (rank 0), nil: none.
+    var samplesFile: String?
 
     var scorer: HydraScorer { roles.scorer }
 

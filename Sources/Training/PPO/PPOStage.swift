@@ -36,10 +36,7 @@ public final class PPOStage {
     public init(
         config: PPOConfig, transport: any Transport,
         workingDirectory: String = FileManager.default.currentDirectoryPath,
-        say: @escaping (String) -> Void = {
-            print($0)
-            fflush(nil)
-        }
+        say: @escaping (String) -> Void = { Console.note($0) }
     ) {
         self.config = config
         self.transport = transport
@@ -61,6 +58,7 @@ public final class PPOStage {
             workingDirectory: workingDirectory, collective: session.colocated,
             extra: PPORun.resumeExtra(session), say: say)
         session.describe()
+        session.samplesFile = transport.rank == 0 ? stageFolder.folder.samples : nil
         try await session.preparePrompts(folder: stageFolder.folder)
         let run = PPORun(session: session, stageFolder: stageFolder, context: startContext)
         self.run = run

@@ -35,10 +35,7 @@ public final class SFTStage {
     public init(
         config: SFTConfig, transport: any Transport,
         workingDirectory: String = FileManager.default.currentDirectoryPath,
-        say: @escaping (String) -> Void = {
-            print($0)
-            fflush(nil)
-        }
+        say: @escaping (String) -> Void = { Console.note($0) }
     ) {
         self.config = config
         self.transport = transport

@@ -46,6 +46,7 @@ struct StageFolder {
                 name: run.name, out: run.out, resume: run.resume, workingDirectory: workingDirectory,
                 transport: transport)
             : try RunFolder.choose(name: run.name, out: run.out, resume: run.resume, workingDirectory: workingDirectory)
+        if transport.rank == 0 { try Console.openLog(folder.log, slot: .stage) }
         say("\(stage): run folder \(folder.path)")
         if collective { RankStatus.shared.publish(runFolder: folder.path, size: transport.size) }
         let settings = ResumeSettings.of(resolved, extra: extra)
@@ -72,7 +73,10 @@ struct StageFolder {
             guard state.stage == stage else {
                 throw TrainingError("\(checkpoint) is a '\(state.stage)' checkpoint, not \(stage)")
             }
-            if isLeader { try folder.truncateMetrics(afterStep: state.step) }
+            if isLeader {
+                try folder.truncateMetrics(afterStep: state.step)
+                try folder.truncateSamples(afterIteration: state.step)
+            }
         }
         state.settings = settings
         return state
