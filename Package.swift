@@ -33,9 +33,12 @@ func extensions(of cpu: String) -> [String] {
     default: return []
     }
 }
+// The commit `rlhf --version` names: the scripts set RLHF_COMMIT (`git describe --always --dirty`);
+// an environment variable, so that a new value makes SwiftPM evaluate this manifest again.
+let commit = ProcessInfo.processInfo.environment["RLHF_COMMIT"] ?? "unknown"
 let cpuCheck: [CSetting] =
     extensions(of: targetCPU).map { .define("RLHF_NEED_" + $0.uppercased()) } + [
-        .define("RLHF_TARGET_CPU_NAME", to: targetCPU)
+        .define("RLHF_TARGET_CPU_NAME", to: targetCPU), .define("RLHF_BUILD_COMMIT", to: commit),
     ]
 
 let package = Package(

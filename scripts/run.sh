@@ -6,5 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# The commit `rlhf --version` names.
+RLHF_COMMIT=$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+export RLHF_COMMIT
 swift build -c release
 .build/release/rlhf pipeline --config configs/arith-tiny.yaml "$@"

@@ -24,6 +24,9 @@ swift format lint --strict --recursive Package.swift Sources Tests
 # row differently with the batch's height: chunked scoring is then not bit-identical to one batch
 # and a GGUF fixture's log-probs drift past 1e-4. Runs that pin a kernel on purpose set it themselves.
 unset OPENBLAS_CORETYPE
+# The commit `rlhf --version` names.
+RLHF_COMMIT=$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+export RLHF_COMMIT
 flags=(-c release -Xswiftc -enable-testing)
 swift build "${flags[@]}" --build-tests
 # The fast tier leaves out what runs whole pipelines, several processes or the real model.

@@ -33,6 +33,14 @@ const char *rlhf_build_target_cpu(void) {
 #endif
 }
 
+const char *rlhf_build_commit(void) {
+#ifdef RLHF_BUILD_COMMIT
+    return RLHF_STR(RLHF_BUILD_COMMIT);
+#else
+    return "unknown";
+#endif
+}
+
 const char *rlhf_cpu_missing_features(void) {
     missing[0] = 0;
 #if defined(__x86_64__)

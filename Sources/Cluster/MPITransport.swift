@@ -34,6 +34,17 @@ public actor MPIRuntime {
         initialized = false
     }
 
+    /// The MPI library's own name and version (callable before MPI_Init), first line.
+    public nonisolated static var libraryVersion: String {
+        var buffer = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING) + 1)
+        var length: Int32 = 0
+        MPI_Get_library_version(&buffer, &length)
+        let text = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.split(whereSeparator: \.isNewline).first.map {
+            $0.trimmingCharacters(in: .whitespacesAndNewlines.union(.controlCharacters))
+        } ?? text
+    }
+
     /// True when an MPI launcher (mpirun, srun with PMI) started this process.
     public nonisolated static var launchedByMPI: Bool {
         let env = ProcessInfo.processInfo.environment

@@ -23,6 +23,9 @@ public enum BFloat16GEMM {
         return .oneDNN
     }()
 
+    /// The linked oneDNN's version ("2.6.3").
+    public static var libraryVersion: String { String(cString: rlhf_dnnl_version()) }
+
     /// "oneDNN 2.6.3 (avx512_core_bf16)" or why the products are emulated.
     public static var summary: String {
         switch engine {

@@ -19,6 +19,8 @@ public enum FastPath {
     /// main by the CPUCheck module, which stops the process with a clear message.
     public static var missingBuildFeatures: String { String(cString: rlhf_cpu_missing_features()) }
     public static var buildTargetCPU: String { String(cString: rlhf_build_target_cpu()) }
+    /// The commit the binary was built from (RLHF_COMMIT at build time), or "unknown".
+    public static var buildCommit: String { String(cString: rlhf_build_commit()) }
 
     /// Call first thing in main. Returns only if no re-exec is needed (or it failed, which is
     /// reported and leaves the slower path running rather than stopping the user).

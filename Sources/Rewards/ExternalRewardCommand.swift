@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 
 #if canImport(Glibc)
@@ -45,30 +46,8 @@ package final class ExternalRewardCommand: @unchecked Sendable {
         if process.isRunning { end() }
     }
 
-    /// Ends the command and every process it started (sh forks the commands of a pipeline or a
-    /// list, which would outlive it and keep waiting on its pipes).
-    private func end() {
-        let root = process.processIdentifier
-        var parents: [Int32: Int32] = [:]
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry),
-                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
-            else { continue }
-            // After "pid (name)": state, then the parent's pid.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
-        }
-        var tree: Set<Int32> = [root], grew = true
-        while grew {
-            let before = tree.count
-            for (pid, parent) in parents where tree.contains(parent) { tree.insert(pid) }
-            grew = tree.count > before
-        }
-        for pid in tree where pid != root { kill(pid, SIGTERM) }
-        process.terminate()
-        process.waitUntilExit()
-    }
+    /// Ends the command and every process it started.
+    private func end() { ProcessTree.end(process) }
 
     /// Sends `line` and returns the reply line; `timeout` seconds for both.
     package func exchange(_ line: String, batch: Int, timeout: Double) throws -> String {

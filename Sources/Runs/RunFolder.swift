@@ -186,6 +186,13 @@ public struct RunFolder: Sendable {
 
     /// One line of metrics.jsonl (and the same scalars for TensorBoard); a failed write names the file.
     public func appendMetrics(_ object: [String: Any]) throws {
+        // The training loop and eval.command's thread both append.
+        try Self.appendLock.withLock { try appendMetricsLine(object) }
+    }
+
+    private static let appendLock = NSLock()
+
+    private func appendMetricsLine(_ object: [String: Any]) throws {
         let data = try JSONSerialization.data(withJSONObject: Self.jsonSafe(object), options: [.sortedKeys])
         if !FileManager.default.fileExists(atPath: metrics) {
             _ = FileManager.default.createFile(atPath: metrics, contents: nil)

@@ -3,6 +3,7 @@ import Foundation
 import GGUF
 import Kernels
 import Models
+import Runs
 import Tokenizers
 
 /// What `rlhf export --format` writes.
@@ -86,10 +87,27 @@ struct Export: ParsableCommand {
                 toFile: (out as NSString).appendingPathComponent(ByteTokenizer.markerFile), atomically: true,
                 encoding: .utf8)
         }
+        try exportCard().write(into: out)
         printJSONLine([
             "out": out, "format": "hf", "type": "f32", "tensors": merged.parameterLayout.tensors.count,
             "f16_fallback": [String](),
         ])
+    }
+
+    /// The exported folder's card: the base model, and the card of the adapter merged in, if it has one.
+    func exportCard() -> ModelCard {
+        let title = name ?? (out as NSString).lastPathComponent
+        var card = ModelCard(
+            title: title, baseModel: model, library: "transformers",
+            method: adapter.map { "the LoRA adapter \($0) merged into the weights (rlhf export)" } ?? "rlhf export",
+            data: adapter == nil ? "none (the base model's weights)" : "see the adapter's card below")
+        if let adapter,
+            let text = try? String(
+                contentsOfFile: (adapter as NSString).appendingPathComponent("README.md"), encoding: .utf8)
+        {
+            card.appendix = "## The adapter's card\n\n" + text
+        }
+        return card
     }
 
     /// A GGUF file llama.cpp runs, with the tokenizer as tokenizer.ggml metadata.

@@ -8,6 +8,7 @@ struct RLHF: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rlhf",
         abstract: "Distributed RLHF on CPUs: OpenBLAS for the math, MPI for the traffic.",
+        version: Version.text,
         subcommands: [
             PipelineCommand.self, SFT.self, HydraSFT.self, RM.self, DPO.self, Prefs.self, PPO.self, OverOpt.self,
             Generate.self, Score.self, DataCommand.self, Bench.self, Inspect.self, Plot.self, Tokenize.self,

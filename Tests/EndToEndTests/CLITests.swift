@@ -136,6 +136,48 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(log, stderr + stdout)
     }
 
+    /// eval.command runs on each checkpoint (a hard-linked copy: `ls` counts its files) and its JSON
+    /// line joins metrics.jsonl at the checkpoint's step; a failing command stops the run by name.
+    func testTheEvalCommandScoresEachCheckpointIntoTheMetrics() throws {
+        let out = directory + "/run"
+        let sft = [
+            "sft", "data.task=arith", "data.eval_size=10", "model.preset=tiny", "tokenizer=byte", "train.steps=6",
+            "train.batch_size=8", "train.micro_batch_size=8", "train.max_length=16", "eval.every=0",
+            "checkpoint.every=3", "checkpoint.keep_last=1",
+        ]
+        let command = #"echo "progress"; echo "{\"files\": $(ls {checkpoint} | wc -l), \"seen\": $RLHF_STEP}""#
+        let (_, stderr) = try run(sft + ["out=\(out)", "eval.command=\(command)"])
+        let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["seen"] != nil }
+        XCTAssertEqual(lines.map { $0["step"] as? Int }, [3, 6], stderr)
+        for line in lines {
+            XCTAssertEqual(line["seen"] as? Int, line["step"] as? Int)
+            XCTAssertGreaterThan(line["files"] as? Int ?? 0, 3, "the checkpoint's files")
+        }
+        XCTAssertTrue(stderr.contains("step 3: eval.command files "), stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/eval-command/step-3"), "the copy is removed")
+        for (k, (bad, why)) in [("exit 3", "exited with status 3"), ("echo hi", "must be a JSON object of numbers")]
+            .enumerated()
+        {
+            let (_, err) = try run(sft + ["out=\(directory)/bad\(k)", "eval.command=\(bad)"], expectExit: 1)
+            XCTAssertTrue(err.contains("eval.command '\(bad)' at step 3"), err)
+            XCTAssertTrue(err.contains(why), err)
+        }
+    }
+
+    /// `rlhf --version` names the version, the commit, the CPU level and the libraries it runs on.
+    func testVersionNamesTheBuildAndTheLibraries() throws {
+        let lines = try run(["--version"]).stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 5, "\(lines)")
+        XCTAssertTrue(lines[0].hasPrefix("rlhf 0."), lines[0])
+        XCTAssertTrue(lines[0].contains("(commit "), lines[0])
+        XCTAssertTrue(lines[1].hasPrefix("built for -target-cpu "), lines[1])
+        XCTAssertTrue(lines[2].hasPrefix("OpenBLAS 0."), lines[2])
+        XCTAssertTrue(lines[3].contains("MPI"), lines[3])
+        XCTAssertTrue(lines[4].hasPrefix("oneDNN 2."), lines[4])
+    }
+
     func testABinaryBuiltForANewerCPURefusesClearly() throws {
         let (_, stderr) = try run(
             ["--help"], expectExit: 3,

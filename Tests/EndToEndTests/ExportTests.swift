@@ -55,6 +55,8 @@ final class ExportTests: CLITestCase {
         var rng = RNG(seed: 11)
         for i in 0..<adapter.weights.count { adapter.weights[i] = (2 * rng.uniform() - 1) * 0.3 }
         try PEFTAdapter.save(adapter, directory: directory + "/adapter")
+        try "# the adapter's own card\n".write(
+            toFile: directory + "/adapter/README.md", atomically: true, encoding: .utf8)
         try run([
             "export", "--model", fixtures + "/mistral-tiny", "--adapter", directory + "/adapter", "--tokenizer", "none",
             "--format", "hf", "--out", directory + "/merged",
@@ -74,6 +76,12 @@ final class ExportTests: CLITestCase {
         XCTAssertGreaterThan(
             zip(expected.joined(), try base.scoreSequences(sequences).joined()).map { abs($0 - $1) }.max()!, 1e-3,
             "the adapter matters for these sequences")
+        // The folder's model card names the base model and the adapter, and carries the adapter's card.
+        let card = try String(contentsOfFile: directory + "/merged/README.md", encoding: .utf8)
+        XCTAssertTrue(
+            card.hasPrefix("---\nbase_model: \"\(fixtures)/mistral-tiny\"\nlibrary_name: transformers\n"), card)
+        XCTAssertTrue(card.contains("the LoRA adapter \(directory)/adapter merged into the weights"), card)
+        XCTAssertTrue(card.hasSuffix("## The adapter's card\n\n# the adapter's own card\n\n"), card)
         // --type is a GGUF option.
         try run(
             [

@@ -45,6 +45,14 @@ final class ExternalRewardStageTests: TemporaryDirectoryTestCase {
             let tokens = try XCTUnwrap(sample["tokens"] as? Int), finished = try XCTUnwrap(sample["finished"] as? Bool)
             XCTAssertTrue(finished ? tokens >= 1 && tokens <= 4 : tokens == 4, "cut responses are 4 tokens long")
         }
+        // The final adapter's model card: base model, method, data and the newest metrics.
+        let card = try String(contentsOfFile: directory + "/run/final/policy_adapter/README.md", encoding: .utf8)
+        XCTAssertTrue(card.hasPrefix("---\nbase_model: \"\(model)\"\nlibrary_name: peft\n"), card)
+        XCTAssertTrue(
+            card.contains("- method: PPO, estimator grpo, layout hydra, 2 iterations of 2 prompts × 2 samples"))
+        XCTAssertTrue(card.contains("- data: `\(directory)/prompts.jsonl`"), card)
+        XCTAssertTrue(card.contains("| reward_external_mean | 2.25 |"), card)
+        XCTAssertTrue(card.contains("rewards:\n"), "the resolved config")
         // GRPO's advantages are centred in each group of 2 samples.
         let advantages = samples.compactMap { $0["advantage"] as? Double }
         XCTAssertEqual(advantages.count, 8)

@@ -9,4 +9,7 @@ const char *rlhf_cpu_missing_features(void);
 /// The -target-cpu the Swift code was compiled for (RLHF_TARGET_CPU, "native" by default).
 const char *rlhf_build_target_cpu(void);
 
+/// The commit this binary was built from (RLHF_COMMIT at build time), or "unknown".
+const char *rlhf_build_commit(void);
+
 #endif

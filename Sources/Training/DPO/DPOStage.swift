@@ -155,11 +155,18 @@ public final class DPOStage {
     /// The trained policy as other tools read it: a PEFT adapter over the SFT model, or a full model.
     func saveFinal(_ policy: any CausalLM, adapter: LoRAAdapter?, folder: RunFolder) throws {
         let final = (folder.path as NSString).appendingPathComponent("final")
+        let policyFolder = final + (adapter == nil ? "/policy" : "/policy_adapter")
         if let adapter {
-            try PEFTAdapter.save(adapter, directory: final + "/policy_adapter", baseModel: config.run.initFrom)
+            try PEFTAdapter.save(adapter, directory: policyFolder, baseModel: config.run.initFrom)
         } else {
-            try HFCheckpoint.save(policy, directory: final + "/policy")
+            try HFCheckpoint.save(policy, directory: policyFolder)
         }
+        try ModelCard.of(
+            method: "\(Self.describe(config.objective)) (rlhf dpo)"
+                + (adapter.map { ", LoRA rank \($0.config.rank)" } ?? ", full fine-tuning"),
+            run: config.run, data: config.data, resolved: config.resolved, folder: folder,
+            library: adapter == nil ? "transformers" : "peft"
+        ).write(into: policyFolder)
     }
 
     static func describe(_ e: PreferenceEval) -> String {

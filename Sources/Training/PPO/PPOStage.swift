@@ -174,11 +174,20 @@ final class PPORun {
     func saveFinal() throws {
         let final = (stageFolder.folder.path as NSString).appendingPathComponent("final"), r = session.roles
         try FileManager.default.createDirectory(atPath: final, withIntermediateDirectories: true)
+        let policyFolder = final + (r.policyLoRA == nil ? "/policy" : "/policy_adapter")
         if let policyLoRA = r.policyLoRA {
-            try PEFTAdapter.save(policyLoRA, directory: final + "/policy_adapter", baseModel: config.run.initFrom)
+            try PEFTAdapter.save(policyLoRA, directory: policyFolder, baseModel: config.run.initFrom)
         } else {
-            try HFCheckpoint.save(r.policyTrunk, directory: final + "/policy")
+            try HFCheckpoint.save(r.policyTrunk, directory: policyFolder)
         }
+        let p = config.ppo
+        try ModelCard.of(
+            method: "PPO, estimator \(p.estimator.rawValue), layout \(config.layout.rawValue), \(p.iterations) "
+                + "iterations of \(p.prompts) prompts × \(p.samples) samples"
+                + (r.policyLoRA.map { ", LoRA rank \($0.config.rank)" } ?? ", full fine-tuning"),
+            run: config.run, data: config.data, resolved: config.resolved, folder: stageFolder.folder,
+            library: r.policyLoRA == nil ? "transformers" : "peft"
+        ).write(into: policyFolder)
         if let criticLoRA = r.criticLoRA {
             try PEFTAdapter.save(criticLoRA, directory: final + "/critic_adapter", baseModel: config.run.initFrom)
         }

@@ -391,6 +391,12 @@ final class SFTSession {
             optimizer: trainer.optimizer, state: state, tokenizer: tokenizer as? BPETokenizer,
             keepLast: c.cadence.keepLast
         ) { dir in
+            // The checkpoint is the model (LoRA merged in): its card.
+            try ModelCard.of(
+                method: self.c.stageName + (self.adapter.map { ", LoRA rank \($0.config.rank) (merged)" } ?? ""),
+                run: self.c.run, data: self.c.data, resolved: self.c.resolved, folder: self.folder,
+                library: "transformers"
+            ).write(into: dir)
             if let adapter = self.adapter {
                 try PEFTAdapter.save(
                     adapter, directory: (dir as NSString).appendingPathComponent("adapter"),

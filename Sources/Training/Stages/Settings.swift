@@ -338,6 +338,13 @@ public struct CadenceSettings: Sendable {
     static let keepLast = Key<Int>("checkpoint.keep_last", 2, "checkpoints kept; older ones are deleted", .atLeast(1))
     static let logEvery = Key<Int>(
         "log.every", 10, "print a line every N steps when stdout is not a terminal", .positive)
+    static let evalCommand = Key<String>(
+        "eval.command", "",
+        "your own evaluation of each checkpoint, run by /bin/sh beside training: {checkpoint} and {step} are "
+            + "replaced (also $RLHF_CHECKPOINT, $RLHF_STEP); its last stdout line, a JSON object of numbers, goes "
+            + "to metrics.jsonl and TensorBoard")
+    static let evalCommandTimeout = Key<Double>(
+        "eval.command_timeout", 3600, "seconds eval.command may take on one checkpoint", .positive)
     static func keys(
         evalEvery: Int = 100, maxExamples: Int = 200, checkpointEvery: Int = 200, logEvery: Int = 10,
         unit: String = "optimizer steps"
@@ -352,11 +359,14 @@ public struct CadenceSettings: Sendable {
             keepLast.declaration,
             Key<Int>("log.every", logEvery, "print a line every N \(unit) when stdout is not a terminal", .positive)
                 .declaration,
+            evalCommand.declaration, evalCommandTimeout.declaration,
         ]
     }
 
     public var evalEvery: Int, evalMaxExamples: Int, evalMaxNewTokens: Int, checkpointEvery: Int, keepLast: Int,
         logEvery: Int
+    /// eval.command ("" for none) and its timeout.
+    public var evalCommand: String, evalCommandTimeout: Double
 
     init(_ c: ResolvedConfig) {
         evalEvery = c[Self.evalEvery]
@@ -365,6 +375,8 @@ public struct CadenceSettings: Sendable {
         checkpointEvery = c[Self.checkpointEvery]
         keepLast = c[Self.keepLast]
         logEvery = c[Self.logEvery]
+        evalCommand = c.optional(Self.evalCommand) ?? ""
+        evalCommandTimeout = c.optional(Self.evalCommandTimeout) ?? Self.evalCommandTimeout.defaultValue
     }
 
     /// Evaluate after `step` of `total`?

@@ -94,11 +94,17 @@ struct StageLoop<Stage: LoopedStage> {
             spikeFactor: rules?.lossSpike ?? 0, maxGradNorm: rules?.maxGradNormAbort ?? 0,
             checkpoints: stage.folder.checkpoints, memory: stage.divergenceMemory)
         var lastSaved: String?
+        let evaluator =
+            isLeader && !stage.cadence.evalCommand.isEmpty
+            ? CheckpointEvaluator(
+                command: stage.cadence.evalCommand, timeout: stage.cadence.evalCommandTimeout, folder: stage.folder)
+            : nil
         while stage.completedSteps < stage.totalSteps {
             let step = stage.completedSteps + 1
             stage.context.step = step
             FailureReport.current = stage.context
             let report = try await stage.step(step)
+            try evaluator?.check()
             try check(report.watched, step: step, divergence: &divergence)
             let stop = step < stage.totalSteps ? try await agreedStop() : nil
             if isLeader {
@@ -114,12 +120,15 @@ struct StageLoop<Stage: LoopedStage> {
             if isLeader && stage.cadence.checkpoints(after: step, of: stage.totalSteps) {
                 saved = try await stage.save(step: step)
                 lastSaved = saved
+                if let saved { try evaluator?.submit(checkpoint: saved, step: step) }
             }
             if let stop { try await stopAfter(stop, step: step, saved: saved) }
         }
         try await stage.finish()
         // Nobody leaves before the last files are on disk.
         try await transport.barrier()
+        // After the barrier, so that no rank waits for the last evaluations in a collective.
+        try evaluator?.finish()
         return lastSaved
     }
 

@@ -1,0 +1,32 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Ends a child process together with every process it started: `/bin/sh -c` forks the commands of
+/// a pipeline or a list, which would outlive it and keep its pipes open.
+public enum ProcessTree {
+    public static func end(_ process: Process) {
+        let root = process.processIdentifier
+        var parents: [Int32: Int32] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // After "pid (name)": the state, then the parent's pid.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
+        }
+        var tree: Set<Int32> = [root], grew = true
+        while grew {
+            let before = tree.count
+            for (pid, parent) in parents where tree.contains(parent) { tree.insert(pid) }
+            grew = tree.count > before
+        }
+        for pid in tree where pid != root { kill(pid, SIGTERM) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+}
