@@ -36,7 +36,11 @@ public final class DataNotes: @unchecked Sendable {
     public private(set) var emptyCompletions: [String] = []
     private let lock = NSLock()
 
-    public init(allowReplacement: Bool = false, skipTooLong: Bool = false) {
+    /// How the dataset names its fields (data.*_key).
+    public let fields: DataFields
+
+    public init(allowReplacement: Bool = false, skipTooLong: Bool = false, fields: DataFields = .standard) {
+        self.fields = fields
         self.allowReplacement = allowReplacement
         self.skipTooLong = skipTooLong
     }

@@ -79,7 +79,7 @@ public struct PromptExample: Equatable, Sendable {
 }
 
 public enum JSONL {
-    /// (line number, object) for every non-blank line.
+    /// (line number, object) for every non-blank line (a JSON array's: element number, element).
     public static func objects(path: String) throws -> [(line: Int, object: [String: Any])] {
         try rows(path: path).map { ($0.line, $0.object) }
     }
@@ -89,10 +89,15 @@ public enum JSONL {
         try rows(data: data, name: path).map { ($0.line, $0.object) }
     }
 
-    /// (line number, object, the line's text) for every non-blank line; the text is read again,
-    /// in key order, where order matters (messages).
-    static func rows(path: String, notes: DataNotes? = nil) throws -> [(line: Int, object: [String: Any], text: String)]
-    {
+    /// One row of a data file: where it is ("file:line", or "file: element k" of a JSON array), its
+    /// object and its text (read again, in key order, where order matters: messages).
+    struct Row {
+        let line: Int, place: String, object: [String: Any], text: String
+    }
+
+    /// Every row of a JSONL file (non-blank lines) or of a file holding one JSON array of objects
+    /// (as Hugging Face datasets export), under our field names (`notes.fields`).
+    static func rows(path: String, notes: DataNotes? = nil) throws -> [Row] {
         if path == "-" {
             return try rows(data: FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>", notes: notes)
         }
@@ -102,54 +107,85 @@ public enum JSONL {
         return try rows(data: data, name: path, notes: notes)
     }
 
-    static func rows(data: Data, name path: String, notes: DataNotes? = nil) throws -> [(
-        line: Int, object: [String: Any], text: String
-    )] {
-        var result: [(Int, [String: Any], String)] = []
-        for (index, line) in lines(try text(data, name: path, notes: notes)).enumerated() {
+    static func rows(data: Data, name path: String, notes: DataNotes? = nil) throws -> [Row] {
+        let all = try text(data, name: path, notes: notes), fields = notes?.fields ?? .standard
+        if all.first(where: { !$0.isWhitespace }) == "[" { return try arrayRows(all, name: path, fields: fields) }
+        var result: [Row] = []
+        for (index, line) in lines(all).enumerated() {
             if line.allSatisfy(\.isWhitespace) { continue }
+            let place = "\(path):\(index + 1)"
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
-                throw DatasetError("\(path):\(index + 1): not a JSON object")
+                throw DatasetError("\(place): not a JSON object")
             }
-            result.append((index + 1, object, String(line)))
+            result.append(try row(index + 1, place: place, object: object, text: String(line), fields: fields))
         }
         return result
     }
 
-    public static func string(_ o: [String: Any], _ field: String, at place: String, required: Bool = true) throws
-        -> String?
-    {
+    /// The elements of a file holding one JSON array of objects.
+    static func arrayRows(_ text: String, name path: String, fields: DataFields) throws -> [Row] {
+        guard case .array(let elements) = try fields.parse(text, at: path) else {
+            throw DatasetError("\(path): not a JSON array of objects")
+        }
+        return try elements.enumerated().map { k, element in
+            let place = "\(path): element \(k + 1)"
+            let line = try ChatTemplate.json(element)
+            guard case .object = element,
+                let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            else { throw DatasetError("\(place): not a JSON object") }
+            return try row(k + 1, place: place, object: object, text: line, fields: fields)
+        }
+    }
+
+    /// The row under our field names.
+    static func row(_ line: Int, place: String, object: [String: Any], text: String, fields: DataFields) throws -> Row {
+        guard fields.rewrites(object) else { return Row(line: line, place: place, object: object, text: text) }
+        let rewritten = try fields.rewrite(text, at: place)
+        guard let mapped = (try? JSONSerialization.jsonObject(with: Data(rewritten.utf8))) as? [String: Any] else {
+            throw DatasetError("\(place): not a JSON object")
+        }
+        return Row(line: line, place: place, object: mapped, text: rewritten)
+    }
+
+    /// The string `field` of `o`; errors name the field as the dataset does (`fields`).
+    public static func string(
+        _ o: [String: Any], _ field: String, at place: String, required: Bool = true, fields: DataFields = .standard
+    ) throws -> String? {
         guard let value = o[field], !(value is NSNull) else {
-            if required { throw DatasetError("\(place): missing field '\(field)'") }
+            if required { throw DatasetError("\(place): missing field \(fields.shown(field))") }
             return nil
         }
-        guard let s = value as? String else { throw DatasetError("\(place): field '\(field)' must be a string") }
+        guard let s = value as? String else {
+            throw DatasetError("\(place): field \(fields.shown(field)) must be a string")
+        }
         return s
     }
 
     /// SFT rows: {"prompt", "completion"}, {"text"}, or TRL's conversational {"messages"} (the
     /// loss on assistant turns), which needs the tokenizer's chat template `chat`.
     public static func sft(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws -> [SFTExample] {
-        let examples = try rows(path: path, notes: notes).map { line, o, text -> SFTExample in
-            let place = "\(path):\(line)"
+        let f = notes?.fields ?? .standard
+        let examples = try rows(path: path, notes: notes).map { row -> SFTExample in
+            let (place, o, text) = (row.place, row.object, row.text)
             if o["messages"] != nil {
                 let (messages, variables) = try Conversations.messages(text, field: "messages", at: place, chat: chat)
                 return try Conversations.sftExample(
                     messages, variables: variables, chat: chat!,
-                    answer: try string(o, "answer", at: place, required: false), at: place)
+                    answer: try string(o, "answer", at: place, required: false, fields: f), at: place)
             }
             if o["text"] != nil {
                 guard o["prompt"] == nil && o["completion"] == nil else {
                     throw DatasetError("\(place): give either 'text' or 'prompt' + 'completion', not both")
                 }
-                return SFTExample(prompt: "", completion: try string(o, "text", at: place)!, source: place)
+                return SFTExample(prompt: "", completion: try string(o, "text", at: place, fields: f)!, source: place)
             }
             guard o["prompt"] != nil || o["completion"] != nil else {
                 throw DatasetError("\(place): missing field 'prompt' + 'completion' (or 'text')")
             }
             return SFTExample(
-                prompt: try string(o, "prompt", at: place)!, completion: try string(o, "completion", at: place)!,
-                answer: try string(o, "answer", at: place, required: false), source: place)
+                prompt: try string(o, "prompt", at: place, fields: f)!,
+                completion: try string(o, "completion", at: place, fields: f)!,
+                answer: try string(o, "answer", at: place, required: false, fields: f), source: place)
         }
         guard !examples.isEmpty else { throw DatasetError("\(path): no examples") }
         for e in examples where e.spans == nil && e.completion.isEmpty { notes?.noteEmpty(e.source) }
@@ -161,8 +197,9 @@ public enum JSONL {
     public static func preferences(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws
         -> [PreferenceExample]
     {
-        let examples = try rows(path: path, notes: notes).map { line, o, text in
-            let place = "\(path):\(line)"
+        let f = notes?.fields ?? .standard
+        let examples = try rows(path: path, notes: notes).map { row in
+            let (place, o, text) = (row.place, row.object, row.text)
             if o["prompt"] is [Any] { return try Conversations.preference(text, object: o, chat: chat, at: place) }
             var margin: Double?
             if let m = o["margin"], !(m is NSNull) {
@@ -176,7 +213,8 @@ public enum JSONL {
                 }
                 openEnded = b
             }
-            let task = try string(o, "task", at: place, required: false), prompt = try string(o, "prompt", at: place)!
+            let task = try string(o, "task", at: place, required: false, fields: f),
+                prompt = try string(o, "prompt", at: place, fields: f)!
             // A ranking: {"prompt", "ranked": [best, …, worst]} (InstructGPT's K-wise data).
             if let value = o["ranked"], !(value is NSNull) {
                 guard o["chosen"] == nil && o["rejected"] == nil else {
@@ -194,8 +232,8 @@ public enum JSONL {
                     task: task, source: place, ranked: ranked)
             }
             return PreferenceExample(
-                prompt: prompt, chosen: try string(o, "chosen", at: place)!,
-                rejected: try string(o, "rejected", at: place)!, margin: margin, openEnded: openEnded,
+                prompt: prompt, chosen: try string(o, "chosen", at: place, fields: f)!,
+                rejected: try string(o, "rejected", at: place, fields: f)!, margin: margin, openEnded: openEnded,
                 task: task, source: place)
         }
         // A pair whose responses are the same has no preference in it: its loss gradient is zero.
@@ -207,8 +245,9 @@ public enum JSONL {
     public static func prompts(path: String, chat: ChatFormatter? = nil, notes: DataNotes? = nil) throws
         -> [PromptExample]
     {
-        try rows(path: path, notes: notes).map { line, o, text in
-            let place = "\(path):\(line)"
+        let f = notes?.fields ?? .standard
+        return try rows(path: path, notes: notes).map { row in
+            let (place, o, text) = (row.place, row.object, row.text)
             var prompt: String, rendered = false
             if o["prompt"] is [Any] {
                 rendered = true
@@ -217,11 +256,12 @@ public enum JSONL {
                     throw DatasetError("\(place): \(error)")
                 }
             } else {
-                prompt = try string(o, "prompt", at: place)!
+                prompt = try string(o, "prompt", at: place, fields: f)!
             }
             return PromptExample(
-                prompt: prompt, answer: try string(o, "answer", at: place, required: false),
-                task: try string(o, "task", at: place, required: false), source: place, chatRendered: rendered,
+                prompt: prompt, answer: try string(o, "answer", at: place, required: false, fields: f),
+                task: try string(o, "task", at: place, required: false, fields: f), source: place,
+                chatRendered: rendered,
                 extras: try extras(o, except: ["prompt", "answer", "task"], at: place))
         }
     }

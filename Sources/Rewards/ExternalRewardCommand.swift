@@ -54,9 +54,13 @@ package final class ExternalRewardCommand: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         guard process.isRunning else { throw exited(batch: batch) }
         do { try input.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8)) } catch {
-            throw process.isRunning
-                ? ExternalRewardError("external reward command '\(command)': sending batch \(batch) failed: \(error)")
-                : exited(batch: batch)
+            // A broken pipe: the command is exiting, or has closed its stdin and lives on.
+            let deadline = Date().addingTimeInterval(2)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            guard process.isRunning else { throw exited(batch: batch) }
+            end()
+            throw ExternalRewardError(
+                "external reward command '\(command)': sending batch \(batch) failed (\(error)); the command was ended")
         }
         let descriptor = output.fileHandleForReading.fileDescriptor
         var buffer = [UInt8](repeating: 0, count: 65_536)

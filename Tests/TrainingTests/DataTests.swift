@@ -47,6 +47,27 @@ final class DataTests: TemporaryDirectoryTestCase {
     }
 
     /// A file saved on Windows (CRLF line ends) reads line by line, and errors keep their line numbers.
+    /// data.*_key applies to data files: with a built-in task, or empty, it is refused at load; PPO,
+    /// which reads no pairs, has no data.chosen_key.
+    func testFieldKeysAreCheckedAtLoad() throws {
+        let refused: [([String], String)] = [
+            (["data.task=arith", "data.prompt_key=question"], "data.prompt_key names a field of data files"),
+            (["data.train=x.jsonl", "data.completion_key="], "data.completion_key is empty"),
+        ]
+        for (overrides, expected) in refused {
+            XCTAssertThrowsError(try SFTConfig(try sftSchema.resolve(file: nil, overrides: overrides))) {
+                XCTAssertTrue("\($0)".contains(expected), "\($0)")
+            }
+        }
+        let mapped = try SFTConfig(
+            try sftSchema.resolve(
+                file: nil, overrides: ["data.train=x.jsonl", "eval.every=0", "data.prompt_key=instruction"]))
+        XCTAssertEqual(mapped.data.fields.renamed, ["prompt": "instruction"])
+        XCTAssertThrowsError(try ppoSchema.resolve(file: nil, overrides: ["data.chosen_key=good"])) {
+            XCTAssertTrue("\($0)".contains("unknown key 'data.chosen_key'"), "\($0)")
+        }
+    }
+
     func testCRLFFilesReadLineByLine() throws {
         let path = try write("{\"prompt\": \"1+1=\", \"completion\": \"2\"}\r\n{\"text\": \"hello\"}\r\n")
         XCTAssertEqual(try JSONL.sft(path: path).map(\.completion), ["2", "hello"])

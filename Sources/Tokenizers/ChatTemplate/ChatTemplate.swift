@@ -24,6 +24,9 @@ public struct ChatTemplate: @unchecked Sendable {
     /// Messages (and other variables) as JSON text keeps their key order, as Python's dicts do.
     public static func value(json: String) throws -> JinjaValue { try JinjaJSON.parse(json) }
 
+    /// `value` as JSON text on one line, its objects' keys in their order.
+    public static func json(_ value: JinjaValue) throws -> String { try JinjaJSON.dumps(value, indent: nil) }
+
     public func render(
         messages: JinjaValue, addGenerationPrompt: Bool, bosToken: String? = nil, eosToken: String? = nil,
         variables: [String: JinjaValue] = [:]

@@ -102,7 +102,7 @@ public struct DPOConfig: Sendable {
     public init(_ c: ResolvedConfig) throws {
         resolved = c
         run = try RunSettings(c)
-        data = DataSettings(c)
+        data = try DataSettings(c)
         train = OptimizerSettings(c)
         cadence = CadenceSettings(c)
         lora = try LoRASettings(c)

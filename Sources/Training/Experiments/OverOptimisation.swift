@@ -243,7 +243,7 @@ public enum OverOptimisation {
         say: @escaping (String) -> Void = { Console.note($0) }, onStage: (String, FailureContext) -> Void = { _, _ in },
         report: (Result) -> Void = { _ in }
     ) async throws -> Study {
-        let study = try Settings(config), data = DataSettings(config), run = try RunSettings(config)
+        let study = try Settings(config), data = try DataSettings(config), run = try RunSettings(config)
         guard data.task == .arith else {
             throw ConfigError("the over-optimisation study runs on the arith task: set data.task: arith")
         }
@@ -292,7 +292,7 @@ public enum OverOptimisation {
         workingDirectory: String,
         say: @escaping (String) -> Void, onStage: (String, FailureContext) -> Void
     ) async throws -> SeedSetup {
-        let data = DataSettings(config)
+        let data = try DataSettings(config)
         let sayRankZero: (String) -> Void = { if transport.rank == 0 { say($0) } }
         if transport.rank == 0 {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

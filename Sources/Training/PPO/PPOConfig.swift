@@ -177,7 +177,7 @@ struct PPOExtraKeys {
 /// PPO reads its tokenizer and model from model.init_from, and its prompts from a task or data.train.
 public let ppoSchema = ConfigSchema(
     RunSettings.keys.without(["tokenizer", "model.family", "model.preset"])
-        + DataSettings.keys.without(["data.prefs", "data.eval_prefs"])
+        + DataSettings.keys.without(["data.prefs", "data.eval_prefs", "data.chosen_key", "data.rejected_key"])
         + [PPOExtraKeys.layout.declaration] + PPOSettings.keys + RecipeSettings.keys
         + LoRASettings.keys(rank: 16, rankHelp: "LoRA rank of the policy and critic adapters (hydra)")
         + [RewardSettings.rewardHead, RewardSettings.verifier, RewardSettings.format, RewardSettings.proxy].map(
@@ -224,7 +224,7 @@ public struct PPOConfig: Sendable {
     public init(_ c: ResolvedConfig) throws {
         resolved = c
         run = try RunSettings(c)
-        data = DataSettings(c)
+        data = try DataSettings(c)
         layout = c[PPOExtraKeys.layout]
         ppo = PPOSettings(c)
         recipe = try RecipeSettings(c, clip: ppo.clip)

@@ -112,7 +112,7 @@ public struct SFTConfig: Sendable {
     public init(_ c: ResolvedConfig) throws {
         resolved = c
         run = try RunSettings(c)
-        data = DataSettings(c)
+        data = try DataSettings(c)
         train = OptimizerSettings(c)
         cadence = CadenceSettings(c)
         hydra = HydraSettings(c)

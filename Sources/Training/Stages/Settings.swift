@@ -218,20 +218,44 @@ public struct DataSettings: Sendable {
     static let allowReplacement = Key<Bool>(
         "data.allow_replacement", false,
         "read invalid UTF-8 with U+FFFD in place of the bad bytes, counted, instead of stopping with an error")
-    static let keys = [
-        task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
-        train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration, skipTooLong.declaration,
-        allowReplacement.declaration,
-    ]
+    /// data.prompt_key, …: the dataset's name of each of our fields (TRL's and OpenRLHF's *_key).
+    static let fieldKeys = DataFields.mappable.map { name in
+        Key<String>(
+            "data.\(name)_key", name,
+            "the data files' field holding '\(name)' (e.g. question, instruction, output; 'messages' may hold "
+                + "ShareGPT turns of from/value)")
+    }
+    static let keys =
+        [
+            task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
+            train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration, skipTooLong.declaration,
+            allowReplacement.declaration,
+        ] + fieldKeys.map(\.declaration)
 
     public var task: DataTask, seed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int
     public var train: String, eval: String, prefs: String, evalPrefs: String
     public var skipTooLong: Bool, allowReplacement: Bool
+    /// How the data files name our fields.
+    public var fields: DataFields
 
     /// A fresh record of what loading notices, with these settings' rules.
-    public func notes() -> DataNotes { DataNotes(allowReplacement: allowReplacement, skipTooLong: skipTooLong) }
+    public func notes() -> DataNotes {
+        DataNotes(allowReplacement: allowReplacement, skipTooLong: skipTooLong, fields: fields)
+    }
 
-    init(_ c: ResolvedConfig) {
+    init(_ c: ResolvedConfig) throws {
+        var names: [String: String] = [:]
+        for (name, key) in zip(DataFields.mappable, Self.fieldKeys) {
+            guard let value = c.optional(key) else { continue }
+            guard !value.isEmpty else { throw ConfigError("\(key.path) is empty: name the data files' field") }
+            names[name] = value
+        }
+        fields = DataFields(names)
+        if !fields.renamed.isEmpty && c[Self.task] != .none {
+            throw ConfigError(
+                "data.\(fields.renamed.keys.sorted()[0])_key names a field of data files, and data.task "
+                    + "\(c[Self.task].rawValue) generates its data: drop one")
+        }
         task = c[Self.task]
         seed = UInt64(truncatingIfNeeded: c[Self.seed])
         flaw = c[Self.flaw]
