@@ -129,8 +129,8 @@ checks() {
     local sft=(hydra-sft name=mh resume=never data.task=arith data.eval_size=50 train.steps=12 train.batch_size=16 train.micro_batch_size=4
                train.max_length=16 train.warmup_steps=2 eval.every=0 checkpoint.every=0 log.every=4)
     echo "== data-parallel Hydra-SFT (LM + reward head): 2 hosts against 1 process"
-    one "$rlhf" "${sft[@]}" out="$work/sft1" > "$work/sft1.log"
-    across 1 -np 2 "$rlhf" "${sft[@]}" out="$work/sft2" > "$work/sft2.log"
+    one "$rlhf" "${sft[@]}" out="$work/sft1" > "$work/sft1.log" 2>&1
+    across 1 -np 2 "$rlhf" "${sft[@]}" out="$work/sft2" > "$work/sft2.log" 2>&1
     grep -h "world size" "$work/sft2.log" | head -1
     same checkpoints/step-00000012/model.safetensors "$work/sft1" "$work/sft2"
     same checkpoints/step-00000012/reward_head.safetensors "$work/sft1" "$work/sft2"
@@ -138,8 +138,8 @@ checks() {
     echo "== PPO: reference and reward on the other host against colocated"
     local ppo=(ppo model.init_from="$work/sft1/checkpoints/step-00000012" data.task=arith data.eval_size=50 resume=never ppo.iterations=2
                ppo.prompts=8 ppo.samples_per_prompt=4 ppo.max_new_tokens=5 ppo.minibatch_size=8 eval.every=0 train.max_length=16 rewards.reward_head=0.1)
-    one "$rlhf" "${ppo[@]}" out="$work/ppo1" > "$work/ppo1.log"
-    across 1 -np 2 "$rlhf" "${ppo[@]}" out="$work/ppo2" placement=reference=1,reward=1 > "$work/ppo2.log"
+    one "$rlhf" "${ppo[@]}" out="$work/ppo1" > "$work/ppo1.log" 2>&1
+    across 1 -np 2 "$rlhf" "${ppo[@]}" out="$work/ppo2" placement=reference=1,reward=1 > "$work/ppo2.log" 2>&1
     grep -h "reference → rank" "$work/ppo2.log" | head -1
     same final/policy_adapter/adapter_model.safetensors "$work/ppo1" "$work/ppo2"
 

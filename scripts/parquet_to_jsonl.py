@@ -22,7 +22,9 @@ def plain(value, place):
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if value != value:
+            return None  # pandas writes a missing value as NaN
+        if value in (float("inf"), float("-inf")):
             raise ValueError(f"{place}: {value} is not a JSON number")
         return value
     if isinstance(value, decimal.Decimal):
@@ -53,16 +55,18 @@ def main():
     written = 0
     with open(args.out, "w", encoding="utf-8") as out:
         for path in args.parquet:
-            table = pq.read_table(path, columns=columns)
-            for row_number, row in enumerate(table.to_pylist(), start=1):
-                if args.limit is not None and written >= args.limit:
-                    break
-                try:
-                    record = {k: plain(v, f"{path}: row {row_number}, column '{k}'") for k, v in row.items()}
-                except ValueError as error:
-                    sys.exit(f"parquet_to_jsonl: {error}")
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                written += 1
+            row_number = 0
+            for batch in pq.ParquetFile(path).iter_batches(columns=columns):  # a batch at a time, not the file
+                for row in batch.to_pylist():
+                    row_number += 1
+                    if args.limit is not None and written >= args.limit:
+                        break
+                    try:
+                        record = {k: plain(v, f"{path}: row {row_number}, column '{k}'") for k, v in row.items()}
+                    except ValueError as error:
+                        sys.exit(f"parquet_to_jsonl: {error}")
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    written += 1
     print(json.dumps({"out": args.out, "rows": written}))
 
 

@@ -21,11 +21,15 @@ import http.server
 import importlib.util
 import json
 import math
+import os
 import sys
+import threading
 import traceback
 
 # Keys of the request that are not dataset columns (docs/architecture.md §5).
 PROTOCOL_KEYS = {"batch", "iteration", "query", "labels"}
+# One call at a time: the ranks' requests may arrive together, and the function need not be thread-safe.
+CALL = threading.Lock()
 
 
 def load(spec):
@@ -46,7 +50,7 @@ def answer(function, request):
     """The reply object for one request object."""
     try:
         columns = {k: v for k, v in request.items() if k not in PROTOCOL_KEYS | {"prompts", "completions"}}
-        with contextlib.redirect_stdout(sys.stderr):
+        with CALL, contextlib.redirect_stdout(sys.stderr):
             rewards = function(prompts=request["prompts"], completions=request["completions"], **columns)
         rewards = [float(r) for r in rewards]
         if len(rewards) != len(request["completions"]):
@@ -59,6 +63,10 @@ def answer(function, request):
 
 
 def serve_lines(function):
+    # Replies on a copy of fd 1; fd 1 itself goes to stderr, so that what C extensions or child
+    # processes print cannot corrupt the replies.
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -66,8 +74,8 @@ def serve_lines(function):
             reply = answer(function, json.loads(line))
         except json.JSONDecodeError:
             reply = {"error": traceback.format_exc()}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
 
 
 def serve_http(function, host, port):

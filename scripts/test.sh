@@ -2,7 +2,7 @@
 # The test suite: installs missing system packages, checks the formatting, builds, runs the tests.
 #   bash scripts/test.sh          every test, as CI runs it (through .ci/run): about 15 minutes on 2 cores
 #   bash scripts/test.sh --fast   the unit tests while changing code: no pipelines, no MPI, no several
-#                                 hosts, no real model (at most 4 minutes on 2 cores after the build)
+#                                 hosts, no real model, no install (at most 4 minutes on 2 cores after the build)
 # Tests run in a release build (with testing enabled): the end-to-end training tests are ~17×
 # slower unoptimised.
 set -euo pipefail
@@ -33,7 +33,7 @@ swift build "${flags[@]}" --build-tests
 skip=()
 if [ "$fast" = 1 ]; then
   slow='BehaviourTests|ExampleTests|MPITests|MultiHostTests|RealModelTests|RunSafetyTests|SFTLearningTests'
-  slow+='|DPOStageTests'
+  slow+='|DPOStageTests|InstallTests'
   skip=(--skip "$slow")
 fi
 log=$(mktemp)

@@ -22,6 +22,16 @@ public enum Console {
     /// A line for a person (what the run does, warnings, failures): stderr and the logs.
     public static func note(_ line: String) { emit(line + "\n", stdout: false, logged: true) }
 
+    /// A line from a thread that must not wait (the watchdog ending a stuck process): straight to
+    /// stderr, and to the logs only if no other thread is writing them now.
+    public static func urgent(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBufferPointer { Glibc.write(2, $0.baseAddress, $0.count) }
+        guard lock.try() else { return }
+        defer { lock.unlock() }
+        for log in logs { try? log.handle.write(contentsOf: Data(bytes)) }
+    }
+
     /// A line of results: stdout and the logs.
     public static func result(_ line: String) { emit(line + "\n", stdout: true, logged: true) }
 

@@ -4,41 +4,44 @@ import Foundation
     import Glibc
 #endif
 
-/// Ends a child process together with every process it started: `/bin/sh -c` forks the commands of
-/// a pipeline or a list, which would outlive it and keep its pipes open.
+/// A shell command run as a process group of its own, so that it can be ended with everything it
+/// started: `/bin/sh -c` forks the commands of a pipeline or a list, and a process they leave behind
+/// (reparented to init) would otherwise keep the command's pipes open.
 public enum ProcessTree {
-    /// Alive, not a zombie.
-    static func running(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return false }
-        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+    /// A process that runs `command` by /bin/sh; not started yet. Foundation's Process starts its
+    /// child as the leader of a new process group (its pid is the group's id), which its children join.
+    public static func shell(_ command: String) -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        return process
     }
 
-    public static func end(_ process: Process) {
-        let root = process.processIdentifier
-        var parents: [Int32: Int32] = [:]
+    /// Ends the command's whole process group: SIGTERM, then SIGKILL to what is left after `grace`
+    /// seconds. Returns once the command itself has exited (bounded: SIGKILL cannot be ignored).
+    public static func end(_ process: Process, grace: Double = 2) {
+        let group = process.processIdentifier
+        guard group > 0 else { return }
+        kill(-group, SIGTERM)
+        let deadline = Date().addingTimeInterval(grace)
+        while Date() < deadline && (process.isRunning || groupAlive(group)) { usleep(10_000) }
+        if process.isRunning || groupAlive(group) { kill(-group, SIGKILL) }
+        process.waitUntilExit()
+        // The others are reaped by init: wait (briefly) until none is left running.
+        let reaped = Date().addingTimeInterval(grace)
+        while Date() < reaped && groupAlive(group) { usleep(10_000) }
+    }
+
+    /// Whether any process of process group `group` is alive (zombies excepted).
+    static func groupAlive(_ group: Int32) -> Bool {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry),
-                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+            guard Int32(entry) != nil, let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
                 let close = stat.lastIndex(of: ")")
             else { continue }
-            // After "pid (name)": the state, then the parent's pid.
+            // After "pid (name)": state, parent, process group.
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
+            if fields.count > 2, fields[0] != "Z", Int32(fields[2]) == group { return true }
         }
-        var tree: Set<Int32> = [root], grew = true
-        while grew {
-            let before = tree.count
-            for (pid, parent) in parents where tree.contains(parent) { tree.insert(pid) }
-            grew = tree.count > before
-        }
-        let children = tree.subtracting([root])
-        for pid in children { kill(pid, SIGTERM) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        // The others are not ours to reap: wait (up to 2 s) until each has exited.
-        let deadline = Date().addingTimeInterval(2)
-        while Date() < deadline && children.contains(where: running) { usleep(10_000) }
+        return false
     }
 }

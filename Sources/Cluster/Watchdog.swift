@@ -19,8 +19,7 @@ public enum FailureReport {
 
     /// Prints the report on stderr (and the run's log.txt) and flushes (under mpirun stdout/stderr are pipes).
     public static func print(_ reason: String) {
-        Console.note(current.describe(reason))
-        fflush(nil)
+        Console.urgent(current.describe(reason))
     }
 }
 

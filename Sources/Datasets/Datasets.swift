@@ -175,12 +175,15 @@ public enum JSONL {
             }
             if o["text"] != nil {
                 guard o["prompt"] == nil && o["completion"] == nil else {
-                    throw DatasetError("\(place): give either 'text' or 'prompt' + 'completion', not both")
+                    throw DatasetError(
+                        "\(place): give either \(f.shown("text")) or \(f.shown("prompt")) + \(f.shown("completion")), "
+                            + "not both")
                 }
                 return SFTExample(prompt: "", completion: try string(o, "text", at: place, fields: f)!, source: place)
             }
             guard o["prompt"] != nil || o["completion"] != nil else {
-                throw DatasetError("\(place): missing field 'prompt' + 'completion' (or 'text')")
+                throw DatasetError(
+                    "\(place): missing field \(f.shown("prompt")) + \(f.shown("completion")) (or \(f.shown("text")))")
             }
             return SFTExample(
                 prompt: try string(o, "prompt", at: place, fields: f)!,
@@ -218,7 +221,8 @@ public enum JSONL {
             // A ranking: {"prompt", "ranked": [best, …, worst]} (InstructGPT's K-wise data).
             if let value = o["ranked"], !(value is NSNull) {
                 guard o["chosen"] == nil && o["rejected"] == nil else {
-                    throw DatasetError("\(place): give either 'ranked' or 'chosen' + 'rejected', not both")
+                    throw DatasetError(
+                        "\(place): give either 'ranked' or \(f.shown("chosen")) + \(f.shown("rejected")), not both")
                 }
                 guard let ranked = value as? [String], ranked.count >= 2 else {
                     throw DatasetError("\(place): field 'ranked' must be a list of at least 2 strings, best first")

@@ -6,6 +6,8 @@ public struct PPOPrompt: Sendable {
     public var text: String
     /// The dataset row's other fields (field → its JSON text), which an external reward receives.
     public var extras: [String: String]
+    /// Where it was read ("file:line"; a built-in task's prompts: "").
+    public var source = ""
 
     public init(tokens: [Int32], answer: String?, task: String = "", text: String = "", extras: [String: String] = [:])
     {

@@ -61,7 +61,7 @@ extension CausalLM {
                         result.hiddenStates![i].append(
                             contentsOf: UnsafeBufferPointer(start: hidden.pointer + r * C, count: C))
                     }
-                    if token == o.eosTokenId {
+                    if o.ends(with: token) {
                         result.endedWithEOS[i] = true
                     }
                     // Stop when prompt + new tokens fill the context, so the whole sequence can be scored again.

@@ -16,23 +16,32 @@ public struct SamplingOptions: Sendable, Equatable, Codable {
     public var maxNewTokens: Int
     /// Generation of a sequence stops after it emits this id (the id is kept in the output).
     public var eosTokenId: Int32?
+    /// Other ids that end a sequence the same way: a chat model's end of turn (generation_config.json's
+    /// eos_token_id list, a GGUF's tokenizer.ggml.eot_token_id; `Tokenizer.stopTokenIds`).
+    public var stopTokenIds: [Int32] = []
     public var seed: UInt64
 
     public init(
         temperature: Float = 1, topK: Int = 0, topP: Float = 1, maxNewTokens: Int = 32,
-        eosTokenId: Int32? = nil, seed: UInt64 = 0
+        eosTokenId: Int32? = nil, stopTokenIds: [Int32] = [], seed: UInt64 = 0
     ) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
         self.maxNewTokens = maxNewTokens
         self.eosTokenId = eosTokenId
+        self.stopTokenIds = stopTokenIds
         self.seed = seed
     }
 
-    public static func greedy(maxNewTokens: Int, eosTokenId: Int32? = nil) -> SamplingOptions {
-        SamplingOptions(temperature: 0, maxNewTokens: maxNewTokens, eosTokenId: eosTokenId)
+    public static func greedy(maxNewTokens: Int, eosTokenId: Int32? = nil, stopTokenIds: [Int32] = [])
+        -> SamplingOptions
+    {
+        SamplingOptions(temperature: 0, maxNewTokens: maxNewTokens, eosTokenId: eosTokenId, stopTokenIds: stopTokenIds)
     }
+
+    /// Whether `token` ends its sequence.
+    func ends(with token: Int32) -> Bool { token == eosTokenId || stopTokenIds.contains(token) }
 
     public func validate() throws {
         guard temperature >= 0, temperature.isFinite else {

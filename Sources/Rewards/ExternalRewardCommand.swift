@@ -11,7 +11,7 @@ import Foundation
 /// within the timeout, or a command that exits, is an error, and the command is ended.
 package final class ExternalRewardCommand: @unchecked Sendable {
     package let command: String
-    private let process = Process()
+    private let process: Process
     private let input = Pipe(), output = Pipe()
     /// Bytes read past the last reply's newline.
     private var pending: [UInt8] = []
@@ -21,8 +21,7 @@ package final class ExternalRewardCommand: @unchecked Sendable {
         // A write to a command that has exited would otherwise end this process with SIGPIPE;
         // ignored, the write fails with EPIPE and the error names the command.
         signal(SIGPIPE, SIG_IGN)
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
+        process = ProcessTree.shell(command)
         process.standardInput = input
         process.standardOutput = output
         do { try process.run() } catch {
@@ -32,6 +31,10 @@ package final class ExternalRewardCommand: @unchecked Sendable {
         // reading as closed (no EOF when the command exits).
         try? output.fileHandleForWriting.close()
         try? input.fileHandleForReading.close()
+        // Requests are written against the deadline too: a command that does not read must not
+        // block this process once the pipe's buffer is full.
+        let writer = input.fileHandleForWriting.fileDescriptor
+        _ = fcntl(writer, F_SETFL, fcntl(writer, F_GETFL) | O_NONBLOCK)
     }
 
     deinit { close() }
@@ -53,10 +56,13 @@ package final class ExternalRewardCommand: @unchecked Sendable {
     package func exchange(_ line: String, batch: Int, timeout: Double) throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
         guard process.isRunning else { throw exited(batch: batch) }
-        do { try input.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8)) } catch {
+        switch send(Array((line + "\n").utf8), deadline: deadline) {
+        case .sent: break
+        case .timedOut: throw timedOut(batch: batch, timeout: timeout)
+        case .failed(let error):
             // A broken pipe: the command is exiting, or has closed its stdin and lives on.
-            let deadline = Date().addingTimeInterval(2)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
+            let grace = Date().addingTimeInterval(2)
+            while process.isRunning && Date() < grace { usleep(10_000) }
             guard process.isRunning else { throw exited(batch: batch) }
             end()
             throw ExternalRewardError(
@@ -81,6 +87,29 @@ package final class ExternalRewardCommand: @unchecked Sendable {
             guard count > 0 else { throw exited(batch: batch) }
             pending += buffer[..<count]
         }
+    }
+
+    enum Sent { case sent, timedOut, failed(String) }
+
+    /// Writes `bytes` to the command's stdin by the deadline.
+    private func send(_ bytes: [UInt8], deadline: Date) -> Sent {
+        let descriptor = input.fileHandleForWriting.fileDescriptor
+        var written = 0
+        while written < bytes.count {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { return .timedOut }
+            var poller = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+            let ready = poll(&poller, 1, Int32(min(left * 1000, 60_000).rounded(.up)))
+            if ready < 0 && errno != EINTR { return .failed(String(cString: strerror(errno))) }
+            guard ready > 0 else { continue }
+            let n = bytes.withUnsafeBufferPointer {
+                write(descriptor, $0.baseAddress! + written, bytes.count - written)
+            }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            guard n > 0 else { return .failed(String(cString: strerror(errno))) }
+            written += n
+        }
+        return .sent
     }
 
     private func exited(batch: Int) -> ExternalRewardError {

@@ -56,8 +56,9 @@ package enum HTTPPost {
         let deadline = Date().addingTimeInterval(timeout)
         let socket = try connect(endpoint, deadline: deadline)
         defer { Glibc.close(socket) }
+        let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host  // IPv6 in brackets
         var request = Data(
-            ("POST \(endpoint.path) HTTP/1.1\r\nHost: \(endpoint.host):\(endpoint.port)\r\n"
+            ("POST \(endpoint.path) HTTP/1.1\r\nHost: \(host):\(endpoint.port)\r\n"
                 + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n").utf8)
         request += body
         try write(request, to: socket, deadline: deadline)
@@ -79,7 +80,12 @@ package enum HTTPPost {
             guard s >= 0 else { continue }
             _ = fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK)
             if Glibc.connect(s, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 || errno == EINPROGRESS {
-                if try wait(s, for: Int16(POLLOUT), deadline: deadline, what: "connecting") {
+                let ready: Bool
+                do { ready = try wait(s, for: Int16(POLLOUT), deadline: deadline, what: "connecting") } catch {
+                    Glibc.close(s)
+                    throw error
+                }
+                if ready {
                     var error: Int32 = 0
                     var length = socklen_t(MemoryLayout<Int32>.size)
                     getsockopt(s, SOL_SOCKET, SO_ERROR, &error, &length)
@@ -120,6 +126,8 @@ package enum HTTPPost {
         }
     }
 
+    /// The reply up to the server's close, or as soon as it is whole (a server that keeps the
+    /// connection open despite `Connection: close`).
     static func readAll(_ socket: Int32, deadline: Date) throws -> Data {
         var reply = Data(), buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -129,7 +137,25 @@ package enum HTTPPost {
             guard n >= 0 else { throw ExternalRewardError("reading the reply: \(String(cString: strerror(errno)))") }
             if n == 0 { return reply }
             reply.append(contentsOf: buffer[..<n])
+            if isWhole(reply) { return reply }
         }
+    }
+
+    /// Whether `reply` holds its headers and all the body they announce (Content-Length, or a
+    /// chunked body's last chunk).
+    static func isWhole(_ reply: Data) -> Bool {
+        guard let end = reply.range(of: Data("\r\n\r\n".utf8)) else { return false }
+        let head = String(decoding: reply[..<end.lowerBound], as: UTF8.self).lowercased()
+        let body = reply.count - end.upperBound
+        for line in head.components(separatedBy: "\r\n") {
+            if line.hasPrefix("content-length:"), let n = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) {
+                return body >= n
+            }
+            if line.hasPrefix("transfer-encoding:") && line.contains("chunked") {
+                return (try? dechunk(Data(reply[end.upperBound...]))) != nil
+            }
+        }
+        return false
     }
 
     /// Status and body of a whole HTTP/1.1 response (Content-Length, chunked, or up to the close).

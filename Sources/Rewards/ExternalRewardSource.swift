@@ -75,8 +75,9 @@ package final class ExternalRewardSource: RewardSource {
         let extras = context.prompts.map(\.extras)
         for (i, fields) in extras.enumerated() {
             if let clash = fields.keys.sorted().first(where: ExternalRewardRequest.reservedKeys.contains) {
+                let place = context.prompts[i].source.isEmpty ? "prompt \(i + 1)" : context.prompts[i].source
                 throw ConfigError(
-                    "prompt \(i + 1): its field '\(clash)' has the name of a key of the external reward's request; "
+                    "\(place): its field '\(clash)' has the name of a key of the external reward's request; "
                         + "rename it in the data")
             }
         }

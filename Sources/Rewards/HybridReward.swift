@@ -82,6 +82,7 @@ extension HybridReward {
                 prompts: repeated,
                 options: SamplingOptions(
                     temperature: 1, maxNewTokens: config.maxNewTokens, eosTokenId: tokenizer.eosTokenId,
+                    stopTokenIds: tokenizer.stopTokenIds,
                     seed: config.seed &+ 0xB0 &+ UInt64(start))
             ).tokens
             let sequences = zip(repeated, samples).map { $0 + $1 }

@@ -21,6 +21,7 @@ extension WireWriter {
         int(o.maxNewTokens)
         bool(o.eosTokenId != nil)
         int(Int(o.eosTokenId ?? 0))
+        int32s(o.stopTokenIds)
         uint64(o.seed)
     }
     mutating func generation(_ g: GenerationResult) {
@@ -145,6 +146,7 @@ extension WireReader {
         let hasEOS = try bool(), eos = try int()
         guard let eosId = Int32(exactly: eos) else { throw RoleError("end-of-sequence id \(eos) is not a token id") }
         o.eosTokenId = hasEOS ? eosId : nil
+        o.stopTokenIds = try int32s()
         o.seed = try uint64()
         return o
     }

@@ -5,29 +5,49 @@ import Foundation
 /// `eval.command` (issue 29, point 4): the user's own evaluation, run on each checkpoint as it is
 /// saved (rank 0). It runs beside training, one at a time in checkpoint order, so that no rank
 /// waits on it in a collective; it reads a hard-linked copy of the checkpoint, which the
-/// checkpoint rotation (`checkpoint.keep_last`) cannot take away. The command runs by /bin/sh in
-/// the working folder with `{checkpoint}` and `{step}` replaced (and RLHF_CHECKPOINT, RLHF_STEP,
-/// RLHF_RUN set); the last line it prints on stdout is a JSON object of numbers, written to
-/// metrics.jsonl and TensorBoard at the checkpoint's step. A failure (exit status, no JSON, a
-/// value that is not a number, no end within the timeout) stops the run at its next step.
+/// checkpoint rotation (`checkpoint.keep_last`) cannot take away. At most one evaluation waits
+/// behind the running one: a newer checkpoint takes the place of a waiting one, which is said and
+/// skipped (so links cannot pile up on disk). The command runs by /bin/sh in the working folder,
+/// as a process group of its own, with `{checkpoint}` and `{step}` replaced (the path shell-quoted;
+/// also RLHF_CHECKPOINT, RLHF_STEP, RLHF_RUN set); the last line it prints on stdout is a JSON
+/// object of numbers, written to metrics.jsonl and TensorBoard at the checkpoint's step. A failure
+/// (exit status, no JSON, a value that is not a number, no end within the timeout) stops the run
+/// at its next step; a run that stops ends the running evaluation.
 public final class CheckpointEvaluator: @unchecked Sendable {
     let command: String, timeout: Double, folder: RunFolder
     private let queue = DispatchQueue(label: "rlhf.eval-command")
     private let lock = NSLock()
     private var failure: (any Error)?
+    /// The step whose evaluation waits (nil: none), and the running command.
+    private var waiting: Int?, running: Process?, cancelled = false
+    var links: String { (folder.path as NSString).appendingPathComponent("eval-command") }
 
+    /// Copies left by an earlier run that stopped mid-evaluation are removed.
     public init(command: String, timeout: Double, folder: RunFolder) {
         self.command = command
         self.timeout = timeout
         self.folder = folder
+        try? FileManager.default.removeItem(atPath: links)
     }
 
     /// Queues the evaluation of `checkpoint`, the state after `step`.
     public func submit(checkpoint: String, step: Int) throws {
-        let copy = (folder.path as NSString).appendingPathComponent("eval-command/step-\(step)")
+        let copy = (links as NSString).appendingPathComponent("step-\(step)")
         try Self.link(checkpoint, to: copy)
+        if let skipped = lock.withLock({ () -> Int? in
+            defer { waiting = step }
+            return waiting
+        }) {
+            Console.note("eval.command: step \(skipped) skipped, still waiting when step \(step) was saved")
+        }
         queue.async { [self] in
             defer { try? FileManager.default.removeItem(atPath: copy) }
+            let due = lock.withLock { () -> Bool in
+                guard waiting == step, !cancelled else { return false }
+                waiting = nil
+                return true
+            }
+            guard due else { return }
             do {
                 let figures = try run(checkpoint: copy, step: step)
                 try folder.appendMetrics(["step": step].merging(figures) { a, _ in a })
@@ -52,19 +72,32 @@ public final class CheckpointEvaluator: @unchecked Sendable {
         try check()
     }
 
+    /// Ends the running evaluation and skips the waiting one (the run stops).
+    public func cancel() {
+        let process = lock.withLock { () -> Process? in
+            cancelled = true
+            return running
+        }
+        if let process { ProcessTree.end(process) }
+        queue.sync {}
+        try? FileManager.default.removeItem(atPath: links)
+    }
+
     /// The command's figures for the checkpoint at `path`.
     func run(checkpoint path: String, step: Int) throws -> [String: Any] {
-        let text = command.replacingOccurrences(of: "{checkpoint}", with: path)
+        // The path quoted for the shell: a run folder may hold spaces or quotes.
+        let quoted = "'" + path.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        let text = command.replacingOccurrences(of: "{checkpoint}", with: quoted)
             .replacingOccurrences(of: "{step}", with: String(step))
-        let process = Process(), output = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", text]
+        let process = ProcessTree.shell(text), output = Pipe()
         process.environment = ProcessInfo.processInfo.environment.merging([
             "RLHF_CHECKPOINT": path, "RLHF_STEP": String(step), "RLHF_RUN": folder.path,
         ]) { _, new in new }
         process.standardOutput = output
         let name = "eval.command '\(command)' at step \(step)"
         do { try process.run() } catch { throw TrainingError("\(name) could not be started: \(error)") }
+        lock.withLock { running = process }
+        defer { lock.withLock { running = nil } }
         try? output.fileHandleForWriting.close()
         let timedOut = NSLock()
         var ended = false

@@ -22,7 +22,7 @@ public struct EvalResult: Sendable, Equatable {
 public enum Evaluation {
     public static func run(
         trunk: any CausalLM, adapter: LoRAAdapter? = nil, examples: [SFTExample], tokenizer: any Tokenizer,
-        maxLength: Int, maxNewTokens: Int, batchSize: Int
+        maxLength: Int, maxNewTokens: Int, batchSize: Int, responseText: (([Int32]) -> String)? = nil
     ) throws -> EvalResult {
         precondition(!examples.isEmpty, "evaluation needs examples")
         let tokenized = try examples.map {
@@ -50,10 +50,13 @@ public enum Evaluation {
                 let prompts = chunk.map { SFTTokenization.promptTokens($0, tokenizer: tokenizer) }
                 let result = try trunk.generate(
                     prompts: prompts, adapter: adapter,
-                    options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId))
+                    options: .greedy(
+                        maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId,
+                        stopTokenIds: tokenizer.stopTokenIds))
                 for (example, tokens) in zip(chunk, result.tokens) {
-                    let text = tokenizer.decode(tokens, skipSpecialTokens: true).trimmingCharacters(
-                        in: .whitespacesAndNewlines)
+                    // `responseText`: as training reads a response (PPO: cut at its stop strings).
+                    let text = (responseText ?? { tokenizer.decode($0, skipSpecialTokens: true) })(tokens)
+                        .trimmingCharacters(in: .whitespacesAndNewlines)
                     if text == example.answer!.trimmingCharacters(in: .whitespacesAndNewlines) { correct += 1 }
                 }
             }

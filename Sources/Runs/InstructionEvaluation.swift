@@ -17,16 +17,17 @@ package struct InstructionEvaluation {
 
     package static func run(
         trunk: any CausalLM, adapter: LoRAAdapter?, prompts: [PPOPrompt], tokenizer: any Tokenizer, maxNewTokens: Int,
-        batchSize: Int
+        batchSize: Int, responseText: (([Int32]) -> String)? = nil
     ) throws -> InstructionEvaluation {
         var e = InstructionEvaluation()
         for start in stride(from: 0, to: prompts.count, by: batchSize) {
             let chunk = Array(prompts[start..<min(start + batchSize, prompts.count)])
             let result = try trunk.generate(
                 prompts: chunk.map(\.tokens), adapter: adapter,
-                options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId))
+                options: .greedy(
+                    maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId, stopTokenIds: tokenizer.stopTokenIds))
             for (i, prompt) in chunk.enumerated() {
-                let reply = tokenizer.decode(result.tokens[i], skipSpecialTokens: true)
+                let reply = (responseText ?? { tokenizer.decode($0, skipSpecialTokens: true) })(result.tokens[i])
                 let constraints = try InstructionConstraint.parseList(prompt.answer ?? "")
                 var keptHere: [String] = []
                 for c in constraints {

@@ -17,11 +17,15 @@ indirect enum Normalizer: Sendable {
         case .lowercase: return text.lowercased()
         case .prepend(let prefix): return text.isEmpty ? text : prefix + text
         case .replace(let pattern, let content):
-            let ns = NSMutableString(string: text)
-            _ = pattern.regex.replaceMatches(
-                in: ns, range: NSRange(location: 0, length: ns.length),
-                withTemplate: NSRegularExpression.escapedTemplate(for: content))
-            return ns as String
+            // In UTF-16 units, as the matches are: NSMutableString's replacement rounds a range to
+            // Characters, so a space before a combining mark would be kept beside its replacement.
+            let units = Array(text.utf16), with = Array(content.utf16)
+            var out: [UInt16] = [], cursor = 0
+            for m in pattern.regex.matches(in: text, range: NSRange(location: 0, length: units.count)) {
+                out += units[cursor..<m.range.location] + with
+                cursor = m.range.location + m.range.length
+            }
+            return String(decoding: out + units[cursor...], as: UTF16.self)
         case .sequence(let list): return list.reduce(text) { $1.apply($0) }
         }
     }

@@ -59,23 +59,36 @@ indirect enum PreTokenizer: Sendable {
                     piece, matches: matches, behavior: individual ? .isolated : .contiguous, invert: false)
             }
         case .metaspace(let replacement, let scheme, let split):
-            return pieces.flatMap { piece -> [Piece] in
-                var text = piece.text.replacingOccurrences(of: " ", with: replacement)
-                let prepend = scheme == .always || (scheme == .first && piece.atStart)
-                if prepend && !text.unicodeScalars.starts(with: replacement.unicodeScalars) {
-                    text = replacement + text
-                }
-                let p = Piece(text: text, atStart: piece.atStart)
-                guard split else { return [p] }
-                var matches: [Range<String.Index>] = []
-                var search = text.startIndex
-                while let r = text.range(of: replacement, options: .literal, range: search..<text.endIndex) {
-                    matches.append(r)
-                    search = r.upperBound
-                }
-                return Self.split(p, matches: matches, behavior: .mergedWithNext, invert: false)
+            return pieces.flatMap { Self.metaspace($0, replacement: replacement, scheme: scheme, split: split) }
+        }
+    }
+
+    /// SentencePiece's Metaspace on one piece, by scalars as tokenizers works (a space before a
+    /// combining mark is one Character in Swift): spaces become `replacement`, which is prepended as
+    /// `scheme` says, then (`split`) the piece is cut before each marker.
+    static func metaspace(_ piece: Piece, replacement: String, scheme: PrependScheme, split: Bool) -> [Piece] {
+        var scalars = String.UnicodeScalarView()
+        for scalar in piece.text.unicodeScalars {
+            if scalar == " " { scalars.append(contentsOf: replacement.unicodeScalars) } else { scalars.append(scalar) }
+        }
+        var text = String(scalars)
+        let prepend = scheme == .always || (scheme == .first && piece.atStart)
+        if prepend && !text.unicodeScalars.starts(with: replacement.unicodeScalars) { text = replacement + text }
+        let p = Piece(text: text, atStart: piece.atStart)
+        guard split else { return [p] }
+        var matches: [Range<String.Index>] = []
+        let marker = Array(replacement.unicodeScalars), all = text.unicodeScalars
+        var i = all.startIndex
+        while i < all.endIndex {
+            if all[i...].starts(with: marker) {
+                let end = all.index(i, offsetBy: marker.count)
+                matches.append(i..<end)
+                i = end
+            } else {
+                i = all.index(after: i)
             }
         }
+        return Self.split(p, matches: matches, behavior: .mergedWithNext, invert: false)
     }
 
     /// Cuts `piece` at `matches` (sorted, non-overlapping) as tokenizers' NormalizedString.split does.
@@ -126,8 +139,11 @@ indirect enum PreTokenizer: Sendable {
             }
             out.reverse()
         }
+        // Cut by scalars: String's own subscript would round the bounds to Characters.
         return out.enumerated().map {
-            Piece(text: String(text[$1]), atStart: piece.atStart && $1.lowerBound == text.startIndex)
+            Piece(
+                text: String(String.UnicodeScalarView(text.unicodeScalars[$1])),
+                atStart: piece.atStart && $1.lowerBound == text.startIndex)
         }
     }
 

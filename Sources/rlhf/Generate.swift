@@ -68,7 +68,7 @@ struct Generate: ParsableCommand {
         if !chat.isEmpty { return try reply(trunk: trunk, tokenizer: tok, adapter: lora) }
         let options = SamplingOptions(
             temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens,
-            eosTokenId: tok.eosTokenId, seed: seed)
+            eosTokenId: tok.eosTokenId, stopTokenIds: tok.stopTokenIds, seed: seed)
         for start in stride(from: 0, to: prompts.count, by: max(batchSize, 1)) {
             let chunk = Array(prompts[start..<min(start + max(batchSize, 1), prompts.count)])
             let ids = chunk.map { SFTTokenization.promptTokens(SFTExample(prompt: $0, completion: ""), tokenizer: tok) }
@@ -102,7 +102,8 @@ extension Generate {
                 addGenerationPrompt: true)
         }
         let options = SamplingOptions(
-            temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens, eosTokenId: eos, seed: seed)
+            temperature: temperature, topK: topK, topP: topP, maxNewTokens: maxNewTokens, eosTokenId: eos,
+            stopTokenIds: tok.stopTokenIds, seed: seed)
         let result = try trunk.generate(prompts: texts.map { tok.encode($0) }, adapter: adapter, options: options)
         for (i, message) in chat.enumerated() {
             printJSONLine([

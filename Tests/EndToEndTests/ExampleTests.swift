@@ -13,14 +13,14 @@ final class ExampleTests: CLITestCase {
     func testArithSFTConfigRunsEndToEnd() throws {
         let config = repository.appendingPathComponent("configs/arith-sft.yaml").path
         let run = directory + "/run"
-        let (stdout, _) = try self.run([
+        let (stdout, stderr) = try self.run([
             "sft", "--config", config, "out=\(run)", "resume=never", "train.steps=40",
             "eval.every=20", "eval.max_examples=50", "checkpoint.every=20", "log.every=10",
         ])
         XCTAssertTrue(
-            stdout.contains("derived: world size 1, global batch 64 sequences = micro-batch 32 × 2 accumulation steps"),
-            stdout)
-        XCTAssertTrue(stdout.contains("step 40/40"), stdout)
+            stderr.contains("derived: world size 1, global batch 64 sequences = micro-batch 32 × 2 accumulation steps"),
+            stderr)
+        XCTAssertTrue(stderr.contains("step 40/40"), stderr)
         let summary =
             try JSONSerialization.jsonObject(with: Data(stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
         XCTAssertEqual(summary["steps"] as? Int, 40)

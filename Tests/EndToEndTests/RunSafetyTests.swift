@@ -58,8 +58,8 @@ final class RunSafetyTests: CLITestCase {
         XCTAssertEqual(report.checkpoint, cut + "/checkpoints/step-" + String(format: "%08d", report.step))
         XCTAssertTrue(FileManager.default.fileExists(atPath: report.checkpoint + "/training_state.json"))
         XCTAssertEqual(report.command.last, "resume=\(report.checkpoint)")
-        let (stdout, _) = try run(report.command)
-        XCTAssertTrue(stdout.contains("resuming from \(report.checkpoint)"), stdout)
+        let (_, notes) = try run(report.command)
+        XCTAssertTrue(notes.contains("resuming from \(report.checkpoint)"), notes)
         let end = "/checkpoints/step-" + String(format: "%08d", steps)
         for file in ["model.safetensors", "optimizer.safetensors"] {
             XCTAssertEqual(
@@ -108,12 +108,12 @@ final class RunSafetyTests: CLITestCase {
         let resumeArguments = sft(out: out, steps: 8, extra: ["checkpoint.every=2", "checkpoint.keep_last=3"]).map {
             $0 == "resume=never" ? "resume=auto" : $0
         }
-        let (stdout, _) = try run(resumeArguments)
+        let (_, notes) = try run(resumeArguments)
         XCTAssertTrue(
-            stdout.contains("removed \(stale), left by an interrupted save of a process that is gone"), stdout)
+            notes.contains("removed \(stale), left by an interrupted save of a process that is gone"), notes)
         XCTAssertTrue(
-            stdout.contains("warning: passing over the damaged checkpoint \(checkpoints)/step-00000006 ("), stdout)
-        XCTAssertTrue(stdout.contains("resuming from \(checkpoints)/step-00000004"), stdout)
+            notes.contains("warning: passing over the damaged checkpoint \(checkpoints)/step-00000006 ("), notes)
+        XCTAssertTrue(notes.contains("resuming from \(checkpoints)/step-00000004"), notes)
         XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
         XCTAssertNil(Checkpoints.verify(checkpoints + "/step-00000008"))
 
@@ -125,7 +125,7 @@ final class RunSafetyTests: CLITestCase {
             "a refused resume leaves config.yaml as it was")
         let (_, fewer) = try run(resumeArguments + ["train.steps=3"], expectExit: 1)
         XCTAssertTrue(fewer.contains("'train.steps' is 3, but \(checkpoints)/step-00000008 has already done 8"), fewer)
-        let (forced, _) = try run(
+        let (_, forced) = try run(
             resumeArguments.map { $0 == "resume=auto" ? "resume=force" : $0 } + ["data.eval_size=60", "train.steps=10"])
         XCTAssertTrue(
             forced.contains(
@@ -152,10 +152,10 @@ final class RunSafetyTests: CLITestCase {
         let (_, stderr) = try run(arguments, expectExit: 1)
         XCTAssertTrue(stderr.contains("sft.jsonl:2: 82 tokens exceed train.max_length (32)"), stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/long/metrics.jsonl"), "no step ran")
-        let (stdout, _) = try run(arguments + ["data.skip_too_long=true"])
+        let (_, skipped) = try run(arguments + ["data.skip_too_long=true"])
         XCTAssertTrue(
-            stdout.contains("data.skip_too_long: skipped 1 example(s) longer than train.max_length (\(data):2)"), stdout
-        )
+            skipped.contains("data.skip_too_long: skipped 1 example(s) longer than train.max_length (\(data):2)"),
+            skipped)
     }
 
     /// Tools that load weights report non-finite tensors by name instead of crashing on NaN logits.

@@ -88,6 +88,11 @@ final class DecodingTests: XCTestCase {
         let stopped = try trunk.generate(prompts: [prompt, [1]], options: .greedy(maxNewTokens: 5, eosTokenId: first))
         XCTAssertEqual(stopped.tokens[0], [first])
         XCTAssertTrue(stopped.endedWithEOS[0])
+        // An end-of-turn id other than the EOS (a chat model's <|eot_id|>) ends the sequence the same way.
+        let endOfTurn = try trunk.generate(
+            prompts: [prompt], options: .greedy(maxNewTokens: 5, eosTokenId: nil, stopTokenIds: [first]))
+        XCTAssertEqual(endOfTurn.tokens[0], [first])
+        XCTAssertTrue(endOfTurn.endedWithEOS[0])
         let long = randomTokens(10, vocab: 23, seed: 2)
         let truncated = try trunk.generate(prompts: [long], options: .greedy(maxNewTokens: 20))
         XCTAssertEqual(truncated.tokens[0].count, 2, "10 prompt tokens + 2 new fill the context of 12")

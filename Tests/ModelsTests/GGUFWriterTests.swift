@@ -52,15 +52,71 @@ final class GGUFWriterTests: XCTestCase {
         }
     }
 
+    /// The same for a Hugging Face folder: a config.json claiming a huge model beside the small
+    /// fixture's weights is refused by tensor and shape before the trunk is allocated.
+    func testHugeConfigJSONClaimsAreRefusedBeforeAllocating() throws {
+        for (fixture, huge) in [
+            ("gpt2-tiny", ["n_layer": 100, "n_embd": 8192, "n_head": 64]),
+            ("llama-tiny", ["num_hidden_layers": 100, "hidden_size": 8192, "intermediate_size": 28672]),
+        ] {
+            let folder = directory + "/huge-" + fixture
+            try FileManager.default.copyItem(atPath: fixturesDirectory() + "/" + fixture, toPath: folder)
+            let configPath = folder + "/config.json"
+            var json = try XCTUnwrap(
+                JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath)))
+                    as? [String: Any])
+            for (k, v) in huge { json[k] = v }
+            if fixture == "llama-tiny" { json["head_dim"] = 128 }
+            try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: configPath))
+            XCTAssertThrowsError(try HFCheckpoint.load(directory: folder), fixture) {
+                XCTAssertTrue("\($0)".contains("config.json implies"), "\($0)")
+            }
+        }
+    }
+
     /// Models GGUF export does not write are refused by name.
     func testUnsupportedModelsAreRefusedByName() throws {
         let gpt2 = try HFCheckpoint.load(directory: fixturesDirectory() + "/gpt2-tiny")
         XCTAssertThrowsError(try GGUFExport.writer(model: gpt2, type: .f32, name: "x")) {
             XCTAssertTrue("\($0)".contains("use --format hf"), "\($0)")
         }
-        let scaled = try HFCheckpoint.load(directory: fixturesDirectory() + "/llama-tiny")
-        XCTAssertThrowsError(try GGUFExport.writer(model: scaled, type: .f32, name: "x")) {
-            XCTAssertTrue("\($0)".contains("llama3 rope scaling"), "\($0)")
+    }
+
+    /// Llama 3.1's rope scaling travels as llama.cpp's rope_freqs.weight (each frequency's divisor):
+    /// written on export, and read back as the llama3 parameters that give those divisors, checked
+    /// against each; the reloaded model computes the same logits.
+    func testLlama3RopeScalingRoundTripsAsRopeFreqs() throws {
+        var config = try XCTUnwrap(LlamaConfig.presets["tiny"])
+        (config.headSize, config.channels, config.maxPositions) = (32, 128, 64)
+        config.ropeScaling = Llama3RopeScaling(
+            factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalContext: 64)
+        let model = try LlamaTrunk(config: config)
+        var rng = RNG(seed: 3)
+        model.initialize(rng: &rng)
+        let (writer, _) = try GGUFExport.writer(model: model, type: .f32, name: "scaled")
+        try writer.write(to: directory + "/scaled.gguf")
+        let file = try GGUFFile(path: directory + "/scaled.gguf")
+        XCTAssertEqual(file.tensor("rope_freqs.weight")?.shape, [16])
+        let reloaded = try HFCheckpoint.load(directory: directory + "/scaled.gguf")
+        let scaling = try XCTUnwrap((reloaded.config as? LlamaConfig)?.ropeScaling)
+        XCTAssertEqual(scaling.factor, 8)
+        XCTAssertEqual(scaling.lowFrequencyFactor, 1)
+        XCTAssertEqual(scaling.highFrequencyFactor, 4, accuracy: 1e-3)
+        XCTAssertEqual(scaling.originalContext, 64)
+        let tokens: [Int32] = [1, 7, 3, 9, 60, 2, 11, 40, 5, 33]
+        let a = try model.logits(of: tokens), b = try reloaded.logits(of: tokens)
+        XCTAssertEqual(zip(a, b).map { abs($0 - $1) }.max() ?? 1, 0, accuracy: 1e-5)
+        // Without the scaling the logits differ: the divisors matter on these positions.
+        var plain = config
+        plain.ropeScaling = nil
+        let unscaled = try LlamaTrunk(config: plain)
+        unscaled.weights.copy(from: model.weights)
+        XCTAssertGreaterThan(zip(a, try unscaled.logits(of: tokens)).map { abs($0 - $1) }.max() ?? 0, 1e-4)
+        // The tiny fixture's band holds one frequency: its parameters cannot be recovered, said so.
+        let tiny = try HFCheckpoint.load(directory: fixturesDirectory() + "/llama-tiny")
+        try GGUFExport.writer(model: tiny, type: .f32, name: "tiny").writer.write(to: directory + "/tiny.gguf")
+        XCTAssertThrowsError(try HFCheckpoint.load(directory: directory + "/tiny.gguf")) {
+            XCTAssertTrue("\($0)".contains("rope_freqs.weight: fewer than two divisors"), "\($0)")
         }
     }
 }

@@ -188,6 +188,15 @@ final class ExternalRewardTests: XCTestCase {
             (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8)) == "sleep\u{0}30.25\u{0}"
         }
         XCTAssertEqual(sleeping, [])
+        // A command that never reads its stdin: a request larger than the pipe's buffer is sent
+        // against the same deadline, not blocked on.
+        var big = request()
+        big.completions = [String(repeating: "x", count: 200_000), "y"]
+        let deaf = try ExternalRewardCommand(command: "sleep 30.5; true")
+        XCTAssertThrowsError(try deaf.exchange(big.json(), batch: 4, timeout: 0.5)) {
+            XCTAssertTrue("\($0)".contains("no reply to batch 4 within 0.5 s"), "\($0)")
+        }
+        deaf.close()
         let miscount = try ExternalRewardCommand(command: jq("{rewards: [1]}"))
         let reply = try miscount.exchange(request().json(), batch: 3, timeout: 30)
         XCTAssertThrowsError(try ExternalRewardReply.rewards(reply, count: 2, batch: 3, from: "jq")) {

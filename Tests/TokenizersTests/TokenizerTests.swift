@@ -51,6 +51,22 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    /// Where Unicode scalars and Swift's Characters disagree (a space, digit or ▁ before combining
+    /// marks: Fixtures/make_scalar_cases.py), the pre-tokenizers cut by scalars, as tokenizers does.
+    func testPreTokenizersCutByScalarsNotCharacters() throws {
+        struct ScalarCases: Decodable { let cases: [String: [Case]] }
+        struct Case: Decodable { let text: String, ids: [Int32] }
+        let all = try JSONDecoder().decode(
+            ScalarCases.self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/scalar-cases.json")))
+        XCTAssertEqual(all.cases.keys.sorted(), ["qwen2-style", "smollm2-style", "sp", "sp-legacy"])
+        for (name, cases) in all.cases.sorted(by: { $0.key < $1.key }) {
+            let tokenizer = try Tokenizers.load(fixtures + "/" + name)
+            for c in cases {
+                XCTAssertEqual(tokenizer.encode(c.text), c.ids, "\(name) \(c.text.unicodeScalars.map { $0.value })")
+            }
+        }
+    }
+
     /// Special tokens come from tokenizer_config.json, never from token names.
     func testSpecialTokensComeFromTheConfig() throws {
         let qwen = try XCTUnwrap(try Tokenizers.load(fixtures + "/qwen2-style") as? BPETokenizer)

@@ -32,6 +32,9 @@ final class RecipeStageTests: TemporaryDirectoryTestCase {
             (["ppo.dynamic_sampling_rounds=2"], "ppo.dynamic_sampling is false"),
             (["ppo.dynamic_sampling=true", "ppo.estimator=gae"], "it needs a group estimator"),
             (["ppo.loss_aggregation=mean"], "ppo.loss_aggregation"),
+            (["ppo.dynamic_sampling=true", "ppo.samples_per_prompt=1", "ppo.estimator=reinforce_baseline"], "≥ 2"),
+            (["ppo.overlong_buffer=4"], "must be below ppo.max_new_tokens 4"),
+            (["ppo.clip_low=1.5"], "must be below 1"),
         ]
         for (overrides, expected) in refused {
             XCTAssertThrowsError(try config(model, overrides), "\(overrides)") {

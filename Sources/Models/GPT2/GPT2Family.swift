@@ -151,7 +151,9 @@ public enum GPT2Family: ModelFamily {
         }
         let path = (directory as NSString).appendingPathComponent("model.safetensors")
         let file = try SafeTensorsFile(path: path)
-        let trunk = try GPT2Trunk(config: config)
+        // Shapes checked against config.json before the trunk is allocated (a huge claim is refused).
+        let layout = GPT2Layout(config: config)
+        var placed: [(name: String, tensor: NamedTensor)] = []
         var seen = Set<String>()
         var lmHead: String?
         for name in file.entries.keys {
@@ -161,7 +163,7 @@ public enum GPT2Family: ModelFamily {
                 lmHead = name
                 continue
             }
-            guard let tensor = trunk.layout.tensors[local] else {
+            guard let tensor = layout.tensors[local] else {
                 throw ModelError.checkpoint(path: path, reason: "unexpected tensor '\(name)' for a GPT-2 model")
             }
             guard !seen.contains(local) else {
@@ -173,15 +175,19 @@ public enum GPT2Family: ModelFamily {
                     path: path, reason: "tensor '\(name)' has shape \(entry.shape), config.json implies \(tensor.shape)"
                 )
             }
-            try file.read(name, into: trunk.weights.pointer + tensor.offset, count: tensor.count)
+            placed.append((name, tensor))
             seen.insert(local)
         }
-        let missing = trunk.layout.tensors.tensors.map(\.name).filter { !seen.contains($0) }
+        let missing = layout.tensors.tensors.map(\.name).filter { !seen.contains($0) }
         guard missing.isEmpty else {
             throw ModelError.checkpoint(
                 path: path,
                 reason: "missing tensors: " + listing(missing)
             )
+        }
+        let trunk = try GPT2Trunk(config: config)
+        for (name, tensor) in placed {
+            try file.read(name, into: trunk.weights.pointer + tensor.offset, count: tensor.count)
         }
         if let lmHead {
             let values = try file.floats(lmHead)

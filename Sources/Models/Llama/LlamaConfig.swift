@@ -97,9 +97,12 @@ public struct LlamaConfig: Equatable, Sendable {
 
     /// The rotary frequencies θ^(−2i/d) for i < d/2 (transformers' default rope), scaled as
     /// `ropeScaling` says.
-    var rotaryFrequencies: [Float] {
+    var rotaryFrequencies: [Float] { rotaryFrequencies(unscaled: false) }
+
+    /// The same before `ropeScaling` (`unscaled`).
+    func rotaryFrequencies(unscaled: Bool) -> [Float] {
         let base = (0..<(headSize / 2)).map { Float(1 / Foundation.pow(ropeTheta, Double(2 * $0) / Double(headSize))) }
-        return ropeScaling.map { $0.scale(base) } ?? base
+        return unscaled ? base : ropeScaling.map { $0.scale(base) } ?? base
     }
 
     /// Throws unless the shape is one this implementation computes correctly.

@@ -218,8 +218,10 @@ enum LlamaWeightsReader {
             throw ModelError.invalidConfig("\(directory): not a Llama-family configuration")
         }
         let weights = try HFWeights(directory: directory)
-        let trunk = try LlamaTrunk(config: config)
-        let tensors = trunk.layout.tensors
+        // Every tensor named and shaped as config.json implies before the trunk is allocated, so a
+        // config.json claiming a huge model beside small weights is refused, not zero-filled.
+        let tensors = LlamaLayout(config: config).tensors
+        var placed: [(name: String, tensor: NamedTensor)] = []
         var seen = Set<String>(), tiedHead: String?
         for name in weights.entries.keys.sorted() {
             let local = name.hasPrefix("model.") ? String(name.dropFirst("model.".count)) : name
@@ -242,7 +244,7 @@ enum LlamaWeightsReader {
                     path: weights.path,
                     reason: "tensor '\(name)' has shape \(entry.shape), config.json implies \(tensor.shape)")
             }
-            try weights.read(name, into: trunk.weights.pointer + tensor.offset, count: tensor.count)
+            placed.append((name, tensor))
             seen.insert(local)
         }
         let missing = tensors.tensors.map(\.name).filter { !seen.contains($0) }
@@ -251,6 +253,10 @@ enum LlamaWeightsReader {
                 path: weights.path,
                 reason: "missing tensors: " + listing(missing)
             )
+        }
+        let trunk = try LlamaTrunk(config: config)
+        for (name, tensor) in placed {
+            try weights.read(name, into: trunk.weights.pointer + tensor.offset, count: tensor.count)
         }
         if let tiedHead {
             let values = try weights.floats(tiedHead), embedding = tensors["embed_tokens.weight"]!

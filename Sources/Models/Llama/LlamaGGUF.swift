@@ -88,13 +88,14 @@ public enum GGUFModel {
         }
         let tokens = file["tokenizer.ggml.tokens"]?.array?.count
         let bos = file["tokenizer.ggml.bos_token_id"]?.int, eos = file["tokenizer.ggml.eos_token_id"]?.int
+        let theta = try number("rope.freq_base", 10000)
         let config = LlamaConfig(
             variant: variant, vocabSize: try int("vocab_size", tokens ?? embedding.dimensions[1]),
             maxPositions: try int("context_length"), channels: channels, layers: try int("block_count"), heads: heads,
             kvHeads: try int("attention.head_count_kv", heads), headSize: headSize,
             innerSize: try int("feed_forward_length"),
             rmsNormEps: Float(try number("attention.layer_norm_rms_epsilon", 1e-5)),
-            ropeTheta: try number("rope.freq_base", 10000),
+            ropeTheta: theta, ropeScaling: try ropeFactors(file, theta: theta, headSize: headSize),
             tiedEmbeddings: file.tensor("output.weight") == nil,
             qkvBias: file.tensor("blk.0.attn_q.bias") != nil, outputBias: file.tensor("blk.0.attn_output.bias") != nil,
             mlpBias: file.tensor("blk.0.ffn_up.bias") != nil, bosTokenId: bos, eosTokenIds: eos.map { [$0] } ?? [])
@@ -103,18 +104,49 @@ public enum GGUFModel {
         return config
     }
 
-    /// Rope scaling in GGUF metadata, and Llama 3.1's rope_freqs, are not computed: refused.
+    /// Rope scaling in GGUF metadata (linear, yarn) is not computed: refused. (Llama 3.1's llama3
+    /// scaling comes as the rope_freqs tensor instead: `ropeFactors`.)
     static func refuseRopeScaling(_ file: GGUFFile, arch: String) throws {
         if let scaling = file["\(arch).rope.scaling.type"]?.string, scaling != "none" {
             throw ModelError.checkpoint(
                 path: file.path, reason: "\(arch).rope.scaling.type '\(scaling)' is not supported")
         }
-        if file.tensor("rope_freqs.weight") != nil {
-            throw ModelError.checkpoint(
-                path: file.path,
-                reason: "rope_freqs.weight (Llama 3.1-style frequency factors) is not supported yet; use the model's "
-                    + "Hugging Face folder")
+    }
+
+    /// Llama 3.1's rope_freqs.weight, as llama.cpp's converter writes transformers' llama3 rope
+    /// scaling: a divisor r_i of each rotary frequency f_i = θ^(−2i/d) (1 for short wavelengths,
+    /// `factor` for long ones, 1/((1−s)/factor + s) between). The llama3 parameters that give them are
+    /// recovered (low_freq_factor 1, as every Llama 3.x has; factor, high_freq_factor and the original
+    /// context from the divisors) and checked against every divisor; nil without the tensor.
+    static func ropeFactors(_ file: GGUFFile, theta: Double, headSize: Int) throws -> Llama3RopeScaling? {
+        guard let info = file.tensor("rope_freqs.weight") else { return nil }
+        func fail(_ reason: String) -> ModelError {
+            .checkpoint(path: file.path, reason: "rope_freqs.weight: " + reason)
         }
+        let n = headSize / 2
+        guard info.shape == [n] else { throw fail("shape \(info.shape), the head size \(headSize) implies [\(n)]") }
+        var factors = [Float](repeating: 0, count: n)
+        try factors.withUnsafeMutableBufferPointer { try file.read(info.name, into: $0.baseAddress!, count: n) }
+        guard factors.allSatisfy({ $0.isFinite && $0 >= 1 }) else { throw fail("a divisor is not a number ≥ 1") }
+        let base = (0..<n).map { 1 / Foundation.pow(theta, Double(2 * $0) / Double(headSize)) }
+        let factor = Double(factors.max() ?? 1)
+        guard factor > 1 else { return nil }  // all 1: no scaling
+        // s_i from each divisor between 1 and `factor`; with low_freq_factor 1, L/λ_i = 1 + s_i·(b − 1).
+        let between = (0..<n).filter { factors[$0] > 1 && Double(factors[$0]) < factor }
+        guard let first = between.first, let last = between.last, first != last else {
+            throw fail("fewer than two divisors between 1 and \(factor): the llama3 parameters cannot be recovered")
+        }
+        func smooth(_ i: Int) -> Double { (1 / Double(factors[i]) - 1 / factor) / (1 - 1 / factor) }
+        let (l1, l2) = (2 * Double.pi / base[first], 2 * Double.pi / base[last])
+        let k = (l1 - l2) / (l2 * smooth(last) - l1 * smooth(first))
+        let scaling = Llama3RopeScaling(
+            factor: factor, lowFrequencyFactor: 1, highFrequencyFactor: 1 + k,
+            originalContext: Int((l1 * (1 + smooth(first) * k)).rounded()))
+        let scaled = scaling.scale(base.map(Float.init))
+        for i in 0..<n where abs(Double(Float(base[i])) / Double(scaled[i]) / Double(factors[i]) - 1) > 1e-4 {
+            throw fail("divisor \(i) (\(factors[i])) is not llama3 rope scaling's (recovered: \(scaling))")
+        }
+        return scaling
     }
 
     /// The attention biases must be a layout transformers has: q/k/v for qwen2; all or none for llama.
@@ -143,7 +175,7 @@ public enum GGUFModel {
         let layout = LlamaLayout(config: config).tensors
         var placed: [(info: GGUFTensorInfo, local: String, tensor: NamedTensor)] = []
         var seen = Set<String>()
-        for info in file.tensors {
+        for info in file.tensors where info.name != "rope_freqs.weight" {  // read into the configuration
             guard let local = hfName(of: info.name), let tensor = layout[local] else {
                 throw fail("unexpected tensor '\(info.name)' for a \(config.variant.rawValue) model of this metadata")
             }

@@ -19,10 +19,6 @@ public enum GGUFExport {
                     + "model (use --format hf)"
             )
         }
-        guard config.ropeScaling == nil else {
-            throw ModelError.invalidConfig(
-                "GGUF export of llama3 rope scaling (rope_freqs) is not supported yet; use --format hf")
-        }
         let arch = config.variant == .qwen2 ? "qwen2" : "llama"
         guard arch != "qwen2" || !(config.outputBias || config.mlpBias) else {
             throw ModelError.invalidConfig(
@@ -51,6 +47,14 @@ public enum GGUFExport {
             }
             try values.withUnsafeBufferPointer {
                 try w.addTensor(name: ggufName, shape: tensor.shape, values: $0, type: tensorType)
+            }
+        }
+        if let scaling = config.ropeScaling {
+            // llama3 rope scaling as llama.cpp's converter writes it: each frequency's divisor.
+            let base = config.rotaryFrequencies(unscaled: true), scaled = scaling.scale(base)
+            let divisors = zip(base, scaled).map { $0 / $1 }
+            try divisors.withUnsafeBufferPointer {
+                try w.addTensor(name: "rope_freqs.weight", shape: [divisors.count], values: $0, type: .f32)
             }
         }
         return (w, f16Fallback)

@@ -80,7 +80,8 @@ struct PreferenceEvaluator {
         for start in stride(from: 0, to: prompts.count, by: chunk) {
             out += try policy.generate(
                 prompts: Array(prompts[start..<min(start + chunk, prompts.count)]), adapter: adapter,
-                options: .greedy(maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId)
+                options: .greedy(
+                    maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId, stopTokenIds: tokenizer.stopTokenIds)
             ).tokens
         }
         return out
@@ -104,7 +105,8 @@ struct PreferenceEvaluator {
                 prompts: batchPrompts, adapter: adapter,
                 options: SamplingOptions(
                     temperature: klTemperature, maxNewTokens: maxNewTokens,
-                    eosTokenId: tokenizer.eosTokenId, seed: seed &+ 0xC1 &+ UInt64(start))
+                    eosTokenId: tokenizer.eosTokenId, stopTokenIds: tokenizer.stopTokenIds,
+                    seed: seed &+ 0xC1 &+ UInt64(start))
             ).tokens
             let pairs = zip(batchPrompts, samples).filter { !$0.1.isEmpty }.map {
                 TokenizedPair(prompt: $0.0, chosen: $0.1, rejected: $0.1)

@@ -67,6 +67,7 @@ extension OverOptimisation {
                         prompts: [tokens, tokens],
                         options: SamplingOptions(
                             temperature: study.temperature, maxNewTokens: maxNew, eosTokenId: tokenizer.eosTokenId,
+                            stopTokenIds: tokenizer.stopTokenIds,
                             seed: rng.next())
                     ).tokens
                     let a = tokenizer.decode(out[0], skipSpecialTokens: true),

@@ -262,6 +262,17 @@ public struct PPOConfig: Sendable {
             "ppo.dynamic_sampling drops groups whose samples' rewards are equal: it needs a group estimator (grpo, "
                 + "dr_grpo, rloo, reinforce_baseline), not '\(ppo.estimator.rawValue)'")
         try check(
+            !recipe.dynamicSampling || ppo.samples > 1,
+            "ppo.dynamic_sampling drops groups whose samples' rewards are equal, and one sample is always equal to "
+                + "itself: set ppo.samples_per_prompt ≥ 2")
+        try check(
+            recipe.overlongBuffer < ppo.maxNewTokens,
+            "ppo.overlong_buffer \(recipe.overlongBuffer) must be below ppo.max_new_tokens \(ppo.maxNewTokens): "
+                + "every response would be punished")
+        try check(
+            recipe.clipLow < 1,
+            "ppo.clip_low (or ppo.clip) \(recipe.clipLow) must be below 1: the ratio's lower bound 1 − ε")
+        try check(
             !recipe.dynamicSampling || ![.laser, .r2m].contains(rewards.selection),
             "ppo.dynamic_sampling scores refill batches that are then dropped, and rewards.selection "
                 + "\(rewards.selection.rawValue) learns from every batch it scores: use one or the other")

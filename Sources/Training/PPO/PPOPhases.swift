@@ -172,7 +172,7 @@ extension PPOSession {
         let p = cfg.ppo
         let options = SamplingOptions(
             temperature: p.temperature, topK: p.topK, topP: p.topP, maxNewTokens: p.maxNewTokens,
-            eosTokenId: tokenizer.eosTokenId, seed: 0)
+            eosTokenId: tokenizer.eosTokenId, stopTokenIds: tokenizer.stopTokenIds, seed: 0)
         var out = GenerationResult(tokens: [], logProbs: [], hiddenStates: nil, endedWithEOS: [])
         for unit in rolloutUnits(prompts.count) {
             var seeded = options
@@ -190,6 +190,12 @@ extension PPOSession {
             sequences: zip(prompts, out.tokens).map { $0.tokens + $1 }, promptLengths: prompts.map(\.tokens.count),
             texts: texts, sampledLogProbs: out.logProbs, promptPool: poolSize,
             seconds: Date().timeIntervalSince(started))
+    }
+
+    /// A response's text as the rewards and the held-out evaluations read it: cut at the first
+    /// stop string (`ppo.stop`).
+    func responseText(_ tokens: [Int32]) -> String {
+        cfg.recipe.stop.cut(tokens, tokenizer: tokenizer)?.text ?? tokenizer.decode(tokens, skipSpecialTokens: true)
     }
 
     /// The responses' texts, each cut at the first stop string (`ppo.stop`): its tokens end with the

@@ -21,6 +21,6 @@ extension PPOSession {
                 "finished": r.endedWithEOS[i], "tokens": r.tokens[i].count,
             ]
         }
-        try JSONL.append(records, to: path)
+        try JSONL.append(records.map(RunFolder.jsonSafe), to: path)  // a NaN reward is written as null
     }
 }

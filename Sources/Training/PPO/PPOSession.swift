@@ -84,6 +84,11 @@ struct PPOData {
     /// Every prompt, demonstration and pair is tokenised and checked here, before the first
     /// iteration; `notes` says what was found.
     init(config cfg: PPOConfig, tokenizer: any Tokenizer, notes: DataNotes) throws {
+        func sourced(_ p: PPOPrompt, _ source: String) -> PPOPrompt {
+            var p = p
+            p.source = source
+            return p
+        }
         func prompt(
             _ text: String, answer: String?, task: String, chatRendered: Bool = false, extras: [String: String] = [:]
         ) -> PPOPrompt {
@@ -121,9 +126,10 @@ struct PPOData {
                 try JSONL.prompts(path: cfg.data.train, chat: tokenizer.chat, notes: notes)
             ) {
                 try Self.fitting(
-                    prompt(
-                        $0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered,
-                        extras: $0.extras),
+                    sourced(
+                        prompt(
+                            $0.prompt, answer: $0.answer, task: $0.task ?? "", chatRendered: $0.chatRendered,
+                            extras: $0.extras), $0.source),
                     source: $0.source, cfg)
             }
             guard !prompts.isEmpty else { throw DatasetError("\(cfg.data.train): no prompts") }

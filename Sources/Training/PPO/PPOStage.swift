@@ -131,7 +131,8 @@ final class PPORun {
         let r = try Evaluation.run(
             trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, examples: s.data.evalExamples,
             tokenizer: s.tokenizer,
-            maxLength: config.maxLength, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
+            maxLength: config.maxLength, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64,
+            responseText: s.responseText)
         try stageFolder.folder.append(PPOEvalRecord(step: iteration, evalLoss: r.loss, exactMatch: r.exactMatch ?? 0))
         s.say(
             String(
@@ -147,7 +148,8 @@ final class PPORun {
         guard transport.rank == 0, !s.data.instructionEval.isEmpty else { return nil }
         let e = try InstructionEvaluation.run(
             trunk: s.roles.policyTrunk, adapter: s.roles.policyLoRA, prompts: s.data.instructionEval,
-            tokenizer: s.tokenizer, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64)
+            tokenizer: s.tokenizer, maxNewTokens: config.cadence.evalMaxNewTokens, batchSize: 64,
+            responseText: s.responseText)
         try folder.append(e.metrics(step: iteration, prompts: s.data.instructionEval.count))
         let directory = (folder.path as NSString).appendingPathComponent("eval")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

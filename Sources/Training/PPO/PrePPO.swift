@@ -31,7 +31,8 @@ extension PPOSession {
                 options: SamplingOptions(
                     temperature: cfg.ppo.temperature, topK: cfg.ppo.topK, topP: cfg.ppo.topP,
                     maxNewTokens: cfg.ppo.maxNewTokens,
-                    eosTokenId: tokenizer.eosTokenId, seed: cfg.run.seed &+ 0x9EA &+ UInt64(start)))
+                    eosTokenId: tokenizer.eosTokenId, stopTokenIds: tokenizer.stopTokenIds,
+                    seed: cfg.run.seed &+ 0x9EA &+ UInt64(start)))
             let texts = stopped(&out)
             let scores = try await prePPOScores(
                 prompts: repeated, indices: part.flatMap { Array(repeating: $0, count: samples) }, tokens: out.tokens,

@@ -88,17 +88,32 @@ struct StageLoop<Stage: LoopedStage> {
         if stage.completedSteps == 0 && stage.cadence.evalEvery > 0, let line = try await stage.evaluate(step: 0) {
             if isLeader { say("step 0: " + line) }
         }
+        let evaluator =
+            isLeader && !stage.cadence.evalCommand.isEmpty
+            ? CheckpointEvaluator(
+                command: stage.cadence.evalCommand, timeout: stage.cadence.evalCommandTimeout, folder: stage.folder)
+            : nil
+        let lastSaved: String?
+        do { lastSaved = try await steps(evaluator: evaluator) } catch {
+            evaluator?.cancel()  // a stop or a failure: the running evaluation ends with the run
+            throw error
+        }
+        try await stage.finish()
+        // Nobody leaves before the last files are on disk.
+        try await transport.barrier()
+        // After the barrier, so that no rank waits for the last evaluations in a collective.
+        try evaluator?.finish()
+        return lastSaved
+    }
+
+    /// The steps from the stage's completed ones to its total; the last checkpoint saved.
+    func steps(evaluator: CheckpointEvaluator?) async throws -> String? {
         let progress = Progress(total: stage.totalSteps, every: stage.cadence.logEvery, startStep: stage.completedSteps)
         let rules = stage.divergenceRules
         var divergence = DivergenceGuard(
             spikeFactor: rules?.lossSpike ?? 0, maxGradNorm: rules?.maxGradNormAbort ?? 0,
             checkpoints: stage.folder.checkpoints, memory: stage.divergenceMemory)
         var lastSaved: String?
-        let evaluator =
-            isLeader && !stage.cadence.evalCommand.isEmpty
-            ? CheckpointEvaluator(
-                command: stage.cadence.evalCommand, timeout: stage.cadence.evalCommandTimeout, folder: stage.folder)
-            : nil
         while stage.completedSteps < stage.totalSteps {
             let step = stage.completedSteps + 1
             stage.context.step = step
@@ -124,11 +139,6 @@ struct StageLoop<Stage: LoopedStage> {
             }
             if let stop { try await stopAfter(stop, step: step, saved: saved) }
         }
-        try await stage.finish()
-        // Nobody leaves before the last files are on disk.
-        try await transport.barrier()
-        // After the barrier, so that no rank waits for the last evaluations in a collective.
-        try evaluator?.finish()
         return lastSaved
     }
 
