@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "RunsTests", dependencies: ["Runs", "Cluster", "Kernels", "Datasets"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tokenizers", "Alignment"]),
-        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Alignment"]),
+        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Alignment", "Datasets"]),
         .testTarget(name: "RolesTests", dependencies: ["Roles", "Alignment", "Models", "Kernels", "Cluster"]),
         .testTarget(
             name: "TrainingTests",

@@ -55,11 +55,16 @@ final class GGUFWriterTests: XCTestCase {
     /// The same for a Hugging Face folder: a config.json claiming a huge model beside the small
     /// fixture's weights is refused by tensor and shape before the trunk is allocated.
     func testHugeConfigJSONClaimsAreRefusedBeforeAllocating() throws {
+        // The probe's cases (n_layer 1e9 grew a 15 GB layout, n_embd 1e9 trapped on an overflow,
+        // n_positions 1e12 was a fatal allocation), and a bigger model in every size.
         for (fixture, huge) in [
+            ("gpt2-tiny", ["n_layer": 1_000_000_000]), ("gpt2-tiny", ["n_embd": 1_000_000_000]),
+            ("gpt2-tiny", ["n_positions": 1_000_000_000_000]), ("gpt2-tiny", ["n_inner": 1 << 40]),
             ("gpt2-tiny", ["n_layer": 100, "n_embd": 8192, "n_head": 64]),
+            ("llama-tiny", ["num_hidden_layers": 1_000_000_000]), ("llama-tiny", ["hidden_size": 1_000_000_000]),
             ("llama-tiny", ["num_hidden_layers": 100, "hidden_size": 8192, "intermediate_size": 28672]),
         ] {
-            let folder = directory + "/huge-" + fixture
+            let folder = directory + "/huge-\(fixture)-\(huge.keys.sorted().joined(separator: "-"))-\(huge.count)"
             try FileManager.default.copyItem(atPath: fixturesDirectory() + "/" + fixture, toPath: folder)
             let configPath = folder + "/config.json"
             var json = try XCTUnwrap(
@@ -68,8 +73,10 @@ final class GGUFWriterTests: XCTestCase {
             for (k, v) in huge { json[k] = v }
             if fixture == "llama-tiny" { json["head_dim"] = 128 }
             try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: configPath))
-            XCTAssertThrowsError(try HFCheckpoint.load(directory: folder), fixture) {
-                XCTAssertTrue("\($0)".contains("config.json implies"), "\($0)")
+            XCTAssertThrowsError(try HFCheckpoint.load(directory: folder), "\(fixture) \(huge)") {
+                XCTAssertTrue(
+                    "\($0)".contains("config.json's") || "\($0)".contains("is beyond 2³¹")
+                        || "\($0)".contains("too large for this implementation"), "\($0)")
             }
         }
     }

@@ -116,7 +116,11 @@ public enum GPT2Family: ModelFamily {
     public static func configuration(hfConfig json: [String: Any], path: String) throws -> any ModelConfiguration {
         func fail(_ reason: String) -> ModelError { .checkpoint(path: path, reason: reason) }
         func int(_ key: String, default value: Int? = nil) throws -> Int {
-            if let v = json[key] as? Int { return v }
+            if let v = json[key] as? Int {
+                // Sizes are products of these: beyond 2³¹ they could overflow before the weights are compared.
+                guard v <= Int(Int32.max) else { throw fail("'\(key)' \(v) is beyond 2³¹") }
+                return v
+            }
             if json[key] == nil || json[key] is NSNull, let value { return value }
             throw fail("'\(key)' must be an integer")
         }
@@ -151,7 +155,9 @@ public enum GPT2Family: ModelFamily {
         }
         let path = (directory as NSString).appendingPathComponent("model.safetensors")
         let file = try SafeTensorsFile(path: path)
-        // Shapes checked against config.json before the trunk is allocated (a huge claim is refused).
+        // Shapes checked against config.json before the layout is built or the trunk allocated (a huge
+        // claim is refused).
+        try config.checkClaims(against: file.entries, path: path)
         let layout = GPT2Layout(config: config)
         var placed: [(name: String, tensor: NamedTensor)] = []
         var seen = Set<String>()

@@ -220,6 +220,7 @@ enum LlamaWeightsReader {
         let weights = try HFWeights(directory: directory)
         // Every tensor named and shaped as config.json implies before the trunk is allocated, so a
         // config.json claiming a huge model beside small weights is refused, not zero-filled.
+        try config.checkClaims(against: weights.entries.mapValues(\.entry.shape), path: weights.path)
         let tensors = LlamaLayout(config: config).tensors
         var placed: [(name: String, tensor: NamedTensor)] = []
         var seen = Set<String>(), tiedHead: String?

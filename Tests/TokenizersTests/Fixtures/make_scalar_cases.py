@@ -24,7 +24,7 @@ TEXTS = [
 ]
 
 cases = {}
-for name in ["sp", "sp-legacy", "smollm2-style", "qwen2-style"]:
+for name in ["bpe", "sp", "sp-legacy", "smollm2-style", "qwen2-style"]:
     tok = Tokenizer.from_file(os.path.join(HERE, name, "tokenizer.json"))
     cases[name] = [{"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in TEXTS]
 with open(os.path.join(HERE, "scalar-cases.json"), "w") as f:
