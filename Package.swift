@@ -11,7 +11,10 @@ import PackageDescription
 // and elementwise kernels run ~4× slower (docs/platform.md fact 8). Default is the build
 // machine's CPU; set RLHF_TARGET_CPU (e.g. `haswell`, `znver4`) when building for other nodes.
 let targetCPU = ProcessInfo.processInfo.environment["RLHF_TARGET_CPU"] ?? "native"
-let fastMath: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+// swiftc's -target-cpu takes LLVM CPU names: an x86-64 psABI level is given as the oldest CPU with its
+// extensions (every AVX2 CPU has Haswell's, every AVX-512 one Skylake-X's).
+let llvmCPU = ["x86-64-v3": "haswell", "x86-64-v4": "skylake-avx512"][targetCPU] ?? targetCPU
+let fastMath: [SwiftSetting] = [.unsafeFlags(["-target-cpu", llvmCPU])]
 
 /// The x86 extensions code built for `cpu` may use (for "native": the build machine's, from
 /// /proc/cpuinfo). CPUCheck refuses to run such a binary, before main, on a CPU without them.
