@@ -159,29 +159,26 @@ public struct RunFolder: Sendable {
 
     /// On resume, drops metric lines from steps after the checkpoint, so the file reads as one run.
     public func truncateMetrics(afterStep step: Int) throws {
-        guard let data = FileManager.default.contents(atPath: metrics) else { return }
-        let kept = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { line in
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                let s = o["step"] as? Int
-            else { return false }
-            return s <= step
-        }
-        try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(
-            toFile: metrics, atomically: true, encoding: .utf8)
+        try Self.keepLines(of: metrics, whose: "step", upTo: step)
         try events.restart(at: step + 1)
     }
 
     /// On resume, drops samples.jsonl's lines of iterations after the checkpoint (PPO).
     public func truncateSamples(afterIteration iteration: Int) throws {
-        guard let data = FileManager.default.contents(atPath: samples) else { return }
+        try Self.keepLines(of: samples, whose: "iteration", upTo: iteration)
+    }
+
+    /// Rewrites the JSONL file at `path` (if any) with the lines whose integer `key` is ≤ `last`.
+    static func keepLines(of path: String, whose key: String, upTo last: Int) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { return }
         let kept = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { line in
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                let i = o["iteration"] as? Int
+                let n = o[key] as? Int
             else { return false }
-            return i <= iteration
+            return n <= last
         }
         try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(
-            toFile: samples, atomically: true, encoding: .utf8)
+            toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// One line of metrics.jsonl (and the same scalars for TensorBoard); a failed write names the file.
