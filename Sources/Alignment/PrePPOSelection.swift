@@ -20,11 +20,16 @@ public enum PrePPOSelection {
         return z
     }
 
+    /// How many of `n` prompts a share keeps: round(share × n), at least one.
+    public static func keptCount(_ n: Int, share: Double) -> Int {
+        max(1, min(n, Int((share * Double(n)).rounded())))
+    }
+
     /// Indices of the kept prompts, ascending: the round(share × n) lowest z-scores (at least one),
     /// ties broken by index.
     public static func hardest(scores: [Double], tasks: [String], share: Double) -> [Int] {
         let z = zScores(scores: scores, tasks: tasks)
-        let keep = max(1, min(scores.count, Int((share * Double(scores.count)).rounded())))
+        let keep = keptCount(scores.count, share: share)
         return z.indices.sorted { (z[$0], $0) < (z[$1], $1) }.prefix(keep).sorted()
     }
 }

@@ -11,12 +11,16 @@ public enum PreferenceLossKind: Sendable, Equatable {
     case family(DPOVariant)
     /// Contrastive Preference Learning (§5): no reference.
     case cpl
+    /// CPL-BC (§5.2): CPL with λ = 1 plus a behaviour-cloning term on both responses (no reference).
+    case cplBC
     /// InSPO (§6): the policy conditioned on the other response, unconditional reference.
     case inspo(InSPOVariant)
 
     public init?(loss: String, inspoVariant: InSPOVariant = .dpo23) {
         if loss == "cpl" {
             self = .cpl
+        } else if loss == "cpl_bc" {
+            self = .cplBC
         } else if loss == "inspo" {
             self = .inspo(inspoVariant)
         } else if let v = DPOVariant(rawValue: loss) {
@@ -29,6 +33,7 @@ public enum PreferenceLossKind: Sendable, Equatable {
         switch self {
         case .family(let v): return v.rawValue
         case .cpl: return "cpl"
+        case .cplBC: return "cpl_bc"
         case .inspo(let v): return "inspo-\(v.rawValue)"
         }
     }
@@ -47,14 +52,32 @@ public struct PreferenceObjective: Sendable, Equatable {
     /// IPO on per-token means of the log-ratios (TRL, confirmed with the IPO authors) rather
     /// than on sums (OpenRLHF).
     public var ipoLengthNormalised = true
-    /// RPO / CPL-BC: + coefficient × NLL(y_w)/|y_w| on the unconditional chosen response.
+    /// + coefficient × NLL(y_w)/|y_w| on the unconditional chosen response: RPO's term (Pang et al.
+    /// 2024) with the DPO family, ours with every other loss. It is not CPL-BC's BC term, which
+    /// covers both responses (`cplBCCoefficient`); `name` shows it as "+nll".
     public var nllCoefficient = 0.0
+    /// CPL's α, conservative bias λ (`cpl` only: CPL-BC has λ = 1) and per-token discount γ.
     public var cplAlpha = 0.1, cplLambda = 0.5, cplGamma = 1.0
-    /// InSPO: IPO-25's τ, SimPO's γ, R-DPO's α, and the weight of the unconditional DPO term
-    /// that carries what the conditional policy learns to the policy used at inference (§6.4).
-    public var inspoTau = 1.0, simpoGamma = 0.1, rdpoAlpha = 0.0, muDPO = 1.0
+    /// CPL-BC's bc_coeff: 1.0 in the official state-based cpl_bc configurations, 1.5 in the image ones.
+    public var cplBCCoefficient = 1.0
+    /// InSPO: IPO-25's τ, SimPO's γ, R-DPO's α.
+    public var inspoTau = 1.0, simpoGamma = 0.1, rdpoAlpha = 0.0
+    /// Ours, off by default: neither InSPO's paper nor its code has an unconditional term. When
+    /// set, + μ_dpo × DPO on the unconditional π_θ(y|x) (same β and reference) carries what the
+    /// conditional policy learns to the policy used at inference (§6.4); `name` shows it as "+dpo".
+    public var muDPO = 0.0
 
     public init(kind: PreferenceLossKind) { self.kind = kind }
+
+    /// The loss's name with every term added to the named paper's loss: "+dpo" for InSPO's
+    /// unconditional DPO term, "+nll" for the NLL on the chosen response. "cpl+nll" is neither CPL
+    /// nor CPL-BC (whose BC term covers both responses and which drops the conservative bias).
+    public var name: String {
+        var name = kind.name
+        if case .inspo = kind, muDPO != 0 { name += "+dpo" }
+        if nllCoefficient != 0 { name += "+nll" }
+        return name
+    }
 
     public var needsConditional: Bool {
         if case .inspo = kind { return true }
@@ -147,6 +170,11 @@ public struct PreferenceObjective: Sendable, Equatable {
             g.loss = l
             g.chosen = dw
             g.rejected = dl
+        case .cplBC:
+            let r = PreferenceLosses.cplBC(
+                positive: p.chosen, negative: p.rejected, alpha: cplAlpha, gamma: cplGamma,
+                bcCoefficient: cplBCCoefficient)
+            (g.loss, g.chosen, g.rejected) = (r.loss, r.dPositive, r.dNegative)
         case .inspo(let variant):
             let (l, dw, dl) = inspoLoss(variant, p)
             g.loss = l
@@ -166,5 +194,24 @@ public struct PreferenceObjective: Sendable, Equatable {
             add(&g.chosen, -nllCoefficient / Double(nw))
         }
         return g
+    }
+}
+
+extension PreferenceLosses {
+    /// CPL-BC as the official code runs it (Hejna et al. 2024, jhejna/cpl: research/algs/cpl.py with
+    /// configs/*/cpl_bc.yaml, docs/algorithms.md §5.2): CPL without the conservative bias
+    /// (contrastive_bias λ = 1) plus bc_coeff × the mean −log π over every token of both segments
+    /// (bc_data: all), L = softplus(−(S⁺ − S⁻)) + c_bc · (−Σ log π(a⁺) − Σ log π(a⁻)) / (|σ⁺| + |σ⁻|),
+    /// S± = α Σ_t γ^t log π(a±_t|s±_t). The official segments all have one length, so its batch mean
+    /// is this per-pair mean averaged over pairs. Returns the loss and dL/dlog π per token.
+    public static func cplBC(
+        positive: [Double], negative: [Double], alpha: Double, gamma: Double = 1, bcCoefficient: Double
+    ) -> (loss: Double, dPositive: [Double], dNegative: [Double]) {
+        let (l, dp, dn) = cpl(positive: positive, negative: negative, alpha: alpha, lambda: 1, gamma: gamma)
+        let tokens = positive.count + negative.count
+        guard tokens > 0 else { return (l, dp, dn) }
+        let bc = -(positive.reduce(0, +) + negative.reduce(0, +)) / Double(tokens)
+        let d = -bcCoefficient / Double(tokens)
+        return (l + bcCoefficient * bc, dp.map { $0 + d }, dn.map { $0 + d })
     }
 }

@@ -92,7 +92,8 @@ public struct LengthVerifier: Verifier {
     }
 }
 
-/// Verifiers by name, for configs: exact (final number = answer), format (a bare integer),
+/// Verifiers by name, for configs: exact (final number = answer), last_digit (its last digit =
+/// the answer's), format (a bare integer),
 /// expression (an expression equal to the answer), instructions (share of the answer's
 /// instruction constraints kept), length<N> (at most N characters).
 public enum Verifiers {
@@ -101,6 +102,7 @@ public enum Verifiers {
         case "exact": return ExactAnswerVerifier()
         case "format": return IntegerFormatVerifier()
         case "expression": return ArithmeticExpressionVerifier()
+        case "last_digit": return LastDigitVerifier()
         case "instructions": return InstructionVerifier()
         default:
             if name.hasPrefix("length"), let n = Int(name.dropFirst("length".count)), n > 0 {
@@ -119,7 +121,7 @@ public enum Verifiers {
             out[parts[0]] = try names.map { n in
                 guard let v = named(n) else {
                     throw VerifierError(
-                        "unknown verifier '\(n)' for task '\(parts[0])'; known: exact, format, expression, "
+                        "unknown verifier '\(n)' for task '\(parts[0])'; known: exact, last_digit, format, expression, "
                             + "instructions, length<N>"
                     )
                 }

@@ -18,6 +18,19 @@ public struct ExactAnswerVerifier: Verifier {
     }
 }
 
+/// A necessary condition of the exact answer, not the answer itself: 1 when the response's last
+/// number ends in the answer's last digit, else 0. "56" for 12+34 passes, though it is wrong: a
+/// verifier that is weaker than the gold it stands in for (the over-optimisation study's fair hybrid).
+public struct LastDigitVerifier: Verifier {
+    public let name = "last_digit"
+    public init() {}
+    public func score(response: String, answer: String?) -> Double {
+        guard let answer, let want = answer.trimmingCharacters(in: .whitespaces).last, want.isNumber else { return 0 }
+        let numbers = response.split(whereSeparator: { !$0.isNumber && $0 != "-" }).filter { Int($0) != nil }
+        return numbers.last?.last == want ? 1 : 0
+    }
+}
+
 /// Format: 0 when the response is a bare integer (what the task asks for), −1 otherwise.
 public struct IntegerFormatVerifier: Verifier {
     public let name = "format"

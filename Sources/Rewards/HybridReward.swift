@@ -11,32 +11,42 @@ import Tokenizers
 /// its task where it has them (e.g. exact answer + format rule), else the generative reward model
 /// judging against the ground-truth answer, else the GenRM judging against the best of N SFT
 /// samples as ranked by the reward model (proxy head 1). Hack resistance, strongest first:
-/// verifier, GenRM with ground truth, GenRM with best-of-N.
+/// verifier, GenRM with ground truth, GenRM with best-of-N. Tasks in rewards.proxy_tasks go to
+/// proxy head 1 instead of the GenRM (a study's control: the verifier's share, the proxy elsewhere).
 package final class HybridReward {
-    package enum Route: String, CaseIterable { case verifier, genrmTruth = "genrm_truth", genrmBestOfN = "genrm_bon" }
+    package enum Route: String, CaseIterable {
+        case verifier, genrmTruth = "genrm_truth", genrmBestOfN = "genrm_bon", proxy
+    }
     /// Task → its rule verifiers (scores summed), from rewards.verifier_tasks.
     package let verifiers: [String: [any Verifier]]
-    package let referenceTasks: Set<String>
+    package let referenceTasks: Set<String>, proxyTasks: Set<String>
     package let genrm: GenerativeReward?
     /// Best-of-N references of the prompts routed to them (prompt index → response text).
     package var bestOfN: [Int: String] = [:]
 
-    package init(verifiers: [String: [any Verifier]], referenceTasks: Set<String>, genrm: GenerativeReward?) {
+    package init(
+        verifiers: [String: [any Verifier]], referenceTasks: Set<String>, proxyTasks: Set<String> = [],
+        genrm: GenerativeReward?
+    ) {
         self.verifiers = verifiers
         self.referenceTasks = referenceTasks
+        self.proxyTasks = proxyTasks
         self.genrm = genrm
     }
 
     package func route(task: String, hasAnswer: Bool) -> Route {
         if verifiers[task] != nil && hasAnswer { return .verifier }
+        if proxyTasks.contains(task) { return .proxy }
         if referenceTasks.contains(task) && hasAnswer { return .genrmTruth }
         return .genrmBestOfN
     }
 
-    /// The routed reward of each response, and each response's route.
-    package func scores(prompts: [Int], questions: [String], tasks: [String], answers: [String?], texts: [String])
-        throws -> (values: [Double], routes: [Route])
-    {
+    /// The routed reward of each response, and each response's route; `proxy` [B]: proxy head 1's
+    /// scores, needed when a prompt's task is routed to it.
+    package func scores(
+        prompts: [Int], questions: [String], tasks: [String], answers: [String?], texts: [String],
+        proxy: [Double]? = nil
+    ) throws -> (values: [Double], routes: [Route]) {
         let routes = prompts.indices.map { route(task: tasks[$0], hasAnswer: answers[$0] != nil) }
         var values = [Double](repeating: 0, count: texts.count)
         var judged: [(Int, (question: String, candidate: String, reference: String))] = []
@@ -44,6 +54,9 @@ package final class HybridReward {
             switch routes[i] {
             case .verifier:
                 values[i] = verifiers[tasks[i]]!.reduce(0) { $0 + $1.score(response: texts[i], answer: answers[i]) }
+            case .proxy:
+                guard let proxy else { throw TrainingError("hybrid reward: rewards.proxy_tasks needs proxy scores") }
+                values[i] = proxy[i]
             case .genrmTruth: judged.append((i, (questions[i], texts[i], answers[i]!)))
             case .genrmBestOfN:
                 guard let reference = bestOfN[prompts[i]] else {

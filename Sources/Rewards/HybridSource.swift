@@ -8,17 +8,21 @@ import Roles
 /// rule verifiers, the GenRM with the answer, or the GenRM against a best-of-N reference; the
 /// best-of-N references are sampled once when the source is built.
 package final class HybridSource: RewardSource {
-    package static let registration = RewardSourceRegistration(name: "hybrid", isActive: { $0.rewards.hybrid != 0 }) {
-        try await HybridSource.make($0)
-    }
+    package static let registration = RewardSourceRegistration(
+        name: "hybrid", needs: { $0.rewards.proxyTasks.isEmpty ? [] : [.lastHidden] },
+        isActive: { $0.rewards.hybrid != 0 }
+    ) { try await HybridSource.make($0) }
     package let name = "hybrid", weight: Double
     package let hybrid: HybridReward
+    /// Proxy head 1 for the tasks of rewards.proxy_tasks.
+    let learned: LearnedRewards?
     /// The routes of the last batch scored (for the route shares in the metrics).
     package private(set) var lastRoutes: [HybridReward.Route] = []
 
-    package init(hybrid: HybridReward, weight: Double) {
+    package init(hybrid: HybridReward, weight: Double, learned: LearnedRewards? = nil) {
         self.hybrid = hybrid
         self.weight = weight
+        self.learned = learned
     }
 
     package static func make(_ context: RewardSourceContext) async throws -> HybridSource {
@@ -35,8 +39,12 @@ package final class HybridSource: RewardSource {
         if let judge, let line = HostWeights.summary(judge.trunk, host: context.host) {
             context.say("judge model: \(line)")
         }
+        guard cfg.rewards.proxyTasks.isEmpty || context.learned?.heads.isEmpty == false else {
+            throw ConfigError("'rewards.proxy_tasks' routes prompts to proxy head 1: set 'rewards.proxy_heads'")
+        }
         let hybrid = HybridReward(
-            verifiers: verifiers, referenceTasks: cfg.rewards.referenceTasks, genrm: judge)
+            verifiers: verifiers, referenceTasks: cfg.rewards.referenceTasks, proxyTasks: cfg.rewards.proxyTasks,
+            genrm: judge)
         let needBoN = context.pool.filter {
             hybrid.route(task: prompts[$0].task, hasAnswer: prompts[$0].answer != nil) == .genrmBestOfN
         }
@@ -50,13 +58,17 @@ package final class HybridSource: RewardSource {
             "hybrid reward: prompts per route "
                 + "\(routes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
         )
-        return HybridSource(hybrid: hybrid, weight: cfg.rewards.hybrid)
+        return HybridSource(hybrid: hybrid, weight: cfg.rewards.hybrid, learned: context.learned)
     }
 
     package func scores(_ batch: RewardBatch) throws -> [Double] {
+        var proxy: [Double]?
+        if let learned, batch.tasks.contains(where: hybrid.proxyTasks.contains) {
+            proxy = learned.headScores(try learned.proxyStates(batch.sequences, shared: batch.lastHidden))[0]
+        }
         let (values, routes) = try hybrid.scores(
             prompts: batch.promptIndices, questions: batch.questions, tasks: batch.tasks,
-            answers: batch.answers, texts: batch.texts)
+            answers: batch.answers, texts: batch.texts, proxy: proxy)
         lastRoutes = routes
         return values
     }

@@ -27,6 +27,10 @@ package final class LearnedRewards {
     package let r2mSettings: R2MSettings
     package let r2mOptimizer: AdamW?
     package let r2mGradients: FloatBuffer?
+    /// θ₀: the fusion and head as built (r2m.anchor pulls toward them).
+    package let r2mStart: [Float]?
+    /// Gold-labelled held-out pairs whose accuracy under the fused reward is logged (r2m.heldout_pairs).
+    package var r2mHeldOut: R2MHeldOutPairs?
     /// ppo.iterations (R2M's T) and run.seed (the random baseline's draws).
     package let iterations: Int, seed: UInt64
     /// The arm chosen for the current batch and its context.
@@ -50,13 +54,18 @@ package final class LearnedRewards {
         self.selection = selection
         self.laser = laser
         armNames = arms ?? names
-        bandit = selection == .laser ? LinUCB(dimension: channels, arms: armNames.count, alpha: laser.alpha) : nil
+        bandit =
+            selection == .laser
+            ? LinUCB(
+                dimension: channels, arms: armNames.count, alpha: laser.alpha, rawFirstReward: laser.rawFirstReward)
+            : nil
         self.r2m = r2m
         self.r2mSettings = r2mSettings
         r2mOptimizer = r2m.map {
             AdamW(layout: $0.layout, hyper: AdamWHyperparameters(learningRate: r2mSettings.lr, weightDecay: 0))
         }
         r2mGradients = r2m.map { FloatBuffer(count: $0.parameters.count) }
+        r2mStart = r2m?.parameters.array
         self.iterations = iterations
         self.seed = seed
     }

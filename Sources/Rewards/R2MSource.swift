@@ -15,6 +15,12 @@ package final class R2MSource: LearnedRewardSource {
         guard let learned = context.learned, learned.r2m != nil else {
             throw ConfigError("rewards.selection r2m needs 'rewards.proxy_heads' (R2M starts from head 1)")
         }
+        let path = context.config.r2m.heldoutPairs
+        if !path.isEmpty {
+            learned.r2mHeldOut = try await R2MHeldOutPairs.load(
+                path: path, tokenizer: context.tokenizer, learned: learned, scorer: context.scorer)
+            context.say("r2m: \(learned.r2mHeldOut!.pairs) held-out gold-labelled pairs from \(path)")
+        }
         return R2MSource(learned: learned, config: context.config)
     }
     package let name = "r2m", learned: LearnedRewards, config: RewardConfig

@@ -38,18 +38,23 @@ public struct RewardSettings: Sendable {
     )
     package static let verifierTasks = Key<String>(
         "rewards.verifier_tasks", "arith",
-        "hybrid routing: tasks with rule verifiers, task=v1+v2 (exact, format, expression, length<N>; a bare task: "
+        "hybrid routing: tasks with rule verifiers, task=v1+v2 (exact, last_digit, format, expression, length<N>; "
+            + "a bare task: "
             + "exact+format)"
     )
     package static let referenceTasks = Key<String>(
         "rewards.reference_tasks", "",
         "prompt tasks judged by the GenRM against their answer; other tasks against the best of N")
+    package static let proxyTasks = Key<String>(
+        "rewards.proxy_tasks", "",
+        "hybrid routing: prompt tasks scored by proxy head 1 (rewards.proxy_heads' first) instead of the GenRM")
     package static let bonSamples = Key<Int>(
         "rewards.bon_samples", 8, "SFT samples per prompt for best-of-N references", .positive)
 
     public var rewardHead: Double, verifier: Double, format: Double, proxy: Double, proxyHeads: [String],
         selection: RewardSelection
     public var hybrid: Double, genrmModel: String, verifierTasks: String, referenceTasks: Set<String>, bonSamples: Int
+    public var proxyTasks: Set<String>
 
     package init(_ c: ResolvedConfig) {
         rewardHead = c[Self.rewardHead]
@@ -63,6 +68,7 @@ public struct RewardSettings: Sendable {
         verifierTasks = c[Self.verifierTasks]
         referenceTasks = Set(commaList(c[Self.referenceTasks]))
         bonSamples = c[Self.bonSamples]
+        proxyTasks = Set(commaList(c[Self.proxyTasks]))
     }
 }
 
@@ -87,13 +93,17 @@ public struct LaserSettings: Sendable {
         "laser.try_each_arm_first", false, "play every arm once (round robin) before LinUCB chooses (not in the paper)")
     package static let heldoutPrompts = Key<Int>(
         "laser.heldout_prompts", 32, "held-out prompts for laser.reward heldout", .positive)
+    package static let rawFirstReward = Key<Bool>(
+        "laser.raw_first_reward", true,
+        "pay the bandit's first reward raw, as the release code's linucb.py does (its history then holds one value); "
+            + "false: normalise from the first reward on (a lone value is its own middle, 0.5)")
     package static let keys = [
         alpha.declaration, arms.declaration, signal.declaration, beta.declaration, nll.declaration,
-        tryEachArmFirst.declaration, heldoutPrompts.declaration,
+        tryEachArmFirst.declaration, heldoutPrompts.declaration, rawFirstReward.declaration,
     ]
 
     public var alpha: Double, arms: [String], signal: LaserSignal, beta: Double, nll: Double, tryEachArmFirst: Bool,
-        heldoutPrompts: Int
+        heldoutPrompts: Int, rawFirstReward: Bool
     package init(_ c: ResolvedConfig) {
         alpha = c[Self.alpha]
         arms = commaList(c[Self.arms])
@@ -102,6 +112,7 @@ public struct LaserSettings: Sendable {
         nll = c[Self.nll]
         tryEachArmFirst = c[Self.tryEachArmFirst]
         heldoutPrompts = c[Self.heldoutPrompts]
+        rawFirstReward = c[Self.rawFirstReward]
     }
 }
 
@@ -129,13 +140,27 @@ public struct R2MSettings: Sendable {
     package static let update = Key<Bool>(
         "r2m.update", true, "ablation: false never updates the fusion and head (the paper's 'w/o Train')")
 
+    package static let steps = Key<Int>(
+        "r2m.steps", 1, "Adam steps of the fusion and head per round, on the round's pairs (the paper gives none)",
+        .positive)
+    package static let anchor = Key<Double>(
+        "r2m.anchor", 0,
+        "ours, not the paper's: λ of a pull λ·(θ − θ₀) of the fusion and head toward their starting values, "
+            + "added to the update's gradient (bounds the runaway of the self-labelled update; 0: off)",
+        .nonNegative)
+    package static let heldoutPairs = Key<ConfigPath>(
+        "r2m.heldout_pairs", "",
+        "JSONL of gold-labelled pairs (prompt, chosen, rejected): the fused reward's pairwise accuracy on them is "
+            + "logged before and after each round's update (r2m_heldout_acc_before/_after; the paper's RM accuracy)")
+
     package static let keys = [
         omegaFloor.declaration, attentionSize.declaration, lr.declaration, entropyWeight.declaration,
-        policyFeedback.declaration, update.declaration,
+        policyFeedback.declaration, update.declaration, steps.declaration, anchor.declaration,
+        heldoutPairs.declaration,
     ]
 
     public var omegaFloor: Double, attentionSize: Int, lr: Float, entropyWeight: Double, policyFeedback: Bool,
-        update: Bool
+        update: Bool, steps: Int, anchor: Double, heldoutPairs: String
     package init(_ c: ResolvedConfig) {
         omegaFloor = c[Self.omegaFloor]
         attentionSize = c[Self.attentionSize]
@@ -143,5 +168,8 @@ public struct R2MSettings: Sendable {
         entropyWeight = c[Self.entropyWeight]
         policyFeedback = c[Self.policyFeedback]
         update = c[Self.update]
+        steps = c[Self.steps]
+        anchor = c[Self.anchor]
+        heldoutPairs = c[Self.heldoutPairs].path
     }
 }

@@ -8,7 +8,8 @@ import Training
 struct DPO: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dpo",
-        abstract: "Offline preference optimisation on pairs: dpo, ipo, cdpo, robust, hinge, cpl or inspo (dpo.loss).",
+        abstract:
+            "Offline preference optimisation on pairs: dpo, ipo, cdpo, robust, hinge, cpl, cpl_bc or inspo (dpo.loss).",
         discussion: """
             The reference is the SFT model (adapters off under LoRA, else a frozen copy); its log-probs are computed \
             once \

@@ -66,6 +66,42 @@ final class PreferenceLossTests: XCTestCase {
         }
     }
 
+    /// CPL-BC (official cpl_bc configs: λ = 1, bc_data all) on oracle C's segments, α = 0.1, bc_coeff 1.5:
+    /// CPL at λ = 1 is 0.589185 (z = S⁺ − S⁻ = −0.23 + 0.45 = 0.22); BC = (2.3 + 4.5)/6 = 1.133333;
+    /// L = 0.589185 + 1.5 × 1.133333 = 2.289185. Per token, dL/dlog π⁺ = −α σ(−z) − 1.5/6 = −0.294522
+    /// and dL/dlog π⁻ = +α σ(−z) − 1.5/6 = −0.205478: BC raises both responses' likelihood.
+    func testTableCBC() {
+        let pos = [-1.0, -0.5, -0.8], neg = [-2.0, -1.5, -1.0]
+        let r = PreferenceLosses.cplBC(positive: pos, negative: neg, alpha: 0.1, bcCoefficient: 1.5)
+        XCTAssertEqual(r.loss, 2.289185, accuracy: 1e-6)
+        for d in r.dPositive { XCTAssertEqual(d, -0.294522, accuracy: 1e-6) }
+        for d in r.dNegative { XCTAssertEqual(d, -0.205478, accuracy: 1e-6) }
+        let state = PreferenceLosses.cplBC(positive: pos, negative: neg, alpha: 0.1, bcCoefficient: 1)
+        XCTAssertEqual(state.loss, 1.722518, accuracy: 1e-6, "bc_coeff 1 (state configs)")
+        XCTAssertEqual(
+            PreferenceLosses.cplBC(positive: pos, negative: neg, alpha: 0.1, bcCoefficient: 0).loss,
+            PreferenceLosses.cpl(positive: pos, negative: neg, alpha: 0.1, lambda: 1).loss, accuracy: 1e-15,
+            "without BC: CPL with λ = 1")
+        // Unequal lengths and a discount: derivatives against central differences.
+        let shortNeg = [-2.0, -1.5]
+        let f = { (p: [Double], n: [Double]) in
+            PreferenceLosses.cplBC(positive: p, negative: n, alpha: 0.1, gamma: 0.9, bcCoefficient: 1.5).loss
+        }
+        let g = PreferenceLosses.cplBC(positive: pos, negative: shortNeg, alpha: 0.1, gamma: 0.9, bcCoefficient: 1.5)
+        for k in pos.indices {
+            var up = pos, down = pos
+            up[k] += 1e-6
+            down[k] -= 1e-6
+            XCTAssertEqual(g.dPositive[k], (f(up, shortNeg) - f(down, shortNeg)) / 2e-6, accuracy: 1e-7)
+        }
+        for k in shortNeg.indices {
+            var up = shortNeg, down = shortNeg
+            up[k] += 1e-6
+            down[k] -= 1e-6
+            XCTAssertEqual(g.dNegative[k], (f(pos, up) - f(pos, down)) / 2e-6, accuracy: 1e-7)
+        }
+    }
+
     func testTableI() {
         XCTAssertEqual(
             InSPO.dpo23(conditionalChosen: -9, conditionalRejected: -13, refChosen: -11, refRejected: -11, beta: 0.1)

@@ -15,13 +15,24 @@ final class PreferenceObjectiveTests: XCTestCase {
         ipoSums.ipoLengthNormalised = false
         var cpl = PreferenceObjective(kind: .cpl)
         cpl.cplGamma = 0.9
+        var cplNLL = cpl
+        cplNLL.nllCoefficient = 0.7
+        var cplBC = PreferenceObjective(kind: .cplBC)
+        cplBC.cplGamma = 0.9
+        cplBC.cplBCCoefficient = 1.5
         var rpo = PreferenceObjective(kind: .family(.dpo))
         rpo.nllCoefficient = 0.7
-        var simpo = PreferenceObjective(kind: .inspo(.simpo))
-        simpo.muDPO = 0
+        let simpo = PreferenceObjective(kind: .inspo(.simpo))  // μ_dpo = 0 by default: no unconditional term
         var rdpo = PreferenceObjective(kind: .inspo(.rdpo))
         rdpo.rdpoAlpha = 0.3
-        all += [ipoSums, cpl, rpo, simpo, rdpo] + InSPOVariant.allCases.map { PreferenceObjective(kind: .inspo($0)) }
+        rdpo.muDPO = 1
+        // Every InSPO variant with the unconditional DPO term on, so its derivatives are checked too.
+        let withDPO = InSPOVariant.allCases.map {
+            var o = PreferenceObjective(kind: .inspo($0))
+            o.muDPO = 1
+            return o
+        }
+        all += [ipoSums, cpl, cplNLL, cplBC, rpo, simpo, rdpo] + withDPO
         for i in all.indices {
             all[i].beta = 0.3
             all[i].labelSmoothing = 0.1
@@ -38,13 +49,13 @@ final class PreferenceObjectiveTests: XCTestCase {
                 (\.conditionalRejected, g.conditionalRejected, "conditional rejected"),
             ]
             for (path, analytic, name) in fields {
-                XCTAssertEqual(analytic.count, pair[keyPath: path].count, "\(o.kind.name) \(name)")
+                XCTAssertEqual(analytic.count, pair[keyPath: path].count, "\(o.name) \(name)")
                 for t in pair[keyPath: path].indices {
                     var up = pair, down = pair
                     up[keyPath: path][t] += 1e-6
                     down[keyPath: path][t] -= 1e-6
                     let numeric = (o.evaluate(up).loss - o.evaluate(down).loss) / 2e-6
-                    XCTAssertEqual(analytic[t], numeric, accuracy: 1e-6, "\(o.kind.name) d/d \(name)[\(t)]")
+                    XCTAssertEqual(analytic[t], numeric, accuracy: 1e-6, "\(o.name) d/d \(name)[\(t)]")
                 }
             }
         }
@@ -67,8 +78,9 @@ final class PreferenceObjectiveTests: XCTestCase {
         XCTAssertEqual(loss(.family(.hinge)), 1, accuracy: 1e-12)
         XCTAssertEqual(loss(.family(.ipo)), 25, accuracy: 1e-9, "1/(4τ²) with τ = β = 0.1")
         XCTAssertEqual(
-            loss(.inspo(.dpo23)), 2 * log(2), accuracy: 1e-12, "conditional DPO-23 + μ_dpo × DPO, both log 2")
-        XCTAssertEqual(loss(.inspo(.dpo23)) { $0.muDPO = 0 }, log(2), accuracy: 1e-12)
+            loss(.inspo(.dpo23)) { $0.muDPO = 1 }, 2 * log(2), accuracy: 1e-12,
+            "conditional DPO-23 + μ_dpo × DPO, both log 2")
+        XCTAssertEqual(loss(.inspo(.dpo23)), log(2), accuracy: 1e-12, "by default no unconditional DPO term")
         XCTAssertEqual(
             loss(.family(.dpo)) { $0.nllCoefficient = 1 }, log(2) + 1.5, accuracy: 1e-12, "+ NLL(y_w)/|y_w| = 3/2")
         // CPL with λ = 1, γ = 1 is DPO with a zero reference and β = α.
@@ -84,11 +96,58 @@ final class PreferenceObjectiveTests: XCTestCase {
         XCTAssertTrue(PreferenceObjective(kind: .family(.dpo)).needsUnconditional)
         XCTAssertFalse(PreferenceObjective(kind: .family(.dpo)).needsConditional)
         var inspo = PreferenceObjective(kind: .inspo(.dpo23))
-        XCTAssertTrue(inspo.needsConditional && inspo.needsUnconditional)
-        inspo.muDPO = 0
+        XCTAssertTrue(inspo.needsConditional)
         XCTAssertFalse(inspo.needsUnconditional, "without μ_dpo or NLL InSPO reads only the conditioned sequences")
+        inspo.muDPO = 1
+        XCTAssertTrue(inspo.needsConditional && inspo.needsUnconditional)
+        XCTAssertTrue(PreferenceObjective(kind: .cplBC).needsUnconditional)
+        XCTAssertFalse(PreferenceObjective(kind: .cplBC).needsConditional)
         XCTAssertEqual(PreferenceLossKind(loss: "inspo", inspoVariant: .ipo), .inspo(.ipo))
+        XCTAssertEqual(PreferenceLossKind(loss: "cpl_bc"), .cplBC)
         XCTAssertNil(PreferenceLossKind(loss: "kto"))
+    }
+}
+
+/// InSPO and CPL as their papers have them by default; our additions named.
+final class PreferenceDefaultsTests: XCTestCase {
+    /// InSPO with default settings is the DPO-23 formula of docs/algorithms.md §6.3 alone (oracle I:
+    /// β = 0.1, log π(y_w|x,y_l) = −9, log π(y_l|x,y_w) = −13, ref_w = ref_l = −11), with no
+    /// unconditional DPO term: logit β[(−9 + 11) − (−13 + 11)] = 0.4, loss log(1 + e^−0.4) = 0.513015.
+    func testInSPODefaultHasNoUnconditionalDPOTerm() {
+        let p = PreferenceObjective.PairLogProbs(
+            chosen: [-4, -6], rejected: [-5, -7], conditionalChosen: [-4, -5], conditionalRejected: [-6, -7],
+            refChosen: -11, refRejected: -11)
+        let inspo = PreferenceObjective(kind: .inspo(.dpo23))
+        XCTAssertEqual(inspo.muDPO, 0)
+        let g = inspo.evaluate(p)
+        XCTAssertEqual(g.loss, 0.513015, accuracy: 1e-6)
+        XCTAssertEqual(g.loss, log(1 + exp(-0.4)), accuracy: 1e-12)
+        XCTAssertEqual(g.chosen, [0, 0], "the unconditional responses get no gradient")
+        XCTAssertEqual(g.rejected, [0, 0])
+        // dL/dlog π(y_w|x,y_l) per token = −β σ(−0.4) = −0.040131; the rejected's is its opposite.
+        for d in g.conditionalChosen { XCTAssertEqual(d, -0.1 / (1 + exp(0.4)), accuracy: 1e-12) }
+        for d in g.conditionalRejected { XCTAssertEqual(d, 0.1 / (1 + exp(0.4)), accuracy: 1e-12) }
+        // With our term on, + μ × DPO on the unconditional sums (h = (−10 + 11) − (−12 + 11) = 2): 0.598139.
+        var withDPO = inspo
+        withDPO.muDPO = 1
+        XCTAssertEqual(withDPO.evaluate(p).loss, 0.513015 + 0.598139, accuracy: 1e-6)
+        for d in withDPO.evaluate(p).chosen { XCTAssertEqual(d, -0.1 / (1 + exp(0.2)), accuracy: 1e-12) }
+    }
+
+    func testNamesShowEveryAddedTerm() {
+        func named(_ kind: PreferenceLossKind, nll: Double = 0, mu: Double = 0) -> String {
+            var o = PreferenceObjective(kind: kind)
+            o.nllCoefficient = nll
+            o.muDPO = mu
+            return o.name
+        }
+        XCTAssertEqual(named(.cpl), "cpl")
+        XCTAssertEqual(named(.cpl, nll: 1), "cpl+nll", "CPL plus NLL on the chosen is neither CPL nor CPL-BC")
+        XCTAssertEqual(named(.cplBC), "cpl_bc")
+        XCTAssertEqual(named(.family(.dpo), nll: 0.5), "dpo+nll")
+        XCTAssertEqual(named(.inspo(.dpo23)), "inspo-dpo23")
+        XCTAssertEqual(named(.inspo(.dpo23), nll: 1, mu: 1), "inspo-dpo23+dpo+nll")
+        XCTAssertEqual(named(.family(.ipo), mu: 1), "ipo", "μ_dpo is InSPO's only")
     }
 }
 

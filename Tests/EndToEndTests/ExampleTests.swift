@@ -119,7 +119,8 @@ final class ExampleTests: CLITestCase {
         let rows = stdout.split(separator: "\n").filter { $0.hasPrefix("{") }.map {
             try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
         }
-        XCTAssertEqual(rows.compactMap { $0["loss"] as? String }, ["dpo", "ipo", "cpl", "inspo-dpo23"], stdout)
+        XCTAssertEqual(
+            rows.compactMap { $0["loss"] as? String }, ["dpo+nll", "ipo+nll", "cpl+nll", "inspo-dpo23+dpo+nll"], stdout)
         for row in rows {
             let sft = try XCTUnwrap(row["sft_exact_match"] as? Double),
                 em = try XCTUnwrap(row["exact_match"] as? Double)
@@ -134,7 +135,7 @@ final class ExampleTests: CLITestCase {
             "InSPO also reports generation conditioned on its own draft")
         XCTAssertTrue((0...1).contains(conditioned))
         let table = try String(contentsOfFile: directory + "/prefs/table.md", encoding: .utf8)
-        XCTAssertTrue(table.contains("| cpl |"), table)
+        XCTAssertTrue(table.contains("| cpl+nll |"), table)
         let json =
             try JSONSerialization.jsonObject(
                 with: try Data(contentsOf: URL(fileURLWithPath: directory + "/prefs/table.json"))) as! [[String: Any]]
@@ -189,17 +190,20 @@ final class ExampleTests: CLITestCase {
     /// gold reward against KL with one band per method.
     func testOverOptimisationStudyRunsEveryMethodOnEverySeedAndPlots() throws {
         let config = repository.appendingPathComponent("configs/overopt.yaml").path
+        let methods = [
+            "proxy", "proxy2", "proxy3", "ensemble", "r2m", "r2m_no_feedback", "r2m_no_update", "laser",
+            "laser+laser.alpha=1", "random", "hybrid", "hybrid_gold", "verifier_proxy", "hybrid_prepo",
+            "hybrid_prepo_only", "hybrid_curriculum", "hybrid_random_subset",
+        ]
         let study = directory + "/study"
         let (stdout, _) = try self.run([
             "overopt", "--config", config, "out=\(study)", "study.seeds=1,2", "sft.train.steps=150", "study.pairs=60",
             "proxy.train.steps=30", "rl.ppo.iterations=8", "rl.eval.every=100", "rl.eval.max_examples=20",
             "rl.rewards.bon_samples=2", "genrm.train.steps=30", "genrm.eval.max_examples=50",
-            "study.prepo_candidates=32", "rl.prepo.samples=2",
+            "study.prepo_candidates=32", "study.prepo_keep=0.5", "rl.prepo.samples=2",
+            "study.heldout_pairs=20",
+            "study.methods=\(methods.joined(separator: ","))",
         ])
-        let methods = [
-            "proxy", "proxy2", "proxy3", "ensemble", "r2m", "r2m_no_feedback", "r2m_no_update", "laser", "random",
-            "hybrid", "hybrid_prepo",
-        ]
         let lines = stdout.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
@@ -233,12 +237,13 @@ final class ExampleTests: CLITestCase {
                 method)
             let trained =
                 method.hasPrefix("r2m")
-                ? "reward_r2m_mean" : method.hasPrefix("hybrid") ? "reward_hybrid_mean" : "reward_proxy_mean"
+                ? "reward_r2m_mean"
+                : method.hasPrefix("hybrid") || method == "verifier_proxy" ? "reward_hybrid_mean" : "reward_proxy_mean"
             XCTAssertEqual(
                 try XCTUnwrap(run["proxy_final"] as? Double),
                 try XCTUnwrap(trailingMeans(logged.compactMap { $0[trained] as? Double }).last),
                 accuracy: 1e-12, "\(method): the optimised reward is \(trained)")
-            if method.hasPrefix("hybrid") {
+            if method.hasPrefix("hybrid") || method == "verifier_proxy" {
                 let judged = logged.compactMap { $0["gold_judged_mean"] as? Double }
                 XCTAssertEqual(
                     try XCTUnwrap(run["gold_judged_final"] as? Double), try XCTUnwrap(trailingMeans(judged).last),
@@ -247,19 +252,12 @@ final class ExampleTests: CLITestCase {
             if method == "r2m_no_feedback" {
                 XCTAssertEqual(logged.compactMap { $0["r2m_omega"] as? Double }, Array(repeating: 1, count: 8))
             }
-            if method == "laser" || method == "random" {
-                XCTAssertEqual(logged.compactMap { $0["laser_arm"] as? Int }.count, 8, method)
-            }
-            if method == "hybrid_prepo" {
-                XCTAssertEqual(
-                    logged.compactMap { $0["prompt_pool"] as? Int }.last, 8, "Pre-PPO keeps a quarter of 32 candidates")
-                XCTAssertEqual(try JSONL.objects(path: folder + "/prepo.jsonl").count, 32)
-            }
+            try checkStudyMethod(method, run: run, logged: logged, folder: folder)
         }
         XCTAssertTrue(
-            FileManager.default.fileExists(atPath: study + "/seed-2/reward-proxy3")
-                && FileManager.default.fileExists(atPath: study + "/seed-2/genrm"),
-            "each seed trains its three proxies and the GenRM once")
+            ["reward-proxy3", "genrm", "genrm-gold"].allSatisfy {
+                FileManager.default.fileExists(atPath: study + "/seed-2/" + $0)
+            }, "each seed trains its three proxies and the two GenRMs once")
         let summary = try XCTUnwrap(lines.last?["summary"] as? [[String: Any]])
         XCTAssertEqual(summary.map { $0["method"] as! String }, methods)
         for row in summary {
@@ -274,6 +272,7 @@ final class ExampleTests: CLITestCase {
         }
         let table = try String(contentsOfFile: study + "/summary.md", encoding: .utf8)
         XCTAssertTrue(methods.allSatisfy { table.contains("| \($0) | 2 |") }, table)
+        try checkMatchedKL(study: study, runs: runs, methods: methods)
         try self.run(["plot", study, "--bands", "--metric", "gold_mean", "--x", "kl", "--out", directory + "/gold.svg"])
         let svg = try String(contentsOfFile: directory + "/gold.svg", encoding: .utf8)
         XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, methods.count, "one line per method")
@@ -282,6 +281,57 @@ final class ExampleTests: CLITestCase {
         XCTAssertTrue(
             svg.contains(">kl</text>") && svg.contains(">laser (2 seeds)</text>"),
             "kl on the x axis, methods named with their seeds")
+    }
+
+    /// One study run's method-specific figures: arm counts (LASeR and random), R2M's held-out
+    /// accuracy, the routed methods' verifier (not the gold on the fair ones) and their prompts.
+    func checkStudyMethod(_ method: String, run: [String: Any], logged: [[String: Any]], folder: String) throws {
+        if method.hasPrefix("laser") || method == "random" {
+            let arms = logged.compactMap { $0["laser_arm"] as? Int }
+            XCTAssertEqual(arms.count, 8, method)
+            let counts = try XCTUnwrap(run["arm_counts"] as? [Int], method)
+            XCTAssertEqual(counts.reduce(0, +), 8, "\(method): every iteration's arm counted")
+            for (k, n) in counts.enumerated() { XCTAssertEqual(arms.filter { $0 == k }.count, n, method) }
+        }
+        if method.hasPrefix("r2m") {
+            let start = try XCTUnwrap(run["r2m_heldout_acc_start"] as? Double, method)
+            XCTAssertEqual(start, logged.first?["r2m_heldout_acc_before"] as? Double, method)
+            XCTAssertTrue((0...1).contains(try XCTUnwrap(run["r2m_heldout_acc_final"] as? Double)), method)
+        }
+        guard method.hasPrefix("hybrid") || method == "verifier_proxy" else { return }
+        let config = try String(contentsOfFile: folder + "/config.yaml", encoding: .utf8)
+        let verifier = method == "hybrid_gold" ? "verifier_tasks: arith " : "verifier_tasks: arith=last_digit+format"
+        XCTAssertTrue(config.contains(verifier), "\(method): \(verifier)")
+        let pools = logged.compactMap { $0["prompt_pool"] as? Int }
+        if ["hybrid_prepo", "hybrid_prepo_only", "hybrid_random_subset"].contains(method) {
+            XCTAssertEqual(pools.last, 16, "\(method): Pre-PPO's share, half of 32 candidates")
+        }
+        if method == "hybrid_prepo" || method == "hybrid_prepo_only" {
+            XCTAssertEqual(try JSONL.objects(path: folder + "/prepo.jsonl").count, 32)
+        }
+        if method == "verifier_proxy" {
+            XCTAssertTrue(
+                logged.contains { ($0["route_proxy_share"] as? Double ?? 0) > 0 }, "the proxy scores the rest")
+            XCTAssertTrue(logged.allSatisfy { ($0["route_genrm_truth_share"] as? Double ?? 0) == 0 }, "no GenRM")
+        }
+    }
+
+    /// The matched-KL table: K* is the least of the runs' highest smoothed KL, every method has a
+    /// row with each seed's gold there, and the SVG draws one interval per method.
+    func checkMatchedKL(study: String, runs: [[String: Any]], methods: [String]) throws {
+        let summary = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: study + "/summary.json")))
+                as? [String: Any])
+        let matched = try XCTUnwrap(summary["matched_kl"] as? [String: Any])
+        let kl = try XCTUnwrap(matched["kl"] as? Double)
+        XCTAssertGreaterThan(kl, 0)
+        let rows = try XCTUnwrap(matched["methods"] as? [[String: Any]])
+        XCTAssertEqual(rows.map { $0["method"] as! String }, methods)
+        XCTAssertTrue(rows.allSatisfy { ($0["gold_at_kl"] as? [Double])?.count == 2 }, "both seeds reach K*")
+        let svg = try String(contentsOfFile: study + "/gold-at-matched-kl.svg", encoding: .utf8)
+        XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, methods.count)
+        let table = try String(contentsOfFile: study + "/summary.md", encoding: .utf8)
+        XCTAssertTrue(table.contains("Gold at matched KL K* = "), table)
     }
 
     /// `score` and `generate` apply a PEFT adapter (the fixture PEFT made) to a model folder.

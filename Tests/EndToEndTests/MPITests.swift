@@ -70,7 +70,7 @@ final class MPITests: CLITestCase {
         ]
         let stages: [(name: String, arguments: [String], files: [String])] = [
             (
-                "dpo-inspo", ["dpo", "name=dpo", "dpo.loss=inspo", "train.lr=3e-3"] + common,
+                "dpo-inspo", ["dpo", "name=dpo", "dpo.loss=inspo", "inspo.mu_dpo=1", "train.lr=3e-3"] + common,
                 ["adapter/adapter_model.safetensors", "optimizer.safetensors"]
             ),
             (

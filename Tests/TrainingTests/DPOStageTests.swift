@@ -1,3 +1,4 @@
+import Alignment
 import Cluster
 import Datasets
 import Foundation
@@ -48,14 +49,18 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
         let threads = BLAS.threads
         BLAS.setThreads(1)
         defer { BLAS.setThreads(threads) }
-        for (loss, family) in [("dpo", "gpt2"), ("inspo", "gpt2"), ("dpo", "llama")] {
+        // InSPO with its unconditional DPO term on, so both the conditioned and the plain rows are read.
+        let runs: [(loss: String, family: String, extra: [String])] = [
+            ("dpo", "gpt2", []), ("inspo", "gpt2", ["inspo.mu_dpo=1"]), ("dpo", "llama", []),
+        ]
+        for (loss, family, extra) in runs {
             let single = directory + "/\(loss)-\(family)-single", double = directory + "/\(loss)-\(family)-dp2"
             _ = try await DPOStage(
-                config: try config(out: single, loss: loss, extra: ["model.family=\(family)"]),
+                config: try config(out: single, loss: loss, extra: ["model.family=\(family)"] + extra),
                 transport: SingleProcessTransport(), say: { _ in }
             ).run()
             let world = EmbeddedWorld(size: 2)
-            let c = try config(out: double, loss: loss, extra: ["model.family=\(family)"])
+            let c = try config(out: double, loss: loss, extra: ["model.family=\(family)"] + extra)
             _ = try await world.run { transport in
                 try await DPOStage(config: c, transport: transport, say: { _ in }).run()
             }
@@ -115,6 +120,28 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
             XCTAssertNotEqual(
                 bytes(a + "/checkpoints/step-00000004/" + model), bytes(a + "/checkpoints/step-00000008/" + model))
         }
+    }
+
+    /// Defaults as the papers have them: InSPO without an unconditional DPO term (neither its paper
+    /// nor its code has one), CPL-BC with λ = 1 and bc_coeff 1 (official state configs); our
+    /// additions show in the loss's name.
+    func testPreferenceDefaultsFollowThePapers() throws {
+        let inspo = try config(out: directory, loss: "inspo").objective
+        XCTAssertEqual(inspo.muDPO, 0)
+        XCTAssertFalse(inspo.needsUnconditional, "InSPO reads only the conditioned sequences")
+        XCTAssertEqual(inspo.name, "inspo-dpo23")
+        XCTAssertEqual(try config(out: directory, loss: "inspo", extra: ["inspo.mu_dpo=1"]).objective.muDPO, 1)
+        let cplBC = try config(out: directory, loss: "cpl_bc").objective
+        XCTAssertEqual(cplBC.kind, .cplBC)
+        XCTAssertEqual(cplBC.cplBCCoefficient, 1)
+        XCTAssertEqual(cplBC.nllCoefficient, 0)
+        XCTAssertEqual(cplBC.name, "cpl_bc")
+        XCTAssertEqual(
+            try config(out: directory, loss: "cpl_bc", extra: ["cpl.bc_coef=1.5"]).objective.cplBCCoefficient, 1.5)
+        XCTAssertEqual(try config(out: directory, loss: "cpl").objective.name, "cpl")
+        let cplNLL = try config(out: directory, loss: "cpl", extra: ["dpo.nll_coef=1"]).objective
+        XCTAssertEqual(cplNLL.name, "cpl+nll", "CPL with NLL on the chosen is neither CPL nor CPL-BC")
+        XCTAssertTrue(DPOStage.describe(cplNLL).hasPrefix("cpl+nll"), DPOStage.describe(cplNLL))
     }
 
     func testBadSettingsAreNamed() throws {

@@ -20,7 +20,7 @@ final class OverOptimisationConfigTests: XCTestCase {
 
     func testMethodsAndSeedsParse() throws {
         let s = try settings(["study.methods=proxy3,ensemble,r2m_no_feedback,hybrid_prepo", "study.seeds=4,2"])
-        XCTAssertEqual(s.methods, [.proxy(3), .ensemble, .r2mNoFeedback, .hybridPrePPO])
+        XCTAssertEqual(s.methods.map(\.method), [.proxy(3), .ensemble, .r2mNoFeedback, .hybridPrePPO])
         XCTAssertEqual(s.methods.map(\.description), ["proxy3", "ensemble", "r2m_no_feedback", "hybrid_prepo"])
         XCTAssertEqual(s.seeds, [4, 2])
         XCTAssertEqual(try settings(["seed=7"]).seeds, [7], "no study.seeds: the run's seed")

@@ -5,6 +5,7 @@ import Foundation
 import Kernels
 import Models
 import Roles
+import Tokenizers
 import XCTest
 
 @testable import Rewards
@@ -28,10 +29,23 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
     func testLaserAndR2MResumeBitIdentically() async throws {
         let model = try makeTinyModel(directory: directory)
         let proxies = try heads(model, count: 2).joined(separator: ",")
+        // Held-out gold pairs for R2M's accuracy check: 3 pairs, so an accuracy is a multiple of 1/6 (ties count half).
+        let pairs = directory + "/heldout_pairs.jsonl"
+        try JSONL.write(
+            [("1+2=", "3", "4"), ("5+5=", "10", "1"), ("7+8=", "15", "51")].map {
+                ["prompt": $0.0, "chosen": $0.1, "rejected": $0.2]
+            }, to: pairs)
         for (name, extra) in [
             ("laser", ["rewards.selection=laser"]),
             ("laser-heldout", ["rewards.selection=laser", "laser.reward=heldout", "laser.heldout_prompts=4"]),
-            ("random", ["rewards.selection=random"]), ("r2m", ["rewards.selection=r2m", "r2m.lr=1e-3"]),
+            ("random", ["rewards.selection=random"]),
+            (
+                "r2m",
+                [
+                    "rewards.selection=r2m", "r2m.lr=1e-3", "r2m.steps=2", "r2m.anchor=0.1",
+                    "r2m.heldout_pairs=\(pairs)",
+                ]
+            ),
         ] {
             func config(_ out: String, _ mode: String) throws -> PPOConfig {
                 try PPOConfig(
@@ -72,11 +86,13 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
             XCTAssertTrue(metrics.allSatisfy { $0["gold_mean"] != nil }, "the gold reward is logged")
             if name == "laser" {
                 // The paper's bandit reward: −(DPO + NLL) < 0 on every iteration's pairs (two samples of
-                // random heads always differ); the first is normalised against itself: the middle, 0.5.
+                // random heads always differ); the first is paid raw, as the release code's linucb.py does.
                 let paid = metrics.compactMap { $0["laser_reward"] as? Double }
                 XCTAssertEqual(paid.count, 4)
                 XCTAssertTrue(paid.allSatisfy { $0 < 0 }, "\(paid)")
-                XCTAssertEqual(metrics.first?["laser_reward_normalised"] as? Double, 0.5)
+                XCTAssertEqual(metrics.first?["laser_reward_normalised"] as? Double, paid[0])
+                let later = metrics.dropFirst().compactMap { $0["laser_reward_normalised"] as? Double }
+                XCTAssertTrue(later.allSatisfy { (0...1).contains($0) }, "then normalised into [0, 1]: \(later)")
                 XCTAssertEqual(metrics.first?["laser_pairs"] as? Double, 4, "one pair per prompt")
             }
             if name == "laser-heldout" {
@@ -97,8 +113,33 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
                 XCTAssertGreaterThan(
                     try XCTUnwrap(metrics.last?["r2m_bt_loss"] as? Double), 0,
                     "−log σ(r_w − r_l) of the self-labelled pairs")
+                try checkHeldOutAccuracy(
+                    metrics, pairs: pairs, model: model, head: proxies.components(separatedBy: ",")[0])
             }
         }
+    }
+
+    /// R2M's held-out accuracy is logged before and after every round, a multiple of 1/6 on 3 pairs;
+    /// at iteration 1 (ω = 1) the fused reward is proxy head 1's own, so its accuracy is the head's.
+    func checkHeldOutAccuracy(_ metrics: [[String: Any]], pairs: String, model: String, head: String) throws {
+        let before = metrics.compactMap { $0["r2m_heldout_acc_before"] as? Double }
+        let after = metrics.compactMap { $0["r2m_heldout_acc_after"] as? Double }
+        XCTAssertEqual(before.count, 4)
+        XCTAssertEqual(after.count, 4)
+        for a in before + after { XCTAssertEqual((a * 6).rounded(), a * 6, accuracy: 1e-9, "\(a)") }
+        let base = try HFCheckpoint.load(directory: model)
+        let scalar = try ScalarHeadIO.load(directory: head, channels: base.config.channels)
+        let tokenizer = ByteTokenizer()
+        let sequences = try JSONL.preferences(path: pairs).flatMap { e in
+            [e.chosen, e.rejected].map {
+                tokenizer.encodeWithPrefix(e.prompt) + tokenizer.encode($0) + [tokenizer.eosTokenId!]
+            }
+        }
+        let last = try base.lastHiddenStates(sequences)
+        let r = scalar.forward(hidden: last.flatMap { $0 }, rows: last.count)
+        var right = 0.0
+        for p in 0..<3 where r[2 * p] >= r[2 * p + 1] { right += r[2 * p] > r[2 * p + 1] ? 1 : 0.5 }
+        XCTAssertEqual(before[0], right / 3, accuracy: 1e-12, "iteration 1: the head's own accuracy")
     }
 
     /// LASeR over named reward sources: each batch is rewarded by the chosen source alone.
@@ -162,6 +203,9 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
             ["rewards.selection=laser", "rewards.proxy=1", "ppo.estimator=gae", "ppo.samples_per_prompt=1"],
             "laser.reward dpo_nll pays the bandit")
         refused(["rewards.selection=random"], "rewards.proxy is 0: it would never reach the policy")
+        refused(["r2m.steps=3"], "'r2m.steps' is set, but rewards.selection is mean")
+        refused(["r2m.heldout_pairs=/p.jsonl", "rewards.proxy=1"], "'r2m.heldout_pairs' is set")
+        refused(["prepo.rule=random"], "'prepo.rule' random keeps a random prepo.keep share")
         XCTAssertNoThrow(
             try PPOConfig(
                 try ppoSchema.resolve(

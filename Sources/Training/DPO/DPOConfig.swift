@@ -3,8 +3,10 @@ import Config
 import Foundation
 import Models
 
-/// dpo.loss: the DPO family, CPL (no reference) or InSPO (conditioned on the other response).
-public enum PreferenceLossName: String, ConfigChoice { case dpo, ipo, cdpo, robust, hinge, cpl, inspo }
+/// dpo.loss: the DPO family, CPL and CPL-BC (no reference) or InSPO (conditioned on the other response).
+public enum PreferenceLossName: String, ConfigChoice {
+    case dpo, ipo, cdpo, robust, hinge, cpl, cplBC = "cpl_bc", inspo
+}
 /// IPO's margin on per-token means of the log-ratios (TRL) or on sums (OpenRLHF).
 public enum IPONormalisation: String, ConfigChoice { case mean, sum }
 
@@ -13,8 +15,8 @@ public enum IPONormalisation: String, ConfigChoice { case mean, sum }
 public struct PreferenceSettings: Sendable {
     static let loss = Key<PreferenceLossName>(
         "dpo.loss", .dpo,
-        "dpo (sigmoid), ipo, cdpo (label smoothing), robust, hinge, cpl (no reference), inspo (conditioned on the "
-            + "other response)"
+        "dpo (sigmoid), ipo, cdpo (label smoothing), robust, hinge, cpl (no reference), cpl_bc (CPL-BC: λ = 1 "
+            + "and BC on both responses), inspo (conditioned on the other response)"
     )
     static let beta = Key<Double>(
         "dpo.beta", 0.1, "β of dpo, cdpo, robust, hinge and inspo's DPO forms; IPO's τ (TRL: τ = β)", .positive)
@@ -23,15 +25,22 @@ public struct PreferenceSettings: Sendable {
     static let ipoNormalisation = Key<IPONormalisation>(
         "dpo.ipo_normalisation", .mean, "IPO's margin on per-token means of the log-ratios (TRL) or on sums (OpenRLHF)")
     static let nllCoef = Key<Double>(
-        "dpo.nll_coef", 0, "+ coef × NLL(y_w)/|y_w| on the chosen response (RPO; CPL-BC's bc_coeff)", .nonNegative)
+        "dpo.nll_coef", 0,
+        "+ coef × NLL(y_w)/|y_w| on the chosen response (RPO's term; ours with other losses, named +nll: not CPL-BC)",
+        .nonNegative)
     static let cplAlpha = Key<Double>("cpl.alpha", 0.1, "CPL α: the score of a segment is α Σ γ^t log π", .positive)
     static let cplLambda = Key<Double>(
-        "cpl.lambda", 0.5, "CPL conservative bias λ ∈ (0, 1] on the rejected segment's score", .above(0, upTo: 1))
+        "cpl.lambda", 0.5, "CPL conservative bias λ ∈ (0, 1] on the rejected segment's score (cpl; cpl_bc has λ = 1)",
+        .above(0, upTo: 1))
     static let cplGamma = Key<Double>("cpl.gamma", 1, "CPL per-token discount γ", .above(0, upTo: 1))
+    static let cplBCCoef = Key<Double>(
+        "cpl.bc_coef", 1, "cpl_bc's bc_coeff: + coef × mean −log π over the tokens of both responses (official: 1)",
+        .nonNegative)
     static let inspoVariant = Key<InSPOVariant>("inspo.variant", .dpo23, "InSPO's loss (official code's formulas)")
     static let muDPO = Key<Double>(
-        "inspo.mu_dpo", 1, "weight of the unconditional DPO term (carries the conditional policy's gain to inference)",
-        .nonNegative)
+        "inspo.mu_dpo", 0,
+        "ours, off as in InSPO's paper and code: + μ × DPO on the unconditional π(y|x), carrying the conditional "
+            + "policy's gain to inference (named +dpo)", .nonNegative)
     static let inspoTau = Key<Double>("inspo.tau", 1, "τ of inspo ipo", .positive)
     static let simpoGamma = Key<Double>("inspo.simpo_gamma", 0.1, "γ margin of inspo simpo")
     static let rdpoAlpha = Key<Double>("inspo.rdpo_alpha", 0, "α length term of inspo rdpo")
@@ -41,7 +50,8 @@ public struct PreferenceSettings: Sendable {
         [
             loss.declaration, beta.declaration, labelSmoothing.declaration, ipoNormalisation.declaration,
             nllCoef.declaration,
-            cplAlpha.declaration, cplLambda.declaration, cplGamma.declaration, inspoVariant.declaration,
+            cplAlpha.declaration, cplLambda.declaration, cplGamma.declaration, cplBCCoef.declaration,
+            inspoVariant.declaration,
             muDPO.declaration,
             inspoTau.declaration, simpoGamma.declaration, rdpoAlpha.declaration,
         ]
@@ -61,6 +71,7 @@ public struct PreferenceSettings: Sendable {
         let kind: PreferenceLossKind
         switch loss {
         case .cpl: kind = .cpl
+        case .cplBC: kind = .cplBC
         case .inspo: kind = .inspo(variant)
         case .dpo: kind = .family(.dpo)
         case .ipo: kind = .family(.ipo)
@@ -76,6 +87,7 @@ public struct PreferenceSettings: Sendable {
         o.cplAlpha = c[Self.cplAlpha]
         o.cplLambda = c[Self.cplLambda]
         o.cplGamma = c[Self.cplGamma]
+        o.cplBCCoefficient = c[Self.cplBCCoef]
         o.muDPO = c[Self.muDPO]
         o.inspoTau = c[Self.inspoTau]
         o.simpoGamma = c[Self.simpoGamma]

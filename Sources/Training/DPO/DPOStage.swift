@@ -23,6 +23,7 @@ public struct PreferenceEval: Sendable, Equatable {
 
 public struct DPOResult: Sendable {
     public var runFolder: String
+    /// `PreferenceObjective.name`: the loss with every term it adds ("cpl+nll").
     public var loss: String
     public var initialEval: PreferenceEval?
     public var finalEval: PreferenceEval?
@@ -31,8 +32,8 @@ public struct DPOResult: Sendable {
     public var lastCheckpoint: String?
 }
 
-/// Offline preference optimisation (docs/algorithms.md §4–§6): DPO, IPO, cDPO, robust, hinge, CPL and
-/// InSPO on preference pairs. With LoRA the reference is the same trunk with adapters off;
+/// Offline preference optimisation (docs/algorithms.md §4–§6): DPO, IPO, cDPO, robust, hinge, CPL,
+/// CPL-BC and InSPO on preference pairs. With LoRA the reference is the same trunk with adapters off;
 /// otherwise the policy trains a copy and the loaded model stays frozen as the reference. The
 /// reference's log-probs are computed once (sharded over ranks) and cached in the run folder.
 /// Data parallel as SFT: each rank takes a contiguous share of the global pair batch and
@@ -67,7 +68,7 @@ public final class DPOStage {
         session = s
         let saved = try await StageLoop(stage: s, transport: transport, say: say).run()
         return DPOResult(
-            runFolder: s.folder.path, loss: config.objective.kind.name, initialEval: s.initialEval,
+            runFolder: s.folder.path, loss: config.objective.name, initialEval: s.initialEval,
             finalEval: s.finalEval,
             trainSeconds: s.trainSeconds, referenceSeconds: s.referenceSeconds,
             lastCheckpoint: saved ?? Checkpoints.newest(in: s.folder.checkpoints))
@@ -179,8 +180,16 @@ public final class DPOStage {
         .compactMap { $0 }.joined(separator: ", ")
     }
 
+    /// The loss's name (every term beyond the named paper's loss shows: "cpl+nll", "inspo-dpo23+dpo")
+    /// with the weights of the terms it adds.
     static func describe(_ objective: PreferenceObjective) -> String {
-        objective.kind.name + (objective.nllCoefficient != 0 ? " + \(objective.nllCoefficient) × NLL(chosen)" : "")
+        var terms: [String] = []
+        if case .cplBC = objective.kind { terms.append("\(objective.cplBCCoefficient) × BC(both responses)") }
+        if case .inspo = objective.kind, objective.muDPO != 0 {
+            terms.append("\(objective.muDPO) × DPO(unconditional)")
+        }
+        if objective.nllCoefficient != 0 { terms.append("\(objective.nllCoefficient) × NLL(chosen)") }
+        return objective.name + (terms.isEmpty ? "" : " (+ " + terms.joined(separator: " + ") + ")")
     }
 
     /// Preference pairs (train and held-out, tokenised) and, for exact match, held-out prompts with answers.

@@ -1,3 +1,4 @@
+import Alignment
 import Cluster
 import Config
 import Datasets
@@ -19,75 +20,13 @@ public enum OverOptimisation {
     static let sharedKeys = CommonKeys.run + CommonKeys.data
     static let shared = Set(sharedKeys.map(\.path))
 
-    /// A compared method: which reward PPO optimises.
-    public enum Method: Hashable, Sendable, CustomStringConvertible {
-        /// Proxy K alone (1-based); "proxy" is proxy 1.
-        case proxy(Int)
-        /// The mean of the study's proxies.
-        case ensemble
-        /// R2M on proxy 1; its ablations without the policy's states (ω = 1, the paper's
-        /// "Iterative RMHead") and without the update ("w/o Train").
-        case r2m, r2mNoFeedback, r2mNoUpdate
-        /// LinUCB over the proxies, and its uniformly random baseline.
-        case laser, random
-        /// The hybrid routing (verifier, GenRM with the answer, GenRM against best-of-N); with
-        /// Pre-PPO (the hardest prompts by the whole reward) and the verifier-first curriculum.
-        case hybrid, hybridPrePPO
-
-        static let named: [String: Method] = [
-            "proxy": .proxy(1), "ensemble": .ensemble, "r2m": .r2m, "r2m_no_feedback": .r2mNoFeedback,
-            "r2m_no_update": .r2mNoUpdate, "laser": .laser, "random": .random, "hybrid": .hybrid,
-            "hybrid_prepo": .hybridPrePPO,
-        ]
-
-        public init?(name: String) {
-            if let m = Self.named[name] {
-                self = m
-                return
-            }
-            guard name.hasPrefix("proxy"), let k = Int(name.dropFirst(5)), k >= 1 else { return nil }
-            self = .proxy(k)
-        }
-
-        public var description: String {
-            if case .proxy(let k) = self { return k == 1 ? "proxy" : "proxy\(k)" }
-            return Self.named.first { $0.value == self }!.key
-        }
-
-        var selection: RewardSelection {
-            switch self {
-            case .proxy, .ensemble, .hybrid, .hybridPrePPO: return .mean
-            case .r2m, .r2mNoFeedback, .r2mNoUpdate: return .r2m
-            case .laser: return .laser
-            case .random: return .random
-            }
-        }
-
-        /// The reward source PPO optimises (its reward_<name>_mean is the summary's "proxy").
-        var trainedSource: String {
-            switch self {
-            case .r2m, .r2mNoFeedback, .r2mNoUpdate: return "r2m"
-            case .hybrid, .hybridPrePPO: return "hybrid"
-            default: return "proxy"
-            }
-        }
-
-        /// The proxies (1-based) whose heads PPO reads, of `count` trained per seed.
-        func heads(of count: Int) -> [Int] {
-            switch self {
-            case .proxy(let k): return [k]
-            case .ensemble, .laser, .random: return Array(1...count)
-            default: return [1]
-            }
-        }
-    }
-
     /// The study's own keys.
     public struct Settings: Sendable {
         static let methods = Key<String>(
             "study.methods", "proxy",
             "comma-separated methods: proxy (proxy 1), proxyK, ensemble, r2m, r2m_no_feedback, r2m_no_update, laser, "
-                + "random, hybrid, hybrid_prepo"
+                + "random, hybrid, hybrid_gold, verifier_proxy, hybrid_prepo, hybrid_prepo_only, hybrid_curriculum, "
+                + "hybrid_random_subset; each may add +key=value overrides of its rl.* keys (laser+laser.alpha=1)"
         )
         static let seeds = Key<String>(
             "study.seeds", "",
@@ -119,17 +58,36 @@ public enum OverOptimisation {
         static let curriculumShare = Key<Double>(
             "study.curriculum_share", 0.2,
             "hybrid_prepo: the share of the iterations that draw the verifier's (arith) prompts only", .within(0, 1))
+        static let proxySlices = Key<ProxySlices>(
+            "study.proxy_slices", .none,
+            "what each proxy knows: none, every proxy on pairs of all prompts; size, proxy k of K on the k-th band "
+                + "of the prompts by the sum's size; carry, odd proxies on sums that carry, even ones on sums that do "
+                + "not"
+        )
+        static let fairVerifier = Key<String>(
+            "study.fair_verifier", "last_digit+format",
+            "the fair hybrid's verifier on the arith route: rules that are not the gold's (hybrid_gold: exact+format)")
+        static let genrmBudget = Key<Int>(
+            "study.genrm_judgements", 0,
+            "judgements the fair GenRM is trained on, with study.noise of them flipped (0: study.pairs, the proxies' "
+                + "budget); hybrid_gold's GenRM has every training problem's, noise-free", .nonNegative)
+        static let heldoutPairs = Key<Int>(
+            "study.heldout_pairs", 200,
+            "noise-free gold-labelled pairs on held-out prompts (r2m methods log the fused reward's accuracy on them)",
+            .positive)
         static let keys =
             [methods, seeds].map(\.declaration) + [verifierShare, referenceShare].map(\.declaration) + [
                 sftFrom.declaration
             ]
             + [proxies, pairs].map(\.declaration) + [noise, temperature].map(\.declaration) + [smooth.declaration]
             + [prepoKeep.declaration, prepoCandidates.declaration, curriculumShare.declaration]
+            + [proxySlices.declaration, fairVerifier.declaration, genrmBudget.declaration, heldoutPairs.declaration]
 
-        public var methods: [Method], seeds: [Int], verifierShare: Double, referenceShare: Double, sftFrom: String,
-            proxies: Int, pairs: Int
+        public var methods: [MethodSpec], seeds: [Int], verifierShare: Double, referenceShare: Double,
+            sftFrom: String, proxies: Int, pairs: Int
         public var noise: Double, temperature: Float, smooth: Int, prepoKeep: Double, prepoCandidates: Int,
             curriculumShare: Double
+        public var proxySlices: ProxySlices, fairVerifier: String, genrmJudgements: Int, heldoutPairs: Int
         /// Keys each method sets itself (set in the file or an override they would be overwritten).
         static let setByMethods = [
             "rl.rewards.selection", "rl.rewards.proxy_heads", "rl.rewards.proxy", "rl.rewards.verifier",
@@ -137,6 +95,7 @@ public enum OverOptimisation {
             "rl.rewards.reward_head", "rl.rewards.hybrid", "rl.rewards.genrm_model", "rl.rewards.verifier_tasks",
             "rl.rewards.reference_tasks", "rl.laser.arms", "rl.r2m.policy_feedback", "rl.r2m.update",
             "rl.prepo.keep", "rl.prepo.candidates", "rl.curriculum.tasks", "rl.curriculum.share",
+            "rl.rewards.proxy_tasks", "rl.prepo.rule", "rl.r2m.heldout_pairs",
         ]
 
         init(_ c: ResolvedConfig) throws {
@@ -158,19 +117,20 @@ public enum OverOptimisation {
             prepoKeep = c[Self.prepoKeep]
             prepoCandidates = c[Self.prepoCandidates]
             curriculumShare = c[Self.curriculumShare]
+            proxySlices = c[Self.proxySlices]
+            fairVerifier = c[Self.fairVerifier]
+            genrmJudgements = c[Self.genrmBudget] > 0 ? c[Self.genrmBudget] : pairs
+            heldoutPairs = c[Self.heldoutPairs]
+            do { _ = try Verifiers.routes("arith=" + fairVerifier) } catch {
+                throw ConfigError("'study.fair_verifier': \(error)")
+            }
             try checkMethods()
         }
 
-        /// study.methods: known names, none twice (proxy and proxy1 are the same method).
-        static func parseMethods(_ c: ResolvedConfig) throws -> [Method] {
-            let methods = try commaList(c[Self.methods]).map { name in
-                guard let m = Method(name: name) else {
-                    throw ConfigError(
-                        "'study.methods': '\(name)' is not a method (proxy, proxyK, "
-                            + "\(Method.named.keys.filter { $0 != "proxy" }.sorted().joined(separator: ", ")))")
-                }
-                return m
-            }
+        /// study.methods: known names with valid overrides, none twice (proxy and proxy1 are the same method).
+        static func parseMethods(_ c: ResolvedConfig) throws -> [MethodSpec] {
+            let ppo = c.scoped(to: ppoSchema, prefix: "rl.", shared: shared)
+            let methods = try commaList(c[Self.methods]).map { try MethodSpec(parsing: $0, ppo: ppo) }
             guard !methods.isEmpty else { throw ConfigError("'study.methods' names no method") }
             try refuseRepeats("study.methods", methods.map(\.description))
             return methods
@@ -203,6 +163,7 @@ public enum OverOptimisation {
 
         /// What each method needs of the other study keys.
         func checkMethods() throws {
+            let methods = self.methods.map(\.method)
             for case .proxy(let k) in methods where k > proxies {
                 throw ConfigError("'study.methods': proxy\(k) needs study.proxies ≥ \(k) (it is \(proxies))")
             }
@@ -214,11 +175,14 @@ public enum OverOptimisation {
                     "'study.verifier_share' + 'study.reference_share' is \(verifierShare + referenceShare); the "
                         + "shares of prompts add up to at most 1")
             }
-            guard methods.contains(.hybridPrePPO) else { return }
-            guard prepoKeep > 0 else {
+            if methods.contains(where: \.keepsPrompts) && prepoKeep <= 0 {
                 throw ConfigError(
                     "'study.prepo_keep' is 0: hybrid_prepo keeps the hardest share of the prompts; set it above 0")
             }
+            if methods.contains(.curriculumOnly) && curriculumShare == 0 {
+                throw ConfigError("'study.curriculum_share' is 0: hybrid_curriculum has no curriculum; set it above 0")
+            }
+            guard methods.contains(where: \.usesCurriculum) else { return }
             guard curriculumShare == 0 || verifierShare > 0 else {
                 throw ConfigError(
                     "'study.curriculum_share' draws the verifier's (arith) prompts first, but "
@@ -226,7 +190,8 @@ public enum OverOptimisation {
             }
         }
         /// Proxies trained per seed: as many as any method reads.
-        var proxiesTrained: Int { methods.flatMap { $0.heads(of: proxies) }.max() ?? 1 }
+        var proxiesTrained: Int { methods.flatMap { $0.method.heads(of: proxies) }.max() ?? 1 }
+        func uses(_ test: (Method) -> Bool) -> Bool { methods.contains { test($0.method) } }
     }
 
     public static let schema = ConfigSchema(
@@ -284,8 +249,12 @@ public enum OverOptimisation {
         return summary
     }
 
-    /// What a seed's methods share: the SFT model, the proxies' checkpoints, the GenRM and the hybrid data.
-    struct SeedSetup { var folder: String, sftModel: String, proxies: [String], genrm: String? }
+    /// What a seed's methods share: the SFT model, the proxies' checkpoints, the GenRMs (fair: the
+    /// proxies' budget and noise; gold: every judgement, noise-free), the held-out gold pairs and the hybrid data.
+    struct SeedSetup {
+        var folder: String, sftModel: String, proxies: [String], genrmFair: String?, genrmGold: String?
+        var heldoutPairs: String
+    }
 
     static func prepareSeed(
         _ config: ResolvedConfig, study: Settings, seed: Int, folder: String, transport: any Transport,
@@ -315,10 +284,11 @@ public enum OverOptimisation {
         // 2. Gold-labelled pairs of the SFT policy's responses (rank 0 writes them; all read).
         let rl = try config.scoped(to: ppoSchema, prefix: "rl.", shared: shared)
         let pairFiles = (0..<study.proxiesTrained).map { "\(folder)/gold_pairs_\($0 + 1).jsonl" }
+        let heldoutPairs = "\(folder)/gold_pairs_heldout.jsonl"
         if transport.rank == 0 {
             try writeGoldPairs(
                 study, task: data.arithTask, seed: UInt64(seed), maxNewTokens: rl[PPOSettings.maxNewTokens],
-                sftModel: sftModel, files: pairFiles, say: say)
+                sftModel: sftModel, files: pairFiles, heldout: study.uses(\.isR2M) ? heldoutPairs : nil, say: say)
         }
         try await transport.barrier()
         // 3. Proxy reward models from the SFT model, one per noisy sample (proxy.* rm keys: LoRA or the head alone).
@@ -328,15 +298,17 @@ public enum OverOptimisation {
         let heads = try await stages.trainProxies(pairFiles, onStage: onStage)
         // 4. Hybrid: the generative reward model (SFT on judgement data from the SFT model) and
         //    prompts whose tasks route them to the verifier, the GenRM with the answer, or best-of-N.
-        var genrm: String?
-        if study.methods.contains(.hybrid) || study.methods.contains(.hybridPrePPO) {
+        var setup = SeedSetup(
+            folder: folder, sftModel: sftModel, proxies: heads, genrmFair: nil, genrmGold: nil,
+            heldoutPairs: heldoutPairs)
+        if study.uses(\.isRouted) {
             if transport.rank == 0 {
                 try writeHybridData(data.arithTask, study: study, seed: UInt64(seed), folder: folder)
             }
             try await transport.barrier()
-            genrm = try await stages.trainGenRM(onStage: onStage)
+            (setup.genrmFair, setup.genrmGold) = try await stages.trainGenRMs(study, onStage: onStage)
         }
-        return SeedSetup(folder: folder, sftModel: sftModel, proxies: heads, genrm: genrm)
+        return setup
     }
 
     /// The reward models of one seed, trained from its SFT model.
@@ -371,19 +343,34 @@ public enum OverOptimisation {
             return heads
         }
 
-        /// The generative reward model: SFT (genrm.* keys) on the judgement data in the seed's folder.
-        func trainGenRM(onStage: (String, FailureContext) -> Void) async throws -> String {
-            sayRankZero("== seed \(seed): genrm")
+        /// The fair GenRM (the proxies' budget and noise) and hybrid_gold's (every judgement), as methods need them.
+        func trainGenRMs(_ study: Settings, onStage: (String, FailureContext) -> Void) async throws -> (
+            fair: String?, gold: String?
+        ) {
+            let fair =
+                study.uses(\.usesFairGenRM)
+                ? try await trainGenRM(judgements: "judge_budget.jsonl", out: "genrm", onStage: onStage) : nil
+            let gold =
+                study.uses { $0 == .hybridGold }
+                ? try await trainGenRM(judgements: "judge.jsonl", out: "genrm-gold", onStage: onStage) : nil
+            return (fair, gold)
+        }
+
+        /// A generative reward model: SFT (genrm.* keys) on a judgement file in the seed's folder, into `out`.
+        func trainGenRM(judgements: String, out: String, onStage: (String, FailureContext) -> Void) async throws
+            -> String
+        {
+            sayRankZero("== seed \(seed): \(out) (\(judgements))")
             let stage = SFTStage(
                 config: try SFTConfig(
                     config.scoped(to: sftSchema, prefix: "genrm.", shared: shared)
-                        .with(RunSettings.out, ConfigPath(folder + "/genrm")).with(RunSettings.resume, "never")
+                        .with(RunSettings.out, ConfigPath("\(folder)/\(out)")).with(RunSettings.resume, "never")
                         .with(RunSettings.initFrom, ConfigPath(sftModel)).with(DataSettings.task, DataTask.none)
-                        .with(DataSettings.train, ConfigPath(folder + "/judge.jsonl"))
+                        .with(DataSettings.train, ConfigPath("\(folder)/\(judgements)"))
                         .with(DataSettings.eval, ConfigPath(folder + "/eval_judge.jsonl"))),
                 transport: transport, workingDirectory: workingDirectory, say: say)
-            guard let judge = try await runStage(stage, as: "genrm", onStage: onStage).lastCheckpoint else {
-                throw TrainingError("genrm left no checkpoint")
+            guard let judge = try await runStage(stage, as: out, onStage: onStage).lastCheckpoint else {
+                throw TrainingError("\(out) left no checkpoint")
             }
             return judge
         }
@@ -391,47 +378,19 @@ public enum OverOptimisation {
 
     /// PPO against the method's reward; the gold reward is logged, never optimised.
     static func runMethod(
-        _ method: Method, seed: Int, setup: SeedSetup, config: ResolvedConfig, study: Settings,
+        _ spec: MethodSpec, seed: Int, setup: SeedSetup, config: ResolvedConfig, study: Settings,
         transport: any Transport,
         workingDirectory: String, say: @escaping (String) -> Void, onStage: (String, FailureContext) -> Void
     ) async throws -> Result {
-        let started = Date(), out = "\(setup.folder)/\(method)"
-        let heads = method.heads(of: study.proxies).map { setup.proxies[$0 - 1] }
-        var ppoConfig = try config.scoped(to: ppoSchema, prefix: "rl.", shared: shared)
-            .with(RunSettings.out, ConfigPath(out)).with(RunSettings.resume, "never")
-            .with(RunSettings.initFrom, ConfigPath(setup.sftModel)).with(
-                RewardSettings.proxyHeads, heads.joined(separator: ",")
-            )
-            .with(RewardSettings.selection, method.selection)
-            .with(RewardSettings.proxy, 1).with(RewardSettings.verifier, 0).with(RewardSettings.format, 0).with(
-                RewardSettings.rewardHead, 0)
-        if method == .r2mNoFeedback { ppoConfig = try ppoConfig.with(R2MSettings.policyFeedback, false) }
-        if method == .r2mNoUpdate { ppoConfig = try ppoConfig.with(R2MSettings.update, false) }
-        if method == .hybrid || method == .hybridPrePPO, let judge = setup.genrm {
-            ppoConfig = try ppoConfig.with(RewardSettings.hybrid, 1).with(RewardSettings.proxy, 0).with(
-                RewardSettings.genrmModel, ConfigPath(judge)
-            )
-            .with(RewardSettings.verifierTasks, "arith").with(RewardSettings.referenceTasks, "arith-ref").with(
-                DataSettings.task, DataTask.none
-            )
-            .with(DataSettings.train, ConfigPath(setup.folder + "/prompts.jsonl")).with(
-                DataSettings.eval, ConfigPath(setup.folder + "/eval.jsonl"))
-        }
-        // Shen et al. 2025's combination: the hardest prompts by the whole reward, the
-        // verifier's (math) prompts first.
-        if method == .hybridPrePPO {
-            ppoConfig = try ppoConfig.with(PromptSelectionSettings.keep, study.prepoKeep).with(
-                PromptSelectionSettings.candidates, study.prepoCandidates)
-            if study.curriculumShare > 0 {
-                ppoConfig = try ppoConfig.with(PromptSelectionSettings.curriculumTasks, "arith").with(
-                    PromptSelectionSettings.curriculumShare, study.curriculumShare)
-            }
-        }
-        if transport.rank == 0 { say("== seed \(seed): ppo (\(method))") }
+        let started = Date(), out = "\(setup.folder)/\(spec)", method = spec.method
+        let ppoConfig = try methodConfig(
+            spec, setup: setup, study: study,
+            base: config.scoped(to: ppoSchema, prefix: "rl.", shared: shared).with(RunSettings.out, ConfigPath(out)))
+        if transport.rank == 0 { say("== seed \(seed): ppo (\(spec))") }
         let ppo = PPOStage(
             config: try PPOConfig(ppoConfig), transport: transport, workingDirectory: workingDirectory, say: say)
         _ = try await runStage(ppo, as: "ppo", onStage: onStage)
-        var result = Result(method: method.description, seed: seed, runFolder: out)
+        var result = Result(method: spec.description, seed: seed, runFolder: out)
         if transport.rank == 0 {
             try result.summarise(
                 metrics: "\(out)/metrics.jsonl", trained: "reward_\(method.trainedSource)_mean", smooth: study.smooth)

@@ -7,6 +7,24 @@ import Models
 import Runs
 import Tokenizers
 
+/// What each proxy of the study knows (study.proxy_slices): the prompts its pairs are drawn from.
+public enum ProxySlices: String, ConfigChoice {
+    case none, size, carry
+
+    /// The training problems proxy `k` (0-based) of `count` draws from: all; the k-th of `count`
+    /// bands of the problems ordered by a + b (then a); odd proxies (k even) the sums whose units
+    /// carry, even ones the rest.
+    func problems(_ all: [ArithTask.Problem], proxy k: Int, of count: Int) -> [ArithTask.Problem] {
+        switch self {
+        case .none: return all
+        case .size:
+            let sorted = all.sorted { ($0.a + $0.b, $0.a) < ($1.a + $1.b, $1.a) }
+            return Array(sorted[(k * sorted.count / count)..<((k + 1) * sorted.count / count)])
+        case .carry: return all.filter { ($0.a % 10 + $0.b % 10 >= 10) == (k % 2 == 0) }
+        }
+    }
+}
+
 /// The over-optimisation study's data: gold-labelled pairs of the SFT policy's samples for the
 /// proxies, and the hybrid reward's routed prompts and judgements.
 extension OverOptimisation {
@@ -18,8 +36,15 @@ extension OverOptimisation {
 
     /// The hybrid study's data: judgements for the GenRM, prompts with tasks routed by
     /// study.verifier_share and study.reference_share, and the held-out set.
+    /// judge.jsonl holds a judgement of every training problem (hybrid_gold's GenRM);
+    /// judge_budget.jsonl study.genrm_judgements of them with study.noise of the verdicts flipped
+    /// (the fair GenRM: the proxies' label budget and noise).
     static func writeHybridData(_ task: ArithTask, study: Settings, seed: UInt64, folder: String) throws {
-        try JSONL.write(task.judgements(task.train, salt: 4), to: "\(folder)/judge.jsonl")
+        let all = task.judgements(task.train, salt: 4)
+        try JSONL.write(all, to: "\(folder)/judge.jsonl")
+        try JSONL.write(
+            budgetJudgements(all, count: study.genrmJudgements, noise: study.noise, seed: seed),
+            to: "\(folder)/judge_budget.jsonl")
         try JSONL.write(task.judgements(task.eval, salt: 5), to: "\(folder)/eval_judge.jsonl")
         var rng = RNG(seed: seed &+ 0x4B)
         let v = study.verifierShare, r = study.referenceShare
@@ -36,12 +61,30 @@ extension OverOptimisation {
             to: "\(folder)/eval.jsonl")
     }
 
-    /// For each proxy: `study.pairs` prompts (its own seeded draw), two sampled SFT responses each,
-    /// the pair ordered by the gold reward (ties redrawn up to 8 times, then skipped) and flipped
-    /// with probability `study.noise`.
+    /// `count` judgements drawn without replacement (seeded), each verdict (Y/N) flipped with
+    /// probability `noise`.
+    static func budgetJudgements(_ all: [[String: Any]], count: Int, noise: Double, seed: UInt64) -> [[String: Any]] {
+        var rng = RNG(seed: seed &+ 0x6E4B)
+        var order = Array(all.indices)
+        shuffle(&order, &rng)
+        return order.prefix(count).map { i in
+            var j = all[i]
+            if Double(rng.uniform()) < noise {
+                let flipped = (j["completion"] as? String) == JudgePrompt.yes ? JudgePrompt.no : JudgePrompt.yes
+                j["completion"] = flipped
+                j["answer"] = flipped
+            }
+            return j
+        }
+    }
+
+    /// For each proxy: `study.pairs` prompts (its own seeded draw from its slice of the training
+    /// problems, study.proxy_slices), two sampled SFT responses each, the pair ordered by the gold
+    /// reward (ties redrawn up to 8 times, then skipped) and flipped with probability `study.noise`;
+    /// `heldout`: study.heldout_pairs noise-free pairs on the held-out problems.
     static func writeGoldPairs(
         _ study: Settings, task: ArithTask, seed: UInt64, maxNewTokens maxNew: Int, sftModel: String, files: [String],
-        say: (String) -> Void
+        heldout: String?, say: (String) -> Void
     ) throws {
         guard !task.train.isEmpty else {
             throw ConfigError(
@@ -49,51 +92,77 @@ extension OverOptimisation {
                     + "for the gold pairs"
             )
         }
-        let trunk = try HFCheckpoint.load(directory: sftModel)
-        let tokenizer = try Tokenizers.load(sftModel)
-        let noise = study.noise
-        for (k, file) in files.enumerated() {
-            var rng = RNG(seed: seed &+ 0x601D &+ UInt64(k) &* 7919)
+        let sampler = PairSampler(
+            trunk: try HFCheckpoint.load(directory: sftModel), tokenizer: try Tokenizers.load(sftModel),
+            temperature: study.temperature, maxNewTokens: maxNew)
+        var jobs = files.enumerated().map { k, file in
+            PairJob(
+                file: file, problems: study.proxySlices.problems(task.train, proxy: k, of: files.count),
+                count: study.pairs, noise: study.noise, salt: UInt64(k))
+        }
+        if let heldout {
+            jobs.append(PairJob(file: heldout, problems: task.eval, count: study.heldoutPairs, noise: 0, salt: 0x4E1D))
+        }
+        for (k, job) in jobs.enumerated() {
+            guard !job.problems.isEmpty else {
+                throw ConfigError("'study.proxy_slices' \(study.proxySlices): proxy \(k + 1)'s slice has no problem")
+            }
+            let (lines, flipped, skipped) = try sampler.pairs(job, seed: seed)
+            try JSONL.write(lines, to: job.file)
+            say(
+                "gold pairs \(k < files.count ? "for proxy \(k + 1)" : "held out"): \(lines.count) pairs of SFT "
+                    + "samples (\(job.problems.count) problems to draw from), \(flipped) labels flipped, "
+                    + "\(skipped) prompts skipped (all samples tied) → \(job.file)"
+            )
+        }
+    }
+
+    /// One file of gold-labelled pairs: `count` pairs on `problems`, `noise` of the labels flipped.
+    struct PairJob { var file: String, problems: [ArithTask.Problem], count: Int, noise: Double, salt: UInt64 }
+
+    /// Samples pairs of the SFT model's responses and orders them by the gold reward.
+    struct PairSampler {
+        let trunk: any CausalLM, tokenizer: any Tokenizer, temperature: Float, maxNewTokens: Int
+
+        /// The job's pairs (prompt, chosen, rejected, task), the labels flipped and the prompts skipped.
+        func pairs(_ job: PairJob, seed: UInt64) throws -> (lines: [[String: Any]], flipped: Int, skipped: Int) {
+            var rng = RNG(seed: seed &+ 0x601D &+ job.salt &* 7919)
             var lines: [[String: Any]] = [], flipped = 0, skipped = 0
             var attempt = 0
-            while lines.count < study.pairs && attempt < 20 * study.pairs {
+            while lines.count < job.count && attempt < 20 * job.count {
                 attempt += 1
-                let problem = task.train[Int(rng.next() % UInt64(task.train.count))]
-                let prompt = ArithTask.prompt(problem), answer = ArithTask.answer(problem)
-                let tokens = tokenizer.encodeWithPrefix(prompt)
-                var pair: (String, String, Double, Double)?
-                for _ in 0..<8 {
-                    let out = try trunk.generate(
-                        prompts: [tokens, tokens],
-                        options: SamplingOptions(
-                            temperature: study.temperature, maxNewTokens: maxNew, eosTokenId: tokenizer.eosTokenId,
-                            stopTokenIds: tokenizer.stopTokenIds,
-                            seed: rng.next())
-                    ).tokens
-                    let a = tokenizer.decode(out[0], skipSpecialTokens: true),
-                        b = tokenizer.decode(out[1], skipSpecialTokens: true)
-                    let ga = gold(a, answer: answer), gb = gold(b, answer: answer)
-                    if ga != gb {
-                        pair = (a, b, ga, gb)
-                        break
-                    }
-                }
-                guard let (a, b, ga, gb) = pair else {
+                let problem = job.problems[Int(rng.next() % UInt64(job.problems.count))]
+                let prompt = ArithTask.prompt(problem)
+                guard let (a, b) = try differing(prompt, answer: ArithTask.answer(problem), rng: &rng) else {
                     skipped += 1
                     continue
                 }
-                var (chosen, rejected) = ga > gb ? (a, b) : (b, a)
-                if Double(rng.uniform()) < noise {
+                var (chosen, rejected) = (a, b)
+                if Double(rng.uniform()) < job.noise {
                     swap(&chosen, &rejected)
                     flipped += 1
                 }
                 lines.append(["prompt": prompt, "chosen": chosen, "rejected": rejected, "task": "arith"])
             }
-            try JSONL.write(lines, to: file)
-            say(
-                "gold pairs for proxy \(k + 1): \(lines.count) pairs of SFT samples, \(flipped) labels flipped, "
-                    + "\(skipped) prompts skipped (all samples tied) → \(file)"
-            )
+            return (lines, flipped, skipped)
+        }
+
+        /// Two samples whose gold rewards differ, better first (up to 8 draws of two), or nil.
+        func differing(_ prompt: String, answer: String, rng: inout RNG) throws -> (String, String)? {
+            let tokens = tokenizer.encodeWithPrefix(prompt)
+            for _ in 0..<8 {
+                let out = try trunk.generate(
+                    prompts: [tokens, tokens],
+                    options: SamplingOptions(
+                        temperature: temperature, maxNewTokens: maxNewTokens, eosTokenId: tokenizer.eosTokenId,
+                        stopTokenIds: tokenizer.stopTokenIds, seed: rng.next())
+                ).tokens
+                let a = tokenizer.decode(out[0], skipSpecialTokens: true),
+                    b = tokenizer.decode(out[1], skipSpecialTokens: true)
+                let ga = gold(a, answer: answer), gb = gold(b, answer: answer)
+                if ga != gb { return ga > gb ? (a, b) : (b, a) }
+            }
+            return nil
         }
     }
 }

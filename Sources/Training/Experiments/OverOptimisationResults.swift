@@ -14,6 +14,12 @@ extension OverOptimisation {
         public var judgedPeak: Double?, judgedFinal: Double?
         /// The last held-out greedy exact match (rl.eval.every), when evaluated.
         public var exactMatchFinal: Double?
+        /// LASeR and its random baseline: how often each arm was chosen (arm k at index k).
+        public var armCounts: [Int]?
+        /// R2M: the fused reward's accuracy on the held-out gold pairs before the first round and after the last.
+        public var r2mHeldOutStart: Double?, r2mHeldOutFinal: Double?
+        /// The smoothed KL and gold reward of every iteration (the matched-KL comparison reads them).
+        public var klCurve: [Double] = [], goldCurve: [Double] = []
         public var seconds = 0.0
         public var runFolder: String
         public var goldDrop: Double { goldPeak - goldFinal }
@@ -28,6 +34,11 @@ extension OverOptimisation {
                 j["gold_judged_final"] = judgedFinal
             }
             if let exactMatchFinal { j["exact_match_final"] = exactMatchFinal }
+            if let armCounts { j["arm_counts"] = armCounts }
+            if let r2mHeldOutStart, let r2mHeldOutFinal {
+                j["r2m_heldout_acc_start"] = r2mHeldOutStart
+                j["r2m_heldout_acc_final"] = r2mHeldOutFinal
+            }
             return j
         }
 
@@ -54,7 +65,17 @@ extension OverOptimisation {
             goldPeak = gold.max()!
             goldFinal = gold.last!
             proxyFinal = smoothed(try column(trained)).last!
-            klFinal = smoothed(try column("kl")).last!
+            klCurve = smoothed(try column("kl"))
+            goldCurve = gold
+            klFinal = klCurve.last!
+            let arms = lines.compactMap { ($0["laser_arm"] as? Double).map { Int($0) } }
+            if let top = arms.max() { armCounts = (0...top).map { k in arms.filter { $0 == k }.count } }
+            let before = all.compactMap { $0["r2m_heldout_acc_before"] as? Double }
+            let after = all.compactMap { $0["r2m_heldout_acc_after"] as? Double }
+            if let first = before.first {
+                r2mHeldOutStart = first
+                r2mHeldOutFinal = after.last ?? before.last
+            }
             let judged = smoothed(try column("gold_judged_mean", required: false))
             if !judged.isEmpty {
                 judgedPeak = judged.max()
@@ -76,7 +97,9 @@ extension OverOptimisation {
             ("gold_final", "gold final", { $0.goldFinal }),
             ("gold_drop", "drop", { $0.goldDrop }), ("proxy_final", "proxy final", { $0.proxyFinal }),
             ("kl_final", "KL final", { $0.klFinal }),
-            ("gold_judged_final", "gold final, GenRM routes", { $0.judgedFinal }),
+            ("gold_judged_final", "gold final, routes not verified", { $0.judgedFinal }),
+            ("r2m_heldout_acc_start", "R2M held-out acc. start", { $0.r2mHeldOutStart }),
+            ("r2m_heldout_acc_final", "R2M held-out acc. end", { $0.r2mHeldOutFinal }),
             ("exact_match_final", "held-out exact match", { $0.exactMatchFinal }),
             ("seconds", "s per run", { $0.seconds }),
         ]
@@ -95,6 +118,24 @@ extension OverOptimisation {
                 }
                 return row
             }
+        }
+
+        /// How often LASeR and the random baseline chose each arm, summed over the seeds.
+        var armMarkdown: String {
+            let rows = methods.compactMap { m -> String? in
+                let counts = results.filter { $0.method == m }.compactMap(\.armCounts)
+                guard !counts.isEmpty else { return nil }
+                let width = counts.map(\.count).max()!
+                let total = (0..<width).map { k in counts.reduce(0) { $0 + ($1.count > k ? $1[k] : 0) } }
+                let perSeed = counts.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }
+                return "| \(m) | " + total.map(String.init).joined(separator: ", ") + " | "
+                    + perSeed.joined(separator: " ") + " |\n"
+            }
+            guard !rows.isEmpty else { return "" }
+            return
+                "\nArms chosen (arm k = proxy k + 1):\n\n| method | count per arm, all seeds | per seed |\n"
+                + "|---|---|---|\n"
+                + rows.joined()
         }
 
         public var markdown: String {
@@ -116,14 +157,18 @@ extension OverOptimisation {
             return out
         }
 
-        /// summary.md, summary.json and gold-vs-kl.svg (gold reward against KL, one band over the seeds per method).
+        /// summary.md, summary.json, gold-vs-kl.svg (gold reward against KL, one band over the seeds
+        /// per method) and gold-at-matched-kl.svg (each method's gold at the matched KL, 95% interval).
         func write() throws {
-            try markdown.write(toFile: folder + "/summary.md", atomically: true, encoding: .utf8)
+            let matched = MatchedKL(results: results, methods: methods)
+            try (markdown + "\n" + matched.markdown + armMarkdown).write(
+                toFile: folder + "/summary.md", atomically: true, encoding: .utf8)
             try JSONSerialization.data(
-                withJSONObject: RunFolder.jsonSafe(["methods": summary] as [String: Any]),
+                withJSONObject: RunFolder.jsonSafe(["methods": summary, "matched_kl": matched.json] as [String: Any]),
                 options: [.prettyPrinted, .sortedKeys]
             )
             .write(to: URL(fileURLWithPath: folder + "/summary.json"))
+            try matched.svg.write(toFile: folder + "/gold-at-matched-kl.svg", atomically: true, encoding: .utf8)
             let bands = try MetricsChart.bands(runs: results.map(\.runFolder), metric: "gold_mean", x: "kl", window: 10)
             try MetricsChart.svg(series: bands, metric: "gold_mean", x: "kl").write(
                 toFile: folder + "/gold-vs-kl.svg", atomically: true, encoding: .utf8)

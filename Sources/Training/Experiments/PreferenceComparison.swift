@@ -114,7 +114,7 @@ public enum PreferenceComparison {
             let r = try await runStage(stage, as: name, onStage: onStage)
             rows.append(
                 Row(
-                    loss: stageConfig.objective.kind.name,
+                    loss: stageConfig.objective.name,
                     sftExactMatch: r.initialEval?.exactMatch, exactMatch: r.finalEval?.exactMatch,
                     conditionedExactMatch: r.finalEval?.conditionedExactMatch,
                     rewardAccuracy: r.finalEval?.rewardAccuracy,

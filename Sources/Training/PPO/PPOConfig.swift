@@ -133,12 +133,19 @@ public struct PPOSettings: Sendable {
 }
 
 /// Pre-PPO prompt selection and the task-priority curriculum (Shen et al. 2025).
+/// Which prompts Pre-PPO keeps.
+public enum PrePPORule: String, ConfigChoice { case hardest, random }
+
 public struct PromptSelectionSettings: Sendable {
     static let keep = Key<Double>(
         "prepo.keep", 0,
         "Pre-PPO: keep this share of the prompts, the hardest by the SFT policy's mean reward z-scored per task (0: "
             + "off)",
         .within(0, 1))
+    static let rule = Key<PrePPORule>(
+        "prepo.rule", .hardest,
+        "Pre-PPO: hardest keeps the lowest per-task z-scores; random keeps a seeded random subset of the same size "
+            + "(the control that separates choosing hard prompts from having fewer prompts)")
     static let samples = Key<Int>("prepo.samples", 4, "Pre-PPO: responses sampled per candidate prompt", .positive)
     static let candidates = Key<Int>(
         "prepo.candidates", 2000, "Pre-PPO: prompts scored (the first N of the seeded order; 0: all)", .nonNegative)
@@ -148,9 +155,11 @@ public struct PromptSelectionSettings: Sendable {
     static let curriculumShare = Key<Double>(
         "curriculum.share", 0, "share of the iterations that draw only curriculum.tasks prompts", .within(0, 1))
 
-    public var keep: Double, samples: Int, candidates: Int, curriculumTasks: Set<String>, curriculumShare: Double
+    public var keep: Double, rule: PrePPORule, samples: Int, candidates: Int, curriculumTasks: Set<String>,
+        curriculumShare: Double
     init(_ c: ResolvedConfig) {
         keep = c[Self.keep]
+        rule = c[Self.rule]
         samples = c[Self.samples]
         candidates = c[Self.candidates]
         curriculumTasks = Set(commaList(c[Self.curriculumTasks]))
@@ -189,9 +198,11 @@ public let ppoSchema = ConfigSchema(
             RewardSettings.hybrid.declaration, RewardSettings.genrmModel.declaration,
             RewardSettings.verifierTasks.declaration,
             RewardSettings.referenceTasks.declaration, RewardSettings.bonSamples.declaration,
+            RewardSettings.proxyTasks.declaration,
         ]
         + [
-            PromptSelectionSettings.keep.declaration, PromptSelectionSettings.samples.declaration,
+            PromptSelectionSettings.keep.declaration, PromptSelectionSettings.rule.declaration,
+            PromptSelectionSettings.samples.declaration,
             PromptSelectionSettings.candidates.declaration,
             PromptSelectionSettings.curriculumTasks.declaration, PromptSelectionSettings.curriculumShare.declaration,
         ]
@@ -277,6 +288,23 @@ public struct PPOConfig: Sendable {
             "ppo.dynamic_sampling scores refill batches that are then dropped, and rewards.selection "
                 + "\(rewards.selection.rawValue) learns from every batch it scores: use one or the other")
         try check(layout == .separate || lora.rank > 0, "layout hydra trains LoRA adapters: 'lora.rank' must be > 0")
+        try checkSelectionKeys()
+    }
+
+    /// Keys of one reward selection or prompt rule set while another is in use would be ignored.
+    func checkSelectionKeys() throws {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
+        let r2mOwn = [
+            ("r2m.heldout_pairs", !r2m.heldoutPairs.isEmpty), ("r2m.steps", r2m.steps != 1),
+            ("r2m.anchor", r2m.anchor != 0),
+        ]
+        if rewards.selection != .r2m, let (key, _) = r2mOwn.first(where: \.1) {
+            throw ConfigError(
+                "'\(key)' is set, but rewards.selection is \(rewards.selection.rawValue): the key is R2M's (r2m)")
+        }
+        try check(
+            promptSelection.rule == .hardest || promptSelection.keep > 0,
+            "'prepo.rule' random keeps a random prepo.keep share of the candidates, but prepo.keep is 0 (off)")
     }
 
     /// What the reward sources read.

@@ -450,7 +450,11 @@ final class PPOSession {
                 heldOutPrompts: heldOut, policy: policy,
                 localPolicy: roles.policy, scorer: scorer, tokenizer: tokenizer, say: say, host: sourceHost))
         pool = candidates
-        if cfg.promptSelection.keep > 0 { pool = try await prePPOSelection(candidates: candidates, folder: folder) }
+        if cfg.promptSelection.keep > 0 {
+            pool =
+                cfg.promptSelection.rule == .random
+                ? randomPromptSubset(candidates) : try await prePPOSelection(candidates: candidates, folder: folder)
+        }
         guard !pool.isEmpty else {
             throw ConfigError(
                 "'prepo.keep' (\(cfg.promptSelection.keep)) of \(cfg.promptSelection.candidates) candidates keeps no "

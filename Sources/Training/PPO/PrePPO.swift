@@ -65,6 +65,17 @@ extension PPOSession {
         return keptPositions.sorted().map { candidates[$0] }
     }
 
+    /// prepo.rule random: as many candidates as the hardest rule keeps, drawn by a seeded shuffle
+    /// (no scoring): the control with Pre-PPO's pool size and none of its choice.
+    func randomPromptSubset(_ candidates: [Int]) -> [Int] {
+        let keep = PrePPOSelection.keptCount(candidates.count, share: cfg.promptSelection.keep)
+        var order = candidates
+        var rng = RNG(seed: cfg.run.seed &+ 0x9EB)
+        shuffle(&order, &rng)
+        say("Pre-PPO control: kept \(keep) of \(candidates.count) candidate prompts at random (prepo.rule random)")
+        return order.prefix(keep).sorted()
+    }
+
     /// Pre-PPO's candidate prompts: prepo.candidates of them in a seeded order (0: all).
     func prePPOCandidates() -> [Int] {
         var order = Array(data.prompts.indices)
