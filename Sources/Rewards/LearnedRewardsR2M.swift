@@ -50,13 +50,15 @@ extension LearnedRewards {
         measure("r2m_heldout_acc_before")
         guard r2m != nil, r2mSettings.update else { return figures }
         let (_, fresh) = try await policy.logProbsAndHidden(sequences)
-        for _ in 0..<r2mSettings.steps {
+        for step in 0..<r2mSettings.steps {
             let sums = try await r2mStep(
                 scored: scored, fresh: fresh, groupSize: groupSize, omega: omega, replicas: replicas)
             figures["r2m_groups"] = sums.groups
             guard sums.groups > 0 else { return figures }
-            figures["r2m_bt_loss"] = sums.bradleyTerry / sums.groups
-            figures["r2m_group_entropy"] = sums.entropy / sums.groups
+            // The losses before the round's first step (comparable at any r2m.steps), and before its last.
+            let suffix = step == 0 ? "" : "_last_step"
+            figures["r2m_bt_loss" + suffix] = sums.bradleyTerry / sums.groups
+            figures["r2m_group_entropy" + suffix] = sums.entropy / sums.groups
         }
         measure("r2m_heldout_acc_after")
         return figures

@@ -23,7 +23,20 @@ struct OverOpt: AsyncParsableCommand {
             """)
     @OptionGroup var experiment: ExperimentOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "Make the summary of a finished study FOLDER again from its runs (no training); --config and the "
+                + "overrides must be the study's.", valueName: "FOLDER"))
+    var summarise: String?
+
     func run() async throws {
+        if let folder = summarise {
+            let config = try OverOptimisation.schema.resolve(file: experiment.config, overrides: experiment.overrides)
+            let study = try OverOptimisation.summariseAgain(folder: folder, config: config)
+            print("over-optimisation study (mean ± sd over seeds); \(study.folder)\n" + study.markdown, terminator: "")
+            printJSONLine(["summary": study.summary])
+            return
+        }
         guard
             let (study, rank) = try await runStages(
                 OverOptimisation.schema, experiment, role: "overopt",

@@ -70,6 +70,8 @@ func runSFT(schema: ConfigSchema, experiment: ExperimentOptions) async throws {
     guard world.rank == 0 else { return }
     var summary: [String: Any] = ["stage": config.stageName, "run": result.runFolder, "steps": result.steps]
     if let a = result.rewardAccuracy { summary["reward_accuracy"] = a }
+    if let a = result.trainRewardAccuracy { summary["train_reward_accuracy"] = a }
+    if let a = result.trainOrderKept { summary["train_order_kept"] = a }
     if let e = result.finalEval, e.examples > 0 {
         summary["eval_loss"] = e.loss
         if let em = e.exactMatch { summary["exact_match"] = em }

@@ -196,14 +196,15 @@ final class ExampleTests: CLITestCase {
             "hybrid_prepo_only", "hybrid_curriculum", "hybrid_random_subset",
         ]
         let study = directory + "/study"
-        let (stdout, _) = try self.run([
-            "overopt", "--config", config, "out=\(study)", "study.seeds=1,2", "sft.train.steps=150", "study.pairs=60",
+        let overrides = [
+            "out=\(study)", "study.seeds=1,2", "sft.train.steps=150", "study.pairs=60",
             "proxy.train.steps=30", "rl.ppo.iterations=8", "rl.eval.every=100", "rl.eval.max_examples=20",
             "rl.rewards.bon_samples=2", "genrm.train.steps=30", "genrm.eval.max_examples=50",
             "study.prepo_candidates=32", "study.prepo_keep=0.5", "rl.prepo.samples=2",
             "study.heldout_pairs=20",
             "study.methods=\(methods.joined(separator: ","))",
-        ])
+        ]
+        let (stdout, _) = try self.run(["overopt", "--config", config] + overrides)
         let lines = stdout.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
@@ -273,6 +274,11 @@ final class ExampleTests: CLITestCase {
         let table = try String(contentsOfFile: study + "/summary.md", encoding: .utf8)
         XCTAssertTrue(methods.allSatisfy { table.contains("| \($0) | 2 |") }, table)
         try checkMatchedKL(study: study, runs: runs, methods: methods)
+        // The summary made again from the runs' metrics is the same, byte for byte.
+        let written = try Data(contentsOf: URL(fileURLWithPath: study + "/summary.json"))
+        try FileManager.default.removeItem(atPath: study + "/summary.json")
+        _ = try self.run(["overopt", "--config", config, "--summarise", study] + overrides)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: study + "/summary.json")), written)
         try self.run(["plot", study, "--bands", "--metric", "gold_mean", "--x", "kl", "--out", directory + "/gold.svg"])
         let svg = try String(contentsOfFile: directory + "/gold.svg", encoding: .utf8)
         XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, methods.count, "one line per method")

@@ -1,3 +1,4 @@
+import Cluster
 import Config
 import Datasets
 import Foundation
@@ -54,5 +55,37 @@ final class CollapseTaskTests: XCTestCase {
         }
         XCTAssertNoThrow(
             try SFTConfig(try rmSchema.resolve(file: nil, overrides: ["data.task=collapse", "rm.utility=adaptive"])))
+    }
+}
+
+/// The paper's regime is a reward model that interpolates its training rankings: `rlhf rm` on the
+/// collapse task reports the pairwise accuracy on them (data.collapse_prompts sizes the set). A
+/// tie counts as wrong, so a saturating utility (x) that polarises the middle responses stays below 1.
+final class CollapseInterpolationTests: TemporaryDirectoryTestCase {
+    func testTrainingRankingAccuracyIsReportedAndReachedOnAFewPrompts() async throws {
+        let config = try SFTConfig(
+            try rmSchema.resolve(
+                file: nil,
+                overrides: [
+                    "out=\(directory)/rm", "resume=never", "tokenizer=byte", "model.preset=tiny", "data.task=collapse",
+                    "data.collapse_prompts=4", "data.eval_size=4", "rm.utility=x_inv", "train.steps=600",
+                    "train.max_length=16", "train.lr=1e-3", "hydra.pair_batch_size=4", "hydra.pair_micro_batch_size=4",
+                    "eval.every=600",
+                    "checkpoint.every=0",
+                ]))
+        let result = try await SFTStage(config: config, transport: SingleProcessTransport(), say: { _ in }).run()
+        let accuracy = try XCTUnwrap(result.trainRewardAccuracy)
+        // 4 rankings of 6 responses: 60 ordered pairs, so the accuracy is a multiple of 1/60.
+        XCTAssertEqual((accuracy * 60).rounded(), accuracy * 60, accuracy: 1e-9)
+        XCTAssertGreaterThanOrEqual(accuracy, 0.95, "x_inv interpolates 4 rankings in 600 steps")
+        let kept = try XCTUnwrap(result.trainOrderKept)
+        XCTAssertGreaterThanOrEqual(kept, accuracy, "a pair ranked right keeps its order up to ties")
+        let logged = try JSONL.objects(path: directory + "/rm/metrics.jsonl").compactMap {
+            $0.object["train_reward_accuracy"] as? Double
+        }
+        XCTAssertEqual(logged.last, accuracy)
+        XCTAssertThrowsError(
+            try SFTConfig(try rmSchema.resolve(file: nil, overrides: ["data.task=arith", "data.collapse_prompts=9"]))
+        ) { XCTAssertTrue("\($0)".contains("'data.collapse_prompts' sizes data.task collapse"), "\($0)") }
     }
 }

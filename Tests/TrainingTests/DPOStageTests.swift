@@ -151,6 +151,9 @@ final class DPOStageTests: TemporaryDirectoryTestCase {
         XCTAssertThrowsError(try config(out: directory, loss: "cpl", extra: ["cpl.lambda=0"])) {
             XCTAssertTrue("\($0)".contains("cpl.lambda"), "\($0)")
         }
+        XCTAssertThrowsError(try config(out: directory, loss: "cpl_bc", extra: ["cpl.lambda=0.5"])) {
+            XCTAssertTrue("\($0)".contains("dpo.loss cpl_bc has none"), "\($0)")
+        }
         XCTAssertThrowsError(try config(out: directory, loss: "kto")) {
             XCTAssertTrue("\($0)".contains("dpo.loss"), "\($0)")
         }

@@ -18,6 +18,14 @@ final class OverOptimisationConfigTests: XCTestCase {
         }
     }
 
+    func testOverridesNameTheirMethod() throws {
+        let s = try settings(["study.methods=laser,laser+laser.alpha=1,r2m+r2m.lr=1e-5+r2m.steps=4"])
+        XCTAssertEqual(s.methods.map(\.description), ["laser", "laser+laser.alpha=1", "r2m+r2m.lr=1e-5+r2m.steps=4"])
+        XCTAssertEqual(s.methods.map(\.method), [.laser, .laser, .r2m])
+        XCTAssertEqual(s.methods[2].overrides, ["r2m.lr=1e-5", "r2m.steps=4"])
+        refused(["study.methods=laser,laser+laser.alpha=0.1,laser+laser.alpha=0.1"], "appears twice")
+    }
+
     func testMethodsAndSeedsParse() throws {
         let s = try settings(["study.methods=proxy3,ensemble,r2m_no_feedback,hybrid_prepo", "study.seeds=4,2"])
         XCTAssertEqual(s.methods.map(\.method), [.proxy(3), .ensemble, .r2mNoFeedback, .hybridPrePPO])
@@ -40,5 +48,12 @@ final class OverOptimisationConfigTests: XCTestCase {
         refused(["study.verifier_share=0.8", "study.reference_share=0.3"], "add up to at most 1")
         refused(["study.methods=hybrid_prepo", "study.prepo_keep=0"], "'study.prepo_keep' is 0")
         refused(["study.methods=hybrid_prepo", "study.verifier_share=0"], "no prompt has that task")
+        refused(["study.methods=proxy+seed=9"], "'seed', which the study sets for every method")
+        refused(["study.methods=proxy+data.seed=2"], "'data.seed', which the study sets")
+        refused(["study.methods=laser+rewards.selection=mean"], "'rewards.selection', which each method sets itself")
+        refused(["study.methods=laser+laser.nope=1"], "laser.nope")
+        refused(["study.methods=laser+laser.alpha"], "'laser.alpha' is not key=value")
+        refused(["study.methods=proxy+r2m.steps=4"], "'r2m.steps' is set, but rewards.selection is mean")
+        refused(["study.methods=hybrid_curriculum", "study.curriculum_share=0"], "hybrid_curriculum has no curriculum")
     }
 }

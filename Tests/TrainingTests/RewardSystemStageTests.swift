@@ -206,6 +206,8 @@ final class LearnedRewardTests: TemporaryDirectoryTestCase {
         refused(["r2m.steps=3"], "'r2m.steps' is set, but rewards.selection is mean")
         refused(["r2m.heldout_pairs=/p.jsonl", "rewards.proxy=1"], "'r2m.heldout_pairs' is set")
         refused(["prepo.rule=random"], "'prepo.rule' random keeps a random prepo.keep share")
+        refused(["rewards.proxy_tasks=chat", "rewards.proxy=1"], "'rewards.proxy_tasks' routes the hybrid reward's")
+        refused(["laser.raw_first_reward=false", "rewards.proxy=1"], "'laser.raw_first_reward' is LASeR's bandit rule")
         XCTAssertNoThrow(
             try PPOConfig(
                 try ppoSchema.resolve(

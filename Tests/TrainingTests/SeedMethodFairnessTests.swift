@@ -122,10 +122,10 @@ final class SeedMethodFairnessTests: XCTestCase {
         XCTAssertEqual(matched.kl, 1)
         XCTAssertEqual(matched.bestProxy?.method, "proxy")
         let verdicts = Dictionary(uniqueKeysWithValues: matched.rows.map { ($0.method, matched.verdict($0)) })
-        XCTAssertEqual(verdicts["good"], "helps")
-        XCTAssertEqual(verdicts["close"], "not shown")
-        XCTAssertEqual(verdicts["bad"], "hurts")
-        XCTAssertEqual(verdicts["proxy"], "baseline")
+        XCTAssertEqual(verdicts["good"], .helps)
+        XCTAssertEqual(verdicts["close"], .notShown)
+        XCTAssertEqual(verdicts["bad"], .hurts)
+        XCTAssertEqual(verdicts["proxy"], .baseline)
         let d = matched.paired(matched.rows[3], matched.bestProxy!)!
         XCTAssertEqual(d.mean, 0.3, accuracy: 1e-12, "good − proxy, paired by seed")
     }

@@ -119,6 +119,9 @@ public struct DPOConfig: Sendable {
         cadence = CadenceSettings(c)
         lora = try LoRASettings(c)
         preference = PreferenceSettings(c)
+        if c[PreferenceSettings.loss] == .cplBC && c.isSet(PreferenceSettings.cplLambda.path) {
+            throw ConfigError("'cpl.lambda' is CPL's conservative bias; dpo.loss cpl_bc has none (λ = 1): drop one")
+        }
         guard data.task != .ifeval else {
             throw ConfigError("data.task ifeval has prompts only (no preference pairs): it is for rlhf ppo")
         }

@@ -125,6 +125,23 @@ public enum OverOptimisation {
                 throw ConfigError("'study.fair_verifier': \(error)")
             }
             try checkMethods()
+            try checkMethodConfigs(c.scoped(to: ppoSchema, prefix: "rl.", shared: shared))
+        }
+
+        /// Every method's PPO configuration is built once at load (placeholder paths), so that an
+        /// override or a combination PPO refuses stops the study before its first stage.
+        func checkMethodConfigs(_ ppo: ResolvedConfig) throws {
+            let setup = SeedSetup(
+                folder: "/study/seed", sftModel: "/study/sft", proxies: (1...proxies).map { "/study/proxy\($0)" },
+                genrmFair: "/study/genrm", genrmGold: "/study/genrm-gold", heldoutPairs: "/study/heldout.jsonl")
+            for spec in methods {
+                do {
+                    _ = try PPOConfig(
+                        methodConfig(
+                            spec, setup: setup, study: self,
+                            base: ppo.with(RunSettings.out, ConfigPath("/study/seed/\(spec)"))))
+                } catch { throw ConfigError("'study.methods': \(spec): \(error)") }
+            }
         }
 
         /// study.methods: known names with valid overrides, none twice (proxy and proxy1 are the same method).
@@ -393,7 +410,8 @@ public enum OverOptimisation {
         var result = Result(method: spec.description, seed: seed, runFolder: out)
         if transport.rank == 0 {
             try result.summarise(
-                metrics: "\(out)/metrics.jsonl", trained: "reward_\(method.trainedSource)_mean", smooth: study.smooth)
+                metrics: "\(out)/metrics.jsonl", trained: "reward_\(method.trainedSource)_mean", smooth: study.smooth,
+                arms: [.laser, .random].contains(method.selection) ? method.heads(of: study.proxies).count : nil)
         }
         result.seconds = Date().timeIntervalSince(started)
         return result

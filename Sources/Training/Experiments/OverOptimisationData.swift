@@ -41,6 +41,11 @@ extension OverOptimisation {
     /// (the fair GenRM: the proxies' label budget and noise).
     static func writeHybridData(_ task: ArithTask, study: Settings, seed: UInt64, folder: String) throws {
         let all = task.judgements(task.train, salt: 4)
+        guard study.genrmJudgements <= all.count else {
+            throw ConfigError(
+                "'study.genrm_judgements' (\(study.genrmJudgements)) is more than the \(all.count) training problems "
+                    + "have judgements")
+        }
         try JSONL.write(all, to: "\(folder)/judge.jsonl")
         try JSONL.write(
             budgetJudgements(all, count: study.genrmJudgements, noise: study.noise, seed: seed),
@@ -97,7 +102,7 @@ extension OverOptimisation {
             temperature: study.temperature, maxNewTokens: maxNew)
         var jobs = files.enumerated().map { k, file in
             PairJob(
-                file: file, problems: study.proxySlices.problems(task.train, proxy: k, of: files.count),
+                file: file, problems: study.proxySlices.problems(task.train, proxy: k, of: study.proxies),
                 count: study.pairs, noise: study.noise, salt: UInt64(k))
         }
         if let heldout {

@@ -13,11 +13,17 @@ extension OverOptimisation {
     struct MatchedKL {
         let results: [Result], methods: [String]
         let kl: Double
+        /// The run whose highest KL is K* (the one that moved least).
+        let setBy: String
+
+        enum Verdict: String { case helps, hurts, notShown = "not shown", baseline, unknown = "—" }
 
         init(results: [Result], methods: [String]) {
             self.results = results
             self.methods = methods
-            kl = results.map { $0.klCurve.max() ?? 0 }.min() ?? 0
+            let least = results.min { ($0.klCurve.max() ?? 0) < ($1.klCurve.max() ?? 0) }
+            kl = least?.klCurve.max() ?? 0
+            setBy = least.map { "\($0.method), seed \($0.seed)" } ?? "—"
         }
 
         /// Gold at the first smoothed KL ≥ `target` (linear between the iterations around it).
@@ -42,6 +48,7 @@ extension OverOptimisation {
             return area / target
         }
 
+        /// One method's runs that reach K*: their seeds, gold at K* and mean gold up to it (aligned).
         struct Row {
             var method: String, seeds: [Int]
             var goldAtKL: [Double], meanGold: [Double]
@@ -51,11 +58,13 @@ extension OverOptimisation {
 
         var rows: [Row] {
             methods.map { m in
-                let runs = results.filter { $0.method == m }
-                return Row(
-                    method: m, seeds: runs.map(\.seed),
-                    goldAtKL: runs.compactMap { Self.gold(at: kl, kl: $0.klCurve, gold: $0.goldCurve) },
-                    meanGold: runs.compactMap { Self.meanGold(upTo: kl, kl: $0.klCurve, gold: $0.goldCurve) })
+                let runs = results.filter { $0.method == m }.compactMap { r -> (Int, Double, Double)? in
+                    guard let g = Self.gold(at: kl, kl: r.klCurve, gold: r.goldCurve),
+                        let a = Self.meanGold(upTo: kl, kl: r.klCurve, gold: r.goldCurve)
+                    else { return nil }
+                    return (r.seed, g, a)
+                }
+                return Row(method: m, seeds: runs.map(\.0), goldAtKL: runs.map(\.1), meanGold: runs.map(\.2))
             }
         }
 
@@ -64,7 +73,9 @@ extension OverOptimisation {
             rows.filter { Method(name: $0.method).map { if case .proxy = $0 { true } else { false } } ?? false }
                 .max { $0.at.mean < $1.at.mean }
         }
-        var ensemble: Row? { rows.first { $0.method == "ensemble" } }
+        var ensemble: Row? { rows.first { $0.method == Method.ensemble.description } }
+        /// Proxy 1, on which R2M, verifier_proxy and the hybrid's best-of-N are built.
+        var firstProxy: Row? { rows.first { $0.method == Method.proxy(1).description } }
 
         /// Per seed `row` − `baseline` at K*, mean and 95% half-width (seeds both ran).
         func paired(_ row: Row, _ baseline: Row) -> (mean: Double, halfWidth: Double)? {
@@ -74,26 +85,66 @@ extension OverOptimisation {
         }
 
         /// Whether `row`'s interval lies wholly above the best proxy's and the ensemble's.
-        func verdict(_ row: Row) -> String {
-            guard let best = bestProxy, let ens = ensemble else { return "—" }
-            if row.method == best.method || row.method == ens.method { return "baseline" }
+        func verdict(_ row: Row) -> Verdict {
+            guard let best = bestProxy, let ens = ensemble else { return .unknown }
+            if row.method == best.method || row.method == ens.method { return .baseline }
             let low = row.at.mean - row.at.halfWidth
             let above = [best, ens].allSatisfy { low > $0.at.mean + $0.at.halfWidth }
             let below = [best, ens].allSatisfy { row.at.mean + row.at.halfWidth < $0.at.mean - $0.at.halfWidth }
-            return above ? "helps" : below ? "hurts" : "not shown"
+            return above ? .helps : below ? .hurts : .notShown
+        }
+
+        /// KL levels of the Gao-style table: gold at each, over the seeds whose run reaches it.
+        static let levels = [0.05, 0.1, 0.25, 0.5, 1, 2, 4]
+
+        /// Gold at `level` per method: mean, 95% half-width and the runs that reach it.
+        func goldAt(level: Double) -> [(method: String, mean: Double, halfWidth: Double, runs: Int, of: Int)] {
+            methods.map { m in
+                let runs = results.filter { $0.method == m }
+                let gold = runs.compactMap { Self.gold(at: level, kl: $0.klCurve, gold: $0.goldCurve) }
+                let (mean, half) = Statistics.meanAndInterval95(gold)
+                return (m, mean, half, gold.count, runs.count)
+            }
+        }
+
+        /// Gold at each KL level, methods as rows; a cell needs every seed's run to reach the level.
+        var levelsMarkdown: String {
+            var out =
+                "\nGold at fixed KL (mean ± 95% t-interval over the seeds; — where a seed's run never reaches it):\n\n"
+            out += "| method | " + Self.levels.map { "KL \($0)" }.joined(separator: " | ") + " |\n"
+            out += "|---|" + Self.levels.map { _ in "---|" }.joined() + "\n"
+            let columns = Self.levels.map { goldAt(level: $0) }
+            for (i, m) in methods.enumerated() {
+                let cells = columns.map { c -> String in
+                    let v = c[i]
+                    return v.runs == v.of && v.runs > 0 ? String(format: "%.3f ± %.3f", v.mean, v.halfWidth) : "—"
+                }
+                out += "| \(m) | " + cells.joined(separator: " | ") + " |\n"
+            }
+            return out
         }
 
         var json: [String: Any] {
             [
-                "kl": kl, "best_proxy": bestProxy?.method ?? "",
+                "levels": Self.levels.map { level in
+                    [
+                        "kl": level,
+                        "methods": goldAt(level: level).map {
+                            ["method": $0.method, "mean": $0.mean, "ci95": $0.halfWidth, "runs": $0.runs, "of": $0.of]
+                                as [String: Any]
+                        },
+                    ] as [String: Any]
+                },
+                "kl": kl, "kl_set_by": setBy, "best_proxy": bestProxy?.method ?? "",
                 "methods": rows.map { r -> [String: Any] in
                     var j: [String: Any] = [
                         "method": r.method, "seeds": r.seeds, "gold_at_kl": r.goldAtKL, "gold_at_kl_mean": r.at.mean,
                         "gold_at_kl_ci95": r.at.halfWidth, "mean_gold_to_kl": r.meanGold,
                         "mean_gold_to_kl_mean": r.area.mean, "mean_gold_to_kl_ci95": r.area.halfWidth,
-                        "verdict": verdict(r),
+                        "verdict": verdict(r).rawValue,
                     ]
                     if let b = bestProxy, let d = paired(r, b) { j["vs_best_proxy"] = [d.mean, d.halfWidth] }
+                    if let p = firstProxy, let d = paired(r, p) { j["vs_proxy"] = [d.mean, d.halfWidth] }
                     if let e = ensemble, let d = paired(r, e) { j["vs_ensemble"] = [d.mean, d.halfWidth] }
                     return j
                 },
@@ -110,14 +161,16 @@ extension OverOptimisation {
             }
             var out =
                 String(format: "Gold at matched KL K* = %.3f", kl)
-                + " (the highest KL every run reaches), mean ± 95% t-interval over the seeds; differences are paired "
-                + "by seed. Best single proxy: \(bestProxy?.method ?? "—").\n\n"
-            out += "| method | seeds | gold at K* | mean gold over KL ≤ K* | vs best proxy | vs ensemble | verdict |\n"
-            out += "|---|---|---|---|---|---|---|\n"
+                + " (the highest KL every run reaches; set by \(setBy)), mean ± 95% t-interval over the seeds; "
+                + "differences are paired by seed (proxy: proxy 1, the base of R2M, verifier_proxy and the hybrid's "
+                + "best-of-N). Best single proxy: \(bestProxy?.method ?? "—").\n\n"
+            out += "| method | seeds | gold at K* | mean gold over KL ≤ K* | vs best proxy | vs ensemble | vs proxy | "
+            out += "verdict |\n|---|---|---|---|---|---|---|---|\n"
             for r in rows {
                 let vsBest = bestProxy.flatMap { paired(r, $0) }, vsEns = ensemble.flatMap { paired(r, $0) }
+                let vsProxy = firstProxy.flatMap { paired(r, $0) }
                 out += "| \(r.method) | \(r.goldAtKL.count) | \(cell(r.at)) | \(cell(r.area)) | \(signed(vsBest)) | "
-                out += "\(signed(vsEns)) | \(verdict(r)) |\n"
+                out += "\(signed(vsEns)) | \(signed(vsProxy)) | \(verdict(r).rawValue) |\n"
             }
             return out
         }

@@ -119,6 +119,12 @@ extension OverOptimisation {
                 if Settings.setByMethods.contains("rl." + key) {
                     throw ConfigError("'study.methods': '\(text)' sets '\(key)', which each method sets itself")
                 }
+                // The seed, folders, data and starting model are the study's, shared by its methods.
+                if shared.contains(key) || key.hasPrefix("data.") || key.hasPrefix("model.") {
+                    throw ConfigError(
+                        "'study.methods': '\(text)' sets '\(key)', which the study sets for every method (only "
+                            + "PPO's own keys may differ)")
+                }
             }
             do { _ = try ppo.overriding(overrides) } catch {
                 throw ConfigError("'study.methods': '\(text)': \(error)")

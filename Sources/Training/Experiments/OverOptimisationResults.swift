@@ -43,7 +43,8 @@ extension OverOptimisation {
         }
 
         /// Gold and trained reward against KL from PPO's metrics.jsonl, each a trailing mean over `smooth` iterations.
-        mutating func summarise(metrics path: String, trained: String, smooth w: Int) throws {
+        /// `arms`: the arms LASeR or the random baseline chooses among (the counts' length).
+        mutating func summarise(metrics path: String, trained: String, smooth w: Int, arms: Int? = nil) throws {
             let all = try JSONL.objects(path: path).map(\.object)
             exactMatchFinal = all.last { $0["exact_match"] != nil }?["exact_match"] as? Double
             let lines = all.filter { $0["gold_mean"] != nil }
@@ -65,11 +66,15 @@ extension OverOptimisation {
             goldPeak = gold.max()!
             goldFinal = gold.last!
             proxyFinal = smoothed(try column(trained)).last!
-            klCurve = smoothed(try column("kl"))
-            goldCurve = gold
-            klFinal = klCurve.last!
-            let arms = lines.compactMap { ($0["laser_arm"] as? Double).map { Int($0) } }
-            if let top = arms.max() { armCounts = (0...top).map { k in arms.filter { $0 == k }.count } }
+            klFinal = smoothed(try column("kl")).last!
+            // The matched-KL curves: the iterations logging both, so that the two stay aligned.
+            let both = lines.compactMap { l in
+                (l["kl"] as? Double).flatMap { k in (l["gold_mean"] as? Double).map { (k, $0) } }
+            }
+            klCurve = smoothed(both.map(\.0))
+            goldCurve = smoothed(both.map(\.1))
+            let chosen = lines.compactMap { ($0["laser_arm"] as? Double).map { Int($0) } }
+            if let arms, arms > 0 { armCounts = (0..<arms).map { k in chosen.filter { $0 == k }.count } }
             let before = all.compactMap { $0["r2m_heldout_acc_before"] as? Double }
             let after = all.compactMap { $0["r2m_heldout_acc_after"] as? Double }
             if let first = before.first {
@@ -161,7 +166,7 @@ extension OverOptimisation {
         /// per method) and gold-at-matched-kl.svg (each method's gold at the matched KL, 95% interval).
         func write() throws {
             let matched = MatchedKL(results: results, methods: methods)
-            try (markdown + "\n" + matched.markdown + armMarkdown).write(
+            try (markdown + "\n" + matched.markdown + matched.levelsMarkdown + armMarkdown).write(
                 toFile: folder + "/summary.md", atomically: true, encoding: .utf8)
             try JSONSerialization.data(
                 withJSONObject: RunFolder.jsonSafe(["methods": summary, "matched_kl": matched.json] as [String: Any]),
@@ -173,5 +178,35 @@ extension OverOptimisation {
             try MetricsChart.svg(series: bands, metric: "gold_mean", x: "kl").write(
                 toFile: folder + "/gold-vs-kl.svg", atomically: true, encoding: .utf8)
         }
+    }
+
+    /// The summary of a finished study's folder made again from its runs' metrics.jsonl (e.g. after
+    /// the summary itself changed): the methods and seeds of `config`, each run's seconds from
+    /// results.jsonl. Writes summary.md, summary.json and the SVGs; returns the study.
+    public static func summariseAgain(folder: String, config: ResolvedConfig) throws -> Study {
+        let study = try Settings(config)
+        let recorded = (try? JSONL.objects(path: folder + "/results.jsonl").map(\.object)) ?? []
+        var results: [Result] = []
+        for seed in study.seeds {
+            for spec in study.methods {
+                let run = "\(folder)/seed-\(seed)/\(spec)"
+                guard FileManager.default.fileExists(atPath: run + "/metrics.jsonl") else {
+                    throw TrainingError("\(run): no metrics.jsonl (the study has no such run)")
+                }
+                var r = Result(method: spec.description, seed: seed, runFolder: run)
+                let method = spec.method
+                try r.summarise(
+                    metrics: run + "/metrics.jsonl", trained: "reward_\(method.trainedSource)_mean",
+                    smooth: study.smooth,
+                    arms: [.laser, .random].contains(method.selection) ? method.heads(of: study.proxies).count : nil)
+                r.seconds =
+                    recorded.first { $0["method"] as? String == spec.description && $0["seed"] as? Int == seed }?[
+                        "seconds"] as? Double ?? 0
+                results.append(r)
+            }
+        }
+        let summary = Study(folder: folder, results: results, methods: study.methods.map(\.description))
+        try summary.write()
+        return summary
     }
 }

@@ -132,10 +132,10 @@ public struct PPOSettings: Sendable {
     }
 }
 
-/// Pre-PPO prompt selection and the task-priority curriculum (Shen et al. 2025).
 /// Which prompts Pre-PPO keeps.
 public enum PrePPORule: String, ConfigChoice { case hardest, random }
 
+/// Pre-PPO prompt selection and the task-priority curriculum (Shen et al. 2025).
 public struct PromptSelectionSettings: Sendable {
     static let keep = Key<Double>(
         "prepo.keep", 0,
@@ -305,6 +305,12 @@ public struct PPOConfig: Sendable {
         try check(
             promptSelection.rule == .hardest || promptSelection.keep > 0,
             "'prepo.rule' random keeps a random prepo.keep share of the candidates, but prepo.keep is 0 (off)")
+        try check(
+            rewards.proxyTasks.isEmpty || rewards.hybrid != 0,
+            "'rewards.proxy_tasks' routes the hybrid reward's prompts, but rewards.hybrid is 0 (off)")
+        try check(
+            laser.rawFirstReward || rewards.selection == .laser,
+            "'laser.raw_first_reward' is LASeR's bandit rule, but rewards.selection is \(rewards.selection.rawValue)")
     }
 
     /// What the reward sources read.

@@ -190,19 +190,27 @@ final class HydraPairs {
     }
 
     /// σ(r) of every held-out response, by prompt class (closed / open-ended): the reward-collapse
-    /// paper's histograms (Song et al. 2023, §3.2), and the pairwise accuracy.
-    func evaluate(trunk: any CausalLM) throws -> (accuracy: Double, rewards: [String: [Double]])? {
-        guard !evalPairs.isEmpty else { return nil }
-        var correct = 0, total = 0
+    /// paper's histograms (Song et al. 2023, §3.2), and the pairwise accuracy; `training`: of the
+    /// training rankings instead (whether the model interpolates them, the paper's regime).
+    /// `orderKept`: the share of pairs whose σ(r) is not inverted by more than 0.01 — the order up to
+    /// ties, which a saturating utility (x) leaves among responses it pushes to the same end.
+    func evaluate(trunk: any CausalLM, training: Bool = false) throws -> (
+        accuracy: Double, orderKept: Double, rewards: [String: [Double]]
+    )? {
+        let set = training ? pairs : evalPairs
+        guard !set.isEmpty else { return nil }
+        var correct = 0, kept = 0, total = 0
         var rewards: [String: [Double]] = [:]
-        for start in stride(from: 0, to: evalPairs.count, by: 16) {
-            let chunk = Array(evalPairs[start..<min(start + 16, evalPairs.count)])
+        for start in stride(from: 0, to: set.count, by: 16) {
+            let chunk = Array(set[start..<min(start + 16, set.count)])
             let r = try scores(trunk: trunk, chunk.flatMap(\.ranked)).values
             var first = 0
             for group in chunk {
                 for (i, j) in group.orderedPairs {
                     total += 1
                     if r[first + i] > r[first + j] { correct += 1 }
+                    let si = 1 / (1 + exp(-Double(r[first + i]))), sj = 1 / (1 + exp(-Double(r[first + j])))
+                    if si > sj - 0.01 { kept += 1 }
                 }
                 rewards[group.openEnded ? "open-ended" : "closed", default: []] += (0..<group.ranked.count).map {
                     1 / (1 + exp(-Double(r[first + $0])))
@@ -210,7 +218,7 @@ final class HydraPairs {
                 first += group.ranked.count
             }
         }
-        return (Double(correct) / Double(total), rewards)
+        return (Double(correct) / Double(total), Double(kept) / Double(total), rewards)
     }
 
     /// Share of held-out ordered pairs the reward head ranks correctly.

@@ -89,7 +89,7 @@ final class SFTSession {
     let accumulation: Int, totalSteps: Int
     var state: TrainingState
     var steps: [String: LanguageModelStep] = [:]
-    var lastRewardAccuracy: Double?
+    var lastRewardAccuracy: Double?, lastTrainRewardAccuracy: Double?, lastTrainOrderKept: Double?
     /// Where the run is, for failure reports (`rank r (sft, step s): reason`).
     var context: FailureContext
     /// The evaluations before the first step and after the last one evaluated.
@@ -367,10 +367,16 @@ final class SFTSession {
             record.evalLoss = r.loss
         }
         record.exactMatch = r.exactMatch
-        if let (accuracy, rewards) = try hydra?.evaluate(trunk: trunk) {
+        if let (accuracy, _, rewards) = try hydra?.evaluate(trunk: trunk) {
             record.rewardAccuracy = accuracy
             lastRewardAccuracy = accuracy
             try RewardHistograms(step: step, rewards: rewards).write(folder: folder)
+        }
+        if c.data.task == .collapse, let (accuracy, kept, _) = try hydra?.evaluate(trunk: trunk, training: true) {
+            record.trainRewardAccuracy = accuracy
+            record.trainOrderKept = kept
+            lastTrainRewardAccuracy = accuracy
+            lastTrainOrderKept = kept
         }
         try folder.append(record)
         return r

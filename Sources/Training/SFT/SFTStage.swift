@@ -16,6 +16,10 @@ public struct SFTResult: Sendable {
     public var lastCheckpoint: String?
     /// Hydra-SFT: held-out pairwise accuracy of the reward head at the last evaluation.
     public var rewardAccuracy: Double?
+    /// data.task collapse: the pairwise accuracy on the training rankings at the last evaluation.
+    public var trainRewardAccuracy: Double?
+    /// … and the share whose σ(r) is not inverted by more than 0.01 (the order up to ties).
+    public var trainOrderKept: Double?
 }
 
 /// Supervised fine-tuning: next-token loss on completions, AdamW with warm-up + cosine,
@@ -108,7 +112,8 @@ public final class SFTStage {
         let saved = try await StageLoop(stage: s, transport: transport, say: say).run()
         return SFTResult(
             runFolder: s.folder.path, steps: s.totalSteps, initialEval: s.initialEval, finalEval: s.lastEval,
-            lastCheckpoint: saved ?? Checkpoints.newest(in: s.folder.checkpoints), rewardAccuracy: s.lastRewardAccuracy)
+            lastCheckpoint: saved ?? Checkpoints.newest(in: s.folder.checkpoints), rewardAccuracy: s.lastRewardAccuracy,
+            trainRewardAccuracy: s.lastTrainRewardAccuracy, trainOrderKept: s.lastTrainOrderKept)
     }
 }
 
@@ -177,12 +182,14 @@ struct SFTStepReport: StepReport {
 /// An SFT-family evaluation's metrics line.
 struct SFTEvalRecord: MetricsRecord {
     let step: Int
-    var evalLoss: Double?, exactMatch: Double?, rewardAccuracy: Double?
+    var evalLoss: Double?, exactMatch: Double?, rewardAccuracy: Double?, trainRewardAccuracy: Double?
+    var trainOrderKept: Double?
 
     init(step: Int) { self.step = step }
 
     enum CodingKeys: String, CodingKey {
         case step
         case evalLoss = "eval_loss", exactMatch = "exact_match", rewardAccuracy = "reward_accuracy"
+        case trainRewardAccuracy = "train_reward_accuracy", trainOrderKept = "train_order_kept"
     }
 }

@@ -208,6 +208,10 @@ public struct DataSettings: Sendable {
         "data.flaw_share", 0.6, "arith: share of eligible demos that carry the flaw", .within(0, 1))
     static let evalSize = Key<Int>(
         "data.eval_size", 500, "held-out examples: arith (a, b) pairs, ifeval prompts, collapse prompts", .positive)
+    static let collapsePrompts = Key<Int>(
+        "data.collapse_prompts", 2000,
+        "collapse: training prompts (half open-ended); fewer let a reward model interpolate their rankings",
+        .positive)
     static let train = Key<ConfigPath>("data.train", "", "training JSONL (when no task)")
     static let eval = Key<ConfigPath>("data.eval", "", "evaluation JSONL (when no task)")
     static let prefs = Key<ConfigPath>("data.prefs", "", "preference pairs JSONL for Hydra-SFT (when no task)")
@@ -228,11 +232,11 @@ public struct DataSettings: Sendable {
     static let keys =
         [
             task.declaration, seed.declaration, flaw.declaration, flawShare.declaration, evalSize.declaration,
-            train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration, skipTooLong.declaration,
-            allowReplacement.declaration,
+            collapsePrompts.declaration, train.declaration, eval.declaration, prefs.declaration, evalPrefs.declaration,
+            skipTooLong.declaration, allowReplacement.declaration,
         ] + fieldKeys.map(\.declaration)
 
-    public var task: DataTask, seed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int
+    public var task: DataTask, seed: UInt64, flaw: ArithFlaw, flawShare: Double, evalSize: Int, collapsePrompts: Int
     public var train: String, eval: String, prefs: String, evalPrefs: String
     public var skipTooLong: Bool, allowReplacement: Bool
     /// How the data files name our fields.
@@ -261,6 +265,10 @@ public struct DataSettings: Sendable {
         flaw = c[Self.flaw]
         flawShare = c[Self.flawShare]
         evalSize = c[Self.evalSize]
+        collapsePrompts = c.optional(Self.collapsePrompts) ?? Self.collapsePrompts.defaultValue
+        if c.isSet(Self.collapsePrompts.path) && task != .collapse {
+            throw ConfigError("'data.collapse_prompts' sizes data.task collapse, but data.task is '\(task.rawValue)'")
+        }
         train = c.optional(Self.train)?.path ?? ""
         eval = c.optional(Self.eval)?.path ?? ""
         prefs = c.optional(Self.prefs)?.path ?? ""
@@ -273,7 +281,7 @@ public struct DataSettings: Sendable {
     public var arithTask: ArithTask { ArithTask(seed: seed, flaw: flaw, flawShare: flawShare, evalSize: evalSize) }
     /// The ifeval task these settings describe.
     public var ifevalTask: IFEvalTask { IFEvalTask(seed: seed, evalSize: evalSize) }
-    public var collapseTask: CollapseTask { CollapseTask(seed: seed, evalPrompts: evalSize) }
+    public var collapseTask: CollapseTask { CollapseTask(seed: seed, prompts: collapsePrompts, evalPrompts: evalSize) }
 }
 
 /// Optimisation of the supervised stages (sft, hydra-sft, rm, dpo).
