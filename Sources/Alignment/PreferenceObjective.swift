@@ -201,7 +201,8 @@ extension PreferenceLosses {
     /// CPL-BC as the official code runs it (Hejna et al. 2024, jhejna/cpl: research/algs/cpl.py with
     /// configs/*/cpl_bc.yaml, docs/algorithms.md §5.2): CPL without the conservative bias
     /// (contrastive_bias λ = 1) plus bc_coeff × the mean −log π over every token of both segments
-    /// (bc_data: all), L = softplus(−(S⁺ − S⁻)) + c_bc · (−Σ log π(a⁺) − Σ log π(a⁻)) / (|σ⁺| + |σ⁻|),
+    /// (bc_data: all), L = softplus(−(S⁺ − S⁻))
+    ///                    + c_bc · (−Σ log π(a⁺) − Σ log π(a⁻)) / (|σ⁺| + |σ⁻|),
     /// S± = α Σ_t γ^t log π(a±_t|s±_t). The official segments all have one length, so its batch mean
     /// is this per-pair mean averaged over pairs. Returns the loss and dL/dlog π per token.
     public static func cplBC(

@@ -30,7 +30,8 @@ public struct PreferenceSettings: Sendable {
         .nonNegative)
     static let cplAlpha = Key<Double>("cpl.alpha", 0.1, "CPL α: the score of a segment is α Σ γ^t log π", .positive)
     static let cplLambda = Key<Double>(
-        "cpl.lambda", 0.5, "CPL conservative bias λ ∈ (0, 1] on the rejected segment's score (cpl; cpl_bc has λ = 1)",
+        "cpl.lambda", 0.5,
+        "CPL conservative bias λ ∈ (0, 1] on the rejected segment's score (cpl; cpl_bc has λ = 1)",
         .above(0, upTo: 1))
     static let cplGamma = Key<Double>("cpl.gamma", 1, "CPL per-token discount γ", .above(0, upTo: 1))
     static let cplBCCoef = Key<Double>(

@@ -110,7 +110,8 @@ extension OverOptimisation {
         /// Gold at each KL level, methods as rows; a cell needs every seed's run to reach the level.
         var levelsMarkdown: String {
             var out =
-                "\nGold at fixed KL (mean ± 95% t-interval over the seeds; — where a seed's run never reaches it):\n\n"
+                "\nGold at fixed KL (mean ± 95% t-interval over the seeds; — where a seed's run never "
+                + "reaches it):\n\n"
             out += "| method | " + Self.levels.map { "KL \($0)" }.joined(separator: " | ") + " |\n"
             out += "|---|" + Self.levels.map { _ in "---|" }.joined() + "\n"
             let columns = Self.levels.map { goldAt(level: $0) }
@@ -164,7 +165,8 @@ extension OverOptimisation {
                 + " (the highest KL every run reaches; set by \(setBy)), mean ± 95% t-interval over the seeds; "
                 + "differences are paired by seed (proxy: proxy 1, the base of R2M, verifier_proxy and the hybrid's "
                 + "best-of-N). Best single proxy: \(bestProxy?.method ?? "—").\n\n"
-            out += "| method | seeds | gold at K* | mean gold over KL ≤ K* | vs best proxy | vs ensemble | vs proxy | "
+            out += "| method | seeds | gold at K* | mean gold over KL ≤ K* | vs best proxy | vs ensemble | "
+            out += "vs proxy | "
             out += "verdict |\n|---|---|---|---|---|---|---|---|\n"
             for r in rows {
                 let vsBest = bestProxy.flatMap { paired(r, $0) }, vsEns = ensemble.flatMap { paired(r, $0) }
