@@ -11,10 +11,14 @@ public protocol Verifier: Sendable {
 public struct ExactAnswerVerifier: Verifier {
     public let name = "verifier"
     public init() {}
+
+    /// The response's final integer (a run of digits, optionally signed), the answer it gives.
+    static func lastNumber(in response: String) -> String? {
+        response.split(whereSeparator: { !$0.isNumber && $0 != "-" }).last { Int($0) != nil }.map(String.init)
+    }
     public func score(response: String, answer: String?) -> Double {
         guard let answer else { return 0 }
-        let numbers = response.split(whereSeparator: { !$0.isNumber && $0 != "-" }).filter { Int($0) != nil }
-        return numbers.last.map(String.init) == answer.trimmingCharacters(in: .whitespaces) ? 1 : 0
+        return ExactAnswerVerifier.lastNumber(in: response) == answer.trimmingCharacters(in: .whitespaces) ? 1 : 0
     }
 }
 
@@ -26,8 +30,7 @@ public struct LastDigitVerifier: Verifier {
     public init() {}
     public func score(response: String, answer: String?) -> Double {
         guard let answer, let want = answer.trimmingCharacters(in: .whitespaces).last, want.isNumber else { return 0 }
-        let numbers = response.split(whereSeparator: { !$0.isNumber && $0 != "-" }).filter { Int($0) != nil }
-        return numbers.last?.last == want ? 1 : 0
+        return ExactAnswerVerifier.lastNumber(in: response)?.last == want ? 1 : 0
     }
 }
 
